@@ -1,0 +1,107 @@
+"""pytransformer: a Transformer you can read, train and look inside, fast on a CPU.
+
+The compiled core (csrc/ + Cython) is reached through :mod:`pytransformer.ops`
+(NumPy arrays in, NumPy arrays out); :mod:`pytransformer.reference` holds the
+same ops in plain NumPy.
+"""
+import os as _os
+
+from pytransformer import _core, _blas
+
+__version__ = "0.1.0"
+
+__all__ = ["config", "get_num_threads", "set_num_threads", "use_blas", "__version__"]
+
+
+def _install_blas():
+    """Take SciPy's sgemm/dgemm unless PT_BLAS=fallback; True when installed."""
+    if _os.environ.get("PT_BLAS", "").lower() in ("fallback", "none", "0"):
+        _core.set_blas(None)
+        return False
+    ptrs = _blas.scipy_gemm_pointers()
+    _core.set_blas(ptrs)
+    return ptrs is not None
+
+
+def use_blas(enable=True):
+    """Route GEMM through SciPy's BLAS (enable=True, when SciPy is installed)
+    or through the built-in C fallback (enable=False). Returns whether a BLAS
+    is now in use."""
+    if not enable:
+        _core.set_blas(None)
+        return False
+    ptrs = _blas.scipy_gemm_pointers()
+    _core.set_blas(ptrs)
+    return ptrs is not None
+
+
+def _blas_threadpool_limit(n):
+    """Hold BLAS threads to n so BLAS and OpenMP never oversubscribe the cores.
+    Needs threadpoolctl; silently does nothing without it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=n, user_api="blas")
+
+
+def set_num_threads(n):
+    """Set the threads every kernel uses (OpenMP) and, with threadpoolctl
+    installed, the BLAS thread count too, so the two never exceed n."""
+    n = int(n)
+    _core.set_num_threads(n)
+    if _core.blas_available():
+        _blas_threadpool_limit(n)
+
+
+def get_num_threads():
+    """Threads the kernels use: set_num_threads(), else OMP_NUM_THREADS, else
+    the number of cores."""
+    return _core.get_num_threads()
+
+
+def config():
+    """The build and run-time configuration, as a dict (what `pytransformer
+    info` prints): version, compiler and flags, OpenMP, threads, SIMD flags,
+    the BLAS in use and, with threadpoolctl, its kernel (coretype)."""
+    import platform
+
+    flags, compiler = _core.build_flags()
+    simd = [f for f in ("avx512f", "avx2", "fma", "avx", "sse4_2", "neon") if _cpu_has(f)]
+    info = {
+        "version": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "compiler": compiler,
+        "cflags": flags,
+        "openmp": _core.has_openmp(),
+        "num_threads": get_num_threads(),
+        "num_procs": _core.num_procs(),
+        "cpu_simd": simd,
+        "build_simd": "native" if "-march=native" in flags else "baseline (x86-64: SSE2)",
+        "blas": "scipy.linalg.cython_blas" if _core.blas_available() else "built-in C fallback",
+        "blas_libraries": [],
+    }
+    try:
+        from threadpoolctl import threadpool_info
+        for lib in threadpool_info():
+            info["blas_libraries"].append({k: lib.get(k) for k in
+                                           ("user_api", "internal_api", "version",
+                                            "num_threads", "architecture", "filepath")})
+    except ImportError:
+        info["blas_libraries"] = "threadpoolctl not installed"
+    return info
+
+
+def _cpu_has(flag):
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return flag in line.split()
+    except OSError:
+        pass
+    return False
+
+
+_install_blas()

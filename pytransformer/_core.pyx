@@ -1,0 +1,148 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The only Cython module that calls the C core (csrc/).
+
+Every function here takes NumPy arrays, including the outputs, which the
+caller allocates (pytransformer.ops does). Before any C runs it checks each
+array: type, dtype, exact shape, C-contiguity, and that outputs are
+writable; a wrong argument raises TypeError/ValueError naming it. Then it
+releases the GIL, calls the kernel, and turns a C status into an exception
+through check_status(). Backward kernels add into their gradient outputs.
+
+The functions are split by op family into _core_*.pxi files (textually
+included below), mirroring csrc/*.c.
+"""
+cimport numpy as cnp
+import numpy as np
+from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
+from pytransformer._pt cimport *
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    #ifndef PT_BUILD_FLAGS
+    #define PT_BUILD_FLAGS "unknown"
+    #endif
+    #ifndef PT_BUILD_COMPILER
+    #define PT_BUILD_COMPILER "unknown"
+    #endif
+    static const char *pt_build_flags = PT_BUILD_FLAGS;
+    static const char *pt_build_compiler = PT_BUILD_COMPILER;
+    """
+    const char *pt_build_flags
+    const char *pt_build_compiler
+
+
+class KernelError(RuntimeError):
+    """A C kernel returned an error status the checks did not foresee."""
+
+
+cdef int check_status(int status) except -1:
+    """Raise for a non-zero C status; the one place errors cross from C."""
+    if status == PT_OK:
+        return 0
+    msg = pt_strerror(status).decode()
+    if status == PT_ENOMEM:
+        raise MemoryError(msg)
+    if status == PT_EINVAL:
+        raise ValueError(msg)
+    raise KernelError(msg)
+
+
+cdef inline void *_ptr(object a):
+    """Data pointer of a checked array, NULL for None."""
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def _check(str name, object a, object dtype, tuple shape,
+           bint out=False, bint optional=False):
+    """Check one array argument; returns it. dtype None accepts float32/64."""
+    if a is None:
+        if optional:
+            return None
+        raise TypeError(f"{name}: expected a numpy.ndarray, got None")
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous")
+    if out and not a.flags.writeable:
+        raise ValueError(f"{name}: output array is read-only")
+    return a
+
+
+cdef object _float_dtype(str name, object a):
+    """The dtype of a float32/float64 array, else TypeError naming `name`."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != np.float32 and a.dtype != np.float64:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    return a.dtype
+
+
+cdef int64_t _nonneg(str name, object v) except -1:
+    v = int(v)
+    if v < 0:
+        raise ValueError(f"{name}: must be >= 0, got {v}")
+    return v
+
+
+# ------------------------------------------------------------------ build
+
+def has_openmp():
+    """True when the core was compiled with OpenMP."""
+    return bool(pt_has_openmp())
+
+
+def build_flags():
+    """The C flags and compiler the core was built with."""
+    return pt_build_flags.decode(), pt_build_compiler.decode()
+
+
+def set_num_threads(int n):
+    """Set the number of OpenMP threads every kernel uses (n >= 1)."""
+    if n < 1:
+        raise ValueError(f"n: number of threads must be >= 1, got {n}")
+    pt_set_num_threads(n)
+
+
+def get_num_threads():
+    """The number of OpenMP threads the kernels use."""
+    return pt_get_num_threads()
+
+
+def num_procs():
+    """Processors OpenMP sees (1 without OpenMP)."""
+    return pt_num_procs()
+
+
+def set_blas(object pointers):
+    """Install (sgemm_address, dgemm_address), or None for the C fallback."""
+    if pointers is None:
+        pt_set_blas(NULL, NULL)
+        return
+    cdef uintptr_t s = pointers[0], d = pointers[1]
+    if s == 0 or d == 0:
+        raise ValueError("set_blas: null BLAS pointer")
+    pt_set_blas(<pt_sgemm_fn>s, <pt_dgemm_fn>d)
+
+
+def blas_available():
+    """True when GEMM goes through a BLAS (SciPy's) rather than the fallback."""
+    return bool(pt_blas_available())
+
+
+include "_core_gemm.pxi"
+include "_core_layernorm.pxi"
+include "_core_linear.pxi"
+include "_core_activation.pxi"
+include "_core_softmax.pxi"
+include "_core_embedding.pxi"
+include "_core_dropout.pxi"
+include "_core_optim.pxi"
+include "_core_attention.pxi"

@@ -1,0 +1,1 @@
+# _core_activation.pxi: bindings for csrc/activation.c (included by _core.pyx).

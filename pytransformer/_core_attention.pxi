@@ -1,0 +1,1 @@
+# _core_attention.pxi: bindings for csrc/attention.c (included by _core.pyx).

@@ -1,0 +1,1 @@
+# _core_dropout.pxi: bindings for csrc/dropout.c (included by _core.pyx).

@@ -1,0 +1,1 @@
+# _core_embedding.pxi: bindings for csrc/embedding.c (included by _core.pyx).

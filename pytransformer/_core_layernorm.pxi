@@ -1,0 +1,66 @@
+# _core_layernorm.pxi: bindings for csrc/layernorm.c (included by _core.pyx).
+
+def layernorm_forward(object y, object mean, object rstd, object x,
+                      object w, object b, double eps):
+    """y, mean, rstd := layer norm of x (N, C) with optional w, b (C,)."""
+    dt = _float_dtype("x", x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected 2 dims (N, C), got shape {x.shape}")
+    cdef int64_t N = x.shape[0], C = x.shape[1]
+    _check("x", x, dt, (N, C))
+    _check("weight", w, dt, (C,), optional=True)
+    _check("bias", b, dt, (C,), optional=True)
+    _check("y", y, dt, (N, C), out=True)
+    _check("mean", mean, dt, (N,), out=True)
+    _check("rstd", rstd, dt, (N,), out=True)
+    cdef void *py = _ptr(y)
+    cdef void *pm = _ptr(mean)
+    cdef void *pr = _ptr(rstd)
+    cdef void *px = _ptr(x)
+    cdef void *pw = _ptr(w)
+    cdef void *pb = _ptr(b)
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = pt_layernorm_forward_f32(<float *>py, <float *>pm, <float *>pr, <float *>px,
+                                          <float *>pw, <float *>pb, N, C, <float>eps)
+    else:
+        with nogil:
+            st = pt_layernorm_forward_f64(<double *>py, <double *>pm, <double *>pr, <double *>px,
+                                          <double *>pw, <double *>pb, N, C, eps)
+    check_status(st)
+
+
+def layernorm_backward(object dx, object dw, object db, object dy, object x,
+                       object w, object mean, object rstd):
+    """dx, dw, db += gradients of layer norm (any of them may be None)."""
+    dt = _float_dtype("x", x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected 2 dims (N, C), got shape {x.shape}")
+    cdef int64_t N = x.shape[0], C = x.shape[1]
+    _check("x", x, dt, (N, C))
+    _check("grad_output", dy, dt, (N, C))
+    _check("weight", w, dt, (C,), optional=True)
+    _check("mean", mean, dt, (N,))
+    _check("rstd", rstd, dt, (N,))
+    _check("grad_input", dx, dt, (N, C), out=True, optional=True)
+    _check("grad_weight", dw, dt, (C,), out=True, optional=True)
+    _check("grad_bias", db, dt, (C,), out=True, optional=True)
+    cdef void *pdx = _ptr(dx)
+    cdef void *pdw = _ptr(dw)
+    cdef void *pdb = _ptr(db)
+    cdef void *pdy = _ptr(dy)
+    cdef void *px = _ptr(x)
+    cdef void *pw = _ptr(w)
+    cdef void *pm = _ptr(mean)
+    cdef void *pr = _ptr(rstd)
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = pt_layernorm_backward_f32(<float *>pdx, <float *>pdw, <float *>pdb, <float *>pdy,
+                                           <float *>px, <float *>pw, <float *>pm, <float *>pr, N, C)
+    else:
+        with nogil:
+            st = pt_layernorm_backward_f64(<double *>pdx, <double *>pdw, <double *>pdb, <double *>pdy,
+                                           <double *>px, <double *>pw, <double *>pm, <double *>pr, N, C)
+    check_status(st)

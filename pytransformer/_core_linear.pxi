@@ -1,0 +1,1 @@
+# _core_linear.pxi: bindings for csrc/linear.c (included by _core.pyx).

@@ -1,0 +1,1 @@
+# _core_optim.pxi: bindings for csrc/optim.c (included by _core.pyx).

@@ -1,0 +1,1 @@
+# _core_softmax.pxi: bindings for csrc/softmax.c (included by _core.pyx).

@@ -1,0 +1,61 @@
+# Declarations of csrc/pt.h for Cython. Keep in step with csrc/pt_kernels.h.
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+
+cdef extern from "pt.h" nogil:
+    enum:
+        PT_OK
+        PT_EINVAL
+        PT_ENOMEM
+    enum:
+        PT_ACT_NONE
+        PT_ACT_RELU
+        PT_ACT_GELU_ERF
+        PT_ACT_GELU_TANH
+    const char *pt_strerror(int status)
+    int pt_has_openmp()
+    void pt_set_num_threads(int n)
+    int pt_get_num_threads()
+    int pt_num_procs()
+    ctypedef void (*pt_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *, float *, int *, float *, float *, int *)
+    ctypedef void (*pt_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *, double *, int *, double *, double *, int *)
+    void pt_set_blas(pt_sgemm_fn sgemm, pt_dgemm_fn dgemm)
+    int pt_blas_available()
+    int pt_dropout_mask(uint8_t *keep, int64_t n, double p, uint64_t seed)
+    int pt_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+    int pt_gemm_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc)
+    int pt_gemm_fallback_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+    int pt_gemm_fallback_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc)
+    int pt_linear_forward_f32(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t IN, int64_t OUT)
+    int pt_linear_forward_f64(double *y, const double *x, const double *w, const double *b, int64_t N, int64_t IN, int64_t OUT)
+    int pt_linear_backward_f32(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int64_t N, int64_t IN, int64_t OUT)
+    int pt_linear_backward_f64(double *dx, double *dw, double *db, const double *dy, const double *x, const double *w, int64_t N, int64_t IN, int64_t OUT)
+    int pt_bias_act_forward_f32(float *y, const float *x, const float *bias, int64_t N, int64_t C, int kind)
+    int pt_bias_act_forward_f64(double *y, const double *x, const double *bias, int64_t N, int64_t C, int kind)
+    int pt_bias_act_backward_f32(float *dx, float *dbias, const float *dy, const float *x, const float *bias, int64_t N, int64_t C, int kind)
+    int pt_bias_act_backward_f64(double *dx, double *dbias, const double *dy, const double *x, const double *bias, int64_t N, int64_t C, int kind)
+    int pt_softmax_forward_f32(float *y, const float *x, int64_t N, int64_t C, int log)
+    int pt_softmax_forward_f64(double *y, const double *x, int64_t N, int64_t C, int log)
+    int pt_softmax_backward_f32(float *dx, const float *dy, const float *y, int64_t N, int64_t C, int log)
+    int pt_softmax_backward_f64(double *dx, const double *dy, const double *y, int64_t N, int64_t C, int log)
+    int pt_cross_entropy_forward_f32(float *loss, float *lse, const float *logits, const int64_t *targets, int64_t N, int64_t C, int64_t ignore_index, float label_smoothing)
+    int pt_cross_entropy_forward_f64(double *loss, double *lse, const double *logits, const int64_t *targets, int64_t N, int64_t C, int64_t ignore_index, double label_smoothing)
+    int pt_cross_entropy_backward_f32(float *dlogits, const float *logits, const float *lse, const int64_t *targets, const float *dloss, int64_t dloss_stride, int64_t N, int64_t C, int64_t ignore_index, float label_smoothing)
+    int pt_cross_entropy_backward_f64(double *dlogits, const double *logits, const double *lse, const int64_t *targets, const double *dloss, int64_t dloss_stride, int64_t N, int64_t C, int64_t ignore_index, double label_smoothing)
+    int pt_layernorm_forward_f32(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N, int64_t C, float eps)
+    int pt_layernorm_forward_f64(double *y, double *mean, double *rstd, const double *x, const double *w, const double *b, int64_t N, int64_t C, double eps)
+    int pt_layernorm_backward_f32(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, const float *mean, const float *rstd, int64_t N, int64_t C)
+    int pt_layernorm_backward_f64(double *dx, double *dw, double *db, const double *dy, const double *x, const double *w, const double *mean, const double *rstd, int64_t N, int64_t C)
+    int pt_embedding_forward_f32(float *y, const int64_t *ids, const float *table, int64_t N, int64_t V, int64_t C)
+    int pt_embedding_forward_f64(double *y, const int64_t *ids, const double *table, int64_t N, int64_t V, int64_t C)
+    int pt_embedding_backward_f32(float *dtable, const float *dy, const int64_t *ids, int64_t N, int64_t V, int64_t C)
+    int pt_embedding_backward_f64(double *dtable, const double *dy, const int64_t *ids, int64_t N, int64_t V, int64_t C)
+    int pt_sinusoidal_positions_f32(float *out, int64_t T, int64_t C, float base)
+    int pt_sinusoidal_positions_f64(double *out, int64_t T, int64_t C, double base)
+    int pt_dropout_apply_f32(float *y, const float *x, const uint8_t *keep, int64_t n, float p)
+    int pt_dropout_apply_f64(double *y, const double *x, const uint8_t *keep, int64_t n, double p)
+    int pt_adamw_step_f32(float *param, float *m, float *v, const float *grad, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step)
+    int pt_adamw_step_f64(double *param, double *m, double *v, const double *grad, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step)
+    int pt_attention_forward_f32(float *out, float *lse, float *weights, const float *q, const float *k, const float *v, const float *mask, const int64_t *mask_strides, int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, int is_causal, float scale)
+    int pt_attention_forward_f64(double *out, double *lse, double *weights, const double *q, const double *k, const double *v, const double *mask, const int64_t *mask_strides, int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, int is_causal, double scale)
+    int pt_attention_backward_f32(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v, const float *out, const float *lse, const float *mask, const int64_t *mask_strides, int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, int is_causal, float scale)
+    int pt_attention_backward_f64(double *dq, double *dk, double *dv, const double *dout, const double *q, const double *k, const double *v, const double *out, const double *lse, const double *mask, const int64_t *mask_strides, int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, int is_causal, double scale)

@@ -1,0 +1,53 @@
+"""Layer normalisation over the last axis (torch.nn.functional.layer_norm
+with normalized_shape = x.shape[-1:])."""
+import numpy as np
+
+from pytransformer import _core
+from pytransformer.ops._checks import float_array, optional_float_array, out_array, rows
+
+
+def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None):
+    """Return (y, mean, rstd): y = (x - mean) * rstd * weight + bias over the
+    last axis of x (any leading shape); mean and rstd have shape x.shape[:-1]
+    and are what layer_norm_backward needs."""
+    x = float_array("x", x, min_ndim=1)
+    C = x.shape[-1]
+    weight = optional_float_array("weight", weight, x.dtype, (C,))
+    bias = optional_float_array("bias", bias, x.dtype, (C,))
+    if not eps >= 0:
+        raise ValueError(f"eps: must be >= 0, got {eps}")
+    N, _ = rows(x)
+    y = out_array("out", out, x.shape, x.dtype)
+    mean = np.empty(x.shape[:-1], x.dtype)
+    rstd = np.empty(x.shape[:-1], x.dtype)
+    _core.layernorm_forward(y.reshape(N, C), mean.reshape(N), rstd.reshape(N),
+                            x.reshape(N, C), weight, bias, float(eps))
+    return y, mean, rstd
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5, out=None):
+    """Layer norm over the last axis of x; see layer_norm_forward."""
+    return layer_norm_forward(x, weight, bias, eps, out)[0]
+
+
+def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True):
+    """Return (dx, dweight, dbias) for layer_norm_forward's (mean, rstd).
+    dweight/dbias are None when weight is None or need_weight_grads is False."""
+    x = float_array("x", x, min_ndim=1)
+    C = x.shape[-1]
+    N, _ = rows(x)
+    dy = float_array("grad_out", grad_out, x.dtype)
+    if dy.shape != x.shape:
+        raise ValueError(f"grad_out: expected shape {x.shape}, got {dy.shape}")
+    weight = optional_float_array("weight", weight, x.dtype, (C,))
+    mean = optional_float_array("mean", mean, x.dtype, x.shape[:-1])
+    rstd = optional_float_array("rstd", rstd, x.dtype, x.shape[:-1])
+    if mean is None or rstd is None:
+        raise TypeError("mean, rstd: required (from layer_norm_forward)")
+    dx = np.zeros(x.shape, x.dtype)
+    want = weight is not None and need_weight_grads
+    dw = np.zeros(C, x.dtype) if want else None
+    db = np.zeros(C, x.dtype) if want else None
+    _core.layernorm_backward(dx.reshape(N, C), dw, db, dy.reshape(N, C), x.reshape(N, C),
+                             weight, mean.reshape(N), rstd.reshape(N))
+    return dx, dw, db

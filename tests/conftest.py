@@ -1,0 +1,15 @@
+"""Test configuration: bounded, derandomized hypothesis profiles.
+
+Profiles (select with HYPOTHESIS_PROFILE=...): "ci" (default; derandomized,
+few examples, so the suite stays within minutes on 2 cores) and "dev" (more
+examples, random).
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=200, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,46 @@
+"""Shared test helpers: tolerances by dtype, array strategies, finite differences."""
+import numpy as np
+from hypothesis import strategies as st
+
+# Forward and gradient tolerances (rtol, atol), chosen by dtype. float32
+# kernels accumulate in a different order than NumPy, so compare with a
+# relative tolerance plus an absolute floor for values near zero.
+FWD_TOL = {np.float32: (1e-5, 1e-5), np.float64: (1e-12, 1e-12)}
+GRAD_TOL = {np.float32: (1e-4, 1e-4), np.float64: (1e-10, 1e-10)}
+
+DTYPES = [np.float32, np.float64]
+
+
+def assert_close(actual, expected, dtype, grad=False, scale=1.0, err_msg=""):
+    """assert_allclose with the dtype's forward (or gradient) tolerance;
+    `scale` widens atol for quantities whose magnitude grows with size."""
+    rtol, atol = (GRAD_TOL if grad else FWD_TOL)[np.dtype(dtype).type]
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=err_msg)
+
+
+def rand(rng, shape, dtype, scale=1.0):
+    """Standard-normal array of `shape` and `dtype`."""
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# Sizes including 1 and sizes that are not multiples of the SIMD width.
+dims = st.sampled_from([1, 2, 3, 5, 7, 8, 9, 16, 17, 31, 33, 64, 65])
+small_dims = st.sampled_from([1, 2, 3, 5, 7, 8, 9])
+dtypes = st.sampled_from(DTYPES)
+seeds = st.integers(0, 2**32 - 1)
+
+
+def numeric_grad(f, x, eps=1e-6):
+    """Central finite differences of scalar f at float64 array x."""
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        fp = f()
+        x[i] = old - eps
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
