@@ -1,0 +1,433 @@
+"""Kernel benchmarks: ours vs the NumPy reference vs PyTorch CPU, in one run.
+
+    python -m bench.kernels [--threads 2] [--quick] [--only attention] [--json out.json]
+    pytransformer bench kernels [same options]
+
+For each case it prints the shape, the median time of each implementation,
+the rate (GFLOP/s for matmul-bound kernels, GB/s for memory-bound ones),
+that rate as a fraction of the machine's peak (theoretical FLOP/s from clock
+and SIMD width; measured copy bandwidth for GB/s), and the ratios
+time(NumPy)/time(ours) and time(PyTorch)/time(ours): above 1 means we are
+faster. PyTorch columns appear when torch (==2.13.0, CPU) is installed.
+
+FLOP counts: attention forward 4*B*H*Tq*Tk*D (halved when causal),
+forward+backward 3x that (the two forward products plus four backward ones;
+recomputation not counted); linear 2*N*IN*OUT, backward twice that.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import pytransformer
+from pytransformer import ops, reference
+from pytransformer.bench import machine
+
+# ------------------------------------------------------------- constants
+THREADS = 2
+REPEATS = 7            # timed runs per implementation (median reported)
+MIN_TIME = 0.2         # seconds: at least this much total timed work
+ATTN_SHAPES = [(8, 8, 128, 64), (4, 8, 512, 64), (1, 8, 2048, 64)]
+LONG_T = 8192          # attention without weights: memory must stay O(T)
+LN_SHAPES = [(4096, 512), (16384, 768)]
+LINEAR = (4096, 512, 2048)     # N, IN, OUT
+FFN = (4096, 512, 2048)        # tokens, d_model, d_ff
+SOFTMAX = (4096, 8192)
+CE = (4096, 8192)
+EMB = ((64, 128), 32000, 512)  # ids shape, vocab, dim
+ADAMW_N = 10_000_000
+
+
+def median_time(fn, repeats=REPEATS, min_time=MIN_TIME):
+    """Median seconds of fn() over >= repeats runs (after one warm-up)."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start < min_time and len(times) < 50):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def try_torch(threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+# ----------------------------------------------------------------- cases
+# Each case builder returns a dict: name, shape, flops or bytes, and
+# implementations {"ours": fn, "numpy": fn or None, "torch": fn or None}.
+
+def attention_cases(torch, quick):
+    shapes = ATTN_SHAPES[:2] if quick else ATTN_SHAPES
+    for (B, H, T, D) in shapes:
+        for causal in (False, True):
+            for backward in (False, True):
+                yield lambda B=B, H=H, T=T, D=D, c=causal, bw=backward: \
+                    _attention_case(torch, B, H, T, D, c, bw)
+
+
+def _attention_case(torch, B, H, T, D, causal, backward):
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((B, H, T, D)).astype(np.float32) for _ in range(3))
+    g = rng.standard_normal((B, H, T, D)).astype(np.float32)
+    flops = 4 * B * H * T * T * D * (0.5 if causal else 1) * (3 if backward else 1)
+
+    def ours():
+        out, lse, _ = ops.attention_forward(q, k, v, is_causal=causal)
+        if backward:
+            ops.attention_backward(g, q, k, v, out, lse, is_causal=causal)
+
+    def numpy_ref():
+        out, _ = reference.attention_forward(q, k, v, is_causal=causal)
+        if backward:
+            reference.attention_backward(g, q, k, v, is_causal=causal)
+
+    impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
+    if torch is not None:
+        tq, tk, tv, tg = (torch.from_numpy(a) for a in (q, k, v, g))
+        F = torch.nn.functional
+
+        def torch_fn():
+            if backward:
+                a, b, c = (t.clone().requires_grad_() for t in (tq, tk, tv))
+                F.scaled_dot_product_attention(a, b, c, is_causal=causal).backward(tg)
+            else:
+                with torch.no_grad():
+                    F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
+        impl["torch"] = torch_fn
+    name = "attention " + ("fwd+bwd" if backward else "fwd") + (" causal" if causal else "")
+    return dict(name=name, shape=f"{B}x{H}x{T}x{D}", flops=flops, impl=impl)
+
+
+def layernorm_cases(torch, quick):
+    for (N, C) in LN_SHAPES:
+        for backward in (False, True):
+            yield lambda N=N, C=C, bw=backward: _layernorm_case(torch, N, C, bw)
+
+
+def _layernorm_case(torch, N, C, backward):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C)).astype(np.float32)
+    w, b = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    g = rng.standard_normal((N, C)).astype(np.float32)
+    y = np.empty_like(x)
+    # bytes: forward reads x, writes y; backward reads x, dy, writes dx.
+    nbytes = x.nbytes * (2 + (3 if backward else 0))
+
+    def ours():
+        _, mean, rstd = ops.layer_norm_forward(x, w, b, out=y)
+        if backward:
+            ops.layer_norm_backward(g, x, w, mean, rstd)
+
+    def numpy_ref():
+        reference.layer_norm(x, w, b)
+        if backward:
+            reference.layer_norm_backward(g, x, w)
+
+    impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
+    if torch is not None:
+        tx, tw, tb, tg = (torch.from_numpy(a) for a in (x, w, b, g))
+        F = torch.nn.functional
+
+        def torch_fn():
+            if backward:
+                a, ww, bb = (t.clone().requires_grad_() for t in (tx, tw, tb))
+                F.layer_norm(a, (C,), ww, bb).backward(tg)
+            else:
+                with torch.no_grad():
+                    F.layer_norm(tx, (C,), tw, tb)
+        impl["torch"] = torch_fn
+    return dict(name="layer_norm " + ("fwd+bwd" if backward else "fwd"), shape=f"{N}x{C}",
+                bytes=nbytes, impl=impl)
+
+
+def linear_case(torch, quick):
+    N, IN, OUT = LINEAR
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, IN)).astype(np.float32)
+    w = rng.standard_normal((OUT, IN)).astype(np.float32)
+    b = rng.standard_normal(OUT).astype(np.float32)
+    y = np.empty((N, OUT), np.float32)
+    impl = {"ours": lambda: ops.linear(x, w, b, out=y),
+            "numpy": lambda: np.add(np.matmul(x, w.T, out=y), b, out=y),
+            "torch": None}
+    if torch is not None:
+        tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+        impl["torch"] = lambda: torch.nn.functional.linear(tx, tw, tb)
+    return dict(name="linear fwd (vs numpy matmul)", shape=f"{N}x{IN}->{OUT}",
+                flops=2 * N * IN * OUT, impl=impl)
+
+
+def ffn_case(torch, quick):
+    N, Dm, Dff = FFN
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, Dm)).astype(np.float32)
+    w1 = (rng.standard_normal((Dff, Dm)) / np.sqrt(Dm)).astype(np.float32)
+    b1 = np.zeros(Dff, np.float32)
+    w2 = (rng.standard_normal((Dm, Dff)) / np.sqrt(Dff)).astype(np.float32)
+    b2 = np.zeros(Dm, np.float32)
+    g = rng.standard_normal((N, Dm)).astype(np.float32)
+
+    def ours():
+        y, saved = ops.ffn_forward(x, w1, b1, w2, b2, activation="relu")
+        ops.ffn_backward(g, saved)
+
+    def numpy_ref():
+        reference.ffn_forward(x, w1, b1, w2, b2, activation="relu")
+        reference.ffn_backward(g, x, w1, b1, w2, b2, activation="relu")
+
+    impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
+    if torch is not None:
+        t = [torch.from_numpy(a) for a in (x, w1, b1, w2, b2, g)]
+        F = torch.nn.functional
+
+        def torch_fn():
+            xx, ww1, bb1, ww2, bb2 = (a.clone().requires_grad_() for a in t[:5])
+            F.linear(F.relu(F.linear(xx, ww1, bb1)), ww2, bb2).backward(t[5])
+        impl["torch"] = torch_fn
+    return dict(name="FFN relu fwd+bwd", shape=f"{N}x{Dm}->{Dff}->{Dm}",
+                flops=3 * 2 * 2 * N * Dm * Dff, impl=impl)
+
+
+def softmax_case(torch, quick):
+    N, C = SOFTMAX
+    x = np.random.default_rng(0).standard_normal((N, C)).astype(np.float32)
+    y = np.empty_like(x)
+    impl = {"ours": lambda: ops.softmax(x, out=y), "numpy": lambda: reference.softmax(x),
+            "torch": None}
+    if torch is not None:
+        tx = torch.from_numpy(x)
+        impl["torch"] = lambda: torch.softmax(tx, -1)
+    return dict(name="softmax fwd", shape=f"{N}x{C}", bytes=2 * x.nbytes, impl=impl)
+
+
+def cross_entropy_case(torch, quick):
+    N, C = CE
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C)).astype(np.float32)
+    t = rng.integers(0, C, N)
+
+    def ours():
+        loss, lse = ops.cross_entropy_forward(x, t, label_smoothing=0.1)
+        ops.cross_entropy_backward(np.float32(1.0), x, t, lse, label_smoothing=0.1)
+
+    def numpy_ref():
+        reference.cross_entropy(x, t, label_smoothing=0.1)
+        reference.cross_entropy_backward(x, t, label_smoothing=0.1)
+
+    impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
+    if torch is not None:
+        tx, tt = torch.from_numpy(x), torch.from_numpy(t)
+
+        def torch_fn():
+            a = tx.clone().requires_grad_()
+            torch.nn.functional.cross_entropy(a, tt, label_smoothing=0.1).backward()
+        impl["torch"] = torch_fn
+    return dict(name="cross_entropy fwd+bwd (ls=0.1)", shape=f"{N}x{C}", bytes=3 * x.nbytes,
+                impl=impl)
+
+
+def embedding_case(torch, quick):
+    shape, V, C = EMB
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, V, shape)
+    table = rng.standard_normal((V, C)).astype(np.float32)
+    g = rng.standard_normal(shape + (C,)).astype(np.float32)
+
+    def ours():
+        ops.embedding(ids, table)
+        ops.embedding_backward(g, ids, V)
+
+    def numpy_ref():
+        reference.embedding(ids, table)
+        reference.embedding_backward(g, ids, V)
+
+    impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
+    if torch is not None:
+        ti, tt, tg = torch.from_numpy(ids), torch.from_numpy(table), torch.from_numpy(g)
+
+        def torch_fn():
+            w = tt.clone().requires_grad_()
+            torch.nn.functional.embedding(ti, w).backward(tg)
+        impl["torch"] = torch_fn
+    # bytes: gather + scatter rows, plus zeroing the (V, C) gradient.
+    return dict(name="embedding fwd+bwd", shape=f"{shape}->{V}x{C}",
+                bytes=3 * g.nbytes + table.nbytes, impl=impl)
+
+
+def adamw_case(torch, quick):
+    n = ADAMW_N // (4 if quick else 1)
+    rng = np.random.default_rng(0)
+    p, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    m, v = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    state = {"step": 0}
+
+    def ours():
+        state["step"] += 1
+        ops.adamw_step(p, g, m, v, state["step"], lr=1e-3)
+
+    rp, rm, rv = p.copy(), m.copy(), v.copy()
+
+    def numpy_ref():
+        reference.adamw_step(rp, g, rm, rv, 1, lr=1e-3)
+
+    impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
+    if torch is not None:
+        tp = torch.from_numpy(p.copy()).requires_grad_()
+        tp.grad = torch.from_numpy(g)
+        opt = torch.optim.AdamW([tp], lr=1e-3, foreach=True)
+        impl["torch"] = opt.step
+    # bytes: read p, g, m, v; write p, m, v.
+    return dict(name="adamw step", shape=f"{n}", bytes=7 * 4 * n, impl=impl)
+
+
+SUITES = {
+    "attention": attention_cases,
+    "layer_norm": layernorm_cases,
+    "linear": lambda t, q: [lambda: linear_case(t, q)],
+    "ffn": lambda t, q: [lambda: ffn_case(t, q)],
+    "softmax": lambda t, q: [lambda: softmax_case(t, q)],
+    "cross_entropy": lambda t, q: [lambda: cross_entropy_case(t, q)],
+    "embedding": lambda t, q: [lambda: embedding_case(t, q)],
+    "adamw": lambda t, q: [lambda: adamw_case(t, q)],
+}
+
+
+# --------------------------------------------------- long-sequence memory
+LONG_SCRIPT = r"""
+import resource, sys, time, numpy as np
+impl, T, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+B, H, D = 1, 8, 64
+rng = np.random.default_rng(0)
+q, k, v = (rng.standard_normal((B, H, T, D)).astype(np.float32) for _ in range(3))
+if impl == "ours":
+    import pytransformer
+    from pytransformer import ops
+    pytransformer.set_num_threads(threads)
+    run = lambda: ops.scaled_dot_product_attention(q, k, v)
+else:
+    import torch
+    torch.set_num_threads(threads)
+    tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+    def run():
+        with torch.no_grad():
+            torch.nn.functional.scaled_dot_product_attention(tq, tk, tv)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter(); run(); dt = time.perf_counter() - t
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(dt, (after - before) / 1024.0)
+"""
+
+
+def long_attention(threads, have_torch):
+    """Time and peak-memory growth (MiB) of attention at T=LONG_T, each in a
+    fresh process so ru_maxrss measures that call alone."""
+    rows = {}
+    for impl in ("ours", "torch") if have_torch else ("ours",):
+        out = subprocess.run([sys.executable, "-c", LONG_SCRIPT, impl, str(LONG_T), str(threads)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            rows[impl] = {"error": out.stderr.strip().splitlines()[-1:]}
+            continue
+        dt, mib = map(float, out.stdout.split())
+        rows[impl] = {"seconds": dt, "peak_rss_growth_mib": mib}
+    scores_mib = 8 * LONG_T * LONG_T * 4 / 2**20
+    return {"shape": f"1x8x{LONG_T}x64", "full_scores_would_take_mib": scores_mib, **rows}
+
+
+# ------------------------------------------------------------------ main
+def run(threads=THREADS, quick=False, only=None, progress=True):
+    pytransformer.set_num_threads(threads)
+    torch = try_torch(threads)
+    peak32 = machine.peak_gflops(threads)
+    bw = machine.copy_bandwidth_gbs()
+    results = []
+    suites = [only] if only else list(SUITES)
+    for suite in suites:
+        for build in SUITES[suite](torch, quick):
+            case = build()
+            row = {"name": case["name"], "shape": case["shape"]}
+            for key, fn in case["impl"].items():
+                row[f"{key}_ms"] = None if fn is None else 1e3 * median_time(fn)
+            t = row["ours_ms"] / 1e3
+            if "flops" in case:
+                row["rate"] = case["flops"] / t / 1e9
+                row["unit"] = "GFLOP/s"
+                row["peak_frac"] = row["rate"] / peak32 if peak32 else None
+            else:
+                row["rate"] = case["bytes"] / t / 1e9
+                row["unit"] = "GB/s"
+                row["peak_frac"] = row["rate"] / bw
+            for peer in ("numpy", "torch"):
+                ms = row.get(f"{peer}_ms")
+                row[f"x_{peer}"] = None if ms is None else ms / row["ours_ms"]
+            results.append(row)
+            if progress:
+                print(format_row(row), flush=True)
+            del case
+    long = long_attention(threads, torch is not None) if not only or only == "attention" else None
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"cpu": machine.cpu_model(), "threads": threads,
+                    "peak_fp32_gflops": peak32, "copy_bandwidth_gbs": bw,
+                    "blas": machine.blas_env(), "config": pytransformer.config(),
+                    "torch": getattr(torch, "__version__", None)},
+        "results": results,
+        "long_attention": long,
+    }
+
+
+HEADER = (f"{'kernel':<32}{'shape':<22}{'ours ms':>9}{'numpy ms':>10}{'torch ms':>10}"
+          f"{'rate':>16}{'%peak':>7}{'xNumPy':>8}{'xTorch':>8}")
+
+
+def _f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+
+def format_row(r):
+    return (f"{r['name']:<32}{r['shape']:<22}{_f(r['ours_ms'], '9.2f')}{_f(r['numpy_ms'], '10.2f')}"
+            f"{_f(r['torch_ms'], '10.2f')}{r['rate']:>9.1f} {r['unit']:<6}"
+            f"{_f(None if r['peak_frac'] is None else 100 * r['peak_frac'], '7.0f')}"
+            f"{_f(r['x_numpy'], '8.2f')}{_f(r['x_torch'], '8.2f')}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="pytransformer bench kernels", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=THREADS, help="threads for us and PyTorch")
+    p.add_argument("--quick", action="store_true", help="fewer/smaller shapes")
+    p.add_argument("--only", choices=sorted(SUITES), help="run one suite")
+    p.add_argument("--json", default="bench/results/kernels.json",
+                   help="where to write the table as JSON ('' to skip)")
+    args = p.parse_args(argv)
+    print(HEADER)
+    report = run(args.threads, args.quick, args.only)
+    m = report["machine"]
+    print(f"\n{m['cpu']}, {m['threads']} threads; fp32 peak {_f(m['peak_fp32_gflops'], '.0f')} "
+          f"GFLOP/s (clock x SIMD), copy bandwidth {m['copy_bandwidth_gbs']:.1f} GB/s (measured); "
+          f"torch {m['torch'] or 'not installed'}")
+    print("xNumPy / xTorch = their time / our time (above 1: we are faster)")
+    if report["long_attention"]:
+        print("attention without weights at", json.dumps(report["long_attention"]))
+    if args.json:
+        import os
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1, default=str)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""What the machine can do: peak FLOP/s from the CPU's clock and SIMD width,
+memory bandwidth measured with a large copy, and the BLAS environment."""
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_mhz():
+    """Nominal clock in MHz from /proc/cpuinfo (None when unknown)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("cpu MHz"):
+                    return float(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def peak_gflops(threads, dtype=np.float32):
+    """Theoretical peak: threads x GHz x FLOP/cycle, with FLOP/cycle = 2 FMA
+    units x SIMD lanes x 2 (AVX2+FMA: 32 fp32, 16 fp64; AVX-512: double)."""
+    mhz = cpu_mhz()
+    if mhz is None:
+        return None
+    from pytransformer import _cpu_has
+
+    lanes = 16 if _cpu_has("avx512f") else 8 if _cpu_has("avx2") else 4
+    if np.dtype(dtype) == np.float64:
+        lanes //= 2
+    fma = 2 if _cpu_has("fma") else 1
+    return threads * mhz / 1000.0 * 2 * lanes * fma
+
+
+def copy_bandwidth_gbs(mb=256, repeats=5):
+    """Measured memory bandwidth (GB/s, read + write) of a large np.copyto."""
+    n = mb * (1 << 20) // 8
+    a = np.ones(n)
+    b = np.empty_like(a)
+    np.copyto(b, a)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t)
+    return 2 * a.nbytes / best / 1e9
+
+
+def blas_env():
+    """OPENBLAS_* environment variables set here, and threadpoolctl's view of
+    the BLAS libraries (kernel = 'architecture')."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))}
+    try:
+        from threadpoolctl import threadpool_info
+        libs = [{k: lib.get(k) for k in ("internal_api", "version", "architecture",
+                                         "num_threads", "filepath")}
+                for lib in threadpool_info()]
+    except ImportError:
+        libs = "threadpoolctl not installed"
+    return {"env": env, "libraries": libs}

@@ -1,0 +1,96 @@
+"""Threads, BLAS selection, build info and the command line."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pytransformer
+from pytransformer import _core
+
+
+def test_set_get_num_threads_roundtrip():
+    old = pytransformer.get_num_threads()
+    try:
+        pytransformer.set_num_threads(1)
+        assert pytransformer.get_num_threads() == 1
+        pytransformer.set_num_threads(3)
+        assert pytransformer.get_num_threads() == 3
+    finally:
+        pytransformer.set_num_threads(old)
+    with pytest.raises(ValueError, match="threads"):
+        pytransformer.set_num_threads(0)
+
+
+def test_default_threads_follow_omp_num_threads():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", "import pytransformer; print(pytransformer.get_num_threads())"],
+                         env=env, capture_output=True, text=True, check=True)
+    expected = "1"
+    assert out.stdout.strip() == expected
+
+
+def test_blas_follows_scipy_availability():
+    try:
+        import scipy  # noqa: F401
+        have_scipy = True
+    except ImportError:
+        have_scipy = False
+    assert _core.blas_available() == have_scipy
+
+
+def test_fallback_can_be_forced_by_env():
+    code = "from pytransformer import _core; print(_core.blas_available())"
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PT_BLAS="fallback"),
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("blas", [True, False])
+def test_matmul_both_paths(blas):
+    had = _core.blas_available()
+    try:
+        if not pytransformer.use_blas(blas) and blas:
+            pytest.skip("SciPy not installed: no BLAS path")
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((33, 70)).astype(np.float32)
+        b = rng.standard_normal((70, 19)).astype(np.float32)
+        np.testing.assert_allclose(pytransformer.ops.matmul(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    finally:
+        pytransformer.use_blas(had)
+
+
+def test_config_has_the_documented_fields():
+    cfg = pytransformer.config()
+    for key in ("version", "compiler", "cflags", "openmp", "num_threads", "cpu_simd", "blas"):
+        assert key in cfg
+    assert cfg["openmp"] == _core.has_openmp()
+    assert cfg["version"] == pytransformer.__version__
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "pytransformer", *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_info_and_json():
+    out = _cli("info")
+    assert out.returncode == 0 and "OpenMP" in out.stdout
+    cfg = json.loads(_cli("info", "--json").stdout)
+    assert cfg["version"] == pytransformer.__version__
+
+
+def test_cli_demo_prints_weights_that_match_reference():
+    out = _cli("demo", "the ball is blue")
+    assert out.returncode == 0, out.stderr
+    assert "ball" in out.stdout
+    err = float(out.stdout.rsplit("=", 1)[1])
+    assert err < 1e-5
+
+
+def test_cli_help_for_every_command():
+    for cmd in ([], ["info"], ["demo"], ["bench", "kernels"]):
+        out = _cli(*cmd, "--help")
+        assert out.returncode == 0 and "usage" in out.stdout.lower(), cmd
