@@ -1,1 +1,118 @@
 # _core_softmax.pxi: bindings for csrc/softmax.c (included by _core.pyx).
+
+def softmax_forward(object y, object x, bint log):
+    """y := softmax(x) (or log_softmax when log) over the last axis of x (N, C).
+    y may be x itself (in place)."""
+    dt = _float_dtype("x", x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected 2 dims (N, C), got shape {x.shape}")
+    cdef int64_t N = x.shape[0], C = x.shape[1]
+    _check("x", x, dt, (N, C))
+    _check("y", y, dt, (N, C), out=True)
+    cdef void *py = _ptr(y)
+    cdef void *px = _ptr(x)
+    cdef int lg = log
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = pt_softmax_forward_f32(<float *>py, <float *>px, N, C, lg)
+    else:
+        with nogil:
+            st = pt_softmax_forward_f64(<double *>py, <double *>px, N, C, lg)
+    check_status(st)
+
+
+def softmax_backward(object dx, object dy, object y, bint log):
+    """dx += gradient of softmax (or log_softmax) given the forward output y."""
+    dt = _float_dtype("y", y)
+    if y.ndim != 2:
+        raise ValueError(f"y: expected 2 dims (N, C), got shape {y.shape}")
+    cdef int64_t N = y.shape[0], C = y.shape[1]
+    _check("y", y, dt, (N, C))
+    _check("grad_output", dy, dt, (N, C))
+    _check("grad_input", dx, dt, (N, C), out=True)
+    cdef void *pdx = _ptr(dx)
+    cdef void *pdy = _ptr(dy)
+    cdef void *py = _ptr(y)
+    cdef int lg = log
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = pt_softmax_backward_f32(<float *>pdx, <float *>pdy, <float *>py, N, C, lg)
+    else:
+        with nogil:
+            st = pt_softmax_backward_f64(<double *>pdx, <double *>pdy, <double *>py, N, C, lg)
+    check_status(st)
+
+
+def cross_entropy_forward(object loss, object lse, object logits, object targets,
+                          int64_t ignore_index, double label_smoothing):
+    """loss (N,), lse (N,) := per-row cross-entropy of logits (N, C) against
+    int64 targets (N,) in [0, C) or == ignore_index."""
+    dt = _float_dtype("logits", logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected 2 dims (N, C), got shape {logits.shape}")
+    cdef int64_t N = logits.shape[0], C = logits.shape[1]
+    _check("logits", logits, dt, (N, C))
+    _check("targets", targets, np.int64, (N,))
+    _check("loss", loss, dt, (N,), out=True)
+    _check("lse", lse, dt, (N,), out=True)
+    if not (0.0 <= label_smoothing <= 1.0):
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
+    cdef void *pl = _ptr(loss)
+    cdef void *pe = _ptr(lse)
+    cdef void *px = _ptr(logits)
+    cdef const int64_t *pt = <const int64_t *>_ptr(targets)
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = pt_cross_entropy_forward_f32(<float *>pl, <float *>pe, <float *>px, pt,
+                                              N, C, ignore_index, <float>label_smoothing)
+    else:
+        with nogil:
+            st = pt_cross_entropy_forward_f64(<double *>pl, <double *>pe, <double *>px, pt,
+                                              N, C, ignore_index, label_smoothing)
+    if st == PT_EINVAL:
+        raise ValueError(f"targets: a value is outside [0, {C}) and != ignore_index {ignore_index}")
+    check_status(st)
+
+
+def cross_entropy_backward(object dlogits, object logits, object lse, object targets,
+                           object dloss, int64_t ignore_index, double label_smoothing):
+    """dlogits (N, C) += dloss[n] * (softmax(logits[n]) - smoothed one-hot).
+    dloss is (N,) (one gradient per row) or 0-d (the same for every row)."""
+    dt = _float_dtype("logits", logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected 2 dims (N, C), got shape {logits.shape}")
+    cdef int64_t N = logits.shape[0], C = logits.shape[1]
+    _check("logits", logits, dt, (N, C))
+    _check("lse", lse, dt, (N,))
+    _check("targets", targets, np.int64, (N,))
+    _check("grad_logits", dlogits, dt, (N, C), out=True)
+    cdef int64_t stride = 1
+    if isinstance(dloss, np.ndarray) and dloss.ndim == 0:
+        _check("grad_loss", dloss, dt, ())
+        stride = 0
+    else:
+        _check("grad_loss", dloss, dt, (N,))
+    if not (0.0 <= label_smoothing <= 1.0):
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
+    cdef void *pd = _ptr(dlogits)
+    cdef void *px = _ptr(logits)
+    cdef void *pe = _ptr(lse)
+    cdef void *pg = _ptr(dloss)
+    cdef const int64_t *pt = <const int64_t *>_ptr(targets)
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = pt_cross_entropy_backward_f32(<float *>pd, <float *>px, <float *>pe, pt,
+                                               <float *>pg, stride, N, C, ignore_index,
+                                               <float>label_smoothing)
+    else:
+        with nogil:
+            st = pt_cross_entropy_backward_f64(<double *>pd, <double *>px, <double *>pe, pt,
+                                               <double *>pg, stride, N, C, ignore_index,
+                                               label_smoothing)
+    if st == PT_EINVAL:
+        raise ValueError(f"targets: a value is outside [0, {C}) and != ignore_index {ignore_index}")
+    check_status(st)

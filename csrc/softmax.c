@@ -1,0 +1,307 @@
+/*
+ * softmax.c -- softmax / log_softmax over the last axis, and cross-entropy
+ * fused with log_softmax; forward and backward. x is (N, C), row-major.
+ *
+ * Per row (m = max_c x[c], s = sum_c exp(x[c] - m), lse = m + log(s)):
+ *   softmax:      y[c] = exp(x[c] - m) / s
+ *   log_softmax:  y[c] = x[c] - lse
+ * Subtracting the max keeps every exp argument <= 0, so rows of magnitude
+ * 1e4 neither overflow nor lose the large entries.
+ *
+ * Special values (documented in ops/softmax.py as well):
+ *   - -inf entries get probability 0 (log-probability -inf);
+ *   - a row of all -inf (no finite or +inf entry) gives softmax 0 and
+ *     log_softmax -inf everywhere, lse = -inf (no NaN);
+ *   - any NaN in a row makes the whole row NaN (it reaches s);
+ *   - a +inf entry makes the whole row NaN (inf - inf), as in PyTorch.
+ *   - C == 0: nothing to compute (lse = -inf, the empty logsumexp).
+ *
+ * Backward (y the forward output; dx is added to, see pt.h):
+ *   softmax:      dx[c] += y[c] * (dy[c] - sum_k dy[k] y[k])
+ *   log_softmax:  dx[c] += dy[c] - exp(y[c]) * sum_k dy[k]
+ *
+ * Cross-entropy with label smoothing ls (PyTorch semantics), t = target:
+ *   loss = (1-ls) * (-logp[t]) + ls * mean_c(-logp[c])
+ *        = lse - (1-ls) * x[t] - ls * mean_c x[c]       (the ls term only
+ *          when ls != 0, so that 0 * -inf never appears)
+ *   dlogits[c] += dloss * (p[c] - (1-ls) * [c == t] - ls / C),  p = softmax
+ * Rows whose target equals ignore_index have loss 0 and gradient 0.
+ * The backward recomputes p = exp(x - lse) and renormalises it by its sum,
+ * which cancels the rounding of the saved lse (about 5e-4 absolute for
+ * float32 logits of magnitude 1e4).
+ *
+ * Row sums are accumulated in double for both dtypes; each row is handled
+ * by one thread start to finish, so results do not depend on thread count.
+ */
+#include <stdlib.h>
+#include "pt_real.h"
+#include "pt_omp.h"
+
+/* Rows are independent; go parallel only when there is enough work. */
+#define PT_SOFTMAX_PAR(N, C) ((N) > 1 && (N) * (C) > 32768)
+
+/* exp of a typed value, written so that a loop of it vectorises.
+ * float64: libm exp. float32: Cephes' expf (Cody-Waite reduction by ln 2,
+ * degree-5 polynomial; measured relative error <= 1.2e-7, about 2 ulp),
+ * with exact special values exp(-inf) = 0, exp(+inf) = inf,
+ * exp(NaN) = NaN. Results below ~1.7e-38 (x < -86.98, about 1.5 FLT_MIN)
+ * are flushed to 0 instead of going subnormal; probabilities that small do
+ * not matter. libm's expf is scalar and ~7x slower here, and the exp is
+ * most of the cost of every kernel below.
+ *
+ * Why bit masks rather than `x < lo ? lo : x`: GCC threads such branches
+ * through the arithmetic and then, since float ops may trap (no
+ * -ffast-math), refuses to vectorise the loop. Masks keep it one path. */
+#if PT_DTYPE == 64
+static inline real PT_SFX(vexp)(real x) { return exp(x); }
+#else
+typedef union { float f; uint32_t u; } pt_fbits;
+
+static inline float PT_SFX(vexp)(float x)
+{
+    const pt_fbits lo = {-86.98f}, hi = {88.72283f};
+    uint32_t below = 0u - (uint32_t)(x < lo.f);     /* all ones if x < lo */
+    uint32_t above = 0u - (uint32_t)(x > hi.f);     /* all ones if x > hi */
+    pt_fbits xc = {x}, kb, two, y;
+    xc.u = (xc.u & ~below) | (lo.u & below);        /* clamp (NaN passes) */
+    xc.u = (xc.u & ~above) | (hi.u & above);
+    /* k = round(x / ln 2) by adding 1.5 * 2^23: the integer lands in the
+     * low mantissa bits of kb (|k| <= 128 here) */
+    kb.f = xc.f * 1.44269504088896341f + 12582912.0f;
+    float k = kb.f - 12582912.0f;
+    /* r = x - k ln 2 in [-ln2/2, ln2/2]; ln 2 split so k * 0.693359375
+     * is exact */
+    float r = xc.f - k * 0.693359375f;
+    r = r + k * 2.12194440e-4f;
+    /* exp(r) ~ 1 + r + r^2 * P(r) */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    /* times 2^k: k is in [-125, 128], so build the normal float 2^(k-1)
+     * in the exponent field and double it */
+    two.u = (kb.u - 0x4B400000u + 126u) << 23;
+    y.f = p * two.f * 2.0f;
+    y.u &= ~below;                                  /* exp(x < lo) = 0 */
+    y.u = (y.u & ~above) | (0x7F800000u & above);   /* exp(x > hi) = inf */
+    return y.f;
+}
+#endif
+
+/* sum of v[0..n) in double, four interleaved partial sums (fixed order,
+ * so the same for every thread count). */
+static double PT_SFX(sum_d)(const real *v, int64_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        s0 += v[c]; s1 += v[c + 1]; s2 += v[c + 2]; s3 += v[c + 3];
+    }
+    for (; c < n; c++) s0 += v[c];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* sum of a[c] * b[c] in double, like sum_d. */
+static double PT_SFX(dot_d)(const real *a, const real *b, int64_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        s0 += (double)a[c] * b[c];
+        s1 += (double)a[c + 1] * b[c + 1];
+        s2 += (double)a[c + 2] * b[c + 2];
+        s3 += (double)a[c + 3] * b[c + 3];
+    }
+    for (; c < n; c++) s0 += (double)a[c] * b[c];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* What a row's maximum says about it. */
+enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
+
+/* m = max_c x[c] (C >= 1). ROW_FINITE: m is finite (a NaN elsewhere in the
+ * row still reaches the sum of exps and makes the row NaN there);
+ * ROW_EMPTY: every entry is -inf; ROW_NAN: a +inf entry (inf - inf) or a
+ * NaN the max could not step over. */
+static int PT_SFX(row_max)(const real *x, int64_t C, real *m_out)
+{
+    real m = x[0];
+    for (int64_t c = 1; c < C; c++) m = x[c] > m ? x[c] : m;
+    *m_out = m;
+    if (m != m || m == INFINITY) return ROW_NAN;
+    if (m == -INFINITY) {
+        for (int64_t c = 0; c < C; c++)
+            if (x[c] != x[c]) return ROW_NAN;
+        return ROW_EMPTY;
+    }
+    return ROW_FINITE;
+}
+
+/* Block of exps held on the stack when the caller has no row to put
+ * them in. */
+#define PT_EXP_BLOCK 512
+
+/* s = sum_c exp(x[c] - m) in double; e[c] = exp(x[c] - m) when e != NULL
+ * (e may equal x). The exps are computed a block at a time into e or a
+ * stack buffer, then summed, so that the exp loop vectorises. */
+static double PT_SFX(row_sumexp)(real *e, const real *x, real m, int64_t C)
+{
+    real buf[PT_EXP_BLOCK];
+    double s = 0;
+    for (int64_t c0 = 0; c0 < C; c0 += PT_EXP_BLOCK) {
+        int64_t len = C - c0 < PT_EXP_BLOCK ? C - c0 : PT_EXP_BLOCK;
+        real *d = e ? e + c0 : buf;
+        const real *xs = x + c0;
+        for (int64_t j = 0; j < len; j++) d[j] = PT_SFX(vexp)(xs[j] - m);
+        s += PT_SFX(sum_d)(d, len);
+    }
+    return s;
+}
+
+int PT_FN(pt_softmax_forward)(real *y, const real *x, int64_t N, int64_t C, int want_log)
+{
+    if (N < 0 || C < 0) return PT_EINVAL;
+    if (N == 0 || C == 0) return PT_OK;
+    /* y may equal x: every loop reads x[c] before it writes y[c]. */
+    #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) \
+        if (PT_SOFTMAX_PAR(N, C))
+    for (int64_t n = 0; n < N; n++) {
+        const real *xr = x + n * C;
+        real *yr = y + n * C;
+        real m;
+        int kind = PT_SFX(row_max)(xr, C, &m);
+        if (kind != ROW_FINITE) {
+            real v = kind == ROW_NAN ? (real)NAN : want_log ? -INFINITY : 0;
+            for (int64_t c = 0; c < C; c++) yr[c] = v;
+        } else if (want_log) {
+            real lg = (real)log(PT_SFX(row_sumexp)(NULL, xr, m, C));
+            for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - m) - lg;
+        } else {
+            real inv = (real)(1.0 / PT_SFX(row_sumexp)(yr, xr, m, C));
+            for (int64_t c = 0; c < C; c++) yr[c] *= inv;
+        }
+    }
+    return PT_OK;
+}
+
+int PT_FN(pt_softmax_backward)(real *dx, const real *dy, const real *y,
+                               int64_t N, int64_t C, int want_log)
+{
+    if (N < 0 || C < 0) return PT_EINVAL;
+    if (!dx || N == 0 || C == 0) return PT_OK;
+    #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) \
+        if (PT_SOFTMAX_PAR(N, C))
+    for (int64_t n = 0; n < N; n++) {
+        const real *dyr = dy + n * C, *yr = y + n * C;
+        real *dxr = dx + n * C;
+        if (want_log) {
+            real s = (real)PT_SFX(sum_d)(dyr, C);
+            for (int64_t c = 0; c < C; c++) dxr[c] += dyr[c] - PT_SFX(vexp)(yr[c]) * s;
+        } else {
+            real s = (real)PT_SFX(dot_d)(dyr, yr, C);
+            for (int64_t c = 0; c < C; c++) dxr[c] += yr[c] * (dyr[c] - s);
+        }
+    }
+    return PT_OK;
+}
+
+/* PT_EINVAL unless every target is in [0, C) or equals ignore_index. */
+static int PT_SFX(check_targets)(const int64_t *targets, int64_t N, int64_t C,
+                                 int64_t ignore_index)
+{
+    for (int64_t n = 0; n < N; n++) {
+        int64_t t = targets[n];
+        if (t != ignore_index && (t < 0 || t >= C)) return PT_EINVAL;
+    }
+    return PT_OK;
+}
+
+int PT_FN(pt_cross_entropy_forward)(real *loss, real *lse, const real *logits,
+                                    const int64_t *targets, int64_t N, int64_t C,
+                                    int64_t ignore_index, real label_smoothing)
+{
+    if (N < 0 || C < 0) return PT_EINVAL;
+    if (!(label_smoothing >= 0 && label_smoothing <= 1)) return PT_EINVAL;
+    if (PT_SFX(check_targets)(targets, N, C, ignore_index) != PT_OK) return PT_EINVAL;
+    const double ls = label_smoothing;
+    #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) \
+        if (PT_SOFTMAX_PAR(N, C))
+    for (int64_t n = 0; n < N; n++) {
+        const real *xr = logits + n * C;
+        int64_t t = targets[n];
+        double l;                       /* logsumexp of the row, in double */
+        real m;
+        int kind = C == 0 ? ROW_EMPTY : PT_SFX(row_max)(xr, C, &m);
+        if (kind == ROW_FINITE)
+            l = (double)m + log(PT_SFX(row_sumexp)(NULL, xr, m, C));
+        else
+            l = kind == ROW_EMPTY ? -INFINITY : NAN;
+        if (lse) lse[n] = (real)l;
+        if (!loss) continue;
+        if (t == ignore_index) {
+            loss[n] = 0;
+            continue;
+        }
+        /* -logp[t] = lse - x[t]. An all -inf row has logp = -inf everywhere
+         * (see the top), so its loss is +inf rather than -inf - -inf. */
+        double nll = kind == ROW_EMPTY ? INFINITY : l - (double)xr[t];
+        double v = (1 - ls) * nll;
+        if (ls != 0) {
+            /* mean_c(-logp[c]) = lse - mean_c x[c] */
+            double smooth = kind == ROW_EMPTY ? INFINITY
+                                              : l - PT_SFX(sum_d)(xr, C) / (double)C;
+            v += ls * smooth;
+        }
+        loss[n] = (real)v;
+    }
+    return PT_OK;
+}
+
+int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
+                                     const real *lse, const int64_t *targets,
+                                     const real *dloss, int64_t dloss_stride,
+                                     int64_t N, int64_t C,
+                                     int64_t ignore_index, real label_smoothing)
+{
+    if (N < 0 || C < 0 || dloss_stride < 0) return PT_EINVAL;
+    if (!(label_smoothing >= 0 && label_smoothing <= 1)) return PT_EINVAL;
+    if (PT_SFX(check_targets)(targets, N, C, ignore_index) != PT_OK) return PT_EINVAL;
+    if (!dlogits || N == 0 || C == 0) return PT_OK;
+    const double ls = label_smoothing;
+    const real off = (real)(ls / (double)C);      /* smoothing mass per class */
+    const real on = (real)(1 - ls);                /* extra mass on the target */
+    int nth = PT_SOFTMAX_PAR(N, C) ? pt_get_num_threads() : 1;
+    /* One row of scratch per thread holds exp(x - lse) between the sum and
+     * the write. */
+    real *scratch = malloc((size_t)nth * (size_t)C * sizeof(real));
+    if (!scratch) return PT_ENOMEM;
+    #pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        real *p = scratch + (size_t)omp_get_thread_num() * (size_t)C;
+        #pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            int64_t t = targets[n];
+            if (t == ignore_index) continue;
+            const real *xr = logits + n * C;
+            real *dr = dlogits + n * C;
+            real g = dloss[n * dloss_stride];
+            real l = lse[n];
+            if (l == -INFINITY) {
+                /* all -inf row: p = 0 (the softmax convention above) */
+                for (int64_t c = 0; c < C; c++) dr[c] -= g * off;
+            } else {
+                for (int64_t c = 0; c < C; c++) p[c] = PT_SFX(vexp)(xr[c] - l);
+                /* The sum is 1 up to the rounding of the saved lse; dividing
+                 * by it cancels that rounding (a common factor of the row). */
+                real inv = (real)(1.0 / PT_SFX(sum_d)(p, C));
+                for (int64_t c = 0; c < C; c++) dr[c] += g * (p[c] * inv - off);
+            }
+            dr[t] -= g * on;
+        }
+    }
+    free(scratch);
+    return PT_OK;
+}

@@ -1,0 +1,168 @@
+"""Softmax and log_softmax over the last axis, and cross-entropy fused with
+log_softmax (torch.nn.functional.softmax(x, -1), log_softmax(x, -1),
+cross_entropy).
+
+Special values, per row (x is one row of the last axis):
+  * -inf entries get probability 0 (log-probability -inf);
+  * a row of all -inf gives softmax 0 and log_softmax -inf everywhere (no
+    NaN; PyTorch gives NaN there), and its logsumexp is -inf; cross-entropy
+    of such a row is +inf and its gradient is -(smoothed one-hot) * dloss;
+  * a NaN entry makes the whole row NaN, and so does a +inf entry
+    (inf - inf), as in PyTorch;
+  * logits of magnitude 1e4 are fine (the row max is subtracted first).
+
+Cross-entropy works on logits (..., C) with integer targets (...) — the
+class axis is the LAST axis (PyTorch's (N, C, d1, ...) layout would need a
+moveaxis first). ignore_index rows contribute 0 to the loss and get a zero
+gradient. reduction='mean' divides by the number of non-ignored rows; when
+every row is ignored that is 0/0 and the loss is NaN, as in PyTorch (the
+gradient is then all zeros).
+"""
+import numpy as np
+
+from pytransformer import _core
+from pytransformer.ops._checks import float_array, index_array, out_array, rows
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _softmax(name, x, out, log):
+    x = float_array(name, x, min_ndim=1)
+    N, C = rows(x)
+    y = out_array("out", out, x.shape, x.dtype)
+    _core.softmax_forward(y.reshape(N, C), x.reshape(N, C), log)
+    return y
+
+
+def softmax(x, out=None):
+    """exp(x) / sum(exp(x)) over the last axis of x (any leading shape).
+    `out` may be x itself."""
+    return _softmax("x", x, out, False)
+
+
+def log_softmax(x, out=None):
+    """x - logsumexp(x) over the last axis of x (any leading shape).
+    `out` may be x itself."""
+    return _softmax("x", x, out, True)
+
+
+def _softmax_backward(grad_out, y, log):
+    y = float_array("y", y, min_ndim=1)
+    dy = float_array("grad_out", grad_out, y.dtype)
+    if dy.shape != y.shape:
+        raise ValueError(f"grad_out: expected shape {y.shape}, got {dy.shape}")
+    N, C = rows(y)
+    dx = np.zeros(y.shape, y.dtype)
+    _core.softmax_backward(dx.reshape(N, C), dy.reshape(N, C), y.reshape(N, C), log)
+    return dx
+
+
+def softmax_backward(grad_out, y):
+    """dx = y * (grad_out - sum(grad_out * y)) for y = softmax(x)."""
+    return _softmax_backward(grad_out, y, False)
+
+
+def log_softmax_backward(grad_out, y):
+    """dx = grad_out - exp(y) * sum(grad_out) for y = log_softmax(x)."""
+    return _softmax_backward(grad_out, y, True)
+
+
+def _ce_args(logits, targets, ignore_index, label_smoothing, reduction):
+    """Checked (logits, targets, N, C, ignore_index, label_smoothing)."""
+    logits = float_array("logits", logits, min_ndim=1)
+    C = logits.shape[-1]
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"ignore_index: expected an int, got {type(ignore_index).__name__}")
+    ignore_index = int(ignore_index)
+    if not -2**63 <= ignore_index < 2**63:
+        raise ValueError(f"ignore_index: out of int64 range, got {ignore_index}")
+    targets = index_array("targets", targets, 0, C, ignore=ignore_index)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"targets: expected shape {logits.shape[:-1]} "
+                         f"(logits.shape[:-1]), got {targets.shape}")
+    try:
+        ls = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise TypeError(f"label_smoothing: expected a float, got "
+                        f"{type(label_smoothing).__name__}") from None
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+    N, _ = rows(logits)
+    return logits, targets, N, C, ignore_index, ls
+
+
+def cross_entropy_forward(logits, targets, ignore_index=-100, label_smoothing=0.0,
+                          reduction="mean"):
+    """Return (loss, lse). logits (..., C) float32/float64, targets (...) ints
+    in [0, C) or == ignore_index. Per row
+        loss = (1 - ls) * (-logp[t]) + ls * mean_c(-logp[c]),  logp = log_softmax
+    (0 for ignored rows), then reduced: 'none' -> shape (...), 'sum' -> 0-d,
+    'mean' -> 0-d sum / number of non-ignored rows (NaN if there are none).
+    lse (...) is the row logsumexp, what cross_entropy_backward needs."""
+    logits, targets, N, C, ignore_index, ls = _ce_args(
+        logits, targets, ignore_index, label_smoothing, reduction)
+    lead = logits.shape[:-1]
+    loss = np.empty(lead, logits.dtype)
+    lse = np.empty(lead, logits.dtype)
+    _core.cross_entropy_forward(loss.reshape(N), lse.reshape(N), logits.reshape(N, C),
+                                targets.reshape(N), ignore_index, ls)
+    if reduction == "none":
+        return loss, lse
+    # Summed in float64 serially (fixed order), then rounded once.
+    total = loss.sum(dtype=np.float64)
+    if reduction == "mean":
+        count = int(np.count_nonzero(targets != ignore_index))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = np.float64(total) / np.float64(count)
+    return np.asarray(total, dtype=logits.dtype), lse
+
+
+def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0,
+                  reduction="mean"):
+    """Cross-entropy of logits (..., C) against targets (...); see
+    cross_entropy_forward."""
+    return cross_entropy_forward(logits, targets, ignore_index, label_smoothing,
+                                 reduction)[0]
+
+
+def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
+                           label_smoothing=0.0, reduction="mean"):
+    """Return dlogits (..., C) = g * (softmax(logits) - ((1-ls) onehot + ls/C)),
+    zero on ignored rows, where g is grad_loss (shape (...)) for 'none',
+    grad_loss (a 0-d array or a number) for 'sum', and grad_loss / (number of
+    non-ignored rows) for 'mean'. lse comes from cross_entropy_forward."""
+    logits, targets, N, C, ignore_index, ls = _ce_args(
+        logits, targets, ignore_index, label_smoothing, reduction)
+    lead = logits.shape[:-1]
+    lse = float_array("lse", lse, logits.dtype)
+    if lse.shape != lead:
+        raise ValueError(f"lse: expected shape {lead}, got {lse.shape}")
+    if reduction == "none":
+        g = float_array("grad_loss", grad_loss, logits.dtype)
+        if g.shape != lead:
+            raise ValueError(f"grad_loss: expected shape {lead}, got {g.shape}")
+        g = g.reshape(N)
+    else:
+        if isinstance(grad_loss, np.ndarray):
+            g = float_array("grad_loss", grad_loss, logits.dtype)
+            if g.size != 1 or g.ndim > 1:
+                raise ValueError(f"grad_loss: expected shape () for reduction "
+                                 f"{reduction!r}, got {g.shape}")
+            g = float(g.reshape(()))
+        elif isinstance(grad_loss, (float, int, np.floating, np.integer)) \
+                and not isinstance(grad_loss, (bool, np.bool_)):
+            g = float(grad_loss)
+        else:
+            raise TypeError(f"grad_loss: expected a 0-d numpy.ndarray or a number, "
+                            f"got {type(grad_loss).__name__}")
+        if reduction == "mean":
+            count = int(np.count_nonzero(targets != ignore_index))
+            # count == 0: every row is ignored, nothing reads g.
+            g = g / count if count else 0.0
+        g = np.asarray(g, dtype=logits.dtype)
+    dlogits = np.zeros(logits.shape, logits.dtype)
+    _core.cross_entropy_backward(dlogits.reshape(N, C), logits.reshape(N, C), lse.reshape(N),
+                                 targets.reshape(N), g, ignore_index, ls)
+    return dlogits
