@@ -1,1 +1,61 @@
 # _core_linear.pxi: bindings for csrc/linear.c (included by _core.pyx).
+
+def linear_forward(object y, object x, object w, object b):
+    """y (N, OUT) := x (N, IN) @ w (OUT, IN)^T + b (OUT,); b may be None."""
+    dt = _float_dtype("x", x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected 2 dims (N, IN), got shape {x.shape}")
+    if not isinstance(w, np.ndarray) or w.ndim != 2:
+        raise ValueError(f"weight: expected a 2-D numpy.ndarray (OUT, IN)")
+    cdef int64_t N = x.shape[0], IN = x.shape[1], OUT = w.shape[0]
+    _check("x", x, dt, (N, IN))
+    _check("weight", w, dt, (OUT, IN))
+    _check("bias", b, dt, (OUT,), optional=True)
+    _check("y", y, dt, (N, OUT), out=True)
+    cdef void *py = _ptr(y)
+    cdef void *px = _ptr(x)
+    cdef void *pw = _ptr(w)
+    cdef void *pb = _ptr(b)
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = pt_linear_forward_f32(<float *>py, <float *>px, <float *>pw, <float *>pb,
+                                       N, IN, OUT)
+    else:
+        with nogil:
+            st = pt_linear_forward_f64(<double *>py, <double *>px, <double *>pw, <double *>pb,
+                                       N, IN, OUT)
+    check_status(st)
+
+
+def linear_backward(object dx, object dw, object db, object dy, object x, object w):
+    """dx (N, IN) += dy @ w;  dw (OUT, IN) += dy^T @ x;  db (OUT,) += dy.sum(0).
+    Any of dx, dw, db may be None."""
+    dt = _float_dtype("x", x)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected 2 dims (N, IN), got shape {x.shape}")
+    if not isinstance(w, np.ndarray) or w.ndim != 2:
+        raise ValueError(f"weight: expected a 2-D numpy.ndarray (OUT, IN)")
+    cdef int64_t N = x.shape[0], IN = x.shape[1], OUT = w.shape[0]
+    _check("x", x, dt, (N, IN))
+    _check("weight", w, dt, (OUT, IN))
+    _check("grad_output", dy, dt, (N, OUT))
+    _check("grad_input", dx, dt, (N, IN), out=True, optional=True)
+    _check("grad_weight", dw, dt, (OUT, IN), out=True, optional=True)
+    _check("grad_bias", db, dt, (OUT,), out=True, optional=True)
+    cdef void *pdx = _ptr(dx)
+    cdef void *pdw = _ptr(dw)
+    cdef void *pdb = _ptr(db)
+    cdef void *pdy = _ptr(dy)
+    cdef void *px = _ptr(x)
+    cdef void *pw = _ptr(w)
+    cdef int st
+    if dt == np.float32:
+        with nogil:
+            st = pt_linear_backward_f32(<float *>pdx, <float *>pdw, <float *>pdb, <float *>pdy,
+                                        <float *>px, <float *>pw, N, IN, OUT)
+    else:
+        with nogil:
+            st = pt_linear_backward_f64(<double *>pdx, <double *>pdw, <double *>pdb, <double *>pdy,
+                                        <double *>px, <double *>pw, N, IN, OUT)
+    check_status(st)

@@ -1,0 +1,96 @@
+/*
+ * linear.c -- fully connected layer, forward and backward (as
+ * torch.nn.functional.linear), built on pt_gemm (BLAS or the C fallback).
+ *
+ * Shapes: x (N, IN), w (OUT, IN), b (OUT), y (N, OUT).
+ *
+ *   forward:   y  = x w^T + b
+ *              (b is first broadcast into the rows of y, then one GEMM with
+ *              beta = 1 adds x w^T: one write pass over y instead of a
+ *              separate read-modify-write pass for the bias)
+ *   backward:  dx += dy w          (N, OUT) (OUT, IN) -> (N, IN)
+ *              dw += dy^T x        (OUT, N) (N, IN)   -> (OUT, IN)
+ *              db += sum_n dy[n]   column sums, (OUT)
+ *
+ * GEMM is never called from inside an OpenMP region (it has its own
+ * threads, OpenMP or BLAS). The column sums are deterministic and do not
+ * depend on the thread count: rows are cut into fixed RB-row chunks, each
+ * (chunk, column block) tile sums its rows in order into a double partial,
+ * and the partials are added in chunk order.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "pt_real.h"
+#include "pt_omp.h"
+
+#define RB 256   /* rows per partial-sum chunk (fixed: thread-count independent) */
+#define CB 512   /* columns per tile */
+
+/* db(C) += sum over n of dy(N, C), in double, deterministic. */
+static int PT_SFX(colsum_add)(real *db, const real *dy, int64_t N, int64_t C)
+{
+    if (N == 0 || C == 0) return PT_OK;
+    int64_t nchunks = (N + RB - 1) / RB, nblocks = (C + CB - 1) / CB;
+    double *part = malloc((size_t)(nchunks * C) * sizeof(double));
+    if (!part) return PT_ENOMEM;
+    int nth = pt_get_num_threads();
+    #pragma omp parallel num_threads(nth) if (N * C > 32768)
+    {
+        #pragma omp for collapse(2) schedule(static)
+        for (int64_t r = 0; r < nchunks; r++)
+            for (int64_t cb = 0; cb < nblocks; cb++) {
+                int64_t n0 = r * RB, n1 = n0 + RB < N ? n0 + RB : N;
+                int64_t c0 = cb * CB, c1 = c0 + CB < C ? c0 + CB : C;
+                double *p = part + r * C;
+                for (int64_t c = c0; c < c1; c++) p[c] = 0;
+                for (int64_t n = n0; n < n1; n++) {
+                    const real *row = dy + n * C;
+                    for (int64_t c = c0; c < c1; c++) p[c] += row[c];
+                }
+            }
+        #pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            double s = 0;
+            for (int64_t r = 0; r < nchunks; r++) s += part[r * C + c];
+            db[c] += (real)s;
+        }
+    }
+    free(part);
+    return PT_OK;
+}
+
+int PT_FN(pt_linear_forward)(real *y, const real *x, const real *w, const real *b,
+                             int64_t N, int64_t IN, int64_t OUT)
+{
+    if (N < 0 || IN < 0 || OUT < 0) return PT_EINVAL;
+    if (N == 0 || OUT == 0) return PT_OK;
+    real beta = 0;
+    if (b) {
+        #pragma omp parallel for num_threads(pt_get_num_threads()) if (N * OUT > 65536)
+        for (int64_t n = 0; n < N; n++)
+            memcpy(y + n * OUT, b, (size_t)OUT * sizeof(real));
+        beta = 1;
+    }
+    /* y(N,OUT) = x(N,IN) * w(OUT,IN)^T + beta * y */
+    return PT_FN(pt_gemm)(0, 1, N, OUT, IN, 1, x, IN, w, IN, beta, y, OUT);
+}
+
+int PT_FN(pt_linear_backward)(real *dx, real *dw, real *db,
+                              const real *dy, const real *x, const real *w,
+                              int64_t N, int64_t IN, int64_t OUT)
+{
+    if (N < 0 || IN < 0 || OUT < 0) return PT_EINVAL;
+    int st;
+    if (dx) {
+        /* dx(N,IN) += dy(N,OUT) * w(OUT,IN) */
+        st = PT_FN(pt_gemm)(0, 0, N, IN, OUT, 1, dy, OUT, w, IN, 1, dx, IN);
+        if (st != PT_OK) return st;
+    }
+    if (dw) {
+        /* dw(OUT,IN) += dy(N,OUT)^T * x(N,IN) */
+        st = PT_FN(pt_gemm)(1, 0, OUT, IN, N, 1, dy, OUT, x, IN, 1, dw, IN);
+        if (st != PT_OK) return st;
+    }
+    if (db) return PT_SFX(colsum_add)(db, dy, N, OUT);
+    return PT_OK;
+}

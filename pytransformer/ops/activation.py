@@ -1,0 +1,196 @@
+"""Activations (ReLU, GELU in erf and tanh form), the fused bias +
+activation kernel, and the Transformer feed-forward block built from them:
+
+    ffn(x) = linear2(act(linear1(x)))   with linear1 = x @ w1.T (GEMM, no
+    bias), then the fused y = act(h + b1), then linear2 = a @ w2.T + b2.
+
+Names follow PyTorch: relu, gelu(approximate='none'|'tanh').
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from pytransformer import _core
+from pytransformer.ops._checks import float_array, optional_float_array, out_array, rows
+from pytransformer.ops.linear import check_weight
+
+# bias_act's activation names -> the C kinds (see _core.ACT_KINDS).
+ACTIVATIONS = ("none", "relu", "gelu", "gelu_tanh")
+_GELU_KIND = {"none": "gelu", "tanh": "gelu_tanh"}
+
+# Elementwise ops without a bias run on the flat array cut into rows of this
+# many elements (plus one short tail row), so they thread for any shape.
+_FLAT_ROW = 4096
+
+
+def _activation(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+    return activation
+
+
+def _gelu_kind(approximate):
+    if approximate not in _GELU_KIND:
+        raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
+    return _GELU_KIND[approximate]
+
+
+def _flat_rows(*arrays):
+    """Views of same-size contiguous arrays as [(bulk rows of _FLAT_ROW),
+    (one tail row)] pieces: a list of tuples of 2-D views."""
+    n = arrays[0].size
+    flat = [a.reshape(-1) for a in arrays]
+    bulk = n // _FLAT_ROW * _FLAT_ROW
+    pieces = []
+    if bulk:
+        pieces.append(tuple(f[:bulk].reshape(-1, _FLAT_ROW) for f in flat))
+    if n > bulk:
+        pieces.append(tuple(f[bulk:].reshape(1, -1) for f in flat))
+    return pieces
+
+
+def _act_elementwise(x, kind, out):
+    x = float_array("x", x)
+    y = out_array("out", out, x.shape, x.dtype)
+    for yv, xv in _flat_rows(y, x):
+        _core.bias_act_forward(yv, xv, None, kind)
+    return y
+
+
+def _act_backward_elementwise(grad_out, x, kind):
+    x = float_array("x", x)
+    dy = float_array("grad_out", grad_out, x.dtype)
+    if dy.shape != x.shape:
+        raise ValueError(f"grad_out: expected shape {x.shape}, got {dy.shape}")
+    dx = np.zeros(x.shape, x.dtype)
+    for dxv, dyv, xv in _flat_rows(dx, dy, x):
+        _core.bias_act_backward(dxv, None, dyv, xv, None, kind)
+    return dx
+
+
+def relu(x, out=None):
+    """max(x, 0) elementwise (NaN propagates). `out` may be x (in place)."""
+    return _act_elementwise(x, "relu", out)
+
+
+def relu_backward(grad_out, x):
+    """grad_out * (x > 0): the gradient of relu (0 at x == 0, as PyTorch)."""
+    return _act_backward_elementwise(grad_out, x, "relu")
+
+
+def gelu(x, approximate="none", out=None):
+    """GELU elementwise: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), or with
+    approximate='tanh' 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return _act_elementwise(x, _gelu_kind(approximate), out)
+
+
+def gelu_backward(grad_out, x, approximate="none"):
+    """grad_out * gelu'(x), in the same form as gelu(x, approximate)."""
+    return _act_backward_elementwise(grad_out, x, _gelu_kind(approximate))
+
+
+def bias_act(x, bias=None, activation="relu", out=None):
+    """act(x + bias) with bias (C,) added over the last axis of x (..., C);
+    activation is 'relu', 'gelu' (erf), 'gelu_tanh' or 'none'. `out` may be
+    x (in place)."""
+    kind = _activation(activation)
+    x = float_array("x", x, min_ndim=1)
+    C = x.shape[-1]
+    bias = optional_float_array("bias", bias, x.dtype, (C,))
+    if bias is None:
+        return _act_elementwise(x, kind, out)
+    N = rows(x)[0]
+    y = out_array("out", out, x.shape, x.dtype)
+    _core.bias_act_forward(y.reshape(N, C), x.reshape(N, C), bias, kind)
+    return y
+
+
+def bias_act_backward(grad_out, x, bias=None, activation="relu"):
+    """Return (dx, dbias) of bias_act(x, bias, activation): dx = grad_out *
+    act'(x + bias), dbias = dx summed over the leading axes (None without
+    bias). x is the forward input before the bias."""
+    kind = _activation(activation)
+    x = float_array("x", x, min_ndim=1)
+    C = x.shape[-1]
+    bias = optional_float_array("bias", bias, x.dtype, (C,))
+    if bias is None:
+        return _act_backward_elementwise(grad_out, x, kind), None
+    dy = float_array("grad_out", grad_out, x.dtype)
+    if dy.shape != x.shape:
+        raise ValueError(f"grad_out: expected shape {x.shape}, got {dy.shape}")
+    N = rows(x)[0]
+    dx = np.zeros(x.shape, x.dtype)
+    db = np.zeros(C, x.dtype)
+    _core.bias_act_backward(dx.reshape(N, C), db, dy.reshape(N, C), x.reshape(N, C), bias, kind)
+    return dx, db
+
+
+# What ffn_forward keeps for ffn_backward: the block's input x (..., D), the
+# pre-activation h = x @ w1.T (..., H) (without b1), the parameters, and
+# whether b2 was given. The activation a = act(h + b1) is recomputed in
+# backward (one elementwise pass) rather than kept.
+FFNSaved = namedtuple("FFNSaved", "x h w1 b1 w2 has_b2 activation")
+
+
+def ffn_forward(x, w1, b1, w2, b2, activation="relu"):
+    """The Transformer feed-forward block on x (..., D):
+        h = x @ w1.T,  a = act(h + b1),  y = a @ w2.T + b2
+    with w1 (H, D), b1 (H,) or None, w2 (D2, H), b2 (D2,) or None.
+    Returns (y, saved) with y of shape (..., D2); saved is for ffn_backward."""
+    kind = _activation(activation)
+    x = float_array("x", x, min_ndim=1)
+    w1 = check_weight(x, w1, "w1")
+    H, D = w1.shape
+    b1 = optional_float_array("b1", b1, x.dtype, (H,))
+    w2 = float_array("w2", w2, x.dtype)
+    if w2.ndim != 2 or w2.shape[1] != H:
+        raise ValueError(f"w2: expected shape (OUT, {H}) to match w1's first dim {H}, "
+                         f"got {w2.shape}")
+    D2 = w2.shape[0]
+    b2 = optional_float_array("b2", b2, x.dtype, (D2,))
+    N = rows(x)[0]
+    lead = x.shape[:-1]
+    h = np.empty(lead + (H,), x.dtype)
+    a = np.empty(lead + (H,), x.dtype)
+    y = np.empty(lead + (D2,), x.dtype)
+    h2, a2 = h.reshape(N, H), a.reshape(N, H)
+    _core.linear_forward(h2, x.reshape(N, D), w1, None)
+    _core.bias_act_forward(a2, h2, b1, kind)
+    _core.linear_forward(y.reshape(N, D2), a2, w2, b2)
+    return y, FFNSaved(x, h, w1, b1, w2, b2 is not None, kind)
+
+
+def ffn(x, w1, b1, w2, b2, activation="relu"):
+    """The feed-forward block's output; see ffn_forward."""
+    return ffn_forward(x, w1, b1, w2, b2, activation)[0]
+
+
+def ffn_backward(grad_out, saved):
+    """Return (dx, dw1, db1, dw2, db2) for ffn_forward's `saved`; db1/db2 are
+    None when b1/b2 were None."""
+    if not isinstance(saved, FFNSaved):
+        raise TypeError(f"saved: expected the FFNSaved of ffn_forward, got {type(saved).__name__}")
+    x, h, w1, b1, w2, has_b2, kind = saved
+    H, D = w1.shape
+    D2 = w2.shape[0]
+    N = rows(x)[0]
+    dy = float_array("grad_out", grad_out, x.dtype)
+    expect = x.shape[:-1] + (D2,)
+    if dy.shape != expect:
+        raise ValueError(f"grad_out: expected shape {expect}, got {dy.shape}")
+    h2, dy2 = h.reshape(N, H), dy.reshape(N, D2)
+    # Recompute a = act(h + b1); after dw2 it becomes the dh buffer.
+    buf = np.empty((N, H), x.dtype)
+    _core.bias_act_forward(buf, h2, b1, kind)
+    da = np.zeros((N, H), x.dtype)
+    dw2 = np.zeros((D2, H), x.dtype)
+    db2 = np.zeros(D2, x.dtype) if has_b2 else None
+    _core.linear_backward(da, dw2, db2, dy2, buf, w2)
+    dh = buf
+    dh.fill(0)
+    db1 = np.zeros(H, x.dtype) if b1 is not None else None
+    _core.bias_act_backward(dh, db1, da, h2, b1, kind)
+    dx = np.zeros(x.shape, x.dtype)
+    dw1 = np.zeros((H, D), x.dtype)
+    _core.linear_backward(dx.reshape(N, D), dw1, None, dh, x.reshape(N, D), w1)
+    return dx, dw1, db1, dw2, db2
