@@ -1,0 +1,83 @@
+"""Dropout (torch.nn.functional.dropout) with a reproducible mask.
+
+The mask is a pure function of (seed, element index) -- see csrc/rng.c --
+so the same seed gives the same mask whatever the thread count; pass a new
+seed per call (e.g. a step counter) for fresh masks.
+"""
+import numbers
+
+import numpy as np
+
+from pytransformer import _core
+from pytransformer.ops._checks import float_array, out_array
+
+
+def _float_keep_shape(name, a):
+    """float_array, but a 0-d array stays 0-d (np.ascontiguousarray makes it
+    (1,)); a contiguous array comes back as the same object."""
+    c = float_array(name, a)
+    return c if c.shape == a.shape else c.reshape(a.shape)
+
+
+def _check_p(p):
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p: dropout probability must be in [0, 1], got {p}")
+    return p
+
+
+def _check_seed(seed):
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    seed = int(seed)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
+    return seed
+
+
+def dropout_forward(x, p=0.5, seed=0, training=True, out=None):
+    """Return (y, mask): y = x * mask / (1 - p) with mask (uint8, x's shape)
+    keeping each element with probability 1 - p. When not training or p == 0
+    the mask is None and y is x itself (or a copy of x into `out`). p == 1
+    gives zeros (NaN/Inf inputs stay NaN, per IEEE, as in PyTorch)."""
+    x = _float_keep_shape("x", x)
+    p = _check_p(p)
+    seed = _check_seed(seed)
+    if not training or p == 0.0:
+        if out is None:
+            return x, None
+        y = out_array("out", out, x.shape, x.dtype)
+        np.copyto(y, x)
+        return y, None
+    y = out_array("out", out, x.shape, x.dtype)
+    mask = np.empty(x.shape, np.uint8)
+    _core.dropout_mask(mask.reshape(-1), p, seed)
+    _core.dropout_apply(y.reshape(-1), x.reshape(-1), mask.reshape(-1), p)
+    return y, mask
+
+
+def dropout(x, p=0.5, seed=0, training=True, out=None):
+    """y = dropout of x; see dropout_forward."""
+    return dropout_forward(x, p, seed, training, out)[0]
+
+
+def dropout_backward(grad_out, mask, p, out=None):
+    """Return dx = grad_out * mask / (1 - p) for dropout_forward's mask
+    (uint8 or bool, grad_out's shape); mask None means dropout was the
+    identity, so dx is grad_out itself."""
+    dy = _float_keep_shape("grad_out", grad_out)
+    p = _check_p(p)
+    if mask is None:
+        return dy
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"mask: expected a numpy.ndarray, got {type(mask).__name__}")
+    if mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)
+    if mask.dtype != np.uint8:
+        raise TypeError(f"mask: expected dtype uint8 or bool, got {mask.dtype}")
+    if mask.shape != dy.shape:
+        raise ValueError(f"mask: expected shape {dy.shape}, got {mask.shape}")
+    mask = np.ascontiguousarray(mask)
+    dx = out_array("out", out, dy.shape, dy.dtype)
+    _core.dropout_apply(dx.reshape(-1), dy.reshape(-1), mask.reshape(-1), p)
+    return dx

@@ -1,0 +1,93 @@
+"""Token embedding (torch.nn.functional.embedding) and the fixed sinusoidal
+position table of "Attention Is All You Need"."""
+import numpy as np
+
+from pytransformer import _core
+from pytransformer.ops._checks import float_array, index_array, out_array
+
+
+def _padding_row(padding_idx, V):
+    """padding_idx normalised to [0, V) (negative counts from the end, as in
+    PyTorch), or None."""
+    if padding_idx is None:
+        return None
+    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, (int, np.integer)):
+        raise TypeError(f"padding_idx: expected an int or None, got {type(padding_idx).__name__}")
+    padding_idx = int(padding_idx)
+    if not -V <= padding_idx < V:
+        raise ValueError(f"padding_idx: must be in [{-V}, {V}), got {padding_idx}")
+    return padding_idx % V
+
+
+def _ids(ids, V):
+    """ids as C-contiguous int64 in [0, V), keeping a 0-d shape (which
+    np.ascontiguousarray would turn into (1,))."""
+    shape = ids.shape if isinstance(ids, np.ndarray) else None
+    ids = index_array("ids", ids, 0, V)
+    return ids.reshape(shape)
+
+
+def embedding_forward(ids, weight, padding_idx=None, out=None):
+    """Return (y, ids64): y = weight[ids] of shape ids.shape + (C,), for an
+    integer array `ids` of any shape (every value in [0, V), else ValueError
+    naming the first bad one) and weight (V, C). ids64 is ids as a
+    C-contiguous int64 array, what embedding_backward needs. padding_idx only
+    matters for the backward (that row gets no gradient), as in PyTorch."""
+    weight = float_array("weight", weight, ndim=2)
+    V, C = weight.shape
+    _padding_row(padding_idx, V)
+    ids = _ids(ids, V)
+    y = out_array("out", out, ids.shape + (C,), weight.dtype)
+    _core.embedding_forward(y.reshape(ids.size, C), ids.reshape(-1), weight)
+    return y, ids
+
+
+def embedding(ids, weight, padding_idx=None, out=None):
+    """y = weight[ids]; see embedding_forward."""
+    return embedding_forward(ids, weight, padding_idx, out)[0]
+
+
+def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None, grad_weight=None):
+    """Return dweight (num_embeddings, C): the rows of grad_out (shape
+    ids.shape + (C,)) summed at their ids (repeated ids accumulate; the
+    result does not depend on the thread count). The padding_idx row gets no
+    gradient. When grad_weight is given (a C-contiguous writable (V, C)
+    array of grad_out's dtype) the gradient is ADDED into it and it is
+    returned -- no (V, C) allocation; its padding_idx row is left as it was."""
+    V = int(num_embeddings)
+    if V < 0:
+        raise ValueError(f"num_embeddings: must be >= 0, got {V}")
+    dy = float_array("grad_out", grad_out, min_ndim=1)
+    C = dy.shape[-1]
+    pad = _padding_row(padding_idx, V)
+    ids = _ids(ids, V)
+    if dy.shape != ids.shape + (C,):
+        raise ValueError(f"grad_out: expected shape {ids.shape + (C,)} (ids.shape + (C,)), "
+                         f"got {dy.shape}")
+    if grad_weight is None:
+        dw = np.zeros((V, C), dy.dtype)
+    else:
+        dw = out_array("grad_weight", grad_weight, (V, C), dy.dtype)
+    saved = dw[pad].copy() if pad is not None else None
+    _core.embedding_backward(dw, dy.reshape(ids.size, C), ids.reshape(-1))
+    if pad is not None:
+        dw[pad] = saved
+    return dw
+
+
+def sinusoidal_positions(T, C, base=10000.0, dtype=np.float32, out=None):
+    """Return the (T, C) table pe[t, 2i] = sin(t / base^(2i/C)),
+    pe[t, 2i+1] = cos(t / base^(2i/C)) (odd C: the last column is a sin),
+    computed in double and rounded once to `dtype` (float32 or float64)."""
+    T, C = int(T), int(C)
+    if T < 0 or C < 0:
+        raise ValueError(f"T, C: must be >= 0, got {(T, C)}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    base = float(base)
+    if not base > 0:
+        raise ValueError(f"base: must be > 0, got {base}")
+    pe = out_array("out", out, (T, C), dtype)
+    _core.sinusoidal_positions(pe, base)
+    return pe

@@ -1,0 +1,78 @@
+"""The fused AdamW step (torch.optim.AdamW, decoupled weight decay)."""
+import numpy as np
+
+from pytransformer import _core
+from pytransformer.ops._checks import FLOAT_DTYPES, float_array
+
+
+def _state(name, a, dtype, shape):
+    """A buffer the step updates in place: it must already be a writable
+    C-contiguous array of the right dtype and shape. A copy is never made,
+    since the update of a copy would be silently lost."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    if dtype is None:
+        if a.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    elif a.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the dtype of param), "
+                        f"got {a.dtype}")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous (updated in place, so it is "
+                         f"never copied)")
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: must be writable (updated in place)")
+    return a
+
+
+def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.999),
+               eps=1e-8, weight_decay=1e-2):
+    """One AdamW step, in place on param, exp_avg and exp_avg_sq (PyTorch
+    semantics; step counts from 1, so pass 1 on the first call):
+
+        param *= 1 - lr * weight_decay
+        exp_avg    = beta1 * exp_avg    + (1 - beta1) * grad
+        exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad**2
+        param -= lr / (1 - beta1**step) * exp_avg
+                 / (sqrt(exp_avg_sq) / sqrt(1 - beta2**step) + eps)
+
+    param, exp_avg and exp_avg_sq must be writable C-contiguous float32 or
+    float64 arrays of one dtype and shape (any shape; treated as flat): they
+    are rejected, never copied, otherwise. grad must have the same dtype and
+    shape; a non-contiguous grad is copied. The four must not overlap.
+    Start exp_avg and exp_avg_sq at zeros. Returns None."""
+    param = _state("param", param, None, None)
+    dt, shape = param.dtype, param.shape
+    exp_avg = _state("exp_avg", exp_avg, dt, shape)
+    exp_avg_sq = _state("exp_avg_sq", exp_avg_sq, dt, shape)
+    grad = float_array("grad", grad, dt)
+    if grad.shape != shape:
+        raise ValueError(f"grad: expected shape {shape}, got {grad.shape}")
+    bufs = (("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq), ("grad", grad))
+    for i in range(len(bufs)):
+        for j in range(i + 1, len(bufs)):
+            if bufs[i][1].size and np.may_share_memory(bufs[i][1], bufs[j][1]):
+                raise ValueError(f"{bufs[i][0]} and {bufs[j][0]}: must not overlap")
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step: expected an int, got {type(step).__name__}")
+    step = int(step)
+    if step < 1:
+        raise ValueError(f"step: must be >= 1 (counted from 1), got {step}")
+    beta1, beta2 = (float(b) for b in betas)
+    lr, eps, weight_decay = float(lr), float(eps), float(weight_decay)
+    if not lr >= 0:
+        raise ValueError(f"lr: must be >= 0, got {lr}")
+    if not 0 <= beta1 < 1:
+        raise ValueError(f"betas[0]: must be in [0, 1), got {beta1}")
+    if not 0 <= beta2 < 1:
+        raise ValueError(f"betas[1]: must be in [0, 1), got {beta2}")
+    if not eps >= 0:
+        raise ValueError(f"eps: must be >= 0, got {eps}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay: must be >= 0, got {weight_decay}")
+    if dt == np.float32 and (np.float32(beta1) >= 1 or np.float32(beta2) >= 1):
+        raise ValueError(f"betas: {(beta1, beta2)} round to 1 in float32")
+    _core.adamw_step(param.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
+                     grad.reshape(-1), step, lr, beta1, beta2, eps, weight_decay)
