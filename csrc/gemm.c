@@ -5,10 +5,39 @@
  * on swapped operands: a row-major C is a column-major C^T, and
  * C^T = op(B)^T op(A)^T (as scikit-learn's _cython_blas.pyx does).
  *
- * Otherwise a blocked, packed fallback in the style of BLIS / GotoBLAS:
- * B is packed into KC x NC panels of NR-wide strips, A into MC x KC blocks
- * of MR-tall strips, and an MR x NR micro-kernel accumulates in registers.
- * Row blocks of C are shared among OpenMP threads.
+ * Otherwise a blocked, packed fallback in the style of BLIS / GotoBLAS
+ * (Van Zee & van de Geijn, "BLIS", TOMS 2015; Goto & van de Geijn 2008):
+ *
+ *   for jc in 0..N step NC                 B panel  op(B)[pc:+kc, jc:+nc]
+ *     for pc in 0..K step KC               packed once, shared (L3)
+ *       pack B panel -> Bp: nc/NR strips, each kc x NR, row p contiguous
+ *       for ic in 0..M step mc  (threads)  A block op(A)[ic:+mc, pc:+kc]
+ *         pack A block -> Ap: mc/MR strips, each kc x MR, column p contiguous
+ *         for jr in 0..nc step NR          (per thread, L2 holds Ap)
+ *           for ir in 0..mc step MR        (L1 holds one Bp strip)
+ *             C[ir:+MR, jr:+NR] (=|+=) alpha * sum_p Ap[p, 0:MR]^T Bp[p, 0:NR]
+ *
+ * The micro-kernel keeps the MR x NR tile of sums in registers: per p it
+ * loads one row of the B strip (NR values), broadcasts each of the MR values
+ * of the A column, and does MR*NR multiply-adds. Edge strips are
+ * zero-padded when packed, so the kernel always computes a full tile and
+ * only the store is clipped to mr x nr.
+ *
+ * beta is folded into the first K block's store (pc == 0: C = alpha*acc +
+ * beta*C, or C = alpha*acc without reading C when beta == 0, so NaN in C does
+ * not survive); later K blocks add (C = alpha*acc + C).
+ *
+ * Two micro-kernels with the same MR x NR and packing: a portable C one, and
+ * on x86 with GCC/Clang an AVX2+FMA one (intrinsics in a function with
+ * __attribute__((target("avx2,fma"))), so the default -O3 build without
+ * -march still has it), chosen at run time by __builtin_cpu_supports.
+ *
+ * Threads: every thread packs its own A blocks; work items are (row block,
+ * column range of the packed B panel) so that small M still gives every
+ * thread work. Every C element is computed by one thread, in an order (the
+ * K blocks, then p within a block) that does not depend on the thread count
+ * or on where its tile lies, so results are bitwise identical for any
+ * number of threads.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -17,66 +46,194 @@
 #include "pt_blas.h"
 #include "pt_omp.h"
 
-#define MR 4
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define PT_GEMM_X86 1
+#include <immintrin.h>
+#else
+#define PT_GEMM_X86 0
+#endif
+
+/* Register tile MR x NR = 6 x (two 256-bit vectors): 12 accumulators +
+ * 2 B vectors + 1 broadcast A = 15 of the 16 ymm registers. Cache blocks
+ * for 32 KiB L1d / 512 KiB L2 per core (Zen 3; fine on Intel too):
+ * a kc x NR strip of Bp (16 KiB) stays in L1, the mc x kc block Ap
+ * (~150-190 KiB) in L2, the kc x nc panel Bp (4 MiB) in L3. */
+#if PT_DTYPE == 64
+#define NR 8
+#define MC 96
+#else
 #define NR 16
-#define MC 128
+#define MC 144
+#endif
+#define MR 6
 #define KC 256
-#define NC 2048
+#define NC 4096
 
-/* A element (i, p) of op(A), B element (p, j) of op(B). */
-#define A_AT(i, p) (trans_a ? A[(int64_t)(p) * lda + (i)] : A[(int64_t)(i) * lda + (p)])
-#define B_AT(p, j) (trans_b ? B[(int64_t)(j) * ldb + (p)] : B[(int64_t)(p) * ldb + (j)])
+static int64_t PT_SFX(min64)(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Pack op(B)[pc:pc+kc, jc:jc+nc] as strips of NR columns, each kc x NR,
- * zero-padded on the right. */
-static void PT_SFX(pack_b)(real *Bp, int trans_b, const real *B, int64_t ldb,
-                           int64_t pc, int64_t kc, int64_t jc, int64_t nc)
+
+/* ------------------------------------------------------------- packing */
+
+/* One strip of Bp: op(B)[pc:pc+kc, j0:j0+nr] (nr <= NR) as kc rows of NR,
+ * zero-padded on the right. op(B)(p, j) is B[p*ldb + j], or B[j*ldb + p]
+ * when trans_b; the inner loop runs along contiguous memory either way. */
+static void PT_SFX(pack_b)(real *restrict dst, int trans_b, const real *restrict B,
+                           int64_t ldb, int64_t pc, int64_t kc, int64_t j0, int64_t nr)
 {
-    for (int64_t jr = 0; jr < nc; jr += NR) {
-        int64_t nr = nc - jr < NR ? nc - jr : NR;
-        real *dst = Bp + jr * kc;
+    if (!trans_b) {
         for (int64_t p = 0; p < kc; p++) {
+            const real *src = B + (pc + p) * ldb + j0;
             int64_t j = 0;
-            for (; j < nr; j++) dst[p * NR + j] = B_AT(pc + p, jc + jr + j);
+            for (; j < nr; j++) dst[p * NR + j] = src[j];
             for (; j < NR; j++) dst[p * NR + j] = 0;
         }
-    }
-}
-
-/* Pack op(A)[ic:ic+mc, pc:pc+kc] as strips of MR rows, each kc x MR
- * (column by column), zero-padded at the bottom. */
-static void PT_SFX(pack_a)(real *Ap, int trans_a, const real *A, int64_t lda,
-                           int64_t ic, int64_t mc, int64_t pc, int64_t kc)
-{
-    for (int64_t ir = 0; ir < mc; ir += MR) {
-        int64_t mr = mc - ir < MR ? mc - ir : MR;
-        real *dst = Ap + ir * kc;
-        for (int64_t p = 0; p < kc; p++) {
-            int64_t i = 0;
-            for (; i < mr; i++) dst[p * MR + i] = A_AT(ic + ir + i, pc + p);
-            for (; i < MR; i++) dst[p * MR + i] = 0;
+    } else {
+        for (int64_t j = 0; j < NR; j++) {
+            const real *src = B + (j0 + j) * ldb + pc;
+            if (j < nr) for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+            else        for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0;
         }
     }
 }
 
-/* C[0:mr, 0:nr] += alpha * Ap(kc x MR)^T Bp(kc x NR). */
-static void PT_SFX(micro_kernel)(int64_t kc, const real *restrict Ap,
-                                 const real *restrict Bp, real alpha,
-                                 real *C, int64_t ldc, int64_t mr, int64_t nr)
+/* One strip of Ap: op(A)[i0:i0+mr, pc:pc+kc] (mr <= MR) as kc columns of
+ * MR, zero-padded at the bottom. op(A)(i, p) is A[i*lda + p], or
+ * A[p*lda + i] when trans_a. */
+static void PT_SFX(pack_a)(real *restrict dst, int trans_a, const real *restrict A,
+                           int64_t lda, int64_t i0, int64_t mr, int64_t pc, int64_t kc)
+{
+    if (trans_a) {
+        for (int64_t p = 0; p < kc; p++) {
+            const real *src = A + (pc + p) * lda + i0;
+            int64_t i = 0;
+            for (; i < mr; i++) dst[p * MR + i] = src[i];
+            for (; i < MR; i++) dst[p * MR + i] = 0;
+        }
+    } else {
+        for (int64_t i = 0; i < MR; i++) {
+            const real *src = A + (i0 + i) * lda + pc;
+            if (i < mr) for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = src[p];
+            else        for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0;
+        }
+    }
+}
+
+/* --------------------------------------------------------- micro-kernels
+ * kernel(kc, Ap, Bp, C, ldc, mr, nr, alpha, beta):
+ *   acc[MR][NR] = sum_{p < kc} Ap[p*MR + i] * Bp[p*NR + j]
+ *   C[i, j] = alpha*acc[i][j] + beta*C[i, j]   for i < mr, j < nr,
+ * with beta == 0 meaning "do not read C" and beta == 1 "C + alpha*acc". */
+typedef void (*PT_SFX(kernel_fn))(int64_t kc, const real *restrict Ap, const real *restrict Bp,
+                                  real *C, int64_t ldc, int64_t mr, int64_t nr,
+                                  real alpha, real beta);
+
+/* Portable kernel: plain loops the compiler may vectorise for the baseline
+ * ISA (SSE2 on x86-64). */
+static void PT_SFX(kernel_c)(int64_t kc, const real *restrict Ap, const real *restrict Bp,
+                             real *C, int64_t ldc, int64_t mr, int64_t nr,
+                             real alpha, real beta)
 {
     real acc[MR][NR];
     memset(acc, 0, sizeof acc);
     for (int64_t p = 0; p < kc; p++) {
-        const real *a = Ap + p * MR;
-        const real *b = Bp + p * NR;
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++)
-                acc[i][j] += a[i] * b[j];
+        const real *a = Ap + p * MR, *b = Bp + p * NR;
+        for (int i = 0; i < MR; i++) {
+            real ai = a[i];
+            for (int j = 0; j < NR; j++) acc[i][j] += ai * b[j];
+        }
     }
-    for (int64_t i = 0; i < mr; i++)
-        for (int64_t j = 0; j < nr; j++)
-            C[i * ldc + j] += alpha * acc[i][j];
+    for (int64_t i = 0; i < mr; i++) {
+        real *c = C + i * ldc;
+        if (beta == 0)      for (int64_t j = 0; j < nr; j++) c[j] = alpha * acc[i][j];
+        else if (beta == 1) for (int64_t j = 0; j < nr; j++) c[j] = alpha * acc[i][j] + c[j];
+        else for (int64_t j = 0; j < nr; j++) c[j] = alpha * acc[i][j] + beta * c[j];
+    }
 }
+
+#if PT_GEMM_X86
+/* AVX2 + FMA kernel: a tile row is two 256-bit vectors. */
+#if PT_DTYPE == 64
+typedef __m256d vreal;
+#define VW 4
+#define V_ZERO _mm256_setzero_pd
+#define V_SET1 _mm256_set1_pd
+#define V_BCAST _mm256_broadcast_sd
+#define V_LOAD _mm256_loadu_pd
+#define V_STORE _mm256_storeu_pd
+#define V_FMA _mm256_fmadd_pd
+#define V_MUL _mm256_mul_pd
+#define V_ADD _mm256_add_pd
+#else
+typedef __m256 vreal;
+#define VW 8
+#define V_ZERO _mm256_setzero_ps
+#define V_SET1 _mm256_set1_ps
+#define V_BCAST _mm256_broadcast_ss
+#define V_LOAD _mm256_loadu_ps
+#define V_STORE _mm256_storeu_ps
+#define V_FMA _mm256_fmadd_ps
+#define V_MUL _mm256_mul_ps
+#define V_ADD _mm256_add_ps
+#endif
+
+__attribute__((target("avx2,fma")))
+static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real *restrict Bp,
+                                real *C, int64_t ldc, int64_t mr, int64_t nr,
+                                real alpha, real beta)
+{
+    vreal c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
+    vreal c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
+    vreal c40 = V_ZERO(), c41 = V_ZERO(), c50 = V_ZERO(), c51 = V_ZERO();
+    for (int64_t p = 0; p < kc; p++) {
+        vreal b0 = V_LOAD(Bp), b1 = V_LOAD(Bp + VW), a;
+        a = V_BCAST(Ap + 0); c00 = V_FMA(a, b0, c00); c01 = V_FMA(a, b1, c01);
+        a = V_BCAST(Ap + 1); c10 = V_FMA(a, b0, c10); c11 = V_FMA(a, b1, c11);
+        a = V_BCAST(Ap + 2); c20 = V_FMA(a, b0, c20); c21 = V_FMA(a, b1, c21);
+        a = V_BCAST(Ap + 3); c30 = V_FMA(a, b0, c30); c31 = V_FMA(a, b1, c31);
+        a = V_BCAST(Ap + 4); c40 = V_FMA(a, b0, c40); c41 = V_FMA(a, b1, c41);
+        a = V_BCAST(Ap + 5); c50 = V_FMA(a, b0, c50); c51 = V_FMA(a, b1, c51);
+        Ap += MR;
+        Bp += NR;
+    }
+    vreal acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                        {c30, c31}, {c40, c41}, {c50, c51}};
+    /* Edge tiles go through a full MR x NR copy of C, so every element
+     * sees the same vector arithmetic wherever its tile lies. */
+    real tile[MR * NR];
+    int edge = mr < MR || nr < NR;
+    real *dst = edge ? tile : C;
+    int64_t ld = edge ? NR : ldc;
+    if (edge && beta != 0)
+        for (int64_t i = 0; i < mr; i++) memcpy(tile + i * NR, C + i * ldc, (size_t)nr * sizeof(real));
+    vreal va = V_SET1(alpha), vb = V_SET1(beta);
+    for (int i = 0; i < MR; i++)
+        for (int h = 0; h < 2; h++) {
+            real *d = dst + i * ld + h * VW;
+            vreal r = V_MUL(va, acc[i][h]);
+            if (beta == 1) r = V_ADD(r, V_LOAD(d));
+            else if (beta != 0) r = V_ADD(r, V_MUL(vb, V_LOAD(d)));
+            V_STORE(d, r);
+        }
+    if (edge)
+        for (int64_t i = 0; i < mr; i++) memcpy(C + i * ldc, tile + i * NR, (size_t)nr * sizeof(real));
+}
+#endif /* PT_GEMM_X86 */
+
+/* The AVX2+FMA kernel when this CPU (and OS) has it, else the portable one.
+ * PT_GEMM_PORTABLE=1 in the environment forces the portable kernel (tests). */
+static PT_SFX(kernel_fn) PT_SFX(pick_kernel)(void)
+{
+    const char *env = getenv("PT_GEMM_PORTABLE");
+    if (env && env[0] && env[0] != '0') return PT_SFX(kernel_c);
+#if PT_GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return PT_SFX(kernel_avx2);
+#endif
+    return PT_SFX(kernel_c);
+}
+
+/* ---------------------------------------------------------------- driver */
 
 /* C := beta * C, with beta == 0 overwriting (NaN in C does not survive). */
 static void PT_SFX(scale_c)(real *C, int64_t ldc, int64_t M, int64_t N, real beta)
@@ -90,6 +247,14 @@ static void PT_SFX(scale_c)(real *C, int64_t ldc, int64_t M, int64_t N, real bet
     }
 }
 
+/* malloc'ed buffer of n reals aligned to 64 bytes; *raw is what to free. */
+static real *PT_SFX(alloc_aligned)(size_t n, void **raw)
+{
+    *raw = malloc(n * sizeof(real) + 64);
+    if (!*raw) return NULL;
+    return (real *)(((uintptr_t)*raw + 63) & ~(uintptr_t)63);
+}
+
 int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                             real alpha, const real *A, int64_t lda,
                             const real *B, int64_t ldb,
@@ -97,51 +262,76 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
 {
     if (M < 0 || N < 0 || K < 0) return PT_EINVAL;
     if (M == 0 || N == 0) return PT_OK;
-    PT_SFX(scale_c)(C, ldc, M, N, beta);
-    if (K == 0 || alpha == 0) return PT_OK;
+    if (K == 0 || alpha == 0) {
+        PT_SFX(scale_c)(C, ldc, M, N, beta);
+        return PT_OK;
+    }
+    PT_SFX(kernel_fn) kernel = PT_SFX(pick_kernel)();
+    int nth = pt_get_num_threads();
+    int par = nth > 1 && (double)M * (double)N * (double)K > 1e6;
+    int64_t nt = par ? nth : 1;
 
-    int64_t ncmax = N < NC ? N : NC, kcmax = K < KC ? K : KC;
-    int64_t nc_pad = (ncmax + NR - 1) / NR * NR;
-    real *Bp = malloc((size_t)(kcmax * nc_pad) * sizeof(real));
+    /* Row blocks: a count that is a multiple of the thread count, each a
+     * multiple of MR rows and at most MC. When there are fewer row blocks
+     * than threads, the NR strips of the B panel are split nsplit ways too. */
+    int64_t nbm = (M + MC - 1) / MC;
+    nbm = (nbm + nt - 1) / nt * nt;
+    int64_t mc = ((M + nbm - 1) / nbm + MR - 1) / MR * MR;
+    nbm = (M + mc - 1) / mc;
+    int64_t nsplit = nbm >= nt ? 1 : (nt + nbm - 1) / nbm;
+    int64_t nitems = nbm * nsplit;
+
+    int64_t kcmax = PT_SFX(min64)(K, KC);
+    int64_t nsmax = (PT_SFX(min64)(N, NC) + NR - 1) / NR;  /* strips per panel */
+    void *Braw;
+    real *Bp = PT_SFX(alloc_aligned)((size_t)(kcmax * nsmax * NR), &Braw);
     if (!Bp) return PT_ENOMEM;
     int status = PT_OK;
-    int nth = pt_get_num_threads();
 
-    for (int64_t jc = 0; jc < N; jc += NC) {
-        int64_t nc = N - jc < NC ? N - jc : NC;
-        for (int64_t pc = 0; pc < K; pc += KC) {
-            int64_t kc = K - pc < KC ? K - pc : KC;
-            PT_SFX(pack_b)(Bp, trans_b, B, ldb, pc, kc, jc, nc);
-            int64_t nblocks = (M + MC - 1) / MC;
-            #pragma omp parallel num_threads(nth) if (nblocks > 1 && M * nc * kc > 32768)
-            {
-                real *Ap = malloc((size_t)(MC * kc) * sizeof(real));
-                if (!Ap) {
-                    #pragma omp atomic write
-                    status = PT_ENOMEM;
-                }
+    #pragma omp parallel num_threads(nth) if (par)
+    {
+        void *Araw;
+        real *Ap = PT_SFX(alloc_aligned)((size_t)(mc * kcmax), &Araw);
+        if (!Ap) {
+            #pragma omp atomic write
+            status = PT_ENOMEM;
+        }
+        for (int64_t jc = 0; jc < N; jc += NC) {
+            int64_t nc = PT_SFX(min64)(N - jc, NC), ns = (nc + NR - 1) / NR;
+            for (int64_t pc = 0; pc < K; pc += KC) {
+                int64_t kc = PT_SFX(min64)(K - pc, KC);
+                real beta_k = pc == 0 ? beta : 1;
+
+                #pragma omp for schedule(static)
+                for (int64_t s = 0; s < ns; s++)
+                    PT_SFX(pack_b)(Bp + s * NR * kc, trans_b, B, ldb, pc, kc, jc + s * NR,
+                                   PT_SFX(min64)(nc - s * NR, NR));
+                /* (implicit barrier: Bp is complete) */
+
                 #pragma omp for schedule(dynamic)
-                for (int64_t blk = 0; blk < nblocks; blk++) {
+                for (int64_t it = 0; it < nitems; it++) {
                     if (!Ap) continue;
-                    int64_t ic = blk * MC;
-                    int64_t mc = M - ic < MC ? M - ic : MC;
-                    PT_SFX(pack_a)(Ap, trans_a, A, lda, ic, mc, pc, kc);
-                    for (int64_t jr = 0; jr < nc; jr += NR) {
-                        int64_t nr = nc - jr < NR ? nc - jr : NR;
-                        for (int64_t ir = 0; ir < mc; ir += MR) {
-                            int64_t mr = mc - ir < MR ? mc - ir : MR;
-                            PT_SFX(micro_kernel)(kc, Ap + ir * kc, Bp + jr * kc, alpha,
-                                                 C + (ic + ir) * ldc + jc + jr, ldc, mr, nr);
-                        }
+                    int64_t ic = (it / nsplit) * mc, part = it % nsplit;
+                    int64_t m = PT_SFX(min64)(M - ic, mc);
+                    int64_t s0 = ns * part / nsplit, s1 = ns * (part + 1) / nsplit;
+                    if (s0 == s1) continue;
+                    for (int64_t ir = 0; ir < m; ir += MR)
+                        PT_SFX(pack_a)(Ap + ir * kc, trans_a, A, lda, ic + ir,
+                                       PT_SFX(min64)(m - ir, MR), pc, kc);
+                    for (int64_t s = s0; s < s1; s++) {
+                        int64_t jr = s * NR, nr = PT_SFX(min64)(nc - jr, NR);
+                        for (int64_t ir = 0; ir < m; ir += MR)
+                            kernel(kc, Ap + ir * kc, Bp + jr * kc,
+                                   C + (ic + ir) * ldc + jc + jr, ldc,
+                                   PT_SFX(min64)(m - ir, MR), nr, alpha, beta_k);
                     }
                 }
-                free(Ap);
+                /* (implicit barrier: Bp may be overwritten) */
             }
-            if (status != PT_OK) goto done;
         }
+        free(Araw);
     }
-done:
-    free(Bp);
+    free(Braw);
     return status;
 }
 

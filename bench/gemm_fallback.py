@@ -1,0 +1,104 @@
+"""GFLOP/s of the C fallback GEMM vs NumPy matmul vs our BLAS path.
+
+    python3 bench/gemm_fallback.py            # 1 and 2 threads, the table
+    python3 bench/gemm_fallback.py --threads 2 --quick
+
+Each thread count runs in a fresh subprocess with OMP_NUM_THREADS and
+OPENBLAS_NUM_THREADS set, so NumPy's (and SciPy's) OpenBLAS use the same
+thread count as our OpenMP kernels (threadpoolctl is not required).
+C is preallocated; the time is the median of REPEATS runs after one warm-up
+(fewer repeats when a single run exceeds BUDGET_S / REPEATS).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+# ---------------------------------------------------------------- constants
+SHAPES = [  # (M, N, K, dtype)   C[M,N] = A[M,K] @ B[K,N]
+    (256, 256, 256, "float32"),
+    (512, 512, 512, "float32"),
+    (1024, 1024, 1024, "float32"),
+    (2048, 2048, 2048, "float32"),
+    (4096, 512, 2048, "float32"),
+    (4096, 2048, 512, "float32"),
+    (1024, 1024, 1024, "float64"),
+]
+QUICK_SHAPES = SHAPES[:3] + SHAPES[-1:]
+THREADS = [1, 2]
+REPEATS = 7          # median of this many timed runs ...
+BUDGET_S = 6.0       # ... unless one case would take longer than this
+MIN_REPEATS = 3
+PEAK_F32_PER_CORE = 93.0   # GFLOP/s: AVX2 2 FMA/cycle x 8 lanes x 2 flops x ~2.9 GHz
+
+
+def median_time(fn):
+    fn()  # warm-up (and packing buffers / page faults)
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    reps = max(MIN_REPEATS, min(REPEATS, int(BUDGET_S / max(first, 1e-9))))
+    times = [first]
+    for _ in range(reps - 1):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def run_child(threads, shapes):
+    import numpy as np
+    from pytransformer import _core
+
+    _core.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    rows = []
+    for M, N, K, dt in shapes:
+        a = rng.standard_normal((M, K)).astype(dt)
+        b = rng.standard_normal((K, N)).astype(dt)
+        c = np.empty((M, N), dt)
+        flops = 2.0 * M * N * K
+        row = {"shape": f"{M}x{N}x{K}", "dtype": dt, "threads": threads}
+        row["fallback"] = flops / median_time(lambda: _core.gemm(c, a, b, False, False, 1.0, 0.0, True)) / 1e9
+        row["numpy"] = flops / median_time(lambda: np.matmul(a, b, out=c)) / 1e9
+        if _core.blas_available():
+            row["blas"] = flops / median_time(lambda: _core.gemm(c, a, b, False, False, 1.0, 0.0, False)) / 1e9
+        else:
+            row["blas"] = float("nan")
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, nargs="*", default=THREADS)
+    ap.add_argument("--quick", action="store_true", help="only the small shapes and float64")
+    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.child:
+        run_child(args.child, shapes)
+        return
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rows = []
+    for t in args.threads:
+        env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
+                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", str(t)]
+        if args.quick:
+            cmd.append("--quick")
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    print(f"{'shape MxNxK':>16} {'dtype':>7} {'thr':>3} {'fallback':>9} {'numpy':>9} "
+          f"{'our blas':>9} {'fb/numpy':>8}   (GFLOP/s)")
+    for r in rows:
+        print(f"{r['shape']:>16} {r['dtype']:>7} {r['threads']:>3} {r['fallback']:9.1f} "
+              f"{r['numpy']:9.1f} {r['blas']:9.1f} {r['fallback'] / r['numpy']:8.2f}")
+    print(f"(fp32 peak ~{PEAK_F32_PER_CORE:.0f} GFLOP/s per core, fp64 half that)")
+
+
+if __name__ == "__main__":
+    main()
