@@ -47,7 +47,7 @@ def cmd_demo(args):
     Wq, Wk, Wv = (rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d) for _ in range(3))
     q, k, v = x @ Wq, x @ Wk, x @ Wv
     out, w = ops.scaled_dot_product_attention(q, k, v, is_causal=args.causal, need_weights=True)
-    ref_out, _ = reference.attention_forward(q, k, v, is_causal=args.causal)
+    ref_out = reference.scaled_dot_product_attention(q, k, v, is_causal=args.causal)
     err = float(np.abs(out - ref_out).max())
     print(f"attention weights (row: query word attends to column words), "
           f"{'causal' if args.causal else 'bidirectional'}, random projections d={d}:")

@@ -8,10 +8,10 @@ from hypothesis import assume, given, settings, strategies as st
 
 import pytransformer
 from pytransformer import _core
-from pytransformer.ops.activation import (bias_act, bias_act_backward, ffn, ffn_backward,
+from pytransformer.ops._activation import (bias_act, bias_act_backward, ffn, ffn_backward,
                                           ffn_forward, gelu, gelu_backward, relu,
                                           relu_backward)
-from pytransformer.reference import activation as ref
+from pytransformer.reference import _activation as ref
 from tests.helpers import assert_close, dims, dtypes, numeric_grad, rand, seeds, small_dims
 
 ACTS = ["none", "relu", "gelu", "gelu_tanh"]

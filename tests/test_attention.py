@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pytransformer import _core
-from pytransformer.ops.attention import (attention_backward, attention_forward,
+from pytransformer.ops._attention import (attention_backward, attention_forward,
                                          scaled_dot_product_attention)
-from pytransformer.reference import attention as ref
+from pytransformer.reference import _attention as ref
 from tests.helpers import numeric_grad, rand, seeds
 
 # The kernel's key tile is 64 and query tile 32: lengths around and beyond

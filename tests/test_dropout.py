@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-import pytransformer.reference.dropout as ref
+import pytransformer.reference._dropout as ref
 from pytransformer import _core
-from pytransformer.ops.dropout import dropout, dropout_backward, dropout_forward
+from pytransformer.ops._dropout import dropout, dropout_backward, dropout_forward
 from tests.helpers import DTYPES, assert_close, dtypes, numeric_grad, rand, seeds
 
 

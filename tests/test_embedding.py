@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-import pytransformer.reference.embedding as ref
+import pytransformer.reference._embedding as ref
 from pytransformer import _core
-from pytransformer.ops.embedding import (embedding, embedding_backward, embedding_forward,
+from pytransformer.ops._embedding import (embedding, embedding_backward, embedding_forward,
                                          sinusoidal_positions)
 from tests.helpers import DTYPES, assert_close, dims, dtypes, numeric_grad, rand, seeds, small_dims
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pytransformer import _core
-from pytransformer.ops.gemm import matmul
+from pytransformer.ops._gemm import matmul
 from tests.helpers import DTYPES, dtypes, seeds
 
 M_SIZES = [1, 2, 5, 6, 7, 12, 95, 96, 97, 143, 144, 145, 289]
@@ -171,7 +171,7 @@ def test_blas_path_matches_numpy(M, N, K, ta, tb, dtype, seed):
 
 _PORTABLE_SCRIPT = """
 import numpy as np
-from pytransformer.ops.gemm import matmul
+from pytransformer.ops._gemm import matmul
 rng = np.random.default_rng(0)
 for dt in (np.float32, np.float64):
     for (M, N, K, ta, tb) in [(1, 1, 1, 0, 0), (13, 33, 257, 1, 0), (145, 17, 300, 0, 1)]:

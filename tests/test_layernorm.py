@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from pytransformer import reference as ref
-from pytransformer.ops.layernorm import layer_norm, layer_norm_backward, layer_norm_forward
+from pytransformer.ops._layernorm import layer_norm, layer_norm_backward, layer_norm_forward
 from tests.helpers import assert_close, dims, dtypes, numeric_grad, rand, seeds, small_dims
 
 

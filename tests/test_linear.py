@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 import pytransformer
 from pytransformer import _core
-from pytransformer.ops.linear import linear, linear_backward
-from pytransformer.reference import linear as ref
+from pytransformer.ops._linear import linear, linear_backward
+from pytransformer.reference import _linear as ref
 from tests.helpers import dims, dtypes, numeric_grad, rand, seeds, small_dims
 
 

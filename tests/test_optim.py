@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-import pytransformer.reference.optim as ref
+import pytransformer.reference._optim as ref
 from pytransformer import _core
-from pytransformer.ops.optim import adamw_step
+from pytransformer.ops._optim import adamw_step
 from tests.helpers import DTYPES, dtypes, rand, seeds
 
 # The kernel computes each element in double and rounds once; the float32

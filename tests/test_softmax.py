@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pytransformer import _core
-from pytransformer.ops.softmax import (
+from pytransformer.ops._softmax import (
     cross_entropy, cross_entropy_backward, cross_entropy_forward, log_softmax,
     log_softmax_backward, softmax, softmax_backward)
-from pytransformer.reference import softmax as ref
+from pytransformer.reference import _softmax as ref
 from tests.helpers import assert_close, dims, dtypes, numeric_grad, rand, seeds, small_dims
 
 TOL = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}

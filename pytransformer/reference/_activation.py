@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.special import erf
 
-from pytransformer.reference.linear import linear, linear_backward
+from pytransformer.reference._linear import linear, linear_backward
 
 SQRT_2_PI = np.sqrt(2.0 / np.pi)
 GELU_C = 0.044715

@@ -1,6 +1,6 @@
 """Softmax, log_softmax and cross-entropy in NumPy (reference).
 
-Same conventions as pytransformer.ops.softmax, including the special
+Same conventions as pytransformer.ops._softmax, including the special
 values: an all -inf row gives softmax 0 / log_softmax -inf; NaN or +inf in
 a row makes the row NaN. Computed in the input dtype, like the kernels.
 """

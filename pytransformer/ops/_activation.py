@@ -12,7 +12,7 @@ import numpy as np
 
 from pytransformer import _core
 from pytransformer.ops._checks import float_array, optional_float_array, out_array, rows
-from pytransformer.ops.linear import check_weight
+from pytransformer.ops._linear import check_weight
 
 # bias_act's activation names -> the C kinds (see _core.ACT_KINDS).
 ACTIVATIONS = ("none", "relu", "gelu", "gelu_tanh")

@@ -1,6 +1,6 @@
 """Scaled dot-product attention in NumPy (reference), computed in float64
 and returned in the input dtype. Same mask / causal / scale semantics as
-pytransformer.ops.attention: bool masks are True = attend, float masks are
+pytransformer.ops._attention: bool masks are True = attend, float masks are
 added, causal masks j > i, a fully masked row gives zeros."""
 import numpy as np
 
