@@ -92,8 +92,12 @@ def extensions():
     from Cython.Build import cythonize
 
     exts = [
+        # depends: the csrc files are linked as extra_objects, which
+        # build_ext does not watch; listing them makes a C edit relink _core.
         Extension("pytransformer._core", ["pytransformer/_core.pyx"],
                   include_dirs=[CSRC, np.get_include()],
+                  depends=sorted(str(p.relative_to(HERE)) for p in (HERE / CSRC).glob("*.[ch]"))
+                  + sorted(str(p.relative_to(HERE)) for p in (HERE / "pytransformer").glob("*.pxi")),
                   define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]),
         Extension("pytransformer._blas", ["pytransformer/_blas.pyx"]),
     ]

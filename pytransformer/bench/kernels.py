@@ -183,7 +183,7 @@ def ffn_case(torch, quick):
         ops.ffn_backward(g, saved)
 
     def numpy_ref():
-        reference.ffn_forward(x, w1, b1, w2, b2, activation="relu")
+        reference.ffn(x, w1, b1, w2, b2, activation="relu")
         reference.ffn_backward(g, x, w1, b1, w2, b2, activation="relu")
 
     impl = {"ours": ours, "numpy": numpy_ref, "torch": None}

@@ -30,7 +30,13 @@ def float_array(name, a, dtype=None, ndim=None, min_ndim=None):
         raise ValueError(f"{name}: expected {ndim} dims, got shape {a.shape}")
     if min_ndim is not None and a.ndim < min_ndim:
         raise ValueError(f"{name}: expected at least {min_ndim} dims, got shape {a.shape}")
-    return np.ascontiguousarray(a)
+    return _c_order(a)
+
+
+def _c_order(a):
+    """a itself when C-contiguous, else a C-ordered copy (keeps 0-d arrays 0-d,
+    unlike np.ascontiguousarray)."""
+    return a if a.flags.c_contiguous else np.array(a, order="C")
 
 
 def optional_float_array(name, a, dtype, shape=None):
@@ -50,7 +56,7 @@ def index_array(name, a, low, high, ignore=None):
         raise TypeError(f"{name}: expected a numpy.ndarray of integers, got {type(a).__name__}")
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer dtype, got {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.int64)
+    a = _c_order(a.astype(np.int64, copy=False))
     if a.size:
         bad = (a < low) | (a >= high)
         if ignore is not None:
