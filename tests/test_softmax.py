@@ -115,6 +115,21 @@ def test_softmax_out_and_in_place():
     np.testing.assert_array_equal(x, lexpect)
 
 
+def test_backward_out_is_overwritten():
+    rng = np.random.default_rng(1)
+    x, dy = rand(rng, (4, 9), np.float32), rand(rng, (4, 9), np.float32)
+    t = np.array([0, 8, -100, 3])
+    _, lse = cross_entropy_forward(x, t)
+    for f, args in ((softmax_backward, (dy, softmax(x))),
+                    (log_softmax_backward, (dy, log_softmax(x))),
+                    (cross_entropy_backward, (1.0, x, t, lse))):
+        out = np.full_like(x, 7.0)              # stale contents must not leak in
+        assert f(*args, out=out) is out
+        np.testing.assert_array_equal(out, f(*args))
+    with pytest.raises(ValueError, match="out"):
+        softmax_backward(dy, x, out=np.empty((4, 8), np.float32))
+
+
 def test_zero_sized():
     for shape in [(0, 5), (3, 0), (2, 0, 4)]:
         x = np.zeros(shape, np.float32)

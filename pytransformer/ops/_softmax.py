@@ -46,25 +46,36 @@ def log_softmax(x, out=None):
     return _softmax("x", x, out, True)
 
 
-def _softmax_backward(grad_out, y, log):
+def _zeroed_out(out, shape, dtype):
+    """A zeroed gradient buffer: `out` (checked, then zeroed) or a new one."""
+    if out is None:
+        return np.zeros(shape, dtype)
+    out = out_array("out", out, shape, dtype)
+    out.fill(0)
+    return out
+
+
+def _softmax_backward(grad_out, y, log, out):
     y = float_array("y", y, min_ndim=1)
     dy = float_array("grad_out", grad_out, y.dtype)
     if dy.shape != y.shape:
         raise ValueError(f"grad_out: expected shape {y.shape}, got {dy.shape}")
     N, C = rows(y)
-    dx = np.zeros(y.shape, y.dtype)
+    dx = _zeroed_out(out, y.shape, y.dtype)
     _core.softmax_backward(dx.reshape(N, C), dy.reshape(N, C), y.reshape(N, C), log)
     return dx
 
 
-def softmax_backward(grad_out, y):
-    """dx = y * (grad_out - sum(grad_out * y)) for y = softmax(x)."""
-    return _softmax_backward(grad_out, y, False)
+def softmax_backward(grad_out, y, out=None):
+    """dx = y * (grad_out - sum(grad_out * y)) for y = softmax(x). `out`, if
+    given, is overwritten with dx (it must not be grad_out or y)."""
+    return _softmax_backward(grad_out, y, False, out)
 
 
-def log_softmax_backward(grad_out, y):
-    """dx = grad_out - exp(y) * sum(grad_out) for y = log_softmax(x)."""
-    return _softmax_backward(grad_out, y, True)
+def log_softmax_backward(grad_out, y, out=None):
+    """dx = grad_out - exp(y) * sum(grad_out) for y = log_softmax(x). `out`,
+    if given, is overwritten with dx (it must not be grad_out or y)."""
+    return _softmax_backward(grad_out, y, True, out)
 
 
 def _ce_args(logits, targets, ignore_index, label_smoothing, reduction):
@@ -128,11 +139,12 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0,
 
 
 def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
-                           label_smoothing=0.0, reduction="mean"):
+                           label_smoothing=0.0, reduction="mean", out=None):
     """Return dlogits (..., C) = g * (softmax(logits) - ((1-ls) onehot + ls/C)),
     zero on ignored rows, where g is grad_loss (shape (...)) for 'none',
     grad_loss (a 0-d array or a number) for 'sum', and grad_loss / (number of
-    non-ignored rows) for 'mean'. lse comes from cross_entropy_forward."""
+    non-ignored rows) for 'mean'. lse comes from cross_entropy_forward.
+    `out`, if given, is overwritten with dlogits (it must not be logits)."""
     logits, targets, N, C, ignore_index, ls = _ce_args(
         logits, targets, ignore_index, label_smoothing, reduction)
     lead = logits.shape[:-1]
@@ -162,7 +174,7 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
             # count == 0: every row is ignored, nothing reads g.
             g = g / count if count else 0.0
         g = np.asarray(g, dtype=logits.dtype)
-    dlogits = np.zeros(logits.shape, logits.dtype)
+    dlogits = _zeroed_out(out, logits.shape, logits.dtype)
     _core.cross_entropy_backward(dlogits.reshape(N, C), logits.reshape(N, C), lse.reshape(N),
                                  targets.reshape(N), g, ignore_index, ls)
     return dlogits
