@@ -7,14 +7,14 @@
  *   positions: out[t, 2i]   = sin(t / base^(2i/C))
  *              out[t, 2i+1] = cos(t / base^(2i/C))    (odd C: last column sin)
  *
- * Backward determinism: the work is split into tasks that own disjoint
- * parts of dtable -- a block of columns and a range of vocabulary rows --
- * and every task walks ids in order n = 0, 1, ..., so each element of dtable
- * receives its additions in the same order (the serial order) whatever the
- * thread count. Repeated ids therefore accumulate exactly as a serial loop
- * would, bit for bit. Columns are split first (each task then streams its
- * slice of every dy row); when C is too narrow to give every thread a block,
- * the vocabulary is split too, and a task skips ids outside its range.
+ * Backward determinism: each thread owns a range of vocabulary rows of
+ * dtable and walks all ids in order n = 0, 1, ..., skipping ids outside its
+ * range, so every row receives its additions in the serial order whatever
+ * the thread count: repeated ids accumulate exactly as a serial loop would,
+ * bit for bit. Ranges are balanced by id counts; whole rows stay contiguous
+ * (splitting columns instead measured slower than serial on 2 cores). One
+ * very frequent id (e.g. padding) still lands on one thread: never slower
+ * than serial, but no faster either.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +42,27 @@ int PT_FN(pt_embedding_forward)(real *y, const int64_t *ids, const real *table,
     return PT_OK;
 }
 
-/* Columns per task are a multiple of this (64 bytes of float), so two tasks
- * never write the same cache line of a dtable row. */
-#define EMB_COL_ALIGN 16
+/* Task k of nth owns vocabulary rows [bounds[k], bounds[k+1]). The bounds
+ * split the ids into nth groups of about N/nth occurrences (from a histogram,
+ * when V is not much larger than N), else the vocabulary into equal ranges.
+ * Only speed depends on this choice, never the result. */
+static void PT_SFX(vocab_bounds)(int64_t *bounds, int nth, const int64_t *ids,
+                                 int64_t N, int64_t V)
+{
+    int64_t *count = V <= 4 * N + 4096 ? calloc((size_t)V, sizeof(int64_t)) : NULL;
+    bounds[0] = 0;
+    for (int k = 1; k < nth; k++) bounds[k] = V * k / nth;
+    bounds[nth] = V;
+    if (!count) return;                   /* equal ranges (also on ENOMEM) */
+    for (int64_t n = 0; n < N; n++) count[ids[n]]++;
+    int64_t cum = 0, v = 0;
+    for (int k = 1; k < nth; k++) {
+        int64_t target = N * k / nth;     /* first row with cum >= target */
+        while (v < V && cum < target) cum += count[v++];
+        bounds[k] = v;
+    }
+    free(count);
+}
 
 int PT_FN(pt_embedding_backward)(real *dtable, const real *dy, const int64_t *ids,
                                  int64_t N, int64_t V, int64_t C)
@@ -53,29 +71,20 @@ int PT_FN(pt_embedding_backward)(real *dtable, const real *dy, const int64_t *id
     if (!PT_SFX(ids_in_range)(ids, N, V)) return PT_EINVAL;
     if (N == 0 || C == 0) return PT_OK;
     int nth = pt_get_num_threads();
-    if (N * C <= 32768) nth = 1;
-    /* Column blocks: about C / nth columns each, rounded up to the alignment. */
-    int64_t cb = (C + nth - 1) / nth;
-    cb = (cb + EMB_COL_ALIGN - 1) / EMB_COL_ALIGN * EMB_COL_ALIGN;
-    if (cb > C) cb = C;
-    int64_t ncb = (C + cb - 1) / cb;
-    /* Vocabulary ranges: enough to give every thread a task. */
-    int64_t nvb = ncb >= nth ? 1 : (nth + ncb - 1) / ncb;
-    if (nvb > V) nvb = V;
-    int64_t ntask = ncb * nvb;
-    #pragma omp parallel for num_threads(nth) if (ntask > 1) schedule(static)
-    for (int64_t task = 0; task < ntask; task++) {
-        int64_t c0 = (task % ncb) * cb;
-        int64_t c1 = c0 + cb < C ? c0 + cb : C;
-        int64_t vb = task / ncb;
-        int64_t v0 = V * vb / nvb, v1 = V * (vb + 1) / nvb;
-        int64_t w = c1 - c0;
+    if (N * C <= 32768 || V < 2) nth = 1;
+    if (nth > 256) nth = 256;
+    int64_t bounds[257];
+    PT_SFX(vocab_bounds)(bounds, nth, ids, N, V);
+    #pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static, 1)
+    for (int k = 0; k < nth; k++) {
+        int64_t v0 = bounds[k], v1 = bounds[k + 1];
+        if (v0 >= v1) continue;
         for (int64_t n = 0; n < N; n++) {
             int64_t id = ids[n];
             if (id < v0 || id >= v1) continue;
-            real *dst = dtable + id * C + c0;
-            const real *src = dy + n * C + c0;
-            for (int64_t c = 0; c < w; c++) dst[c] += src[c];
+            real *dst = dtable + id * C;
+            const real *src = dy + n * C;
+            for (int64_t c = 0; c < C; c++) dst[c] += src[c];
         }
     }
     return PT_OK;

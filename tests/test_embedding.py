@@ -26,12 +26,15 @@ def test_forward_backward_match_reference(v, c, n, m, dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("V, C", [(3, 512), (50, 8), (1, 64), (1000, 1), (7, 33)])
-def test_backward_heavy_repeats_and_thread_independence(dtype, V, C):
-    # Shapes that exercise both the column split (wide C) and the
-    # vocabulary split (narrow C, where tasks skip ids outside their range).
+@pytest.mark.parametrize("V, C, zipf", [(3, 512, False), (50, 8, False), (1, 64, False),
+                                        (1000, 1, False), (7, 33, False), (50, 16, True),
+                                        (100_000, 16, False), (2, 40, True)])
+def test_backward_heavy_repeats_and_thread_independence(dtype, V, C, zipf):
+    # Each thread owns a vocabulary range (balanced by a histogram of ids, or
+    # equal ranges when V >> N) and skips ids outside it; skewed (Zipf) ids
+    # give uneven ranges, V = 2 with 3-4 threads leaves threads idle.
     rng = np.random.default_rng(V * C)
-    ids = rng.integers(0, V, size=4000)
+    ids = (rng.zipf(1.5, size=4000) - 1) % V if zipf else rng.integers(0, V, size=4000)
     dy = rand(rng, (4000, C), dtype)
     expect = ref.embedding_backward(dy, ids, V)
     results = []
