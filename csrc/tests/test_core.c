@@ -99,6 +99,151 @@ static void test_layernorm(void)
     free(x); free(w); free(b); free(y); free(ref); free(xf); free(wf); free(bf); free(yf); free(yd);
 }
 
+
+/* --------------------------------------------------------------- softmax */
+static void test_softmax(void)
+{
+    const long N = 7, C = 45;
+    double *x = rand_vec(N * C), *y = malloc(N * C * sizeof(double)), *ref = malloc(N * C * sizeof(double));
+    for (long i = 0; i < N * C; i++) x[i] *= 1e4;             /* huge logits */
+    for (long c = 0; c < C; c++) x[3 * C + c] = -INFINITY;    /* a fully masked row */
+    x[5 * C + 2] = -INFINITY;
+    for (long n = 0; n < N; n++) {
+        double m = -INFINITY, s = 0;
+        for (long c = 0; c < C; c++) m = x[n * C + c] > m ? x[n * C + c] : m;
+        for (long c = 0; c < C; c++) s += m == -INFINITY ? 0 : exp(x[n * C + c] - m);
+        for (long c = 0; c < C; c++) ref[n * C + c] = s == 0 ? 0 : exp(x[n * C + c] - m) / s;
+    }
+    check_status("softmax_forward_f64", pt_softmax_forward_f64(y, x, N, C, 0), PT_OK);
+    check_tensor("softmax_forward_f64 (1e4 logits, -inf)", y, ref, N * C, 1e-12);
+    float *xf = to_f32(x, N * C), *yf = malloc(N * C * sizeof(float));
+    check_status("softmax_forward_f32", pt_softmax_forward_f32(yf, xf, N, C, 0), PT_OK);
+    double *yd = from_f32(yf, N * C);
+    check_tensor("softmax_forward_f32 (1e4 logits, -inf)", yd, ref, N * C, 1e-6);
+    free(x); free(y); free(ref); free(xf); free(yf); free(yd);
+}
+
+static void test_cross_entropy(void)
+{
+    const long N = 6, C = 11;
+    double *x = rand_vec(N * C), loss[6], lse[6], ref[6];
+    int64_t t[6] = {0, 10, 3, -100, 5, 5};
+    const double ls = 0.1;
+    for (long n = 0; n < N; n++) {
+        double m = -INFINITY, s = 0, sum_logp = 0;
+        for (long c = 0; c < C; c++) m = x[n * C + c] > m ? x[n * C + c] : m;
+        for (long c = 0; c < C; c++) s += exp(x[n * C + c] - m);
+        double l = m + log(s);
+        for (long c = 0; c < C; c++) sum_logp += x[n * C + c] - l;
+        ref[n] = t[n] == -100 ? 0 : -(1 - ls) * (x[n * C + t[n]] - l) - ls / C * sum_logp;
+    }
+    check_status("cross_entropy_forward_f64",
+                 pt_cross_entropy_forward_f64(loss, lse, x, t, N, C, -100, ls), PT_OK);
+    check_tensor("cross_entropy_forward_f64 (ls=0.1, ignore)", loss, ref, N, 1e-12);
+    t[1] = 11;
+    check_status("cross_entropy_forward_f64 bad target",
+                 pt_cross_entropy_forward_f64(loss, lse, x, t, N, C, -100, ls), PT_EINVAL);
+    free(x);
+}
+
+/* ------------------------------------------------------------- attention */
+static void naive_attention(double *out, const double *q, const double *k, const double *v,
+                            long T, long D, int causal)
+{
+    double *s = malloc(T * sizeof(double));
+    for (long i = 0; i < T; i++) {
+        double m = -INFINITY, z = 0;
+        for (long j = 0; j < T; j++) {
+            double d = 0;
+            for (long c = 0; c < D; c++) d += q[i * D + c] * k[j * D + c];
+            s[j] = causal && j > i ? -INFINITY : d / sqrt((double)D);
+            m = s[j] > m ? s[j] : m;
+        }
+        for (long j = 0; j < T; j++) { s[j] = exp(s[j] - m); z += s[j]; }
+        for (long c = 0; c < D; c++) {
+            double acc = 0;
+            for (long j = 0; j < T; j++) acc += s[j] / z * v[j * D + c];
+            out[i * D + c] = acc;
+        }
+    }
+    free(s);
+}
+
+static void test_attention(int causal)
+{
+    const long B = 2, H = 3, T = 150, D = 17;       /* T past one key tile */
+    const long n = B * H * T * D;
+    double *q = rand_vec(n), *k = rand_vec(n), *v = rand_vec(n);
+    double *out = malloc(n * sizeof(double)), *ref = malloc(n * sizeof(double));
+    double *lse = malloc(B * H * T * sizeof(double));
+    for (long bh = 0; bh < B * H; bh++)
+        naive_attention(ref + bh * T * D, q + bh * T * D, k + bh * T * D, v + bh * T * D, T, D, causal);
+    char name[64];
+    snprintf(name, sizeof name, "attention_forward_f64 causal=%d", causal);
+    check_status(name, pt_attention_forward_f64(out, lse, NULL, q, k, v, NULL, NULL,
+                                                B, H, T, T, D, D, causal, 1.0 / sqrt((double)D)), PT_OK);
+    check_tensor(name, out, ref, n, 1e-12);
+    float *qf = to_f32(q, n), *kf = to_f32(k, n), *vf = to_f32(v, n), *of = malloc(n * sizeof(float));
+    snprintf(name, sizeof name, "attention_forward_f32 causal=%d", causal);
+    check_status(name, pt_attention_forward_f32(of, NULL, NULL, qf, kf, vf, NULL, NULL,
+                                                B, H, T, T, D, D, causal, 1.0f / sqrtf((float)D)), PT_OK);
+    double *od = from_f32(of, n);
+    check_tensor(name, od, ref, n, 1e-5);
+    free(q); free(k); free(v); free(out); free(ref); free(lse); free(qf); free(kf); free(vf); free(of); free(od);
+}
+
+/* ------------------------------------------------ embedding and AdamW */
+static void test_embedding(void)
+{
+    const long V = 9, C = 5, N = 4;
+    double *table = rand_vec(V * C), y[20], dtable[45] = {0}, dy[20];
+    int64_t ids[4] = {3, 0, 3, 8};
+    for (long i = 0; i < N * C; i++) dy[i] = 1.0;
+    check_status("embedding_forward_f64", pt_embedding_forward_f64(y, ids, table, N, V, C), PT_OK);
+    double ref[20];
+    for (long i = 0; i < N; i++) memcpy(ref + i * C, table + ids[i] * C, C * sizeof(double));
+    check_tensor("embedding_forward_f64", y, ref, N * C, 0);
+    check_status("embedding_backward_f64", pt_embedding_backward_f64(dtable, dy, ids, N, V, C), PT_OK);
+    double row3 = dtable[3 * C], row1 = dtable[1 * C];
+    check_tensor("embedding_backward_f64 repeated id sums", &row3, &(double){2.0}, 1, 0);
+    check_tensor("embedding_backward_f64 unused row", &row1, &(double){0.0}, 1, 0);
+    ids[2] = 9;
+    check_status("embedding_forward_f64 id out of range", pt_embedding_forward_f64(y, ids, table, N, V, C), PT_EINVAL);
+    free(table);
+}
+
+static void test_adamw(void)
+{
+    double p[3] = {1.0, -2.0, 0.5}, g[3] = {0.1, -0.3, 0.0}, m[3] = {0}, v[3] = {0}, ref[3];
+    const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
+    for (int i = 0; i < 3; i++) {            /* first step: mhat = g, vhat = g^2 */
+        double pp = p[i] * (1 - lr * wd);
+        ref[i] = pp - lr * g[i] / (fabs(g[i]) + eps);
+    }
+    check_status("adamw_step_f64", pt_adamw_step_f64(p, m, v, g, 3, lr, b1, b2, eps, wd, 1), PT_OK);
+    check_tensor("adamw_step_f64 first step", p, ref, 3, 1e-12);
+}
+
+/* --------------------------------------------------- linear, activation */
+static void test_linear_gelu(void)
+{
+    const long N = 5, IN = 13, OUT = 7;
+    double *x = rand_vec(N * IN), *w = rand_vec(OUT * IN), *b = rand_vec(OUT);
+    double y[35], ref[35], g[35], gref[35];
+    for (long n = 0; n < N; n++)
+        for (long o = 0; o < OUT; o++) {
+            double s = b[o];
+            for (long i = 0; i < IN; i++) s += x[n * IN + i] * w[o * IN + i];
+            ref[n * OUT + o] = s;
+            gref[n * OUT + o] = 0.5 * s * (1 + erf(s / sqrt(2.0)));
+        }
+    check_status("linear_forward_f64", pt_linear_forward_f64(y, x, w, b, N, IN, OUT), PT_OK);
+    check_tensor("linear_forward_f64", y, ref, N * OUT, 1e-12);
+    check_status("bias_act_forward_f64 gelu", pt_bias_act_forward_f64(g, y, NULL, N, OUT, PT_ACT_GELU_ERF), PT_OK);
+    check_tensor("bias_act_forward_f64 gelu(erf)", g, gref, N * OUT, 1e-12);
+    free(x); free(w); free(b);
+}
+
 int main(void)
 {
     printf("pytransformer C core: openmp=%d threads=%d blas=%d\n",
@@ -107,6 +252,13 @@ int main(void)
         for (int tb = 0; tb < 2; tb++)
             test_gemm(ta, tb);
     test_layernorm();
+    test_softmax();
+    test_cross_entropy();
+    test_attention(0);
+    test_attention(1);
+    test_embedding();
+    test_adamw();
+    test_linear_gelu();
     printf("%s\n", failures ? "FAILED" : "all C tests passed");
     return failures ? 1 : 0;
 }
