@@ -36,6 +36,8 @@
 
 #define BQ 32   /* query rows per tile */
 #define BK 64   /* keys per tile */
+#define MR 4                        /* register block of att_mm: MR rows x */
+#define NR (32 / (int)sizeof(real)) /* NR columns (two 16-byte vectors)    */
 
 /* kT[d*BK + j] = k[(j0 + j)*D + d] for j < nk: the key tile, transposed. */
 static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, int64_t D)
@@ -46,79 +48,155 @@ static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, i
     }
 }
 
-/* S[i*lds + j] = alpha * sum_d a[i*D + d] * bT[d*BK + j], i < nq, j < nk.
- * Rows of a are contiguous (D each); bT is a transposed tile (D,BK). Four
- * rows at a time so each bT row is loaded once per four rows. */
-static void PT_SFX(att_scores)(real *S, int64_t lds, const real *a, int nq,
-                               const real *bT, int nk, int64_t D, real alpha)
+/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n. */
+static void PT_SFX(att_transpose2)(real *T, int64_t ldt, const real *X, int64_t ldx,
+                                   int64_t m, int64_t n)
 {
-    int i = 0;
-    for (; i + 4 <= nq; i += 4) {
-        real *s0 = S + (int64_t)i * lds, *s1 = s0 + lds, *s2 = s1 + lds, *s3 = s2 + lds;
-        const real *a0 = a + (int64_t)i * D, *a1 = a0 + D, *a2 = a1 + D, *a3 = a2 + D;
-        real t0[BK], t1[BK], t2[BK], t3[BK];
-        for (int j = 0; j < nk; j++) { t0[j] = 0; t1[j] = 0; t2[j] = 0; t3[j] = 0; }
-        for (int64_t d = 0; d < D; d++) {
-            const real *br = bT + d * BK;
-            real x0 = a0[d], x1 = a1[d], x2 = a2[d], x3 = a3[d];
-            for (int j = 0; j < nk; j++) {
-                real bj = br[j];
-                t0[j] += x0 * bj;
-                t1[j] += x1 * bj;
-                t2[j] += x2 * bj;
-                t3[j] += x3 * bj;
-            }
-        }
-        for (int j = 0; j < nk; j++) {
-            s0[j] = alpha * t0[j];
-            s1[j] = alpha * t1[j];
-            s2[j] = alpha * t2[j];
-            s3[j] = alpha * t3[j];
-        }
-    }
-    for (; i < nq; i++) {
-        real *s0 = S + (int64_t)i * lds;
-        const real *a0 = a + (int64_t)i * D;
-        real t0[BK];
-        for (int j = 0; j < nk; j++) t0[j] = 0;
-        for (int64_t d = 0; d < D; d++) {
-            const real *br = bT + d * BK;
-            real x0 = a0[d];
-            for (int j = 0; j < nk; j++) t0[j] += x0 * br[j];
-        }
-        for (int j = 0; j < nk; j++) s0[j] = alpha * t0[j];
-    }
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < n; c++) T[c * ldt + r] = X[r * ldx + c];
 }
 
-/* Add the mask and the causal -inf to the score tile S (nq,nk), whose
- * element (i, j) is query i0 + i, key j0 + j. mrow is the mask at (b, h). */
-static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j0, int nk,
-                             const real *mrow, const int64_t *ms, int is_causal)
+/* Edge blocks of att_mm: mr <= MR rows, nr <= NR columns. */
+static void PT_SFX(att_mm_edge)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                const real *Bm, int64_t ldb, int mr, int nr, int64_t K)
 {
-    if (mrow) {
-        for (int i = 0; i < nq; i++) {
-            real *s = S + (int64_t)i * lds;
-            const real *m = mrow + (i0 + i) * ms[2] + j0 * ms[3];
-            if (ms[3] == 1) {
-                for (int j = 0; j < nk; j++) s[j] += m[j];
-            } else {
-                for (int j = 0; j < nk; j++) s[j] += m[j * ms[3]];
-            }
+    real acc[MR][NR];
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nr; c++) acc[r][c] = 0;
+    for (int64_t l = 0; l < K; l++) {
+        const real *br = Bm + l * ldb;
+        for (int r = 0; r < mr; r++) {
+            real x = A[r * lda + l];
+            for (int c = 0; c < nr; c++) acc[r][c] += x * br[c];
         }
     }
-    if (is_causal) {
-        for (int i = 0; i < nq; i++) {
-            real *s = S + (int64_t)i * lds;
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nr; c++)
+            C[r * ldc + c] += acc[r][c];
+}
+
+/* C(m,n) += A(m,K) Bm(K,n), all row-major with leading dims lda, ldb,
+ * ldc. The small matrix product every step of
+ * this file is made of: MR x NR blocks of C are summed over l in registers
+ * (fixed-size loops that gcc unrolls and vectorizes over the NR contiguous
+ * columns of Bm); the sum over l runs in order, so results are
+ * deterministic. */
+static void PT_SFX(att_mm)(real *C, int64_t ldc, const real *A, int64_t lda,
+                           const real *Bm, int64_t ldb, int64_t m, int64_t n, int64_t K)
+{
+    int64_t i = 0;
+    for (; i + MR <= m; i += MR) {
+        const real *a = A + i * lda;
+        int64_t j = 0;
+        for (; j + NR <= n; j += NR) {
+            real acc[MR][NR] = {{0}};
+            const real *b = Bm + j;
+            for (int64_t l = 0; l < K; l++) {
+                const real *br = b + l * ldb;
+                for (int r = 0; r < MR; r++) {
+                    real x = a[r * lda + l];
+                    #pragma omp simd
+                    for (int c = 0; c < NR; c++) acc[r][c] += x * br[c];
+                }
+            }
+            real *cb = C + i * ldc + j;
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++)
+                    cb[r * ldc + c] += acc[r][c];
+        }
+        if (j < n)
+            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, a, lda, Bm + j, ldb, MR,
+                                (int)(n - j), K);
+    }
+    for (; i < m; i++)
+        for (int64_t j = 0; j < n; j += NR)
+            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, A + i * lda, lda, Bm + j, ldb, 1,
+                                (int)(n - j < NR ? n - j : NR), K);
+}
+
+#if PT_DTYPE != 64
+/* c ? a : b without a branch (an integer bit select), so that the loop in
+ * att_exp_row stays vectorizable under gcc's default -ftrapping-math. */
+static inline float att_sel_f32(int c, float a, float b)
+{
+    uint32_t m = (uint32_t)0 - (uint32_t)(c != 0), ab, bb, rb;
+    float r;
+    memcpy(&ab, &a, 4);
+    memcpy(&bb, &b, 4);
+    rb = (ab & m) | (bb & ~m);
+    memcpy(&r, &rb, 4);
+    return r;
+}
+#endif
+
+/* p[j] = exp(p[j] - shift) for j < n.
+ * float: a branch-free expf that gcc vectorizes (~1.3 ulp): x = n ln2 + r
+ * with n = round(x / ln2) (via the 1.5*2^23 rounding trick, whose low
+ * mantissa bits are n), r reduced in two steps (Cody-Waite), exp(r) by the
+ * Cephes degree-7 polynomial, 2^n assembled in the exponent bits. x is
+ * clamped to [-87, 88]; x < -87 (including -inf) gives 0 (the true value is
+ * below 2^-125, negligible next to the row maximum's exp(0) = 1); NaN stays
+ * NaN. double: libm exp. */
+static void PT_SFX(att_exp_row)(real *p, int n, real shift)
+{
+#if PT_DTYPE == 64
+    for (int j = 0; j < n; j++) p[j] = r_exp(p[j] - shift);
+#else
+    for (int j = 0; j < n; j++) {
+        float x = p[j] - shift;
+        float xc = att_sel_f32(x < -87.0f, -87.0f, x);
+        xc = att_sel_f32(xc > 88.0f, 88.0f, xc);
+        float t = xc * 1.44269504088896341f + 12582912.0f;
+        float nf = t - 12582912.0f;                /* round(x / ln2) */
+        float r = xc - nf * 0.693359375f;
+        r = r - nf * -2.12194440e-4f;
+        float y = 1.9875691500e-4f;
+        y = y * r + 1.3981999507e-3f;
+        y = y * r + 8.3334519073e-3f;
+        y = y * r + 4.1665795894e-2f;
+        y = y * r + 1.6666665459e-1f;
+        y = y * r + 5.0000001201e-1f;
+        y = y * r * r + r + 1.0f;
+        uint32_t tb, bits;
+        float two_n;
+        memcpy(&tb, &t, 4);
+        bits = (tb - 0x4B400000u + 127u) << 23;    /* (n + 127) << 23 = 2^n */
+        memcpy(&two_n, &bits, 4);
+        p[j] = att_sel_f32(x < -87.0f, 0.0f, y * two_n);
+    }
+#endif
+}
+
+/* S[i*lds + j] = 0 for i < nq, j < nk. */
+static void PT_SFX(att_zero)(real *S, int64_t lds, int nq, int64_t nk)
+{
+    for (int i = 0; i < nq; i++)
+        for (int64_t j = 0; j < nk; j++) S[i * lds + j] = 0;
+}
+
+/* Finish the score tile S (nq,nk) holding q k^T, whose element (i, j) is
+ * query i0 + i, key j0 + j: S = scale * S + mask, then the causal -inf.
+ * mrow is the mask at (b, h), or NULL. */
+static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j0, int nk,
+                             const real *mrow, const int64_t *ms, int is_causal, real scale)
+{
+    for (int i = 0; i < nq; i++) {
+        real *s = S + (int64_t)i * lds;
+        if (!mrow) {
+            for (int j = 0; j < nk; j++) s[j] *= scale;
+        } else {
+            const real *m = mrow + (i0 + i) * ms[2] + j0 * ms[3];
+            if (ms[3] == 1) {
+                for (int j = 0; j < nk; j++) s[j] = scale * s[j] + m[j];
+            } else {
+                for (int j = 0; j < nk; j++) s[j] = scale * s[j] + m[j * ms[3]];
+            }
+        }
+        if (is_causal) {
             int64_t first = i0 + i + 1 - j0;   /* first masked j in the tile */
             for (int64_t j = first < 0 ? 0 : first; j < nk; j++) s[j] = -INFINITY;
         }
     }
-}
-
-/* y[0:n] += alpha * x[0:n] */
-static inline void PT_SFX(att_axpy)(real *y, real alpha, const real *x, int64_t n)
-{
-    for (int64_t d = 0; d < n; d++) y[d] += alpha * x[d];
 }
 
 /* Number of key tiles query tile [i0, i0+nq) needs (causal: keys <= i0+nq-1). */
@@ -138,38 +216,36 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
                                     int64_t D, int64_t Dv, int is_causal, real scale,
                                     real *kT)
 {
-    /* scores, tile by tile, into W rows i0.. (ld Tk) */
+    real *Wt = W + i0 * Tk;                   /* rows i0.. of P, ld Tk */
     for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
         int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
         PT_SFX(att_transpose)(kT, k, j0, nk, D);
-        real *S = W + i0 * Tk + j0;
-        PT_SFX(att_scores)(S, Tk, q + i0 * D, nq, kT, nk, D, scale);
-        PT_SFX(att_mask)(S, Tk, i0, nq, j0, nk, mrow, ms, is_causal);
+        PT_SFX(att_zero)(Wt + j0, Tk, nq, nk);
+        PT_SFX(att_mm)(Wt + j0, Tk, q + i0 * D, D, kT, BK, nq, nk, D);
+        PT_SFX(att_mask)(Wt + j0, Tk, i0, nq, j0, nk, mrow, ms, is_causal, scale);
     }
     for (int i = 0; i < nq; i++) {
-        real *p = W + (i0 + i) * Tk;
-        real *o = out + (i0 + i) * Dv;
+        real *p = Wt + i * Tk;
         real m = -INFINITY;
         for (int64_t j = 0; j < Tk; j++) m = p[j] > m ? p[j] : m;
-        for (int64_t d = 0; d < Dv; d++) o[d] = 0;
         if (m == -INFINITY) {          /* fully masked row (or Tk == 0) */
             for (int64_t j = 0; j < Tk; j++) p[j] = 0;
             if (lse) lse[i0 + i] = -INFINITY;
             continue;
         }
         double l = 0;
-        for (int64_t j = 0; j < Tk; j++) {
-            real e = r_exp(p[j] - m);
-            p[j] = e;
-            l += e;
+        for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
+            int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
+            PT_SFX(att_exp_row)(p + j0, nk, m);
         }
+        for (int64_t j = 0; j < Tk; j++) l += p[j];
         real inv = (real)(1.0 / l);
-        for (int64_t j = 0; j < Tk; j++) {
-            p[j] *= inv;
-            if (p[j] != 0) PT_SFX(att_axpy)(o, p[j], v + j * Dv, Dv);
-        }
+        for (int64_t j = 0; j < Tk; j++) p[j] *= inv;
         if (lse) lse[i0 + i] = m + (real)log(l);
     }
+    /* out rows = P rows v */
+    PT_SFX(att_zero)(out + i0 * Dv, Dv, nq, Dv);
+    PT_SFX(att_mm)(out + i0 * Dv, Dv, Wt, Tk, v, Dv, nq, Dv, Tk);
 }
 
 /* One task of the tiled path: rows [i0, i0+nq) of head (b, h).
@@ -187,30 +263,31 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
     for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         int nk = (int)(kend - j0 < BK ? kend - j0 : BK);
         PT_SFX(att_transpose)(kT, k, j0, nk, D);
-        PT_SFX(att_scores)(S, BK, q + i0 * D, nq, kT, nk, D, scale);
-        PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
+        PT_SFX(att_zero)(S, BK, nq, nk);
+        PT_SFX(att_mm)(S, BK, q + i0 * D, D, kT, BK, nq, nk, D);
+        PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal, scale);
         for (int i = 0; i < nq; i++) {
             real *s = S + i * BK;
             real mx = m[i];
             for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
-            if (mx == -INFINITY) continue;     /* nothing unmasked yet */
-            real *a = acc + (int64_t)i * Dv;
+            if (mx == -INFINITY) {             /* nothing unmasked yet */
+                for (int j = 0; j < nk; j++) s[j] = 0;
+                continue;
+            }
             if (mx != m[i]) {
                 real alpha = r_exp(m[i] - mx);     /* 0 when m[i] = -inf */
+                real *a = acc + (int64_t)i * Dv;
                 l[i] *= alpha;
                 for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
                 m[i] = mx;
             }
+            PT_SFX(att_exp_row)(s, nk, mx);
             double sum = 0;
-            for (int j = 0; j < nk; j++) {
-                real e = r_exp(s[j] - mx);
-                s[j] = e;
-                sum += e;
-            }
+            for (int j = 0; j < nk; j++) sum += s[j];
             l[i] += sum;
-            for (int j = 0; j < nk; j++)
-                if (s[j] != 0) PT_SFX(att_axpy)(a, s[j], v + (j0 + j) * Dv, Dv);
         }
+        /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
+        PT_SFX(att_mm)(acc, Dv, S, BK, v + j0 * Dv, Dv, nq, Dv, nk);
     }
     for (int i = 0; i < nq; i++) {
         real *o = out + (i0 + i) * Dv;
@@ -272,14 +349,17 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 
 /* ---------------------------------------------------------------- backward */
 
-/* Gradients of one head (b, h). Scratch: kT (D*BK), vT (Dv*BK),
- * P and dS (BQ*BK each), Drow (Tq). */
+/* Gradients of one head (b, h). Scratch: kT (D*BK), vT (Dv*BK), P, dS,
+ * PT, dST (BQ*BK each), Drow (Tq). Key tiles outer, query tiles inner:
+ *   S = scale q kT,  dP = dout vT  (nq,nk)
+ *   P = exp(S - lse),  dS = scale P (dP - Drow)
+ *   dv[tile] += P^T dout,  dk[tile] += dS^T q,  dq[rows] += dS k */
 static void PT_SFX(att_bwd_head)(real *dq, real *dk, real *dv, const real *dout,
                                  const real *q, const real *k, const real *v,
                                  const real *out, const real *lse, const real *mrow,
                                  const int64_t *ms, int64_t Tq, int64_t Tk, int64_t D,
                                  int64_t Dv, int is_causal, real scale, real *kT,
-                                 real *vT, real *P, real *dS, real *Drow)
+                                 real *vT, real *P, real *dS, real *PT, real *dST, real *Drow)
 {
     for (int64_t i = 0; i < Tq; i++) {
         double s = 0;
@@ -294,9 +374,11 @@ static void PT_SFX(att_bwd_head)(real *dq, real *dk, real *dv, const real *dout,
         int64_t qstart = is_causal ? (j0 / BQ) * BQ : 0;
         for (int64_t i0 = qstart; i0 < Tq; i0 += BQ) {
             int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
-            PT_SFX(att_scores)(P, BK, q + i0 * D, nq, kT, nk, D, scale);
-            PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
-            PT_SFX(att_scores)(dS, BK, dout + i0 * Dv, nq, vT, nk, Dv, 1);
+            PT_SFX(att_zero)(P, BK, nq, nk);
+            PT_SFX(att_mm)(P, BK, q + i0 * D, D, kT, BK, nq, nk, D);
+            PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal, scale);
+            PT_SFX(att_zero)(dS, BK, nq, nk);
+            PT_SFX(att_mm)(dS, BK, dout + i0 * Dv, Dv, vT, BK, nq, nk, Dv);
             for (int i = 0; i < nq; i++) {
                 real *p = P + i * BK, *ds = dS + i * BK;
                 real L = lse[i0 + i], Dr = Drow[i0 + i];
@@ -304,23 +386,19 @@ static void PT_SFX(att_bwd_head)(real *dq, real *dk, real *dv, const real *dout,
                     for (int j = 0; j < nk; j++) { p[j] = 0; ds[j] = 0; }
                     continue;
                 }
-                for (int j = 0; j < nk; j++) {
-                    p[j] = r_exp(p[j] - L);
-                    ds[j] = scale * p[j] * (ds[j] - Dr);
-                }
+                PT_SFX(att_exp_row)(p, nk, L);
+                for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
             }
-            for (int i = 0; i < nq; i++) {
-                const real *p = P + i * BK, *ds = dS + i * BK;
-                const real *qi = q + (i0 + i) * D, *gi = dout + (i0 + i) * Dv;
-                real *dqi = dq ? dq + (i0 + i) * D : NULL;
-                for (int j = 0; j < nk; j++) {
-                    if (p[j] == 0 && ds[j] == 0) continue;
-                    int64_t jj = j0 + j;
-                    if (dv) PT_SFX(att_axpy)(dv + jj * Dv, p[j], gi, Dv);
-                    if (dk) PT_SFX(att_axpy)(dk + jj * D, ds[j], qi, D);
-                    if (dqi) PT_SFX(att_axpy)(dqi, ds[j], k + jj * D, D);
-                }
+            if (dv) {
+                PT_SFX(att_transpose2)(PT, BQ, P, BK, nq, nk);
+                PT_SFX(att_mm)(dv + j0 * Dv, Dv, PT, BQ, dout + i0 * Dv, Dv, nk, Dv, nq);
             }
+            if (dk) {
+                PT_SFX(att_transpose2)(dST, BQ, dS, BK, nq, nk);
+                PT_SFX(att_mm)(dk + j0 * D, D, dST, BQ, q + i0 * D, D, nk, D, nq);
+            }
+            if (dq)
+                PT_SFX(att_mm)(dq + i0 * D, D, dS, BK, k + j0 * D, D, nq, D, nk);
         }
     }
 }
@@ -345,8 +423,10 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
         real *vT = malloc(sizeof(real) * Dvm * BK);
         real *P = malloc(sizeof(real) * BQ * BK);
         real *dS = malloc(sizeof(real) * BQ * BK);
-        real *Drow = malloc(sizeof(real) * (size_t)Tq);
-        int ok = kT && vT && P && dS && Drow;
+        real *PT = malloc(sizeof(real) * BQ * BK);
+        real *dST = malloc(sizeof(real) * BQ * BK);
+        real *Drow = malloc(sizeof(real) * (size_t)(Tq > 0 ? Tq : 1));
+        int ok = kT && vT && P && dS && PT && dST && Drow;
         if (!ok) {
             #pragma omp atomic write
             status = PT_ENOMEM;
@@ -360,12 +440,14 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                                  dv ? dv + bh * Tk * Dv : NULL, dout + bh * Tq * Dv,
                                  q + bh * Tq * D, k + bh * Tk * D, v + bh * Tk * Dv,
                                  out + bh * Tq * Dv, lse + bh * Tq, mrow, mask_strides,
-                                 Tq, Tk, D, Dv, is_causal, scale, kT, vT, P, dS, Drow);
+                                 Tq, Tk, D, Dv, is_causal, scale, kT, vT, P, dS, PT, dST, Drow);
         }
         free(kT);
         free(vT);
         free(P);
         free(dS);
+        free(PT);
+        free(dST);
         free(Drow);
     }
     return status;
