@@ -36,8 +36,14 @@
 
 #define BQ 32   /* query rows per tile */
 #define BK 64   /* keys per tile */
-#define MR 4                        /* register block of att_mm: MR rows x */
-#define NR (32 / (int)sizeof(real)) /* NR columns (two 16-byte vectors)    */
+/* Register block of att_mm: MR rows x NR columns, NR = two SIMD vectors
+ * (16-byte SSE2 by default, 32-byte when built with AVX, e.g. PT_NATIVE=1). */
+#define MR 4
+#ifdef __AVX__
+#define NR (64 / (int)sizeof(real))
+#else
+#define NR (32 / (int)sizeof(real))
+#endif
 
 /* kT[d*BK + j] = k[(j0 + j)*D + d] for j < nk: the key tile, transposed. */
 static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, int64_t D)
@@ -349,58 +355,58 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 
 /* ---------------------------------------------------------------- backward */
 
-/* Gradients of one head (b, h). Scratch: kT (D*BK), vT (Dv*BK), P, dS,
- * PT, dST (BQ*BK each), Drow (Tq). Key tiles outer, query tiles inner:
- *   S = scale q kT,  dP = dout vT  (nq,nk)
- *   P = exp(S - lse),  dS = scale P (dP - Drow)
- *   dv[tile] += P^T dout,  dk[tile] += dS^T q,  dq[rows] += dS k */
-static void PT_SFX(att_bwd_head)(real *dq, real *dk, real *dv, const real *dout,
-                                 const real *q, const real *k, const real *v,
-                                 const real *out, const real *lse, const real *mrow,
-                                 const int64_t *ms, int64_t Tq, int64_t Tk, int64_t D,
-                                 int64_t Dv, int is_causal, real scale, real *kT,
-                                 real *vT, real *P, real *dS, real *PT, real *dST, real *Drow)
+/* Per-thread scratch of the backward. */
+typedef struct {
+    real *kT, *vT;      /* (D,BK), (Dv,BK): key / value tile transposed */
+    real *P, *dS;       /* (BQ,BK) */
+    real *PT, *dST;     /* (BK,BQ): their transposes */
+} PT_SFX(att_bscratch);
+
+/* Does query tile i0 meet key tile j0 at all? (causal: some i >= j0) */
+static int PT_SFX(att_bwd_pair)(int64_t i0, int64_t j0, int is_causal)
 {
-    for (int64_t i = 0; i < Tq; i++) {
-        double s = 0;
-        for (int64_t d = 0; d < Dv; d++) s += (double)dout[i * Dv + d] * out[i * Dv + d];
-        Drow[i] = (real)s;
-    }
-    for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
-        int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
-        PT_SFX(att_transpose)(kT, k, j0, nk, D);
-        PT_SFX(att_transpose)(vT, v, j0, nk, Dv);
-        /* causal: query rows i < j0 see none of these keys */
-        int64_t qstart = is_causal ? (j0 / BQ) * BQ : 0;
-        for (int64_t i0 = qstart; i0 < Tq; i0 += BQ) {
-            int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
-            PT_SFX(att_zero)(P, BK, nq, nk);
-            PT_SFX(att_mm)(P, BK, q + i0 * D, D, kT, BK, nq, nk, D);
-            PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal, scale);
-            PT_SFX(att_zero)(dS, BK, nq, nk);
-            PT_SFX(att_mm)(dS, BK, dout + i0 * Dv, Dv, vT, BK, nq, nk, Dv);
-            for (int i = 0; i < nq; i++) {
-                real *p = P + i * BK, *ds = dS + i * BK;
-                real L = lse[i0 + i], Dr = Drow[i0 + i];
-                if (L == -INFINITY) {          /* fully masked row */
-                    for (int j = 0; j < nk; j++) { p[j] = 0; ds[j] = 0; }
-                    continue;
-                }
-                PT_SFX(att_exp_row)(p, nk, L);
-                for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
-            }
-            if (dv) {
-                PT_SFX(att_transpose2)(PT, BQ, P, BK, nq, nk);
-                PT_SFX(att_mm)(dv + j0 * Dv, Dv, PT, BQ, dout + i0 * Dv, Dv, nk, Dv, nq);
-            }
-            if (dk) {
-                PT_SFX(att_transpose2)(dST, BQ, dS, BK, nq, nk);
-                PT_SFX(att_mm)(dk + j0 * D, D, dST, BQ, q + i0 * D, D, nk, D, nq);
-            }
-            if (dq)
-                PT_SFX(att_mm)(dq + i0 * D, D, dS, BK, k + j0 * D, D, nq, D, nk);
+    return !is_causal || i0 >= (j0 / BQ) * BQ;
+}
+
+/* Gradient contributions of one (query tile i0, key tile j0) pair of one
+ * head, with kT, vT already holding the key tile transposed:
+ *   S = scale q kT + mask,  dP = dout vT  (nq,nk)
+ *   P = exp(S - lse),  dS = scale P (dP - Drow)
+ *   dv[tile] += P^T dout,  dk[tile] += dS^T q,  dq[rows] += dS k
+ * Any of dq, dk, dv (head base pointers) may be NULL. */
+static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
+                                 const real *q, const real *k, const real *lse,
+                                 const real *Drow, const real *mrow, const int64_t *ms,
+                                 int64_t i0, int nq, int64_t j0, int nk, int64_t D,
+                                 int64_t Dv, int is_causal, real scale,
+                                 PT_SFX(att_bscratch) *w)
+{
+    real *P = w->P, *dS = w->dS;
+    PT_SFX(att_zero)(P, BK, nq, nk);
+    PT_SFX(att_mm)(P, BK, q + i0 * D, D, w->kT, BK, nq, nk, D);
+    PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal, scale);
+    PT_SFX(att_zero)(dS, BK, nq, nk);
+    PT_SFX(att_mm)(dS, BK, dout + i0 * Dv, Dv, w->vT, BK, nq, nk, Dv);
+    for (int i = 0; i < nq; i++) {
+        real *p = P + i * BK, *ds = dS + i * BK;
+        real L = lse[i0 + i], Dr = Drow[i0 + i];
+        if (L == -INFINITY) {          /* fully masked row: no gradient */
+            for (int j = 0; j < nk; j++) { p[j] = 0; ds[j] = 0; }
+            continue;
         }
+        PT_SFX(att_exp_row)(p, nk, L);
+        for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
     }
+    if (dv) {
+        PT_SFX(att_transpose2)(w->PT, BQ, P, BK, nq, nk);
+        PT_SFX(att_mm)(dv + j0 * Dv, Dv, w->PT, BQ, dout + i0 * Dv, Dv, nk, Dv, nq);
+    }
+    if (dk) {
+        PT_SFX(att_transpose2)(w->dST, BQ, dS, BK, nq, nk);
+        PT_SFX(att_mm)(dk + j0 * D, D, w->dST, BQ, q + i0 * D, D, nk, D, nq);
+    }
+    if (dq)
+        PT_SFX(att_mm)(dq + i0 * D, D, dS, BK, k + j0 * D, D, nq, D, nk);
 }
 
 int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
@@ -414,41 +420,89 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
     if (mask && !mask_strides) return PT_EINVAL;
     int64_t BH = B * H;
     if (BH == 0 || Tq == 0 || Tk == 0 || (!dq && !dk && !dv)) return PT_OK;
+    int nth = pt_get_num_threads();
     int64_t work = BH * Tq * Tk * (D + Dv + 1);
-    int status = PT_OK;
-    #pragma omp parallel num_threads(pt_get_num_threads()) if (work > 65536)
-    {
-        size_t Dm = (size_t)(D > 0 ? D : 1), Dvm = (size_t)(Dv > 0 ? Dv : 1);
-        real *kT = malloc(sizeof(real) * Dm * BK);
-        real *vT = malloc(sizeof(real) * Dvm * BK);
-        real *P = malloc(sizeof(real) * BQ * BK);
-        real *dS = malloc(sizeof(real) * BQ * BK);
-        real *PT = malloc(sizeof(real) * BQ * BK);
-        real *dST = malloc(sizeof(real) * BQ * BK);
-        real *Drow = malloc(sizeof(real) * (size_t)(Tq > 0 ? Tq : 1));
-        int ok = kT && vT && P && dS && PT && dST && Drow;
-        if (!ok) {
-            #pragma omp atomic write
-            status = PT_ENOMEM;
-        }
-        #pragma omp for schedule(dynamic, 1)
-        for (int64_t bh = 0; bh < BH; bh++) {
-            if (!ok) continue;
-            int64_t b = bh / H, h = bh % H;
-            const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
-            PT_SFX(att_bwd_head)(dq ? dq + bh * Tq * D : NULL, dk ? dk + bh * Tk * D : NULL,
-                                 dv ? dv + bh * Tk * Dv : NULL, dout + bh * Tq * Dv,
-                                 q + bh * Tq * D, k + bh * Tk * D, v + bh * Tk * Dv,
-                                 out + bh * Tq * Dv, lse + bh * Tq, mrow, mask_strides,
-                                 Tq, Tk, D, Dv, is_causal, scale, kT, vT, P, dS, PT, dST, Drow);
-        }
-        free(kT);
-        free(vT);
-        free(P);
-        free(dS);
-        free(PT);
-        free(dST);
-        free(Drow);
+    int use_omp = work > 65536;
+    /* Drow[bh, i] = sum_d dout out, for every row (O(B H Tq)). */
+    real *Drow = malloc(sizeof(real) * (size_t)(BH * Tq));
+    if (!Drow) return PT_ENOMEM;
+    #pragma omp parallel for num_threads(nth) if (use_omp)
+    for (int64_t r = 0; r < BH * Tq; r++) {
+        double s = 0;
+        for (int64_t d = 0; d < Dv; d++) s += (double)dout[r * Dv + d] * out[r * Dv + d];
+        Drow[r] = (real)s;
     }
+    int64_t nqt = (Tq + BQ - 1) / BQ, nkt = (Tk + BK - 1) / BK;
+    /* With at least as many heads as threads, one task = one head, walking
+     * key tiles (outer) and query tiles (inner). With fewer heads (long
+     * sequences), two passes instead: tasks (head, key tile) for dk, dv,
+     * then tasks (head, query tile) for dq. Both schemes add the same
+     * products in the same order, so the result is bitwise the same
+     * whichever runs. */
+    int split = BH < nth;
+    int npass = split ? 2 : 1;
+    int status = PT_OK;
+    for (int pass = 0; pass < npass; pass++) {
+        int64_t ntask = !split ? BH : pass == 0 ? BH * nkt : BH * nqt;
+        if (split && pass == 0 && !dk && !dv) continue;
+        if (split && pass == 1 && !dq) continue;
+        #pragma omp parallel num_threads(nth) if (use_omp)
+        {
+            size_t Dm = (size_t)(D > 0 ? D : 1), Dvm = (size_t)(Dv > 0 ? Dv : 1);
+            PT_SFX(att_bscratch) w;
+            w.kT = malloc(sizeof(real) * Dm * BK);
+            w.vT = malloc(sizeof(real) * Dvm * BK);
+            w.P = malloc(sizeof(real) * BQ * BK);
+            w.dS = malloc(sizeof(real) * BQ * BK);
+            w.PT = malloc(sizeof(real) * BQ * BK);
+            w.dST = malloc(sizeof(real) * BQ * BK);
+            int ok = w.kT && w.vT && w.P && w.dS && w.PT && w.dST;
+            if (!ok) {
+                #pragma omp atomic write
+                status = PT_ENOMEM;
+            }
+            #pragma omp for schedule(dynamic, 1)
+            for (int64_t t = 0; t < ntask; t++) {
+                if (!ok) continue;
+                int64_t bh = !split ? t : pass == 0 ? t / nkt : t / nqt;
+                int64_t b = bh / H, h = bh % H;
+                const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
+                const real *qh = q + bh * Tq * D, *kh = k + bh * Tk * D, *vh = v + bh * Tk * Dv;
+                const real *gh = dout + bh * Tq * Dv, *lh = lse + bh * Tq, *Dh = Drow + bh * Tq;
+                real *dqh = dq && pass == npass - 1 ? dq + bh * Tq * D : NULL;
+                real *dkh = dk && pass == 0 ? dk + bh * Tk * D : NULL;
+                real *dvh = dv && pass == 0 ? dv + bh * Tk * Dv : NULL;
+                /* key tiles [jt0, jt1) x query tiles [it0, it1) of this task */
+                int64_t jt0 = 0, jt1 = nkt, it0 = 0, it1 = nqt;
+                if (split && pass == 0) { jt0 = t % nkt; jt1 = jt0 + 1; }
+                if (split && pass == 1) { it0 = t % nqt; it1 = it0 + 1; }
+                for (int64_t jt = jt0; jt < jt1; jt++) {
+                    int64_t j0 = jt * BK;
+                    int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
+                    int any = 0;
+                    for (int64_t it = it0; it < it1; it++)
+                        any |= PT_SFX(att_bwd_pair)(it * BQ, j0, is_causal);
+                    if (!any) continue;
+                    PT_SFX(att_transpose)(w.kT, kh, j0, nk, D);
+                    PT_SFX(att_transpose)(w.vT, vh, j0, nk, Dv);
+                    for (int64_t it = it0; it < it1; it++) {
+                        int64_t i0 = it * BQ;
+                        int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
+                        if (!PT_SFX(att_bwd_pair)(i0, j0, is_causal)) continue;
+                        PT_SFX(att_bwd_tile)(dqh, dkh, dvh, gh, qh, kh, lh, Dh, mrow,
+                                             mask_strides, i0, nq, j0, nk, D, Dv,
+                                             is_causal, scale, &w);
+                    }
+                }
+            }
+            free(w.kT);
+            free(w.vT);
+            free(w.P);
+            free(w.dS);
+            free(w.PT);
+            free(w.dST);
+        }
+    }
+    free(Drow);
     return status;
 }
