@@ -233,7 +233,8 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
     for (int i = 0; i < nq; i++) {
         real *p = Wt + i * Tk;
         real m = -INFINITY;
-        for (int64_t j = 0; j < Tk; j++) m = p[j] > m ? p[j] : m;
+        for (int64_t j = 0; j < Tk; j++)   /* a NaN score makes m NaN: propagates */
+            m = (p[j] > m || p[j] != p[j]) ? p[j] : m;
         if (m == -INFINITY) {          /* fully masked row (or Tk == 0) */
             for (int64_t j = 0; j < Tk; j++) p[j] = 0;
             if (lse) lse[i0 + i] = -INFINITY;
@@ -275,7 +276,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
         for (int i = 0; i < nq; i++) {
             real *s = S + i * BK;
             real mx = m[i];
-            for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
+            for (int j = 0; j < nk; j++)   /* NaN propagates, as above */
+                mx = (s[j] > mx || s[j] != s[j]) ? s[j] : mx;
             if (mx == -INFINITY) {             /* nothing unmasked yet */
                 for (int j = 0; j < nk; j++) s[j] = 0;
                 continue;

@@ -208,6 +208,22 @@ def test_out_argument_and_non_contiguous():
                                **TOL[np.float32])
 
 
+@pytest.mark.parametrize("need", [False, True])
+def test_nan_propagates(need):
+    rng = np.random.default_rng(9)
+    q, k, v = (rand(rng, (1, 1, 4, 8), np.float32), rand(rng, (1, 1, 70, 8), np.float32),
+               rand(rng, (1, 1, 70, 8), np.float32))
+    q[0, 0, 1] = np.nan                          # a whole row of NaN scores
+    k[0, 0, 66] = np.nan                         # one NaN score per row, in the 2nd tile
+    o, lse, _ = attention_forward(q, k, v, need_weights=need)
+    assert np.isnan(o).all() and np.isnan(lse).all()
+    k[0, 0, 66] = 0
+    o, lse, _ = attention_forward(q, k, v, need_weights=need)
+    assert np.isnan(o[0, 0, 1]).all() and np.isfinite(np.delete(o, 1, 2)).all()
+    dq = attention_backward(np.ones_like(o), q, k, v, o, lse)[0]
+    assert np.isnan(dq[0, 0, 1]).all() and np.isfinite(np.delete(dq, 1, 2)).all()
+
+
 def _qkv(dtype=np.float32):
     return (np.ones((2, 3, 4, 5), dtype), np.ones((2, 3, 6, 5), dtype), np.ones((2, 3, 6, 7), dtype))
 
