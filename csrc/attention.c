@@ -62,23 +62,17 @@ static void PT_SFX(att_transpose2)(real *T, int64_t ldt, const real *X, int64_t 
         for (int64_t c = 0; c < n; c++) T[c * ldt + r] = X[r * ldx + c];
 }
 
-/* Edge blocks of att_mm: mr <= MR rows, nr <= NR columns. */
+/* Edge blocks of att_mm: mr <= MR rows, nr <= NR columns, one dot
+ * product per element (summed over l in the same order as the blocks). */
 static void PT_SFX(att_mm_edge)(real *C, int64_t ldc, const real *A, int64_t lda,
                                 const real *Bm, int64_t ldb, int mr, int nr, int64_t K)
 {
-    real acc[MR][NR];
     for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++) acc[r][c] = 0;
-    for (int64_t l = 0; l < K; l++) {
-        const real *br = Bm + l * ldb;
-        for (int r = 0; r < mr; r++) {
-            real x = A[r * lda + l];
-            for (int c = 0; c < nr; c++) acc[r][c] += x * br[c];
+        for (int c = 0; c < nr; c++) {
+            real s = 0;
+            for (int64_t l = 0; l < K; l++) s += A[r * lda + l] * Bm[l * ldb + c];
+            C[r * ldc + c] += s;
         }
-    }
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++)
-            C[r * ldc + c] += acc[r][c];
 }
 
 /* C(m,n) += A(m,K) Bm(K,n), all row-major with leading dims lda, ldb,
@@ -322,6 +316,7 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     int64_t BH = B * H, nqt = (Tq + BQ - 1) / BQ, ntask = BH * nqt;
     if (ntask == 0) return PT_OK;
     int64_t work = BH * Tq * (Tk + 1) * (D + Dv + 1);
+    (void)work;                        /* unused without OpenMP */
     int status = PT_OK;
     #pragma omp parallel num_threads(pt_get_num_threads()) if (work > 65536)
     {
@@ -425,6 +420,7 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
     int nth = pt_get_num_threads();
     int64_t work = BH * Tq * Tk * (D + Dv + 1);
     int use_omp = work > 65536;
+    (void)use_omp;                     /* unused without OpenMP */
     /* Drow[bh, i] = sum_d dout out, for every row (O(B H Tq)). */
     real *Drow = malloc(sizeof(real) * (size_t)(BH * Tq));
     if (!Drow) return PT_ENOMEM;
