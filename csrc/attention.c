@@ -199,6 +199,37 @@ static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j
     }
 }
 
+/* max(m, max_j s[j]) over j < n, ignoring NaN; then NaN if the result is
+ * -inf and some s[j] is NaN (so a row of NaN scores is not mistaken for a
+ * fully masked one; any other NaN propagates through exp and the sum).
+ * Eight independent lanes so the loop vectorizes. */
+static real PT_SFX(att_rowmax)(const real *s, int64_t n, real m)
+{
+    real lane[8];
+    int64_t j = 0;
+    for (int c = 0; c < 8; c++) lane[c] = m;
+    for (; j + 8 <= n; j += 8)
+        for (int c = 0; c < 8; c++) lane[c] = s[j + c] > lane[c] ? s[j + c] : lane[c];
+    for (; j < n; j++) m = s[j] > m ? s[j] : m;
+    for (int c = 0; c < 8; c++) m = lane[c] > m ? lane[c] : m;
+    if (m == -INFINITY)
+        for (j = 0; j < n; j++)
+            if (s[j] != s[j]) return s[j];
+    return m;
+}
+
+/* sum_j s[j] over j < n, in double, eight lanes (vectorizes; fixed order). */
+static double PT_SFX(att_rowsum)(const real *s, int64_t n)
+{
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int c = 0; c < 8; c++) lane[c] += s[j + c];
+    for (; j < n; j++) t += s[j];
+    for (int c = 0; c < 8; c++) t += lane[c];
+    return t;
+}
+
 /* Number of key tiles query tile [i0, i0+nq) needs (causal: keys <= i0+nq-1). */
 static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal)
 {
@@ -226,9 +257,7 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
     }
     for (int i = 0; i < nq; i++) {
         real *p = Wt + i * Tk;
-        real m = -INFINITY;
-        for (int64_t j = 0; j < Tk; j++)   /* a NaN score makes m NaN: propagates */
-            m = (p[j] > m || p[j] != p[j]) ? p[j] : m;
+        real m = PT_SFX(att_rowmax)(p, Tk, -INFINITY);
         if (m == -INFINITY) {          /* fully masked row (or Tk == 0) */
             for (int64_t j = 0; j < Tk; j++) p[j] = 0;
             if (lse) lse[i0 + i] = -INFINITY;
@@ -239,7 +268,7 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
             int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
             PT_SFX(att_exp_row)(p + j0, nk, m);
         }
-        for (int64_t j = 0; j < Tk; j++) l += p[j];
+        l = PT_SFX(att_rowsum)(p, Tk);
         real inv = (real)(1.0 / l);
         for (int64_t j = 0; j < Tk; j++) p[j] *= inv;
         if (lse) lse[i0 + i] = m + (real)log(l);
@@ -269,9 +298,7 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
         PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal, scale);
         for (int i = 0; i < nq; i++) {
             real *s = S + i * BK;
-            real mx = m[i];
-            for (int j = 0; j < nk; j++)   /* NaN propagates, as above */
-                mx = (s[j] > mx || s[j] != s[j]) ? s[j] : mx;
+            real mx = PT_SFX(att_rowmax)(s, nk, m[i]);
             if (mx == -INFINITY) {             /* nothing unmasked yet */
                 for (int j = 0; j < nk; j++) s[j] = 0;
                 continue;
@@ -284,9 +311,7 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                 m[i] = mx;
             }
             PT_SFX(att_exp_row)(s, nk, mx);
-            double sum = 0;
-            for (int j = 0; j < nk; j++) sum += s[j];
-            l[i] += sum;
+            l[i] += PT_SFX(att_rowsum)(s, nk);
         }
         /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
         PT_SFX(att_mm)(acc, Dv, S, BK, v + j0 * Dv, Dv, nq, Dv, nk);
