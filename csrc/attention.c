@@ -17,17 +17,23 @@
  *     and finally out = acc / l, lse = m + log l. Scratch per task is
  *     O(BQ*BK + BK*D + BQ*Dv): nothing proportional to Tq x Tk.
  *
- * Backward (FlashAttention-2: P recomputed from q, k and lse), per (b, h):
+ * Backward (FlashAttention-2: P recomputed from q, k and lse):
  *   Drow_i = sum_d dout[i,d] out[i,d]
  *   P = exp(S - lse),  dP = dout v^T,  dS = P * (dP - Drow)
  *   dv += P^T dout,  dk += scale dS^T q,  dq += scale dS k
- * One task is one (b, h), so dk/dv/dq are written by one thread only, in a
- * fixed order: the result does not depend on the thread count.
+ * computed per (query tile, key tile) pair. With at least as many heads as
+ * threads a task is one head (key tiles outer, query tiles inner); with
+ * fewer heads, two passes: (head, key tile) tasks for dk/dv, then (head,
+ * query tile) tasks for dq. Every gradient element receives the same
+ * products in the same order either way, and no two threads write the same
+ * element: the result is bitwise independent of the thread count.
  *
- * Inner loops: a key tile is transposed into kT (D,BK) so q k^T becomes,
- * for each query row, D axpys over the BK contiguous scores; P v and the
- * gradient products are axpys over contiguous D / Dv. All of these
- * vectorize at -O3 without reassociation (no -ffast-math needed).
+ * Inner loops: every product here (q k^T, P v, dout v^T, P^T dout, dS^T q,
+ * dS k) is a small row-major tile product att_mm, register-blocked MR x NR
+ * and vectorized over NR contiguous columns (the key tile is transposed
+ * into kT (D,BK) first so q k^T has contiguous columns too). exp is a
+ * vectorizable polynomial for float32. Nothing needs -ffast-math; sums run
+ * in a fixed order.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -76,11 +82,11 @@ static void PT_SFX(att_mm_edge)(real *C, int64_t ldc, const real *A, int64_t lda
 }
 
 /* C(m,n) += A(m,K) Bm(K,n), all row-major with leading dims lda, ldb,
- * ldc. The small matrix product every step of
- * this file is made of: MR x NR blocks of C are summed over l in registers
- * (fixed-size loops that gcc unrolls and vectorizes over the NR contiguous
- * columns of Bm); the sum over l runs in order, so results are
- * deterministic. */
+ * ldc: the small matrix product every step of this file is made of.
+ * MR x NR blocks of C are summed over l in registers, the sum over l in
+ * order (deterministic). The `omp simd` pragma matters: without it gcc
+ * sometimes vectorizes the l loop as an in-order reduction instead of the
+ * NR contiguous columns, which is several times slower. */
 static void PT_SFX(att_mm)(real *C, int64_t ldc, const real *A, int64_t lda,
                            const real *Bm, int64_t ldb, int64_t m, int64_t n, int64_t K)
 {
