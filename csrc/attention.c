@@ -17,17 +17,23 @@
  *     and finally out = acc / l, lse = m + log l. Scratch per task is
  *     O(BQ*BK + BK*D + BQ*Dv): nothing proportional to Tq x Tk.
  *
- * Backward (FlashAttention-2: P recomputed from q, k and lse), per (b, h):
+ * Backward (FlashAttention-2: P recomputed from q, k and lse):
  *   Drow_i = sum_d dout[i,d] out[i,d]
  *   P = exp(S - lse),  dP = dout v^T,  dS = P * (dP - Drow)
  *   dv += P^T dout,  dk += scale dS^T q,  dq += scale dS k
- * One task is one (b, h), so dk/dv/dq are written by one thread only, in a
- * fixed order: the result does not depend on the thread count.
+ * computed per (query tile, key tile) pair. With at least as many heads as
+ * threads a task is one head (key tiles outer, query tiles inner); with
+ * fewer heads, two passes: (head, key tile) tasks for dk/dv, then (head,
+ * query tile) tasks for dq. Every gradient element receives the same
+ * products in the same order either way, and no two threads write the same
+ * element: the result is bitwise independent of the thread count.
  *
- * Inner loops: a key tile is transposed into kT (D,BK) so q k^T becomes,
- * for each query row, D axpys over the BK contiguous scores; P v and the
- * gradient products are axpys over contiguous D / Dv. All of these
- * vectorize at -O3 without reassociation (no -ffast-math needed).
+ * Inner loops: every product here (q k^T, P v, dout v^T, P^T dout, dS^T q,
+ * dS k) is a small row-major tile product att_mm, register-blocked MR x NR
+ * and vectorized over NR contiguous columns (the key tile is transposed
+ * into kT (D,BK) first so q k^T has contiguous columns too). exp is a
+ * vectorizable polynomial for float32. Nothing needs -ffast-math; sums run
+ * in a fixed order.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +42,14 @@
 
 #define BQ 32   /* query rows per tile */
 #define BK 64   /* keys per tile */
+/* Register block of att_mm: MR rows x NR columns, NR = two SIMD vectors
+ * (16-byte SSE2 by default, 32-byte when built with AVX, e.g. PT_NATIVE=1). */
+#define MR 4
+#ifdef __AVX__
+#define NR (64 / (int)sizeof(real))
+#else
+#define NR (32 / (int)sizeof(real))
+#endif
 
 /* kT[d*BK + j] = k[(j0 + j)*D + d] for j < nk: the key tile, transposed. */
 static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, int64_t D)
@@ -46,79 +60,180 @@ static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, i
     }
 }
 
-/* S[i*lds + j] = alpha * sum_d a[i*D + d] * bT[d*BK + j], i < nq, j < nk.
- * Rows of a are contiguous (D each); bT is a transposed tile (D,BK). Four
- * rows at a time so each bT row is loaded once per four rows. */
-static void PT_SFX(att_scores)(real *S, int64_t lds, const real *a, int nq,
-                               const real *bT, int nk, int64_t D, real alpha)
+/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n. */
+static void PT_SFX(att_transpose2)(real *T, int64_t ldt, const real *X, int64_t ldx,
+                                   int64_t m, int64_t n)
 {
-    int i = 0;
-    for (; i + 4 <= nq; i += 4) {
-        real *s0 = S + (int64_t)i * lds, *s1 = s0 + lds, *s2 = s1 + lds, *s3 = s2 + lds;
-        const real *a0 = a + (int64_t)i * D, *a1 = a0 + D, *a2 = a1 + D, *a3 = a2 + D;
-        real t0[BK], t1[BK], t2[BK], t3[BK];
-        for (int j = 0; j < nk; j++) { t0[j] = 0; t1[j] = 0; t2[j] = 0; t3[j] = 0; }
-        for (int64_t d = 0; d < D; d++) {
-            const real *br = bT + d * BK;
-            real x0 = a0[d], x1 = a1[d], x2 = a2[d], x3 = a3[d];
-            for (int j = 0; j < nk; j++) {
-                real bj = br[j];
-                t0[j] += x0 * bj;
-                t1[j] += x1 * bj;
-                t2[j] += x2 * bj;
-                t3[j] += x3 * bj;
-            }
-        }
-        for (int j = 0; j < nk; j++) {
-            s0[j] = alpha * t0[j];
-            s1[j] = alpha * t1[j];
-            s2[j] = alpha * t2[j];
-            s3[j] = alpha * t3[j];
-        }
-    }
-    for (; i < nq; i++) {
-        real *s0 = S + (int64_t)i * lds;
-        const real *a0 = a + (int64_t)i * D;
-        real t0[BK];
-        for (int j = 0; j < nk; j++) t0[j] = 0;
-        for (int64_t d = 0; d < D; d++) {
-            const real *br = bT + d * BK;
-            real x0 = a0[d];
-            for (int j = 0; j < nk; j++) t0[j] += x0 * br[j];
-        }
-        for (int j = 0; j < nk; j++) s0[j] = alpha * t0[j];
-    }
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < n; c++) T[c * ldt + r] = X[r * ldx + c];
 }
 
-/* Add the mask and the causal -inf to the score tile S (nq,nk), whose
- * element (i, j) is query i0 + i, key j0 + j. mrow is the mask at (b, h). */
-static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j0, int nk,
-                             const real *mrow, const int64_t *ms, int is_causal)
+/* Edge blocks of att_mm: mr <= MR rows, nr <= NR columns, one dot
+ * product per element (summed over l in the same order as the blocks). */
+static void PT_SFX(att_mm_edge)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                const real *Bm, int64_t ldb, int mr, int nr, int64_t K)
 {
-    if (mrow) {
-        for (int i = 0; i < nq; i++) {
-            real *s = S + (int64_t)i * lds;
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nr; c++) {
+            real s = 0;
+            for (int64_t l = 0; l < K; l++) s += A[r * lda + l] * Bm[l * ldb + c];
+            C[r * ldc + c] += s;
+        }
+}
+
+/* C(m,n) += A(m,K) Bm(K,n), all row-major with leading dims lda, ldb,
+ * ldc: the small matrix product every step of this file is made of.
+ * MR x NR blocks of C are summed over l in registers, the sum over l in
+ * order (deterministic). The `omp simd` pragma matters: without it gcc
+ * sometimes vectorizes the l loop as an in-order reduction instead of the
+ * NR contiguous columns, which is several times slower. */
+static void PT_SFX(att_mm)(real *C, int64_t ldc, const real *A, int64_t lda,
+                           const real *Bm, int64_t ldb, int64_t m, int64_t n, int64_t K)
+{
+    int64_t i = 0;
+    for (; i + MR <= m; i += MR) {
+        const real *a = A + i * lda;
+        int64_t j = 0;
+        for (; j + NR <= n; j += NR) {
+            real acc[MR][NR] = {{0}};
+            const real *b = Bm + j;
+            for (int64_t l = 0; l < K; l++) {
+                const real *br = b + l * ldb;
+                for (int r = 0; r < MR; r++) {
+                    real x = a[r * lda + l];
+                    #pragma omp simd
+                    for (int c = 0; c < NR; c++) acc[r][c] += x * br[c];
+                }
+            }
+            real *cb = C + i * ldc + j;
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++)
+                    cb[r * ldc + c] += acc[r][c];
+        }
+        if (j < n)
+            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, a, lda, Bm + j, ldb, MR,
+                                (int)(n - j), K);
+    }
+    for (; i < m; i++)
+        for (int64_t j = 0; j < n; j += NR)
+            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, A + i * lda, lda, Bm + j, ldb, 1,
+                                (int)(n - j < NR ? n - j : NR), K);
+}
+
+#if PT_DTYPE != 64
+/* c ? a : b without a branch (an integer bit select), so that the loop in
+ * att_exp_row stays vectorizable under gcc's default -ftrapping-math. */
+static inline float att_sel_f32(int c, float a, float b)
+{
+    uint32_t m = (uint32_t)0 - (uint32_t)(c != 0), ab, bb, rb;
+    float r;
+    memcpy(&ab, &a, 4);
+    memcpy(&bb, &b, 4);
+    rb = (ab & m) | (bb & ~m);
+    memcpy(&r, &rb, 4);
+    return r;
+}
+#endif
+
+/* p[j] = exp(p[j] - shift) for j < n.
+ * float: a branch-free expf that gcc vectorizes (~1.3 ulp): x = n ln2 + r
+ * with n = round(x / ln2) (via the 1.5*2^23 rounding trick, whose low
+ * mantissa bits are n), r reduced in two steps (Cody-Waite), exp(r) by the
+ * Cephes degree-7 polynomial, 2^n assembled in the exponent bits. x is
+ * clamped to [-87, 88]; x < -87 (including -inf) gives 0 (the true value is
+ * below 2^-125, negligible next to the row maximum's exp(0) = 1); NaN stays
+ * NaN. double: libm exp. */
+static void PT_SFX(att_exp_row)(real *p, int n, real shift)
+{
+#if PT_DTYPE == 64
+    for (int j = 0; j < n; j++) p[j] = r_exp(p[j] - shift);
+#else
+    for (int j = 0; j < n; j++) {
+        float x = p[j] - shift;
+        float xc = att_sel_f32(x < -87.0f, -87.0f, x);
+        xc = att_sel_f32(xc > 88.0f, 88.0f, xc);
+        float t = xc * 1.44269504088896341f + 12582912.0f;
+        float nf = t - 12582912.0f;                /* round(x / ln2) */
+        float r = xc - nf * 0.693359375f;
+        r = r - nf * -2.12194440e-4f;
+        float y = 1.9875691500e-4f;
+        y = y * r + 1.3981999507e-3f;
+        y = y * r + 8.3334519073e-3f;
+        y = y * r + 4.1665795894e-2f;
+        y = y * r + 1.6666665459e-1f;
+        y = y * r + 5.0000001201e-1f;
+        y = y * r * r + r + 1.0f;
+        uint32_t tb, bits;
+        float two_n;
+        memcpy(&tb, &t, 4);
+        bits = (tb - 0x4B400000u + 127u) << 23;    /* (n + 127) << 23 = 2^n */
+        memcpy(&two_n, &bits, 4);
+        p[j] = att_sel_f32(x < -87.0f, 0.0f, y * two_n);
+    }
+#endif
+}
+
+/* S[i*lds + j] = 0 for i < nq, j < nk. */
+static void PT_SFX(att_zero)(real *S, int64_t lds, int nq, int64_t nk)
+{
+    for (int i = 0; i < nq; i++)
+        for (int64_t j = 0; j < nk; j++) S[i * lds + j] = 0;
+}
+
+/* Finish the score tile S (nq,nk) holding q k^T, whose element (i, j) is
+ * query i0 + i, key j0 + j: S = scale * S + mask, then the causal -inf.
+ * mrow is the mask at (b, h), or NULL. */
+static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j0, int nk,
+                             const real *mrow, const int64_t *ms, int is_causal, real scale)
+{
+    for (int i = 0; i < nq; i++) {
+        real *s = S + (int64_t)i * lds;
+        if (!mrow) {
+            for (int j = 0; j < nk; j++) s[j] *= scale;
+        } else {
             const real *m = mrow + (i0 + i) * ms[2] + j0 * ms[3];
             if (ms[3] == 1) {
-                for (int j = 0; j < nk; j++) s[j] += m[j];
+                for (int j = 0; j < nk; j++) s[j] = scale * s[j] + m[j];
             } else {
-                for (int j = 0; j < nk; j++) s[j] += m[j * ms[3]];
+                for (int j = 0; j < nk; j++) s[j] = scale * s[j] + m[j * ms[3]];
             }
         }
-    }
-    if (is_causal) {
-        for (int i = 0; i < nq; i++) {
-            real *s = S + (int64_t)i * lds;
+        if (is_causal) {
             int64_t first = i0 + i + 1 - j0;   /* first masked j in the tile */
             for (int64_t j = first < 0 ? 0 : first; j < nk; j++) s[j] = -INFINITY;
         }
     }
 }
 
-/* y[0:n] += alpha * x[0:n] */
-static inline void PT_SFX(att_axpy)(real *y, real alpha, const real *x, int64_t n)
+/* max(m, max_j s[j]) over j < n, ignoring NaN; then NaN if the result is
+ * -inf and some s[j] is NaN (so a row of NaN scores is not mistaken for a
+ * fully masked one; any other NaN propagates through exp and the sum).
+ * Eight independent lanes so the loop vectorizes. */
+static real PT_SFX(att_rowmax)(const real *s, int64_t n, real m)
 {
-    for (int64_t d = 0; d < n; d++) y[d] += alpha * x[d];
+    real lane[8];
+    int64_t j = 0;
+    for (int c = 0; c < 8; c++) lane[c] = m;
+    for (; j + 8 <= n; j += 8)
+        for (int c = 0; c < 8; c++) lane[c] = s[j + c] > lane[c] ? s[j + c] : lane[c];
+    for (; j < n; j++) m = s[j] > m ? s[j] : m;
+    for (int c = 0; c < 8; c++) m = lane[c] > m ? lane[c] : m;
+    if (m == -INFINITY)
+        for (j = 0; j < n; j++)
+            if (s[j] != s[j]) return s[j];
+    return m;
+}
+
+/* sum_j s[j] over j < n, in double, eight lanes (vectorizes; fixed order). */
+static double PT_SFX(att_rowsum)(const real *s, int64_t n)
+{
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int c = 0; c < 8; c++) lane[c] += s[j + c];
+    for (; j < n; j++) t += s[j];
+    for (int c = 0; c < 8; c++) t += lane[c];
+    return t;
 }
 
 /* Number of key tiles query tile [i0, i0+nq) needs (causal: keys <= i0+nq-1). */
@@ -138,38 +253,35 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
                                     int64_t D, int64_t Dv, int is_causal, real scale,
                                     real *kT)
 {
-    /* scores, tile by tile, into W rows i0.. (ld Tk) */
+    real *Wt = W + i0 * Tk;                   /* rows i0.. of P, ld Tk */
     for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
         int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
         PT_SFX(att_transpose)(kT, k, j0, nk, D);
-        real *S = W + i0 * Tk + j0;
-        PT_SFX(att_scores)(S, Tk, q + i0 * D, nq, kT, nk, D, scale);
-        PT_SFX(att_mask)(S, Tk, i0, nq, j0, nk, mrow, ms, is_causal);
+        PT_SFX(att_zero)(Wt + j0, Tk, nq, nk);
+        PT_SFX(att_mm)(Wt + j0, Tk, q + i0 * D, D, kT, BK, nq, nk, D);
+        PT_SFX(att_mask)(Wt + j0, Tk, i0, nq, j0, nk, mrow, ms, is_causal, scale);
     }
     for (int i = 0; i < nq; i++) {
-        real *p = W + (i0 + i) * Tk;
-        real *o = out + (i0 + i) * Dv;
-        real m = -INFINITY;
-        for (int64_t j = 0; j < Tk; j++) m = p[j] > m ? p[j] : m;
-        for (int64_t d = 0; d < Dv; d++) o[d] = 0;
+        real *p = Wt + i * Tk;
+        real m = PT_SFX(att_rowmax)(p, Tk, -INFINITY);
         if (m == -INFINITY) {          /* fully masked row (or Tk == 0) */
             for (int64_t j = 0; j < Tk; j++) p[j] = 0;
             if (lse) lse[i0 + i] = -INFINITY;
             continue;
         }
         double l = 0;
-        for (int64_t j = 0; j < Tk; j++) {
-            real e = r_exp(p[j] - m);
-            p[j] = e;
-            l += e;
+        for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
+            int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
+            PT_SFX(att_exp_row)(p + j0, nk, m);
         }
+        l = PT_SFX(att_rowsum)(p, Tk);
         real inv = (real)(1.0 / l);
-        for (int64_t j = 0; j < Tk; j++) {
-            p[j] *= inv;
-            if (p[j] != 0) PT_SFX(att_axpy)(o, p[j], v + j * Dv, Dv);
-        }
+        for (int64_t j = 0; j < Tk; j++) p[j] *= inv;
         if (lse) lse[i0 + i] = m + (real)log(l);
     }
+    /* out rows = P rows v */
+    PT_SFX(att_zero)(out + i0 * Dv, Dv, nq, Dv);
+    PT_SFX(att_mm)(out + i0 * Dv, Dv, Wt, Tk, v, Dv, nq, Dv, Tk);
 }
 
 /* One task of the tiled path: rows [i0, i0+nq) of head (b, h).
@@ -187,30 +299,28 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
     for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         int nk = (int)(kend - j0 < BK ? kend - j0 : BK);
         PT_SFX(att_transpose)(kT, k, j0, nk, D);
-        PT_SFX(att_scores)(S, BK, q + i0 * D, nq, kT, nk, D, scale);
-        PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
+        PT_SFX(att_zero)(S, BK, nq, nk);
+        PT_SFX(att_mm)(S, BK, q + i0 * D, D, kT, BK, nq, nk, D);
+        PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal, scale);
         for (int i = 0; i < nq; i++) {
             real *s = S + i * BK;
-            real mx = m[i];
-            for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
-            if (mx == -INFINITY) continue;     /* nothing unmasked yet */
-            real *a = acc + (int64_t)i * Dv;
+            real mx = PT_SFX(att_rowmax)(s, nk, m[i]);
+            if (mx == -INFINITY) {             /* nothing unmasked yet */
+                for (int j = 0; j < nk; j++) s[j] = 0;
+                continue;
+            }
             if (mx != m[i]) {
                 real alpha = r_exp(m[i] - mx);     /* 0 when m[i] = -inf */
+                real *a = acc + (int64_t)i * Dv;
                 l[i] *= alpha;
                 for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
                 m[i] = mx;
             }
-            double sum = 0;
-            for (int j = 0; j < nk; j++) {
-                real e = r_exp(s[j] - mx);
-                s[j] = e;
-                sum += e;
-            }
-            l[i] += sum;
-            for (int j = 0; j < nk; j++)
-                if (s[j] != 0) PT_SFX(att_axpy)(a, s[j], v + (j0 + j) * Dv, Dv);
+            PT_SFX(att_exp_row)(s, nk, mx);
+            l[i] += PT_SFX(att_rowsum)(s, nk);
         }
+        /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
+        PT_SFX(att_mm)(acc, Dv, S, BK, v + j0 * Dv, Dv, nq, Dv, nk);
     }
     for (int i = 0; i < nq; i++) {
         real *o = out + (i0 + i) * Dv;
@@ -237,6 +347,7 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     int64_t BH = B * H, nqt = (Tq + BQ - 1) / BQ, ntask = BH * nqt;
     if (ntask == 0) return PT_OK;
     int64_t work = BH * Tq * (Tk + 1) * (D + Dv + 1);
+    (void)work;                        /* unused without OpenMP */
     int status = PT_OK;
     #pragma omp parallel num_threads(pt_get_num_threads()) if (work > 65536)
     {
@@ -272,57 +383,58 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 
 /* ---------------------------------------------------------------- backward */
 
-/* Gradients of one head (b, h). Scratch: kT (D*BK), vT (Dv*BK),
- * P and dS (BQ*BK each), Drow (Tq). */
-static void PT_SFX(att_bwd_head)(real *dq, real *dk, real *dv, const real *dout,
-                                 const real *q, const real *k, const real *v,
-                                 const real *out, const real *lse, const real *mrow,
-                                 const int64_t *ms, int64_t Tq, int64_t Tk, int64_t D,
-                                 int64_t Dv, int is_causal, real scale, real *kT,
-                                 real *vT, real *P, real *dS, real *Drow)
+/* Per-thread scratch of the backward. */
+typedef struct {
+    real *kT, *vT;      /* (D,BK), (Dv,BK): key / value tile transposed */
+    real *P, *dS;       /* (BQ,BK) */
+    real *PT, *dST;     /* (BK,BQ): their transposes */
+} PT_SFX(att_bscratch);
+
+/* Does query tile i0 meet key tile j0 at all? (causal: some i >= j0) */
+static int PT_SFX(att_bwd_pair)(int64_t i0, int64_t j0, int is_causal)
 {
-    for (int64_t i = 0; i < Tq; i++) {
-        double s = 0;
-        for (int64_t d = 0; d < Dv; d++) s += (double)dout[i * Dv + d] * out[i * Dv + d];
-        Drow[i] = (real)s;
-    }
-    for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
-        int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
-        PT_SFX(att_transpose)(kT, k, j0, nk, D);
-        PT_SFX(att_transpose)(vT, v, j0, nk, Dv);
-        /* causal: query rows i < j0 see none of these keys */
-        int64_t qstart = is_causal ? (j0 / BQ) * BQ : 0;
-        for (int64_t i0 = qstart; i0 < Tq; i0 += BQ) {
-            int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
-            PT_SFX(att_scores)(P, BK, q + i0 * D, nq, kT, nk, D, scale);
-            PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
-            PT_SFX(att_scores)(dS, BK, dout + i0 * Dv, nq, vT, nk, Dv, 1);
-            for (int i = 0; i < nq; i++) {
-                real *p = P + i * BK, *ds = dS + i * BK;
-                real L = lse[i0 + i], Dr = Drow[i0 + i];
-                if (L == -INFINITY) {          /* fully masked row */
-                    for (int j = 0; j < nk; j++) { p[j] = 0; ds[j] = 0; }
-                    continue;
-                }
-                for (int j = 0; j < nk; j++) {
-                    p[j] = r_exp(p[j] - L);
-                    ds[j] = scale * p[j] * (ds[j] - Dr);
-                }
-            }
-            for (int i = 0; i < nq; i++) {
-                const real *p = P + i * BK, *ds = dS + i * BK;
-                const real *qi = q + (i0 + i) * D, *gi = dout + (i0 + i) * Dv;
-                real *dqi = dq ? dq + (i0 + i) * D : NULL;
-                for (int j = 0; j < nk; j++) {
-                    if (p[j] == 0 && ds[j] == 0) continue;
-                    int64_t jj = j0 + j;
-                    if (dv) PT_SFX(att_axpy)(dv + jj * Dv, p[j], gi, Dv);
-                    if (dk) PT_SFX(att_axpy)(dk + jj * D, ds[j], qi, D);
-                    if (dqi) PT_SFX(att_axpy)(dqi, ds[j], k + jj * D, D);
-                }
-            }
+    return !is_causal || i0 >= (j0 / BQ) * BQ;
+}
+
+/* Gradient contributions of one (query tile i0, key tile j0) pair of one
+ * head, with kT, vT already holding the key tile transposed:
+ *   S = scale q kT + mask,  dP = dout vT  (nq,nk)
+ *   P = exp(S - lse),  dS = scale P (dP - Drow)
+ *   dv[tile] += P^T dout,  dk[tile] += dS^T q,  dq[rows] += dS k
+ * Any of dq, dk, dv (head base pointers) may be NULL. */
+static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
+                                 const real *q, const real *k, const real *lse,
+                                 const real *Drow, const real *mrow, const int64_t *ms,
+                                 int64_t i0, int nq, int64_t j0, int nk, int64_t D,
+                                 int64_t Dv, int is_causal, real scale,
+                                 PT_SFX(att_bscratch) *w)
+{
+    real *P = w->P, *dS = w->dS;
+    PT_SFX(att_zero)(P, BK, nq, nk);
+    PT_SFX(att_mm)(P, BK, q + i0 * D, D, w->kT, BK, nq, nk, D);
+    PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal, scale);
+    PT_SFX(att_zero)(dS, BK, nq, nk);
+    PT_SFX(att_mm)(dS, BK, dout + i0 * Dv, Dv, w->vT, BK, nq, nk, Dv);
+    for (int i = 0; i < nq; i++) {
+        real *p = P + i * BK, *ds = dS + i * BK;
+        real L = lse[i0 + i], Dr = Drow[i0 + i];
+        if (L == -INFINITY) {          /* fully masked row: no gradient */
+            for (int j = 0; j < nk; j++) { p[j] = 0; ds[j] = 0; }
+            continue;
         }
+        PT_SFX(att_exp_row)(p, nk, L);
+        for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
     }
+    if (dv) {
+        PT_SFX(att_transpose2)(w->PT, BQ, P, BK, nq, nk);
+        PT_SFX(att_mm)(dv + j0 * Dv, Dv, w->PT, BQ, dout + i0 * Dv, Dv, nk, Dv, nq);
+    }
+    if (dk) {
+        PT_SFX(att_transpose2)(w->dST, BQ, dS, BK, nq, nk);
+        PT_SFX(att_mm)(dk + j0 * D, D, w->dST, BQ, q + i0 * D, D, nk, D, nq);
+    }
+    if (dq)
+        PT_SFX(att_mm)(dq + i0 * D, D, dS, BK, k + j0 * D, D, nq, D, nk);
 }
 
 int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
@@ -336,37 +448,90 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
     if (mask && !mask_strides) return PT_EINVAL;
     int64_t BH = B * H;
     if (BH == 0 || Tq == 0 || Tk == 0 || (!dq && !dk && !dv)) return PT_OK;
+    int nth = pt_get_num_threads();
     int64_t work = BH * Tq * Tk * (D + Dv + 1);
-    int status = PT_OK;
-    #pragma omp parallel num_threads(pt_get_num_threads()) if (work > 65536)
-    {
-        size_t Dm = (size_t)(D > 0 ? D : 1), Dvm = (size_t)(Dv > 0 ? Dv : 1);
-        real *kT = malloc(sizeof(real) * Dm * BK);
-        real *vT = malloc(sizeof(real) * Dvm * BK);
-        real *P = malloc(sizeof(real) * BQ * BK);
-        real *dS = malloc(sizeof(real) * BQ * BK);
-        real *Drow = malloc(sizeof(real) * (size_t)Tq);
-        int ok = kT && vT && P && dS && Drow;
-        if (!ok) {
-            #pragma omp atomic write
-            status = PT_ENOMEM;
-        }
-        #pragma omp for schedule(dynamic, 1)
-        for (int64_t bh = 0; bh < BH; bh++) {
-            if (!ok) continue;
-            int64_t b = bh / H, h = bh % H;
-            const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
-            PT_SFX(att_bwd_head)(dq ? dq + bh * Tq * D : NULL, dk ? dk + bh * Tk * D : NULL,
-                                 dv ? dv + bh * Tk * Dv : NULL, dout + bh * Tq * Dv,
-                                 q + bh * Tq * D, k + bh * Tk * D, v + bh * Tk * Dv,
-                                 out + bh * Tq * Dv, lse + bh * Tq, mrow, mask_strides,
-                                 Tq, Tk, D, Dv, is_causal, scale, kT, vT, P, dS, Drow);
-        }
-        free(kT);
-        free(vT);
-        free(P);
-        free(dS);
-        free(Drow);
+    int use_omp = work > 65536;
+    (void)use_omp;                     /* unused without OpenMP */
+    /* Drow[bh, i] = sum_d dout out, for every row (O(B H Tq)). */
+    real *Drow = malloc(sizeof(real) * (size_t)(BH * Tq));
+    if (!Drow) return PT_ENOMEM;
+    #pragma omp parallel for num_threads(nth) if (use_omp)
+    for (int64_t r = 0; r < BH * Tq; r++) {
+        double s = 0;
+        for (int64_t d = 0; d < Dv; d++) s += (double)dout[r * Dv + d] * out[r * Dv + d];
+        Drow[r] = (real)s;
     }
+    int64_t nqt = (Tq + BQ - 1) / BQ, nkt = (Tk + BK - 1) / BK;
+    /* With at least as many heads as threads, one task = one head, walking
+     * key tiles (outer) and query tiles (inner). With fewer heads (long
+     * sequences), two passes instead: tasks (head, key tile) for dk, dv,
+     * then tasks (head, query tile) for dq. Both schemes add the same
+     * products in the same order, so the result is bitwise the same
+     * whichever runs. */
+    int split = BH < nth;
+    int npass = split ? 2 : 1;
+    int status = PT_OK;
+    for (int pass = 0; pass < npass; pass++) {
+        int64_t ntask = !split ? BH : pass == 0 ? BH * nkt : BH * nqt;
+        if (split && pass == 0 && !dk && !dv) continue;
+        if (split && pass == 1 && !dq) continue;
+        #pragma omp parallel num_threads(nth) if (use_omp)
+        {
+            size_t Dm = (size_t)(D > 0 ? D : 1), Dvm = (size_t)(Dv > 0 ? Dv : 1);
+            PT_SFX(att_bscratch) w;
+            w.kT = malloc(sizeof(real) * Dm * BK);
+            w.vT = malloc(sizeof(real) * Dvm * BK);
+            w.P = malloc(sizeof(real) * BQ * BK);
+            w.dS = malloc(sizeof(real) * BQ * BK);
+            w.PT = malloc(sizeof(real) * BQ * BK);
+            w.dST = malloc(sizeof(real) * BQ * BK);
+            int ok = w.kT && w.vT && w.P && w.dS && w.PT && w.dST;
+            if (!ok) {
+                #pragma omp atomic write
+                status = PT_ENOMEM;
+            }
+            #pragma omp for schedule(dynamic, 1)
+            for (int64_t t = 0; t < ntask; t++) {
+                if (!ok) continue;
+                int64_t bh = !split ? t : pass == 0 ? t / nkt : t / nqt;
+                int64_t b = bh / H, h = bh % H;
+                const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
+                const real *qh = q + bh * Tq * D, *kh = k + bh * Tk * D, *vh = v + bh * Tk * Dv;
+                const real *gh = dout + bh * Tq * Dv, *lh = lse + bh * Tq, *Dh = Drow + bh * Tq;
+                real *dqh = dq && pass == npass - 1 ? dq + bh * Tq * D : NULL;
+                real *dkh = dk && pass == 0 ? dk + bh * Tk * D : NULL;
+                real *dvh = dv && pass == 0 ? dv + bh * Tk * Dv : NULL;
+                /* key tiles [jt0, jt1) x query tiles [it0, it1) of this task */
+                int64_t jt0 = 0, jt1 = nkt, it0 = 0, it1 = nqt;
+                if (split && pass == 0) { jt0 = t % nkt; jt1 = jt0 + 1; }
+                if (split && pass == 1) { it0 = t % nqt; it1 = it0 + 1; }
+                for (int64_t jt = jt0; jt < jt1; jt++) {
+                    int64_t j0 = jt * BK;
+                    int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
+                    int any = 0;
+                    for (int64_t it = it0; it < it1; it++)
+                        any |= PT_SFX(att_bwd_pair)(it * BQ, j0, is_causal);
+                    if (!any) continue;
+                    PT_SFX(att_transpose)(w.kT, kh, j0, nk, D);
+                    PT_SFX(att_transpose)(w.vT, vh, j0, nk, Dv);
+                    for (int64_t it = it0; it < it1; it++) {
+                        int64_t i0 = it * BQ;
+                        int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
+                        if (!PT_SFX(att_bwd_pair)(i0, j0, is_causal)) continue;
+                        PT_SFX(att_bwd_tile)(dqh, dkh, dvh, gh, qh, kh, lh, Dh, mrow,
+                                             mask_strides, i0, nq, j0, nk, D, Dv,
+                                             is_causal, scale, &w);
+                    }
+                }
+            }
+            free(w.kT);
+            free(w.vT);
+            free(w.P);
+            free(w.dS);
+            free(w.PT);
+            free(w.dST);
+        }
+    }
+    free(Drow);
     return status;
 }

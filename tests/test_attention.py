@@ -152,24 +152,30 @@ def test_extreme_logits_stay_finite(dtype, causal):
     assert all(np.isfinite(a).all() for a in grads)
 
 
-def test_results_do_not_depend_on_thread_count():
+@pytest.mark.parametrize("B, H", [(2, 3), (1, 1)])   # (1, 1): backward splits by tiles
+@pytest.mark.parametrize("causal", [False, True])
+def test_results_do_not_depend_on_thread_count(B, H, causal):
     rng = np.random.default_rng(6)
-    q, k, v = (rand(rng, (2, 3, 100, 16), np.float32), rand(rng, (2, 3, 150, 16), np.float32),
-               rand(rng, (2, 3, 150, 16), np.float32))
-    g = rand(rng, q.shape, np.float32)
-    m = rng.random((3, 100, 150)) < 0.8
+    q, k, v = (rand(rng, (B, H, 100, 16), np.float32), rand(rng, (B, H, 150, 16), np.float32),
+               rand(rng, (B, H, 150, 24), np.float32))
+    g = rand(rng, (B, H, 100, 24), np.float32)
+    m = rng.random((H, 100, 150)) < 0.8
     old = _core.get_num_threads()
     res = []
     try:
-        for n in (1, 2):
+        for n in (1, 2, 3):
             _core.set_num_threads(n)
-            o, lse, w = attention_forward(q, k, v, m, True, need_weights=True)
-            o2, lse2, _ = attention_forward(q, k, v, m, True)
-            res.append((o, lse, w, o2, lse2) + attention_backward(g, q, k, v, o2, lse2, m, True))
+            o, lse, w = attention_forward(q, k, v, m, causal, need_weights=True)
+            o2, lse2, _ = attention_forward(q, k, v, m, causal)
+            res.append((o, lse, w, o2, lse2) + attention_backward(g, q, k, v, o2, lse2, m, causal))
     finally:
         _core.set_num_threads(old)
-    for a, b in zip(*res):
-        np.testing.assert_array_equal(a, b)
+    for other in res[1:]:
+        for a, b in zip(res[0], other):
+            np.testing.assert_array_equal(a, b)
+    rdq, rdk, rdv = ref.attention_backward(g, q, k, v, m, causal)
+    for a, b in zip(res[1][5:], (rdq, rdk, rdv)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
 
 
 def test_long_sequence_tiled_memory():
@@ -200,6 +206,22 @@ def test_out_argument_and_non_contiguous():
     np.testing.assert_allclose(scaled_dot_product_attention(q, k, v, m),
                                ref.scaled_dot_product_attention(q, k, v, np.ascontiguousarray(m)),
                                **TOL[np.float32])
+
+
+@pytest.mark.parametrize("need", [False, True])
+def test_nan_propagates(need):
+    rng = np.random.default_rng(9)
+    q, k, v = (rand(rng, (1, 1, 4, 8), np.float32), rand(rng, (1, 1, 70, 8), np.float32),
+               rand(rng, (1, 1, 70, 8), np.float32))
+    q[0, 0, 1] = np.nan                          # a whole row of NaN scores
+    k[0, 0, 66] = np.nan                         # one NaN score per row, in the 2nd tile
+    o, lse, _ = attention_forward(q, k, v, need_weights=need)
+    assert np.isnan(o).all() and np.isnan(lse).all()
+    k[0, 0, 66] = 0
+    o, lse, _ = attention_forward(q, k, v, need_weights=need)
+    assert np.isnan(o[0, 0, 1]).all() and np.isfinite(np.delete(o, 1, 2)).all()
+    dq = attention_backward(np.ones_like(o), q, k, v, o, lse)[0]
+    assert np.isnan(dq[0, 0, 1]).all() and np.isfinite(np.delete(dq, 1, 2)).all()
 
 
 def _qkv(dtype=np.float32):

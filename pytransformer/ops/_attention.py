@@ -22,7 +22,9 @@ lse = -inf and zero gradients, never NaN. scale defaults to 1/sqrt(D)
 
 Without need_weights the kernel runs a tiled online-softmax (FlashAttention)
 path whose memory is O(T), never O(Tq x Tk); need_weights=True materialises
-the (B, H, Tq, Tk) probabilities.
+the (B, H, Tq, Tk) probabilities. is_causal and attn_mask may be combined
+(PyTorch refuses that; here the causal -inf is simply added to the mask).
+`out=` must not overlap q, k or v. Results do not depend on the thread count.
 """
 import math
 
