@@ -59,6 +59,9 @@ class BuildExt(build_ext):
             cflags.append("-fopenmp")
             ldflags.append("-fopenmp")
             self.pt_openmp = True
+        elif compiler_accepts(cc, ["-fopenmp-simd"]):
+            # No threads, but `#pragma omp simd` still guides vectorisation.
+            cflags.append("-fopenmp-simd")
         if os.environ.get("PT_NATIVE") and compiler_accepts(cc, ["-march=native"]):
             cflags.append("-march=native")
         print(f"pytransformer: cflags {' '.join(cflags)}", file=sys.stderr)
