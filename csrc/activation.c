@@ -15,9 +15,10 @@
  * forward:  y = a(x + bias); y may equal x (in place).
  * backward: g = dy * a'(x + bias); dx += g; dbias += sum_n g.
  *
- * Rows are independent (OpenMP over rows). dbias is summed without races
- * and independently of the thread count: fixed RB-row chunks times CB-column
- * blocks form tiles whose in-order double partials are added in chunk order.
+ * Forward: OpenMP over rows. Backward: OpenMP over tiles of fixed RB-row
+ * chunks times CB-column blocks; each tile sums its g in row order into a
+ * double partial per chunk, and the partials are added in chunk order, so
+ * dbias has no races and does not depend on the thread count.
  */
 #include <stdlib.h>
 #include "pt_real.h"
