@@ -5,8 +5,9 @@ def linear_forward(object y, object x, object w, object b):
     dt = _float_dtype("x", x)
     if x.ndim != 2:
         raise ValueError(f"x: expected 2 dims (N, IN), got shape {x.shape}")
-    if not isinstance(w, np.ndarray) or w.ndim != 2:
-        raise ValueError(f"weight: expected a 2-D numpy.ndarray (OUT, IN)")
+    _float_dtype("weight", w)
+    if w.ndim != 2:
+        raise ValueError(f"weight: expected 2 dims (OUT, IN), got shape {w.shape}")
     cdef int64_t N = x.shape[0], IN = x.shape[1], OUT = w.shape[0]
     _check("x", x, dt, (N, IN))
     _check("weight", w, dt, (OUT, IN))
@@ -34,8 +35,9 @@ def linear_backward(object dx, object dw, object db, object dy, object x, object
     dt = _float_dtype("x", x)
     if x.ndim != 2:
         raise ValueError(f"x: expected 2 dims (N, IN), got shape {x.shape}")
-    if not isinstance(w, np.ndarray) or w.ndim != 2:
-        raise ValueError(f"weight: expected a 2-D numpy.ndarray (OUT, IN)")
+    _float_dtype("weight", w)
+    if w.ndim != 2:
+        raise ValueError(f"weight: expected 2 dims (OUT, IN), got shape {w.shape}")
     cdef int64_t N = x.shape[0], IN = x.shape[1], OUT = w.shape[0]
     _check("x", x, dt, (N, IN))
     _check("weight", w, dt, (OUT, IN))

@@ -79,6 +79,24 @@ def test_gelu_values_against_math_erf():
     np.testing.assert_allclose(gelu_backward(one, one), [d1], rtol=1e-15)
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_float32_gelu_accuracy_dense(approximate):
+    # float32 GELU uses its own vectorisable exp/erfc (csrc/activation.c).
+    # Measured: max abs error 5.2e-7 on [-14, 14] and relative error < 2.3e-6
+    # wherever |gelu| > 1e-6 (the negative tail is computed without
+    # cancellation); the derivative within 2.1e-7 absolute. Bounds ~2x that.
+    z = np.linspace(-14, 14, 200_001).astype(np.float32)
+    zz = z.astype(np.float64)
+    want = ref.gelu(zz, approximate)
+    want_d = ref.gelu_backward(np.ones_like(zz), zz, approximate)
+    got = gelu(z, approximate).astype(np.float64)
+    err = np.abs(got - want)
+    assert err.max() < 1e-6
+    big = np.abs(want) > 1e-6
+    assert (err[big] / np.abs(want[big])).max() < 5e-6
+    assert np.abs(gelu_backward(np.ones_like(z), z, approximate) - want_d).max() < 5e-7
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_relu_at_zero_and_nan(dtype):
     x = np.array([-1.0, -0.0, 0.0, 2.0, np.nan, np.inf, -np.inf], dtype)
@@ -90,7 +108,10 @@ def test_relu_at_zero_and_nan(dtype):
     assert np.isnan(gelu(x)[4]) and np.isnan(gelu(x, "tanh")[4])
     # gelu(inf) = inf; gelu(-inf) = -inf * 0 = NaN by the formula, as in
     # PyTorch's kernel (the limit would be 0).
-    np.testing.assert_array_equal(gelu(x)[[5, 6]], [np.inf, np.nan])
+    for approximate in ("none", "tanh"):
+        np.testing.assert_array_equal(gelu(x, approximate)[[5, 6]], [np.inf, np.nan])
+        # gelu'(+-inf) = Phi + z phi = 1 + inf * 0: NaN in both dtypes.
+        assert np.isnan(gelu_backward(np.ones(2, dtype), x[[5, 6]], approximate)).all()
 
 
 def test_gradients_by_finite_differences():
