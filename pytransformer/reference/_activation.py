@@ -1,9 +1,13 @@
 """Activations, bias + activation and the feed-forward block in NumPy
 (reference). Computed in float64, returned in the input's dtype."""
+import math
+
 import numpy as np
-from scipy.special import erf
 
 from pytransformer.reference._linear import linear, linear_backward
+
+# The reference needs only NumPy: erf elementwise through the standard library.
+erf = np.vectorize(math.erf, otypes=[np.float64])
 
 SQRT_2_PI = np.sqrt(2.0 / np.pi)
 GELU_C = 0.044715
