@@ -195,9 +195,11 @@ static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real 
     vreal c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
     vreal c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
     vreal c40 = V_ZERO(), c41 = V_ZERO(), c50 = V_ZERO(), c51 = V_ZERO();
-    /* Fetch the C tile now; it is needed only after the loop (~kc*6 cycles). */
+    /* Fetch the C tile now; it is needed only after the loop (~kc*6 cycles).
+     * (Prefetches past the end of an array, here or of Ap below, are harmless.) */
     for (int i = 0; i < MR; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
     for (int64_t p = 0; p < kc; p++) {
+        _mm_prefetch((const char *)(Ap + 12 * MR), _MM_HINT_T0);  /* A streams from L2 */
         vreal b0 = V_LOAD(Bp), b1 = V_LOAD(Bp + VW), a;
         a = V_BCAST(Ap + 0); c00 = V_FMA(a, b0, c00); c01 = V_FMA(a, b1, c01);
         a = V_BCAST(Ap + 1); c10 = V_FMA(a, b0, c10); c11 = V_FMA(a, b1, c11);
@@ -216,8 +218,11 @@ static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real 
     int edge = mr < MR || nr < NR;
     real *dst = edge ? tile : C;
     int64_t ld = edge ? NR : ldc;
-    if (edge && beta != 0)
-        for (int64_t i = 0; i < mr; i++) memcpy(tile + i * NR, C + i * ldc, (size_t)nr * sizeof(real));
+    if (edge) {
+        memset(tile, 0, sizeof tile);
+        if (beta != 0)
+            for (int64_t i = 0; i < mr; i++) memcpy(tile + i * NR, C + i * ldc, (size_t)nr * sizeof(real));
+    }
     vreal va = V_SET1(alpha), vb = V_SET1(beta);
     for (int i = 0; i < MR; i++)
         for (int h = 0; h < 2; h++) {
