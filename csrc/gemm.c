@@ -21,7 +21,8 @@
  * loads one row of the B strip (NR values), broadcasts each of the MR values
  * of the A column, and does MR*NR multiply-adds. Edge strips are
  * zero-padded when packed, so the kernel always computes a full tile and
- * only the store is clipped to mr x nr.
+ * only the store is clipped to mr x nr. For small M (<= DIRECT_B_ROWS) and
+ * untransposed B, full strips are read in place instead of packed.
  *
  * beta is folded into the first K block's store (pc == 0: C = alpha*acc +
  * beta*C, or C = alpha*acc without reading C when beta == 0, so NaN in C does
@@ -58,8 +59,8 @@
  * for 32 KiB L1d / 512 KiB L2 per core (Zen 3; fine on Intel too):
  * a kc x NR strip of Bp (16 KiB) stays in L1, the mc x kc block Ap
  * (144 KiB) in L2, the kc x nc panel Bp (4 or 8 MiB) in L3. MC = 144 (f32)
- * and 72 (f64) measured better than half or twice that; KC = 256 better
- * than 128, 192 or 384. */
+ * and 72 (f64) measured better than half or twice that; KC = 256 was no
+ * worse than 128..384 (measured on a shared, noisy 2-core Zen 3 VM). */
 #if PT_DTYPE == 64
 #define NR 8
 #define MC 72
