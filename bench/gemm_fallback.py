@@ -35,18 +35,19 @@ PEAK_F32_PER_CORE = 93.0   # GFLOP/s: AVX2 2 FMA/cycle x 8 lanes x 2 flops x ~2.
 
 
 def median_time(fn):
+    """(median wall seconds, median CPU seconds of this process) of fn()."""
     fn()  # warm-up (and packing buffers / page faults)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     first = time.perf_counter() - t0
+    walls, cpus = [first], [time.process_time() - c0]
     reps = max(MIN_REPEATS, min(REPEATS, int(BUDGET_S / max(first, 1e-9))))
-    times = [first]
     for _ in range(reps - 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return sorted(walls)[len(walls) // 2], sorted(cpus)[len(cpus) // 2]
 
 
 def run_child(threads, shapes):
@@ -62,12 +63,17 @@ def run_child(threads, shapes):
         c = np.empty((M, N), dt)
         flops = 2.0 * M * N * K
         row = {"shape": f"{M}x{N}x{K}", "dtype": dt, "threads": threads}
-        row["fallback"] = flops / median_time(lambda: _core.gemm(c, a, b, False, False, 1.0, 0.0, True)) / 1e9
-        row["numpy"] = flops / median_time(lambda: np.matmul(a, b, out=c)) / 1e9
+        cases = {"fallback": lambda: _core.gemm(c, a, b, False, False, 1.0, 0.0, True),
+                 "numpy": lambda: np.matmul(a, b, out=c)}
         if _core.blas_available():
-            row["blas"] = flops / median_time(lambda: _core.gemm(c, a, b, False, False, 1.0, 0.0, False)) / 1e9
-        else:
-            row["blas"] = float("nan")
+            cases["blas"] = lambda: _core.gemm(c, a, b, False, False, 1.0, 0.0, False)
+        for name, fn in cases.items():
+            wall, cpu = median_time(fn)
+            row[name] = flops / wall / 1e9
+            # GFLOP per CPU-second per thread: the per-core efficiency, less
+            # sensitive than wall time to other processes taking the cores.
+            row[name + "_cpu"] = flops / max(cpu, 1e-9) / 1e9 * threads
+        row.setdefault("blas", float("nan"))
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -93,10 +99,12 @@ def main():
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
         rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     print(f"{'shape MxNxK':>16} {'dtype':>7} {'thr':>3} {'fallback':>9} {'numpy':>9} "
-          f"{'our blas':>9} {'fb/numpy':>8}   (GFLOP/s)")
+          f"{'our blas':>9} {'fb/numpy':>8} | {'fb cpu':>7} {'np cpu':>7}")
     for r in rows:
         print(f"{r['shape']:>16} {r['dtype']:>7} {r['threads']:>3} {r['fallback']:9.1f} "
-              f"{r['numpy']:9.1f} {r['blas']:9.1f} {r['fallback'] / r['numpy']:8.2f}")
+              f"{r['numpy']:9.1f} {r['blas']:9.1f} {r['fallback'] / r['numpy']:8.2f} | "
+              f"{r['fallback_cpu']:7.1f} {r['numpy_cpu']:7.1f}")
+    print("GFLOP/s from the median wall time; 'cpu' columns: GFLOP per CPU-second x threads")
     print(f"(fp32 peak ~{PEAK_F32_PER_CORE:.0f} GFLOP/s per core, fp64 half that)")
 
 

@@ -21,7 +21,8 @@
  * loads one row of the B strip (NR values), broadcasts each of the MR values
  * of the A column, and does MR*NR multiply-adds. Edge strips are
  * zero-padded when packed, so the kernel always computes a full tile and
- * only the store is clipped to mr x nr.
+ * only the store is clipped to mr x nr. For small M (<= DIRECT_B_ROWS) and
+ * untransposed B, full strips are read in place instead of packed.
  *
  * beta is folded into the first K block's store (pc == 0: C = alpha*acc +
  * beta*C, or C = alpha*acc without reading C when beta == 0, so NaN in C does
@@ -57,10 +58,12 @@
  * 2 B vectors + 1 broadcast A = 15 of the 16 ymm registers. Cache blocks
  * for 32 KiB L1d / 512 KiB L2 per core (Zen 3; fine on Intel too):
  * a kc x NR strip of Bp (16 KiB) stays in L1, the mc x kc block Ap
- * (~150-190 KiB) in L2, the kc x nc panel Bp (4 MiB) in L3. */
+ * (144 KiB) in L2, the kc x nc panel Bp (4 or 8 MiB) in L3. MC = 144 (f32)
+ * and 72 (f64) measured better than half or twice that; KC = 256 was no
+ * worse than 128..384 (measured on a shared, noisy 2-core Zen 3 VM). */
 #if PT_DTYPE == 64
 #define NR 8
-#define MC 96
+#define MC 72
 #else
 #define NR 16
 #define MC 144
@@ -68,6 +71,7 @@
 #define MR 6
 #define KC 256
 #define NC 4096
+#define DIRECT_B_ROWS 48
 
 static int64_t PT_SFX(min64)(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -119,28 +123,36 @@ static void PT_SFX(pack_a)(real *restrict dst, int trans_a, const real *restrict
 }
 
 /* --------------------------------------------------------- micro-kernels
- * kernel(kc, Ap, Bp, C, ldc, mr, nr, alpha, beta):
- *   acc[MR][NR] = sum_{p < kc} Ap[p*MR + i] * Bp[p*NR + j]
+ * kernel(kc, Ap, Bp, ldbp, C, ldc, mr, nr, alpha, beta):
+ *   acc[MR][NR] = sum_{p < kc} Ap[p*MR + i] * Bp[p*ldbp + j]
  *   C[i, j] = alpha*acc[i][j] + beta*C[i, j]   for i < mr, j < nr,
- * with beta == 0 meaning "do not read C" and beta == 1 "C + alpha*acc". */
+ * with beta == 0 meaning "do not read C" and beta == 1 "C + alpha*acc".
+ * ldbp is NR for a packed strip, or ldb when a full strip is read straight
+ * from an untransposed B (see the driver). */
 typedef void (*PT_SFX(kernel_fn))(int64_t kc, const real *restrict Ap, const real *restrict Bp,
-                                  real *C, int64_t ldc, int64_t mr, int64_t nr,
+                                  int64_t ldbp, real *C, int64_t ldc, int64_t mr, int64_t nr,
                                   real alpha, real beta);
 
-/* Portable kernel: plain loops the compiler may vectorise for the baseline
- * ISA (SSE2 on x86-64). */
+/* Portable kernel: plain loops the compiler vectorises for the baseline ISA
+ * (SSE2 on x86-64). Two rows of the tile at a time, so the sums (2 x NR)
+ * stay in the 16 xmm registers; a whole MR x NR tile would spill. */
 static void PT_SFX(kernel_c)(int64_t kc, const real *restrict Ap, const real *restrict Bp,
-                             real *C, int64_t ldc, int64_t mr, int64_t nr,
+                             int64_t ldbp, real *C, int64_t ldc, int64_t mr, int64_t nr,
                              real alpha, real beta)
 {
     real acc[MR][NR];
-    memset(acc, 0, sizeof acc);
-    for (int64_t p = 0; p < kc; p++) {
-        const real *a = Ap + p * MR, *b = Bp + p * NR;
-        for (int i = 0; i < MR; i++) {
-            real ai = a[i];
-            for (int j = 0; j < NR; j++) acc[i][j] += ai * b[j];
+    for (int i = 0; i < MR; i += 2) {
+        real r0[NR] = {0}, r1[NR] = {0};
+        for (int64_t p = 0; p < kc; p++) {
+            real a0 = Ap[p * MR + i], a1 = Ap[p * MR + i + 1];
+            const real *b = Bp + p * ldbp;
+            for (int j = 0; j < NR; j++) {
+                r0[j] += a0 * b[j];
+                r1[j] += a1 * b[j];
+            }
         }
+        memcpy(acc[i], r0, sizeof r0);
+        memcpy(acc[i + 1], r1, sizeof r1);
     }
     for (int64_t i = 0; i < mr; i++) {
         real *c = C + i * ldc;
@@ -178,13 +190,17 @@ typedef __m256 vreal;
 
 __attribute__((target("avx2,fma")))
 static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real *restrict Bp,
-                                real *C, int64_t ldc, int64_t mr, int64_t nr,
+                                int64_t ldbp, real *C, int64_t ldc, int64_t mr, int64_t nr,
                                 real alpha, real beta)
 {
     vreal c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
     vreal c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
     vreal c40 = V_ZERO(), c41 = V_ZERO(), c50 = V_ZERO(), c51 = V_ZERO();
+    /* Fetch the C tile now; it is needed only after the loop (~kc*6 cycles).
+     * (Prefetches past the end of an array, here or of Ap below, are harmless.) */
+    for (int i = 0; i < MR; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
     for (int64_t p = 0; p < kc; p++) {
+        _mm_prefetch((const char *)(Ap + 12 * MR), _MM_HINT_T0);  /* A streams from L2 */
         vreal b0 = V_LOAD(Bp), b1 = V_LOAD(Bp + VW), a;
         a = V_BCAST(Ap + 0); c00 = V_FMA(a, b0, c00); c01 = V_FMA(a, b1, c01);
         a = V_BCAST(Ap + 1); c10 = V_FMA(a, b0, c10); c11 = V_FMA(a, b1, c11);
@@ -193,7 +209,7 @@ static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real 
         a = V_BCAST(Ap + 4); c40 = V_FMA(a, b0, c40); c41 = V_FMA(a, b1, c41);
         a = V_BCAST(Ap + 5); c50 = V_FMA(a, b0, c50); c51 = V_FMA(a, b1, c51);
         Ap += MR;
-        Bp += NR;
+        Bp += ldbp;
     }
     vreal acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
                         {c30, c31}, {c40, c41}, {c50, c51}};
@@ -203,8 +219,11 @@ static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real 
     int edge = mr < MR || nr < NR;
     real *dst = edge ? tile : C;
     int64_t ld = edge ? NR : ldc;
-    if (edge && beta != 0)
-        for (int64_t i = 0; i < mr; i++) memcpy(tile + i * NR, C + i * ldc, (size_t)nr * sizeof(real));
+    if (edge) {
+        memset(tile, 0, sizeof tile);
+        if (beta != 0)
+            for (int64_t i = 0; i < mr; i++) memcpy(tile + i * NR, C + i * ldc, (size_t)nr * sizeof(real));
+    }
     vreal va = V_SET1(alpha), vb = V_SET1(beta);
     for (int i = 0; i < MR; i++)
         for (int h = 0; h < 2; h++) {
@@ -280,6 +299,11 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
     nbm = (M + mc - 1) / mc;
     int64_t nsplit = nbm >= nt ? 1 : (nt + nbm - 1) / nbm;
     int64_t nitems = nbm * nsplit;
+    /* With at most DIRECT_B_ROWS rows each B strip is used by few tiles and
+     * packing it costs more than it saves (measured: 2x faster at M = 6-12,
+     * ~10% at 48, slower at 96): full strips of an untransposed B are then
+     * read in place (row stride ldb). */
+    int direct_b = !trans_b && M <= DIRECT_B_ROWS;
 
     int64_t kcmax = PT_SFX(min64)(K, KC);
     int64_t nsmax = (PT_SFX(min64)(N, NC) + NR - 1) / NR;  /* strips per panel */
@@ -304,7 +328,8 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
 
                 #pragma omp for schedule(static)
                 for (int64_t s = 0; s < ns; s++)
-                    PT_SFX(pack_b)(Bp + s * NR * kc, trans_b, B, ldb, pc, kc, jc + s * NR,
+                    if (!direct_b || nc - s * NR < NR)
+                        PT_SFX(pack_b)(Bp + s * NR * kc, trans_b, B, ldb, pc, kc, jc + s * NR,
                                    PT_SFX(min64)(nc - s * NR, NR));
                 /* (implicit barrier: Bp is complete) */
 
@@ -320,8 +345,10 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
                                        PT_SFX(min64)(m - ir, MR), pc, kc);
                     for (int64_t s = s0; s < s1; s++) {
                         int64_t jr = s * NR, nr = PT_SFX(min64)(nc - jr, NR);
+                        int in_place = direct_b && nr == NR;
+                        const real *b = in_place ? B + pc * ldb + jc + jr : Bp + jr * kc;
                         for (int64_t ir = 0; ir < m; ir += MR)
-                            kernel(kc, Ap + ir * kc, Bp + jr * kc,
+                            kernel(kc, Ap + ir * kc, b, in_place ? ldb : NR,
                                    C + (ic + ir) * ldc + jc + jr, ldc,
                                    PT_SFX(min64)(m - ir, MR), nr, alpha, beta_k);
                     }
