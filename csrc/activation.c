@@ -219,6 +219,7 @@ int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
     }
     /* Cheap kinds are memory bound: go parallel only for big arrays. */
     int64_t work = N * C * (kind >= PT_ACT_GELU_ERF ? 8 : 1);
+    (void)work;  /* read only by the OpenMP pragma */
     #pragma omp parallel for num_threads(pt_get_num_threads()) if (work > 65536)
     for (int64_t n = 0; n < N; n++)
         PT_SFX(act_row)(y + n * C, x + n * C, bias, 0, C, kind);
@@ -234,6 +235,7 @@ int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
     if (N == 0 || C == 0 || (!dx && !dbias)) return PT_OK;
     int nth = pt_get_num_threads();
     int64_t work = N * C * (kind >= PT_ACT_GELU_ERF ? 8 : 1);
+    (void)nth; (void)work;  /* read only by the OpenMP pragmas */
     int64_t nchunks = (N + RB - 1) / RB, nblocks = (C + CB - 1) / CB;
     double *part = NULL;
     if (dbias) {

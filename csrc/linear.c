@@ -34,6 +34,7 @@ static int PT_SFX(colsum_add)(real *db, const real *dy, int64_t N, int64_t C)
     double *part = malloc((size_t)(nchunks * C) * sizeof(double));
     if (!part) return PT_ENOMEM;
     int nth = pt_get_num_threads();
+    (void)nth;  /* read only by the OpenMP pragma */
     #pragma omp parallel num_threads(nth) if (N * C > 32768)
     {
         #pragma omp for collapse(2) schedule(static)
