@@ -85,13 +85,6 @@ cdef object _float_dtype(str name, object a):
     return a.dtype
 
 
-cdef int64_t _nonneg(str name, object v) except -1:
-    v = int(v)
-    if v < 0:
-        raise ValueError(f"{name}: must be >= 0, got {v}")
-    return v
-
-
 # ------------------------------------------------------------------ build
 
 def has_openmp():
