@@ -733,11 +733,23 @@ def test_single_fault(opname, dt):
 
 # ------------------------------------------------------------ hypothesis
 
+_CASES = {}
+
+
+def _cached_cases(spec, dt):
+    """The fault list of (spec, dt), built once for the fuzz tests (an op may
+    write into a fault value, e.g. an out= buffer: only its values change)."""
+    key = (spec.name, np.dtype(dt))
+    if key not in _CASES:
+        _CASES[key] = list(_single_fault_cases(spec, dt))
+    return _CASES[key]
+
+
 @st.composite
 def fault_combos(draw):
     spec = draw(st.sampled_from(SPECS))
     dt = draw(st.sampled_from([F32, F64]))
-    cases = list(_single_fault_cases(spec, dt))
+    cases = _cached_cases(spec, dt)
     k = draw(st.integers(1, 3))
     picks = draw(st.lists(st.sampled_from(range(len(cases))), min_size=1, max_size=k,
                           unique_by=lambda i: cases[i][0]))
@@ -803,7 +815,7 @@ def resized_calls(draw):
         kw = {n: _resize_value(x, d, v, spec.kinds.get(n), rng) for n, x in kw.items()}
     fault = None
     if draw(st.booleans()):
-        cases = [c for c in _single_fault_cases(spec, dt)]
+        cases = _cached_cases(spec, dt)
         name, label, value, _ = draw(st.sampled_from(cases))
         kw[name] = value
         fault = name
@@ -1290,3 +1302,53 @@ def test_core_attention_mask_without_strides_refused():
 def test_core_set_num_threads_refuses_nonpositive(n):
     with pytest.raises(ValueError, match="n"):
         _core.set_num_threads(n)
+
+
+def _survives(code):
+    """Run `code` in a fresh interpreter (it may kill the process); True when
+    it exits normally. Only for the known process-killing cases below."""
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                       timeout=120)
+    return r.returncode == 0, r.stderr.decode(errors="replace")[-500:]
+
+
+@_reported
+def test_reported_huge_thread_count_kills_the_process():
+    # pytransformer.set_num_threads(n) / _core.set_num_threads(n) accept any
+    # n >= 1 (csrc/threads.c stores it); the next parallel region asks
+    # libgomp for n threads: n = 32768 here -> "libgomp: Thread creation
+    # failed" and exit(1); n = 100000 -> segfault; n = 2**31-1 -> "libgomp:
+    # Out of memory allocating 481036338272 bytes" and exit. It should be a
+    # ValueError at set time (e.g. n > some cap such as omp_get_thread_limit()
+    # or 64 * num_procs()), and n >= 2**31 an ValueError rather than
+    # OverflowError.
+    ok, err = _survives("""
+        import numpy as np, pytransformer
+        from pytransformer import ops
+        try:
+            pytransformer.set_num_threads(100000)
+        except ValueError:
+            raise SystemExit(0)
+        ops.softmax(np.ones((512, 512), np.float32))
+    """)
+    assert ok, err
+
+
+@_reported
+def test_reported_set_blas_with_bogus_pointers_segfaults():
+    # _core.set_blas((1, 1)) installs any nonzero integers as sgemm/dgemm
+    # function pointers; the next BLAS-sized GEMM jumps to address 1.
+    # A raw hook cannot validate an address: suggest accepting only the
+    # capsules/objects that _blas.scipy_gemm_pointers() returns (or making
+    # set_blas private and keeping use_blas as the public switch).
+    ok, err = _survives("""
+        import numpy as np
+        from pytransformer import _core
+        try:
+            _core.set_blas((1, 1))
+        except (TypeError, ValueError):
+            raise SystemExit(0)
+        x = np.ones((64, 64), np.float32)
+        _core.gemm(np.empty((64, 64), np.float32), x, x)
+    """)
+    assert ok, err
