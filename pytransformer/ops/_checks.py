@@ -9,8 +9,18 @@ Policy (the same for every op):
     against their range (ValueError naming the first bad value);
   * `out=` arrays must have exactly the right shape and dtype, be
     C-contiguous and writable (else ValueError/TypeError): they are written,
-    never reallocated.
+    never reallocated;
+  * scalar arguments: integers (sizes, ids, seeds, steps) must be ints or
+    NumPy integers, not bool and not floats (TypeError), and in range
+    (ValueError); real hyperparameters must be real numbers -- int, float,
+    NumPy real scalars or 0-d real arrays, never strings (TypeError) -- and
+    in range (ValueError); option strings must be one of the documented
+    choices (ValueError); every message names the argument;
+  * a result whose byte size could not even be addressed (sizes like 2**62)
+    is a ValueError naming the size arguments, never a MemoryError.
 """
+import numbers
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -56,6 +66,10 @@ def index_array(name, a, low, high, ignore=None):
         raise TypeError(f"{name}: expected a numpy.ndarray of integers, got {type(a).__name__}")
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer dtype, got {a.dtype}")
+    if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
+        # would wrap to a negative int64 (possibly == ignore) in astype
+        first = int(a.reshape(-1)[np.flatnonzero(a.reshape(-1) > np.iinfo(np.int64).max)[0]])
+        raise ValueError(f"{name}: value {first} out of range [{low}, {high})")
     a = _c_order(a.astype(np.int64, copy=False))
     if a.size:
         bad = (a < low) | (a >= high)
@@ -95,3 +109,55 @@ def rows(a):
     C = a.shape[-1]
     N = a.size // C if C else int(np.prod(a.shape[:-1], dtype=np.int64))
     return N, C
+
+
+def int_arg(name, v, low=None, high=None):
+    """`v` as a Python int: an int or NumPy integer (or 0-d integer array),
+    not bool, not a float (TypeError naming `name`), in [low, high) when
+    given (ValueError)."""
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iu":
+        v = v.item()
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+    v = int(v)
+    if (low is not None and v < low) or (high is not None and v >= high):
+        lo = "" if low is None else f"{low}"
+        hi = "" if high is None else f"{high}"
+        raise ValueError(f"{name}: must be in [{lo}, {hi}), got {v}")
+    return v
+
+
+def real_arg(name, v):
+    """`v` as a Python float: an int, float, NumPy real scalar or 0-d
+    real array (strings are not parsed: TypeError naming `name`); an int too
+    large for a float is a ValueError."""
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf":
+        v = v.item()
+    if not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{name}: {v} is out of the float range") from None
+
+
+def choice_arg(name, v, choices):
+    """`v` if it is one of the strings `choices`, else ValueError naming
+    `name` (also for non-strings, which `in` could not compare safely)."""
+    if not isinstance(v, str) or v not in choices:
+        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {v!r}")
+    return v
+
+
+def check_alloc(name, shape, dtype):
+    """ValueError naming `name` when an array of `shape` and `dtype` could
+    not even be addressed (its byte size exceeds the largest intp): such a
+    size is a malformed argument, not an out-of-memory condition."""
+    n, item = 1, np.dtype(dtype).itemsize
+    for s in shape:
+        n *= int(s)
+    big = np.iinfo(np.intp).max
+    # NumPy also refuses one dimension whose bytes overflow, even if another is 0
+    if any(int(s) * item > big for s in shape) or n * item > big:
+        raise ValueError(f"{name}: a result of shape {tuple(int(s) for s in shape)} "
+                         f"({np.dtype(dtype)}) is too large to allocate")

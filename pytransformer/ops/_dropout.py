@@ -4,12 +4,10 @@ The mask is a pure function of (seed, element index) -- see csrc/rng.c --
 so the same seed gives the same mask whatever the thread count; pass a new
 seed per call (e.g. a step counter) for fresh masks.
 """
-import numbers
-
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, out_array
+from pytransformer.ops._checks import float_array, int_arg, out_array, real_arg
 
 
 def _float_keep_shape(name, a):
@@ -20,19 +18,14 @@ def _float_keep_shape(name, a):
 
 
 def _check_p(p):
-    p = float(p)
+    p = real_arg("p", p)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p: dropout probability must be in [0, 1], got {p}")
     return p
 
 
 def _check_seed(seed):
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
-    return seed
+    return int_arg("seed", seed, 0, 2**64)
 
 
 def dropout_forward(x, p=0.5, seed=0, training=True, out=None):
@@ -64,11 +57,16 @@ def dropout(x, p=0.5, seed=0, training=True, out=None):
 def dropout_backward(grad_out, mask, p, out=None):
     """Return dx = grad_out * mask / (1 - p) for dropout_forward's mask
     (uint8 or bool, grad_out's shape); mask None means dropout was the
-    identity, so dx is grad_out itself."""
+    identity, so dx is grad_out itself (copied into `out` when given)."""
     dy = _float_keep_shape("grad_out", grad_out)
     p = _check_p(p)
     if mask is None:
-        return dy
+        if out is None:
+            return dy
+        # the identity, but `out` is still the documented result buffer
+        dx = out_array("out", out, dy.shape, dy.dtype)
+        np.copyto(dx, dy)
+        return dx
     if not isinstance(mask, np.ndarray):
         raise TypeError(f"mask: expected a numpy.ndarray, got {type(mask).__name__}")
     if mask.dtype == np.bool_:

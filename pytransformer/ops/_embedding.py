@@ -3,7 +3,8 @@ position table of "Attention Is All You Need"."""
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, index_array, out_array
+from pytransformer.ops._checks import (FLOAT_DTYPES, check_alloc, float_array, index_array,
+                                       int_arg, out_array, real_arg)
 
 
 def _padding_row(padding_idx, V):
@@ -11,9 +12,7 @@ def _padding_row(padding_idx, V):
     PyTorch), or None."""
     if padding_idx is None:
         return None
-    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(padding_idx, (int, np.integer)):
-        raise TypeError(f"padding_idx: expected an int or None, got {type(padding_idx).__name__}")
-    padding_idx = int(padding_idx)
+    padding_idx = int_arg("padding_idx", padding_idx)
     if not -V <= padding_idx < V:
         raise ValueError(f"padding_idx: must be in [{-V}, {V}), got {padding_idx}")
     return padding_idx % V
@@ -54,9 +53,7 @@ def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None, grad_wei
     gradient. When grad_weight is given (a C-contiguous writable (V, C)
     array of grad_out's dtype) the gradient is ADDED into it and it is
     returned -- no (V, C) allocation; its padding_idx row is left as it was."""
-    V = int(num_embeddings)
-    if V < 0:
-        raise ValueError(f"num_embeddings: must be >= 0, got {V}")
+    V = int_arg("num_embeddings", num_embeddings, 0)
     dy = float_array("grad_out", grad_out, min_ndim=1)
     C = dy.shape[-1]
     pad = _padding_row(padding_idx, V)
@@ -64,6 +61,7 @@ def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None, grad_wei
     if dy.shape != ids.shape + (C,):
         raise ValueError(f"grad_out: expected shape {ids.shape + (C,)} (ids.shape + (C,)), "
                          f"got {dy.shape}")
+    check_alloc("num_embeddings", (V, C), dy.dtype)
     if grad_weight is None:
         dw = np.zeros((V, C), dy.dtype)
     else:
@@ -79,15 +77,19 @@ def sinusoidal_positions(T, C, base=10000.0, dtype=np.float32, out=None):
     """Return the (T, C) table pe[t, 2i] = sin(t / base^(2i/C)),
     pe[t, 2i+1] = cos(t / base^(2i/C)) (odd C: the last column is a sin),
     computed in double and rounded once to `dtype` (float32 or float64)."""
-    T, C = int(T), int(C)
+    T, C = int_arg("T", T), int_arg("C", C)
     if T < 0 or C < 0:
         raise ValueError(f"T, C: must be >= 0, got {(T, C)}")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
+    if dtype not in FLOAT_DTYPES:
         raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-    base = float(base)
+    base = real_arg("base", base)
     if not base > 0:
         raise ValueError(f"base: must be > 0, got {base}")
+    check_alloc("T, C", (T, C), dtype)
     pe = out_array("out", out, (T, C), dtype)
     _core.sinusoidal_positions(pe, base)
     return pe

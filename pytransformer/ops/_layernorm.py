@@ -3,7 +3,7 @@ with normalized_shape = x.shape[-1:])."""
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, optional_float_array, out_array, rows
+from pytransformer.ops._checks import float_array, optional_float_array, out_array, real_arg, rows
 
 
 def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None):
@@ -14,6 +14,7 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None):
     C = x.shape[-1]
     weight = optional_float_array("weight", weight, x.dtype, (C,))
     bias = optional_float_array("bias", bias, x.dtype, (C,))
+    eps = real_arg("eps", eps)
     if not eps >= 0:
         raise ValueError(f"eps: must be >= 0, got {eps}")
     N, _ = rows(x)
@@ -21,7 +22,7 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None):
     mean = np.empty(x.shape[:-1], x.dtype)
     rstd = np.empty(x.shape[:-1], x.dtype)
     _core.layernorm_forward(y.reshape(N, C), mean.reshape(N), rstd.reshape(N),
-                            x.reshape(N, C), weight, bias, float(eps))
+                            x.reshape(N, C), weight, bias, eps)
     return y, mean, rstd
 
 

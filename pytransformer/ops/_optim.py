@@ -2,7 +2,7 @@
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import FLOAT_DTYPES, float_array
+from pytransformer.ops._checks import FLOAT_DTYPES, float_array, int_arg, real_arg
 
 
 def _state(name, a, dtype, shape):
@@ -55,13 +55,17 @@ def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.99
         for j in range(i + 1, len(bufs)):
             if bufs[i][1].size and np.may_share_memory(bufs[i][1], bufs[j][1]):
                 raise ValueError(f"{bufs[i][0]} and {bufs[j][0]}: must not overlap")
-    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
-        raise TypeError(f"step: expected an int, got {type(step).__name__}")
-    step = int(step)
+    # step reaches C as an int64 (an OverflowError beyond it otherwise)
+    step = int_arg("step", step)
     if step < 1:
         raise ValueError(f"step: must be >= 1 (counted from 1), got {step}")
-    beta1, beta2 = (float(b) for b in betas)
-    lr, eps, weight_decay = float(lr), float(eps), float(weight_decay)
+    if step >= 2**63:
+        raise ValueError(f"step: must be < 2**63, got {step}")
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+        raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
+    beta1, beta2 = real_arg("betas[0]", betas[0]), real_arg("betas[1]", betas[1])
+    lr, eps = real_arg("lr", lr), real_arg("eps", eps)
+    weight_decay = real_arg("weight_decay", weight_decay)
     if not lr >= 0:
         raise ValueError(f"lr: must be >= 0, got {lr}")
     if not 0 <= beta1 < 1:

@@ -21,7 +21,8 @@ gradient is then all zeros).
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, index_array, out_array, rows
+from pytransformer.ops._checks import (choice_arg, float_array, index_array, int_arg,
+                                       out_array, real_arg, rows)
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -46,11 +47,16 @@ def log_softmax(x, out=None):
     return _softmax("x", x, out, True)
 
 
-def _zeroed_out(out, shape, dtype):
-    """A zeroed gradient buffer: `out` (checked, then zeroed) or a new one."""
+def _zeroed_out(out, shape, dtype, inputs):
+    """A zeroed gradient buffer: `out` (checked, then zeroed) or a new one.
+    `inputs` ((name, array), ...) are what the kernel reads: zeroing an
+    `out` that overlaps one would silently corrupt the result."""
     if out is None:
         return np.zeros(shape, dtype)
     out = out_array("out", out, shape, dtype)
+    for name, a in inputs:
+        if out.size and np.may_share_memory(out, a):
+            raise ValueError(f"out: must not overlap {name}")
     out.fill(0)
     return out
 
@@ -61,7 +67,7 @@ def _softmax_backward(grad_out, y, log, out):
     if dy.shape != y.shape:
         raise ValueError(f"grad_out: expected shape {y.shape}, got {dy.shape}")
     N, C = rows(y)
-    dx = _zeroed_out(out, y.shape, y.dtype)
+    dx = _zeroed_out(out, y.shape, y.dtype, (("grad_out", dy), ("y", y)))
     _core.softmax_backward(dx.reshape(N, C), dy.reshape(N, C), y.reshape(N, C), log)
     return dx
 
@@ -82,24 +88,15 @@ def _ce_args(logits, targets, ignore_index, label_smoothing, reduction):
     """Checked (logits, targets, N, C, ignore_index, label_smoothing)."""
     logits = float_array("logits", logits, min_ndim=1)
     C = logits.shape[-1]
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(f"ignore_index: expected an int, got {type(ignore_index).__name__}")
-    ignore_index = int(ignore_index)
-    if not -2**63 <= ignore_index < 2**63:
-        raise ValueError(f"ignore_index: out of int64 range, got {ignore_index}")
+    ignore_index = int_arg("ignore_index", ignore_index, -2**63, 2**63)
     targets = index_array("targets", targets, 0, C, ignore=ignore_index)
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"targets: expected shape {logits.shape[:-1]} "
                          f"(logits.shape[:-1]), got {targets.shape}")
-    try:
-        ls = float(label_smoothing)
-    except (TypeError, ValueError):
-        raise TypeError(f"label_smoothing: expected a float, got "
-                        f"{type(label_smoothing).__name__}") from None
+    ls = real_arg("label_smoothing", label_smoothing)
     if not 0.0 <= ls <= 1.0:
         raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+    choice_arg("reduction", reduction, REDUCTIONS)
     N, _ = rows(logits)
     return logits, targets, N, C, ignore_index, ls
 
@@ -165,7 +162,7 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
             g = float(g.reshape(()))
         elif isinstance(grad_loss, (float, int, np.floating, np.integer)) \
                 and not isinstance(grad_loss, (bool, np.bool_)):
-            g = float(grad_loss)
+            g = real_arg("grad_loss", grad_loss)
         else:
             raise TypeError(f"grad_loss: expected a 0-d numpy.ndarray or a number, "
                             f"got {type(grad_loss).__name__}")
@@ -174,7 +171,8 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
             # count == 0: every row is ignored, nothing reads g.
             g = g / count if count else 0.0
         g = np.asarray(g, dtype=logits.dtype)
-    dlogits = _zeroed_out(out, logits.shape, logits.dtype)
+    dlogits = _zeroed_out(out, logits.shape, logits.dtype,
+                          (("logits", logits), ("lse", lse), ("targets", targets)))
     _core.cross_entropy_backward(dlogits.reshape(N, C), logits.reshape(N, C), lse.reshape(N),
                                  targets.reshape(N), g, ignore_index, ls)
     return dlogits
