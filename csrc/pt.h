@@ -39,8 +39,9 @@ enum { PT_OK = 0, PT_EINVAL = 1, PT_ENOMEM = 2 };
 const char *pt_strerror(int status);
 
 /* --------------------------------------------------------------- threads */
+#define PT_MAX_THREADS 1024       /* more would only exhaust the OS */
 int pt_has_openmp(void);          /* 1 when built with OpenMP */
-void pt_set_num_threads(int n);   /* n < 1 means 1 */
+void pt_set_num_threads(int n);   /* clamped to [1, PT_MAX_THREADS] */
 int pt_get_num_threads(void);     /* threads the kernels use */
 int pt_num_procs(void);           /* processors OpenMP sees (1 without it) */
 

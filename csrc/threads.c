@@ -19,15 +19,20 @@ int pt_has_openmp(void)
 #endif
 }
 
+static int clamp_threads(int n)
+{
+    return n < 1 ? 1 : n > PT_MAX_THREADS ? PT_MAX_THREADS : n;
+}
+
 void pt_set_num_threads(int n)
 {
-    pt_threads = n < 1 ? 1 : n;
+    pt_threads = clamp_threads(n);
 }
 
 int pt_get_num_threads(void)
 {
     if (pt_threads == 0)
-        pt_threads = omp_get_max_threads();
+        pt_threads = clamp_threads(omp_get_max_threads());
     return pt_threads;
 }
 

@@ -13,26 +13,11 @@ __version__ = "0.1.0"
 __all__ = ["config", "get_num_threads", "set_num_threads", "use_blas", "__version__"]
 
 
-def _install_blas():
-    """Take SciPy's sgemm/dgemm unless PT_BLAS=fallback; True when installed."""
-    if _os.environ.get("PT_BLAS", "").lower() in ("fallback", "none", "0"):
-        _core.set_blas(None)
-        return False
-    ptrs = _blas.scipy_gemm_pointers()
-    _core.set_blas(ptrs)
-    return ptrs is not None
-
-
 def use_blas(enable=True):
     """Route GEMM through SciPy's BLAS (enable=True, when SciPy is installed)
     or through the built-in C fallback (enable=False). Returns whether a BLAS
     is now in use."""
-    if not enable:
-        _core.set_blas(None)
-        return False
-    ptrs = _blas.scipy_gemm_pointers()
-    _core.set_blas(ptrs)
-    return ptrs is not None
+    return _core.use_scipy_blas(bool(enable))
 
 
 def _blas_threadpool_limit(n):
@@ -48,7 +33,6 @@ def _blas_threadpool_limit(n):
 def set_num_threads(n):
     """Set the threads every kernel uses (OpenMP) and, with threadpoolctl
     installed, the BLAS thread count too, so the two never exceed n."""
-    n = int(n)
     _core.set_num_threads(n)
     if _core.blas_available():
         _blas_threadpool_limit(n)
@@ -104,4 +88,5 @@ def _cpu_has(flag):
     return False
 
 
-_install_blas()
+# PT_BLAS=fallback selects the C GEMM even when SciPy is installed.
+use_blas(_os.environ.get("PT_BLAS", "").lower() not in ("fallback", "none", "0"))

@@ -97,11 +97,13 @@ def build_flags():
     return pt_build_flags.decode(), pt_build_compiler.decode()
 
 
-def set_num_threads(int n):
-    """Set the number of OpenMP threads every kernel uses (n >= 1)."""
-    if n < 1:
-        raise ValueError(f"n: number of threads must be >= 1, got {n}")
-    pt_set_num_threads(n)
+def set_num_threads(object n):
+    """Set the number of OpenMP threads every kernel uses (1 <= n <= 1024)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n: number of threads must be an int, got {type(n).__name__}")
+    if not 1 <= n <= PT_MAX_THREADS:
+        raise ValueError(f"n: number of threads must be in [1, {PT_MAX_THREADS}], got {n}")
+    pt_set_num_threads(<int>n)
 
 
 def get_num_threads():
@@ -114,15 +116,19 @@ def num_procs():
     return pt_num_procs()
 
 
-def set_blas(object pointers):
-    """Install (sgemm_address, dgemm_address), or None for the C fallback."""
-    if pointers is None:
+def use_scipy_blas(bint enable):
+    """Route GEMM through SciPy's sgemm/dgemm (enable, when SciPy is installed)
+    or the C fallback. The pointers come only from pytransformer._blas, never
+    from the caller, so no bogus address can be installed. Returns whether a
+    BLAS is now in use."""
+    from pytransformer import _blas
+    ptrs = _blas.scipy_gemm_pointers() if enable else None
+    if ptrs is None:
         pt_set_blas(NULL, NULL)
-        return
-    cdef uintptr_t s = pointers[0], d = pointers[1]
-    if s == 0 or d == 0:
-        raise ValueError("set_blas: null BLAS pointer")
+        return False
+    cdef uintptr_t s = ptrs[0], d = ptrs[1]
     pt_set_blas(<pt_sgemm_fn>s, <pt_dgemm_fn>d)
+    return bool(pt_blas_available())
 
 
 def blas_available():

@@ -7,6 +7,8 @@ cdef extern from "pt.h" nogil:
         PT_EINVAL
         PT_ENOMEM
     enum:
+        PT_MAX_THREADS
+    enum:
         PT_ACT_NONE
         PT_ACT_RELU
         PT_ACT_GELU_ERF

@@ -11,7 +11,8 @@ from collections import namedtuple
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, optional_float_array, out_array, rows
+from pytransformer.ops._checks import (choice_arg, float_array, optional_float_array, out_array,
+                                      rows)
 from pytransformer.ops._linear import check_weight
 
 # bias_act's activation names -> the C kinds (see _core.ACT_KINDS).
@@ -24,15 +25,13 @@ _FLAT_ROW = 4096
 
 
 def _activation(activation):
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
-    return activation
+    return choice_arg("activation", activation, ACTIVATIONS)
 
 
 def _gelu_kind(approximate):
-    if approximate not in _GELU_KIND:
-        raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
-    return _GELU_KIND[approximate]
+    if not isinstance(approximate, str):
+        raise TypeError(f"approximate: expected 'none' or 'tanh', got {type(approximate).__name__}")
+    return _GELU_KIND[choice_arg("approximate", approximate, tuple(_GELU_KIND))]
 
 
 def _flat_rows(*arrays):
@@ -171,6 +170,12 @@ def ffn_backward(grad_out, saved):
     if not isinstance(saved, FFNSaved):
         raise TypeError(f"saved: expected the FFNSaved of ffn_forward, got {type(saved).__name__}")
     x, h, w1, b1, w2, has_b2, kind = saved
+    # A forged or edited FFNSaved must fail by name, not deep inside.
+    x = float_array("saved.x", x, min_ndim=1)
+    h = float_array("saved.h", h, x.dtype, min_ndim=1)
+    w1 = float_array("saved.w1", w1, x.dtype, ndim=2)
+    w2 = float_array("saved.w2", w2, x.dtype, ndim=2)
+    b1 = optional_float_array("saved.b1", b1, x.dtype)
     H, D = w1.shape
     D2 = w2.shape[0]
     N = rows(x)[0]

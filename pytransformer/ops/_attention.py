@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, out_array
+from pytransformer.ops._checks import float_array, out_array, real_arg
 
 
 def _inputs(q, k, v):
@@ -53,10 +53,7 @@ def _inputs(q, k, v):
 def _scale(scale, D):
     if scale is None:
         return 1.0 / math.sqrt(D) if D > 0 else 1.0
-    try:
-        return float(scale)
-    except (TypeError, ValueError):
-        raise TypeError(f"scale: expected a real number or None, got {type(scale).__name__}")
+    return real_arg("scale", scale)
 
 
 def _mask(attn_mask, dtype, shape):
