@@ -7,10 +7,12 @@ same ops in plain NumPy.
 import os as _os
 
 from pytransformer import _core, _blas
+from pytransformer import ops, reference  # noqa: E402  (public submodules)
 
 __version__ = "0.1.0"
 
-__all__ = ["config", "get_num_threads", "set_num_threads", "use_blas", "__version__"]
+__all__ = ["config", "get_num_threads", "ops", "reference", "set_num_threads", "use_blas",
+           "__version__"]
 
 
 def use_blas(enable=True):

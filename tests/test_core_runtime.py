@@ -94,3 +94,57 @@ def test_cli_help_for_every_command():
     for cmd in ([], ["info"], ["demo"], ["bench", "kernels"]):
         out = _cli(*cmd, "--help")
         assert out.returncode == 0 and "usage" in out.stdout.lower(), cmd
+
+
+def _runs_concurrently_with_python(fn):
+    """True when the main thread executes Python while fn() runs in another
+    thread, i.e. fn releases the GIL. fn must take >= ~50 ms."""
+    import threading
+    import time
+
+    span = {}
+
+    def worker():
+        span["start"] = time.perf_counter()
+        fn()
+        span["end"] = time.perf_counter()
+
+    ticks = []
+    t = threading.Thread(target=worker)
+    t.start()
+    while t.is_alive():
+        ticks.append(time.perf_counter())
+    t.join()
+    d = span["end"] - span["start"]
+    inner = [x for x in ticks if span["start"] + d / 4 < x < span["end"] - d / 4]
+    return len(inner) > 0, span["end"] - span["start"]
+
+
+@pytest.mark.parametrize("name", ["attention", "layer_norm", "softmax", "matmul_fallback"])
+def test_kernels_release_the_gil(name):
+    from pytransformer import ops
+    rng = np.random.default_rng(0)
+    if name == "attention":
+        q = rng.standard_normal((2, 4, 1024, 64)).astype(np.float32)
+        fn = lambda: ops.scaled_dot_product_attention(q, q, q)
+    elif name == "layer_norm":
+        x = rng.standard_normal((4096 * 8, 512)).astype(np.float32)
+        fn = lambda: ops.layer_norm(x)
+    elif name == "softmax":
+        x = rng.standard_normal((4096 * 4, 4096)).astype(np.float32)
+        fn = lambda: ops.softmax(x)
+    else:
+        a = rng.standard_normal((1024, 1024)).astype(np.float32)
+        fn = lambda: ops.matmul(a, a, fallback=True)
+    released, seconds = _runs_concurrently_with_python(fn)
+    # The probe can fail: a C call that holds the GIL (a backtracking regex)
+    # lets no Python run in the middle of its span.
+    if seconds < 0.05:
+        pytest.skip(f"{name} ran in {seconds * 1e3:.0f} ms: too short to observe")
+    assert released, f"no Python ran during {seconds * 1e3:.0f} ms of {name}"
+
+
+def test_gil_probe_detects_a_call_that_holds_the_gil():
+    import re
+    released, seconds = _runs_concurrently_with_python(lambda: re.match(r"(a+)+b", "a" * 23))
+    assert seconds > 0.05 and not released
