@@ -10,9 +10,9 @@
  *   dw += dy * xhat,  db += dy   (summed over rows)
  *
  * Speed (the op is memory bound; one row of C <= a few thousand elements
- * stays in L1 between the passes over it, so main memory sees x read once
- * and y written once in the forward, x and dy read and dx written once in
- * the backward):
+ * stays in L1/L2 between the passes over it, so main memory sees x read
+ * once and y written once in the forward, x and dy read and dx written once
+ * in the backward):
  *   - Row sums are accumulated in double for both dtypes, in LANES
  *     independent lanes (lane k takes the elements c = k mod LANES) that are
  *     combined in a fixed tree at the end. This breaks the serial add chain
@@ -23,11 +23,13 @@
  *     operations in the same order (no FMA contraction: -std=c99 keeps
  *     -ffp-contract=off), so the results do not depend on the clone.
  *   - dw/db: rows are cut into blocks that depend only on N and C (never on
- *     the thread count); each block sums into its own double partial, and the
- *     partials are added in block order, so dw/db are bitwise independent of
- *     the number of threads.
+ *     the thread count); each block sums into its own double partial, GROUP
+ *     rows at a time, and the partials are added in block order, so dw/db
+ *     are bitwise independent of the number of threads.
  *   - The backward can overwrite dx (accumulate = 0) so callers need no
  *     zeroing pass over a fresh buffer.
+ * Tried and dropped: non-temporal (streaming) stores of y/dx through a
+ * per-row buffer -- no measurable gain here.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,16 +42,24 @@
 #define LN_CLONES
 #endif
 
-#define LANES 8
-/* at most this many row blocks for the dw/db partials (and at most 32 MB
- * of partials): enough blocks to balance threads, few enough to stay cheap */
+/* 16 double lanes = 4 independent AVX2 add chains (8 with SSE2): enough
+ * to hide the add latency */
+#define LANES 16
+/* dw/db row blocks: at least MIN_BLOCK_ROWS rows each, at most MAX_BLOCKS
+ * blocks and 32 MB of partials: enough blocks to balance threads, few
+ * enough that zeroing and reducing the partials stays cheap */
 #define MAX_BLOCKS 64
+#define MIN_BLOCK_ROWS 32
 #define PARTIAL_DOUBLES ((int64_t)1 << 22)
 
-/* Fixed combination order of the lanes. */
+/* Fixed combination order of the lanes: a pairwise tree. */
 static inline double PT_SFX(lane_sum)(const double *a)
 {
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    double t[LANES / 2];
+    for (int k = 0; k < LANES / 2; k++) t[k] = a[2 * k] + a[2 * k + 1];
+    for (int k = 0; k < LANES / 4; k++) t[k] = t[2 * k] + t[2 * k + 1];
+    for (int k = 0; k < LANES / 8; k++) t[k] = t[2 * k] + t[2 * k + 1];
+    return t[0] + t[1];
 }
 
 /* sum_c x[c], in double lanes. */
@@ -118,14 +128,12 @@ int PT_FN(pt_layernorm_forward)(real *y, real *mean, real *rstd,
 }
 
 /* One row of the backward. Pass 1 (reads x, dy): sg = sum g, sgx = sum g*xhat
- * in double lanes, and pdw += dy*xhat, pdb += dy when pdw != NULL. Pass 2
- * (row now in L1): dx = or += rstd * (g - mean(g) - xhat * mean(g*xhat)).
- * Each dx[c] is computed from x[c] and dy[c] only after pass 1, so dx may
- * be the same buffer as dy or x (in place). */
+ * in double lanes. Pass 2 (row now in L1):
+ * dx = or += rstd * (g - mean(g) - xhat * mean(g*xhat)). Each dx[c] is
+ * computed from x[c] and dy[c] after pass 1, so dx may be dy or x (in place). */
 LN_CLONES
-static void PT_SFX(ln_bwd_row)(real *dx, double *pdw, double *pdb, const real *dy,
-                               const real *x, const real *w, real m, real rs,
-                               int64_t C, int accumulate)
+static void PT_SFX(ln_bwd_row)(real *dx, const real *dy, const real *x, const real *w,
+                               real m, real rs, int64_t C, int accumulate)
 {
     double ag[LANES] = {0}, agx[LANES] = {0};
     int64_t c = 0;
@@ -156,13 +164,6 @@ static void PT_SFX(ln_bwd_row)(real *dx, double *pdw, double *pdb, const real *d
             agx[k] += (double)dy[c + k] * h;
         }
     }
-    if (pdw)
-        for (c = 0; c < C; c++) {
-            real h = (x[c] - m) * rs;
-            pdw[c] += (double)dy[c] * h;
-            pdb[c] += dy[c];
-        }
-    if (!dx) return;
     real mg = (real)(PT_SFX(lane_sum)(ag) / C), mgx = (real)(PT_SFX(lane_sum)(agx) / C);
     if (w && accumulate)
         for (c = 0; c < C; c++) dx[c] += rs * (dy[c] * w[c] - mg - (x[c] - m) * rs * mgx);
@@ -174,6 +175,41 @@ static void PT_SFX(ln_bwd_row)(real *dx, double *pdw, double *pdb, const real *d
         for (c = 0; c < C; c++) dx[c] = rs * (dy[c] - mg - (x[c] - m) * rs * mgx);
 }
 
+/* dw/db partials of a group of nr <= GROUP rows starting at row pointers
+ * dy, x (row stride C): pdw(C) += sum_r dy_r * xhat_r, pdb(C) += sum_r dy_r.
+ * A full group first sums its GROUP terms in real (a pairwise tree, one or
+ * two roundings more per term) and adds that to the double partial: a
+ * quarter of the conversions and read-modify-writes of the double partials,
+ * which otherwise cost as much as the rest of the backward. */
+#define GROUP 4
+LN_CLONES
+static void PT_SFX(ln_dwdb_group)(double *restrict pdw, double *restrict pdb,
+                                  const real *dy, const real *x,
+                                  const real *mean, const real *rstd, int nr, int64_t C)
+{
+    if (nr == GROUP) {
+        const real *x0 = x, *x1 = x + C, *x2 = x + 2 * C, *x3 = x + 3 * C;
+        const real *d0 = dy, *d1 = dy + C, *d2 = dy + 2 * C, *d3 = dy + 3 * C;
+        real m0 = mean[0], m1 = mean[1], m2 = mean[2], m3 = mean[3];
+        real r0 = rstd[0], r1 = rstd[1], r2 = rstd[2], r3 = rstd[3];
+        for (int64_t c = 0; c < C; c++) {
+            real h0 = (x0[c] - m0) * r0, h1 = (x1[c] - m1) * r1;
+            real h2 = (x2[c] - m2) * r2, h3 = (x3[c] - m3) * r3;
+            pdw[c] += (double)((d0[c] * h0 + d1[c] * h1) + (d2[c] * h2 + d3[c] * h3));
+            pdb[c] += (double)((d0[c] + d1[c]) + (d2[c] + d3[c]));
+        }
+        return;
+    }
+    for (int r = 0; r < nr; r++) {
+        const real *xr = x + r * C, *dr = dy + r * C;
+        real m = mean[r], rs = rstd[r];
+        for (int64_t c = 0; c < C; c++) {
+            pdw[c] += (double)(dr[c] * ((xr[c] - m) * rs));
+            pdb[c] += (double)dr[c];
+        }
+    }
+}
+
 int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
                                  const real *dy, const real *x, const real *w,
                                  const real *mean, const real *rstd,
@@ -181,31 +217,48 @@ int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
 {
     if (N < 0 || C < 0) return PT_EINVAL;
     if (C == 0 || N == 0) return PT_OK;
-    if (!dw && !db) {
-        #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) if (N * C > 16384)
-        for (int64_t n = 0; n < N; n++)
-            PT_SFX(ln_bwd_row)(dx ? dx + n * C : NULL, NULL, NULL, dy + n * C, x + n * C,
-                               w, mean[n], rstd[n], C, accumulate);
-        return PT_OK;
+    if (!dx && !dw && !db) return PT_OK;
+    /* dw/db: row blocks of B rows (a function of N and C only, a multiple
+     * of GROUP); block j sums its rows' dy*xhat and dy into part[j] =
+     * (pdw(C), pdb(C)) in double, GROUP rows at a time from the block start. */
+    double *part = NULL;
+    int64_t nblk = 0, B = 0;
+    if (dw || db) {
+        nblk = PARTIAL_DOUBLES / (2 * C);
+        if (nblk > MAX_BLOCKS) nblk = MAX_BLOCKS;
+        if (nblk > N / MIN_BLOCK_ROWS) nblk = N / MIN_BLOCK_ROWS;
+        if (nblk < 1) nblk = 1;
+        B = (N + nblk - 1) / nblk;
+        B = (B + GROUP - 1) / GROUP * GROUP;
+        nblk = (N + B - 1) / B;
+        part = calloc((size_t)nblk * 2 * (size_t)C, sizeof(double));
+        if (!part) return PT_ENOMEM;
     }
-    /* Row blocks of B rows (a function of N and C only); block j sums its
-     * rows' dy*xhat and dy into part[j] = (pdw(C), pdb(C)) in double. */
-    int64_t nblk = PARTIAL_DOUBLES / (2 * C);
-    if (nblk > MAX_BLOCKS) nblk = MAX_BLOCKS;
-    if (nblk > N) nblk = N;
-    if (nblk < 1) nblk = 1;
-    int64_t B = (N + nblk - 1) / nblk;
-    nblk = (N + B - 1) / B;
-    double *part = calloc((size_t)nblk * 2 * (size_t)C, sizeof(double));
-    if (!part) return PT_ENOMEM;
-    #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) if (N * C > 16384)
-    for (int64_t j = 0; j < nblk; j++) {
-        double *pdw = part + (size_t)j * 2 * C, *pdb = pdw + C;
-        int64_t end = (j + 1) * B < N ? (j + 1) * B : N;
-        for (int64_t n = j * B; n < end; n++)
-            PT_SFX(ln_bwd_row)(dx ? dx + n * C : NULL, pdw, pdb, dy + n * C, x + n * C,
-                               w, mean[n], rstd[n], C, accumulate);
+    #pragma omp parallel num_threads(pt_get_num_threads()) if (N * C > 16384)
+    {
+        if (!part) {
+            #pragma omp for schedule(static)
+            for (int64_t n = 0; n < N; n++)
+                PT_SFX(ln_bwd_row)(dx + n * C, dy + n * C, x + n * C, w, mean[n], rstd[n],
+                                   C, accumulate);
+        } else {
+            #pragma omp for schedule(static)
+            for (int64_t j = 0; j < nblk; j++) {
+                double *pdw = part + (size_t)j * 2 * C, *pdb = pdw + C;
+                int64_t end = (j + 1) * B < N ? (j + 1) * B : N;
+                for (int64_t n = j * B; n < end; n += GROUP) {
+                    int nr = end - n < GROUP ? (int)(end - n) : GROUP;
+                    /* dw/db first: dx may overwrite dy (in place) */
+                    PT_SFX(ln_dwdb_group)(pdw, pdb, dy + n * C, x + n * C, mean + n, rstd + n,
+                                          nr, C);
+                    for (int64_t r = n; dx && r < n + nr; r++)
+                        PT_SFX(ln_bwd_row)(dx + r * C, dy + r * C, x + r * C, w, mean[r],
+                                           rstd[r], C, accumulate);
+                }
+            }
+        }
     }
+    if (!part) return PT_OK;
     /* reduce the block partials in block order (columns in parallel) */
     #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) if (nblk * C > 65536)
     for (int64_t c = 0; c < C; c++) {

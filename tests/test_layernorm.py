@@ -83,10 +83,11 @@ def test_non_contiguous_input_is_copied():
 @pytest.mark.parametrize("affine", [True, False])
 def test_results_do_not_depend_on_thread_count(dtype, affine):
     # Big enough to run in parallel and to split dw/db over several row
-    # blocks; C = 1003 is not a multiple of the 8 summation lanes.
+    # blocks, the last ending in a partial group of rows; C = 1003 is not a
+    # multiple of the 16 summation lanes.
     import pytransformer
     rng = np.random.default_rng(3)
-    x = rand(rng, (700, 1003), dtype) + 2.0
+    x = rand(rng, (701, 1003), dtype) + 2.0
     dy = rand(rng, x.shape, dtype)
     w = rand(rng, (1003,), dtype) if affine else None
     b = rand(rng, (1003,), dtype) if affine else None
