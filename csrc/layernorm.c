@@ -45,6 +45,9 @@
 /* 16 double lanes = 4 independent AVX2 add chains (8 with SSE2): enough
  * to hide the add latency */
 #define LANES 16
+#if LANES != 16
+#error "lane_sum's tree is written for 16 lanes"
+#endif
 /* dw/db row blocks: at least MIN_BLOCK_ROWS rows each, at most MAX_BLOCKS
  * blocks and 32 MB of partials: enough blocks to balance threads, few
  * enough that zeroing and reducing the partials stays cheap */
