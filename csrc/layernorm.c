@@ -8,12 +8,118 @@
  * Backward (per row, g = dy * w):
  *   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
  *   dw += dy * xhat,  db += dy   (summed over rows)
- * Row sums are accumulated in double for both dtypes.
+ *
+ * Speed (the op is memory bound; one row of C <= a few thousand elements
+ * stays in L1/L2 between the passes over it, so main memory sees x read
+ * once and y written once in the forward, x and dy read and dx written once
+ * in the backward):
+ *   - Row sums are accumulated in double for both dtypes, in LANES
+ *     independent lanes (lane k takes the elements c = k mod LANES) that are
+ *     combined in a fixed tree at the end. This breaks the serial add chain
+ *     so the compiler vectorises it, and the order is fixed by the source,
+ *     not by the ISA or the thread count (no -ffast-math needed).
+ *   - The hot row functions are built twice on x86-64 GCC (AVX2 and the
+ *     SSE2 baseline) and chosen at load time; both compute the same
+ *     operations in the same order (no FMA contraction: -std=c99 keeps
+ *     -ffp-contract=off), so the results do not depend on the clone.
+ *   - dw/db: rows are cut into blocks that depend only on N and C (never on
+ *     the thread count); each block sums into its own double partial, GROUP
+ *     rows at a time, and the partials are added in block order, so dw/db
+ *     are bitwise independent of the number of threads.
+ *   - The backward can overwrite dx (accumulate = 0) so callers need no
+ *     zeroing pass over a fresh buffer.
+ * Tried and dropped: non-temporal (streaming) stores of y/dx through a
+ * per-row buffer -- no measurable gain here.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "pt_real.h"
 #include "pt_omp.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define LN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LN_CLONES
+#endif
+
+/* 16 double lanes = 4 independent AVX2 add chains (8 with SSE2): enough
+ * to hide the add latency */
+#define LANES 16
+#if LANES != 16
+#error "lane_sum's tree is written for 16 lanes"
+#endif
+/* dw/db row blocks: at least MIN_BLOCK_ROWS rows each, at most MAX_BLOCKS
+ * blocks and 32 MB of partials: enough blocks to balance threads, few
+ * enough that zeroing and reducing the partials stays cheap */
+#define MAX_BLOCKS 64
+#define MIN_BLOCK_ROWS 32
+#define PARTIAL_DOUBLES ((int64_t)1 << 22)
+/* Rows (and dw/db blocks) are handed out dynamically, ROW_CHUNK rows at a
+ * time, so that on a loaded machine a thread that loses its core for a while
+ * does not leave its static share undone (measured: no worse than static on
+ * (16384, 768) with 2 threads; the gain under load was within the noise).
+ * Every row and block is computed the same way whichever thread takes it,
+ * so results stay independent of the schedule and the thread count. */
+#define ROW_CHUNK 16
+
+/* Fixed combination order of the lanes: a pairwise tree. */
+static inline double PT_SFX(lane_sum)(const double *a)
+{
+    double t[LANES / 2];
+    for (int k = 0; k < LANES / 2; k++) t[k] = a[2 * k] + a[2 * k + 1];
+    for (int k = 0; k < LANES / 4; k++) t[k] = t[2 * k] + t[2 * k + 1];
+    for (int k = 0; k < LANES / 8; k++) t[k] = t[2 * k] + t[2 * k + 1];
+    return t[0] + t[1];
+}
+
+/* sum_c x[c], in double lanes. */
+static inline double PT_SFX(row_sum)(const real *x, int64_t C)
+{
+    double acc[LANES] = {0};
+    int64_t c = 0;
+    for (; c + LANES <= C; c += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] += x[c + k];
+    for (int k = 0; c + k < C; k++) acc[k] += x[c + k];
+    return PT_SFX(lane_sum)(acc);
+}
+
+/* sum_c (x[c] - m)^2, the difference rounded to real then squared in double. */
+static inline double PT_SFX(row_sqdev)(const real *x, real m, int64_t C)
+{
+    double acc[LANES] = {0};
+    int64_t c = 0;
+    for (; c + LANES <= C; c += LANES)
+        for (int k = 0; k < LANES; k++) {
+            double d = (real)(x[c + k] - m);
+            acc[k] += d * d;
+        }
+    for (int k = 0; c + k < C; k++) {
+        double d = (real)(x[c + k] - m);
+        acc[k] += d * d;
+    }
+    return PT_SFX(lane_sum)(acc);
+}
+
+/* One row of the forward: y(C), *mean, *rstd from x(C). */
+LN_CLONES
+static void PT_SFX(ln_fwd_row)(real *y, real *mean, real *rstd, const real *x,
+                               const real *w, const real *b, int64_t C, real eps)
+{
+    real m = (real)(PT_SFX(row_sum)(x, C) / C);
+    real rs = (real)(1.0 / sqrt(PT_SFX(row_sqdev)(x, m, C) / C + eps));
+    /* y = xhat * w + b; the four cases are separate loops so each is a
+     * plain vector loop (xhat * 1 + 0 == xhat, as before) */
+    if (w && b)
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) * rs * w[c] + b[c];
+    else if (w)
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) * rs * w[c];
+    else if (b)
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) * rs + b[c];
+    else
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) * rs;
+    *mean = m;
+    *rstd = rs;
+}
 
 int PT_FN(pt_layernorm_forward)(real *y, real *mean, real *rstd,
                                 const real *x, const real *w, const real *b,
@@ -21,84 +127,160 @@ int PT_FN(pt_layernorm_forward)(real *y, real *mean, real *rstd,
 {
     if (N < 0 || C < 0) return PT_EINVAL;
     if (C == 0) return PT_OK;
-    #pragma omp parallel for num_threads(pt_get_num_threads()) if (N * C > 16384)
+    #pragma omp parallel for schedule(dynamic, ROW_CHUNK) num_threads(pt_get_num_threads()) \
+        if (N * C > 16384)
     for (int64_t n = 0; n < N; n++) {
-        const real *xr = x + n * C;
-        real *yr = y + n * C;
-        double s = 0;
-        for (int64_t c = 0; c < C; c++) s += xr[c];
-        real m = (real)(s / C);
-        double ss = 0;
-        for (int64_t c = 0; c < C; c++) {
-            real d = xr[c] - m;
-            ss += (double)d * d;
-        }
-        real rs = (real)(1.0 / sqrt(ss / C + eps));
-        for (int64_t c = 0; c < C; c++) {
-            real h = (xr[c] - m) * rs;
-            yr[c] = h * (w ? w[c] : 1) + (b ? b[c] : 0);
-        }
+        real m, rs;
+        PT_SFX(ln_fwd_row)(y + n * C, &m, &rs, x + n * C, w, b, C, eps);
         if (mean) mean[n] = m;
         if (rstd) rstd[n] = rs;
     }
     return PT_OK;
 }
 
+/* One row of the backward. Pass 1 (reads x, dy): sg = sum g, sgx = sum g*xhat
+ * in double lanes. Pass 2 (row now in L1):
+ * dx = or += rstd * (g - mean(g) - xhat * mean(g*xhat)). Each dx[c] is
+ * computed from x[c] and dy[c] after pass 1, so dx may be dy or x (in place). */
+LN_CLONES
+static void PT_SFX(ln_bwd_row)(real *dx, const real *dy, const real *x, const real *w,
+                               real m, real rs, int64_t C, int accumulate)
+{
+    double ag[LANES] = {0}, agx[LANES] = {0};
+    int64_t c = 0;
+    if (w) {
+        for (; c + LANES <= C; c += LANES)
+            for (int k = 0; k < LANES; k++) {
+                real h = (x[c + k] - m) * rs;
+                real g = dy[c + k] * w[c + k];
+                ag[k] += g;
+                agx[k] += (double)g * h;
+            }
+        for (int k = 0; c + k < C; k++) {
+            real h = (x[c + k] - m) * rs;
+            real g = dy[c + k] * w[c + k];
+            ag[k] += g;
+            agx[k] += (double)g * h;
+        }
+    } else {
+        for (; c + LANES <= C; c += LANES)
+            for (int k = 0; k < LANES; k++) {
+                real h = (x[c + k] - m) * rs;
+                ag[k] += dy[c + k];
+                agx[k] += (double)dy[c + k] * h;
+            }
+        for (int k = 0; c + k < C; k++) {
+            real h = (x[c + k] - m) * rs;
+            ag[k] += dy[c + k];
+            agx[k] += (double)dy[c + k] * h;
+        }
+    }
+    real mg = (real)(PT_SFX(lane_sum)(ag) / C), mgx = (real)(PT_SFX(lane_sum)(agx) / C);
+    if (w && accumulate)
+        for (c = 0; c < C; c++) dx[c] += rs * (dy[c] * w[c] - mg - (x[c] - m) * rs * mgx);
+    else if (w)
+        for (c = 0; c < C; c++) dx[c] = rs * (dy[c] * w[c] - mg - (x[c] - m) * rs * mgx);
+    else if (accumulate)
+        for (c = 0; c < C; c++) dx[c] += rs * (dy[c] - mg - (x[c] - m) * rs * mgx);
+    else
+        for (c = 0; c < C; c++) dx[c] = rs * (dy[c] - mg - (x[c] - m) * rs * mgx);
+}
+
+/* dw/db partials of a group of nr <= GROUP rows starting at row pointers
+ * dy, x (row stride C): pdw(C) += sum_r dy_r * xhat_r, pdb(C) += sum_r dy_r.
+ * A full group first sums its GROUP terms in real (a pairwise tree, one or
+ * two roundings more per term) and adds that to the double partial: a
+ * quarter of the conversions and read-modify-writes of the double partials,
+ * which otherwise cost as much as the rest of the backward. */
+#define GROUP 4
+LN_CLONES
+static void PT_SFX(ln_dwdb_group)(double *restrict pdw, double *restrict pdb,
+                                  const real *dy, const real *x,
+                                  const real *mean, const real *rstd, int nr, int64_t C)
+{
+    if (nr == GROUP) {
+        const real *x0 = x, *x1 = x + C, *x2 = x + 2 * C, *x3 = x + 3 * C;
+        const real *d0 = dy, *d1 = dy + C, *d2 = dy + 2 * C, *d3 = dy + 3 * C;
+        real m0 = mean[0], m1 = mean[1], m2 = mean[2], m3 = mean[3];
+        real r0 = rstd[0], r1 = rstd[1], r2 = rstd[2], r3 = rstd[3];
+        for (int64_t c = 0; c < C; c++) {
+            real h0 = (x0[c] - m0) * r0, h1 = (x1[c] - m1) * r1;
+            real h2 = (x2[c] - m2) * r2, h3 = (x3[c] - m3) * r3;
+            pdw[c] += (double)((d0[c] * h0 + d1[c] * h1) + (d2[c] * h2 + d3[c] * h3));
+            pdb[c] += (double)((d0[c] + d1[c]) + (d2[c] + d3[c]));
+        }
+        return;
+    }
+    for (int r = 0; r < nr; r++) {
+        const real *xr = x + r * C, *dr = dy + r * C;
+        real m = mean[r], rs = rstd[r];
+        for (int64_t c = 0; c < C; c++) {
+            pdw[c] += (double)(dr[c] * ((xr[c] - m) * rs));
+            pdb[c] += (double)dr[c];
+        }
+    }
+}
+
 int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
                                  const real *dy, const real *x, const real *w,
                                  const real *mean, const real *rstd,
-                                 int64_t N, int64_t C)
+                                 int64_t N, int64_t C, int accumulate)
 {
     if (N < 0 || C < 0) return PT_EINVAL;
     if (C == 0 || N == 0) return PT_OK;
-    int nth = pt_get_num_threads();
-    int need_params = dw || db;
-    /* Per-thread partial sums of dw and db, reduced in thread order so the
-     * result does not depend on scheduling. */
+    if (!dx && !dw && !db) return PT_OK;
+    /* dw/db: row blocks of B rows (a function of N and C only, a multiple
+     * of GROUP); block j sums its rows' dy*xhat and dy into part[j] =
+     * (pdw(C), pdb(C)) in double, GROUP rows at a time from the block start. */
     double *part = NULL;
-    if (need_params) {
-        part = calloc((size_t)nth * 2 * (size_t)C, sizeof(double));
+    int64_t nblk = 0, B = 0;
+    if (dw || db) {
+        nblk = PARTIAL_DOUBLES / (2 * C);
+        if (nblk > MAX_BLOCKS) nblk = MAX_BLOCKS;
+        if (nblk > N / MIN_BLOCK_ROWS) nblk = N / MIN_BLOCK_ROWS;
+        if (nblk < 1) nblk = 1;
+        B = (N + nblk - 1) / nblk;
+        B = (B + GROUP - 1) / GROUP * GROUP;
+        nblk = (N + B - 1) / B;
+        part = calloc((size_t)nblk * 2 * (size_t)C, sizeof(double));
         if (!part) return PT_ENOMEM;
     }
-    #pragma omp parallel num_threads(nth) if (N * C > 16384)
+    #pragma omp parallel num_threads(pt_get_num_threads()) if (N * C > 16384)
     {
-        int t = omp_get_thread_num();
-        double *pdw = part ? part + (size_t)t * 2 * C : NULL;
-        double *pdb = part ? pdw + C : NULL;
-        #pragma omp for schedule(static)
-        for (int64_t n = 0; n < N; n++) {
-            const real *xr = x + n * C, *dyr = dy + n * C;
-            real m = mean[n], rs = rstd[n];
-            double sg = 0, sgx = 0;
-            for (int64_t c = 0; c < C; c++) {
-                real h = (xr[c] - m) * rs;
-                real g = dyr[c] * (w ? w[c] : 1);
-                sg += g;
-                sgx += (double)g * h;
-                if (pdw) { pdw[c] += (double)dyr[c] * h; pdb[c] += dyr[c]; }
-            }
-            if (dx) {
-                real mg = (real)(sg / C), mgx = (real)(sgx / C);
-                real *dxr = dx + n * C;
-                for (int64_t c = 0; c < C; c++) {
-                    real h = (xr[c] - m) * rs;
-                    real g = dyr[c] * (w ? w[c] : 1);
-                    dxr[c] += rs * (g - mg - h * mgx);
+        if (!part) {
+            #pragma omp for schedule(dynamic, ROW_CHUNK)
+            for (int64_t n = 0; n < N; n++)
+                PT_SFX(ln_bwd_row)(dx + n * C, dy + n * C, x + n * C, w, mean[n], rstd[n],
+                                   C, accumulate);
+        } else {
+            #pragma omp for schedule(dynamic, 1)
+            for (int64_t j = 0; j < nblk; j++) {
+                double *pdw = part + (size_t)j * 2 * C, *pdb = pdw + C;
+                int64_t end = (j + 1) * B < N ? (j + 1) * B : N;
+                for (int64_t n = j * B; n < end; n += GROUP) {
+                    int nr = end - n < GROUP ? (int)(end - n) : GROUP;
+                    /* dw/db first: dx may overwrite dy (in place) */
+                    PT_SFX(ln_dwdb_group)(pdw, pdb, dy + n * C, x + n * C, mean + n, rstd + n,
+                                          nr, C);
+                    for (int64_t r = n; dx && r < n + nr; r++)
+                        PT_SFX(ln_bwd_row)(dx + r * C, dy + r * C, x + r * C, w, mean[r],
+                                           rstd[r], C, accumulate);
                 }
             }
         }
     }
-    if (part) {
-        for (int64_t c = 0; c < C; c++) {
-            double sw = 0, sb = 0;
-            for (int t = 0; t < nth; t++) {
-                sw += part[(size_t)t * 2 * C + c];
-                sb += part[(size_t)t * 2 * C + C + c];
-            }
-            if (dw) dw[c] += (real)sw;
-            if (db) db[c] += (real)sb;
+    if (!part) return PT_OK;
+    /* reduce the block partials in block order (columns in parallel) */
+    #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) if (nblk * C > 65536)
+    for (int64_t c = 0; c < C; c++) {
+        double sw = 0, sb = 0;
+        for (int64_t j = 0; j < nblk; j++) {
+            sw += part[(size_t)j * 2 * C + c];
+            sb += part[(size_t)j * 2 * C + C + c];
         }
-        free(part);
+        if (dw) dw[c] += (real)sw;
+        if (db) db[c] += (real)sb;
     }
+    free(part);
     return PT_OK;
 }

@@ -67,11 +67,13 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
 int PT_FN(pt_layernorm_forward)(real *y, real *mean, real *rstd,
                                 const real *x, const real *w, const real *b,
                                 int64_t N, int64_t C, real eps);
-/* dx(N,C) += ...; dw(C) += sum_n dy * xhat; db(C) += sum_n dy. */
+/* dx(N,C) += ... (accumulate != 0) or = ... (accumulate == 0: no zeroing
+ * pass needed; dx may then be dy itself); dw(C) += sum_n dy * xhat;
+ * db(C) += sum_n dy. */
 int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
                                  const real *dy, const real *x, const real *w,
                                  const real *mean, const real *rstd,
-                                 int64_t N, int64_t C);
+                                 int64_t N, int64_t C, int accumulate);
 
 /* =========================================================== embedding.c */
 /* y(N,C) = table[ids[n]]; every id in [0,V), else PT_EINVAL (nothing written). */

@@ -32,8 +32,9 @@ def layernorm_forward(object y, object mean, object rstd, object x,
 
 
 def layernorm_backward(object dx, object dw, object db, object dy, object x,
-                       object w, object mean, object rstd):
-    """dx, dw, db += gradients of layer norm (any of them may be None)."""
+                       object w, object mean, object rstd, bint accumulate=True):
+    """dw, db += gradients of layer norm; dx += them (accumulate) or dx := them
+    (not accumulate; dx may then be dy itself). Any of dx, dw, db may be None."""
     dt = _float_dtype("x", x)
     if x.ndim != 2:
         raise ValueError(f"x: expected 2 dims (N, C), got shape {x.shape}")
@@ -54,13 +55,14 @@ def layernorm_backward(object dx, object dw, object db, object dy, object x,
     cdef void *pw = _ptr(w)
     cdef void *pm = _ptr(mean)
     cdef void *pr = _ptr(rstd)
+    cdef int acc = 1 if accumulate else 0
     cdef int st
     if dt == np.float32:
         with nogil:
             st = pt_layernorm_backward_f32(<float *>pdx, <float *>pdw, <float *>pdb, <float *>pdy,
-                                           <float *>px, <float *>pw, <float *>pm, <float *>pr, N, C)
+                                           <float *>px, <float *>pw, <float *>pm, <float *>pr, N, C, acc)
     else:
         with nogil:
             st = pt_layernorm_backward_f64(<double *>pdx, <double *>pdw, <double *>pdb, <double *>pdy,
-                                           <double *>px, <double *>pw, <double *>pm, <double *>pr, N, C)
+                                           <double *>px, <double *>pw, <double *>pm, <double *>pr, N, C, acc)
     check_status(st)

@@ -6,10 +6,15 @@ from pytransformer import _core
 from pytransformer.ops._checks import float_array, optional_float_array, out_array, real_arg, rows
 
 
-def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None):
+def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
+                       mean_out=None, rstd_out=None):
     """Return (y, mean, rstd): y = (x - mean) * rstd * weight + bias over the
     last axis of x (any leading shape); mean and rstd have shape x.shape[:-1]
-    and are what layer_norm_backward needs."""
+    and are what layer_norm_backward needs.
+
+    out, mean_out, rstd_out: optional caller-owned buffers (shapes x.shape,
+    x.shape[:-1], x.shape[:-1]; x's dtype; C-contiguous) that are written
+    and returned instead of fresh arrays; out may be x itself (in place)."""
     x = float_array("x", x, min_ndim=1)
     C = x.shape[-1]
     weight = optional_float_array("weight", weight, x.dtype, (C,))
@@ -19,8 +24,8 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None):
         raise ValueError(f"eps: must be >= 0, got {eps}")
     N, _ = rows(x)
     y = out_array("out", out, x.shape, x.dtype)
-    mean = np.empty(x.shape[:-1], x.dtype)
-    rstd = np.empty(x.shape[:-1], x.dtype)
+    mean = out_array("mean_out", mean_out, x.shape[:-1], x.dtype)
+    rstd = out_array("rstd_out", rstd_out, x.shape[:-1], x.dtype)
     _core.layernorm_forward(y.reshape(N, C), mean.reshape(N), rstd.reshape(N),
                             x.reshape(N, C), weight, bias, eps)
     return y, mean, rstd
@@ -31,9 +36,14 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5, out=None):
     return layer_norm_forward(x, weight, bias, eps, out)[0]
 
 
-def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True):
+def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True,
+                        grad_input=None):
     """Return (dx, dweight, dbias) for layer_norm_forward's (mean, rstd).
-    dweight/dbias are None when weight is None or need_weight_grads is False."""
+    dweight/dbias are None when weight is None or need_weight_grads is False.
+
+    grad_input: optional caller-owned buffer (x's shape and dtype,
+    C-contiguous) that dx is written to (overwritten, not added to) and
+    returned; it may be grad_out itself (in place)."""
     x = float_array("x", x, min_ndim=1)
     C = x.shape[-1]
     N, _ = rows(x)
@@ -45,10 +55,11 @@ def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True)
     rstd = optional_float_array("rstd", rstd, x.dtype, x.shape[:-1])
     if mean is None or rstd is None:
         raise TypeError("mean, rstd: required (from layer_norm_forward)")
-    dx = np.zeros(x.shape, x.dtype)
+    # The kernel overwrites dx (accumulate=False): no zeroing pass needed.
+    dx = out_array("grad_input", grad_input, x.shape, x.dtype)
     want = weight is not None and need_weight_grads
     dw = np.zeros(C, x.dtype) if want else None
     db = np.zeros(C, x.dtype) if want else None
     _core.layernorm_backward(dx.reshape(N, C), dw, db, dy.reshape(N, C), x.reshape(N, C),
-                             weight, mean.reshape(N), rstd.reshape(N))
+                             weight, mean.reshape(N), rstd.reshape(N), False)
     return dx, dw, db
