@@ -36,10 +36,7 @@
  * tanhf are scalar calls of ~40 ns each here, more than the GEMMs around
  * them). float64 uses libm (exact to ~1 ulp).
  *
- * exp: x = n ln2 + r, |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its
- * degree-7 Taylor polynomial (truncation < 6e-9 relative), 2^n put into the
- * exponent bits. x is clamped to [-87, 88], so no overflow or denormals;
- * below -87 the result is flushed to 0 (exp(-inf) = 0); NaN stays NaN.
+ * exp: pt_expf (pt_expf.h), vectorisable, ~2 ulp, flushes below -86.98 to 0.
  * erfc(x) = e^(-x^2) t P(t), t = 1 / (1 + x/2), x >= 0, with P of degree 8
  *   fitted here (weighted least squares on x in [0, 10] for relative
  *   error): 4.3e-8 relative in exact arithmetic, ~4e-7 evaluated in float32.
@@ -51,6 +48,7 @@
 #if PT_DTYPE == 32
 #include <stdint.h>
 #include <string.h>
+#include "pt_expf.h"
 /* cond ? a : b by bit masks. A plain ?: whose result feeds further float
  * arithmetic is turned into a branch by GCC (without -ffast-math the
  * arithmetic may trap and cannot be speculated) and stops vectorisation. */
@@ -65,37 +63,11 @@ static inline float sel_f32(int cond, float a, float b)
     return f;
 }
 
-static inline float vexp_f32(float x0)
-{
-    float x = sel_f32(x0 < -87.0f, -87.0f, x0);
-    x = sel_f32(x > 88.0f, 88.0f, x);
-    /* n = round(x / ln2) by the 1.5 * 2^23 trick (no libm call); a NaN x
-     * gets n = 0 (the int conversion below must see a finite value) and
-     * still returns NaN through r. */
-    float kf = x * 1.44269504088896341f + 12582912.0f;
-    float n = kf - 12582912.0f;
-    n = sel_f32(n == n, n, 0.0f);
-    float r = x - n * 0.693359375f;          /* ln2 = 0.693359375 - 2.12194440e-4 */
-    r = r - n * -2.12194440054690583e-4f;
-    float p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;   /* 2^n, n in [-126, 127] */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return sel_f32(x0 < -87.0f, 0.0f, p * scale);   /* flush: exp(-inf) = 0 */
-}
-
 /* Phi(z) = (1 + erf(z / sqrt 2)) / 2 and, through *pdf, phi(z). */
 static inline float gelu_cdf_f32(float z, float *pdf)
 {
     float x = z * 0.70710678118654752f;
-    float e = vexp_f32(-x * x);               /* = exp(-z^2 / 2) */
+    float e = pt_expf(-x * x);               /* = exp(-z^2 / 2) */
     float t = 1.0f / (1.0f + 0.5f * fabsf(x));
     float p = -5.9073070114e-02f;
     p = p * t + 2.8459255514e-01f;
@@ -114,7 +86,7 @@ static inline float gelu_cdf_f32(float z, float *pdf)
 /* 1 + tanh(u) and, through *omt2, 1 - tanh(u)^2. */
 static inline float tanh_parts_f32(float u, float *omt2)
 {
-    float e = vexp_f32(-2.0f * fabsf(u));
+    float e = pt_expf(-2.0f * fabsf(u));
     float d = 1.0f / (1.0f + e);
     *omt2 = 4.0f * e * d * d;
     return sel_f32(u < 0, 2.0f * e, 2.0f) * d;
