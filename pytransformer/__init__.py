@@ -64,19 +64,39 @@ def config():
         "num_threads": get_num_threads(),
         "num_procs": _core.num_procs(),
         "cpu_simd": simd,
-        "build_simd": "native" if "-march=native" in flags else "baseline (x86-64: SSE2)",
+        "build_simd": _build_simd(flags, simd),
         "blas": "scipy.linalg.cython_blas" if _core.blas_available() else "built-in C fallback",
         "blas_libraries": [],
     }
     try:
         from threadpoolctl import threadpool_info
         for lib in threadpool_info():
-            info["blas_libraries"].append({k: lib.get(k) for k in
-                                           ("user_api", "internal_api", "version",
-                                            "num_threads", "architecture", "filepath")})
+            entry = {k: lib.get(k) for k in ("user_api", "internal_api", "version",
+                                             "num_threads", "architecture", "filepath")}
+            # SciPy's wheels keep their OpenBLAS in scipy.libs/: that is the
+            # library behind scipy.linalg.cython_blas, hence our GEMM.
+            entry["pytransformer_gemm"] = bool(
+                _core.blas_available() and lib.get("user_api") == "blas"
+                and "scipy" in _os.path.basename(_os.path.dirname(lib.get("filepath") or "")))
+            info["blas_libraries"].append(entry)
     except ImportError:
         info["blas_libraries"] = "threadpoolctl not installed"
     return info
+
+
+def _build_simd(flags, cpu_simd):
+    """How the C code uses SIMD: -march=native, or the baseline plus the
+    AVX2+FMA kernels (GEMM fallback, attention tiles, layer norm rows) that
+    are compiled in beside it and picked at run time on CPUs that have them."""
+    import platform
+
+    if "-march=native" in flags:
+        return "native (-march=native)"
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return "baseline"
+    if "avx2" in cpu_simd and "fma" in cpu_simd:
+        return "baseline SSE2 + AVX2/FMA kernels picked at run time"
+    return "baseline SSE2 (this CPU lacks AVX2/FMA)"
 
 
 def _cpu_has(flag):

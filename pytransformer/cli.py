@@ -26,8 +26,10 @@ def cmd_info(args):
         print(f"  BLAS libs     ({libs})")
     else:
         for lib in libs:
+            mark = "  <- pytransformer's GEMM" if lib.get("pytransformer_gemm") else ""
             print(f"  {lib['user_api']:<13} {lib['internal_api']} {lib['version'] or ''} "
-                  f"threads={lib['num_threads']} kernel={lib['architecture']}  {lib['filepath']}")
+                  f"threads={lib['num_threads']} kernel={lib['architecture']}  "
+                  f"{lib['filepath']}{mark}")
     return 0
 
 
