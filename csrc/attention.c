@@ -46,10 +46,7 @@
 /* kT[d*BK + j] = k[(j0 + j)*D + d] for j < nk: the key tile, transposed. */
 static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, int64_t D)
 {
-    for (int j = 0; j < nk; j++) {
-        const real *kr = k + (j0 + j) * D;
-        for (int64_t d = 0; d < D; d++) kT[d * BK + j] = kr[d];
-    }
+    PT_SFX(pt_att_transpose)(kT, BK, k + j0 * D, D, nk, D);
 }
 
 /* x (BH, T, D) -> xT: per head, per tile of BK keys, the tile transposed,
@@ -67,14 +64,6 @@ static void PT_SFX(att_transpose_all)(real *xT, const real *x, int64_t BH, int64
         int nk = (int)(T - j0 < BK ? T - j0 : BK);
         PT_SFX(att_transpose)(xT + t * D * BK, x + bh * T * D, j0, nk, D);
     }
-}
-
-/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n. */
-static void PT_SFX(att_transpose2)(real *T, int64_t ldt, const real *X, int64_t ldx,
-                                   int64_t m, int64_t n)
-{
-    for (int64_t r = 0; r < m; r++)
-        for (int64_t c = 0; c < n; c++) T[c * ldt + r] = X[r * ldx + c];
 }
 
 /* Finish the score tile S (nq,nk) holding scale q k^T, whose element
@@ -101,37 +90,6 @@ static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j
     }
 }
 
-/* max(m, max_j s[j]) over j < n, ignoring NaN; then NaN if the result is
- * -inf and some s[j] is NaN (so a row of NaN scores is not mistaken for a
- * fully masked one; any other NaN propagates through exp and the sum).
- * Eight independent lanes so the loop vectorizes. */
-static real PT_SFX(att_rowmax)(const real *s, int64_t n, real m)
-{
-    real lane[8];
-    int64_t j = 0;
-    for (int c = 0; c < 8; c++) lane[c] = m;
-    for (; j + 8 <= n; j += 8)
-        for (int c = 0; c < 8; c++) lane[c] = s[j + c] > lane[c] ? s[j + c] : lane[c];
-    for (; j < n; j++) m = s[j] > m ? s[j] : m;
-    for (int c = 0; c < 8; c++) m = lane[c] > m ? lane[c] : m;
-    if (m == -INFINITY)
-        for (j = 0; j < n; j++)
-            if (s[j] != s[j]) return s[j];
-    return m;
-}
-
-/* sum_j s[j] over j < n, in double, eight lanes (vectorizes; fixed order). */
-static double PT_SFX(att_rowsum)(const real *s, int64_t n)
-{
-    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0;
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int c = 0; c < 8; c++) lane[c] += s[j + c];
-    for (; j < n; j++) t += s[j];
-    for (int c = 0; c < 8; c++) t += lane[c];
-    return t;
-}
-
 /* Number of key tiles query tile [i0, i0+nq) needs (causal: keys <= i0+nq-1). */
 static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal)
 {
@@ -153,12 +111,12 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
     for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
         int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
         const real *kTt = kT + (j0 / BK) * D * BK;   /* this key tile, (D, BK) */
-        PT_SFX(pt_att_mm)(Wt + j0, Tk, q + i0 * D, D, kTt, BK, nq, nk, D, scale, 0);
+        PT_SFX(pt_att_mm)(Wt + j0, Tk, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
         PT_SFX(att_mask)(Wt + j0, Tk, i0, nq, j0, nk, mrow, ms, is_causal);
     }
     for (int i = 0; i < nq; i++) {
         real *p = Wt + i * Tk;
-        real m = PT_SFX(att_rowmax)(p, Tk, -INFINITY);
+        real m = PT_SFX(pt_att_rowmax)(p, Tk, -INFINITY);
         if (m == -INFINITY) {          /* fully masked row (or Tk == 0) */
             for (int64_t j = 0; j < Tk; j++) p[j] = 0;
             if (lse) lse[i0 + i] = -INFINITY;
@@ -167,15 +125,14 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
         double l = 0;
         for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
             int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
-            PT_SFX(pt_att_exp_row)(p + j0, nk, m);
+            l += PT_SFX(pt_att_exp_row)(p + j0, nk, m);
         }
-        l = PT_SFX(att_rowsum)(p, Tk);
         real inv = (real)(1.0 / l);
         for (int64_t j = 0; j < Tk; j++) p[j] *= inv;
         if (lse) lse[i0 + i] = m + (real)log(l);
     }
     /* out rows = P rows v */
-    PT_SFX(pt_att_mm)(out + i0 * Dv, Dv, Wt, Tk, v, Dv, nq, Dv, Tk, 1, 0);
+    PT_SFX(pt_att_mm)(out + i0 * Dv, Dv, Wt, Tk, 0, v, Dv, nq, Dv, Tk, 1, 0);
 }
 
 /* One task of the tiled path: rows [i0, i0+nq) of head (b, h); kT as in
@@ -193,11 +150,11 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
     for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         int nk = (int)(kend - j0 < BK ? kend - j0 : BK);
         const real *kTt = kT + (j0 / BK) * D * BK;   /* this key tile, (D, BK) */
-        PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, kTt, BK, nq, nk, D, scale, 0);
+        PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
         PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
         for (int i = 0; i < nq; i++) {
             real *s = S + i * BK;
-            real mx = PT_SFX(att_rowmax)(s, nk, m[i]);
+            real mx = PT_SFX(pt_att_rowmax)(s, nk, m[i]);
             if (mx == -INFINITY) {             /* nothing unmasked yet */
                 for (int j = 0; j < nk; j++) s[j] = 0;
                 continue;
@@ -209,11 +166,10 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                 for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
                 m[i] = mx;
             }
-            PT_SFX(pt_att_exp_row)(s, nk, mx);
-            l[i] += PT_SFX(att_rowsum)(s, nk);
+            l[i] += PT_SFX(pt_att_exp_row)(s, nk, mx);
         }
         /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
-        PT_SFX(pt_att_mm)(acc, Dv, S, BK, v + j0 * Dv, Dv, nq, Dv, nk, 1, 1);
+        PT_SFX(pt_att_mm)(acc, Dv, S, BK, 0, v + j0 * Dv, Dv, nq, Dv, nk, 1, 1);
     }
     for (int i = 0; i < nq; i++) {
         real *o = out + (i0 + i) * Dv;
@@ -286,7 +242,6 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 typedef struct {
     real *kT, *vT;      /* (D,BK), (Dv,BK): key / value tile transposed */
     real *P, *dS;       /* (BQ,BK) */
-    real *PT, *dST;     /* (BK,BQ): their transposes */
 } PT_SFX(att_bscratch);
 
 /* Does query tile i0 meet key tile j0 at all? (causal: some i >= j0) */
@@ -309,9 +264,9 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
                                  PT_SFX(att_bscratch) *w)
 {
     real *P = w->P, *dS = w->dS;
-    PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, w->kT, BK, nq, nk, D, scale, 0);
+    PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, 0, w->kT, BK, nq, nk, D, scale, 0);
     PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
-    PT_SFX(pt_att_mm)(dS, BK, dout + i0 * Dv, Dv, w->vT, BK, nq, nk, Dv, 1, 0);
+    PT_SFX(pt_att_mm)(dS, BK, dout + i0 * Dv, Dv, 0, w->vT, BK, nq, nk, Dv, 1, 0);
     for (int i = 0; i < nq; i++) {
         real *p = P + i * BK, *ds = dS + i * BK;
         real L = lse[i0 + i], Dr = Drow[i0 + i];
@@ -323,15 +278,13 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
         for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
     }
     if (dv) {
-        PT_SFX(att_transpose2)(w->PT, BQ, P, BK, nq, nk);
-        PT_SFX(pt_att_mm)(dv + j0 * Dv, Dv, w->PT, BQ, dout + i0 * Dv, Dv, nk, Dv, nq, 1, 1);
+        PT_SFX(pt_att_mm)(dv + j0 * Dv, Dv, P, BK, 1, dout + i0 * Dv, Dv, nk, Dv, nq, 1, 1);
     }
     if (dk) {
-        PT_SFX(att_transpose2)(w->dST, BQ, dS, BK, nq, nk);
-        PT_SFX(pt_att_mm)(dk + j0 * D, D, w->dST, BQ, q + i0 * D, D, nk, D, nq, 1, 1);
+        PT_SFX(pt_att_mm)(dk + j0 * D, D, dS, BK, 1, q + i0 * D, D, nk, D, nq, 1, 1);
     }
     if (dq)
-        PT_SFX(pt_att_mm)(dq + i0 * D, D, dS, BK, k + j0 * D, D, nq, D, nk, 1, 1);
+        PT_SFX(pt_att_mm)(dq + i0 * D, D, dS, BK, 0, k + j0 * D, D, nq, D, nk, 1, 1);
 }
 
 int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
@@ -353,11 +306,8 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
     real *Drow = malloc(sizeof(real) * (size_t)(BH * Tq));
     if (!Drow) return PT_ENOMEM;
     #pragma omp parallel for num_threads(nth) if (use_omp)
-    for (int64_t r = 0; r < BH * Tq; r++) {
-        double s = 0;
-        for (int64_t d = 0; d < Dv; d++) s += (double)dout[r * Dv + d] * out[r * Dv + d];
-        Drow[r] = (real)s;
-    }
+    for (int64_t r = 0; r < BH * Tq; r++)
+        Drow[r] = (real)PT_SFX(pt_att_dot)(dout + r * Dv, out + r * Dv, Dv);
     int64_t nqt = (Tq + BQ - 1) / BQ, nkt = (Tk + BK - 1) / BK;
     /* With at least as many heads as threads, one task = one head, walking
      * key tiles (outer) and query tiles (inner). With fewer heads (long
@@ -380,9 +330,7 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
             w.vT = malloc(sizeof(real) * Dvm * BK);
             w.P = malloc(sizeof(real) * BQ * BK);
             w.dS = malloc(sizeof(real) * BQ * BK);
-            w.PT = malloc(sizeof(real) * BQ * BK);
-            w.dST = malloc(sizeof(real) * BQ * BK);
-            int ok = w.kT && w.vT && w.P && w.dS && w.PT && w.dST;
+            int ok = w.kT && w.vT && w.P && w.dS;
             if (!ok) {
                 #pragma omp atomic write
                 status = PT_ENOMEM;
@@ -425,8 +373,6 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
             free(w.vT);
             free(w.P);
             free(w.dS);
-            free(w.PT);
-            free(w.dST);
         }
     }
     free(Drow);

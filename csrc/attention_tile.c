@@ -1,7 +1,7 @@
 /*
  * attention_tile.c -- the tile products and the row exp of attention.c.
  *
- * pt_att_mm: C(m,n) = alpha A(m,K) B(K,n) + beta C, row-major, the small
+ * pt_att_mm: C(m,n) = alpha op(A)(m,K) B(K,n) + beta C, row-major, the small
  * matrix product every step of attention is made of (S = q kT, out += P v,
  * dP = dout vT, dv += PT dout, dk += dST q, dq += dS k; m, n, K are tile
  * sizes and head dims, 1..~128).
@@ -64,15 +64,15 @@ static void PT_SFX(att_store)(real *C, int64_t ldc, const real *acc, int mr, int
 }
 
 /* Edge block: mr <= MR rows, nr <= NR columns, one dot product each. */
-static void PT_SFX(att_mm_edge)(real *C, int64_t ldc, const real *A, int64_t lda,
-                                const real *B, int64_t ldb, int mr, int nr, int64_t K,
-                                real alpha, int beta)
+static void PT_SFX(att_mm_edge)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                int64_t acs, const real *B, int64_t ldb, int mr, int nr,
+                                int64_t K, real alpha, int beta)
 {
     real acc[MR * NR];
     for (int r = 0; r < mr; r++)
         for (int c = 0; c < nr; c++) {
             real s = 0;
-            for (int64_t l = 0; l < K; l++) s += A[r * lda + l] * B[l * ldb + c];
+            for (int64_t l = 0; l < K; l++) s += A[r * ars + l * acs] * B[l * ldb + c];
             acc[r * NR + c] = s;
         }
     PT_SFX(att_store)(C, ldc, acc, mr, nr, alpha, beta);
@@ -80,13 +80,13 @@ static void PT_SFX(att_mm_edge)(real *C, int64_t ldc, const real *A, int64_t lda
 
 /* The `omp simd` pragma matters: without it gcc sometimes vectorizes the l
  * loop as an in-order reduction instead of the NR contiguous columns. */
-static void PT_SFX(att_mm_c)(real *C, int64_t ldc, const real *A, int64_t lda,
-                             const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
-                             real alpha, int beta)
+static void PT_SFX(att_mm_c)(real *C, int64_t ldc, const real *A, int64_t ars,
+                             int64_t acs, const real *B, int64_t ldb, int64_t m, int64_t n,
+                             int64_t K, real alpha, int beta)
 {
     int64_t i = 0;
     for (; i + MR <= m; i += MR) {
-        const real *a = A + i * lda;
+        const real *a = A + i * ars;
         int64_t j = 0;
         for (; j + NR <= n; j += NR) {
             real acc[MR][NR] = {{0}};
@@ -94,7 +94,7 @@ static void PT_SFX(att_mm_c)(real *C, int64_t ldc, const real *A, int64_t lda,
             for (int64_t l = 0; l < K; l++) {
                 const real *br = b + l * ldb;
                 for (int r = 0; r < MR; r++) {
-                    real x = a[r * lda + l];
+                    real x = a[r * ars + l * acs];
                     #pragma omp simd
                     for (int c = 0; c < NR; c++) acc[r][c] += x * br[c];
                 }
@@ -102,12 +102,12 @@ static void PT_SFX(att_mm_c)(real *C, int64_t ldc, const real *A, int64_t lda,
             PT_SFX(att_store)(C + i * ldc + j, ldc, &acc[0][0], MR, NR, alpha, beta);
         }
         if (j < n)
-            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, a, lda, B + j, ldb, MR, (int)(n - j), K,
-                                alpha, beta);
+            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, a, ars, acs, B + j, ldb, MR,
+                                (int)(n - j), K, alpha, beta);
     }
     for (; i < m; i++)
         for (int64_t j = 0; j < n; j += NR)
-            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, A + i * lda, lda, B + j, ldb, 1,
+            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, A + i * ars, ars, acs, B + j, ldb, 1,
                                 (int)(n - j < NR ? n - j : NR), K, alpha, beta);
 }
 
@@ -168,33 +168,33 @@ static inline void PT_SFX(att_block_store)(real *c, vreal acc0, vreal acc1, cons
 }
 
 /* One block, mr rows x 2 vectors of columns:
- *   C[r, c] = alpha sum_{l<K} A[r*lda + l] B[l*ldb + c] + beta C[r, c].
+ *   C[r, c] = alpha sum_{l<K} A[r*ars + l*acs] B[l*ldb + c] + beta C[r, c].
  * full: all 2 VW columns exist; else m0, m1 mask the two vectors. mr and
  * full are compile-time constants at every call (always_inline), so the
  * `r < mr` tests vanish; the accumulators are named variables (an array
  * here is spilled to the stack by gcc). */
 __attribute__((always_inline, target("avx2,fma")))
-static inline void PT_SFX(att_block)(real *C, int64_t ldc, const real *A, int64_t lda,
-                                     const real *B, int64_t ldb, int64_t K, const int mr,
+static inline void PT_SFX(att_block)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                     int64_t acs, const real *B, int64_t ldb, int64_t K,
+                                     const int mr,
                                      const int full, __m256i m0, __m256i m1, real alpha,
                                      int beta)
 {
     vreal c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
     vreal c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
     vreal c40 = V_ZERO(), c41 = V_ZERO(), c50 = V_ZERO(), c51 = V_ZERO();
-    const real *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda;
-    const real *a3 = A + 3 * lda, *a4 = A + 4 * lda, *a5 = A + 5 * lda;
-    for (int64_t l = 0; l < K; l++) {
+    const real *al = A;                   /* A[0, l] */
+    for (int64_t l = 0; l < K; l++, al += acs) {
         const real *b = B + l * ldb;
         vreal b0 = full ? V_LOAD(b) : V_MLOAD(b, m0);
         vreal b1 = full ? V_LOAD(b + VW) : V_MLOAD(b + VW, m1);
         vreal a;
-        a = V_BCAST(a0 + l); c00 = V_FMA(a, b0, c00); c01 = V_FMA(a, b1, c01);
-        if (mr > 1) { a = V_BCAST(a1 + l); c10 = V_FMA(a, b0, c10); c11 = V_FMA(a, b1, c11); }
-        if (mr > 2) { a = V_BCAST(a2 + l); c20 = V_FMA(a, b0, c20); c21 = V_FMA(a, b1, c21); }
-        if (mr > 3) { a = V_BCAST(a3 + l); c30 = V_FMA(a, b0, c30); c31 = V_FMA(a, b1, c31); }
-        if (mr > 4) { a = V_BCAST(a4 + l); c40 = V_FMA(a, b0, c40); c41 = V_FMA(a, b1, c41); }
-        if (mr > 5) { a = V_BCAST(a5 + l); c50 = V_FMA(a, b0, c50); c51 = V_FMA(a, b1, c51); }
+        a = V_BCAST(al); c00 = V_FMA(a, b0, c00); c01 = V_FMA(a, b1, c01);
+        if (mr > 1) { a = V_BCAST(al + 1 * ars); c10 = V_FMA(a, b0, c10); c11 = V_FMA(a, b1, c11); }
+        if (mr > 2) { a = V_BCAST(al + 2 * ars); c20 = V_FMA(a, b0, c20); c21 = V_FMA(a, b1, c21); }
+        if (mr > 3) { a = V_BCAST(al + 3 * ars); c30 = V_FMA(a, b0, c30); c31 = V_FMA(a, b1, c31); }
+        if (mr > 4) { a = V_BCAST(al + 4 * ars); c40 = V_FMA(a, b0, c40); c41 = V_FMA(a, b1, c41); }
+        if (mr > 5) { a = V_BCAST(al + 5 * ars); c50 = V_FMA(a, b0, c50); c51 = V_FMA(a, b1, c51); }
     }
     vreal va = V_SET1(alpha);
     PT_SFX(att_block_store)(C, c00, c01, full, m0, m1, va, beta);
@@ -207,11 +207,12 @@ static inline void PT_SFX(att_block)(real *C, int64_t ldc, const real *A, int64_
 
 /* att_block with mr (1..AMR) and full turned into constants. */
 __attribute__((target("avx2,fma")))
-static void PT_SFX(att_block_any)(real *C, int64_t ldc, const real *A, int64_t lda,
-                                  const real *B, int64_t ldb, int64_t K, int mr, int full,
-                                  __m256i m0, __m256i m1, real alpha, int beta)
+static void PT_SFX(att_block_any)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                  int64_t acs, const real *B, int64_t ldb, int64_t K, int mr,
+                                  int full, __m256i m0, __m256i m1, real alpha, int beta)
 {
-#define ATT_BLOCK(R, F) PT_SFX(att_block)(C, ldc, A, lda, B, ldb, K, R, F, m0, m1, alpha, beta)
+#define ATT_BLOCK(R, F) \
+    PT_SFX(att_block)(C, ldc, A, ars, acs, B, ldb, K, R, F, m0, m1, alpha, beta)
     switch (mr * 2 + (full != 0)) {
     case 13: ATT_BLOCK(6, 1); break;
     case 12: ATT_BLOCK(6, 0); break;
@@ -231,17 +232,17 @@ static void PT_SFX(att_block_any)(real *C, int64_t ldc, const real *A, int64_t l
 }
 
 __attribute__((target("avx2,fma")))
-static void PT_SFX(att_mm_avx2)(real *C, int64_t ldc, const real *A, int64_t lda,
-                                const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
-                                real alpha, int beta)
+static void PT_SFX(att_mm_avx2)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                int64_t acs, const real *B, int64_t ldb, int64_t m,
+                                int64_t n, int64_t K, real alpha, int beta)
 {
     for (int64_t j = 0; j < n; j += 2 * VW) {
         int nr = (int)(n - j < 2 * VW ? n - j : 2 * VW);
         __m256i m0 = PT_SFX(att_lanes)(nr), m1 = PT_SFX(att_lanes)(nr - VW);
         for (int64_t i = 0; i < m; i += AMR) {
             int mr = (int)(m - i < AMR ? m - i : AMR);
-            PT_SFX(att_block_any)(C + i * ldc + j, ldc, A + i * lda, lda, B + j, ldb, K, mr,
-                                  nr == 2 * VW, m0, m1, alpha, beta);
+            PT_SFX(att_block_any)(C + i * ldc + j, ldc, A + i * ars, ars, acs, B + j, ldb, K,
+                                  mr, nr == 2 * VW, m0, m1, alpha, beta);
         }
     }
 }
@@ -252,17 +253,113 @@ static int att_have_avx2(void)
 }
 #endif /* ATT_X86 */
 
-void PT_SFX(pt_att_mm)(real *C, int64_t ldc, const real *A, int64_t lda,
+void PT_SFX(pt_att_mm)(real *C, int64_t ldc, const real *A, int64_t lda, int trans_a,
                        const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
                        real alpha, int beta)
 {
+    /* A(r, l) = A[r*ars + l*acs] */
+    int64_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
 #if ATT_X86
     if (att_have_avx2()) {
-        PT_SFX(att_mm_avx2)(C, ldc, A, lda, B, ldb, m, n, K, alpha, beta);
+        PT_SFX(att_mm_avx2)(C, ldc, A, ars, acs, B, ldb, m, n, K, alpha, beta);
         return;
     }
 #endif
-    PT_SFX(att_mm_c)(C, ldc, A, lda, B, ldb, m, n, K, alpha, beta);
+    PT_SFX(att_mm_c)(C, ldc, A, ars, acs, B, ldb, m, n, K, alpha, beta);
+}
+
+/* ------------------------------------------------------------ transpose */
+
+/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n (portable). */
+static void PT_SFX(att_transpose_c)(real *T, int64_t ldt, const real *X, int64_t ldx,
+                                    int64_t m, int64_t n)
+{
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < n; c++) T[c * ldt + r] = X[r * ldx + c];
+}
+
+#if ATT_X86 && PT_DTYPE != 64
+/* The same for float, by 8 x 8 blocks in registers (unpack, shuffle,
+ * 128-bit permute: the usual AVX in-register transpose); edges portable. */
+__attribute__((target("avx2,fma")))
+static void att_transpose_avx2(float *T, int64_t ldt, const float *X, int64_t ldx,
+                               int64_t m, int64_t n)
+{
+    int64_t m8 = m - m % 8, n8 = n - n % 8;
+    for (int64_t r = 0; r < m8; r += 8)
+        for (int64_t c = 0; c < n8; c += 8) {
+            const float *x = X + r * ldx + c;
+            __m256 r0 = _mm256_loadu_ps(x), r1 = _mm256_loadu_ps(x + ldx);
+            __m256 r2 = _mm256_loadu_ps(x + 2 * ldx), r3 = _mm256_loadu_ps(x + 3 * ldx);
+            __m256 r4 = _mm256_loadu_ps(x + 4 * ldx), r5 = _mm256_loadu_ps(x + 5 * ldx);
+            __m256 r6 = _mm256_loadu_ps(x + 6 * ldx), r7 = _mm256_loadu_ps(x + 7 * ldx);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *t = T + c * ldt + r;
+            _mm256_storeu_ps(t, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(t + ldt, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(t + 2 * ldt, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(t + 3 * ldt, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(t + 4 * ldt, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(t + 5 * ldt, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(t + 6 * ldt, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(t + 7 * ldt, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    att_transpose_c_f32(T + n8 * ldt, ldt, X + n8, ldx, m, n - n8);    /* right columns */
+    att_transpose_c_f32(T + m8, ldt, X + m8 * ldx, ldx, m - m8, n8);    /* bottom rows */
+}
+#endif
+
+void PT_SFX(pt_att_transpose)(real *T, int64_t ldt, const real *X, int64_t ldx,
+                              int64_t m, int64_t n)
+{
+#if ATT_X86 && PT_DTYPE != 64
+    if (att_have_avx2()) {
+        att_transpose_avx2(T, ldt, X, ldx, m, n);
+        return;
+    }
+#endif
+    PT_SFX(att_transpose_c)(T, ldt, X, ldx, m, n);
+}
+
+/* ------------------------------------------------------------------ dot */
+
+#if ATT_X86 && PT_DTYPE != 64
+/* sum_d x[d] y[d] in double: 4 + 4 double lanes, then the tail. */
+__attribute__((target("avx2,fma")))
+static double att_dot_avx2(const float *x, const float *y, int64_t n)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t d = 0;
+    for (; d + 8 <= n; d += 8) {
+        __m256 a = _mm256_loadu_ps(x + d), b = _mm256_loadu_ps(y + d);
+        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
+                             _mm256_cvtps_pd(_mm256_castps256_ps128(b)), s0);
+        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)),
+                             _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1)), s1);
+    }
+    double t[4], s;
+    _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+    s = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; d < n; d++) s += (double)x[d] * y[d];
+    return s;
+}
+#endif
+
+double PT_SFX(pt_att_dot)(const real *x, const real *y, int64_t n)
+{
+#if ATT_X86 && PT_DTYPE != 64
+    if (att_have_avx2()) return att_dot_avx2(x, y, n);
+#endif
+    double s = 0;
+    for (int64_t d = 0; d < n; d++) s += (double)x[d] * y[d];
+    return s;
 }
 
 /* ------------------------------------------------------------------ exp */
@@ -287,8 +384,9 @@ static inline float att_sel_f32(int c, float a, float b)
  * polynomial, 2^n assembled in the exponent bits. x is clamped to
  * [-87, 88]; x < -87 (including -inf) gives 0 (the true value is below
  * 2^-125, negligible next to the row maximum's exp(0) = 1); NaN stays NaN. */
-static void att_exp_c(float *p, int n, float shift)
+static double att_exp_c(float *p, int n, float shift)
 {
+    double sum = 0;
     for (int j = 0; j < n; j++) {
         float x = p[j] - shift;
         float xc = att_sel_f32(x < -87.0f, -87.0f, x);
@@ -310,16 +408,20 @@ static void att_exp_c(float *p, int n, float shift)
         bits = (tb - 0x4B400000u + 127u) << 23;    /* (n + 127) << 23 = 2^n */
         memcpy(&two_n, &bits, 4);
         p[j] = att_sel_f32(x < -87.0f, 0.0f, y * two_n);
+        sum += p[j];
     }
+    return sum;
 }
 
 #if ATT_X86
 /* The same exp, 8 lanes at a time (FMA in the reduction and polynomial;
- * masked load/store for the last n % 8 elements). max(lo, x) and
- * min(hi, x) return x when x is NaN, so NaN propagates. */
+ * masked load/store for the last n % 8 elements), summed in 4 + 4 double
+ * lanes. max(lo, x) and min(hi, x) return x when x is NaN, so NaN
+ * propagates. */
 __attribute__((target("avx2,fma")))
-static void att_exp_avx2(float *p, int n, float shift)
+static double att_exp_avx2(float *p, int n, float shift)
 {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
     const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
     const __m256 magic = _mm256_set1_ps(12582912.0f), sh = _mm256_set1_ps(shift);
     for (int j = 0; j < n; j += 8) {
@@ -346,24 +448,77 @@ static void att_exp_avx2(float *p, int n, float shift)
                              _mm256_set1_epi32(127)), 23);
         __m256 e = _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
         e = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), e);   /* x < -87: 0 */
-        if (full) _mm256_storeu_ps(p + j, e);
-        else _mm256_maskstore_ps(p + j, msk, e);
+        if (full) {
+            _mm256_storeu_ps(p + j, e);
+        } else {
+            _mm256_maskstore_ps(p + j, msk, e);
+            e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));   /* missing lanes: 0 */
+        }
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
     }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+    return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+/* max(m, max_j s[j]) over j < n, NaN ignored (max(s, lane) returns lane
+ * when s is NaN). */
+__attribute__((target("avx2,fma")))
+static float att_max_avx2(const float *s, int n, float m)
+{
+    __m256 mx = _mm256_set1_ps(m);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) mx = _mm256_max_ps(_mm256_loadu_ps(s + j), mx);
+    float t[8];
+    _mm256_storeu_ps(t, mx);
+    for (int c = 0; c < 8; c++) m = t[c] > m ? t[c] : m;
+    for (; j < n; j++) m = s[j] > m ? s[j] : m;
+    return m;
 }
 #endif /* ATT_X86 */
 #endif /* PT_DTYPE != 64 */
 
-void PT_SFX(pt_att_exp_row)(real *p, int n, real shift)
+double PT_SFX(pt_att_exp_row)(real *p, int n, real shift)
 {
 #if PT_DTYPE == 64
-    for (int j = 0; j < n; j++) p[j] = r_exp(p[j] - shift);
+    double sum = 0;
+    for (int j = 0; j < n; j++) {
+        p[j] = r_exp(p[j] - shift);
+        sum += p[j];
+    }
+    return sum;
 #else
 #if ATT_X86
-    if (att_have_avx2()) {
-        att_exp_avx2(p, n, shift);
-        return;
-    }
+    if (att_have_avx2()) return att_exp_avx2(p, n, shift);
 #endif
-    att_exp_c(p, n, shift);
+    return att_exp_c(p, n, shift);
 #endif
+}
+
+/* Portable max(m, max_j s[j]), NaN ignored; eight lanes so it vectorizes. */
+static real PT_SFX(att_max_c)(const real *s, int64_t n, real m)
+{
+    real lane[8];
+    int64_t j = 0;
+    for (int c = 0; c < 8; c++) lane[c] = m;
+    for (; j + 8 <= n; j += 8)
+        for (int c = 0; c < 8; c++) lane[c] = s[j + c] > lane[c] ? s[j + c] : lane[c];
+    for (; j < n; j++) m = s[j] > m ? s[j] : m;
+    for (int c = 0; c < 8; c++) m = lane[c] > m ? lane[c] : m;
+    return m;
+}
+
+real PT_SFX(pt_att_rowmax)(const real *s, int64_t n, real m)
+{
+#if ATT_X86 && PT_DTYPE != 64
+    if (att_have_avx2() && n <= 0x7fffffff) m = att_max_avx2(s, (int)n, m);
+    else m = PT_SFX(att_max_c)(s, n, m);
+#else
+    m = PT_SFX(att_max_c)(s, n, m);
+#endif
+    if (m == -INFINITY)
+        for (int64_t j = 0; j < n; j++)
+            if (s[j] != s[j]) return s[j];
+    return m;
 }
