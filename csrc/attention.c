@@ -122,11 +122,8 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
             if (lse) lse[i0 + i] = -INFINITY;
             continue;
         }
-        double l = 0;
-        for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
-            int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
-            l += PT_SFX(pt_att_exp_row)(p + j0, nk, m);
-        }
+        double l;
+        PT_SFX(pt_att_exp_rows)(p, Tk, 1, Tk, &m, &l);
         real inv = (real)(1.0 / l);
         for (int64_t j = 0; j < Tk; j++) p[j] *= inv;
         if (lse) lse[i0 + i] = m + (real)log(l);
@@ -142,8 +139,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                                   int64_t i0, int nq, int64_t Tk, int64_t D, int64_t Dv,
                                   int is_causal, real scale, real *S, real *acc)
 {
-    real m[BQ];
-    double l[BQ];
+    real m[BQ], shift[BQ];
+    double l[BQ], rsum[BQ];
     for (int i = 0; i < nq; i++) { m[i] = -INFINITY; l[i] = 0; }
     memset(acc, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
     int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
@@ -155,8 +152,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
         for (int i = 0; i < nq; i++) {
             real *s = S + i * BK;
             real mx = PT_SFX(pt_att_rowmax)(s, nk, m[i]);
-            if (mx == -INFINITY) {             /* nothing unmasked yet */
-                for (int j = 0; j < nk; j++) s[j] = 0;
+            if (mx == -INFINITY) {    /* nothing unmasked yet: exp(-inf - inf) = 0 */
+                shift[i] = INFINITY;
                 continue;
             }
             if (mx != m[i]) {
@@ -166,8 +163,11 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                 for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
                 m[i] = mx;
             }
-            l[i] += PT_SFX(pt_att_exp_row)(s, nk, mx);
+            shift[i] = mx;
         }
+        /* P = exp(S - m) row by row, l += row sums */
+        PT_SFX(pt_att_exp_rows)(S, BK, nq, nk, shift, rsum);
+        for (int i = 0; i < nq; i++) l[i] += rsum[i];
         /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
         PT_SFX(pt_att_mm)(acc, Dv, S, BK, 0, v + j0 * Dv, Dv, nq, Dv, nk, 1, 1);
     }
@@ -267,14 +267,20 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
     PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, 0, w->kT, BK, nq, nk, D, scale, 0);
     PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
     PT_SFX(pt_att_mm)(dS, BK, dout + i0 * Dv, Dv, 0, w->vT, BK, nq, nk, Dv, 1, 0);
+    real shift[BQ];
+    double rsum[BQ];              /* unused */
+    for (int i = 0; i < nq; i++) {
+        real L = lse[i0 + i];
+        shift[i] = L == -INFINITY ? INFINITY : L;
+    }
+    PT_SFX(pt_att_exp_rows)(P, BK, nq, nk, shift, rsum);
     for (int i = 0; i < nq; i++) {
         real *p = P + i * BK, *ds = dS + i * BK;
-        real L = lse[i0 + i], Dr = Drow[i0 + i];
-        if (L == -INFINITY) {          /* fully masked row: no gradient */
+        real Dr = Drow[i0 + i];
+        if (lse[i0 + i] == -INFINITY) {    /* fully masked row: no gradient */
             for (int j = 0; j < nk; j++) { p[j] = 0; ds[j] = 0; }
             continue;
         }
-        PT_SFX(pt_att_exp_row)(p, nk, L);
         for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
     }
     if (dv) {

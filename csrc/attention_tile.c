@@ -384,10 +384,10 @@ static inline float att_sel_f32(int c, float a, float b)
  * polynomial, 2^n assembled in the exponent bits. x is clamped to
  * [-87, 88]; x < -87 (including -inf) gives 0 (the true value is below
  * 2^-125, negligible next to the row maximum's exp(0) = 1); NaN stays NaN. */
-static double att_exp_c(float *p, int n, float shift)
+static double att_exp_c(float *p, int64_t n, float shift)
 {
     double sum = 0;
-    for (int j = 0; j < n; j++) {
+    for (int64_t j = 0; j < n; j++) {
         float x = p[j] - shift;
         float xc = att_sel_f32(x < -87.0f, -87.0f, x);
         xc = att_sel_f32(xc > 88.0f, 88.0f, xc);
@@ -414,52 +414,65 @@ static double att_exp_c(float *p, int n, float shift)
 }
 
 #if ATT_X86
-/* The same exp, 8 lanes at a time (FMA in the reduction and polynomial;
- * masked load/store for the last n % 8 elements), summed in 4 + 4 double
- * lanes. max(lo, x) and min(hi, x) return x when x is NaN, so NaN
- * propagates. */
-__attribute__((target("avx2,fma")))
-static double att_exp_avx2(float *p, int n, float shift)
+/* The same exp of 8 lanes (FMA in the reduction and polynomial).
+ * max(lo, x) and min(hi, x) return x when x is NaN, so NaN propagates. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 att_exp8(__m256 x)
 {
-    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
     const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
-    const __m256 magic = _mm256_set1_ps(12582912.0f), sh = _mm256_set1_ps(shift);
-    for (int j = 0; j < n; j += 8) {
-        __m256i msk = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j),
-                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        int full = n - j >= 8;
-        __m256 x = _mm256_sub_ps(full ? _mm256_loadu_ps(p + j) : _mm256_maskload_ps(p + j, msk),
-                                 sh);
-        __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
-        __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
-        __m256 nf = _mm256_sub_ps(t, magic);
-        __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(0.693359375f), xc);
-        r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(-2.12194440e-4f), r);
-        __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-        y = _mm256_fmadd_ps(_mm256_mul_ps(y, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-        __m256i bits = _mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t),
-                                              _mm256_set1_epi32(0x4B400000)),
-                             _mm256_set1_epi32(127)), 23);
-        __m256 e = _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
-        e = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), e);   /* x < -87: 0 */
-        if (full) {
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
+    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
+    __m256 nf = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(_mm256_mul_ps(y, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t),
+                                          _mm256_set1_epi32(0x4B400000)),
+                         _mm256_set1_epi32(127)), 23);              /* 2^n */
+    __m256 e = _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), e);  /* x < -87: 0 */
+}
+
+/* Rows i < nq of S (ld lds): S[i][j] = exp(S[i][j] - shift[i]) for j < n,
+ * sum[i] = their sum in 4 + 4 double lanes; masked load/store for the
+ * last n % 8. One call for the whole tile, so that the out-of-order core
+ * overlaps the rows' dependency chains. */
+__attribute__((target("avx2,fma")))
+static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const float *shift,
+                              double *sum)
+{
+    for (int i = 0; i < nq; i++) {
+        float *p = S + i * lds;
+        __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+        const __m256 sh = _mm256_set1_ps(shift[i]);
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
             _mm256_storeu_ps(p + j, e);
-        } else {
-            _mm256_maskstore_ps(p + j, msk, e);
-            e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));   /* missing lanes: 0 */
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
         }
-        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        if (j < n) {
+            __m256i msk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - j)),
+                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            __m256 e = att_exp8(_mm256_sub_ps(_mm256_maskload_ps(p + j, msk), sh));
+            _mm256_maskstore_ps(p + j, msk, e);
+            e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));    /* missing lanes: 0 */
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        }
+        double t[4];
+        _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+        sum[i] = (t[0] + t[1]) + (t[2] + t[3]);
     }
-    double t[4];
-    _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
-    return (t[0] + t[1]) + (t[2] + t[3]);
 }
 
 /* max(m, max_j s[j]) over j < n, NaN ignored (max(s, lane) returns lane
@@ -479,21 +492,28 @@ static float att_max_avx2(const float *s, int n, float m)
 #endif /* ATT_X86 */
 #endif /* PT_DTYPE != 64 */
 
-double PT_SFX(pt_att_exp_row)(real *p, int n, real shift)
+void PT_SFX(pt_att_exp_rows)(real *S, int64_t lds, int nq, int64_t n, const real *shift,
+                             double *sum)
 {
-#if PT_DTYPE == 64
-    double sum = 0;
-    for (int j = 0; j < n; j++) {
-        p[j] = r_exp(p[j] - shift);
-        sum += p[j];
+#if ATT_X86 && PT_DTYPE != 64
+    if (att_have_avx2()) {
+        att_exp_rows_avx2(S, lds, nq, n, shift, sum);
+        return;
     }
-    return sum;
+#endif
+    for (int i = 0; i < nq; i++) {
+        real *p = S + i * lds;
+#if PT_DTYPE == 64
+        double t = 0;
+        for (int64_t j = 0; j < n; j++) {
+            p[j] = r_exp(p[j] - shift[i]);
+            t += p[j];
+        }
+        sum[i] = t;
 #else
-#if ATT_X86
-    if (att_have_avx2()) return att_exp_avx2(p, n, shift);
+        sum[i] = att_exp_c(p, n, shift[i]);
 #endif
-    return att_exp_c(p, n, shift);
-#endif
+    }
 }
 
 /* Portable max(m, max_j s[j]), NaN ignored; eight lanes so it vectorizes. */

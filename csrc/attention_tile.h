@@ -23,9 +23,12 @@ void PT_SFX(pt_att_transpose)(real *T, int64_t ldt, const real *X, int64_t ldx,
 /* sum_d x[d] y[d] for d < n, in double, in a fixed order. */
 double PT_SFX(pt_att_dot)(const real *x, const real *y, int64_t n);
 
-/* p[j] = exp(p[j] - shift) for j < n (see attention_tile.c for accuracy);
- * returns sum_j p[j], summed in double in a fixed order. */
-double PT_SFX(pt_att_exp_row)(real *p, int n, real shift);
+/* For rows i < nq of S (leading dim lds) and j < n:
+ * S[i][j] = exp(S[i][j] - shift[i]) (see attention_tile.c for accuracy),
+ * sum[i] = sum_j S[i][j], summed in double in a fixed order. A shift of
+ * +inf turns a row of -inf into zeros. */
+void PT_SFX(pt_att_exp_rows)(real *S, int64_t lds, int nq, int64_t n, const real *shift,
+                             double *sum);
 
 /* max(m, max_j s[j]) over j < n, ignoring NaN; then NaN if the result is
  * -inf and some s[j] is NaN (so a row of NaN scores is not mistaken for a
