@@ -49,20 +49,14 @@ static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, i
     PT_SFX(pt_att_transpose)(kT, BK, k + j0 * D, D, nk, D);
 }
 
-/* x (BH, T, D) -> xT: per head, per tile of BK keys, the tile transposed,
- * xT[(bh*nkt + kt)*D*BK + d*BK + j] = x[bh, kt*BK + j, d] (nkt = ceil(T/BK);
- * columns j past T are left unset and never read). Done once per call so
- * that the tasks, which revisit every key tile, find it contiguous. Runs
- * inside a parallel region (an orphaned `omp for`). */
-static void PT_SFX(att_transpose_all)(real *xT, const real *x, int64_t BH, int64_t T,
-                                      int64_t D)
+/* One head's keys k (T, D) -> kT: per tile of BK keys, the tile
+ * transposed, kT[kt*D*BK + d*BK + j] = k[kt*BK + j, d] (columns j past T
+ * are left unset and never read). */
+static void PT_SFX(att_transpose_head)(real *kT, const real *k, int64_t T, int64_t D)
 {
-    int64_t nkt = (T + BK - 1) / BK;
-    #pragma omp for schedule(static)
-    for (int64_t t = 0; t < BH * nkt; t++) {
-        int64_t bh = t / nkt, j0 = (t % nkt) * BK;
+    for (int64_t j0 = 0; j0 < T; j0 += BK) {
         int nk = (int)(T - j0 < BK ? T - j0 : BK);
-        PT_SFX(att_transpose)(xT + t * D * BK, x + bh * T * D, j0, nk, D);
+        PT_SFX(att_transpose)(kT + (j0 / BK) * D * BK, k, j0, nk, D);
     }
 }
 
@@ -101,7 +95,7 @@ static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal
 /* ---------------------------------------------------------- forward paths */
 
 /* One task of the weights path: rows [i0, i0+nq) of head (b, h); kT is
- * the head's keys transposed tile by tile (att_transpose_all). */
+ * the head's keys transposed tile by tile (att_transpose_head). */
 static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q,
                                     const real *kT, const real *v, const real *mrow,
                                     const int64_t *ms, int64_t i0, int nq, int64_t Tk,
@@ -198,29 +192,36 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     int64_t work = BH * Tq * (Tk + 1) * (D + Dv + 1);
     (void)work;                        /* unused without OpenMP */
     int status = PT_OK;
-    /* kT: k transposed tile by tile (att_transpose_all), shared. */
-    int64_t nkt = (Tk + BK - 1) / BK;
-    real *kT = malloc(sizeof(real) * (size_t)(BH * nkt > 0 ? BH * nkt : 1)
-                      * (size_t)(D > 0 ? D : 1) * BK);
-    if (!kT) return PT_ENOMEM;
-    #pragma omp parallel num_threads(pt_get_num_threads()) if (work > 65536)
+    /* Each thread keeps the keys of its current head transposed, tile by
+     * tile (kT, att_transpose_head), redone when the head changes. With
+     * enough heads a chunk of tasks is a whole head (every query tile), so
+     * each head is transposed once; else chunks of one query tile. */
+    int nth = pt_get_num_threads();
+    int64_t nkt = (Tk + BK - 1) / BK, chunk = BH >= 2 * nth ? nqt : 1;
+    #pragma omp parallel num_threads(nth) if (work > 65536)
     {
+        real *kT = malloc(sizeof(real) * (size_t)(nkt > 0 ? nkt : 1)
+                          * (size_t)(D > 0 ? D : 1) * BK);
         real *S = weights ? NULL : malloc(sizeof(real) * BQ * BK);
         real *acc = weights ? NULL : malloc(sizeof(real) * BQ * (size_t)(Dv > 0 ? Dv : 1));
-        int ok = weights || (S && acc);
+        int ok = kT && (weights || (S && acc));
+        int64_t kT_bh = -1;                /* head whose keys kT holds */
         if (!ok) {
             #pragma omp atomic write
             status = PT_ENOMEM;
         }
-        PT_SFX(att_transpose_all)(kT, k, BH, Tk, D);   /* ends with a barrier */
-        #pragma omp for schedule(dynamic, 1)
+        #pragma omp for schedule(dynamic, chunk)
         for (int64_t t = 0; t < ntask; t++) {
             if (!ok) continue;
             int64_t bh = t / nqt, i0 = (t % nqt) * BQ, b = bh / H, h = bh % H;
             int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
             const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
-            const real *qh = q + bh * Tq * D, *kTh = kT + bh * nkt * D * BK;
+            const real *qh = q + bh * Tq * D, *kTh = kT;
             const real *vh = v + bh * Tk * Dv;
+            if (bh != kT_bh) {
+                PT_SFX(att_transpose_head)(kT, k + bh * Tk * D, Tk, D);
+                kT_bh = bh;
+            }
             real *oh = out + bh * Tq * Dv, *lh = lse ? lse + bh * Tq : NULL;
             if (weights)
                 PT_SFX(att_fwd_weights)(oh, lh, weights + bh * Tq * Tk, qh, kTh, vh, mrow,
@@ -229,10 +230,10 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
                 PT_SFX(att_fwd_tiled)(oh, lh, qh, kTh, vh, mrow, mask_strides, i0, nq, Tk,
                                       D, Dv, is_causal, scale, S, acc);
         }
+        free(kT);
         free(S);
         free(acc);
     }
-    free(kT);
     return status;
 }
 
