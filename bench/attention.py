@@ -6,13 +6,19 @@ shape x causal x thread count; GFLOP/s counts fwd = 4 B H T T D (halved
 when causal), fwd+bwd = 3x that. Check `uptime` first: other processes
 loading the machine inflate the times.
 """
+import os
 import sys
 import time
 
-import numpy as np
+# numpy's / scipy's OpenBLAS worker threads spin for a while after start-up
+# and would compete with the kernel's threads for the cores; they are not
+# used here.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from pytransformer import _core
-from pytransformer.ops._attention import attention_backward, attention_forward
+import numpy as np  # noqa: E402
+
+from pytransformer import _core  # noqa: E402
+from pytransformer.ops._attention import attention_backward, attention_forward  # noqa: E402
 
 # ---- constants
 SHAPES = [(8, 8, 128, 64), (4, 8, 512, 64), (1, 8, 2048, 64)]   # (B, H, T, D)

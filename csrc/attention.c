@@ -14,8 +14,9 @@
  *     running row max m, row sum l and output accumulator acc (BQ,Dv):
  *       m' = max(m, max_j S),  p_j = exp(S_j - m'),  a = exp(m - m')
  *       l' = a l + sum_j p_j,  acc' = a acc + sum_j p_j v_j
- *     and finally out = acc / l, lse = m + log l. Scratch per task is
- *     O(BQ*BK + BK*D + BQ*Dv): nothing proportional to Tq x Tk.
+ *     and finally out = acc / l, lse = m + log l. Scratch per thread is
+ *     O(BQ*BK + Tk*D + BQ*Dv) (the current head's keys transposed):
+ *     nothing proportional to Tq x Tk.
  *
  * Backward (FlashAttention-2: P recomputed from q, k and lse):
  *   Drow_i = sum_d dout[i,d] out[i,d]
@@ -28,12 +29,15 @@
  * products in the same order either way, and no two threads write the same
  * element: the result is bitwise independent of the thread count.
  *
- * Inner loops: every product here (q k^T, P v, dout v^T, P^T dout, dS^T q,
- * dS k) is a small row-major tile product att_mm, register-blocked MR x NR
- * and vectorized over NR contiguous columns (the key tile is transposed
- * into kT (D,BK) first so q k^T has contiguous columns too). exp is a
- * vectorizable polynomial for float32. Nothing needs -ffast-math; sums run
- * in a fixed order.
+ * Inner loops (attention_tile.c): every product here (q k^T, P v,
+ * dout v^T, P^T dout, dS^T q, dS k) is the small tile product pt_att_mm,
+ * C = alpha op(A) B + beta C, register-blocked and vectorized over
+ * contiguous columns of B, with an AVX2+FMA kernel chosen at run time; the
+ * key (and value) tiles are transposed into kT (D,BK) first so that q k^T
+ * has contiguous columns too, and P^T, dS^T are read in place (trans_a).
+ * exp is a branch-free polynomial, vectorized for float32. Nothing needs
+ * -ffast-math; every sum runs in a fixed order that depends neither on the
+ * thread count nor on where a row or column lies in its tile.
  */
 #include <stdlib.h>
 #include <string.h>

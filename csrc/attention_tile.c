@@ -454,6 +454,16 @@ static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const fl
         __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
         const __m256 sh = _mm256_set1_ps(shift[i]);
         int64_t j = 0;
+        for (; j + 16 <= n; j += 16) {     /* two independent chains */
+            __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
+            __m256 f = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j + 8), sh));
+            _mm256_storeu_ps(p + j, e);
+            _mm256_storeu_ps(p + j + 8, f);
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(f)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)));
+        }
         for (; j + 8 <= n; j += 8) {
             __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
             _mm256_storeu_ps(p + j, e);
