@@ -202,6 +202,7 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
      * each head is transposed once; else chunks of one query tile. */
     int nth = pt_get_num_threads();
     int64_t nkt = (Tk + BK - 1) / BK, chunk = BH >= 2 * nth ? nqt : 1;
+    (void)chunk;                       /* unused without OpenMP */
     #pragma omp parallel num_threads(nth) if (work > 65536)
     {
         real *kT = malloc(sizeof(real) * (size_t)(nkt > 0 ? nkt : 1)
