@@ -1,5 +1,6 @@
 /*
- * attention_tile.c -- the tile products and the row exp of attention.c.
+ * attention_tile.c -- the inner loops of attention.c: tile product, tile
+ * transpose, row exp (+ sum), row max, dot product.
  *
  * pt_att_mm: C(m,n) = alpha op(A)(m,K) B(K,n) + beta C, row-major, the small
  * matrix product every step of attention is made of (S = q kT, out += P v,
@@ -26,8 +27,12 @@
  * bitwise independent of the number of threads (they may differ in the
  * last bits between an AVX2 machine and one without, FMA rounding once).
  *
- * pt_att_exp_row: float, a branch-free expf (~1.3 ulp; see below), 8 lanes
- * at a time with AVX2; double, libm exp.
+ * pt_att_exp_rows: float, a branch-free expf (~1.3 ulp; see below), 8
+ * lanes at a time with AVX2, row sums in double; double, libm exp.
+ * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
+ * have AVX2 float paths too. Each public function picks its path with
+ * att_have_avx2(); the float64 build uses the AVX2 product (4 doubles per
+ * vector) and portable code for the rest.
  */
 #include <string.h>
 #include "pt_real.h"
