@@ -14,8 +14,9 @@
  *     running row max m, row sum l and output accumulator acc (BQ,Dv):
  *       m' = max(m, max_j S),  p_j = exp(S_j - m'),  a = exp(m - m')
  *       l' = a l + sum_j p_j,  acc' = a acc + sum_j p_j v_j
- *     and finally out = acc / l, lse = m + log l. Scratch per task is
- *     O(BQ*BK + BK*D + BQ*Dv): nothing proportional to Tq x Tk.
+ *     and finally out = acc / l, lse = m + log l. Scratch per thread is
+ *     O(BQ*BK + Tk*D + BQ*Dv) (the current head's keys transposed):
+ *     nothing proportional to Tq x Tk.
  *
  * Backward (FlashAttention-2: P recomputed from q, k and lse):
  *   Drow_i = sum_d dout[i,d] out[i,d]
@@ -28,174 +29,56 @@
  * products in the same order either way, and no two threads write the same
  * element: the result is bitwise independent of the thread count.
  *
- * Inner loops: every product here (q k^T, P v, dout v^T, P^T dout, dS^T q,
- * dS k) is a small row-major tile product att_mm, register-blocked MR x NR
- * and vectorized over NR contiguous columns (the key tile is transposed
- * into kT (D,BK) first so q k^T has contiguous columns too). exp is a
- * vectorizable polynomial for float32. Nothing needs -ffast-math; sums run
- * in a fixed order.
+ * Inner loops (attention_tile.c): every product here (q k^T, P v,
+ * dout v^T, P^T dout, dS^T q, dS k) is the small tile product pt_att_mm,
+ * C = alpha op(A) B + beta C, register-blocked and vectorized over
+ * contiguous columns of B, with an AVX2+FMA kernel chosen at run time; the
+ * key (and value) tiles are transposed into kT (D,BK) first so that q k^T
+ * has contiguous columns too, and P^T, dS^T are read in place (trans_a).
+ * exp is a branch-free polynomial, vectorized for float32. Nothing needs
+ * -ffast-math; every sum runs in a fixed order that depends neither on the
+ * thread count nor on where a row or column lies in its tile.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "pt_real.h"
 #include "pt_omp.h"
+#include "attention_tile.h"
 
-#define BQ 32   /* query rows per tile */
+#define BQ 64   /* query rows per tile */
 #define BK 64   /* keys per tile */
-/* Register block of att_mm: MR rows x NR columns, NR = two SIMD vectors
- * (16-byte SSE2 by default, 32-byte when built with AVX, e.g. PT_NATIVE=1). */
-#define MR 4
-#ifdef __AVX__
-#define NR (64 / (int)sizeof(real))
-#else
-#define NR (32 / (int)sizeof(real))
-#endif
-
 /* kT[d*BK + j] = k[(j0 + j)*D + d] for j < nk: the key tile, transposed. */
 static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, int64_t D)
 {
-    for (int j = 0; j < nk; j++) {
-        const real *kr = k + (j0 + j) * D;
-        for (int64_t d = 0; d < D; d++) kT[d * BK + j] = kr[d];
+    PT_SFX(pt_att_transpose)(kT, BK, k + j0 * D, D, nk, D);
+}
+
+/* One head's keys k (T, D) -> kT: per tile of BK keys, the tile
+ * transposed, kT[kt*D*BK + d*BK + j] = k[kt*BK + j, d] (columns j past T
+ * are left unset and never read). */
+static void PT_SFX(att_transpose_head)(real *kT, const real *k, int64_t T, int64_t D)
+{
+    for (int64_t j0 = 0; j0 < T; j0 += BK) {
+        int nk = (int)(T - j0 < BK ? T - j0 : BK);
+        PT_SFX(att_transpose)(kT + (j0 / BK) * D * BK, k, j0, nk, D);
     }
 }
 
-/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n. */
-static void PT_SFX(att_transpose2)(real *T, int64_t ldt, const real *X, int64_t ldx,
-                                   int64_t m, int64_t n)
-{
-    for (int64_t r = 0; r < m; r++)
-        for (int64_t c = 0; c < n; c++) T[c * ldt + r] = X[r * ldx + c];
-}
-
-/* Edge blocks of att_mm: mr <= MR rows, nr <= NR columns, one dot
- * product per element (summed over l in the same order as the blocks). */
-static void PT_SFX(att_mm_edge)(real *C, int64_t ldc, const real *A, int64_t lda,
-                                const real *Bm, int64_t ldb, int mr, int nr, int64_t K)
-{
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++) {
-            real s = 0;
-            for (int64_t l = 0; l < K; l++) s += A[r * lda + l] * Bm[l * ldb + c];
-            C[r * ldc + c] += s;
-        }
-}
-
-/* C(m,n) += A(m,K) Bm(K,n), all row-major with leading dims lda, ldb,
- * ldc: the small matrix product every step of this file is made of.
- * MR x NR blocks of C are summed over l in registers, the sum over l in
- * order (deterministic). The `omp simd` pragma matters: without it gcc
- * sometimes vectorizes the l loop as an in-order reduction instead of the
- * NR contiguous columns, which is several times slower. */
-static void PT_SFX(att_mm)(real *C, int64_t ldc, const real *A, int64_t lda,
-                           const real *Bm, int64_t ldb, int64_t m, int64_t n, int64_t K)
-{
-    int64_t i = 0;
-    for (; i + MR <= m; i += MR) {
-        const real *a = A + i * lda;
-        int64_t j = 0;
-        for (; j + NR <= n; j += NR) {
-            real acc[MR][NR] = {{0}};
-            const real *b = Bm + j;
-            for (int64_t l = 0; l < K; l++) {
-                const real *br = b + l * ldb;
-                for (int r = 0; r < MR; r++) {
-                    real x = a[r * lda + l];
-                    #pragma omp simd
-                    for (int c = 0; c < NR; c++) acc[r][c] += x * br[c];
-                }
-            }
-            real *cb = C + i * ldc + j;
-            for (int r = 0; r < MR; r++)
-                for (int c = 0; c < NR; c++)
-                    cb[r * ldc + c] += acc[r][c];
-        }
-        if (j < n)
-            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, a, lda, Bm + j, ldb, MR,
-                                (int)(n - j), K);
-    }
-    for (; i < m; i++)
-        for (int64_t j = 0; j < n; j += NR)
-            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, A + i * lda, lda, Bm + j, ldb, 1,
-                                (int)(n - j < NR ? n - j : NR), K);
-}
-
-#if PT_DTYPE != 64
-/* c ? a : b without a branch (an integer bit select), so that the loop in
- * att_exp_row stays vectorizable under gcc's default -ftrapping-math. */
-static inline float att_sel_f32(int c, float a, float b)
-{
-    uint32_t m = (uint32_t)0 - (uint32_t)(c != 0), ab, bb, rb;
-    float r;
-    memcpy(&ab, &a, 4);
-    memcpy(&bb, &b, 4);
-    rb = (ab & m) | (bb & ~m);
-    memcpy(&r, &rb, 4);
-    return r;
-}
-#endif
-
-/* p[j] = exp(p[j] - shift) for j < n.
- * float: a branch-free expf that gcc vectorizes (~1.3 ulp): x = n ln2 + r
- * with n = round(x / ln2) (via the 1.5*2^23 rounding trick, whose low
- * mantissa bits are n), r reduced in two steps (Cody-Waite), exp(r) by the
- * Cephes degree-7 polynomial, 2^n assembled in the exponent bits. x is
- * clamped to [-87, 88]; x < -87 (including -inf) gives 0 (the true value is
- * below 2^-125, negligible next to the row maximum's exp(0) = 1); NaN stays
- * NaN. double: libm exp. */
-static void PT_SFX(att_exp_row)(real *p, int n, real shift)
-{
-#if PT_DTYPE == 64
-    for (int j = 0; j < n; j++) p[j] = r_exp(p[j] - shift);
-#else
-    for (int j = 0; j < n; j++) {
-        float x = p[j] - shift;
-        float xc = att_sel_f32(x < -87.0f, -87.0f, x);
-        xc = att_sel_f32(xc > 88.0f, 88.0f, xc);
-        float t = xc * 1.44269504088896341f + 12582912.0f;
-        float nf = t - 12582912.0f;                /* round(x / ln2) */
-        float r = xc - nf * 0.693359375f;
-        r = r - nf * -2.12194440e-4f;
-        float y = 1.9875691500e-4f;
-        y = y * r + 1.3981999507e-3f;
-        y = y * r + 8.3334519073e-3f;
-        y = y * r + 4.1665795894e-2f;
-        y = y * r + 1.6666665459e-1f;
-        y = y * r + 5.0000001201e-1f;
-        y = y * r * r + r + 1.0f;
-        uint32_t tb, bits;
-        float two_n;
-        memcpy(&tb, &t, 4);
-        bits = (tb - 0x4B400000u + 127u) << 23;    /* (n + 127) << 23 = 2^n */
-        memcpy(&two_n, &bits, 4);
-        p[j] = att_sel_f32(x < -87.0f, 0.0f, y * two_n);
-    }
-#endif
-}
-
-/* S[i*lds + j] = 0 for i < nq, j < nk. */
-static void PT_SFX(att_zero)(real *S, int64_t lds, int nq, int64_t nk)
-{
-    for (int i = 0; i < nq; i++)
-        for (int64_t j = 0; j < nk; j++) S[i * lds + j] = 0;
-}
-
-/* Finish the score tile S (nq,nk) holding q k^T, whose element (i, j) is
- * query i0 + i, key j0 + j: S = scale * S + mask, then the causal -inf.
+/* Finish the score tile S (nq,nk) holding scale q k^T, whose element
+ * (i, j) is query i0 + i, key j0 + j: S += mask, then the causal -inf.
  * mrow is the mask at (b, h), or NULL. */
 static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j0, int nk,
-                             const real *mrow, const int64_t *ms, int is_causal, real scale)
+                             const real *mrow, const int64_t *ms, int is_causal)
 {
+    if (!mrow && !is_causal) return;
     for (int i = 0; i < nq; i++) {
         real *s = S + (int64_t)i * lds;
-        if (!mrow) {
-            for (int j = 0; j < nk; j++) s[j] *= scale;
-        } else {
+        if (mrow) {
             const real *m = mrow + (i0 + i) * ms[2] + j0 * ms[3];
             if (ms[3] == 1) {
-                for (int j = 0; j < nk; j++) s[j] = scale * s[j] + m[j];
+                for (int j = 0; j < nk; j++) s[j] += m[j];
             } else {
-                for (int j = 0; j < nk; j++) s[j] = scale * s[j] + m[j * ms[3]];
+                for (int j = 0; j < nk; j++) s[j] += m[j * ms[3]];
             }
         }
         if (is_causal) {
@@ -203,37 +86,6 @@ static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j
             for (int64_t j = first < 0 ? 0 : first; j < nk; j++) s[j] = -INFINITY;
         }
     }
-}
-
-/* max(m, max_j s[j]) over j < n, ignoring NaN; then NaN if the result is
- * -inf and some s[j] is NaN (so a row of NaN scores is not mistaken for a
- * fully masked one; any other NaN propagates through exp and the sum).
- * Eight independent lanes so the loop vectorizes. */
-static real PT_SFX(att_rowmax)(const real *s, int64_t n, real m)
-{
-    real lane[8];
-    int64_t j = 0;
-    for (int c = 0; c < 8; c++) lane[c] = m;
-    for (; j + 8 <= n; j += 8)
-        for (int c = 0; c < 8; c++) lane[c] = s[j + c] > lane[c] ? s[j + c] : lane[c];
-    for (; j < n; j++) m = s[j] > m ? s[j] : m;
-    for (int c = 0; c < 8; c++) m = lane[c] > m ? lane[c] : m;
-    if (m == -INFINITY)
-        for (j = 0; j < n; j++)
-            if (s[j] != s[j]) return s[j];
-    return m;
-}
-
-/* sum_j s[j] over j < n, in double, eight lanes (vectorizes; fixed order). */
-static double PT_SFX(att_rowsum)(const real *s, int64_t n)
-{
-    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0;
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int c = 0; c < 8; c++) lane[c] += s[j + c];
-    for (; j < n; j++) t += s[j];
-    for (int c = 0; c < 8; c++) t += lane[c];
-    return t;
 }
 
 /* Number of key tiles query tile [i0, i0+nq) needs (causal: keys <= i0+nq-1). */
@@ -246,67 +98,60 @@ static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal
 
 /* ---------------------------------------------------------- forward paths */
 
-/* One task of the weights path: rows [i0, i0+nq) of head (b, h). */
+/* One task of the weights path: rows [i0, i0+nq) of head (b, h); kT is
+ * the head's keys transposed tile by tile (att_transpose_head). */
 static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q,
-                                    const real *k, const real *v, const real *mrow,
+                                    const real *kT, const real *v, const real *mrow,
                                     const int64_t *ms, int64_t i0, int nq, int64_t Tk,
-                                    int64_t D, int64_t Dv, int is_causal, real scale,
-                                    real *kT)
+                                    int64_t D, int64_t Dv, int is_causal, real scale)
 {
     real *Wt = W + i0 * Tk;                   /* rows i0.. of P, ld Tk */
     for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
         int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
-        PT_SFX(att_transpose)(kT, k, j0, nk, D);
-        PT_SFX(att_zero)(Wt + j0, Tk, nq, nk);
-        PT_SFX(att_mm)(Wt + j0, Tk, q + i0 * D, D, kT, BK, nq, nk, D);
-        PT_SFX(att_mask)(Wt + j0, Tk, i0, nq, j0, nk, mrow, ms, is_causal, scale);
+        const real *kTt = kT + (j0 / BK) * D * BK;   /* this key tile, (D, BK) */
+        PT_SFX(pt_att_mm)(Wt + j0, Tk, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
+        PT_SFX(att_mask)(Wt + j0, Tk, i0, nq, j0, nk, mrow, ms, is_causal);
     }
     for (int i = 0; i < nq; i++) {
         real *p = Wt + i * Tk;
-        real m = PT_SFX(att_rowmax)(p, Tk, -INFINITY);
+        real m = PT_SFX(pt_att_rowmax)(p, Tk, -INFINITY);
         if (m == -INFINITY) {          /* fully masked row (or Tk == 0) */
             for (int64_t j = 0; j < Tk; j++) p[j] = 0;
             if (lse) lse[i0 + i] = -INFINITY;
             continue;
         }
-        double l = 0;
-        for (int64_t j0 = 0; j0 < Tk; j0 += BK) {
-            int nk = (int)(Tk - j0 < BK ? Tk - j0 : BK);
-            PT_SFX(att_exp_row)(p + j0, nk, m);
-        }
-        l = PT_SFX(att_rowsum)(p, Tk);
+        double l;
+        PT_SFX(pt_att_exp_rows)(p, Tk, 1, Tk, &m, &l);
         real inv = (real)(1.0 / l);
         for (int64_t j = 0; j < Tk; j++) p[j] *= inv;
         if (lse) lse[i0 + i] = m + (real)log(l);
     }
     /* out rows = P rows v */
-    PT_SFX(att_zero)(out + i0 * Dv, Dv, nq, Dv);
-    PT_SFX(att_mm)(out + i0 * Dv, Dv, Wt, Tk, v, Dv, nq, Dv, Tk);
+    PT_SFX(pt_att_mm)(out + i0 * Dv, Dv, Wt, Tk, 0, v, Dv, nq, Dv, Tk, 1, 0);
 }
 
-/* One task of the tiled path: rows [i0, i0+nq) of head (b, h).
- * Scratch: kT (D*BK), S (BQ*BK), acc (BQ*Dv). */
-static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const real *k,
+/* One task of the tiled path: rows [i0, i0+nq) of head (b, h); kT as in
+ * att_fwd_weights. Scratch: S (BQ*BK), acc (BQ*Dv). */
+static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const real *kT,
                                   const real *v, const real *mrow, const int64_t *ms,
                                   int64_t i0, int nq, int64_t Tk, int64_t D, int64_t Dv,
-                                  int is_causal, real scale, real *kT, real *S, real *acc)
+                                  int is_causal, real scale, real *S, real *acc)
 {
-    real m[BQ];
-    double l[BQ];
+    real m[BQ], shift[BQ];
+    double l[BQ], rsum[BQ];
     for (int i = 0; i < nq; i++) { m[i] = -INFINITY; l[i] = 0; }
     memset(acc, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
     int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
     for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         int nk = (int)(kend - j0 < BK ? kend - j0 : BK);
-        PT_SFX(att_transpose)(kT, k, j0, nk, D);
-        PT_SFX(att_zero)(S, BK, nq, nk);
-        PT_SFX(att_mm)(S, BK, q + i0 * D, D, kT, BK, nq, nk, D);
-        PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal, scale);
+        const real *kTt = kT + (j0 / BK) * D * BK;   /* this key tile, (D, BK) */
+        PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
+        PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
         for (int i = 0; i < nq; i++) {
             real *s = S + i * BK;
-            real mx = PT_SFX(att_rowmax)(s, nk, m[i]);
-            if (mx == -INFINITY) {             /* nothing unmasked yet */
-                for (int j = 0; j < nk; j++) s[j] = 0;
+            real mx = PT_SFX(pt_att_rowmax)(s, nk, m[i]);
+            if (mx == -INFINITY) {    /* nothing unmasked yet: exp(-inf - inf) = 0 */
+                shift[i] = INFINITY;
                 continue;
             }
             if (mx != m[i]) {
@@ -316,11 +161,13 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                 for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
                 m[i] = mx;
             }
-            PT_SFX(att_exp_row)(s, nk, mx);
-            l[i] += PT_SFX(att_rowsum)(s, nk);
+            shift[i] = mx;
         }
+        /* P = exp(S - m) row by row, l += row sums */
+        PT_SFX(pt_att_exp_rows)(S, BK, nq, nk, shift, rsum);
+        for (int i = 0; i < nq; i++) l[i] += rsum[i];
         /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
-        PT_SFX(att_mm)(acc, Dv, S, BK, v + j0 * Dv, Dv, nq, Dv, nk);
+        PT_SFX(pt_att_mm)(acc, Dv, S, BK, 0, v + j0 * Dv, Dv, nq, Dv, nk, 1, 1);
     }
     for (int i = 0; i < nq; i++) {
         real *o = out + (i0 + i) * Dv;
@@ -349,30 +196,44 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     int64_t work = BH * Tq * (Tk + 1) * (D + Dv + 1);
     (void)work;                        /* unused without OpenMP */
     int status = PT_OK;
-    #pragma omp parallel num_threads(pt_get_num_threads()) if (work > 65536)
+    /* Each thread keeps the keys of its current head transposed, tile by
+     * tile (kT, att_transpose_head), redone when the head changes. With
+     * enough heads a chunk of tasks is a whole head (every query tile), so
+     * each head is transposed once; else chunks of one query tile. */
+    int nth = pt_get_num_threads();
+    int64_t nkt = (Tk + BK - 1) / BK, chunk = BH >= 2 * nth ? nqt : 1;
+    (void)chunk;                       /* unused without OpenMP */
+    #pragma omp parallel num_threads(nth) if (work > 65536)
     {
-        real *kT = malloc(sizeof(real) * (size_t)(D > 0 ? D : 1) * BK);
+        real *kT = malloc(sizeof(real) * (size_t)(nkt > 0 ? nkt : 1)
+                          * (size_t)(D > 0 ? D : 1) * BK);
         real *S = weights ? NULL : malloc(sizeof(real) * BQ * BK);
         real *acc = weights ? NULL : malloc(sizeof(real) * BQ * (size_t)(Dv > 0 ? Dv : 1));
         int ok = kT && (weights || (S && acc));
+        int64_t kT_bh = -1;                /* head whose keys kT holds */
         if (!ok) {
             #pragma omp atomic write
             status = PT_ENOMEM;
         }
-        #pragma omp for schedule(dynamic, 1)
+        #pragma omp for schedule(dynamic, chunk)
         for (int64_t t = 0; t < ntask; t++) {
             if (!ok) continue;
             int64_t bh = t / nqt, i0 = (t % nqt) * BQ, b = bh / H, h = bh % H;
             int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
             const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
-            const real *qh = q + bh * Tq * D, *kh = k + bh * Tk * D, *vh = v + bh * Tk * Dv;
+            const real *qh = q + bh * Tq * D, *kTh = kT;
+            const real *vh = v + bh * Tk * Dv;
+            if (bh != kT_bh) {
+                PT_SFX(att_transpose_head)(kT, k + bh * Tk * D, Tk, D);
+                kT_bh = bh;
+            }
             real *oh = out + bh * Tq * Dv, *lh = lse ? lse + bh * Tq : NULL;
             if (weights)
-                PT_SFX(att_fwd_weights)(oh, lh, weights + bh * Tq * Tk, qh, kh, vh, mrow,
-                                        mask_strides, i0, nq, Tk, D, Dv, is_causal, scale, kT);
+                PT_SFX(att_fwd_weights)(oh, lh, weights + bh * Tq * Tk, qh, kTh, vh, mrow,
+                                        mask_strides, i0, nq, Tk, D, Dv, is_causal, scale);
             else
-                PT_SFX(att_fwd_tiled)(oh, lh, qh, kh, vh, mrow, mask_strides, i0, nq, Tk,
-                                      D, Dv, is_causal, scale, kT, S, acc);
+                PT_SFX(att_fwd_tiled)(oh, lh, qh, kTh, vh, mrow, mask_strides, i0, nq, Tk,
+                                      D, Dv, is_causal, scale, S, acc);
         }
         free(kT);
         free(S);
@@ -387,7 +248,6 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 typedef struct {
     real *kT, *vT;      /* (D,BK), (Dv,BK): key / value tile transposed */
     real *P, *dS;       /* (BQ,BK) */
-    real *PT, *dST;     /* (BK,BQ): their transposes */
 } PT_SFX(att_bscratch);
 
 /* Does query tile i0 meet key tile j0 at all? (causal: some i >= j0) */
@@ -410,31 +270,33 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
                                  PT_SFX(att_bscratch) *w)
 {
     real *P = w->P, *dS = w->dS;
-    PT_SFX(att_zero)(P, BK, nq, nk);
-    PT_SFX(att_mm)(P, BK, q + i0 * D, D, w->kT, BK, nq, nk, D);
-    PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal, scale);
-    PT_SFX(att_zero)(dS, BK, nq, nk);
-    PT_SFX(att_mm)(dS, BK, dout + i0 * Dv, Dv, w->vT, BK, nq, nk, Dv);
+    PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, 0, w->kT, BK, nq, nk, D, scale, 0);
+    PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
+    PT_SFX(pt_att_mm)(dS, BK, dout + i0 * Dv, Dv, 0, w->vT, BK, nq, nk, Dv, 1, 0);
+    real shift[BQ];
+    double rsum[BQ];              /* unused */
+    for (int i = 0; i < nq; i++) {
+        real L = lse[i0 + i];
+        shift[i] = L == -INFINITY ? INFINITY : L;
+    }
+    PT_SFX(pt_att_exp_rows)(P, BK, nq, nk, shift, rsum);
     for (int i = 0; i < nq; i++) {
         real *p = P + i * BK, *ds = dS + i * BK;
-        real L = lse[i0 + i], Dr = Drow[i0 + i];
-        if (L == -INFINITY) {          /* fully masked row: no gradient */
+        real Dr = Drow[i0 + i];
+        if (lse[i0 + i] == -INFINITY) {    /* fully masked row: no gradient */
             for (int j = 0; j < nk; j++) { p[j] = 0; ds[j] = 0; }
             continue;
         }
-        PT_SFX(att_exp_row)(p, nk, L);
         for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
     }
     if (dv) {
-        PT_SFX(att_transpose2)(w->PT, BQ, P, BK, nq, nk);
-        PT_SFX(att_mm)(dv + j0 * Dv, Dv, w->PT, BQ, dout + i0 * Dv, Dv, nk, Dv, nq);
+        PT_SFX(pt_att_mm)(dv + j0 * Dv, Dv, P, BK, 1, dout + i0 * Dv, Dv, nk, Dv, nq, 1, 1);
     }
     if (dk) {
-        PT_SFX(att_transpose2)(w->dST, BQ, dS, BK, nq, nk);
-        PT_SFX(att_mm)(dk + j0 * D, D, w->dST, BQ, q + i0 * D, D, nk, D, nq);
+        PT_SFX(pt_att_mm)(dk + j0 * D, D, dS, BK, 1, q + i0 * D, D, nk, D, nq, 1, 1);
     }
     if (dq)
-        PT_SFX(att_mm)(dq + i0 * D, D, dS, BK, k + j0 * D, D, nq, D, nk);
+        PT_SFX(pt_att_mm)(dq + i0 * D, D, dS, BK, 0, k + j0 * D, D, nq, D, nk, 1, 1);
 }
 
 int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
@@ -456,11 +318,8 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
     real *Drow = malloc(sizeof(real) * (size_t)(BH * Tq));
     if (!Drow) return PT_ENOMEM;
     #pragma omp parallel for num_threads(nth) if (use_omp)
-    for (int64_t r = 0; r < BH * Tq; r++) {
-        double s = 0;
-        for (int64_t d = 0; d < Dv; d++) s += (double)dout[r * Dv + d] * out[r * Dv + d];
-        Drow[r] = (real)s;
-    }
+    for (int64_t r = 0; r < BH * Tq; r++)
+        Drow[r] = (real)PT_SFX(pt_att_dot)(dout + r * Dv, out + r * Dv, Dv);
     int64_t nqt = (Tq + BQ - 1) / BQ, nkt = (Tk + BK - 1) / BK;
     /* With at least as many heads as threads, one task = one head, walking
      * key tiles (outer) and query tiles (inner). With fewer heads (long
@@ -483,9 +342,7 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
             w.vT = malloc(sizeof(real) * Dvm * BK);
             w.P = malloc(sizeof(real) * BQ * BK);
             w.dS = malloc(sizeof(real) * BQ * BK);
-            w.PT = malloc(sizeof(real) * BQ * BK);
-            w.dST = malloc(sizeof(real) * BQ * BK);
-            int ok = w.kT && w.vT && w.P && w.dS && w.PT && w.dST;
+            int ok = w.kT && w.vT && w.P && w.dS;
             if (!ok) {
                 #pragma omp atomic write
                 status = PT_ENOMEM;
@@ -528,8 +385,6 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
             free(w.vT);
             free(w.P);
             free(w.dS);
-            free(w.PT);
-            free(w.dST);
         }
     }
     free(Drow);

@@ -11,8 +11,9 @@ from pytransformer.ops._attention import (attention_backward, attention_forward,
 from pytransformer.reference import _attention as ref
 from tests.helpers import numeric_grad, rand, seeds
 
-# The kernel's key tile is 64 and query tile 32: lengths around and beyond
-# them exercise partial tiles and several tiles.
+# The kernel's key tile and query tile are both 64 (lengths around and
+# beyond them exercise partial tiles and several tiles); its register
+# blocks are 6 rows x 16 float / 8 double columns.
 lengths = st.sampled_from([0, 1, 2, 3, 5, 17, 31, 33, 64, 65, 130])
 heads = st.sampled_from([1, 2, 3, 8, 9, 64])
 
@@ -76,6 +77,29 @@ def test_long_keys_tiled_path(Tk, causal):
     np.testing.assert_allclose(scaled_dot_product_attention(q, k, v, m, causal), ro, **TOL[np.float32])
     o, w = scaled_dot_product_attention(q, k, v, m, causal, need_weights=True)
     np.testing.assert_allclose(o, ro, **TOL[np.float32])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("D, Dv", [(5, 13), (24, 40), (72, 7), (128, 16)])
+def test_tile_edges_head_dims(D, Dv, dtype):
+    # Head dims that leave partial register blocks (6 rows x 2 SIMD vectors
+    # of columns, masked) in every tile product, with lengths that leave
+    # partial query and key tiles, forward and backward, causal or not.
+    rng = np.random.default_rng(D * 1000 + Dv)
+    for Tq, Tk, causal in ((1, 127, False), (67, 130, True), (130, 67, False), (127, 127, True)):
+        q, k = rand(rng, (1, 2, Tq, D), dtype), rand(rng, (1, 2, Tk, D), dtype)
+        v, g = rand(rng, (1, 2, Tk, Dv), dtype), rand(rng, (1, 2, Tq, Dv), dtype)
+        ro = ref.scaled_dot_product_attention(q, k, v, None, causal)
+        o, lse, _ = attention_forward(q, k, v, None, causal)
+        np.testing.assert_allclose(o, ro, **TOL[dtype])
+        o2, w = scaled_dot_product_attention(q, k, v, None, causal, need_weights=True)
+        np.testing.assert_allclose(o2, ro, **TOL[dtype])
+        grads = attention_backward(g, q, k, v, o, lse, None, causal)
+        rgrads = ref.attention_backward(g, q, k, v, None, causal)
+        s = np.sqrt(max(Tq, Tk))
+        for name, a, b in zip(("dq", "dk", "dv"), grads, rgrads):
+            np.testing.assert_allclose(a, b, rtol=GTOL[dtype]["rtol"],
+                                       atol=GTOL[dtype]["atol"] * s, err_msg=name)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -176,6 +200,26 @@ def test_results_do_not_depend_on_thread_count(B, H, causal):
     rdq, rdk, rdv = ref.attention_backward(g, q, k, v, m, causal)
     for a, b in zip(res[1][5:], (rdq, rdk, rdv)):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("BH", [1, 4])
+def test_full_blocks_do_not_depend_on_thread_count(BH):
+    # D = Dv = 64 and T = 200: full AVX2 register blocks plus partial tiles;
+    # BH = 1 takes the backward's two-pass split when threads > 1.
+    rng = np.random.default_rng(BH)
+    q, k, v, g = (rand(rng, (1, BH, 200, 64), np.float32) for _ in range(4))
+    old = _core.get_num_threads()
+    res = []
+    try:
+        for n in (1, 2, 4):
+            _core.set_num_threads(n)
+            o, lse, _ = attention_forward(q, k, v, None, True)
+            res.append((o, lse) + attention_backward(g, q, k, v, o, lse, None, True))
+    finally:
+        _core.set_num_threads(old)
+    for other in res[1:]:
+        for a, b in zip(res[0], other):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_long_sequence_tiled_memory():

@@ -1,0 +1,559 @@
+/*
+ * attention_tile.c -- the inner loops of attention.c: tile product, tile
+ * transpose, row exp (+ sum), row max, dot product.
+ *
+ * pt_att_mm: C(m,n) = alpha op(A)(m,K) B(K,n) + beta C, row-major, the small
+ * matrix product every step of attention is made of (S = q kT, out += P v,
+ * dP = dout vT, dv += PT dout, dk += dST q, dq += dS k; m, n, K are tile
+ * sizes and head dims, 1..~128).
+ *
+ * Two implementations with the same summation order per element (over l,
+ * in order, in a register accumulator):
+ *   - portable C, register-blocked MR x NR and vectorised over NR columns
+ *     by the compiler for the baseline ISA (SSE2 on x86-64);
+ *   - on x86 with GCC/Clang, AVX2 + FMA intrinsics in functions with
+ *     __attribute__((target("avx2,fma"))), so the default build (no -march)
+ *     has them; chosen at run time by __builtin_cpu_supports, as gemm.c.
+ * The AVX2 kernel: a block is up to AMR = 6 rows x 2 vectors (16 floats or
+ * 8 doubles) of C: 12 accumulators, 2 B vectors, 1 broadcast = 15 of 16
+ * ymm registers. Per l it loads row l of the B strip, broadcasts A[r][l]
+ * for each row r and does 12 FMAs. Edge blocks (fewer rows, or columns
+ * past n) are the same code with the row count a compile-time constant
+ * (switch) and masked loads/stores for the missing columns; so every
+ * element is computed the same way wherever it lies in the tile. Blocks
+ * run column strip outer, rows inner, so one K x 16 strip of B stays in L1.
+ *
+ * The CPU choice is per machine, never per thread count: results are
+ * bitwise independent of the number of threads (they may differ in the
+ * last bits between an AVX2 machine and one without, FMA rounding once).
+ *
+ * pt_att_exp_rows: float, a branch-free expf (~1.3 ulp; see below), 8
+ * lanes at a time with AVX2, row sums in double; double, libm exp.
+ * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
+ * have AVX2 float paths too. Each public function picks its path with
+ * att_have_avx2(); the float64 build uses the AVX2 product (4 doubles per
+ * vector) and portable code for the rest.
+ */
+#include <string.h>
+#include "pt_real.h"
+#include "attention_tile.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define ATT_X86 1
+#include <immintrin.h>
+#else
+#define ATT_X86 0
+#endif
+
+/* ------------------------------------------------------ portable product */
+
+/* Register block of the portable product: MR rows x NR columns, NR = two
+ * SIMD vectors (16-byte SSE2 by default, 32-byte when built with AVX). */
+#define MR 4
+#ifdef __AVX__
+#define NR (64 / (int)sizeof(real))
+#else
+#define NR (32 / (int)sizeof(real))
+#endif
+
+/* C[r, c] = alpha acc[r][c] + beta C[r, c] for r < mr, c < nr (the acc
+ * rows have stride NR). */
+static void PT_SFX(att_store)(real *C, int64_t ldc, const real *acc, int mr, int nr,
+                              real alpha, int beta)
+{
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nr; c++) {
+            real x = alpha * acc[r * NR + c];
+            C[r * ldc + c] = beta ? x + C[r * ldc + c] : x;
+        }
+}
+
+/* Edge block: mr <= MR rows, nr <= NR columns, one dot product each. */
+static void PT_SFX(att_mm_edge)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                int64_t acs, const real *B, int64_t ldb, int mr, int nr,
+                                int64_t K, real alpha, int beta)
+{
+    real acc[MR * NR];
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nr; c++) {
+            real s = 0;
+            for (int64_t l = 0; l < K; l++) s += A[r * ars + l * acs] * B[l * ldb + c];
+            acc[r * NR + c] = s;
+        }
+    PT_SFX(att_store)(C, ldc, acc, mr, nr, alpha, beta);
+}
+
+/* The `omp simd` pragma matters: without it gcc sometimes vectorizes the l
+ * loop as an in-order reduction instead of the NR contiguous columns. */
+static void PT_SFX(att_mm_c)(real *C, int64_t ldc, const real *A, int64_t ars,
+                             int64_t acs, const real *B, int64_t ldb, int64_t m, int64_t n,
+                             int64_t K, real alpha, int beta)
+{
+    int64_t i = 0;
+    for (; i + MR <= m; i += MR) {
+        const real *a = A + i * ars;
+        int64_t j = 0;
+        for (; j + NR <= n; j += NR) {
+            real acc[MR][NR] = {{0}};
+            const real *b = B + j;
+            for (int64_t l = 0; l < K; l++) {
+                const real *br = b + l * ldb;
+                for (int r = 0; r < MR; r++) {
+                    real x = a[r * ars + l * acs];
+                    #pragma omp simd
+                    for (int c = 0; c < NR; c++) acc[r][c] += x * br[c];
+                }
+            }
+            PT_SFX(att_store)(C + i * ldc + j, ldc, &acc[0][0], MR, NR, alpha, beta);
+        }
+        if (j < n)
+            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, a, ars, acs, B + j, ldb, MR,
+                                (int)(n - j), K, alpha, beta);
+    }
+    for (; i < m; i++)
+        for (int64_t j = 0; j < n; j += NR)
+            PT_SFX(att_mm_edge)(C + i * ldc + j, ldc, A + i * ars, ars, acs, B + j, ldb, 1,
+                                (int)(n - j < NR ? n - j : NR), K, alpha, beta);
+}
+
+/* ---------------------------------------------------------- AVX2 product */
+#if ATT_X86
+
+#define AMR 6   /* rows of an AVX2 block; columns: 2 vectors */
+#if PT_DTYPE == 64
+typedef __m256d vreal;
+#define VW 4
+#define V_ZERO _mm256_setzero_pd
+#define V_SET1 _mm256_set1_pd
+#define V_BCAST _mm256_broadcast_sd
+#define V_LOAD _mm256_loadu_pd
+#define V_STORE _mm256_storeu_pd
+#define V_MLOAD _mm256_maskload_pd
+#define V_MSTORE _mm256_maskstore_pd
+#define V_FMA _mm256_fmadd_pd
+#define V_MUL _mm256_mul_pd
+#else
+typedef __m256 vreal;
+#define VW 8
+#define V_ZERO _mm256_setzero_ps
+#define V_SET1 _mm256_set1_ps
+#define V_BCAST _mm256_broadcast_ss
+#define V_LOAD _mm256_loadu_ps
+#define V_STORE _mm256_storeu_ps
+#define V_MLOAD _mm256_maskload_ps
+#define V_MSTORE _mm256_maskstore_ps
+#define V_FMA _mm256_fmadd_ps
+#define V_MUL _mm256_mul_ps
+#endif
+
+/* Lane mask of a vector whose first n lanes exist (n <= 0: none). */
+__attribute__((target("avx2,fma")))
+static inline __m256i PT_SFX(att_lanes)(int n)
+{
+#if PT_DTYPE == 64
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+#else
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+#endif
+}
+
+/* C[r, 0:2VW] = alpha acc0 + beta C (first vector), alpha acc1 + beta C
+ * (second), masked by m0, m1 unless full. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void PT_SFX(att_block_store)(real *c, vreal acc0, vreal acc1, const int full,
+                                           __m256i m0, __m256i m1, vreal va, int beta)
+{
+    if (full) {
+        V_STORE(c, beta ? V_FMA(va, acc0, V_LOAD(c)) : V_MUL(va, acc0));
+        V_STORE(c + VW, beta ? V_FMA(va, acc1, V_LOAD(c + VW)) : V_MUL(va, acc1));
+    } else {
+        V_MSTORE(c, m0, beta ? V_FMA(va, acc0, V_MLOAD(c, m0)) : V_MUL(va, acc0));
+        V_MSTORE(c + VW, m1, beta ? V_FMA(va, acc1, V_MLOAD(c + VW, m1)) : V_MUL(va, acc1));
+    }
+}
+
+/* One block, mr rows x 2 vectors of columns:
+ *   C[r, c] = alpha sum_{l<K} A[r*ars + l*acs] B[l*ldb + c] + beta C[r, c].
+ * full: all 2 VW columns exist; else m0, m1 mask the two vectors. mr and
+ * full are compile-time constants at every call (always_inline), so the
+ * `r < mr` tests vanish; the accumulators are named variables (an array
+ * here is spilled to the stack by gcc). */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void PT_SFX(att_block)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                     int64_t acs, const real *B, int64_t ldb, int64_t K,
+                                     const int mr,
+                                     const int full, __m256i m0, __m256i m1, real alpha,
+                                     int beta)
+{
+    vreal c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
+    vreal c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
+    vreal c40 = V_ZERO(), c41 = V_ZERO(), c50 = V_ZERO(), c51 = V_ZERO();
+    const real *al = A;                   /* A[0, l] */
+    for (int64_t l = 0; l < K; l++, al += acs) {
+        const real *b = B + l * ldb;
+        vreal b0 = full ? V_LOAD(b) : V_MLOAD(b, m0);
+        vreal b1 = full ? V_LOAD(b + VW) : V_MLOAD(b + VW, m1);
+        vreal a;
+        a = V_BCAST(al); c00 = V_FMA(a, b0, c00); c01 = V_FMA(a, b1, c01);
+        if (mr > 1) { a = V_BCAST(al + 1 * ars); c10 = V_FMA(a, b0, c10); c11 = V_FMA(a, b1, c11); }
+        if (mr > 2) { a = V_BCAST(al + 2 * ars); c20 = V_FMA(a, b0, c20); c21 = V_FMA(a, b1, c21); }
+        if (mr > 3) { a = V_BCAST(al + 3 * ars); c30 = V_FMA(a, b0, c30); c31 = V_FMA(a, b1, c31); }
+        if (mr > 4) { a = V_BCAST(al + 4 * ars); c40 = V_FMA(a, b0, c40); c41 = V_FMA(a, b1, c41); }
+        if (mr > 5) { a = V_BCAST(al + 5 * ars); c50 = V_FMA(a, b0, c50); c51 = V_FMA(a, b1, c51); }
+    }
+    vreal va = V_SET1(alpha);
+    PT_SFX(att_block_store)(C, c00, c01, full, m0, m1, va, beta);
+    if (mr > 1) PT_SFX(att_block_store)(C + ldc, c10, c11, full, m0, m1, va, beta);
+    if (mr > 2) PT_SFX(att_block_store)(C + 2 * ldc, c20, c21, full, m0, m1, va, beta);
+    if (mr > 3) PT_SFX(att_block_store)(C + 3 * ldc, c30, c31, full, m0, m1, va, beta);
+    if (mr > 4) PT_SFX(att_block_store)(C + 4 * ldc, c40, c41, full, m0, m1, va, beta);
+    if (mr > 5) PT_SFX(att_block_store)(C + 5 * ldc, c50, c51, full, m0, m1, va, beta);
+}
+
+/* att_block with mr (1..AMR) and full turned into constants. */
+__attribute__((target("avx2,fma")))
+static void PT_SFX(att_block_any)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                  int64_t acs, const real *B, int64_t ldb, int64_t K, int mr,
+                                  int full, __m256i m0, __m256i m1, real alpha, int beta)
+{
+#define ATT_BLOCK(R, F) \
+    PT_SFX(att_block)(C, ldc, A, ars, acs, B, ldb, K, R, F, m0, m1, alpha, beta)
+    switch (mr * 2 + (full != 0)) {
+    case 13: ATT_BLOCK(6, 1); break;
+    case 12: ATT_BLOCK(6, 0); break;
+    case 11: ATT_BLOCK(5, 1); break;
+    case 10: ATT_BLOCK(5, 0); break;
+    case 9:  ATT_BLOCK(4, 1); break;
+    case 8:  ATT_BLOCK(4, 0); break;
+    case 7:  ATT_BLOCK(3, 1); break;
+    case 6:  ATT_BLOCK(3, 0); break;
+    case 5:  ATT_BLOCK(2, 1); break;
+    case 4:  ATT_BLOCK(2, 0); break;
+    case 3:  ATT_BLOCK(1, 1); break;
+    case 2:  ATT_BLOCK(1, 0); break;
+    default: break;
+    }
+#undef ATT_BLOCK
+}
+
+__attribute__((target("avx2,fma")))
+static void PT_SFX(att_mm_avx2)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                int64_t acs, const real *B, int64_t ldb, int64_t m,
+                                int64_t n, int64_t K, real alpha, int beta)
+{
+    for (int64_t j = 0; j < n; j += 2 * VW) {
+        int nr = (int)(n - j < 2 * VW ? n - j : 2 * VW);
+        __m256i m0 = PT_SFX(att_lanes)(nr), m1 = PT_SFX(att_lanes)(nr - VW);
+        for (int64_t i = 0; i < m; i += AMR) {
+            int mr = (int)(m - i < AMR ? m - i : AMR);
+            PT_SFX(att_block_any)(C + i * ldc + j, ldc, A + i * ars, ars, acs, B + j, ldb, K,
+                                  mr, nr == 2 * VW, m0, m1, alpha, beta);
+        }
+    }
+}
+
+static int att_have_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif /* ATT_X86 */
+
+void PT_SFX(pt_att_mm)(real *C, int64_t ldc, const real *A, int64_t lda, int trans_a,
+                       const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                       real alpha, int beta)
+{
+    /* A(r, l) = A[r*ars + l*acs] */
+    int64_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
+#if ATT_X86
+    if (att_have_avx2()) {
+        PT_SFX(att_mm_avx2)(C, ldc, A, ars, acs, B, ldb, m, n, K, alpha, beta);
+        return;
+    }
+#endif
+    PT_SFX(att_mm_c)(C, ldc, A, ars, acs, B, ldb, m, n, K, alpha, beta);
+}
+
+/* ------------------------------------------------------------ transpose */
+
+/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n (portable). */
+static void PT_SFX(att_transpose_c)(real *T, int64_t ldt, const real *X, int64_t ldx,
+                                    int64_t m, int64_t n)
+{
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < n; c++) T[c * ldt + r] = X[r * ldx + c];
+}
+
+#if ATT_X86 && PT_DTYPE != 64
+/* The same for float, by 8 x 8 blocks in registers (unpack, shuffle,
+ * 128-bit permute: the usual AVX in-register transpose); edges portable. */
+__attribute__((target("avx2,fma")))
+static void att_transpose_avx2(float *T, int64_t ldt, const float *X, int64_t ldx,
+                               int64_t m, int64_t n)
+{
+    int64_t m8 = m - m % 8, n8 = n - n % 8;
+    for (int64_t r = 0; r < m8; r += 8)
+        for (int64_t c = 0; c < n8; c += 8) {
+            const float *x = X + r * ldx + c;
+            __m256 r0 = _mm256_loadu_ps(x), r1 = _mm256_loadu_ps(x + ldx);
+            __m256 r2 = _mm256_loadu_ps(x + 2 * ldx), r3 = _mm256_loadu_ps(x + 3 * ldx);
+            __m256 r4 = _mm256_loadu_ps(x + 4 * ldx), r5 = _mm256_loadu_ps(x + 5 * ldx);
+            __m256 r6 = _mm256_loadu_ps(x + 6 * ldx), r7 = _mm256_loadu_ps(x + 7 * ldx);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *t = T + c * ldt + r;
+            _mm256_storeu_ps(t, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(t + ldt, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(t + 2 * ldt, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(t + 3 * ldt, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(t + 4 * ldt, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(t + 5 * ldt, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(t + 6 * ldt, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(t + 7 * ldt, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    att_transpose_c_f32(T + n8 * ldt, ldt, X + n8, ldx, m, n - n8);    /* right columns */
+    att_transpose_c_f32(T + m8, ldt, X + m8 * ldx, ldx, m - m8, n8);    /* bottom rows */
+}
+#endif
+
+void PT_SFX(pt_att_transpose)(real *T, int64_t ldt, const real *X, int64_t ldx,
+                              int64_t m, int64_t n)
+{
+#if ATT_X86 && PT_DTYPE != 64
+    if (att_have_avx2()) {
+        att_transpose_avx2(T, ldt, X, ldx, m, n);
+        return;
+    }
+#endif
+    PT_SFX(att_transpose_c)(T, ldt, X, ldx, m, n);
+}
+
+/* ------------------------------------------------------------------ dot */
+
+#if ATT_X86 && PT_DTYPE != 64
+/* sum_d x[d] y[d] in double: 4 + 4 double lanes, then the tail. */
+__attribute__((target("avx2,fma")))
+static double att_dot_avx2(const float *x, const float *y, int64_t n)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t d = 0;
+    for (; d + 8 <= n; d += 8) {
+        __m256 a = _mm256_loadu_ps(x + d), b = _mm256_loadu_ps(y + d);
+        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
+                             _mm256_cvtps_pd(_mm256_castps256_ps128(b)), s0);
+        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)),
+                             _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1)), s1);
+    }
+    double t[4], s;
+    _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+    s = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; d < n; d++) s += (double)x[d] * y[d];
+    return s;
+}
+#endif
+
+double PT_SFX(pt_att_dot)(const real *x, const real *y, int64_t n)
+{
+#if ATT_X86 && PT_DTYPE != 64
+    if (att_have_avx2()) return att_dot_avx2(x, y, n);
+#endif
+    double s = 0;
+    for (int64_t d = 0; d < n; d++) s += (double)x[d] * y[d];
+    return s;
+}
+
+/* ------------------------------------------------------------------ exp */
+
+#if PT_DTYPE != 64
+/* c ? a : b without a branch (an integer bit select), so that the loop in
+ * att_exp_c stays vectorizable under gcc's default -ftrapping-math. */
+static inline float att_sel_f32(int c, float a, float b)
+{
+    uint32_t m = (uint32_t)0 - (uint32_t)(c != 0), ab, bb, rb;
+    float r;
+    memcpy(&ab, &a, 4);
+    memcpy(&bb, &b, 4);
+    rb = (ab & m) | (bb & ~m);
+    memcpy(&r, &rb, 4);
+    return r;
+}
+
+/* float exp, branch-free (~1.3 ulp): x = n ln2 + r with n = round(x / ln2)
+ * (via the 1.5*2^23 rounding trick, whose low mantissa bits are n), r
+ * reduced in two steps (Cody-Waite), exp(r) by the Cephes degree-7
+ * polynomial, 2^n assembled in the exponent bits. x is clamped to
+ * [-87, 88]; x < -87 (including -inf) gives 0 (the true value is below
+ * 2^-125, negligible next to the row maximum's exp(0) = 1); NaN stays NaN. */
+static double att_exp_c(float *p, int64_t n, float shift)
+{
+    double sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+        float x = p[j] - shift;
+        float xc = att_sel_f32(x < -87.0f, -87.0f, x);
+        xc = att_sel_f32(xc > 88.0f, 88.0f, xc);
+        float t = xc * 1.44269504088896341f + 12582912.0f;
+        float nf = t - 12582912.0f;                /* round(x / ln2) */
+        float r = xc - nf * 0.693359375f;
+        r = r - nf * -2.12194440e-4f;
+        float y = 1.9875691500e-4f;
+        y = y * r + 1.3981999507e-3f;
+        y = y * r + 8.3334519073e-3f;
+        y = y * r + 4.1665795894e-2f;
+        y = y * r + 1.6666665459e-1f;
+        y = y * r + 5.0000001201e-1f;
+        y = y * r * r + r + 1.0f;
+        uint32_t tb, bits;
+        float two_n;
+        memcpy(&tb, &t, 4);
+        bits = (tb - 0x4B400000u + 127u) << 23;    /* (n + 127) << 23 = 2^n */
+        memcpy(&two_n, &bits, 4);
+        p[j] = att_sel_f32(x < -87.0f, 0.0f, y * two_n);
+        sum += p[j];
+    }
+    return sum;
+}
+
+#if ATT_X86
+/* The same exp of 8 lanes (FMA in the reduction and polynomial).
+ * max(lo, x) and min(hi, x) return x when x is NaN, so NaN propagates. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 att_exp8(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
+    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
+    __m256 nf = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(_mm256_mul_ps(y, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t),
+                                          _mm256_set1_epi32(0x4B400000)),
+                         _mm256_set1_epi32(127)), 23);              /* 2^n */
+    __m256 e = _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), e);  /* x < -87: 0 */
+}
+
+/* Rows i < nq of S (ld lds): S[i][j] = exp(S[i][j] - shift[i]) for j < n,
+ * sum[i] = their sum in 4 + 4 double lanes; masked load/store for the
+ * last n % 8. One call for the whole tile, so that the out-of-order core
+ * overlaps the rows' dependency chains. */
+__attribute__((target("avx2,fma")))
+static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const float *shift,
+                              double *sum)
+{
+    for (int i = 0; i < nq; i++) {
+        float *p = S + i * lds;
+        __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+        const __m256 sh = _mm256_set1_ps(shift[i]);
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16) {     /* two independent chains */
+            __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
+            __m256 f = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j + 8), sh));
+            _mm256_storeu_ps(p + j, e);
+            _mm256_storeu_ps(p + j + 8, f);
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(f)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)));
+        }
+        for (; j + 8 <= n; j += 8) {
+            __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
+            _mm256_storeu_ps(p + j, e);
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        }
+        if (j < n) {
+            __m256i msk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - j)),
+                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            __m256 e = att_exp8(_mm256_sub_ps(_mm256_maskload_ps(p + j, msk), sh));
+            _mm256_maskstore_ps(p + j, msk, e);
+            e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));    /* missing lanes: 0 */
+            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        }
+        double t[4];
+        _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+        sum[i] = (t[0] + t[1]) + (t[2] + t[3]);
+    }
+}
+
+/* max(m, max_j s[j]) over j < n, NaN ignored (max(s, lane) returns lane
+ * when s is NaN). */
+__attribute__((target("avx2,fma")))
+static float att_max_avx2(const float *s, int n, float m)
+{
+    __m256 mx = _mm256_set1_ps(m);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) mx = _mm256_max_ps(_mm256_loadu_ps(s + j), mx);
+    float t[8];
+    _mm256_storeu_ps(t, mx);
+    for (int c = 0; c < 8; c++) m = t[c] > m ? t[c] : m;
+    for (; j < n; j++) m = s[j] > m ? s[j] : m;
+    return m;
+}
+#endif /* ATT_X86 */
+#endif /* PT_DTYPE != 64 */
+
+void PT_SFX(pt_att_exp_rows)(real *S, int64_t lds, int nq, int64_t n, const real *shift,
+                             double *sum)
+{
+#if ATT_X86 && PT_DTYPE != 64
+    if (att_have_avx2()) {
+        att_exp_rows_avx2(S, lds, nq, n, shift, sum);
+        return;
+    }
+#endif
+    for (int i = 0; i < nq; i++) {
+        real *p = S + i * lds;
+#if PT_DTYPE == 64
+        double t = 0;
+        for (int64_t j = 0; j < n; j++) {
+            p[j] = r_exp(p[j] - shift[i]);
+            t += p[j];
+        }
+        sum[i] = t;
+#else
+        sum[i] = att_exp_c(p, n, shift[i]);
+#endif
+    }
+}
+
+/* Portable max(m, max_j s[j]), NaN ignored; eight lanes so it vectorizes. */
+static real PT_SFX(att_max_c)(const real *s, int64_t n, real m)
+{
+    real lane[8];
+    int64_t j = 0;
+    for (int c = 0; c < 8; c++) lane[c] = m;
+    for (; j + 8 <= n; j += 8)
+        for (int c = 0; c < 8; c++) lane[c] = s[j + c] > lane[c] ? s[j + c] : lane[c];
+    for (; j < n; j++) m = s[j] > m ? s[j] : m;
+    for (int c = 0; c < 8; c++) m = lane[c] > m ? lane[c] : m;
+    return m;
+}
+
+real PT_SFX(pt_att_rowmax)(const real *s, int64_t n, real m)
+{
+#if ATT_X86 && PT_DTYPE != 64
+    if (att_have_avx2() && n <= 0x7fffffff) m = att_max_avx2(s, (int)n, m);
+    else m = PT_SFX(att_max_c)(s, n, m);
+#else
+    m = PT_SFX(att_max_c)(s, n, m);
+#endif
+    if (m == -INFINITY)
+        for (int64_t j = 0; j < n; j++)
+            if (s[j] != s[j]) return s[j];
+    return m;
+}

@@ -1,0 +1,38 @@
+/*
+ * attention_tile.h -- internal to attention.c: the small tile products and
+ * the row exp it is made of (attention_tile.c). Include after pt_real.h.
+ */
+#ifndef PT_ATTENTION_TILE_H
+#define PT_ATTENTION_TILE_H
+
+#include <stdint.h>
+
+/* C(m,n) = alpha * op(A)(m,K) B(K,n) + (beta ? C : 0), all row-major with
+ * leading dimensions lda, ldb, ldc; op(A) = A, or A^T when trans_a (then A
+ * is (K,m)). beta is 0 or 1; with beta == 0, C is not read (it may hold
+ * garbage or NaN). Each element is summed over l = 0..K-1 in order,
+ * whatever its position in C: deterministic. */
+void PT_SFX(pt_att_mm)(real *C, int64_t ldc, const real *A, int64_t lda, int trans_a,
+                       const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                       real alpha, int beta);
+
+/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n. */
+void PT_SFX(pt_att_transpose)(real *T, int64_t ldt, const real *X, int64_t ldx,
+                              int64_t m, int64_t n);
+
+/* sum_d x[d] y[d] for d < n, in double, in a fixed order. */
+double PT_SFX(pt_att_dot)(const real *x, const real *y, int64_t n);
+
+/* For rows i < nq of S (leading dim lds) and j < n:
+ * S[i][j] = exp(S[i][j] - shift[i]) (see attention_tile.c for accuracy),
+ * sum[i] = sum_j S[i][j], summed in double in a fixed order. A shift of
+ * +inf turns a row of -inf into zeros. */
+void PT_SFX(pt_att_exp_rows)(real *S, int64_t lds, int nq, int64_t n, const real *shift,
+                             double *sum);
+
+/* max(m, max_j s[j]) over j < n, ignoring NaN; then NaN if the result is
+ * -inf and some s[j] is NaN (so a row of NaN scores is not mistaken for a
+ * fully masked one; any other NaN propagates through exp and the sum). */
+real PT_SFX(pt_att_rowmax)(const real *s, int64_t n, real m);
+
+#endif /* PT_ATTENTION_TILE_H */
