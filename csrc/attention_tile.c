@@ -36,6 +36,7 @@
  */
 #include <string.h>
 #include "pt_real.h"
+#include "pt_expf.h"
 #include "attention_tile.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -254,7 +255,7 @@ static void PT_SFX(att_mm_avx2)(real *C, int64_t ldc, const real *A, int64_t ars
 
 static int att_have_avx2(void)
 {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return pt_cpu_avx2_fma();     /* cpu.c: also honours PT_PORTABLE=1 */
 }
 #endif /* ATT_X86 */
 
@@ -370,49 +371,14 @@ double PT_SFX(pt_att_dot)(const real *x, const real *y, int64_t n)
 /* ------------------------------------------------------------------ exp */
 
 #if PT_DTYPE != 64
-/* c ? a : b without a branch (an integer bit select), so that the loop in
- * att_exp_c stays vectorizable under gcc's default -ftrapping-math. */
-static inline float att_sel_f32(int c, float a, float b)
-{
-    uint32_t m = (uint32_t)0 - (uint32_t)(c != 0), ab, bb, rb;
-    float r;
-    memcpy(&ab, &a, 4);
-    memcpy(&bb, &b, 4);
-    rb = (ab & m) | (bb & ~m);
-    memcpy(&r, &rb, 4);
-    return r;
-}
-
-/* float exp, branch-free (~1.3 ulp): x = n ln2 + r with n = round(x / ln2)
- * (via the 1.5*2^23 rounding trick, whose low mantissa bits are n), r
- * reduced in two steps (Cody-Waite), exp(r) by the Cephes degree-7
- * polynomial, 2^n assembled in the exponent bits. x is clamped to
- * [-87, 88]; x < -87 (including -inf) gives 0 (the true value is below
- * 2^-125, negligible next to the row maximum's exp(0) = 1); NaN stays NaN. */
+/* float exp of a tile row, shifted by the row max: pt_expf (pt_expf.h),
+ * branch-free and vectorisable (~2 ulp; x < -86.98, including -inf, gives
+ * 0, negligible next to the row maximum's exp(0) = 1; NaN stays NaN). */
 static double att_exp_c(float *p, int64_t n, float shift)
 {
     double sum = 0;
     for (int64_t j = 0; j < n; j++) {
-        float x = p[j] - shift;
-        float xc = att_sel_f32(x < -87.0f, -87.0f, x);
-        xc = att_sel_f32(xc > 88.0f, 88.0f, xc);
-        float t = xc * 1.44269504088896341f + 12582912.0f;
-        float nf = t - 12582912.0f;                /* round(x / ln2) */
-        float r = xc - nf * 0.693359375f;
-        r = r - nf * -2.12194440e-4f;
-        float y = 1.9875691500e-4f;
-        y = y * r + 1.3981999507e-3f;
-        y = y * r + 8.3334519073e-3f;
-        y = y * r + 4.1665795894e-2f;
-        y = y * r + 1.6666665459e-1f;
-        y = y * r + 5.0000001201e-1f;
-        y = y * r * r + r + 1.0f;
-        uint32_t tb, bits;
-        float two_n;
-        memcpy(&tb, &t, 4);
-        bits = (tb - 0x4B400000u + 127u) << 23;    /* (n + 127) << 23 = 2^n */
-        memcpy(&two_n, &bits, 4);
-        p[j] = att_sel_f32(x < -87.0f, 0.0f, y * two_n);
+        p[j] = pt_expf(p[j] - shift);
         sum += p[j];
     }
     return sum;

@@ -238,15 +238,13 @@ static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real 
 }
 #endif /* PT_GEMM_X86 */
 
-/* The AVX2+FMA kernel when this CPU (and OS) has it, else the portable one.
- * PT_GEMM_PORTABLE=1 in the environment forces the portable kernel (tests). */
+/* The AVX2+FMA kernel when this CPU has it (pt_cpu_avx2_fma, cpu.c; the
+ * environment variable PT_PORTABLE=1 forces the portable one), else the
+ * portable one. */
 static PT_SFX(kernel_fn) PT_SFX(pick_kernel)(void)
 {
-    const char *env = getenv("PT_GEMM_PORTABLE");
-    if (env && env[0] && env[0] != '0') return PT_SFX(kernel_c);
 #if PT_GEMM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (pt_cpu_avx2_fma())
         return PT_SFX(kernel_avx2);
 #endif
     return PT_SFX(kernel_c);

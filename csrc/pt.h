@@ -45,6 +45,9 @@ void pt_set_num_threads(int n);   /* clamped to [1, PT_MAX_THREADS] */
 int pt_get_num_threads(void);     /* threads the kernels use */
 int pt_num_procs(void);           /* processors OpenMP sees (1 without it) */
 
+/* 1 when the AVX2+FMA kernels may run (CPU has them, PT_PORTABLE unset). */
+int pt_cpu_avx2_fma(void);
+
 /* ------------------------------------------------------------------ BLAS */
 /* Fortran (column-major) ?gemm, exactly the signature scipy.linalg.cython_blas
  * exports. pt_set_blas(NULL, NULL) selects the C fallback. */

@@ -92,11 +92,11 @@ def _build_simd(flags, cpu_simd):
 
     if "-march=native" in flags:
         return "native (-march=native)"
-    if platform.machine() not in ("x86_64", "AMD64"):
-        return "baseline"
-    if "avx2" in cpu_simd and "fma" in cpu_simd:
-        return "baseline SSE2 + AVX2/FMA kernels picked at run time"
-    return "baseline SSE2 (this CPU lacks AVX2/FMA)"
+    if _core.cpu_avx2_fma():
+        return "baseline + AVX2/FMA kernels picked at run time"
+    if platform.machine() in ("x86_64", "AMD64") and "avx2" in cpu_simd and "fma" in cpu_simd:
+        return "baseline (AVX2/FMA kernels disabled by PT_PORTABLE)"
+    return "baseline (portable C kernels)"
 
 
 def _cpu_has(flag):

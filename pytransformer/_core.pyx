@@ -92,6 +92,12 @@ def has_openmp():
     return bool(pt_has_openmp())
 
 
+def cpu_avx2_fma():
+    """True when the hand-written AVX2+FMA kernels run (the CPU has them and
+    PT_PORTABLE is not set)."""
+    return bool(pt_cpu_avx2_fma())
+
+
 def build_flags():
     """The C flags and compiler the core was built with."""
     return pt_build_flags.decode(), pt_build_compiler.decode()

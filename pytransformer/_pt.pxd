@@ -15,6 +15,7 @@ cdef extern from "pt.h" nogil:
         PT_ACT_GELU_TANH
     const char *pt_strerror(int status)
     int pt_has_openmp()
+    int pt_cpu_avx2_fma()
     void pt_set_num_threads(int n)
     int pt_get_num_threads()
     int pt_num_procs()

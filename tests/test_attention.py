@@ -311,3 +311,37 @@ def test_core_rejects_out_of_range_mask_strides():
         _core.attention_forward(out, lse, None, q, k, v, m, np.array([0, 0, 2**62, 2**62]), False, 1.0)
     with pytest.raises(ValueError):
         _core.attention_forward(out, lse, None, q, k, v, m, np.array([0, 0, -1, 1]), False, 1.0)
+
+
+def test_portable_tile_kernels_in_subprocess():
+    """PT_PORTABLE=1 makes the attention tiles skip their AVX2 versions: the
+    portable C path must agree with the reference too (odd sizes, causal,
+    masks, both dtypes)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent("""
+        import numpy as np
+        from pytransformer import ops, _core
+        from pytransformer.reference import _attention as ref
+        assert not _core.cpu_avx2_fma()
+        rng = np.random.default_rng(0)
+        for dt, tol in ((np.float32, 2e-4), (np.float64, 1e-10)):
+            q = rng.standard_normal((2, 3, 70, 13)).astype(dt)
+            k = rng.standard_normal((2, 3, 131, 13)).astype(dt)
+            v = rng.standard_normal((2, 3, 131, 9)).astype(dt)
+            g = rng.standard_normal((2, 3, 70, 9)).astype(dt)
+            mask = rng.random((2, 1, 70, 131)) > 0.3
+            for causal in (False, True):
+                out, lse, _ = ops.attention_forward(q, k, v, mask, is_causal=causal)
+                want = ref.scaled_dot_product_attention(q, k, v, mask, is_causal=causal)
+                np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+                got = ops.attention_backward(g, q, k, v, out, lse, mask, is_causal=causal)
+                for a, b in zip(got, ref.attention_backward(g, q, k, v, mask, is_causal=causal)):
+                    np.testing.assert_allclose(a, b, rtol=10 * tol, atol=10 * tol)
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PT_PORTABLE="1"))
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

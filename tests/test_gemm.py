@@ -185,9 +185,9 @@ print("portable ok")
 
 
 def test_portable_kernel_in_subprocess():
-    # PT_GEMM_PORTABLE=1 makes the fallback skip the AVX2 kernel.
+    # PT_PORTABLE=1 makes the fallback skip the AVX2 kernel.
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PT_GEMM_PORTABLE="1",
+    env = dict(os.environ, PT_PORTABLE="1",
                PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-c", _PORTABLE_SCRIPT], env=env,
                          capture_output=True, text=True, timeout=120)
