@@ -134,7 +134,7 @@ def test_kernels_release_the_gil(name):
         x = rng.standard_normal((4096 * 4, 4096)).astype(np.float32)
         fn = lambda: ops.softmax(x)
     else:
-        a = rng.standard_normal((1024, 1024)).astype(np.float32)
+        a = rng.standard_normal((2048, 2048)).astype(np.float32)
         fn = lambda: ops.matmul(a, a, fallback=True)
     released, seconds = _runs_concurrently_with_python(fn)
     # The probe can fail: a C call that holds the GIL (a backtracking regex)
