@@ -307,16 +307,17 @@ SUITES = {
 
 # --------------------------------------------------- long-sequence memory
 LONG_SCRIPT = r"""
-import resource, sys, time, numpy as np
+import sys, time, numpy as np
 impl, T, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 B, H, D = 1, 8, 64
 rng = np.random.default_rng(0)
-q, k, v = (rng.standard_normal((B, H, T, D)).astype(np.float32) for _ in range(3))
+q, k, v = (rng.standard_normal((B, H, T, D), dtype=np.float32) for _ in range(3))
 if impl == "ours":
     import pytransformer
     from pytransformer import ops
     pytransformer.set_num_threads(threads)
-    run = lambda: ops.scaled_dot_product_attention(q, k, v)
+    out = np.empty_like(q)
+    run = lambda: ops.scaled_dot_product_attention(q, k, v, out=out)
 else:
     import torch
     torch.set_num_threads(threads)
@@ -324,16 +325,25 @@ else:
     def run():
         with torch.no_grad():
             torch.nn.functional.scaled_dot_product_attention(tq, tk, tv)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024.0
+run()  # warm up: thread pools, first-touch of the output
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+base = status("VmRSS:")
 t = time.perf_counter(); run(); dt = time.perf_counter() - t
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(dt, (after - before) / 1024.0)
+print(dt, status("VmHWM:") - base)
 """
 
 
 def long_attention(threads, have_torch):
-    """Time and peak-memory growth (MiB) of attention at T=LONG_T, each in a
-    fresh process so ru_maxrss measures that call alone."""
+    """Time and peak-memory growth (MiB) of one attention call at T=LONG_T,
+    each in a fresh process: the peak RSS (VmHWM) is reset just before the
+    call (Linux /proc/self/clear_refs), so its growth is what the call held
+    beyond the inputs and the output."""
     rows = {}
     for impl in ("ours", "torch") if have_torch else ("ours",):
         out = subprocess.run([sys.executable, "-c", LONG_SCRIPT, impl, str(LONG_T), str(threads)],
