@@ -121,31 +121,7 @@ static void PT_SFX(att_mm_c)(real *C, int64_t ldc, const real *A, int64_t ars,
 #if ATT_X86
 
 #define AMR 6   /* rows of an AVX2 block; columns: 2 vectors */
-#if PT_DTYPE == 64
-typedef __m256d vreal;
-#define VW 4
-#define V_ZERO _mm256_setzero_pd
-#define V_SET1 _mm256_set1_pd
-#define V_BCAST _mm256_broadcast_sd
-#define V_LOAD _mm256_loadu_pd
-#define V_STORE _mm256_storeu_pd
-#define V_MLOAD _mm256_maskload_pd
-#define V_MSTORE _mm256_maskstore_pd
-#define V_FMA _mm256_fmadd_pd
-#define V_MUL _mm256_mul_pd
-#else
-typedef __m256 vreal;
-#define VW 8
-#define V_ZERO _mm256_setzero_ps
-#define V_SET1 _mm256_set1_ps
-#define V_BCAST _mm256_broadcast_ss
-#define V_LOAD _mm256_loadu_ps
-#define V_STORE _mm256_storeu_ps
-#define V_MLOAD _mm256_maskload_ps
-#define V_MSTORE _mm256_maskstore_ps
-#define V_FMA _mm256_fmadd_ps
-#define V_MUL _mm256_mul_ps
-#endif
+#include "pt_avx2.h"
 
 /* Lane mask of a vector whose first n lanes exist (n <= 0: none). */
 __attribute__((target("avx2,fma")))

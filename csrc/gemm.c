@@ -164,29 +164,7 @@ static void PT_SFX(kernel_c)(int64_t kc, const real *restrict Ap, const real *re
 
 #if PT_GEMM_X86
 /* AVX2 + FMA kernel: a tile row is two 256-bit vectors. */
-#if PT_DTYPE == 64
-typedef __m256d vreal;
-#define VW 4
-#define V_ZERO _mm256_setzero_pd
-#define V_SET1 _mm256_set1_pd
-#define V_BCAST _mm256_broadcast_sd
-#define V_LOAD _mm256_loadu_pd
-#define V_STORE _mm256_storeu_pd
-#define V_FMA _mm256_fmadd_pd
-#define V_MUL _mm256_mul_pd
-#define V_ADD _mm256_add_pd
-#else
-typedef __m256 vreal;
-#define VW 8
-#define V_ZERO _mm256_setzero_ps
-#define V_SET1 _mm256_set1_ps
-#define V_BCAST _mm256_broadcast_ss
-#define V_LOAD _mm256_loadu_ps
-#define V_STORE _mm256_storeu_ps
-#define V_FMA _mm256_fmadd_ps
-#define V_MUL _mm256_mul_ps
-#define V_ADD _mm256_add_ps
-#endif
+#include "pt_avx2.h"
 
 __attribute__((target("avx2,fma")))
 static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real *restrict Bp,
