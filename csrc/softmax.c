@@ -38,6 +38,12 @@
 #include "pt_omp.h"
 #include "pt_expf.h"
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SM_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SM_CLONES
+#endif
+
 /* Rows are independent; go parallel only when there is enough work. */
 #define PT_SOFTMAX_PAR(N, C) ((N) > 1 && (N) * (C) > 32768)
 
@@ -51,7 +57,7 @@ static inline real PT_SFX(vexp)(real x) { return pt_expf(x); }
 
 /* sum of v[0..n) in double, four interleaved partial sums (fixed order,
  * so the same for every thread count). */
-static double PT_SFX(sum_d)(const real *v, int64_t n)
+static inline double PT_SFX(sum_d)(const real *v, int64_t n)
 {
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int64_t c = 0;
@@ -63,7 +69,7 @@ static double PT_SFX(sum_d)(const real *v, int64_t n)
 }
 
 /* sum of a[c] * b[c] in double, like sum_d. */
-static double PT_SFX(dot_d)(const real *a, const real *b, int64_t n)
+static inline double PT_SFX(dot_d)(const real *a, const real *b, int64_t n)
 {
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int64_t c = 0;
@@ -84,10 +90,23 @@ enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
  * row still reaches the sum of exps and makes the row NaN there);
  * ROW_EMPTY: every entry is -inf; ROW_NAN: a +inf entry (inf - inf) or a
  * NaN the max could not step over. */
-static int PT_SFX(row_max)(const real *x, int64_t C, real *m_out)
+static inline int PT_SFX(row_max)(const real *x, int64_t C, real *m_out)
 {
+    /* Eight independent running maxima (vectorisable: `a > b ? a : b` is
+     * one MAXPS lane), then combined. A NaN is stepped over exactly as in
+     * one scalar pass, except a NaN at the start of a lane, which the
+     * ROW_NAN test below then catches; either way the row comes out NaN. */
     real m = x[0];
-    for (int64_t c = 1; c < C; c++) m = x[c] > m ? x[c] : m;
+    int64_t c = 0;
+    if (C >= 16) {
+        real lane[8];
+        for (int j = 0; j < 8; j++) lane[j] = x[j];
+        for (c = 8; c + 8 <= C; c += 8)
+            for (int j = 0; j < 8; j++) lane[j] = x[c + j] > lane[j] ? x[c + j] : lane[j];
+        m = lane[0];
+        for (int j = 1; j < 8; j++) m = lane[j] > m || lane[j] != lane[j] ? lane[j] : m;
+    }
+    for (; c < C; c++) m = x[c] > m ? x[c] : m;
     *m_out = m;
     if (m != m || m == INFINITY) return ROW_NAN;
     if (m == -INFINITY) {
@@ -105,7 +124,7 @@ static int PT_SFX(row_max)(const real *x, int64_t C, real *m_out)
 /* s = sum_c exp(x[c] - m) in double; e[c] = exp(x[c] - m) when e != NULL
  * (e may equal x). The exps are computed a block at a time into e or a
  * stack buffer, then summed, so that the exp loop vectorises. */
-static double PT_SFX(row_sumexp)(real *e, const real *x, real m, int64_t C)
+static inline double PT_SFX(row_sumexp)(real *e, const real *x, real m, int64_t C)
 {
     real buf[PT_EXP_BLOCK];
     double s = 0;
@@ -119,6 +138,27 @@ static double PT_SFX(row_sumexp)(real *e, const real *x, real m, int64_t C)
     return s;
 }
 
+/* One row of softmax / log_softmax. Compiled twice on GCC/x86-64 (AVX2 and
+ * baseline, picked at run time by target_clones): the helpers above inline
+ * into each copy, so the exp loop runs 8 floats wide where the CPU allows.
+ * Both copies compute the same values (no FMA contraction under -std=c99). */
+SM_CLONES
+static void PT_SFX(softmax_row)(real *yr, const real *xr, int64_t C, int want_log)
+{
+    real m;
+    int kind = PT_SFX(row_max)(xr, C, &m);
+    if (kind != ROW_FINITE) {
+        real v = kind == ROW_NAN ? (real)NAN : want_log ? -INFINITY : 0;
+        for (int64_t c = 0; c < C; c++) yr[c] = v;
+    } else if (want_log) {
+        real lg = (real)log(PT_SFX(row_sumexp)(NULL, xr, m, C));
+        for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - m) - lg;
+    } else {
+        real inv = (real)(1.0 / PT_SFX(row_sumexp)(yr, xr, m, C));
+        for (int64_t c = 0; c < C; c++) yr[c] *= inv;
+    }
+}
+
 int PT_FN(pt_softmax_forward)(real *y, const real *x, int64_t N, int64_t C, int want_log)
 {
     if (N < 0 || C < 0) return PT_EINVAL;
@@ -126,22 +166,8 @@ int PT_FN(pt_softmax_forward)(real *y, const real *x, int64_t N, int64_t C, int 
     /* y may equal x: every loop reads x[c] before it writes y[c]. */
     #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) \
         if (PT_SOFTMAX_PAR(N, C))
-    for (int64_t n = 0; n < N; n++) {
-        const real *xr = x + n * C;
-        real *yr = y + n * C;
-        real m;
-        int kind = PT_SFX(row_max)(xr, C, &m);
-        if (kind != ROW_FINITE) {
-            real v = kind == ROW_NAN ? (real)NAN : want_log ? -INFINITY : 0;
-            for (int64_t c = 0; c < C; c++) yr[c] = v;
-        } else if (want_log) {
-            real lg = (real)log(PT_SFX(row_sumexp)(NULL, xr, m, C));
-            for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - m) - lg;
-        } else {
-            real inv = (real)(1.0 / PT_SFX(row_sumexp)(yr, xr, m, C));
-            for (int64_t c = 0; c < C; c++) yr[c] *= inv;
-        }
-    }
+    for (int64_t n = 0; n < N; n++)
+        PT_SFX(softmax_row)(y + n * C, x + n * C, C, want_log);
     return PT_OK;
 }
 
