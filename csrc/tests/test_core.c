@@ -244,6 +244,25 @@ static void test_linear_gelu(void)
     free(x); free(w); free(b);
 }
 
+/* --------------------------------------------------------------- dropout */
+static void test_dropout(void)
+{
+    enum { n = 100000 };
+    static uint8_t a[n], b[n];
+    check_status("dropout_mask", pt_dropout_mask(a, n, 0.25, 42), PT_OK);
+    pt_dropout_mask(b, n, 0.25, 42);
+    double same = memcmp(a, b, n) == 0, kept = 0;
+    for (long i = 0; i < n; i++) kept += a[i];
+    check_tensor("dropout_mask same seed, same mask", &same, &(double){1.0}, 1, 0);
+    double frac = kept / n;        /* 1 - p within ~5 standard deviations */
+    check_tensor("dropout_mask keep fraction vs 0.75", &frac, &(double){0.75}, 1, 0.007);
+    double x[4] = {1, 2, 3, 4}, y[4], ref[4];
+    uint8_t keep[4] = {1, 0, 1, 1};
+    for (int i = 0; i < 4; i++) ref[i] = keep[i] ? x[i] / 0.75 : 0;
+    check_status("dropout_apply_f64", pt_dropout_apply_f64(y, x, keep, 4, 0.25), PT_OK);
+    check_tensor("dropout_apply_f64 (x * keep / (1 - p))", y, ref, 4, 1e-15);
+}
+
 int main(void)
 {
     printf("pytransformer C core: openmp=%d threads=%d blas=%d\n",
@@ -259,6 +278,7 @@ int main(void)
     test_embedding();
     test_adamw();
     test_linear_gelu();
+    test_dropout();
     printf("%s\n", failures ? "FAILED" : "all C tests passed");
     return failures ? 1 : 0;
 }
