@@ -120,27 +120,35 @@ def _runs_concurrently_with_python(fn):
     return len(inner) > 0, span["end"] - span["start"]
 
 
-@pytest.mark.parametrize("name", ["attention", "layer_norm", "softmax", "matmul_fallback"])
-def test_kernels_release_the_gil(name):
+def _one_kernel_call(name, scale):
+    """A function making exactly one C kernel call (so Python cannot run
+    between calls), its work growing with `scale`."""
     from pytransformer import ops
     rng = np.random.default_rng(0)
     if name == "attention":
-        q = rng.standard_normal((2, 4, 1024, 64)).astype(np.float32)
-        fn = lambda: ops.scaled_dot_product_attention(q, q, q)
-    elif name == "layer_norm":
-        x = rng.standard_normal((4096 * 8, 1024)).astype(np.float32)
-        fn = lambda: ops.layer_norm_backward(x, x, None, *ops.layer_norm_forward(x)[1:])
-    elif name == "softmax":
-        x = rng.standard_normal((4096 * 4, 4096)).astype(np.float32)
-        fn = lambda: ops.softmax(x)
-    else:
-        a = rng.standard_normal((2048, 2048)).astype(np.float32)
-        fn = lambda: ops.matmul(a, a, fallback=True)
-    released, seconds = _runs_concurrently_with_python(fn)
+        q = rng.standard_normal((2, 4, 512 * scale, 64)).astype(np.float32)
+        return lambda: ops.scaled_dot_product_attention(q, q, q)
+    if name == "layer_norm":
+        x = rng.standard_normal((4096 * scale, 1024)).astype(np.float32)
+        _, mean, rstd = ops.layer_norm_forward(x)
+        return lambda: ops.layer_norm_backward(x, x, None, mean, rstd)
+    if name == "softmax":
+        x = rng.standard_normal((1024 * scale, 4096)).astype(np.float32)
+        return lambda: ops.softmax(x)
+    a = rng.standard_normal((512 * scale, 2048)).astype(np.float32)
+    return lambda: ops.matmul(a, a, trans_b=True, fallback=True)
+
+
+@pytest.mark.parametrize("name", ["attention", "layer_norm", "softmax", "matmul_fallback"])
+def test_kernels_release_the_gil(name):
+    # Grow the problem until one call lasts long enough to observe.
+    for scale in (1, 2, 4, 8, 16):
+        released, seconds = _runs_concurrently_with_python(_one_kernel_call(name, scale))
+        if seconds >= 0.05:
+            break
+    assert seconds >= 0.05, f"{name} too fast to observe even at scale {scale}"
     # The probe can fail: a C call that holds the GIL (a backtracking regex)
     # lets no Python run in the middle of its span.
-    if seconds < 0.05:
-        pytest.skip(f"{name} ran in {seconds * 1e3:.0f} ms: too short to observe")
     assert released, f"no Python ran during {seconds * 1e3:.0f} ms of {name}"
 
 
