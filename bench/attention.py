@@ -44,6 +44,9 @@ def median_time(fn):
 
 
 def main(argv=None):
+    import argparse
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     rng = np.random.default_rng(0)
     old = _core.get_num_threads()
     print(f"{'shape':>18} {'causal':>6} {'thr':>3} {'fwd ms':>8} {'cpu':>8} {'GF/s':>6} "

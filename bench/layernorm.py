@@ -91,7 +91,10 @@ def fmt(nbytes, med, best):
             f"{nbytes / med / 1e9:5.2f} ({nbytes / best / 1e9:5.2f})")
 
 
-def main():
+def main(argv=None):
+    import argparse
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     print(f"layer_norm bench, {np.dtype(DTYPE).name}, median of {REPEATS}; "

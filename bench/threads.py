@@ -51,7 +51,10 @@ CONFIGS = [
 ]
 
 
-def main():
+def main(argv=None):
+    import argparse
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     print(f"{'configuration':<32}{'FFN fwd+bwd ms':>16}{'GFLOP/s':>10}")
     for name, env, blas in CONFIGS:
         out = subprocess.run([sys.executable, "-c", SCRIPT, str(blas)], capture_output=True,
