@@ -46,7 +46,7 @@ def cmd_demo(args):
     d = 8
     emb = {w: rng.standard_normal(d) for w in dict.fromkeys(words)}
     x = np.stack([emb[w] for w in words]).astype(np.float32)[None, None]   # (1, 1, T, d)
-    Wq, Wk, Wv = (rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d) for _ in range(3))
+    Wq, Wk, Wv = ((rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32) for _ in range(3))
     q, k, v = x @ Wq, x @ Wk, x @ Wv
     out, w = ops.scaled_dot_product_attention(q, k, v, is_causal=args.causal, need_weights=True)
     ref_out = reference.scaled_dot_product_attention(q, k, v, is_causal=args.causal)
@@ -57,7 +57,8 @@ def cmd_demo(args):
     print(" " * width + "".join(f"{t:>{width}}" for t in words))
     for i, t in enumerate(words):
         print(f"{t:>{width}}" + "".join(f"{w[0, 0, i, j]:>{width}.2f}" for j in range(len(words))))
-    print(f"output = weights @ V, shape {out.shape[2:]}; max |C kernel - NumPy reference| = {err:.1e}")
+    print(f"output = weights @ V, shape {out.shape[2:]}, {out.dtype}; "
+          f"max |C kernel - NumPy reference| = {err:.1e}")
     return 0
 
 

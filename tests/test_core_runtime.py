@@ -85,7 +85,7 @@ def test_cli_info_and_json():
 def test_cli_demo_prints_weights_that_match_reference():
     out = _cli("demo", "the ball is blue")
     assert out.returncode == 0, out.stderr
-    assert "ball" in out.stdout
+    assert "ball" in out.stdout and "float32" in out.stdout
     err = float(out.stdout.rsplit("=", 1)[1])
     assert err < 1e-5
 
