@@ -26,16 +26,22 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def float_array(name, a, dtype=None, ndim=None, min_ndim=None):
-    """Return `a` as a C-contiguous float array, checking type, dtype, ndim."""
+def float_ndarray(name, a, dtype, dtype_of):
+    """TypeError naming `name` unless `a` is an ndarray of float32/float64
+    (dtype None) or exactly of `dtype`, which is the dtype of `dtype_of`."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
     if dtype is None:
         if a.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
     elif a.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the dtype of the "
-                        f"other inputs), got {a.dtype}")
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the dtype of "
+                        f"{dtype_of}), got {a.dtype}")
+
+
+def float_array(name, a, dtype=None, ndim=None, min_ndim=None):
+    """Return `a` as a C-contiguous float array, checking type, dtype, ndim."""
+    float_ndarray(name, a, dtype, "the other inputs")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dims, got shape {a.shape}")
     if min_ndim is not None and a.ndim < min_ndim:

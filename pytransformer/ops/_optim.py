@@ -2,21 +2,14 @@
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import FLOAT_DTYPES, float_array, int_arg, real_arg
+from pytransformer.ops._checks import float_array, float_ndarray, int_arg, real_arg
 
 
 def _state(name, a, dtype, shape):
     """A buffer the step updates in place: it must already be a writable
     C-contiguous array of the right dtype and shape. A copy is never made,
     since the update of a copy would be silently lost."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
-    if dtype is None:
-        if a.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
-    elif a.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the dtype of param), "
-                        f"got {a.dtype}")
+    float_ndarray(name, a, dtype, "param")
     if shape is not None and a.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
     if not a.flags.c_contiguous:
