@@ -2,17 +2,24 @@
 
 The compiled core (csrc/ + Cython) is reached through :mod:`pytransformer.ops`
 (NumPy arrays in, NumPy arrays out); :mod:`pytransformer.reference` holds the
-same ops in plain NumPy.
+same ops in plain NumPy. :mod:`pytransformer.autograd` (Tensor, backward) and
+:mod:`pytransformer.nn` (PyTorch-shaped modules, the Transformer) build on them.
 """
 import os as _os
 
 from pytransformer import _core, _blas
 from pytransformer import ops, reference  # noqa: E402  (public submodules)
+from pytransformer import autograd, nn  # noqa: E402
+from pytransformer._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
+from pytransformer.autograd import (Parameter, Tensor, cat, enable_grad, no_grad,  # noqa: E402
+                                    ones, stack, tensor, zeros)
 
 __version__ = "0.1.0"
 
-__all__ = ["config", "get_num_threads", "ops", "reference", "set_num_threads", "use_blas",
-           "__version__"]
+__all__ = ["Parameter", "Tensor", "autograd", "cat", "config", "enable_grad",
+           "get_num_threads", "get_rng_state", "manual_seed", "nn", "no_grad", "ones", "ops",
+           "reference", "set_num_threads", "set_rng_state", "stack", "tensor", "use_blas",
+           "zeros", "__version__"]
 
 
 def use_blas(enable=True):
