@@ -53,6 +53,7 @@ Differences from PyTorch, all deliberate:
 * ``clip_grad_norm_`` accumulates the norm in float64 and returns a Python
   float (PyTorch returns a 0-d tensor of the gradients' dtype).
 """
+import copy
 import math
 import numbers
 from collections.abc import Mapping, MutableMapping
@@ -155,6 +156,7 @@ class _ParamState(MutableMapping):
         return len(self._d)
 
     def clear(self):
+        """Forget every parameter's state."""
         self._d.clear()
 
     def __repr__(self):
@@ -452,7 +454,7 @@ class Optimizer:
                 if i in id_map:
                     raise ValueError(f"{where}['params'][{j}]: index {i} appears twice")
                 id_map[i] = p
-            new = {k: v for k, v in saved.items() if k != "params"}
+            new = copy.deepcopy({k: v for k, v in saved.items() if k != "params"})
             for name in self.defaults:
                 if name not in new:
                     if name not in self._optional_on_load:
@@ -556,8 +558,12 @@ class SGD(Optimizer):
             g = g + momentum * buf      if nesterov, else g = buf
         p -= lr * g
 
-    State: ``"momentum_buffer"`` (only when momentum != 0). Nesterov needs
-    momentum > 0 and dampening == 0. Arithmetic is in the parameter's dtype.
+    State: ``"momentum_buffer"`` (only when momentum != 0, as in PyTorch >=
+    2.2). Nesterov needs momentum > 0 and dampening == 0. Arithmetic is in the
+    parameter's dtype. `maximize` negates the gradient *before* weight decay
+    is added, as torch's code does (the pseudo-code in torch's documentation
+    adds the decay first and flips the sign of the final update instead,
+    which differs when weight_decay != 0).
     """
 
     _state_spec = {"momentum_buffer": "array?"}
@@ -746,8 +752,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     clip_coef = max_norm / (total + 1e-6)
     coef = 1.0 if clip_coef > 1.0 else clip_coef      # clamp(max=1), NaN stays NaN
     if coef != 1.0:
-        for g in grads:
-            g *= coef
+        with np.errstate(invalid="ignore"):       # inf * 0 = nan, as PyTorch, silently
+            for g in grads:
+                g *= coef
     return total
 
 
@@ -940,15 +947,19 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """initial lr * lr_lambda(last_epoch), per group."""
         return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
 
     def state_dict(self):
+        """The base state dict plus ``"lr_lambdas"`` (see the class docstring)."""
         sd = super().state_dict()
         sd["lr_lambdas"] = [None if not hasattr(fn, "__dict__") or _is_plain_function(fn)
                             else dict(fn.__dict__) for fn in self.lr_lambdas]
         return sd
 
     def load_state_dict(self, state_dict):
+        """Restore last_epoch and the rates, and each callable object's saved
+        ``__dict__`` (checked first: one entry per lambda)."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         sd = dict(state_dict)
@@ -989,6 +1000,7 @@ class NoamLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """initial lr * noam_lr(last_epoch + 1, ...), per group."""
         m = noam_lr(self.last_epoch + 1, self.d_model, self.warmup_steps, self.factor)
         return [base * m for base in self.base_lrs]
 
@@ -1019,6 +1031,7 @@ class WarmupCosineLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
+        """initial lr * warmup_cosine_lr(last_epoch + 1, ...), per group."""
         m = warmup_cosine_lr(self.last_epoch + 1, self.warmup_steps, self.total_steps,
                              self.min_lr_ratio)
         return [base * m for base in self.base_lrs]
