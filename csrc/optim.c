@@ -17,8 +17,8 @@
 #include "pt_omp.h"
 
 int PT_FN(pt_adamw_step)(real *param, real *m, real *v, const real *grad,
-                         int64_t n, real lr, real beta1, real beta2, real eps,
-                         real weight_decay, int64_t step)
+                         int64_t n, double lr, double beta1, double beta2, double eps,
+                         double weight_decay, int64_t step)
 {
     if (n < 0 || step < 1) return PT_EINVAL;
     if (!(lr >= 0) || !(eps >= 0) || !(weight_decay >= 0) ||

@@ -9,7 +9,7 @@ import os as _os
 
 from pytransformer import _core, _blas
 from pytransformer import ops, reference  # noqa: E402  (public submodules)
-from pytransformer import autograd, nn  # noqa: E402
+from pytransformer import autograd, nn, optim  # noqa: E402
 from pytransformer._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
 from pytransformer.autograd import (Parameter, Tensor, cat, enable_grad, no_grad,  # noqa: E402
                                     ones, stack, tensor, zeros)
@@ -17,7 +17,7 @@ from pytransformer.autograd import (Parameter, Tensor, cat, enable_grad, no_grad
 __version__ = "0.1.0"
 
 __all__ = ["Parameter", "Tensor", "autograd", "cat", "config", "enable_grad",
-           "get_num_threads", "get_rng_state", "manual_seed", "nn", "no_grad", "ones", "ops",
+           "get_num_threads", "get_rng_state", "manual_seed", "nn", "no_grad", "ones", "ops", "optim",
            "reference", "set_num_threads", "set_rng_state", "stack", "tensor", "use_blas",
            "zeros", "__version__"]
 

@@ -27,8 +27,7 @@ def adamw_step(object param, object exp_avg, object exp_avg_sq, object grad,
     if dt == np.float32:
         with nogil:
             st = pt_adamw_step_f32(<float *>pp, <float *>pm, <float *>pv, <float *>pg, n,
-                                   <float>lr, <float>beta1, <float>beta2, <float>eps,
-                                   <float>weight_decay, step)
+                                   lr, beta1, beta2, eps, weight_decay, step)
     else:
         with nogil:
             st = pt_adamw_step_f64(<double *>pp, <double *>pm, <double *>pv, <double *>pg, n,

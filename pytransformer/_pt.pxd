@@ -56,7 +56,7 @@ cdef extern from "pt.h" nogil:
     int pt_sinusoidal_positions_f64(double *out, int64_t T, int64_t C, double base)
     int pt_dropout_apply_f32(float *y, const float *x, const uint8_t *keep, int64_t n, float p)
     int pt_dropout_apply_f64(double *y, const double *x, const uint8_t *keep, int64_t n, double p)
-    int pt_adamw_step_f32(float *param, float *m, float *v, const float *grad, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step)
+    int pt_adamw_step_f32(float *param, float *m, float *v, const float *grad, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step)
     int pt_adamw_step_f64(double *param, double *m, double *v, const double *grad, int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step)
     int pt_attention_forward_f32(float *out, float *lse, float *weights, const float *q, const float *k, const float *v, const float *mask, const int64_t *mask_strides, int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, int is_causal, float scale)
     int pt_attention_forward_f64(double *out, double *lse, double *weights, const double *q, const double *k, const double *v, const double *mask, const int64_t *mask_strides, int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, int is_causal, double scale)
