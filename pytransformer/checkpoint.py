@@ -222,7 +222,8 @@ def _atomic_write(path, chunks):
     _fsync_dir(directory)
 
 
-def save_file(tensors: Mapping[str, np.ndarray], path, metadata: Optional[Mapping[str, str]] = None):
+def save_file(tensors: Mapping[str, np.ndarray], path,
+              metadata: Optional[Mapping[str, str]] = None):
     """Write `tensors` (str name -> numpy array) to `path` as a safetensors
     file, atomically (see the module docstring), with optional `metadata`
     (str -> str, stored as "__metadata__"; written, possibly empty, unless
@@ -548,9 +549,9 @@ def _optimizer_entries(optimizer):
                         f"{type(optimizer).__name__}")
     sd = optimizer.state_dict()
     if not isinstance(sd, Mapping) or set(sd) != {"state", "param_groups"}:
+        got = sorted(map(str, sd)) if isinstance(sd, Mapping) else type(sd).__name__
         raise ValueError(f"optimizer.state_dict(): expected a mapping with exactly the keys "
-                         f"'state' and 'param_groups', got "
-                         f"{sorted(map(str, sd)) if isinstance(sd, Mapping) else type(sd).__name__}")
+                         f"'state' and 'param_groups', got {got}")
     if not isinstance(sd["state"], Mapping):
         raise TypeError(f"optimizer.state_dict()['state']: expected a mapping, got "
                         f"{type(sd['state']).__name__}")

@@ -100,7 +100,7 @@ def load_or_checkpoint_error(path):
 
 
 def valid_blob():
-    """A small valid file: three dtypes, metadata, data bytes all distinct."""
+    """A small valid file: an 8-, a 4- and a 1-byte dtype, and metadata."""
     d = tempfile.mkdtemp()
     p = os.path.join(d, "v.safetensors")
     rng = np.random.default_rng(0)
@@ -152,7 +152,7 @@ def test_layout_matches_reference_writer(tmp_path):
     assert list(header)[0] == "__metadata__" and header.pop("__metadata__") == {"a": "1", "b": "2"}
     rank = {name: i for i, name in enumerate(
         ["BOOL", "U8", "I8", "I16", "U16", "F16", "I32", "U32", "F32", "F64", "I64", "U64"])}
-    order = sorted(header, key=lambda k: (header[k]["data_offsets"][0], header[k]["data_offsets"][1]))
+    order = sorted(header, key=lambda k: tuple(header[k]["data_offsets"]))
     assert order == list(header)
     assert order == sorted(header, key=lambda k: (-rank[header[k]["dtype"]], k))
     pos = 0
@@ -169,14 +169,16 @@ def test_reference_byte_vectors(tmp_path):
     path = tmp_path / "x.safetensors"
     save_file({"attn.0": np.arange(6, dtype=np.float32).reshape(1, 2, 3)}, path)
     header = b'{"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}}'
-    assert path.read_bytes() == struct.pack("<Q", 64) + header + struct.pack("<6f", 0, 1, 2, 3, 4, 5)
+    data = struct.pack("<6f", 0, 1, 2, 3, 4, 5)
+    assert path.read_bytes() == struct.pack("<Q", 64) + header + data
     save_file({"attn0": np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)}, path)
     header = b'{"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}}' + b" " * 7
-    assert path.read_bytes() == struct.pack("<Q", 72) + header + struct.pack("<6f", 0, 1, 2, 3, 4, 5)
+    assert path.read_bytes() == struct.pack("<Q", 72) + header + data
     save_file({}, path)
     assert path.read_bytes() == struct.pack("<Q", 8) + b"{}" + b" " * 6
     save_file({}, path, metadata={"framework": "pt"})
-    assert path.read_bytes() == struct.pack("<Q", 40) + b'{"__metadata__":{"framework":"pt"}}' + b" " * 5
+    header = b'{"__metadata__":{"framework":"pt"}}' + b" " * 5
+    assert path.read_bytes() == struct.pack("<Q", 40) + header
     assert load_file(path) == {} and load_metadata(path) == {"framework": "pt"}
 
 
@@ -213,7 +215,8 @@ def test_loaded_arrays_are_writable_copies(tmp_path):
     assert again["c"] == 7
 
 
-NAMES = ["model.encoder.layers.0.self_attn.in_proj_weight", "ñandú", "模型.权重", "emoji 🙂.x",
+NAMES = ["model.encoder.layers.0.self_attn.in_proj_weight", "ñandú", "模型.权重",
+         "emoji 🙂.x",
          "", " ", 'quote"and\\backslash', "new\nline\ttab", "\x00nul\x1f", "a" * 300,
          "__metadata", "__metadata__x"]
 
@@ -529,7 +532,8 @@ def test_broken_file_raises_checkpoint_error(tmp_path, case):
 def test_broken_corpus_messages_name_the_problem(tmp_path):
     """Spot checks that messages say what is wrong, not only that it is."""
     expect = {"length-2**63": "header length 9223372036854775808", "gap": "gap",
-              "overlap": "overlap", "shape-huge": "needs more than 2**64 bytes", "dtype-unknown": "F128",
+              "overlap": "overlap", "shape-huge": "needs more than 2**64 bytes",
+              "dtype-unknown": "F128",
               "duplicate-tensor": "duplicate key 'a'", "data-shorter": "truncated",
               "data-longer": "trailing", "missing-shape": "missing ['shape']",
               "extra-field": "unexpected ['strides']", "size-mismatch": "needs 12",
@@ -747,7 +751,7 @@ def test_checkpoint_round_trip(tmp_path):
     model, opt = _fresh()
     rng = np.random.default_rng(13)
     _train(model, opt, rng, 3, x, y)
-    opt.state[0]["step_tensor"] = np.array(3.0, np.float32)       # PyTorch keeps step as a 0-d tensor
+    opt.state[0]["step_tensor"] = np.array(3.0, np.float32)   # PyTorch: step is a 0-d tensor
     opt.state[1]["lr_scale"] = np.float32(0.5)                     # NumPy scalar -> Python float
     opt.state[1]["history"] = (1, 2.5, None, "x", [True, (3,)])
     opt.param_groups[0]["eps"] = 1e-8
