@@ -1,0 +1,803 @@
+"""Checkpoints as safetensors files: validated reads, atomic writes, no pickle.
+
+Two layers, NumPy only (the `safetensors` package is not needed; files are
+byte-compatible with it both ways):
+
+* `save_file` / `load_file` / `load_metadata`: the safetensors format.
+
+      [8 bytes: N, little-endian u64]
+      [N bytes: UTF-8 JSON header, padded with spaces to a multiple of 8]
+          {"__metadata__": {str: str},            (optional)
+           name: {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]},
+           ...}
+      [data: raw little-endian C-order bytes; offsets are relative to the
+       start of this section, and the tensors cover it exactly, without gaps
+       or overlaps]
+
+  Like the reference writer, tensors are laid out by decreasing alignment
+  (8-byte dtypes first, then 4, 2, 1), then by name, so every tensor starts
+  at a multiple of its itemsize. Writable dtypes: F64 F32 F16 I64 I32 I16 I8
+  U64 U32 U16 U8 BOOL. BF16 can be read, not written: NumPy has no bfloat16,
+  so BF16 tensors are returned as float32 (exactly: a bfloat16 is the upper
+  half of a float32).
+
+* `save_checkpoint` / `load_checkpoint`: model, optimizer, step, config and
+  RNG state in one safetensors file (layout below).
+
+Writes are atomic: a temporary file in the target's directory is written,
+flushed and fsync'ed, then os.replace'd onto the target, and the directory is
+fsync'ed (best effort). If anything fails (or the process is interrupted
+before the replace), the temporary file is removed and a previous file at the
+path is untouched.
+
+Reads trust nothing: every structural problem of a file (truncated, bad
+header length, header not UTF-8 or not JSON, duplicate keys, unknown dtypes,
+bad shapes or offsets, overlaps, gaps, sizes that do not add up, bad metadata)
+raises `CheckpointError`, a ValueError whose message names the file and the
+problem. Sizes are checked with Python integers before anything is allocated,
+so a hostile shape such as [2**40, 2**40] costs nothing; tensor memory never
+exceeds the file's size (BF16 tensors: twice their bytes, as float32). The
+header itself is capped at 100 MB, as in the reference library, and is
+parsed by `json` (memory proportional to its size). Nothing is ever
+unpickled or evaluated. Errors opening the file (missing, a directory,
+permissions) are the usual OSError.
+
+Checkpoint layout (format version "1"):
+
+    tensors   "model.<key>"                    model.state_dict()[key]
+              "optimizer.state.<i>.<name>"     optimizer array state
+    metadata  "pytransformer.checkpoint": "1"  (required on load)
+              "model":     JSON list of the state_dict keys, in order
+              "optimizer": JSON {"state": {"<i>": {name: {"tensor": tensor
+                           name} | {"value": JSON value}}}, "param_groups": [...]}
+              "step":      JSON int
+              "config":    JSON object
+              "extra":     JSON object
+              "rng":       JSON {"type": "numpy.random.Generator" | "dict",
+                                 "state": ...}
+
+Within these JSON values tuples are stored as {"__tuple__": [...]} and come
+back as tuples (so an optimizer's betas=(0.9, 0.999) is restored as a tuple);
+a dict key "__tuple__" is therefore reserved. NumPy scalars become Python
+numbers; non-finite floats are kept (Python's JSON dialect: NaN, Infinity).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["CheckpointError", "Checkpoint", "save_file", "load_file", "load_metadata",
+           "save_checkpoint", "load_checkpoint", "restore_rng", "FORMAT_KEY",
+           "FORMAT_VERSION", "MAX_HEADER_SIZE"]
+
+MAX_HEADER_SIZE = 100_000_000   # bytes; the reference library's limit
+FORMAT_KEY = "pytransformer.checkpoint"
+FORMAT_VERSION = "1"
+
+# safetensors dtype name -> (little-endian NumPy dtype it is stored as,
+# alignment rank: the reference writer's order, larger first).
+_DTYPES = {
+    "BOOL": (np.dtype("|b1"), 0), "U8": (np.dtype("|u1"), 1), "I8": (np.dtype("|i1"), 2),
+    "I16": (np.dtype("<i2"), 5), "U16": (np.dtype("<u2"), 6), "F16": (np.dtype("<f2"), 7),
+    "BF16": (np.dtype("<u2"), 8), "I32": (np.dtype("<i4"), 9), "U32": (np.dtype("<u4"), 10),
+    "F32": (np.dtype("<f4"), 11), "F64": (np.dtype("<f8"), 12), "I64": (np.dtype("<i8"), 13),
+    "U64": (np.dtype("<u8"), 14),
+}
+# (numpy kind, itemsize) -> safetensors name, for writing. No BF16: NumPy has none.
+_WRITE_NAMES = {("b", 1): "BOOL", ("u", 1): "U8", ("i", 1): "I8", ("i", 2): "I16",
+                ("u", 2): "U16", ("f", 2): "F16", ("i", 4): "I32", ("u", 4): "U32",
+                ("f", 4): "F32", ("f", 8): "F64", ("i", 8): "I64", ("u", 8): "U64"}
+_WRITABLE = "F64 F32 F16 I64 I32 I16 I8 U64 U32 U16 U8 BOOL"
+_NP2 = int(np.__version__.split(".")[0]) >= 2
+_MAX_NDIM = 64 if _NP2 else 32
+_ENTRY_FIELDS = ("dtype", "shape", "data_offsets")
+_MAX_BYTES = 2**64
+
+
+class CheckpointError(ValueError):
+    """A file is not a valid safetensors file / pytransformer checkpoint.
+    The message names the file and the problem."""
+
+
+# ------------------------------------------------------------------ writing
+
+def _tensor_entry(name, value):
+    """(safetensors dtype, little-endian C-order array) for one tensor to write."""
+    if isinstance(value, np.generic):
+        value = np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"tensors[{name!r}]: expected a numpy.ndarray, got "
+                        f"{type(value).__name__}")
+    st = _WRITE_NAMES.get((value.dtype.kind, value.dtype.itemsize))
+    if st is None or value.dtype.fields is not None:
+        raise TypeError(f"tensors[{name!r}]: dtype {value.dtype} cannot be saved; "
+                        f"supported: {_WRITABLE} (as NumPy bool, uint8..uint64, "
+                        f"int8..int64, float16/32/64)")
+    le = _DTYPES[st][0]
+    # np.array keeps 0-d arrays 0-d; copies only when needed (order/byte order).
+    return st, np.array(value, dtype=le, order="C", copy=None if _NP2 else False)
+
+
+
+def _check_text(what, s):
+    """ValueError unless str `s` can be encoded as UTF-8 (no lone surrogates)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what}: {s!r} is not valid Unicode text ({e.reason})") from None
+
+
+def _header_bytes(tensors, metadata):
+    """Validate the inputs and return (padded header bytes, arrays in file order)."""
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"tensors: expected a mapping of str to numpy.ndarray, got "
+                        f"{type(tensors).__name__}")
+    items = []
+    for name, value in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensors: names must be str, got {type(name).__name__} {name!r}")
+        if name == "__metadata__":
+            raise ValueError("tensors: the name '__metadata__' is reserved by the format")
+        _check_text("tensors: name", name)
+        st, arr = _tensor_entry(name, value)
+        items.append((name, st, arr))
+    header = {}
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata: expected a mapping of str to str or None, got "
+                            f"{type(metadata).__name__}")
+        meta = {}
+        for k, v in metadata.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError(f"metadata: keys and values must be str, got "
+                                f"{type(k).__name__} {k!r}: {type(v).__name__}")
+            _check_text("metadata: key", k)
+            _check_text(f"metadata[{k!r}]", v)
+            meta[k] = v
+        header["__metadata__"] = {k: meta[k] for k in sorted(meta)}
+    # The reference order: decreasing alignment, then name.
+    items.sort(key=lambda t: (-_DTYPES[t[1]][1], t[0]))
+    offset = 0
+    for name, st, arr in items:
+        header[name] = {"dtype": st, "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    raw = json.dumps(header, ensure_ascii=False, separators=(",", ":"),
+                     allow_nan=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    if len(raw) > MAX_HEADER_SIZE:
+        raise ValueError(f"tensors/metadata: the header would be {len(raw)} bytes, over "
+                         f"the {MAX_HEADER_SIZE}-byte limit readers accept")
+    return raw, [arr for _, _, arr in items]
+
+
+def _fsync_dir(directory):
+    """fsync a directory so a rename in it is durable (best effort: some
+    platforms and file systems cannot open or fsync directories)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path, chunks):
+    """Write the byte chunks (an iterable of buffers) to `path` atomically."""
+    path = os.fspath(path)
+    directory, base = os.path.split(os.path.abspath(path))
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+             | getattr(os, "O_CLOEXEC", 0))
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{base[:100]}.{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)   # mode 0o666 & ~umask, as open() gives
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"{path}: could not create a temporary file in {directory}")
+    try:
+        with open(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def save_file(tensors: Mapping[str, np.ndarray], path,
+              metadata: Optional[Mapping[str, str]] = None):
+    """Write `tensors` (str name -> numpy array) to `path` as a safetensors
+    file, atomically (see the module docstring), with optional `metadata`
+    (str -> str, stored as "__metadata__"; written, possibly empty, unless
+    None).
+
+    Arrays of any layout are accepted (non-contiguous or big-endian ones are
+    stored as little-endian C order); dtypes bool, int8..int64, uint8..uint64,
+    float16/32/64 (TypeError for others: object, complex, str, structured,
+    longdouble, ...). TypeError for non-str names or metadata, ValueError for
+    the reserved name "__metadata__", text that is not valid Unicode, or a
+    header over MAX_HEADER_SIZE. Nothing is written when the input is bad."""
+    header, arrays = _header_bytes(tensors, metadata)
+    chunks = [len(header).to_bytes(8, "little"), header]
+    # reshape(-1) of a C-order array is a view; uint8 bytes of 0-d/empty arrays too.
+    chunks += [a.reshape(-1).view(np.uint8) for a in arrays]
+    _atomic_write(path, chunks)
+
+
+# ------------------------------------------------------------------ reading
+
+def _no_duplicates(pairs):
+    """json object_pairs_hook: a dict, or ValueError on a repeated key."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"duplicate key {k!r}")
+            seen.add(k)
+    return d
+
+
+def _no_constants(name):
+    """json parse_constant: NaN and Infinity are not JSON."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _read_exact(f, n):
+    """Up to n bytes from raw file f (fewer only at end of file)."""
+    parts, got = [], 0
+    while got < n:
+        b = f.read(n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def _parse_header(f, where):
+    """Read and validate the header of the open raw file f.
+
+    Returns (entries, metadata, data_len): entries is a list of
+    (name, dtype name, shape tuple, begin, end) in header order, all checked
+    against each other and against the file size."""
+    file_size = os.fstat(f.fileno()).st_size
+
+    def fail(msg):
+        raise CheckpointError(f"{where}: {msg}")
+
+    if file_size < 8:
+        fail(f"file is {file_size} bytes, shorter than the 8-byte header length")
+    raw = _read_exact(f, 8)
+    if len(raw) < 8:
+        fail("file ended inside the 8-byte header length")
+    n = int.from_bytes(raw, "little")
+    if n > MAX_HEADER_SIZE:
+        fail(f"header length {n} is over the {MAX_HEADER_SIZE}-byte limit")
+    if n > file_size - 8:
+        fail(f"header length {n} is more than the {file_size - 8} bytes after it")
+    raw = _read_exact(f, n)
+    if len(raw) < n:
+        fail(f"file ended inside the {n}-byte header")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        fail(f"header is not UTF-8 ({e.reason} at byte {8 + e.start})")
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except RecursionError:
+        fail("header JSON is nested too deeply")
+    except ValueError as e:   # json.JSONDecodeError, duplicates, NaN, huge int literals
+        fail(f"header is not valid JSON: {e}")
+    if not isinstance(obj, dict):
+        fail(f"header must be a JSON object, got {type(obj).__name__}")
+    data_len = file_size - 8 - n
+    metadata = {}
+    entries = []
+    for name, info in obj.items():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            fail(f"tensor name {name!r} is not valid Unicode text")
+        if name == "__metadata__":
+            if not isinstance(info, dict):
+                fail(f"__metadata__ must be an object of str to str, got {type(info).__name__}")
+            for k, v in info.items():
+                if not isinstance(v, str):
+                    fail(f"__metadata__[{k!r}] must be a str, got {type(v).__name__}")
+                try:
+                    k.encode("utf-8"), v.encode("utf-8")
+                except UnicodeEncodeError:
+                    fail(f"__metadata__[{k!r}] is not valid Unicode text")
+            metadata = info
+            continue
+        entries.append(_check_entry(name, info, fail))
+    # Offsets: sorted, they must tile [0, data_len) exactly.
+    pos, prev = 0, None
+    for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
+        if begin < pos:
+            fail(f"tensor {name!r} data_offsets [{begin}, {end}] overlap tensor {prev!r} "
+                 f"(which ends at {pos})")
+        if begin > pos:
+            fail(f"gap in the data section: bytes [{pos}, {begin}) belong to no tensor "
+                 f"(tensor {name!r} starts at {begin})")
+        pos, prev = end, name
+    if pos < data_len:
+        fail(f"data section is {data_len} bytes but the tensors cover only {pos} "
+             f"(trailing bytes)")
+    if pos > data_len:
+        fail(f"data section is {data_len} bytes, shorter than the {pos} bytes the "
+             f"offsets need (truncated file?)")
+    return entries, metadata, data_len
+
+
+def _check_entry(name, info, fail):
+    """Validate one tensor entry of the header; returns (name, dtype, shape, begin, end)."""
+    if not isinstance(info, dict):
+        fail(f"tensor {name!r}: entry must be an object, got {type(info).__name__}")
+    missing = [k for k in _ENTRY_FIELDS if k not in info]
+    extra = sorted(k for k in info if k not in _ENTRY_FIELDS)
+    if missing or extra:
+        fail(f"tensor {name!r}: entry must have exactly the fields dtype, shape, "
+             f"data_offsets (missing {missing}, unexpected {extra})")
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        fail(f"tensor {name!r}: unknown or unsupported dtype {dtype!r} "
+             f"(supported: {_WRITABLE} BF16)")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        fail(f"tensor {name!r}: shape must be a list of non-negative ints, got {shape!r:.200}")
+    if len(shape) > _MAX_NDIM:
+        fail(f"tensor {name!r}: {len(shape)} dims, more than NumPy's {_MAX_NDIM}")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(_is_int(o) for o in offsets)):
+        fail(f"tensor {name!r}: data_offsets must be a list of two ints, got {offsets!r:.200}")
+    begin, end = offsets
+    if not 0 <= begin <= end:
+        fail(f"tensor {name!r}: data_offsets [{begin}, {end}] must satisfy 0 <= begin <= end")
+    itemsize = _DTYPES[dtype][0].itemsize
+    # Python ints, stopping as soon as the size passes 2**64 (so a hostile
+    # shape cannot make this slow; no file can hold that much anyway).
+    nbytes = 0 if 0 in shape else itemsize
+    for d in shape:
+        nbytes *= d
+        if nbytes > _MAX_BYTES:
+            fail(f"tensor {name!r}: shape {shape!r:.200} of {dtype} needs more than 2**64 "
+                 f"bytes")
+    if end - begin != nbytes:
+        fail(f"tensor {name!r}: data_offsets [{begin}, {end}] span {end - begin} bytes but "
+             f"shape {shape} of {dtype} needs {nbytes}")
+    if nbytes == 0:
+        try:   # zero elements, yet the shape must still be one NumPy can hold
+            np.empty(shape, _DTYPES[dtype][0])
+        except (ValueError, OverflowError) as e:
+            fail(f"tensor {name!r}: NumPy cannot represent shape {shape} ({e})")
+    return name, dtype, tuple(shape), begin, end
+
+
+def _to_array(buf, dtype, shape, name, fail):
+    """The NumPy array (native byte order, owning its memory) for the raw bytes."""
+    le = _DTYPES[dtype][0]
+    if dtype == "BF16":   # bfloat16 = upper 16 bits of a float32
+        arr = (buf.view(le).astype(np.uint32) << 16).view(np.float32)
+    elif dtype == "BOOL":
+        if buf.size and buf.max() > 1:
+            fail(f"tensor {name!r}: BOOL data holds a byte other than 0 or 1")
+        arr = buf.view(np.bool_)
+    else:
+        arr = buf.view(le)
+        if not le.isnative:
+            arr = arr.astype(le.newbyteorder("="))
+    return arr.reshape(shape)
+
+
+def _load(path, with_data=True):
+    """(tensors or None, metadata) of the safetensors file at path."""
+    where = os.fspath(path)
+    with open(path, "rb", buffering=0) as f:
+        entries, metadata, data_len = _parse_header(f, where)
+
+        def fail(msg):
+            raise CheckpointError(f"{where}: {msg}")
+
+        if not with_data:
+            return None, dict(metadata)
+        arrays = {}
+        for name, dtype, shape, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
+            buf = np.empty(end - begin, np.uint8)
+            view, got = memoryview(buf), 0
+            while got < buf.size:
+                k = f.readinto(view[got:])
+                if not k:
+                    fail(f"file ended while reading tensor {name!r} (truncated while "
+                         f"being read?)")
+                got += k
+            arrays[name] = _to_array(buf, dtype, shape, name, fail)
+        if f.read(1):
+            fail("file grew while being read")
+    return {e[0]: arrays[e[0]] for e in entries}, dict(metadata)
+
+
+def load_file(path) -> dict:
+    """Read a safetensors file: {name: numpy array}, in the order the header
+    lists them. Each array is a fresh, writable, C-contiguous array owning its
+    memory, in native byte order; BF16 tensors come back as float32. The
+    file is validated completely first (see the module docstring): any
+    malformed content raises CheckpointError (a ValueError); failing to open
+    the file raises OSError."""
+    return _load(path)[0]
+
+
+def load_metadata(path) -> dict:
+    """The "__metadata__" of a safetensors file as a {str: str} dict ({} when
+    absent). The header is validated completely and against the file size
+    (CheckpointError otherwise); the tensor bytes are not read, so problems
+    only they show (a BOOL byte other than 0/1) are found by load_file."""
+    return _load(path, with_data=False)[1]
+
+
+# ------------------------------------------------------------- checkpoints
+
+_TUPLE = "__tuple__"
+_GENERATOR = "numpy.random.Generator"
+_BIT_GENERATORS = {name: getattr(np.random, name)
+                   for name in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")}
+
+
+def _encode(value, where):
+    """A JSON-able copy of value: tuples tagged, NumPy scalars as Python numbers."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return {_TUPLE: items} if isinstance(value, tuple) else items
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: dict keys must be str, got {type(k).__name__} {k!r}")
+            if k == _TUPLE:
+                raise ValueError(f"{where}: the dict key {_TUPLE!r} is reserved (it marks "
+                                 f"tuples in checkpoint metadata)")
+            out[k] = _encode(v, f"{where}[{k!r}]")
+        return out
+    raise TypeError(f"{where}: {type(value).__name__} cannot be stored as JSON (expected "
+                    f"None, bool, int, float, str, list, tuple or dict with str keys)")
+
+
+def _dumps(value, where):
+    """JSON text of `value` (see _encode)."""
+    try:
+        return json.dumps(_encode(value, where), ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply (or contains itself)") from None
+
+
+def _decode(value):
+    """Inverse of _encode on parsed JSON (ValueError on a malformed tuple tag)."""
+    if isinstance(value, dict):
+        if _TUPLE in value:
+            if len(value) != 1 or not isinstance(value[_TUPLE], list):
+                raise ValueError(f"malformed {_TUPLE} object")
+            return tuple(_decode(v) for v in value[_TUPLE])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _plain_state(value):
+    """A bit generator's state with its arrays as lists (JSON-able)."""
+    if isinstance(value, dict):
+        return {k: _plain_state(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def restore_rng(state) -> np.random.Generator:
+    """A numpy.random.Generator in exactly the state `state` describes: a
+    bit generator's `state` dict (as `Generator.bit_generator.state` gives,
+    or its JSON form from a checkpoint, with lists for arrays). It continues
+    the saved stream draw for draw. Supported bit generators: PCG64,
+    PCG64DXSM, MT19937, Philox, SFC64. ValueError for anything else."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"state: expected a bit generator state dict, got {type(state).__name__}")
+    kind = state.get("bit_generator")
+    if not isinstance(kind, str) or kind not in _BIT_GENERATORS:
+        raise ValueError(f"state['bit_generator']: expected one of {sorted(_BIT_GENERATORS)}, "
+                         f"got {kind!r:.100}")
+    bg = _BIT_GENERATORS[kind]()
+    try:
+        bg.state = dict(state)
+    except (TypeError, ValueError, KeyError, OverflowError, IndexError) as e:
+        raise ValueError(f"state: not a valid {kind} state ({type(e).__name__}: {e})") from None
+    return np.random.Generator(bg)
+
+
+def _optimizer_entries(optimizer):
+    """(optimizer metadata JSON, {tensor name: array}) from optimizer.state_dict()."""
+    if not callable(getattr(optimizer, "state_dict", None)):
+        raise TypeError(f"optimizer: expected an object with state_dict(), got "
+                        f"{type(optimizer).__name__}")
+    sd = optimizer.state_dict()
+    if not isinstance(sd, Mapping) or set(sd) != {"state", "param_groups"}:
+        got = sorted(map(str, sd)) if isinstance(sd, Mapping) else type(sd).__name__
+        raise ValueError(f"optimizer.state_dict(): expected a mapping with exactly the keys "
+                         f"'state' and 'param_groups', got {got}")
+    if not isinstance(sd["state"], Mapping):
+        raise TypeError(f"optimizer.state_dict()['state']: expected a mapping, got "
+                        f"{type(sd['state']).__name__}")
+    groups = sd["param_groups"]
+    if not isinstance(groups, (list, tuple)) or not all(isinstance(g, Mapping) for g in groups):
+        raise TypeError("optimizer.state_dict()['param_groups']: expected a list of dicts")
+    state, tensors = {}, {}
+    for i, entry in sd["state"].items():
+        where = f"optimizer.state_dict()['state'][{i!r}]"
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"optimizer.state_dict()['state']: keys must be int parameter "
+                            f"ids, got {type(i).__name__} {i!r}")
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"{where}: expected a mapping, got {type(entry).__name__}")
+        out = {}
+        for name, value in entry.items():
+            if not isinstance(name, str):
+                raise TypeError(f"{where}: keys must be str, got {type(name).__name__} {name!r}")
+            if name == _TUPLE:
+                raise ValueError(f"{where}: the key {_TUPLE!r} is reserved (it marks tuples "
+                                 f"in checkpoint metadata)")
+            if isinstance(value, np.ndarray):
+                key = f"optimizer.state.{int(i)}.{name}"
+                tensors[key] = value
+                out[name] = {"tensor": key}
+            else:
+                out[name] = {"value": _encode(value, f"{where}[{name!r}]")}
+        state[str(int(i))] = out
+    meta = {"state": state,
+            "param_groups": _encode(list(groups), "optimizer.state_dict()['param_groups']")}
+    return json.dumps(meta, ensure_ascii=False, separators=(",", ":")), tensors
+
+
+def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None, rng=None,
+                    extra=None):
+    """Save a training checkpoint to `path` (one safetensors file, atomically;
+    layout in the module docstring). Every argument is optional:
+
+    model      an object with state_dict() -> {str: numpy array} (an
+               nn.Module), or such a mapping itself;
+    optimizer  an object whose state_dict() has PyTorch's layout:
+               {"state": {int: {str: array | JSON value}},
+                "param_groups": [{hyperparameter: JSON value, "params": [int]}]};
+               arrays become tensors, everything else JSON (tuples kept);
+    step       a non-negative int;
+    config     a JSON-able dict (str keys; tuples kept);
+    rng        a numpy.random.Generator (its bit generator state is stored,
+               see restore_rng) or a JSON-able dict;
+    extra      a JSON-able dict.
+
+    TypeError/ValueError naming the argument for anything else; nothing is
+    written then."""
+    tensors = {}
+    meta = {FORMAT_KEY: FORMAT_VERSION}
+    if model is not None:
+        sd = model if isinstance(model, Mapping) else None
+        if sd is None:
+            if not callable(getattr(model, "state_dict", None)):
+                raise TypeError(f"model: expected an object with state_dict() or a mapping, "
+                                f"got {type(model).__name__}")
+            sd = model.state_dict()
+            if not isinstance(sd, Mapping):
+                raise TypeError(f"model.state_dict(): expected a mapping, got "
+                                f"{type(sd).__name__}")
+        for k, v in sd.items():
+            if not isinstance(k, str):
+                raise TypeError(f"model: state_dict keys must be str, got {type(k).__name__} {k!r}")
+            if not isinstance(v, np.ndarray):
+                raise TypeError(f"model: state_dict()[{k!r}] must be a numpy.ndarray, got "
+                                f"{type(v).__name__}")
+            tensors["model." + k] = v
+        meta["model"] = _dumps(list(sd), "model")
+    if optimizer is not None:
+        meta["optimizer"], opt_tensors = _optimizer_entries(optimizer)
+        tensors.update(opt_tensors)
+    if step is not None:
+        if not isinstance(step, (int, np.integer)) or isinstance(step, (bool, np.bool_)):
+            raise TypeError(f"step: expected an int, got {type(step).__name__} {step!r}")
+        if step < 0:
+            raise ValueError(f"step: expected a non-negative int, got {step}")
+        meta["step"] = str(int(step))
+    for name, value in (("config", config), ("extra", extra)):
+        if value is not None:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"{name}: expected a dict, got {type(value).__name__}")
+            meta[name] = _dumps(value, name)
+    if rng is not None:
+        if isinstance(rng, np.random.Generator):
+            state = _plain_state(rng.bit_generator.state)
+            try:
+                restore_rng(state)   # a bit generator we know how to restore
+            except ValueError as e:
+                raise ValueError(f"rng: cannot store this Generator: {e}") from None
+            meta["rng"] = _dumps({"type": _GENERATOR, "state": state}, "rng")
+        elif isinstance(rng, Mapping):
+            meta["rng"] = _dumps({"type": "dict", "state": rng}, "rng")
+        else:
+            raise TypeError(f"rng: expected a numpy.random.Generator or a dict, got "
+                            f"{type(rng).__name__}")
+    save_file(tensors, path, metadata=meta)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """What load_checkpoint read. Fields are None when not saved.
+
+    model_state      {key: array} in the model's state_dict order
+    optimizer_state  PyTorch layout {"state": {int: {str: value}},
+                     "param_groups": [...]} (tuples restored as tuples)
+    step, config, extra
+    rng_state        the saved dict; for a saved Generator its bit
+                     generator state (arrays as lists): see restore_rng()
+    metadata         the file's raw "__metadata__" (str -> str)
+    path             the file it was read from
+    """
+    model_state: Optional[dict]
+    optimizer_state: Optional[dict]
+    step: Optional[int]
+    config: Optional[dict]
+    rng_state: Optional[dict]
+    extra: Optional[dict]
+    metadata: dict
+    path: str = ""
+
+    def restore_rng(self) -> np.random.Generator:
+        """A Generator continuing the saved one exactly (see restore_rng);
+        ValueError when the checkpoint has no Generator state."""
+        if self.rng_state is None:
+            raise ValueError(f"{self.path}: the checkpoint has no RNG state")
+        return restore_rng(self.rng_state)
+
+    def load_into(self, model=None, optimizer=None):
+        """Call model.load_state_dict(self.model_state) and
+        optimizer.load_state_dict(self.optimizer_state) for those given;
+        ValueError if the checkpoint lacks the state asked for."""
+        if model is not None:
+            if self.model_state is None:
+                raise ValueError(f"{self.path}: the checkpoint has no model state")
+            model.load_state_dict(self.model_state)
+        if optimizer is not None:
+            if self.optimizer_state is None:
+                raise ValueError(f"{self.path}: the checkpoint has no optimizer state")
+            optimizer.load_state_dict(self.optimizer_state)
+
+
+def _json_field(meta, key, fail):
+    """The decoded JSON value of metadata[key], or None when absent."""
+    if key not in meta:
+        return None
+    try:
+        return _decode(json.loads(meta[key], object_pairs_hook=_no_duplicates))
+    except RecursionError:
+        fail(f"metadata {key!r} is nested too deeply")
+    except ValueError as e:
+        fail(f"metadata {key!r} is not valid JSON: {e}")
+
+
+def _load_optimizer(value, tensors, used, fail):
+    """Rebuild the PyTorch-layout optimizer state dict from its metadata."""
+    if not isinstance(value, dict) or set(value) != {"state", "param_groups"}:
+        fail("metadata 'optimizer' must be an object with keys 'state' and 'param_groups'")
+    groups = value["param_groups"]
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        fail("metadata 'optimizer': param_groups must be a list of objects")
+    if not isinstance(value["state"], dict):
+        fail("metadata 'optimizer': state must be an object")
+    state = {}
+    for i, entry in value["state"].items():
+        if not (i.isascii() and i.lstrip("-").isdigit()) or str(int(i)) != i:
+            fail(f"metadata 'optimizer': state key {i!r} is not an int")
+        if not isinstance(entry, dict):
+            fail(f"metadata 'optimizer': state[{i}] must be an object")
+        out = {}
+        for name, item in entry.items():
+            if isinstance(item, dict) and set(item) == {"value"}:
+                out[name] = item["value"]
+            elif (isinstance(item, dict) and set(item) == {"tensor"}
+                  and isinstance(item["tensor"], str)
+                  and item["tensor"].startswith("optimizer.state.")):
+                key = item["tensor"]
+                if key not in tensors or key in used:
+                    fail(f"metadata 'optimizer': state[{i}][{name!r}] refers to tensor "
+                         f"{key!r}, which is {'used twice' if key in used else 'missing'}")
+                used.add(key)
+                out[name] = tensors[key]
+            else:
+                fail(f"metadata 'optimizer': state[{i}][{name!r}] must be "
+                     f"{{'value': ...}} or {{'tensor': 'optimizer.state....'}}")
+        state[int(i)] = out
+    return {"state": state, "param_groups": groups}
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read a checkpoint written by save_checkpoint (see the module docstring
+    for the layout). The file is validated as a safetensors file, then as a
+    checkpoint: the format key must be present with version "1", the JSON
+    metadata well formed and of the right types, and every tensor accounted
+    for; CheckpointError (naming the file) otherwise."""
+    where = os.fspath(path)
+    tensors, meta = _load(path)
+
+    def fail(msg):
+        raise CheckpointError(f"{where}: {msg}")
+
+    if FORMAT_KEY not in meta:
+        fail(f"not a pytransformer checkpoint (no {FORMAT_KEY!r} metadata)")
+    if meta[FORMAT_KEY] != FORMAT_VERSION:
+        fail(f"unsupported checkpoint format version {meta[FORMAT_KEY]!r:.50} "
+             f"(this reader knows {FORMAT_VERSION!r})")
+    used = set()
+    model_state = None
+    keys = _json_field(meta, "model", fail)
+    if "model" in meta:
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) \
+                or len(set(keys)) != len(keys):
+            fail("metadata 'model' must be a list of distinct str keys")
+        missing = [k for k in keys if "model." + k not in tensors]
+        if missing:
+            fail(f"model tensors listed in the metadata are missing: {missing[:10]}")
+        model_state = {k: tensors["model." + k] for k in keys}
+        used.update("model." + k for k in keys)
+    opt = _json_field(meta, "optimizer", fail)
+    optimizer_state = None if opt is None else _load_optimizer(opt, tensors, used, fail)
+    unexplained = [k for k in tensors if k not in used]
+    if unexplained:
+        fail(f"tensors not described by the checkpoint metadata: {unexplained[:10]}")
+    step = _json_field(meta, "step", fail)
+    if step is not None and not (_is_int(step) and step >= 0):
+        fail(f"metadata 'step' must be a non-negative int, got {step!r:.50}")
+    config, extra = _json_field(meta, "config", fail), _json_field(meta, "extra", fail)
+    for name, value in (("config", config), ("extra", extra)):
+        if value is not None and not isinstance(value, dict):
+            fail(f"metadata {name!r} must be an object, got {type(value).__name__}")
+    rng_state = None
+    rng = _json_field(meta, "rng", fail)
+    if rng is not None:
+        if (not isinstance(rng, dict) or set(rng) != {"type", "state"}
+                or rng["type"] not in (_GENERATOR, "dict") or not isinstance(rng["state"], dict)):
+            fail("metadata 'rng' must be {'type': 'numpy.random.Generator' | 'dict', "
+                 "'state': {...}}")
+        rng_state = rng["state"]
+        if rng["type"] == _GENERATOR:
+            try:
+                restore_rng(rng_state)
+            except ValueError as e:
+                fail(f"metadata 'rng': {e}")
+    return Checkpoint(model_state=model_state, optimizer_state=optimizer_state, step=step,
+                      config=config, rng_state=rng_state, extra=extra, metadata=meta,
+                      path=where)
