@@ -7,7 +7,36 @@ same ops in plain NumPy. :mod:`pytransformer.autograd` (Tensor, backward) and
 """
 import os as _os
 
-from pytransformer import _core, _blas
+
+def _libgomp_loaded():
+    """Whether libgomp is already mapped into this process (Linux only;
+    False when it cannot tell)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libgomp" in f.read()
+    except OSError:
+        return False
+
+
+# OpenMP threads that busy-wait after a parallel region take the cores away
+# from the BLAS threads of the GEMM that follows (and the reverse), and our
+# kernels alternate between the two all the time: a 1+1-layer training step
+# measured 165 ms with libgomp's default spinning and 12 ms with
+# OMP_WAIT_POLICY=passive (2 cores; bench/threads.py). libgomp reads the
+# variable once, when it is loaded -- by _core, just below -- so it is set
+# for that moment only and restored afterwards (child processes do not
+# inherit it). A value the user set is left alone, as is a libgomp that
+# another library loaded first (config() reports which case applies).
+_WAIT_POLICY_SET_BY_US = False
+if ("OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ
+        and not _libgomp_loaded()):
+    _os.environ["OMP_WAIT_POLICY"] = "passive"
+    _WAIT_POLICY_SET_BY_US = True
+try:
+    from pytransformer import _core, _blas  # noqa: E402
+finally:
+    if _WAIT_POLICY_SET_BY_US:
+        del _os.environ["OMP_WAIT_POLICY"]
 from pytransformer import ops, reference  # noqa: E402  (public submodules)
 from pytransformer import autograd, nn, optim  # noqa: E402
 from pytransformer._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
@@ -53,6 +82,15 @@ def get_num_threads():
     return _core.get_num_threads()
 
 
+def _omp_wait_policy():
+    if _WAIT_POLICY_SET_BY_US:
+        return "passive (set by pytransformer)"
+    if "OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ:
+        return ("OMP_WAIT_POLICY=" + _os.environ.get("OMP_WAIT_POLICY", "")
+                + " GOMP_SPINCOUNT=" + _os.environ.get("GOMP_SPINCOUNT", "")).strip()
+    return "runtime default (libgomp was loaded before pytransformer)"
+
+
 def config():
     """The build and run-time configuration, as a dict (what `pytransformer
     info` prints): version, compiler and flags, OpenMP, threads, SIMD flags,
@@ -70,6 +108,7 @@ def config():
         "openmp": _core.has_openmp(),
         "num_threads": get_num_threads(),
         "num_procs": _core.num_procs(),
+        "omp_wait_policy": _omp_wait_policy(),
         "cpu_simd": simd,
         "build_simd": _build_simd(flags, simd),
         "blas": "scipy.linalg.cython_blas" if _core.blas_available() else "built-in C fallback",

@@ -18,7 +18,7 @@ def cmd_info(args):
     print(f"pytransformer {cfg['version']} (Python {cfg['python']}, {cfg['machine']})")
     print(f"  compiler      {cfg['compiler']}  {cfg['cflags']}")
     print(f"  OpenMP        {'on' if cfg['openmp'] else 'off'}, {cfg['num_threads']} threads "
-          f"({cfg['num_procs']} processors)")
+          f"({cfg['num_procs']} processors); wait policy: {cfg['omp_wait_policy']}")
     print(f"  SIMD          cpu: {' '.join(cfg['cpu_simd']) or 'none found'}; build: {cfg['build_simd']}")
     print(f"  GEMM          {cfg['blas']}")
     libs = cfg["blas_libraries"]
