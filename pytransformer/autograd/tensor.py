@@ -60,7 +60,7 @@ class _SetGrad:
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with type(self)(self.enabled):
+            with _SetGrad(self.enabled):
                 return fn(*args, **kwargs)
         return wrapper
 
