@@ -752,11 +752,11 @@ def backward(root, gradient=None, retain_graph=False):
     if root.grad_fn is None:  # a leaf
         _accumulate(root, gradient)
         return
+    order = _topo_order(root)  # first: it raises if the graph was freed
     grads = {id(root.grad_fn): [None] * len(root.grad_fn.out_meta)}
     grads[id(root.grad_fn)][root._out_index] = gradient
     if root._retains_grad:
         _accumulate(root, gradient)
-    order = _topo_order(root)
     for node in order:
         outs = grads.pop(id(node), None)
         if outs is None:
