@@ -114,7 +114,9 @@ class Function:
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         result = ctx.forward(*raw, **kwargs)
         single = not isinstance(result, tuple)
-        outs = (result,) if single else result
+        # NumPy arithmetic on 0-d arrays returns scalars: keep every data an ndarray
+        outs = tuple(o if o is None or isinstance(o, np.ndarray) else np.asarray(o)
+                     for o in ((result,) if single else result))
         record = _mode.enabled and any(t.requires_grad for t in inputs)
         tensors = []
         for i, o in enumerate(outs):
@@ -774,6 +776,8 @@ def backward(root, gradient=None, retain_graph=False):
         for t, g in zip(node.inputs, in_grads):
             if g is None or not t.requires_grad:
                 continue
+            if not isinstance(g, np.ndarray):  # a NumPy scalar from 0-d arithmetic
+                g = np.asarray(g)
             if t.grad_fn is None:
                 _accumulate(t, g)
                 continue
