@@ -368,11 +368,11 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None, :] if a.ndim == 1 else a   # (1, K)
         b2 = b[:, None] if b.ndim == 1 else b   # (K, 1)
-        g2 = g
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
+        g2 = g  # restore the dims matmul dropped: b's (last) first, so 1-D @ 1-D works
         if b.ndim == 1:
             g2 = np.expand_dims(g2, -1)
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
         da = np.matmul(g2, np.swapaxes(b2, -1, -2))
         db = np.matmul(np.swapaxes(a2, -1, -2), g2)
         da = unbroadcast(da, a2.shape).reshape(a.shape)

@@ -15,12 +15,14 @@ Rules, as in PyTorch:
   * each tensor carries a version counter bumped by its in-place methods;
     a Function that saved a tensor checks the version in backward, so an
     in-place change to something saved for backward is an error, not a wrong
-    gradient. In-place methods on a tensor that has a ``grad_fn``, or on a
-    leaf that requires grad while gradients are enabled, are refused. Writing
-    to ``.data`` directly bypasses all of this (that is what optimizers do).
+    gradient. Views (reshape, permute, basic indexing, expand) and
+    ``detach()`` share the counter of the tensor they look into, so a change
+    through any of them is caught. In-place methods on a tensor that has a
+    ``grad_fn``, or on a leaf that requires grad while gradients are enabled,
+    are refused. Writing to ``.data`` directly bypasses all of this (that is
+    what optimizers do).
 """
 import threading
-import weakref
 
 import numpy as np
 
@@ -60,7 +62,7 @@ class _SetGrad:
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with type(self)(self.enabled):
+            with _SetGrad(self.enabled):
                 return fn(*args, **kwargs)
         return wrapper
 
@@ -114,13 +116,23 @@ class Function:
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         result = ctx.forward(*raw, **kwargs)
         single = not isinstance(result, tuple)
-        outs = (result,) if single else result
+        # NumPy arithmetic on 0-d arrays returns scalars: keep every data an ndarray
+        outs = tuple(o if o is None or isinstance(o, np.ndarray) else np.asarray(o)
+                     for o in ((result,) if single else result))
         record = _mode.enabled and any(t.requires_grad for t in inputs)
         tensors = []
         for i, o in enumerate(outs):
             grad_ok = record and o is not None and o.dtype in _FLOATS and (
                 cls.differentiable_outputs is None or i in cls.differentiable_outputs)
             t = None if o is None else Tensor._wrap(o, grad_ok)
+            if t is not None and o.base is not None:
+                # a view of an input (reshape, permute, basic indexing, expand)
+                # shares its version counter, as in PyTorch: an in-place
+                # change through either is seen by nodes that saved the other
+                for a in inputs:
+                    if np.may_share_memory(o, a.data):
+                        t._vc = a._vc
+                        break
             if grad_ok:
                 t.grad_fn, t._out_index = ctx, i
             tensors.append(t)
@@ -131,7 +143,7 @@ class Function:
             if cls.saves_inputs:
                 ctx.in_versions = [t._version for t in inputs]
             if cls.saves_output:
-                ctx.outputs = [None if t is None else (weakref.ref(t), t._version)
+                ctx.outputs = [None if t is None else (t._vc, t._version)
                                for t in tensors]
         return tensors[0] if single else tuple(tensors)
 
@@ -165,13 +177,10 @@ class Function:
                         f"after being saved for backward (version {v} -> {t._version})")
         if self.outputs is not None:
             for pos, entry in enumerate(self.outputs):
-                if entry is None:
-                    continue
-                t = entry[0]()
-                if t is not None and t._version != entry[1]:
+                if entry is not None and entry[0][0] != entry[1]:
                     raise RuntimeError(
-                        f"{self.name}: output {pos} (shape {t.shape}) was modified in place "
-                        f"after being saved for backward")
+                        f"{self.name}: output {pos} (shape {self.out_meta[pos][0]}) was "
+                        f"modified in place after being saved for backward")
 
     def _free(self):
         """Drop everything the node holds (the graph is freed after backward)."""
@@ -224,7 +233,7 @@ class Tensor:
         self.grad = None
         self.grad_fn = None
         self._out_index = 0
-        self._version = 0
+        self._vc = [0]  # version counter, shared with views and detach()
         self._retains_grad = False
         self.requires_grad = False
         if requires_grad:
@@ -234,8 +243,14 @@ class Tensor:
     def _wrap(cls, arr, requires_grad):
         t = cls.__new__(Tensor)
         t.data, t.grad, t.grad_fn, t._out_index = arr, None, None, 0
-        t._version, t._retains_grad, t.requires_grad = 0, False, requires_grad
+        t._vc, t._retains_grad, t.requires_grad = [0], False, requires_grad
         return t
+
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's data has seen (counted
+        together with the tensors that share it: views and detach())."""
+        return self._vc[0]
 
     # --- properties -------------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="The shape (a tuple).")
@@ -298,6 +313,7 @@ class Tensor:
     def detach(self):
         """A new leaf tensor sharing this one's data, outside the graph."""
         t = Tensor._wrap(self.data, False)
+        t._vc = self._vc  # same data, same version counter (as in PyTorch)
         return t
 
     def item(self):
@@ -350,7 +366,7 @@ class Tensor:
                                f"in-place operation; wrap it in no_grad()")
         if not self.data.flags.writeable:
             raise ValueError(f"{op}: the tensor's data is read-only")
-        self._version += 1
+        self._vc[0] += 1
 
     def zero_(self):
         """Fill with zeros in place."""
@@ -752,11 +768,11 @@ def backward(root, gradient=None, retain_graph=False):
     if root.grad_fn is None:  # a leaf
         _accumulate(root, gradient)
         return
+    order = _topo_order(root)  # first: it raises if the graph was freed
     grads = {id(root.grad_fn): [None] * len(root.grad_fn.out_meta)}
     grads[id(root.grad_fn)][root._out_index] = gradient
     if root._retains_grad:
         _accumulate(root, gradient)
-    order = _topo_order(root)
     for node in order:
         outs = grads.pop(id(node), None)
         if outs is None:
@@ -774,6 +790,8 @@ def backward(root, gradient=None, retain_graph=False):
         for t, g in zip(node.inputs, in_grads):
             if g is None or not t.requires_grad:
                 continue
+            if not isinstance(g, np.ndarray):  # a NumPy scalar from 0-d arithmetic
+                g = np.asarray(g)
             if t.grad_fn is None:
                 _accumulate(t, g)
                 continue
