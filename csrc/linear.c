@@ -11,6 +11,8 @@
  *   backward:  dx += dy w          (N, OUT) (OUT, IN) -> (N, IN)
  *              dw += dy^T x        (OUT, N) (N, IN)   -> (OUT, IN)
  *              db += sum_n dy[n]   column sums, (OUT)
+ *              (accumulate = 0: "=" instead of "+=", so the caller need not
+ *              zero the buffers and the GEMMs run with beta = 0)
  *
  * GEMM is never called from inside an OpenMP region (it has its own
  * threads, OpenMP or BLAS). The column sums are deterministic and do not
@@ -78,20 +80,22 @@ int PT_FN(pt_linear_forward)(real *y, const real *x, const real *w, const real *
 
 int PT_FN(pt_linear_backward)(real *dx, real *dw, real *db,
                               const real *dy, const real *x, const real *w,
-                              int64_t N, int64_t IN, int64_t OUT)
+                              int64_t N, int64_t IN, int64_t OUT, int accumulate)
 {
     if (N < 0 || IN < 0 || OUT < 0) return PT_EINVAL;
     int st;
+    real beta = accumulate ? 1 : 0;
     if (dx) {
-        /* dx(N,IN) += dy(N,OUT) * w(OUT,IN) */
-        st = PT_FN(pt_gemm)(0, 0, N, IN, OUT, 1, dy, OUT, w, IN, 1, dx, IN);
+        /* dx(N,IN) = dy(N,OUT) * w(OUT,IN) + beta * dx */
+        st = PT_FN(pt_gemm)(0, 0, N, IN, OUT, 1, dy, OUT, w, IN, beta, dx, IN);
         if (st != PT_OK) return st;
     }
     if (dw) {
-        /* dw(OUT,IN) += dy(N,OUT)^T * x(N,IN) */
-        st = PT_FN(pt_gemm)(1, 0, OUT, IN, N, 1, dy, OUT, x, IN, 1, dw, IN);
+        /* dw(OUT,IN) = dy(N,OUT)^T * x(N,IN) + beta * dw */
+        st = PT_FN(pt_gemm)(1, 0, OUT, IN, N, 1, dy, OUT, x, IN, beta, dw, IN);
         if (st != PT_OK) return st;
     }
+    if (db && !accumulate) memset(db, 0, (size_t)OUT * sizeof(real));
     if (db) return PT_SFX(colsum_add)(db, dy, N, OUT);
     return PT_OK;
 }

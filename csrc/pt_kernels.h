@@ -27,7 +27,7 @@ int PT_FN(pt_linear_forward)(real *y, const real *x, const real *w, const real *
  * dx, dw, db may be NULL. */
 int PT_FN(pt_linear_backward)(real *dx, real *dw, real *db,
                               const real *dy, const real *x, const real *w,
-                              int64_t N, int64_t IN, int64_t OUT);
+                              int64_t N, int64_t IN, int64_t OUT, int accumulate);
 
 /* ========================================================== activation.c */
 /* y(N,C) = act(x + bias); bias (C) may be NULL; y may equal x (in place). */

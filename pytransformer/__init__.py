@@ -9,11 +9,12 @@ import os as _os
 
 
 def _libgomp_loaded():
-    """Whether libgomp is already mapped into this process (Linux only;
-    False when it cannot tell)."""
+    """Whether the system libgomp (the one _core links) is already mapped into
+    this process (Linux only; False when it cannot tell). Bundled copies such
+    as PyTorch's libgomp-<hash>.so are separate runtimes and do not count."""
     try:
         with open("/proc/self/maps") as f:
-            return "libgomp" in f.read()
+            return "/libgomp.so" in f.read()
     except OSError:
         return False
 
@@ -37,6 +38,7 @@ try:
 finally:
     if _WAIT_POLICY_SET_BY_US:
         del _os.environ["OMP_WAIT_POLICY"]
+from pytransformer import _malloc  # noqa: E402
 from pytransformer import ops, reference  # noqa: E402  (public submodules)
 from pytransformer import autograd, nn, optim  # noqa: E402
 from pytransformer._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
@@ -44,6 +46,8 @@ from pytransformer.autograd import (Parameter, Tensor, cat, enable_grad, no_grad
                                     ones, stack, tensor, zeros)
 
 __version__ = "0.1.0"
+
+_malloc.tune()
 
 __all__ = ["Parameter", "Tensor", "autograd", "cat", "config", "enable_grad",
            "get_num_threads", "get_rng_state", "manual_seed", "nn", "no_grad", "ones", "ops", "optim",
@@ -109,6 +113,7 @@ def config():
         "num_threads": get_num_threads(),
         "num_procs": _core.num_procs(),
         "omp_wait_policy": _omp_wait_policy(),
+        "malloc_tuning": _malloc.status,
         "cpu_simd": simd,
         "build_simd": _build_simd(flags, simd),
         "blas": "scipy.linalg.cython_blas" if _core.blas_available() else "built-in C fallback",

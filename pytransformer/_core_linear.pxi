@@ -29,8 +29,10 @@ def linear_forward(object y, object x, object w, object b):
     check_status(st)
 
 
-def linear_backward(object dx, object dw, object db, object dy, object x, object w):
-    """dx (N, IN) += dy @ w;  dw (OUT, IN) += dy^T @ x;  db (OUT,) += dy.sum(0).
+def linear_backward(object dx, object dw, object db, object dy, object x, object w,
+                    bint accumulate=True):
+    """dx (N, IN) += dy @ w;  dw (OUT, IN) += dy^T @ x;  db (OUT,) += dy.sum(0)
+    (with accumulate=False: = instead of +=, the buffers need no zeroing).
     Any of dx, dw, db may be None."""
     dt = _float_dtype("x", x)
     if x.ndim != 2:
@@ -55,9 +57,9 @@ def linear_backward(object dx, object dw, object db, object dy, object x, object
     if dt == np.float32:
         with nogil:
             st = pt_linear_backward_f32(<float *>pdx, <float *>pdw, <float *>pdb, <float *>pdy,
-                                        <float *>px, <float *>pw, N, IN, OUT)
+                                        <float *>px, <float *>pw, N, IN, OUT, accumulate)
     else:
         with nogil:
             st = pt_linear_backward_f64(<double *>pdx, <double *>pdw, <double *>pdb, <double *>pdy,
-                                        <double *>px, <double *>pw, N, IN, OUT)
+                                        <double *>px, <double *>pw, N, IN, OUT, accumulate)
     check_status(st)

@@ -21,6 +21,7 @@ def cmd_info(args):
           f"({cfg['num_procs']} processors); wait policy: {cfg['omp_wait_policy']}")
     print(f"  SIMD          cpu: {' '.join(cfg['cpu_simd']) or 'none found'}; build: {cfg['build_simd']}")
     print(f"  GEMM          {cfg['blas']}")
+    print(f"  malloc        {cfg['malloc_tuning']}")
     libs = cfg["blas_libraries"]
     if isinstance(libs, str):
         print(f"  BLAS libs     ({libs})")

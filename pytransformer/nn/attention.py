@@ -79,6 +79,8 @@ def merge_masks(attn_mask, key_padding_mask, B, H, L, S, dtype):
         return None
     if all(p.dtype == np.bool_ for p in parts):
         blocked = parts[0] if len(parts) == 1 else parts[0] | parts[1]
+        if not blocked.any():   # e.g. a batch without padding: no mask at all
+            return None
         return ~blocked
     total = None
     for p in parts:

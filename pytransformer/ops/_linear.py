@@ -40,8 +40,9 @@ def linear_backward(grad_out, x, weight, need_bias_grad=True):
     if dy.shape != expect:
         raise ValueError(f"grad_out: expected shape {expect}, got {dy.shape}")
     N = rows(x)[0]
-    dx = np.zeros(x.shape, x.dtype)
-    dw = np.zeros((OUT, IN), x.dtype)
-    db = np.zeros(OUT, x.dtype) if need_bias_grad else None
-    _core.linear_backward(dx.reshape(N, IN), dw, db, dy.reshape(N, OUT), x.reshape(N, IN), weight)
+    dx = np.empty(x.shape, x.dtype)
+    dw = np.empty((OUT, IN), x.dtype)
+    db = np.empty(OUT, x.dtype) if need_bias_grad else None
+    _core.linear_backward(dx.reshape(N, IN), dw, db, dy.reshape(N, OUT), x.reshape(N, IN), weight,
+                          False)
     return dx, dw, db
