@@ -518,3 +518,11 @@ def test_gradcheck_rejects_float32_and_inputs_without_grad():
         gradcheck(lambda t: t * 2.0, [leaf([1.0], np.float32)])
     with pytest.raises(ValueError, match="requires grad"):
         gradcheck(lambda t: t * 2.0, [Tensor(np.ones(2))])
+
+
+def test_gradcheck_rejects_non_contiguous_inputs():
+    x = Tensor(np.arange(6.0).reshape(2, 3).T, requires_grad=True)   # a transposed view
+    with pytest.raises(ValueError, match="C-contiguous"):
+        gradcheck(lambda a: a * 2.0, (x,))
+    y = x.contiguous().detach().requires_grad_()
+    assert gradcheck(lambda a: a * 2.0, (y,))

@@ -33,6 +33,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
     for t in checked:
         if t.dtype != np.float64:
             raise TypeError(f"gradcheck: inputs must be float64, got {t.dtype}")
+        if not t.data.flags.c_contiguous or not t.data.flags.writeable:
+            # the finite differences perturb t.data in place through a flat view
+            raise ValueError("gradcheck: input data must be C-contiguous and writable "
+                             "(pass x.contiguous().detach().requires_grad_())")
     rng = np.random.default_rng(seed)
     outs = _outputs(fn(*inputs))
     if not outs:
