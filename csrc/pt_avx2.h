@@ -3,9 +3,9 @@
  *
  * Included by typed files (after pt_real.h), inside their x86 guard, by the
  * code compiled with __attribute__((target("avx2,fma"))): gemm.c's
- * micro-kernel and attention_tile.c's tile products. One name per
- * intrinsic so the float32 and float64 builds share one source:
- * vreal holds VW reals (8 floats or 4 doubles).
+ * micro-kernel, attention_tile.c's tile products and optim.c's AdamW
+ * step. One name per intrinsic so the float32 and float64 builds share one
+ * source: vreal holds VW reals (8 floats or 4 doubles).
  */
 #ifndef PT_AVX2_H
 #define PT_AVX2_H
@@ -24,6 +24,9 @@ typedef __m256d vreal;
 #define V_FMA _mm256_fmadd_pd
 #define V_MUL _mm256_mul_pd
 #define V_ADD _mm256_add_pd
+#define V_SUB _mm256_sub_pd
+#define V_DIV _mm256_div_pd
+#define V_SQRT _mm256_sqrt_pd
 #else
 typedef __m256 vreal;
 #define VW 8
@@ -37,6 +40,9 @@ typedef __m256 vreal;
 #define V_FMA _mm256_fmadd_ps
 #define V_MUL _mm256_mul_ps
 #define V_ADD _mm256_add_ps
+#define V_SUB _mm256_sub_ps
+#define V_DIV _mm256_div_ps
+#define V_SQRT _mm256_sqrt_ps
 #endif
 
 #endif /* PT_AVX2_H */
