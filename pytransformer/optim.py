@@ -622,8 +622,9 @@ class AdamW(Optimizer):
         v    = beta2 * v + (1 - beta2) * g**2
         p   -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
-    done in one pass by the fused C kernel pytransformer.ops.adamw_step (in
-    double precision per element, rounded once to the parameter's dtype).
+    done in one pass by the fused C kernel pytransformer.ops.adamw_step (per
+    step constants in double; per element in the parameter's dtype, as
+    PyTorch does: float32 math for float32 parameters, vectorised).
     State, named as in PyTorch: ``"step"`` (int), ``"exp_avg"`` (m) and
     ``"exp_avg_sq"`` (v), arrays of the parameter's dtype and shape. The
     parameter's .data must be C-contiguous (the kernel writes it in place);

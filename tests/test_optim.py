@@ -10,10 +10,9 @@ from pytransformer import _core
 from pytransformer.ops._optim import adamw_step
 from tests.helpers import DTYPES, dtypes, rand, seeds
 
-# The kernel computes each element in double and rounds once; the float32
-# reference rounds the same double result, but the kernel reads the float32
-# hyperparameters (lr, betas, eps, wd rounded to float) and the stored
-# float32 state, so allow a few float32 ulps relative to the state scale.
+# The kernel computes the per-step constants in double and each element in
+# the parameter's dtype (float32 math for float32, as PyTorch); the reference
+# computes in float64, so allow a few float32 ulps relative to the state scale.
 TOL = {np.float32: dict(rtol=2e-6, atol=1e-7), np.float64: dict(rtol=1e-13, atol=1e-15)}
 
 

@@ -17,9 +17,10 @@ from hypothesis import given, strategies as st
 from pytransformer import optim
 from tests.helpers import DTYPES, rand
 
-# Tolerances by dtype: the AdamW kernel computes each element in double and
-# rounds once, the references compute in float64 and keep state in the
-# parameter's dtype, so float32 differs by a few ulps per step.
+# Tolerances by dtype: the AdamW kernel computes each element in the
+# parameter's dtype (float32 math for float32), the references compute in
+# float64 and keep state in the parameter's dtype, so float32 differs by a
+# few ulps per step.
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
 
 
