@@ -9,7 +9,9 @@ AdamW. Both sides pass the same masks (causal decoder, key padding from
 pad id 0) and run with the same thread count. Prints the median ms per step,
 target tokens/s, GFLOP/s (matmul FLOPs of forward + backward, counted below)
 and the fraction of the machine's fp32 peak, the ratio ours/PyTorch, and a
-profile of our step (GEMM, other C kernels, NumPy glue, Python).
+profile of our step (GEMM, other C kernels, NumPy glue, Python). The two
+libraries' steps alternate (ours, PyTorch, ours, ...) so that the VM's slow
+spells hit both.
 
     python3 -m bench.train_step [--threads 2] [--steps 10] [--no-torch] [--no-profile]
 
@@ -34,6 +36,7 @@ V = 8000
 D_MODEL, NHEAD, N_ENC, N_DEC, D_FF = 256, 4, 3, 3, 1024
 BATCH, S, T = 32, 32, 32
 WARMUP = 2
+BLOCK = 2          # timed steps per block (after one untimed step)
 
 
 def step_flops():
@@ -55,7 +58,8 @@ def batch(rng):
 
 
 # ---------------------------------------------------------------- ours
-def ours(threads, steps, profile):
+def ours(threads):
+    """Our model, optimizer and a closure running one training step."""
     pt.set_num_threads(threads)
     pt.manual_seed(0)
     cfg = nn.Seq2SeqConfig(V, V, D_MODEL, NHEAD, N_ENC, N_DEC, D_FF, dropout=0.0, max_len=64)
@@ -71,9 +75,7 @@ def ours(threads, steps, profile):
         opt.step()
         return loss
 
-    times = timed(step, steps)
-    prof = profile_step(step) if profile else None
-    return times, prof, model.num_parameters()
+    return step, model.num_parameters()
 
 
 def profile_step(step, runs=3):
@@ -99,7 +101,8 @@ def profile_step(step, runs=3):
 
 
 # ---------------------------------------------------------------- PyTorch
-def torch_side(threads, steps):
+def torch_side(threads):
+    """PyTorch's model, optimizer and step closure (same config, threads)."""
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -137,28 +140,35 @@ def torch_side(threads, steps):
         loss.backward()
         opt.step()
 
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return timed(step, steps), torch.__version__
+    return step, torch.__version__
 
 
-def timed(step, steps):
-    for _ in range(WARMUP):
-        step()
-    ts = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        ts.append(time.perf_counter() - t0)
-    return ts
+def timed(steps, n):
+    """About n per-step wall times of each closure in `steps`, taken in
+    alternating blocks (one untimed step, then BLOCK timed ones, for each
+    library in turn): a slow spell of the VM hits all of them, and the
+    untimed step absorbs the hand-over between the two libraries' thread
+    pools (PyTorch's OpenMP threads spin for a while after its step)."""
+    for step in steps:
+        for _ in range(WARMUP):
+            step()
+    times = [[] for _ in steps]
+    for _ in range(max(1, n // BLOCK)):
+        for step, ts in zip(steps, times):
+            step()
+            for _ in range(BLOCK):
+                t0 = time.perf_counter()
+                step()
+                ts.append(time.perf_counter() - t0)
+    return times
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=pt.get_num_threads())
-    ap.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up)")
+    ap.add_argument("--steps", type=int, default=10,
+                    help="timed steps per library (after 2 warm-up steps)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
     ap.add_argument("--no-profile", action="store_true", help="skip the profile of our step")
     args = ap.parse_args(argv)
@@ -168,16 +178,23 @@ def main(argv=None):
     print(f"BLAS env: {machine.blas_env()}; OpenMP wait policy: {pt.config()['omp_wait_policy']}")
     print(f"step: B={BATCH} S={S} T={T} d_model={D_MODEL} heads={NHEAD} layers={N_ENC}+{N_DEC} "
           f"ff={D_FF} vocab={V}; {flops / 1e9:.1f} GFLOP (matmuls, fwd+bwd)")
-    rows = []
-    t_ours, prof, nparams = ours(args.threads, args.steps, not args.no_profile)
-    rows.append(("pytransformer", t_ours))
-    t_torch = None
+    our_step, nparams = ours(args.threads)
+    names, steps = ["pytransformer"], [our_step]
     if not args.no_torch:
         try:
-            t_torch, version = torch_side(args.threads, args.steps)
-            rows.append((f"torch {version}", t_torch))
+            torch_step, version = torch_side(args.threads)
+            names.append(f"torch {version}")
+            steps.append(torch_step)
         except ImportError:
             print("torch not installed: PyTorch column skipped (pip install torch==2.13.0)")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        times = timed(steps, args.steps)
+    rows = list(zip(names, times))
+    t_ours = times[0]
+    t_torch = times[1] if len(times) > 1 else None
+    prof = None if args.no_profile else profile_step(our_step)
     print(f"parameters: {nparams / 1e6:.2f} M")
     print(f"{'':>22} {'ms/step':>8} {'(min)':>7} {'tgt tok/s':>9} {'GFLOP/s':>8} {'% peak':>7}")
     for name, ts in rows:
