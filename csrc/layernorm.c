@@ -42,12 +42,7 @@
 #define LN_CLONES
 #endif
 
-/* 16 double lanes = 4 independent AVX2 add chains (8 with SSE2): enough
- * to hide the add latency */
-#define LANES 16
-#if LANES != 16
-#error "lane_sum's tree is written for 16 lanes"
-#endif
+#include "pt_lanes.h"   /* LANES, lane_sum */
 /* dw/db row blocks: at least MIN_BLOCK_ROWS rows each, at most MAX_BLOCKS
  * blocks and 32 MB of partials: enough blocks to balance threads, few
  * enough that zeroing and reducing the partials stays cheap */
@@ -61,16 +56,6 @@
  * Every row and block is computed the same way whichever thread takes it,
  * so results stay independent of the schedule and the thread count. */
 #define ROW_CHUNK 16
-
-/* Fixed combination order of the lanes: a pairwise tree. */
-static inline double PT_SFX(lane_sum)(const double *a)
-{
-    double t[LANES / 2];
-    for (int k = 0; k < LANES / 2; k++) t[k] = a[2 * k] + a[2 * k + 1];
-    for (int k = 0; k < LANES / 4; k++) t[k] = t[2 * k] + t[2 * k + 1];
-    for (int k = 0; k < LANES / 8; k++) t[k] = t[2 * k] + t[2 * k + 1];
-    return t[0] + t[1];
-}
 
 /* sum_c x[c], in double lanes. */
 static inline double PT_SFX(row_sum)(const real *x, int64_t C)

@@ -109,22 +109,7 @@ static inline double PT_SFX(dot_d)(const real *a, const real *b, int64_t n)
     return (s0 + s1) + (s2 + s3);
 }
 
-/* Double lanes of the row sums: 16 terms per step = two AVX2 float vectors,
- * four AVX2 double accumulators (enough to hide the add latency). */
-#define LANES 16
-#if LANES != 16
-#error "lane_sum's tree is written for 16 lanes"
-#endif
-
-/* Fixed combination order of the lanes: a pairwise tree. */
-static inline double PT_SFX(lane_sum)(const double *a)
-{
-    double t[LANES / 2];
-    for (int k = 0; k < LANES / 2; k++) t[k] = a[2 * k] + a[2 * k + 1];
-    for (int k = 0; k < LANES / 4; k++) t[k] = t[2 * k] + t[2 * k + 1];
-    for (int k = 0; k < LANES / 8; k++) t[k] = t[2 * k] + t[2 * k + 1];
-    return t[0] + t[1];
-}
+#include "pt_lanes.h"   /* LANES, lane_sum */
 
 /* What a row's maximum says about it. */
 enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };

@@ -97,28 +97,29 @@ def test_lambda_lr_reproduces_pytorch_schedules():
     np.testing.assert_allclose(_lambda_lr(cosine, cfg["steps"]), z["lr"], rtol=1e-15, atol=1e-16)
 
 
+def _scheduled_lrs(make_scheduler, n):
+    """The lr of each of the first n optimizer steps under a scheduler."""
+    p = Parameter(np.zeros(1, np.float32))
+    opt = optim.SGD([p], lr=1.0)
+    sched = make_scheduler(opt)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(n - 1):
+        p.grad = np.zeros(1, np.float32)
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs
+
+
 def test_noam_and_cosine_classes_follow_the_documented_step_convention():
     """NoamLR / WarmupCosineLR give optimizer step n (1-based) the paper's
     rate for step n: PyTorch's LambdaLR recording, shifted by one step (the
     fixtures' lambda clamps step 0 to 1 / gives rate 0 at step 0)."""
     cfg, z = _load("sched_noam")
-    p = Parameter(np.zeros(1, np.float32))
-    opt = optim.SGD([p], lr=1.0)
-    sched = optim.NoamLR(opt, cfg["d_model"], cfg["warmup"])
-    lrs = [opt.param_groups[0]["lr"]]
-    for _ in range(cfg["steps"] - 1):
-        p.grad = np.zeros(1, np.float32)
-        opt.step()
-        sched.step()
-        lrs.append(opt.param_groups[0]["lr"])
+    lrs = _scheduled_lrs(lambda opt: optim.NoamLR(opt, cfg["d_model"], cfg["warmup"]),
+                         cfg["steps"])
     np.testing.assert_allclose(lrs, z["lr"][1:], rtol=1e-12)
     cfg, z = _load("sched_warmup_cosine")
-    opt = optim.SGD([p], lr=1.0)
-    sched = optim.WarmupCosineLR(opt, cfg["warmup"], cfg["total"])
-    lrs = [opt.param_groups[0]["lr"]]
-    for _ in range(cfg["steps"] - 1):
-        p.grad = np.zeros(1, np.float32)
-        opt.step()
-        sched.step()
-        lrs.append(opt.param_groups[0]["lr"])
+    lrs = _scheduled_lrs(lambda opt: optim.WarmupCosineLR(opt, cfg["warmup"], cfg["total"]),
+                         cfg["steps"])
     np.testing.assert_allclose(lrs, z["lr"][1:], rtol=1e-12, atol=1e-15)
