@@ -1,0 +1,206 @@
+"""The training loop: label-smoothed cross-entropy, AdamW with the paper's
+warm-up schedule, gradient clipping, a progress line, periodic validation,
+atomic checkpoints every N steps and on Ctrl-C, and bit-identical resume.
+
+Data come from a callable ``epoch_batches(epoch) -> sequence of (src,
+tgt_in, tgt_out)`` int arrays (padded with the model's pad id), which must
+give the same batches in the same order for the same epoch: the position in
+the data is then just (epoch, batch index), which the checkpoint stores
+together with the model, the optimizer, the schedule and the library's RNG
+(dropout), so that a resumed run continues exactly as an uninterrupted one
+would (same losses, same weights; tested).
+"""
+import dataclasses
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+import pytransformer as pt
+from pytransformer import checkpoint, optim
+from pytransformer.nn import functional as F
+
+__all__ = ["TrainConfig", "Trainer"]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Training hyper-parameters (saved in every checkpoint)."""
+
+    steps: int = 10000               # optimizer steps in all
+    lr_factor: float = 1.0           # multiplies the paper's schedule
+    warmup: int = 4000               # warm-up steps of the schedule
+    betas: tuple = (0.9, 0.98)       # AdamW, as in the paper
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1     # the paper's
+    clip_norm: float = 1.0           # 0 disables clipping
+    seed: int = 0                    # initialisation, dropout, data order
+    eval_every: int = 500            # validation every N steps (0: never)
+    ckpt_every: int = 1000           # checkpoint every N steps (0: only at the end)
+
+    def __post_init__(self):
+        for name in ("steps", "warmup"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        for name in ("eval_every", "ckpt_every", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
+        self.betas = tuple(self.betas)
+
+
+class Progress:
+    """One status line on a terminal (rewritten in place), or a plain line
+    every `every` steps elsewhere: step, loss, tokens/s, ETA."""
+
+    def __init__(self, total, stream=None, every=50):
+        self.total, self.stream, self.every = total, stream or sys.stderr, every
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0, self.tokens, self.first = time.perf_counter(), 0, None
+
+    def update(self, step, loss, tokens):
+        """Report that `step` (1-based) finished with `loss` on `tokens` tokens."""
+        now = time.perf_counter()
+        self.first = step - 1 if self.first is None else self.first
+        self.tokens += tokens
+        done = step - self.first
+        rate = self.tokens / max(now - self.t0, 1e-9)
+        eta = (self.total - step) * (now - self.t0) / max(done, 1)
+        width = 24
+        fill = int(width * step / self.total)
+        line = (f"step {step}/{self.total} [{'#' * fill}{'.' * (width - fill)}] "
+                f"loss {loss:.4f}  {rate:,.0f} tok/s  ETA {int(eta) // 60}m{int(eta) % 60:02d}s")
+        if self.tty:
+            self.stream.write("\r" + line)
+            if step == self.total:
+                self.stream.write("\n")
+        elif step % self.every == 0 or step == self.total:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def message(self, text):
+        """A line of its own (validation results, checkpoints)."""
+        self.stream.write(("\n" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+class Trainer:
+    """Trains `model` (a Seq2SeqTransformer) on `epoch_batches`.
+
+    ``Trainer(model, epoch_batches, config, ckpt_path=None, validate=None,
+    model_config=None)``; ``validate(model) -> dict`` of numbers, called
+    every config.eval_every steps; ``model_config``, a JSON-able dict saved
+    with the checkpoints (what is needed to rebuild the model). ``run()``
+    trains up to config.steps and returns the list of (step, loss).
+    ``Trainer.resume(path, model, epoch_batches, ...)`` continues a run."""
+
+    def __init__(self, model, epoch_batches, config, ckpt_path=None, validate=None,
+                 model_config=None, extra=None, stream=None):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+        self.model, self.epoch_batches, self.config = model, epoch_batches, config
+        self.ckpt_path, self.validate = ckpt_path, validate
+        self.model_config, self.extra, self.stream = model_config, extra or {}, stream
+        self.pad = model.config.pad_idx
+        self.opt = optim.AdamW(model.parameters(), lr=config.lr_factor, betas=config.betas,
+                               eps=config.eps, weight_decay=config.weight_decay)
+        self.sched = optim.NoamLR(self.opt, model.config.d_model, config.warmup)
+        self.step, self.epoch, self.index = 0, 0, 0
+        self.history = []
+
+    # --- one step ------------------------------------------------------------
+    def train_step(self, src, tgt_in, tgt_out):
+        """Forward, backward, clip, AdamW, schedule; returns the loss."""
+        logits = self.model(src, tgt_in)
+        V = logits.shape[-1]
+        loss = F.cross_entropy(logits.reshape(-1, V), np.asarray(tgt_out).reshape(-1),
+                               ignore_index=self.pad,
+                               label_smoothing=self.config.label_smoothing)
+        self.opt.zero_grad()
+        loss.backward()
+        if self.config.clip_norm:
+            optim.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.opt.step()
+        self.sched.step()
+        return loss.item()
+
+    # --- the loop --------------------------------------------------------------
+    def run(self):
+        """Train until config.steps; Ctrl-C saves a checkpoint (when a path
+        was given) and re-raises KeyboardInterrupt."""
+        cfg = self.config
+        progress = Progress(cfg.steps, self.stream)
+        self.model.train()
+        try:
+            while self.step < cfg.steps:
+                batches = self.epoch_batches(self.epoch)
+                if len(batches) == 0:
+                    raise ValueError("epoch_batches: returned no batches")
+                while self.index < len(batches) and self.step < cfg.steps:
+                    src, tgt_in, tgt_out = batches[self.index]
+                    loss = self.train_step(src, tgt_in, tgt_out)
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(f"step {self.step + 1}: loss is {loss}")
+                    self.index += 1
+                    self.step += 1
+                    self.history.append((self.step, loss))
+                    progress.update(self.step, loss, int(np.sum(np.asarray(tgt_out) != self.pad)))
+                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.validate:
+                        self._validate(progress)
+                    if self.ckpt_path and cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                        self.save(self.ckpt_path)
+                        progress.message(f"checkpoint: {self.ckpt_path} (step {self.step})")
+                if self.index >= len(batches):
+                    self.epoch, self.index = self.epoch + 1, 0
+        except KeyboardInterrupt:
+            if self.ckpt_path:
+                self.save(self.ckpt_path)
+                progress.message(f"interrupted: saved {self.ckpt_path} at step {self.step}; "
+                                 f"resume with --resume")
+            raise
+        if self.ckpt_path:
+            self.save(self.ckpt_path)
+        return self.history
+
+    def _validate(self, progress):
+        was = self.model.training
+        self.model.eval()
+        try:
+            scores = self.validate(self.model)
+        finally:
+            self.model.train(was)
+        progress.message(f"validation at step {self.step}: " + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()))
+
+    # --- checkpoints -------------------------------------------------------------
+    def save(self, path):
+        """Write the whole training state to `path` (atomic)."""
+        extra = dict(self.extra)
+        extra.update(scheduler=self.sched.state_dict(), epoch=self.epoch, index=self.index,
+                     train_config=dataclasses.asdict(self.config),
+                     last_loss=self.history[-1][1] if self.history else None)
+        checkpoint.save_checkpoint(path, model=self.model, optimizer=self.opt, step=self.step,
+                                   config=self.model_config, rng=pt.get_rng_state(), extra=extra)
+
+    @classmethod
+    def resume(cls, path, model, epoch_batches, config=None, **kwargs):
+        """A Trainer continuing the run saved at `path`, on `model` (built with
+        the same configuration; its weights are replaced by the saved ones).
+        `config` may raise config.steps; by default the saved config is used."""
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"resume: no checkpoint at {path}")
+        ck = checkpoint.load_checkpoint(path)
+        saved = TrainConfig(**ck.extra["train_config"])
+        trainer = cls(model, epoch_batches, config or saved, ckpt_path=kwargs.pop(
+            "ckpt_path", path), model_config=ck.config, **kwargs)
+        ck.load_into(model=model, optimizer=trainer.opt)
+        trainer.sched.load_state_dict(ck.extra["scheduler"])
+        pt.set_rng_state(ck.rng_state)
+        trainer.step, trainer.epoch, trainer.index = ck.step, ck.extra["epoch"], ck.extra["index"]
+        return trainer
