@@ -141,10 +141,11 @@ class Generator:
             self._objs[1].setdefault(v, []).append(n)
             if (v, n) not in self.heldout_vo:
                 self._objs[0].setdefault(v, []).append(n)
-        for table in (self._adjs[0], self._objs[0]):
-            for key, lst in table.items():
-                if not lst:
-                    raise ValueError(f"held-out sets leave index {key} with no combination")
+        for name, (kept, every) in (("noun", self._adjs), ("verb", self._objs)):
+            for key in every:
+                if not kept.get(key):
+                    raise ValueError(f"Generator: the held-out sets leave {name} index {key} "
+                                     f"with no combination")
         self._subj_nouns = {}           # verb -> nouns allowed as its subject
         for v, verb in enumerate(VERBS):
             self._subj_nouns[v] = [n for c in sorted(verb.subj) for n in by_class.get(c, [])]
