@@ -17,7 +17,6 @@ format and the word-level vocabulary.
 import json
 import os
 import random
-import warnings
 
 import numpy as np
 import pytest

@@ -25,7 +25,8 @@ tense and person), "not" to "no", both tokens of "you all" to "vosotros", and a
 contraction (al = a + el, del = de + el) to both the preposition and "the".
 
 Dependency relations, (dependent, head, label) over source indices, one per
-token except the root (the main verb, or the copula), with labels:
+token except the root (the main verb, or the copula; its index is kept
+separately, it has no relation), with labels:
 
   det    determiner (or "all" in "you all") -> its noun/pronoun
   adj    attributive adjective -> its noun
@@ -41,15 +42,16 @@ token except the root (the main verb, or the copula), with labels:
   punct  "?" -> root
 
 Source POS tags (universal tags): DET, NUM, ADJ, NOUN, PRON, VERB, AUX
-(do-support and the copula), ADP, PART ("not"), PUNCT; "that" is PRON.
+(do-support and the copula), ADP, PART ("not"), PUNCT; "that" is PRON, the
+"all" of "you all" DET, "two"/"three" NUM.
 """
 from collections import namedtuple
 
 from .lexicon import (ADJECTIVES, DETERMINERS, ESTAR, NOUNS, PREPOSITIONS, PRONOUNS, SER,
                       VERBS)
 
-__all__ = ["Generator", "Plan", "plan", "LABELS", "POS_TAGS", "UNALIGNED_TARGET", "valid_noun_adjective",
-           "valid_verb_object"]
+__all__ = ["Generator", "Plan", "plan", "LABELS", "POS_TAGS", "UNALIGNED_TARGET",
+           "valid_noun_adjective", "valid_verb_object"]
 
 LABELS = frozenset({"det", "adj", "subj", "obj", "attr", "prep", "obl", "neg", "aux", "rel",
                     "relcl", "punct"})
@@ -151,10 +153,12 @@ class Generator:
             self._subj_nouns[v] = [n for c in sorted(verb.subj) for n in by_class.get(c, [])]
         self._verbs = {k: [v for v, verb in enumerate(VERBS) if verb.kind == k]
                        for k in ("trans", "intr", "go")}
-        self._animate_verbs = [v for v in self._verbs["trans"] + self._verbs["intr"]]
+        self._animate_verbs = self._verbs["trans"] + self._verbs["intr"]
         self._person_adjs = [a for a, x in enumerate(ADJECTIVES) if "person" in x.classes]
         self._loc_nouns = by_class["thing"] + by_class["place"]
         self._all_nouns = list(range(len(NOUNS)))
+        self._pp_nouns = {p.en: [n for c in sorted(p.classes) for n in by_class.get(c, [])]
+                          for p in PREPOSITIONS}
         self._dets = {(num, mass): [d for d in DETERMINERS if num in d.numbers and
                                     (d.mass or not mass)]
                       for num in (0, 1) for mass in (False, True)}
@@ -266,11 +270,11 @@ class Generator:
             obj = self._np(rng, rng.choice(self._objs[full][v]), full, bare_ok=True)
             if r() < 0.15:
                 p = rng.choice(_ADJUNCT)
-                pp = (p, self._np(rng, rng.choice(self._pp_nouns(p)), full))
+                pp = (p, self._np(rng, rng.choice(self._pp_nouns[p.en]), full))
         elif kind == "intr":
             if r() < 0.3:
                 p = rng.choice(_ADJUNCT)
-                pp = (p, self._np(rng, rng.choice(self._pp_nouns(p)), full))
+                pp = (p, self._np(rng, rng.choice(self._pp_nouns[p.en]), full))
         elif kind == "go":
             pp = (_TO, self._np(rng, rng.choice(self._by_class["place"]), full))
         elif kind == "cop_adj":
@@ -442,17 +446,6 @@ class Generator:
         if q_i is not None:
             s.es("?", q_i)
         return s.src, s.tgt, s.tal, s.deps, s.pos, head, s.combos
-
-    def _pp_nouns(self, prep):
-        cached = getattr(self, "_ppn", None)
-        if cached is None:
-            cached = self._ppn = {}
-        lst = cached.get(prep.en)
-        if lst is None:
-            lst = cached[prep.en] = [n for c in sorted(prep.classes)
-                                     for n in self._by_class.get(c, [])]
-        return lst
-
 
 # ------------------------------------------------------------------ plans from words
 

@@ -113,8 +113,10 @@ def _english_past(word):
 
 _ENDINGS = {
     "ar": (("o", "as", "a", "amos", "áis", "an"), ("é", "aste", "ó", "amos", "asteis", "aron")),
-    "er": (("o", "es", "e", "emos", "éis", "en"), ("í", "iste", "ió", "imos", "isteis", "ieron")),
-    "ir": (("o", "es", "e", "imos", "ís", "en"), ("í", "iste", "ió", "imos", "isteis", "ieron")),
+    "er": (("o", "es", "e", "emos", "éis", "en"),
+           ("í", "iste", "ió", "imos", "isteis", "ieron")),
+    "ir": (("o", "es", "e", "imos", "ís", "en"),
+           ("í", "iste", "ió", "imos", "isteis", "ieron")),
 }
 
 
