@@ -71,6 +71,58 @@ def cmd_bench(args):
     return kernels.main(argv)
 
 
+def cmd_train(args):
+    """Train a translator on the generated corpus (see pytransformer.translator)."""
+    from pytransformer.training import TrainConfig
+    from pytransformer.translator import train_translator
+
+    model_config = dict(d_model=args.d_model, nhead=args.nhead,
+                        num_encoder_layers=args.layers, num_decoder_layers=args.layers,
+                        dim_feedforward=args.ff, dropout=args.dropout, max_len=args.max_len,
+                        tie_embeddings=args.tie)
+    tc = TrainConfig(steps=args.steps, warmup=args.warmup, lr_factor=args.lr_factor,
+                     label_smoothing=args.label_smoothing, seed=args.seed,
+                     eval_every=args.eval_every, ckpt_every=args.ckpt_every)
+    if args.threads:
+        from pytransformer import set_num_threads
+        set_num_threads(args.threads)
+    try:
+        tr = train_translator(args.out, model_config, tc, n_train=args.n_train,
+                              data_seed=args.data_seed, batch_size=args.batch_size,
+                              resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
+    for s in ("the ball is blue", "the black cat drank the milk"):
+        print(f"{s} -> {tr.translate([s])[0]}")
+    print(f"saved {args.out}")
+    return 0
+
+
+def cmd_translate(args):
+    """Translate English sentences with a trained model."""
+    import os
+    import warnings
+    from pytransformer.translator import Translator, UnknownWordWarning
+
+    if not os.path.exists(args.model):
+        print(f"pytransformer translate: no model at {args.model}; train one with "
+              f"`pytransformer train --out {args.model}`", file=sys.stderr)
+        return 2
+    tr = Translator.load(args.model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownWordWarning)
+        try:
+            out = tr.translate(args.sentences, beam=args.beam)
+        except ValueError as e:
+            print(f"pytransformer translate: {e}", file=sys.stderr)
+            return 2
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    for o in out:
+        print(o)
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="pytransformer",
                                 description="A Transformer you can read, train and look inside, on a CPU.")
@@ -88,6 +140,34 @@ def build_parser():
     s.add_argument("suite", choices=["kernels"], help="which benchmark suite")
     s.add_argument("rest", nargs=argparse.REMAINDER, help="options of the suite")
     s.set_defaults(func=cmd_bench)
+    s = sub.add_parser("train", help="train an English-to-Spanish translator on the generated "
+                                     "corpus (progress, validation, checkpoints, --resume)")
+    s.add_argument("--out", default="translator.safetensors", help="checkpoint/model file")
+    s.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    s.add_argument("--steps", type=int, default=6000, help="optimizer steps")
+    s.add_argument("--batch-size", type=int, default=64, help="sentence pairs per step")
+    s.add_argument("--n-train", type=int, default=100_000, help="training pairs to generate")
+    s.add_argument("--data-seed", type=int, default=0, help="seed of the generated corpus")
+    s.add_argument("--seed", type=int, default=0, help="seed of init, dropout, data order")
+    s.add_argument("--d-model", type=int, default=128)
+    s.add_argument("--nhead", type=int, default=4)
+    s.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    s.add_argument("--ff", type=int, default=512, help="feed-forward width")
+    s.add_argument("--dropout", type=float, default=0.1)
+    s.add_argument("--max-len", type=int, default=32, help="longest sequence (tokens)")
+    s.add_argument("--tie", action="store_true", help="tie output projection and embedding")
+    s.add_argument("--warmup", type=int, default=1000, help="warm-up steps of the schedule")
+    s.add_argument("--lr-factor", type=float, default=1.0, help="scales the paper's schedule")
+    s.add_argument("--label-smoothing", type=float, default=0.1)
+    s.add_argument("--eval-every", type=int, default=500, help="validation every N steps")
+    s.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps")
+    s.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
+    s.set_defaults(func=cmd_train)
+    s = sub.add_parser("translate", help="translate English sentences with a trained model")
+    s.add_argument("sentences", nargs="+", help="English sentences (quote each)")
+    s.add_argument("--model", default="translator.safetensors", help="model file")
+    s.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    s.set_defaults(func=cmd_translate)
     return p
 
 

@@ -1,0 +1,156 @@
+"""English-to-Spanish translation: a Seq2SeqTransformer with its two
+vocabularies, trained on the generated corpus (pytransformer.data), saved
+as one checkpoint file, and used to translate raw text.
+
+    tr = Translator.load("model.safetensors")
+    tr.translate(["The ball is blue"])          # ['la bola es azul']
+
+``train_translator(out_path, ...)`` builds the corpus, the vocabularies and
+the model and runs the Trainer (checkpoints every N steps and on Ctrl-C;
+``resume=True`` continues a run bit-identically).
+"""
+import dataclasses
+import warnings
+
+import numpy as np
+
+import pytransformer as pt
+from pytransformer import checkpoint, decode
+from pytransformer.data import EOS, BOS, Vocab, batch, iter_batches, make_splits, tokenize
+from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
+from pytransformer.training import TrainConfig, Trainer
+
+__all__ = ["Translator", "UnknownWordWarning", "train_translator"]
+
+
+class UnknownWordWarning(UserWarning):
+    """A word of the input is not in the source vocabulary (it becomes <unk>)."""
+
+
+class Translator:
+    """A trained model with its vocabularies."""
+
+    def __init__(self, model, src_vocab, tgt_vocab):
+        self.model, self.src_vocab, self.tgt_vocab = model, src_vocab, tgt_vocab
+
+    # --- files ----------------------------------------------------------------
+    def save(self, path, **kwargs):
+        """Write model weights, model config and both vocabularies (atomic)."""
+        checkpoint.save_checkpoint(path, model=self.model, config=self.model.config.to_dict(),
+                                   extra={"src_vocab": self.src_vocab.to_dict(),
+                                          "tgt_vocab": self.tgt_vocab.to_dict()}, **kwargs)
+
+    @classmethod
+    def load(cls, path):
+        """A Translator from a file written by save() or by training; a
+        checkpoint from another configuration raises ValueError naming the
+        mismatched keys."""
+        ck = checkpoint.load_checkpoint(path)
+        if ck.config is None or not ck.extra or "src_vocab" not in ck.extra:
+            raise ValueError(f"{path}: not a translator checkpoint (no model config or "
+                             f"vocabularies in its metadata)")
+        cfg = Seq2SeqConfig.from_dict(ck.config)
+        src_vocab = Vocab.from_dict(ck.extra["src_vocab"])
+        tgt_vocab = Vocab.from_dict(ck.extra["tgt_vocab"])
+        if (len(src_vocab), len(tgt_vocab)) != (cfg.src_vocab_size, cfg.tgt_vocab_size):
+            raise ValueError(f"{path}: vocabulary sizes {len(src_vocab)}/{len(tgt_vocab)} do "
+                             f"not match the model config {cfg.src_vocab_size}/"
+                             f"{cfg.tgt_vocab_size}")
+        model = Seq2SeqTransformer(cfg)
+        try:
+            model.load_state_dict(ck.model_state)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: the weights do not fit the saved config: {e}") from None
+        return cls(model.eval(), src_vocab, tgt_vocab)
+
+    # --- use --------------------------------------------------------------------
+    def encode_sources(self, sentences):
+        """Token ids (B, S) of raw sentences, EOS-terminated and padded;
+        warns (UnknownWordWarning) naming words not in the vocabulary;
+        ValueError for empty input or a sentence longer than max_len."""
+        if isinstance(sentences, str):
+            sentences = [sentences]
+        if not sentences:
+            raise ValueError("translate: no sentences given")
+        toks = []
+        for s in sentences:
+            t = tokenize(s)
+            if not t:
+                raise ValueError(f"translate: empty sentence {s!r}")
+            limit = self.model.config.max_len - 1            # room for EOS
+            if len(t) > limit:
+                raise ValueError(f"translate: the sentence has {len(t)} tokens; this model "
+                                 f"takes at most {limit}")
+            unknown = self.src_vocab.unknown(t)
+            if unknown:
+                warnings.warn(f"unknown word(s) {', '.join(repr(u) for u in unknown)}: "
+                              f"translated as <unk>", UnknownWordWarning, stacklevel=3)
+            toks.append(t)
+        src, _, _ = batch([(t, ["x"]) for t in toks], self.src_vocab, self.tgt_vocab)
+        return src, toks
+
+    def translate(self, sentences, beam=1, max_len=None, length_penalty=0.6):
+        """Translations (strings) of raw English sentences: greedy when
+        beam == 1, else beam search."""
+        src, _ = self.encode_sources(sentences)
+        if beam == 1:
+            ids = decode.greedy(self.model, src, max_len=max_len, bos=BOS, eos=EOS)
+        else:
+            ids = [h[0][0] for h in decode.beam_search(self.model, src, beam=beam,
+                                                       max_len=max_len, bos=BOS, eos=EOS,
+                                                       length_penalty=length_penalty)]
+        return [" ".join(self.tgt_vocab.decode(i)) for i in ids]
+
+
+def exact_match(translator, pairs, batch_size=256):
+    """Fraction of pairs translated exactly (greedy)."""
+    hits = 0
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        out = translator.translate([p.source for p in chunk])
+        hits += sum(o == p.target for o, p in zip(out, chunk))
+    return hits / max(len(pairs), 1)
+
+
+def train_translator(path, model_config=None, train_config=None, n_train=100_000,
+                     data_seed=0, batch_size=64, resume=False, stream=None, n_valid_eval=200):
+    """Train a translator on the generated corpus and save it at `path`.
+
+    model_config: a dict of Seq2SeqConfig fields (vocabulary sizes are set
+    from the data); train_config: a TrainConfig. Validation reports exact
+    match on n_valid_eval validation pairs. Returns the Translator."""
+    tc = train_config or TrainConfig()
+    splits = make_splits(seed=data_seed, n_train=n_train)
+    src_vocab = Vocab.build(p.src for p in splits.train)
+    tgt_vocab = Vocab.build(p.tgt for p in splits.train)
+    pt.manual_seed(tc.seed)
+    cfg = dict(model_config or {})
+    cfg.update(src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab), pad_idx=0)
+    model = Seq2SeqTransformer(Seq2SeqConfig(**cfg))
+    pairs = splits.train
+
+    def epoch_batches(epoch):
+        return list(iter_batches(pairs, src_vocab, tgt_vocab, batch_size, seed=tc.seed,
+                                 epoch=epoch, max_len=model.config.max_len))
+
+    valid = splits.valid[:n_valid_eval]
+
+    def validate(m):
+        return {"exact_match": exact_match(Translator(m, src_vocab, tgt_vocab), valid)}
+
+    extra = {"src_vocab": src_vocab.to_dict(), "tgt_vocab": tgt_vocab.to_dict(),
+             "data": {"seed": data_seed, "n_train": n_train, "batch_size": batch_size}}
+    kw = dict(validate=validate, extra=extra, stream=stream)
+    if resume:
+        trainer = Trainer.resume(path, model, epoch_batches, config=tc, **kw)
+    else:
+        trainer = Trainer(model, epoch_batches, tc, ckpt_path=path,
+                          model_config=model.config.to_dict(), **kw)
+    trainer.run()
+    return Translator(model.eval(), src_vocab, tgt_vocab)
+
+
+def config_fields():
+    """The Seq2SeqConfig fields a user may set (for the CLI)."""
+    return [f.name for f in dataclasses.fields(Seq2SeqConfig)
+            if f.name not in ("src_vocab_size", "tgt_vocab_size", "pad_idx")]

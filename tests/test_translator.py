@@ -1,0 +1,69 @@
+"""The translation pipeline end to end on a tiny, briefly trained model:
+train -> checkpoint -> load -> translate, the CLI, and bad input. (Quality
+is the shipped model's business; here 40 steps only prove the plumbing.)"""
+import io
+import warnings
+
+import numpy as np
+import pytest
+
+from pytransformer import cli
+from pytransformer.training import TrainConfig
+from pytransformer.translator import Translator, UnknownWordWarning, train_translator
+
+TINY = dict(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+            dim_feedforward=32, dropout=0.0, max_len=24)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tr") / "tiny.safetensors"
+    train_translator(path, TINY, TrainConfig(steps=40, warmup=10, eval_every=20, ckpt_every=20),
+                     n_train=2000, batch_size=32, stream=io.StringIO())
+    return path
+
+
+def test_load_and_translate(model_path):
+    tr = Translator.load(model_path)
+    out = tr.translate(["The ball is blue", "the black cat drank the milk"])
+    assert len(out) == 2 and all(isinstance(o, str) for o in out)
+    assert tr.translate("the ball is blue", beam=3)[0].split() != ["<unk>"]
+
+
+def test_bad_input(model_path):
+    tr = Translator.load(model_path)
+    with pytest.warns(UnknownWordWarning, match="'xylophone'"):
+        tr.translate(["the xylophone is blue"])
+    with pytest.raises(ValueError, match="empty"):
+        tr.translate(["   "])
+    with pytest.raises(ValueError, match="no sentences"):
+        tr.translate([])
+    with pytest.raises(ValueError, match="at most 23"):
+        tr.translate(["the cat " * 12])
+
+
+def test_resume_continues_the_run(model_path, tmp_path):
+    import shutil
+    path = tmp_path / "run.safetensors"
+    shutil.copy(model_path, path)
+    train_translator(path, TINY, TrainConfig(steps=50, warmup=10, eval_every=0, ckpt_every=0),
+                     n_train=2000, batch_size=32, resume=True, stream=io.StringIO())
+    from pytransformer.checkpoint import load_checkpoint
+    assert load_checkpoint(path).step == 50
+
+
+def test_cli_translate(model_path, capsys):
+    assert cli.main(["translate", "the ball is blue", "--model", str(model_path)]) == 0
+    assert capsys.readouterr().out.strip()
+    assert cli.main(["translate", "the zzz is blue", "--model", str(model_path)]) == 0
+    assert "unknown word(s) 'zzz'" in capsys.readouterr().err
+    assert cli.main(["translate", "x", "--model", "/nonexistent/m.safetensors"]) == 2
+    assert "no model at" in capsys.readouterr().err
+
+
+def test_not_a_translator_checkpoint(tmp_path):
+    from pytransformer import checkpoint
+    p = tmp_path / "other.safetensors"
+    checkpoint.save_checkpoint(p, model={"w": np.zeros(2, np.float32)})
+    with pytest.raises(ValueError, match="not a translator checkpoint"):
+        Translator.load(p)
