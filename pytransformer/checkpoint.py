@@ -71,6 +71,8 @@ from typing import Optional
 
 import numpy as np
 
+from pytransformer._atomic import atomic_write
+
 __all__ = ["CheckpointError", "Checkpoint", "save_file", "load_file", "load_metadata",
            "save_checkpoint", "load_checkpoint", "restore_rng", "FORMAT_KEY",
            "FORMAT_VERSION", "MAX_HEADER_SIZE"]
@@ -176,52 +178,6 @@ def _header_bytes(tensors, metadata):
     return raw, [arr for _, _, arr in items]
 
 
-def _fsync_dir(directory):
-    """fsync a directory so a rename in it is durable (best effort: some
-    platforms and file systems cannot open or fsync directories)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path, chunks):
-    """Write the byte chunks (an iterable of buffers) to `path` atomically."""
-    path = os.fspath(path)
-    directory, base = os.path.split(os.path.abspath(path))
-    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-             | getattr(os, "O_CLOEXEC", 0))
-    for _ in range(100):
-        tmp = os.path.join(directory, f".{base[:100]}.{os.urandom(6).hex()}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)   # mode 0o666 & ~umask, as open() gives
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise FileExistsError(f"{path}: could not create a temporary file in {directory}")
-    try:
-        with open(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
-
-
 def save_file(tensors: Mapping[str, np.ndarray], path,
               metadata: Optional[Mapping[str, str]] = None):
     """Write `tensors` (str name -> numpy array) to `path` as a safetensors
@@ -239,7 +195,7 @@ def save_file(tensors: Mapping[str, np.ndarray], path,
     chunks = [len(header).to_bytes(8, "little"), header]
     # reshape(-1) of a C-order array is a view; uint8 bytes of 0-d/empty arrays too.
     chunks += [a.reshape(-1).view(np.uint8) for a in arrays]
-    _atomic_write(path, chunks)
+    atomic_write(path, chunks)
 
 
 # ------------------------------------------------------------------ reading

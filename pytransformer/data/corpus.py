@@ -15,9 +15,10 @@ line raises CorpusError naming the file and the line number, or, with
 """
 import os
 import random
-import tempfile
 import warnings
 from typing import NamedTuple, Optional
+
+from pytransformer._atomic import atomic_write
 
 from .grammar import (LABELS, POS_TAGS, UNALIGNED_TARGET, Generator, plan,
                       valid_noun_adjective, valid_verb_object)
@@ -317,22 +318,7 @@ def write_tsv(pairs, path):
         if p.align is not None:
             line += "\t" + p.pharaoh()
         lines.append(line + "\n")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(lines)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, ["".join(lines).encode("utf-8")])
 
 
 def read_tsv(path, on_error="raise"):
