@@ -100,15 +100,12 @@ def cmd_train(args):
 
 def cmd_translate(args):
     """Translate English sentences with a trained model."""
-    import os
     import warnings
-    from pytransformer.translator import Translator, UnknownWordWarning
+    from pytransformer.translator import UnknownWordWarning
 
-    if not os.path.exists(args.model):
-        print(f"pytransformer translate: no model at {args.model}; train one with "
-              f"`pytransformer train --out {args.model}`", file=sys.stderr)
-        return 2
-    tr = Translator.load(args.model)
+    tr, code = _load_translator(args.model)
+    if tr is None:
+        return code
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownWordWarning)
         try:
@@ -120,6 +117,42 @@ def cmd_translate(args):
         print(f"warning: {w.message}", file=sys.stderr)
     for o in out:
         print(o)
+    return 0
+
+
+def _load_translator(path):
+    """(Translator, None) or (None, exit code) with the reason printed."""
+    import os
+    from pytransformer.translator import Translator, default_model_path
+
+    model = path or default_model_path()
+    if model is None:
+        print("pytransformer: this installation ships no model; train one with "
+              "`pytransformer train --out translator.safetensors` and pass --model",
+              file=sys.stderr)
+        return None, 2
+    if not os.path.exists(model):
+        print(f"pytransformer: no model at {model}; train one with "
+              f"`pytransformer train --out {model}`", file=sys.stderr)
+        return None, 2
+    return Translator.load(model), None
+
+
+def cmd_evaluate(args):
+    """Exact match and BLEU of a translator on the corpus splits."""
+    from pytransformer.data import make_splits
+    from pytransformer.translator import evaluate
+
+    tr, code = _load_translator(args.model)
+    if tr is None:
+        return code
+    seed = tr.data.get("seed", 0) if args.data_seed is None else args.data_seed
+    splits = make_splits(seed=seed, n_train=0)
+    print(f"data seed {seed}; {args.n} pairs per split; beam {args.beam}")
+    for name in args.splits:
+        r = evaluate(tr, getattr(splits, name)[:args.n], beam=args.beam)
+        bleu = "n/a (pip install sacrebleu)" if r["bleu"] is None else f"{r['bleu']:.2f}"
+        print(f"  {name:<14} exact match {100 * r['exact_match']:6.2f}%   BLEU {bleu}")
     return 0
 
 
@@ -165,9 +198,21 @@ def build_parser():
     s.set_defaults(func=cmd_train)
     s = sub.add_parser("translate", help="translate English sentences with a trained model")
     s.add_argument("sentences", nargs="+", help="English sentences (quote each)")
-    s.add_argument("--model", default="translator.safetensors", help="model file")
+    s.add_argument("--model", default=None,
+                   help="model file (default: the model shipped with the package)")
     s.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
     s.set_defaults(func=cmd_translate)
+    s = sub.add_parser("evaluate", help="exact match and BLEU (sacrebleu) of a translator on "
+                                        "the corpus splits")
+    s.add_argument("--model", default=None,
+                   help="model file (default: the model shipped with the package)")
+    s.add_argument("--splits", nargs="+", default=["test", "compositional"],
+                   choices=["valid", "test", "compositional"])
+    s.add_argument("-n", "--n", type=int, default=2000, help="pairs per split (at most 2000)")
+    s.add_argument("--beam", type=int, default=1)
+    s.add_argument("--data-seed", type=int, default=None,
+                   help="corpus seed (default: the one the model was trained on)")
+    s.set_defaults(func=cmd_evaluate)
     return p
 
 

@@ -20,7 +20,17 @@ from pytransformer.data import EOS, BOS, Vocab, batch, iter_batches, make_splits
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
 from pytransformer.training import TrainConfig, Trainer
 
-__all__ = ["Translator", "UnknownWordWarning", "train_translator"]
+__all__ = ["Translator", "UnknownWordWarning", "default_model_path", "train_translator"]
+
+SHIPPED_MODEL = "translator-en-es.safetensors"
+
+
+def default_model_path():
+    """The model shipped inside the package (pytransformer/models/), or None
+    when this installation has none."""
+    import os
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", SHIPPED_MODEL)
+    return path if os.path.exists(path) else None
 
 
 class UnknownWordWarning(UserWarning):
@@ -30,15 +40,17 @@ class UnknownWordWarning(UserWarning):
 class Translator:
     """A trained model with its vocabularies."""
 
-    def __init__(self, model, src_vocab, tgt_vocab):
+    def __init__(self, model, src_vocab, tgt_vocab, data=None):
         self.model, self.src_vocab, self.tgt_vocab = model, src_vocab, tgt_vocab
+        self.data = data or {}      # how the training corpus was made (seed, size)
 
     # --- files ----------------------------------------------------------------
     def save(self, path, **kwargs):
         """Write model weights, model config and both vocabularies (atomic)."""
         checkpoint.save_checkpoint(path, model=self.model, config=self.model.config.to_dict(),
                                    extra={"src_vocab": self.src_vocab.to_dict(),
-                                          "tgt_vocab": self.tgt_vocab.to_dict()}, **kwargs)
+                                          "tgt_vocab": self.tgt_vocab.to_dict(),
+                                          "data": self.data}, **kwargs)
 
     @classmethod
     def load(cls, path):
@@ -61,7 +73,7 @@ class Translator:
             model.load_state_dict(ck.model_state)
         except RuntimeError as e:
             raise ValueError(f"{path}: the weights do not fit the saved config: {e}") from None
-        return cls(model.eval(), src_vocab, tgt_vocab)
+        return cls(model.eval(), src_vocab, tgt_vocab, ck.extra.get("data"))
 
     # --- use --------------------------------------------------------------------
     def encode_sources(self, sentences):
@@ -102,14 +114,33 @@ class Translator:
         return [" ".join(self.tgt_vocab.decode(i)) for i in ids]
 
 
+def translate_pairs(translator, pairs, beam=1, batch_size=256):
+    """Translations of the sources of `pairs` (greedy in batches, or beam)."""
+    out = []
+    for i in range(0, len(pairs), batch_size):
+        out += translator.translate([p.source for p in pairs[i:i + batch_size]], beam=beam)
+    return out
+
+
 def exact_match(translator, pairs, batch_size=256):
     """Fraction of pairs translated exactly (greedy)."""
-    hits = 0
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i:i + batch_size]
-        out = translator.translate([p.source for p in chunk])
-        hits += sum(o == p.target for o, p in zip(out, chunk))
-    return hits / max(len(pairs), 1)
+    out = translate_pairs(translator, pairs, batch_size=batch_size)
+    return sum(o == p.target for o, p in zip(out, pairs)) / max(len(pairs), 1)
+
+
+def evaluate(translator, pairs, beam=1):
+    """{"pairs", "exact_match", "bleu"} on `pairs`: corpus BLEU by sacrebleu
+    (its default 13a tokenisation; None when sacrebleu is not installed:
+    pip install sacrebleu, or the [eval] extra)."""
+    hyps = translate_pairs(translator, pairs, beam=beam)
+    refs = [p.target for p in pairs]
+    try:
+        import sacrebleu
+        bleu = float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    except ImportError:
+        bleu = None
+    em = sum(h == r for h, r in zip(hyps, refs)) / max(len(pairs), 1)
+    return {"pairs": len(pairs), "exact_match": em, "bleu": bleu}
 
 
 def train_translator(path, model_config=None, train_config=None, n_train=100_000,

@@ -61,6 +61,24 @@ def test_cli_translate(model_path, capsys):
     assert "no model at" in capsys.readouterr().err
 
 
+def test_evaluate(model_path, capsys):
+    from pytransformer.data import make_splits
+    from pytransformer.translator import evaluate
+    tr = Translator.load(model_path)
+    assert tr.data == {"seed": 0, "n_train": 2000, "batch_size": 32}
+    pairs = make_splits(seed=0, n_train=0).test[:20]
+    r = evaluate(tr, pairs)
+    assert r["pairs"] == 20 and 0.0 <= r["exact_match"] <= 1.0
+    try:
+        import sacrebleu  # noqa: F401
+        assert 0.0 <= r["bleu"] <= 100.0
+    except ImportError:
+        assert r["bleu"] is None
+    assert cli.main(["evaluate", "--model", str(model_path), "-n", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "test" in out and "compositional" in out and "exact match" in out
+
+
 def test_not_a_translator_checkpoint(tmp_path):
     from pytransformer import checkpoint
     p = tmp_path / "other.safetensors"
