@@ -85,3 +85,17 @@ def test_not_a_translator_checkpoint(tmp_path):
     checkpoint.save_checkpoint(p, model={"w": np.zeros(2, np.float32)})
     with pytest.raises(ValueError, match="not a translator checkpoint"):
         Translator.load(p)
+
+
+def test_checkpoint_from_another_config(model_path, tmp_path):
+    """Weights saved under a config they do not fit: a clear ValueError."""
+    from pytransformer import checkpoint
+    tr = Translator.load(model_path)
+    cfg = tr.model.config.to_dict()
+    cfg["dim_feedforward"] = 48
+    p = tmp_path / "mismatch.safetensors"
+    checkpoint.save_checkpoint(p, model=tr.model, config=cfg,
+                               extra={"src_vocab": tr.src_vocab.to_dict(),
+                                      "tgt_vocab": tr.tgt_vocab.to_dict()})
+    with pytest.raises(ValueError, match=r"(?s)do not fit the saved config.*linear1\.weight"):
+        Translator.load(p)
