@@ -115,8 +115,14 @@ def cmd_translate(args):
             return 2
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    for o in out:
+    for sentence, o in zip(args.sentences, out):
         print(o)
+        if args.show_attention:
+            from pytransformer.translator import attention_map, cross_attention
+            src, tgt, w = cross_attention(tr, sentence, o)
+            print(f"cross-attention of the last decoder layer (mean of heads); row = target "
+                  f"word being produced, column = source word:")
+            print(attention_map(src, tgt, w))
     return 0
 
 
@@ -201,6 +207,9 @@ def build_parser():
     s.add_argument("--model", default=None,
                    help="model file (default: the model shipped with the package)")
     s.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    s.add_argument("--show-attention", action="store_true",
+                   help="print a heat map of the cross-attention (which source word each "
+                        "target word looked at)")
     s.set_defaults(func=cmd_translate)
     s = sub.add_parser("evaluate", help="exact match and BLEU (sacrebleu) of a translator on "
                                         "the corpus splits")

@@ -114,6 +114,60 @@ class Translator:
         return [" ".join(self.tgt_vocab.decode(i)) for i in ids]
 
 
+def cross_attention(translator, sentence, translation=None, layer=-1):
+    """Cross-attention of one translation: (source tokens + <eos>, target
+    tokens + <eos>, weights (T, S)), the weights of decoder layer `layer`
+    averaged over heads, row t = where target token t looked while being
+    produced (its decoder input is the token before it). Captured with a
+    forward hook on that layer's cross-attention, which recomputes the
+    weights from the module's inputs; the model itself is unchanged."""
+    from pytransformer import ops
+    from pytransformer.autograd import no_grad
+    from pytransformer.nn.attention import merge_masks
+
+    src, toks = translator.encode_sources([sentence])
+    if translation is None:
+        translation = translator.translate([sentence])[0]
+    tgt = translation.split()
+    tgt_ids = translator.tgt_vocab.encode(tgt, add_bos=True)          # BOS + target
+    mha = translator.model.transformer.decoder.layers[layer].multihead_attn
+    captured = {}
+
+    def hook(module, args, kwargs, output):
+        q, k, v = module.project(args[0], args[1], args[2])
+        mask = merge_masks(None, kwargs.get("key_padding_mask"), q.shape[0],
+                           module.num_heads, q.shape[2], k.shape[2], q.dtype)
+        _, _, w = ops.attention_forward(q.data, k.data, v.data, attn_mask=mask,
+                                        need_weights=True)
+        captured["w"] = w.mean(axis=1)[0]                                # (T, S)
+
+    handle = mha.register_forward_hook(hook, with_kwargs=True)
+    try:
+        with no_grad():
+            memory, pad = translator.model.encode(src)
+            translator.model.decode(np.array([tgt_ids]), memory, pad)
+    finally:
+        handle.remove()
+    return toks[0] + ["<eos>"], tgt + ["<eos>"], captured["w"]
+
+
+def attention_map(src_tokens, tgt_tokens, weights):
+    """A text heat map of attention weights: one row per target token, one
+    column per source token, shades ' .:-=+*#%@' from 0 to the row maximum,
+    and the most attended source word at the end of each row."""
+    shades = " .:-=+*#%@"
+    width = max(3, max(len(t) for t in src_tokens))
+    tw = max(len(t) for t in tgt_tokens)
+    lines = [" " * (tw + 2) + " ".join(t[:width].rjust(width) for t in src_tokens)]
+    for t, row in zip(tgt_tokens, weights):
+        top = row.max() if row.max() > 0 else 1.0
+        cells = " ".join((shades[min(9, int(round(9 * w / top)))] * 2).rjust(width)
+                         for w in row)
+        lines.append(f"{t.rjust(tw)}  {cells}   <- {src_tokens[int(row.argmax())]} "
+                     f"({row.max():.2f})")
+    return "\n".join(lines)
+
+
 def translate_pairs(translator, pairs, beam=1, batch_size=256):
     """Translations of the sources of `pairs` (greedy in batches, or beam)."""
     out = []
