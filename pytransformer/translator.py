@@ -203,7 +203,9 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
 
     model_config: a dict of Seq2SeqConfig fields (vocabulary sizes are set
     from the data); train_config: a TrainConfig. Validation reports exact
-    match on n_valid_eval validation pairs. Returns the Translator."""
+    match on n_valid_eval validation pairs. The losses of this run go to
+    <path stem>.loss.csv and, with matplotlib, .loss.png. Returns the
+    Translator."""
     tc = train_config or TrainConfig()
     splits = make_splits(seed=data_seed, n_train=n_train)
     src_vocab = Vocab.build(p.src for p in splits.train)
@@ -232,7 +234,11 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
         trainer = Trainer(model, epoch_batches, tc, ckpt_path=path,
                           model_config=model.config.to_dict(), **kw)
     trainer.run()
-    return Translator(model.eval(), src_vocab, tgt_vocab)
+    from pytransformer.plot import save_loss_curve
+    stem = str(path)[:-len(".safetensors")] if str(path).endswith(".safetensors") else str(path)
+    for f in save_loss_curve(trainer.history, stem):
+        print(f"wrote {f}", file=stream)
+    return Translator(model.eval(), src_vocab, tgt_vocab, extra["data"])
 
 
 def config_fields():

@@ -23,6 +23,20 @@ def model_path(tmp_path_factory):
     return path
 
 
+def test_loss_curve_files(model_path):
+    import os
+    stem = str(model_path)[:-len(".safetensors")]
+    lines = open(stem + ".loss.csv").read().splitlines()
+    assert lines[0] == "step,loss" and len(lines) == 41
+    step, loss = lines[-1].split(",")
+    assert step == "40" and float(loss) > 0
+    try:
+        import matplotlib  # noqa: F401
+        assert os.path.getsize(stem + ".loss.png") > 1000
+    except ImportError:
+        assert not os.path.exists(stem + ".loss.png")
+
+
 def test_load_and_translate(model_path):
     tr = Translator.load(model_path)
     out = tr.translate(["The ball is blue", "the black cat drank the milk"])
