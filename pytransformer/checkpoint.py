@@ -421,6 +421,15 @@ _BIT_GENERATORS = {name: getattr(np.random, name)
                    for name in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")}
 
 
+def _check_key(where, k):
+    """TypeError unless k is a str; ValueError for the reserved tuple tag."""
+    if not isinstance(k, str):
+        raise TypeError(f"{where}: dict keys must be str, got {type(k).__name__} {k!r}")
+    if k == _TUPLE:
+        raise ValueError(f"{where}: the dict key {_TUPLE!r} is reserved (it marks "
+                         f"tuples in checkpoint metadata)")
+
+
 def _encode(value, where):
     """A JSON-able copy of value: tuples tagged, NumPy scalars as Python numbers."""
     if value is None or isinstance(value, (bool, str)):
@@ -437,11 +446,7 @@ def _encode(value, where):
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
-            if not isinstance(k, str):
-                raise TypeError(f"{where}: dict keys must be str, got {type(k).__name__} {k!r}")
-            if k == _TUPLE:
-                raise ValueError(f"{where}: the dict key {_TUPLE!r} is reserved (it marks "
-                                 f"tuples in checkpoint metadata)")
+            _check_key(where, k)
             out[k] = _encode(v, f"{where}[{k!r}]")
         return out
     raise TypeError(f"{where}: {type(value).__name__} cannot be stored as JSON (expected "
@@ -524,11 +529,7 @@ def _optimizer_entries(optimizer):
             raise TypeError(f"{where}: expected a mapping, got {type(entry).__name__}")
         out = {}
         for name, value in entry.items():
-            if not isinstance(name, str):
-                raise TypeError(f"{where}: keys must be str, got {type(name).__name__} {name!r}")
-            if name == _TUPLE:
-                raise ValueError(f"{where}: the key {_TUPLE!r} is reserved (it marks tuples "
-                                 f"in checkpoint metadata)")
+            _check_key(where, name)
             if isinstance(value, np.ndarray):
                 key = f"optimizer.state.{int(i)}.{name}"
                 tensors[key] = value

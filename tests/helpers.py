@@ -2,6 +2,8 @@
 import numpy as np
 from hypothesis import strategies as st
 
+from pytransformer.autograd.gradcheck import numeric_grad  # noqa: F401  (re-exported for the tests)
+
 # Forward and gradient tolerances (rtol, atol), chosen by dtype. float32
 # kernels accumulate in a different order than NumPy, so compare with a
 # relative tolerance plus an absolute floor for values near zero.
@@ -30,17 +32,3 @@ dtypes = st.sampled_from(DTYPES)
 seeds = st.integers(0, 2**32 - 1)
 
 
-def numeric_grad(f, x, eps=1e-6):
-    """Central finite differences of scalar f at float64 array x."""
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g

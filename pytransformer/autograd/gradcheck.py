@@ -13,6 +13,23 @@ def _outputs(result):
     return [o for o in outs if isinstance(o, Tensor) and o.dtype.kind == "f"]
 
 
+def numeric_grad(f, x, eps=1e-6):
+    """Central finite differences of the scalar function f() with respect to
+    the array x, which f reads and which is perturbed in place (each element
+    restored after use); x must be C-contiguous and writable."""
+    g = np.zeros(x.shape)
+    flat, gflat = x.reshape(-1), g.reshape(-1)   # views
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        plus = f()
+        flat[i] = old - eps
+        minus = f()
+        flat[i] = old
+        gflat[i] = (plus - minus) / (2 * eps)
+    return g
+
+
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exception=True):
     """Check the gradients of ``fn(*inputs)`` for every input Tensor that
     requires grad, by central finite differences.
@@ -60,16 +77,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, raise_exceptio
         if not (isinstance(t, Tensor) and t.requires_grad):
             continue
         analytic = np.zeros(t.shape) if t.grad is None else np.asarray(t.grad, np.float64)
-        numeric = np.zeros(t.shape)
-        flat = t.data.reshape(-1)  # a view: data is modified in place, then restored
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            plus = projected()
-            flat[i] = old - eps
-            minus = projected()
-            flat[i] = old
-            numeric.reshape(-1)[i] = (plus - minus) / (2 * eps)
+        numeric = numeric_grad(projected, t.data, eps)
         bad = ~np.isclose(analytic, numeric, rtol=rtol, atol=atol)
         if bad.any():
             i = np.unravel_index(np.argmax(np.abs(analytic - numeric) * bad), t.shape)
