@@ -361,7 +361,11 @@ def trace(model, src, tgt=None):
     under no_grad; its training flag is restored afterwards."""
     from pytransformer.nn.seq2seq import Seq2SeqTransformer
 
+    from pytransformer.nn.module import Module
     net = getattr(model, "model", model)
+    if not isinstance(net, Module):
+        raise TypeError(f"model: expected a Translator, a Seq2SeqTransformer or a model "
+                        f"with trace_inputs(), got {type(model).__name__}")
     was_training = net.training
     net.eval()
     try:
