@@ -15,6 +15,7 @@
     best 0.04 vs diagonal 0.32);
   * aer_over_checkpoints on two tiny saved checkpoints.
 """
+import json
 import types
 
 import numpy as np
@@ -216,8 +217,9 @@ def test_accumulator_finds_planted_head():
                 assert got == pytest.approx(want)
     diag = [diagonal_alignment(len(p.src), len(p.tgt)) for p in pairs]
     assert r.diagonal["aer"] == pytest.approx(aer(diag, [p.links() for p in pairs]))
-    d = r.to_dict()
+    d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
     assert d["best"]["head"] == 2 and d["caption"] and len(d["aer_head"][1][1]) == 3
+    assert d["links"][0] == [[1, 0], [0, 1], [2, 2], [1, 3]]
 
 
 # ------------------------------------------------------------------ the shipped model
@@ -277,7 +279,7 @@ def test_aer_over_checkpoints(tmp_path):
     assert c.aer_at_final_best[1] == pytest.approx(c.best_aer[1])
     assert c.aer_at_final_best[0] >= c.best_aer[0]
     assert c.diagonal_aer == pytest.approx(direct.diagonal["aer"])
-    assert c.to_dict()["steps"] == [0, 10]
+    assert json.loads(json.dumps(c.to_dict(), allow_nan=False))["steps"] == [0, 10]
     tr3, _ = _tiny_translator(3, layers=1)
     tr3.save(tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="paths: .*other.safetensors has 1 layers x 2 heads"):

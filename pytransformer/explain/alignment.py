@@ -38,7 +38,6 @@ Diagonal baseline: target word j -> source word floor(j * n_src / n_tgt + 0.5)
 """
 import dataclasses
 import os
-from typing import Optional
 
 import numpy as np
 
