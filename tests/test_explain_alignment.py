@@ -20,6 +20,7 @@ import types
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from pytransformer.data import CorpusError, Pair, generate_pairs
 from pytransformer.explain.alignment import (OFFSETS, AlignmentAccumulator, aer,
@@ -52,6 +53,23 @@ def test_aer_worked_example():
     assert precision_recall(A, S, P) == pytest.approx((3 / 4, 2 / 3))
     # duplicates and order do not matter (link sets)
     assert aer([[(2, 1), (0, 0), (1, 1), (0, 0)], [(0, 1)]], S, P) == pytest.approx(2 / 7)
+
+
+_links = st.sets(st.tuples(st.integers(0, 4), st.integers(0, 4)), max_size=8)
+
+
+@given(st.lists(st.tuples(_links, _links, _links), min_size=1, max_size=4))
+def test_aer_properties(corpus):
+    A, S, P = (list(c) for c in zip(*corpus))
+    if not any(A) and not any(S):
+        return
+    e, e_sure = aer(A, S, P), aer(A, S)
+    assert 0.0 <= e <= e_sure <= 1.0                  # possible links can only help
+    if any(S):
+        assert aer(S, S, P) == 0.0
+    prec, rec = precision_recall(A, S, P)
+    assert np.isnan(prec) or 0.0 <= prec <= 1.0
+    assert np.isnan(rec) or 0.0 <= rec <= 1.0
 
 
 def test_aer_bad_input():
@@ -122,6 +140,26 @@ def test_argmax_bad_input():
         cross_attention_argmax(w[0], [2], [1])
     with pytest.raises(ValueError, match="n_src: expected 1 ints"):
         cross_attention_argmax(w, [2.0], [1])
+
+
+@given(st.data())
+def test_argmax_matches_per_sentence_loop(data):
+    B, H = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    n_src = np.array(data.draw(st.lists(st.integers(1, 5), min_size=B, max_size=B)))
+    n_tgt = np.array(data.draw(st.lists(st.integers(1, 5), min_size=B, max_size=B)))
+    S, T_in = int(n_src.max()) + 2, int(n_tgt.max()) + 2
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    w = rng.dirichlet(np.ones(S), (B, H, T_in))
+    for offset, shift in (("produce", 0), ("shift", 1)):
+        got = cross_attention_argmax(w, n_src, n_tgt, offset)
+        for b in range(B):
+            n = n_src[b]
+            for j in range(n_tgt[b]):
+                row = w[b, :, j + shift, :n]
+                row = row / row.sum(-1, keepdims=True)
+                want = [int(np.argmax(r)) for r in row] + [int(np.argmax(row.mean(0)))]
+                assert got[b, :, j].tolist() == want
+            assert (got[b, :, n_tgt[b]:] == -1).all()
 
 
 def test_diagonal_by_hand():
