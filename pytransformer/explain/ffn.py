@@ -70,8 +70,11 @@ class Trigger:
     left `context` (tokens up to and including it; decoder: '<bos>' + the
     target prefix), `pos` (source POS tag, encoder only; '<eos>' for the end
     of sentence), `next_token` (decoder: the gold target word produced at
-    this position; encoder: None) and `aligned` (encoder: the gold target
-    words the token is aligned to; decoder: None)."""
+    this position; encoder: None), `aligned` (encoder: the gold target
+    words the token is aligned to; decoder: None), `ablated` (the
+    activation once the last word is removed, see the module docstring;
+    None when this trigger was not ablated) and `ablated_unk` (encoder: the
+    activation with the word replaced by <unk> in place)."""
     sentence: int
     position: int
     token: str
@@ -80,6 +83,8 @@ class Trigger:
     pos: Optional[str] = None
     next_token: Optional[str] = None
     aligned: Optional[list] = None
+    ablated: Optional[float] = None
+    ablated_unk: Optional[float] = None
 
     def to_dict(self):
         """A JSON-able dict."""
@@ -424,8 +429,8 @@ def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_
     `pairs` (corpus Pairs with POS tags), teacher-forced on their gold
     translations.
 
-    top_neurons: neurons kept per layer (ranked by `rank_by`, 'mean' or
-    'max' activation over the split's real tokens); top_k: trigger examples
+    top_neurons: neurons kept per layer (at most all of them; ranked by
+    `rank_by`, 'mean' or 'max' activation over the split's real tokens); top_k: trigger examples
     per neuron; n_promoted: promoted target words per value; n_ablate: the
     first n_ablate triggers of each top neuron are ablated; exclude_special:
     rank neurons and pick triggers over words only, leaving out the source
@@ -441,7 +446,7 @@ def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_
     net = translator.model
     F = net.transformer.encoder.layers[0].linear1.weight.shape[0] \
         if len(net.transformer.encoder.layers) else net.transformer.decoder.layers[0].linear1.weight.shape[0]
-    top_neurons = _check_int("top_neurons", top_neurons, 1, F)
+    top_neurons = min(_check_int("top_neurons", top_neurons, 1), F)
     top_k = _check_int("top_k", top_k, 1)
     n_promoted = _check_int("n_promoted", n_promoted, 1)
     n_ablate = _check_int("n_ablate", n_ablate, 0, top_k)
@@ -522,21 +527,22 @@ def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_
             agree.append(ag)
             agree1.append(hits[0] if hits else float("nan"))
             nd, nd_unk = [], []
-            for i in idx[:n_ablate]:
+            for trig_, i in zip(triggers, idx[:n_ablate]):
                 a = float(A[i, n])
                 if kind == "decoder":
                     if side.posn[i] < 1:
                         continue                                      # <bos>: no shorter prefix
-                    a2 = float(A[i - 1, n])                           # same sentence, position - 1
-                    nd.append((a - a2) / a)
+                    trig_.ablated = float(A[i - 1, n])                # same sentence, position - 1
                 else:
                     key = (int(side.sent[i]), int(side.posn[i]))
                     if key not in reruns:
                         continue                                      # first word or <eos>
                     h_del, h_unk = reruns[key]
                     j = key[1]
-                    nd.append((a - float(h_del[li][j - 1, n])) / a)
-                    nd_unk.append((a - float(h_unk[li][j, n])) / a)
+                    trig_.ablated = float(h_del[li][j - 1, n])
+                    trig_.ablated_unk = float(h_unk[li][j, n])
+                    nd_unk.append((a - trig_.ablated_unk) / a)
+                nd.append((a - trig_.ablated) / a)
             drops += nd
             drops_unk += nd_unk
             neurons.append(NeuronMemory(
