@@ -21,8 +21,10 @@ import numpy as np
 
 from pytransformer.autograd import no_grad
 from pytransformer.autograd.tensor import Tensor
+from pytransformer.data import EOS
 
 from .ffn import _check_pairs, _check_translator, teacher_forced_traces
+from .trace import trace
 
 __all__ = ["LensTable", "LensAccuracy", "logit_lens", "logit_lens_accuracy", "lens_logits"]
 
@@ -113,7 +115,6 @@ def logit_lens(translator, src, tgt=None):
     """The logit lens on one sentence `src` (a str), teacher-forced on `tgt`
     (its translation; None: the model's own greedy translation). Returns a
     LensTable (decoder layers x positions)."""
-    from .trace import trace
     _check_translator(translator)
     if not isinstance(src, str):
         raise TypeError(f"src: expected one sentence (a str), got {type(src).__name__}")
@@ -151,7 +152,6 @@ def logit_lens_accuracy(translator, pairs, batch_size=128, traces=None):
     word, and the mean probability of the gold next word. traces: optional
     teacher-forced traces of the pairs to reuse (see
     explain.ffn.teacher_forced_traces). Returns a LensAccuracy."""
-    from pytransformer.data import EOS
     _check_translator(translator)
     pairs = _check_pairs(pairs)
     net = translator.model
