@@ -51,6 +51,9 @@ from typing import Optional
 import numpy as np
 
 from pytransformer.autograd import no_grad
+from pytransformer.data import BOS, EOS, UNK
+
+from .trace import Tracer, trace
 
 __all__ = ["Trigger", "NeuronMemory", "LayerMemories", "FFNMemories", "ffn_memories",
            "teacher_forced_traces", "value_promotions"]
@@ -128,7 +131,8 @@ class LayerMemories:
     """The FFN of one encoder/decoder layer.
 
     mean_activation, max_activation, fire_rate: (F,) arrays over the split's
-    real tokens (words only when the special slots are excluded). top: (n,) the top neurons' indices (ranked by `rank_by`).
+    real tokens (words only when the special slots are excluded). top:
+    (n,) the top neurons' indices (ranked by `rank_by`).
     neurons: a NeuronMemory per top neuron. summary: per-layer numbers --
     ``share_<label>`` (mean over top neurons of the share of top-k triggers
     with the most common label) and ``share_<label>_random`` (the same for
@@ -244,7 +248,6 @@ def teacher_forced_traces(translator, pairs, batch_size=128, traces=None):
     offset.. of the pairs. With `traces` (a list of such traces made by the
     caller, in order, covering the pairs exactly), those are checked and
     yielded instead, so several measures can share one pass."""
-    from .trace import trace
     _check_translator(translator)
     pairs = _check_pairs(pairs)
     batch_size = _check_int("batch_size", batch_size, 1)
@@ -351,7 +354,6 @@ class _Side:
 
 
 def _collect(translator, pairs, batch_size, traces):
-    from pytransformer.data import BOS, EOS
     net = translator.model
     n_enc = len(net.transformer.encoder.layers)
     n_dec = len(net.transformer.decoder.layers)
@@ -390,8 +392,6 @@ def _encoder_ablation(translator, pairs, cases):
     Returns {(sentence, j): (delete_hidden, unk_hidden)}, each a list over
     encoder layers of (S', F) arrays: delete = the source with word j
     removed, unk = word j replaced by <unk>."""
-    from pytransformer.data import UNK
-    from .trace import Tracer
     if not cases:
         return {}
     net, sv = translator.model, translator.src_vocab
@@ -429,159 +429,171 @@ def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_
     `pairs` (corpus Pairs with POS tags), teacher-forced on their gold
     translations.
 
-    top_neurons: neurons kept per layer (at most all of them; ranked by
-    `rank_by`, 'mean' or 'max' activation over the split's real tokens); top_k: trigger examples
-    per neuron; n_promoted: promoted target words per value; n_ablate: the
-    first n_ablate triggers of each top neuron are ablated; exclude_special:
-    rank neurons and pick triggers over words only, leaving out the source
-    <eos> and the decoder's <bos> slots (many neurons fire mostly there; the
-    layer summary's ``special_mass`` says how much); traces: optional
-    list of teacher-forced traces of `pairs` to reuse (see
-    teacher_forced_traces); seed: for the random baselines. Returns an
-    FFNMemories."""
+    top_neurons: neurons kept per layer (at most all of them), ranked by
+    `rank_by`, 'mean' or 'max' activation over the split's tokens; top_k:
+    trigger examples per neuron; n_promoted: promoted target words per
+    value; n_ablate: the first n_ablate triggers of each top neuron are
+    ablated; exclude_special: rank neurons and pick triggers over words
+    only, leaving out the source <eos> and the decoder's <bos> slots (many
+    neurons fire mostly there; the layer summary's ``special_mass`` says how
+    much); batch_size: pairs per trace; traces: optional list of
+    teacher-forced traces of `pairs` to reuse (see teacher_forced_traces);
+    seed: for the random baselines. Returns an FFNMemories."""
     _check_translator(translator)
     pairs = _check_pairs(pairs)
     if rank_by not in RANK_BY:
         raise ValueError(f"rank_by: expected one of {RANK_BY}, got {rank_by!r}")
     net = translator.model
-    F = net.transformer.encoder.layers[0].linear1.weight.shape[0] \
-        if len(net.transformer.encoder.layers) else net.transformer.decoder.layers[0].linear1.weight.shape[0]
-    top_neurons = min(_check_int("top_neurons", top_neurons, 1), F)
+    top_neurons = min(_check_int("top_neurons", top_neurons, 1), net.config.dim_feedforward)
     top_k = _check_int("top_k", top_k, 1)
     n_promoted = _check_int("n_promoted", n_promoted, 1)
     n_ablate = _check_int("n_ablate", n_ablate, 0, top_k)
 
     enc, dec, pos_names = _collect(translator, pairs, batch_size, traces)
-    rng = np.random.default_rng(seed)
-    sv, tv = translator.src_vocab, translator.tgt_vocab
-    G = np.asarray(net.generator.weight.data, np.float64)             # (V, E) output embedding
-    V = G.shape[0]
-    next_freq = np.bincount(dec.extra, minlength=V) / max(len(dec.extra), 1)
-    tgt_unigram = np.bincount(np.concatenate([tv.encode(list(p.tgt)) for p in pairs]),
-                              minlength=V) / sum(len(p.tgt) for p in pairs)
+    an = _Analysis(translator, pairs, enc, dec, pos_names, exclude_special, top_k, n_ablate,
+                   np.random.default_rng(seed))
+    # choose every layer's top neurons and triggers first: the encoder ablations are one re-run
+    plans = [(side, li, mod) + an.rank(side, li, rank_by, top_neurons)
+             for side, layers in ((enc, net.transformer.encoder.layers),
+                                  (dec, net.transformer.decoder.layers))
+             for li, mod in enumerate(layers)]
+    an.rerun_encoder([t for side, *_rest, trig in plans if side is enc for t in trig])
+    layers = [an.layer(side, li, mod, stats, top, trig, n_promoted, rank_by)
+              for side, li, mod, stats, top, trig in plans]
+    return FFNMemories(layers=layers, n_pairs=len(pairs),
+                       n_tokens={"encoder": len(enc.tok), "decoder": len(dec.tok)},
+                       rank_by=rank_by, top_k=top_k, vocab_size=an.V,
+                       caption=_caption(rank_by, top_k, top_neurons, an.V))
 
-    labels = {"encoder": {"token": enc.tok, "pos": enc.extra, "position": enc.posn},
-              "decoder": {"token": dec.tok, "position": dec.posn, "next": dec.extra}}
-    keep = {side.kind: (~side.special if exclude_special else np.ones(len(side.tok), bool))
-            for side in (enc, dec)}
-    random_share = {kind: {name: _random_mode_share(lab[keep[kind]], top_k, rng)
-                           for name, lab in labs.items()} for kind, labs in labels.items()}
 
-    def label_name(kind, name, v):
-        if name == "position":
-            return str(int(v))
-        if name == "pos":
-            return pos_names[int(v)]
-        vocab = sv if (kind == "encoder" and name == "token") else tv
-        return vocab.id_to_token(int(v))
+class _Analysis:
+    """The per-layer and per-neuron computations of ffn_memories, sharing
+    the split's labels, vocabularies and encoder re-runs."""
 
-    # pick top neurons and triggers for every layer first (encoder ablation is one re-run)
-    plans = []
-    for side, layers in ((enc, net.transformer.encoder.layers),
-                         (dec, net.transformer.decoder.layers)):
-        for li, mod in enumerate(layers):
-            A = side.acts[li]                                         # (N, F)
-            k = keep[side.kind]
-            Aw = A[k]                                                 # the ranked tokens
-            mean, mx = Aw.mean(0, dtype=np.float64), Aw.max(0).astype(np.float64)
-            fire = (Aw > 0).mean(0, dtype=np.float64)
-            score = mean if rank_by == "mean" else mx
-            top = np.argsort(-score, kind="stable")[:top_neurons]
-            trig = [_top_triggers(np.where(k, A[:, n], -1.0), top_k) for n in top]
-            total = A.sum(dtype=np.float64)
-            special_mass = float(A[side.special].sum(dtype=np.float64) / total) \
-                if total > 0 else float("nan")
-            plans.append((side, li, mod, mean, mx, fire, top, trig, special_mass))
-    cases = sorted({(int(enc.sent[i]), int(enc.posn[i]))
-                    for side, li, mod, mean, mx, fire, top, trig, _ in plans if side is enc
-                    for idx in trig for i in idx[:n_ablate]
-                    if enc.posn[i] >= 1 and enc.tok[i] != _eos_id()})
-    reruns = _encoder_ablation(translator, pairs, cases)
+    def __init__(self, translator, pairs, enc, dec, pos_names, exclude_special, top_k,
+                 n_ablate, rng):
+        self.tr, self.pairs, self.enc, self.dec = translator, pairs, enc, dec
+        self.pos_names, self.top_k, self.n_ablate = pos_names, top_k, n_ablate
+        self.sv, self.tv = translator.src_vocab, translator.tgt_vocab
+        self.G = np.asarray(translator.model.generator.weight.data, np.float64)  # (V, E)
+        self.V = V = self.G.shape[0]
+        # how often each target word is the next word (decoder) / in the targets (encoder)
+        self.next_freq = np.bincount(dec.extra, minlength=V) / max(len(dec.extra), 1)
+        self.tgt_freq = (np.bincount(np.concatenate([self.tv.encode(list(p.tgt)) for p in pairs]),
+                                     minlength=V) / sum(len(p.tgt) for p in pairs))
+        self.labels = {"encoder": {"token": enc.tok, "pos": enc.extra, "position": enc.posn},
+                       "decoder": {"token": dec.tok, "position": dec.posn, "next": dec.extra}}
+        self.keep = {side.kind: (~side.special if exclude_special
+                                 else np.ones(len(side.tok), bool)) for side in (enc, dec)}
+        self.random_share = {kind: {name: _random_mode_share(lab[self.keep[kind]], top_k, rng)
+                                    for name, lab in labs.items()}
+                             for kind, labs in self.labels.items()}
+        self.reruns = {}
 
-    results = []
-    for side, li, mod, mean, mx, fire, top, trig, special_mass in plans:
+    def rank(self, side, li, rank_by, top_neurons):
+        """((mean, max, fire rate, special mass), top neurons, their trigger indices)."""
+        A, k = side.acts[li], self.keep[side.kind]                   # (N, F), (N,)
+        Aw = A[k]
+        mean, mx = Aw.mean(0, dtype=np.float64), Aw.max(0).astype(np.float64)
+        fire = (Aw > 0).mean(0, dtype=np.float64)
+        top = np.argsort(-(mean if rank_by == "mean" else mx), kind="stable")[:top_neurons]
+        trig = [_top_triggers(np.where(k, A[:, n], -1.0), self.top_k) for n in top]
+        total = A.sum(dtype=np.float64)
+        special = float(A[side.special].sum(dtype=np.float64) / total) if total > 0 \
+            else float("nan")
+        return (mean, mx, fire, special), top, trig
+
+    def rerun_encoder(self, trigger_indices):
+        """Re-run the encoder once for every (sentence, word) among the first
+        n_ablate triggers of the encoder's top neurons (not the first word,
+        which has no word before it, nor <eos>)."""
+        e = self.enc
+        cases = sorted({(int(e.sent[i]), int(e.posn[i])) for idx in trigger_indices
+                        for i in idx[:self.n_ablate] if e.posn[i] >= 1 and e.tok[i] != EOS})
+        self.reruns = _encoder_ablation(self.tr, self.pairs, cases)
+
+    def layer(self, side, li, mod, stats, top, trig, n_promoted, rank_by):
+        """The LayerMemories of layer li of `side`."""
         kind = side.kind
-        A = side.acts[li]
-        W2 = np.asarray(mod.linear2.weight.data, np.float64)          # (E, F) values as columns
-        pids, pscores = value_promotions(W2, G, top, n_promoted)
-        neurons, drops, drops_unk, agree, agree1, unigram = [], [], [], [], [], []
-        shares_acc = {name: [] for name in labels[kind]}
+        mean, mx, fire, special_mass = stats
+        W2 = np.asarray(mod.linear2.weight.data, np.float64)          # (E, F): values as columns
+        pids, pscores = value_promotions(W2, self.G, top, n_promoted)
+        neurons, acc = [], {"drops": [], "drops_unk": [], "agree": [], "agree1": [],
+                            "unigram": [], **{f"share_{name}": [] for name in self.labels[kind]}}
         for r, n in enumerate(top):
-            n = int(n)
-            idx = trig[r]
-            triggers = [_trigger(kind, int(i), side, A[:, n], pairs, sv, tv, pos_names)
-                        for i in idx]
-            shares = {}
-            for name, lab in labels[kind].items():
-                v, s = _mode_share(lab[idx])
-                shares[name] = (label_name(kind, name, v) if len(idx) else "", s)
-                shares_acc[name].append(s)
-            w_top = int(pids[r, 0])
-            if kind == "decoder":
-                hits = [int(dec.extra[i] == w_top) for i in idx]
-                unigram.append(next_freq[w_top])
-            else:
-                hits = [int(w_top in tv.encode(t.aligned)) for t in triggers]
-                unigram.append(tgt_unigram[w_top])
-            ag = float(np.mean(hits)) if hits else float("nan")
-            agree.append(ag)
-            agree1.append(hits[0] if hits else float("nan"))
-            nd, nd_unk = [], []
-            for trig_, i in zip(triggers, idx[:n_ablate]):
-                a = float(A[i, n])
-                if kind == "decoder":
-                    if side.posn[i] < 1:
-                        continue                                      # <bos>: no shorter prefix
-                    trig_.ablated = float(A[i - 1, n])                # same sentence, position - 1
-                else:
-                    key = (int(side.sent[i]), int(side.posn[i]))
-                    if key not in reruns:
-                        continue                                      # first word or <eos>
-                    h_del, h_unk = reruns[key]
-                    j = key[1]
-                    trig_.ablated = float(h_del[li][j - 1, n])
-                    trig_.ablated_unk = float(h_unk[li][j, n])
-                    nd_unk.append((a - trig_.ablated_unk) / a)
-                nd.append((a - trig_.ablated) / a)
-            drops += nd
-            drops_unk += nd_unk
-            neurons.append(NeuronMemory(
-                neuron=n, mean=float(mean[n]), max=float(mx[n]), fire_rate=float(fire[n]),
-                triggers=triggers,
-                promoted=[(tv.id_to_token(int(w)), float(s)) for w, s in zip(pids[r],
-                                                                           pscores[r])],
-                shares=shares, agreement=ag,
-                ablation_drop=float(np.mean(nd)) if nd else float("nan"),
-                ablation_drop_unk=(float(np.mean(nd_unk)) if nd_unk else float("nan"))
-                if kind == "encoder" else None))
+            nm = self.neuron(side, li, int(n), trig[r], pids[r], pscores[r], stats, acc)
+            neurons.append(nm)
         summary = {}
-        for name in labels[kind]:
-            summary[f"share_{name}"] = _nanmean(shares_acc[name])
-            summary[f"share_{name}_random"] = random_share[kind][name]
+        for name in self.labels[kind]:
+            summary[f"share_{name}"] = _nanmean(acc[f"share_{name}"])
+            summary[f"share_{name}_random"] = self.random_share[kind][name]
+        drops = np.asarray(acc["drops"], np.float64)
         summary.update(
-            agreement=_nanmean(agree), agreement_top1=_nanmean(agree1),
-            agreement_chance=1.0 / V, agreement_unigram=_nanmean(unigram),
+            agreement=_nanmean(acc["agree"]), agreement_top1=_nanmean(acc["agree1"]),
+            agreement_chance=1.0 / self.V, agreement_unigram=_nanmean(acc["unigram"]),
             ablation_drop=_nanmean(drops),
-            ablation_drop_median=float(np.median(drops)) if drops else float("nan"),
-            ablation_halved=float(np.mean(np.asarray(drops) >= 0.5)) if drops else float("nan"),
-            n_ablated=len(drops), dead=int((side.acts[li].max(0) <= 0).sum()),
+            ablation_drop_median=float(np.median(drops)) if drops.size else float("nan"),
+            ablation_halved=float(np.mean(drops >= 0.5)) if drops.size else float("nan"),
+            n_ablated=int(drops.size), dead=int((side.acts[li].max(0) <= 0).sum()),
             mean_fire_rate=float(fire.mean()), special_mass=special_mass,
             special_tokens=float(side.special.mean()))
         if kind == "encoder":
-            summary["ablation_drop_unk"] = _nanmean(drops_unk)
-        results.append(LayerMemories(kind=kind, layer=li, mean_activation=mean,
-                                     max_activation=mx, fire_rate=fire, top=top,
-                                     neurons=neurons, summary=summary,
-                                     caption=_layer_caption(kind, li, summary, rank_by, top_k)))
-    return FFNMemories(layers=results, n_pairs=len(pairs),
-                       n_tokens={"encoder": len(enc.tok), "decoder": len(dec.tok)},
-                       rank_by=rank_by, top_k=top_k, vocab_size=V,
-                       caption=_caption(rank_by, top_k, top_neurons, V))
+            summary["ablation_drop_unk"] = _nanmean(acc["drops_unk"])
+        return LayerMemories(kind=kind, layer=li, mean_activation=mean, max_activation=mx,
+                             fire_rate=fire, top=top, neurons=neurons, summary=summary,
+                             caption=_layer_caption(kind, li, summary, rank_by, self.top_k))
 
+    def neuron(self, side, li, n, idx, pids, pscores, stats, acc):
+        """The NeuronMemory of neuron n (trigger indices idx); appends its
+        shares, agreement and drops to the layer's accumulators `acc`."""
+        kind, col = side.kind, side.acts[li][:, n]
+        mean, mx, fire, _ = stats
+        triggers = [_trigger(kind, int(i), side, col, self.pairs, self.pos_names) for i in idx]
+        shares = {}
+        for name, lab in self.labels[kind].items():
+            v, share = _mode_share(lab[idx])
+            shares[name] = (self._label_name(kind, name, v) if len(idx) else "", share)
+            acc[f"share_{name}"].append(share)
+        w_top = int(pids[0])
+        if kind == "decoder":       # the value's top word is the word produced next
+            hits = [int(side.extra[i] == w_top) for i in idx]
+            acc["unigram"].append(self.next_freq[w_top])
+        else:                       # ... is a gold translation of the trigger word
+            hits = [int(w_top in self.tv.encode(t.aligned)) for t in triggers]
+            acc["unigram"].append(self.tgt_freq[w_top])
+        agreement = float(np.mean(hits)) if hits else float("nan")
+        acc["agree"].append(agreement)
+        acc["agree1"].append(hits[0] if hits else float("nan"))
+        drops, drops_unk = [], []
+        for t, i in zip(triggers, idx[:self.n_ablate]):
+            if kind == "decoder":
+                if side.posn[i] < 1:
+                    continue                                          # <bos>: no shorter prefix
+                t.ablated = float(col[i - 1])                         # same sentence, position - 1
+            else:
+                if (t.sentence, t.position) not in self.reruns:
+                    continue                                          # first word or <eos>
+                h_del, h_unk = self.reruns[(t.sentence, t.position)]
+                t.ablated = float(h_del[li][t.position - 1, n])
+                t.ablated_unk = float(h_unk[li][t.position, n])
+                drops_unk.append((t.activation - t.ablated_unk) / t.activation)
+            drops.append((t.activation - t.ablated) / t.activation)
+        acc["drops"] += drops
+        acc["drops_unk"] += drops_unk
+        return NeuronMemory(
+            neuron=n, mean=float(mean[n]), max=float(mx[n]), fire_rate=float(fire[n]),
+            triggers=triggers,
+            promoted=[(self.tv.id_to_token(int(w)), float(sc)) for w, sc in zip(pids, pscores)],
+            shares=shares, agreement=agreement, ablation_drop=_nanmean(drops),
+            ablation_drop_unk=_nanmean(drops_unk) if kind == "encoder" else None)
 
-def _eos_id():
-    from pytransformer.data import EOS
-    return EOS
+    def _label_name(self, kind, name, v):
+        if name == "position":
+            return str(int(v))
+        if name == "pos":
+            return self.pos_names[int(v)]
+        vocab = self.sv if (kind == "encoder" and name == "token") else self.tv
+        return vocab.id_to_token(int(v))
 
 
 def _nanmean(xs):
@@ -590,7 +602,7 @@ def _nanmean(xs):
     return float(xs.mean()) if xs.size else float("nan")
 
 
-def _trigger(kind, i, side, col, pairs, sv, tv, pos_names):
+def _trigger(kind, i, side, col, pairs, pos_names):
     s, p = int(side.sent[i]), int(side.posn[i])
     pair = pairs[s]
     if kind == "encoder":
