@@ -263,6 +263,21 @@ def test_shipped_smoke(shipped):
     assert mem.caption
 
 
+def test_kept_activations_are_every_real_token(planted):
+    tr, info, mem = planted
+    m = ffn_memories(tr, PAIRS[:12], top_neurons=2, top_k=5, keep_activations=True)
+    lm = m.layer("decoder", 0)
+    assert lm.activations.shape == (sum(len(p.tgt) + 1 for p in PAIRS[:12]), F)
+    words = lm.where[:, 1] > 0                                    # not the <bos> slot
+    np.testing.assert_allclose(lm.mean_activation, lm.activations[words].mean(0), rtol=1e-6)
+    s, pos = lm.where[7]
+    t = trace(tr, PAIRS[s].source, PAIRS[s].target)
+    np.testing.assert_allclose(lm.activations[7], t.ffn("decoder", 0).hidden[0, pos], rtol=1e-6)
+    assert "activations" not in lm.to_dict() and mem.layer("decoder", 0).activations is None
+    nm = _neuron(lm, DETECT)
+    assert all(t.text == PAIRS[t.sentence].target for t in nm.triggers)
+
+
 def test_shipped_decoder_ablation_equals_a_rerun_on_the_shorter_prefix(shipped):
     tr, pairs, mem = shipped
     checked = 0

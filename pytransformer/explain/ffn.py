@@ -76,13 +76,16 @@ class Trigger:
     this position; encoder: None), `aligned` (encoder: the gold target
     words the token is aligned to; decoder: None), `ablated` (the
     activation once the last word is removed, see the module docstring;
-    None when this trigger was not ablated) and `ablated_unk` (encoder: the
-    activation with the word replaced by <unk> in place)."""
+    None when this trigger was not ablated), `ablated_unk` (encoder: the
+    activation with the word replaced by <unk> in place) and `text` (the
+    whole sentence: the source for the encoder, the target for the
+    decoder)."""
     sentence: int
     position: int
     token: str
     context: list
     activation: float
+    text: str = ""
     pos: Optional[str] = None
     next_token: Optional[str] = None
     aligned: Optional[list] = None
@@ -145,7 +148,9 @@ class LayerMemories:
     ``dead`` (neurons that never fire on the split, special slots included),
     ``special_mass`` (share of the layer's total activation on the <eos> /
     <bos> slots) against ``special_tokens`` (their share of the tokens).
-    caption: how to read it."""
+    caption: how to read it. activations (N, F) float32 and where (N, 2)
+    (sentence, position) of each row: every real token's hidden activations,
+    only when asked for (keep_activations=True; never in to_dict)."""
     kind: str
     layer: int
     mean_activation: np.ndarray
@@ -155,9 +160,11 @@ class LayerMemories:
     neurons: list
     summary: dict
     caption: str = ""
+    activations: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+    where: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
 
     def to_dict(self):
-        """A JSON-able dict."""
+        """A JSON-able dict (without the activations)."""
         return {"kind": self.kind, "layer": self.layer,
                 "mean_activation": self.mean_activation.tolist(),
                 "max_activation": self.max_activation.tolist(),
@@ -424,7 +431,8 @@ def _encoder_ablation(translator, pairs, cases):
 
 
 def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_promoted=5,
-                 n_ablate=5, exclude_special=True, batch_size=128, traces=None, seed=0):
+                 n_ablate=5, exclude_special=True, keep_activations=False, batch_size=128,
+                 traces=None, seed=0):
     """Measure 6 (Geva et al. 2021, FFN layers as key-value memories) over
     `pairs` (corpus Pairs with POS tags), teacher-forced on their gold
     translations.
@@ -436,7 +444,8 @@ def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_
     ablated; exclude_special: rank neurons and pick triggers over words
     only, leaving out the source <eos> and the decoder's <bos> slots (many
     neurons fire mostly there; the layer summary's ``special_mass`` says how
-    much); batch_size: pairs per trace; traces: optional list of
+    much); keep_activations: also return every token's activations
+    (LayerMemories.activations); batch_size: pairs per trace; traces: optional list of
     teacher-forced traces of `pairs` to reuse (see teacher_forced_traces);
     seed: for the random baselines. Returns an FFNMemories."""
     _check_translator(translator)
@@ -460,6 +469,9 @@ def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_
     an.rerun_encoder([t for side, *_rest, trig in plans if side is enc for t in trig])
     layers = [an.layer(side, li, mod, stats, top, trig, n_promoted, rank_by)
               for side, li, mod, stats, top, trig in plans]
+    if keep_activations:
+        for lm, (side, li, *_rest) in zip(layers, plans):
+            lm.activations, lm.where = side.acts[li], np.stack([side.sent, side.posn], 1)
     return FFNMemories(layers=layers, n_pairs=len(pairs),
                        n_tokens={"encoder": len(enc.tok), "decoder": len(dec.tok)},
                        rank_by=rank_by, top_k=top_k, vocab_size=an.V,
@@ -610,12 +622,12 @@ def _trigger(kind, i, side, col, pairs, pos_names):
         aligned = [pair.tgt[j] for j in (pair.align[p] or ())] \
             if pair.align is not None and p < len(pair.src) else []
         return Trigger(sentence=s, position=p, token=toks[p], context=toks[:p + 1],
-                       activation=float(col[i]), pos=pos_names[int(side.extra[i])],
-                       aligned=aligned)
+                       activation=float(col[i]), text=pair.source,
+                       pos=pos_names[int(side.extra[i])], aligned=aligned)
     toks = ["<bos>"] + list(pair.tgt)
     nxt = (list(pair.tgt) + ["<eos>"])[p]
     return Trigger(sentence=s, position=p, token=toks[p], context=toks[:p + 1],
-                   activation=float(col[i]), next_token=nxt)
+                   activation=float(col[i]), text=pair.target, next_token=nxt)
 
 
 def _caption(rank_by, top_k, top_neurons, V):
