@@ -228,6 +228,8 @@ def test_bad_arguments_are_named(planted):
         ffn_memories(tr.model, PAIRS)
     with pytest.raises(TypeError, match="pairs"):
         ffn_memories(tr, "the cat")
+    with pytest.raises(ValueError, match="POS"):
+        ffn_memories(tr, [PAIRS[0]._replace(pos=None)] + PAIRS[1:5])
 
 
 # ----------------------------------------------------------------------------

@@ -646,7 +646,9 @@ def _caption(rank_by, top_k, top_neurons, V):
         "value's top word is the word the decoder produces next at the trigger (encoder: a "
         f"gold translation of the trigger word), against chance 1/|V| = {1 / V:.4f}. "
         "'ablation drop' is how much a trigger's activation falls, relative, when its last "
-        "word is removed: near 1 means the neuron keys on that word, near 0 on the context.")
+        "word is removed (decoder: read on the shorter prefix; encoder: the word deleted from "
+        "the source, read at the word before it): near 1 means the neuron goes silent without "
+        "that word, near 0 that the rest of the context is enough to fire it.")
 
 
 def _layer_caption(kind, layer, s, rank_by, top_k):
