@@ -105,7 +105,8 @@ class Translator:
 
     def translate(self, sentences, beam=1, max_len=None, length_penalty=0.6):
         """Translations (strings) of raw English sentences: greedy when
-        beam == 1, else beam search."""
+        beam == 1, else beam search; either way all the sentences are
+        decoded together as one batch."""
         src, _ = self.encode_sources(sentences)
         if beam == 1:
             ids = decode.greedy(self.model, src, max_len=max_len, bos=BOS, eos=EOS)
