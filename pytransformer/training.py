@@ -22,7 +22,7 @@ import pytransformer as pt
 from pytransformer import checkpoint, optim
 from pytransformer.nn import functional as F
 
-__all__ = ["TrainConfig", "Trainer"]
+__all__ = ["TrainConfig", "Trainer", "read_settings_file"]
 
 
 @dataclasses.dataclass
@@ -53,6 +53,63 @@ class TrainConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
         self.betas = tuple(self.betas)
+
+
+def read_settings_file(path, types):
+    """The settings in a config file, as {name: value}: a JSON object, or a
+    TOML table when `path` ends in .toml (Python 3.11+, tomllib). `types`
+    maps each allowed name to int, float, str or bool; keys may use - for _
+    (``eval-every`` is ``eval_every``); ints are accepted for floats. An
+    unreadable file, an unknown key or a value of the wrong type raises
+    ValueError naming the file and the key."""
+    import difflib
+    import json
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ValueError(f"config file {path}: cannot read it: {e.strerror}") from None
+    if path.lower().endswith(".toml"):
+        try:
+            import tomllib
+        except ImportError:
+            raise ValueError(f"config file {path}: TOML needs Python 3.11 or later (tomllib); "
+                             f"use JSON") from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ValueError(f"config file {path}: not valid TOML: {e}") from None
+    else:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"config file {path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected an object of settings "
+                         f"{{\"name\": value, ...}}, got a {type(data).__name__}")
+    expected = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    out = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in types:
+            close = difflib.get_close_matches(name, list(types), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"config file {path}: unknown key {key!r}{hint}; known keys: "
+                             f"{', '.join(types)}")
+        typ = types[name]
+        if typ is bool:
+            ok = isinstance(value, bool)
+        elif typ is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, typ) and not isinstance(value, bool)
+        if not ok:
+            raise ValueError(f"config file {path}: key {key!r}: expected {expected[typ]}, got "
+                             f"{json.dumps(value, default=repr)} ({type(value).__name__})")
+        out[name] = float(value) if typ is float else value
+    return out
 
 
 def _fmt(v):
