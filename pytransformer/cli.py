@@ -72,29 +72,50 @@ def cmd_bench(args):
 
 
 def cmd_train(args):
-    """Train a translator on the generated corpus (see pytransformer.translator)."""
-    from pytransformer.training import TrainConfig
+    """Train a translator on the generated corpus (see pytransformer.translator).
+
+    The run's settings are the flags' defaults, overridden by the keys of
+    --config FILE (JSON, or TOML with Python 3.11+; keys are the flag names
+    with - or _), overridden by the flags given on the command line;
+    --dump-config prints the result as JSON instead of training."""
+    from pytransformer.training import TrainConfig, read_settings_file
     from pytransformer.translator import train_translator
 
-    model_config = dict(d_model=args.d_model, nhead=args.nhead,
-                        num_encoder_layers=args.layers, num_decoder_layers=args.layers,
-                        dim_feedforward=args.ff, dropout=args.dropout, max_len=args.max_len,
-                        tie_embeddings=args.tie)
-    tc = TrainConfig(steps=args.steps, warmup=args.warmup, lr_factor=args.lr_factor,
-                     label_smoothing=args.label_smoothing, seed=args.seed,
-                     eval_every=args.eval_every, ckpt_every=args.ckpt_every)
-    if args.threads:
-        from pytransformer import set_num_threads
-        set_num_threads(args.threads)
+    options = args.train_options                      # dest -> (type, default)
+    cfg = {dest: default for dest, (_, default) in options.items()}
+    if args.config is not None:
+        try:
+            cfg.update(read_settings_file(args.config, {d: t for d, (t, _) in options.items()}))
+        except ValueError as e:
+            print(f"pytransformer train: {e}", file=sys.stderr)
+            return 2
+    cfg.update({dest: getattr(args, dest) for dest in options if hasattr(args, dest)})
+    if args.dump_config:
+        print(json.dumps(cfg, indent=2))
+        return 0
+    model_config = dict(d_model=cfg["d_model"], nhead=cfg["nhead"],
+                        num_encoder_layers=cfg["layers"], num_decoder_layers=cfg["layers"],
+                        dim_feedforward=cfg["ff"], dropout=cfg["dropout"],
+                        max_len=cfg["max_len"], tie_embeddings=cfg["tie"])
     try:
-        tr = train_translator(args.out, model_config, tc, n_train=args.n_train,
-                              data_seed=args.data_seed, batch_size=args.batch_size,
-                              resume=args.resume)
+        tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
+                         label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
+                         eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"])
+    except ValueError as e:
+        print(f"pytransformer train: {e}", file=sys.stderr)
+        return 2
+    if cfg["threads"]:
+        from pytransformer import set_num_threads
+        set_num_threads(cfg["threads"])
+    try:
+        tr = train_translator(cfg["out"], model_config, tc, n_train=cfg["n_train"],
+                              data_seed=cfg["data_seed"], batch_size=cfg["batch_size"],
+                              resume=cfg["resume"])
     except KeyboardInterrupt:
         return 130
     for s in ("the ball is blue", "the black cat drank the milk"):
         print(f"{s} -> {tr.translate([s])[0]}")
-    print(f"saved {args.out}")
+    print(f"saved {cfg['out']}")
     return 0
 
 
@@ -180,28 +201,48 @@ def build_parser():
     s.add_argument("rest", nargs=argparse.REMAINDER, help="options of the suite")
     s.set_defaults(func=cmd_bench)
     s = sub.add_parser("train", help="train an English-to-Spanish translator on the generated "
-                                     "corpus (progress, validation, checkpoints, --resume)")
-    s.add_argument("--out", default="translator.safetensors", help="checkpoint/model file")
-    s.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    s.add_argument("--steps", type=int, default=6000, help="optimizer steps")
-    s.add_argument("--batch-size", type=int, default=64, help="sentence pairs per step")
-    s.add_argument("--n-train", type=int, default=100_000, help="training pairs to generate")
-    s.add_argument("--data-seed", type=int, default=0, help="seed of the generated corpus")
-    s.add_argument("--seed", type=int, default=0, help="seed of init, dropout, data order")
-    s.add_argument("--d-model", type=int, default=128)
-    s.add_argument("--nhead", type=int, default=4)
-    s.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
-    s.add_argument("--ff", type=int, default=512, help="feed-forward width")
-    s.add_argument("--dropout", type=float, default=0.1)
-    s.add_argument("--max-len", type=int, default=32, help="longest sequence (tokens)")
-    s.add_argument("--tie", action="store_true", help="tie output projection and embedding")
-    s.add_argument("--warmup", type=int, default=1000, help="warm-up steps of the schedule")
-    s.add_argument("--lr-factor", type=float, default=1.0, help="scales the paper's schedule")
-    s.add_argument("--label-smoothing", type=float, default=0.1)
-    s.add_argument("--eval-every", type=int, default=500, help="validation every N steps")
-    s.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps")
-    s.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
-    s.set_defaults(func=cmd_train)
+                                     "corpus (progress, validation, checkpoints, --resume)",
+                       description="Settings come from the defaults, then --config FILE, "
+                                   "then the flags given here (which win).")
+    train_options = {}                                # dest -> (type, default)
+    for flag, typ, default, text in [
+            ("--out", str, "translator.safetensors", "checkpoint/model file"),
+            ("--resume", bool, False, "continue the run saved in --out"),
+            ("--steps", int, 6000, "optimizer steps"),
+            ("--batch-size", int, 64, "sentence pairs per step"),
+            ("--n-train", int, 100_000, "training pairs to generate"),
+            ("--data-seed", int, 0, "seed of the generated corpus"),
+            ("--seed", int, 0, "seed of init, dropout, data order"),
+            ("--d-model", int, 128, "model width"),
+            ("--nhead", int, 4, "attention heads"),
+            ("--layers", int, 3, "encoder and decoder layers each"),
+            ("--ff", int, 512, "feed-forward width"),
+            ("--dropout", float, 0.1, "dropout probability"),
+            ("--max-len", int, 32, "longest sequence (tokens)"),
+            ("--tie", bool, False, "tie output projection and embedding"),
+            ("--warmup", int, 1000, "warm-up steps of the schedule"),
+            ("--lr-factor", float, 1.0, "scales the paper's schedule"),
+            ("--label-smoothing", float, 0.1, "label smoothing of the loss"),
+            ("--eval-every", int, 500, "validation every N steps"),
+            ("--ckpt-every", int, 500, "checkpoint every N steps"),
+            ("--threads", int, 0, "threads (0: all cores)")]:
+        # SUPPRESS: a flag not given leaves no attribute, so cmd_train knows
+        # which settings the command line overrides
+        if typ is bool:                               # --tie / --no-tie
+            a = s.add_argument(flag, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=f"{text} (default: off)")
+        else:
+            a = s.add_argument(flag, type=typ, default=argparse.SUPPRESS,
+                               help=f"{text} (default: {default})")
+        train_options[a.dest] = (typ, default)
+    s.add_argument("--config", default=None, metavar="FILE",
+                   help="read settings from a JSON file (or .toml with Python 3.11+): keys "
+                        "are the flag names, e.g. {\"steps\": 6000, \"eval_every\": 1000}; "
+                        "flags given on the command line override them")
+    s.add_argument("--dump-config", action="store_true",
+                   help="print the effective settings as JSON (a starting --config file) "
+                        "and exit without training")
+    s.set_defaults(func=cmd_train, train_options=train_options)
     s = sub.add_parser("translate", help="translate English sentences with a trained model")
     s.add_argument("sentences", nargs="+", help="English sentences (quote each)")
     s.add_argument("--model", default=None,

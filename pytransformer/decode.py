@@ -51,10 +51,29 @@ class KVCache:
             self.cross_v.append(v.data)
 
     def reorder(self, index):
-        """Keep rows `index` of the batch (beam search's survivors)."""
-        pick = lambda xs: [x[index] for x in xs]  # noqa: E731
-        self.self_k, self.self_v = pick(self.self_k), pick(self.self_v)
-        self.cross_k, self.cross_v = pick(self.cross_k), pick(self.cross_v)
+        """Keep rows `index` of the batch (beam search's survivors): both the
+        self-attention entries and the encoder's keys/values."""
+        self.reorder_self(index)
+        self.reorder_cross(index)
+
+    def reorder_self(self, index):
+        """Keep rows `index` of the self-attention keys/values (only the
+        t positions filled so far are copied)."""
+        t = self.t
+
+        def pick(x):                                     # (B, H, max_len, d) -> (n, H, max_len, d)
+            out = np.empty((len(index),) + x.shape[1:], x.dtype)
+            out[:, :, :t] = x[index, :, :t]
+            return out
+        self.self_k = [pick(x) for x in self.self_k]
+        self.self_v = [pick(x) for x in self.self_v]
+
+    def reorder_cross(self, index):
+        """Keep rows `index` of the encoder's keys/values and source mask
+        (beam search calls it only when sentences leave the batch: the rows
+        of one sentence's beams all hold the same ones)."""
+        self.cross_k = [x[index] for x in self.cross_k]
+        self.cross_v = [x[index] for x in self.cross_v]
         self.src_attend = self.src_attend[index]
 
 
@@ -174,14 +193,23 @@ def _length_penalty(length, alpha):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def beam_search(model, src, beam=4, max_len=None, length_penalty=0.6, bos=1, eos=2):
-    """Beam search over the KV cache for each source sequence of the batch.
+def beam_search(model, src, beam=4, max_len=None, length_penalty=0.6, bos=1, eos=2,
+                use_cache=True):
+    """Beam search for a batch of source id sequences (B, S), padded with the
+    model's pad id, all sentences decoded together.
 
     Scores are summed log-probabilities divided by GNMT's length penalty
     ((5 + n) / 6) ** length_penalty, n the length including EOS. Returns, per
     sentence, the `beam` best finished hypotheses as (ids, score), best
     first (ids without BOS/EOS); hypotheses still open at max_len count as
-    finished there."""
+    finished there. The B sentences' k = `beam` hypotheses share one batch of
+    B * k rows (sentence b owns rows b*k .. b*k + k-1); each step keeps, per
+    sentence, the k best extensions and gathers the KV cache's rows to
+    follow them; a sentence leaves the batch once no open hypothesis can
+    beat its k finished ones. A sentence gets the hypotheses it gets when
+    decoded alone, their scores equal up to float32 rounding (GEMMs over
+    more rows round differently); tested against one-at-a-time decoding.
+    use_cache=False re-runs the decoder on the whole prefix every step."""
     if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
         raise ValueError(f"beam: expected a positive int, got {beam!r}")
     src, max_len = _check(model, src, max_len)
@@ -189,54 +217,96 @@ def beam_search(model, src, beam=4, max_len=None, length_penalty=0.6, bos=1, eos
     model.eval()
     try:
         with no_grad():
-            return [_beam_one(model, src[i:i + 1], beam, max_len, length_penalty, bos, eos)
-                    for i in range(len(src))]
+            return _beam_batch(model, src, int(beam), max_len, length_penalty, bos, eos,
+                               use_cache)
     finally:
         model.train(was_training)
 
 
-def _beam_one(model, src, k, max_len, alpha, bos, eos):
+def _top_in_order(cand, n):
+    """Indices of the n largest entries of each row of `cand` (R, C) and any
+    ties with the n-th, in the order a stable argsort of -cand gives them
+    (largest first, ties by index): argsort's prefix without sorting all C."""
+    n = min(n, cand.shape[1])
+    thr = -np.partition(-cand, n - 1, axis=1)[:, n - 1]             # n-th largest per row
+    out = []
+    for row, t in zip(cand, thr):
+        idx = np.flatnonzero(row >= t) if np.isfinite(t) else np.arange(len(row))
+        out.append(idx[np.argsort(-row[idx], kind="stable")])
+    return out
+
+
+def _beam_batch(model, src, k, max_len, alpha, bos, eos, use_cache):
+    B = len(src)
     memory, src_pad = model.encode(src)
-    cache = KVCache(model, memory, src_pad, max_len)
-    cache.reorder(np.zeros(k, dtype=np.int64))                   # k copies of the sentence
-    seqs = np.full((k, 1), bos, dtype=np.int64)
-    scores = np.zeros(k)
-    scores[1:] = -np.inf                                         # start from one live beam
-    finished = []
+    rows = np.repeat(np.arange(B), k)                   # row -> sentence (B * k,)
+    if use_cache:
+        cache = KVCache(model, memory, src_pad, max_len)
+        cache.reorder(rows)                             # k copies of each sentence
+    mem, mpad = memory.data, np.asarray(src_pad)
+    active = list(range(B))                             # sentences still in the batch
+    seqs = np.full((B * k, 1), bos, dtype=np.int64)
+    scores = np.zeros((B, k))
+    scores[:, 1:] = -np.inf                             # start from one live beam each
+    scores = scores.reshape(-1)
+    finished = [[] for _ in range(B)]
+    last_penalty = _length_penalty(max_len, alpha)
     for t in range(max_len):
-        logits = _never(step_logits(model, cache, seqs[:, -1]).astype(np.float64), model, bos)
-        logp = ops.log_softmax(logits)
-        cand = (scores[:, None] + logp).reshape(-1)              # (k * V,)
+        if use_cache:
+            logits = step_logits(model, cache, seqs[:, -1])
+        else:
+            logits = model.decode(seqs, Tensor(mem[rows]), mpad[rows]).data[:, -1]
+        logp = ops.log_softmax(_never(logits.astype(np.float64), model, bos))  # (N, V)
         V = logp.shape[1]
-        order = np.argsort(-cand, kind="stable")
-        keep_rows, keep_tok, keep_score = [], [], []
-        for flat in order:
-            s = cand[flat]
-            if not np.isfinite(s):
-                break
-            row, tok = divmod(int(flat), V)
-            if tok == eos:
-                finished.append((seqs[row, 1:].copy(), s / _length_penalty(t + 1, alpha)))
-            else:
-                keep_rows.append(row)
-                keep_tok.append(tok)
-                keep_score.append(s)
-            if len(keep_rows) == k:
-                break
-        best_done = max((f[1] for f in finished), default=-np.inf)
-        # no live beam can beat the best finished one any more: the penalty
-        # only grows with length and log-probabilities only fall
-        if not keep_rows or (len(finished) >= k and
-                             max(keep_score) / _length_penalty(max_len, alpha) < best_done):
+        cand = (scores[:, None] + logp).reshape(len(active), k * V)  # per sentence
+        penalty = _length_penalty(t + 1, alpha)
+        # each beam has one EOS candidate, so the 2k best hold k that go on
+        tops = _top_in_order(cand, 2 * k)
+        index, toks, new_scores, still, kept = [], [], [], [], []
+        for a, b in enumerate(active):
+            done, keep_rows, keep_tok, keep_score = finished[b], [], [], []
+            for flat in tops[a]:
+                sc = cand[a, flat]
+                if not np.isfinite(sc):
+                    break
+                row, tok = divmod(int(flat), V)
+                row += a * k
+                if tok == eos:
+                    done.append((seqs[row, 1:].copy(), sc / penalty))
+                else:
+                    keep_rows.append(row)
+                    keep_tok.append(tok)
+                    keep_score.append(sc)
+                if len(keep_rows) == k:
+                    break
+            best_done = max((f[1] for f in done), default=-np.inf)
+            # no live beam can beat the best finished one any more: the penalty
+            # only grows with length and log-probabilities only fall
+            if not keep_rows or (len(done) >= k and max(keep_score) / last_penalty < best_done):
+                continue
+            if t == max_len - 1:
+                for row, tok, sc in zip(keep_rows, keep_tok, keep_score):
+                    done.append((np.append(seqs[row, 1:], tok), sc / penalty))
+                continue
+            pad = k - len(keep_rows)                    # fewer than k finite candidates
+            index += keep_rows + [keep_rows[0]] * pad
+            toks += keep_tok + [keep_tok[0]] * pad
+            new_scores += keep_score + [-np.inf] * pad
+            still.append(b)
+            kept.append(a)
+        if not still:
             break
-        if t == max_len - 1:
-            for row, tok, s in zip(keep_rows, keep_tok, keep_score):
-                finished.append((np.append(seqs[row, 1:], tok), s / _length_penalty(t + 1, alpha)))
-            break
-        index = np.array(keep_rows + [keep_rows[0]] * (k - len(keep_rows)))
-        cache.reorder(index)
-        seqs = np.concatenate([seqs[index], np.array(keep_tok + [keep_tok[0]] * (
-            k - len(keep_tok)))[:, None]], 1)
-        scores = np.array(keep_score + [-np.inf] * (k - len(keep_score)))
-    finished.sort(key=lambda f: -f[1])
-    return [(ids.astype(np.int64), float(score)) for ids, score in finished[:k]]
+        index = np.array(index)
+        if use_cache:
+            cache.reorder_self(index)
+            if len(still) < len(active):                # sentences left: their rows go
+                cache.reorder_cross((np.array(kept)[:, None] * k + np.arange(k)).reshape(-1))
+        rows = rows[index]
+        seqs = np.concatenate([seqs[index], np.array(toks, dtype=np.int64)[:, None]], 1)
+        scores = np.array(new_scores)
+        active = still
+    out = []
+    for done in finished:
+        done.sort(key=lambda f: -f[1])
+        out.append([(ids.astype(np.int64), float(score)) for ids, score in done[:k]])
+    return out

@@ -22,7 +22,7 @@ import pytransformer as pt
 from pytransformer import checkpoint, optim
 from pytransformer.nn import functional as F
 
-__all__ = ["TrainConfig", "Trainer"]
+__all__ = ["TrainConfig", "Trainer", "read_settings_file"]
 
 
 @dataclasses.dataclass
@@ -53,6 +53,88 @@ class TrainConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
         self.betas = tuple(self.betas)
+
+
+def read_settings_file(path, types):
+    """The settings in a config file, as {name: value}: a JSON object, or a
+    TOML table when `path` ends in .toml (Python 3.11+, tomllib). `types`
+    maps each allowed name to int, float, str or bool; keys may use - for _
+    (``eval-every`` is ``eval_every``); ints are accepted for floats. An
+    unreadable file, an unknown key or a value of the wrong type raises
+    ValueError naming the file and the key."""
+    import difflib
+    import json
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ValueError(f"config file {path}: cannot read it: {e.strerror}") from None
+    if path.lower().endswith(".toml"):
+        try:
+            import tomllib
+        except ImportError:
+            raise ValueError(f"config file {path}: TOML needs Python 3.11 or later (tomllib); "
+                             f"use JSON") from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ValueError(f"config file {path}: not valid TOML: {e}") from None
+    else:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"config file {path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected an object of settings "
+                         f"{{\"name\": value, ...}}, got a {type(data).__name__}")
+    expected = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    out = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in types:
+            close = difflib.get_close_matches(name, list(types), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"config file {path}: unknown key {key!r}{hint}; known keys: "
+                             f"{', '.join(types)}")
+        typ = types[name]
+        if typ is bool:
+            ok = isinstance(value, bool)
+        elif typ is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, typ) and not isinstance(value, bool)
+        if not ok:
+            raise ValueError(f"config file {path}: key {key!r}: expected {expected[typ]}, got "
+                             f"{json.dumps(value, default=repr)} ({type(value).__name__})")
+        out[name] = float(value) if typ is float else value
+    return out
+
+
+def _fmt(v):
+    """A score for the progress line: floats to 4 decimals, None as n/a."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.4f}"
+    return str(v)
+
+
+def _jsonable(v):
+    """NumPy scalars as Python numbers (checkpoint metadata is JSON)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def write_csv(path, rows):
+    """Write dict rows to `path` as CSV (atomically): a header of every key
+    in order of first appearance, None and missing values as empty cells."""
+    from pytransformer._atomic import atomic_write
+
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    cell = lambda v: "" if v is None else repr(_jsonable(v))  # noqa: E731
+    lines = [",".join(keys)] + [",".join(cell(row.get(k)) for k in keys) for row in rows]
+    atomic_write(path, ["\n".join(lines).encode() + b"\n"])
 
 
 class Progress:
@@ -94,25 +176,32 @@ class Trainer:
     """Trains `model` (a Seq2SeqTransformer) on `epoch_batches`.
 
     ``Trainer(model, epoch_batches, config, ckpt_path=None, validate=None,
-    model_config=None)``; ``validate(model) -> dict`` of numbers, called
-    every config.eval_every steps; ``model_config``, a JSON-able dict saved
+    model_config=None, extra=None, stream=None, valid_csv=None)``;
+    ``validate(model) -> dict`` of numbers (None: not available, shown as
+    n/a), called every config.eval_every steps in eval mode, printed on the
+    progress stream and kept in ``validations`` (a list of {"step", ...}
+    dicts, saved in checkpoints so a resumed run keeps the earlier ones);
+    with ``valid_csv`` a path, all validations so far are rewritten there
+    (atomically) after each one. ``model_config``, a JSON-able dict saved
     with the checkpoints (what is needed to rebuild the model). ``run()``
     trains up to config.steps and returns the list of (step, loss).
     ``Trainer.resume(path, model, epoch_batches, ...)`` continues a run."""
 
     def __init__(self, model, epoch_batches, config, ckpt_path=None, validate=None,
-                 model_config=None, extra=None, stream=None):
+                 model_config=None, extra=None, stream=None, valid_csv=None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
         self.model, self.epoch_batches, self.config = model, epoch_batches, config
         self.ckpt_path, self.validate = ckpt_path, validate
         self.model_config, self.extra, self.stream = model_config, extra or {}, stream
+        self.valid_csv = valid_csv
         self.pad = model.config.pad_idx
         self.opt = optim.AdamW(model.parameters(), lr=config.lr_factor, betas=config.betas,
                                eps=config.eps, weight_decay=config.weight_decay)
         self.sched = optim.NoamLR(self.opt, model.config.d_model, config.warmup)
         self.step, self.epoch, self.index = 0, 0, 0
         self.history = []
+        self.validations = []
 
     # --- one step ------------------------------------------------------------
     def train_step(self, src, tgt_in, tgt_out):
@@ -175,8 +264,14 @@ class Trainer:
             scores = self.validate(self.model)
         finally:
             self.model.train(was)
+        if not isinstance(scores, dict):
+            raise TypeError(f"validate: expected it to return a dict, got "
+                            f"{type(scores).__name__}")
+        self.validations.append({"step": self.step, **scores})
         progress.message(f"validation at step {self.step}: " + ", ".join(
-            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()))
+            f"{k} {_fmt(v)}" for k, v in scores.items()))
+        if self.valid_csv:
+            write_csv(self.valid_csv, self.validations)
 
     # --- checkpoints -------------------------------------------------------------
     def save(self, path):
@@ -184,6 +279,8 @@ class Trainer:
         extra = dict(self.extra)
         extra.update(scheduler=self.sched.state_dict(), epoch=self.epoch, index=self.index,
                      train_config=dataclasses.asdict(self.config),
+                     validations=[{k: _jsonable(v) for k, v in row.items()}
+                                  for row in self.validations],
                      last_loss=self.history[-1][1] if self.history else None)
         checkpoint.save_checkpoint(path, model=self.model, optimizer=self.opt, step=self.step,
                                    config=self.model_config, rng=pt.get_rng_state(), extra=extra)
@@ -203,4 +300,6 @@ class Trainer:
         trainer.sched.load_state_dict(ck.extra["scheduler"])
         pt.set_rng_state(ck.rng_state)
         trainer.step, trainer.epoch, trainer.index = ck.step, ck.extra["epoch"], ck.extra["index"]
+        trainer.validations = [row for row in ck.extra.get("validations", [])
+                               if row["step"] <= ck.step]
         return trainer

@@ -10,6 +10,7 @@ the model and runs the Trainer (checkpoints every N steps and on Ctrl-C;
 ``resume=True`` continues a run bit-identically).
 """
 import dataclasses
+import sys
 import warnings
 
 import numpy as np
@@ -20,7 +21,8 @@ from pytransformer.data import EOS, BOS, Vocab, batch, iter_batches, make_splits
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
 from pytransformer.training import TrainConfig, Trainer
 
-__all__ = ["Translator", "UnknownWordWarning", "default_model_path", "train_translator"]
+__all__ = ["Translator", "UnknownWordWarning", "corpus_bleu", "default_model_path", "evaluate",
+           "train_translator", "validation_scores"]
 
 SHIPPED_MODEL = "translator-en-es.safetensors"
 
@@ -103,7 +105,8 @@ class Translator:
 
     def translate(self, sentences, beam=1, max_len=None, length_penalty=0.6):
         """Translations (strings) of raw English sentences: greedy when
-        beam == 1, else beam search."""
+        beam == 1, else beam search; either way all the sentences are
+        decoded together as one batch."""
         src, _ = self.encode_sources(sentences)
         if beam == 1:
             ids = decode.greedy(self.model, src, max_len=max_len, bos=BOS, eos=EOS)
@@ -182,19 +185,75 @@ def exact_match(translator, pairs, batch_size=256):
     return sum(o == p.target for o, p in zip(out, pairs)) / max(len(pairs), 1)
 
 
+BLEU_UNAVAILABLE = ("BLEU unavailable: sacrebleu is not installed "
+                    "(pip install sacrebleu, or the [eval] extra)")
+
+
+def bleu_available():
+    """True when sacrebleu can be imported (it is an optional dependency)."""
+    try:
+        import sacrebleu  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def corpus_bleu(hyps, refs):
+    """Corpus BLEU (0-100) of hypothesis strings against one reference string
+    each, by sacrebleu with its default 13a tokenisation; None when sacrebleu
+    is not installed."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"corpus_bleu: {len(hyps)} hypotheses but {len(refs)} references")
+    try:
+        import sacrebleu
+    except ImportError:
+        return None
+    return float(sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score)
+
+
 def evaluate(translator, pairs, beam=1):
     """{"pairs", "exact_match", "bleu"} on `pairs`: corpus BLEU by sacrebleu
     (its default 13a tokenisation; None when sacrebleu is not installed:
     pip install sacrebleu, or the [eval] extra)."""
     hyps = translate_pairs(translator, pairs, beam=beam)
     refs = [p.target for p in pairs]
-    try:
-        import sacrebleu
-        bleu = float(sacrebleu.corpus_bleu(hyps, [refs]).score)
-    except ImportError:
-        bleu = None
     em = sum(h == r for h, r in zip(hyps, refs)) / max(len(pairs), 1)
-    return {"pairs": len(pairs), "exact_match": em, "bleu": bleu}
+    return {"pairs": len(pairs), "exact_match": em, "bleu": corpus_bleu(hyps, refs)}
+
+
+def validation_scores(translator, pairs, batch_size=256):
+    """What periodic validation reports on `pairs` (the model in eval mode):
+    ``loss``, the teacher-forced cross-entropy per target token (no label
+    smoothing) and ``accuracy``, the fraction of target tokens (EOS
+    included) predicted right, both over the padded batches; then greedy
+    decodes of the same pairs give ``exact_match`` and ``bleu`` (corpus
+    BLEU by sacrebleu, None when it is not installed)."""
+    from pytransformer.autograd import no_grad
+    from pytransformer.nn import functional as F
+
+    if len(pairs) == 0:
+        raise ValueError("validation_scores: pairs is empty")
+    model, pad = translator.model, translator.model.config.pad_idx
+    nll, right, count = 0.0, 0, 0
+    with no_grad():
+        for i in range(0, len(pairs), batch_size):
+            src, tgt_in, tgt_out = batch(pairs[i:i + batch_size], translator.src_vocab,
+                                         translator.tgt_vocab)
+            logits = model(src, tgt_in)
+            V = logits.shape[-1]
+            keep = tgt_out != pad
+            n = int(keep.sum())
+            loss = F.cross_entropy(logits.reshape(-1, V), tgt_out.reshape(-1), ignore_index=pad)
+            nll += loss.item() * n
+            right += int(((logits.data.argmax(-1) == tgt_out) & keep).sum())
+            count += n
+    with warnings.catch_warnings():          # <unk> in held-out data is expected here
+        warnings.simplefilter("ignore", UnknownWordWarning)
+        hyps = translate_pairs(translator, pairs, batch_size=batch_size)
+    refs = [p.target for p in pairs]
+    return {"loss": nll / count, "accuracy": right / count,
+            "exact_match": sum(h == r for h, r in zip(hyps, refs)) / len(pairs),
+            "bleu": corpus_bleu(hyps, refs)}
 
 
 def train_translator(path, model_config=None, train_config=None, n_train=100_000,
@@ -202,10 +261,13 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     """Train a translator on the generated corpus and save it at `path`.
 
     model_config: a dict of Seq2SeqConfig fields (vocabulary sizes are set
-    from the data); train_config: a TrainConfig. Validation reports exact
-    match on n_valid_eval validation pairs. The losses of this run go to
-    <path stem>.loss.csv and, with matplotlib, .loss.png. Returns the
-    Translator."""
+    from the data); train_config: a TrainConfig. Validation (every
+    train_config.eval_every steps) reports validation_scores() on
+    n_valid_eval validation pairs: loss, token accuracy, exact match and
+    BLEU (without sacrebleu, BLEU is reported unavailable, once, and left
+    empty). The losses of this run go to <path stem>.loss.csv and, with
+    matplotlib, .loss.png; the validations of the whole run (a resumed run
+    included) to <path stem>.valid.csv. Returns the Translator."""
     tc = train_config or TrainConfig()
     splits = make_splits(seed=data_seed, n_train=n_train)
     src_vocab = Vocab.build(p.src for p in splits.train)
@@ -223,11 +285,14 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     valid = splits.valid[:n_valid_eval]
 
     def validate(m):
-        return {"exact_match": exact_match(Translator(m, src_vocab, tgt_vocab), valid)}
+        return validation_scores(Translator(m, src_vocab, tgt_vocab), valid)
 
+    stem = str(path)[:-len(".safetensors")] if str(path).endswith(".safetensors") else str(path)
+    if tc.eval_every and not bleu_available():
+        print(f"validation: {BLEU_UNAVAILABLE}", file=stream or sys.stderr)
     extra = {"src_vocab": src_vocab.to_dict(), "tgt_vocab": tgt_vocab.to_dict(),
              "data": {"seed": data_seed, "n_train": n_train, "batch_size": batch_size}}
-    kw = dict(validate=validate, extra=extra, stream=stream)
+    kw = dict(validate=validate, extra=extra, stream=stream, valid_csv=stem + ".valid.csv")
     if resume:
         trainer = Trainer.resume(path, model, epoch_batches, config=tc, **kw)
     else:
@@ -235,9 +300,10 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
                           model_config=model.config.to_dict(), **kw)
     trainer.run()
     from pytransformer.plot import save_loss_curve
-    stem = str(path)[:-len(".safetensors")] if str(path).endswith(".safetensors") else str(path)
     for f in save_loss_curve(trainer.history, stem):
         print(f"wrote {f}", file=stream)
+    if trainer.validations:
+        print(f"wrote {stem}.valid.csv", file=stream)
     return Translator(model.eval(), src_vocab, tgt_vocab, extra["data"])
 
 

@@ -85,3 +85,109 @@ def test_decode_errors():
     with pytest.raises(ValueError, match="beam"):
         decode.beam_search(model, np.ones((1, 3), int), beam=0)
     assert model.training is False
+
+
+# --- batched beam search -------------------------------------------------------
+
+def _varied_batch(rng, B=7, low=2, high=8, vocab=17):
+    """Source rows of different lengths (each ending in EOS), right-padded."""
+    lengths = rng.integers(low, high + 1, B)
+    lengths[0] = high                                 # one row needs no padding
+    src = np.zeros((B, high + 1), dtype=np.int64)
+    for i, n in enumerate(lengths):
+        src[i, :n] = rng.integers(3, vocab, n)
+        src[i, n] = EOS
+    return src, [src[i, :n + 1] for i, n in enumerate(lengths)]
+
+
+def _assert_same_hyps(got, want, what):
+    """Same hypotheses (ids exactly) in the same order; scores equal up to
+    float32 rounding (batched and single-sentence GEMMs round differently)."""
+    assert len(got) == len(want), what
+    for j, ((ids, s), (ids_w, s_w)) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(ids, ids_w, err_msg=f"{what}, hypothesis {j}")
+        assert s == pytest.approx(s_w, rel=1e-5, abs=1e-5), f"{what}, hypothesis {j}"
+
+
+def _eos_prone(seed, norm_first=False, eos_bias=0.0):
+    """A random model, its EOS logit shifted by eos_bias (seeds and shifts
+    below picked so hypotheses end at various lengths, some at max_len)."""
+    model = _untrained(norm_first, seed)
+    model.generator.bias.data[EOS] += eos_bias
+    return model
+
+
+@pytest.mark.parametrize("norm_first,beam,alpha,seed,eos_bias", [
+    (False, 3, 0.6, 7, 0.0), (True, 4, 1.0, 5, -0.25), (False, 2, 0.0, 5, -0.25)])
+def test_batched_beam_equals_one_sentence_at_a_time(norm_first, beam, alpha, seed, eos_bias):
+    model = _eos_prone(seed, norm_first, eos_bias)
+    src, rows = _varied_batch(np.random.default_rng(7))
+    got = decode.beam_search(model, src, beam=beam, max_len=10, length_penalty=alpha)
+    lengths = []
+    for i, row in enumerate(rows):
+        alone = decode.beam_search(model, row[None], beam=beam, max_len=10,
+                                   length_penalty=alpha)
+        assert len(alone) == 1
+        _assert_same_hyps(got[i], alone[0], f"sentence {i}")
+        assert [s for _, s in got[i]] == sorted((s for _, s in got[i]), reverse=True)
+        lengths += [len(ids) for ids, _ in got[i]]
+    assert min(lengths) < 9 and max(lengths) == 10      # some end early, some at max_len
+
+
+def test_batched_beam_cached_equals_uncached():
+    model = _eos_prone(5, True, -0.25)
+    src, _ = _varied_batch(np.random.default_rng(8), B=5)
+    a = decode.beam_search(model, src, beam=3, max_len=9)
+    b = decode.beam_search(model, src, beam=3, max_len=9, use_cache=False)
+    for i, (x, y) in enumerate(zip(a, b)):
+        _assert_same_hyps(x, y, f"sentence {i}")
+
+
+def test_batched_beam_of_one_is_greedy_with_padding():
+    model = _eos_prone(5, False, 0.0)                  # greedy lengths 0, 1 and max_len
+    src, _ = _varied_batch(np.random.default_rng(9), B=6)
+    g = decode.greedy(model, src, max_len=11)
+    b = decode.beam_search(model, src, beam=1, max_len=11, length_penalty=0.0)
+    for i, (x, hyps) in enumerate(zip(g, b)):
+        assert len(hyps) == 1
+        np.testing.assert_array_equal(hyps[0][0], x, err_msg=f"sentence {i}")
+
+
+def test_beam_never_generates_pad_or_bos():
+    """Even when the model prefers them, pad (0) and BOS (1) never appear."""
+    model = _untrained(False, seed=8)
+    model.generator.bias.data[[0, BOS]] += 50.0
+    src, _ = _varied_batch(np.random.default_rng(10), B=4)
+    for hyps in decode.beam_search(model, src, beam=3, max_len=8):
+        assert len(hyps) == 3
+        for ids, score in hyps:
+            assert 0 not in ids and BOS not in ids and np.isfinite(score)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from pytransformer.translator import Translator, default_model_path
+    path = default_model_path()
+    if path is None:
+        pytest.skip("no shipped model in this installation")
+    return Translator.load(path)
+
+
+def test_shipped_model_batched_beam_equals_per_sentence(shipped):
+    """Beam 4 on test sentences of different lengths: the batch gives each
+    sentence what decoding it alone gives, and Translator.translate(beam=4)
+    returns the best hypotheses."""
+    from pytransformer.data import make_splits
+    test = make_splits(seed=0, n_train=0).test
+    pairs = sorted(test[:40], key=lambda p: len(p.src))[::4]         # 10, short to long
+    sentences = [p.source for p in pairs]
+    assert len({len(p.src) for p in pairs}) >= 4
+    src, _ = shipped.encode_sources(sentences)
+    got = decode.beam_search(shipped.model, src, beam=4)
+    for i, s in enumerate(sentences):
+        one, _ = shipped.encode_sources([s])
+        assert one.shape[1] == len(pairs[i].src) + 1                  # alone: no padding
+        _assert_same_hyps(got[i], decode.beam_search(shipped.model, one, beam=4)[0], s)
+    out = shipped.translate(sentences, beam=4)
+    assert out == [" ".join(shipped.tgt_vocab.decode(h[0][0])) for h in got]
+    assert sum(o == p.target for o, p in zip(out, pairs)) >= 8

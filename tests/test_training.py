@@ -109,3 +109,29 @@ def test_config_and_resume_errors(tmp_path):
         Trainer.resume(tmp_path / "none.safetensors", _model(), _epoch_batches())
     with pytest.raises(ValueError, match="no batches"):
         Trainer(_model(), lambda e: [], _cfg(), stream=io.StringIO()).run()
+
+
+def test_validations_are_logged_kept_in_checkpoints_and_resumed(tmp_path):
+    """validate()'s scores go to the progress line (None as n/a), to
+    Trainer.validations and to valid_csv; a resumed run keeps the earlier
+    rows and appends its own."""
+    path, csv = tmp_path / "run.safetensors", tmp_path / "run.valid.csv"
+    calls = []
+
+    def validate(m):
+        calls.append(1)
+        return {"score": 0.5 * len(calls), "bleu": None, "n": np.int64(len(calls))}
+    out = io.StringIO()
+    Trainer(_model(), _epoch_batches(), _cfg(steps=8, eval_every=3), ckpt_path=path,
+            validate=validate, stream=out, valid_csv=csv).run()
+    assert "validation at step 3: score 0.5000, bleu n/a, n 1" in out.getvalue()
+    assert open(csv).read() == "step,score,bleu,n\n3,0.5,,1\n6,1.0,,2\n"
+    again = Trainer.resume(path, _model(), _epoch_batches(), config=_cfg(steps=12, eval_every=3),
+                           validate=validate, stream=io.StringIO(), valid_csv=csv)
+    assert [v["step"] for v in again.validations] == [3, 6]
+    again.run()
+    assert [v["step"] for v in again.validations] == [3, 6, 9, 12]
+    assert open(csv).read().splitlines()[-1] == "12,2.0,,4"
+    with pytest.raises(TypeError, match="validate: expected it to return a dict"):
+        Trainer(_model(), _epoch_batches(), _cfg(steps=1, eval_every=1), validate=lambda m: 1.0,
+                stream=io.StringIO()).run()

@@ -2,6 +2,8 @@
 train -> checkpoint -> load -> translate, the CLI, and bad input. (Quality
 is the shipped model's business; here 40 steps only prove the plumbing.)"""
 import io
+import sys
+import types
 import warnings
 
 import numpy as np
@@ -9,18 +11,105 @@ import pytest
 
 from pytransformer import cli
 from pytransformer.training import TrainConfig
-from pytransformer.translator import Translator, UnknownWordWarning, train_translator
+from pytransformer.translator import (Translator, UnknownWordWarning, bleu_available, corpus_bleu,
+                                      train_translator)
 
 TINY = dict(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
             dim_feedforward=32, dropout=0.0, max_len=24)
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
+def tiny_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("tr") / "tiny.safetensors"
+    log = io.StringIO()
     train_translator(path, TINY, TrainConfig(steps=40, warmup=10, eval_every=20, ckpt_every=20),
-                     n_train=2000, batch_size=32, stream=io.StringIO())
-    return path
+                     n_train=2000, batch_size=32, stream=log)
+    return path, log.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_path(tiny_run):
+    return tiny_run[0]
+
+
+def _csv(path):
+    lines = open(path).read().splitlines()
+    return lines[0].split(","), [line.split(",") for line in lines[1:]]
+
+
+def test_validation_reports_loss_accuracy_exact_match_bleu(tiny_run):
+    """Validation at steps 20 and 40: every score on the progress stream and
+    in <stem>.valid.csv; BLEU a number with sacrebleu, else n/a with one note."""
+    path, log = tiny_run
+    lines = [ln for ln in log.splitlines() if ln.startswith("validation at step")]
+    assert [ln.split(":")[0] for ln in lines] == ["validation at step 20",
+                                                   "validation at step 40"]
+    for ln in lines:
+        assert all(f" {k} " in ln for k in ("loss", "accuracy", "exact_match", "bleu"))
+    header, rows = _csv(str(path)[:-len(".safetensors")] + ".valid.csv")
+    assert header == ["step", "loss", "accuracy", "exact_match", "bleu"]
+    assert [r[0] for r in rows] == ["20", "40"]
+    for r in rows:
+        assert float(r[1]) > 0 and 0 <= float(r[2]) <= 1 and 0 <= float(r[3]) <= 1
+    assert float(rows[1][1]) < float(rows[0][1])               # validation loss falls
+    if bleu_available():
+        assert all(0 <= float(r[4]) <= 100 for r in rows) and "unavailable" not in log
+    else:
+        assert all(r[4] == "" for r in rows) and "bleu n/a" in lines[0]
+        assert log.count("BLEU unavailable") == 1
+
+
+def _short_run(tmp_path, **kw):
+    path = tmp_path / "short.safetensors"
+    log = io.StringIO()
+    train_translator(path, TINY, TrainConfig(steps=4, warmup=2, eval_every=2, ckpt_every=0),
+                     n_train=300, batch_size=16, stream=log, n_valid_eval=12, **kw)
+    return log.getvalue(), _csv(tmp_path / "short.valid.csv")
+
+
+def test_validation_without_sacrebleu(tmp_path, monkeypatch):
+    """sacrebleu not importable: validation still runs, says BLEU is
+    unavailable once, reports n/a and leaves the CSV cells empty."""
+    monkeypatch.setitem(sys.modules, "sacrebleu", None)       # import raises ImportError
+    assert not bleu_available() and corpus_bleu(["a"], ["a"]) is None
+    log, (header, rows) = _short_run(tmp_path)
+    assert log.count("BLEU unavailable: sacrebleu is not installed") == 1
+    assert log.count("bleu n/a") == 2
+    assert header[-1] == "bleu" and [r[0] for r in rows] == ["2", "4"]
+    assert [r[-1] for r in rows] == ["", ""]
+
+
+def test_validation_bleu_is_sacrebleu_on_the_greedy_decodes(tmp_path, monkeypatch):
+    """With a stand-in sacrebleu recording its arguments: BLEU is computed on
+    the greedy translations of the validation pairs against their targets,
+    and its score reaches the progress line and the CSV."""
+    calls = []
+
+    def fake_corpus_bleu(hyps, refs):
+        calls.append((list(hyps), [list(r) for r in refs]))
+        return types.SimpleNamespace(score=12.5 + len(calls))
+    monkeypatch.setitem(sys.modules, "sacrebleu",
+                        types.SimpleNamespace(corpus_bleu=fake_corpus_bleu))
+    log, (header, rows) = _short_run(tmp_path)
+    assert "unavailable" not in log and "bleu 13.5000" in log and "bleu 14.5000" in log
+    assert [r[-1] for r in rows] == ["13.5", "14.5"]
+    from pytransformer.data import make_splits
+    valid = make_splits(seed=0, n_train=0).valid[:12]
+    tr = Translator.load(tmp_path / "short.safetensors")
+    assert len(calls) == 2
+    hyps, refs = calls[-1]
+    assert refs == [[p.target for p in valid]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownWordWarning)      # 300 training pairs only
+        assert hyps == tr.translate([p.source for p in valid])   # the final model's decodes
+
+
+@pytest.mark.skipif(not bleu_available(), reason="sacrebleu is not installed")
+def test_corpus_bleu_with_sacrebleu():
+    assert corpus_bleu(["la bola es azul"], ["la bola es azul"]) == pytest.approx(100.0)
+    assert corpus_bleu(["el gato"], ["la bola es azul"]) < 10
+    with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
+        corpus_bleu(["a", "b"], ["a"])
 
 
 def test_loss_curve_files(model_path):
