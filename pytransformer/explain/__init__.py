@@ -1,12 +1,48 @@
-"""Explain why a Transformer works, with numbers: capture (hooks), the
-per-sentence views (heads, Q.K factors, value mixing) and the corpus-level
-measures, and a self-contained HTML report.
+"""Explain why a Transformer works, with numbers.
+
+Capture (:mod:`.trace`: forward hooks, nothing in the model changes), the
+per-sentence views (:mod:`.views`: the Q.K factor view, the token/position
+split, value mixing), activation patching (:mod:`.patch`), and the
+corpus-level measures: cross-attention alignment against gold with AER
+(:mod:`.alignment`), syntactic heads (:mod:`.syntax`), FFN key-value
+memories (:mod:`.ffn`), the logit lens (:mod:`.lens`).
 
     from pytransformer.explain import trace
     t = trace(translator, "the ball is blue")
+    t.attention("cross", -1).weights[0]          # (heads, target, source)
 """
+from .alignment import (OFFSETS, AlignmentAccumulator, AlignmentScores, CheckpointAER, aer,
+                        aer_over_checkpoints, alignment_from_weights, alignment_scores,
+                        cross_attention_argmax, diagonal_alignment, precision_recall,
+                        read_pharaoh, trace_pairs, write_pharaoh)
+from .ffn import (FFNMemories, LayerMemories, NeuronMemory, Trigger, ffn_memories,
+                  teacher_forced_traces, value_promotions)
+from .lens import LensAccuracy, LensTable, lens_logits, logit_lens, logit_lens_accuracy
+from .patch import SITES, Patch, counterfactual, patched_translate, patching
+from .syntax import (DIRECTIONS, SyntaxAccumulator, SyntaxScores, encoder_argmax,
+                     positional_baselines, syntax_scores)
 from .trace import (ATTENTION_KINDS, AttentionRecord, FFNRecord, LayerRecord, Trace, Tracer,
                     attention_parts, trace)
+from .views import (FactorView, PositionSplit, ValueMixing, factor_view, position_split,
+                    value_mixing)
 
-__all__ = ["ATTENTION_KINDS", "AttentionRecord", "FFNRecord", "LayerRecord", "Trace", "Tracer",
-           "attention_parts", "trace"]
+__all__ = [
+    # capture
+    "ATTENTION_KINDS", "AttentionRecord", "FFNRecord", "LayerRecord", "Trace", "Tracer",
+    "attention_parts", "trace",
+    # per-sentence views and patching
+    "FactorView", "PositionSplit", "ValueMixing", "factor_view", "position_split",
+    "value_mixing", "SITES", "Patch", "counterfactual", "patched_translate", "patching",
+    # alignment
+    "OFFSETS", "AlignmentAccumulator", "AlignmentScores", "CheckpointAER", "aer",
+    "aer_over_checkpoints", "alignment_from_weights", "alignment_scores",
+    "cross_attention_argmax", "diagonal_alignment", "precision_recall", "read_pharaoh",
+    "trace_pairs", "write_pharaoh",
+    # syntactic heads
+    "DIRECTIONS", "SyntaxAccumulator", "SyntaxScores", "encoder_argmax",
+    "positional_baselines", "syntax_scores",
+    # FFN memories and the logit lens
+    "FFNMemories", "LayerMemories", "NeuronMemory", "Trigger", "ffn_memories",
+    "teacher_forced_traces", "value_promotions", "LensAccuracy", "LensTable", "lens_logits",
+    "logit_lens", "logit_lens_accuracy",
+]
