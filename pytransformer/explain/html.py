@@ -47,6 +47,7 @@ __all__ = ["Report", "heatmap_svg", "bar_chart_svg", "line_chart_svg", "table_ht
            "HEAD_VIEW_CLASS"]
 
 HEAD_VIEW_CLASS = "pt-headview"
+_SCRIPT_MARKER = "pytransformer explain: the interactive head view"   # headview.js's first line
 _KIND_TITLES = {"encoder": "Encoder self-attention",
                 "decoder": "Decoder masked self-attention",
                 "cross": "Cross-attention (decoder \u2192 encoder)"}
@@ -366,6 +367,8 @@ def bar_chart_svg(labels, values, title=None, xlabel=None, fmt=".3g", reference=
     ticks = _nice_ticks(lo, hi)
     lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
     left = max(_text_px(s) for s in labs) + 10
+    if fin.size and fin.min() < 0:              # room for the values left of negative bars
+        left += 8 + max(_text_px(format_number(float(x), fmt), 10) for x in fin if x < 0)
     plot_w = float(width) - left - 50
     if plot_w < 60:
         plot_w = 60.0
@@ -631,8 +634,9 @@ def head_view_html(data, id=None, include_script=True):
     the chosen head's heat map beside them; hovering a word shows only its
     lines. Weights are rounded to 4 decimals. id: the element id (default
     a fresh 'pt-hv-N'). include_script: embed headview.js in the fragment
-    (it is written so that several copies on one page are harmless;
-    :class:`Report` passes False and adds it once)."""
+    (needed where the fragment stands alone, e.g. in Jupyter; several
+    copies on one page are harmless). In a :class:`Report` pass
+    include_script=False: the page then carries the script once."""
     clean = _check_head_view(data)
     if id is None:
         _HV_COUNTER[0] += 1
@@ -659,13 +663,14 @@ def head_view_data(trace, b=0, kinds=None):
     for kind in kinds:
         if kind not in have:
             raise ValueError(f"kinds: {kind!r} was not recorded; the trace has {have}")
+    if have:
+        n = trace.attention(have[0], 0).weights.shape[0]
+        if not (isinstance(b, (int, np.integer)) and 0 <= b < n):
+            raise ValueError(f"b: expected a sentence index in 0..{n - 1}, got {b!r}")
+    for kind in kinds:
         rows, cols = trace.tokens(kind, b)
-        layers = []
-        for layer in range(trace.num_layers(kind)):
-            w = trace.attention(kind, layer).weights
-            if not 0 <= b < w.shape[0]:
-                raise ValueError(f"b: expected a sentence index in 0..{w.shape[0] - 1}, got {b}")
-            layers.append(w[b, :, :len(rows), :len(cols)])
+        layers = [trace.attention(kind, layer).weights[b, :, :len(rows), :len(cols)]
+                  for layer in range(trace.num_layers(kind))]
         out[kind] = {"title": _KIND_TITLES.get(kind, kind), "rows": list(rows), "cols": list(cols),
                      "weights": layers}
     return {"kinds": out}
@@ -774,8 +779,10 @@ class Report:
             cap = f'<p class="pt-caption">{escape(s["caption"])}</p>' if s["caption"] else ""
             body.append(f'<section class="pt-section" id="{escape(s["id"])}">'
                         f'<h2>{escape(s["title"])}</h2>{cap}<div class="pt-body">{s["body"]}</div></section>')
-        needs_js = any(HEAD_VIEW_CLASS in s["body"] for s in self.sections)
-        script = f"<script>{_head_view_script()}</script>" if needs_js else ""
+        # the head view's script once, unless a fragment already carries it
+        needs_js = any(f'class="{HEAD_VIEW_CLASS}"' in s["body"] for s in self.sections)
+        has_js = any(_SCRIPT_MARKER in s["body"] for s in self.sections)
+        script = f"<script>{_head_view_script()}</script>" if needs_js and not has_js else ""
         sub = f'<p class="pt-sub">{escape(self.subtitle)}</p>' if self.subtitle else ""
         nav = (f'<nav class="pt-toc"><strong>Contents</strong><ol>{toc}</ol></nav>'
                if self.sections else "")
