@@ -12,6 +12,7 @@ import base64
 import fcntl
 import json
 import os
+import select
 import shutil
 import struct
 import subprocess
@@ -79,8 +80,9 @@ class Browser:
 
     def _read_message(self, deadline):
         while b"\0" not in self._buf:
-            if time.monotonic() > deadline:
-                raise TimeoutError("Chromium did not answer in time")
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._out_r], [], [], left)[0]:
+                raise TimeoutError(f"Chromium did not answer within {TIMEOUT} s")
             chunk = os.read(self._out_r, 1 << 16)
             if not chunk:
                 raise RuntimeError("Chromium closed the DevTools pipe")

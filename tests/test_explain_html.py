@@ -187,6 +187,9 @@ def test_bar_chart_bars_values_and_reference():
     assert float(bars[1].get("x")) + widths[1] == pytest.approx(zero, abs=0.02)
     assert [b.get("fill") for b in bars].count("#e08000") == 1 and bars[2].get("fill") == "#e08000"
     assert "chance" in texts(tree)
+    label = [t for t in tree.iter(SVG + "text") if t.text == "head 1"][0]
+    value = [t for t in tree.iter(SVG + "text") if t.text == "-0.25"][0]
+    assert float(label.get("x")) < float(value.get("x")) - 5 * len("-0.25")   # no overlap
 
 
 def test_bar_chart_errors():
@@ -372,6 +375,8 @@ def test_report_contents_captions_and_one_script():
     assert re.findall(r'<section class="pt-section" id="([^"]+)"', page) == ids
     assert "<title>Why &lt;it&gt; works</title>" in page and "model &amp; sentence" in page
     assert '<p class="pt-caption">Lines: &lt;who&gt; attends to whom.</p>' in page
+    rep.add_section("Two paragraphs", "First.\n\nSecond.", "")
+    assert '<p class="pt-caption">First.</p><p class="pt-caption">Second.</p>' in rep.to_html()
     assert page.count("pytransformer explain: the interactive head view") == 1
     assert page.count(f'<div class="{HEAD_VIEW_CLASS}" id=') == 2
     rep2 = Report("t")

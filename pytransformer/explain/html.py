@@ -367,6 +367,7 @@ def bar_chart_svg(labels, values, title=None, xlabel=None, fmt=".3g", reference=
     ticks = _nice_ticks(lo, hi)
     lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
     left = max(_text_px(s) for s in labs) + 10
+    label_x = left - 6                          # labels end here, left of any value text
     if fin.size and fin.min() < 0:              # room for the values left of negative bars
         left += 8 + max(_text_px(format_number(float(x), fmt), 10) for x in fin if x < 0)
     plot_w = float(width) - left - 50
@@ -393,7 +394,7 @@ def bar_chart_svg(labels, values, title=None, xlabel=None, fmt=".3g", reference=
         y = top + i * bar_px
         txt = format_number(float(x), fmt)
         out.append(f'<g><title>{escape(lab)}: {escape(txt)}</title>'
-                   f'<text x="{_fmt_attr(left - 6)}" y="{_fmt_attr(y + bar_px / 2)}" text-anchor="end" '
+                   f'<text x="{_fmt_attr(label_x)}" y="{_fmt_attr(y + bar_px / 2)}" text-anchor="end" '
                    f'dominant-baseline="central">{escape(lab)}</text>')
         if math.isfinite(x):
             x0, x1 = sorted((X(0.0), X(float(x))))
@@ -751,8 +752,10 @@ class Report:
     def add_section(self, title, caption, body_html, id=None):
         """Add a section: title (heading, escaped), caption (plain text,
         escaped: what the view shows and how to read it), body_html (an HTML
-        fragment from the renderers, inserted as is) and an optional anchor
-        id (default made from the title, unique). Returns the id."""
+        fragment from the renderers, inserted as is; several fragments can
+        simply be concatenated) and an optional anchor id (default made from
+        the title, unique). A blank line in the caption starts a new
+        paragraph. Returns the id."""
         if not str(title).strip():
             raise ValueError("title: expected a non-empty section title")
         if not isinstance(body_html, str):
@@ -776,7 +779,8 @@ class Report:
                       for s in self.sections)
         body = []
         for s in self.sections:
-            cap = f'<p class="pt-caption">{escape(s["caption"])}</p>' if s["caption"] else ""
+            cap = "".join(f'<p class="pt-caption">{escape(p.strip())}</p>'
+                          for p in s["caption"].split("\n\n") if p.strip())
             body.append(f'<section class="pt-section" id="{escape(s["id"])}">'
                         f'<h2>{escape(s["title"])}</h2>{cap}<div class="pt-body">{s["body"]}</div></section>')
         # the head view's script once, unless a fragment already carries it
