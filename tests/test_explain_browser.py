@@ -336,7 +336,7 @@ def test_controls_switch_to_the_traced_weights(browser, report_path, shipped_tra
     assert browser.errors() == [] and browser.js("window.__ptErrors") == []
 
 
-def test_hover_keeps_only_the_words_lines(browser, report_path):
+def test_hover_or_focus_keeps_only_the_words_lines(browser, report_path):
     browser.navigate(report_path.as_uri())
     _choose(browser, "pt-hv-kind", "cross")
     box = browser.js("""(() => { const t = document.querySelectorAll(
@@ -351,6 +351,12 @@ def test_hover_keeps_only_the_words_lines(browser, report_path):
     browser.mouse_move(2, 2)
     s = browser.js(_STATE)
     assert any(w > 0 for i, _, w in s["lines"] if i != 2)
+    # keyboard: focusing a source word shows only the lines into it
+    browser.js("""document.querySelectorAll(
+        'div.pt-headview text.pt-hv-word[data-side="col"]')[1].focus()""")
+    s = browser.js(_STATE)
+    assert browser.js("document.querySelector('div.pt-headview').getAttribute('data-focus')") == "col:1"
+    assert all(w == 0 for _, j, w in s["lines"] if j != 1)
 
 
 def test_screenshot_is_not_blank(browser, report_path):

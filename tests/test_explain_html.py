@@ -6,6 +6,8 @@ the page (contents, captions, one script, no external references, atomic
 save, Jupyter), and head_view_data against a real trace."""
 import html
 import json
+import os
+import pathlib
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -477,3 +479,10 @@ def test_figures_write_pngs(tmp_path):
     assert all(wd > 100 and ht > 50 for wd, ht in sizes)
     assert sizes[2][0] > 2 * sizes[0][0]                 # four panels side by side
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in out)
+    data, _ = _hv_data(layers=2, heads=2)
+    data["kinds"]["encoder"] = dict(data["kinds"]["cross"], layer_names=["first", "last/x"])
+    paths = figures.save_head_view_pngs(tmp_path / "hv", data, dpi=50)
+    assert [os.path.basename(p) for p in paths] == [
+        "attention-cross-layer0.png", "attention-cross-layer1.png",
+        "attention-encoder-layerfirst.png", "attention-encoder-layerlast_x.png"]
+    assert all(_png_size(pathlib.Path(p))[0] > 100 for p in paths)

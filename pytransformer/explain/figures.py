@@ -7,20 +7,23 @@ writes the PNG atomically and returns the path:
 - :func:`save_heatmap_png`       <-> html.heatmap_svg
 - :func:`save_bar_png`           <-> html.bar_chart_svg
 - :func:`save_line_png`          <-> html.line_chart_svg
-- :func:`save_attention_heads_png`: one head-view layer as a row of heat maps
-  (every head, then their mean), the static form of html.head_view_html.
+- :func:`save_attention_heads_png`: one layer of attention as a row of heat
+  maps (every head, then their mean);
+- :func:`save_head_view_pngs`: that figure for every kind and layer of
+  head-view data (html.head_view_data), the static form of the head view.
 """
 import io
 import math
+import os
 
 import numpy as np
 
 from pytransformer._atomic import atomic_write
-from pytransformer.explain.html import (_highlight_mask, _labels, _matrix, _vector,
-                                        format_number)
+from pytransformer.explain.html import (_check_head_view, _highlight_mask, _labels, _matrix,
+                                        _vector, format_number)
 
 __all__ = ["save_heatmap_png", "save_bar_png", "save_line_png", "save_attention_heads_png",
-           "require_matplotlib"]
+           "save_head_view_pngs", "require_matplotlib"]
 
 _HL = "#e08000"
 
@@ -147,6 +150,26 @@ def save_attention_heads_png(path, weights, row_labels, col_labels, title=None, 
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi)
+
+
+def save_head_view_pngs(directory, data, prefix="attention", dpi=150):
+    """Head-view data (as for html.head_view_html, e.g. from
+    html.head_view_data(trace)) as PNGs in `directory` (created if missing):
+    one file per kind and layer, ``<prefix>-<kind>-layer<name>.png``, each
+    with every head and their mean. Returns the list of paths."""
+    clean = _check_head_view(data)
+    _check_dpi(dpi)
+    require_matplotlib()
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for kind, k in clean["kinds"].items():
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in kind)
+        for name, w in zip(k["layer_names"], k["weights"]):
+            lname = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+            path = os.path.join(directory, f"{prefix}-{safe}-layer{lname}.png")
+            paths.append(save_attention_heads_png(path, w, k["rows"], k["cols"],
+                                                  title=f"{k['title']}, layer {name}", dpi=dpi))
+    return paths
 
 
 def save_bar_png(path, labels, values, title=None, xlabel=None, fmt=".3g", reference=None,

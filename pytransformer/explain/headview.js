@@ -141,8 +141,11 @@
       var t = node('!text', {x: x, y: top + (idx + 0.5) * WORD_H, 'dominant-baseline': 'central',
                              'text-anchor': side === 'row' ? 'end' : 'start',
                              'class': 'pt-hv-word', 'data-side': side, 'data-index': idx}, svg, tok);
+      t.setAttribute('tabindex', '0');          // keyboard: Tab to a word shows its lines too
       t.addEventListener('mouseenter', function () { self.focus(side, idx); });
       t.addEventListener('mouseleave', function () { self.focus(null, -1); });
+      t.addEventListener('focus', function () { self.focus(side, idx); });
+      t.addEventListener('blur', function () { self.focus(null, -1); });
       self.words.push({el: t, side: side, idx: idx});
     }
     k.rows.forEach(function (tok, i) { word('row', i, tok); });
