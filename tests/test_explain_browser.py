@@ -290,9 +290,13 @@ _STATE = """(() => {
 })()"""
 
 
+_FOCUS = "document.querySelector('div.pt-headview').getAttribute('data-focus')"
+
+
 def _choose(browser, cls, value):
     browser.js(f"""(() => {{ const s = document.querySelector('div.pt-headview select.{cls}');
-        s.value = {json.dumps(str(value))}; s.dispatchEvent(new Event('change', {{bubbles: true}})); }})()""")
+        s.value = {json.dumps(str(value))};
+        s.dispatchEvent(new Event('change', {{bubbles: true}})); }})()""")
     return browser.js(_STATE)
 
 
@@ -345,7 +349,7 @@ def test_hover_or_focus_keeps_only_the_words_lines(browser, report_path):
         return [r.x + r.width / 2, r.y + r.height / 2]; })()""")
     browser.mouse_move(*box)
     s = browser.js(_STATE)
-    assert browser.js("document.querySelector('div.pt-headview').getAttribute('data-focus')") == "row:2"
+    assert browser.js(_FOCUS) == "row:2"
     assert all(w == 0 for i, _, w in s["lines"] if i != 2)
     assert any(w > 0 for i, _, w in s["lines"] if i == 2)
     browser.mouse_move(2, 2)
@@ -355,7 +359,7 @@ def test_hover_or_focus_keeps_only_the_words_lines(browser, report_path):
     browser.js("""document.querySelectorAll(
         'div.pt-headview text.pt-hv-word[data-side="col"]')[1].focus()""")
     s = browser.js(_STATE)
-    assert browser.js("document.querySelector('div.pt-headview').getAttribute('data-focus')") == "col:1"
+    assert browser.js(_FOCUS) == "col:1"
     assert all(w == 0 for _, j, w in s["lines"] if j != 1)
 
 
@@ -363,7 +367,8 @@ def test_screenshot_is_not_blank(browser, report_path):
     browser.navigate(report_path.as_uri())
     rect = browser.js("""(() => { const e = document.getElementById('heads');
         e.scrollIntoView(); const r = e.getBoundingClientRect();
-        return {x: r.x + window.scrollX, y: r.y + window.scrollY, width: r.width, height: r.height}; })()""")
+        return {x: r.x + window.scrollX, y: r.y + window.scrollY,
+                width: r.width, height: r.height}; })()""")
     png = browser.screenshot(clip=rect)
     out = os.environ.get("PT_HEADVIEW_PNG")
     if out:

@@ -277,7 +277,8 @@ def _hv_data(rows=("a", "b"), cols=("x", "y", "z"), layers=2, heads=3, seed=0):
 
 
 def _embedded(fragment):
-    m = re.search(r'<script type="application/json" class="pt-hv-data">(.*?)</script>', fragment, re.S)
+    m = re.search(r'<script type="application/json" class="pt-hv-data">(.*?)</script>',
+                  fragment, re.S)
     return json.loads(m.group(1))
 
 
@@ -306,8 +307,10 @@ def test_head_view_hostile_tokens_cannot_break_the_page():
     (lambda d: d.update(kinds={}), r"^data"),
     (lambda d: d.pop("kinds"), r"^data"),
     (lambda d: d["kinds"]["cross"].pop("cols"), r"^data\['kinds'\]\['cross'\]: missing 'cols'"),
-    (lambda d: d["kinds"]["cross"].update(rows=[]), r"^data\['kinds'\]\['cross'\]: expected non-empty"),
-    (lambda d: d["kinds"]["cross"].update(weights=[]), r"\['weights'\]: expected at least one layer"),
+    (lambda d: d["kinds"]["cross"].update(rows=[]),
+     r"^data\['kinds'\]\['cross'\]: expected non-empty"),
+    (lambda d: d["kinds"]["cross"].update(weights=[]),
+     r"\['weights'\]: expected at least one layer"),
     (lambda d: d["kinds"]["cross"]["weights"].__setitem__(1, np.zeros((3, 2, 2))),
      r"^data\['kinds'\]\['cross'\]\['weights'\]\[1\]: expected shape \(heads, 2, 3\).*\(3, 2, 2\)"),
     (lambda d: d["kinds"]["cross"]["weights"].__setitem__(0, np.full((3, 2, 3), np.nan)),
@@ -341,7 +344,7 @@ def test_head_view_data_from_a_trace_trims_padding(batch_trace):
                 full = t.attention(kind, layer).weights[b]
                 assert w.shape == (full.shape[0], len(rows), len(cols))
                 np.testing.assert_array_equal(w, full[:, :len(rows), :len(cols)])
-                np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-6)   # padding trimmed: rows sum to 1
+                np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-6)   # no padding left
     short = head_view_data(t, 1)["kinds"]["encoder"]
     assert short["rows"] == ["the", "ball", "is", "blue", "<eos>"]
     assert head_view_data(t, 0, kinds=["cross"])["kinds"].keys() == {"cross"}
@@ -359,7 +362,8 @@ def test_head_view_data_from_a_trace_trims_padding(batch_trace):
 def _report():
     data, _ = _hv_data()
     rep = Report("Why <it> works", subtitle="model & sentence")
-    rep.add_section("Head view", "Lines: <who> attends to whom.", head_view_html(data, include_script=False))
+    rep.add_section("Head view", "Lines: <who> attends to whom.",
+                    head_view_html(data, include_script=False))
     rep.add_section("Head view", "A second one, same title.", head_view_html(data))
     rep.add_section("Alignment", None, heatmap_svg(np.eye(2), ["a", "b"], ["c", "d"]), id="align")
     rep.add_section("Table", "t", table_html(["a"], [[1]]))
@@ -474,7 +478,8 @@ def test_figures_write_pngs(tmp_path):
            figures.save_attention_heads_png(tmp_path / "heads.png", w, list("abcde"), list("wxyz")),
            figures.save_bar_png(tmp_path / "b.png", ["p", "q"], [0.5, -0.2], reference=0.1,
                                 highlight=[0]),
-           figures.save_line_png(tmp_path / "l.png", [0, 1, 2], {"s": [0.1, None, 0.3]}, ylim=(0, 1))]
+           figures.save_line_png(tmp_path / "l.png", [0, 1, 2], {"s": [0.1, None, 0.3]},
+                                 ylim=(0, 1))]
     sizes = [_png_size(p) for p in out]
     assert all(wd > 100 and ht > 50 for wd, ht in sizes)
     assert sizes[2][0] > 2 * sizes[0][0]                 # four panels side by side

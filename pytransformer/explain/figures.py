@@ -19,8 +19,9 @@ import os
 import numpy as np
 
 from pytransformer._atomic import atomic_write
-from pytransformer.explain.html import (_check_head_view, _highlight_mask, _labels, _matrix,
-                                        _vector, format_number)
+from pytransformer.explain.html import (_bar_indices, _check_head_view, _highlight_mask,
+                                        _labels, _matrix, _series, _vector, _ylim,
+                                        format_number)
 
 __all__ = ["save_heatmap_png", "save_bar_png", "save_line_png", "save_attention_heads_png",
            "save_head_view_pngs", "require_matplotlib"]
@@ -132,7 +133,8 @@ def save_attention_heads_png(path, weights, row_labels, col_labels, title=None, 
     except (TypeError, ValueError) as e:
         raise TypeError(f"weights: expected an (H, R, C) array of numbers ({e})") from None
     if w.ndim != 3 or w.size == 0:
-        raise ValueError(f"weights: expected a non-empty (heads, rows, cols) array, got shape {w.shape}")
+        raise ValueError(f"weights: expected a non-empty (heads, rows, cols) array, "
+                         f"got shape {w.shape}")
     rows = _labels(row_labels, w.shape[1], "row_labels")
     cols = _labels(col_labels, w.shape[2], "col_labels")
     _check_dpi(dpi)
@@ -179,11 +181,7 @@ def save_bar_png(path, labels, values, title=None, xlabel=None, fmt=".3g", refer
     orange). Returns path."""
     v = _vector(values, "values")
     labs = _labels(labels, v.size, "labels")
-    hl = set()
-    for i in (highlight or ()):
-        if not 0 <= int(i) < v.size:
-            raise ValueError(f"highlight: bar index {i} is outside 0..{v.size - 1}")
-        hl.add(int(i))
+    hl = _bar_indices(highlight, v.size)
     _check_dpi(dpi)
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.3 * v.size))
@@ -213,18 +211,9 @@ def save_line_png(path, x, series, title=None, xlabel=None, ylabel=None, ylim=No
     """Lines as a PNG (arguments as html.line_chart_svg: x and series
     {name: values}, None/NaN a gap, ylim the y range). Returns path."""
     xs = _vector(x, "x")
-    if not isinstance(series, dict) or not series:
-        raise ValueError("series: expected a non-empty dict name -> values")
-    data = {}
-    for name, ys in series.items():
-        vals = np.asarray([np.nan if y is None else y for y in ys], dtype=np.float64)
-        if vals.shape != xs.shape:
-            raise ValueError(f"series[{name!r}]: expected {xs.size} values to match x, got {vals.size}")
-        data[str(name)] = vals
+    data = _series(xs, series)
     if ylim is not None:
-        lo, hi = (float(v) for v in ylim)
-        if not lo < hi:
-            raise ValueError(f"ylim: expected (low, high) with low < high, got {ylim!r}")
+        lo, hi = _ylim(ylim)
     _check_dpi(dpi)
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))

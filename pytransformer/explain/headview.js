@@ -24,7 +24,9 @@
   function node(tag, attrs, parent, text) {
     var e = tag.charAt(0) === '!' ? document.createElementNS(SVGNS, tag.slice(1))
                                   : document.createElement(tag);
-    for (var k in attrs) { if (Object.prototype.hasOwnProperty.call(attrs, k)) e.setAttribute(k, attrs[k]); }
+    for (var k in attrs) {
+      if (Object.prototype.hasOwnProperty.call(attrs, k)) e.setAttribute(k, attrs[k]);
+    }
     if (text !== undefined) e.appendChild(document.createTextNode(text));
     if (parent) parent.appendChild(e);
     return e;
@@ -61,7 +63,9 @@
       self.state.layer = parseInt(self.layerSel.value, 10); self.render();
     });
     this.headSel.addEventListener('change', function () {
-      var v = self.headSel.value; self.state.head = v === 'all' ? 'all' : parseInt(v, 10); self.render();
+      var v = self.headSel.value;
+      self.state.head = v === 'all' ? 'all' : parseInt(v, 10);
+      self.render();
     });
     this.status = node('div', {'class': 'pt-hv-status', 'aria-live': 'polite'}, this.root);
     var panes = node('div', {'class': 'pt-hv-panes'}, this.root);
@@ -86,7 +90,9 @@
 
   HeadView.prototype.fillSelect = function (sel, values, labels, current) {
     while (sel.firstChild) sel.removeChild(sel.firstChild);
-    for (var i = 0; i < values.length; i++) node('option', {value: String(values[i])}, sel, labels[i]);
+    for (var i = 0; i < values.length; i++) {
+      node('option', {value: String(values[i])}, sel, labels[i]);
+    }
     sel.value = String(current);
   };
 
@@ -140,7 +146,8 @@
       var x = side === 'row' ? wl - 6 : wl + gap + 6;
       var t = node('!text', {x: x, y: top + (idx + 0.5) * WORD_H, 'dominant-baseline': 'central',
                              'text-anchor': side === 'row' ? 'end' : 'start',
-                             'class': 'pt-hv-word', 'data-side': side, 'data-index': idx}, svg, tok);
+                             'class': 'pt-hv-word', 'data-side': side, 'data-index': idx},
+                   svg, tok);
       t.setAttribute('tabindex', '0');          // keyboard: Tab to a word shows its lines too
       t.addEventListener('mouseenter', function () { self.focus(side, idx); });
       t.addEventListener('mouseleave', function () { self.focus(null, -1); });
@@ -191,7 +198,8 @@
         node('!rect', {x: left + j * CELL, y: top + i * CELL, width: CELL, height: CELL,
                        fill: '#ffffff', stroke: '#eeeeee', 'stroke-width': 0.5}, g);
         var r = node('!rect', {x: left + j * CELL, y: top + i * CELL, width: CELL, height: CELL,
-                               fill: color, 'fill-opacity': fmt(m[i][j]), 'data-i': i, 'data-j': j}, g);
+                               fill: color, 'fill-opacity': fmt(m[i][j]),
+                               'data-i': i, 'data-j': j}, g);
         node('!title', {}, r, k.rows[i] + ' \u2192 ' + k.cols[j] + ': ' + fmt(m[i][j]));
         this.cells.push({el: g, i: i, j: j});
       }

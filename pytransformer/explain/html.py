@@ -116,7 +116,8 @@ def _labels(labels, n, name):
     if labels is None:
         return [str(i) for i in range(n)]
     if isinstance(labels, (str, bytes)):
-        raise TypeError(f"{name}: expected a sequence of {n} labels, got a single string {labels!r}")
+        raise TypeError(f"{name}: expected a sequence of {n} labels, "
+                        f"got a single string {labels!r}")
     labels = [str(x) for x in labels]
     if len(labels) != n:
         raise ValueError(f"{name}: expected {n} labels to match the matrix, got {len(labels)}")
@@ -163,7 +164,9 @@ def _color(value, vmin, vmax, diverging):
     """'rgb(r,g,b)' for value on the scale [vmin, vmax]; NaN -> light grey.
     Diverging scales are centred on 0 (negative red, positive blue)."""
     if not math.isfinite(value):
-        return "rgb(221,221,221)" if math.isnan(value) else ("rgb(8,69,148)" if value > 0 else "rgb(255,255,255)")
+        if math.isnan(value):
+            return "rgb(221,221,221)"
+        value = vmax if value > 0 else vmin                    # +-Inf: the ends of the scale
     if diverging:
         m = max(abs(vmin), abs(vmax)) or 1.0
         t = max(-1.0, min(1.0, value / m))
@@ -206,6 +209,37 @@ def _highlight_mask(highlight, shape):
     return mask
 
 
+def _tag(name, text=None, **attrs):
+    """One SVG element: attributes (trailing '_' dropped, other '_' -> '-')
+    with numbers written by _fmt_attr and strings escaped; `text` escaped."""
+    parts = [name]
+    for k, v in attrs.items():
+        if v is None:
+            continue
+        k = k.rstrip("_").replace("_", "-")
+        if isinstance(v, (float, np.floating)):
+            v = _fmt_attr(float(v))
+        parts.append(f'{k}="{escape(v)}"')
+    head = " ".join(parts)
+    return f"<{head}/>" if text is None else f"<{head}>{escape(text)}</{name}>"
+
+
+def _svg_open(cls, width, height, title=None):
+    """The <svg> start tag (and the bold title line) of a figure."""
+    w, h = _fmt_attr(width), _fmt_attr(height)
+    out = (f'<svg class="{cls}" xmlns="http://www.w3.org/2000/svg" role="img" width="{w}" '
+           f'height="{h}" viewBox="0 0 {w} {h}" font-size="{_FONT_PX}">')
+    if title:
+        out += _tag("title", title) + _tag("text", title, x=0, y=15, font_weight="bold")
+    return out
+
+
+def _rotated(text, x, y, angle, **attrs):
+    """Text rotated by `angle` degrees about (x, y)."""
+    return _tag("text", text, x=float(x), y=float(y),
+                transform=f"rotate({angle} {_fmt_attr(x)} {_fmt_attr(y)})", **attrs)
+
+
 def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None, vmax=None,
                 highlight=None, annotate=None, fmt=".2f", diverging=None, cell=None,
                 row_axis=None, col_axis=None, highlight_label="highlighted"):
@@ -229,93 +263,74 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
     cols = _labels(col_labels, C, "col_labels")
     hl = _highlight_mask(highlight, m.shape)
     finite = m[np.isfinite(m)]
-    lo = float(finite.min()) if finite.size else 0.0
-    hi = float(finite.max()) if finite.size else 1.0
-    vmin = lo if vmin is None else float(vmin)
-    vmax = hi if vmax is None else float(vmax)
+    vmin = (float(finite.min()) if finite.size else 0.0) if vmin is None else float(vmin)
+    vmax = (float(finite.max()) if finite.size else 1.0) if vmax is None else float(vmax)
     if not vmin <= vmax:
         raise ValueError(f"vmin/vmax: expected vmin <= vmax, got vmin={vmin}, vmax={vmax}")
     if diverging is None:
         diverging = vmin < 0 < vmax
     if annotate is None:
         annotate = R * C <= 400
-    if cell is None:
-        cell = 30 if annotate else 22
-    cell = float(cell)
+    cell = float((30 if annotate else 22) if cell is None else cell)
     if not cell > 0:
         raise ValueError(f"cell: expected a positive size in px, got {cell}")
 
+    head = 24 if title else 6                       # room for the title line
     left = max(_text_px(r) for r in rows) + 10 + (18 if row_axis else 0)
-    slant = max(_text_px(c) for c in cols) * 0.72 + 10
-    top = slant + (24 if title else 6) + (18 if col_axis else 0)
+    slant = max(_text_px(c) for c in cols) * 0.72 + 10   # column labels at 45 degrees
+    top = slant + head + (18 if col_axis else 0)
     width = left + C * cell + max(20.0, slant * 0.72)
-    legend_h = 40
-    height = top + R * cell + legend_h
-    out = [f'<svg class="pt-heatmap" xmlns="http://www.w3.org/2000/svg" role="img" '
-           f'width="{_fmt_attr(width)}" height="{_fmt_attr(height)}" '
-           f'viewBox="0 0 {_fmt_attr(width)} {_fmt_attr(height)}" '
-           f'font-size="{_FONT_PX}">']
-    if title:
-        out.append(f'<title>{escape(title)}</title>'
-                   f'<text x="0" y="15" font-weight="bold">{escape(title)}</text>')
+    height = top + R * cell + 40                    # + the legend
+    out = [_svg_open("pt-heatmap", width, height, title)]
     if col_axis:
-        out.append(f'<text x="{_fmt_attr(left + C * cell / 2)}" y="{_fmt_attr((24 if title else 6) + 12)}" '
-                   f'text-anchor="middle" fill="#555">{escape(col_axis)}</text>')
+        out.append(_tag("text", col_axis, x=left + C * cell / 2, y=float(head + 12),
+                        text_anchor="middle", fill="#555"))
     if row_axis:
-        cy = top + R * cell / 2
-        out.append(f'<text x="12" y="{_fmt_attr(cy)}" text-anchor="middle" fill="#555" '
-                   f'transform="rotate(-90 12 {_fmt_attr(cy)})">{escape(row_axis)}</text>')
+        out.append(_rotated(row_axis, 12, top + R * cell / 2, -90, text_anchor="middle",
+                            fill="#555"))
     for j, c in enumerate(cols):
-        x = left + (j + 0.5) * cell
-        out.append(f'<text class="pt-col" x="{_fmt_attr(x)}" y="{_fmt_attr(top - 6)}" '
-                   f'transform="rotate(-45 {_fmt_attr(x)} {_fmt_attr(top - 6)})">{escape(c)}</text>')
+        out.append(_rotated(c, left + (j + 0.5) * cell, top - 6, -45, class_="pt-col"))
     for i, r in enumerate(rows):
-        y = top + (i + 0.5) * cell
-        out.append(f'<text class="pt-row" x="{_fmt_attr(left - 6)}" y="{_fmt_attr(y)}" '
-                   f'text-anchor="end" dominant-baseline="central">{escape(r)}</text>')
+        out.append(_tag("text", r, class_="pt-row", x=left - 6, y=top + (i + 0.5) * cell,
+                        text_anchor="end", dominant_baseline="central"))
     for i in range(R):
         y = top + i * cell
         for j in range(C):
-            v = float(m[i, j])
             x = left + j * cell
-            fill = _color(v, vmin, vmax, diverging)
-            txt = format_number(v, fmt)
-            out.append(f'<g><title>{escape(rows[i])} \u2192 {escape(cols[j])}: {escape(txt)}</title>'
-                       f'<rect x="{_fmt_attr(x)}" y="{_fmt_attr(y)}" width="{_fmt_attr(cell)}" '
-                       f'height="{_fmt_attr(cell)}" fill="{fill}" data-value="{escape(txt)}"/>')
+            fill = _color(float(m[i, j]), vmin, vmax, diverging)
+            txt = format_number(float(m[i, j]), fmt)
+            out.append("<g>" + _tag("title", f"{rows[i]} \u2192 {cols[j]}: {txt}")
+                       + _tag("rect", x=x, y=y, width=cell, height=cell, fill=fill,
+                              data_value=txt))
             if annotate:
-                out.append(f'<text x="{_fmt_attr(x + cell / 2)}" y="{_fmt_attr(y + cell / 2)}" '
-                           f'text-anchor="middle" dominant-baseline="central" font-size="9" '
-                           f'fill="{_ink(fill)}">{escape(txt)}</text>')
-            out.append('</g>')
+                out.append(_tag("text", txt, x=x + cell / 2, y=y + cell / 2, text_anchor="middle",
+                                dominant_baseline="central", font_size=9, fill=_ink(fill)))
+            out.append("</g>")
     for i, j in zip(*np.nonzero(hl)):
-        out.append(f'<rect class="pt-highlight" x="{_fmt_attr(left + j * cell + 1)}" '
-                   f'y="{_fmt_attr(top + i * cell + 1)}" width="{_fmt_attr(cell - 2)}" '
-                   f'height="{_fmt_attr(cell - 2)}" fill="none" stroke="#e08000" stroke-width="2.5"/>')
+        out.append(_tag("rect", class_="pt-highlight", x=left + j * cell + 1,
+                        y=top + i * cell + 1, width=cell - 2, height=cell - 2, fill="none",
+                        stroke="#e08000", stroke_width=2.5))
     # legend: the colour scale (and what the outline means)
     ly = top + R * cell + 14
-    steps = 40
     lw = min(160.0, max(80.0, C * cell))
     mag = max(abs(vmin), abs(vmax))
-    grad = (-mag, mag) if diverging else (vmin, vmax)
+    lo, hi = (-mag, mag) if diverging else (vmin, vmax)
+    steps = 40
     for s in range(steps):
-        v = grad[0] + (grad[1] - grad[0]) * (s + 0.5) / steps
-        out.append(f'<rect x="{_fmt_attr(left + lw * s / steps)}" y="{_fmt_attr(ly)}" '
-                   f'width="{_fmt_attr(lw / steps + 0.5)}" height="8" '
-                   f'fill="{_color(v, vmin, vmax, diverging)}"/>')
-    out.append(f'<rect x="{_fmt_attr(left)}" y="{_fmt_attr(ly)}" width="{_fmt_attr(lw)}" height="8" '
-               f'fill="none" stroke="#999" stroke-width="0.5"/>')
-    out.append(f'<text x="{_fmt_attr(left)}" y="{_fmt_attr(ly + 20)}" font-size="10">'
-               f'{escape(format_number(grad[0], fmt))}</text>'
-               f'<text x="{_fmt_attr(left + lw)}" y="{_fmt_attr(ly + 20)}" font-size="10" '
-               f'text-anchor="end">{escape(format_number(grad[1], fmt))}</text>')
+        v = lo + (hi - lo) * (s + 0.5) / steps
+        out.append(_tag("rect", x=left + lw * s / steps, y=ly, width=lw / steps + 0.5, height=8,
+                        fill=_color(v, vmin, vmax, diverging)))
+    out.append(_tag("rect", x=left, y=ly, width=lw, height=8, fill="none", stroke="#999",
+                    stroke_width=0.5))
+    out.append(_tag("text", format_number(lo, fmt), x=left, y=ly + 20, font_size=10))
+    out.append(_tag("text", format_number(hi, fmt), x=left + lw, y=ly + 20, font_size=10,
+                    text_anchor="end"))
     if hl.any():
         hx = left + lw + 16
-        out.append(f'<rect x="{_fmt_attr(hx)}" y="{_fmt_attr(ly - 2)}" width="12" height="12" '
-                   f'fill="none" stroke="#e08000" stroke-width="2.5"/>'
-                   f'<text x="{_fmt_attr(hx + 18)}" y="{_fmt_attr(ly + 8)}" font-size="10">'
-                   f'{escape(highlight_label)}</text>')
-    out.append('</svg>')
+        out.append(_tag("rect", x=hx, y=ly - 2, width=12, height=12, fill="none",
+                        stroke="#e08000", stroke_width=2.5))
+        out.append(_tag("text", highlight_label, x=hx + 18, y=ly + 8, font_size=10))
+    out.append("</svg>")
     return "".join(out)
 
 
@@ -331,17 +346,19 @@ def _nice_ticks(lo, hi, n=5):
     raw = (hi - lo) / n
     mag = 10 ** math.floor(math.log10(raw))
     step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=10 * mag)
-    start = math.floor(lo / step) * step
-    ticks = []
-    t = start
-    while t <= hi + step * 1e-9 + (0 if ticks else step):
-        ticks.append(round(t, 12))
-        t += step
-        if len(ticks) > 50:
-            break
-    while ticks[-1] < hi - step * 1e-9:
+    ticks = [round(math.floor(lo / step) * step, 12)]
+    while ticks[-1] < hi - step * 1e-9 and len(ticks) < 50:
         ticks.append(round(ticks[-1] + step, 12))
     return ticks
+
+
+def _bar_indices(highlight, n):
+    hl = set()
+    for i in (highlight or ()):
+        if not 0 <= int(i) < n:
+            raise ValueError(f"highlight: bar index {i} is outside 0..{n - 1}")
+        hl.add(int(i))
+    return hl
 
 
 def bar_chart_svg(labels, values, title=None, xlabel=None, fmt=".3g", reference=None,
@@ -354,11 +371,7 @@ def bar_chart_svg(labels, values, title=None, xlabel=None, fmt=".3g", reference=
     are. NaN values show 'n/a' and no bar."""
     v = _vector(values, "values")
     labs = _labels(labels, v.size, "labels")
-    hl = set()
-    for i in (highlight or ()):
-        if not 0 <= int(i) < v.size:
-            raise ValueError(f"highlight: bar index {i} is outside 0..{v.size - 1}")
-        hl.add(int(i))
+    hl = _bar_indices(highlight, v.size)
     fin = v[np.isfinite(v)]
     lo = min(0.0, float(fin.min()) if fin.size else 0.0)
     hi = max(0.0, float(fin.max()) if fin.size else 1.0)
@@ -370,62 +383,73 @@ def bar_chart_svg(labels, values, title=None, xlabel=None, fmt=".3g", reference=
     label_x = left - 6                          # labels end here, left of any value text
     if fin.size and fin.min() < 0:              # room for the values left of negative bars
         left += 8 + max(_text_px(format_number(float(x), fmt), 10) for x in fin if x < 0)
-    plot_w = float(width) - left - 50
-    if plot_w < 60:
-        plot_w = 60.0
+    plot_w = max(60.0, float(width) - left - 50)
     top = 24 if title else 6
-    height = top + v.size * bar_px + 40 + (16 if xlabel else 0)
+    bottom = top + v.size * bar_px
+    height = bottom + 40 + (16 if xlabel else 0)
 
     def X(x):
         return left + (x - lo) / (hi - lo) * plot_w
 
-    W = left + plot_w + 50
-    out = [f'<svg class="pt-bars" xmlns="http://www.w3.org/2000/svg" role="img" '
-           f'width="{_fmt_attr(W)}" height="{_fmt_attr(height)}" '
-           f'viewBox="0 0 {_fmt_attr(W)} {_fmt_attr(height)}" font-size="{_FONT_PX}">']
-    if title:
-        out.append(f'<title>{escape(title)}</title><text x="0" y="15" font-weight="bold">{escape(title)}</text>')
-    bottom = top + v.size * bar_px
+    out = [_svg_open("pt-bars", left + plot_w + 50, height, title)]
     for t in ticks:
-        out.append(f'<line x1="{_fmt_attr(X(t))}" x2="{_fmt_attr(X(t))}" y1="{top}" y2="{_fmt_attr(bottom)}" '
-                   f'stroke="#e4e4e4"/><text x="{_fmt_attr(X(t))}" y="{_fmt_attr(bottom + 14)}" '
-                   f'font-size="10" text-anchor="middle">{escape(format_number(t, ".4g"))}</text>')
+        out.append(_tag("line", x1=X(t), x2=X(t), y1=top, y2=bottom, stroke="#e4e4e4"))
+        out.append(_tag("text", format_number(t, ".4g"), x=X(t), y=bottom + 14, font_size=10,
+                        text_anchor="middle"))
     for i, (lab, x) in enumerate(zip(labs, v)):
         y = top + i * bar_px
         txt = format_number(float(x), fmt)
-        out.append(f'<g><title>{escape(lab)}: {escape(txt)}</title>'
-                   f'<text x="{_fmt_attr(label_x)}" y="{_fmt_attr(y + bar_px / 2)}" text-anchor="end" '
-                   f'dominant-baseline="central">{escape(lab)}</text>')
+        out.append("<g>" + _tag("title", f"{lab}: {txt}")
+                   + _tag("text", lab, x=label_x, y=y + bar_px / 2, text_anchor="end",
+                          dominant_baseline="central"))
         if math.isfinite(x):
             x0, x1 = sorted((X(0.0), X(float(x))))
-            fill = "#e08000" if i in hl else "#3a6ea5"
-            out.append(f'<rect x="{_fmt_attr(x0)}" y="{_fmt_attr(y + 2)}" width="{_fmt_attr(max(x1 - x0, 0.5))}" '
-                       f'height="{_fmt_attr(bar_px - 4)}" fill="{fill}" data-value="{escape(txt)}"/>')
-            tx = x1 + 4 if x >= 0 else x0 - 4
-            anchor = "start" if x >= 0 else "end"
+            out.append(_tag("rect", x=x0, y=y + 2, width=max(x1 - x0, 0.5), height=bar_px - 4,
+                            fill="#e08000" if i in hl else "#3a6ea5", data_value=txt))
+            tx, anchor = (x1 + 4, "start") if x >= 0 else (x0 - 4, "end")
         else:
             tx, anchor = X(0.0) + 4, "start"
-        out.append(f'<text x="{_fmt_attr(tx)}" y="{_fmt_attr(y + bar_px / 2)}" text-anchor="{anchor}" '
-                   f'dominant-baseline="central" font-size="10">{escape(txt)}</text></g>')
-    out.append(f'<line x1="{_fmt_attr(X(0.0))}" x2="{_fmt_attr(X(0.0))}" y1="{top}" y2="{_fmt_attr(bottom)}" '
-               f'stroke="#333"/>')
+        out.append(_tag("text", txt, x=tx, y=y + bar_px / 2, text_anchor=anchor,
+                        dominant_baseline="central", font_size=10) + "</g>")
+    out.append(_tag("line", x1=X(0.0), x2=X(0.0), y1=top, y2=bottom, stroke="#333"))
     if reference is not None:
-        rx = X(float(reference))
-        name = reference_label or "reference"
-        out.append(f'<g><title>{escape(name)}: {escape(format_number(float(reference), fmt))}</title>'
-                   f'<line x1="{_fmt_attr(rx)}" x2="{_fmt_attr(rx)}" y1="{top - 4}" y2="{_fmt_attr(bottom)}" '
-                   f'stroke="#c0392b" stroke-dasharray="4 3" stroke-width="1.5"/></g>'
-                   f'<text x="{_fmt_attr(rx)}" y="{_fmt_attr(bottom + 26)}" font-size="10" fill="#c0392b" '
-                   f'text-anchor="middle">{escape(name)}</text>')
+        rx, name = X(float(reference)), reference_label or "reference"
+        out.append("<g>" + _tag("title", f"{name}: {format_number(float(reference), fmt)}")
+                   + _tag("line", x1=rx, x2=rx, y1=top - 4, y2=bottom, stroke="#c0392b",
+                          stroke_dasharray="4 3", stroke_width=1.5) + "</g>")
+        out.append(_tag("text", name, x=rx, y=bottom + 26, font_size=10, fill="#c0392b",
+                        text_anchor="middle"))
     if xlabel:
-        out.append(f'<text x="{_fmt_attr(left + plot_w / 2)}" y="{_fmt_attr(height - 4)}" '
-                   f'text-anchor="middle" fill="#555">{escape(xlabel)}</text>')
-    out.append('</svg>')
+        out.append(_tag("text", xlabel, x=left + plot_w / 2, y=height - 4, text_anchor="middle",
+                        fill="#555"))
+    out.append("</svg>")
     return "".join(out)
 
 
 _SERIES_COLORS = ("#3a6ea5", "#e08000", "#2e8b57", "#c0392b", "#7b4fa0", "#8c564b", "#d6589f",
                   "#555555", "#17becf", "#9c9c00")
+
+
+def _series(xs, series):
+    """series {name: values} as {str name: float64 array like xs} (None -> NaN)."""
+    if not isinstance(series, dict) or not series:
+        got = "an empty dict" if isinstance(series, dict) else type(series).__name__
+        raise ValueError(f"series: expected a non-empty dict name -> values, got {got}")
+    data = {}
+    for name, ys in series.items():
+        vals = np.asarray([np.nan if y is None else y for y in ys], dtype=np.float64)
+        if vals.shape != xs.shape:
+            raise ValueError(f"series[{name!r}]: expected {xs.size} values to match x, "
+                             f"got {vals.size}")
+        data[str(name)] = vals
+    return data
+
+
+def _ylim(ylim):
+    lo, hi = (float(v) for v in ylim)
+    if not lo < hi:
+        raise ValueError(f"ylim: expected (low, high) with low < high, got {ylim!r}")
+    return lo, hi
 
 
 def line_chart_svg(x, series, title=None, xlabel=None, ylabel=None, ylim=None, fmt=".3g",
@@ -436,29 +460,18 @@ def line_chart_svg(x, series, title=None, xlabel=None, ylabel=None, ylim=None, f
     (format `fmt`). ylim: (low, high) of the y axis (default the data's
     range, e.g. (0, 1) for AER)."""
     xs = _vector(x, "x")
-    if not isinstance(series, dict) or not series:
-        raise ValueError(f"series: expected a non-empty dict name -> values, got {type(series).__name__}"
-                         f"{'' if not isinstance(series, dict) else ' (empty)'}")
     if not np.all(np.isfinite(xs)):
         raise ValueError("x: expected finite numbers, got NaN or Inf")
-    data = {}
-    for name, ys in series.items():
-        vals = np.asarray([np.nan if y is None else y for y in ys], dtype=np.float64)
-        if vals.shape != xs.shape:
-            raise ValueError(f"series[{name!r}]: expected {xs.size} values to match x, got {vals.size}")
-        data[str(name)] = vals
+    data = _series(xs, series)
     allv = np.concatenate(list(data.values()))
     fin = allv[np.isfinite(allv)]
     if ylim is not None:
-        ylo, yhi = (float(v) for v in ylim)
-        if not ylo < yhi:
-            raise ValueError(f"ylim: expected (low, high) with low < high, got {ylim!r}")
+        ylo, yhi = _ylim(ylim)
+        yt = [t for t in _nice_ticks(ylo, yhi) if ylo - 1e-12 <= t <= yhi + 1e-12]
     else:
         ylo, yhi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
-    yt = _nice_ticks(ylo, yhi)
-    if ylim is None:
+        yt = _nice_ticks(ylo, yhi)
         ylo, yhi = min(ylo, yt[0]), max(yhi, yt[-1])
-    yt = [t for t in yt if ylo - 1e-12 <= t <= yhi + 1e-12]
     xlo, xhi = float(xs.min()), float(xs.max())
     if xlo == xhi:
         xlo, xhi = xlo - 1, xhi + 1
@@ -477,25 +490,21 @@ def line_chart_svg(x, series, title=None, xlabel=None, ylabel=None, ylim=None, f
     def Y(v):
         return top + plot_h - (v - ylo) / (yhi - ylo) * plot_h
 
-    out = [f'<svg class="pt-lines" xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" font-size="{_FONT_PX}">']
-    if title:
-        out.append(f'<title>{escape(title)}</title><text x="0" y="15" font-weight="bold">{escape(title)}</text>')
+    base = top + plot_h
+    out = [_svg_open("pt-lines", width, height, title)]
     for t in yt:
-        out.append(f'<line x1="{left}" x2="{_fmt_attr(left + plot_w)}" y1="{_fmt_attr(Y(t))}" '
-                   f'y2="{_fmt_attr(Y(t))}" stroke="#e4e4e4"/><text x="{left - 6}" y="{_fmt_attr(Y(t))}" '
-                   f'text-anchor="end" dominant-baseline="central" font-size="10">'
-                   f'{escape(format_number(t, ".4g"))}</text>')
+        out.append(_tag("line", x1=left, x2=left + plot_w, y1=Y(t), y2=Y(t), stroke="#e4e4e4"))
+        out.append(_tag("text", format_number(t, ".4g"), x=left - 6, y=Y(t), text_anchor="end",
+                        dominant_baseline="central", font_size=10))
     for t in xt:
-        out.append(f'<line x1="{_fmt_attr(X(t))}" x2="{_fmt_attr(X(t))}" y1="{_fmt_attr(top + plot_h)}" '
-                   f'y2="{_fmt_attr(top + plot_h + 4)}" stroke="#333"/><text x="{_fmt_attr(X(t))}" '
-                   f'y="{_fmt_attr(top + plot_h + 16)}" text-anchor="middle" font-size="10">'
-                   f'{escape(format_number(t, ".4g"))}</text>')
-    out.append(f'<rect x="{left}" y="{top}" width="{_fmt_attr(plot_w)}" height="{_fmt_attr(plot_h)}" '
-               f'fill="none" stroke="#333"/>')
+        out.append(_tag("line", x1=X(t), x2=X(t), y1=base, y2=base + 4, stroke="#333"))
+        out.append(_tag("text", format_number(t, ".4g"), x=X(t), y=base + 16,
+                        text_anchor="middle", font_size=10))
+    out.append(_tag("rect", x=left, y=top, width=plot_w, height=plot_h, fill="none",
+                    stroke="#333"))
     for k, (name, ys) in enumerate(data.items()):
         col = _SERIES_COLORS[k % len(_SERIES_COLORS)]
-        segs, cur = [], []
+        segs, cur = [], []                      # runs of finite points (NaN = a gap)
         for xv, yv in zip(xs, ys):
             if math.isfinite(yv):
                 cur.append(f"{_fmt_attr(X(xv))},{_fmt_attr(Y(yv))}")
@@ -506,28 +515,24 @@ def line_chart_svg(x, series, title=None, xlabel=None, ylabel=None, ylim=None, f
             segs.append(cur)
         out.append(f'<g class="pt-series" data-name="{escape(name)}">')
         for s in segs:
-            out.append(f'<polyline fill="none" stroke="{col}" stroke-width="2" points="{" ".join(s)}"/>')
+            out.append(_tag("polyline", fill="none", stroke=col, stroke_width=2,
+                            points=" ".join(s)))
         if markers:
             for xv, yv in zip(xs, ys):
                 if math.isfinite(yv):
-                    out.append(f'<circle cx="{_fmt_attr(X(xv))}" cy="{_fmt_attr(Y(yv))}" r="3" fill="{col}">'
-                               f'<title>{escape(name)} at {escape(format_number(float(xv), ".6g"))}: '
-                               f'{escape(format_number(float(yv), fmt))}</title></circle>')
-        out.append('</g>')
-        ly = top + 8 + k * 18
-        lx = left + plot_w + 12
-        out.append(f'<line x1="{_fmt_attr(lx)}" x2="{_fmt_attr(lx + 14)}" y1="{_fmt_attr(ly)}" '
-                   f'y2="{_fmt_attr(ly)}" stroke="{col}" stroke-width="2"/>'
-                   f'<text x="{_fmt_attr(lx + 18)}" y="{_fmt_attr(ly)}" dominant-baseline="central">'
-                   f'{escape(name)}</text>')
+                    tip = f"{name} at {format_number(float(xv), '.6g')}: {format_number(yv, fmt)}"
+                    out.append(f'<circle cx="{_fmt_attr(X(xv))}" cy="{_fmt_attr(Y(yv))}" r="3" '
+                               f'fill="{col}">{_tag("title", tip)}</circle>')
+        out.append("</g>")
+        lx, ly = left + plot_w + 12, top + 8 + k * 18
+        out.append(_tag("line", x1=lx, x2=lx + 14, y1=ly, y2=ly, stroke=col, stroke_width=2))
+        out.append(_tag("text", name, x=lx + 18, y=ly, dominant_baseline="central"))
     if xlabel:
-        out.append(f'<text x="{_fmt_attr(left + plot_w / 2)}" y="{height - 4}" text-anchor="middle" '
-                   f'fill="#555">{escape(xlabel)}</text>')
+        out.append(_tag("text", xlabel, x=left + plot_w / 2, y=height - 4, text_anchor="middle",
+                        fill="#555"))
     if ylabel:
-        cy = top + plot_h / 2
-        out.append(f'<text x="12" y="{_fmt_attr(cy)}" text-anchor="middle" fill="#555" '
-                   f'transform="rotate(-90 12 {_fmt_attr(cy)})">{escape(ylabel)}</text>')
-    out.append('</svg>')
+        out.append(_rotated(ylabel, 12, top + plot_h / 2, -90, text_anchor="middle", fill="#555"))
+    out.append("</svg>")
     return "".join(out)
 
 
@@ -550,7 +555,8 @@ def table_html(headers, rows, number_format=".3g", caption=None, highlight_rows=
     else:
         fmts = list(number_format)
         if len(fmts) != n:
-            raise ValueError(f"number_format: expected one format per column ({n}), got {len(fmts)}")
+            raise ValueError(f"number_format: expected one format per column ({n}), "
+                             f"got {len(fmts)}")
         fmts = [f or ".3g" for f in fmts]
     hl = {int(i) for i in highlight_rows}
     out = ['<table class="pt-table">']
@@ -565,7 +571,8 @@ def table_html(headers, rows, number_format=".3g", caption=None, highlight_rows=
         cls = ' class="pt-hl"' if i in hl else ""
         cells = []
         for x, f in zip(row, fmts):
-            num = isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+            num = (isinstance(x, (int, float, np.integer, np.floating))
+                   and not isinstance(x, (bool, np.bool_)))
             cells.append(f'<td class="num">{escape(format_number(x, f))}</td>' if num
                          else f'<td>{escape(format_number(x, f))}</td>')
         out.append(f'<tr{cls}>' + "".join(cells) + '</tr>')
@@ -599,7 +606,8 @@ def _check_head_view(data):
         rows = [str(t) for t in d["rows"]]
         cols = [str(t) for t in d["cols"]]
         if not rows or not cols:
-            raise ValueError(f"{where}: expected non-empty 'rows' and 'cols', got {len(rows)} and {len(cols)}")
+            raise ValueError(f"{where}: expected non-empty 'rows' and 'cols', "
+                             f"got {len(rows)} and {len(cols)}")
         layers = []
         if len(d["weights"]) == 0:
             raise ValueError(f"{where}['weights']: expected at least one layer, got none")
@@ -609,12 +617,14 @@ def _check_head_view(data):
                 raise ValueError(f"{where}['weights'][{li}]: expected shape (heads, {len(rows)}, "
                                  f"{len(cols)}) to match rows and cols, got {w.shape}")
             if not np.all(np.isfinite(w)):
-                raise ValueError(f"{where}['weights'][{li}]: expected finite weights, got NaN or Inf")
+                raise ValueError(f"{where}['weights'][{li}]: expected finite weights, "
+                                 f"got NaN or Inf")
             layers.append(np.round(w, 4).tolist())
         title = str(d.get("title") or _KIND_TITLES.get(kind, kind))
         layer_names = d.get("layer_names") or [str(i) for i in range(len(layers))]
         if len(layer_names) != len(layers):
-            raise ValueError(f"{where}['layer_names']: expected {len(layers)} names, got {len(layer_names)}")
+            raise ValueError(f"{where}['layer_names']: expected {len(layers)} names, "
+                             f"got {len(layer_names)}")
         kinds[str(kind)] = {"title": title, "rows": rows, "cols": cols, "weights": layers,
                             "layer_names": [str(x) for x in layer_names]}
     return {"kinds": kinds}
@@ -683,33 +693,40 @@ def head_view_data(trace, b=0, kinds=None):
 _CSS = """
 :root{--ink:#1d1d1f;--muted:#5b5b66;--line:#d8d8de;--accent:#3a6ea5;--hl:#e08000}
 *{box-sizing:border-box}
-body{margin:0;color:var(--ink);background:#fff;font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+body{margin:0;color:var(--ink);background:#fff;
+  font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 main{max-width:1040px;margin:0 auto;padding:24px 20px 64px}
 h1{font-size:1.7em;line-height:1.2;margin:.4em 0 .2em}
 h2{font-size:1.3em;margin:0 0 .3em;padding-top:.6em;border-top:1px solid var(--line)}
 .pt-sub{color:var(--muted);margin:0 0 1em}
-nav.pt-toc{background:#f6f6f8;border:1px solid var(--line);border-radius:6px;padding:.6em 1em;margin:1em 0 2em}
+nav.pt-toc{background:#f6f6f8;border:1px solid var(--line);border-radius:6px;
+  padding:.6em 1em;margin:1em 0 2em}
 nav.pt-toc ol{margin:.3em 0;padding-left:1.4em}
 nav.pt-toc a{color:var(--accent);text-decoration:none}
 nav.pt-toc a:hover{text-decoration:underline}
 section.pt-section{margin:0 0 2.2em}
 .pt-caption{color:var(--muted);max-width:48em;margin:.2em 0 .9em}
 .pt-body{overflow-x:auto}
-.pt-body svg{display:inline-block;margin:4px 12px 12px 0;vertical-align:top;font-family:inherit;overflow:visible}
-table.pt-table{border-collapse:collapse;font-size:.9em;margin:.4em 0 1em;font-variant-numeric:tabular-nums}
+.pt-body svg{display:inline-block;margin:4px 12px 12px 0;vertical-align:top;
+  font-family:inherit;overflow:visible}
+table.pt-table{border-collapse:collapse;font-size:.9em;margin:.4em 0 1em;
+  font-variant-numeric:tabular-nums}
 table.pt-table caption{text-align:left;color:var(--muted);padding-bottom:.3em}
-table.pt-table th,table.pt-table td{border-bottom:1px solid var(--line);padding:.25em .7em;text-align:left}
+table.pt-table th,table.pt-table td{border-bottom:1px solid var(--line);padding:.25em .7em;
+  text-align:left}
 table.pt-table th{border-bottom:2px solid #999;background:#f6f6f8}
 table.pt-table td.num{text-align:right}
 table.pt-table tr.pt-hl td{background:#fff3e0;font-weight:600}
 .pt-headview{margin:.4em 0}
-.pt-hv-controls{display:flex;flex-wrap:wrap;gap:.6em 1.2em;align-items:center;margin-bottom:.5em;font-size:.92em}
+.pt-hv-controls{display:flex;flex-wrap:wrap;gap:.6em 1.2em;align-items:center;
+  margin-bottom:.5em;font-size:.92em}
 .pt-hv-controls select{font:inherit;padding:.1em .3em}
 .pt-hv-status{color:var(--muted);font-size:.9em;margin:.2em 0 .4em}
 .pt-hv-panes{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 .pt-hv-word{cursor:pointer}
 .pt-hv-word.pt-active{font-weight:bold;fill:var(--hl)}
-footer{color:var(--muted);font-size:.85em;border-top:1px solid var(--line);margin-top:3em;padding-top:.8em}
+footer{color:var(--muted);font-size:.85em;border-top:1px solid var(--line);
+  margin-top:3em;padding-top:.8em}
 @media print{
   body{font-size:11pt}
   main{max-width:none;padding:0}
@@ -769,8 +786,8 @@ class Report:
                 raise ValueError(f"id: expected a non-empty id without spaces, got {id!r}")
             if id in used:
                 raise ValueError(f"id: {id!r} is already used by another section")
-        self.sections.append({"id": id, "title": str(title),
-                              "caption": "" if caption is None else str(caption), "body": body_html})
+        self.sections.append({"id": id, "title": str(title), "body": body_html,
+                              "caption": "" if caption is None else str(caption)})
         return id
 
     def to_html(self):
@@ -782,7 +799,8 @@ class Report:
             cap = "".join(f'<p class="pt-caption">{escape(p.strip())}</p>'
                           for p in s["caption"].split("\n\n") if p.strip())
             body.append(f'<section class="pt-section" id="{escape(s["id"])}">'
-                        f'<h2>{escape(s["title"])}</h2>{cap}<div class="pt-body">{s["body"]}</div></section>')
+                        f'<h2>{escape(s["title"])}</h2>{cap}'
+                        f'<div class="pt-body">{s["body"]}</div></section>')
         # the head view's script once, unless a fragment already carries it
         needs_js = any(f'class="{HEAD_VIEW_CLASS}"' in s["body"] for s in self.sections)
         has_js = any(_SCRIPT_MARKER in s["body"] for s in self.sections)
