@@ -9,7 +9,6 @@ stay text, and that a screenshot is not blank.
 Skipped only when no Chromium/Chrome binary can be found (Debian: apt-get
 install chromium; CI's .ci/run installs it)."""
 import base64
-import fcntl
 import json
 import os
 import select
@@ -22,6 +21,8 @@ import zlib
 
 import numpy as np
 import pytest
+
+fcntl = pytest.importorskip("fcntl", reason="the DevTools pipe needs POSIX file descriptors")
 
 from pytransformer.explain import trace
 from pytransformer.explain.html import (Report, bar_chart_svg, head_view_data, head_view_html,
@@ -128,7 +129,7 @@ class Browser:
                                                        "uploadThroughput": -1})
 
     def navigate(self, url):
-        self.events = [e for e in self.events if e.get("method") != "Page.loadEventFired"]
+        self.events = []                      # errors and requests are counted per page load
         self.send("Page.navigate", {"url": url})
         self.wait_event("Page.loadEventFired")
 
@@ -398,3 +399,19 @@ def test_hostile_tokens_stay_text(browser, tmp_path):
     assert s["rows"] == evil and s["cols"] == evil
     assert browser.js("document.title") == "<i>title</i>"
     assert browser.errors() == [] and browser.js("window.__ptErrors") == []
+
+
+def test_jupyter_iframe_draws_the_head_view(browser, tmp_path):
+    rep = Report("in a notebook")
+    rep.add_section("heads", "c", head_view_html({"kinds": {"encoder": {
+        "rows": ["a", "b"], "cols": ["a", "b"], "weights": [np.eye(2)[None]]}}}))
+    path = tmp_path / "notebook.html"
+    path.write_text("<!DOCTYPE html><html><body><p>cell output:</p>" + rep._repr_html_()
+                    + "</body></html>", encoding="utf-8")
+    browser.navigate(path.as_uri())
+    n = browser.js("""new Promise(done => { const f = document.querySelector('iframe');
+        const count = () => f.contentDocument.querySelectorAll('line.pt-hv-line').length;
+        if (f.contentDocument.readyState === 'complete' && count()) done(count());
+        else f.addEventListener('load', () => done(count())); })""")
+    assert n == 4
+    assert browser.errors() == []
