@@ -83,7 +83,7 @@ def format_number(x, fmt=".3g"):
         if callable(fmt):
             return str(fmt(x))
         s = format(x, fmt)
-        if s.startswith("-") and set(s[1:]) <= set("0.,e+"):     # '-0.00' -> '0.00'
+        if s.startswith("-") and set(s[1:]) <= set("0.,e+%"):    # '-0.00' -> '0.00'
             s = s[1:]
         return s
     return str(x)
@@ -120,7 +120,7 @@ def _labels(labels, n, name):
                         f"got a single string {labels!r}")
     labels = [str(x) for x in labels]
     if len(labels) != n:
-        raise ValueError(f"{name}: expected {n} labels to match the matrix, got {len(labels)}")
+        raise ValueError(f"{name}: expected {n} labels to match the data, got {len(labels)}")
     return labels
 
 
