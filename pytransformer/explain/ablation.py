@@ -358,6 +358,20 @@ def _greedy(translator, sources, batch_size=256):
     return out
 
 
+def _largest_passing(ok, n):
+    """The largest k in [0, n] with ok(k), by binary search assuming ok(0)
+    holds and ok is monotone (true up to some k, false after); calls ok
+    about log2(n + 1) times, never at 0."""
+    lo, hi = 0, n + 1                          # ok(lo) holds; hi: first k known to fail
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 @dataclasses.dataclass
 class PruningResult:
     """Cumulative pruning of the least important heads.
@@ -432,15 +446,7 @@ def prune_heads(translator, pairs, importance, max_drop=1.0, max_pairs=200, batc
     n = len(order)
     best = None
     if have_bleu:
-        ok = lambda k: base["bleu"] - evaluate(k)["bleu"] < max_drop  # noqa: E731
-        lo, hi = 0, n + 1                       # ok(lo) holds; hi: first k known to fail
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                lo = mid
-            else:
-                hi = mid
-        best = lo
+        best = _largest_passing(lambda k: base["bleu"] - evaluate(k)["bleu"] < max_drop, n)
     else:
         evaluate(n // 2)
         evaluate(n)
