@@ -130,7 +130,7 @@ def _np(x):
 class _StreamCapture:
     """Forward hooks recording, per batch, each layer's input/output, each
     FFN's input/output and each attention module's query input/output, as
-    float64 rows of the real (unpadded) tokens only."""
+    rows of the real (unpadded) tokens only."""
 
     def __init__(self, model):
         self.model = model
@@ -140,7 +140,7 @@ class _StreamCapture:
 
     def add(self, key, x, side):
         m = self.mask[side]
-        self.rows.setdefault(key, []).append(_np(x)[m].astype(np.float64))
+        self.rows.setdefault(key, []).append(_np(x)[m])       # model dtype; float64 in get
 
     def __enter__(self):
         tf = self.model.transformer
@@ -191,7 +191,7 @@ class _StreamCapture:
         return False
 
     def get(self, key):
-        return np.concatenate(self.rows[key])
+        return np.concatenate(self.rows[key]).astype(np.float64)
 
 
 def _check_translator(translator):

@@ -162,23 +162,22 @@ def source_ablation_influence(translator, pairs, method="zero", batch_size=128):
     model = translator.model
     sv, tv = translator.src_vocab, translator.tgt_vocab
     limit = model.config.max_len
-    base = []
-    jobs = []                                  # (pair index, word index or -1)
+    jobs = []                                  # (pair index, word index or -1: intact)
     for k, (s, _) in enumerate(tok):
         jobs += [(k, -1)] + [(k, i) for i in range(len(s))]
-    zero_rows = {}
-    emb = model.src_embed
+    state = {"keep": None}
 
     def hook(module, args, output):
-        m = zero_rows.get("mask")
-        if m is None:
+        keep = state["keep"]
+        if keep is None:
             return None
-        return output * Tensor(m[..., None].astype(output.data.dtype))
+        return output * Tensor(keep[..., None].astype(output.data.dtype))
 
-    out_probs = {}
+    out = [np.zeros((len(t) + 1, len(s))) for s, t in tok]
+    intact = {}                                # pair index -> (T, V) probabilities
     was = model.training
     model.eval()
-    handle = emb.register_forward_hook(hook)
+    handle = model.src_embed.register_forward_hook(hook)
     try:
         with no_grad():
             for lo in range(0, len(jobs), batch_size):
@@ -191,19 +190,22 @@ def source_ablation_influence(translator, pairs, method="zero", batch_size=128):
                             keep[r, i] = False
                         else:
                             src[r, i] = UNK
-                zero_rows["mask"] = keep if method == "zero" else None
+                state["keep"] = keep if method == "zero" else None
                 probs = _probs(model(src, tin).data)
+                # each pair's intact row comes before its ablated rows
                 for r, (k, i) in enumerate(chunk):
-                    T = len(tok[k][1]) + 1
-                    out_probs[(k, i)] = probs[r, :T]
+                    p = probs[r, :out[k].shape[0]]
+                    if i < 0:
+                        intact[k] = p
+                    else:
+                        out[k][:, i] = 0.5 * np.abs(p - intact[k]).sum(-1)
+                        if i == out[k].shape[1] - 1:
+                            del intact[k]
     finally:
+        state["keep"] = None
         handle.remove()
         model.train(was)
-    for k, (s, t) in enumerate(tok):
-        p0 = out_probs[(k, -1)]
-        base.append(np.stack([0.5 * np.abs(out_probs[(k, i)] - p0).sum(-1)
-                              for i in range(len(s))], axis=1))        # (T, n)
-    return base
+    return out
 
 
 # ----------------------------------------------------------------------------
