@@ -1,4 +1,5 @@
 """explain.ablation: zeroing heads, head importance on the loss, pruning search."""
+import dataclasses
 import json
 
 import numpy as np
@@ -122,13 +123,18 @@ def test_largest_passing_binary_search():
 
 
 def test_prune_heads(tr, pairs, monkeypatch):
-    imp = head_importance(tr, pairs[:10], max_pairs=None)
+    full = head_importance(tr, pairs[:10], max_pairs=None)
+    # the 8 most important heads only, so that few greedy decodings are needed
+    idx = full.order[-8:]
+    imp = dataclasses.replace(full, heads=[full.heads[i] for i in idx], loss=full.loss[idx],
+                              delta=full.delta[idx])
+    assert [imp.heads[i] for i in imp.order] == [full.heads[i] for i in idx]
     # without sacrebleu: loss and exact match at 0, n/2 and n heads, BLEU None
     monkeypatch.setattr(ablation, "bleu_score", lambda h, r: None)
     pr = prune_heads(tr, pairs, imp, max_pairs=12)
     assert not pr.bleu_available and pr.max_prunable is None
-    assert [p["k"] for p in pr.points] == [0, 18, 36] and pr.points[0]["bleu"] is None
-    assert pr.points[0]["exact_match"] > pr.points[-1]["exact_match"]
+    assert [p["k"] for p in pr.points] == [0, 4, 8] and pr.points[0]["bleu"] is None
+    assert pr.points[0]["loss"] < pr.points[-1]["loss"]
     assert "sacrebleu is not installed" in pr.caption
     # with a stand-in BLEU (100 x exact match) the search runs on it
     monkeypatch.setattr(ablation, "bleu_score",
@@ -136,7 +142,7 @@ def test_prune_heads(tr, pairs, monkeypatch):
     pr = prune_heads(tr, pairs, imp, max_drop=5.0, max_pairs=12)
     assert pr.bleu_available and pr.n_pairs == 12
     ks = [p["k"] for p in pr.points]
-    assert ks == sorted(ks) and ks[0] == 0 and len(ks) <= 7
+    assert ks == sorted(ks) and ks[0] == 0 and len(ks) <= 5
     best = pr.max_prunable
     assert pr.pruned == pr.order[:best]
     by_k = {p["k"]: p["bleu"] for p in pr.points}
