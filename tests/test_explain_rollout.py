@@ -146,7 +146,8 @@ def test_rollout_vs_ablation_on_the_shipped_model(tr, pairs):
     assert res.mean_spearman["raw"]["cell"] > 0.2
     assert res.top1["raw"] > 0.6
     assert res.spearman["rollout"]["word"].shape == (20,)
-    assert set(res.better) == {"word", "cell", "top1"}
+    assert set(res.better) == {"word", "row", "cell", "top1"}
+    assert set(res.mean_spearman["raw"]) == {"word", "row", "cell"}
     d = res.to_dict()
     json.dumps(d)
     assert "rollout" in res.caption and "Spearman" in res.caption

@@ -33,9 +33,11 @@ both maps before correlating.
 
 Agreement is Spearman's rank correlation (ties get average ranks),
 per sentence, (a) over source words, attention and influence each
-averaged over target positions ("word"), and (b) over all (target
-position, source word) cells ("cell"); then averaged over sentences (a
-sentence with a constant side, e.g. one source word, is skipped). Also:
+averaged over target positions ("word"), (b) over the source words of
+each target position, averaged over the positions ("row"), and (c) over
+all (target position, source word) cells ("cell"); then averaged over
+sentences (an undefined correlation, where one side is constant, e.g. a
+single source word or a row no ablation changes, is skipped). Also:
 how often the map's most attended source word is the most influential one
 (top-1 agreement), over target positions where some ablation changes the
 output distribution by at least 0.1 in total variation.
@@ -221,11 +223,11 @@ class RolloutComparison:
     and the target tokens + <eos> each row produces; raw / rollout: per
     sentence (T, S) maps (S includes <eos>); influence: per sentence (T, n)
     ablation TV (n = S - 1 source words); spearman: {'raw' | 'rollout':
-    {'word' | 'cell': array (sentences,)}} (NaN where undefined);
-    mean_spearman: {'raw' | 'rollout': {'word' | 'cell': mean over
+    {'word' | 'row' | 'cell': array (sentences,)}} (NaN where undefined);
+    mean_spearman: {'raw' | 'rollout': {'word' | 'row' | 'cell': mean over
     sentences}}; top1: {'raw' | 'rollout': fraction of the target rows
     whose most influential source word (largest TV, rows where it is
-    >= 0.1 only) is also the map's most attended word}; better: {'word' |
+    >= 0.1 only) is also the map's most attended word}; better: {'word' | 'row' |
     'cell' | 'top1': 'raw' or 'rollout'};
     method ('zero' or 'unk'), residual, n_pairs, seconds; caption."""
     src_tokens: list
@@ -301,7 +303,7 @@ def rollout_vs_ablation(translator, pairs, max_pairs=100, method="zero", residua
         raise ValueError("pairs: expected at least one pair, got none")
     raw, rolled = _maps(translator, tok, residual, batch_size)
     infl = source_ablation_influence(translator, tok, method, batch_size)
-    rho = {k: {"word": [], "cell": []} for k in ("raw", "rollout")}
+    rho = {k: {"word": [], "row": [], "cell": []} for k in ("raw", "rollout")}
     hits = {"raw": 0, "rollout": 0}
     rows = 0
     for r, ro, f in zip(raw, rolled, infl):
@@ -312,12 +314,14 @@ def rollout_vs_ablation(translator, pairs, max_pairs=100, method="zero", residua
             m = m[:, :n]                                      # drop the <eos> column
             hits[name] += int((m.argmax(1) == f.argmax(1))[strong].sum())
             rho[name]["word"].append(spearman(m.mean(0), f.mean(0)) if n > 1 else np.nan)
+            rho[name]["row"].append(_nanmean([spearman(a, b) for a, b in zip(m, f)])
+                                    if n > 1 else np.nan)
             rho[name]["cell"].append(spearman(m, f))
     rho = {k: {g: np.array(v) for g, v in d.items()} for k, d in rho.items()}
     mean = {k: {g: _nanmean(v) for g, v in d.items()} for k, d in rho.items()}
     top1 = {k: hits[k] / rows if rows else float("nan") for k in hits}
     better = {g: ("rollout" if mean["rollout"][g] > mean["raw"][g] else "raw")
-              for g in ("word", "cell")}
+              for g in ("word", "row", "cell")}
     better["top1"] = "rollout" if top1["rollout"] > top1["raw"] else "raw"
     res = RolloutComparison(
         src_tokens=[list(s) + ["<eos>"] for s, _ in tok],
@@ -335,9 +339,11 @@ def rollout_vs_ablation(translator, pairs, max_pairs=100, method="zero", residua
         f"when a source word is removed by {how}. Spearman rank correlation with the "
         f"ablation, averaged over {len(tok)} sentences: per source word (averaged over the "
         f"target) raw {mean['raw']['word']:.2f}, rollout {mean['rollout']['word']:.2f}; "
-        f"per cell raw {mean['raw']['cell']:.2f}, rollout {mean['rollout']['cell']:.2f}. "
-        f"The higher one predicts influence better: {better['cell']} per cell, "
-        f"{better['word']} per word. The most influential source word of a target word "
+        f"per target word (ranking its source words) raw {mean['raw']['row']:.2f}, rollout "
+        f"{mean['rollout']['row']:.2f}; over all cells raw {mean['raw']['cell']:.2f}, rollout "
+        f"{mean['rollout']['cell']:.2f}. The higher one predicts influence better: "
+        f"{better['row']} per target word, {better['cell']} over cells, {better['word']} per "
+        f"source word. The most influential source word of a target word "
         f"(where removing one changes the output by at least {TOP1_MIN_TV:g} in total "
         f"variation) is the most attended one in {top1['raw']:.0%} of {rows} cases for raw "
         f"attention, {top1['rollout']:.0%} for rollout.")
