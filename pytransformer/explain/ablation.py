@@ -36,7 +36,7 @@ import numpy as np
 from pytransformer.autograd import Tensor, no_grad
 from pytransformer.nn import MultiheadAttention
 
-from .layers import _check_translator, teacher_forced_batches
+from .layers import _check_translator, _token_pair, teacher_forced_batches
 from .trace import ATTENTION_KINDS, _classify
 
 __all__ = ["HeadImportance", "PruningResult", "ablate", "all_heads", "attention_modules",
@@ -408,8 +408,8 @@ def prune_heads(translator, pairs, importance, max_drop=1.0, max_pairs=200, batc
     """PruningResult: remove heads in increasing `importance` order (a
     HeadImportance) and binary-search the largest count whose greedy BLEU on
     the first `max_pairs` of `pairs` (None: all) stays within `max_drop` of
-    the unpruned model's: about log2(#heads + 1) + 1 greedy decodings (7 for
-    36 heads). Each point also records the teacher-forced loss and the
+    the unpruned model's: at most ceil(log2(#heads + 2)) + 1 greedy
+    decodings (7 for 36 heads). Each point also records the teacher-forced loss and the
     exact-match rate on the same pairs. Without sacrebleu only the loss and
     exact match of the unpruned, half- and fully pruned models are given and
     the BLEU fields are None."""
@@ -422,10 +422,9 @@ def prune_heads(translator, pairs, importance, max_drop=1.0, max_pairs=200, batc
         raise ValueError(f"max_drop: expected a positive number of BLEU points, got {max_drop!r}")
     t0 = time.perf_counter()
     order = [importance.heads[i] for i in importance.order]
-    sources = [p.source if hasattr(p, "source") else " ".join(p[0]) if not isinstance(p[0], str)
-               else p[0] for p in pairs]
-    refs = [p.target if hasattr(p, "target") else " ".join(p[1]) if not isinstance(p[1], str)
-            else p[1] for p in pairs]
+    tok = [_token_pair(p, k) for k, p in enumerate(pairs)]
+    sources = [" ".join(src) for src, _ in tok]
+    refs = [" ".join(tgt) for _, tgt in tok]
     have_bleu = bleu_score(["a"], ["a"]) is not None
     points = {}
     dec_times = []
