@@ -1,4 +1,5 @@
-"""The `pytransformer` command line: info | demo | bench.
+"""The `pytransformer` command line: info | demo | bench | train | translate |
+evaluate | explain | analyze.
 
 Run `pytransformer --help`, or `pytransformer <command> --help`.
 """
@@ -183,6 +184,65 @@ def cmd_evaluate(args):
     return 0
 
 
+def cmd_explain(args):
+    """Write the explain report (HTML) of one sentence."""
+    import time
+    from pytransformer.explain.report import sentence_report
+
+    tr, code = _load_translator(args.model)
+    if tr is None:
+        return code
+    t0 = time.perf_counter()
+    try:
+        rep = sentence_report(tr, args.sentence, translation=args.translation,
+                              donor=args.donor)
+    except ValueError as e:
+        print(f"pytransformer explain: {e}", file=sys.stderr)
+        return 2
+    rep.save(args.out)
+    print(f"wrote {args.out} ({time.perf_counter() - t0:.2f} s); open it in any browser")
+    if args.png:
+        from pytransformer.explain.report import save_sentence_pngs
+        for f in save_sentence_pngs(tr, args.sentence, args.png, translation=args.translation):
+            print(f"wrote {f}")
+    return 0
+
+
+def cmd_analyze(args):
+    """Corpus-level explain measures on a split, as an HTML report."""
+    import json
+    import time
+    from pytransformer.data import make_splits
+    from pytransformer.explain.analysis import analysis_report, findings, run_analysis
+
+    tr, code = _load_translator(args.model)
+    if tr is None:
+        return code
+    if args.n < 1:
+        print("pytransformer analyze: -n must be at least 1", file=sys.stderr)
+        return 2
+    seed = tr.data.get("seed", 0) if args.data_seed is None else args.data_seed
+    t0 = time.perf_counter()
+    splits = make_splits(seed=seed, n_train=0)
+    pairs = getattr(splits, args.split)[:args.n]
+    print(f"analyzing {len(pairs)} {args.split} pairs (corpus seed {seed})", file=sys.stderr)
+    a = run_analysis(tr, pairs, checkpoints=args.checkpoints or (), prune=not args.no_prune)
+    analysis_report(a).save(args.out)
+    f = findings(a)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(f, fh, indent=2, default=str)
+    print(f"best alignment AER {f['best_aer']:.3f} ({f['best_aer_where']}); "
+          f"diagonal {f['diagonal_aer']:.3f}")
+    for rel, r in f["best_head_per_relation"].items():
+        print(f"  {rel:<6} best head {r['head']:<20} accuracy {r['accuracy']:.2f} "
+              f"(best positional baseline {r['best_baseline']:.2f})")
+    if f.get("prunable_heads") is not None:
+        print(f"heads removable with < 1 BLEU lost: {f['prunable_heads']} of {f['heads']}")
+    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s (corpus included)")
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="pytransformer",
                                 description="A Transformer you can read, train and look inside, on a CPU.")
@@ -263,6 +323,38 @@ def build_parser():
     s.add_argument("--data-seed", type=int, default=None,
                    help="corpus seed (default: the one the model was trained on)")
     s.set_defaults(func=cmd_evaluate)
+    s = sub.add_parser("explain", help="write a self-contained HTML report of what every "
+                                       "attention head, FFN and layer does on one sentence")
+    s.add_argument("sentence", help="an English sentence (quote it)")
+    s.add_argument("--out", default="report.html", help="the HTML file to write")
+    s.add_argument("--model", default=None,
+                   help="model file (default: the model shipped with the package)")
+    s.add_argument("--translation", default=None,
+                   help="explain this Spanish translation instead of the model's own")
+    s.add_argument("--donor", default=None,
+                   help="counterfactual: the sentence with one word changed (default: "
+                        "swap a colour or size adjective when there is one)")
+    s.add_argument("--png", metavar="DIR", default=None,
+                   help="also write the figures as PNG files into DIR (needs matplotlib)")
+    s.set_defaults(func=cmd_explain)
+    s = sub.add_parser("analyze", help="corpus-level measures (alignment AER, syntactic heads, "
+                                       "FFN memories, layer similarity, head pruning, rollout) "
+                                       "as an HTML report")
+    s.add_argument("--split", default="test", choices=["valid", "test", "compositional"],
+                   help="which split of the generated corpus")
+    s.add_argument("-n", "--n", type=int, default=1000, help="pairs of the split to use")
+    s.add_argument("--out", default="analysis.html", help="the HTML file to write")
+    s.add_argument("--model", default=None,
+                   help="model file (default: the model shipped with the package)")
+    s.add_argument("--checkpoints", nargs="+", default=None, metavar="FILE",
+                   help="training snapshots (translator files) for AER over training")
+    s.add_argument("--no-prune", action="store_true",
+                   help="skip the BLEU pruning search (the slowest measure)")
+    s.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the headline numbers as JSON")
+    s.add_argument("--data-seed", type=int, default=None,
+                   help="corpus seed (default: the one the model was trained on)")
+    s.set_defaults(func=cmd_analyze)
     return p
 
 

@@ -280,6 +280,8 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
     slant = max(_text_px(c) for c in cols) * 0.72 + 10   # column labels at 45 degrees
     top = slant + head + (18 if col_axis else 0)
     width = left + C * cell + max(20.0, slant * 0.72)
+    if title:                                       # the bold title must fit too
+        width = max(width, _text_px(title) * 1.1 + 10)
     height = top + R * cell + 40                    # + the legend
     out = [_svg_open("pt-heatmap", width, height, title)]
     if col_axis:

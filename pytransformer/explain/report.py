@@ -1,0 +1,300 @@
+"""The explain report of one sentence: every view of pytransformer.explain
+on one translation, as one self-contained HTML page (and PNG figures).
+
+    rep = sentence_report(translator, "The black cat drank the milk")
+    rep.save("report.html")
+
+The report is assembled from the measures' own results (their arrays and
+captions); nothing here computes a number the views do not return.
+"""
+import numpy as np
+
+from . import html as H
+from .patch import counterfactual
+from .trace import trace
+from .ffn import value_promotions
+from .lens import logit_lens
+from .views import TERM_NAMES, factor_view, position_split, value_mixing
+
+__all__ = ["default_donor", "gold_links", "save_sentence_pngs", "sentence_report",
+           "sentence_views"]
+
+_COLOURS = ("red", "blue", "white", "black", "green", "yellow", "small", "big", "old", "new")
+
+
+def gold_links(sentence):
+    """The corpus's gold alignment of `sentence` as {(source index, target
+    index)} when it is one of the seed sentences or a generated pair known
+    to the grammar, else None (the report then shows no gold)."""
+    from pytransformer.data import seed_pairs, tokenize
+    toks = tuple(tokenize(sentence))
+    for p in seed_pairs():
+        if tuple(p.src) == toks:
+            return p
+    return None
+
+
+def default_donor(translator, sentence):
+    """A counterfactual source for `sentence`: the same sentence with its
+    first colour/size adjective swapped for another one the model knows
+    (None when it has none)."""
+    from pytransformer.data import tokenize
+    toks = tokenize(sentence)
+    for i, w in enumerate(toks):
+        if w in _COLOURS:
+            for other in _COLOURS:
+                if other != w and other in translator.src_vocab:
+                    return " ".join(toks[:i] + [other] + toks[i + 1:]), i
+    return None
+
+
+def _most_focused_head(rec, rows, cols, b=0):
+    """(head, query row) of the sharpest non-special attention row."""
+    w = rec.weights[b, :, :len(rows), :len(cols)]
+    best = (-1.0, 0, 0)
+    for h in range(w.shape[0]):
+        for i, r in enumerate(rows):
+            if r.startswith("<"):
+                continue
+            j = int(w[h, i].argmax())
+            if cols[j].startswith("<"):
+                continue
+            if w[h, i, j] > best[0]:
+                best = (float(w[h, i, j]), h, i)
+    return best[1], best[2]
+
+
+def sentence_views(translator, sentence, translation=None, donor=None):
+    """Every per-sentence result the report shows, as a dict: trace,
+    factor, position (encoder/decoder), mixing (encoder layer 0 and the
+    last cross-attention), counterfactual (or None; donor=False skips it),
+    gold (a Pair or None)."""
+    t = trace(translator, sentence, translation)
+    out = {"trace": t, "gold": gold_links(sentence)}
+    cross = t.attention("cross", -1)
+    rows, cols = t.tokens("cross")
+    h, i = _most_focused_head(cross, rows, cols)
+    out["factor"] = factor_view(t, "cross", cross.layer, h, i)
+    out["position"] = {k: position_split(t, k) for k in ("encoder", "decoder")}
+    out["mixing"] = [value_mixing(t, "encoder", 0), value_mixing(t, "cross", cross.layer)]
+    if donor is False:                                   # no counterfactual wanted
+        out["counterfactual"] = None
+    elif donor is None:
+        found = default_donor(translator, sentence)
+        out["counterfactual"] = (counterfactual(translator, sentence, found[0], found[1])
+                                 if found else None)
+    else:
+        out["counterfactual"] = counterfactual(translator, sentence, donor,
+                                               _first_difference(sentence, donor))
+    return out
+
+
+def _first_difference(a, b):
+    from pytransformer.data import tokenize
+    ta, tb = tokenize(a), tokenize(b)
+    if len(ta) != len(tb):
+        raise ValueError(f"donor: must have as many words as the sentence "
+                         f"({len(tb)} vs {len(ta)}) so positions correspond")
+    for i, (x, y) in enumerate(zip(ta, tb)):
+        if x != y:
+            return i
+    raise ValueError("donor: is the same sentence; change one word")
+
+
+def sentence_report(translator, sentence, translation=None, donor=None):
+    """The HTML report (an explain.html.Report) of one sentence."""
+    v = sentence_views(translator, sentence, translation, donor)
+    t = v["trace"]
+    cfg = translator.model.config
+    rows_c, cols_c = t.tokens("cross")
+    translation = " ".join(t.tgt_out_tokens[0][:-1])
+    rep = H.Report(f"Inside the translation of \u201c{sentence}\u201d")
+    rep.add_section(
+        "The sentence and the model",
+        f"The model ({cfg.num_encoder_layers} encoder and {cfg.num_decoder_layers} decoder "
+        f"layers, {cfg.nhead} heads of {cfg.d_model // cfg.nhead} dimensions, "
+        f"d_model {cfg.d_model}) translates the sentence as shown. Every number below was "
+        f"recorded while it did, through hooks on its modules.",
+        H.table_html(["English", "Spanish (the model's translation)"],
+                     [[sentence, translation]]), id="summary")
+    questions = [
+        ("heads", "What does each head attend to?"),
+        ("cross", "Where does cross-attention align the Spanish words with the English ones?"),
+        ("factor", "How do the Q\u00b7K dot products produce the scores?"),
+        ("positions", "Does a head attend by word or by position?"),
+        ("mixing", "How is the output a weighted sum of value vectors, and is the weight "
+                   "the whole story?"),
+        ("ffn", "What do the feed-forward layers store?"),
+        ("lens", "Does each layer compute something different? (the logit lens)"),
+        ("counterfactual", "Where does the model keep what a word means?"),
+    ]
+    items = "".join(f'<li><a href="#{i}">{H.escape(q)}</a></li>' for i, q in questions
+                    if i != "counterfactual" or v["counterfactual"] is not None)
+    rep.add_section(
+        "Questions this page answers",
+        "Each section answers one question about why the Transformer works, with the "
+        "numbers measured on this sentence. `pytransformer analyze` answers them over a "
+        "whole test set (alignment error rates, syntactic heads, what FFN neurons fire on, "
+        "how similar the layers are, which heads matter).",
+        f"<ol>{items}</ol>", id="questions")
+    rep.add_section(
+        "Who attends to whom (head view)",
+        "Pick the kind of attention, a layer and a head. Each line joins a word on the left "
+        "(the one asking: the query) to a word on the right (the one answering: the key); "
+        "the darker the line, the larger the attention weight. Encoder self-attention links "
+        "English words to English words; the decoder's masked self-attention links each "
+        "Spanish word to the ones before it; cross-attention links each Spanish position to "
+        "the English words it reads. Hover a word to see only its lines.",
+        H.head_view_html(H.head_view_data(t, kinds=["cross", "encoder", "decoder"]),
+                         include_script=False), id="heads")
+    gold = v["gold"]
+    highlight = None
+    if gold is not None and gold.tgt == tuple(t.tgt_out_tokens[0][:-1]):
+        highlight = [(j, i) for i, j in gold.links()]       # (row = target, col = source)
+    maps = []
+    for layer in range(t.num_layers("cross")):
+        w = t.attention("cross", layer).weights[0].mean(0)[:len(rows_c), :len(cols_c)]
+        maps.append(H.heatmap_svg(w, t.tgt_out_tokens[0], cols_c,
+                                  title=f"layer {layer} (mean of heads)", vmin=0, vmax=1,
+                                  highlight=highlight))
+    cap = ("Row: the Spanish word being produced; column: the English word. Each row is the "
+           "cross-attention of the decoder position that produced that word, averaged over "
+           "heads.")
+    if highlight is not None:
+        agree = []
+        for layer in range(t.num_layers("cross")):
+            w = t.attention("cross", layer).weights[0].mean(0)[:len(rows_c) - 1, :len(cols_c) - 1]
+            links = {(j, i) for i, j in gold.links()}
+            hits = sum((r, int(w[r].argmax())) in links for r in range(w.shape[0]))
+            agree.append(f"layer {layer}: {hits}/{w.shape[0]}")
+        cap += (" Outlined cells are the corpus's gold alignment. Target words whose most "
+                "attended source word is gold-aligned: " + ", ".join(agree) + ".")
+    rep.add_section("Cross-attention: where each Spanish word looks", cap, "".join(maps),
+                    id="cross")
+    fv = v["factor"]
+    dims = [int(c) for c in fv.top_dims]
+    body = H.heatmap_svg(fv.products[:, dims], fv.key_words, [f"dim {c}" for c in dims],
+                         title=f"q[c]*k[c]/sqrt(d) for the query '{fv.query_word}'")
+    body += H.table_html(["dimension", "q", "k", "q*k/sqrt(d)", "agrees"],
+                         [[c, fv.q[c], fv.k[c], fv.products[fv.key_words.index(fv.key_word), c],
+                           "yes" if fv.q[c] * fv.k[c] > 0 else "no"] for c in dims])
+    body += H.bar_chart_svg(fv.key_words, fv.scores.tolist(),
+                            title=f"scores of '{fv.query_word}' for every key")
+    rep.add_section(f"How a score is built: {fv.title}", fv.caption, body, id="factor")
+    tables = []
+    for kind, ps in v["position"].items():
+        nh = ps.share[TERM_NAMES[0]].shape[0]
+        tables.append(H.table_html(["head"] + list(TERM_NAMES),
+                                   [[h] + [f"{100 * ps.share[n][h]:.0f}%" for n in TERM_NAMES]
+                                    for h in range(nh)], caption=ps.title))
+    rep.add_section("Words or positions? The first layer's scores, split exactly",
+                    v["position"]["encoder"].caption, "".join(tables), id="positions")
+    body = ""
+    for vm in v["mixing"]:
+        rows = t.tgt_out_tokens[0] if vm.title.startswith("cross") else vm.rows
+        body += f"<h3>{H.escape(vm.title)}</h3>"
+        body += H.heatmap_svg(vm.weight_share, rows, vm.cols,
+                              title="attention weight (mean of heads)", vmin=0, vmax=1)
+        body += H.heatmap_svg(vm.norm_share, rows, vm.cols,
+                              title="share of the contribution norm", vmin=0, vmax=1)
+        body += f"<p>{H.escape(vm.caption)}</p>"
+    rep.add_section("Weights vs what the values carry (value mixing)",
+                    "Left: the attention weights; right: how much of each output each key "
+                    "word really contributes, measured as the norm of weight x transformed "
+                    "value vector. Rows of cross-attention are labelled by the Spanish word "
+                    "being produced.", body, id="mixing")
+    body = ""
+    for kind in ("encoder", "decoder"):
+        body += _ffn_table(t, translator, kind)
+    rep.add_section(
+        "What the feed-forward layers fire on",
+        "Each feed-forward block is a key-value memory (Geva et al. 2021): every hidden "
+        "neuron is a key (a row of the first linear layer) that fires on some inputs, and "
+        "adds its value (a column of the second linear layer) to the residual stream. For "
+        "each word and layer: the neuron firing most there, its activation, and the target "
+        "words its value vector pushes up when read through the output layer (decoder only: "
+        "encoder values never reach the output layer directly). Run `pytransformer "
+        "analyze` for what these neurons fire on across a whole test set.", body, id="ffn")
+    lens = logit_lens(translator, sentence, translation)
+    lrows = [[f"decoder layer {i}"] + [f"{w} ({p:.2f})" for w, p in zip(lens.words[i],
+                                                                         lens.probs[i])]
+             for i in range(len(lens.words))]
+    rep.add_section(
+        "The logit lens: the translation read off each decoder layer",
+        lens.caption,
+        H.table_html(["read after"] + [f"{a} \u2192 {b}" for a, b in zip(lens.inputs,
+                                                                         lens.targets)],
+                     lrows), id="lens")
+    cf = v["counterfactual"]
+    if cf is not None:
+        rep.add_section(
+            "A counterfactual: change one word inside the encoder",
+            f"The encoder's representation of '{cf['word']}' (position {cf['position']}, "
+            f"output of encoder layer {cf['layer'] % cfg.num_encoder_layers}) was replaced by the one it computes for "
+            f"'{cf['donor_word']}' in \u201c{cf['donor']}\u201d; nothing else changed. If the "
+            f"translation changes only where that word is translated, the information about "
+            f"the word lives in its own position at that layer.",
+            H.table_html(["run", "translation"],
+                         [["original", cf["before"]], ["patched", cf["after"]],
+                          ["donor sentence", cf["donor_translation"]]]), id="counterfactual")
+    return rep
+
+
+def _ffn_table(t, translator, kind):
+    """Per token and layer of `kind`: the most active FFN neuron, its
+    activation and the top words its value promotes."""
+    net = translator.model
+    toks = t.src_tokens[0] if kind == "encoder" else t.tgt_in_tokens[0]
+    n = t.num_layers(kind) if kind == "encoder" else t.num_layers("decoder")
+    vocab = translator.tgt_vocab
+    cols = []
+    for layer in range(n):
+        f = t.ffn(kind, layer)
+        h = f.hidden[0, :len(toks)]
+        top = h.argmax(-1)
+        if kind == "encoder":      # encoder values never meet the output layer: no words
+            cols.append([f"n{c} ({h[i, c]:.1f})" if h[i, c] > 0 else "(none fires)"
+                         for i, c in enumerate(top)])
+            continue
+        ids, _ = value_promotions(f.layer_module.linear2.weight.data,
+                                  net.generator.weight.data, top, n=3)
+        cols.append([f"n{c} ({h[i, c]:.1f}) \u2192 " + ", ".join(
+            vocab.id_to_token(int(k)) for k in ids[i]) if h[i, c] > 0 else "(none fires)"
+            for i, c in enumerate(top)])
+    rows = [[tok] + [cols[layer][i] for layer in range(n)] for i, tok in enumerate(toks)]
+    title = "encoder (source words)" if kind == "encoder" else "decoder (word just read)"
+    return H.table_html([title] + [f"layer {layer}" for layer in range(n)], rows,
+                        caption=(f"{kind} feed-forward: strongest neuron (activation)"
+                                 + (" \u2192 words its value promotes" if kind == "decoder"
+                                    else "")))
+
+
+def save_sentence_pngs(translator, sentence, directory, translation=None, dpi=150):
+    """The report's figures as PNG files in `directory` (needs matplotlib,
+    the [viz] extra): every head of every attention kind and layer, the
+    factor view's products and scores, and value mixing. Returns the paths."""
+    import os
+    from . import figures
+    figures.require_matplotlib()
+    v = sentence_views(translator, sentence, translation, donor=False)
+    t = v["trace"]
+    os.makedirs(directory, exist_ok=True)
+    paths = list(figures.save_head_view_pngs(directory, H.head_view_data(t), dpi=dpi))
+    fv = v["factor"]
+    dims = [int(c) for c in fv.top_dims]
+    p = os.path.join(directory, "factor-products.png")
+    figures.save_heatmap_png(p, fv.products[:, dims], fv.key_words, [f"dim {c}" for c in dims],
+                             title=f"{fv.title}: q[c]*k[c]/sqrt(d) for '{fv.query_word}'",
+                             dpi=dpi)
+    paths.append(p)
+    p = os.path.join(directory, "factor-scores.png")
+    figures.save_bar_png(p, fv.key_words, fv.scores.tolist(),
+                         title=f"scores of '{fv.query_word}' for every key", dpi=dpi)
+    paths.append(p)
+    for k, vm in enumerate(v["mixing"]):
+        for name, m in (("weights", vm.weight_share), ("norms", vm.norm_share)):
+            p = os.path.join(directory, f"mixing{k}-{name}.png")
+            figures.save_heatmap_png(p, m, vm.rows, vm.cols, title=f"{vm.title}: {name}",
+                                     vmin=0, vmax=1, dpi=dpi)
+            paths.append(p)
+    return paths

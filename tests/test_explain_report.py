@@ -1,0 +1,90 @@
+"""The assembled explain reports (one sentence; a split) and the
+`explain` / `analyze` commands, on the shipped model."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from pytransformer import cli
+from pytransformer.data import generate_pairs
+from pytransformer.explain.analysis import analysis_report, findings, run_analysis
+from pytransformer.explain.report import default_donor, sentence_report, sentence_views
+from pytransformer.translator import Translator, default_model_path
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    path = default_model_path()
+    if path is None:
+        pytest.skip("no shipped model in this installation")
+    return Translator.load(path)
+
+
+def _ids(page):
+    return set(re.findall(r'<section[^>]* id="([^"]+)"', page))
+
+
+def test_sentence_report_has_every_view(shipped):
+    page = sentence_report(shipped, "The black cat drank the milk").to_html()
+    assert {"summary", "questions", "heads", "cross", "factor", "positions", "mixing", "ffn",
+            "lens", "counterfactual"} <= _ids(page)
+    assert "el gato negro bebió la leche" in page
+    # the seed sentence has a gold alignment: layer 2 agrees on every word
+    assert "layer 2: 6/6" in page
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', page)
+
+
+def test_sentence_views_numbers(shipped):
+    v = sentence_views(shipped, "the ball is blue")
+    fv = v["factor"]
+    assert fv.score == pytest.approx(fv.products[fv.key_words.index(fv.key_word)].sum())
+    assert v["position"]["encoder"].max_error < 1e-4
+    cf = v["counterfactual"]
+    assert default_donor(shipped, "the ball is blue") == ("the ball is red", 3)
+    assert cf["before"] == "la bola es azul" and cf["after"] == "la bola es roja"
+    assert sentence_views(shipped, "the ball is blue", donor=False)["counterfactual"] is None
+    with pytest.raises(ValueError, match="donor"):
+        sentence_views(shipped, "the ball is blue", donor="the ball is")
+
+
+def test_explain_command(shipped, tmp_path):
+    out = tmp_path / "r.html"
+    r = subprocess.run([sys.executable, "-m", "pytransformer", "explain", "The ball is blue",
+                        "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and out.stat().st_size > 10_000
+    assert "la bola es azul" in out.read_text(encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "pytransformer", "explain", "  ",
+                        "--out", str(tmp_path / "x.html")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "empty" in r.stderr
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_analysis_on_a_small_split(shipped, capsys):
+    pairs = generate_pairs(30, seed=11)
+    a = run_analysis(shipped, pairs, prune=False, stream=False)
+    f = findings(a)
+    assert 0 <= f["best_aer"] < f["diagonal_aer"]
+    assert set(f["seconds"]) >= {"tracing", "FFN memories", "head importance"}
+    assert len(f["encoder_cka"]) == 4 and f["encoder_cka"][0][0] == pytest.approx(1.0)
+    page = analysis_report(a).to_html()
+    assert {"answers", "alignment", "syntax", "ffn", "lens", "layers", "heads",
+            "rollout"} <= _ids(page)
+    json.dumps(f, default=str)
+    with pytest.raises(ValueError, match="pairs"):
+        run_analysis(shipped, [], stream=False)
+
+
+@pytest.mark.slow
+def test_analyze_command(shipped, tmp_path, capsys):
+    out, js = tmp_path / "a.html", tmp_path / "a.json"
+    code = cli.main(["analyze", "-n", "20", "--no-prune", "--out", str(out), "--json", str(js)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "best alignment AER" in text and os.path.exists(out)
+    assert json.loads(js.read_text())["pairs"] == 20
+    assert cli.main(["analyze", "-n", "0", "--out", str(out)]) == 2
