@@ -64,7 +64,7 @@ def run_analysis(translator, pairs, checkpoints=(), prune=True, stream=None,
                  batch_size=128, blas_threads=1):
     """Every corpus-level measure on `pairs` (corpus Pairs with gold
     alignments, dependencies and POS tags). checkpoints: translator files
-    for AER over training (optional); prune: run the BLEU pruning search
+    for AER over training (optional; each is traced over all the pairs); prune: run the BLEU pruning search
     (the slowest part). Progress goes to `stream` (default stderr; False:
     silent). Returns an Analysis."""
     if stream is None:
@@ -114,7 +114,7 @@ def run_analysis(translator, pairs, checkpoints=(), prune=True, stream=None,
         out.rollout = step("rollout vs ablation", lambda: rollout_vs_ablation(translator, pairs))
         if checkpoints:
             out.checkpoints = step("AER over checkpoints", lambda: aer_over_checkpoints(
-                list(checkpoints), pairs[:200]))
+                list(checkpoints), pairs))
     return out
 
 
@@ -238,12 +238,22 @@ def analysis_report(a, title="What the translator learned, measured on a test se
                         id="alignment")
     if a.checkpoints is not None:
         ck = a.checkpoints
-        steps = [s if s is not None else i for i, s in enumerate(ck.steps)]
-        body = H.line_chart_svg(steps, {"best AER": list(ck.best_aer),
-                                        "final model's best head": list(ck.aer_at_final_best),
-                                        "diagonal": [ck.diagonal_aer] * len(steps)},
-                                title="AER during training", xlabel="training step",
-                                ylabel="AER", ylim=(0, 1))
+        known = [i for i, s in enumerate(ck.steps) if s is not None]
+        body = ""
+        if len(known) >= 2:
+            body += H.line_chart_svg([ck.steps[i] for i in known],
+                                     {"best AER": [ck.best_aer[i] for i in known],
+                                      "final model's best head": [ck.aer_at_final_best[i]
+                                                                  for i in known],
+                                      "diagonal": [ck.diagonal_aer] * len(known)},
+                                     title="AER during training", xlabel="training step",
+                                     ylabel="AER", ylim=(0, 1))
+        body += H.table_html(
+            ["checkpoint", "step", "best AER", "where", "AER of the final best head"],
+            [[p.rsplit("/", 1)[-1], "not recorded" if s is None else s, ck.best_aer[i],
+              f"layer {b['layer']} head {b['head']} ({b['offset']})", ck.aer_at_final_best[i]]
+             for i, (p, s, b) in enumerate(zip(ck.paths, ck.steps, ck.best))],
+            number_format=".3f")
         rep.add_section("When does alignment emerge?", ck.caption, body, id="emergence")
     if a.syntax is not None:
         rep.add_section("Syntactic heads", a.syntax.caption,
