@@ -539,3 +539,27 @@ def test_unsupported_modules(tiny):
     (tiny / "modules.json").write_text(json.dumps(mods))
     with pytest.raises(ValueError, match="unsupported sentence-transformers modules.*Dense"):
         pretrained.load(tiny)
+
+
+def test_lean_no_grad_path_equals_the_module_path(tiny):
+    """Under no_grad without hooks, forward skips autograd and module calls;
+    it must give the same bits as the modules, and hooks must still fire."""
+    from pytransformer.autograd import no_grad
+    bert = pretrained.load(tiny).bert
+    ids = np.array([[2, 5, 6, 7, 8, 5, 9, 3], [2, 10, 11, 3, 0, 0, 0, 0]])
+    mask = (ids != 0).astype(np.int64)
+    tt = np.array([[0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0]])
+    for token_types in (None, tt):
+        with no_grad():
+            _, lean = bert(ids, attention_mask=mask, token_type_ids=token_types,
+                           output_hidden_states=True)
+        _, full = bert(ids, attention_mask=mask, token_type_ids=token_types,
+                       output_hidden_states=True)                     # grad on: modules
+        for a, b in zip(lean, full):
+            np.testing.assert_array_equal(a.data, b.data)
+    seen = []
+    h = bert.layers[1].linear2.register_forward_hook(lambda *a: seen.append(1))
+    with no_grad():
+        bert(ids, attention_mask=mask)
+    h.remove()
+    assert seen == [1]

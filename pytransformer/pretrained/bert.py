@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pytransformer import nn
-from pytransformer.autograd.tensor import Tensor
+from pytransformer import nn, ops
+from pytransformer.autograd.tensor import Tensor, is_grad_enabled
 from pytransformer.checkpoint import load_file
 
 __all__ = ["BertConfig", "BertEmbeddings", "BertModel", "hf_to_ours"]
@@ -206,12 +206,67 @@ class BertModel(nn.Module):
             if token_type_ids.shape != (B, T):
                 raise ValueError(f"token_type_ids: expected shape {(B, T)}, got "
                                  f"{token_type_ids.shape}")
-        x = self.embeddings(ids, token_type_ids)                     # (B, T, H)
-        hidden = [x]
-        for layer in self.layers:
-            x = layer(x, src_key_padding_mask=pad)
-            hidden.append(x)
+        if not is_grad_enabled() and not self._hooked():
+            hidden = self._lean_forward(ids, pad, token_type_ids)
+            x = hidden[-1]
+        else:
+            x = self.embeddings(ids, token_type_ids)                 # (B, T, H)
+            hidden = [x]
+            for layer in self.layers:
+                x = layer(x, src_key_padding_mask=pad)
+                hidden.append(x)
         return (x, tuple(hidden)) if output_hidden_states else x
+
+    def _hooked(self):
+        """Whether any submodule has a forward (pre-)hook: then forward runs
+        through the modules so the hooks see every call."""
+        stack = [self]
+        while stack:                      # a plain walk: cheaper than modules()
+            m = stack.pop()
+            if m._forward_hooks or m._forward_pre_hooks:
+                return True
+            stack.extend(c for c in m._modules.values() if c is not None)
+        return False
+
+    def _lean_forward(self, ids, pad, token_type_ids):
+        """The forward pass without autograd or module calls (used under
+        no_grad when no hook is registered): the same kernels in the same
+        order as the modules call them, on NumPy arrays, with in-place
+        residual adds, GELU and LayerNorm. Returns the hidden states as
+        Tensors (embedding output, then each layer's)."""
+        B, T = ids.shape
+        E, nh = self.config.hidden_size, self.config.num_attention_heads
+        emb = self.embeddings
+        x = ops.embedding(ids, emb.word_embeddings.weight.data)     # (B, T, E)
+        pos = emb.position_embeddings.weight.data[:T]                # (T, E)
+        tt = emb.token_type_embeddings.weight.data
+        if token_type_ids is None or not np.any(token_type_ids):
+            x += pos + tt[0]
+        else:
+            x += pos
+            x += tt[token_type_ids]
+        ops.layer_norm(x, emb.norm.weight.data, emb.norm.bias.data, emb.norm.eps, out=x)
+        mask = None if pad is None else ~pad[:, None, None, :]      # (B, 1, 1, T) True = attend
+        hidden = [Tensor(x)]
+        for layer in self.layers:
+            attn = layer.self_attn
+            qkv = ops.linear(x, attn.in_proj_weight.data, attn.in_proj_bias.data)  # (B, T, 3E)
+            q, k, v = (np.ascontiguousarray(t) for t in            # 3 x (B, nh, T, E/nh)
+                       qkv.reshape(B, T, 3, nh, E // nh).transpose(2, 0, 3, 1, 4))
+            a = ops.scaled_dot_product_attention(q, k, v, attn_mask=mask)       # (B, nh, T, d)
+            a = np.ascontiguousarray(a.transpose(0, 2, 1, 3)).reshape(B, T, E)
+            a = ops.linear(a, attn.out_proj.weight.data, attn.out_proj.bias.data)
+            a += x                                                   # residual (= x + a)
+            x = ops.layer_norm(a, layer.norm1.weight.data, layer.norm1.bias.data,
+                               layer.norm1.eps, out=a)
+            h = ops.linear(x, layer.linear1.weight.data, layer.linear1.bias.data)  # (B, T, I)
+            ops.gelu(h, out=h)
+            h = ops.linear(h, layer.linear2.weight.data, layer.linear2.bias.data)
+            h += x
+            x = ops.layer_norm(h, layer.norm2.weight.data, layer.norm2.bias.data,
+                               layer.norm2.eps, out=h)
+            hidden.append(Tensor(x))
+        return hidden
 
     # --- weights -------------------------------------------------------------
     @classmethod
