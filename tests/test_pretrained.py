@@ -410,6 +410,13 @@ def test_ours_equals_tokenizers_on_a_tiny_tokenizer_json(tmp_path):
     theirs = Tokenizer.from_dir(tmp_path, max_length=8, backend="tokenizers")
     assert ours.backend == "ours" and theirs.backend == "tokenizers"
     assert ours.encode_ids(texts) == theirs.encode_ids(texts)
+    # character classes: the code points of our Rust-table overrides, and
+    # every 53rd code point, each between two letters
+    from pytransformer.pretrained import tokenizer as T
+    cps = {c for a, b in T._RUST_UNASSIGNED for c in range(a, b + 1)} | set(T._RUST_CATEGORY)
+    cps |= {c for c in range(0, 0x110000, 53) if not 0xD800 <= c <= 0xDFFF}
+    texts = ["a" + chr(c) + "a" for c in sorted(cps)]
+    assert ours.encode_ids(texts) == theirs.encode_ids(texts)
 
 
 # --- bad model directories ------------------------------------------------
