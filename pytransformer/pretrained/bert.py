@@ -207,7 +207,7 @@ class BertModel(nn.Module):
                 raise ValueError(f"token_type_ids: expected shape {(B, T)}, got "
                                  f"{token_type_ids.shape}")
         if not is_grad_enabled() and not self._hooked():
-            hidden = self._lean_forward(ids, pad, token_type_ids)
+            hidden = self._lean_forward(ids, pad, token_type_ids, output_hidden_states)
             x = hidden[-1]
         else:
             x = self.embeddings(ids, token_type_ids)                 # (B, T, H)
@@ -228,45 +228,70 @@ class BertModel(nn.Module):
             stack.extend(c for c in m._modules.values() if c is not None)
         return False
 
-    def _lean_forward(self, ids, pad, token_type_ids):
+    def _lean_forward(self, ids, pad, token_type_ids, all_hidden):
         """The forward pass without autograd or module calls (used under
-        no_grad when no hook is registered): the same kernels in the same
-        order as the modules call them, on NumPy arrays, with in-place
-        residual adds, GELU and LayerNorm. Returns the hidden states as
-        Tensors (embedding output, then each layer's)."""
+        no_grad when no hook is registered): the same kernels as the
+        modules, on NumPy arrays, with in-place residual adds, GELU and
+        LayerNorm.
+
+        With padding, the token-wise work (embeddings, projections,
+        feed-forward, LayerNorm) runs on the real tokens only, packed into
+        (n, E) rows; they are scattered back to (B, T) only for attention
+        (padded keys are masked out, padded queries are dropped). Padding
+        positions of the returned hidden states hold zeros. Returns the
+        hidden states as (B, T, E) Tensors: embedding output, then each
+        layer's (all_hidden), or only the last."""
         B, T = ids.shape
         E, nh = self.config.hidden_size, self.config.num_attention_heads
         emb = self.embeddings
-        x = ops.embedding(ids, emb.word_embeddings.weight.data)     # (B, T, E)
-        pos = emb.position_embeddings.weight.data[:T]                # (T, E)
+        keep = None if pad is None else np.flatnonzero(~pad.reshape(-1))  # real rows of B*T
+        flat_ids = ids.reshape(-1) if keep is None else ids.reshape(-1)[keep]
+        x = ops.embedding(flat_ids, emb.word_embeddings.weight.data)  # (n, E), n = B*T or real
+        pos = emb.position_embeddings.weight.data[:T]                 # (T, E)
+        # x viewed so that pos broadcasts: (B, T, E), or (n, E) with each row's position
+        xv, pos = (x.reshape(B, T, E), pos) if keep is None else (x, pos[keep % T])
         tt = emb.token_type_embeddings.weight.data
         if token_type_ids is None or not np.any(token_type_ids):
-            x += pos + tt[0]
+            xv += pos + tt[0]
         else:
-            x += pos
-            x += tt[token_type_ids]
+            xv += pos
+            tti = token_type_ids if keep is None else token_type_ids.reshape(-1)[keep]
+            xv += tt[tti]
         ops.layer_norm(x, emb.norm.weight.data, emb.norm.bias.data, emb.norm.eps, out=x)
-        mask = None if pad is None else ~pad[:, None, None, :]      # (B, 1, 1, T) True = attend
-        hidden = [Tensor(x)]
+        mask = None                    # additive float mask, built once for all layers
+        if pad is not None:
+            mask = np.where(pad, np.float32(-np.inf), np.float32(0))[:, None, None, :]
+
+        def unpack(rows):              # (n, C) -> (B, T, C), zeros at padding
+            if keep is None:
+                return rows.reshape(B, T, -1)
+            full = np.zeros((B * T, rows.shape[1]), rows.dtype)
+            full[keep] = rows
+            return full.reshape(B, T, -1)
+
+        hidden = [x]
         for layer in self.layers:
             attn = layer.self_attn
-            qkv = ops.linear(x, attn.in_proj_weight.data, attn.in_proj_bias.data)  # (B, T, 3E)
+            qkv = unpack(ops.linear(x, attn.in_proj_weight.data,
+                                    attn.in_proj_bias.data))                # (B, T, 3E)
             q, k, v = (np.ascontiguousarray(t) for t in            # 3 x (B, nh, T, E/nh)
                        qkv.reshape(B, T, 3, nh, E // nh).transpose(2, 0, 3, 1, 4))
             a = ops.scaled_dot_product_attention(q, k, v, attn_mask=mask)       # (B, nh, T, d)
-            a = np.ascontiguousarray(a.transpose(0, 2, 1, 3)).reshape(B, T, E)
+            a = a.transpose(0, 2, 1, 3).reshape(B * T, E)           # (B*T, E), a copy
+            if keep is not None:
+                a = a[keep]                                          # (n, E)
             a = ops.linear(a, attn.out_proj.weight.data, attn.out_proj.bias.data)
             a += x                                                   # residual (= x + a)
             x = ops.layer_norm(a, layer.norm1.weight.data, layer.norm1.bias.data,
                                layer.norm1.eps, out=a)
-            h = ops.linear(x, layer.linear1.weight.data, layer.linear1.bias.data)  # (B, T, I)
+            h = ops.linear(x, layer.linear1.weight.data, layer.linear1.bias.data)  # (n, I)
             ops.gelu(h, out=h)
             h = ops.linear(h, layer.linear2.weight.data, layer.linear2.bias.data)
             h += x
             x = ops.layer_norm(h, layer.norm2.weight.data, layer.norm2.bias.data,
                                layer.norm2.eps, out=h)
-            hidden.append(Tensor(x))
-        return hidden
+            hidden.append(x)
+        return [Tensor(unpack(h)) for h in (hidden if all_hidden else hidden[-1:])]
 
     # --- weights -------------------------------------------------------------
     @classmethod
