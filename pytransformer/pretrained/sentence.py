@@ -141,6 +141,30 @@ class SentenceEncoder:
         return (f"SentenceEncoder(path={str(self.path)!r}, dim={self.dim}, "
                 f"max_seq_length={self.max_seq_length}, tokenizer={self.tokenizer.backend!r})")
 
+    @property
+    def model(self):
+        """The BertModel (the nn.Module that pytransformer.explain traces)."""
+        return self.bert
+
+    def trace_inputs(self, sentences):
+        """For pytransformer.explain.trace: the forward's arguments for
+        `sentences` (a str or a list) and each sentence's word pieces
+        ([CLS] ... [SEP], padding left out)."""
+        texts = [sentences] if isinstance(sentences, str) else list(sentences)
+        f = self.tokenizer(texts)
+        inv = self._id_to_token()
+        toks = [[inv.get(int(i), f"[{int(i)}]") for i, m in zip(row, mask) if m]
+                for row, mask in zip(f["input_ids"], f["attention_mask"])]
+        return (f["input_ids"], f["attention_mask"], f["token_type_ids"]), toks
+
+    def _id_to_token(self):
+        if getattr(self, "_inv", None) is None:
+            tok = self.tokenizer
+            vocab = (tok.wordpiece.vocab if tok.wordpiece is not None
+                     else tok._hf.get_vocab(with_added_tokens=True))
+            self._inv = {i: t for t, i in vocab.items()}
+        return self._inv
+
     def tokenize(self, sentences):
         """list of str -> {'input_ids', 'attention_mask', 'token_type_ids'} (B, T)."""
         return self.tokenizer(sentences)
