@@ -491,3 +491,16 @@ def test_figures_write_pngs(tmp_path):
         "attention-cross-layer0.png", "attention-cross-layer1.png",
         "attention-encoder-layerfirst.png", "attention-encoder-layerlast_x.png"]
     assert all(_png_size(pathlib.Path(p))[0] > 100 for p in paths)
+
+
+def test_head_view_initial_state():
+    from pytransformer.explain.html import _check_head_view
+    w = [[[[1.0, 0.0], [0.5, 0.5]]], [[[0.0, 1.0], [1.0, 0.0]]]]     # 2 layers, 1 head
+    data = {"kinds": {"cross": {"rows": ["a", "b"], "cols": ["x", "y"], "weights": w}}}
+    assert "initial" not in _check_head_view(data)
+    out = _check_head_view(dict(data, initial={"kind": "cross", "layer": -1}))
+    assert out["initial"] == {"kind": "cross", "layer": 1, "head": "all"}
+    for bad in ({"kind": "encoder"}, {"kind": "cross", "layer": 2},
+                {"kind": "cross", "head": 3}, "cross"):
+        with pytest.raises(ValueError, match="initial"):
+            _check_head_view(dict(data, initial=bad))

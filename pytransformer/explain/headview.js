@@ -39,7 +39,9 @@
     var src = root.querySelector('script.pt-hv-data');
     this.data = JSON.parse(src.textContent);
     this.kinds = Object.keys(this.data.kinds);
-    this.state = {kind: this.kinds[0], layer: 0, head: 'all'};
+    var init = this.data.initial || {};
+    this.state = {kind: init.kind || this.kinds[0], layer: init.layer || 0,
+                  head: init.head === undefined ? 'all' : init.head};
     this.build();
     this.render();
   }

@@ -629,7 +629,25 @@ def _check_head_view(data):
                              f"got {len(layer_names)}")
         kinds[str(kind)] = {"title": title, "rows": rows, "cols": cols, "weights": layers,
                             "layer_names": [str(x) for x in layer_names]}
-    return {"kinds": kinds}
+    out = {"kinds": kinds}
+    init = data.get("initial")
+    if init is not None:                 # what the view shows first
+        kind = init.get("kind", next(iter(kinds))) if isinstance(init, dict) else None
+        if kind not in kinds:
+            raise ValueError(f"data['initial']: expected a dict with 'kind' one of "
+                             f"{list(kinds)}, got {init!r}")
+        n = len(kinds[kind]["weights"])
+        layer = init.get("layer", 0)
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
+            raise ValueError(f"data['initial']['layer']: expected an int in [-{n}, {n}), "
+                             f"got {layer!r}")
+        head = init.get("head", "all")
+        if head != "all" and (isinstance(head, bool) or not isinstance(head, int)
+                              or not 0 <= head < len(kinds[kind]["weights"][layer])):
+            raise ValueError(f"data['initial']['head']: expected 'all' or a head index, "
+                             f"got {head!r}")
+        out["initial"] = {"kind": kind, "layer": layer % n, "head": head}
+    return out
 
 
 _HV_COUNTER = [0]
@@ -640,7 +658,8 @@ def head_view_html(data, id=None, include_script=True):
 
     data: {"kinds": {kind: {"title": str, "rows": [tokens], "cols": [tokens],
     "weights": [layer][head][row][col]}}}, kinds e.g. 'encoder', 'decoder',
-    'cross' (see :func:`head_view_data`; optional "layer_names" per kind).
+    'cross' (see :func:`head_view_data`; optional "layer_names" per kind;
+    optional "initial": {"kind", "layer", "head"} chooses the first view).
     The page shows controls for kind, layer and head (or the mean of all
     heads), the query words (rows) on the left and the attended words
     (cols) on the right joined by lines whose opacity is the weight, and

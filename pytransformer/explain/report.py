@@ -220,7 +220,8 @@ def sentence_report(translator, sentence, translation=None, donor=None):
         "English words to English words; the decoder's masked self-attention links each "
         "Spanish word to the ones before it; cross-attention links each Spanish position to "
         "the English words it reads. Hover a word to see only its lines.",
-        H.head_view_html(H.head_view_data(t, kinds=["cross", "encoder", "decoder"]),
+        H.head_view_html(dict(H.head_view_data(t, kinds=["cross", "encoder", "decoder"]),
+                              initial={"kind": "cross", "layer": -1, "head": "all"}),
                          include_script=False), id="heads")
     gold = v["gold"]
     highlight = None
