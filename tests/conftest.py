@@ -6,6 +6,8 @@ examples, random).
 """
 import os
 
+import pytest
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None,
@@ -13,3 +15,14 @@ settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None
 settings.register_profile("dev", max_examples=200, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The translator shipped in the package (one load per test module);
+    the test is skipped where the installation has none."""
+    from pytransformer.translator import Translator, default_model_path
+    path = default_model_path()
+    if path is None:
+        pytest.skip("no shipped model in this installation")
+    return Translator.load(path)

@@ -164,14 +164,6 @@ def test_beam_never_generates_pad_or_bos():
             assert 0 not in ids and BOS not in ids and np.isfinite(score)
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    from pytransformer.translator import Translator, default_model_path
-    path = default_model_path()
-    if path is None:
-        pytest.skip("no shipped model in this installation")
-    return Translator.load(path)
-
 
 def test_shipped_model_batched_beam_equals_per_sentence(shipped):
     """Beam 4 on test sentences of different lengths: the batch gives each

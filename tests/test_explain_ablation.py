@@ -9,15 +9,14 @@ from pytransformer import decode
 from pytransformer.explain import ablation, trace
 from pytransformer.explain.ablation import (ablate, all_heads, head_importance, prune_heads,
                                             teacher_forced_loss)
-from pytransformer.translator import Translator, default_model_path
 
 SENTS = ["the ball is blue", "the black cat drank the milk"]
 REFS = ["la bola es azul", "el gato negro bebió la leche"]
 
 
 @pytest.fixture(scope="module")
-def tr():
-    return Translator.load(default_model_path())
+def tr(shipped):
+    return shipped
 
 
 @pytest.fixture(scope="module")

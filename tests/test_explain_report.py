@@ -12,15 +12,7 @@ from pytransformer import cli
 from pytransformer.data import generate_pairs
 from pytransformer.explain.analysis import analysis_report, findings, run_analysis
 from pytransformer.explain.report import default_donor, sentence_report, sentence_views
-from pytransformer.translator import Translator, default_model_path
 
-
-@pytest.fixture(scope="module")
-def shipped():
-    path = default_model_path()
-    if path is None:
-        pytest.skip("no shipped model in this installation")
-    return Translator.load(path)
 
 
 def _ids(page):

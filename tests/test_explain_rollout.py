@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from pytransformer.explain.rollout import (cross_rollout, rankdata, rollout,
                                            rollout_vs_ablation, source_ablation_influence,
                                            spearman)
-from pytransformer.translator import Translator, default_model_path
 
 
 # --- rollout by hand ---------------------------------------------------------------
@@ -89,8 +88,8 @@ def test_spearman_against_scipy(xy):
 # --- on the shipped model -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tr():
-    return Translator.load(default_model_path())
+def tr(shipped):
+    return shipped
 
 
 @pytest.fixture(scope="module")

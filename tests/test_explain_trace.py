@@ -11,15 +11,7 @@ from pytransformer.explain import Tracer, trace
 from pytransformer.explain.patch import Patch, counterfactual, patched_translate, patching
 from pytransformer.explain.views import factor_view, position_split, value_mixing
 from pytransformer.nn import MultiheadAttention, Seq2SeqConfig, Seq2SeqTransformer
-from pytransformer.translator import Translator, default_model_path
 
-
-@pytest.fixture(scope="module")
-def shipped():
-    path = default_model_path()
-    if path is None:
-        pytest.skip("no shipped model in this installation")
-    return Translator.load(path)
 
 
 def _hooks(net):
