@@ -109,6 +109,7 @@ static int PT_SFX(linear_forward_swapped)(real *y, const real *x, const real *w,
     }
     int st = PT_FN(pt_gemm)(0, 1, OUT, N, IN, 1, w, IN, x, IN, beta, yT, N);
     if (yT != y) {
+        PT_SFX(pt_att_select_simd)();
         if (st == PT_OK) PT_SFX(pt_att_transpose)(y, OUT, yT, N, OUT, N);
         free(yT);
     }
