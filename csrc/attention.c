@@ -236,10 +236,15 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                 continue;
             }
             if (mx != m[i]) {
-                real alpha = r_exp(m[i] - mx);     /* 0 when m[i] = -inf */
-                real *a = acc + (int64_t)i * Dv;
-                l[i] *= alpha;
-                for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
+                /* alpha = exp(m - mx) rescales l and acc; with m = -inf it
+                 * is 0 and they are still 0 (or NaN from 0 * inf in v,
+                 * which stays NaN): skip the libm call and the products. */
+                if (m[i] != -INFINITY) {
+                    real alpha = r_exp(m[i] - mx);
+                    real *a = acc + (int64_t)i * Dv;
+                    l[i] *= alpha;
+                    for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
+                }
                 m[i] = mx;
             }
             shift[i] = mx;
