@@ -2,6 +2,14 @@
 
     python3 bench/gemm_fallback.py            # 1 and 2 threads, the table
     python3 bench/gemm_fallback.py --threads 2 --quick
+    python3 bench/gemm_fallback.py --linear   # Linear's GEMM orientations
+
+--linear times y = x W^T for x (M, K), W (N, K) at the Linear shapes of
+all-MiniLM-L6-v2 and of the shipped translator, both ways round: "direct"
+(pt_gemm(M, N, K): sgemm('T','N', N, M, K), what Linear did) and "swapped"
+(y^T = W x^T into a scratch (N, M), transpose not included), through the
+BLAS and through the C fallback, plus linear_forward (bias included) as it
+now chooses. Microseconds, median of REPEATS timed runs of ~2 ms each.
 
 Each thread count runs in a fresh subprocess with OMP_NUM_THREADS and
 OPENBLAS_NUM_THREADS set, so NumPy's (and SciPy's) OpenBLAS use the same
@@ -27,6 +35,9 @@ SHAPES = [  # (M, N, K, dtype)   C[M,N] = A[M,K] @ B[K,N]
     (1024, 1024, 1024, "float64"),
 ]
 QUICK_SHAPES = SHAPES[:3] + SHAPES[-1:]
+LINEAR_ROWS = [1, 4, 17, 32, 64, 128, 480, 4096]          # M
+LINEAR_KN = [(384, 1152), (384, 384), (384, 1536), (1536, 384),   # MiniLM (K, N)
+             (128, 384), (128, 512), (512, 128), (128, 1446)]     # translator
 THREADS = [1, 2]
 REPEATS = 7          # median of this many timed runs ...
 BUDGET_S = 6.0       # ... unless one case would take longer than this
@@ -78,15 +89,68 @@ def run_child(threads, shapes):
         print(json.dumps(row), flush=True)
 
 
+def run_linear_child(threads):
+    """One JSON row per Linear shape: microseconds of each orientation."""
+    import numpy as np
+    from pytransformer import _core
+
+    _core.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    for K, N in LINEAR_KN:
+        w = rng.standard_normal((N, K)).astype(np.float32)
+        b = rng.standard_normal(N).astype(np.float32)
+        for M in LINEAR_ROWS:
+            x = rng.standard_normal((M, K)).astype(np.float32)
+            y, yT = np.empty((M, N), np.float32), np.empty((N, M), np.float32)
+            cases = {"fb_direct": lambda: _core.gemm(y, x, w, False, True, 1.0, 0.0, True),
+                     "fb_swapped": lambda: _core.gemm(yT, w, x, False, True, 1.0, 0.0, True),
+                     "linear": lambda: _core.linear_forward(y, x, w, b)}
+            if _core.blas_available():
+                cases["blas_direct"] = lambda: _core.gemm(y, x, w, False, True, 1.0, 0.0)
+                cases["blas_swapped"] = lambda: _core.gemm(yT, w, x, False, True, 1.0, 0.0)
+            row = {"M": M, "K": K, "N": N, "threads": threads}
+            for name, fn in cases.items():
+                fn()
+                t0 = time.perf_counter()
+                fn()
+                reps = max(1, int(2e-3 / max(time.perf_counter() - t0, 1e-7)))
+                ts = []
+                for _ in range(REPEATS):
+                    t0 = time.perf_counter()
+                    for _ in range(reps):
+                        fn()
+                    ts.append((time.perf_counter() - t0) / reps)
+                row[name] = sorted(ts)[len(ts) // 2] * 1e6
+            print(json.dumps(row), flush=True)
+
+
+def linear_table(rows):
+    """Print the --linear rows (microseconds) and the direct/swapped ratios."""
+    nan = float("nan")
+    print(f"{'M':>5} {'K':>5} {'N':>5} {'thr':>3} {'blas dir':>9} {'blas swp':>9} {'ratio':>5} "
+          f"{'fb dir':>9} {'fb swp':>9} {'ratio':>5} {'linear':>9}")
+    for r in rows:
+        bd, bs = r.get("blas_direct", nan), r.get("blas_swapped", nan)
+        print(f"{r['M']:5d} {r['K']:5d} {r['N']:5d} {r['threads']:3d} {bd:9.1f} {bs:9.1f} "
+              f"{bd / bs:5.2f} {r['fb_direct']:9.1f} {r['fb_swapped']:9.1f} "
+              f"{r['fb_direct'] / r['fb_swapped']:5.2f} {r['linear']:9.1f}")
+    print("microseconds; ratio = direct / swapped (> 1: swapped is faster)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="*", default=THREADS)
     ap.add_argument("--quick", action="store_true", help="only the small shapes and float64")
+    ap.add_argument("--linear", action="store_true",
+                    help="Linear's two GEMM orientations at the model shapes")
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.child:
-        run_child(args.child, shapes)
+        if args.linear:
+            run_linear_child(args.child)
+        else:
+            run_child(args.child, shapes)
         return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows = []
@@ -96,8 +160,13 @@ def main():
         cmd = [sys.executable, os.path.abspath(__file__), "--child", str(t)]
         if args.quick:
             cmd.append("--quick")
+        if args.linear:
+            cmd.append("--linear")
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
         rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    if args.linear:
+        linear_table(rows)
+        return
     print(f"{'shape MxNxK':>16} {'dtype':>7} {'thr':>3} {'fallback':>9} {'numpy':>9} "
           f"{'our blas':>9} {'fb/numpy':>8} | {'fb cpu':>7} {'np cpu':>7}")
     for r in rows:

@@ -39,6 +39,7 @@
  * -ffast-math; every sum runs in a fixed order that depends neither on the
  * thread count nor on where a row or column lies in its tile.
  */
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pt_real.h"
@@ -47,6 +48,16 @@
 
 #define BQ 64   /* query rows per tile */
 #define BK 64   /* keys per tile */
+/* A skipped key tail starts at a multiple of ATT_KROUND keys, so that the
+ * tile kernels keep to whole (unmasked) vectors: AVX2 masked loads and
+ * stores are slow on AMD (measured: nk = 11 instead of 16 made T = 16 ~1.5x
+ * slower). */
+#define ATT_KROUND 16
+#if PT_DTYPE == 64
+#define ATT_REAL_MAX DBL_MAX
+#else
+#define ATT_REAL_MAX FLT_MAX
+#endif
 /* kT[d*BK + j] = k[(j0 + j)*D + d] for j < nk: the key tile, transposed. */
 static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, int64_t D)
 {
@@ -96,6 +107,74 @@ static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal
     return e < Tk ? e : Tk;
 }
 
+/* Masked key tail. With a key-padding mask the last keys are -inf for
+ * every query row of a tile; their scores are -inf, their exp exactly 0,
+ * and they add exactly nothing (0 to the row sums, 0 * v to acc) -- as long
+ * as no score there is NaN or +inf, i.e. q, k and v are finite there and
+ * |scale q.k| cannot overflow. Then the tiled forward stops at the last
+ * key some row of the tile can see, with bitwise the same result (up to
+ * the sign of a zero); otherwise it runs all keys, so NaN and Inf still
+ * propagate as IEEE arithmetic says. */
+
+/* 1 + the last key j < kend whose mask is not -inf in some row of query
+ * rows [i0, i0+nq) (0 when every one is -inf); kend without a mask. */
+static int64_t PT_SFX(att_mask_kend)(const real *mrow, const int64_t *ms, int64_t i0, int nq,
+                                     int64_t kend)
+{
+    if (!mrow) return kend;
+    int rows = ms[2] == 0 ? 1 : nq;    /* a mask broadcast over queries: one row */
+    int64_t e = 0;
+    for (int i = 0; i < rows && e < kend; i++) {
+        const real *m = mrow + (i0 + i) * ms[2];
+        for (int64_t j = kend - 1; j >= e; j--)
+            if (m[j * ms[3]] != -INFINITY) { e = j + 1; break; }
+    }
+    return e;
+}
+
+/* max |x| over x[0:n], or -1 if some element is not finite. Eight
+ * independent lanes so that it vectorizes: x * 0 is NaN exactly for inf
+ * and NaN, and a NaN in z survives the additions. */
+static double PT_SFX(att_maxabs)(const real *x, int64_t n)
+{
+    real m[8] = {0}, z[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int c = 0; c < 8; c++) {
+            real a = r_fabs(x[i + c]);
+            m[c] = a > m[c] ? a : m[c];
+            z[c] += x[i + c] * 0;
+        }
+    for (; i < n; i++) {
+        real a = r_fabs(x[i]);
+        m[0] = a > m[0] ? a : m[0];
+        z[0] += x[i] * 0;
+    }
+    for (int c = 1; c < 8; c++) {
+        m[0] = m[c] > m[0] ? m[c] : m[0];
+        z[0] += z[c];
+    }
+    return z[0] == 0 ? (double)m[0] : -1;
+}
+
+/* The key count the tiled forward must run for query rows [i0, i0+nq)
+ * (see above): e = att_mask_kend rounded up to ATT_KROUND when keys
+ * [e, kend) are safe to skip, else kend. q, k, v are the head's. */
+static int64_t PT_SFX(att_fwd_kend)(const real *q, const real *k, const real *v,
+                                    const real *mrow, const int64_t *ms, int64_t i0, int nq,
+                                    int64_t kend, int64_t D, int64_t Dv, real scale)
+{
+    int64_t e = PT_SFX(att_mask_kend)(mrow, ms, i0, nq, kend);
+    e = (e + ATT_KROUND - 1) / ATT_KROUND * ATT_KROUND;
+    if (e >= kend) return kend;
+    double mq = PT_SFX(att_maxabs)(q + i0 * D, nq * D);
+    double mk = PT_SFX(att_maxabs)(k + e * D, (kend - e) * D);
+    double mv = PT_SFX(att_maxabs)(v + e * Dv, (kend - e) * Dv);
+    if (mq < 0 || mk < 0 || mv < 0) return kend;
+    double bound = mq * mk * (double)D * r_fabs(scale);
+    return bound < 0.25 * ATT_REAL_MAX ? e : kend;
+}
+
 /* ---------------------------------------------------------- forward paths */
 
 /* One task of the weights path: rows [i0, i0+nq) of head (b, h); kT is
@@ -130,18 +209,20 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
     PT_SFX(pt_att_mm)(out + i0 * Dv, Dv, Wt, Tk, 0, v, Dv, nq, Dv, Tk, 1, 0);
 }
 
-/* One task of the tiled path: rows [i0, i0+nq) of head (b, h); kT as in
- * att_fwd_weights. Scratch: S (BQ*BK), acc (BQ*Dv). */
-static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const real *kT,
-                                  const real *v, const real *mrow, const int64_t *ms,
-                                  int64_t i0, int nq, int64_t Tk, int64_t D, int64_t Dv,
-                                  int is_causal, real scale, real *S, real *acc)
+/* One task of the tiled path: rows [i0, i0+nq) of head (b, h); k is the
+ * head's keys, kT as in att_fwd_weights. Keys past att_fwd_kend are
+ * skipped. Scratch: S (BQ*BK), acc (BQ*Dv). */
+static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const real *k,
+                                  const real *kT, const real *v, const real *mrow,
+                                  const int64_t *ms, int64_t i0, int nq, int64_t Tk, int64_t D,
+                                  int64_t Dv, int is_causal, real scale, real *S, real *acc)
 {
     real m[BQ], shift[BQ];
     double l[BQ], rsum[BQ];
     for (int i = 0; i < nq; i++) { m[i] = -INFINITY; l[i] = 0; }
     memset(acc, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
     int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
+    kend = PT_SFX(att_fwd_kend)(q, k, v, mrow, ms, i0, nq, kend, D, Dv, scale);
     for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         int nk = (int)(kend - j0 < BK ? kend - j0 : BK);
         const real *kTt = kT + (j0 / BK) * D * BK;   /* this key tile, (D, BK) */
@@ -155,10 +236,15 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                 continue;
             }
             if (mx != m[i]) {
-                real alpha = r_exp(m[i] - mx);     /* 0 when m[i] = -inf */
-                real *a = acc + (int64_t)i * Dv;
-                l[i] *= alpha;
-                for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
+                /* alpha = exp(m - mx) rescales l and acc; with m = -inf it
+                 * is 0 and they are still 0 (or NaN from 0 * inf in v,
+                 * which stays NaN): skip the libm call and the products. */
+                if (m[i] != -INFINITY) {
+                    real alpha = r_exp(m[i] - mx);
+                    real *a = acc + (int64_t)i * Dv;
+                    l[i] *= alpha;
+                    for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
+                }
                 m[i] = mx;
             }
             shift[i] = mx;
@@ -191,6 +277,7 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 {
     if (B < 0 || H < 0 || Tq < 0 || Tk < 0 || D < 0 || Dv < 0) return PT_EINVAL;
     if (mask && !mask_strides) return PT_EINVAL;
+    PT_SFX(pt_att_select_simd)();
     int64_t BH = B * H, nqt = (Tq + BQ - 1) / BQ, ntask = BH * nqt;
     if (ntask == 0) return PT_OK;
     int64_t work = BH * Tq * (Tk + 1) * (D + Dv + 1);
@@ -232,8 +319,8 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
                 PT_SFX(att_fwd_weights)(oh, lh, weights + bh * Tq * Tk, qh, kTh, vh, mrow,
                                         mask_strides, i0, nq, Tk, D, Dv, is_causal, scale);
             else
-                PT_SFX(att_fwd_tiled)(oh, lh, qh, kTh, vh, mrow, mask_strides, i0, nq, Tk,
-                                      D, Dv, is_causal, scale, S, acc);
+                PT_SFX(att_fwd_tiled)(oh, lh, qh, k + bh * Tk * D, kTh, vh, mrow, mask_strides,
+                                      i0, nq, Tk, D, Dv, is_causal, scale, S, acc);
         }
         free(kT);
         free(S);
@@ -310,6 +397,7 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
     if (mask && !mask_strides) return PT_EINVAL;
     int64_t BH = B * H;
     if (BH == 0 || Tq == 0 || Tk == 0 || (!dq && !dk && !dv)) return PT_OK;
+    PT_SFX(pt_att_select_simd)();
     int nth = pt_get_num_threads();
     int64_t work = BH * Tq * Tk * (D + Dv + 1);
     int use_omp = work > 65536;

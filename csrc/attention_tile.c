@@ -229,11 +229,23 @@ static void PT_SFX(att_mm_avx2)(real *C, int64_t ldc, const real *A, int64_t ars
     }
 }
 
+/* The choice made by the last pt_att_select_simd (the kernels' entry
+ * points call it), or pt_cpu_avx2_fma() when none was made yet. */
+static int PT_SFX(att_simd) = -1;
+
 static int att_have_avx2(void)
 {
-    return pt_cpu_avx2_fma();     /* cpu.c: also honours PT_PORTABLE=1 */
+    int s = PT_SFX(att_simd);
+    return s >= 0 ? s : pt_cpu_avx2_fma();     /* cpu.c: also honours PT_PORTABLE=1 */
 }
 #endif /* ATT_X86 */
+
+void PT_SFX(pt_att_select_simd)(void)
+{
+#if ATT_X86
+    PT_SFX(att_simd) = pt_cpu_avx2_fma();
+#endif
+}
 
 void PT_SFX(pt_att_mm)(real *C, int64_t ldc, const real *A, int64_t lda, int trans_a,
                        const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,

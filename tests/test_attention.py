@@ -268,6 +268,51 @@ def test_nan_propagates(need):
     assert np.isnan(dq[0, 0, 1]).all() and np.isfinite(np.delete(dq, 1, 2)).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_padded_key_tail_is_skipped_exactly(dtype):
+    # A key-padding mask (-inf on each sequence's last keys): the tiled
+    # forward stops at the last visible key (rounded up to 16) when q, k, v
+    # are finite and scores cannot overflow. The result must equal, bit for
+    # bit, the same keys with the padded ones deleted; and a NaN / inf or an
+    # overflowing score in the padded keys must still give NaN as the
+    # reference does (the skip is then not taken).
+    rng = np.random.default_rng(11)
+    B, H, T, D = 4, 2, 100, 24
+    lens = np.array([100, 37, 64, 3])
+    q, k, v = (rand(rng, (B, H, T, D), dtype) for _ in range(3))
+    pad = np.arange(T)[None, :] >= lens[:, None]
+    for mask in (np.where(pad, -np.inf, 0).astype(dtype)[:, None, None, :],   # query-broadcast
+                 np.broadcast_to(~pad[:, None, None, :], (B, H, T, T)).copy()):  # full bool
+        out = scaled_dot_product_attention(q, k, v, mask)
+        for b, n in enumerate(lens):
+            alone = scaled_dot_product_attention(q[b:b + 1], k[b:b + 1, :, :n], v[b:b + 1, :, :n])
+            np.testing.assert_array_equal(out[b:b + 1], alone)
+        np.testing.assert_allclose(out, ref.scaled_dot_product_attention(q, k, v, mask),
+                                   **TOL[dtype])
+    mask = np.where(pad, -np.inf, 0).astype(dtype)[:, None, None, :]
+    for name, poison in (("nan k", lambda q, k, v: k.__setitem__((1, 0, 90, 3), np.nan)),
+                         ("inf v", lambda q, k, v: v.__setitem__((1, 0, 90, 3), np.inf)),
+                         ("inf q", lambda q, k, v: q.__setitem__((1, 0, 5, 3), np.inf))):
+        qq, kk, vv = q.copy(), k.copy(), v.copy()
+        poison(qq, kk, vv)
+        with np.errstate(all="ignore"):
+            want = ref.scaled_dot_product_attention(qq, kk, vv, mask)
+        got = scaled_dot_product_attention(qq, kk, vv, mask)
+        assert np.isnan(want[1, 0]).any(), name
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+    # A score that overflows in the working precision at a padded key:
+    # inf + (-inf) = NaN for that query row only (the reference works in
+    # float64 and does not overflow, so the pattern is spelled out here).
+    big = np.finfo(dtype).max ** 0.5
+    qq, kk = q.copy(), k.copy()
+    qq[1, 0, 5], kk[1, 0, 90] = big, big
+    with np.errstate(all="ignore"):
+        got = scaled_dot_product_attention(qq, kk, v, mask)
+    expect_nan = np.zeros(got.shape, bool)
+    expect_nan[1, 0, 5] = True
+    np.testing.assert_array_equal(np.isnan(got), expect_nan)
+
+
 def _qkv(dtype=np.float32):
     return (np.ones((2, 3, 4, 5), dtype), np.ones((2, 3, 6, 5), dtype), np.ones((2, 3, 6, 7), dtype))
 

@@ -113,6 +113,69 @@ def test_thread_count_independent(dtype):
             np.testing.assert_array_equal(a, e)
 
 
+FORWARD_PATHS = {   # (PT_LINEAR_SWAP_ROWS, PT_LINEAR_DOT_ROWS): force one forward path
+    "direct": ("0", "0"), "swapped": ("1000000", "0"), "dot": ("0", "1000000"),
+    "default": ("", "")}
+
+
+def force_path(monkeypatch, name):
+    swap, dot = FORWARD_PATHS[name]
+    monkeypatch.setenv("PT_LINEAR_SWAP_ROWS", swap)
+    monkeypatch.setenv("PT_LINEAR_DOT_ROWS", dot)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_forward_paths_agree(gemm_path, dtype, use_bias, monkeypatch):
+    # Few rows take other paths: y^T = w x^T with a BLAS (scratch +
+    # transpose; in place for one row) below 128 rows, and the float32
+    # AVX2 dot-product kernel up to 20 rows (3 x 4 tiles, 64-row blocks of
+    # w, k in 8 lanes with a masked tail). Each, forced through the
+    # environment, must agree with the others and the reference around the
+    # cut-overs and the tile edges; a NaN in a row of x must land in that row
+    # of y only.
+    rng = np.random.default_rng(7)
+    f64 = lambda a: None if a is None else a.astype(np.float64)
+    for n_rows, n_in, n_out in [(1, 37, 53), (2, 384, 129), (3, 8, 4), (4, 7, 3),
+                                (17, 128, 384), (19, 9, 65), (20, 13, 67), (21, 1, 5),
+                                (127, 65, 40), (128, 33, 17), (129, 20, 31)]:
+        x, w = rand(rng, (n_rows, n_in), dtype), rand(rng, (n_out, n_in), dtype)
+        b = rand(rng, (n_out,), dtype) if use_bias else None
+        x[n_rows // 2, n_in // 3] = np.nan
+        out = {}
+        for mode in FORWARD_PATHS:
+            force_path(monkeypatch, mode)
+            out[mode] = linear(x, w, b)
+        expect = ref.linear(f64(x), f64(w), f64(b))
+        nan_row = np.zeros(n_rows, bool)
+        nan_row[n_rows // 2] = True
+        for mode, y in out.items():
+            assert np.isnan(y[nan_row]).all(), mode
+            assert not np.isnan(y[~nan_row]).any(), mode
+            close(y[~nan_row], expect[~nan_row], dtype, n_in, f"{mode} {n_rows}x{n_in}->{n_out}")
+        for mode in ("swapped", "dot"):
+            close(out[mode][~nan_row], out["direct"][~nan_row], dtype, n_in, mode)
+
+
+def test_dot_path_thread_count_independent(monkeypatch):
+    # The dot kernel splits blocks of w rows between threads; every output
+    # is one thread's fixed-order sum, so 1, 2 and 3 threads agree bitwise.
+    rng = np.random.default_rng(8)
+    x, w = rand(rng, (20, 385), np.float32), rand(rng, (1000, 385), np.float32)
+    b = rand(rng, (1000,), np.float32)
+    force_path(monkeypatch, "dot")
+    threads = pytransformer.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            pytransformer.set_num_threads(n)
+            results.append(linear(x, w, b))
+    finally:
+        pytransformer.set_num_threads(threads)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
 def test_zero_sizes(gemm_path):
     w, b = np.ones((3, 4)), np.arange(3.0)
     assert linear(np.zeros((0, 4)), w, b).shape == (0, 3)
