@@ -1,0 +1,128 @@
+"""python3 -m bench.activation: float32 GELU (erf and tanh forms) and the
+fused bias + GELU, forward and backward, in ns per element.
+
+Each case runs the kernel on caller-owned buffers (no allocation in the timed
+call): forward y = gelu(x + bias); backward dx += dy * gelu'(x + bias) and,
+with a bias, dbias += its column sums. The AVX2+FMA and the portable paths
+(PT_PORTABLE=1, read by the C core at every call) are timed alternately in
+one process, REPEATS rounds, so a load change on a shared machine hits both;
+medians are reported, with the ratio portable / avx2. When PyTorch is
+importable (e.g. run from a venv that has it), torch.nn.functional.gelu and
+its backward (autograd on a leaf tensor) are timed in the same rounds.
+"""
+import os
+import time
+
+import numpy as np
+
+import pytransformer
+from pytransformer import _core
+
+# ---- constants ------------------------------------------------------------
+SHAPE = (4096, 1536)      # the issue's array (MiniLM-sized FFN activations x 10)
+THREADS = [1, 2]
+REPEATS = 9               # alternating rounds (median reported)
+INNER = 3                 # calls per timed sample (the sample is their mean)
+KINDS = {"erf": "gelu", "tanh": "gelu_tanh"}
+# ----------------------------------------------------------------------------
+
+try:  # optional peer
+    import torch
+except ImportError:  # pragma: no cover - torch is not a dependency
+    torch = None
+
+
+def cases():
+    """[(label, fn)]: the kernels on preallocated float32 buffers."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(SHAPE).astype(np.float32) * 2
+    b = rng.standard_normal(SHAPE[1]).astype(np.float32)
+    dy = rng.standard_normal(SHAPE).astype(np.float32)
+    y = np.empty_like(x)
+    dx = np.zeros_like(x)
+    db = np.zeros(SHAPE[1], np.float32)
+    out = []
+    for form, kind in KINDS.items():
+        k = kind
+        out.append((f"gelu {form} fwd", lambda k=k: _core.bias_act_forward(y, x, None, k)))
+        out.append((f"gelu {form} bwd",
+                    lambda k=k: _core.bias_act_backward(dx, None, dy, x, None, k)))
+    k = "gelu"
+    out.append(("bias+gelu fwd", lambda: _core.bias_act_forward(y, x, b, k)))
+    out.append(("bias+gelu bwd", lambda: _core.bias_act_backward(dx, db, dy, x, b, k)))
+    return out
+
+
+def torch_cases():
+    """{label: fn} for the peer, or {} without PyTorch."""
+    if torch is None:
+        return {}
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal(SHAPE).astype(np.float32) * 2)
+    b = torch.from_numpy(rng.standard_normal(SHAPE[1]).astype(np.float32))
+    dy = torch.from_numpy(rng.standard_normal(SHAPE).astype(np.float32))
+    y = torch.empty_like(x)
+    out = {}
+    for form, approx in (("erf", "none"), ("tanh", "tanh")):
+        out[f"gelu {form} fwd"] = lambda a=approx: torch.ops.aten.gelu.out(x, approximate=a, out=y)
+        out[f"gelu {form} bwd"] = lambda a=approx: torch.ops.aten.gelu_backward(dy, x, approximate=a)
+    out["bias+gelu fwd"] = lambda: torch.ops.aten.gelu_(torch.add(x, b, out=y))
+    return out
+
+
+def sample(fn):
+    t0 = time.perf_counter()
+    for _ in range(INNER):
+        fn()
+    return (time.perf_counter() - t0) / INNER
+
+
+def main(argv=None):
+    import argparse
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    n = SHAPE[0] * SHAPE[1]
+    peers = torch_cases()
+    print(f"activation bench, float32 {SHAPE}, median of {REPEATS} alternating rounds x "
+          f"{INNER} calls; load average {load}; AVX2+FMA CPU: "
+          f"{_core.cpu_avx2_fma()}; torch: {torch.__version__ if torch else 'absent'}")
+    print(f"{'case':>14} {'thr':>3} {'portable ns/el':>14} {'avx2 ns/el':>10} {'ratio':>6}"
+          + (f" {'torch ns/el':>11} {'avx2/torch':>10}" if peers else ""))
+    saved = os.environ.get("PT_PORTABLE")
+    try:
+        for nt in THREADS:
+            pytransformer.set_num_threads(nt)
+            if torch is not None:
+                torch.set_num_threads(nt)
+            for label, fn in cases():
+                peer = peers.get(label)
+                ts = {"portable": [], "avx2": [], "torch": []}
+                for path in ("portable", "avx2"):      # warm-up
+                    os.environ["PT_PORTABLE"] = "1" if path == "portable" else "0"
+                    fn()
+                if peer:
+                    peer()
+                for _ in range(REPEATS):
+                    for path in ("portable", "avx2"):
+                        os.environ["PT_PORTABLE"] = "1" if path == "portable" else "0"
+                        ts[path].append(sample(fn))
+                    if peer:
+                        ts["torch"].append(sample(peer))
+                med = {k: float(np.median(v)) * 1e9 / n for k, v in ts.items() if v}
+                line = (f"{label:>14} {nt:>3} {med['portable']:14.2f} {med['avx2']:10.2f} "
+                        f"{med['portable'] / med['avx2']:6.2f}")
+                if peer:
+                    line += f" {med['torch']:11.2f} {med['avx2'] / med['torch']:10.2f}"
+                print(line, flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop("PT_PORTABLE", None)
+        else:
+            os.environ["PT_PORTABLE"] = saved
+        pytransformer.set_num_threads(os.cpu_count() or 1)
+
+
+if __name__ == "__main__":
+    main()
