@@ -257,3 +257,26 @@ def test_gelu_avx2_elements_do_not_depend_on_their_position(approximate):
             assert (out[part.size:] == 7.0).all()
             np.testing.assert_array_equal(
                 gelu_backward(np.ones_like(part), part, approximate), gfull[start:start + n])
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("outputs", ["both", "dx", "dbias"])
+def test_gelu_backward_adds_into_dx_and_dbias_on_both_paths(act, outputs, monkeypatch):
+    # The C backward adds into caller-zeroed (here: non-zero) gradients; the
+    # AVX2 path fuses that add into its row loop, with either output absent.
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((300, 21)) * 3).astype(np.float32)
+    b = rng.standard_normal(21).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx0 = rng.standard_normal(x.shape).astype(np.float32)
+    db0 = rng.standard_normal(21).astype(np.float32)
+    for portable in ("0", "1"):
+        monkeypatch.setenv("PT_PORTABLE", portable)
+        g, gb = bias_act_backward(dy, x, b, act)          # into zeros
+        dx = dx0.copy() if outputs != "dbias" else None
+        db = db0.copy() if outputs != "dx" else None
+        _core.bias_act_backward(dx, db, dy, x, b, act)
+        if dx is not None:
+            np.testing.assert_array_equal(dx, dx0 + g)
+        if db is not None:
+            np.testing.assert_allclose(db, db0 + gb, rtol=1e-6, atol=1e-6)
