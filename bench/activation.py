@@ -6,9 +6,13 @@ call): forward y = gelu(x + bias); backward dx += dy * gelu'(x + bias) and,
 with a bias, dbias += its column sums. The AVX2+FMA and the portable paths
 (PT_PORTABLE=1, read by the C core at every call) are timed alternately in
 one process, REPEATS rounds, so a load change on a shared machine hits both;
-medians are reported, with the ratio portable / avx2. When PyTorch is
-importable (e.g. run from a venv that has it), torch.nn.functional.gelu and
-its backward (autograd on a leaf tensor) are timed in the same rounds.
+medians are reported, with the ratio portable / avx2, and the process CPU
+time per element of each path (all threads: on an idle machine it equals the
+wall time at 1 thread; when other processes load the cores, wall times grow
+but CPU times do not, so they tell a slow kernel from a busy machine). When PyTorch is
+importable (e.g. run from a venv that has it), its kernels are timed in the
+same rounds: aten gelu (out=) and gelu_backward, and add(out=) + gelu_ for
+the fused case (PyTorch has no fused bias + GELU backward: not timed).
 """
 import os
 import time
@@ -19,7 +23,7 @@ import pytransformer
 from pytransformer import _core
 
 # ---- constants ------------------------------------------------------------
-SHAPE = (4096, 1536)      # the issue's array (MiniLM-sized FFN activations x 10)
+SHAPE = (4096, 1536)      # 32 sequences x 128 tokens x MiniLM's FFN width
 THREADS = [1, 2]
 REPEATS = 9               # alternating rounds (median reported)
 INNER = 3                 # calls per timed sample (the sample is their mean)
@@ -43,13 +47,11 @@ def cases():
     db = np.zeros(SHAPE[1], np.float32)
     out = []
     for form, kind in KINDS.items():
-        k = kind
-        out.append((f"gelu {form} fwd", lambda k=k: _core.bias_act_forward(y, x, None, k)))
+        out.append((f"gelu {form} fwd", lambda k=kind: _core.bias_act_forward(y, x, None, k)))
         out.append((f"gelu {form} bwd",
-                    lambda k=k: _core.bias_act_backward(dx, None, dy, x, None, k)))
-    k = "gelu"
-    out.append(("bias+gelu fwd", lambda: _core.bias_act_forward(y, x, b, k)))
-    out.append(("bias+gelu bwd", lambda: _core.bias_act_backward(dx, db, dy, x, b, k)))
+                    lambda k=kind: _core.bias_act_backward(dx, None, dy, x, None, k)))
+    out.append(("bias+gelu fwd", lambda: _core.bias_act_forward(y, x, b, "gelu")))
+    out.append(("bias+gelu bwd", lambda: _core.bias_act_backward(dx, db, dy, x, b, "gelu")))
     return out
 
 
@@ -65,16 +67,18 @@ def torch_cases():
     out = {}
     for form, approx in (("erf", "none"), ("tanh", "tanh")):
         out[f"gelu {form} fwd"] = lambda a=approx: torch.ops.aten.gelu.out(x, approximate=a, out=y)
-        out[f"gelu {form} bwd"] = lambda a=approx: torch.ops.aten.gelu_backward(dy, x, approximate=a)
+        out[f"gelu {form} bwd"] = lambda a=approx: torch.ops.aten.gelu_backward(
+            dy, x, approximate=a)
     out["bias+gelu fwd"] = lambda: torch.ops.aten.gelu_(torch.add(x, b, out=y))
     return out
 
 
 def sample(fn):
-    t0 = time.perf_counter()
+    """(wall, process CPU) seconds per call, mean of INNER calls."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(INNER):
         fn()
-    return (time.perf_counter() - t0) / INNER
+    return (time.perf_counter() - t0) / INNER, (time.process_time() - c0) / INNER
 
 
 def main(argv=None):
@@ -88,8 +92,8 @@ def main(argv=None):
     print(f"activation bench, float32 {SHAPE}, median of {REPEATS} alternating rounds x "
           f"{INNER} calls; load average {load}; AVX2+FMA CPU: "
           f"{_core.cpu_avx2_fma()}; torch: {torch.__version__ if torch else 'absent'}")
-    print(f"{'case':>14} {'thr':>3} {'portable ns/el':>14} {'avx2 ns/el':>10} {'ratio':>6}"
-          + (f" {'torch ns/el':>11} {'avx2/torch':>10}" if peers else ""))
+    print(f"{'case':>14} {'thr':>3} {'portable ns/el':>14} {'avx2 ns/el':>10} {'ratio':>6} "
+          f"{'cpu ns/el p|a':>13}" + (f" {'torch ns/el':>11} {'avx2/torch':>10}" if peers else ""))
     saved = os.environ.get("PT_PORTABLE")
     try:
         for nt in THREADS:
@@ -110,9 +114,13 @@ def main(argv=None):
                         ts[path].append(sample(fn))
                     if peer:
                         ts["torch"].append(sample(peer))
-                med = {k: float(np.median(v)) * 1e9 / n for k, v in ts.items() if v}
+                med = {k: float(np.median([w for w, _ in v])) * 1e9 / n
+                       for k, v in ts.items() if v}
+                cpu = {k: float(np.median([c for _, c in v])) * 1e9 / n
+                       for k, v in ts.items() if v}
                 line = (f"{label:>14} {nt:>3} {med['portable']:14.2f} {med['avx2']:10.2f} "
-                        f"{med['portable'] / med['avx2']:6.2f}")
+                        f"{med['portable'] / med['avx2']:6.2f} "
+                        f"{cpu['portable']:6.2f}|{cpu['avx2']:<6.2f}")
                 if peer:
                     line += f" {med['torch']:11.2f} {med['avx2'] / med['torch']:10.2f}"
                 print(line, flush=True)
