@@ -24,6 +24,36 @@
 #include "pt_real.h"
 #include "pt_omp.h"
 
+/* float32 on x86 with GCC/Clang, an AVX2 + FMA path picked at run time
+ * (pt_cpu_avx2_fma, cpu.c; PT_PORTABLE=1 forces the portable loops, which
+ * the default build compiles for SSE2): the GELU rows are written with
+ * intrinsics (below: the same formulas, FMA where a*b+c appears, so
+ * results differ from the portable path in the last bits; see
+ * tests/test_simd_paths.py for the tolerance), and the other kinds and the
+ * backward tile loops (dx += g, dbias partials) are the portable bodies
+ * compiled again with target("avx2,fma") (act_row_avx2, grad_tile_avx2).
+ * Intrinsics were measured ~20-30% faster than letting GCC vectorise the
+ * portable GELU loops for AVX2 (no FMA contraction under -std=c99), and
+ * the backward's fused dx/dbias adds 13-17% faster than the scratch row.
+ * Measured (bench/activation.py: 4096 x 1536, 1 thread, Zen 3 EPYC at
+ * 2.45 GHz, shared; CPU ns per element, portable -> AVX2; PyTorch 2.13
+ * wall time in brackets, from a quieter run): erf forward 3.88 -> 1.00
+ * [0.95], backward 4.93 -> 1.55 [1.42]; tanh forward 3.76 -> 0.90 [3.53],
+ * backward 5.26 -> 1.59 [3.55]; bias + erf GELU forward 3.87 -> 0.98
+ * [1.33], backward 5.1 -> 1.7. The rows are compute bound (erf forward
+ * ~0.85 ns per element with the data in L1). */
+#if PT_DTYPE == 32 && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define ACT_AVX2 1
+#define ACT_AVX2_ATTR __attribute__((target("avx2,fma")))
+#else
+#define ACT_AVX2 0
+#endif
+#ifdef __GNUC__
+#define ACT_BODY static inline __attribute__((always_inline))
+#else
+#define ACT_BODY static inline
+#endif
+
 #define RB 256   /* rows per partial-sum chunk (fixed: thread-count independent) */
 #define CB 512   /* columns per tile */
 
@@ -109,10 +139,199 @@ static inline double tanh_parts_f64(double u, double *omt2)
 #define TANH_PARTS(u, omt2) tanh_parts_f64(u, omt2)
 #endif
 
+#if ACT_AVX2
+/* ---- float32 GELU, AVX2 + FMA: the same formulas as gelu_cdf_f32,
+ * tanh_parts_f32 and pt_expf, 8 lanes at a time, with FMA where a*b+c
+ * appears and constant factors folded (exp's argument -z^2/2 as (-z/2) z,
+ * P's coefficients halved, sqrt(2/pi) into exp's argument), so results
+ * differ from the portable path in the last bits, most (~1e-5 relative) in
+ * the far negative tail, where exp magnifies its argument's rounding; the
+ * AVX2 erf form is the more accurate of the two there. Row tails use
+ * masked loads and stores, so every element of a row takes the same
+ * arithmetic. Together the foldings saved ~14% (erf) / 12% (tanh) of the
+ * forward's time. */
+#include <immintrin.h>
+
+/* pt_expf (pt_expf.h) for x <= 0 (or NaN), all the GELU forms need:
+ * exp(x < -86.98) = 0, NaN passes. With x <= 0 no clamp is needed: lanes
+ * below -86.98 compute garbage that the final mask clears, and the others
+ * have k in [-125, 0], so 2^k is a normal float built in the exponent field. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 act_expf_neg_avx2(__m256 x)
+{
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 below = _mm256_cmp_ps(x, _mm256_set1_ps(-86.98f), _CMP_LT_OQ);
+    /* k = round(x / ln 2), r = x - k ln 2, exp(r) ~ 1 + r + r^2 P(r) */
+    __m256 kb = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+    __m256 k = _mm256_sub_ps(kb, magic);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fmadd_ps(k, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    __m256i two = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_castps_si256(kb), _mm256_set1_epi32(127 - 0x4B400000)), 23);
+    return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(two)));
+}
+
+/* Phi(z) and, through *pdf, phi(z) (gelu_cdf_f32, with x = z / sqrt 2
+ * folded into the constants and P's coefficients halved, both exact). */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 act_cdf_avx2(__m256 z, __m256 *pdf)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 e = act_expf_neg_avx2(_mm256_mul_ps(_mm256_mul_ps(z, _mm256_set1_ps(-0.5f)), z));
+    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
+                             _mm256_fmadd_ps(_mm256_set1_ps(0.35355339059327376f),
+                                             _mm256_and_ps(z, absmask), _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(-5.9073070114e-02f * 0.5f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.8459255514e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-4.8723127932e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.7809737991e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-2.6642664005e-02f * 0.5f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.0269250254e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.4310271257e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.8237540531e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.8208641478e-01f * 0.5f));
+    __m256 q = _mm256_mul_ps(_mm256_mul_ps(e, t), p);
+    *pdf = _mm256_mul_ps(_mm256_set1_ps(0.39894228040143268f), e);
+    __m256 neg = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_LT_OQ);
+    return _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), q), q, neg);
+}
+
+/* 1 + tanh(u) and, through *omt2, 1 - tanh(u)^2 (tanh_parts_f32) for
+ * u = sqrt(2/pi) w, w = z + 0.044715 z^3, given z and z^2 (the factor
+ * sqrt(2/pi) is folded into exp's argument -2|u|). */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 act_tanh_parts_avx2(__m256 z, __m256 z2, __m256 *omt2)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 w = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps((float)K_GELU_C), z), z2, z);
+    __m256 e = act_expf_neg_avx2(_mm256_mul_ps(_mm256_set1_ps((float)(-2 * K_SQRT_2_PI)),
+                                               _mm256_and_ps(w, absmask)));
+    __m256 d = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    *omt2 = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), d), d);
+    __m256 neg = _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_LT_OQ);
+    __m256 two = _mm256_set1_ps(2.0f);
+    return _mm256_mul_ps(_mm256_blendv_ps(two, _mm256_mul_ps(two, e), neg), d);
+}
+
+/* Lane mask for the n < 8 tail elements. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256i act_tail_mask(int64_t n)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+}
+
+/* y = a(z), z = x + bias, for the GELU kinds. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 act_gelu_avx2(__m256 z, int kind)
+{
+    if (kind == PT_ACT_GELU_ERF) {
+        __m256 pdf;
+        return _mm256_mul_ps(z, act_cdf_avx2(z, &pdf));
+    }
+    __m256 omt2, opt = act_tanh_parts_avx2(z, _mm256_mul_ps(z, z), &omt2);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), z), opt);
+}
+
+/* dy * a'(z) for the GELU kinds. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 act_gelu_grad_avx2(__m256 dy, __m256 z, int kind)
+{
+    if (kind == PT_ACT_GELU_ERF) {
+        __m256 pdf, cdf = act_cdf_avx2(z, &pdf);
+        return _mm256_mul_ps(dy, _mm256_fmadd_ps(z, pdf, cdf));
+    }
+    __m256 z2 = _mm256_mul_ps(z, z), omt2;
+    __m256 opt = act_tanh_parts_avx2(z, z2, &omt2);
+    __m256 du = _mm256_mul_ps(_mm256_set1_ps((float)K_SQRT_2_PI),
+                              _mm256_fmadd_ps(_mm256_set1_ps(3 * (float)K_GELU_C), z2,
+                                              _mm256_set1_ps(1.0f)));
+    __m256 s = _mm256_fmadd_ps(_mm256_mul_ps(z, omt2), du, opt);
+    return _mm256_mul_ps(_mm256_mul_ps(dy, _mm256_set1_ps(0.5f)), s);
+}
+
+ACT_AVX2_ATTR
+static void act_gelu_row_avx2(float *y, const float *x, const float *bias, int64_t n, int kind)
+{
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16) {   /* two independent chains per step */
+        __m256 z0 = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
+        __m256 z1 = _mm256_add_ps(_mm256_loadu_ps(x + c + 8), _mm256_loadu_ps(bias + c + 8));
+        _mm256_storeu_ps(y + c, act_gelu_avx2(z0, kind));
+        _mm256_storeu_ps(y + c + 8, act_gelu_avx2(z1, kind));
+    }
+    for (; c + 8 <= n; c += 8) {
+        __m256 z = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
+        _mm256_storeu_ps(y + c, act_gelu_avx2(z, kind));
+    }
+    if (c < n) {
+        __m256i m = act_tail_mask(n - c);
+        __m256 z = _mm256_add_ps(_mm256_maskload_ps(x + c, m), _mm256_maskload_ps(bias + c, m));
+        _mm256_maskstore_ps(y + c, m, act_gelu_avx2(z, kind));
+    }
+}
+
+/* dx += g and p += g (in double), g = dy * a'(x + bias) for 8 lanes;
+ * dx or p may be NULL. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void act_acc_avx2(float *dx, double *p, __m256 g)
+{
+    if (dx) _mm256_storeu_ps(dx, _mm256_add_ps(_mm256_loadu_ps(dx), g));
+    if (p) {
+        _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p),
+                                          _mm256_cvtps_pd(_mm256_castps256_ps128(g))));
+        _mm256_storeu_pd(p + 4, _mm256_add_pd(_mm256_loadu_pd(p + 4),
+                                              _mm256_cvtps_pd(_mm256_extractf128_ps(g, 1))));
+    }
+}
+
+/* One row of the backward without the scratch g: dx[c] += g[c] and
+ * p[c] += g[c] for c in [0, n), the same sums in the same order as the
+ * portable tile loop. */
+ACT_AVX2_ATTR
+static void act_gelu_grad_acc_row_avx2(float *dx, double *p, const float *dy, const float *x,
+                                       const float *bias, int64_t n, int kind)
+{
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16) {   /* two independent chains per step */
+        __m256 z0 = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
+        __m256 z1 = _mm256_add_ps(_mm256_loadu_ps(x + c + 8), _mm256_loadu_ps(bias + c + 8));
+        __m256 g0 = act_gelu_grad_avx2(_mm256_loadu_ps(dy + c), z0, kind);
+        __m256 g1 = act_gelu_grad_avx2(_mm256_loadu_ps(dy + c + 8), z1, kind);
+        act_acc_avx2(dx ? dx + c : NULL, p ? p + c : NULL, g0);
+        act_acc_avx2(dx ? dx + c + 8 : NULL, p ? p + c + 8 : NULL, g1);
+    }
+    for (; c + 8 <= n; c += 8) {
+        __m256 z = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
+        act_acc_avx2(dx ? dx + c : NULL, p ? p + c : NULL,
+                     act_gelu_grad_avx2(_mm256_loadu_ps(dy + c), z, kind));
+    }
+    if (c < n) {
+        __m256i m = act_tail_mask(n - c);
+        __m256 z = _mm256_add_ps(_mm256_maskload_ps(x + c, m), _mm256_maskload_ps(bias + c, m));
+        __m256 g = act_gelu_grad_avx2(_mm256_maskload_ps(dy + c, m), z, kind);
+        if (dx) _mm256_maskstore_ps(dx + c, m, _mm256_add_ps(_mm256_maskload_ps(dx + c, m), g));
+        if (p) {
+            float gs[8];
+            _mm256_storeu_ps(gs, g);
+            for (int64_t i = 0; c + i < n; i++) p[c + i] += gs[i];
+        }
+    }
+}
+#endif /* ACT_AVX2 */
+
 /* a(x + bias) for one row segment [c0, c1). One loop per kind, so the
  * simple ones (none, relu) vectorise. */
-static void PT_SFX(act_row)(real *y, const real *x, const real *bias,
-                            int64_t c0, int64_t c1, int kind)
+ACT_BODY void PT_SFX(act_row_body)(real *y, const real *x, const real *bias,
+                                   int64_t c0, int64_t c1, int kind)
 {
     int64_t c;
     switch (kind) {
@@ -143,7 +362,7 @@ static void PT_SFX(act_row)(real *y, const real *x, const real *bias,
 
 /* g[c] = dy[c] * a'(x[c] + bias[c]) for c in [c0, c1) (pointers already
  * offset by the caller to the segment). */
-static void PT_SFX(grad_row)(real *g, const real *dy, const real *x,
+ACT_BODY void PT_SFX(grad_row)(real *g, const real *dy, const real *x,
                              const real *bias, int64_t c0, int64_t c1, int kind)
 {
     int64_t c;
@@ -177,6 +396,73 @@ static void PT_SFX(grad_row)(real *g, const real *dy, const real *x,
     }
 }
 
+/* Backward over one tile: rows [n0, n1), columns [c0, c1): g = dy * a'(z)
+ * into the scratch g (CB wide), then dx += g and p += g (double partial of
+ * dbias, zeroed here; either may be NULL). The AVX2 GELU path (avx2 = 1)
+ * does the same sums in the same order without the scratch row. */
+ACT_BODY void PT_SFX(grad_tile_body)(real *g, double *p, real *dx, const real *dy,
+                                     const real *x, const real *bias, int64_t C,
+                                     int64_t n0, int64_t n1, int64_t c0, int64_t c1, int kind,
+                                     int avx2)
+{
+    if (p) for (int64_t c = c0; c < c1; c++) p[c] = 0;
+    for (int64_t n = n0; n < n1; n++) {
+#if ACT_AVX2
+        if (avx2 && kind >= PT_ACT_GELU_ERF) {   /* fused: no scratch g */
+            act_gelu_grad_acc_row_avx2(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL,
+                                       dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0,
+                                       kind);
+            continue;
+        }
+#endif
+        PT_SFX(grad_row)(g, dy + n * C + c0, x + n * C + c0, bias + c0, 0, c1 - c0, kind);
+        if (dx) {
+            real *dxr = dx + n * C;
+            for (int64_t c = c0; c < c1; c++) dxr[c] += g[c - c0];
+        }
+        if (p) for (int64_t c = c0; c < c1; c++) p[c] += g[c - c0];
+    }
+}
+
+typedef void (*PT_SFX(act_row_fn))(real *, const real *, const real *, int64_t, int64_t, int);
+typedef void (*PT_SFX(grad_tile_fn))(real *, double *, real *, const real *, const real *,
+                                     const real *, int64_t, int64_t, int64_t, int64_t,
+                                     int64_t, int);
+
+/* The portable versions (baseline ISA: SSE2 on x86-64). */
+static void PT_SFX(act_row)(real *y, const real *x, const real *bias,
+                            int64_t c0, int64_t c1, int kind)
+{
+    PT_SFX(act_row_body)(y, x, bias, c0, c1, kind);
+}
+static void PT_SFX(grad_tile)(real *g, double *p, real *dx, const real *dy, const real *x,
+                              const real *bias, int64_t C, int64_t n0, int64_t n1,
+                              int64_t c0, int64_t c1, int kind)
+{
+    PT_SFX(grad_tile_body)(g, p, dx, dy, x, bias, C, n0, n1, c0, c1, kind, 0);
+}
+
+#if ACT_AVX2
+/* The same loops compiled for AVX2 + FMA (the bodies are inlined here). */
+ACT_AVX2_ATTR
+static void PT_SFX(act_row_avx2)(real *y, const real *x, const real *bias,
+                                 int64_t c0, int64_t c1, int kind)
+{
+    if (kind >= PT_ACT_GELU_ERF) {
+        act_gelu_row_avx2(y + c0, x + c0, bias + c0, c1 - c0, kind);
+        return;
+    }
+    PT_SFX(act_row_body)(y, x, bias, c0, c1, kind);
+}
+ACT_AVX2_ATTR
+static void PT_SFX(grad_tile_avx2)(real *g, double *p, real *dx, const real *dy,
+                                   const real *x, const real *bias, int64_t C, int64_t n0,
+                                   int64_t n1, int64_t c0, int64_t c1, int kind)
+{
+    PT_SFX(grad_tile_body)(g, p, dx, dy, x, bias, C, n0, n1, c0, c1, kind, 1);
+}
+#endif
+
 int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
                                int64_t N, int64_t C, int kind)
 {
@@ -192,9 +478,13 @@ int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
     /* Cheap kinds are memory bound: go parallel only for big arrays. */
     int64_t work = N * C * (kind >= PT_ACT_GELU_ERF ? 8 : 1);
     (void)work;  /* read only by the OpenMP pragma */
+    PT_SFX(act_row_fn) row = PT_SFX(act_row);
+#if ACT_AVX2
+    if (pt_cpu_avx2_fma()) row = PT_SFX(act_row_avx2);
+#endif
     #pragma omp parallel for num_threads(pt_get_num_threads()) if (work > 65536)
     for (int64_t n = 0; n < N; n++)
-        PT_SFX(act_row)(y + n * C, x + n * C, bias, 0, C, kind);
+        row(y + n * C, x + n * C, bias, 0, C, kind);
     free(zeros);
     return PT_OK;
 }
@@ -220,6 +510,10 @@ int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
         if (!zeros) { free(part); return PT_ENOMEM; }
         bias = zeros;
     }
+    PT_SFX(grad_tile_fn) tile = PT_SFX(grad_tile);
+#if ACT_AVX2
+    if (pt_cpu_avx2_fma()) tile = PT_SFX(grad_tile_avx2);
+#endif
     int status = PT_OK;
     #pragma omp parallel num_threads(nth) if (work > 65536)
     {
@@ -235,17 +529,7 @@ int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
                 if (!g) continue;
                 int64_t n0 = r * RB, n1 = n0 + RB < N ? n0 + RB : N;
                 int64_t c0 = cb * CB, c1 = c0 + CB < C ? c0 + CB : C;
-                double *p = part ? part + r * C : NULL;
-                if (p) for (int64_t c = c0; c < c1; c++) p[c] = 0;
-                for (int64_t n = n0; n < n1; n++) {
-                    PT_SFX(grad_row)(g, dy + n * C + c0, x + n * C + c0,
-                                     bias + c0, 0, c1 - c0, kind);
-                    if (dx) {
-                        real *dxr = dx + n * C;
-                        for (int64_t c = c0; c < c1; c++) dxr[c] += g[c - c0];
-                    }
-                    if (p) for (int64_t c = c0; c < c1; c++) p[c] += g[c - c0];
-                }
+                tile(g, part ? part + r * C : NULL, dx, dy, x, bias, C, n0, n1, c0, c1, kind);
             }
         free(g);
         /* After the implicit barrier of the loop above, status is the same

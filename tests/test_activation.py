@@ -79,12 +79,16 @@ def test_gelu_values_against_math_erf():
     np.testing.assert_allclose(gelu_backward(one, one), [d1], rtol=1e-15)
 
 
+@pytest.mark.parametrize("portable", ["0", "1"])
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_float32_gelu_accuracy_dense(approximate):
-    # float32 GELU uses its own vectorisable exp/erfc (csrc/activation.c).
-    # Measured: max abs error 5.2e-7 on [-14, 14] and relative error < 2.3e-6
-    # wherever |gelu| > 1e-6 (the negative tail is computed without
-    # cancellation); the derivative within 2.1e-7 absolute. Bounds ~2x that.
+def test_float32_gelu_accuracy_dense(approximate, portable, monkeypatch):
+    # float32 GELU uses its own vectorisable exp/erfc (csrc/activation.c),
+    # on the AVX2+FMA path (when the CPU has it) and the portable one
+    # (PT_PORTABLE=1). Measured: max abs error 5.2e-7 on [-14, 14] and
+    # relative error < 2.3e-6 wherever |gelu| > 1e-6 (the negative tail is
+    # computed without cancellation); the derivative within 2.1e-7 absolute.
+    # Bounds ~2x that.
+    monkeypatch.setenv("PT_PORTABLE", portable)
     z = np.linspace(-14, 14, 200_001).astype(np.float32)
     zz = z.astype(np.float64)
     want = ref.gelu(zz, approximate)

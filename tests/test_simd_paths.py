@@ -9,6 +9,11 @@ exact arithmetic and the special values the SIMD code treats differently.
 - cross-entropy / softmax: the row max is an integer max over the float
   bits, which orders a NaN by its sign; negative and positive NaNs, signed
   zeros and -inf must still give the documented results.
+- float32 GELU (erf and tanh forms; gelu, the fused bias + GELU and their
+  backward): the AVX2+FMA path rounds differently from the portable loops
+  (FMA), so the two agree to a stated tolerance, with identical NaN,
+  infinity, zero and sign patterns; within the AVX2 path every element of a
+  row gets the same arithmetic (vector body, unrolled pairs, masked tail).
 """
 import math
 
@@ -17,6 +22,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from pytransformer import _core
+from pytransformer.ops._activation import bias_act, bias_act_backward, gelu, gelu_backward
 from pytransformer.ops._optim import adamw_step
 from pytransformer.ops._softmax import (
     cross_entropy_backward, cross_entropy_forward, log_softmax, softmax)
@@ -141,3 +147,138 @@ def test_signed_zero_and_minus_inf_rows(dtype):
     y = softmax(x)
     np.testing.assert_allclose(y[0, [5, 30]], 0.5, rtol=1e-6)
     assert not y[2].any()
+
+
+# --------------------------------------------------------------- float32 GELU
+
+# AVX2 path vs portable path, float32. Measured on a dense grid of [-14, 14]
+# plus the special values below: forward relative difference <= 1.7e-5
+# (erf) and 1.6e-5 (tanh), both in the negative tail, where exp amplifies
+# the rounding of its argument (-z^2/2, computed as (z/sqrt2)^2 by the
+# portable path and (z/2) z by the AVX2 one; -2|u|, u = k0 (z + k1 z^3)) by
+# the argument's size, up to ~87; backward <= 2.4e-7 absolute for dy = 1
+# (relative differences are large only where gelu' crosses 0). The bounds
+# below are ~4x those. The absolute floor 1e-37 covers results that
+# underflow to subnormals (one subnormal ulp is a large relative change).
+GELU_FWD_RTOL = {"none": 6e-5, "tanh": 6e-5}
+GELU_BWD_ATOL = 1e-6          # times |dy|
+GELU_SPECIAL = np.array(
+    [np.inf, -np.inf, np.nan, -np.nan, 0.0, -0.0, 1e-40, -1e-40, 1.4e-45, -1.4e-45,
+     1.1754944e-38, -1.1754944e-38, 1e19, -1e19, 2e19, -2e19, 1e30, -1e30, 3.4e38, -3.4e38,
+     86.0, -86.0, 87.0, -87.0, 200.0, -200.0, 13.2, -13.2, 9.0, -9.0, 0.5, -0.75], np.float32)
+
+
+def _gelu_inputs(seed, n_dense):
+    rng = np.random.default_rng(seed)
+    z = np.concatenate([np.linspace(-14, 14, n_dense),
+                        rng.standard_normal(2000) * 3,
+                        rng.standard_normal(200) * 1e4,       # |z| large: exp flushes to 0
+                        GELU_SPECIAL])
+    return rng.permutation(z.astype(np.float32))
+
+
+def _both_paths(monkeypatch, fn):
+    """fn() on the AVX2 path (when the CPU has it) and on the portable one."""
+    out = {}
+    for portable in ("0", "1"):
+        monkeypatch.setenv("PT_PORTABLE", portable)
+        out[portable] = fn()
+    monkeypatch.delenv("PT_PORTABLE")
+    return out["0"], out["1"]
+
+
+def _assert_gelu_paths_agree(a, p, rtol, atol_abs, what):
+    """Same NaN / inf / zero / sign pattern; finite values within
+    |a - p| <= rtol |p| + atol_abs (atol_abs may be an array)."""
+    assert a.dtype == p.dtype == np.float32, what
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(p), err_msg=what + ": NaN pattern")
+    ok = ~np.isnan(p)
+    inf = np.isinf(p)
+    np.testing.assert_array_equal(a[inf], p[inf], err_msg=what + ": infinities")
+    np.testing.assert_array_equal(a[p == 0], p[p == 0], err_msg=what + ": zeros")
+    np.testing.assert_array_equal(np.signbit(a[ok]), np.signbit(p[ok]), err_msg=what + ": signs")
+    fin = np.isfinite(p)
+    atol = np.broadcast_to(atol_abs, p.shape)[fin]
+    a64, p64 = a[fin].astype(np.float64), p[fin].astype(np.float64)
+    excess = np.abs(a64 - p64) - (rtol * np.abs(p64) + atol)
+    assert excess.max() <= 0, f"{what}: worst excess {excess.max():.3g}"
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_avx2_and_portable_paths_agree(approximate, monkeypatch):
+    z = _gelu_inputs(0, 20_001)
+    dy = np.random.default_rng(1).standard_normal(z.size).astype(np.float32)
+    dy[:: 7] = 1.0
+    (ya, ga), (yp, gp) = _both_paths(
+        monkeypatch, lambda: (gelu(z, approximate), gelu_backward(dy, z, approximate)))
+    _assert_gelu_paths_agree(ya, yp, GELU_FWD_RTOL[approximate], 1e-37, "forward")
+    _assert_gelu_paths_agree(ga, gp, 1e-5, GELU_BWD_ATOL * np.abs(dy) + 1e-37, "backward")
+    if _core.cpu_avx2_fma():
+        # The two paths really differ (FMA rounding): the AVX2 one did run.
+        assert not np.array_equal(ya, yp) and not np.array_equal(ga, gp)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("c", [1, 7, 8, 9, 16, 17, 37, 600])
+def test_bias_gelu_avx2_and_portable_paths_agree(act, c, monkeypatch):
+    # Rows of c columns: the vector body, the unrolled pairs and the masked
+    # tail; 600 columns span two backward column tiles.
+    rng = np.random.default_rng(c)
+    z = _gelu_inputs(c, 3001)
+    rows = -(-z.size // c)
+    x = np.resize(z, (rows, c))
+    b = (rng.standard_normal(c) * 0.5).astype(np.float32)
+    b[0] = -0.0
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    (ya, dxa, dba), (yp, dxp, dbp) = _both_paths(
+        monkeypatch, lambda: (bias_act(x, b, act),) + bias_act_backward(dy, x, b, act))
+    rtol = GELU_FWD_RTOL["none" if act == "gelu" else "tanh"]
+    _assert_gelu_paths_agree(ya, yp, rtol, 1e-37, "forward")
+    _assert_gelu_paths_agree(dxa, dxp, 1e-5, GELU_BWD_ATOL * np.abs(dy) + 1e-37, "dx")
+    # dbias: column sums of g in double; each term within the dx bound.
+    bound = (GELU_BWD_ATOL * np.abs(dy) + 1e-5 * np.abs(dxp)).sum(0) + 1e-6 * np.abs(dbp)
+    fin = np.isfinite(dbp)
+    np.testing.assert_array_equal(np.isnan(dba), np.isnan(dbp))
+    assert (np.abs(dba[fin].astype(np.float64) - dbp[fin]) <= bound[fin]).all()
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_avx2_elements_do_not_depend_on_their_position(approximate):
+    # The same value gives the same bits wherever it sits in a row (vector
+    # body, second of an unrolled pair, masked tail), and a masked tail
+    # writes nothing past the row.
+    z = _gelu_inputs(2, 41)[:40]
+    full = gelu(z, approximate)
+    gfull = gelu_backward(np.ones_like(z), z, approximate)
+    for start in range(0, 9):
+        for n in (1, 5, 8, 9, 15, 16, 17, 31):
+            part = z[start:start + n]
+            out = np.full(part.size + 8, 7.0, np.float32)
+            gelu(part, approximate, out=out[:part.size])
+            np.testing.assert_array_equal(out[:part.size], full[start:start + n])
+            assert (out[part.size:] == 7.0).all()
+            np.testing.assert_array_equal(
+                gelu_backward(np.ones_like(part), part, approximate), gfull[start:start + n])
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("outputs", ["both", "dx", "dbias"])
+def test_gelu_backward_adds_into_dx_and_dbias_on_both_paths(act, outputs, monkeypatch):
+    # The C backward adds into caller-zeroed (here: non-zero) gradients; the
+    # AVX2 path fuses that add into its row loop, with either output absent.
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((300, 21)) * 3).astype(np.float32)
+    b = rng.standard_normal(21).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx0 = rng.standard_normal(x.shape).astype(np.float32)
+    db0 = rng.standard_normal(21).astype(np.float32)
+    for portable in ("0", "1"):
+        monkeypatch.setenv("PT_PORTABLE", portable)
+        g, gb = bias_act_backward(dy, x, b, act)          # into zeros
+        dx = dx0.copy() if outputs != "dbias" else None
+        db = db0.copy() if outputs != "dx" else None
+        _core.bias_act_backward(dx, db, dy, x, b, act)
+        if dx is not None:
+            np.testing.assert_array_equal(dx, dx0 + g)
+        if db is not None:
+            np.testing.assert_allclose(db, db0 + gb, rtol=1e-6, atol=1e-6)
