@@ -3,7 +3,8 @@
  * Not typed: compiled once.
  *
  * The default build targets the baseline ISA (SSE2 on x86-64); the GEMM
- * micro-kernel and the attention tile kernels also carry AVX2+FMA versions
+ * micro-kernel, the attention tiles, layer norm rows, the float32 GELU and
+ * the few-row Linear dot kernel also carry AVX2+FMA versions
  * (compiled with __attribute__((target("avx2,fma")))) and ask here which to
  * use. PT_PORTABLE=1 in the environment forces the portable C versions, so
  * tests can cover them on an AVX2 machine.

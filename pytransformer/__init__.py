@@ -137,7 +137,8 @@ def config():
 
 def _build_simd(flags, cpu_simd):
     """How the C code uses SIMD: -march=native, or the baseline plus the
-    AVX2+FMA kernels (GEMM fallback, attention tiles, layer norm rows) that
+    AVX2+FMA kernels (GEMM fallback, attention tiles, layer norm rows, GELU,
+    the few-row Linear kernel) that
     are compiled in beside it and picked at run time on CPUs that have them."""
     import platform
 
