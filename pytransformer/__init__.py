@@ -6,6 +6,7 @@ same ops in plain NumPy. :mod:`pytransformer.autograd` (Tensor, backward) and
 :mod:`pytransformer.nn` (PyTorch-shaped modules, the Transformer) build on them.
 """
 import os as _os
+import sys as _sys
 
 
 def _libgomp_loaded():
@@ -113,6 +114,7 @@ def config():
         "num_threads": get_num_threads(),
         "num_procs": _core.num_procs(),
         "omp_wait_policy": _omp_wait_policy(),
+        "blas_thread_timeout": _blas_thread_timeout(),
         "malloc_tuning": _malloc.status,
         "cpu_simd": simd,
         "build_simd": _build_simd(flags, simd),
@@ -162,5 +164,34 @@ def _cpu_has(flag):
     return False
 
 
-# PT_BLAS=fallback selects the C GEMM even when SciPy is installed.
-use_blas(_os.environ.get("PT_BLAS", "").lower() not in ("fallback", "none", "0"))
+# OpenBLAS's idle threads spin for about 2^28 cycles after each GEMM before
+# they sleep, and in that time they take the cores from the OpenMP kernels
+# (GELU, attention, layer norm) that run between our GEMMs. With
+# OPENBLAS_THREAD_TIMEOUT=4 they sleep almost at once: all-MiniLM-L6-v2 at 2
+# threads, 64 x 128 tokens, 45.3-46.8 -> 50.2-53.1 sentences/s (bench.embed,
+# alternating runs). OpenBLAS reads the variable when it is loaded -- SciPy's,
+# behind our GEMM, by use_blas just below -- so, as for OMP_WAIT_POLICY, it is
+# set for that moment only, never over a user's value, and config() says
+# whether it applied (not when scipy.linalg was imported first).
+_BLAS_TIMEOUT_SET_BY_US = False
+_scipy_blas_loaded = any(m == "scipy.linalg" or m.startswith("scipy.linalg.")
+                         for m in list(_sys.modules))
+if "OPENBLAS_THREAD_TIMEOUT" not in _os.environ and not _scipy_blas_loaded:
+    _os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    _BLAS_TIMEOUT_SET_BY_US = True
+try:
+    # PT_BLAS=fallback selects the C GEMM even when SciPy is installed.
+    use_blas(_os.environ.get("PT_BLAS", "").lower() not in ("fallback", "none", "0"))
+finally:
+    if _BLAS_TIMEOUT_SET_BY_US:
+        del _os.environ["OPENBLAS_THREAD_TIMEOUT"]
+
+
+def _blas_thread_timeout():
+    if not _core.blas_available():
+        return "n/a (no BLAS)"
+    if _BLAS_TIMEOUT_SET_BY_US:
+        return "4 (set by pytransformer: idle BLAS threads sleep at once)"
+    if "OPENBLAS_THREAD_TIMEOUT" in _os.environ:
+        return "OPENBLAS_THREAD_TIMEOUT=" + _os.environ["OPENBLAS_THREAD_TIMEOUT"]
+    return "runtime default (scipy.linalg was imported before pytransformer)"

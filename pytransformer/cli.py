@@ -21,7 +21,7 @@ def cmd_info(args):
     print(f"  OpenMP        {'on' if cfg['openmp'] else 'off'}, {cfg['num_threads']} threads "
           f"({cfg['num_procs']} processors); wait policy: {cfg['omp_wait_policy']}")
     print(f"  SIMD          cpu: {' '.join(cfg['cpu_simd']) or 'none found'}; build: {cfg['build_simd']}")
-    print(f"  GEMM          {cfg['blas']}")
+    print(f"  GEMM          {cfg['blas']}; idle BLAS threads: {cfg['blas_thread_timeout']}")
     print(f"  malloc        {cfg['malloc_tuning']}")
     libs = cfg["blas_libraries"]
     if isinstance(libs, str):

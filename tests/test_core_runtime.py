@@ -156,3 +156,29 @@ def test_gil_probe_detects_a_call_that_holds_the_gil():
     import re
     released, seconds = _runs_concurrently_with_python(lambda: re.match(r"(a+)+b", "a" * 23))
     assert seconds > 0.05 and not released
+
+
+def _config_in_subprocess(code, **env):
+    e = dict(os.environ)
+    e.pop("OPENBLAS_THREAD_TIMEOUT", None)
+    e.update(env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=e, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_idle_blas_threads_sleep_at_once_without_leaking_the_setting():
+    """pytransformer sets OPENBLAS_THREAD_TIMEOUT=4 while SciPy's OpenBLAS
+    loads (then removes it), keeps a user's value, and says when SciPy's
+    BLAS was loaded before it could act."""
+    if not _core.blas_available():
+        pytest.skip("no SciPy BLAS in this installation")
+    show = ("import json, os{pre}; import pytransformer as pt; print(json.dumps("
+            "[pt.config()['blas_thread_timeout'], os.environ.get('OPENBLAS_THREAD_TIMEOUT')]))")
+    value, env = _config_in_subprocess(show.format(pre=""))
+    assert value.startswith("4 (set by pytransformer") and env is None
+    value, env = _config_in_subprocess(show.format(pre=""), OPENBLAS_THREAD_TIMEOUT="12")
+    assert value == "OPENBLAS_THREAD_TIMEOUT=12" and env == "12"
+    value, env = _config_in_subprocess(show.format(pre="; import scipy.linalg"))
+    assert value.startswith("runtime default") and env is None
