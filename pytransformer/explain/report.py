@@ -112,7 +112,6 @@ def encoder_report(encoder, sentence):
     pretrained BERT sentence encoder: pytransformer.pretrained.load())."""
     t = trace(encoder, sentence)
     toks = t.src_tokens[0]
-    cfg = encoder.model.config
     L = t.num_layers("encoder")
     rep = H.Report(f"Inside {type(encoder.model).__name__} on \u201c{sentence}\u201d")
     rep.add_section(
@@ -144,7 +143,6 @@ def encoder_report(encoder, sentence):
         "For each word piece and layer, the hidden neuron of the feed-forward block that "
         "fires most there, with its activation (GELU output).",
         _ffn_table(t, encoder, "encoder"), id="ffn")
-    del cfg
     return rep
 
 

@@ -326,7 +326,6 @@ class Trace:
 def _translator_run(translator, src, tgt):
     """Tokens and ids for a Translator: src (a sentence or list), tgt the
     reference translation(s) or None (greedy translation first)."""
-    from pytransformer.data import BOS
     single = isinstance(src, str)
     sources = [src] if single else list(src)
     src_ids, toks = translator.encode_sources(sources)
@@ -345,7 +344,6 @@ def _translator_run(translator, src, tgt):
     src_tokens = [t + ["<eos>"] for t in toks]
     tgt_in = [["<bos>"] + t for t in tgt_toks]
     tgt_out = [t + ["<eos>"] for t in tgt_toks]
-    del BOS
     return src_ids, tgt_ids, src_tokens, tgt_in, tgt_out
 
 
