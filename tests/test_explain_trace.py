@@ -241,3 +241,15 @@ def test_patch_bad_input(shipped):
     assert _hooks(shipped.model) == 0
     with pytest.raises(ValueError, match="word"):
         counterfactual(shipped, "the ball is blue", "the ball is red", "green")
+
+
+def test_patch_values_follow_their_positions_when_some_are_not_reached_yet():
+    # the uncached decoder grows T step by step: a patch at positions [5, 1]
+    # must put values[1] (not values[0]) at position 1 while T <= 5
+    p = Patch("layer", "decoder", 0, [5, 1], np.array([[5.0, 5.0], [1.0, 1.0]]))
+    out = p.apply(np.zeros((2, 3, 2)))
+    np.testing.assert_array_equal(out[:, 1], [[1.0, 1.0], [1.0, 1.0]])
+    assert (out[:, [0, 2]] == 0).all()
+    one_row = Patch("layer", "decoder", 0, [0], lambda v: v + 7.0, row=1).apply(np.ones((2, 2, 2)))
+    np.testing.assert_array_equal(one_row[:, 0], [[1.0, 1.0], [8.0, 8.0]])
+    assert (one_row[:, 1] == 1.0).all()

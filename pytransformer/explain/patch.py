@@ -65,23 +65,20 @@ class Patch:
         """x (B, T, W) array -> a patched copy (positions beyond T are left
         for later, longer calls: the uncached decoder grows T by one a step)."""
         x = np.array(x, copy=True)
-        pos = [p for p in self.positions if p < x.shape[1]]
-        if not pos:
+        keep = [i for i, p in enumerate(self.positions) if p < x.shape[1]]
+        if not keep:
             return x
+        pos = [self.positions[i] for i in keep]
         rows = slice(None) if self.row is None else self.row
-        cur = x[rows][..., pos, :] if self.row is not None else x[:, pos, :]
         if callable(self.values):
-            new = np.asarray(self.values(cur), np.float64)
+            new = np.asarray(self.values(x[rows, pos, :]), np.float64)
         else:
-            new = self.values[:len(pos)]
+            new = self.values[keep]
             if new.shape[-1] != x.shape[-1]:
                 raise ValueError(f"values: width {new.shape[-1]} does not match the "
                                  f"activation's width {x.shape[-1]} at {self.site} "
                                  f"{self.kind} {self.layer}")
-        if self.row is None:
-            x[:, pos, :] = new
-        else:
-            x[self.row, pos, :] = new
+        x[rows, pos, :] = new
         return x
 
 
