@@ -31,14 +31,14 @@ from .rollout import (RolloutComparison, cross_rollout, rollout, rollout_vs_abla
 from .syntax import (DIRECTIONS, SyntaxAccumulator, SyntaxScores, encoder_argmax,
                      positional_baselines, syntax_scores)
 from .trace import (ATTENTION_KINDS, AttentionRecord, FFNRecord, LayerRecord, Trace, Tracer,
-                    attention_parts, trace)
+                    attention_parts, trace, trace_encoder)
 from .views import (FactorView, PositionSplit, ValueMixing, factor_view, position_split,
                     value_mixing)
 
 __all__ = [
     # capture
     "ATTENTION_KINDS", "AttentionRecord", "FFNRecord", "LayerRecord", "Trace", "Tracer",
-    "attention_parts", "trace",
+    "attention_parts", "trace", "trace_encoder",
     # per-sentence views and patching
     "FactorView", "PositionSplit", "ValueMixing", "factor_view", "position_split",
     "value_mixing", "SITES", "Patch", "counterfactual", "patched_translate", "patching",

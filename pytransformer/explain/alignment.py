@@ -274,8 +274,7 @@ def trace_pairs(translator, pairs, batch_size=128, encoder_only=False):
     batch's pairs, Trace). encoder_only: run only the encoder (enough for
     encoder attention; about half the time). Several measures can share one
     pass by feeding each batch to their accumulators."""
-    from pytransformer.autograd import no_grad
-    from pytransformer.explain.trace import Tracer, trace
+    from pytransformer.explain.trace import trace, trace_encoder
 
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
@@ -287,14 +286,8 @@ def trace_pairs(translator, pairs, batch_size=128, encoder_only=False):
         batch = [pairs[k] for k in idx]
         if encoder_only:
             src_ids, toks = translator.encode_sources([p.source for p in batch])
-            was = net.training
-            net.eval()
-            try:
-                with Tracer(net) as t, no_grad():
-                    net.encode(src_ids)
-            finally:
-                net.train(was)
-            t.src_ids, t.src_tokens, t.model = src_ids, [x + ["<eos>"] for x in toks], translator
+            t = trace_encoder(net, src_ids)
+            t.src_tokens, t.model = [x + ["<eos>"] for x in toks], translator
         else:
             t = trace(translator, [p.source for p in batch], tgt=[p.target for p in batch])
         for k, p, toks in zip(idx, batch, t.src_tokens):

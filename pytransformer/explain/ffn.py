@@ -50,10 +50,9 @@ from typing import Optional
 
 import numpy as np
 
-from pytransformer.autograd import no_grad
 from pytransformer.data import BOS, EOS, UNK
 
-from .trace import Tracer, trace
+from .trace import trace, trace_encoder
 
 __all__ = ["Trigger", "NeuronMemory", "LayerMemories", "FFNMemories", "ffn_memories",
            "teacher_forced_traces", "value_promotions"]
@@ -414,13 +413,7 @@ def _encoder_ablation(translator, pairs, cases):
     for i, r in enumerate(rows):
         src[i, :len(r)] = r
     n_enc = len(net.transformer.encoder.layers)
-    was = net.training
-    net.eval()
-    try:
-        with Tracer(net) as t, no_grad():
-            net.encode(src)
-    finally:
-        net.train(was)
+    t = trace_encoder(net, src)
     hidden = [t.ffn("encoder", layer).hidden for layer in range(n_enc)]
     return {c: ([h[2 * i] for h in hidden], [h[2 * i + 1] for h in hidden])
             for i, c in enumerate(cases)}

@@ -224,23 +224,21 @@ def sentence_report(translator, sentence, translation=None, donor=None):
     gold = v["gold"]
     highlight = None
     if gold is not None and gold.tgt == tuple(t.tgt_out_tokens[0][:-1]):
-        highlight = [(j, i) for i, j in gold.links()]       # (row = target, col = source)
-    maps = []
+        highlight = {(j, i) for i, j in gold.links()}       # (row = target, col = source)
+    maps, agree = [], []
     for layer in range(t.num_layers("cross")):
         w = t.attention("cross", layer).weights[0].mean(0)[:len(rows_c), :len(cols_c)]
         maps.append(H.heatmap_svg(w, t.tgt_out_tokens[0], cols_c,
                                   title=f"layer {layer} (mean of heads)", vmin=0, vmax=1,
                                   highlight=highlight))
+        if highlight is not None:       # words (not <eos>) whose top source word is gold
+            words = w[:-1, :-1]
+            hits = sum((r, int(words[r].argmax())) in highlight for r in range(len(words)))
+            agree.append(f"layer {layer}: {hits}/{len(words)}")
     cap = ("Row: the Spanish word being produced; column: the English word. Each row is the "
            "cross-attention of the decoder position that produced that word, averaged over "
            "heads.")
     if highlight is not None:
-        agree = []
-        for layer in range(t.num_layers("cross")):
-            w = t.attention("cross", layer).weights[0].mean(0)[:len(rows_c) - 1, :len(cols_c) - 1]
-            links = {(j, i) for i, j in gold.links()}
-            hits = sum((r, int(w[r].argmax())) in links for r in range(w.shape[0]))
-            agree.append(f"layer {layer}: {hits}/{w.shape[0]}")
         cap += (" Outlined cells are the corpus's gold alignment. Target words whose most "
                 "attended source word is gold-aligned: " + ", ".join(agree) + ".")
     rep.add_section("Cross-attention: where each Spanish word looks", cap, "".join(maps),

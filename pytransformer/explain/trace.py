@@ -22,7 +22,6 @@ decoder self-attention) and "cross" (decoder over the encoder's output).
 """
 import dataclasses
 import re
-from typing import Optional
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from pytransformer.nn.layers import Embedding
 from pytransformer.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
 __all__ = ["AttentionRecord", "FFNRecord", "LayerRecord", "Trace", "Tracer", "trace",
-           "ATTENTION_KINDS"]
+           "trace_encoder", "ATTENTION_KINDS"]
 
 ATTENTION_KINDS = ("encoder", "decoder", "cross")
 _KIND_TITLES = {"encoder": "encoder self-attention",
@@ -393,4 +392,20 @@ def trace(model, src, tgt=None):
     finally:
         net.train(was_training)
     t.model = model
+    return t
+
+
+def trace_encoder(net, src_ids):
+    """Trace only the encoder of a Seq2SeqTransformer `net` on source ids
+    (B, S) (eval mode, no_grad, the training flag restored): about half the
+    cost of a full trace when only encoder records are needed. Returns a
+    Trace with src_ids set."""
+    was_training = net.training
+    net.eval()
+    try:
+        with Tracer(net) as t, no_grad():
+            net.encode(src_ids)
+    finally:
+        net.train(was_training)
+    t.src_ids = np.asarray(src_ids)
     return t
