@@ -48,6 +48,11 @@ int pt_num_procs(void);           /* processors OpenMP sees (1 without it) */
 /* 1 when the AVX2+FMA kernels may run (CPU has them, PT_PORTABLE unset). */
 int pt_cpu_avx2_fma(void);
 
+/* Measured fp32 multiply-add throughput (FLOP/s, an FMA counting 2) of
+ * nthreads threads running iters rounds each of register-only FMA chains
+ * (peak.c): the benchmark's 100%. */
+double pt_fma_peak_flops(int nthreads, int64_t iters);
+
 /* ------------------------------------------------------------------ BLAS */
 /* Fortran (column-major) ?gemm, exactly the signature scipy.linalg.cython_blas
  * exports. pt_set_blas(NULL, NULL) selects the C fallback. */

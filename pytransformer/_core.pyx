@@ -98,6 +98,33 @@ def cpu_avx2_fma():
     return bool(pt_cpu_avx2_fma())
 
 
+def fma_peak_gflops(int threads=1, double seconds=0.2):
+    """Measured fp32 multiply-add throughput in GFLOP/s (an FMA counts 2) of
+    `threads` threads running register-only FMA chains for about `seconds`:
+    what the CPU delivers now, turbo clocks included (csrc/peak.c). The
+    benchmarks' "% peak" is relative to it."""
+    if threads < 1 or threads > PT_MAX_THREADS:
+        raise ValueError(f"threads: expected 1..{PT_MAX_THREADS}, got {threads}")
+    if not seconds > 0:
+        raise ValueError(f"seconds: expected > 0, got {seconds}")
+    import time
+    cdef int64_t iters = 1000
+    cdef int nth = threads
+    cdef double rate = 0, dt = 0
+    while True:
+        t0 = time.perf_counter()
+        with nogil:
+            rate = pt_fma_peak_flops(nth, iters)
+        dt = time.perf_counter() - t0
+        if dt >= seconds / 4 or iters >= (<int64_t>1 << 40):
+            break
+        iters *= 4
+    iters = max(<int64_t>1, <int64_t>(iters * seconds / dt))
+    with nogil:
+        rate = pt_fma_peak_flops(nth, iters)
+    return rate / 1e9
+
+
 def build_flags():
     """The C flags and compiler the core was built with."""
     return pt_build_flags.decode(), pt_build_compiler.decode()

@@ -16,6 +16,7 @@ cdef extern from "pt.h" nogil:
     const char *pt_strerror(int status)
     int pt_has_openmp()
     int pt_cpu_avx2_fma()
+    double pt_fma_peak_flops(int nthreads, int64_t iters)
     void pt_set_num_threads(int n)
     int pt_get_num_threads()
     int pt_num_procs()

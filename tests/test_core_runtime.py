@@ -182,3 +182,16 @@ def test_idle_blas_threads_sleep_at_once_without_leaking_the_setting():
     assert value == "OPENBLAS_THREAD_TIMEOUT=12" and env == "12"
     value, env = _config_in_subprocess(show.format(pre="; import scipy.linalg"))
     assert value.startswith("runtime default") and env is None
+
+
+def test_fma_peak_is_measured_and_checks_its_arguments():
+    """The benchmarks' 100%: a positive rate, near what one thread of
+    8-lane FMA chains can do at a sane clock, and errors on bad input."""
+    rate = _core.fma_peak_gflops(1, 0.02)
+    assert np.isfinite(rate) and rate > 0
+    if _core.cpu_avx2_fma():
+        # 2 FMA units x 8 lanes x 2 FLOP = 32 FLOP/cycle: 0.1-6 GHz.
+        assert 0.1 * 32 / 4 < rate < 6 * 32 * 1.01, rate
+    for bad in ({"threads": 0}, {"threads": 1 << 20}, {"seconds": 0}, {"seconds": -1.0}):
+        with pytest.raises(ValueError):
+            _core.fma_peak_gflops(**bad)

@@ -5,8 +5,10 @@
 
 For each case it prints the shape, the median time of each implementation,
 the rate (GFLOP/s for matmul-bound kernels, GB/s for memory-bound ones),
-that rate as a fraction of the machine's peak (theoretical FLOP/s from clock
-and SIMD width; measured copy bandwidth for GB/s), and the ratios
+that rate as a fraction of the machine's peak (for GFLOP/s: the fp32
+multiply-add rate register-only FMA chains reach on as many threads at the
+start of the run, turbo clocks included, which a clock x SIMD-width figure
+misses; for GB/s: the copy bandwidth measured at the start), and the ratios
 time(NumPy)/time(ours) and time(PyTorch)/time(ours): above 1 means we are
 faster. PyTorch columns appear when torch (==2.13.0, CPU) is installed.
 
@@ -361,7 +363,8 @@ def long_attention(threads, have_torch):
 def run(threads=THREADS, quick=False, only=None, progress=True):
     pytransformer.set_num_threads(threads)
     torch = try_torch(threads)
-    peak32 = machine.peak_gflops(threads)
+    nominal32 = machine.peak_gflops(threads)
+    peak32 = machine.measured_peak_gflops(threads)
     bw = machine.copy_bandwidth_gbs()
     results = []
     suites = [only] if only else list(SUITES)
@@ -388,10 +391,12 @@ def run(threads=THREADS, quick=False, only=None, progress=True):
                 print(format_row(row), flush=True)
             del case
     long = long_attention(threads, torch is not None) if not only or only == "attention" else None
+    peak_end = machine.measured_peak_gflops(threads)
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpu": machine.cpu_model(), "threads": threads,
-                    "peak_fp32_gflops": peak32, "copy_bandwidth_gbs": bw,
+                    "peak_fp32_gflops": peak32, "peak_fp32_gflops_at_end": peak_end,
+                    "nominal_peak_fp32_gflops": nominal32, "copy_bandwidth_gbs": bw,
                     "blas": machine.blas_env(), "config": pytransformer.config(),
                     "torch": getattr(torch, "__version__", None)},
         "results": results,
@@ -404,7 +409,11 @@ HEADER = (f"{'kernel':<32}{'shape':<22}{'ours ms':>9}{'numpy ms':>10}{'torch ms'
 
 
 def _f(v, fmt):
-    return "-" if v is None else format(v, fmt)
+    """v formatted with fmt, or "-" right-aligned to fmt's width when None."""
+    if v is None:
+        width = fmt.split(".")[0]
+        return "-".rjust(int(width) if width.isdigit() else 0)
+    return format(v, fmt)
 
 
 def format_row(r):
@@ -426,9 +435,10 @@ def main(argv=None):
     print(HEADER)
     report = run(args.threads, args.quick, args.only)
     m = report["machine"]
-    print(f"\n{m['cpu']}, {m['threads']} threads; fp32 peak {_f(m['peak_fp32_gflops'], '.0f')} "
-          f"GFLOP/s (clock x SIMD), copy bandwidth {m['copy_bandwidth_gbs']:.1f} GB/s (measured); "
-          f"torch {m['torch'] or 'not installed'}")
+    print(f"\n{m['cpu']}, {m['threads']} threads; fp32 peak {m['peak_fp32_gflops']:.0f} GFLOP/s "
+          f"measured by FMA chains at the start ({m['peak_fp32_gflops_at_end']:.0f} at the end; "
+          f"nominal clock x SIMD {_f(m['nominal_peak_fp32_gflops'], '.0f')}), copy bandwidth "
+          f"{m['copy_bandwidth_gbs']:.1f} GB/s (measured); torch {m['torch'] or 'not installed'}")
     print("xNumPy / xTorch = their time / our time (above 1: we are faster)")
     if report["long_attention"]:
         print("attention without weights at", json.dumps(report["long_attention"]))

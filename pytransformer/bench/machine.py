@@ -1,5 +1,6 @@
-"""What the machine can do: peak FLOP/s from the CPU's clock and SIMD width,
-memory bandwidth measured with a large copy, and the BLAS environment."""
+"""What the machine can do: peak FLOP/s from the CPU's clock and SIMD width
+and as measured (register-only FMA chains), memory bandwidth measured with
+a large copy, and the BLAS environment."""
 import os
 import platform
 import time
@@ -43,6 +44,15 @@ def peak_gflops(threads, dtype=np.float32):
         lanes //= 2
     fma = 2 if _cpu_has("fma") else 1
     return threads * mhz / 1000.0 * 2 * lanes * fma
+
+
+def measured_peak_gflops(threads, seconds=0.3):
+    """fp32 GFLOP/s that `threads` threads of FMA chains reach now (turbo
+    clocks and a VM's share of the host included): pytransformer's
+    _core.fma_peak_gflops, the best of three runs."""
+    from pytransformer import _core
+
+    return max(_core.fma_peak_gflops(threads, seconds) for _ in range(3))
 
 
 def copy_bandwidth_gbs(mb=256, repeats=5):
