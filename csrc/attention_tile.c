@@ -28,7 +28,8 @@
  * last bits between an AVX2 machine and one without, FMA rounding once).
  *
  * pt_att_exp_rows: float, a branch-free expf (~1.3 ulp; see below), 8
- * lanes at a time with AVX2, row sums in double; double, libm exp.
+ * lanes at a time with AVX2, row sums in float lanes over 64 elements at a
+ * time, then in double (portable: in double); double, libm exp.
  * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
  * have AVX2 float paths too. Each public function picks its path with
  * att_have_avx2(); the float64 build uses the AVX2 product (4 doubles per
@@ -373,14 +374,18 @@ static double att_exp_c(float *p, int64_t n, float shift)
 }
 
 #if ATT_X86
-/* The same exp of 8 lanes (FMA in the reduction and polynomial).
- * max(lo, x) and min(hi, x) return x when x is NaN, so NaN propagates. */
+/* The same exp of 8 lanes (FMA in the reduction and polynomial), for
+ * x <= ~0 (here x = score - row max, or score - lse: at most a rounding
+ * error above 0), so there is no upper clamp. The lower clamp, -88, makes
+ * n = round(x log2 e) = -127 for every x <= -87.68, and the 2^n built from
+ * n + 127 = 0 is then +0.0: exp of -inf (a masked score) and of anything
+ * whose exp is below FLT_MIN comes out exactly 0 without a compare.
+ * max(lo, x) returns x when x is NaN, so NaN propagates. */
 __attribute__((always_inline, target("avx2,fma")))
 static inline __m256 att_exp8(__m256 x)
 {
-    const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
     const __m256 magic = _mm256_set1_ps(12582912.0f);
-    __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
+    __m256 xc = _mm256_max_ps(_mm256_set1_ps(-88.0f), x);
     __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
     __m256 nf = _mm256_sub_ps(t, magic);
     __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(0.693359375f), xc);
@@ -393,54 +398,67 @@ static inline __m256 att_exp8(__m256 x)
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
     y = _mm256_fmadd_ps(_mm256_mul_ps(y, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i bits = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t),
-                                          _mm256_set1_epi32(0x4B400000)),
-                         _mm256_set1_epi32(127)), 23);              /* 2^n */
-    __m256 e = _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
-    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), e);  /* x < -87: 0 */
+        _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000 - 127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));              /* y 2^n */
+}
+
+/* 8 float lanes -> their sum in double, in a fixed order. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline double att_hsum8(__m256 s)
+{
+    __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(s)),
+                              _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+    double t[4];
+    _mm256_storeu_pd(t, d);
+    return (t[0] + t[1]) + (t[2] + t[3]);
 }
 
 /* Rows i < nq of S (ld lds): S[i][j] = exp(S[i][j] - shift[i]) for j < n,
- * sum[i] = their sum in 4 + 4 double lanes; masked load/store for the
- * last n % 8. One call for the whole tile, so that the out-of-order core
- * overlaps the rows' dependency chains. */
+ * sum[i] = their sum. Per chunk of 64 elements, two float accumulators
+ * take the vectors at j % 16 < 8 and j % 16 >= 8 (relative error below
+ * 4 float roundings, as every term is in [0, 1]), then the chunk's sum goes
+ * into a double. Where an element is added depends only on its position,
+ * and the masked load of the last n % 8 adds exact zeros: so trailing
+ * zeros (masked keys, whose exp is +0) change no bit of the sum, which the
+ * padded-key skip in attention.c relies on. One call for the whole tile,
+ * so that the out-of-order core overlaps the rows' dependency chains. */
 __attribute__((target("avx2,fma")))
 static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const float *shift,
                               double *sum)
 {
     for (int i = 0; i < nq; i++) {
         float *p = S + i * lds;
-        __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
         const __m256 sh = _mm256_set1_ps(shift[i]);
-        int64_t j = 0;
-        for (; j + 16 <= n; j += 16) {     /* two independent chains */
-            __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
-            __m256 f = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j + 8), sh));
-            _mm256_storeu_ps(p + j, e);
-            _mm256_storeu_ps(p + j + 8, f);
-            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(f)));
-            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)));
+        double total = 0;
+        for (int64_t c0 = 0; c0 < n; c0 += 64) {
+            int64_t c1 = c0 + 64 < n ? c0 + 64 : n, j = c0;
+            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+            for (; j + 16 <= c1; j += 16) {            /* two independent chains */
+                __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
+                __m256 f = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j + 8), sh));
+                _mm256_storeu_ps(p + j, e);
+                _mm256_storeu_ps(p + j + 8, f);
+                s0 = _mm256_add_ps(s0, e);
+                s1 = _mm256_add_ps(s1, f);
+            }
+            if (j + 8 <= c1) {                          /* j % 16 == 0 */
+                __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
+                _mm256_storeu_ps(p + j, e);
+                s0 = _mm256_add_ps(s0, e);
+                j += 8;
+            }
+            if (j < c1) {
+                __m256i msk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(c1 - j)),
+                                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                __m256 e = att_exp8(_mm256_sub_ps(_mm256_maskload_ps(p + j, msk), sh));
+                _mm256_maskstore_ps(p + j, msk, e);
+                e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));    /* missing lanes: +0 */
+                if ((j - c0) % 16 == 0) s0 = _mm256_add_ps(s0, e);
+                else s1 = _mm256_add_ps(s1, e);
+            }
+            total += att_hsum8(_mm256_add_ps(s0, s1));
         }
-        for (; j + 8 <= n; j += 8) {
-            __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
-            _mm256_storeu_ps(p + j, e);
-            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-        }
-        if (j < n) {
-            __m256i msk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - j)),
-                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-            __m256 e = att_exp8(_mm256_sub_ps(_mm256_maskload_ps(p + j, msk), sh));
-            _mm256_maskstore_ps(p + j, msk, e);
-            e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));    /* missing lanes: 0 */
-            s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-            s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-        }
-        double t[4];
-        _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
-        sum[i] = (t[0] + t[1]) + (t[2] + t[3]);
+        sum[i] = total;
     }
 }
 
