@@ -155,9 +155,16 @@ class Function:
     outputs = None
 
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        """Compute the output array (or tuple of arrays) from the arguments,
+        Tensors replaced by their NumPy data; keep on self what backward
+        needs. Subclasses define it; here it raises NotImplementedError."""
         raise NotImplementedError
 
     def backward(self, *grad_outputs):  # pragma: no cover - abstract
+        """Given one gradient array per output (zeros for an output that got
+        none, or None when none_grads_ok), return one gradient per Tensor argument of
+        forward, in order: an array of that argument's shape, or None.
+        Subclasses define it; here it raises NotImplementedError."""
         raise NotImplementedError
 
     @property
@@ -469,7 +476,7 @@ class Tensor:
 
     # --- elementwise math ----------------------------------------------------
     def exp(self):
-        """e**x, elementwise."""
+        """The exponential e**x, elementwise."""
         return _F.Exp.apply(self)
 
     def log(self):

@@ -20,7 +20,8 @@ def linear(input, weight, bias=None):
 
 
 def relu(input):
-    """max(input, 0)."""
+    """max(input, 0) elementwise (NaN propagates); input is a Tensor or array,
+    the result a Tensor of the same shape and dtype."""
     return kernels.ReLU.apply(kernels._tensor("input", input))
 
 

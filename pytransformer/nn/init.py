@@ -15,28 +15,28 @@ def _fill(param, values):
 
 
 def uniform_(param, a=0.0, b=1.0):
-    """U(a, b)."""
+    """Fill `param` with draws from U(a, b); returns param."""
     return _fill(param, _random.generator().uniform(a, b, size=param.shape))
 
 
 def normal_(param, mean=0.0, std=1.0):
-    """N(mean, std^2)."""
+    """Fill `param` with draws from N(mean, std^2); returns param."""
     return _fill(param, _random.generator().normal(mean, std, size=param.shape))
 
 
 def constant_(param, value):
-    """Every element = value."""
+    """Set every element of `param` to `value`; returns param."""
     param.data[...] = value
     return param
 
 
 def zeros_(param):
-    """Zeros."""
+    """Fill `param` with zeros; returns param."""
     return constant_(param, 0.0)
 
 
 def ones_(param):
-    """Ones."""
+    """Fill `param` with ones; returns param."""
     return constant_(param, 1.0)
 
 

@@ -124,7 +124,7 @@ class Dropout(Module):
 
 
 class ReLU(Module):
-    """max(x, 0)."""
+    """max(x, 0) elementwise; no parameters."""
 
     def forward(self, x):
         """x -> same shape."""

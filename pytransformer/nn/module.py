@@ -17,6 +17,9 @@ from pytransformer.autograd.tensor import Parameter, Tensor
 __all__ = ["Module", "ModuleList", "Sequential", "Parameter", "IncompatibleKeys"]
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+IncompatibleKeys.__doc__ = """What load_state_dict returns (as in PyTorch): missing_keys, the module's
+keys absent from the state dict, and unexpected_keys, the state dict's keys the
+module does not have; each a list of str (both empty after a strict load)."""
 
 
 class RemovableHandle:

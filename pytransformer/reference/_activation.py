@@ -14,10 +14,12 @@ GELU_C = 0.044715
 
 
 def relu(x):
+    """max(x, 0) elementwise, in x's dtype; NaN stays NaN."""
     return np.where(x < 0, 0, x).astype(x.dtype)   # NaN stays NaN
 
 
 def relu_backward(grad_out, x):
+    """grad_out * (x > 0) (0 at x == 0), in x's dtype; x is relu's input."""
     return np.where(x > 0, grad_out, 0).astype(x.dtype)
 
 
@@ -32,6 +34,8 @@ def gelu(x, approximate="none"):
 
 
 def gelu_backward(grad_out, x, approximate="none"):
+    """grad_out * gelu'(x) for the same `approximate` form, computed in
+    float64 and returned in x's dtype; x is gelu's input."""
     z = x.astype(np.float64)
     if approximate == "tanh":
         t = np.tanh(SQRT_2_PI * (z + GELU_C * z ** 3))
