@@ -181,8 +181,16 @@ class MultiheadAttention(Module):
     # --- forward --------------------------------------------------------------
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
-        """See the class docstring; shapes (B, L, E) / (B, S, kdim) / (B, S, vdim)
-        when batch_first, else (L, B, E) ..."""
+        """Attend from query to key/value; returns (attn_output, attn_weights).
+
+        query (B, L, E), key (B, S, kdim), value (B, S, vdim): 3-D Tensors
+        ((L, B, E) ... when batch_first is False). key_padding_mask (B, S) and
+        attn_mask (L, S) or (B*H, L, S): bool (True = may not attend) or float
+        (added to the scores), arrays or Tensors. is_causal masks j > i itself
+        when attn_mask is None. attn_output has query's shape; attn_weights is
+        (B, L, S) (averaged over heads), (B, H, L, S) when not
+        average_attn_weights, or None when need_weights is False. Raises
+        TypeError for a non-Tensor input and ValueError for wrong shapes."""
         for name, t in (("query", query), ("key", key), ("value", value)):
             if not isinstance(t, Tensor):
                 raise TypeError(f"{name}: expected a Tensor, got {type(t).__name__}")

@@ -45,8 +45,10 @@ def log_softmax(input, dim=-1):
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """Layer normalisation over the trailing `normalized_shape` dims (one
-    trailing dim, as the kernel normalises the last axis)."""
+    """Layer normalisation of input (..., C) over its last dim, then * weight
+    + bias (each (C,) or None), eps inside the square root. normalized_shape
+    must be (C,) or C: NotImplementedError for more than one dim, ValueError
+    when it is not the input's last dim."""
     if isinstance(normalized_shape, (int, np.integer)):
         normalized_shape = (int(normalized_shape),)
     normalized_shape = tuple(normalized_shape)
@@ -84,8 +86,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                   label_smoothing=0.0):
     """Cross-entropy of logits `input` against class ids `target`, fused with
     log_softmax. Shapes as PyTorch: input (N, C) with target (N,), or (C,)
-    with a 0-d target, or (N, C, d1, ...) with target (N, d1, ...). Class
-    weights are not supported (weight must be None)."""
+    with a 0-d target, or (N, C, d1, ...) with target (N, d1, ...).
+    ignore_index, reduction ('mean', 'sum', 'none') and label_smoothing as
+    in PyTorch; see ops.cross_entropy_forward. Class weights are not
+    supported (weight must be None)."""
     if weight is not None:
         raise NotImplementedError("cross_entropy: class weights are not supported")
     x = kernels._tensor("input", input)

@@ -17,9 +17,10 @@ from pytransformer.autograd.tensor import Parameter, Tensor
 __all__ = ["Module", "ModuleList", "Sequential", "Parameter", "IncompatibleKeys"]
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-IncompatibleKeys.__doc__ = """What load_state_dict returns (as in PyTorch): missing_keys, the module's
-keys absent from the state dict, and unexpected_keys, the state dict's keys the
-module does not have; each a list of str (both empty after a strict load)."""
+IncompatibleKeys.__doc__ = """What load_state_dict returns (as in PyTorch):
+missing_keys, the module's keys absent from the state dict, and
+unexpected_keys, the state dict's keys the module does not have; each a list
+of str (both empty after a strict load)."""
 
 
 class RemovableHandle:
@@ -94,8 +95,9 @@ class Module:
         self._parameters[name] = param
 
     def register_buffer(self, name, value, persistent=True):
-        """Register a non-trainable array (NumPy array or Tensor, or None);
-        persistent buffers are part of the state_dict."""
+        """Register a non-trainable array `value` (NumPy array or Tensor, or
+        None) as attribute `name`; persistent buffers are part of the
+        state_dict. TypeError for anything else."""
         if value is not None and not isinstance(value, (np.ndarray, Tensor)):
             raise TypeError(f"register_buffer: expected an array, got {type(value).__name__}")
         self.__dict__.pop(name, None)
@@ -114,7 +116,8 @@ class Module:
 
     # --- traversal ----------------------------------------------------------
     def named_modules(self, prefix="", memo=None):
-        """(name, module) for this module and every descendant, once each."""
+        """Yield (dotted name, module) for this module (named `prefix`) and
+        every descendant, each once; memo is the set of ids already seen."""
         memo = set() if memo is None else memo
         if id(self) in memo:
             return
@@ -141,8 +144,9 @@ class Module:
             yield m
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
-        """(dotted name, Parameter) pairs; a parameter shared by two modules
-        (tied weights) is listed once unless remove_duplicate is False."""
+        """Yield (dotted name, Parameter) pairs, names starting with `prefix`;
+        recurse=False lists only this module's own. A parameter shared by two
+        modules (tied weights) is listed once unless remove_duplicate is False."""
         seen = set()
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mname, m in mods:
@@ -153,12 +157,13 @@ class Module:
                 yield (f"{mname}.{name}" if mname else name), p
 
     def parameters(self, recurse=True):
-        """Every Parameter (each once)."""
+        """Yield every Parameter, each once (recurse as in named_parameters)."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix="", recurse=True):
-        """(dotted name, array) for every buffer."""
+        """Yield (dotted name, array) for every buffer, persistent or not;
+        prefix and recurse as in named_parameters."""
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mname, m in mods:
             for name, b in m._buffers.items():
@@ -166,7 +171,7 @@ class Module:
                     yield (f"{mname}.{name}" if mname else name), b
 
     def buffers(self, recurse=True):
-        """Every buffer array."""
+        """Yield every buffer array (recurse as in named_buffers)."""
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
@@ -207,7 +212,9 @@ class Module:
         return self
 
     def to(self, dtype):
-        """Cast every parameter and float buffer to `dtype` (float32/float64)."""
+        """Cast every parameter and float buffer to `dtype` (float32/float64;
+        TypeError otherwise), dropping the gradients of cast parameters;
+        returns self."""
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"to: expected float32 or float64, got {dtype}")
@@ -222,18 +229,19 @@ class Module:
         return self
 
     def float(self):
-        """Cast to float32."""
+        """Cast parameters and float buffers to float32: to(np.float32)."""
         return self.to(np.float32)
 
     def double(self):
-        """Cast to float64."""
+        """Cast parameters and float buffers to float64: to(np.float64)."""
         return self.to(np.float64)
 
     # --- state ----------------------------------------------------------------
     def state_dict(self, prefix=""):
-        """An ordered dict of dotted name -> NumPy array (the parameters' and
-        persistent buffers' own arrays, not copies; copy them to snapshot).
-        Tied parameters appear under every name, as in PyTorch."""
+        """An ordered dict of dotted name (starting with `prefix`) -> NumPy
+        array: the parameters' and persistent buffers' own arrays, not copies
+        (copy them to snapshot). Tied parameters appear under every name, as
+        in PyTorch."""
         out = collections.OrderedDict()
         for mname, m in self.named_modules(prefix):
             for name, p in m._parameters.items():

@@ -21,7 +21,9 @@ __all__ = ["Seq2SeqConfig", "Seq2SeqTransformer"]
 
 @dataclasses.dataclass
 class Seq2SeqConfig:
-    """The model's hyper-parameters (saved with every checkpoint)."""
+    """The model's hyper-parameters (saved with every checkpoint); each field
+    is commented below. ValueError for a size that is not a positive int,
+    d_model not divisible by nhead, or pad_idx outside either vocabulary."""
 
     src_vocab_size: int            # source vocabulary, specials included
     tgt_vocab_size: int            # target vocabulary, specials included
@@ -107,7 +109,8 @@ class Seq2SeqTransformer(Module):
         return self.dropout(x)
 
     def encode(self, src):
-        """src ids (B, S) -> (memory (B, S, d_model), src padding mask (B, S))."""
+        """src ids (B, S) -> (memory (B, S, d_model), src padding mask (B, S),
+        bool, True at pad_idx)."""
         src = np.asarray(src.data if isinstance(src, Tensor) else src)
         pad = src == self.config.pad_idx
         memory = self.transformer.encoder(self._embed(self.src_embed, src),
@@ -115,7 +118,9 @@ class Seq2SeqTransformer(Module):
         return memory, pad
 
     def decode(self, tgt_in, memory, src_pad):
-        """Decoder inputs (B, T) over memory -> logits (B, T, tgt_vocab_size)."""
+        """Decoder input ids tgt_in (B, T) over memory (B, S, d_model) and
+        src_pad (B, S), both from encode -> logits (B, T, tgt_vocab_size).
+        Causal; tgt_in's pad_idx positions are masked out."""
         tgt_in = np.asarray(tgt_in.data if isinstance(tgt_in, Tensor) else tgt_in)
         x = self.transformer.decoder(self._embed(self.tgt_embed, tgt_in), memory,
                                      tgt_key_padding_mask=tgt_in == self.config.pad_idx,
@@ -123,6 +128,8 @@ class Seq2SeqTransformer(Module):
         return self.generator(x)
 
     def forward(self, src, tgt_in):
-        """src ids (B, S), decoder input ids (B, T) -> logits (B, T, V_tgt)."""
+        """src ids (B, S), decoder input ids tgt_in (B, T) (integer arrays or
+        Tensors) -> logits (B, T, tgt_vocab_size). ValueError when ids are not
+        2-D or a length exceeds config.max_len."""
         memory, src_pad = self.encode(src)
         return self.decode(tgt_in, memory, src_pad)

@@ -78,8 +78,11 @@ class TransformerEncoderLayer(_Layer):
                          batch_first, norm_first, bias, dtype, cross=False)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
-        """src (B, T, d_model) -> (B, T, d_model). Masks in PyTorch's convention
-        (bool True = may not attend): src_mask (T, T), padding (B, T)."""
+        """src (B, T, d_model) -> (B, T, d_model) ((T, B, d_model) when not
+        batch_first). Masks in PyTorch's convention (bool True = may not
+        attend; float = added to the scores): src_mask (T, T) or (B*nhead, T,
+        T), src_key_padding_mask (B, T); is_causal applies the causal mask
+        when src_mask is None."""
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -102,7 +105,12 @@ class TransformerDecoderLayer(_Layer):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
-        """tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model)."""
+        """tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model)
+        (sequence-first when not batch_first). Masks as in
+        TransformerEncoderLayer.forward: tgt_mask (T, T) and
+        tgt_key_padding_mask (B, T) for the self-attention, memory_mask (T, S)
+        and memory_key_padding_mask (B, S) for the cross-attention;
+        *_is_causal apply the causal mask when the matching mask is None."""
         x = tgt
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
@@ -140,7 +148,9 @@ class TransformerEncoder(Module):
         self.norm = norm
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
-        """src (B, S, d_model) -> memory (B, S, d_model)."""
+        """src (B, S, d_model) -> memory (B, S, d_model): every layer with the
+        same mask (S, S), src_key_padding_mask (B, S) and is_causal (see
+        TransformerEncoderLayer.forward), then norm when there is one."""
         x = src
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
@@ -159,7 +169,9 @@ class TransformerDecoder(Module):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
-        """tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model)."""
+        """tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model):
+        every layer with the same masks (see TransformerDecoderLayer.forward),
+        then norm when there is one."""
         x = tgt
         for layer in self.layers:
             x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
@@ -209,7 +221,11 @@ class Transformer(Module):
                 src_key_padding_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
                 memory_is_causal=False):
-        """src (B, S, d_model), tgt (B, T, d_model) -> (B, T, d_model)."""
+        """src (B, S, d_model), tgt (B, T, d_model) -> (B, T, d_model): the
+        encoder's memory of src (src_mask, src_key_padding_mask,
+        src_is_causal), then the decoder over tgt and that memory (tgt_*,
+        memory_* masks; see TransformerDecoderLayer.forward). ValueError when
+        a feature size is not d_model or the batch sizes differ."""
         if src.shape[-1] != self.d_model or tgt.shape[-1] != self.d_model:
             raise ValueError(f"the feature size of src and tgt must equal d_model "
                              f"({self.d_model}), got {src.shape} and {tgt.shape}")

@@ -6,7 +6,10 @@ from pytransformer.ops._checks import float_array, out_array
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, fallback=False):
-    """op(a) @ op(b) for 2-D float arrays (op = transpose when trans_*).
+    """Return op(a) @ op(b), shape (M, N), for 2-D float32/float64 arrays of
+    one dtype: op(a) (M, K) is a, or a.T when trans_a; op(b) (K, N) is b, or
+    b.T when trans_b. `out`, if given, is a C-contiguous (M, N) array of that
+    dtype, written and returned. Mismatched inner sizes are a ValueError.
 
     fallback=True uses the built-in C GEMM even when SciPy's BLAS is in use.
     """
