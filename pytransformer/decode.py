@@ -30,7 +30,13 @@ __all__ = ["KVCache", "beam_search", "greedy"]
 class KVCache:
     """Per decoder layer: the self-attention keys/values of the tokens so far
     (preallocated to max_len) and the cross-attention keys/values of the
-    encoder output. ``reorder(index)`` follows beams being reshuffled."""
+    encoder output. ``reorder(index)`` follows beams being reshuffled.
+
+    KVCache(model, memory, src_pad, max_len): model a Seq2SeqTransformer,
+    memory (B, S, d_model) and src_pad (B, S) bool from model.encode, max_len
+    the most decoder positions to hold. Arrays are (B, H, max_len, d) for
+    self-attention and (B, H, S, d) for cross-attention, memory's dtype;
+    ``t`` counts the positions filled."""
 
     def __init__(self, model, memory, src_pad, max_len):
         layers = model.transformer.decoder.layers
@@ -159,9 +165,13 @@ def _strip(row, eos):
 
 
 def greedy(model, src, max_len=None, bos=1, eos=2, use_cache=True):
-    """Greedy decoding of a batch of source id sequences (B, S), padded with
-    the model's pad id. Returns a list of B id arrays (no BOS, cut at EOS).
-    use_cache=False re-runs the decoder on the whole prefix every step."""
+    """Greedy decoding by `model` (a Seq2SeqTransformer, run in eval mode
+    without gradients) of a batch of source id sequences src (B, S), padded
+    with the model's pad id. Decoding starts from `bos` and runs for at most
+    max_len steps (default and upper limit: the model's max_len) or until
+    every row produced `eos`. Returns a list of B int64 id arrays (no BOS,
+    cut at EOS). use_cache=False re-runs the decoder on the whole prefix
+    every step. ValueError for src not 2-D or max_len out of range."""
     src, max_len = _check(model, src, max_len)
     was_training = model.training
     model.eval()

@@ -27,7 +27,10 @@ __all__ = ["TrainConfig", "Trainer", "read_settings_file"]
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Training hyper-parameters (saved in every checkpoint)."""
+    """Training hyper-parameters (saved in every checkpoint); each field is
+    commented below. ValueError when steps or warmup is not a positive
+    int, eval_every, ckpt_every or seed not a non-negative int, or
+    label_smoothing outside [0, 1)."""
 
     steps: int = 10000               # optimizer steps in all
     lr_factor: float = 1.0           # multiplies the paper's schedule

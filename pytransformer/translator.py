@@ -40,7 +40,10 @@ class UnknownWordWarning(UserWarning):
 
 
 class Translator:
-    """A trained model with its vocabularies."""
+    """A trained model with its vocabularies: Translator(model, src_vocab,
+    tgt_vocab, data=None) with model a Seq2SeqTransformer, src_vocab and
+    tgt_vocab the data.Vocab of its source and target ids, and data a
+    JSON-able dict saying how the training corpus was made (seed, size)."""
 
     def __init__(self, model, src_vocab, tgt_vocab, data=None):
         self.model, self.src_vocab, self.tgt_vocab = model, src_vocab, tgt_vocab
@@ -79,9 +82,10 @@ class Translator:
 
     # --- use --------------------------------------------------------------------
     def encode_sources(self, sentences):
-        """Token ids (B, S) of raw sentences, EOS-terminated and padded;
-        warns (UnknownWordWarning) naming words not in the vocabulary;
-        ValueError for empty input or a sentence longer than max_len."""
+        """(ids, tokens) of raw sentences (a str or a list of str): ids (B, S)
+        int64, EOS-terminated and padded; tokens the word lists. Warns
+        (UnknownWordWarning) naming words not in the vocabulary; ValueError
+        for empty input or a sentence longer than the model's max_len - 1."""
         if isinstance(sentences, str):
             sentences = [sentences]
         if not sentences:
@@ -104,9 +108,12 @@ class Translator:
         return src, toks
 
     def translate(self, sentences, beam=1, max_len=None, length_penalty=0.6):
-        """Translations (strings) of raw English sentences: greedy when
-        beam == 1, else beam search; either way all the sentences are
-        decoded together as one batch."""
+        """Translations (a list of str) of raw English sentences (a str or a
+        list of str): greedy when beam == 1, else beam search with
+        length_penalty (see decode.beam_search); either way all the sentences
+        are decoded together as one batch, each for at most max_len tokens
+        (default: the model's max_len). Errors as encode_sources, and
+        ValueError for max_len outside [1, the model's max_len]."""
         src, _ = self.encode_sources(sentences)
         if beam == 1:
             ids = decode.greedy(self.model, src, max_len=max_len, bos=BOS, eos=EOS)

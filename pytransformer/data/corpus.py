@@ -185,7 +185,10 @@ def seed_pairs():
 
 
 def generate_pairs(n, seed=0, allow_heldout=False, generator=None):
-    """`n` generated pairs (duplicates possible) from random.Random(seed)."""
+    """A list of `n` generated Pairs (duplicates possible) from
+    random.Random(seed), sampled by `generator` (default: a Generator with
+    nothing held out); allow_heldout lets held-out combinations through.
+    ValueError unless n is an int >= 0."""
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"generate_pairs: n must be an int >= 0, got {n!r}")
     g = generator or Generator()

@@ -185,7 +185,8 @@ def _heads_heatmaps(table, title, fmt=".3f"):
 
 
 def analysis_report(a, title="What the translator learned, measured on a test set"):
-    """The HTML report (explain.html.Report) of an Analysis."""
+    """The HTML report (an explain.html.Report, headed `title`) of the
+    Analysis `a` that run_analysis returned."""
     rep = H.Report(title, subtitle=f"{a.n_pairs} sentence pairs; every number below was "
                                    f"measured on them")
     f = findings(a)

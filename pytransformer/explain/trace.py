@@ -139,9 +139,14 @@ def _softmax_masked(scores, allowed):
 
 def attention_parts(module, query, key, value, attn_mask=None, key_padding_mask=None,
                     is_causal=False):
-    """Recompute a MultiheadAttention's per-head q, k, v, scores, allowed,
-    additive mask, weights and head outputs from its inputs (float64).
-    Returns a dict of those arrays."""
+    """Recompute, in float64, what the MultiheadAttention `module` computes
+    from its batch-first input Tensors query (B, L, E), key (B, S, kdim) and
+    value (B, S, vdim), with masks in the module's convention (see
+    MultiheadAttention.forward; is_causal applies when attn_mask is None).
+    Returns a dict of arrays: q (B, H, L, d), k and v (B, H, S, d), scores
+    (B, H, L, S) = q k^T / sqrt(d) before masking, allowed (B, H, L, S)
+    bool, weights (B, H, L, S) and head_out (B, H, L, d), the per-head
+    outputs before out_proj."""
     with no_grad():
         q, k, v = (x.data.astype(np.float64) for x in module.project(query, key, value))
     B, H, L, d = q.shape

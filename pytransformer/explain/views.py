@@ -78,9 +78,11 @@ class FactorView(_Result):
 
 
 def factor_view(trace, kind, layer, head, query, key=None, b=0, top=8):
-    """The factor view of head `head` of attention (`kind`, `layer`) for the
-    query word `query` (a position or a word) against every key, with the
-    summary for key word `key` (default: the most attended one)."""
+    """The factor view (a FactorView) of head `head` of attention (`kind`,
+    `layer`) of sentence `b` in `trace`, for the query word `query` (a
+    position or a word) against every key, with the summary for key word
+    `key` (default: the most attended one) and its `top` dimensions by
+    |q[c] k[c]|. ValueError for a bad head, word or position, or a masked key."""
     rec = trace.attention(kind, layer)
     _check_head(rec, head)
     rows, cols = trace.tokens(kind, b)

@@ -181,7 +181,10 @@ class BertModel(nn.Module):
                 output_hidden_states=False):
         """input_ids (B, T) integer ids; attention_mask (B, T) 1 = token,
         0 = padding (None: no padding); token_type_ids (B, T) or None (zeros).
-        T may not exceed max_position_embeddings."""
+        T may not exceed max_position_embeddings. Returns the last hidden
+        state, a (B, T, hidden) Tensor, or (it, hidden_states) with
+        output_hidden_states (see the class docstring); ValueError for a bad
+        shape, length or id."""
         ids = np.asarray(input_ids.data if isinstance(input_ids, Tensor) else input_ids)
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
             raise ValueError(f"input_ids: expected a 2-D integer array (B, T), got "

@@ -170,7 +170,9 @@ class SentenceEncoder:
         return self.tokenizer(sentences)
 
     def forward_features(self, features):
-        """Tokenized batch -> mean-pooled (B, hidden) float32 (not normalised)."""
+        """Tokenized batch (tokenize()'s dict of (B, T) arrays) -> the
+        mean-pooled (B, hidden) float32 embeddings over the attention_mask's
+        tokens (not normalised)."""
         mask = features["attention_mask"]
         with no_grad():
             h = self.bert(features["input_ids"], attention_mask=mask,

@@ -30,14 +30,19 @@ def _probs(q, k, attn_mask, is_causal, scale):
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale=None,
                                  need_weights=False):
-    """out = softmax(scale q k^T + mask) v; (out, P) when need_weights."""
+    """out (B, H, Tq, Dv) = softmax(scale q k^T + attn_mask) v for q (B, H,
+    Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv); attn_mask broadcastable to
+    (B, H, Tq, Tk) or None; scale None means 1/sqrt(D). (out, P) when
+    need_weights, P (B, H, Tq, Tk) the probabilities."""
     P, _ = _probs(q, k, attn_mask, is_causal, scale)
     out = (P @ v.astype(np.float64)).astype(q.dtype)
     return (out, P.astype(q.dtype)) if need_weights else out
 
 
 def attention_backward(grad_out, q, k, v, attn_mask=None, is_causal=False, scale=None):
-    """(dq, dk, dv) of scaled_dot_product_attention for upstream grad_out."""
+    """(dq, dk, dv), shaped like q, k, v, of scaled_dot_product_attention
+    for upstream grad_out (B, H, Tq, Dv); the other arguments are the
+    forward's (P is recomputed)."""
     P, scale = _probs(q, k, attn_mask, is_causal, scale)
     g = grad_out.astype(np.float64)
     q64, k64, v64 = q.astype(np.float64), k.astype(np.float64), v.astype(np.float64)

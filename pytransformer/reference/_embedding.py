@@ -20,7 +20,8 @@ def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None):
 
 
 def sinusoidal_positions(T, C, base=10000.0, dtype=np.float32):
-    """pe[t, 2i] = sin(t / base^(2i/C)), pe[t, 2i+1] = cos(t / base^(2i/C))."""
+    """The (T, C) table pe[t, 2i] = sin(t / base^(2i/C)), pe[t, 2i+1] =
+    cos(t / base^(2i/C)), computed in float64 and returned as `dtype`."""
     t = np.arange(T, dtype=np.float64)[:, None]
     col = np.arange(C)
     two_i = (col - col % 2).astype(np.float64)      # 2i for columns 2i and 2i+1

@@ -15,7 +15,9 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
 
 
 def layer_norm_backward(grad_out, x, weight=None, eps=1e-5):
-    """(dx, dweight, dbias) of layer_norm; dweight/dbias None without weight."""
+    """(dx, dweight, dbias) of layer_norm(x, weight, bias, eps) for grad_out
+    of x's shape (mean and rstd recomputed from x); dweight/dbias (C,), None
+    without weight."""
     C = x.shape[-1]
     mean = x.mean(axis=-1, keepdims=True)
     rstd = 1.0 / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)

@@ -11,7 +11,8 @@ def linear(x, weight, bias=None):
 
 
 def linear_backward(grad_out, x, weight, need_bias_grad=True):
-    """(dx, dweight, dbias) of linear; dbias None unless need_bias_grad."""
+    """(dx, dweight, dbias) of linear(x, weight, bias) for grad_out (..., OUT):
+    dx like x, dweight (OUT, IN), dbias (OUT,) or None unless need_bias_grad."""
     IN, OUT = x.shape[-1], weight.shape[0]
     dy = grad_out.reshape(-1, OUT)
     x2 = x.reshape(-1, IN)

@@ -39,12 +39,14 @@ def log_softmax(x):
 
 
 def softmax_backward(grad_out, y):
-    """Vector-Jacobian product of softmax: y * (g - sum(g * y))."""
+    """Vector-Jacobian product of softmax for y = softmax(x) and upstream
+    grad_out g (y's shape): y * (g - sum(g * y)) over the last axis."""
     return (y * (grad_out - (grad_out * y).sum(axis=-1, keepdims=True))).astype(y.dtype)
 
 
 def log_softmax_backward(grad_out, y):
-    """Vector-Jacobian product of log_softmax: g - exp(y) * sum(g)."""
+    """Vector-Jacobian product of log_softmax for y = log_softmax(x) and
+    upstream grad_out g (y's shape): g - exp(y) * sum(g) over the last axis."""
     return (grad_out - np.exp(y) * grad_out.sum(axis=-1, keepdims=True)).astype(y.dtype)
 
 
@@ -57,9 +59,11 @@ def _smoothed_onehot(targets, C, label_smoothing, dtype):
 
 
 def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
-    """PyTorch's cross_entropy with the class axis last:
-    per row (1-ls) * -logp[t] + ls * mean_c(-logp[c]); ignored rows 0;
-    'mean' over non-ignored rows (NaN if none), 'sum', or 'none'."""
+    """PyTorch's cross_entropy of logits (..., C) against integer targets
+    (...), the class axis last. Per row (1-ls) * -logp[t] + ls *
+    mean_c(-logp[c]) with ls = label_smoothing, 0 where targets ==
+    ignore_index; reduction 'mean' over non-ignored rows (NaN if none), 'sum'
+    (0-d), or 'none' (shape (...))."""
     C = logits.shape[-1]
     logp = log_softmax(logits).astype(np.float64)
     keep = targets != ignore_index
