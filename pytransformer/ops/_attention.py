@@ -91,13 +91,18 @@ def attention_forward(q, k, v, attn_mask=None, is_causal=False, scale=None,
     """Return (out, lse, weights): out (B,H,Tq,Dv); lse (B,H,Tq), the row
     logsumexp of the scores, which attention_backward needs; weights
     (B,H,Tq,Tk) = P when need_weights, else None (tiled O(T)-memory path)."""
+    return _forward(q, k, v, attn_mask, is_causal, scale, need_weights, out, need_lse=True)
+
+
+def _forward(q, k, v, attn_mask, is_causal, scale, need_weights, out, need_lse):
+    """attention_forward; lse is None unless need_lse (inference skips it)."""
     q, k, v = _inputs(q, k, v)
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     s = _scale(scale, D)
     mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
     o = out_array("out", out, (B, H, Tq, Dv), q.dtype)
-    lse = np.empty((B, H, Tq), q.dtype)
+    lse = np.empty((B, H, Tq), q.dtype) if need_lse else None
     w = np.empty((B, H, Tq, Tk), q.dtype) if need_weights else None
     _core.attention_forward(o, lse, w, q, k, v, mask, strides, bool(is_causal), s)
     return o, lse, w
@@ -107,7 +112,7 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale
                                  need_weights=False, out=None):
     """Attention output (B,H,Tq,Dv), or (out, weights) when need_weights;
     see the module docstring for shapes, masks and scale."""
-    o, _, w = attention_forward(q, k, v, attn_mask, is_causal, scale, need_weights, out)
+    o, _, w = _forward(q, k, v, attn_mask, is_causal, scale, need_weights, out, need_lse=False)
     return (o, w) if need_weights else o
 
 
