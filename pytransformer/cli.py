@@ -384,10 +384,15 @@ def cmd_train(args):
             set_num_threads(cfg["threads"])
         except ValueError as e:
             raise CLIError(f"--threads: {e}{origin('threads')}") from None
+    from pytransformer.translator import SettingsError
     with _writing(cfg["out"]):
-        tr = train_translator(cfg["out"], model_config, tc, n_train=cfg["n_train"],
-                              data_seed=cfg["data_seed"], batch_size=cfg["batch_size"],
-                              resume=cfg["resume"])
+        try:
+            tr = train_translator(cfg["out"], model_config, tc, n_train=cfg["n_train"],
+                                  data_seed=cfg["data_seed"], batch_size=cfg["batch_size"],
+                                  resume=cfg["resume"])
+        except SettingsError as e:          # e.g. --max-len shorter than the corpus needs
+            dest, what = str(e).split(":", 1)
+            raise CLIError(f"--{dest.replace('_', '-')}:{what}{origin(dest)}") from None
     for s in ("the ball is blue", "the black cat drank the milk"):
         print(f"{s} -> {tr.translate([s])[0]}")
     print(f"saved {cfg['out']}")

@@ -1,6 +1,6 @@
 """Training curves: a CSV always, a PNG when matplotlib is installed
 (pip install matplotlib, or the [viz] extra)."""
-import os
+import io
 
 from pytransformer._atomic import atomic_write
 
@@ -28,8 +28,10 @@ def save_loss_curve(history, stem):
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = stem + ".loss.png.tmp"
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, stem + ".loss.png")
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    atomic_write(stem + ".loss.png", [buf.getvalue()])
     return written + [stem + ".loss.png"]

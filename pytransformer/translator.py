@@ -21,7 +21,7 @@ from pytransformer.data import EOS, BOS, Vocab, batch, iter_batches, make_splits
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
 from pytransformer.training import TrainConfig, Trainer
 
-__all__ = ["Translator", "UnknownWordWarning", "corpus_bleu", "default_model_path", "evaluate",
+__all__ = ["SettingsError", "Translator", "UnknownWordWarning", "corpus_bleu", "default_model_path", "evaluate",
            "train_translator", "validation_scores"]
 
 SHIPPED_MODEL = "translator-en-es.safetensors"
@@ -33,6 +33,12 @@ def default_model_path():
     import os
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", SHIPPED_MODEL)
     return path if os.path.exists(path) else None
+
+
+class SettingsError(ValueError):
+    """A training setting that cannot work with the data (found after the
+    corpus is generated, before any training step): the message names the
+    setting, what it needs and what it got."""
 
 
 class UnknownWordWarning(UserWarning):
@@ -284,6 +290,10 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     cfg.update(src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab), pad_idx=0)
     model = Seq2SeqTransformer(Seq2SeqConfig(**cfg))
     pairs = splits.train
+    need = 1 + max(max(len(p.src), len(p.tgt)) for p in pairs)     # + EOS / BOS
+    if model.config.max_len < need:
+        raise SettingsError(f"max_len: expected at least {need} (the longest training pair "
+                            f"has {need} positions with EOS/BOS), got {model.config.max_len}")
 
     def epoch_batches(epoch):
         return list(iter_batches(pairs, src_vocab, tgt_vocab, batch_size, seed=tc.seed,

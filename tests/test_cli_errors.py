@@ -380,3 +380,47 @@ def test_ctrl_c_exits_130_without_traceback_or_output(tmp_path):
     assert p.returncode == 130, err
     assert "Traceback" not in err and err.rstrip().endswith("pytransformer analyze: interrupted")
     assert os.listdir(tmp_path) == []
+
+
+def test_train_max_len_shorter_than_the_corpus_is_a_usage_error(tmp_path, capsys):
+    """--max-len below the longest generated pair is reported in one line
+    before any training step (it was a ValueError traceback from batching)."""
+    from pytransformer import cli
+
+    out = tmp_path / "m.safetensors"
+    code = cli.main(["train", "--max-len", "3", "--out", str(out), "--n-train", "200",
+                     "--steps", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--max-len: expected at least" in err and "got 3" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_bench_kernels_threads_must_be_positive(capsys):
+    from pytransformer import cli
+
+    with pytest.raises(SystemExit) as e:          # the bench's own argparse exits
+        cli.main(["bench", "kernels", "--threads", "0"])
+    assert e.value.code == 2
+    assert "--threads: expected a positive int, got 0" in capsys.readouterr().err
+
+
+def test_loss_curve_png_is_written_atomically(tmp_path, monkeypatch):
+    """The PNG goes through atomic_write: a failure while writing leaves no
+    file (nor a temporary one) behind."""
+    pytest.importorskip("matplotlib")
+    from pytransformer import plot
+
+    real = plot.atomic_write
+
+    def interrupted_png(path, chunks):
+        if path.endswith(".png"):
+            raise KeyboardInterrupt
+        return real(path, chunks)
+    stem = str(tmp_path / "run")
+    monkeypatch.setattr(plot, "atomic_write", interrupted_png)
+    with pytest.raises(KeyboardInterrupt):
+        plot.save_loss_curve([(1, 2.0), (2, 1.0)], stem)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.loss.csv"]
+    monkeypatch.setattr(plot, "atomic_write", real)
+    assert plot.save_loss_curve([(1, 2.0), (2, 1.0)], stem)[-1] == stem + ".loss.png"
+    assert (tmp_path / "run.loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -423,10 +423,22 @@ def format_row(r):
             f"{_f(r['x_numpy'], '8.2f')}{_f(r['x_torch'], '8.2f')}")
 
 
+def _positive_int(text):
+    """argparse type: an int >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {n}")
+    return n
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="pytransformer bench kernels", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=THREADS, help="threads for us and PyTorch")
+    p.add_argument("--threads", type=_positive_int, default=THREADS,
+                   help="threads for us and PyTorch (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="fewer/smaller shapes")
     p.add_argument("--only", choices=sorted(SUITES), help="run one suite")
     p.add_argument("--json", default="bench/results/kernels.json",
@@ -444,9 +456,9 @@ def main(argv=None):
         print("attention without weights at", json.dumps(report["long_attention"]))
     if args.json:
         import os
+        from pytransformer._atomic import atomic_write
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1, default=str)
+        atomic_write(args.json, [json.dumps(report, indent=1, default=str).encode()])
         print(f"wrote {args.json}")
     return 0
 
