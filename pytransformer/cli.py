@@ -220,7 +220,7 @@ def cmd_demo(args):
     err = float(np.abs(out - ref_out).max())
     print(f"attention weights (row: query word attends to column words), "
           f"{'causal' if args.causal else 'bidirectional'}, random projections d={d}:")
-    width = max(len(t) for t in words) + 1
+    width = max(4, max(len(t) for t in words)) + 1          # "0.00" needs 4
     print(" " * width + "".join(f"{t:>{width}}" for t in words))
     for i, t in enumerate(words):
         print(f"{t:>{width}}" + "".join(f"{w[0, 0, i, j]:>{width}.2f}" for j in range(len(words))))

@@ -253,3 +253,26 @@ def test_patch_values_follow_their_positions_when_some_are_not_reached_yet():
     one_row = Patch("layer", "decoder", 0, [0], lambda v: v + 7.0, row=1).apply(np.ones((2, 2, 2)))
     np.testing.assert_array_equal(one_row[:, 0], [[1.0, 1.0], [8.0, 8.0]])
     assert (one_row[:, 1] == 1.0).all()
+
+
+def test_trace_of_a_model_that_never_ends_its_translation():
+    """An undertrained translator may never emit <eos>: its greedy
+    translation then stops where <bos> + tokens still fit max_len, so the
+    traced run works (it failed with "sequence length 13 exceeds the model's
+    max_len (12)"). A given translation that cannot fit is a ValueError
+    naming it."""
+    from pytransformer.data import EOS, Vocab
+    from pytransformer.translator import Translator
+
+    net = _tiny_model()
+    with no_grad():
+        net.generator.bias.data[EOS] = -1e9             # <eos> is never the argmax
+    src = Vocab.build([["the", "ball", "is", "blue"]])
+    tgt = Vocab.build([["la", "bola", "es", "azul"]])
+    assert len(src) <= 11 and len(tgt) <= 9
+    tr = Translator(net, src, tgt)
+    t = trace(tr, "the ball is blue")
+    assert t.tgt_ids.shape[1] == net.config.max_len            # <bos> + 11 words
+    assert len(t.tgt_out_tokens[0]) == net.config.max_len      # 11 words + <eos>
+    with pytest.raises(ValueError, match="translation: expected at most 11 words"):
+        trace(tr, "the ball is blue", " ".join(["la"] * 12))

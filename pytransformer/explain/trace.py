@@ -333,13 +333,20 @@ def _translator_run(translator, src, tgt):
     single = isinstance(src, str)
     sources = [src] if single else list(src)
     src_ids, toks = translator.encode_sources(sources)
+    limit = translator.model.config.max_len - 1      # <bos> + tokens fit the decoder
     if tgt is None:
-        targets = translator.translate(sources)
+        # an undertrained model may never say <eos>: stop where the traced
+        # decoder input (<bos> + tokens) still fits max_len
+        targets = translator.translate(sources, max_len=max(limit, 1))
     else:
         targets = [tgt] if isinstance(tgt, str) else list(tgt)
         if len(targets) != len(sources):
             raise ValueError(f"tgt: {len(targets)} translations for {len(sources)} sources")
     tgt_toks = [t.split() for t in targets]
+    for t in tgt_toks:
+        if len(t) > limit:
+            raise ValueError(f"translation: expected at most {limit} words (the model's "
+                             f"max_len {limit + 1} with <bos>), got {len(t)}")
     T = max(len(t) for t in tgt_toks) + 1
     tgt_ids = np.zeros((len(sources), T), np.int64)                  # pad 0
     for b, t in enumerate(tgt_toks):
