@@ -2,9 +2,12 @@
  * test_core.c -- the C core without Python (after llama2.c's test.c and
  * llm.c's test_gpt2.c): each kernel against a naive C reference, in float32
  * and float64, with the max difference printed. Exit status 1 on failure.
+ * Then an edge sweep (end of file): every kernel, forward and backward, on
+ * awkward shapes, for the sanitizers (make -C csrc sanitize) and valgrind.
  *
  *     make -C csrc test
  */
+#ifndef SWEEP_T     /* the file includes itself once per dtype for the sweep */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,6 +266,80 @@ static void test_dropout(void)
     check_tensor("dropout_apply_f64 (x * keep / (1 - p))", y, ref, 4, 1e-15);
 }
 
+/* ----------------------------------------------------------- edge sweep
+ * Every kernel on shapes around its tile, vector and threading edges
+ * (including 0 and 1), forward and backward, with and without the optional
+ * arguments, on buffers malloc'ed to their exact size so that AddressSanitizer
+ * sees one element past the end. Outputs a kernel must write in full are
+ * filled with NaN first and then checked for NaN (every input is finite or
+ * -inf, which gives no NaN): an element left unwritten fails. Run without
+ * and with a naive column-major "BLAS" (pt_set_blas), which sends pt_gemm and
+ * linear's few-row transposed product through their BLAS branches. The
+ * typed body is below, included once per dtype. */
+static long sweep_nan = 0;       /* NaN elements seen by the sweep's checks */
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) { printf("out of memory\n"); exit(2); }
+    return p;
+}
+
+#define SWEEP_OK(call) check_sweep_status(#call, __LINE__, (call))
+static void check_sweep_status(const char *call, int line, int st)
+{
+    if (st == PT_OK) return;
+    printf("sweep line %d: status %d from %.60s  FAIL\n", line, st, call);
+    failures++;
+}
+
+/* Naive column-major sgemm/dgemm with the Fortran signature, leading
+ * dimensions honoured (beta == 0: C not read). */
+#define NAIVE_GEMM(NAME, T)                                                              \
+    static void NAME(char *ta, char *tb, int *m, int *n, int *k, T *al, T *a, int *lda,  \
+                     T *b, int *ldb, T *be, T *c, int *ldc)                             \
+    {                                                                                    \
+        for (int j = 0; j < *n; j++)                                                     \
+            for (int i = 0; i < *m; i++) {                                               \
+                double acc = 0;                                                          \
+                for (int l = 0; l < *k; l++)                                             \
+                    acc += (double)(*ta == 'N' ? a[i + l * *lda] : a[l + i * *lda]) *    \
+                           (*tb == 'N' ? b[l + j * *ldb] : b[j + l * *ldb]);             \
+                T *cc = c + i + j * *ldc;                                                \
+                *cc = (T)(*al * acc + (*be == 0 ? 0 : *be * *cc));                       \
+            }                                                                            \
+    }
+NAIVE_GEMM(naive_sgemm, float)
+NAIVE_GEMM(naive_dgemm, double)
+
+#define SWEEP_T float
+#define SW(name) name##_f32
+#include "test_core.c"
+#undef SWEEP_T
+#undef SW
+#define SWEEP_T double
+#define SW(name) name##_f64
+#include "test_core.c"
+#undef SWEEP_T
+#undef SW
+
+static void test_sweep(void)
+{
+    for (int blas = 0; blas < 2; blas++) {
+        pt_set_blas(blas ? naive_sgemm : NULL, blas ? naive_dgemm : NULL);
+        int before = failures;
+        sweep_nan = 0;
+        sweep_f32();
+        sweep_f64();
+        char name[64];
+        snprintf(name, sizeof name, "edge sweep (blas=%d): unwritten / NaN", blas);
+        double nan_seen = (double)sweep_nan;
+        check_tensor(name, &nan_seen, &(double){0.0}, 1, 0);
+        if (failures == before) printf("%-40s all kernels ran  ok\n", "edge sweep");
+    }
+    pt_set_blas(NULL, NULL);
+}
+
 int main(void)
 {
     printf("pytransformer C core: openmp=%d threads=%d blas=%d\n",
@@ -279,6 +356,259 @@ int main(void)
     test_adamw();
     test_linear_gelu();
     test_dropout();
+    test_sweep();
     printf("%s\n", failures ? "FAILED" : "all C tests passed");
     return failures ? 1 : 0;
 }
+
+#else  /* SWEEP_T: the sweep's typed body, for real = SWEEP_T */
+
+/* n uniform values in [-1, 1) */
+static SWEEP_T *SW(rnd)(long n)
+{
+    SWEEP_T *p = xmalloc((size_t)n * sizeof *p);
+    for (long i = 0; i < n; i++) p[i] = (SWEEP_T)urand();
+    return p;
+}
+/* n NaN: an output the kernel must overwrite */
+static SWEEP_T *SW(nans)(long n)
+{
+    SWEEP_T *p = xmalloc((size_t)n * sizeof *p);
+    for (long i = 0; i < n; i++) p[i] = (SWEEP_T)NAN;
+    return p;
+}
+static void SW(no_nan)(const SWEEP_T *a, long n)
+{
+    for (long i = 0; i < n; i++) sweep_nan += a[i] != a[i];
+}
+
+static void SW(sweep_gemm)(void)
+{
+    static const long Ms[] = {1, 6, 7, 49, 150}, Ns[] = {1, 8, 9, 17, 33}, Ks[] = {1, 3, 257};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int a = 0; a < 5; a++)
+                for (int b = 0; b < 5; b++)
+                    for (int c = 0; c < 3; c++)
+                        for (int pad = 0; pad < 2; pad++) {
+                            long M = Ms[a], N = Ns[b], K = Ks[c];
+                            /* leading dims past the minimum; the last row exact */
+                            long lda = (ta ? M : K) + 3 * pad, ldb = (tb ? K : N) + 5 * pad;
+                            long ldc = N + 2 * pad;
+                            SWEEP_T *A = SW(rnd)((ta ? K : M) * lda - 3 * pad);
+                            SWEEP_T *B = SW(rnd)((tb ? N : K) * ldb - 5 * pad);
+                            SWEEP_T *C = SW(nans)(M * ldc - 2 * pad);
+                            SWEEP_OK(SW(pt_gemm)(ta, tb, M, N, K, 1, A, lda, B, ldb, 0, C, ldc));
+                            for (long i = 0; i < M; i++) SW(no_nan)(C + i * ldc, N);
+                            SWEEP_T beta = pad ? (SWEEP_T)0.5 : 1;
+                            SWEEP_OK(SW(pt_gemm_fallback)(ta, tb, M, N, K, (SWEEP_T)1.5, A, lda,
+                                                          B, ldb, beta, C, ldc));
+                            free(A); free(B); free(C);
+                        }
+}
+
+static void SW(sweep_linear)(void)
+{
+    static const long Ns[] = {1, 2, 3, 20, 21, 130}, INs[] = {1, 8, 9, 33}, OUTs[] = {1, 4, 5, 65};
+    for (int a = 0; a < 6; a++)
+        for (int b = 0; b < 4; b++)
+            for (int c = 0; c < 4; c++)
+                for (int hb = 0; hb < 2; hb++) {
+                    long N = Ns[a], IN = INs[b], OUT = OUTs[c];
+                    SWEEP_T *x = SW(rnd)(N * IN), *w = SW(rnd)(OUT * IN);
+                    SWEEP_T *bias = hb ? SW(rnd)(OUT) : NULL, *dy = SW(rnd)(N * OUT);
+                    SWEEP_T *y = SW(nans)(N * OUT), *dx = SW(nans)(N * IN);
+                    SWEEP_T *dw = SW(nans)(OUT * IN), *db = SW(nans)(OUT);
+                    SWEEP_OK(SW(pt_linear_forward)(y, x, w, bias, N, IN, OUT));
+                    SWEEP_OK(SW(pt_linear_backward)(dx, dw, db, dy, x, w, N, IN, OUT, 0));
+                    SWEEP_OK(SW(pt_linear_backward)(dx, NULL, db, dy, x, w, N, IN, OUT, 1));
+                    SW(no_nan)(y, N * OUT); SW(no_nan)(dx, N * IN);
+                    SW(no_nan)(dw, OUT * IN); SW(no_nan)(db, OUT);
+                    free(x); free(w); free(bias); free(dy); free(y); free(dx); free(dw); free(db);
+                }
+}
+
+static void SW(sweep_activation)(void)
+{
+    static const long Ns[] = {1, 3, 257}, Cs[] = {1, 7, 8, 9, 16, 17, 513};
+    for (int kind = PT_ACT_NONE; kind <= PT_ACT_GELU_TANH; kind++)
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 7; b++)
+                for (int hb = 0; hb < 2; hb++) {
+                    long N = Ns[a], C = Cs[b];
+                    SWEEP_T *x = SW(rnd)(N * C), *bias = hb ? SW(rnd)(C) : NULL;
+                    SWEEP_T *dy = SW(rnd)(N * C), *y = SW(nans)(N * C);
+                    SWEEP_T *dx = calloc((size_t)(N * C), sizeof *dx), *db = calloc((size_t)C, sizeof *db);
+                    SWEEP_OK(SW(pt_bias_act_forward)(y, x, bias, N, C, kind));
+                    SWEEP_OK(SW(pt_bias_act_backward)(dx, db, dy, x, bias, N, C, kind));
+                    SWEEP_OK(SW(pt_bias_act_backward)(NULL, db, dy, x, bias, N, C, kind));
+                    SWEEP_OK(SW(pt_bias_act_backward)(dx, NULL, dy, x, bias, N, C, kind));
+                    SWEEP_OK(SW(pt_bias_act_forward)(x, x, bias, N, C, kind));   /* in place */
+                    SW(no_nan)(y, N * C); SW(no_nan)(x, N * C);
+                    SW(no_nan)(dx, N * C); SW(no_nan)(db, C);
+                    free(x); free(bias); free(dy); free(y); free(dx); free(db);
+                }
+}
+
+static void SW(sweep_softmax)(void)
+{
+    static const long Ns[] = {1, 3, 40}, Cs[] = {1, 2, 15, 16, 17, 33, 1000};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 7; b++) {
+            long N = Ns[a], C = Cs[b];
+            SWEEP_T *x = SW(rnd)(N * C), *dy = SW(rnd)(N * C), *dl = SW(rnd)(N);
+            SWEEP_T *y = SW(nans)(N * C), *loss = SW(nans)(N), *lse = SW(nans)(N);
+            SWEEP_T *dx = calloc((size_t)(N * C), sizeof *dx);
+            int64_t *t = xmalloc((size_t)N * sizeof *t);
+            for (long n = 0; n < N; n++) t[n] = n % 3 == 1 ? -100 : (n * 7) % C;
+            if (C > 1) x[1] = -INFINITY;          /* a masked logit, not the target */
+            for (int lg = 0; lg < 2; lg++) {
+                SWEEP_OK(SW(pt_softmax_forward)(y, x, N, C, lg));
+                SWEEP_OK(SW(pt_softmax_backward)(dx, dy, y, N, C, lg));
+            }
+            SW(no_nan)(y, N * C);
+            for (int ls = 0; ls < 2; ls++) {
+                SWEEP_T smooth = (SWEEP_T)(0.1 * ls);
+                SWEEP_OK(SW(pt_cross_entropy_forward)(NULL, lse, x, t, N, C, -100, smooth));
+                SWEEP_OK(SW(pt_cross_entropy_forward)(loss, lse, x, t, N, C, -100, smooth));
+                SWEEP_OK(SW(pt_cross_entropy_backward)(dx, x, lse, t, dl, ls, N, C, -100, smooth));
+            }
+            SW(no_nan)(loss, N); SW(no_nan)(lse, N);
+            free(x); free(dy); free(dl); free(y); free(loss); free(lse); free(dx); free(t);
+        }
+}
+
+static void SW(sweep_layernorm)(void)
+{
+    static const long Ns[] = {1, 3, 4, 5, 32, 33, 67, 200}, Cs[] = {1, 16, 17, 100};
+    for (int a = 0; a < 8; a++)
+        for (int b = 0; b < 4; b++)
+            for (int opt = 0; opt < 4; opt++) {       /* weight and bias NULL or not */
+                long N = Ns[a], C = Cs[b];
+                SWEEP_T *x = SW(rnd)(N * C), *dy = SW(rnd)(N * C);
+                SWEEP_T *w = opt & 1 ? SW(rnd)(C) : NULL, *bb = opt & 2 ? SW(rnd)(C) : NULL;
+                SWEEP_T *y = SW(nans)(N * C), *m = SW(nans)(N), *r = SW(nans)(N);
+                SWEEP_T *dx = SW(nans)(N * C);
+                SWEEP_T *dw = calloc((size_t)C, sizeof *dw), *db = calloc((size_t)C, sizeof *db);
+                SWEEP_OK(SW(pt_layernorm_forward)(y, NULL, NULL, x, w, bb, N, C, (SWEEP_T)1e-5));
+                SWEEP_OK(SW(pt_layernorm_forward)(y, m, r, x, w, bb, N, C, (SWEEP_T)1e-5));
+                SWEEP_OK(SW(pt_layernorm_backward)(dx, dw, db, dy, x, w, m, r, N, C, 0));
+                SWEEP_OK(SW(pt_layernorm_backward)(dx, NULL, NULL, dy, x, w, m, r, N, C, 1));
+                SWEEP_OK(SW(pt_layernorm_backward)(NULL, dw, NULL, dy, x, w, m, r, N, C, 1));
+                SW(no_nan)(y, N * C); SW(no_nan)(m, N); SW(no_nan)(r, N);
+                SW(no_nan)(dx, N * C); SW(no_nan)(dw, C); SW(no_nan)(db, C);
+                SWEEP_OK(SW(pt_layernorm_backward)(dy, NULL, NULL, dy, x, w, m, r, N, C, 0));
+                SW(no_nan)(dy, N * C);                  /* dx = dy, in place */
+                free(x); free(dy); free(w); free(bb); free(y); free(m); free(r); free(dx);
+                free(dw); free(db);
+            }
+}
+
+static void SW(sweep_misc)(void)
+{
+    for (long C = 0; C < 6; C++)
+        for (long N = 0; N < 5; N++) {
+            const long V = 3;
+            SWEEP_T *tab = SW(rnd)(V * C), *dy = SW(rnd)(N * C);
+            SWEEP_T *y = SW(nans)(N * C), *pos = SW(nans)(N * C);
+            SWEEP_T *dt = calloc((size_t)(V * C) + 1, sizeof *dt);
+            int64_t *ids = xmalloc((size_t)N * sizeof *ids);
+            for (long n = 0; n < N; n++) ids[n] = (n * 2) % V;
+            SWEEP_OK(SW(pt_embedding_forward)(y, ids, tab, N, V, C));
+            SWEEP_OK(SW(pt_embedding_backward)(dt, dy, ids, N, V, C));
+            SWEEP_OK(SW(pt_sinusoidal_positions)(pos, N, C, (SWEEP_T)10000));
+            SW(no_nan)(y, N * C); SW(no_nan)(dt, V * C); SW(no_nan)(pos, N * C);
+            free(tab); free(dy); free(y); free(pos); free(dt); free(ids);
+        }
+    {   /* enough work for the threaded embedding backward */
+        const long N = 300, C = 200, V = 50;
+        SWEEP_T *dt = calloc((size_t)(V * C), sizeof *dt), *dy = SW(rnd)(N * C);
+        int64_t *ids = xmalloc((size_t)N * sizeof *ids);
+        for (long n = 0; n < N; n++) ids[n] = (n * n) % V;
+        SWEEP_OK(SW(pt_embedding_backward)(dt, dy, ids, N, V, C));
+        SW(no_nan)(dt, V * C);
+        free(dt); free(dy); free(ids);
+    }
+    static const long ns[] = {0, 1, 7, 8, 9, 63, 64, 65, 70001};
+    for (int i = 0; i < 9; i++) {
+        long n = ns[i];
+        SWEEP_T *p = SW(rnd)(n), *m = SW(rnd)(n), *v = SW(rnd)(n), *g = SW(rnd)(n);
+        SWEEP_T *y = SW(nans)(n);
+        uint8_t *keep = xmalloc((size_t)n);
+        for (long j = 0; j < n; j++) v[j] = v[j] < 0 ? -v[j] : v[j];
+        SWEEP_OK(SW(pt_adamw_step)(p, m, v, g, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3));
+        SWEEP_OK(pt_dropout_mask(keep, n, 0.3, 7));
+        SWEEP_OK(SW(pt_dropout_apply)(y, p, keep, n, (SWEEP_T)0.3));
+        SW(no_nan)(p, n); SW(no_nan)(m, n); SW(no_nan)(v, n); SW(no_nan)(y, n);
+        free(p); free(m); free(v); free(g); free(y); free(keep);
+    }
+}
+
+/* Attention of (B, H, Tq, Tk, D, Dv) with mask kind 0 (none), 1 (key
+ * padding, (B,1,1,Tk) broadcast: the tiled path's key skip) or 2 (full
+ * (B,H,Tq,Tk), random -inf), both forward paths and the backward. */
+static void SW(sweep_attention_one)(long B, long H, long Tq, long Tk, long D, long Dv,
+                                    int maskkind, int causal)
+{
+    long nq = B * H * Tq, nk = B * H * Tk;
+    SWEEP_T *q = SW(rnd)(nq * D), *k = SW(rnd)(nk * D), *v = SW(rnd)(nk * Dv);
+    SWEEP_T *dout = SW(rnd)(nq * Dv), *out = SW(nans)(nq * Dv), *lse = SW(nans)(nq);
+    SWEEP_T *W = SW(nans)(nq * Tk);
+    SWEEP_T *dq = calloc((size_t)(nq * D) + 1, sizeof *dq), *dk = calloc((size_t)(nk * D) + 1, sizeof *dk);
+    SWEEP_T *dv = calloc((size_t)(nk * Dv) + 1, sizeof *dv), *mask = NULL;
+    int64_t ms[4] = {0, 0, 0, 0};
+    if (maskkind == 1) {
+        mask = SW(rnd)(B * Tk);
+        for (long b = 0; b < B; b++)
+            for (long j = 0; j < Tk; j++)
+                mask[b * Tk + j] = j > 0 && j >= Tk - 3 * (b + 1) ? (SWEEP_T)-INFINITY : 0;
+        ms[0] = Tk; ms[3] = 1;
+    } else if (maskkind == 2) {
+        mask = SW(rnd)(nq * Tk);
+        for (long i = 0; i < nq * Tk; i++) if (mask[i] > (SWEEP_T)0.8) mask[i] = (SWEEP_T)-INFINITY;
+        ms[0] = H * Tq * Tk; ms[1] = Tq * Tk; ms[2] = Tk; ms[3] = 1;
+    }
+    SWEEP_T sc = (SWEEP_T)(1 / sqrt((double)(D > 0 ? D : 1)));
+    SWEEP_OK(SW(pt_attention_forward)(out, lse, W, q, k, v, mask, ms, B, H, Tq, Tk, D, Dv, causal, sc));
+    SW(no_nan)(W, nq * Tk);
+    SWEEP_OK(SW(pt_attention_forward)(out, NULL, NULL, q, k, v, mask, ms, B, H, Tq, Tk, D, Dv, causal, sc));
+    SWEEP_OK(SW(pt_attention_forward)(out, lse, NULL, q, k, v, mask, ms, B, H, Tq, Tk, D, Dv, causal, sc));
+    SW(no_nan)(out, nq * Dv); SW(no_nan)(lse, nq);
+    SWEEP_OK(SW(pt_attention_backward)(dq, dk, dv, dout, q, k, v, out, lse, mask, ms,
+                                       B, H, Tq, Tk, D, Dv, causal, sc));
+    SWEEP_OK(SW(pt_attention_backward)(dq, NULL, NULL, dout, q, k, v, out, lse, mask, ms,
+                                       B, H, Tq, Tk, D, Dv, causal, sc));
+    SWEEP_OK(SW(pt_attention_backward)(NULL, dk, NULL, dout, q, k, v, out, lse, mask, ms,
+                                       B, H, Tq, Tk, D, Dv, causal, sc));
+    SW(no_nan)(dq, nq * D); SW(no_nan)(dk, nk * D); SW(no_nan)(dv, nk * Dv);
+    free(q); free(k); free(v); free(dout); free(out); free(lse); free(W);
+    free(dq); free(dk); free(dv); free(mask);
+}
+
+static void SW(sweep_attention)(void)
+{
+    static const long Ts[] = {1, 5, 16, 17, 64, 65, 130}, Ds[] = {1, 3, 8, 17};
+    for (int a = 0; a < 7; a++)
+        for (int b = 0; b < 7; b += 1 + a % 2)
+            for (int c = 0; c < 4; c++)
+                for (int variant = 0; variant < 6; variant++)
+                    SW(sweep_attention_one)(1 + (variant & 1), variant < 2 ? 1 : 3, Ts[a], Ts[b],
+                                            Ds[c], Ds[(c + variant) % 4], variant / 2,
+                                            variant == 3 || variant == 5);
+    /* no keys, no q/k features, no v features */
+    SW(sweep_attention_one)(1, 2, 4, 0, 3, 2, 0, 0);
+    SW(sweep_attention_one)(1, 2, 4, 5, 0, 2, 0, 1);
+    SW(sweep_attention_one)(1, 2, 4, 5, 3, 0, 1, 0);
+}
+
+static void SW(sweep)(void)
+{
+    SW(sweep_gemm)();
+    SW(sweep_linear)();
+    SW(sweep_activation)();
+    SW(sweep_softmax)();
+    SW(sweep_layernorm)();
+    SW(sweep_misc)();
+    SW(sweep_attention)();
+}
+#endif /* SWEEP_T */
