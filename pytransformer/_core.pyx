@@ -71,6 +71,8 @@ def _check(str name, object a, object dtype, tuple shape,
         raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name}: must be C-contiguous")
+    if not a.flags.aligned:
+        raise ValueError(f"{name}: must be aligned to its dtype ({a.dtype.itemsize} bytes)")
     if out and not a.flags.writeable:
         raise ValueError(f"{name}: output array is read-only")
     return a

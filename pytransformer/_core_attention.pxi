@@ -28,6 +28,8 @@ cdef object _attention_mask(object mask, object mask_strides, object dt,
         raise TypeError(f"attn_mask: expected dtype {np.dtype(dt)}, got {mask.dtype}")
     if not mask.flags.c_contiguous:
         raise ValueError("attn_mask: must be C-contiguous")
+    if not mask.flags.aligned:
+        raise ValueError("attn_mask: must be aligned to its dtype")
     st = np.ascontiguousarray(mask_strides, dtype=np.int64)
     if st.shape != (4,):
         raise ValueError(f"mask_strides: expected 4 strides, got shape {st.shape}")

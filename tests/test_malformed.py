@@ -429,6 +429,19 @@ def _non_contig(a):
     return big[..., ::2]
 
 
+def _misaligned(a):
+    """A C-contiguous array with the values of `a` whose data starts one byte
+    past an aligned address (NumPy's flags.aligned is False), or None when
+    one-byte items are always aligned."""
+    if a.dtype.itemsize == 1:
+        return None
+    buf = np.empty(a.nbytes + a.dtype.itemsize, np.uint8)
+    b = buf[1:1 + a.nbytes].view(a.dtype).reshape(a.shape)
+    b[...] = a
+    assert b.flags.c_contiguous and not b.flags.aligned
+    return b
+
+
 def _readonly(a):
     b = a.copy()
     b.flags.writeable = False
@@ -492,6 +505,10 @@ def _array_faults(a, kind):
               ("broadcast view", np.broadcast_to(a.reshape(-1)[:1].reshape((1,) * a.ndim),
                                                  a.shape), "raise" if state else "any")]
     f.append(("read-only", _readonly(a), "raise" if state else "same"))
+    if a.ndim and a.size and _misaligned(a) is not None:
+        # inputs are copied (a misaligned double* is undefined behaviour in
+        # C), buffers written in place are rejected
+        f.append(("misaligned", _misaligned(a), "raise" if state else "same"))
     if kind in ("float", "ofloat", "out", "state"):
         for v in (np.nan, np.inf, -np.inf, 1e38):
             f.append((f"all {v}", np.full(a.shape, v, dt), "any"))
@@ -1172,6 +1189,8 @@ def _raw_array_faults(a, optional, is_out):
     if a.ndim >= 2:
         f.append(("transposed view", a.swapaxes(-1, -2), False))
         f.append(("fortran", np.asfortranarray(a), a.flags.f_contiguous and a.flags.c_contiguous))
+    if a.size and _misaligned(a) is not None:
+        f.append(("misaligned", _misaligned(a), False))
     for bd in (np.int32, np.float16, np.complex64, np.object_, np.bool_, np.uint8, np.int64,
                np.float32, np.float64):
         if np.dtype(bd) != dt:

@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, out_array, real_arg
+from pytransformer.ops._checks import _c_order, float_array, out_array, real_arg
 
 
 def _inputs(q, k, v):
@@ -81,7 +81,7 @@ def _mask(attn_mask, dtype, shape):
     if not ok:
         raise ValueError(f"attn_mask: shape {attn_mask.shape} does not broadcast to "
                          f"(B, H, Tq, Tk) = {tuple(shape)}")
-    m = np.ascontiguousarray(m.reshape((1,) * (4 - m.ndim) + m.shape))
+    m = _c_order(m.reshape((1,) * (4 - m.ndim) + m.shape))
     strides = [0 if n == 1 else s // m.itemsize for n, s in zip(m.shape, m.strides)]
     return m, np.array(strides, dtype=np.int64)
 

@@ -4,12 +4,13 @@ Policy (the same for every op):
   * arrays must be numpy.ndarray; anything else is a TypeError;
   * floating inputs must be float32 or float64, and all floating inputs of
     one call must share a dtype (TypeError otherwise; nothing is cast);
-  * non-contiguous inputs are copied to C order (never rejected);
+  * non-contiguous (or misaligned) inputs are copied to C order (never
+    rejected);
   * index arrays (ids, targets) must have an integer dtype and are checked
     against their range (ValueError naming the first bad value);
   * `out=` arrays must have exactly the right shape and dtype, be
-    C-contiguous and writable (else ValueError/TypeError): they are written,
-    never reallocated;
+    C-contiguous, aligned and writable (else ValueError/TypeError): they
+    are written, never reallocated;
   * scalar arguments: integers (sizes, ids, seeds, steps) must be ints or
     NumPy integers, not bool and not floats (TypeError), and in range
     (ValueError); real hyperparameters must be real numbers -- int, float,
@@ -50,9 +51,11 @@ def float_array(name, a, dtype=None, ndim=None, min_ndim=None):
 
 
 def _c_order(a):
-    """a itself when C-contiguous, else a C-ordered copy (keeps 0-d arrays 0-d,
-    unlike np.ascontiguousarray)."""
-    return a if a.flags.c_contiguous else np.array(a, order="C")
+    """a itself when C-contiguous and aligned, else a C-ordered aligned copy
+    (keeps 0-d arrays 0-d, unlike np.ascontiguousarray). A misaligned array
+    (e.g. a float64 view of a byte buffer at an odd offset) would be
+    undefined behaviour in C, where a double* must be 8-byte aligned."""
+    return a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
 
 
 def optional_float_array(name, a, dtype, shape=None):
@@ -99,8 +102,8 @@ def out_array(name, out, shape, dtype):
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {out.dtype}")
     if out.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"{name}: must be C-contiguous and writable")
+    if not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
+        raise ValueError(f"{name}: must be C-contiguous, aligned and writable")
     return out
 
 

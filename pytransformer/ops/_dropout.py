@@ -7,7 +7,7 @@ seed per call (e.g. a step counter) for fresh masks.
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, int_arg, out_array, real_arg
+from pytransformer.ops._checks import _c_order, float_array, int_arg, out_array, real_arg
 
 
 def _float_keep_shape(name, a):
@@ -75,7 +75,7 @@ def dropout_backward(grad_out, mask, p, out=None):
         raise TypeError(f"mask: expected dtype uint8 or bool, got {mask.dtype}")
     if mask.shape != dy.shape:
         raise ValueError(f"mask: expected shape {dy.shape}, got {mask.shape}")
-    mask = np.ascontiguousarray(mask)
+    mask = _c_order(mask)
     dx = out_array("out", out, dy.shape, dy.dtype)
     _core.dropout_apply(dx.reshape(-1), dy.reshape(-1), mask.reshape(-1), p)
     return dx

@@ -17,6 +17,9 @@ def _state(name, a, dtype, shape):
                          f"never copied)")
     if not a.flags.writeable:
         raise ValueError(f"{name}: must be writable (updated in place)")
+    if not a.flags.aligned:
+        raise ValueError(f"{name}: must be aligned to its dtype (updated in place, so it is "
+                         f"never copied)")
     return a
 
 
