@@ -8,7 +8,10 @@ the rate (GFLOP/s for matmul-bound kernels, GB/s for memory-bound ones),
 that rate as a fraction of the machine's peak (for GFLOP/s: the fp32
 multiply-add rate register-only FMA chains reach on as many threads at the
 start of the run, turbo clocks included, which a clock x SIMD-width figure
-misses; for GB/s: the copy bandwidth measured at the start), and the ratios
+misses; for GB/s: the bandwidth of one 256 MB np.copyto measured at the
+start, which a kernel streaming several arrays on all threads can exceed:
+two threads copying halves measured no faster on the project's VM, 30 vs
+34 GB/s), and the ratios
 time(NumPy)/time(ours) and time(PyTorch)/time(ours): above 1 means we are
 faster. PyTorch columns appear when torch (==2.13.0, CPU) is installed.
 
