@@ -18,6 +18,9 @@ import os
 import sys
 import textwrap
 
+from pytransformer._argtypes import int_at_least as _int_at_least
+from pytransformer._argtypes import ints_from as _ints_from
+
 
 class CLIError(Exception):
     """A user error (or a run-time failure) the command reports in one line:
@@ -29,28 +32,6 @@ class CLIError(Exception):
 
 
 # ----------------------------------------------------------------- validation
-
-def _ints_from(lo):
-    """'a positive int' and the like: the words for the ints >= lo."""
-    return {0: "a non-negative int", 1: "a positive int"}.get(lo, f"an int >= {lo}")
-
-
-def _int_at_least(lo):
-    """An argparse `type` accepting integers >= lo; anything else is a usage
-    error naming what was expected and what was given."""
-    what = _ints_from(lo)
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-        return value
-    parse.__name__ = what
-    return parse
-
 
 def _check_text(name, text, what="an English sentence"):
     """CLIError unless `text` holds at least one word."""

@@ -30,6 +30,7 @@ import numpy as np
 
 import pytransformer
 from pytransformer import ops, reference
+from pytransformer._argtypes import int_at_least
 from pytransformer.bench import machine
 
 # ------------------------------------------------------------- constants
@@ -426,21 +427,10 @@ def format_row(r):
             f"{_f(r['x_numpy'], '8.2f')}{_f(r['x_torch'], '8.2f')}")
 
 
-def _positive_int(text):
-    """argparse type: an int >= 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {n}")
-    return n
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="pytransformer bench kernels", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=_positive_int, default=THREADS,
+    p.add_argument("--threads", type=int_at_least(1), default=THREADS,
                    help="threads for us and PyTorch (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="fewer/smaller shapes")
     p.add_argument("--only", choices=sorted(SUITES), help="run one suite")

@@ -11,18 +11,10 @@ import json
 import sys
 import textwrap
 
+from pytransformer._argtypes import int_at_least
+
 __all__ = ["add_parser", "cmd_embed"]
 
-
-def _positive_int(text):
-    """argparse type: an int >= 1, else a usage error saying so."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
-    return value
 
 _HELP = "sentence embeddings (all-MiniLM-L6-v2 or another BERT sentence model) or cosine " \
         "similarities"
@@ -50,7 +42,7 @@ def add_parser(subparsers):
     p.add_argument("--json", action="store_true",
                    help="print JSON: {\"sentences\": [...], \"embeddings\": [[...]]} or, with "
                         "--similarity, {\"sentences\": [...], \"similarity\": [[...]]}")
-    p.add_argument("--batch-size", type=_positive_int, default=32,
+    p.add_argument("--batch-size", type=int_at_least(1), default=32,
                    help="sentences per batch, >= 1 (default 32)")
     p.set_defaults(func=cmd_embed)
     return p
