@@ -516,7 +516,8 @@ def _add_command(sub, name, summary, description, examples, func):
     """A sub-command parser: `summary` in the command list, `description`
     and the example command lines in its --help."""
     lines = "\n".join(f"  {e}" for e in examples)
-    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 79, break_on_hyphens=False),
+    p = sub.add_parser(name, help=summary,
+                       description=textwrap.fill(description, 79, break_on_hyphens=False),
                        epilog=f"examples:\n{lines}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=func, subparser=p)
