@@ -134,9 +134,11 @@ def cross_attention(translator, sentence, translation=None, layer=-1):
     """Cross-attention of one translation: (source tokens + <eos>, target
     tokens + <eos>, weights (T, S)), the weights of decoder layer `layer`
     averaged over heads, row t = where target token t looked while being
-    produced (its decoder input is the token before it). Captured with a
-    forward hook on that layer's cross-attention, which recomputes the
-    weights from the module's inputs; the model itself is unchanged."""
+    produced (its decoder input is the token before it). A translation of
+    max_len words or more (one that never reached <eos>) gives its first
+    max_len words and no <eos>. Captured with a forward hook on that
+    layer's cross-attention, which recomputes the weights from the module's
+    inputs; the model itself is unchanged."""
     from pytransformer import ops
     from pytransformer.autograd import no_grad
     from pytransformer.nn.attention import merge_masks
@@ -145,6 +147,13 @@ def cross_attention(translator, sentence, translation=None, layer=-1):
     if translation is None:
         translation = translator.translate([sentence])[0]
     tgt = translation.split()
+    labels = tgt + ["<eos>"]
+    limit = translator.model.config.max_len
+    if len(tgt) + 1 > limit:
+        # a translation that never ended (an undertrained model stops at
+        # max_len words): <bos> + the first max_len - 1 words fit the
+        # decoder, and their rows are where words 1..max_len looked
+        tgt, labels = tgt[:limit - 1], tgt[:limit]
     tgt_ids = translator.tgt_vocab.encode(tgt, add_bos=True)          # BOS + target
     mha = translator.model.transformer.decoder.layers[layer].multihead_attn
     captured = {}
@@ -164,7 +173,7 @@ def cross_attention(translator, sentence, translation=None, layer=-1):
             translator.model.decode(np.array([tgt_ids]), memory, pad)
     finally:
         handle.remove()
-    return toks[0] + ["<eos>"], tgt + ["<eos>"], captured["w"]
+    return toks[0] + ["<eos>"], labels, captured["w"]
 
 
 def attention_map(src_tokens, tgt_tokens, weights):

@@ -276,3 +276,12 @@ def test_trace_of_a_model_that_never_ends_its_translation():
     assert len(t.tgt_out_tokens[0]) == net.config.max_len      # 11 words + <eos>
     with pytest.raises(ValueError, match="translation: expected at most 11 words"):
         trace(tr, "the ball is blue", " ".join(["la"] * 12))
+    # translate --show-attention's map of such a translation: its first
+    # max_len words, no <eos> row (it was the same max_len error)
+    from pytransformer.translator import attention_map, cross_attention
+    words = tr.translate(["the ball is blue"])[0].split()
+    assert len(words) == net.config.max_len
+    src_toks, tgt_toks, w = cross_attention(tr, "the ball is blue", " ".join(words))
+    assert tgt_toks == words and w.shape == (12, len(src_toks))
+    np.testing.assert_allclose(w.sum(axis=1), 1, atol=1e-5)
+    assert len(attention_map(src_toks, tgt_toks, w).splitlines()) == 13
