@@ -151,33 +151,7 @@ static inline double tanh_parts_f64(double u, double *omt2)
  * arithmetic. Together the foldings saved ~14% (erf) / 12% (tanh) of the
  * forward's time. */
 #include <immintrin.h>
-
-/* pt_expf (pt_expf.h) for x <= 0 (or NaN), all the GELU forms need:
- * exp(x < -86.98) = 0, NaN passes. With x <= 0 no clamp is needed: lanes
- * below -86.98 compute garbage that the final mask clears, and the others
- * have k in [-125, 0], so 2^k is a normal float built in the exponent field. */
-__attribute__((always_inline, target("avx2,fma")))
-static inline __m256 act_expf_neg_avx2(__m256 x)
-{
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    __m256 below = _mm256_cmp_ps(x, _mm256_set1_ps(-86.98f), _CMP_LT_OQ);
-    /* k = round(x / ln 2), r = x - k ln 2, exp(r) ~ 1 + r + r^2 P(r) */
-    __m256 kb = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
-    __m256 k = _mm256_sub_ps(kb, magic);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fmadd_ps(k, _mm256_set1_ps(2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
-    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-    __m256i two = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_castps_si256(kb), _mm256_set1_epi32(127 - 0x4B400000)), 23);
-    return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(two)));
-}
+#include "pt_expf_avx2.h"
 
 /* Phi(z) and, through *pdf, phi(z) (gelu_cdf_f32, with x = z / sqrt 2
  * folded into the constants and P's coefficients halved, both exact). */
@@ -185,7 +159,7 @@ __attribute__((always_inline, target("avx2,fma")))
 static inline __m256 act_cdf_avx2(__m256 z, __m256 *pdf)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 e = act_expf_neg_avx2(_mm256_mul_ps(_mm256_mul_ps(z, _mm256_set1_ps(-0.5f)), z));
+    __m256 e = pt_expf_neg_avx2(_mm256_mul_ps(_mm256_mul_ps(z, _mm256_set1_ps(-0.5f)), z));
     __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
                              _mm256_fmadd_ps(_mm256_set1_ps(0.35355339059327376f),
                                              _mm256_and_ps(z, absmask), _mm256_set1_ps(1.0f)));
@@ -212,7 +186,7 @@ static inline __m256 act_tanh_parts_avx2(__m256 z, __m256 z2, __m256 *omt2)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 w = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps((float)K_GELU_C), z), z2, z);
-    __m256 e = act_expf_neg_avx2(_mm256_mul_ps(_mm256_set1_ps((float)(-2 * K_SQRT_2_PI)),
+    __m256 e = pt_expf_neg_avx2(_mm256_mul_ps(_mm256_set1_ps((float)(-2 * K_SQRT_2_PI)),
                                                _mm256_and_ps(w, absmask)));
     __m256 d = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
     *omt2 = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), d), d);

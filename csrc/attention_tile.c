@@ -27,9 +27,10 @@
  * bitwise independent of the number of threads (they may differ in the
  * last bits between an AVX2 machine and one without, FMA rounding once).
  *
- * pt_att_exp_rows: float, a branch-free expf (~1.3 ulp; see below), 8
- * lanes at a time with AVX2, row sums in float lanes over 64 elements at a
- * time, then in double (portable: in double); double, libm exp.
+ * pt_att_exp_rows: float, a branch-free expf (~2 ulp; pt_expf.h, and
+ * pt_expf_avx2.h for 8 lanes at a time with AVX2, shared with GELU), row
+ * sums in float lanes over 64 elements at a time, then in double
+ * (portable: in double); double, libm exp.
  * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
  * have AVX2 float paths too. Each public function picks its path with
  * att_have_avx2(); the float64 build uses the AVX2 product (4 doubles per
@@ -43,6 +44,7 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define ATT_X86 1
 #include <immintrin.h>
+#include "pt_expf_avx2.h"
 #else
 #define ATT_X86 0
 #endif
@@ -374,34 +376,6 @@ static double att_exp_c(float *p, int64_t n, float shift)
 }
 
 #if ATT_X86
-/* The same exp of 8 lanes (FMA in the reduction and polynomial), for
- * x <= ~0 (here x = score - row max, or score - lse: at most a rounding
- * error above 0), so there is no upper clamp. The lower clamp, -88, makes
- * n = round(x log2 e) = -127 for every x <= -87.68, and the 2^n built from
- * n + 127 = 0 is then +0.0: exp of -inf (a masked score) and of anything
- * whose exp is below FLT_MIN comes out exactly 0 without a compare.
- * max(lo, x) returns x when x is NaN, so NaN propagates. */
-__attribute__((always_inline, target("avx2,fma")))
-static inline __m256 att_exp8(__m256 x)
-{
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    __m256 xc = _mm256_max_ps(_mm256_set1_ps(-88.0f), x);
-    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
-    __m256 nf = _mm256_sub_ps(t, magic);
-    __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(_mm256_mul_ps(y, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i bits = _mm256_slli_epi32(
-        _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000 - 127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));              /* y 2^n */
-}
-
 /* 8 float lanes -> their sum in double, in a fixed order. */
 __attribute__((always_inline, target("avx2,fma")))
 static inline double att_hsum8(__m256 s)
@@ -434,15 +408,15 @@ static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const fl
             int64_t c1 = c0 + 64 < n ? c0 + 64 : n, j = c0;
             __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
             for (; j + 16 <= c1; j += 16) {            /* two independent chains */
-                __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
-                __m256 f = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j + 8), sh));
+                __m256 e = pt_expf_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
+                __m256 f = pt_expf_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + j + 8), sh));
                 _mm256_storeu_ps(p + j, e);
                 _mm256_storeu_ps(p + j + 8, f);
                 s0 = _mm256_add_ps(s0, e);
                 s1 = _mm256_add_ps(s1, f);
             }
             if (j + 8 <= c1) {                          /* j % 16 == 0 */
-                __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
+                __m256 e = pt_expf_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
                 _mm256_storeu_ps(p + j, e);
                 s0 = _mm256_add_ps(s0, e);
                 j += 8;
@@ -450,7 +424,7 @@ static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const fl
             if (j < c1) {
                 __m256i msk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(c1 - j)),
                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-                __m256 e = att_exp8(_mm256_sub_ps(_mm256_maskload_ps(p + j, msk), sh));
+                __m256 e = pt_expf_neg_avx2(_mm256_sub_ps(_mm256_maskload_ps(p + j, msk), sh));
                 _mm256_maskstore_ps(p + j, msk, e);
                 e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));    /* missing lanes: +0 */
                 if ((j - c0) % 16 == 0) s0 = _mm256_add_ps(s0, e);
