@@ -19,9 +19,8 @@ import os
 import numpy as np
 
 from pytransformer._atomic import atomic_write
-from pytransformer.explain.html import (_bar_indices, _check_head_view, _highlight_mask,
-                                        _labels, _matrix, _series, _vector, _ylim,
-                                        format_number)
+from pytransformer.explain.html import (_bar_indices, _check_head_view, _heatmap_inputs,
+                                        _labels, _series, _vector, _ylim, format_number)
 
 __all__ = ["save_heatmap_png", "save_bar_png", "save_line_png", "save_attention_heads_png",
            "save_head_view_pngs", "require_matplotlib"]
@@ -97,20 +96,9 @@ def save_heatmap_png(path, matrix, row_labels=None, col_labels=None, title=None,
     centred on 0 when the data has both signs, values printed in the cells
     when annotate (default: at most 400 cells), highlight cells outlined in
     orange). Returns path."""
-    m = _matrix(matrix)
-    rows = _labels(row_labels, m.shape[0], "row_labels")
-    cols = _labels(col_labels, m.shape[1], "col_labels")
-    hl = _highlight_mask(highlight, m.shape)
+    m, rows, cols, hl, vmin, vmax, diverging, annotate = _heatmap_inputs(
+        matrix, row_labels, col_labels, highlight, vmin, vmax, diverging, annotate)
     _check_dpi(dpi)
-    fin = m[np.isfinite(m)]
-    vmin = (float(fin.min()) if fin.size else 0.0) if vmin is None else float(vmin)
-    vmax = (float(fin.max()) if fin.size else 1.0) if vmax is None else float(vmax)
-    if not vmin <= vmax:
-        raise ValueError(f"vmin/vmax: expected vmin <= vmax, got vmin={vmin}, vmax={vmax}")
-    if diverging is None:
-        diverging = vmin < 0 < vmax
-    if annotate is None:
-        annotate = m.size <= 400
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(1.2 + 0.42 * m.shape[1], 1.2 + 0.42 * m.shape[0]))
     im = _draw_heatmap(ax, m, rows, cols, vmin, vmax, diverging, annotate, fmt, hl)

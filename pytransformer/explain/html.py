@@ -240,6 +240,28 @@ def _rotated(text, x, y, angle, **attrs):
                 transform=f"rotate({angle} {_fmt_attr(x)} {_fmt_attr(y)})", **attrs)
 
 
+def _heatmap_inputs(matrix, row_labels, col_labels, highlight, vmin, vmax, diverging,
+                    annotate):
+    """The checked arguments of a heat map (heatmap_svg here, and
+    figures.save_heatmap_png): (m, rows, cols, highlight mask, vmin, vmax,
+    diverging, annotate) with the defaults filled in as heatmap_svg
+    documents them."""
+    m = _matrix(matrix)
+    rows = _labels(row_labels, m.shape[0], "row_labels")
+    cols = _labels(col_labels, m.shape[1], "col_labels")
+    hl = _highlight_mask(highlight, m.shape)
+    finite = m[np.isfinite(m)]
+    vmin = (float(finite.min()) if finite.size else 0.0) if vmin is None else float(vmin)
+    vmax = (float(finite.max()) if finite.size else 1.0) if vmax is None else float(vmax)
+    if not vmin <= vmax:
+        raise ValueError(f"vmin/vmax: expected vmin <= vmax, got vmin={vmin}, vmax={vmax}")
+    if diverging is None:
+        diverging = vmin < 0 < vmax
+    if annotate is None:
+        annotate = m.size <= 400
+    return m, rows, cols, hl, vmin, vmax, diverging, annotate
+
+
 def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None, vmax=None,
                 highlight=None, annotate=None, fmt=".2f", diverging=None, cell=None,
                 row_axis=None, col_axis=None, highlight_label="highlighted"):
@@ -257,20 +279,9 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
     (row, col) pairs), e.g. gold alignment links; `highlight_label` names
     them in the legend. row_axis/col_axis: axis titles (e.g. 'query (target
     word)'). cell: cell size in px (default 30 when annotated, else 22)."""
-    m = _matrix(matrix)
+    m, rows, cols, hl, vmin, vmax, diverging, annotate = _heatmap_inputs(
+        matrix, row_labels, col_labels, highlight, vmin, vmax, diverging, annotate)
     R, C = m.shape
-    rows = _labels(row_labels, R, "row_labels")
-    cols = _labels(col_labels, C, "col_labels")
-    hl = _highlight_mask(highlight, m.shape)
-    finite = m[np.isfinite(m)]
-    vmin = (float(finite.min()) if finite.size else 0.0) if vmin is None else float(vmin)
-    vmax = (float(finite.max()) if finite.size else 1.0) if vmax is None else float(vmax)
-    if not vmin <= vmax:
-        raise ValueError(f"vmin/vmax: expected vmin <= vmax, got vmin={vmin}, vmax={vmax}")
-    if diverging is None:
-        diverging = vmin < 0 < vmax
-    if annotate is None:
-        annotate = R * C <= 400
     cell = float((30 if annotate else 22) if cell is None else cell)
     if not cell > 0:
         raise ValueError(f"cell: expected a positive size in px, got {cell}")
