@@ -119,13 +119,18 @@ def test_planted_detector_is_reported_with_its_word_as_trigger(planted):
         assert lm.summary["dead"] == F - 2
 
 
-def test_planted_trigger_activations_match_hand_computation(planted):
-    tr, info, mem = planted
-    for kind, u, keys, vocab, seq in (
-            ("encoder", info["u_src"], info["enc_keys"], tr.src_vocab,
+def _planted_sides(tr, info):
+    """(kind, embedding, (W, b) of layer 0's keys, vocabulary, tokens of a
+    pair as that side reads them) for the planted encoder and decoder."""
+    return (("encoder", info["u_src"], info["enc_keys"], tr.src_vocab,
              lambda p: list(p.src) + ["<eos>"]),
             ("decoder", info["u_tgt"], info["dec_keys"], tr.tgt_vocab,
-             lambda p: ["<bos>"] + list(p.tgt))):
+             lambda p: ["<bos>"] + list(p.tgt)))
+
+
+def test_planted_trigger_activations_match_hand_computation(planted):
+    tr, info, mem = planted
+    for kind, u, keys, vocab, seq in _planted_sides(tr, info):
         W, b = keys
         for row, n in enumerate((DETECT, RANDOM)):
             nm = _neuron(mem.layer(kind, 0), n)
@@ -172,11 +177,7 @@ def test_planted_relative_drop_by_hand(planted):
     previous word's own activation: drop = (a - relu(k.u_prev + b)) / a;
     encoder <unk> variant: (a - relu(k.u_unk + b)) / a."""
     tr, info, mem = planted
-    for kind, u, keys, vocab, seq in (
-            ("encoder", info["u_src"], info["enc_keys"], tr.src_vocab,
-             lambda p: list(p.src) + ["<eos>"]),
-            ("decoder", info["u_tgt"], info["dec_keys"], tr.tgt_vocab,
-             lambda p: ["<bos>"] + list(p.tgt))):
+    for kind, u, keys, vocab, seq in _planted_sides(tr, info):
         W, b = keys
         k, c = W[1], b[1]                                             # the RANDOM neuron
         nm = _neuron(mem.layer(kind, 0), RANDOM)
