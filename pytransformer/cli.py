@@ -728,5 +728,23 @@ def main(argv=None):
         return 0
 
 
+def program():
+    """The process entry of the `pytransformer` command (the console script
+    and `python -m pytransformer`): main()'s status as the exit status. After
+    Ctrl-C has been handled (status 130: message printed, partial outputs
+    removed) the process ends at once with os._exit(130), so the status
+    cannot be changed by anything the interpreter does while it shuts down
+    (such as re-raising a SIGINT that landed inside code run by exec())."""
+    code = main()
+    if code == 130:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program())

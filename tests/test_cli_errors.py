@@ -424,3 +424,24 @@ def test_loss_curve_png_is_written_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(plot, "atomic_write", real)
     assert plot.save_loss_curve([(1, 2.0), (2, 1.0)], stem)[-1] == stem + ".loss.png"
     assert (tmp_path / "run.loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ctrl_c_inside_exec_run_code_under_python_m_exits_130(tmp_path):
+    """A SIGINT that lands inside code run by exec() (as dataclasses and
+    lazy imports do) is handled like any other: status 130, one line, at a
+    fixed point rather than a random moment (the signal is raised by the
+    command itself, through a sitecustomize that wraps `info`)."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import pytransformer.cli as cli\n"
+        "_info = cli.cmd_info\n"
+        "def cmd_info(args):\n"
+        "    exec('import signal\\nsignal.raise_signal(signal.SIGINT)\\n"
+        "for _ in range(1000): pass\\n')\n"
+        "    return _info(args)\n"
+        "cli.cmd_info = cmd_info\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(tmp_path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    r = subprocess.run([sys.executable, "-m", "pytransformer", "info"], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 130, (r.returncode, r.stderr)
+    assert r.stderr.strip() == "pytransformer info: interrupted" and r.stdout == ""
