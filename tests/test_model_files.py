@@ -1,11 +1,106 @@
-"""Model files' parts checked field by field: Seq2SeqConfig.from_dict and
-Vocab.from_dict name the field that is wrong, and Seq2SeqConfig gives the
-state_dict shapes of its model without building it."""
+"""Translator model files with a malformed part. Seq2SeqConfig.from_dict
+and Vocab.from_dict name the field that is wrong, and Seq2SeqConfig gives
+its model's state_dict shapes without building it. On the command line
+every malformed part of a model file (config fields, vocabularies, weights
+that do not fit the config) is one line on stderr naming the file and the
+field, exit status 2, and the model is only built once its config agrees
+with the file's tensors. The files are the shipped model re-saved with one
+part changed."""
+import math
+
 import numpy as np
 import pytest
 
+from pytransformer import checkpoint, translator
 from pytransformer.data import Vocab
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
+from pytransformer.translator import Translator, default_model_path
+from tests.test_cli_errors import _error
+
+SHIPPED = default_model_path()
+needs_model = pytest.mark.skipif(SHIPPED is None, reason="no shipped model in this installation")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped model's checkpoint (read once)."""
+    if SHIPPED is None:
+        pytest.skip("no shipped model in this installation")
+    return checkpoint.load_checkpoint(SHIPPED)
+
+
+@pytest.fixture
+def edited(shipped, tmp_path):
+    """edited(config=..., extra=..., state=...) -> path of the shipped model
+    re-saved with those parts replaced (a callable as config/extra/state
+    receives a copy of the shipped part and returns the new one)."""
+    def make(config=None, extra=None, state=None, name="edited.safetensors"):
+        parts = {"config": dict(shipped.config), "extra": dict(shipped.extra),
+                 "state": dict(shipped.model_state)}
+        for key, change in (("config", config), ("extra", extra), ("state", state)):
+            if callable(change):
+                parts[key] = change(parts[key])
+            elif change is not None:
+                parts[key].update(change)
+        p = tmp_path / name
+        checkpoint.save_checkpoint(p, model=parts["state"], config=parts["config"],
+                                   extra=parts["extra"])
+        return p
+    return make
+
+
+def _translate_error(capsys, path):
+    """The one-line error of `translate --model path`, checked to name the file."""
+    line = _error(capsys, ["translate", "--model", str(path), "the ball is blue"])
+    assert str(path) in line, line
+    return line
+
+
+def _without(key):
+    return lambda d: {k: v for k, v in d.items() if k != key}
+
+
+# ----------------------------------------------------------------- config fields
+
+CONFIG_EDITS = [
+    ({"dropout": "x"}, "dropout"),
+    ({"dropout": True}, "dropout"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"dropout": math.nan}, "dropout"),
+    ({"pad_idx": None}, "pad_idx"),
+    ({"pad_idx": 3}, "pad_idx"),
+    ({"pad_idx": 10**6}, "pad_idx"),
+    ({"layer_norm_eps": -1}, "layer_norm_eps"),
+    ({"layer_norm_eps": math.nan}, "layer_norm_eps"),
+    ({"layer_norm_eps": math.inf}, "layer_norm_eps"),
+    ({"layer_norm_eps": 0}, "layer_norm_eps"),
+    ({"d_model": 128.0}, "d_model"),
+    ({"d_model": "128"}, "d_model"),
+    ({"nhead": True}, "nhead"),
+    ({"nhead": 3}, "nhead"),
+    ({"num_encoder_layers": 0}, "num_encoder_layers"),
+    ({"num_decoder_layers": -1}, "num_decoder_layers"),
+    ({"num_decoder_layers": [3]}, "num_decoder_layers"),
+    ({"max_len": 1}, "max_len"),
+    ({"activation": "tanh"}, "activation"),
+    ({"activation": None}, "activation"),
+    ({"norm_first": 0}, "norm_first"),
+    ({"tie_embeddings": "yes"}, "tie_embeddings"),
+    ({"bogus": 1}, "bogus"),
+    (_without("src_vocab_size"), "src_vocab_size"),
+    (lambda d: {}, "src_vocab_size"),
+]
+
+
+@pytest.mark.parametrize("edit, field", CONFIG_EDITS,
+                         ids=[f"{f}-{i}" for i, (_, f) in enumerate(CONFIG_EDITS)])
+def test_bad_config_field_is_one_line_naming_it(capsys, edited, edit, field):
+    """dropout "x", pad_idx null, {}, a negative or NaN layer_norm_eps, ...:
+    a TypeError traceback, or a model that failed only at its first layer
+    norm, instead of one line naming the field."""
+    line = _translate_error(capsys, edited(config=edit))
+    assert repr(field) in line or f"{field}:" in line, line
+    assert "config" in line, line
 
 
 def test_config_from_dict_names_the_field():
@@ -38,6 +133,95 @@ def test_expected_state_shapes_match_the_model():
         assert cfg.num_state_tensors() == len(want)
 
 
+# ---------------------------------------------------------- work bounded by the file
+
+@pytest.mark.parametrize("edit, words", [({"d_model": 2**20}, "(672, 1048576)"),
+                                         ({"num_encoder_layers": 10**6}, "num_encoder_layers"),
+                                         ({"dim_feedforward": 2**40}, f"({2**40}, 128)"),
+                                         ({"max_len": 10**9}, "max_len")])
+def test_huge_config_is_refused_before_building_the_model(capsys, edited, monkeypatch, edit,
+                                                          words):
+    """A config far larger than the file's tensors (d_model 2**20: a 2.6 GiB
+    embedding; 10**6 layers) was built before the tensors were compared with
+    it: the model is not constructed at all now."""
+    def refuse(*a, **k):
+        raise AssertionError("the model was built for a config that does not fit the file")
+    monkeypatch.setattr(translator, "Seq2SeqTransformer", refuse)
+    line = _translate_error(capsys, edited(config=edit))
+    assert words in line, line
+
+
+# -------------------------------------------------------------- state-dict mismatch
+
+def test_state_dict_mismatch_is_summarised_on_one_line(capsys, edited):
+    """Missing, unexpected and mis-shaped tensors: one line with the counts
+    and the first of each (it was a multi-line list of every key)."""
+    def change(sd):
+        sd = {k: v for k, v in sd.items() if not k.startswith("transformer.decoder.layers.2.")}
+        sd["extra.weight"] = np.zeros(3, np.float32)
+        sd["src_embed.weight"] = sd["src_embed.weight"][:, :64].copy()
+        return sd
+    line = _translate_error(capsys, edited(state=change))
+    assert "18 missing" in line and "transformer.decoder.layers.2." in line, line
+    assert "1 unexpected" in line and "'extra.weight'" in line, line
+    assert "1 shape mismatch" in line and "'src_embed.weight'" in line, line
+    assert "(672, 64)" in line and "(672, 128)" in line, line
+
+
+def test_non_float_tensor_is_refused(capsys, edited):
+    """An integer weight was silently cast into the model."""
+    line = _translate_error(capsys, edited(
+        state={"generator.bias": np.zeros(1446, np.int32)}))
+    assert "'generator.bias'" in line and "int32" in line, line
+
+
+def test_tied_config_over_untied_weights_is_refused(capsys, edited):
+    """tie_embeddings true over a file whose generator and target embedding
+    differ loaded one of them silently over the other."""
+    line = _translate_error(capsys, edited(config={"tie_embeddings": True}))
+    assert "tie_embeddings" in line and "'generator.weight'" in line, line
+
+
+def test_other_config_message_still_names_the_key(edited):
+    """Translator.load's own error (used by the library, not only the CLI)
+    is a CheckpointError, one line, naming the mismatched key."""
+    p = edited(config={"dim_feedforward": 48})
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        Translator.load(p)
+    assert "linear1.weight" in str(e.value) and "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- extra: vocabularies
+
+VOCAB_EDITS = [
+    (_without("tgt_vocab"), "tgt_vocab"),
+    (_without("src_vocab"), "src_vocab"),
+    ({"src_vocab": "abc"}, "src_vocab"),
+    ({"tgt_vocab": None}, "tgt_vocab"),
+    (lambda e: {**e, "tgt_vocab": {**e["tgt_vocab"], "tokens": e["tgt_vocab"]["tokens"][:-1]}},
+     "tgt_vocab"),
+    (lambda e: {**e, "src_vocab": {**e["src_vocab"],
+                                   "tokens": e["src_vocab"]["tokens"][:-1] + [7]}},
+     "src_vocab"),
+    (lambda e: {**e, "src_vocab": {**e["src_vocab"],
+                                   "tokens": e["src_vocab"]["tokens"][:-1] + ["the"]}},
+     "src_vocab"),
+    (lambda e: {**e, "src_vocab": {**e["src_vocab"], "more": 1}}, "src_vocab"),
+    ({"data": [1, 2]}, "data"),
+    ({"data": {"seed": "zero"}}, "data"),
+]
+
+
+@pytest.mark.parametrize("edit, field", VOCAB_EDITS,
+                         ids=[f"{f}-{i}" for i, (_, f) in enumerate(VOCAB_EDITS)])
+def test_bad_extra_is_one_line_naming_it(capsys, edited, edit, field):
+    """extra without tgt_vocab was a KeyError traceback; a vocabulary one
+    token short of the config, a non-str or repeated token likewise need one
+    line naming the part."""
+    line = _translate_error(capsys, edited(extra=edit))
+    assert field in line, line
+
+
 def test_vocab_from_dict_checks_its_dict():
     """Vocab.from_dict names the bad part: the token and its index, capped."""
     d = Vocab(["a", "b"]).to_dict()
@@ -51,3 +235,23 @@ def test_vocab_from_dict_checks_its_dict():
         with pytest.raises(ValueError, match=r"from_dict") as e:
             Vocab.from_dict(bad)
         assert words in str(e.value) and len(str(e.value)) < 300, str(e.value)
+
+
+# -------------------------------------------------------- the other commands
+
+def test_explain_and_evaluate_check_the_file_too(capsys, edited, tmp_path):
+    """explain and evaluate load models through the same check."""
+    p = edited(config={"layer_norm_eps": -1})
+    line = _error(capsys, ["evaluate", "--model", str(p), "-n", "2"])
+    assert "layer_norm_eps" in line and str(p) in line, line
+    line = _error(capsys, ["explain", "the ball is blue", "--model", str(p),
+                           "--out", str(tmp_path / "r.html")])
+    assert "layer_norm_eps" in line and str(p) in line, line
+    assert not (tmp_path / "r.html").exists()
+
+
+@needs_model
+def test_the_shipped_model_still_loads(capsys):
+    """The checks accept the shipped model unchanged."""
+    tr = Translator.load(SHIPPED)
+    assert tr.translate(["the ball is blue"]) == ["la bola es azul"]
