@@ -255,3 +255,74 @@ def test_the_shipped_model_still_loads(capsys):
     """The checks accept the shipped model unchanged."""
     tr = Translator.load(SHIPPED)
     assert tr.translate(["the ball is blue"]) == ["la bola es azul"]
+
+
+# ---------------------------------------------------- BERT model directories
+
+def _bert_dir(tmp_path, **change):
+    """A tiny BERT sentence-model directory whose config.json has `change`
+    applied; the tensors are those of the unchanged config."""
+    from tests.test_pretrained import CFG, _hf_tensors, _write_dir
+    return _write_dir(tmp_path / "bert", cfg={**CFG, **change}, tensors=_hf_tensors(CFG))
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"hidden_size": 2**20}, "(30, 1048576)"),
+    ({"num_hidden_layers": 10**6}, "num_hidden_layers"),
+    ({"intermediate_size": 2**40}, f"({2**40}, 16)"),
+    ({"max_position_embeddings": 10**9}, "(1000000000, 16)"),
+])
+def test_bert_config_is_checked_against_tensors_before_building(tmp_path, monkeypatch, change,
+                                                                words):
+    """config.json sizes were used to build the BERT (hidden_size 2**20: a
+    (3 * 2**20, 2**20) attention matrix per layer) before its tensors were
+    compared with them: the model is not constructed at all now."""
+    from pytransformer import pretrained
+    from pytransformer.pretrained import bert
+
+    def refuse(*a, **k):
+        raise AssertionError("the BERT was built for a config that does not fit its tensors")
+    monkeypatch.setattr(bert.BertModel, "__init__", refuse)
+    d = _bert_dir(tmp_path, **change)
+    with pytest.raises(ValueError) as e:
+        pretrained.load(d)
+    msg = str(e.value)
+    assert words in msg and "model.safetensors" in msg and "\n" not in msg, msg
+    assert len(msg) < 600, msg
+
+
+def test_bert_config_values_are_capped_in_messages(tmp_path):
+    """A 10 kB string as a config.json size was quoted whole."""
+    from pytransformer import pretrained
+    for change in ({"vocab_size": "x" * 10_000}, {"hidden_act": "x" * 10_000}):
+        with pytest.raises(ValueError) as e:
+            pretrained.load(_bert_dir(tmp_path, **change))
+        assert len(str(e.value)) < 300, len(str(e.value))
+
+
+@pytest.mark.parametrize("eps", [math.inf, True, "1e-12", None])
+def test_bert_layer_norm_eps_must_be_a_finite_number(tmp_path, eps):
+    """config.json layer_norm_eps Infinity or true was accepted (true as 1.0)."""
+    from pytransformer import pretrained
+    with pytest.raises(ValueError, match="layer_norm_eps"):
+        pretrained.load(_bert_dir(tmp_path, layer_norm_eps=eps))
+
+
+def test_bert_state_shapes_match_the_model():
+    """BertConfig.state_shapes() is BertModel(config).state_dict()'s shapes."""
+    from pytransformer.pretrained.bert import BertConfig, BertModel
+    cfg = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=24, max_position_embeddings=20)
+    want = {k: v.shape for k, v in BertModel(cfg).state_dict().items()}
+    assert list(cfg.state_shapes().items()) == list(want.items())
+    assert cfg.num_state_tensors() == len(want)
+
+
+def test_bert_mismatch_names_are_capped(tmp_path):
+    """Many missing tensors: the message names the first few and the count,
+    not every name."""
+    from pytransformer import pretrained
+    d = _bert_dir(tmp_path, num_hidden_layers=5)
+    with pytest.raises(ValueError, match=r"missing tensors \['encoder.layer.2.") as e:
+        pretrained.load(d)
+    assert "(36 in all)" in str(e.value) and len(str(e.value)) < 600, str(e.value)
