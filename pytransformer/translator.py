@@ -17,7 +17,7 @@ import numpy as np
 
 import pytransformer as pt
 from pytransformer import checkpoint, decode
-from pytransformer.data import EOS, BOS, Vocab, batch, iter_batches, make_splits, tokenize
+from pytransformer.data import EOS, BOS, PAD, Vocab, batch, iter_batches, make_splits, tokenize
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
 from pytransformer.training import TrainConfig, Trainer
 
@@ -65,26 +65,56 @@ class Translator:
 
     @classmethod
     def load(cls, path):
-        """A Translator from a file written by save() or by training; a
-        checkpoint from another configuration raises ValueError naming the
-        mismatched keys."""
+        """A Translator from a file written by save() or by training.
+
+        The file's parts are checked before anything is built, and any
+        malformed part raises checkpoint.CheckpointError (a ValueError) whose
+        one-line message names the file and the part: the config (each field,
+        see Seq2SeqConfig), the vocabularies in extra['src_vocab'] and
+        extra['tgt_vocab'] (see Vocab.from_dict) and their sizes against the
+        config, extra['data'], and the tensors against the shapes the config
+        implies (Seq2SeqConfig.state_shapes: names, shapes, float dtypes).
+        So the model is only allocated once its size is the size of the
+        file's tensors, and its positional table (max_len x d_model values)
+        is at most that size or 2**24 values, whichever is larger."""
         ck = checkpoint.load_checkpoint(path)
-        if ck.config is None or not ck.extra or "src_vocab" not in ck.extra:
-            raise ValueError(f"{path}: not a translator checkpoint (no model config or "
-                             f"vocabularies in its metadata)")
-        cfg = Seq2SeqConfig.from_dict(ck.config)
-        src_vocab = Vocab.from_dict(ck.extra["src_vocab"])
-        tgt_vocab = Vocab.from_dict(ck.extra["tgt_vocab"])
-        if (len(src_vocab), len(tgt_vocab)) != (cfg.src_vocab_size, cfg.tgt_vocab_size):
-            raise ValueError(f"{path}: vocabulary sizes {len(src_vocab)}/{len(tgt_vocab)} do "
-                             f"not match the model config {cfg.src_vocab_size}/"
-                             f"{cfg.tgt_vocab_size}")
-        model = Seq2SeqTransformer(cfg)
+        where = ck.path or str(path)
+
+        def fail(msg):
+            raise checkpoint.CheckpointError(f"{where}: {msg}")
+
+        if ck.config is None or ck.extra is None or ck.model_state is None:
+            fail("not a translator checkpoint (no model config, vocabularies or weights "
+                 "in its metadata)")
         try:
-            model.load_state_dict(ck.model_state)
-        except RuntimeError as e:
-            raise ValueError(f"{path}: the weights do not fit the saved config: {e}") from None
-        return cls(model.eval(), src_vocab, tgt_vocab, ck.extra.get("data"))
+            cfg = Seq2SeqConfig.from_dict(ck.config)
+        except ValueError as e:
+            fail(f"metadata 'config': {e}")
+        vocabs = []
+        for name, size in (("src_vocab", cfg.src_vocab_size), ("tgt_vocab", cfg.tgt_vocab_size)):
+            if name not in ck.extra:
+                fail(f"metadata 'extra': no {name!r} (the vocabulary of the model)")
+            try:
+                vocab = Vocab.from_dict(ck.extra[name])
+            except ValueError as e:
+                fail(f"metadata 'extra' {name!r}: {e}")
+            if len(vocab) != size:
+                fail(f"metadata 'extra' {name!r}: {len(vocab)} tokens, but the config's "
+                     f"{name}_size is {size}")
+            vocabs.append(vocab)
+        if cfg.pad_idx != PAD:
+            fail(f"metadata 'config': pad_idx: expected {PAD} (the vocabularies' <pad>), got "
+                 f"{cfg.pad_idx}")
+        data = ck.extra.get("data", {})
+        if not isinstance(data, dict):
+            fail(f"metadata 'extra' 'data': expected an object, got {type(data).__name__}")
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            fail(f"metadata 'extra' 'data': seed must be an int >= 0, got {seed!r:.80}")
+        _check_weights(cfg, ck.model_state, fail)
+        model = Seq2SeqTransformer(cfg)
+        model.load_state_dict(ck.model_state)
+        return cls(model.eval(), vocabs[0], vocabs[1], data)
 
     # --- use --------------------------------------------------------------------
     def encode_sources(self, sentences):
@@ -128,6 +158,54 @@ class Translator:
                                                        max_len=max_len, bos=BOS, eos=EOS,
                                                        length_penalty=length_penalty)]
         return [" ".join(self.tgt_vocab.decode(i)) for i in ids]
+
+
+def _first(keys, what):
+    """'N <what> (first: 'key')' for a non-empty list of keys."""
+    return f"{len(keys)} {what} (first: {keys[0]!r:.80})"
+
+
+def _check_weights(cfg, state, fail):
+    """Call fail(one-line message) unless the tensors `state` are exactly
+    those of Seq2SeqTransformer(cfg) (names, shapes, float dtypes) and the
+    positional table is bounded by them; the expected shapes are computed
+    from cfg, and only after checking that their number is within a small
+    multiple of the file's, so a config cannot make this cost more than the
+    file does."""
+    prefix = "the weights do not fit the saved config"
+    n_want = cfg.num_state_tensors()
+    if n_want > 2 * len(state) + 64:
+        fail(f"{prefix}: num_encoder_layers {cfg.num_encoder_layers} and num_decoder_layers "
+             f"{cfg.num_decoder_layers} make {n_want} tensors; the file has {len(state)}")
+    want = cfg.state_shapes()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    shapes = [k for k in want if k in state and tuple(state[k].shape) != want[k]]
+    dtypes = [k for k in want if k in state and state[k].dtype.kind != "f"]
+    problems = []
+    if missing:
+        problems.append(_first(missing, "missing keys" if len(missing) > 1 else "missing key"))
+    if unexpected:
+        problems.append(_first(unexpected, "unexpected"))
+    if shapes:
+        k = shapes[0]
+        problems.append(f"{len(shapes)} shape mismatch{'es' if len(shapes) > 1 else ''} "
+                        f"({k!r:.80}: file {tuple(state[k].shape)}, config "
+                        f"{str(want[k]):.80})")
+    if dtypes:
+        k = dtypes[0]
+        problems.append(f"{len(dtypes)} not float ({k!r:.80}: {state[k].dtype})")
+    if problems:
+        fail(f"{prefix}: {', '.join(problems)}")
+    if cfg.tie_embeddings and not np.array_equal(state["generator.weight"],
+                                                 state["tgt_embed.weight"]):
+        fail(f"{prefix}: tie_embeddings is true but 'generator.weight' differs from "
+             f"'tgt_embed.weight'")
+    size = sum(v.size for v in state.values())
+    if cfg.max_len * cfg.d_model > max(size, 2**24):
+        fail(f"metadata 'config': max_len: {cfg.max_len} positions of d_model "
+             f"{cfg.d_model} make a positional table larger than the file's weights "
+             f"({size} values)")
 
 
 def cross_attention(translator, sentence, translation=None, layer=-1):

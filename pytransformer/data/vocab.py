@@ -149,16 +149,35 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, d):
-        """The Vocab of a to_dict() result; ValueError if it is not one."""
-        if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            raise ValueError(f"Vocab.from_dict: expected a dict with format {_FORMAT!r}, got "
-                             f"{d.get('format') if isinstance(d, dict) else type(d).__name__!r}")
+        """The Vocab of a to_dict() result; ValueError naming the part that
+        is not one: a key other than format/specials/tokens, a wrong format
+        or specials, tokens not a list, a token (by index) that is not a
+        non-empty str without whitespace or is repeated or a special."""
+        where = "Vocab.from_dict"
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected a dict, got {type(d).__name__}")
+        unknown = [k for k in d if k not in ("format", "specials", "tokens")]
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r:.80}")
+        if d.get("format") != _FORMAT:
+            raise ValueError(f"{where}: 'format' must be {_FORMAT!r}, got "
+                             f"{d.get('format')!r:.80}")
         if d.get("specials") != list(SPECIALS):
-            raise ValueError(f"Vocab.from_dict: specials must be {list(SPECIALS)}, got "
-                             f"{d.get('specials')!r}")
-        if not isinstance(d.get("tokens"), list):
-            raise ValueError("Vocab.from_dict: 'tokens' must be a list")
-        return cls(d["tokens"])
+            raise ValueError(f"{where}: 'specials' must be {list(SPECIALS)}, got "
+                             f"{d.get('specials')!r:.80}")
+        tokens = d.get("tokens")
+        if not isinstance(tokens, list):
+            raise ValueError(f"{where}: 'tokens' must be a list, got {type(tokens).__name__}")
+        seen = set(SPECIALS)
+        for i, t in enumerate(tokens):
+            if not isinstance(t, str) or not t or t != "".join(t.split()):
+                raise ValueError(f"{where}: tokens[{i}] must be a non-empty str without "
+                                 f"whitespace, got {t!r:.80}")
+            if t in seen:
+                raise ValueError(f"{where}: tokens[{i}] {t!r:.80} is "
+                                 f"{'a special token' if t in SPECIALS else 'repeated'}")
+            seen.add(t)
+        return cls(tokens)
 
 
 # ------------------------------------------------------------------ batching

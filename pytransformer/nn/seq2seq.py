@@ -19,11 +19,48 @@ from pytransformer.nn.transformer import Transformer
 __all__ = ["Seq2SeqConfig", "Seq2SeqTransformer"]
 
 
+_INT_MINIMUM = {"src_vocab_size": 1, "tgt_vocab_size": 1, "d_model": 1, "nhead": 1,
+                "num_encoder_layers": 1, "num_decoder_layers": 1, "dim_feedforward": 1,
+                "max_len": 2, "pad_idx": 0}
+_ACTIVATIONS = ("relu", "gelu")
+
+
+def _int_field(name, v):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name}: expected an int, got {type(v).__name__} {v!r:.80}")
+    if v < _INT_MINIMUM[name]:
+        raise ValueError(f"{name}: expected an int >= {_INT_MINIMUM[name]}, got {v!r:.80}")
+    return int(v)
+
+
+def _float_field(name, v):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                             np.floating)):
+        raise ValueError(f"{name}: expected a number, got {type(v).__name__} {v!r:.80}")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise ValueError(f"{name}: expected a finite number, got {v!r:.80}")
+    return f
+
+
+def _bool_field(name, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected true or false, got {type(v).__name__} {v!r:.80}")
+    return bool(v)
+
+
 @dataclasses.dataclass
 class Seq2SeqConfig:
     """The model's hyper-parameters (saved with every checkpoint); each field
-    is commented below. ValueError for a size that is not a positive int,
-    d_model not divisible by nhead, or pad_idx outside either vocabulary."""
+    is commented below. Every field is checked on construction, ValueError
+    naming it: sizes and layer counts are ints >= 1 (bool, float and str are
+    not ints), max_len >= 2, d_model divisible by nhead, dropout a number in
+    [0, 1), layer_norm_eps a finite number > 0, activation "relu" or "gelu",
+    norm_first and tie_embeddings bools, pad_idx an id of both
+    vocabularies. Numbers are stored as Python int / float."""
 
     src_vocab_size: int            # source vocabulary, specials included
     tgt_vocab_size: int            # target vocabulary, specials included
@@ -41,16 +78,26 @@ class Seq2SeqConfig:
     tie_embeddings: bool = False   # output projection shares the target embedding
 
     def __post_init__(self):
-        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "dim_feedforward",
-                     "max_len"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        for name in _INT_MINIMUM:
+            setattr(self, name, _int_field(name, getattr(self, name)))
+        for name in ("dropout", "layer_norm_eps"):
+            setattr(self, name, _float_field(name, getattr(self, name)))
+        for name in ("norm_first", "tie_embeddings"):
+            setattr(self, name, _bool_field(name, getattr(self, name)))
         if self.d_model % self.nhead:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by nhead "
+            raise ValueError(f"nhead: d_model ({self.d_model}) must be divisible by nhead "
                              f"({self.nhead})")
-        if not 0 <= self.pad_idx < min(self.src_vocab_size, self.tgt_vocab_size):
-            raise ValueError(f"pad_idx: {self.pad_idx} is not an id of both vocabularies")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"layer_norm_eps: expected a number > 0, got "
+                             f"{self.layer_norm_eps}")
+        if not (isinstance(self.activation, str) and self.activation in _ACTIVATIONS):
+            raise ValueError(f"activation: expected 'relu' or 'gelu', got "
+                             f"{self.activation!r:.80}")
+        if self.pad_idx >= min(self.src_vocab_size, self.tgt_vocab_size):
+            raise ValueError(f"pad_idx: {self.pad_idx} is not an id of both vocabularies "
+                             f"(sizes {self.src_vocab_size} and {self.tgt_vocab_size})")
 
     def to_dict(self):
         """The config as a JSON-able dict."""
@@ -58,12 +105,59 @@ class Seq2SeqConfig:
 
     @classmethod
     def from_dict(cls, d):
-        """A config from to_dict()'s output; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        """A config from to_dict()'s output (e.g. a checkpoint's): a dict with
+        the two vocabulary sizes and any of the other fields; ValueError
+        naming the key for a field that is unknown, missing or invalid."""
+        if not isinstance(d, dict):
+            raise ValueError(f"Seq2SeqConfig: expected a dict, got {type(d).__name__}")
+        fields = dataclasses.fields(cls)
+        names = {f.name for f in fields}
+        unknown = [k for k in d if k not in names]
         if unknown:
-            raise ValueError(f"Seq2SeqConfig: unknown keys {unknown}")
+            raise ValueError(f"Seq2SeqConfig: unknown key {unknown[0]!r:.80} "
+                             f"({len(unknown)} unknown)")
+        for f in fields:
+            if f.default is dataclasses.MISSING and f.name not in d:
+                raise ValueError(f"{f.name}: missing (required)")
         return cls(**d)
+
+    def num_state_tensors(self):
+        """How many entries Seq2SeqTransformer(self).state_dict() has
+        (arithmetic, so it is cheap for any layer count)."""
+        return 8 + 12 * self.num_encoder_layers + 18 * self.num_decoder_layers
+
+    def state_shapes(self):
+        """{key: shape} of Seq2SeqTransformer(self).state_dict(), in its
+        order, computed without building the model (nothing is allocated
+        but the dict): what a checkpoint's tensors must match. Its size is
+        num_state_tensors()."""
+        d, ff = self.d_model, self.dim_feedforward
+        out = {"src_embed.weight": (self.src_vocab_size, d),
+               "tgt_embed.weight": (self.tgt_vocab_size, d)}
+
+        def attention(prefix):
+            out[f"{prefix}.in_proj_weight"] = (3 * d, d)
+            out[f"{prefix}.in_proj_bias"] = (3 * d,)
+            out[f"{prefix}.out_proj.weight"] = (d, d)
+            out[f"{prefix}.out_proj.bias"] = (d,)
+
+        for side, n, attns, norms in (("encoder", self.num_encoder_layers, ("self_attn",), 2),
+                                      ("decoder", self.num_decoder_layers,
+                                       ("self_attn", "multihead_attn"), 3)):
+            for i in range(n):
+                p = f"transformer.{side}.layers.{i}"
+                for a in attns:
+                    attention(f"{p}.{a}")
+                out.update({f"{p}.linear1.weight": (ff, d), f"{p}.linear1.bias": (ff,),
+                            f"{p}.linear2.weight": (d, ff), f"{p}.linear2.bias": (d,)})
+                for k in range(1, norms + 1):
+                    out[f"{p}.norm{k}.weight"] = out[f"{p}.norm{k}.bias"] = (d,)
+            out[f"transformer.{side}.norm.weight"] = out[f"transformer.{side}.norm.bias"] = (d,)
+        weight = ("generator.weight", (self.tgt_vocab_size, d))
+        bias = ("generator.bias", (self.tgt_vocab_size,))
+        # tying re-assigns generator.weight after its bias exists: it comes last
+        out.update([bias, weight] if self.tie_embeddings else [weight, bias])
+        return out
 
 
 class Seq2SeqTransformer(Module):

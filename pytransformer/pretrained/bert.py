@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -73,17 +74,44 @@ class BertConfig:
                   "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"config.{f}: expected a positive int, got {v!r}")
+                raise ValueError(f"config.{f}: expected a positive int, got {v!r:.80}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"config: hidden_size ({self.hidden_size}) must be divisible by "
                              f"num_attention_heads ({self.num_attention_heads})")
         if self.hidden_act not in _SUPPORTED_ACTS:
             raise ValueError(f"config.hidden_act: expected one of {_SUPPORTED_ACTS} (erf "
-                             f"GELU), got {self.hidden_act!r}")
-        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
-            raise ValueError(f"config.layer_norm_eps: expected a positive number, "
-                             f"got {self.layer_norm_eps!r}")
-        self.layer_norm_eps = float(self.layer_norm_eps)
+                             f"GELU), got {self.hidden_act!r:.80}")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) \
+                or not 0 < eps < math.inf:
+            raise ValueError(f"config.layer_norm_eps: expected a finite positive number, "
+                             f"got {eps!r:.80}")
+        self.layer_norm_eps = float(eps)
+
+    def num_state_tensors(self):
+        """How many entries BertModel(self).state_dict() has (arithmetic)."""
+        return 5 + 12 * self.num_hidden_layers
+
+    def state_shapes(self):
+        """{key: shape} of BertModel(self).state_dict() in its order (our
+        names, see the module docstring), computed without building the
+        model: what a checkpoint's tensors must match."""
+        H, I = self.hidden_size, self.intermediate_size
+        out = {"embeddings.word_embeddings.weight": (self.vocab_size, H),
+               "embeddings.position_embeddings.weight": (self.max_position_embeddings, H),
+               "embeddings.token_type_embeddings.weight": (self.type_vocab_size, H),
+               "embeddings.norm.weight": (H,), "embeddings.norm.bias": (H,)}
+        for i in range(self.num_hidden_layers):
+            p = f"layers.{i}."
+            out.update({p + "self_attn.in_proj_weight": (3 * H, H),
+                        p + "self_attn.in_proj_bias": (3 * H,),
+                        p + "self_attn.out_proj.weight": (H, H),
+                        p + "self_attn.out_proj.bias": (H,),
+                        p + "linear1.weight": (I, H), p + "linear1.bias": (I,),
+                        p + "linear2.weight": (H, I), p + "linear2.bias": (H,),
+                        p + "norm1.weight": (H,), p + "norm1.bias": (H,),
+                        p + "norm2.weight": (H,), p + "norm2.bias": (H,)})
+        return out
 
     @classmethod
     def from_dict(cls, d, where="config"):
@@ -306,35 +334,17 @@ class BertModel(nn.Module):
                 raise FileNotFoundError(f"{path / name}: missing (a BERT model directory "
                                         f"needs config.json and model.safetensors)")
         config = BertConfig.from_json(path / "config.json")
-        model = cls(config)
-        model.load_hf_state_dict(load_file(path / "model.safetensors"),
-                                 where=str(path / "model.safetensors"))
-        return model
+        where = str(path / "model.safetensors")
+        ours = _check_tensors(config, load_file(path / "model.safetensors"), where)
+        return cls(config)._load_ours(ours)
 
     def load_hf_state_dict(self, tensors, where="state_dict"):
         """Load Hugging Face BertModel tensors ({name: array}) into this model.
-        Missing, unexpected or mis-shaped tensors raise one ValueError naming
-        them all (and `where`)."""
-        ours = hf_to_ours(tensors, self.config.num_hidden_layers, where)
-        expected = self.state_dict()
-        missing = [k for k in expected if k not in ours]
-        unexpected = [k for k in ours if k not in expected]
-        shapes = [f"{_hf_names([k])[0]}: expected {tuple(expected[k].shape)}, got "
-                  f"{tuple(v.shape)}"
-                  for k, v in ours.items() if k in expected and v.shape != expected[k].shape]
-        problems = []
-        if missing:
-            problems.append(f"missing tensors {_hf_names(missing)}")
-        if unexpected:
-            problems.append(f"unexpected tensors {_hf_names(unexpected)}")
-        if shapes:
-            problems.append("tensors whose shape does not match config.json: "
-                            + "; ".join(shapes))
-        if problems:
-            raise ValueError(f"{where}: " + "; ".join(problems))
-        for k, v in ours.items():
-            if v.dtype.kind != "f":
-                raise ValueError(f"{where}: {k}: expected floating-point weights, got {v.dtype}")
+        Missing, unexpected, mis-shaped or non-float tensors raise one
+        ValueError naming the first few of each and `where`."""
+        return self._load_ours(_check_tensors(self.config, tensors, where))
+
+    def _load_ours(self, ours):
         self.load_state_dict({k: np.ascontiguousarray(v, dtype=np.float32)
                               for k, v in ours.items()})
         return self
@@ -362,6 +372,46 @@ _EMB_MAP = {
 _IGNORED_PREFIXES = ("pooler.",)
 _IGNORED = ("embeddings.position_ids",)
 _QKV = ("query", "key", "value")
+
+
+def _listed(keys, limit=3):
+    """The Hugging Face names of the first `limit` keys, and the count."""
+    more = f" and {len(keys) - limit} more ({len(keys)} in all)" if len(keys) > limit else ""
+    return f"{_hf_names(keys[:limit])}{more}"
+
+
+def _check_tensors(config, tensors, where):
+    """Hugging Face tensors -> our state dict for `config`, checked against
+    config.state_shapes() without building a model: ValueError naming
+    `where` and the first few missing, unexpected, mis-shaped or non-float
+    tensors. A config with far more layers than the file holds is refused
+    from its tensor count, so the check costs no more than the file."""
+    if config.num_state_tensors() > 2 * len(tensors) + 64:
+        raise ValueError(f"{where}: config.json num_hidden_layers "
+                         f"{config.num_hidden_layers} needs {config.num_state_tensors()} "
+                         f"tensors; the file has {len(tensors)}")
+    ours = hf_to_ours(tensors, config.num_hidden_layers, where)
+    expected = config.state_shapes()
+    missing = [k for k in expected if k not in ours]
+    unexpected = [k for k in ours if k not in expected]
+    shapes = [f"{_hf_names([k])[0]}: expected {str(want):.80}, got {tuple(ours[k].shape)}"
+              for k, want in expected.items() if k in ours and ours[k].shape != want]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {_listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors {_listed(unexpected)}")
+    if shapes:
+        problems.append("tensors whose shape does not match config.json: "
+                        + "; ".join(shapes[:3])
+                        + (f" and {len(shapes) - 3} more" if len(shapes) > 3 else ""))
+    if problems:
+        raise ValueError(f"{where}: " + "; ".join(problems))
+    for k, v in ours.items():
+        if v.dtype.kind != "f":
+            raise ValueError(f"{where}: {_hf_names([k])[0]}: expected floating-point weights, "
+                             f"got {v.dtype}")
+    return ours
 
 
 def _hf_names(ours_keys):
