@@ -10,10 +10,13 @@ together with the model, the optimizer, the schedule and the library's RNG
 (dropout), so that a resumed run continues exactly as an uninterrupted one
 would (same losses, same weights; tested).
 """
+import contextlib
 import dataclasses
 import math
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -205,6 +208,8 @@ class Trainer:
         self.step, self.epoch, self.index = 0, 0, 0
         self.history = []
         self.validations = []
+        self._updating, self._interrupt, self._rng_before = False, False, None
+        self._saved_step = None             # the step the file at ckpt_path holds
 
     # --- one step ------------------------------------------------------------
     def train_step(self, src, tgt_in, tgt_out):
@@ -218,47 +223,120 @@ class Trainer:
         loss.backward()
         if self.config.clip_norm:
             optim.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self._updating = True               # the state is no longer the one before the step
         self.opt.step()
         self.sched.step()
         return loss.item()
 
     # --- the loop --------------------------------------------------------------
     def run(self):
-        """Train until config.steps; Ctrl-C saves a checkpoint (when a path
-        was given) and re-raises KeyboardInterrupt."""
+        """Train until config.steps and return this run's (step, loss) list.
+
+        Ctrl-C (SIGINT) does not stop a step half-way: the step under way
+        finishes (with its validation and checkpoint), the state after it is
+        saved (when a path was given) and KeyboardInterrupt is raised, so a
+        checkpoint only ever holds the state between two steps (a step
+        interrupted inside its forward would have advanced the dropout RNG,
+        inside its optimizer update changed the weights, without being
+        counted). A second Ctrl-C while the step finishes stops at once
+        without saving; the file keeps the last checkpoint. The handler is
+        installed only while run() runs, and only in the main thread (other
+        threads cannot receive signals); a KeyboardInterrupt raised some
+        other way saves only when the state is still the one before the
+        step. A run with no step left to take returns without writing."""
         cfg = self.config
+        if self.step >= cfg.steps:
+            return self.history
         progress = Progress(cfg.steps, self.stream)
         self.model.train()
-        try:
-            while self.step < cfg.steps:
-                batches = self.epoch_batches(self.epoch)
-                if len(batches) == 0:
-                    raise ValueError("epoch_batches: returned no batches")
-                while self.index < len(batches) and self.step < cfg.steps:
-                    src, tgt_in, tgt_out = batches[self.index]
-                    loss = self.train_step(src, tgt_in, tgt_out)
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(f"step {self.step + 1}: loss is {loss}")
-                    self.index += 1
-                    self.step += 1
-                    self.history.append((self.step, loss))
-                    progress.update(self.step, loss, int(np.sum(np.asarray(tgt_out) != self.pad)))
-                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.validate:
-                        self._validate(progress)
-                    if self.ckpt_path and cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
-                        self.save(self.ckpt_path)
-                        progress.message(f"checkpoint: {self.ckpt_path} (step {self.step})")
-                if self.index >= len(batches):
-                    self.epoch, self.index = self.epoch + 1, 0
-        except KeyboardInterrupt:
-            if self.ckpt_path:
-                self.save(self.ckpt_path)
-                progress.message(f"interrupted: saved {self.ckpt_path} at step {self.step}; "
-                                 f"resume with --resume")
-            raise
-        if self.ckpt_path:
+        self._interrupt = False
+        with self._deferred_sigint():
+            try:
+                self._loop(progress)
+            except KeyboardInterrupt:
+                self._interrupted(progress)
+                raise
+        if self.ckpt_path and self._saved_step != self.step:
             self.save(self.ckpt_path)
+        if self._interrupt:                 # Ctrl-C during the last step
+            self._stop(progress)
         return self.history
+
+    def _loop(self, progress):
+        cfg = self.config
+        while self.step < cfg.steps:
+            batches = self.epoch_batches(self.epoch)
+            if len(batches) == 0:
+                raise ValueError("epoch_batches: returned no batches")
+            while self.index < len(batches) and self.step < cfg.steps:
+                if self._interrupt:
+                    self._stop(progress)
+                src, tgt_in, tgt_out = batches[self.index]
+                self._rng_before = pt.get_rng_state()
+                loss = self.train_step(src, tgt_in, tgt_out)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"step {self.step + 1}: loss is {loss}")
+                self.index += 1
+                self.step += 1
+                self.history.append((self.step, loss))
+                self._updating = False
+                progress.update(self.step, loss, int(np.sum(np.asarray(tgt_out) != self.pad)))
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.validate:
+                    self._validate(progress)
+                if self.ckpt_path and cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                    self.save(self.ckpt_path)
+                    progress.message(f"checkpoint: {self.ckpt_path} (step {self.step})")
+            if self.index >= len(batches):
+                self.epoch, self.index = self.epoch + 1, 0
+
+    def _stop(self, progress):
+        """At a step boundary after Ctrl-C: save, say so, raise KeyboardInterrupt."""
+        if self.ckpt_path:
+            if self._saved_step != self.step:
+                self.save(self.ckpt_path)
+            progress.message(f"interrupted: saved {self.ckpt_path} at step {self.step}; "
+                             f"resume with --resume")
+        self._interrupt = None              # reported: nothing left to do on the way out
+        raise KeyboardInterrupt
+
+    def _interrupted(self, progress):
+        """A KeyboardInterrupt left the loop: save when the state is still
+        the one between two steps, else say what the file holds."""
+        if self._interrupt is None or not self.ckpt_path:
+            return
+        between = (not self._updating and not self._interrupt
+                   and pt.get_rng_state() == self._rng_before)
+        if between:
+            self.save(self.ckpt_path)
+            progress.message(f"interrupted: saved {self.ckpt_path} at step {self.step}; "
+                             f"resume with --resume")
+            return
+        held = (f"{self.ckpt_path} holds step {self._saved_step}"
+                if self._saved_step is not None else f"no checkpoint was written to "
+                                                     f"{self.ckpt_path}")
+        progress.message(f"interrupted during step {self.step + 1}: not saved; {held}")
+
+    @contextlib.contextmanager
+    def _deferred_sigint(self):
+        """While inside: the first SIGINT only sets a flag the loop checks at
+        each step boundary; a second raises KeyboardInterrupt at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if previous in (signal.SIG_IGN, None):
+            yield
+            return
+
+        def on_sigint(signum, frame):
+            if self._interrupt:
+                raise KeyboardInterrupt
+            self._interrupt = True
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _validate(self, progress):
         was = self.model.training
@@ -287,6 +365,8 @@ class Trainer:
                      last_loss=self.history[-1][1] if self.history else None)
         checkpoint.save_checkpoint(path, model=self.model, optimizer=self.opt, step=self.step,
                                    config=self.model_config, rng=pt.get_rng_state(), extra=extra)
+        if self.ckpt_path is not None and os.fspath(path) == os.fspath(self.ckpt_path):
+            self._saved_step = self.step
 
     @classmethod
     def resume(cls, path, model, epoch_batches, config=None, **kwargs):
@@ -303,6 +383,7 @@ class Trainer:
         trainer.sched.load_state_dict(ck.extra["scheduler"])
         pt.set_rng_state(ck.rng_state)
         trainer.step, trainer.epoch, trainer.index = ck.step, ck.extra["epoch"], ck.extra["index"]
+        trainer._saved_step = ck.step if os.fspath(trainer.ckpt_path) == os.fspath(path) else None
         trainer.validations = [row for row in ck.extra.get("validations", [])
                                if row["step"] <= ck.step]
         return trainer
