@@ -4,6 +4,7 @@ run ends with the same weights as an uninterrupted one, bit for bit; a
 training checkpoint's saved state is checked before it is used; the loss
 history, the step count and the thread count carry over a resume."""
 import io
+import json
 import signal
 
 import numpy as np
@@ -137,3 +138,128 @@ def test_a_second_sigint_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
     assert len(calls) == 2
     assert load_checkpoint(path).step == 3
     assert f"not saved; {path} holds step 3" in out.getvalue()
+
+
+# --- a training checkpoint's saved state is checked before it is used -----------
+
+from types import SimpleNamespace                                       # noqa: E402
+
+from pytransformer import cli                                           # noqa: E402
+from pytransformer.checkpoint import save_checkpoint                    # noqa: E402
+from tests.test_cli_errors import TINY, _error                          # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A checkpoint of `pytransformer train` after 2 of 2 steps (its bytes)."""
+    out = tmp_path_factory.mktemp("tiny") / "run.safetensors"
+    assert cli.main(["train", *TINY, "--steps", "2", "--out", str(out)]) == 0
+    return out.read_bytes()
+
+
+def _edited(tmp_path, tiny_run, edit):
+    """A copy of the tiny run with edit(extra, ck) applied to its saved state."""
+    path = tmp_path / "run.safetensors"
+    path.write_bytes(tiny_run)
+    ck = load_checkpoint(path)
+    rng = edit(ck.extra, ck)
+    save_checkpoint(path, model=ck.model_state,
+                    optimizer=SimpleNamespace(state_dict=lambda: ck.optimizer_state),
+                    step=ck.step, config=ck.config, rng=rng or ck.rng_state, extra=ck.extra)
+    return str(path)
+
+
+def _rng(**state):
+    def edit(extra, ck):
+        rng = json.loads(json.dumps(ck.rng_state))
+        rng.update(state)
+        return rng
+    return edit
+
+
+EDITS = {
+    "train_config steps -5": (lambda e, ck: e["train_config"].update(steps=-5), "train_config"),
+    "train_config unknown key": (lambda e, ck: e["train_config"].update(stepz=3), "stepz"),
+    "train_config label_smoothing str": (
+        lambda e, ck: e["train_config"].update(label_smoothing="x"), "label_smoothing"),
+    "scheduler a list": (lambda e, ck: e.update(scheduler=[1, 2]), "scheduler"),
+    "scheduler last_epoch str": (lambda e, ck: e["scheduler"].update(last_epoch="x"),
+                                 "scheduler"),
+    "epoch str": (lambda e, ck: e.update(epoch="x"), "epoch"),
+    "index -3": (lambda e, ck: e.update(index=-3), "index"),
+    "index past the epoch": (lambda e, ck: e.update(index=10**6), "index"),
+    "validations a list of lists": (lambda e, ck: e.update(validations=[[1, 2]]),
+                                    "validations"),
+    "validations a str": (lambda e, ck: e.update(validations="x"), "validations"),
+    "validations step str": (lambda e, ck: e.update(validations=[{"step": "2"}]),
+                             "validations"),
+    "last_loss str": (lambda e, ck: e.update(last_loss="x"), "last_loss"),
+    "data n_train str": (lambda e, ck: e["data"].update(n_train="x"), "n_train"),
+    "rng state a str": (_rng(state="x"), "rng"),
+    "rng bit_generator": (_rng(bit_generator="MT19937"), "rng"),
+    "rng state key": (_rng(state={"state": "x", "inc": 1}), "rng"),
+}
+
+
+@pytest.mark.parametrize("what", list(EDITS))
+def test_an_edited_checkpoint_is_one_usage_error(capsys, tmp_path, tiny_run, what):
+    """`train --resume` on a checkpoint whose saved training state was edited
+    to a wrong type or value: one line naming the file and the field, exit
+    status 2, the file unchanged."""
+    edit, field = EDITS[what]
+    path = _edited(tmp_path, tiny_run, edit)
+    before = open(path, "rb").read()
+    capsys.readouterr()
+    line = _error(capsys, ["train", "--resume", "--out", path, "--steps", "4"])
+    assert path in line and field in line
+    assert open(path, "rb").read() == before
+
+
+# --- what carries over a resume: loss history, step count ----------------
+
+def _run_tiny(tmp_path, *flags):
+    out = str(tmp_path / "run.safetensors")
+    assert cli.main(["train", *TINY, "--out", out, *flags]) == 0
+    return out
+
+
+def test_resume_writes_the_loss_history_of_the_whole_run(capsys, tmp_path):
+    """<stem>.loss.csv after `train --resume` has every step of the run,
+    the steps before the resume with the losses they had."""
+    out = _run_tiny(tmp_path, "--steps", "2")
+    csv = tmp_path / "run.loss.csv"
+    first = csv.read_text().splitlines()
+    assert cli.main(["train", "--resume", "--out", out, "--steps", "4"]) == 0
+    whole = csv.read_text().splitlines()
+    assert [row.split(",")[0] for row in whole] == ["step", "1", "2", "3", "4"]
+    assert whole[:3] == first
+
+
+@pytest.mark.parametrize("steps", [["--steps", "2"], ["--steps", "1"], []])
+def test_resume_with_no_step_left_is_a_usage_error(capsys, tmp_path, tiny_run, steps):
+    """`train --resume --steps N` with N at or below the saved step (or no
+    --steps on a finished run): one line naming --steps and the step, the
+    file left as it was."""
+    path = tmp_path / "run.safetensors"
+    path.write_bytes(tiny_run)
+    capsys.readouterr()
+    line = _error(capsys, ["train", "--resume", "--out", str(path), *steps])
+    assert "--steps: the run in" in line and "is at step 2" in line
+    assert path.read_bytes() == tiny_run
+
+
+def test_trainer_with_no_step_left_does_not_rewrite_its_checkpoint(tmp_path):
+    path = tmp_path / "run.safetensors"
+    Trainer(_model(), _epoch_batches(), _cfg(steps=2), ckpt_path=path,
+            stream=io.StringIO()).run()
+    before = path.read_bytes()
+    again = Trainer.resume(path, _model(), _epoch_batches(), stream=io.StringIO())
+    assert again.run() == [] and path.read_bytes() == before
+    from pytransformer.training import ResumeError
+    with pytest.raises(ResumeError, match="steps: the run is at step 2"):
+        Trainer.resume(path, _model(), _epoch_batches(), config=_cfg(steps=1))
+
+
+def test_data_seed_must_be_non_negative(capsys):
+    line = _error(capsys, ["train", *TINY, "--data-seed", "-1", "--dump-config"])
+    assert "--data-seed: expected" in line and "got -1" in line
