@@ -258,7 +258,8 @@ _TRAIN_OPTIONS = [
     ("--label-smoothing", float, 0.1, "label smoothing of the loss", _finite(0.0, 1.0)),
     ("--eval-every", int, 500, "validation every N steps (0: never)", _int_min(0)),
     ("--ckpt-every", int, 500, "checkpoint every N steps (0: only at the end)", _int_min(0)),
-    ("--threads", int, 0, "threads (0: all cores)", _int_min(0)),
+    ("--threads", int, 0, "threads (0: all cores; more than the cores are capped)",
+     _int_min(0)),
 ]
 # settings a resumed run keeps (the model's shapes, the data and its order)
 _RUN_FIXED = ("d_model", "nhead", "layers", "ff", "dropout", "max_len", "tie", "n_train",
@@ -268,7 +269,7 @@ _RUN_FIXED = ("d_model", "nhead", "layers", "ff", "dropout", "max_len", "tie", "
 def _saved_run_settings(path):
     """The train settings of the run saved in `path` (a checkpoint written
     by `pytransformer train`), as {dest: value}, and the run's state as
-    {"step": int}; CLIError naming the file and the
+    {"step": int, "threads": int or None}; CLIError naming the file and the
     field for anything that is not a resumable training state."""
     from pytransformer.checkpoint import load_checkpoint
     from pytransformer.training import ResumeError, check_training_state
@@ -318,7 +319,24 @@ def _saved_run_settings(path):
             raise CLIError(f"--resume: {path}: {part}: {key}: expected {expected}, "
                            f"got {v!r:.80}")
         settings[dest] = v
-    return settings, {"step": ck.step}
+    threads = extra.get("threads")
+    return settings, {"step": ck.step,
+                      "threads": threads if isinstance(threads, int) else None}
+
+
+def _effective_threads(requested, origin):
+    """The thread count a run uses for --threads `requested` (0: all
+    cores), capped at the cores this process may run on (a warning line on
+    stderr says so): more threads than cores only slow the kernels down."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if requested > cores:
+        print(f"warning: --threads {requested}{origin} is more than the {cores} cores here; "
+              f"using {cores}", file=sys.stderr)
+        return cores
+    return requested
 
 
 def cmd_train(args):
@@ -382,12 +400,18 @@ def cmd_train(args):
     tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
                      label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
                      eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"])
-    if cfg["threads"]:
-        from pytransformer import set_num_threads
+    from pytransformer import get_num_threads, set_num_threads
+    threads = _effective_threads(cfg["threads"], origin("threads"))
+    if threads:
         try:
-            set_num_threads(cfg["threads"])
+            set_num_threads(threads)
         except ValueError as e:
             raise CLIError(f"--threads: {e}{origin('threads')}") from None
+    if state.get("threads") and state["threads"] != get_num_threads():
+        print(f"warning: the run in {cfg['out']} ran on {state['threads']} thread(s), this one "
+              f"runs on {get_num_threads()}: the resumed run will not be bit-identical to an "
+              f"uninterrupted one (BLAS splits its products by thread count); "
+              f"--threads {state['threads']} keeps it so", file=sys.stderr)
     from pytransformer.training import ResumeError
     from pytransformer.translator import SettingsError
     with _writing(cfg["out"]):

@@ -475,14 +475,16 @@ class Trainer:
         """Write the whole training state to `path` (atomic). Besides the
         model, optimizer, step and RNG, extra holds the schedule, the
         position in the data (epoch, index), the TrainConfig, the
-        validations, the last loss and the loss of every step so far as
-        base64 float64 (when all are known)."""
+        validations, the last loss, the thread count the kernels ran with
+        (results depend on it: BLAS splits its products by thread) and the
+        loss of every step so far as base64 float64 (when all are known)."""
         extra = dict(self.extra)
         extra.update(scheduler=self.sched.state_dict(), epoch=self.epoch, index=self.index,
                      train_config=dataclasses.asdict(self.config),
                      validations=[{k: _jsonable(v) for k, v in row.items()}
                                   for row in self.validations],
-                     last_loss=self.history[-1][1] if self.history else None)
+                     last_loss=self.history[-1][1] if self.history else None,
+                     threads=pt.get_num_threads())
         whole = self.loss_history
         if [s for s, _ in whole] == list(range(1, self.step + 1)):
             extra["losses"] = _encode_losses([loss for _, loss in whole])

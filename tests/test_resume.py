@@ -215,7 +215,7 @@ def test_an_edited_checkpoint_is_one_usage_error(capsys, tmp_path, tiny_run, wha
     assert open(path, "rb").read() == before
 
 
-# --- what carries over a resume: loss history, step count ----------------
+# --- what carries over a resume: loss history, step count, threads ----------------
 
 def _run_tiny(tmp_path, *flags):
     out = str(tmp_path / "run.safetensors")
@@ -263,3 +263,33 @@ def test_trainer_with_no_step_left_does_not_rewrite_its_checkpoint(tmp_path):
 def test_data_seed_must_be_non_negative(capsys):
     line = _error(capsys, ["train", *TINY, "--data-seed", "-1", "--dump-config"])
     assert "--data-seed: expected" in line and "got -1" in line
+
+
+def _cores():
+    import os
+    return len(os.sched_getaffinity(0))
+
+
+def test_threads_above_the_cores_are_capped(capsys, tmp_path):
+    """--threads 1000 runs on the cores there are and says so on stderr;
+    the checkpoint records the count used."""
+    out = _run_tiny(tmp_path, "--steps", "1", "--threads", "1000")
+    err = capsys.readouterr().err
+    assert f"warning: --threads 1000 is more than the {_cores()} cores here" in err
+    assert load_checkpoint(out).extra["threads"] == _cores()
+
+
+@pytest.mark.skipif(_cores() < 2, reason="needs 2 cores")
+def test_resume_on_another_thread_count_warns(capsys, tmp_path):
+    """A run saved with 1 thread resumed on 2: one warning line that the
+    result will not be bit-identical; resumed again on the 2 it was saved
+    with: none."""
+    out = _run_tiny(tmp_path, "--steps", "1", "--threads", "1")
+    assert load_checkpoint(out).extra["threads"] == 1
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--out", out, "--steps", "2", "--threads", "2"]) == 0
+    warnings = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning:")]
+    assert len(warnings) == 1 and "ran on 1 thread(s), this one runs on 2" in warnings[0]
+    assert "will not be bit-identical" in warnings[0]
+    assert cli.main(["train", "--resume", "--out", out, "--steps", "3", "--threads", "2"]) == 0
+    assert "warning:" not in capsys.readouterr().err
