@@ -293,3 +293,40 @@ def test_resume_on_another_thread_count_warns(capsys, tmp_path):
     assert "will not be bit-identical" in warnings[0]
     assert cli.main(["train", "--resume", "--out", out, "--steps", "3", "--threads", "2"]) == 0
     assert "warning:" not in capsys.readouterr().err
+
+
+def test_pytransformer_train_interrupted_at_a_random_moment_resumes_bit_identically(tmp_path):
+    """`pytransformer train` (dropout 0.1, a checkpoint every step) gets
+    SIGINT at a random moment of its steps: it exits 130 after saving, and
+    `train --resume` ends with the weights of the uninterrupted run."""
+    import random
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "pytransformer", "train", *TINY, "--steps", "100",
+            "--ckpt-every", "1", "--dropout", "0.1", "--threads", "1"]
+    ref = tmp_path / "ref.safetensors"
+    subprocess.run(args + ["--out", str(ref)], check=True, capture_output=True, timeout=120)
+    run = tmp_path / "run.safetensors"
+    delay = random.uniform(0.0, 0.7)
+    p = subprocess.Popen(args + ["--out", str(run)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        first = p.stderr.readline()             # the first checkpoint: training runs
+        assert first.startswith("checkpoint:"), first
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, (delay, err)
+    assert "Traceback" not in err and "interrupted: saved" in err, (delay, err)
+    step = load_checkpoint(run).step
+    assert step < 100, (delay, err)
+    subprocess.run([sys.executable, "-m", "pytransformer", "train", "--resume", "--out",
+                    str(run), "--threads", "1"], check=True, capture_output=True, timeout=120)
+    a, b = load_checkpoint(ref).model_state, load_checkpoint(run).model_state
+    assert [k for k in a if not np.array_equal(a[k], b[k])] == [], (delay, step)
