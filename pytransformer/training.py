@@ -430,7 +430,7 @@ class Trainer:
         held = (f"{self.ckpt_path} holds step {self._saved_step}"
                 if self._saved_step is not None else f"no checkpoint was written to "
                                                      f"{self.ckpt_path}")
-        progress.message(f"interrupted during step {self.step + 1}: not saved; {held}")
+        progress.message(f"interrupted in the middle of a step: not saved; {held}")
 
     @contextlib.contextmanager
     def _deferred_sigint(self):
