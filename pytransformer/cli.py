@@ -244,7 +244,7 @@ _TRAIN_OPTIONS = [
     ("--steps", int, 6000, "optimizer steps", _int_min(1)),
     ("--batch-size", int, 64, "sentence pairs per step", _int_min(1)),
     ("--n-train", int, 100_000, "training pairs to generate", _int_min(1)),
-    ("--data-seed", int, 0, "seed of the generated corpus", None),
+    ("--data-seed", int, 0, "seed of the generated corpus", _int_min(0)),
     ("--seed", int, 0, "seed of init, dropout, data order", _int_min(0)),
     ("--d-model", int, 128, "model width", _int_min(1)),
     ("--nhead", int, 4, "attention heads (must divide --d-model)", _int_min(1)),
@@ -258,7 +258,8 @@ _TRAIN_OPTIONS = [
     ("--label-smoothing", float, 0.1, "label smoothing of the loss", _finite(0.0, 1.0)),
     ("--eval-every", int, 500, "validation every N steps (0: never)", _int_min(0)),
     ("--ckpt-every", int, 500, "checkpoint every N steps (0: only at the end)", _int_min(0)),
-    ("--threads", int, 0, "threads (0: all cores)", _int_min(0)),
+    ("--threads", int, 0, "threads (0: all cores; more than the cores are capped)",
+     _int_min(0)),
 ]
 # settings a resumed run keeps (the model's shapes, the data and its order)
 _RUN_FIXED = ("d_model", "nhead", "layers", "ff", "dropout", "max_len", "tie", "n_train",
@@ -267,8 +268,11 @@ _RUN_FIXED = ("d_model", "nhead", "layers", "ff", "dropout", "max_len", "tie", "
 
 def _saved_run_settings(path):
     """The train settings of the run saved in `path` (a checkpoint written
-    by `pytransformer train`), as {dest: value}; CLIError otherwise."""
+    by `pytransformer train`), as {dest: value}, and the run's state as
+    {"step": int, "threads": int or None}; CLIError naming the file and the
+    field for anything that is not a resumable training state."""
     from pytransformer.checkpoint import load_checkpoint
+    from pytransformer.training import ResumeError, check_training_state
 
     if not os.path.exists(path):
         raise CLIError(f"--resume: expected a checkpoint at --out {path}, found none (train "
@@ -287,18 +291,52 @@ def _saved_run_settings(path):
     if ck.config is None or ck.model_state is None or not all(k in extra for k in need):
         raise CLIError(f"--resume: {path} is not a training checkpoint written by "
                        f"`pytransformer train` (no training state in it)")
-    m, d, t = ck.config, extra["data"], extra["train_config"]
     try:
-        return dict(d_model=m["d_model"], nhead=m["nhead"], layers=m["num_encoder_layers"],
-                    ff=m["dim_feedforward"], dropout=m["dropout"], max_len=m["max_len"],
-                    tie=m["tie_embeddings"], n_train=d["n_train"], data_seed=d["seed"],
-                    batch_size=d["batch_size"], seed=t["seed"], steps=t["steps"],
-                    warmup=t["warmup"], lr_factor=t["lr_factor"],
-                    label_smoothing=t["label_smoothing"], eval_every=t["eval_every"],
-                    ckpt_every=t["ckpt_every"])
-    except (KeyError, TypeError) as e:
-        raise CLIError(f"--resume: {path}: the saved run settings are incomplete "
-                       f"(missing {e})") from None
+        check_training_state(ck, path)
+    except ResumeError as e:
+        raise CLIError(f"--resume: {e}") from None
+    m, d, t = ck.config, extra["data"], extra["train_config"]
+    fields = dict(d_model=("config", m, "d_model"), nhead=("config", m, "nhead"),
+                  layers=("config", m, "num_encoder_layers"),
+                  ff=("config", m, "dim_feedforward"), dropout=("config", m, "dropout"),
+                  max_len=("config", m, "max_len"), tie=("config", m, "tie_embeddings"),
+                  n_train=("data", d, "n_train"), data_seed=("data", d, "seed"),
+                  batch_size=("data", d, "batch_size"))
+    fields.update({k: ("train_config", t, k) for k in (
+        "seed", "steps", "warmup", "lr_factor", "label_smoothing", "eval_every", "ckpt_every")})
+    types = {dest: typ for flag, typ, _, _, _ in _TRAIN_OPTIONS
+             for dest in [flag[2:].replace("-", "_")]}
+    settings = {}
+    for dest, (part, table, key) in fields.items():
+        if not isinstance(table, dict) or key not in table:
+            raise CLIError(f"--resume: {path}: {part}: the saved run settings are incomplete "
+                           f"(missing {key!r})")
+        v, typ = table[key], types[dest]
+        ok = (isinstance(v, bool) if typ is bool else
+              isinstance(v, (int, float) if typ is float else typ) and not isinstance(v, bool))
+        if not ok:
+            expected = {int: "an int", float: "a number", bool: "true or false"}[typ]
+            raise CLIError(f"--resume: {path}: {part}: {key}: expected {expected}, "
+                           f"got {v!r:.80}")
+        settings[dest] = v
+    threads = extra.get("threads")
+    return settings, {"step": ck.step,
+                      "threads": threads if isinstance(threads, int) else None}
+
+
+def _effective_threads(requested, origin):
+    """The thread count a run uses for --threads `requested` (0: all
+    cores), capped at the cores this process may run on (a warning line on
+    stderr says so): more threads than cores only slow the kernels down."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if requested > cores:
+        print(f"warning: --threads {requested}{origin} is more than the {cores} cores here; "
+              f"using {cores}", file=sys.stderr)
+        return cores
+    return requested
 
 
 def cmd_train(args):
@@ -323,9 +361,9 @@ def cmd_train(args):
     from_flags = {dest: getattr(args, dest) for dest in options if hasattr(args, dest)}
     given = {**from_file, **from_flags}
     cfg = {dest: o[2] for dest, o in options.items()}
-    saved = {}
+    saved, state = {}, {}
     if given.get("resume"):
-        saved = _saved_run_settings(given.get("out", cfg["out"]))
+        saved, state = _saved_run_settings(given.get("out", cfg["out"]))
         cfg.update(saved)
     cfg.update(given)
 
@@ -348,6 +386,9 @@ def cmd_train(args):
             raise CLIError(f"{options[dest][0]}: the run in {cfg['out']} has {saved[dest]!r}, "
                            f"got {cfg[dest]!r}{origin(dest)}; a resumed run keeps its model "
                            f"and data settings")
+    if saved and cfg["steps"] <= state["step"]:
+        raise CLIError(f"--steps: the run in {cfg['out']} is at step {state['step']}; expected "
+                       f"more steps to continue it, got {cfg['steps']}{origin('steps')}")
     if args.dump_config:
         print(json.dumps(cfg, indent=2))
         return 0
@@ -359,12 +400,19 @@ def cmd_train(args):
     tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
                      label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
                      eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"])
-    if cfg["threads"]:
-        from pytransformer import set_num_threads
+    from pytransformer import get_num_threads, set_num_threads
+    threads = _effective_threads(cfg["threads"], origin("threads"))
+    if threads:
         try:
-            set_num_threads(cfg["threads"])
+            set_num_threads(threads)
         except ValueError as e:
             raise CLIError(f"--threads: {e}{origin('threads')}") from None
+    if state.get("threads") and state["threads"] != get_num_threads():
+        print(f"warning: the run in {cfg['out']} ran on {state['threads']} thread(s), this one "
+              f"runs on {get_num_threads()}: the resumed run will not be bit-identical to an "
+              f"uninterrupted one (BLAS splits its products by thread count); "
+              f"--threads {state['threads']} keeps it so", file=sys.stderr)
+    from pytransformer.training import ResumeError
     from pytransformer.translator import SettingsError
     with _writing(cfg["out"]):
         try:
@@ -374,6 +422,8 @@ def cmd_train(args):
         except SettingsError as e:          # e.g. --max-len shorter than the corpus needs
             dest, what = str(e).split(":", 1)
             raise CLIError(f"--{dest.replace('_', '-')}:{what}{origin(dest)}") from None
+        except ResumeError as e:            # checked in full once the data are known
+            raise CLIError(f"--resume: {e}") from None
     for s in ("the ball is blue", "the black cat drank the milk"):
         print(f"{s} -> {tr.translate([s])[0]}")
     print(f"saved {cfg['out']}")

@@ -10,10 +10,13 @@ together with the model, the optimizer, the schedule and the library's RNG
 (dropout), so that a resumed run continues exactly as an uninterrupted one
 would (same losses, same weights; tested).
 """
+import contextlib
 import dataclasses
 import math
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -22,7 +25,14 @@ import pytransformer as pt
 from pytransformer import checkpoint, optim
 from pytransformer.nn import functional as F
 
-__all__ = ["TrainConfig", "Trainer", "read_settings_file"]
+__all__ = ["ResumeError", "TrainConfig", "Trainer", "check_training_state",
+           "read_settings_file"]
+
+
+class ResumeError(ValueError):
+    """A checkpoint that cannot be resumed: a training state that is missing,
+    of the wrong type or out of range. The message names the file and the
+    field."""
 
 
 @dataclasses.dataclass
@@ -53,9 +63,34 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
+        for name, lo, lo_open in (("lr_factor", 0.0, True), ("eps", 0.0, True),
+                                  ("weight_decay", 0.0, False), ("clip_norm", 0.0, False),
+                                  ("label_smoothing", 0.0, False)):
+            v = getattr(self, name)
+            if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                    or v < lo or (lo_open and v == lo)):
+                raise ValueError(f"{name}: expected a finite number {'>' if lo_open else '>='} "
+                                 f"{lo}, got {v!r:.80}")
+        if not self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
+        b = self.betas
+        if (not isinstance(b, (list, tuple)) or len(b) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                           and 0.0 <= x < 1.0 for x in b)):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {b!r:.80}")
         self.betas = tuple(self.betas)
+
+    @classmethod
+    def from_dict(cls, d):
+        """The TrainConfig of a dict saved by dataclasses.asdict(); ValueError
+        for a key that is no field or a value out of range."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a dict of settings, got {type(d).__name__}")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in d if k not in fields]
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r:.80}; known keys: {', '.join(fields)}")
+        return cls(**d)
 
 
 def read_settings_file(path, types):
@@ -113,6 +148,83 @@ def read_settings_file(path, types):
                              f"{json.dumps(value, default=repr)} ({type(value).__name__})")
         out[name] = float(value) if typ is float else value
     return out
+
+
+def _is_int(v, lo=0):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_training_state(ck, path=None):
+    """Check the training state a checkpoint written by Trainer.save holds
+    (`ck`, from checkpoint.load_checkpoint) before it is used: the step,
+    extra's train_config (a TrainConfig; unknown keys refused), scheduler
+    (a dict whose last_epoch is the step), epoch and index (non-negative
+    ints), validations (a list of {"step": int, name: number or None}),
+    last_loss (None or a number) and losses (see Trainer.save). Returns the
+    saved TrainConfig; ResumeError naming `path` and the field otherwise."""
+    where = os.fspath(path if path is not None else ck.path)
+
+    def fail(field, what):
+        raise ResumeError(f"{where}: {field}: {what}")
+    extra = ck.extra
+    if not isinstance(extra, dict) or not _is_int(ck.step):
+        fail("extra" if not isinstance(extra, dict) else "step",
+             "no training state (not a checkpoint written by Trainer.save)")
+    for key in ("train_config", "scheduler", "epoch", "index"):
+        if key not in extra:
+            fail(key, "missing (not a checkpoint written by Trainer.save)")
+    try:
+        config = TrainConfig.from_dict(extra["train_config"])
+    except (TypeError, ValueError) as e:
+        fail("train_config", str(e))
+    sched = extra["scheduler"]
+    if not isinstance(sched, dict):
+        fail("scheduler", f"expected a dict (the schedule's state), got "
+                          f"{type(sched).__name__} {sched!r:.80}")
+    if sched.get("last_epoch") != ck.step or not _is_int(sched.get("last_epoch")):
+        fail("scheduler", f"expected last_epoch to be the step {ck.step}, got "
+                          f"{sched.get('last_epoch')!r:.80}")
+    for key in ("epoch", "index"):
+        if not _is_int(extra[key]):
+            fail(key, f"expected a non-negative int, got {extra[key]!r:.80}")
+    rows = extra.get("validations", [])
+    if not isinstance(rows, list):
+        fail("validations", f"expected a list, got {type(rows).__name__} {rows!r:.80}")
+    for i, row in enumerate(rows):
+        if (not isinstance(row, dict) or not _is_int(row.get("step"), 1)
+                or not all(v is None or _is_number(v) for k, v in row.items())):
+            fail(f"validations[{i}]", f"expected {{\"step\": int >= 1, name: number or "
+                                      f"null, ...}}, got {row!r:.80}")
+    last = extra.get("last_loss")
+    if last is not None and not _is_number(last):
+        fail("last_loss", f"expected a number or null, got {last!r:.80}")
+    if "losses" in extra:
+        _decode_losses(extra["losses"], ck.step, fail)
+    return config
+
+
+def _encode_losses(losses):
+    """The losses of steps 1..n as text for the checkpoint's JSON: base64 of
+    little-endian float64 (11 characters a step, exact)."""
+    import base64
+    return base64.b64encode(np.asarray(losses, dtype="<f8").tobytes()).decode("ascii")
+
+
+def _decode_losses(text, step, fail):
+    """The losses of steps 1..step saved by _encode_losses, as a list of floats."""
+    import base64
+    import binascii
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (AttributeError, UnicodeEncodeError, binascii.Error):
+        fail("losses", f"expected base64 text of float64 losses, got {text!r:.80}")
+    if len(raw) != 8 * step:
+        fail("losses", f"expected {step} losses (one a step), got {len(raw) / 8:g}")
+    return np.frombuffer(raw, dtype="<f8").tolist()
 
 
 def _fmt(v):
@@ -205,6 +317,15 @@ class Trainer:
         self.step, self.epoch, self.index = 0, 0, 0
         self.history = []
         self.validations = []
+        self._updating, self._interrupt, self._rng_before = False, False, None
+        self._saved_step = None             # the step the file at ckpt_path holds
+        self.earlier_history = []           # (step, loss) of the run before resume()
+
+    @property
+    def loss_history(self):
+        """(step, loss) of the whole run: the steps before resume() (when
+        the checkpoint has them) and this run's."""
+        return self.earlier_history + self.history
 
     # --- one step ------------------------------------------------------------
     def train_step(self, src, tgt_in, tgt_out):
@@ -218,47 +339,120 @@ class Trainer:
         loss.backward()
         if self.config.clip_norm:
             optim.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self._updating = True               # the state is no longer the one before the step
         self.opt.step()
         self.sched.step()
         return loss.item()
 
     # --- the loop --------------------------------------------------------------
     def run(self):
-        """Train until config.steps; Ctrl-C saves a checkpoint (when a path
-        was given) and re-raises KeyboardInterrupt."""
+        """Train until config.steps and return this run's (step, loss) list.
+
+        Ctrl-C (SIGINT) does not stop a step half-way: the step under way
+        finishes (with its validation and checkpoint), the state after it is
+        saved (when a path was given) and KeyboardInterrupt is raised, so a
+        checkpoint only ever holds the state between two steps (a step
+        interrupted inside its forward would have advanced the dropout RNG,
+        inside its optimizer update changed the weights, without being
+        counted). A second Ctrl-C while the step finishes stops at once
+        without saving; the file keeps the last checkpoint. The handler is
+        installed only while run() runs, and only in the main thread (other
+        threads cannot receive signals); a KeyboardInterrupt raised some
+        other way saves only when the state is still the one before the
+        step. A run with no step left to take returns without writing."""
         cfg = self.config
+        if self.step >= cfg.steps:
+            return self.history
         progress = Progress(cfg.steps, self.stream)
         self.model.train()
-        try:
-            while self.step < cfg.steps:
-                batches = self.epoch_batches(self.epoch)
-                if len(batches) == 0:
-                    raise ValueError("epoch_batches: returned no batches")
-                while self.index < len(batches) and self.step < cfg.steps:
-                    src, tgt_in, tgt_out = batches[self.index]
-                    loss = self.train_step(src, tgt_in, tgt_out)
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(f"step {self.step + 1}: loss is {loss}")
-                    self.index += 1
-                    self.step += 1
-                    self.history.append((self.step, loss))
-                    progress.update(self.step, loss, int(np.sum(np.asarray(tgt_out) != self.pad)))
-                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.validate:
-                        self._validate(progress)
-                    if self.ckpt_path and cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
-                        self.save(self.ckpt_path)
-                        progress.message(f"checkpoint: {self.ckpt_path} (step {self.step})")
-                if self.index >= len(batches):
-                    self.epoch, self.index = self.epoch + 1, 0
-        except KeyboardInterrupt:
-            if self.ckpt_path:
-                self.save(self.ckpt_path)
-                progress.message(f"interrupted: saved {self.ckpt_path} at step {self.step}; "
-                                 f"resume with --resume")
-            raise
-        if self.ckpt_path:
+        self._interrupt = False
+        with self._deferred_sigint():
+            try:
+                self._loop(progress)
+            except KeyboardInterrupt:
+                self._interrupted(progress)
+                raise
+        if self.ckpt_path and self._saved_step != self.step:
             self.save(self.ckpt_path)
+        if self._interrupt:                 # Ctrl-C during the last step
+            self._stop(progress)
         return self.history
+
+    def _loop(self, progress):
+        cfg = self.config
+        while self.step < cfg.steps:
+            batches = self.epoch_batches(self.epoch)
+            if len(batches) == 0:
+                raise ValueError("epoch_batches: returned no batches")
+            while self.index < len(batches) and self.step < cfg.steps:
+                if self._interrupt:
+                    self._stop(progress)
+                src, tgt_in, tgt_out = batches[self.index]
+                self._rng_before = pt.get_rng_state()
+                loss = self.train_step(src, tgt_in, tgt_out)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"step {self.step + 1}: loss is {loss}")
+                self.index += 1
+                self.step += 1
+                self.history.append((self.step, loss))
+                self._updating = False
+                progress.update(self.step, loss, int(np.sum(np.asarray(tgt_out) != self.pad)))
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.validate:
+                    self._validate(progress)
+                if self.ckpt_path and cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                    self.save(self.ckpt_path)
+                    progress.message(f"checkpoint: {self.ckpt_path} (step {self.step})")
+            if self.index >= len(batches):
+                self.epoch, self.index = self.epoch + 1, 0
+
+    def _stop(self, progress):
+        """At a step boundary after Ctrl-C: save, say so, raise KeyboardInterrupt."""
+        if self.ckpt_path:
+            if self._saved_step != self.step:
+                self.save(self.ckpt_path)
+            progress.message(f"interrupted: saved {self.ckpt_path} at step {self.step}; "
+                             f"resume with --resume")
+        self._interrupt = None              # reported: nothing left to do on the way out
+        raise KeyboardInterrupt
+
+    def _interrupted(self, progress):
+        """A KeyboardInterrupt left the loop: save when the state is still
+        the one between two steps, else say what the file holds."""
+        if self._interrupt is None or not self.ckpt_path:
+            return
+        between = (not self._updating and not self._interrupt
+                   and pt.get_rng_state() == self._rng_before)
+        if between:
+            self.save(self.ckpt_path)
+            progress.message(f"interrupted: saved {self.ckpt_path} at step {self.step}; "
+                             f"resume with --resume")
+            return
+        held = (f"{self.ckpt_path} holds step {self._saved_step}"
+                if self._saved_step is not None else f"no checkpoint was written to "
+                                                     f"{self.ckpt_path}")
+        progress.message(f"interrupted in the middle of a step: not saved; {held}")
+
+    @contextlib.contextmanager
+    def _deferred_sigint(self):
+        """While inside: the first SIGINT only sets a flag the loop checks at
+        each step boundary; a second raises KeyboardInterrupt at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if previous in (signal.SIG_IGN, None):
+            yield
+            return
+
+        def on_sigint(signum, frame):
+            if self._interrupt:
+                raise KeyboardInterrupt
+            self._interrupt = True
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _validate(self, progress):
         was = self.model.training
@@ -278,31 +472,67 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------
     def save(self, path):
-        """Write the whole training state to `path` (atomic)."""
+        """Write the whole training state to `path` (atomic). Besides the
+        model, optimizer, step and RNG, extra holds the schedule, the
+        position in the data (epoch, index), the TrainConfig, the
+        validations, the last loss, the thread count the kernels ran with
+        (results depend on it: BLAS splits its products by thread) and the
+        loss of every step so far as base64 float64 (when all are known)."""
         extra = dict(self.extra)
         extra.update(scheduler=self.sched.state_dict(), epoch=self.epoch, index=self.index,
                      train_config=dataclasses.asdict(self.config),
                      validations=[{k: _jsonable(v) for k, v in row.items()}
                                   for row in self.validations],
-                     last_loss=self.history[-1][1] if self.history else None)
+                     last_loss=self.history[-1][1] if self.history else None,
+                     threads=pt.get_num_threads())
+        whole = self.loss_history
+        if [s for s, _ in whole] == list(range(1, self.step + 1)):
+            extra["losses"] = _encode_losses([loss for _, loss in whole])
         checkpoint.save_checkpoint(path, model=self.model, optimizer=self.opt, step=self.step,
                                    config=self.model_config, rng=pt.get_rng_state(), extra=extra)
+        if self.ckpt_path is not None and os.fspath(path) == os.fspath(self.ckpt_path):
+            self._saved_step = self.step
 
     @classmethod
     def resume(cls, path, model, epoch_batches, config=None, **kwargs):
         """A Trainer continuing the run saved at `path`, on `model` (built with
         the same configuration; its weights are replaced by the saved ones).
-        `config` may raise config.steps; by default the saved config is used."""
+        `config` may raise config.steps; by default the saved config is used.
+        The saved state is checked first (check_training_state; the index
+        must lie within the saved epoch's batches): ResumeError, naming the
+        file and the field, for anything that cannot be resumed."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"resume: no checkpoint at {path}")
-        ck = checkpoint.load_checkpoint(path)
-        saved = TrainConfig(**ck.extra["train_config"])
-        trainer = cls(model, epoch_batches, config or saved, ckpt_path=kwargs.pop(
+        where = os.fspath(path)
+        try:
+            ck = checkpoint.load_checkpoint(path)
+        except ValueError as e:
+            raise ResumeError(str(e) if where in str(e) else f"{where}: {e}") from None
+        saved = check_training_state(ck, path)
+        config = config or saved
+        if config.steps < ck.step:
+            raise ResumeError(f"{where}: steps: the run is at step {ck.step}, expected at "
+                              f"least {ck.step} steps, got {config.steps}")
+        trainer = cls(model, epoch_batches, config, ckpt_path=kwargs.pop(
             "ckpt_path", path), model_config=ck.config, **kwargs)
-        ck.load_into(model=model, optimizer=trainer.opt)
-        trainer.sched.load_state_dict(ck.extra["scheduler"])
-        pt.set_rng_state(ck.rng_state)
+        n = len(epoch_batches(ck.extra["epoch"]))
+        if ck.extra["index"] > n:
+            raise ResumeError(f"{where}: index: expected at most {n} (the batches of epoch "
+                              f"{ck.extra['epoch']}), got {ck.extra['index']}")
+        for field, load in (("model", lambda: ck.load_into(model=model)),
+                            ("optimizer", lambda: ck.load_into(optimizer=trainer.opt)),
+                            ("scheduler", lambda: trainer.sched.load_state_dict(
+                                ck.extra["scheduler"])),
+                            ("rng", lambda: pt.set_rng_state(ck.rng_state))):
+            try:
+                load()
+            except (TypeError, ValueError, KeyError, OverflowError) as e:
+                raise ResumeError(f"{where}: {field}: {e}") from None
         trainer.step, trainer.epoch, trainer.index = ck.step, ck.extra["epoch"], ck.extra["index"]
+        trainer._saved_step = ck.step if os.fspath(trainer.ckpt_path) == where else None
         trainer.validations = [row for row in ck.extra.get("validations", [])
                                if row["step"] <= ck.step]
+        if "losses" in ck.extra:
+            losses = _decode_losses(ck.extra["losses"], ck.step, None)
+            trainer.earlier_history = list(zip(range(1, ck.step + 1), losses))
         return trainer

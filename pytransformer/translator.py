@@ -365,9 +365,10 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     train_config.eval_every steps) reports validation_scores() on
     n_valid_eval validation pairs: loss, token accuracy, exact match and
     BLEU (without sacrebleu, BLEU is reported unavailable, once, and left
-    empty). The losses of this run go to <path stem>.loss.csv and, with
-    matplotlib, .loss.png; the validations of the whole run (a resumed run
-    included) to <path stem>.valid.csv. Returns the Translator."""
+    empty). The losses and the validations of the whole run (the steps
+    before a resume included) go to <path stem>.loss.csv (with matplotlib,
+    also .loss.png) and <path stem>.valid.csv. A checkpoint that cannot be
+    resumed raises training.ResumeError. Returns the Translator."""
     tc = train_config or TrainConfig()
     splits = make_splits(seed=data_seed, n_train=n_train)
     src_vocab = Vocab.build(p.src for p in splits.train)
@@ -404,7 +405,7 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
                           model_config=model.config.to_dict(), **kw)
     trainer.run()
     from pytransformer.plot import save_loss_curve
-    for f in save_loss_curve(trainer.history, stem):
+    for f in save_loss_curve(trainer.loss_history, stem):
         print(f"wrote {f}", file=stream)
     if trainer.validations:
         print(f"wrote {stem}.valid.csv", file=stream)
