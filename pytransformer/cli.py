@@ -261,9 +261,10 @@ _TRAIN_OPTIONS = [
     ("--threads", int, 0, "threads (0: all cores; more than the cores are capped)",
      _int_min(0)),
 ]
-# settings a resumed run keeps (the model's shapes, the data and its order)
+# settings a resumed run keeps (the model's shapes, the data and its order, and the
+# learning-rate schedule, whose saved state would silently override new values)
 _RUN_FIXED = ("d_model", "nhead", "layers", "ff", "dropout", "max_len", "tie", "n_train",
-              "data_seed", "batch_size", "seed")
+              "data_seed", "batch_size", "seed", "warmup", "lr_factor")
 
 
 def _saved_run_settings(path):
@@ -384,8 +385,8 @@ def cmd_train(args):
     for dest in _RUN_FIXED:
         if saved and cfg[dest] != saved[dest]:
             raise CLIError(f"{options[dest][0]}: the run in {cfg['out']} has {saved[dest]!r}, "
-                           f"got {cfg[dest]!r}{origin(dest)}; a resumed run keeps its model "
-                           f"and data settings")
+                           f"got {cfg[dest]!r}{origin(dest)}; a resumed run keeps its model, "
+                           f"data and schedule settings")
     if saved and cfg["steps"] <= state["step"]:
         raise CLIError(f"--steps: the run in {cfg['out']} is at step {state['step']}; expected "
                        f"more steps to continue it, got {cfg['steps']}{origin('steps')}")
@@ -407,7 +408,9 @@ def cmd_train(args):
             set_num_threads(threads)
         except ValueError as e:
             raise CLIError(f"--threads: {e}{origin('threads')}") from None
-    if state.get("threads") and state["threads"] != get_num_threads():
+    from pytransformer import _core
+    if (state.get("threads") and state["threads"] != get_num_threads()
+            and _core.blas_available()):
         print(f"warning: the run in {cfg['out']} ran on {state['threads']} thread(s), this one "
               f"runs on {get_num_threads()}: the resumed run will not be bit-identical to an "
               f"uninterrupted one (BLAS splits its products by thread count); "

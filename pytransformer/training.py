@@ -366,7 +366,7 @@ class Trainer:
         progress = Progress(cfg.steps, self.stream)
         self.model.train()
         self._interrupt = False
-        with self._deferred_sigint():
+        with self._deferred_sigint(progress):
             try:
                 self._loop(progress)
             except KeyboardInterrupt:
@@ -433,9 +433,10 @@ class Trainer:
         progress.message(f"interrupted in the middle of a step: not saved; {held}")
 
     @contextlib.contextmanager
-    def _deferred_sigint(self):
+    def _deferred_sigint(self, progress):
         """While inside: the first SIGINT only sets a flag the loop checks at
-        each step boundary; a second raises KeyboardInterrupt at once."""
+        each step boundary (and says so on the progress stream); a second
+        raises KeyboardInterrupt at once."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -448,6 +449,8 @@ class Trainer:
             if self._interrupt:
                 raise KeyboardInterrupt
             self._interrupt = True
+            progress.message("interrupt: finishing the step under way, then saving (Ctrl-C "
+                             "again stops at once, without saving)")
         signal.signal(signal.SIGINT, on_sigint)
         try:
             yield

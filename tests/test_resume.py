@@ -260,6 +260,18 @@ def test_trainer_with_no_step_left_does_not_rewrite_its_checkpoint(tmp_path):
         Trainer.resume(path, _model(), _epoch_batches(), config=_cfg(steps=1))
 
 
+@pytest.mark.parametrize("flag", [["--warmup", "3"], ["--lr-factor", "0.5"]])
+def test_resume_refuses_a_new_schedule(capsys, tmp_path, tiny_run, flag):
+    """The saved scheduler state holds the warm-up and the rate: a resume
+    with another --warmup or --lr-factor would silently keep the old ones."""
+    path = tmp_path / "run.safetensors"
+    path.write_bytes(tiny_run)
+    capsys.readouterr()
+    line = _error(capsys, ["train", "--resume", "--out", str(path), "--steps", "4", *flag])
+    assert line.startswith(f"pytransformer train: {flag[0]}: the run in") and "schedule" in line
+    assert path.read_bytes() == tiny_run
+
+
 def test_data_seed_must_be_non_negative(capsys):
     line = _error(capsys, ["train", *TINY, "--data-seed", "-1", "--dump-config"])
     assert "--data-seed: expected" in line and "got -1" in line
@@ -281,14 +293,18 @@ def test_threads_above_the_cores_are_capped(capsys, tmp_path):
 
 @pytest.mark.skipif(_cores() < 2, reason="needs 2 cores")
 def test_resume_on_another_thread_count_warns(capsys, tmp_path):
-    """A run saved with 1 thread resumed on 2: one warning line that the
-    result will not be bit-identical; resumed again on the 2 it was saved
-    with: none."""
+    """A run saved with 1 thread resumed on 2: with SciPy's BLAS, one
+    warning line that the result will not be bit-identical (on the fallback
+    GEMM, none: its results do not depend on the thread count); resumed
+    again on the 2 it was saved with: none."""
     out = _run_tiny(tmp_path, "--steps", "1", "--threads", "1")
     assert load_checkpoint(out).extra["threads"] == 1
     capsys.readouterr()
     assert cli.main(["train", "--resume", "--out", out, "--steps", "2", "--threads", "2"]) == 0
     warnings = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning:")]
+    if not pt._core.blas_available():   # the fallback GEMM: thread-count independent
+        assert warnings == []
+        return
     assert len(warnings) == 1 and "ran on 1 thread(s), this one runs on 2" in warnings[0]
     assert "will not be bit-identical" in warnings[0]
     assert cli.main(["train", "--resume", "--out", out, "--steps", "3", "--threads", "2"]) == 0
