@@ -11,7 +11,7 @@ from collections import namedtuple
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, choice_arg, float_checked,
+from pytransformer.ops._checks import (_c_order, choice_arg, float_checked, no_overlap,
                                       optional_float_checked, out_array, rows)
 from pytransformer.ops._linear import check_weight
 
@@ -48,10 +48,15 @@ def _flat_rows(*arrays):
     return pieces
 
 
+# The activation kernels read each element before writing it: out may be x.
+_IN_PLACE = (("out", "x"),)
+
+
 def _act_elementwise(x, kind, out):
     x = float_checked("x", x)
     y = out_array("out", out, x.shape, x.dtype)
     x = _c_order(x)
+    no_overlap((("out", y),), (("x", x),), _IN_PLACE)
     for yv, xv in _flat_rows(y, x):
         _core.bias_act_forward(yv, xv, None, kind)
     return y
@@ -91,7 +96,7 @@ def gelu_backward(grad_out, x, approximate="none"):
 def bias_act(x, bias=None, activation="relu", out=None):
     """act(x + bias) with bias (C,) added over the last axis of x (..., C);
     activation is 'relu', 'gelu' (erf), 'gelu_tanh' or 'none'. `out` may be
-    x (in place)."""
+    x (in place), and must not overlap it otherwise, nor bias."""
     kind = _activation(activation)
     x = float_checked("x", x, min_ndim=1)
     C = x.shape[-1]
@@ -101,6 +106,7 @@ def bias_act(x, bias=None, activation="relu", out=None):
     N = rows(x)[0]
     y = out_array("out", out, x.shape, x.dtype)
     x, bias = _c_order(x), _c_order(bias)
+    no_overlap((("out", y),), (("x", x), ("bias", bias)), _IN_PLACE)
     _core.bias_act_forward(y.reshape(N, C), x.reshape(N, C), bias, kind)
     return y
 

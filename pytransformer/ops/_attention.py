@@ -24,14 +24,15 @@ Without need_weights the kernel runs a tiled online-softmax (FlashAttention)
 path whose memory is O(T), never O(Tq x Tk); need_weights=True materialises
 the (B, H, Tq, Tk) probabilities. is_causal and attn_mask may be combined
 (PyTorch refuses that; here the causal -inf is simply added to the mask).
-`out=` must not overlap q, k or v. Results do not depend on the thread count.
+`out=` must not overlap q, k, v or attn_mask (ValueError naming both). Results
+do not depend on the thread count.
 """
 import math
 
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked, out_array, real_arg,
+from pytransformer.ops._checks import (_c_order, float_checked, no_overlap, out_array, real_arg,
                                        stored_elements)
 
 
@@ -106,6 +107,7 @@ def _forward(q, k, v, attn_mask, is_causal, scale, need_weights, out, need_lse):
     o = out_array("out", out, (B, H, Tq, Dv), q.dtype)
     mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
     q, k, v = _c_order(q), _c_order(k), _c_order(v)
+    no_overlap((("out", o),), (("q", q), ("k", k), ("v", v), ("attn_mask", mask)))
     lse = np.empty((B, H, Tq), q.dtype) if need_lse else None
     w = np.empty((B, H, Tq, Tk), q.dtype) if need_weights else None
     _core.attention_forward(o, lse, w, q, k, v, mask, strides, bool(is_causal), s)

@@ -24,7 +24,20 @@ Policy (the same for every op):
     index array, a boolean mask turned additive). A tiny call with a
     broadcast view of the wrong shape is refused at once; it never reads or
     materialises the view's logical size. Value scans look at each stored
-    element once (the stride-0 axes of a broadcast view are not walked).
+    element once (the stride-0 axes of a broadcast view are not walked);
+  * overlap: a buffer an op writes (out=, mean_out, grad_input,
+    grad_weight, the AdamW state) must not share memory with another buffer
+    it writes nor with an array it reads, else ValueError naming both
+    (no_overlap). The arrays compared are the ones the kernel touches: an
+    input that was copied to C order is read from the private copy, so an
+    `out` over the caller's non-contiguous original is harmless and
+    accepted. One exception, per kernel: where the kernel finishes reading
+    an element (or a row) before writing it -- relu, gelu, bias_act,
+    softmax, log_softmax, layer_norm's out and layer_norm_backward's
+    grad_input, dropout -- `out` may be exactly the input (same address,
+    shape and dtype) and the op runs in place. A partial or shifted
+    overlap is never accepted, and GEMM-based ops (matmul, linear,
+    attention) and accumulating backward kernels never run in place.
 """
 import numbers
 
@@ -161,6 +174,45 @@ def out_array(name, out, shape, dtype):
     if not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
         raise ValueError(f"{name}: must be C-contiguous, aligned and writable")
     return out
+
+
+def _overlap(a, b):
+    """True when arrays a and b share at least one byte of memory. Bounds
+    decide for C-contiguous arrays (their bytes are one interval); other
+    layouts get np.shares_memory with a work bound, an undecided case
+    counting as overlapping."""
+    if not np.may_share_memory(a, b):
+        return False
+    if a.flags.c_contiguous and b.flags.c_contiguous:
+        return True
+    try:
+        return bool(np.shares_memory(a, b, max_work=100_000))
+    except np.exceptions.TooHardError:
+        return True
+
+
+def _same_buffer(a, b):
+    """a and b are the same elements: address, dtype, shape and strides."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides)
+
+
+def no_overlap(written, read=(), in_place=()):
+    """ValueError naming both arguments when a buffer the kernel writes
+    shares memory with another buffer it writes or an array it reads.
+
+    written, read: sequences of (name, array or None), the arrays exactly as
+    the kernel gets them (after any C-order copy). in_place: (written name,
+    read name) pairs that may be the very same buffer (see the policy
+    above); any other overlap, partial or exact, is refused. Empty arrays
+    never overlap."""
+    written = [(n, a) for n, a in written if a is not None and a.size]
+    read = [(n, a) for n, a in read if isinstance(a, np.ndarray) and a.size]
+    for i, (wn, w) in enumerate(written):
+        for rn, r in written[i + 1:] + read:
+            if _overlap(w, r) and not ((wn, rn) in in_place and _same_buffer(w, r)):
+                raise ValueError(f"{wn} and {rn}: must not overlap in memory "
+                                 f"({wn} is written by the op)")
 
 
 def same_shape(name, a, shape):

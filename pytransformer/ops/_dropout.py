@@ -7,8 +7,12 @@ seed per call (e.g. a step counter) for fresh masks.
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked, int_arg, out_array,
+from pytransformer.ops._checks import (_c_order, float_checked, int_arg, no_overlap, out_array,
                                        real_arg)
+
+# dropout_apply is elementwise (each element read before it is written): the
+# result buffer may be the input itself.
+_IN_PLACE = (("out", "x"), ("out", "grad_out"))
 
 
 def _check_p(p):
@@ -26,7 +30,8 @@ def dropout_forward(x, p=0.5, seed=0, training=True, out=None):
     """Return (y, mask): y = x * mask / (1 - p) with mask (uint8, x's shape)
     keeping each element with probability 1 - p. When not training or p == 0
     the mask is None and y is x itself (or a copy of x into `out`). p == 1
-    gives zeros (NaN/Inf inputs stay NaN, per IEEE, as in PyTorch)."""
+    gives zeros (NaN/Inf inputs stay NaN, per IEEE, as in PyTorch). `out`
+    may be x itself, and must not overlap it otherwise."""
     x = float_checked("x", x)
     p = _check_p(p)
     seed = _check_seed(seed)
@@ -38,6 +43,7 @@ def dropout_forward(x, p=0.5, seed=0, training=True, out=None):
         return y, None
     y = out_array("out", out, x.shape, x.dtype)
     x = _c_order(x)
+    no_overlap((("out", y),), (("x", x),), _IN_PLACE)
     mask = np.empty(x.shape, np.uint8)
     _core.dropout_mask(mask.reshape(-1), p, seed)
     _core.dropout_apply(y.reshape(-1), x.reshape(-1), mask.reshape(-1), p)
@@ -52,7 +58,8 @@ def dropout(x, p=0.5, seed=0, training=True, out=None):
 def dropout_backward(grad_out, mask, p, out=None):
     """Return dx = grad_out * mask / (1 - p) for dropout_forward's mask
     (uint8 or bool, grad_out's shape); mask None means dropout was the
-    identity, so dx is grad_out itself (copied into `out` when given)."""
+    identity, so dx is grad_out itself (copied into `out` when given).
+    `out` may be grad_out itself; it must not overlap the mask."""
     dy = float_checked("grad_out", grad_out)
     p = _check_p(p)
     if mask is None:
@@ -72,5 +79,6 @@ def dropout_backward(grad_out, mask, p, out=None):
         raise ValueError(f"mask: expected shape {dy.shape}, got {mask.shape}")
     dx = out_array("out", out, dy.shape, dy.dtype)
     mask, dy = _c_order(mask), _c_order(dy)
+    no_overlap((("out", dx),), (("grad_out", dy), ("mask", mask)), _IN_PLACE)
     _core.dropout_apply(dx.reshape(-1), dy.reshape(-1), mask.reshape(-1), p)
     return dx

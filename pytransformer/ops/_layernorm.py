@@ -3,7 +3,7 @@ with normalized_shape = x.shape[-1:])."""
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked,
+from pytransformer.ops._checks import (_c_order, float_checked, no_overlap,
                                        optional_float_checked, out_array, real_arg, rows)
 
 
@@ -15,7 +15,8 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
 
     out, mean_out, rstd_out: optional caller-owned buffers (shapes x.shape,
     x.shape[:-1], x.shape[:-1]; x's dtype; C-contiguous) that are written
-    and returned instead of fresh arrays; out may be x itself (in place)."""
+    and returned instead of fresh arrays; out may be x itself (in place).
+    Otherwise none of them may overlap x, weight, bias or each other."""
     x = float_checked("x", x, min_ndim=1)
     C = x.shape[-1]
     weight = optional_float_checked("weight", weight, x.dtype, (C,))
@@ -28,6 +29,9 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
     mean = out_array("mean_out", mean_out, x.shape[:-1], x.dtype)
     rstd = out_array("rstd_out", rstd_out, x.shape[:-1], x.dtype)
     x, weight, bias = _c_order(x), _c_order(weight), _c_order(bias)
+    # each row's statistics are taken before the row is written: out may be x
+    no_overlap((("out", y), ("mean_out", mean), ("rstd_out", rstd)),
+               (("x", x), ("weight", weight), ("bias", bias)), (("out", "x"),))
     _core.layernorm_forward(y.reshape(N, C), mean.reshape(N), rstd.reshape(N),
                             x.reshape(N, C), weight, bias, eps)
     return y, mean, rstd
@@ -45,7 +49,8 @@ def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True,
 
     grad_input: optional caller-owned buffer (x's shape and dtype,
     C-contiguous) that dx is written to (overwritten, not added to) and
-    returned; it may be grad_out itself (in place)."""
+    returned; it may be grad_out itself (in place), and must not overlap
+    any other argument."""
     x = float_checked("x", x, min_ndim=1)
     C = x.shape[-1]
     N, _ = rows(x)
@@ -58,6 +63,10 @@ def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True,
     # The kernel overwrites dx (accumulate=False): no zeroing pass needed.
     dx = out_array("grad_input", grad_input, x.shape, x.dtype)
     x, dy, weight, mean, rstd = (_c_order(a) for a in (x, dy, weight, mean, rstd))
+    # a row of grad_out is reduced before that row of dx is written
+    no_overlap((("grad_input", dx),),
+               (("grad_out", dy), ("x", x), ("weight", weight), ("mean", mean), ("rstd", rstd)),
+               (("grad_input", "grad_out"),))
     want = weight is not None and need_weight_grads
     dw = np.zeros(C, x.dtype) if want else None
     db = np.zeros(C, x.dtype) if want else None

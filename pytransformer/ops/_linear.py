@@ -3,7 +3,7 @@
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked,
+from pytransformer.ops._checks import (_c_order, float_checked, no_overlap,
                                        optional_float_checked, out_array, rows)
 
 
@@ -20,7 +20,8 @@ def check_weight(x, weight, name="weight", x_name="x"):
 
 def linear(x, weight, bias=None, out=None):
     """y = x @ weight.T + bias for x (..., IN), weight (OUT, IN), bias (OUT,)
-    or None; y has shape (..., OUT). `out` may be given (written in place)."""
+    or None; y has shape (..., OUT). `out` may be given (written and
+    returned); it must not overlap x, weight or bias (ValueError)."""
     x = float_checked("x", x, min_ndim=1)
     weight = check_weight(x, weight)
     OUT, IN = weight.shape
@@ -28,6 +29,7 @@ def linear(x, weight, bias=None, out=None):
     N = rows(x)[0]
     y = out_array("out", out, x.shape[:-1] + (OUT,), x.dtype)
     x, weight, bias = _c_order(x), _c_order(weight), _c_order(bias)
+    no_overlap((("out", y),), (("x", x), ("weight", weight), ("bias", bias)))
     _core.linear_forward(y.reshape(N, OUT), x.reshape(N, IN), weight, bias)
     return y
 

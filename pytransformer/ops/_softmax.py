@@ -22,7 +22,7 @@ import numpy as np
 
 from pytransformer import _core
 from pytransformer.ops._checks import (_c_order, choice_arg, float_checked, index_array,
-                                       index_checked, int_arg, out_array, real_arg,
+                                       index_checked, int_arg, no_overlap, out_array, real_arg,
                                        rows)
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -33,6 +33,8 @@ def _softmax(name, x, out, log):
     N, C = rows(x)
     y = out_array("out", out, x.shape, x.dtype)
     x = _c_order(x)
+    # a row is read whole before it is written: out may be x itself
+    no_overlap((("out", y),), ((name, x),), (("out", name),))
     _core.softmax_forward(y.reshape(N, C), x.reshape(N, C), log)
     return y
 
@@ -53,10 +55,8 @@ def _zeroed_out(out, inputs):
     """The gradient buffer `out` (already checked by out_array) zeroed for
     the accumulating kernel. `inputs` ((name, array), ...) are what the
     kernel reads: zeroing an `out` that overlaps one would silently corrupt
-    the result."""
-    for name, a in inputs:
-        if out.size and np.may_share_memory(out, a):
-            raise ValueError(f"out: must not overlap {name}")
+    the result, so that is a ValueError naming both."""
+    no_overlap((("out", out),), inputs)
     out.fill(0)
     return out
 
@@ -150,7 +150,8 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
     zero on ignored rows, where g is grad_loss (shape (...)) for 'none',
     grad_loss (a 0-d array or a number) for 'sum', and grad_loss / (number of
     non-ignored rows) for 'mean'. lse comes from cross_entropy_forward.
-    `out`, if given, is overwritten with dlogits (it must not be logits)."""
+    `out`, if given, is overwritten with dlogits (it must not overlap
+    logits, lse, targets or grad_loss)."""
     logits, targets, N, C, ignore_index, ls = _ce_args(
         logits, targets, ignore_index, label_smoothing, reduction)
     lead = logits.shape[:-1]
@@ -184,7 +185,8 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
     if dlogits is None:
         dlogits = np.zeros(logits.shape, logits.dtype)
     else:
-        dlogits = _zeroed_out(dlogits, (("logits", logits), ("lse", lse), ("targets", targets)))
+        dlogits = _zeroed_out(dlogits, (("logits", logits), ("lse", lse), ("targets", targets),
+                                        ("grad_loss", g)))
     _core.cross_entropy_backward(dlogits.reshape(N, C), logits.reshape(N, C), lse.reshape(N),
                                  targets.reshape(N), g, ignore_index, ls)
     return dlogits
