@@ -330,3 +330,20 @@ def test_raw_cross_entropy_buffers_over_targets_refused():
     with pytest.raises(ValueError) as info:
         _core.cross_entropy_backward(d, logits, lse, t, np.asarray(1.0), -100, 0.0)
     assert _named(str(info.value), "grad_logits", "targets"), str(info.value)
+
+
+def test_no_overlap_helper_decides_strided_views_exactly():
+    from pytransformer.ops._checks import no_overlap
+    buf = np.zeros(20)
+    no_overlap((("out", buf[::2]),), (("x", buf[1::2]),))        # interleaved: disjoint
+    with pytest.raises(ValueError, match=r"^out and x: must not overlap"):
+        no_overlap((("out", buf[::2]),), (("x", buf[4::2]),))
+    x = buf[:10]
+    no_overlap((("out", x),), (("x", x),), (("out", "x"),))       # declared in place
+    with pytest.raises(ValueError, match=r"^out and x:"):
+        no_overlap((("out", x),), (("x", x),))
+    with pytest.raises(ValueError, match=r"^out and x:"):            # same start, other shape
+        no_overlap((("out", x),), (("x", buf[:5]),), (("out", "x"),))
+    with pytest.raises(ValueError, match=r"^out and mean_out:"):
+        no_overlap((("out", x), ("mean_out", buf[9:12])))
+    no_overlap((("out", buf[:0]),), (("x", buf),))                # empty: never overlaps

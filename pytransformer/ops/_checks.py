@@ -38,6 +38,9 @@ Policy (the same for every op):
     shape and dtype) and the op runs in place. A partial or shifted
     overlap is never accepted, and GEMM-based ops (matmul, linear,
     attention) and accumulating backward kernels never run in place.
+    Deciding costs O(1) for C-contiguous buffers (their bounds are exact);
+    other layouts go through np.shares_memory with a work bound, and a
+    case it cannot decide within it counts as overlapping.
 """
 import numbers
 
@@ -61,8 +64,8 @@ def float_ndarray(name, a, dtype, dtype_of):
 
 def float_checked(name, a, dtype=None, ndim=None, min_ndim=None, shape=None):
     """`a` itself (never copied) after checking type, dtype, ndim and, when
-    given, exact `shape`: call _c_order on it once every argument of the
-    call has been checked."""
+    given, exact `shape`. The op calls _c_order on it once every argument of
+    the call has been checked (see the order rule above)."""
     float_ndarray(name, a, dtype, "the other inputs")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dims, got shape {a.shape}")
@@ -71,12 +74,6 @@ def float_checked(name, a, dtype=None, ndim=None, min_ndim=None, shape=None):
     if shape is not None:
         same_shape(name, a, shape)
     return a
-
-
-def float_array(name, a, dtype=None, ndim=None, min_ndim=None, shape=None):
-    """Return `a` as a C-contiguous float array, checking type, dtype, ndim
-    and (when given) exact shape before any copy."""
-    return _c_order(float_checked(name, a, dtype, ndim, min_ndim, shape))
 
 
 def _c_order(a):
@@ -96,14 +93,6 @@ def optional_float_checked(name, a, dtype, shape=None):
     if a is None:
         return None
     return float_checked(name, a, dtype, shape=shape)
-
-
-def optional_float_array(name, a, dtype, shape=None):
-    """None, or a float array of `dtype` and (when given) exactly `shape`,
-    C-ordered after the checks."""
-    if a is None:
-        return None
-    return float_array(name, a, dtype, shape=shape)
 
 
 def stored_elements(a):
@@ -128,12 +117,13 @@ def index_checked(name, a, shape=None):
     return a
 
 
-def index_array(name, a, low, high, ignore=None, shape=None):
+def index_array(name, a, low, high, ignore=None):
     """Return an int64 C-contiguous copy/view of integer array `a`, every value
-    in [low, high) or equal to `ignore`. Type and (when given) shape are
-    checked first, then the values (over the stored elements only: see
-    stored_elements), and only then is `a` converted."""
-    index_checked(name, a, shape)
+    in [low, high) or equal to `ignore`. The type is checked first (the op
+    has checked the shape with index_checked already), then the values over
+    the stored elements only (see stored_elements), and only then is `a`
+    converted."""
+    index_checked(name, a)
     allowed = f"[{low}, {high})" + (f" or {ignore}" if ignore is not None else "")
     s = stored_elements(a)
     if s.size:
