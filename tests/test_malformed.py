@@ -1482,3 +1482,19 @@ def test_regression_index_values_scanned_per_stored_element():
         index_array("u", u, 0, 5)
     ok = np.broadcast_to(np.array([[0, 4]], np.int16), (3, 2))
     np.testing.assert_array_equal(index_array("ok", ok, 0, 5), np.tile([0, 4], (3, 1)))
+
+
+@pytest.mark.parametrize("field,value", [
+    ("h", np.ones((2, 7))),
+    ("h", np.broadcast_to(np.ones(1), (2**20, 2**10))),
+    ("b1", np.ones(2)),
+    ("w1", np.ones((3, 5))),
+    ("w2", np.ones((5, 4))),
+], ids=["h", "h-broadcast", "b1", "w1", "w2"])
+def test_regression_ffn_backward_saved_shapes_named_before_any_copy(field, value):
+    # a forged FFNSaved of inconsistent shapes must be refused by its field's
+    # name, before a broadcast field is copied to C order
+    x = np.ones((2, 4))
+    _, saved = ops.ffn_forward(x, np.ones((3, 4)), np.ones(3), np.ones((5, 3)), None)
+    _raises(ValueError, f"saved.{field}", ops.ffn_backward, np.ones((2, 5)),
+            saved._replace(**{field: value}))

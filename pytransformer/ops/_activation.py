@@ -12,7 +12,7 @@ import numpy as np
 
 from pytransformer import _core
 from pytransformer.ops._checks import (_c_order, choice_arg, float_checked, no_overlap,
-                                      optional_float_checked, out_array, rows)
+                                      optional_float_checked, out_array, rows, same_shape)
 from pytransformer.ops._linear import check_weight
 
 # bias_act's activation names -> the C kinds (see _core.ACT_KINDS).
@@ -179,12 +179,15 @@ def ffn_backward(grad_out, saved):
     x, h, w1, b1, w2, has_b2, kind = saved
     # A forged or edited FFNSaved must fail by name, not deep inside.
     x = float_checked("saved.x", x, min_ndim=1)
-    h = float_checked("saved.h", h, x.dtype, min_ndim=1)
+    D = x.shape[-1]
     w1 = float_checked("saved.w1", w1, x.dtype, ndim=2)
+    H = w1.shape[0]
+    same_shape("saved.w1", w1, (H, D))
+    h = float_checked("saved.h", h, x.dtype, shape=x.shape[:-1] + (H,))
+    b1 = optional_float_checked("saved.b1", b1, x.dtype, (H,))
     w2 = float_checked("saved.w2", w2, x.dtype, ndim=2)
-    b1 = optional_float_checked("saved.b1", b1, x.dtype)
-    H, D = w1.shape
     D2 = w2.shape[0]
+    same_shape("saved.w2", w2, (D2, H))
     N = rows(x)[0]
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape[:-1] + (D2,))
     x, h, w1, w2, b1, dy = (_c_order(a) for a in (x, h, w1, w2, b1, dy))
