@@ -4,7 +4,11 @@
 Every function here takes NumPy arrays, including the outputs, which the
 caller allocates (pytransformer.ops does). Before any C runs it checks each
 array: type, dtype, exact shape, C-contiguity, and that outputs are
-writable; a wrong argument raises TypeError/ValueError naming it. Then it
+writable; a wrong argument raises TypeError/ValueError naming it. An
+output that overlaps an index array (ids, targets) is refused as well: the
+kernel would read indices it had just overwritten, out of bounds (other
+overlaps give wrong numbers, not unsafe ones, and are refused one level up,
+in pytransformer.ops). Then it
 releases the GIL, calls the kernel, and turns a C status into an exception
 through check_status(). Backward kernels add into their gradient outputs.
 
@@ -76,6 +80,18 @@ def _check(str name, object a, object dtype, tuple shape,
     if out and not a.flags.writeable:
         raise ValueError(f"{name}: output array is read-only")
     return a
+
+
+def _apart(str wname, object w, str rname, object r):
+    """ValueError naming both unless the checked (C-contiguous) arrays w
+    and r occupy disjoint bytes; None or empty arrays always pass."""
+    if w is None or r is None or w.size == 0 or r.size == 0:
+        return
+    cdef uintptr_t w0 = <uintptr_t>_ptr(w), r0 = <uintptr_t>_ptr(r)
+    cdef uintptr_t w1 = w0 + <uintptr_t>w.nbytes, r1 = r0 + <uintptr_t>r.nbytes
+    if w0 < r1 and r0 < w1:
+        raise ValueError(f"{wname} and {rname}: must not overlap in memory "
+                         f"({wname} is written by the kernel)")
 
 
 cdef object _float_dtype(str name, object a):

@@ -57,6 +57,8 @@ def cross_entropy_forward(object loss, object lse, object logits, object targets
     _check("targets", targets, np.int64, (N,))
     _check("loss", loss, dt, (N,), out=True)
     _check("lse", lse, dt, (N,), out=True)
+    _apart("loss", loss, "targets", targets)
+    _apart("lse", lse, "targets", targets)
     if not (0.0 <= label_smoothing <= 1.0):
         raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
     cdef void *pl = _ptr(loss)
@@ -89,6 +91,7 @@ def cross_entropy_backward(object dlogits, object logits, object lse, object tar
     _check("lse", lse, dt, (N,))
     _check("targets", targets, np.int64, (N,))
     _check("grad_logits", dlogits, dt, (N, C), out=True)
+    _apart("grad_logits", dlogits, "targets", targets)
     cdef int64_t stride = 1
     if isinstance(dloss, np.ndarray) and dloss.ndim == 0:
         _check("grad_loss", dloss, dt, ())

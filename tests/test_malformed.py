@@ -1343,3 +1343,158 @@ def test_regression_blas_hook_takes_no_caller_pointers():
         _core.gemm(np.empty((64, 64), np.float32), x, x)
     """)
     assert ok, err
+
+
+# An argument of the wrong shape is refused before any value scan or copy:
+# a tiny call with a broadcast view (no memory of its own) must not read or
+# materialise the view's full logical size. Each case runs in a child with
+# an address-space limit (a copy would be a MemoryError there) and a timeout
+# (a value scan over 2**40 elements would not end).
+
+_AS_LIMIT = 3 << 30
+
+
+def _fast_refusals(body, timeout=60):
+    """Run `body` (which fills CASES with (label, thunk)) in a child under
+    _AS_LIMIT; return {label: (seconds, exception name, message)}."""
+    code = textwrap.dedent("""
+        import json, resource, time
+        import numpy as np
+        from pytransformer import ops
+        resource.setrlimit(resource.RLIMIT_AS, (%d, %d))
+        big = lambda shape, dt=np.float32: np.broadcast_to(np.zeros(1, dt), shape)
+        CASES = []
+    """ % (_AS_LIMIT, _AS_LIMIT)) + textwrap.dedent(body) + textwrap.dedent("""
+        res = {}
+        for label, thunk in CASES:
+            t0 = time.perf_counter()
+            try:
+                thunk()
+                res[label] = (time.perf_counter() - t0, "returned", "")
+            except Exception as e:
+                res[label] = (time.perf_counter() - t0, type(e).__name__, str(e))
+        print(json.dumps(res))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")[-800:]
+    import json
+    return json.loads(r.stdout.decode().strip().splitlines()[-1])
+
+
+def test_regression_cross_entropy_checks_target_shape_before_values():
+    res = _fast_refusals("""
+        CASES.append(("reported", lambda: ops.cross_entropy(
+            np.zeros((0, 3), np.float32),
+            np.broadcast_to(np.zeros(1, np.uint64), (7, 2**40)))))
+        CASES.append(("valid", lambda: ops.cross_entropy(
+            np.zeros((7, 3), np.float32), np.zeros(7, np.int64))))
+    """, timeout=20)
+    secs, exc, msg = res["reported"]
+    assert exc == "ValueError" and _names_in(msg, ["targets"]), (exc, msg)
+    assert secs < 2, secs
+    assert res["valid"][1] == "returned", res["valid"]
+
+
+# (label, call) with one broadcast-view argument of a wrong shape, per op; the
+# message must name `name`.
+_WRONG_SHAPE_VIEWS = [
+    ("matmul a", "a", "ops.matmul(big((2**30, 7)), np.zeros((8, 3), np.float32))"),
+    ("matmul b", "b", "ops.matmul(np.zeros((3, 4), np.float32), big((5, 2**30)))"),
+    ("linear x", "weight", "ops.linear(big((7, 2**30, 4)), np.zeros((3, 5), np.float32))"),
+    ("linear weight", "weight", "ops.linear(np.zeros((2, 4), np.float32), big((3, 2**30)))"),
+    ("linear bias", "bias", "ops.linear(np.zeros((2, 4), np.float32), "
+                            "np.zeros((3, 4), np.float32), big((2**30,)))"),
+    ("linear out", "out", "ops.linear(big((2**30, 4)), np.zeros((3, 4), np.float32), "
+                          "out=np.zeros((2, 3), np.float32))"),
+    ("linear_backward", "grad_out", "ops.linear_backward(big((2**30, 3)), "
+                                    "np.zeros((2, 4), np.float32), np.zeros((3, 4), np.float32))"),
+    ("relu out", "out", "ops.relu(big((7, 2**30)), out=np.zeros(3, np.float32))"),
+    ("relu_backward", "grad_out", "ops.relu_backward(big((7, 2**30)), np.zeros(3, np.float32))"),
+    ("gelu_backward x", "grad_out", "ops.gelu_backward(np.zeros(3, np.float32), big((7, 2**30)))"),
+    ("bias_act bias", "bias", "ops.bias_act(big((2**30, 4)), big((5,)))"),
+    ("bias_act_backward", "grad_out", "ops.bias_act_backward(big((2**30, 4)), "
+                                      "np.zeros((2, 4), np.float32), np.zeros(4, np.float32))"),
+    ("ffn w1", "w1", "ops.ffn(big((2**30, 4)), big((3, 5)), None, np.zeros((4, 3), np.float32), "
+                     "None)"),
+    ("ffn w2", "w2", "ops.ffn(np.zeros((2, 4), np.float32), np.zeros((3, 4), np.float32), None, "
+                     "big((4, 2**30)), None)"),
+    ("softmax out", "out", "ops.softmax(big((7, 2**30)), out=np.zeros(3, np.float32))"),
+    ("softmax_backward", "grad_out", "ops.softmax_backward(big((7, 2**30)), "
+                                     "np.zeros((2, 3), np.float32))"),
+    ("cross_entropy logits", "targets", "ops.cross_entropy(big((7, 2**30, 3)), "
+                                        "np.zeros(5, np.int64))"),
+    ("cross_entropy_backward lse", "lse", "ops.cross_entropy_backward(1.0, "
+                                          "np.zeros((2, 3), np.float32), np.zeros(2, np.int64), "
+                                          "big((7, 2**30)))"),
+    ("layer_norm weight", "weight", "ops.layer_norm(big((2**30, 4)), big((5,)))"),
+    ("layer_norm out", "out", "ops.layer_norm(big((2**30, 4)), out=np.zeros(3, np.float32))"),
+    ("layer_norm_backward", "grad_out", "ops.layer_norm_backward(big((2**30, 4)), "
+                                        "np.zeros((2, 4), np.float32), None, "
+                                        "np.zeros(2, np.float32), np.zeros(2, np.float32))"),
+    ("attention k", "k", "ops.scaled_dot_product_attention(big((1, 1, 2**28, 4)), "
+                         "big((1, 1, 2**28, 5)), big((1, 1, 2**28, 4)))"),
+    ("attention mask", "attn_mask", "ops.scaled_dot_product_attention("
+                                    "np.zeros((1, 1, 2, 4), np.float32), "
+                                    "np.zeros((1, 1, 3, 4), np.float32), "
+                                    "np.zeros((1, 1, 3, 4), np.float32), "
+                                    "attn_mask=big((7, 2**30), np.bool_))"),
+    ("attention out", "out", "ops.scaled_dot_product_attention(big((1, 1, 2**28, 4)), "
+                             "big((1, 1, 3, 4)), big((1, 1, 3, 4)), "
+                             "out=np.zeros((1, 1, 2, 4), np.float32))"),
+    ("attention_backward", "grad_out", "ops.attention_backward(big((1, 1, 2**28, 4)), "
+                                       "*[np.zeros((1, 1, 2, 4), np.float32)] * 4, "
+                                       "np.zeros((1, 1, 2), np.float32))"),
+    ("embedding out", "out", "ops.embedding(big((7, 2**40), np.int64), "
+                             "np.zeros((4, 2), np.float32), out=np.zeros((2, 2), np.float32))"),
+    ("embedding_backward ids", "grad_out", "ops.embedding_backward(np.zeros((2, 3), np.float32), "
+                                           "big((7, 2**40), np.int64), 4)"),
+    ("embedding_backward grad_out", "grad_out", "ops.embedding_backward(big((7, 2**30, 3)), "
+                                                "np.zeros(2, np.int64), 4)"),
+    ("dropout out", "out", "ops.dropout(big((7, 2**30)), out=np.zeros(3, np.float32))"),
+    ("dropout_backward mask", "mask", "ops.dropout_backward(big((7, 2**30)), "
+                                      "np.zeros(3, np.uint8), 0.5)"),
+    ("adamw_step grad", "grad", "ops.adamw_step(np.zeros(3, np.float32), big((7, 2**30)), "
+                                "np.zeros(3, np.float32), np.zeros(3, np.float32), 1)"),
+]
+
+
+def test_regression_wrong_shape_broadcast_views_refused_before_any_copy():
+    body = "".join(f"CASES.append(({label!r}, lambda: {call}))\n"
+                   for label, _, call in _WRONG_SHAPE_VIEWS)
+    res = _fast_refusals(body, timeout=120)
+    bad = []
+    for label, name, _ in _WRONG_SHAPE_VIEWS:
+        secs, exc, msg = res[label]
+        if exc != "ValueError" or not _names_in(msg, [name]) or secs > 2:
+            bad.append((label, round(secs, 2), exc, msg[:120]))
+    assert not bad, bad
+
+
+def test_regression_index_values_scanned_per_stored_element():
+    from pytransformer.ops._checks import index_array
+    # 2**40 rows of a broadcast view: the bad value is found in the 3 stored
+    # elements, and reported as the first bad one in C order
+    t = np.broadcast_to(np.array([1, 9, 7], np.int64), (2**40, 3))
+    with pytest.raises(ValueError, match=r"^t: value 9 out of range \[0, 5\)$"):
+        index_array("t", t, 0, 5)
+    u = np.broadcast_to(np.array([[1], [2**64 - 1]], np.uint64), (2, 2**40))
+    with pytest.raises(ValueError, match="value 18446744073709551615"):
+        index_array("u", u, 0, 5)
+    ok = np.broadcast_to(np.array([[0, 4]], np.int16), (3, 2))
+    np.testing.assert_array_equal(index_array("ok", ok, 0, 5), np.tile([0, 4], (3, 1)))
+
+
+@pytest.mark.parametrize("field,value", [
+    ("h", np.ones((2, 7))),
+    ("h", np.broadcast_to(np.ones(1), (2**20, 2**10))),
+    ("b1", np.ones(2)),
+    ("w1", np.ones((3, 5))),
+    ("w2", np.ones((5, 4))),
+], ids=["h", "h-broadcast", "b1", "w1", "w2"])
+def test_regression_ffn_backward_saved_shapes_named_before_any_copy(field, value):
+    # a forged FFNSaved of inconsistent shapes must be refused by its field's
+    # name, before a broadcast field is copied to C order
+    x = np.ones((2, 4))
+    _, saved = ops.ffn_forward(x, np.ones((3, 4)), np.ones(3), np.ones((5, 3)), None)
+    _raises(ValueError, f"saved.{field}", ops.ffn_backward, np.ones((2, 5)),
+            saved._replace(**{field: value}))

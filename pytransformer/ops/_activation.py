@@ -11,8 +11,8 @@ from collections import namedtuple
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (choice_arg, float_array, optional_float_array, out_array,
-                                      rows)
+from pytransformer.ops._checks import (_c_order, choice_arg, float_checked, no_overlap,
+                                      optional_float_checked, out_array, rows, same_shape)
 from pytransformer.ops._linear import check_weight
 
 # bias_act's activation names -> the C kinds (see _core.ACT_KINDS).
@@ -48,19 +48,24 @@ def _flat_rows(*arrays):
     return pieces
 
 
+# The activation kernels read each element before writing it: out may be x.
+_IN_PLACE = (("out", "x"),)
+
+
 def _act_elementwise(x, kind, out):
-    x = float_array("x", x)
+    x = float_checked("x", x)
     y = out_array("out", out, x.shape, x.dtype)
+    x = _c_order(x)
+    no_overlap((("out", y),), (("x", x),), _IN_PLACE)
     for yv, xv in _flat_rows(y, x):
         _core.bias_act_forward(yv, xv, None, kind)
     return y
 
 
 def _act_backward_elementwise(grad_out, x, kind):
-    x = float_array("x", x)
-    dy = float_array("grad_out", grad_out, x.dtype)
-    if dy.shape != x.shape:
-        raise ValueError(f"grad_out: expected shape {x.shape}, got {dy.shape}")
+    x = float_checked("x", x)
+    dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape)
+    x, dy = _c_order(x), _c_order(dy)
     dx = np.zeros(x.shape, x.dtype)
     for dxv, dyv, xv in _flat_rows(dx, dy, x):
         _core.bias_act_backward(dxv, None, dyv, xv, None, kind)
@@ -91,15 +96,17 @@ def gelu_backward(grad_out, x, approximate="none"):
 def bias_act(x, bias=None, activation="relu", out=None):
     """act(x + bias) with bias (C,) added over the last axis of x (..., C);
     activation is 'relu', 'gelu' (erf), 'gelu_tanh' or 'none'. `out` may be
-    x (in place)."""
+    x (in place), and must not overlap it otherwise, nor bias."""
     kind = _activation(activation)
-    x = float_array("x", x, min_ndim=1)
+    x = float_checked("x", x, min_ndim=1)
     C = x.shape[-1]
-    bias = optional_float_array("bias", bias, x.dtype, (C,))
+    bias = optional_float_checked("bias", bias, x.dtype, (C,))
     if bias is None:
         return _act_elementwise(x, kind, out)
     N = rows(x)[0]
     y = out_array("out", out, x.shape, x.dtype)
+    x, bias = _c_order(x), _c_order(bias)
+    no_overlap((("out", y),), (("x", x), ("bias", bias)), _IN_PLACE)
     _core.bias_act_forward(y.reshape(N, C), x.reshape(N, C), bias, kind)
     return y
 
@@ -109,14 +116,13 @@ def bias_act_backward(grad_out, x, bias=None, activation="relu"):
     act'(x + bias), dbias = dx summed over the leading axes (None without
     bias). x is the forward input before the bias."""
     kind = _activation(activation)
-    x = float_array("x", x, min_ndim=1)
+    x = float_checked("x", x, min_ndim=1)
     C = x.shape[-1]
-    bias = optional_float_array("bias", bias, x.dtype, (C,))
+    bias = optional_float_checked("bias", bias, x.dtype, (C,))
     if bias is None:
         return _act_backward_elementwise(grad_out, x, kind), None
-    dy = float_array("grad_out", grad_out, x.dtype)
-    if dy.shape != x.shape:
-        raise ValueError(f"grad_out: expected shape {x.shape}, got {dy.shape}")
+    dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape)
+    x, bias, dy = _c_order(x), _c_order(bias), _c_order(dy)
     N = rows(x)[0]
     dx = np.zeros(x.shape, x.dtype)
     db = np.zeros(C, x.dtype)
@@ -137,16 +143,17 @@ def ffn_forward(x, w1, b1, w2, b2, activation="relu"):
     with w1 (H, D), b1 (H,) or None, w2 (D2, H), b2 (D2,) or None.
     Returns (y, saved) with y of shape (..., D2); saved is for ffn_backward."""
     kind = _activation(activation)
-    x = float_array("x", x, min_ndim=1)
+    x = float_checked("x", x, min_ndim=1)
     w1 = check_weight(x, w1, "w1")
     H, D = w1.shape
-    b1 = optional_float_array("b1", b1, x.dtype, (H,))
-    w2 = float_array("w2", w2, x.dtype)
+    b1 = optional_float_checked("b1", b1, x.dtype, (H,))
+    w2 = float_checked("w2", w2, x.dtype)
     if w2.ndim != 2 or w2.shape[1] != H:
         raise ValueError(f"w2: expected shape (OUT, {H}) to match w1's first dim {H}, "
                          f"got {w2.shape}")
     D2 = w2.shape[0]
-    b2 = optional_float_array("b2", b2, x.dtype, (D2,))
+    b2 = optional_float_checked("b2", b2, x.dtype, (D2,))
+    x, w1, b1, w2, b2 = (_c_order(a) for a in (x, w1, b1, w2, b2))
     N = rows(x)[0]
     lead = x.shape[:-1]
     h = np.empty(lead + (H,), x.dtype)
@@ -171,18 +178,19 @@ def ffn_backward(grad_out, saved):
         raise TypeError(f"saved: expected the FFNSaved of ffn_forward, got {type(saved).__name__}")
     x, h, w1, b1, w2, has_b2, kind = saved
     # A forged or edited FFNSaved must fail by name, not deep inside.
-    x = float_array("saved.x", x, min_ndim=1)
-    h = float_array("saved.h", h, x.dtype, min_ndim=1)
-    w1 = float_array("saved.w1", w1, x.dtype, ndim=2)
-    w2 = float_array("saved.w2", w2, x.dtype, ndim=2)
-    b1 = optional_float_array("saved.b1", b1, x.dtype)
-    H, D = w1.shape
+    x = float_checked("saved.x", x, min_ndim=1)
+    D = x.shape[-1]
+    w1 = float_checked("saved.w1", w1, x.dtype, ndim=2)
+    H = w1.shape[0]
+    same_shape("saved.w1", w1, (H, D))
+    h = float_checked("saved.h", h, x.dtype, shape=x.shape[:-1] + (H,))
+    b1 = optional_float_checked("saved.b1", b1, x.dtype, (H,))
+    w2 = float_checked("saved.w2", w2, x.dtype, ndim=2)
     D2 = w2.shape[0]
+    same_shape("saved.w2", w2, (D2, H))
     N = rows(x)[0]
-    dy = float_array("grad_out", grad_out, x.dtype)
-    expect = x.shape[:-1] + (D2,)
-    if dy.shape != expect:
-        raise ValueError(f"grad_out: expected shape {expect}, got {dy.shape}")
+    dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape[:-1] + (D2,))
+    x, h, w1, w2, b1, dy = (_c_order(a) for a in (x, h, w1, w2, b1, dy))
     h2, dy2 = h.reshape(N, H), dy.reshape(N, D2)
     # Recompute a = act(h + b1); after dw2 it becomes the dh buffer.
     buf = np.empty((N, H), x.dtype)

@@ -24,21 +24,24 @@ Without need_weights the kernel runs a tiled online-softmax (FlashAttention)
 path whose memory is O(T), never O(Tq x Tk); need_weights=True materialises
 the (B, H, Tq, Tk) probabilities. is_causal and attn_mask may be combined
 (PyTorch refuses that; here the causal -inf is simply added to the mask).
-`out=` must not overlap q, k or v. Results do not depend on the thread count.
+`out=` must not overlap q, k, v or attn_mask (ValueError naming both). Results
+do not depend on the thread count.
 """
 import math
 
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import _c_order, float_array, out_array, real_arg
+from pytransformer.ops._checks import (_c_order, float_checked, no_overlap, out_array, real_arg,
+                                       stored_elements)
 
 
 def _inputs(q, k, v):
-    """q, k, v as C-contiguous 4-D arrays of one float dtype, sizes checked."""
-    q = float_array("q", q, ndim=4)
-    k = float_array("k", k, dtype=q.dtype, ndim=4)
-    v = float_array("v", v, dtype=q.dtype, ndim=4)
+    """q, k, v checked (not copied yet) as 4-D arrays of one float dtype
+    and matching sizes."""
+    q = float_checked("q", q, ndim=4)
+    k = float_checked("k", k, dtype=q.dtype, ndim=4)
+    v = float_checked("v", v, dtype=q.dtype, ndim=4)
     B, H, Tq, D = q.shape
     Tk = k.shape[2]
     if k.shape[:2] != (B, H) or k.shape[3] != D:
@@ -60,27 +63,28 @@ def _mask(attn_mask, dtype, shape):
     """(additive mask array, 4 element strides) or (None, None).
 
     The result has the mask's own (broadcast) shape left-padded to 4 dims;
-    strides are 0 along its size-1 dimensions."""
+    strides are 0 along its size-1 dimensions. The shape is checked before
+    anything is copied, and a broadcast view's stride-0 axes are kept at
+    length 1 (stored_elements), so a broadcast mask is never materialised."""
     if attn_mask is None:
         return None, None
     if not isinstance(attn_mask, np.ndarray):
         raise TypeError(f"attn_mask: expected a numpy.ndarray, got {type(attn_mask).__name__}")
-    if attn_mask.dtype == np.bool_:
-        m = np.where(attn_mask, dtype.type(0), dtype.type(-np.inf)).astype(dtype, copy=False)
-    elif attn_mask.dtype.kind == "f":
-        if attn_mask.dtype != dtype:
-            raise TypeError(f"attn_mask: expected dtype bool or {dtype} (the dtype of q), "
-                            f"got {attn_mask.dtype}")
-        m = attn_mask
-    else:
+    if attn_mask.dtype != np.bool_ and attn_mask.dtype.kind != "f":
         raise TypeError(f"attn_mask: expected dtype bool or {dtype}, got {attn_mask.dtype}")
+    if attn_mask.dtype.kind == "f" and attn_mask.dtype != dtype:
+        raise TypeError(f"attn_mask: expected dtype bool or {dtype} (the dtype of q), "
+                        f"got {attn_mask.dtype}")
     try:
-        ok = m.ndim <= 4 and np.broadcast_shapes(m.shape, shape) == tuple(shape)
+        ok = attn_mask.ndim <= 4 and np.broadcast_shapes(attn_mask.shape, shape) == tuple(shape)
     except ValueError:
         ok = False
     if not ok:
         raise ValueError(f"attn_mask: shape {attn_mask.shape} does not broadcast to "
                          f"(B, H, Tq, Tk) = {tuple(shape)}")
+    m = stored_elements(attn_mask)
+    if m.dtype == np.bool_:
+        m = np.where(m, dtype.type(0), dtype.type(-np.inf)).astype(dtype, copy=False)
     m = _c_order(m.reshape((1,) * (4 - m.ndim) + m.shape))
     strides = [0 if n == 1 else s // m.itemsize for n, s in zip(m.shape, m.strides)]
     return m, np.array(strides, dtype=np.int64)
@@ -100,8 +104,10 @@ def _forward(q, k, v, attn_mask, is_causal, scale, need_weights, out, need_lse):
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     s = _scale(scale, D)
-    mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
     o = out_array("out", out, (B, H, Tq, Dv), q.dtype)
+    mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
+    q, k, v = _c_order(q), _c_order(k), _c_order(v)
+    no_overlap((("out", o),), (("q", q), ("k", k), ("v", v), ("attn_mask", mask)))
     lse = np.empty((B, H, Tq), q.dtype) if need_lse else None
     w = np.empty((B, H, Tq, Tk), q.dtype) if need_weights else None
     _core.attention_forward(o, lse, w, q, k, v, mask, strides, bool(is_causal), s)
@@ -124,16 +130,11 @@ def attention_backward(grad_out, q, k, v, out, lse, attn_mask=None, is_causal=Fa
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     s = _scale(scale, D)
+    g = float_checked("grad_out", grad_out, dtype=q.dtype, shape=(B, H, Tq, Dv))
+    out = float_checked("out", out, dtype=q.dtype, shape=(B, H, Tq, Dv))
+    lse = float_checked("lse", lse, dtype=q.dtype, shape=(B, H, Tq))
     mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
-    g = float_array("grad_out", grad_out, dtype=q.dtype)
-    if g.shape != (B, H, Tq, Dv):
-        raise ValueError(f"grad_out: expected shape {(B, H, Tq, Dv)}, got {g.shape}")
-    out = float_array("out", out, dtype=q.dtype)
-    if out.shape != (B, H, Tq, Dv):
-        raise ValueError(f"out: expected shape {(B, H, Tq, Dv)}, got {out.shape}")
-    lse = float_array("lse", lse, dtype=q.dtype)
-    if lse.shape != (B, H, Tq):
-        raise ValueError(f"lse: expected shape {(B, H, Tq)}, got {lse.shape}")
+    q, k, v, g, out, lse = (_c_order(a) for a in (q, k, v, g, out, lse))
     dq = np.zeros(q.shape, q.dtype)
     dk = np.zeros(k.shape, q.dtype)
     dv = np.zeros(v.shape, q.dtype)

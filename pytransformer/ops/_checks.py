@@ -18,7 +18,29 @@ Policy (the same for every op):
     in range (ValueError); option strings must be one of the documented
     choices (ValueError); every message names the argument;
   * a result whose byte size could not even be addressed (sizes like 2**62)
-    is a ValueError naming the size arguments, never a MemoryError.
+    is a ValueError naming the size arguments, never a MemoryError;
+  * order: every type, dtype and shape check of a call comes before any
+    value scan (ids, targets) and before any copy (C order, dtype of an
+    index array, a boolean mask turned additive). A tiny call with a
+    broadcast view of the wrong shape is refused at once; it never reads or
+    materialises the view's logical size. Value scans look at each stored
+    element once (the stride-0 axes of a broadcast view are not walked);
+  * overlap: a buffer an op writes (out=, mean_out, grad_input,
+    grad_weight, the AdamW state) must not share memory with another buffer
+    it writes nor with an array it reads, else ValueError naming both
+    (no_overlap). The arrays compared are the ones the kernel touches: an
+    input that was copied to C order is read from the private copy, so an
+    `out` over the caller's non-contiguous original is harmless and
+    accepted. One exception, per kernel: where the kernel finishes reading
+    an element (or a row) before writing it -- relu, gelu, bias_act,
+    softmax, log_softmax, layer_norm's out and layer_norm_backward's
+    grad_input, dropout -- `out` may be exactly the input (same address,
+    shape and dtype) and the op runs in place. A partial or shifted
+    overlap is never accepted, and GEMM-based ops (matmul, linear,
+    attention) and accumulating backward kernels never run in place.
+    Deciding costs O(1) for C-contiguous buffers (their bounds are exact);
+    other layouts go through np.shares_memory with a work bound, and a
+    case it cannot decide within it counts as overlapping.
 """
 import numbers
 
@@ -40,55 +62,92 @@ def float_ndarray(name, a, dtype, dtype_of):
                         f"{dtype_of}), got {a.dtype}")
 
 
-def float_array(name, a, dtype=None, ndim=None, min_ndim=None):
-    """Return `a` as a C-contiguous float array, checking type, dtype, ndim."""
+def float_checked(name, a, dtype=None, ndim=None, min_ndim=None, shape=None):
+    """`a` itself (never copied) after checking type, dtype, ndim and, when
+    given, exact `shape`. The op calls _c_order on it once every argument of
+    the call has been checked (see the order rule above)."""
     float_ndarray(name, a, dtype, "the other inputs")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dims, got shape {a.shape}")
     if min_ndim is not None and a.ndim < min_ndim:
         raise ValueError(f"{name}: expected at least {min_ndim} dims, got shape {a.shape}")
-    return _c_order(a)
+    if shape is not None:
+        same_shape(name, a, shape)
+    return a
 
 
 def _c_order(a):
     """a itself when C-contiguous and aligned, else a C-ordered aligned copy
     (keeps 0-d arrays 0-d, unlike np.ascontiguousarray). A misaligned array
     (e.g. a float64 view of a byte buffer at an odd offset) would be
-    undefined behaviour in C, where a double* must be 8-byte aligned."""
-    return a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
+    undefined behaviour in C, where a double* must be 8-byte aligned.
+    None (an absent optional argument) stays None."""
+    if a is None or (a.flags.c_contiguous and a.flags.aligned):
+        return a
+    return np.array(a, order="C")
 
 
-def optional_float_array(name, a, dtype, shape=None):
-    """None, or a float array of `dtype` and (when given) exactly `shape`."""
+def optional_float_checked(name, a, dtype, shape=None):
+    """None, or `a` (not copied) checked as a float array of `dtype` and
+    (when given) exactly `shape`."""
     if a is None:
         return None
-    a = float_array(name, a, dtype)
-    if shape is not None and a.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {a.shape}")
+    return float_checked(name, a, dtype, shape=shape)
+
+
+def stored_elements(a):
+    """A view of `a` whose stride-0 (broadcast) axes have length 1: it holds
+    every distinct element of `a` once and broadcasts back to a.shape. A
+    value scan over it costs the stored size, not the logical size."""
+    if a.size == 0:
+        return a
+    return a[tuple(slice(0, 1) if s == 0 else slice(None)
+                   for s, n in zip(a.strides, a.shape))]
+
+
+def index_checked(name, a, shape=None):
+    """`a` (not copied) checked as an integer ndarray of exactly `shape`
+    when given; index_array scans and converts it afterwards."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray of integers, got {type(a).__name__}")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer dtype, got {a.dtype}")
+    if shape is not None:
+        same_shape(name, a, shape)
     return a
 
 
 def index_array(name, a, low, high, ignore=None):
     """Return an int64 C-contiguous copy/view of integer array `a`, every value
-    in [low, high) or equal to `ignore`."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray of integers, got {type(a).__name__}")
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected an integer dtype, got {a.dtype}")
-    if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
-        # would wrap to a negative int64 (possibly == ignore) in astype
-        first = int(a.reshape(-1)[np.flatnonzero(a.reshape(-1) > np.iinfo(np.int64).max)[0]])
-        raise ValueError(f"{name}: value {first} out of range [{low}, {high})")
-    a = _c_order(a.astype(np.int64, copy=False))
-    if a.size:
-        bad = (a < low) | (a >= high)
+    in [low, high) or equal to `ignore`. The type is checked first (the op
+    has checked the shape with index_checked already), then the values over
+    the stored elements only (see stored_elements), and only then is `a`
+    converted."""
+    index_checked(name, a)
+    allowed = f"[{low}, {high})" + (f" or {ignore}" if ignore is not None else "")
+    s = stored_elements(a)
+    if s.size:
+        if a.dtype == np.uint64:
+            # beyond int64 would wrap to a negative (possibly == ignore) in astype
+            over = s > np.iinfo(np.int64).max
+            if over.any():
+                first = _first_flagged(s, over)
+                raise ValueError(f"{name}: value {first} out of range {allowed}")
+        s64 = s.astype(np.int64, copy=False)
+        bad = (s64 < low) | (s64 >= high)
         if ignore is not None:
-            bad &= a != ignore
+            bad &= s64 != ignore
         if bad.any():
-            first = int(a.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])
-            allowed = f"[{low}, {high})" + (f" or {ignore}" if ignore is not None else "")
+            first = _first_flagged(s, bad)
             raise ValueError(f"{name}: value {first} out of range {allowed}")
-    return a
+    return _c_order(a.astype(np.int64, copy=False))
+
+
+def _first_flagged(s, flags):
+    """The value of the first element of `s` (C order) flagged in `flags`.
+    For s = stored_elements(a) it is also the first flagged element of `a`
+    in C order: the broadcast axes only repeat it later."""
+    return int(s.reshape(-1)[np.flatnonzero(flags.reshape(-1))[0]])
 
 
 def out_array(name, out, shape, dtype):
@@ -105,6 +164,45 @@ def out_array(name, out, shape, dtype):
     if not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
         raise ValueError(f"{name}: must be C-contiguous, aligned and writable")
     return out
+
+
+def _overlap(a, b):
+    """True when arrays a and b share at least one byte of memory. Bounds
+    decide for C-contiguous arrays (their bytes are one interval); other
+    layouts get np.shares_memory with a work bound, an undecided case
+    counting as overlapping."""
+    if not np.may_share_memory(a, b):
+        return False
+    if a.flags.c_contiguous and b.flags.c_contiguous:
+        return True
+    try:
+        return bool(np.shares_memory(a, b, max_work=100_000))
+    except np.exceptions.TooHardError:
+        return True
+
+
+def _same_buffer(a, b):
+    """a and b are the same elements: address, dtype, shape and strides."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides)
+
+
+def no_overlap(written, read=(), in_place=()):
+    """ValueError naming both arguments when a buffer the kernel writes
+    shares memory with another buffer it writes or an array it reads.
+
+    written, read: sequences of (name, array or None), the arrays exactly as
+    the kernel gets them (after any C-order copy). in_place: (written name,
+    read name) pairs that may be the very same buffer (see the policy
+    above); any other overlap, partial or exact, is refused. Empty arrays
+    never overlap."""
+    written = [(n, a) for n, a in written if a is not None and a.size]
+    read = [(n, a) for n, a in read if isinstance(a, np.ndarray) and a.size]
+    for i, (wn, w) in enumerate(written):
+        for rn, r in written[i + 1:] + read:
+            if _overlap(w, r) and not ((wn, rn) in in_place and _same_buffer(w, r)):
+                raise ValueError(f"{wn} and {rn}: must not overlap in memory "
+                                 f"({wn} is written by the op)")
 
 
 def same_shape(name, a, shape):

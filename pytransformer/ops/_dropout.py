@@ -7,14 +7,12 @@ seed per call (e.g. a step counter) for fresh masks.
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import _c_order, float_array, int_arg, out_array, real_arg
+from pytransformer.ops._checks import (_c_order, float_checked, int_arg, no_overlap, out_array,
+                                       real_arg)
 
-
-def _float_keep_shape(name, a):
-    """float_array, but a 0-d array stays 0-d (np.ascontiguousarray makes it
-    (1,)); a contiguous array comes back as the same object."""
-    c = float_array(name, a)
-    return c if c.shape == a.shape else c.reshape(a.shape)
+# dropout_apply is elementwise (each element read before it is written): the
+# result buffer may be the input itself.
+_IN_PLACE = (("out", "x"), ("out", "grad_out"))
 
 
 def _check_p(p):
@@ -32,17 +30,20 @@ def dropout_forward(x, p=0.5, seed=0, training=True, out=None):
     """Return (y, mask): y = x * mask / (1 - p) with mask (uint8, x's shape)
     keeping each element with probability 1 - p. When not training or p == 0
     the mask is None and y is x itself (or a copy of x into `out`). p == 1
-    gives zeros (NaN/Inf inputs stay NaN, per IEEE, as in PyTorch)."""
-    x = _float_keep_shape("x", x)
+    gives zeros (NaN/Inf inputs stay NaN, per IEEE, as in PyTorch). `out`
+    may be x itself, and must not overlap it otherwise."""
+    x = float_checked("x", x)
     p = _check_p(p)
     seed = _check_seed(seed)
     if not training or p == 0.0:
         if out is None:
-            return x, None
+            return _c_order(x), None
         y = out_array("out", out, x.shape, x.dtype)
-        np.copyto(y, x)
+        np.copyto(y, x)          # copyto handles any overlap
         return y, None
     y = out_array("out", out, x.shape, x.dtype)
+    x = _c_order(x)
+    no_overlap((("out", y),), (("x", x),), _IN_PLACE)
     mask = np.empty(x.shape, np.uint8)
     _core.dropout_mask(mask.reshape(-1), p, seed)
     _core.dropout_apply(y.reshape(-1), x.reshape(-1), mask.reshape(-1), p)
@@ -57,12 +58,13 @@ def dropout(x, p=0.5, seed=0, training=True, out=None):
 def dropout_backward(grad_out, mask, p, out=None):
     """Return dx = grad_out * mask / (1 - p) for dropout_forward's mask
     (uint8 or bool, grad_out's shape); mask None means dropout was the
-    identity, so dx is grad_out itself (copied into `out` when given)."""
-    dy = _float_keep_shape("grad_out", grad_out)
+    identity, so dx is grad_out itself (copied into `out` when given).
+    `out` may be grad_out itself; it must not overlap the mask."""
+    dy = float_checked("grad_out", grad_out)
     p = _check_p(p)
     if mask is None:
         if out is None:
-            return dy
+            return _c_order(dy)
         # the identity, but `out` is still the documented result buffer
         dx = out_array("out", out, dy.shape, dy.dtype)
         np.copyto(dx, dy)
@@ -75,7 +77,8 @@ def dropout_backward(grad_out, mask, p, out=None):
         raise TypeError(f"mask: expected dtype uint8 or bool, got {mask.dtype}")
     if mask.shape != dy.shape:
         raise ValueError(f"mask: expected shape {dy.shape}, got {mask.shape}")
-    mask = _c_order(mask)
     dx = out_array("out", out, dy.shape, dy.dtype)
+    mask, dy = _c_order(mask), _c_order(dy)
+    no_overlap((("out", dx),), (("grad_out", dy), ("mask", mask)), _IN_PLACE)
     _core.dropout_apply(dx.reshape(-1), dy.reshape(-1), mask.reshape(-1), p)
     return dx

@@ -3,8 +3,9 @@ position table of "Attention Is All You Need"."""
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (FLOAT_DTYPES, check_alloc, float_array, index_array,
-                                       int_arg, out_array, real_arg)
+from pytransformer.ops._checks import (FLOAT_DTYPES, _c_order, check_alloc, float_checked,
+                                       index_array, index_checked, int_arg, no_overlap,
+                                       out_array, real_arg)
 
 
 def _padding_row(padding_idx, V):
@@ -31,12 +32,15 @@ def embedding_forward(ids, weight, padding_idx=None, out=None):
     integer array `ids` of any shape (every value in [0, V), else ValueError
     naming the first bad one) and weight (V, C). ids64 is ids as a
     C-contiguous int64 array, what embedding_backward needs. padding_idx only
-    matters for the backward (that row gets no gradient), as in PyTorch."""
-    weight = float_array("weight", weight, ndim=2)
+    matters for the backward (that row gets no gradient), as in PyTorch.
+    `out` must not overlap weight or ids."""
+    weight = float_checked("weight", weight, ndim=2)
     V, C = weight.shape
     _padding_row(padding_idx, V)
-    ids = _ids(ids, V)
+    index_checked("ids", ids)
     y = out_array("out", out, ids.shape + (C,), weight.dtype)
+    weight, ids = _c_order(weight), _ids(ids, V)
+    no_overlap((("out", y),), (("weight", weight), ("ids", ids)))
     _core.embedding_forward(y.reshape(ids.size, C), ids.reshape(-1), weight)
     return y, ids
 
@@ -52,20 +56,23 @@ def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None, grad_wei
     result does not depend on the thread count). The padding_idx row gets no
     gradient. When grad_weight is given (a C-contiguous writable (V, C)
     array of grad_out's dtype) the gradient is ADDED into it and it is
-    returned -- no (V, C) allocation; its padding_idx row is left as it was."""
+    returned -- no (V, C) allocation; its padding_idx row is left as it was.
+    grad_weight must not overlap grad_out or ids."""
     V = int_arg("num_embeddings", num_embeddings, 0)
-    dy = float_array("grad_out", grad_out, min_ndim=1)
+    dy = float_checked("grad_out", grad_out, min_ndim=1)
     C = dy.shape[-1]
     pad = _padding_row(padding_idx, V)
-    ids = _ids(ids, V)
+    index_checked("ids", ids)
     if dy.shape != ids.shape + (C,):
         raise ValueError(f"grad_out: expected shape {ids.shape + (C,)} (ids.shape + (C,)), "
                          f"got {dy.shape}")
     check_alloc("num_embeddings", (V, C), dy.dtype)
-    if grad_weight is None:
+    dw = None if grad_weight is None else out_array("grad_weight", grad_weight, (V, C),
+                                                     dy.dtype)
+    dy, ids = _c_order(dy), _ids(ids, V)
+    if dw is None:
         dw = np.zeros((V, C), dy.dtype)
-    else:
-        dw = out_array("grad_weight", grad_weight, (V, C), dy.dtype)
+    no_overlap((("grad_weight", dw),), (("grad_out", dy), ("ids", ids)))
     saved = dw[pad].copy() if pad is not None else None
     _core.embedding_backward(dw, dy.reshape(ids.size, C), ids.reshape(-1))
     if pad is not None:

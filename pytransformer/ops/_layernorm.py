@@ -3,7 +3,8 @@ with normalized_shape = x.shape[-1:])."""
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, optional_float_array, out_array, real_arg, rows
+from pytransformer.ops._checks import (_c_order, float_checked, no_overlap,
+                                       optional_float_checked, out_array, real_arg, rows)
 
 
 def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
@@ -14,11 +15,12 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
 
     out, mean_out, rstd_out: optional caller-owned buffers (shapes x.shape,
     x.shape[:-1], x.shape[:-1]; x's dtype; C-contiguous) that are written
-    and returned instead of fresh arrays; out may be x itself (in place)."""
-    x = float_array("x", x, min_ndim=1)
+    and returned instead of fresh arrays; out may be x itself (in place).
+    Otherwise none of them may overlap x, weight, bias or each other."""
+    x = float_checked("x", x, min_ndim=1)
     C = x.shape[-1]
-    weight = optional_float_array("weight", weight, x.dtype, (C,))
-    bias = optional_float_array("bias", bias, x.dtype, (C,))
+    weight = optional_float_checked("weight", weight, x.dtype, (C,))
+    bias = optional_float_checked("bias", bias, x.dtype, (C,))
     eps = real_arg("eps", eps)
     if not eps >= 0:
         raise ValueError(f"eps: must be >= 0, got {eps}")
@@ -26,6 +28,10 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
     y = out_array("out", out, x.shape, x.dtype)
     mean = out_array("mean_out", mean_out, x.shape[:-1], x.dtype)
     rstd = out_array("rstd_out", rstd_out, x.shape[:-1], x.dtype)
+    x, weight, bias = _c_order(x), _c_order(weight), _c_order(bias)
+    # each row's statistics are taken before the row is written: out may be x
+    no_overlap((("out", y), ("mean_out", mean), ("rstd_out", rstd)),
+               (("x", x), ("weight", weight), ("bias", bias)), (("out", "x"),))
     _core.layernorm_forward(y.reshape(N, C), mean.reshape(N), rstd.reshape(N),
                             x.reshape(N, C), weight, bias, eps)
     return y, mean, rstd
@@ -43,20 +49,24 @@ def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True,
 
     grad_input: optional caller-owned buffer (x's shape and dtype,
     C-contiguous) that dx is written to (overwritten, not added to) and
-    returned; it may be grad_out itself (in place)."""
-    x = float_array("x", x, min_ndim=1)
+    returned; it may be grad_out itself (in place), and must not overlap
+    any other argument."""
+    x = float_checked("x", x, min_ndim=1)
     C = x.shape[-1]
     N, _ = rows(x)
-    dy = float_array("grad_out", grad_out, x.dtype)
-    if dy.shape != x.shape:
-        raise ValueError(f"grad_out: expected shape {x.shape}, got {dy.shape}")
-    weight = optional_float_array("weight", weight, x.dtype, (C,))
-    mean = optional_float_array("mean", mean, x.dtype, x.shape[:-1])
-    rstd = optional_float_array("rstd", rstd, x.dtype, x.shape[:-1])
+    dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape)
+    weight = optional_float_checked("weight", weight, x.dtype, (C,))
+    mean = optional_float_checked("mean", mean, x.dtype, x.shape[:-1])
+    rstd = optional_float_checked("rstd", rstd, x.dtype, x.shape[:-1])
     if mean is None or rstd is None:
         raise TypeError("mean, rstd: required (from layer_norm_forward)")
     # The kernel overwrites dx (accumulate=False): no zeroing pass needed.
     dx = out_array("grad_input", grad_input, x.shape, x.dtype)
+    x, dy, weight, mean, rstd = (_c_order(a) for a in (x, dy, weight, mean, rstd))
+    # a row of grad_out is reduced before that row of dx is written
+    no_overlap((("grad_input", dx),),
+               (("grad_out", dy), ("x", x), ("weight", weight), ("mean", mean), ("rstd", rstd)),
+               (("grad_input", "grad_out"),))
     want = weight is not None and need_weight_grads
     dw = np.zeros(C, x.dtype) if want else None
     db = np.zeros(C, x.dtype) if want else None

@@ -3,13 +3,15 @@
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, optional_float_array, out_array, rows
+from pytransformer.ops._checks import (_c_order, float_checked, no_overlap,
+                                       optional_float_checked, out_array, rows)
 
 
 def check_weight(x, weight, name="weight", x_name="x"):
-    """weight as a float array of x's dtype, shape (OUT, x.shape[-1])."""
+    """weight checked (not copied) as a float array of x's dtype, shape
+    (OUT, x.shape[-1])."""
     IN = x.shape[-1]
-    weight = float_array(name, weight, x.dtype)
+    weight = float_checked(name, weight, x.dtype)
     if weight.ndim != 2 or weight.shape[1] != IN:
         raise ValueError(f"{name}: expected shape (OUT, {IN}) to match {x_name}'s last dim "
                          f"{IN}, got {weight.shape}")
@@ -18,13 +20,16 @@ def check_weight(x, weight, name="weight", x_name="x"):
 
 def linear(x, weight, bias=None, out=None):
     """y = x @ weight.T + bias for x (..., IN), weight (OUT, IN), bias (OUT,)
-    or None; y has shape (..., OUT). `out` may be given (written in place)."""
-    x = float_array("x", x, min_ndim=1)
+    or None; y has shape (..., OUT). `out` may be given (written and
+    returned); it must not overlap x, weight or bias (ValueError)."""
+    x = float_checked("x", x, min_ndim=1)
     weight = check_weight(x, weight)
     OUT, IN = weight.shape
-    bias = optional_float_array("bias", bias, x.dtype, (OUT,))
+    bias = optional_float_checked("bias", bias, x.dtype, (OUT,))
     N = rows(x)[0]
     y = out_array("out", out, x.shape[:-1] + (OUT,), x.dtype)
+    x, weight, bias = _c_order(x), _c_order(weight), _c_order(bias)
+    no_overlap((("out", y),), (("x", x), ("weight", weight), ("bias", bias)))
     _core.linear_forward(y.reshape(N, OUT), x.reshape(N, IN), weight, bias)
     return y
 
@@ -32,13 +37,11 @@ def linear(x, weight, bias=None, out=None):
 def linear_backward(grad_out, x, weight, need_bias_grad=True):
     """Return (dx, dweight, dbias) of linear(x, weight, bias) for grad_out of
     shape (..., OUT); dbias is None when need_bias_grad is False."""
-    x = float_array("x", x, min_ndim=1)
+    x = float_checked("x", x, min_ndim=1)
     weight = check_weight(x, weight)
     OUT, IN = weight.shape
-    dy = float_array("grad_out", grad_out, x.dtype)
-    expect = x.shape[:-1] + (OUT,)
-    if dy.shape != expect:
-        raise ValueError(f"grad_out: expected shape {expect}, got {dy.shape}")
+    dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape[:-1] + (OUT,))
+    x, weight, dy = _c_order(x), _c_order(weight), _c_order(dy)
     N = rows(x)[0]
     dx = np.empty(x.shape, x.dtype)
     dw = np.empty((OUT, IN), x.dtype)

@@ -2,7 +2,8 @@
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import float_array, float_ndarray, int_arg, real_arg
+from pytransformer.ops._checks import (_c_order, float_checked, float_ndarray, int_arg, no_overlap,
+                                       real_arg)
 
 
 def _state(name, a, dtype, shape):
@@ -43,14 +44,9 @@ def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.99
     dt, shape = param.dtype, param.shape
     exp_avg = _state("exp_avg", exp_avg, dt, shape)
     exp_avg_sq = _state("exp_avg_sq", exp_avg_sq, dt, shape)
-    grad = float_array("grad", grad, dt)
-    if grad.shape != shape:
-        raise ValueError(f"grad: expected shape {shape}, got {grad.shape}")
-    bufs = (("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq), ("grad", grad))
-    for i in range(len(bufs)):
-        for j in range(i + 1, len(bufs)):
-            if bufs[i][1].size and np.may_share_memory(bufs[i][1], bufs[j][1]):
-                raise ValueError(f"{bufs[i][0]} and {bufs[j][0]}: must not overlap")
+    grad = _c_order(float_checked("grad", grad, dt, shape=shape))
+    no_overlap((("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)),
+               (("grad", grad),))
     # step reaches C as an int64 (an OverflowError beyond it otherwise)
     step = int_arg("step", step)
     if step < 1:

@@ -21,16 +21,20 @@ gradient is then all zeros).
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (choice_arg, float_array, index_array, int_arg,
-                                       out_array, real_arg, rows)
+from pytransformer.ops._checks import (_c_order, choice_arg, float_checked, index_array,
+                                       index_checked, int_arg, no_overlap, out_array, real_arg,
+                                       rows)
 
 REDUCTIONS = ("mean", "sum", "none")
 
 
 def _softmax(name, x, out, log):
-    x = float_array(name, x, min_ndim=1)
+    x = float_checked(name, x, min_ndim=1)
     N, C = rows(x)
     y = out_array("out", out, x.shape, x.dtype)
+    x = _c_order(x)
+    # a row is read whole before it is written: out may be x itself
+    no_overlap((("out", y),), ((name, x),), (("out", name),))
     _core.softmax_forward(y.reshape(N, C), x.reshape(N, C), log)
     return y
 
@@ -47,27 +51,23 @@ def log_softmax(x, out=None):
     return _softmax("x", x, out, True)
 
 
-def _zeroed_out(out, shape, dtype, inputs):
-    """A zeroed gradient buffer: `out` (checked, then zeroed) or a new one.
-    `inputs` ((name, array), ...) are what the kernel reads: zeroing an
-    `out` that overlaps one would silently corrupt the result."""
-    if out is None:
-        return np.zeros(shape, dtype)
-    out = out_array("out", out, shape, dtype)
-    for name, a in inputs:
-        if out.size and np.may_share_memory(out, a):
-            raise ValueError(f"out: must not overlap {name}")
+def _zeroed_out(out, inputs):
+    """The gradient buffer `out` (already checked by out_array) zeroed for
+    the accumulating kernel. `inputs` ((name, array), ...) are what the
+    kernel reads: zeroing an `out` that overlaps one would silently corrupt
+    the result, so that is a ValueError naming both."""
+    no_overlap((("out", out),), inputs)
     out.fill(0)
     return out
 
 
 def _softmax_backward(grad_out, y, log, out):
-    y = float_array("y", y, min_ndim=1)
-    dy = float_array("grad_out", grad_out, y.dtype)
-    if dy.shape != y.shape:
-        raise ValueError(f"grad_out: expected shape {y.shape}, got {dy.shape}")
+    y = float_checked("y", y, min_ndim=1)
+    dy = float_checked("grad_out", grad_out, y.dtype, shape=y.shape)
     N, C = rows(y)
-    dx = _zeroed_out(out, y.shape, y.dtype, (("grad_out", dy), ("y", y)))
+    dx = out_array("out", out, y.shape, y.dtype)
+    y, dy = _c_order(y), _c_order(dy)
+    dx = _zeroed_out(dx, (("grad_out", dy), ("y", y)))
     _core.softmax_backward(dx.reshape(N, C), dy.reshape(N, C), y.reshape(N, C), log)
     return dx
 
@@ -85,11 +85,14 @@ def log_softmax_backward(grad_out, y, out=None):
 
 
 def _ce_args(logits, targets, ignore_index, label_smoothing, reduction):
-    """Checked (logits, targets, N, C, ignore_index, label_smoothing)."""
-    logits = float_array("logits", logits, min_ndim=1)
+    """Checked (logits, targets, N, C, ignore_index, label_smoothing):
+    types, shapes and options only; logits and targets are returned as
+    given (the caller converts them with _ce_arrays once every shape of the
+    call is checked)."""
+    logits = float_checked("logits", logits, min_ndim=1)
     C = logits.shape[-1]
     ignore_index = int_arg("ignore_index", ignore_index, -2**63, 2**63)
-    targets = index_array("targets", targets, 0, C, ignore=ignore_index)
+    index_checked("targets", targets)
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"targets: expected shape {logits.shape[:-1]} "
                          f"(logits.shape[:-1]), got {targets.shape}")
@@ -99,6 +102,11 @@ def _ce_args(logits, targets, ignore_index, label_smoothing, reduction):
     choice_arg("reduction", reduction, REDUCTIONS)
     N, _ = rows(logits)
     return logits, targets, N, C, ignore_index, ls
+
+
+def _ce_arrays(logits, targets, C, ignore_index):
+    """logits C-ordered, targets value-checked and int64 C-ordered."""
+    return _c_order(logits), index_array("targets", targets, 0, C, ignore=ignore_index)
 
 
 def cross_entropy_forward(logits, targets, ignore_index=-100, label_smoothing=0.0,
@@ -111,6 +119,7 @@ def cross_entropy_forward(logits, targets, ignore_index=-100, label_smoothing=0.
     lse (...) is the row logsumexp, what cross_entropy_backward needs."""
     logits, targets, N, C, ignore_index, ls = _ce_args(
         logits, targets, ignore_index, label_smoothing, reduction)
+    logits, targets = _ce_arrays(logits, targets, C, ignore_index)
     lead = logits.shape[:-1]
     loss = np.empty(lead, logits.dtype)
     lse = np.empty(lead, logits.dtype)
@@ -141,21 +150,17 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
     zero on ignored rows, where g is grad_loss (shape (...)) for 'none',
     grad_loss (a 0-d array or a number) for 'sum', and grad_loss / (number of
     non-ignored rows) for 'mean'. lse comes from cross_entropy_forward.
-    `out`, if given, is overwritten with dlogits (it must not be logits)."""
+    `out`, if given, is overwritten with dlogits (it must not overlap
+    logits, lse, targets or grad_loss)."""
     logits, targets, N, C, ignore_index, ls = _ce_args(
         logits, targets, ignore_index, label_smoothing, reduction)
     lead = logits.shape[:-1]
-    lse = float_array("lse", lse, logits.dtype)
-    if lse.shape != lead:
-        raise ValueError(f"lse: expected shape {lead}, got {lse.shape}")
+    lse = float_checked("lse", lse, logits.dtype, shape=lead)
     if reduction == "none":
-        g = float_array("grad_loss", grad_loss, logits.dtype)
-        if g.shape != lead:
-            raise ValueError(f"grad_loss: expected shape {lead}, got {g.shape}")
-        g = g.reshape(N)
+        g = float_checked("grad_loss", grad_loss, logits.dtype, shape=lead)
     else:
         if isinstance(grad_loss, np.ndarray):
-            g = float_array("grad_loss", grad_loss, logits.dtype)
+            g = float_checked("grad_loss", grad_loss, logits.dtype)
             if g.size != 1 or g.ndim > 1:
                 raise ValueError(f"grad_loss: expected shape () for reduction "
                                  f"{reduction!r}, got {g.shape}")
@@ -166,13 +171,22 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
         else:
             raise TypeError(f"grad_loss: expected a 0-d numpy.ndarray or a number, "
                             f"got {type(grad_loss).__name__}")
+    dlogits = None if out is None else out_array("out", out, logits.shape, logits.dtype)
+    logits, targets = _ce_arrays(logits, targets, C, ignore_index)
+    lse = _c_order(lse)
+    if reduction == "none":
+        g = _c_order(g).reshape(N)
+    else:
         if reduction == "mean":
             count = int(np.count_nonzero(targets != ignore_index))
             # count == 0: every row is ignored, nothing reads g.
             g = g / count if count else 0.0
         g = np.asarray(g, dtype=logits.dtype)
-    dlogits = _zeroed_out(out, logits.shape, logits.dtype,
-                          (("logits", logits), ("lse", lse), ("targets", targets)))
+    if dlogits is None:
+        dlogits = np.zeros(logits.shape, logits.dtype)
+    else:
+        dlogits = _zeroed_out(dlogits, (("logits", logits), ("lse", lse), ("targets", targets),
+                                        ("grad_loss", g)))
     _core.cross_entropy_backward(dlogits.reshape(N, C), logits.reshape(N, C), lse.reshape(N),
                                  targets.reshape(N), g, ignore_index, ls)
     return dlogits
