@@ -166,6 +166,10 @@ def out_array(name, out, shape, dtype):
     return out
 
 
+# np.exceptions appeared in NumPy 1.25; older NumPy has the class at the top level
+_TOO_HARD = getattr(getattr(np, "exceptions", np), "TooHardError")
+
+
 def _overlap(a, b):
     """True when arrays a and b share at least one byte of memory. Bounds
     decide for C-contiguous arrays (their bytes are one interval); other
@@ -177,7 +181,7 @@ def _overlap(a, b):
         return True
     try:
         return bool(np.shares_memory(a, b, max_work=100_000))
-    except np.exceptions.TooHardError:
+    except _TOO_HARD:
         return True
 
 
