@@ -56,7 +56,7 @@ def _act_elementwise(x, kind, out):
     x = float_checked("x", x)
     y = out_array("out", out, x.shape, x.dtype)
     x = _c_order(x)
-    no_overlap((("out", y),), (("x", x),), _IN_PLACE)
+    no_overlap((("out", out),), (("x", x),), _IN_PLACE)
     for yv, xv in _flat_rows(y, x):
         _core.bias_act_forward(yv, xv, None, kind)
     return y
@@ -106,7 +106,7 @@ def bias_act(x, bias=None, activation="relu", out=None):
     N = rows(x)[0]
     y = out_array("out", out, x.shape, x.dtype)
     x, bias = _c_order(x), _c_order(bias)
-    no_overlap((("out", y),), (("x", x), ("bias", bias)), _IN_PLACE)
+    no_overlap((("out", out),), (("x", x), ("bias", bias)), _IN_PLACE)
     _core.bias_act_forward(y.reshape(N, C), x.reshape(N, C), bias, kind)
     return y
 

@@ -107,7 +107,7 @@ def _forward(q, k, v, attn_mask, is_causal, scale, need_weights, out, need_lse):
     o = out_array("out", out, (B, H, Tq, Dv), q.dtype)
     mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
     q, k, v = _c_order(q), _c_order(k), _c_order(v)
-    no_overlap((("out", o),), (("q", q), ("k", k), ("v", v), ("attn_mask", mask)))
+    no_overlap((("out", out),), (("q", q), ("k", k), ("v", v), ("attn_mask", mask)))
     lse = np.empty((B, H, Tq), q.dtype) if need_lse else None
     w = np.empty((B, H, Tq, Tk), q.dtype) if need_weights else None
     _core.attention_forward(o, lse, w, q, k, v, mask, strides, bool(is_causal), s)

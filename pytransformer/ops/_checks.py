@@ -196,11 +196,15 @@ def no_overlap(written, read=(), in_place=()):
     shares memory with another buffer it writes or an array it reads.
 
     written, read: sequences of (name, array or None), the arrays exactly as
-    the kernel gets them (after any C-order copy). in_place: (written name,
+    the kernel gets them (after any C-order copy); a written buffer the op
+    allocated itself is passed as None (the caller gave none: it cannot
+    overlap anything). in_place: (written name,
     read name) pairs that may be the very same buffer (see the policy
     above); any other overlap, partial or exact, is refused. Empty arrays
     never overlap."""
     written = [(n, a) for n, a in written if a is not None and a.size]
+    if not written:                 # only fresh buffers: nothing can overlap
+        return
     read = [(n, a) for n, a in read if isinstance(a, np.ndarray) and a.size]
     for i, (wn, w) in enumerate(written):
         for rn, r in written[i + 1:] + read:

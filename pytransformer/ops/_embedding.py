@@ -40,7 +40,7 @@ def embedding_forward(ids, weight, padding_idx=None, out=None):
     index_checked("ids", ids)
     y = out_array("out", out, ids.shape + (C,), weight.dtype)
     weight, ids = _c_order(weight), _ids(ids, V)
-    no_overlap((("out", y),), (("weight", weight), ("ids", ids)))
+    no_overlap((("out", out),), (("weight", weight), ("ids", ids)))
     _core.embedding_forward(y.reshape(ids.size, C), ids.reshape(-1), weight)
     return y, ids
 

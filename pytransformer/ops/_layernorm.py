@@ -30,7 +30,7 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
     rstd = out_array("rstd_out", rstd_out, x.shape[:-1], x.dtype)
     x, weight, bias = _c_order(x), _c_order(weight), _c_order(bias)
     # each row's statistics are taken before the row is written: out may be x
-    no_overlap((("out", y), ("mean_out", mean), ("rstd_out", rstd)),
+    no_overlap((("out", out), ("mean_out", mean_out), ("rstd_out", rstd_out)),
                (("x", x), ("weight", weight), ("bias", bias)), (("out", "x"),))
     _core.layernorm_forward(y.reshape(N, C), mean.reshape(N), rstd.reshape(N),
                             x.reshape(N, C), weight, bias, eps)
@@ -64,7 +64,7 @@ def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True,
     dx = out_array("grad_input", grad_input, x.shape, x.dtype)
     x, dy, weight, mean, rstd = (_c_order(a) for a in (x, dy, weight, mean, rstd))
     # a row of grad_out is reduced before that row of dx is written
-    no_overlap((("grad_input", dx),),
+    no_overlap((("grad_input", grad_input),),
                (("grad_out", dy), ("x", x), ("weight", weight), ("mean", mean), ("rstd", rstd)),
                (("grad_input", "grad_out"),))
     want = weight is not None and need_weight_grads

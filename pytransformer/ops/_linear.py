@@ -29,7 +29,7 @@ def linear(x, weight, bias=None, out=None):
     N = rows(x)[0]
     y = out_array("out", out, x.shape[:-1] + (OUT,), x.dtype)
     x, weight, bias = _c_order(x), _c_order(weight), _c_order(bias)
-    no_overlap((("out", y),), (("x", x), ("weight", weight), ("bias", bias)))
+    no_overlap((("out", out),), (("x", x), ("weight", weight), ("bias", bias)))
     _core.linear_forward(y.reshape(N, OUT), x.reshape(N, IN), weight, bias)
     return y
 

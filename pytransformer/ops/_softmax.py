@@ -34,7 +34,7 @@ def _softmax(name, x, out, log):
     y = out_array("out", out, x.shape, x.dtype)
     x = _c_order(x)
     # a row is read whole before it is written: out may be x itself
-    no_overlap((("out", y),), ((name, x),), (("out", name),))
+    no_overlap((("out", out),), ((name, x),), (("out", name),))
     _core.softmax_forward(y.reshape(N, C), x.reshape(N, C), log)
     return y
 
