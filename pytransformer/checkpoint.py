@@ -114,11 +114,11 @@ def _tensor_entry(name, value):
     if isinstance(value, np.generic):
         value = np.asarray(value)
     if not isinstance(value, np.ndarray):
-        raise TypeError(f"tensors[{name!r}]: expected a numpy.ndarray, got "
+        raise TypeError(f"tensors[{name!r:.80}]: expected a numpy.ndarray, got "
                         f"{type(value).__name__}")
     st = _WRITE_NAMES.get((value.dtype.kind, value.dtype.itemsize))
     if st is None or value.dtype.fields is not None:
-        raise TypeError(f"tensors[{name!r}]: dtype {value.dtype} cannot be saved; "
+        raise TypeError(f"tensors[{name!r:.80}]: dtype {value.dtype} cannot be saved; "
                         f"supported: {_WRITABLE} (as NumPy bool, uint8..uint64, "
                         f"int8..int64, float16/32/64)")
     le = _DTYPES[st][0]
@@ -132,7 +132,7 @@ def _check_text(what, s):
     try:
         s.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise ValueError(f"{what}: {s!r} is not valid Unicode text ({e.reason})") from None
+        raise ValueError(f"{what}: {s!r:.80} is not valid Unicode text ({e.reason})") from None
 
 
 def _header_bytes(tensors, metadata):
@@ -143,7 +143,7 @@ def _header_bytes(tensors, metadata):
     items = []
     for name, value in tensors.items():
         if not isinstance(name, str):
-            raise TypeError(f"tensors: names must be str, got {type(name).__name__} {name!r}")
+            raise TypeError(f"tensors: names must be str, got {type(name).__name__} {name!r:.80}")
         if name == "__metadata__":
             raise ValueError("tensors: the name '__metadata__' is reserved by the format")
         _check_text("tensors: name", name)
@@ -158,9 +158,9 @@ def _header_bytes(tensors, metadata):
         for k, v in metadata.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError(f"metadata: keys and values must be str, got "
-                                f"{type(k).__name__} {k!r}: {type(v).__name__}")
+                                f"{type(k).__name__} {k!r:.80}: {type(v).__name__}")
             _check_text("metadata: key", k)
-            _check_text(f"metadata[{k!r}]", v)
+            _check_text(f"metadata[{k!r:.80}]", v)
             meta[k] = v
         header["__metadata__"] = {k: meta[k] for k in sorted(meta)}
     # The reference order: decreasing alignment, then name.
@@ -208,7 +208,7 @@ def _no_duplicates(pairs):
         seen = set()
         for k, _ in pairs:
             if k in seen:
-                raise ValueError(f"duplicate key {k!r}")
+                raise ValueError(f"duplicate key {k!r:.80}")
             seen.add(k)
     return d
 
@@ -216,6 +216,14 @@ def _no_duplicates(pairs):
 def _no_constants(name):
     """json parse_constant: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _names(names, limit=10):
+    """A short list of (possibly hostile) names for a message: at most
+    `limit` of them, each repr capped at 80 characters."""
+    names = list(names)
+    shown = ", ".join(f"{n!r:.80}" for n in names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
 
 
 def _is_int(x):
@@ -277,17 +285,17 @@ def _parse_header(f, where):
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
-            fail(f"tensor name {name!r} is not valid Unicode text")
+            fail(f"tensor name {name!r:.80} is not valid Unicode text")
         if name == "__metadata__":
             if not isinstance(info, dict):
                 fail(f"__metadata__ must be an object of str to str, got {type(info).__name__}")
             for k, v in info.items():
                 if not isinstance(v, str):
-                    fail(f"__metadata__[{k!r}] must be a str, got {type(v).__name__}")
+                    fail(f"__metadata__[{k!r:.80}] must be a str, got {type(v).__name__}")
                 try:
                     k.encode("utf-8"), v.encode("utf-8")
                 except UnicodeEncodeError:
-                    fail(f"__metadata__[{k!r}] is not valid Unicode text")
+                    fail(f"__metadata__[{k!r:.80}] is not valid Unicode text")
             metadata = info
             continue
         entries.append(_check_entry(name, info, fail))
@@ -295,11 +303,11 @@ def _parse_header(f, where):
     pos, prev = 0, None
     for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
         if begin < pos:
-            fail(f"tensor {name!r} data_offsets [{begin}, {end}] overlap tensor {prev!r} "
+            fail(f"tensor {name!r:.80} data_offsets [{begin}, {end}] overlap tensor {prev!r:.80} "
                  f"(which ends at {pos})")
         if begin > pos:
             fail(f"gap in the data section: bytes [{pos}, {begin}) belong to no tensor "
-                 f"(tensor {name!r} starts at {begin})")
+                 f"(tensor {name!r:.80} starts at {begin})")
         pos, prev = end, name
     if pos < data_len:
         fail(f"data section is {data_len} bytes but the tensors cover only {pos} "
@@ -313,26 +321,26 @@ def _parse_header(f, where):
 def _check_entry(name, info, fail):
     """Validate one tensor entry of the header; returns (name, dtype, shape, begin, end)."""
     if not isinstance(info, dict):
-        fail(f"tensor {name!r}: entry must be an object, got {type(info).__name__}")
+        fail(f"tensor {name!r:.80}: entry must be an object, got {type(info).__name__}")
     missing = [k for k in _ENTRY_FIELDS if k not in info]
     extra = sorted(k for k in info if k not in _ENTRY_FIELDS)
     if missing or extra:
-        fail(f"tensor {name!r}: entry must have exactly the fields dtype, shape, "
-             f"data_offsets (missing {missing}, unexpected {extra})")
+        fail(f"tensor {name!r:.80}: entry must have exactly the fields dtype, shape, "
+             f"data_offsets (missing {missing}, unexpected {_names(extra, 5)})")
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if not isinstance(dtype, str) or dtype not in _DTYPES:
-        fail(f"tensor {name!r}: unknown or unsupported dtype {dtype!r} "
+        fail(f"tensor {name!r:.80}: unknown or unsupported dtype {dtype!r:.80} "
              f"(supported: {_WRITABLE} BF16)")
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-        fail(f"tensor {name!r}: shape must be a list of non-negative ints, got {shape!r:.200}")
+        fail(f"tensor {name!r:.80}: shape must be a list of non-negative ints, got {shape!r:.200}")
     if len(shape) > _MAX_NDIM:
-        fail(f"tensor {name!r}: {len(shape)} dims, more than NumPy's {_MAX_NDIM}")
+        fail(f"tensor {name!r:.80}: {len(shape)} dims, more than NumPy's {_MAX_NDIM}")
     if (not isinstance(offsets, list) or len(offsets) != 2
             or not all(_is_int(o) for o in offsets)):
-        fail(f"tensor {name!r}: data_offsets must be a list of two ints, got {offsets!r:.200}")
+        fail(f"tensor {name!r:.80}: data_offsets must be a list of two ints, got {offsets!r:.200}")
     begin, end = offsets
     if not 0 <= begin <= end:
-        fail(f"tensor {name!r}: data_offsets [{begin}, {end}] must satisfy 0 <= begin <= end")
+        fail(f"tensor {name!r:.80}: data_offsets [{begin}, {end}] must satisfy 0 <= begin <= end")
     itemsize = _DTYPES[dtype][0].itemsize
     # Python ints, stopping as soon as the size passes 2**64 (so a hostile
     # shape cannot make this slow; no file can hold that much anyway).
@@ -340,16 +348,16 @@ def _check_entry(name, info, fail):
     for d in shape:
         nbytes *= d
         if nbytes > _MAX_BYTES:
-            fail(f"tensor {name!r}: shape {shape!r:.200} of {dtype} needs more than 2**64 "
+            fail(f"tensor {name!r:.80}: shape {shape!r:.200} of {dtype} needs more than 2**64 "
                  f"bytes")
     if end - begin != nbytes:
-        fail(f"tensor {name!r}: data_offsets [{begin}, {end}] span {end - begin} bytes but "
-             f"shape {shape} of {dtype} needs {nbytes}")
+        fail(f"tensor {name!r:.80}: data_offsets [{begin}, {end}] span {end - begin} bytes but "
+             f"shape {shape!r:.200} of {dtype} needs {nbytes}")
     if nbytes == 0:
         try:   # zero elements, yet the shape must still be one NumPy can hold
             np.empty(shape, _DTYPES[dtype][0])
         except (ValueError, OverflowError) as e:
-            fail(f"tensor {name!r}: NumPy cannot represent shape {shape} ({e})")
+            fail(f"tensor {name!r:.80}: NumPy cannot represent shape {shape!r:.200} ({e})")
     return name, dtype, tuple(shape), begin, end
 
 
@@ -360,7 +368,7 @@ def _to_array(buf, dtype, shape, name, fail):
         arr = (buf.view(le).astype(np.uint32) << 16).view(np.float32)
     elif dtype == "BOOL":
         if buf.size and buf.max() > 1:
-            fail(f"tensor {name!r}: BOOL data holds a byte other than 0 or 1")
+            fail(f"tensor {name!r:.80}: BOOL data holds a byte other than 0 or 1")
         arr = buf.view(np.bool_)
     else:
         arr = buf.view(le)
@@ -387,7 +395,7 @@ def _load(path, with_data=True):
             while got < buf.size:
                 k = f.readinto(view[got:])
                 if not k:
-                    fail(f"file ended while reading tensor {name!r} (truncated while "
+                    fail(f"file ended while reading tensor {name!r:.80} (truncated while "
                          f"being read?)")
                 got += k
             arrays[name] = _to_array(buf, dtype, shape, name, fail)
@@ -425,9 +433,9 @@ _BIT_GENERATORS = {name: getattr(np.random, name)
 def _check_key(where, k):
     """TypeError unless k is a str; ValueError for the reserved tuple tag."""
     if not isinstance(k, str):
-        raise TypeError(f"{where}: dict keys must be str, got {type(k).__name__} {k!r}")
+        raise TypeError(f"{where}: dict keys must be str, got {type(k).__name__} {k!r:.80}")
     if k == _TUPLE:
-        raise ValueError(f"{where}: the dict key {_TUPLE!r} is reserved (it marks "
+        raise ValueError(f"{where}: the dict key {_TUPLE!r:.80} is reserved (it marks "
                          f"tuples in checkpoint metadata)")
 
 
@@ -448,7 +456,7 @@ def _encode(value, where):
         out = {}
         for k, v in value.items():
             _check_key(where, k)
-            out[k] = _encode(v, f"{where}[{k!r}]")
+            out[k] = _encode(v, f"{where}[{k!r:.80}]")
         return out
     raise TypeError(f"{where}: {type(value).__name__} cannot be stored as JSON (expected "
                     f"None, bool, int, float, str, list, tuple or dict with str keys)")
@@ -506,7 +514,7 @@ def _optimizer_entries(optimizer):
                         f"{type(optimizer).__name__}")
     sd = optimizer.state_dict()
     if not isinstance(sd, Mapping) or set(sd) != {"state", "param_groups"}:
-        got = sorted(map(str, sd)) if isinstance(sd, Mapping) else type(sd).__name__
+        got = _names(sorted(map(str, sd))) if isinstance(sd, Mapping) else type(sd).__name__
         raise ValueError(f"optimizer.state_dict(): expected a mapping with exactly the keys "
                          f"'state' and 'param_groups', got {got}")
     if not isinstance(sd["state"], Mapping):
@@ -517,10 +525,10 @@ def _optimizer_entries(optimizer):
         raise TypeError("optimizer.state_dict()['param_groups']: expected a list of dicts")
     state, tensors = {}, {}
     for i, entry in sd["state"].items():
-        where = f"optimizer.state_dict()['state'][{i!r}]"
+        where = f"optimizer.state_dict()['state'][{i!r:.80}]"
         if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
             raise TypeError(f"optimizer.state_dict()['state']: keys must be int parameter "
-                            f"ids, got {type(i).__name__} {i!r}")
+                            f"ids, got {type(i).__name__} {i!r:.80}")
         if not isinstance(entry, Mapping):
             raise TypeError(f"{where}: expected a mapping, got {type(entry).__name__}")
         out = {}
@@ -531,7 +539,7 @@ def _optimizer_entries(optimizer):
                 tensors[key] = value
                 out[name] = {"tensor": key}
             else:
-                out[name] = {"value": _encode(value, f"{where}[{name!r}]")}
+                out[name] = {"value": _encode(value, f"{where}[{name!r:.80}]")}
         state[str(int(i))] = out
     meta = {"state": state,
             "param_groups": _encode(list(groups), "optimizer.state_dict()['param_groups']")}
@@ -573,9 +581,9 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
                                 f"{type(sd).__name__}")
         for k, v in sd.items():
             if not isinstance(k, str):
-                raise TypeError(f"model: state_dict keys must be str, got {type(k).__name__} {k!r}")
+                raise TypeError(f"model: state_dict keys must be str, got {type(k).__name__} {k!r:.80}")
             if not isinstance(v, np.ndarray):
-                raise TypeError(f"model: state_dict()[{k!r}] must be a numpy.ndarray, got "
+                raise TypeError(f"model: state_dict()[{k!r:.80}] must be a numpy.ndarray, got "
                                 f"{type(v).__name__}")
             tensors["model." + k] = v
         meta["model"] = _dumps(list(sd), "model")
@@ -584,7 +592,7 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
         tensors.update(opt_tensors)
     if step is not None:
         if not isinstance(step, (int, np.integer)) or isinstance(step, (bool, np.bool_)):
-            raise TypeError(f"step: expected an int, got {type(step).__name__} {step!r}")
+            raise TypeError(f"step: expected an int, got {type(step).__name__} {step!r:.80}")
         if step < 0:
             raise ValueError(f"step: expected a non-negative int, got {step}")
         meta["step"] = str(int(step))
@@ -665,9 +673,9 @@ def _json_field(meta, key, fail):
     try:
         return _decode(json.loads(meta[key], object_pairs_hook=_no_duplicates))
     except RecursionError:
-        fail(f"metadata {key!r} is nested too deeply")
+        fail(f"metadata {key!r:.80} is nested too deeply")
     except ValueError as e:
-        fail(f"metadata {key!r} is not valid JSON: {e}")
+        fail(f"metadata {key!r:.80} is not valid JSON: {e}")
 
 
 def _load_optimizer(value, tensors, used, fail):
@@ -681,10 +689,14 @@ def _load_optimizer(value, tensors, used, fail):
         fail("metadata 'optimizer': state must be an object")
     state = {}
     for i, entry in value["state"].items():
-        if not (i.isascii() and i.lstrip("-").isdigit()) or str(int(i)) != i:
-            fail(f"metadata 'optimizer': state key {i!r} is not an int")
+        try:   # int() raises ValueError past Python's digit limit (4300 digits)
+            ok = i.isascii() and i.lstrip("-").isdigit() and str(int(i)) == i
+        except ValueError:
+            ok = False
+        if not ok:
+            fail(f"metadata 'optimizer': state key {i!r:.80} is not an int")
         if not isinstance(entry, dict):
-            fail(f"metadata 'optimizer': state[{i}] must be an object")
+            fail(f"metadata 'optimizer': state[{i:.80}] must be an object")
         out = {}
         for name, item in entry.items():
             if isinstance(item, dict) and set(item) == {"value"}:
@@ -694,12 +706,12 @@ def _load_optimizer(value, tensors, used, fail):
                   and item["tensor"].startswith("optimizer.state.")):
                 key = item["tensor"]
                 if key not in tensors or key in used:
-                    fail(f"metadata 'optimizer': state[{i}][{name!r}] refers to tensor "
-                         f"{key!r}, which is {'used twice' if key in used else 'missing'}")
+                    fail(f"metadata 'optimizer': state[{i:.80}][{name!r:.80}] refers to tensor "
+                         f"{key!r:.80}, which is {'used twice' if key in used else 'missing'}")
                 used.add(key)
                 out[name] = tensors[key]
             else:
-                fail(f"metadata 'optimizer': state[{i}][{name!r}] must be "
+                fail(f"metadata 'optimizer': state[{i:.80}][{name!r:.80}] must be "
                      f"{{'value': ...}} or {{'tensor': 'optimizer.state....'}}")
         state[int(i)] = out
     return {"state": state, "param_groups": groups}
@@ -718,10 +730,10 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"{where}: {msg}")
 
     if FORMAT_KEY not in meta:
-        fail(f"not a pytransformer checkpoint (no {FORMAT_KEY!r} metadata)")
+        fail(f"not a pytransformer checkpoint (no {FORMAT_KEY!r:.80} metadata)")
     if meta[FORMAT_KEY] != FORMAT_VERSION:
         fail(f"unsupported checkpoint format version {meta[FORMAT_KEY]!r:.50} "
-             f"(this reader knows {FORMAT_VERSION!r})")
+             f"(this reader knows {FORMAT_VERSION!r:.80})")
     used = set()
     model_state = None
     keys = _json_field(meta, "model", fail)
@@ -731,21 +743,21 @@ def load_checkpoint(path) -> Checkpoint:
             fail("metadata 'model' must be a list of distinct str keys")
         missing = [k for k in keys if "model." + k not in tensors]
         if missing:
-            fail(f"model tensors listed in the metadata are missing: {missing[:10]}")
+            fail(f"model tensors listed in the metadata are missing: {_names(missing)}")
         model_state = {k: tensors["model." + k] for k in keys}
         used.update("model." + k for k in keys)
     opt = _json_field(meta, "optimizer", fail)
     optimizer_state = None if opt is None else _load_optimizer(opt, tensors, used, fail)
     unexplained = [k for k in tensors if k not in used]
     if unexplained:
-        fail(f"tensors not described by the checkpoint metadata: {unexplained[:10]}")
+        fail(f"tensors not described by the checkpoint metadata: {_names(unexplained)}")
     step = _json_field(meta, "step", fail)
     if step is not None and not (_is_int(step) and step >= 0):
         fail(f"metadata 'step' must be a non-negative int, got {step!r:.50}")
     config, extra = _json_field(meta, "config", fail), _json_field(meta, "extra", fail)
     for name, value in (("config", config), ("extra", extra)):
         if value is not None and not isinstance(value, dict):
-            fail(f"metadata {name!r} must be an object, got {type(value).__name__}")
+            fail(f"metadata {name!r:.80} must be an object, got {type(value).__name__}")
     rng_state = None
     rng = _json_field(meta, "rng", fail)
     if rng is not None:

@@ -41,8 +41,8 @@ import pytest
 
 from pytransformer import checkpoint as ckpt
 from pytransformer._random import BIT_GENERATOR_LAYOUTS
-from pytransformer.checkpoint import (CheckpointError, load_checkpoint, save_checkpoint,
-                                      save_file)
+from pytransformer.checkpoint import (CheckpointError, load_checkpoint, load_file,
+                                      save_checkpoint, save_file)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "hostile")
 MB = 1 << 20
@@ -316,3 +316,71 @@ def test_set_rng_state_rejects_hostile_states_in_process():
     with pytest.raises(ValueError, match="expected 'PCG64'"):
         pt.set_rng_state(plain(np.random.SFC64(1).state))
     assert pt.get_rng_state() == before
+
+
+# ------------------------------------------------- optimizer keys, messages
+
+def raw_file(header, data=b""):
+    """Bytes of a safetensors file: 8-byte length, header (dict -> JSON, or
+    bytes as given) padded with spaces, data."""
+    if isinstance(header, dict):
+        header = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def test_optimizer_key_past_int_digit_limit():
+    """A 5,000-digit optimizer state key: CheckpointError naming file and field."""
+    path = os.path.join(FIXTURES, "optimizer-key-5000-digits.safetensors")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    msg = str(info.value)
+    assert msg.startswith(path + ": metadata 'optimizer': state key '99999") and len(msg) < 300
+
+
+HUGE = "n" * MB   # a hostile 1 MB name
+
+
+def _capped_cases():
+    """(label, file bytes, loader) whose error message quotes a 1 MB name."""
+    e = {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}
+    fmt = {ckpt.FORMAT_KEY: "1"}
+    opt = '{"state":{"0":{"%s":{"tensor":"optimizer.state.0.m"}}},"param_groups":[]}'
+    return [
+        ("bad-dtype", raw_file({HUGE: dict(e, dtype="X")}, b"\x01"), "file"),
+        ("dtype-is-huge", raw_file({"a": dict(e, dtype=HUGE)}, b"\x01"), "file"),
+        ("size-mismatch", raw_file({HUGE: dict(e, shape=[2])}, b"\x01"), "file"),
+        ("overlap", raw_file({HUGE: e, HUGE + "2": e}, b"\x01"), "file"),
+        ("gap", raw_file({HUGE: dict(e, data_offsets=[1, 2])}, b"\x01\x01"), "file"),
+        ("entry-extra-field", raw_file({"a": dict(e, **{HUGE: 1})}, b"\x01"), "file"),
+        ("duplicate-name", raw_file(b'{"%s":{},"%s":{}}' % (HUGE.encode(), HUGE.encode())),
+         "file"),
+        ("metadata-int", raw_file({"__metadata__": {HUGE: 1}}), "file"),
+        ("bool-byte", raw_file({HUGE: dict(e, dtype="BOOL")}, b"\x02"), "file"),
+        ("shape-unrepresentable", raw_file({HUGE: dict(e, shape=[0, 10**300],
+                                                       data_offsets=[0, 0])}), "file"),
+        ("model-missing", raw_file({"__metadata__": dict(fmt, model=json.dumps([HUGE + str(i) for i in range(3)]))}),
+         "checkpoint"),
+        ("not-described", raw_file({"__metadata__": fmt, **{HUGE + str(i): dict(
+            e, data_offsets=[i, i + 1]) for i in range(3)}}, b"\x01" * 3), "checkpoint"),
+        ("optimizer-key", raw_file({"__metadata__": dict(fmt, optimizer=opt.replace(
+            '"0":{', '"%s":{' % ("1" * 4000)))}), "checkpoint"),
+        ("optimizer-name", raw_file({"__metadata__": dict(fmt, optimizer=opt % HUGE)}),
+         "checkpoint"),
+        ("optimizer-tensor", raw_file({"__metadata__": dict(fmt, optimizer=opt.replace(
+            "optimizer.state.0.m", "optimizer.state." + HUGE))}), "checkpoint"),
+        ("format-version", raw_file({"__metadata__": {ckpt.FORMAT_KEY: HUGE}}), "checkpoint"),
+    ]
+
+
+@pytest.mark.parametrize("label,blob,loader", _capped_cases(), ids=lambda v: (
+    v if isinstance(v, str) and len(v) < 40 else ""))
+def test_messages_cap_hostile_names(tmp_path, label, blob, loader):
+    """Errors quoting a 1 MB name from the file stay one short line."""
+    path = tmp_path / "f.safetensors"
+    path.write_bytes(blob)
+    with pytest.raises(CheckpointError) as info:
+        (load_file if loader == "file" else load_checkpoint)(path)
+    msg = str(info.value)
+    assert msg.startswith(str(path) + ": ") and "\n" not in msg
+    assert len(msg) < 600 + len(str(path)), (label, len(msg), msg[:300])
