@@ -384,3 +384,114 @@ def test_messages_cap_hostile_names(tmp_path, label, blob, loader):
     msg = str(info.value)
     assert msg.startswith(str(path) + ": ") and "\n" not in msg
     assert len(msg) < 600 + len(str(path)), (label, len(msg), msg[:300])
+
+
+# ------------------------------------------------- temporaries of killed saves
+
+SLOW_WRITER = r'''
+import sys, time
+from pytransformer._atomic import atomic_write
+def chunks():
+    yield b"x" * 100000
+    print("writing", flush=True)
+    time.sleep(120)
+    yield b"y"
+atomic_write(sys.argv[1], chunks())
+'''
+
+SAVE_LOOP = r'''
+import sys
+import numpy as np
+from pytransformer.checkpoint import save_checkpoint
+a = np.arange(2_000_000, dtype=np.float32)
+print("saving", flush=True)
+for i in range(10**6):
+    save_checkpoint(sys.argv[1], model={"w": a + i}, step=i)
+'''
+
+
+def temporaries(directory):
+    """Names of the temporary files of atomic_write in `directory`."""
+    return sorted(n for n in os.listdir(directory) if n.endswith(".tmp"))
+
+
+def start_slow_writer(path):
+    """A child blocked in the middle of atomic_write(path); returns the Popen
+    once its temporary file exists."""
+    p = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(path)],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "writing"
+    return p
+
+
+def kill(p):
+    """SIGKILL a child and reap it."""
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    p.stdout.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_next_save_removes_temporaries_of_killed_writers(tmp_path):
+    """kill -9 mid-save leaves a temporary; the next save to that target
+    removes it, leaves a live writer's temporary alone, and the target loads."""
+    target = tmp_path / "c.safetensors"
+    save_checkpoint(target, step=1)
+    dead = [start_slow_writer(target) for _ in range(2)]
+    for p in dead:
+        kill(p)
+    stale = temporaries(tmp_path)
+    assert len(stale) == 2 and all(f".{p.pid}." in " ".join(stale) for p in dead)
+    assert load_checkpoint(target).step == 1                 # the save stayed atomic
+    live = start_slow_writer(target)
+    try:
+        live_tmp = [n for n in temporaries(tmp_path) if n not in stale]
+        save_checkpoint(target, step=2)
+        assert temporaries(tmp_path) == live_tmp             # only the live writer's is left
+        assert load_checkpoint(target).step == 2
+    finally:
+        kill(live)
+    save_checkpoint(target, step=3)
+    assert temporaries(tmp_path) == [] and load_checkpoint(target).step == 3
+    other = tmp_path / "other.safetensors"                   # another target's are not touched
+    p = start_slow_writer(other)
+    kill(p)
+    save_checkpoint(target, step=4)
+    assert len(temporaries(tmp_path)) == 1
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_locked_temporary_is_kept_even_if_its_pid_is_gone(tmp_path):
+    """A temporary whose named pid is gone but which someone holds locked
+    (a writer in another pid namespace or host) is not removed."""
+    fcntl = pytest.importorskip("fcntl")
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    tmp = tmp_path / f".c.safetensors.{p.pid}.{'0' * 12}.tmp"
+    tmp.write_bytes(b"partial")
+    with open(tmp, "rb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        save_checkpoint(tmp_path / "c.safetensors", step=1)
+        assert tmp.exists()
+    save_checkpoint(tmp_path / "c.safetensors", step=2)
+    assert not tmp.exists()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_saves_killed_at_random_moments(tmp_path):
+    """A child saving an 8 MB checkpoint in a loop, killed at random moments:
+    the target always loads, and the next save leaves no temporary."""
+    target = tmp_path / "c.safetensors"
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        p = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(target)],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "saving"
+        time.sleep(float(rng.uniform(0.05, 0.4)))
+        kill(p)
+        if target.exists():
+            ck = load_checkpoint(target)
+            assert np.array_equal(ck.model_state["w"], np.arange(2_000_000, dtype=np.float32)
+                                  + ck.step)
+    save_checkpoint(target, step=0)
+    assert temporaries(tmp_path) == [] and load_checkpoint(target).step == 0
