@@ -37,9 +37,16 @@ raises `CheckpointError`, a ValueError whose message names the file and the
 problem. Sizes are checked with Python integers before anything is allocated,
 so a hostile shape such as [2**40, 2**40] costs nothing; tensor memory never
 exceeds the file's size (BF16 tensors: twice their bytes, as float32). The
-header itself is capped at 100 MB, as in the reference library, and is
-parsed by `json` (memory proportional to its size). Nothing is ever
-unpickled or evaluated. Errors opening the file (missing, a directory,
+header itself is capped at 100 MB, as in the reference library. A load
+never uses more than MEMORY_FACTOR times the file's size plus MEMORY_SLACK
+bytes (4x + 64 MB): before the header is given to `json`, the Python
+objects it would become are bounded from above by counting its ':', ',',
+'[' and '{' bytes (a C-speed scan; see _header_cost), and a header whose
+bound, with the tensors, exceeds that budget is rejected without being
+parsed (so a 100 MB header of [[],[],...] or of millions of metadata keys
+costs a fraction of a second). A checkpoint's JSON metadata values lie
+inside the header's strings, so the same count bounds them. Nothing is
+ever unpickled or evaluated. Errors opening the file (missing, a directory,
 permissions) are the usual OSError.
 
 Checkpoint layout (format version "1"):
@@ -66,6 +73,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Mapping
 from typing import Optional
 
@@ -76,9 +84,20 @@ from pytransformer._random import check_bit_generator_state
 
 __all__ = ["CheckpointError", "Checkpoint", "save_file", "load_file", "load_metadata",
            "save_checkpoint", "load_checkpoint", "restore_rng", "FORMAT_KEY",
-           "FORMAT_VERSION", "MAX_HEADER_SIZE"]
+           "FORMAT_VERSION", "MAX_HEADER_SIZE", "MEMORY_FACTOR", "MEMORY_SLACK"]
 
 MAX_HEADER_SIZE = 100_000_000   # bytes; the reference library's limit
+# A load uses at most MEMORY_FACTOR * file size + MEMORY_SLACK bytes.
+MEMORY_FACTOR = 4
+MEMORY_SLACK = 64 << 20
+# Upper bounds, in bytes, of the Python objects json (with the duplicate-key
+# hook) and the loader create: per ':' (a key str, its (key, value) pair and
+# dict slot, the value), per ',', '[' or '{' (a value, list or dict), and per
+# tensor after parsing (entry tuples, ndarray objects, dict slots). Measured
+# peaks with CPython 3.11 are about 215, 60 and 400 to 450.
+_COST_COLON = 176
+_COST_VALUE = 64
+_COST_TENSOR = 512
 FORMAT_KEY = "pytransformer.checkpoint"
 FORMAT_VERSION = "1"
 
@@ -242,12 +261,24 @@ def _read_exact(f, n):
     return b"".join(parts)
 
 
+def _header_cost(raw):
+    """An upper bound of the bytes of the Python objects json.loads builds
+    from the header bytes `raw`, not counting the characters of its strings:
+    every JSON value other than the first in a container follows a ',' or a
+    ':' and every container starts with '[' or '{' (counted even inside
+    strings, which only makes the bound larger; a checkpoint's JSON metadata
+    values are inside strings and are parsed later, within the same bound)."""
+    return (_COST_COLON * raw.count(b":")
+            + _COST_VALUE * (raw.count(b",") + raw.count(b"[") + raw.count(b"{")))
+
+
 def _parse_header(f, where):
     """Read and validate the header of the open raw file f.
 
     Returns (entries, metadata, data_len): entries is a list of
     (name, dtype name, shape tuple, begin, end) in header order, all checked
-    against each other and against the file size."""
+    against each other and against the file size. The memory the header
+    would take is bounded before it is parsed (see the module docstring)."""
     file_size = os.fstat(f.fileno()).st_size
 
     def fail(msg):
@@ -266,19 +297,43 @@ def _parse_header(f, where):
     raw = _read_exact(f, n)
     if len(raw) < n:
         fail(f"file ended inside the {n}-byte header")
+    data_len = file_size - 8 - n
+    budget = MEMORY_FACTOR * file_size + MEMORY_SLACK
+
+    def over_budget(cost):
+        fail(f"the {n}-byte header would take more than {cost >> 20} MB of memory to "
+             f"parse (too many JSON values); a {file_size}-byte file may use "
+             f"{budget >> 20} MB ({MEMORY_FACTOR}x its size + {MEMORY_SLACK >> 20} MB)")
+
+    # Memory while parsing: the tensors to come, the raw bytes, the decoded
+    # text (1, 2 or 4 bytes a character; its strings' characters take at
+    # most as much again) and the objects.
+    cost = data_len + n + _header_cost(raw)
+    if cost + 2 * n > budget:   # the text takes at least n bytes
+        over_budget(cost + 2 * n)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         fail(f"header is not UTF-8 ({e.reason} at byte {8 + e.start})")
+    del raw
+    cost += 2 * sys.getsizeof(text)
+    if cost > budget:
+        over_budget(cost)
     try:
         obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
         fail("header JSON is nested too deeply")
     except ValueError as e:   # json.JSONDecodeError, duplicates, NaN, huge int literals
         fail(f"header is not valid JSON: {e}")
+    del text
     if not isinstance(obj, dict):
         fail(f"header must be a JSON object, got {type(obj).__name__}")
-    data_len = file_size - 8 - n
+    cost += _COST_TENSOR * len(obj) + sum(   # BF16 tensors become float32: 2x
+        _bf16_bytes(info) for info in obj.values())
+    if cost > budget:
+        fail(f"{len(obj)} tensors would take more than {cost >> 20} MB of memory; a "
+             f"{file_size}-byte file may use {budget >> 20} MB ({MEMORY_FACTOR}x its size "
+             f"+ {MEMORY_SLACK >> 20} MB)")
     metadata = {}
     entries = []
     for name, info in obj.items():
@@ -316,6 +371,16 @@ def _parse_header(f, where):
         fail(f"data section is {data_len} bytes, shorter than the {pos} bytes the "
              f"offsets need (truncated file?)")
     return entries, metadata, data_len
+
+
+def _bf16_bytes(info):
+    """The byte count a BF16 entry claims (0 for anything else or malformed)."""
+    if isinstance(info, dict) and info.get("dtype") == "BF16":
+        offsets = info.get("data_offsets")
+        if (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))
+                and 0 <= offsets[0] <= offsets[1]):
+            return offsets[1] - offsets[0]
+    return 0
 
 
 def _check_entry(name, info, fail):
@@ -470,17 +535,16 @@ def _dumps(value, where):
         raise ValueError(f"{where}: nested too deeply (or contains itself)") from None
 
 
-def _decode(value):
-    """Inverse of _encode on parsed JSON (ValueError on a malformed tuple tag)."""
-    if isinstance(value, dict):
-        if _TUPLE in value:
-            if len(value) != 1 or not isinstance(value[_TUPLE], list):
-                raise ValueError(f"malformed {_TUPLE} object")
-            return tuple(_decode(v) for v in value[_TUPLE])
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
+def _decode_object(pairs):
+    """json object_pairs_hook inverting _encode: a tuple for a tuple tag
+    object (ValueError if malformed), else a dict (ValueError on a repeated
+    key). Decoding while parsing builds each object once."""
+    d = _no_duplicates(pairs)
+    if _TUPLE in d:
+        if len(d) != 1 or not isinstance(d[_TUPLE], list):
+            raise ValueError(f"malformed {_TUPLE} object")
+        return tuple(d[_TUPLE])
+    return d
 
 
 def _plain_state(value):
@@ -671,7 +735,7 @@ def _json_field(meta, key, fail):
     if key not in meta:
         return None
     try:
-        return _decode(json.loads(meta[key], object_pairs_hook=_no_duplicates))
+        return json.loads(meta[key], object_pairs_hook=_decode_object)
     except RecursionError:
         fail(f"metadata {key!r:.80} is nested too deeply")
     except ValueError as e:

@@ -65,20 +65,25 @@ import numpy as np
 import pytransformer as pt
 from pytransformer import checkpoint as c
 
-def vm_bytes():
+def status(field):
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmSize:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
+
+def vm_bytes():
+    return status("VmSize")
+
+def hwm():   # peak RSS of this process image (ru_maxrss would include the parent's)
+    return status("VmHWM")
 
 jobs = json.load(open(sys.argv[1]))
 extra = int(sys.argv[2])
 if extra:
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + extra, hard))
-print(json.dumps({"baseline_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}),
-      flush=True)
+print(json.dumps({"baseline_rss": hwm()}), flush=True)
 for job in jobs:
     rec = {"i": job["i"]}
     t = time.perf_counter()
@@ -89,6 +94,7 @@ for job in jobs:
         elif op == "checkpoint":
             ck = c.load_checkpoint(job["path"])
             rec["digest"] = DIGEST(dict(ck.model_state or {}))
+            rec["config"] = ck.config
             if job.get("draw"):
                 g = ck.restore_rng()
                 rec["draws"] = [int(x) for x in g.integers(0, 2**63, 4)]
@@ -106,7 +112,7 @@ for job in jobs:
     except BaseException as e:
         rec["outcome"], rec["msg"] = type(e).__name__, str(e)[:2000]
     rec["time"] = time.perf_counter() - t
-    rec["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rec["maxrss"] = hwm()
     print(json.dumps(rec), flush=True)
 '''
 
@@ -495,3 +501,186 @@ def test_saves_killed_at_random_moments(tmp_path):
                                   + ck.step)
     save_checkpoint(target, step=0)
     assert temporaries(tmp_path) == [] and load_checkpoint(target).step == 0
+
+
+# ------------------------------------------------- the corpus, bounded loads
+
+BUDGET_FACTOR, BUDGET_SLACK = 4, 64 * MB   # the loader's promise (checkpoint.MEMORY_*)
+EITHER = "either"
+
+
+def _entry(dtype, shape, begin, end):
+    return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+
+
+def corpus(directory):
+    """(label, path, op, expected) for generated files: expected is
+    "reject", EITHER (accepted or rejected; if accepted, any tensors) or
+    ("accept", digest of the tensors, config or None)."""
+    out = []
+    rng = np.random.default_rng(0)
+
+    def add(label, blob, expected, op="file"):
+        path = os.path.join(directory, f"{len(out):03d}.safetensors")
+        with open(path, "wb") as f:
+            f.write(blob)
+        out.append((label, path, op, expected))
+
+    def add_saved(label, tensors, metadata=None):
+        path = os.path.join(directory, f"{len(out):03d}.safetensors")
+        save_file(tensors, path, metadata=metadata)
+        out.append((label, path, "file", ("accept", digest(tensors), None)))
+
+    f4 = np.arange(4, dtype="<f4").tobytes()
+    e = _entry
+    # header lengths
+    for n in (0, 1, 7, 9, 2**63, 2**64 - 1, 100_000_001):
+        add(f"length-{n}", struct.pack("<Q", n) + b"{}      ", "reject")
+    add("length-short-file", b"\x02\x00\x00", "reject")
+    add("length-past-end", struct.pack("<Q", 4096) + b"{}", "reject")
+    add("length-unpadded", struct.pack("<Q", 2) + b"{}", EITHER)
+    # JSON shapes
+    for label, header in [("list", b"[]"), ("string", b'"x"'), ("number", b"1e999"),
+                          ("null", b"null"), ("nested", b"[" * 50_000 + b"]" * 50_000),
+                          ("nested-objects", b'{"a":' * 5_000 + b"{}" + b"}" * 5_000),
+                          ("truncated", b'{"a":{"dtype":"F32"'), ("not-utf8", b'{"\xff":1}'),
+                          ("nan", b'{"__metadata__":{"k":NaN}}'), ("bom", "\ufeff{}".encode()),
+                          ("duplicate", b'{"__metadata__":{},"__metadata__":{}}'),
+                          ("huge-int", b'{"a":{"dtype":"U8","shape":[' + b"9" * 5000
+                           + b'],"data_offsets":[0,1]}}')]:
+        add(f"json-{label}", raw_file(header, b"\x01"), "reject")
+    # offsets
+    for label, entries, data in [
+            ("overlap", {"a": e("F32", [2], 0, 8), "b": e("F32", [2], 4, 12)}, f4[:12]),
+            ("gap", {"a": e("F32", [1], 0, 4), "b": e("F32", [1], 8, 12)}, f4[:12]),
+            ("negative", {"a": e("F32", [4], -16, 0)}, f4), ("float", {"a": e("F32", [4], 0.0, 16.0)}, f4),
+            ("huge", {"a": e("F32", [4], 2**64, 2**64 + 16)}, f4),
+            ("reversed", {"a": e("F32", [0], 16, 0)}, f4), ("short-data", {"a": e("F32", [4], 0, 16)}, f4[:8]),
+            ("trailing", {"a": e("F32", [3], 0, 12)}, f4), ("shape-huge", {"a": e("F32", [2**40] * 2, 0, 16)}, f4),
+            ("zero-shape-huge", {"a": e("F64", [0, 2**64], 0, 0)}, b""),
+            ("65-dims", {"a": e("U8", [1] * 65, 0, 1)}, b"\x01")]:
+        add(f"offsets-{label}", raw_file(entries, data), "reject")
+    # dtypes
+    for dtype in ("F128", "f32", "C64", "F8_E4M3", 4, None, ""):
+        add(f"dtype-{dtype}", raw_file({"a": e(dtype, [4], 0, 16)}, f4), "reject")
+    add("dtype-bool-2", raw_file({"a": e("BOOL", [2], 0, 2)}, b"\x01\x02"), "reject")
+    bf = np.array([0x3f80, 0xc000], dtype="<u2")
+    add("dtype-bf16", raw_file({"a": e("BF16", [2], 0, 4)}, bf.tobytes()),
+        ("accept", digest({"a": np.array([1.0, -2.0], np.float32)}), None))
+    for dt in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8,
+               np.uint64, np.uint32, np.uint16, np.uint8, np.bool_):
+        a = (rng.integers(0, 2, (3, 2)) if dt is np.bool_ else rng.integers(-50, 50, (3, 2)))
+        add_saved(f"dtype-{np.dtype(dt).name}", {"t": a.astype(dt), "e": np.zeros((0, 2), dt)})
+    # names
+    add_saved("name-1MB", {"n" * MB: np.ones(2, np.float32)})
+    add_saved("name-unicode-and-empty", {"": np.ones(1), "ä.日本.🙂": np.zeros(2)})
+    add("name-surrogate", raw_file(b'{"\\udc00":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}',
+                                   b"\x01"), "reject")
+    add("name-metadata-is-tensor", raw_file({"__metadata__": e("U8", [1], 0, 1)}, b"\x01"),
+        "reject")
+    # metadata
+    for label, meta in [("list", ["a"]), ("int-value", {"k": 1}), ("null-value", {"k": None}),
+                        ("nested", {"k": {"x": "y"}})]:
+        add(f"metadata-{label}", raw_file({"__metadata__": meta}), "reject")
+    add_saved("metadata-20MB-value", {"a": np.ones(3, np.float32)}, {"k": "v" * (20 * MB)})
+    add_saved("metadata-100k-keys", {}, {f"k{i}": "" for i in range(100_000)})
+    add_saved("tensors-10000", {f"layer.{i}.w": rng.standard_normal(4).astype(np.float32)
+                                for i in range(10_000)})
+    # checkpoints: RNG states, configs that do not match their tensors
+    w = {"enc.w": rng.standard_normal((4, 4)).astype(np.float32)}
+    path = os.path.join(directory, "ck-config.safetensors")
+    config = {"d_model": 512, "layers": 6, "vocab": 32000}
+    save_checkpoint(path, model=w, config=config, step=3, rng=np.random.default_rng(5))
+    out.append(("checkpoint-config-mismatch", path, "checkpoint",
+                ("accept", digest(w), config)))
+    for i, (label, state, _) in enumerate(hostile_states()[::40]):
+        path = os.path.join(directory, f"ck-rng-{i}.safetensors")
+        _write_rng_file(path, state, "numpy.random.Generator")
+        out.append((f"checkpoint-rng-{label}", path, "checkpoint", "reject"))
+    fmt = {ckpt.FORMAT_KEY: "1"}
+    for label, meta, tensors in [
+            ("model-missing-tensor", dict(fmt, model='["w"]'), {}),
+            ("stray-tensor", fmt, {"x": np.ones(1)}),
+            ("optimizer-key-5000-digits", dict(fmt, optimizer='{"state":{"%s":{}},'
+                                               '"param_groups":[]}' % ("9" * 5000)), {}),
+            ("config-list", dict(fmt, config="[1]"), {}),
+            ("step-float", dict(fmt, step="1.5"), {}),
+            ("config-nested", dict(fmt, config="[" * 100_000 + "]" * 100_000), {})]:
+        path = os.path.join(directory, f"ck-{label}.safetensors")
+        save_file(tensors, path, metadata=meta)
+        out.append((f"checkpoint-{label}", path, "checkpoint", "reject"))
+    return out
+
+
+def big_hostile_headers(directory, size):
+    """(label, path) of the memory-amplifying headers, each about `size` bytes:
+    [[],[],...]; one object of many metadata keys; many zero-size tensors;
+    deeply nested arrays."""
+    out = []
+
+    def add(label, header):
+        path = os.path.join(directory, f"big-{label}-{size >> 20}MB.safetensors")
+        with open(path, "wb") as f:
+            f.write(raw_file(header))
+        out.append((label, path))
+
+    k = size // 3
+    add("lists", b"[" + b"[]," * (k - 1) + b"[]]")
+    keys = b",".join(b'"%x":""' % i for i in range(size // 10))
+    add("metadata-keys", b'{"__metadata__":{' + keys + b"}}")
+    ent = b',"%x":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}'
+    tensors = b"".join(ent % i for i in range(size // 54))
+    add("zero-size-tensors", b"{" + tensors[1:] + b"}")
+    add("nested", b"[" * (size // 2) + b"]" * (size // 2))
+    return out
+
+
+def test_hostile_corpus_loads_within_bounds(tmp_path):
+    """Every generated file, loaded in one child under RLIMIT_AS: accepted
+    with the right tensors or rejected with a one-line CheckpointError
+    naming the file; peak memory within 4x file size + 64 MB of the child's
+    baseline; each load within 2 s + 20 ms per MB. Includes 25 MB
+    instances of the memory-amplifying headers and one of 100 MB."""
+    cases = corpus(str(tmp_path))
+    for label, path in big_hostile_headers(str(tmp_path), 25 * MB):
+        cases.append((label + "-25MB", path, "file", "reject"))
+    cases.append(("lists-100MB", big_hostile_headers_100(str(tmp_path)), "file", "reject"))
+    cases.sort(key=lambda c: os.path.getsize(c[1]))   # memory high-water mark only grows
+    jobs = [{"op": op, "path": path} for _, path, op, _ in cases]
+    biggest = max(os.path.getsize(c[1]) for c in cases)
+    limit = BUDGET_FACTOR * biggest + BUDGET_SLACK + 64 * MB
+    baseline, got, rc, err = run_child(tmp_path, jobs, extra_bytes=limit, timeout=300)
+    problems = []
+    for i, (label, path, op, expected) in enumerate(cases):
+        rec = got.get(i)
+        size = os.path.getsize(path)
+        if rec is None:
+            problems.append(f"{label}: no result (child exit {rc}: {err[-500:]})")
+            continue
+        if rec["outcome"] == "ok":
+            ok = expected == EITHER or (expected != "reject" and rec["digest"] == expected[1]
+                                        and rec.get("config", expected[2]) == expected[2])
+        elif rec["outcome"] == "CheckpointError":
+            msg = rec["msg"]
+            ok = (expected != "ok" and isinstance(expected, str) and msg.startswith(path + ": ")
+                  and "\n" not in msg and rec["msg_len"] < 1000 + len(path))
+        else:
+            ok = False
+        if not ok:
+            problems.append(f"{label}: expected {str(expected)[:20]}, got {rec}"[:600])
+        used = rec["maxrss"] - baseline
+        if used > BUDGET_FACTOR * size + BUDGET_SLACK:
+            problems.append(f"{label}: {used >> 20} MB for a {size >> 20} MB file")
+        if rec["time"] > 2 + 0.02 * size / MB:
+            problems.append(f"{label}: {rec['time']:.1f} s for a {size >> 20} MB file")
+    assert not problems, f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:20])
+    assert rc == 0, err
+
+
+def big_hostile_headers_100(directory):
+    """A 100 MB header of [[],[],...]."""
+    path = os.path.join(directory, "big-lists-100MB.safetensors")
+    k = 100_000_000 // 3
+    with open(path, "wb") as f:
+        f.write(raw_file(b"[" + b"[]," * (k - 1) + b"[]]"))
+    return path
