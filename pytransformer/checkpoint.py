@@ -328,8 +328,9 @@ def _parse_header(f, where):
     del text
     if not isinstance(obj, dict):
         fail(f"header must be a JSON object, got {type(obj).__name__}")
-    cost += _COST_TENSOR * len(obj) + sum(   # BF16 tensors become float32: 2x
-        _bf16_bytes(info) for info in obj.values())
+    # A BF16 tensor of b bytes becomes 2b bytes of float32, converted from
+    # its b bytes read: at most b + 2b at once.
+    cost += _COST_TENSOR * len(obj) + 2 * sum(_bf16_bytes(info) for info in obj.values())
     if cost > budget:
         fail(f"{len(obj)} tensors would take more than {cost >> 20} MB of memory; a "
              f"{file_size}-byte file may use {budget >> 20} MB ({MEMORY_FACTOR}x its size "
@@ -430,7 +431,9 @@ def _to_array(buf, dtype, shape, name, fail):
     """The NumPy array (native byte order, owning its memory) for the raw bytes."""
     le = _DTYPES[dtype][0]
     if dtype == "BF16":   # bfloat16 = upper 16 bits of a float32
-        arr = (buf.view(le).astype(np.uint32) << 16).view(np.float32)
+        arr = buf.view(le).astype(np.uint32)
+        arr <<= 16
+        arr = arr.view(np.float32)
     elif dtype == "BOOL":
         if buf.size and buf.max() > 1:
             fail(f"tensor {name!r:.80}: BOOL data holds a byte other than 0 or 1")

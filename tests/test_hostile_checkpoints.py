@@ -615,7 +615,8 @@ def corpus(directory):
 def big_hostile_headers(directory, size):
     """(label, path) of the memory-amplifying headers, each about `size` bytes:
     [[],[],...]; one object of many metadata keys; many zero-size tensors;
-    deeply nested arrays."""
+    deeply nested arrays; a checkpoint whose metadata 'config' is the JSON
+    text [[],[],...] (parsed only after the header)."""
     out = []
 
     def add(label, header):
@@ -632,6 +633,9 @@ def big_hostile_headers(directory, size):
     tensors = b"".join(ent % i for i in range(size // 54))
     add("zero-size-tensors", b"{" + tensors[1:] + b"}")
     add("nested", b"[" * (size // 2) + b"]" * (size // 2))
+    lists = b"[" + b"[]," * (k - 20) + b"[]]"
+    add("checkpoint-config-lists", b'{"__metadata__":{"%s":"1","config":"%s"}}'
+        % (ckpt.FORMAT_KEY.encode(), lists))
     return out
 
 
@@ -643,7 +647,8 @@ def test_hostile_corpus_loads_within_bounds(tmp_path):
     instances of the memory-amplifying headers and one of 100 MB."""
     cases = corpus(str(tmp_path))
     for label, path in big_hostile_headers(str(tmp_path), 25 * MB):
-        cases.append((label + "-25MB", path, "file", "reject"))
+        op = "checkpoint" if label.startswith("checkpoint") else "file"
+        cases.append((label + "-25MB", path, op, "reject"))
     cases.append(("lists-100MB", big_hostile_headers_100(str(tmp_path)), "file", "reject"))
     cases.sort(key=lambda c: os.path.getsize(c[1]))   # memory high-water mark only grows
     jobs = [{"op": op, "path": path} for _, path, op, _ in cases]
