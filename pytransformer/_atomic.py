@@ -104,7 +104,10 @@ def atomic_write(path, chunks):
     try:
         try:
             if fcntl is not None:   # held until the replace: marks the writer as live
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:   # a file system without locks: cleaners cannot lock either
+                    pass
             with open(fd, "wb", closefd=False) as f:
                 for chunk in chunks:
                     f.write(chunk)

@@ -689,3 +689,27 @@ def big_hostile_headers_100(directory):
     with open(path, "wb") as f:
         f.write(raw_file(b"[" + b"[]," * (k - 1) + b"[]]"))
     return path
+
+
+def test_save_works_where_files_cannot_be_locked(tmp_path, monkeypatch):
+    """On a file system without locks (flock raises) saves still succeed,
+    and stale temporaries are then left alone (no lock proves the writer gone)."""
+    from pytransformer import _atomic
+    if _atomic.fcntl is None:
+        pytest.skip("no fcntl")
+
+    class NoLocks:
+        LOCK_EX, LOCK_NB = _atomic.fcntl.LOCK_EX, _atomic.fcntl.LOCK_NB
+
+        @staticmethod
+        def flock(fd, op):
+            raise OSError(37, "No locks available")
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    stale = tmp_path / f".c.safetensors.{p.pid}.{'0' * 12}.tmp"
+    stale.write_bytes(b"partial")
+    monkeypatch.setattr(_atomic, "fcntl", NoLocks)
+    save_checkpoint(tmp_path / "c.safetensors", step=5)
+    assert load_checkpoint(tmp_path / "c.safetensors").step == 5
+    assert temporaries(tmp_path) == [stale.name]
