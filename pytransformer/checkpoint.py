@@ -41,11 +41,14 @@ header itself is capped at 100 MB, as in the reference library. A load
 never uses more than MEMORY_FACTOR times the file's size plus MEMORY_SLACK
 bytes (4x + 64 MB): before the header is given to `json`, the Python
 objects it would become are bounded from above by counting its ':', ',',
-'[' and '{' bytes (a C-speed scan; see _header_cost), and a header whose
-bound, with the tensors, exceeds that budget is rejected without being
-parsed (so a 100 MB header of [[],[],...] or of millions of metadata keys
-costs a fraction of a second). A checkpoint's JSON metadata values lie
-inside the header's strings, so the same count bounds them. Nothing is
+'[' and '{' bytes (a C-speed scan; see _json_cost), and a header whose
+bound exceeds that budget is rejected without being parsed (so a 100 MB
+header of [[],[],...] or of millions of metadata keys costs a fraction of
+a second); after parsing, the tensors, the loader's objects for them and
+the objects a checkpoint's JSON metadata values will become are added
+before any tensor is read. The bounds are generous (about twice what
+CPython 3.11 measures), so files of many tiny tensors (over about 40,000
+tensors averaging under 1 KB) can be rejected although they would fit. Nothing is
 ever unpickled or evaluated. Errors opening the file (missing, a directory,
 permissions) are the usual OSError.
 
@@ -93,11 +96,13 @@ MEMORY_SLACK = 64 << 20
 # Upper bounds, in bytes, of the Python objects json (with the duplicate-key
 # hook) and the loader create: per ':' (a key str, its (key, value) pair and
 # dict slot, the value), per ',', '[' or '{' (a value, list or dict), and per
-# tensor after parsing (entry tuples, ndarray objects, dict slots). Measured
-# peaks with CPython 3.11 are about 215, 60 and 400 to 450.
+# tensor while reading the data (entry tuples, ndarray objects, dict slots,
+# load_checkpoint's dicts). The per-':' and per-',' bounds overestimate
+# most JSON (measured with CPython 3.11: 30 to 110 bytes a ':' or ',' in
+# practice, up to 215 for a ':' of one object with millions of keys).
 _COST_COLON = 176
 _COST_VALUE = 64
-_COST_TENSOR = 512
+_COST_TENSOR = 640
 FORMAT_KEY = "pytransformer.checkpoint"
 FORMAT_VERSION = "1"
 
@@ -118,6 +123,7 @@ _WRITABLE = "F64 F32 F16 I64 I32 I16 I8 U64 U32 U16 U8 BOOL"
 _NP2 = int(np.__version__.split(".")[0]) >= 2
 _MAX_NDIM = 64 if _NP2 else 32
 _ENTRY_FIELDS = ("dtype", "shape", "data_offsets")
+_ENTRY_KEYS = frozenset(_ENTRY_FIELDS)
 _MAX_BYTES = 2**64
 
 
@@ -261,15 +267,16 @@ def _read_exact(f, n):
     return b"".join(parts)
 
 
-def _header_cost(raw):
+def _json_cost(text):
     """An upper bound of the bytes of the Python objects json.loads builds
-    from the header bytes `raw`, not counting the characters of its strings:
+    from `text` (bytes or str), not counting the characters of its strings:
     every JSON value other than the first in a container follows a ',' or a
     ':' and every container starts with '[' or '{' (counted even inside
-    strings, which only makes the bound larger; a checkpoint's JSON metadata
-    values are inside strings and are parsed later, within the same bound)."""
-    return (_COST_COLON * raw.count(b":")
-            + _COST_VALUE * (raw.count(b",") + raw.count(b"[") + raw.count(b"{")))
+    strings, which only makes the bound larger)."""
+    colon, comma, bracket, brace = (b":", b",", b"[", b"{") if isinstance(text, bytes) \
+        else (":", ",", "[", "{")
+    return (_COST_COLON * text.count(colon)
+            + _COST_VALUE * (text.count(comma) + text.count(bracket) + text.count(brace)))
 
 
 def _parse_header(f, where):
@@ -305,10 +312,14 @@ def _parse_header(f, where):
              f"parse (too many JSON values); a {file_size}-byte file may use "
              f"{budget >> 20} MB ({MEMORY_FACTOR}x its size + {MEMORY_SLACK >> 20} MB)")
 
-    # Memory while parsing: the tensors to come, the raw bytes, the decoded
-    # text (1, 2 or 4 bytes a character; its strings' characters take at
-    # most as much again) and the objects.
-    cost = data_len + n + _header_cost(raw)
+    # Parsing takes the raw bytes, the decoded text (1, 2 or 4 bytes a
+    # character; its strings' characters take at most as much again) and
+    # the objects. Reading the data then takes the tensors, the loader's
+    # objects for each, and the metadata (its strings, and the objects
+    # load_checkpoint makes of its JSON values). The two are added: memory
+    # the parse frees is mostly not returned to the system (small objects
+    # that stay, such as the tensor names, pin the allocator's arenas).
+    cost = n + _json_cost(raw)
     if cost + 2 * n > budget:   # the text takes at least n bytes
         over_budget(cost + 2 * n)
     try:
@@ -316,7 +327,8 @@ def _parse_header(f, where):
     except UnicodeDecodeError as e:
         fail(f"header is not UTF-8 ({e.reason} at byte {8 + e.start})")
     del raw
-    cost += 2 * sys.getsizeof(text)
+    text_size = sys.getsizeof(text)
+    cost += 2 * text_size
     if cost > budget:
         over_budget(cost)
     try:
@@ -328,13 +340,6 @@ def _parse_header(f, where):
     del text
     if not isinstance(obj, dict):
         fail(f"header must be a JSON object, got {type(obj).__name__}")
-    # A BF16 tensor of b bytes becomes 2b bytes of float32, converted from
-    # its b bytes read: at most b + 2b at once.
-    cost += _COST_TENSOR * len(obj) + 2 * sum(_bf16_bytes(info) for info in obj.values())
-    if cost > budget:
-        fail(f"{len(obj)} tensors would take more than {cost >> 20} MB of memory; a "
-             f"{file_size}-byte file may use {budget >> 20} MB ({MEMORY_FACTOR}x its size "
-             f"+ {MEMORY_SLACK >> 20} MB)")
     metadata = {}
     entries = []
     for name, info in obj.items():
@@ -355,6 +360,15 @@ def _parse_header(f, where):
             metadata = info
             continue
         entries.append(_check_entry(name, info, fail))
+    # A BF16 tensor of b bytes becomes 2b bytes of float32, converted from
+    # its b bytes read: at most b + 2b at once.
+    cost += (data_len + 2 * sum(e[4] - e[3] for e in entries if e[1] == "BF16")
+            + _COST_TENSOR * len(entries) + text_size
+            + sum(_json_cost(v) for v in metadata.values()))
+    if cost > budget:
+        fail(f"{len(entries)} tensors and the metadata would take more than {cost >> 20} MB "
+             f"of memory with the parsed header; a {file_size}-byte file may use "
+             f"{budget >> 20} MB ({MEMORY_FACTOR}x its size + {MEMORY_SLACK >> 20} MB)")
     # Offsets: sorted, they must tile [0, data_len) exactly.
     pos, prev = 0, None
     for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
@@ -374,43 +388,34 @@ def _parse_header(f, where):
     return entries, metadata, data_len
 
 
-def _bf16_bytes(info):
-    """The byte count a BF16 entry claims (0 for anything else or malformed)."""
-    if isinstance(info, dict) and info.get("dtype") == "BF16":
-        offsets = info.get("data_offsets")
-        if (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))
-                and 0 <= offsets[0] <= offsets[1]):
-            return offsets[1] - offsets[0]
-    return 0
-
-
 def _check_entry(name, info, fail):
     """Validate one tensor entry of the header; returns (name, dtype, shape, begin, end)."""
     if not isinstance(info, dict):
         fail(f"tensor {name!r:.80}: entry must be an object, got {type(info).__name__}")
-    missing = [k for k in _ENTRY_FIELDS if k not in info]
-    extra = sorted(k for k in info if k not in _ENTRY_FIELDS)
-    if missing or extra:
+    if info.keys() != _ENTRY_KEYS:
+        missing = [k for k in _ENTRY_FIELDS if k not in info]
+        extra = sorted(k for k in info if k not in _ENTRY_FIELDS)
         fail(f"tensor {name!r:.80}: entry must have exactly the fields dtype, shape, "
              f"data_offsets (missing {missing}, unexpected {_names(extra, 5)})")
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-    if not isinstance(dtype, str) or dtype not in _DTYPES:
+    spec = _DTYPES.get(dtype) if type(dtype) is str else None
+    if spec is None:
         fail(f"tensor {name!r:.80}: unknown or unsupported dtype {dtype!r:.80} "
              f"(supported: {_WRITABLE} BF16)")
-    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+    # JSON gives exact ints (type() is int: no bool).
+    if type(shape) is not list or not all([type(d) is int and d >= 0 for d in shape]):
         fail(f"tensor {name!r:.80}: shape must be a list of non-negative ints, got {shape!r:.200}")
     if len(shape) > _MAX_NDIM:
         fail(f"tensor {name!r:.80}: {len(shape)} dims, more than NumPy's {_MAX_NDIM}")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(_is_int(o) for o in offsets)):
+    if (type(offsets) is not list or len(offsets) != 2
+            or type(offsets[0]) is not int or type(offsets[1]) is not int):
         fail(f"tensor {name!r:.80}: data_offsets must be a list of two ints, got {offsets!r:.200}")
     begin, end = offsets
     if not 0 <= begin <= end:
         fail(f"tensor {name!r:.80}: data_offsets [{begin}, {end}] must satisfy 0 <= begin <= end")
-    itemsize = _DTYPES[dtype][0].itemsize
     # Python ints, stopping as soon as the size passes 2**64 (so a hostile
     # shape cannot make this slow; no file can hold that much anyway).
-    nbytes = 0 if 0 in shape else itemsize
+    nbytes = 0 if 0 in shape else spec[0].itemsize
     for d in shape:
         nbytes *= d
         if nbytes > _MAX_BYTES:
@@ -421,7 +426,7 @@ def _check_entry(name, info, fail):
              f"shape {shape!r:.200} of {dtype} needs {nbytes}")
     if nbytes == 0:
         try:   # zero elements, yet the shape must still be one NumPy can hold
-            np.empty(shape, _DTYPES[dtype][0])
+            np.empty(shape, spec[0])
         except (ValueError, OverflowError) as e:
             fail(f"tensor {name!r:.80}: NumPy cannot represent shape {shape!r:.200} ({e})")
     return name, dtype, tuple(shape), begin, end
