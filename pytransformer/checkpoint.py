@@ -28,7 +28,8 @@ Writes are atomic: a temporary file in the target's directory is written,
 flushed and fsync'ed, then os.replace'd onto the target, and the directory is
 fsync'ed (best effort). If anything fails (or the process is interrupted
 before the replace), the temporary file is removed and a previous file at the
-path is untouched.
+path is untouched; the temporary of a writer killed outright (SIGKILL, power
+loss) is removed by the next save to the same path (see pytransformer._atomic).
 
 Reads trust nothing: every structural problem of a file (truncated, bad
 header length, header not UTF-8 or not JSON, duplicate keys, unknown dtypes,
@@ -653,7 +654,8 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
                                 f"{type(sd).__name__}")
         for k, v in sd.items():
             if not isinstance(k, str):
-                raise TypeError(f"model: state_dict keys must be str, got {type(k).__name__} {k!r:.80}")
+                raise TypeError(f"model: state_dict keys must be str, got {type(k).__name__} "
+                                f"{k!r:.80}")
             if not isinstance(v, np.ndarray):
                 raise TypeError(f"model: state_dict()[{k!r:.80}] must be a numpy.ndarray, got "
                                 f"{type(v).__name__}")

@@ -85,6 +85,7 @@ class Worker:
 
 @pytest.fixture(scope="module")
 def worker():
+    """One loading child for the module's tests."""
     w = Worker()
     yield w
     w.close()
@@ -92,6 +93,7 @@ def worker():
 
 @pytest.fixture(scope="module")
 def fuzz_dir(tmp_path_factory):
+    """A directory for the files under test."""
     return tmp_path_factory.mktemp("fuzz")
 
 

@@ -365,7 +365,8 @@ def _capped_cases():
         ("bool-byte", raw_file({HUGE: dict(e, dtype="BOOL")}, b"\x02"), "file"),
         ("shape-unrepresentable", raw_file({HUGE: dict(e, shape=[0, 10**300],
                                                        data_offsets=[0, 0])}), "file"),
-        ("model-missing", raw_file({"__metadata__": dict(fmt, model=json.dumps([HUGE + str(i) for i in range(3)]))}),
+        ("model-missing", raw_file({"__metadata__": dict(
+            fmt, model=json.dumps([HUGE + str(i) for i in range(3)]))}),
          "checkpoint"),
         ("not-described", raw_file({"__metadata__": fmt, **{HUGE + str(i): dict(
             e, data_offsets=[i, i + 1]) for i in range(3)}}, b"\x01" * 3), "checkpoint"),
@@ -553,10 +554,13 @@ def corpus(directory):
     for label, entries, data in [
             ("overlap", {"a": e("F32", [2], 0, 8), "b": e("F32", [2], 4, 12)}, f4[:12]),
             ("gap", {"a": e("F32", [1], 0, 4), "b": e("F32", [1], 8, 12)}, f4[:12]),
-            ("negative", {"a": e("F32", [4], -16, 0)}, f4), ("float", {"a": e("F32", [4], 0.0, 16.0)}, f4),
+            ("negative", {"a": e("F32", [4], -16, 0)}, f4),
+            ("float", {"a": e("F32", [4], 0.0, 16.0)}, f4),
             ("huge", {"a": e("F32", [4], 2**64, 2**64 + 16)}, f4),
-            ("reversed", {"a": e("F32", [0], 16, 0)}, f4), ("short-data", {"a": e("F32", [4], 0, 16)}, f4[:8]),
-            ("trailing", {"a": e("F32", [3], 0, 12)}, f4), ("shape-huge", {"a": e("F32", [2**40] * 2, 0, 16)}, f4),
+            ("reversed", {"a": e("F32", [0], 16, 0)}, f4),
+            ("short-data", {"a": e("F32", [4], 0, 16)}, f4[:8]),
+            ("trailing", {"a": e("F32", [3], 0, 12)}, f4),
+            ("shape-huge", {"a": e("F32", [2**40] * 2, 0, 16)}, f4),
             ("zero-shape-huge", {"a": e("F64", [0, 2**64], 0, 0)}, b""),
             ("65-dims", {"a": e("U8", [1] * 65, 0, 1)}, b"\x01")]:
         add(f"offsets-{label}", raw_file(entries, data), "reject")
