@@ -5,7 +5,15 @@ One NumPy Generator (PCG64) per process, seeded with 0 until
 draws a fresh 64-bit seed from it for every call; the C kernel turns that
 seed into a counter-based mask. ``get_rng_state()`` / ``set_rng_state()``
 save and restore it exactly (checkpoints store it).
+
+``check_bit_generator_state`` is the one gate a bit generator state passes
+before it reaches NumPy (here, in checkpoint.restore_rng and in
+checkpoint.load_checkpoint): NumPy's ``bit_generator.state`` setter copies
+fields into C structs without range checks, so, for instance, a Philox
+``buffer_pos`` outside [0, 4] makes later draws read outside the buffer.
 """
+from collections.abc import Mapping
+
 import numpy as np
 
 _generator = np.random.Generator(np.random.PCG64(0))
@@ -15,7 +23,7 @@ def manual_seed(seed):
     """Reseed the library's generator (initialisation and dropout)."""
     global _generator
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r:.80}")
     _generator = np.random.Generator(np.random.PCG64(int(seed)))
     return _generator
 
@@ -36,10 +44,116 @@ def get_rng_state():
 
 
 def set_rng_state(state):
-    """Restore a state from get_rng_state()."""
-    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
-        raise ValueError("set_rng_state: expected a PCG64 state dict from get_rng_state()")
+    """Restore a state from get_rng_state(): a PCG64 state dict, checked
+    field by field (check_bit_generator_state); ValueError naming the field
+    otherwise, and the library's generator is then left as it was."""
+    state = check_bit_generator_state(state, "set_rng_state: state")
+    if state["bit_generator"] != "PCG64":
+        raise ValueError(f"set_rng_state: state['bit_generator']: expected 'PCG64' (the "
+                         f"library's generator), got {state['bit_generator']!r}")
     bg = np.random.PCG64()
     bg.state = state
     global _generator
     _generator = np.random.Generator(bg)
+
+
+# ------------------------------------------------- bit generator states
+
+# A field is ("const", value) for a value checked already, ("int", low, high)
+# for a Python int in [low, high], ("array", bits, length) for `length`
+# unsigned `bits`-bit integers (a list of Python ints or a 1-d integer
+# ndarray), or a dict of fields (exactly those keys).
+def _int(low, high):
+    return ("int", low, high)
+
+
+def _array(bits, length):
+    return ("array", bits, length)
+
+
+_BIT = _int(0, 1)
+_U32 = _int(0, 2**32 - 1)
+_U128 = _int(0, 2**128 - 1)
+_PCG = {"state": {"state": _U128, "inc": _U128}, "has_uint32": _BIT, "uinteger": _U32}
+# NumPy's own layouts (numpy/random/*.pyx, the `state` property of each).
+BIT_GENERATOR_LAYOUTS = {
+    "PCG64": _PCG,
+    "PCG64DXSM": _PCG,
+    "MT19937": {"state": {"key": _array(32, 624), "pos": _int(0, 624)}},
+    "Philox": {"state": {"counter": _array(64, 4), "key": _array(64, 2)},
+               "buffer": _array(64, 4), "buffer_pos": _int(0, 4),
+               "has_uint32": _BIT, "uinteger": _U32},
+    "SFC64": {"state": {"state": _array(64, 4)}, "has_uint32": _BIT, "uinteger": _U32},
+}
+
+
+def _describe(v):
+    """A short description of a rejected value (never a huge repr)."""
+    if type(v) is int:
+        return str(v) if v.bit_length() <= 100 else f"an int of {v.bit_length()} bits"
+    if isinstance(v, (str, bytes, list, tuple, dict, np.ndarray)) and len(v) > 8:
+        return f"a {type(v).__name__} of length {len(v)}"
+    return f"{type(v).__name__} {v!r:.60}"
+
+
+def _check_field(value, spec, where):
+    """The validated copy of one field (arrays as C-contiguous unsigned ndarrays)."""
+    if isinstance(spec, dict):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a dict, got {_describe(value)}")
+        keys = set(value)
+        if keys != set(spec):
+            missing = sorted(set(spec) - keys)
+            extra = sorted(f"{k!r:.40}" for k in keys - set(spec))[:5]
+            raise ValueError(f"{where}: expected exactly the keys {sorted(spec)} "
+                             f"(missing {missing}, unexpected [{', '.join(extra)}])")
+        return {k: _check_field(value[k], s, f"{where}[{k!r}]") for k, s in spec.items()}
+    if spec[0] == "const":
+        return spec[1]
+    if spec[0] == "int":
+        low, high = spec[1], spec[2]
+        if type(value) is not int or not low <= value <= high:
+            bound = "2**128 - 1" if high == 2**128 - 1 else str(high)
+            raise ValueError(f"{where}: expected an int in [{low}, {bound}], got "
+                             f"{_describe(value)}")
+        return value
+    bits, length = spec[1], spec[2]
+    kind = f"{length} unsigned {bits}-bit ints"
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "ui" or value.shape != (length,):
+            raise ValueError(f"{where}: expected {kind}, got an array of dtype "
+                             f"{value.dtype} and shape {value.shape}")
+        if value.size and (int(value.min()) < 0 or int(value.max()) >= 2**bits):
+            raise ValueError(f"{where}: expected {kind}, got values outside [0, 2**{bits})")
+        items = value.tolist()
+    elif isinstance(value, (list, tuple)):
+        if len(value) != length:
+            raise ValueError(f"{where}: expected {kind}, got {len(value)} items")
+        for i, v in enumerate(value):
+            if type(v) is not int or not 0 <= v < 2**bits:
+                raise ValueError(f"{where}[{i}]: expected an int in [0, 2**{bits} - 1], got "
+                                 f"{_describe(v)}")
+        items = value
+    else:
+        raise ValueError(f"{where}: expected {kind} (a list), got {_describe(value)}")
+    return np.array(items, dtype=np.uint32 if bits == 32 else np.uint64)
+
+
+def check_bit_generator_state(state, where="state"):
+    """A validated copy of a NumPy bit generator's `state` dict (as
+    ``bit_generator.state`` gives it, or its JSON form with lists for
+    arrays), ready to assign to a fresh bit generator of its kind. Every
+    field is checked against NumPy's layout for that kind
+    (BIT_GENERATOR_LAYOUTS): exactly the expected keys, Python ints (not
+    bool, not float) within their C types' ranges, arrays of exactly the
+    right length. ValueError naming the field (prefixed with `where`)
+    otherwise."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{where}: expected a bit generator state dict, got "
+                         f"{_describe(state)}")
+    kind = state.get("bit_generator")
+    if type(kind) is not str or kind not in BIT_GENERATOR_LAYOUTS:
+        raise ValueError(f"{where}['bit_generator']: expected one of "
+                         f"{sorted(BIT_GENERATOR_LAYOUTS)}, got {_describe(kind)}")
+    spec = dict(BIT_GENERATOR_LAYOUTS[kind], bit_generator=("const", kind))
+    return _check_field(state, spec, where)

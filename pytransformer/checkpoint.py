@@ -28,7 +28,8 @@ Writes are atomic: a temporary file in the target's directory is written,
 flushed and fsync'ed, then os.replace'd onto the target, and the directory is
 fsync'ed (best effort). If anything fails (or the process is interrupted
 before the replace), the temporary file is removed and a previous file at the
-path is untouched.
+path is untouched; the temporary of a writer killed outright (SIGKILL, power
+loss) is removed by the next save to the same path (see pytransformer._atomic).
 
 Reads trust nothing: every structural problem of a file (truncated, bad
 header length, header not UTF-8 or not JSON, duplicate keys, unknown dtypes,
@@ -37,10 +38,21 @@ raises `CheckpointError`, a ValueError whose message names the file and the
 problem. Sizes are checked with Python integers before anything is allocated,
 so a hostile shape such as [2**40, 2**40] costs nothing; tensor memory never
 exceeds the file's size (BF16 tensors: twice their bytes, as float32). The
-header itself is capped at 100 MB, as in the reference library, and is
-parsed by `json` (memory proportional to its size). Nothing is ever
-unpickled or evaluated. Errors opening the file (missing, a directory,
-permissions) are the usual OSError.
+header itself is capped at 100 MB, as in the reference library. A load
+never uses more than MEMORY_FACTOR times the file's size plus MEMORY_SLACK
+bytes (4x + 64 MB): before the header is given to `json`, the Python
+objects it would become are bounded from above by counting its ':', ',',
+'[' and '{' bytes (a C-speed scan; see _json_cost), and a header whose
+bound exceeds that budget is rejected without being parsed (so a 100 MB
+header of [[],[],...] or of millions of metadata keys costs a fraction of
+a second); after parsing, the tensors, the loader's objects for them and
+the objects a checkpoint's JSON metadata values will become are added
+before any tensor is read. The bounds are generous (about twice what
+CPython 3.11 measures), so files of very many tiny tensors can be rejected
+although they would fit: 40,000 tensors of 16 bytes (a 3 MB file) are,
+100,000 of 400 bytes or of 1 KB load. Nothing is ever unpickled or
+evaluated. Errors opening the file (missing, a directory, permissions) are
+the usual OSError.
 
 Checkpoint layout (format version "1"):
 
@@ -66,18 +78,33 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Mapping
 from typing import Optional
 
 import numpy as np
 
 from pytransformer._atomic import atomic_write
+from pytransformer._random import check_bit_generator_state
 
 __all__ = ["CheckpointError", "Checkpoint", "save_file", "load_file", "load_metadata",
            "save_checkpoint", "load_checkpoint", "restore_rng", "FORMAT_KEY",
-           "FORMAT_VERSION", "MAX_HEADER_SIZE"]
+           "FORMAT_VERSION", "MAX_HEADER_SIZE", "MEMORY_FACTOR", "MEMORY_SLACK"]
 
 MAX_HEADER_SIZE = 100_000_000   # bytes; the reference library's limit
+# A load uses at most MEMORY_FACTOR * file size + MEMORY_SLACK bytes.
+MEMORY_FACTOR = 4
+MEMORY_SLACK = 64 << 20
+# Upper bounds, in bytes, of the Python objects json (with the duplicate-key
+# hook) and the loader create: per ':' (a key str, its (key, value) pair and
+# dict slot, the value), per ',', '[' or '{' (a value, list or dict), and per
+# tensor while reading the data (entry tuples, ndarray objects, dict slots,
+# load_checkpoint's dicts). The per-':' and per-',' bounds overestimate
+# most JSON (measured with CPython 3.11: 30 to 110 bytes a ':' or ',' in
+# practice, up to 215 for a ':' of one object with millions of keys).
+_COST_COLON = 176
+_COST_VALUE = 64
+_COST_TENSOR = 640
 FORMAT_KEY = "pytransformer.checkpoint"
 FORMAT_VERSION = "1"
 
@@ -98,6 +125,7 @@ _WRITABLE = "F64 F32 F16 I64 I32 I16 I8 U64 U32 U16 U8 BOOL"
 _NP2 = int(np.__version__.split(".")[0]) >= 2
 _MAX_NDIM = 64 if _NP2 else 32
 _ENTRY_FIELDS = ("dtype", "shape", "data_offsets")
+_ENTRY_KEYS = frozenset(_ENTRY_FIELDS)
 _MAX_BYTES = 2**64
 
 
@@ -113,11 +141,11 @@ def _tensor_entry(name, value):
     if isinstance(value, np.generic):
         value = np.asarray(value)
     if not isinstance(value, np.ndarray):
-        raise TypeError(f"tensors[{name!r}]: expected a numpy.ndarray, got "
+        raise TypeError(f"tensors[{name!r:.80}]: expected a numpy.ndarray, got "
                         f"{type(value).__name__}")
     st = _WRITE_NAMES.get((value.dtype.kind, value.dtype.itemsize))
     if st is None or value.dtype.fields is not None:
-        raise TypeError(f"tensors[{name!r}]: dtype {value.dtype} cannot be saved; "
+        raise TypeError(f"tensors[{name!r:.80}]: dtype {value.dtype} cannot be saved; "
                         f"supported: {_WRITABLE} (as NumPy bool, uint8..uint64, "
                         f"int8..int64, float16/32/64)")
     le = _DTYPES[st][0]
@@ -131,7 +159,7 @@ def _check_text(what, s):
     try:
         s.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise ValueError(f"{what}: {s!r} is not valid Unicode text ({e.reason})") from None
+        raise ValueError(f"{what}: {s!r:.80} is not valid Unicode text ({e.reason})") from None
 
 
 def _header_bytes(tensors, metadata):
@@ -142,7 +170,7 @@ def _header_bytes(tensors, metadata):
     items = []
     for name, value in tensors.items():
         if not isinstance(name, str):
-            raise TypeError(f"tensors: names must be str, got {type(name).__name__} {name!r}")
+            raise TypeError(f"tensors: names must be str, got {type(name).__name__} {name!r:.80}")
         if name == "__metadata__":
             raise ValueError("tensors: the name '__metadata__' is reserved by the format")
         _check_text("tensors: name", name)
@@ -157,9 +185,9 @@ def _header_bytes(tensors, metadata):
         for k, v in metadata.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError(f"metadata: keys and values must be str, got "
-                                f"{type(k).__name__} {k!r}: {type(v).__name__}")
+                                f"{type(k).__name__} {k!r:.80}: {type(v).__name__}")
             _check_text("metadata: key", k)
-            _check_text(f"metadata[{k!r}]", v)
+            _check_text(f"metadata[{k!r:.80}]", v)
             meta[k] = v
         header["__metadata__"] = {k: meta[k] for k in sorted(meta)}
     # The reference order: decreasing alignment, then name.
@@ -207,7 +235,7 @@ def _no_duplicates(pairs):
         seen = set()
         for k, _ in pairs:
             if k in seen:
-                raise ValueError(f"duplicate key {k!r}")
+                raise ValueError(f"duplicate key {k!r:.80}")
             seen.add(k)
     return d
 
@@ -215,6 +243,14 @@ def _no_duplicates(pairs):
 def _no_constants(name):
     """json parse_constant: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _names(names, limit=10):
+    """A short list of (possibly hostile) names for a message: at most
+    `limit` of them, each repr capped at 80 characters."""
+    names = list(names)
+    shown = ", ".join(f"{n!r:.80}" for n in names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
 
 
 def _is_int(x):
@@ -233,12 +269,25 @@ def _read_exact(f, n):
     return b"".join(parts)
 
 
+def _json_cost(text):
+    """An upper bound of the bytes of the Python objects json.loads builds
+    from `text` (bytes or str), not counting the characters of its strings:
+    every JSON value other than the first in a container follows a ',' or a
+    ':' and every container starts with '[' or '{' (counted even inside
+    strings, which only makes the bound larger)."""
+    colon, comma, bracket, brace = (b":", b",", b"[", b"{") if isinstance(text, bytes) \
+        else (":", ",", "[", "{")
+    return (_COST_COLON * text.count(colon)
+            + _COST_VALUE * (text.count(comma) + text.count(bracket) + text.count(brace)))
+
+
 def _parse_header(f, where):
     """Read and validate the header of the open raw file f.
 
     Returns (entries, metadata, data_len): entries is a list of
     (name, dtype name, shape tuple, begin, end) in header order, all checked
-    against each other and against the file size."""
+    against each other and against the file size. The memory the header
+    would take is bounded before it is parsed (see the module docstring)."""
     file_size = os.fstat(f.fileno()).st_size
 
     def fail(msg):
@@ -257,48 +306,80 @@ def _parse_header(f, where):
     raw = _read_exact(f, n)
     if len(raw) < n:
         fail(f"file ended inside the {n}-byte header")
+    data_len = file_size - 8 - n
+    budget = MEMORY_FACTOR * file_size + MEMORY_SLACK
+
+    def over_budget(cost):
+        fail(f"the {n}-byte header would take more than {cost >> 20} MB of memory to "
+             f"parse (too many JSON values); a {file_size}-byte file may use "
+             f"{budget >> 20} MB ({MEMORY_FACTOR}x its size + {MEMORY_SLACK >> 20} MB)")
+
+    # Parsing takes the raw bytes, the decoded text (1, 2 or 4 bytes a
+    # character; its strings' characters take at most as much again) and
+    # the objects. Reading the data then takes the tensors, the loader's
+    # objects for each, and the metadata (its strings, and the objects
+    # load_checkpoint makes of its JSON values). The two are added: memory
+    # the parse frees is mostly not returned to the system (small objects
+    # that stay, such as the tensor names, pin the allocator's arenas).
+    cost = n + _json_cost(raw)
+    if cost + 2 * n > budget:   # the text takes at least n bytes
+        over_budget(cost + 2 * n)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         fail(f"header is not UTF-8 ({e.reason} at byte {8 + e.start})")
+    del raw
+    text_size = sys.getsizeof(text)
+    cost += 2 * text_size
+    if cost > budget:
+        over_budget(cost)
     try:
         obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
         fail("header JSON is nested too deeply")
     except ValueError as e:   # json.JSONDecodeError, duplicates, NaN, huge int literals
         fail(f"header is not valid JSON: {e}")
+    del text
     if not isinstance(obj, dict):
         fail(f"header must be a JSON object, got {type(obj).__name__}")
-    data_len = file_size - 8 - n
     metadata = {}
     entries = []
     for name, info in obj.items():
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
-            fail(f"tensor name {name!r} is not valid Unicode text")
+            fail(f"tensor name {name!r:.80} is not valid Unicode text")
         if name == "__metadata__":
             if not isinstance(info, dict):
                 fail(f"__metadata__ must be an object of str to str, got {type(info).__name__}")
             for k, v in info.items():
                 if not isinstance(v, str):
-                    fail(f"__metadata__[{k!r}] must be a str, got {type(v).__name__}")
+                    fail(f"__metadata__[{k!r:.80}] must be a str, got {type(v).__name__}")
                 try:
                     k.encode("utf-8"), v.encode("utf-8")
                 except UnicodeEncodeError:
-                    fail(f"__metadata__[{k!r}] is not valid Unicode text")
+                    fail(f"__metadata__[{k!r:.80}] is not valid Unicode text")
             metadata = info
             continue
         entries.append(_check_entry(name, info, fail))
+    # A BF16 tensor of b bytes becomes 2b bytes of float32, converted from
+    # its b bytes read: at most b + 2b at once.
+    cost += (data_len + 2 * sum(e[4] - e[3] for e in entries if e[1] == "BF16")
+            + _COST_TENSOR * len(entries) + text_size
+            + sum(_json_cost(v) for v in metadata.values()))
+    if cost > budget:
+        fail(f"{len(entries)} tensors and the metadata would take more than {cost >> 20} MB "
+             f"of memory with the parsed header; a {file_size}-byte file may use "
+             f"{budget >> 20} MB ({MEMORY_FACTOR}x its size + {MEMORY_SLACK >> 20} MB)")
     # Offsets: sorted, they must tile [0, data_len) exactly.
     pos, prev = 0, None
     for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
         if begin < pos:
-            fail(f"tensor {name!r} data_offsets [{begin}, {end}] overlap tensor {prev!r} "
+            fail(f"tensor {name!r:.80} data_offsets [{begin}, {end}] overlap tensor {prev!r:.80} "
                  f"(which ends at {pos})")
         if begin > pos:
             fail(f"gap in the data section: bytes [{pos}, {begin}) belong to no tensor "
-                 f"(tensor {name!r} starts at {begin})")
+                 f"(tensor {name!r:.80} starts at {begin})")
         pos, prev = end, name
     if pos < data_len:
         fail(f"data section is {data_len} bytes but the tensors cover only {pos} "
@@ -312,43 +393,44 @@ def _parse_header(f, where):
 def _check_entry(name, info, fail):
     """Validate one tensor entry of the header; returns (name, dtype, shape, begin, end)."""
     if not isinstance(info, dict):
-        fail(f"tensor {name!r}: entry must be an object, got {type(info).__name__}")
-    missing = [k for k in _ENTRY_FIELDS if k not in info]
-    extra = sorted(k for k in info if k not in _ENTRY_FIELDS)
-    if missing or extra:
-        fail(f"tensor {name!r}: entry must have exactly the fields dtype, shape, "
-             f"data_offsets (missing {missing}, unexpected {extra})")
+        fail(f"tensor {name!r:.80}: entry must be an object, got {type(info).__name__}")
+    if info.keys() != _ENTRY_KEYS:
+        missing = [k for k in _ENTRY_FIELDS if k not in info]
+        extra = sorted(k for k in info if k not in _ENTRY_FIELDS)
+        fail(f"tensor {name!r:.80}: entry must have exactly the fields dtype, shape, "
+             f"data_offsets (missing {missing}, unexpected {_names(extra, 5)})")
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-    if not isinstance(dtype, str) or dtype not in _DTYPES:
-        fail(f"tensor {name!r}: unknown or unsupported dtype {dtype!r} "
+    spec = _DTYPES.get(dtype) if type(dtype) is str else None
+    if spec is None:
+        fail(f"tensor {name!r:.80}: unknown or unsupported dtype {dtype!r:.80} "
              f"(supported: {_WRITABLE} BF16)")
-    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-        fail(f"tensor {name!r}: shape must be a list of non-negative ints, got {shape!r:.200}")
+    # JSON gives exact ints (type() is int: no bool).
+    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
+        fail(f"tensor {name!r:.80}: shape must be a list of non-negative ints, got {shape!r:.200}")
     if len(shape) > _MAX_NDIM:
-        fail(f"tensor {name!r}: {len(shape)} dims, more than NumPy's {_MAX_NDIM}")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(_is_int(o) for o in offsets)):
-        fail(f"tensor {name!r}: data_offsets must be a list of two ints, got {offsets!r:.200}")
+        fail(f"tensor {name!r:.80}: {len(shape)} dims, more than NumPy's {_MAX_NDIM}")
+    if (type(offsets) is not list or len(offsets) != 2
+            or type(offsets[0]) is not int or type(offsets[1]) is not int):
+        fail(f"tensor {name!r:.80}: data_offsets must be a list of two ints, got {offsets!r:.200}")
     begin, end = offsets
     if not 0 <= begin <= end:
-        fail(f"tensor {name!r}: data_offsets [{begin}, {end}] must satisfy 0 <= begin <= end")
-    itemsize = _DTYPES[dtype][0].itemsize
+        fail(f"tensor {name!r:.80}: data_offsets [{begin}, {end}] must satisfy 0 <= begin <= end")
     # Python ints, stopping as soon as the size passes 2**64 (so a hostile
     # shape cannot make this slow; no file can hold that much anyway).
-    nbytes = 0 if 0 in shape else itemsize
+    nbytes = 0 if 0 in shape else spec[0].itemsize
     for d in shape:
         nbytes *= d
         if nbytes > _MAX_BYTES:
-            fail(f"tensor {name!r}: shape {shape!r:.200} of {dtype} needs more than 2**64 "
+            fail(f"tensor {name!r:.80}: shape {shape!r:.200} of {dtype} needs more than 2**64 "
                  f"bytes")
     if end - begin != nbytes:
-        fail(f"tensor {name!r}: data_offsets [{begin}, {end}] span {end - begin} bytes but "
-             f"shape {shape} of {dtype} needs {nbytes}")
+        fail(f"tensor {name!r:.80}: data_offsets [{begin}, {end}] span {end - begin} bytes but "
+             f"shape {shape!r:.200} of {dtype} needs {nbytes}")
     if nbytes == 0:
         try:   # zero elements, yet the shape must still be one NumPy can hold
-            np.empty(shape, _DTYPES[dtype][0])
+            np.empty(shape, spec[0])
         except (ValueError, OverflowError) as e:
-            fail(f"tensor {name!r}: NumPy cannot represent shape {shape} ({e})")
+            fail(f"tensor {name!r:.80}: NumPy cannot represent shape {shape!r:.200} ({e})")
     return name, dtype, tuple(shape), begin, end
 
 
@@ -356,10 +438,12 @@ def _to_array(buf, dtype, shape, name, fail):
     """The NumPy array (native byte order, owning its memory) for the raw bytes."""
     le = _DTYPES[dtype][0]
     if dtype == "BF16":   # bfloat16 = upper 16 bits of a float32
-        arr = (buf.view(le).astype(np.uint32) << 16).view(np.float32)
+        arr = buf.view(le).astype(np.uint32)
+        arr <<= 16
+        arr = arr.view(np.float32)
     elif dtype == "BOOL":
         if buf.size and buf.max() > 1:
-            fail(f"tensor {name!r}: BOOL data holds a byte other than 0 or 1")
+            fail(f"tensor {name!r:.80}: BOOL data holds a byte other than 0 or 1")
         arr = buf.view(np.bool_)
     else:
         arr = buf.view(le)
@@ -386,7 +470,7 @@ def _load(path, with_data=True):
             while got < buf.size:
                 k = f.readinto(view[got:])
                 if not k:
-                    fail(f"file ended while reading tensor {name!r} (truncated while "
+                    fail(f"file ended while reading tensor {name!r:.80} (truncated while "
                          f"being read?)")
                 got += k
             arrays[name] = _to_array(buf, dtype, shape, name, fail)
@@ -424,9 +508,9 @@ _BIT_GENERATORS = {name: getattr(np.random, name)
 def _check_key(where, k):
     """TypeError unless k is a str; ValueError for the reserved tuple tag."""
     if not isinstance(k, str):
-        raise TypeError(f"{where}: dict keys must be str, got {type(k).__name__} {k!r}")
+        raise TypeError(f"{where}: dict keys must be str, got {type(k).__name__} {k!r:.80}")
     if k == _TUPLE:
-        raise ValueError(f"{where}: the dict key {_TUPLE!r} is reserved (it marks "
+        raise ValueError(f"{where}: the dict key {_TUPLE!r:.80} is reserved (it marks "
                          f"tuples in checkpoint metadata)")
 
 
@@ -447,7 +531,7 @@ def _encode(value, where):
         out = {}
         for k, v in value.items():
             _check_key(where, k)
-            out[k] = _encode(v, f"{where}[{k!r}]")
+            out[k] = _encode(v, f"{where}[{k!r:.80}]")
         return out
     raise TypeError(f"{where}: {type(value).__name__} cannot be stored as JSON (expected "
                     f"None, bool, int, float, str, list, tuple or dict with str keys)")
@@ -461,17 +545,16 @@ def _dumps(value, where):
         raise ValueError(f"{where}: nested too deeply (or contains itself)") from None
 
 
-def _decode(value):
-    """Inverse of _encode on parsed JSON (ValueError on a malformed tuple tag)."""
-    if isinstance(value, dict):
-        if _TUPLE in value:
-            if len(value) != 1 or not isinstance(value[_TUPLE], list):
-                raise ValueError(f"malformed {_TUPLE} object")
-            return tuple(_decode(v) for v in value[_TUPLE])
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
+def _decode_object(pairs):
+    """json object_pairs_hook inverting _encode: a tuple for a tuple tag
+    object (ValueError if malformed), else a dict (ValueError on a repeated
+    key). Decoding while parsing builds each object once."""
+    d = _no_duplicates(pairs)
+    if _TUPLE in d:
+        if len(d) != 1 or not isinstance(d[_TUPLE], list):
+            raise ValueError(f"malformed {_TUPLE} object")
+        return tuple(d[_TUPLE])
+    return d
 
 
 def _plain_state(value):
@@ -488,18 +571,13 @@ def restore_rng(state) -> np.random.Generator:
     bit generator's `state` dict (as `Generator.bit_generator.state` gives,
     or its JSON form from a checkpoint, with lists for arrays). It continues
     the saved stream draw for draw. Supported bit generators: PCG64,
-    PCG64DXSM, MT19937, Philox, SFC64. ValueError for anything else."""
-    if not isinstance(state, Mapping):
-        raise ValueError(f"state: expected a bit generator state dict, got {type(state).__name__}")
-    kind = state.get("bit_generator")
-    if not isinstance(kind, str) or kind not in _BIT_GENERATORS:
-        raise ValueError(f"state['bit_generator']: expected one of {sorted(_BIT_GENERATORS)}, "
-                         f"got {kind!r:.100}")
-    bg = _BIT_GENERATORS[kind]()
-    try:
-        bg.state = dict(state)
-    except (TypeError, ValueError, KeyError, OverflowError, IndexError) as e:
-        raise ValueError(f"state: not a valid {kind} state ({type(e).__name__}: {e})") from None
+    PCG64DXSM, MT19937, Philox, SFC64. Every field is checked against
+    NumPy's layout before NumPy sees it (NumPy itself does not range-check
+    them; see pytransformer._random.check_bit_generator_state): ValueError
+    naming the field for anything else."""
+    state = check_bit_generator_state(state, "state")
+    bg = _BIT_GENERATORS[state["bit_generator"]]()
+    bg.state = state
     return np.random.Generator(bg)
 
 
@@ -510,7 +588,7 @@ def _optimizer_entries(optimizer):
                         f"{type(optimizer).__name__}")
     sd = optimizer.state_dict()
     if not isinstance(sd, Mapping) or set(sd) != {"state", "param_groups"}:
-        got = sorted(map(str, sd)) if isinstance(sd, Mapping) else type(sd).__name__
+        got = _names(sorted(map(str, sd))) if isinstance(sd, Mapping) else type(sd).__name__
         raise ValueError(f"optimizer.state_dict(): expected a mapping with exactly the keys "
                          f"'state' and 'param_groups', got {got}")
     if not isinstance(sd["state"], Mapping):
@@ -521,10 +599,10 @@ def _optimizer_entries(optimizer):
         raise TypeError("optimizer.state_dict()['param_groups']: expected a list of dicts")
     state, tensors = {}, {}
     for i, entry in sd["state"].items():
-        where = f"optimizer.state_dict()['state'][{i!r}]"
+        where = f"optimizer.state_dict()['state'][{i!r:.80}]"
         if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
             raise TypeError(f"optimizer.state_dict()['state']: keys must be int parameter "
-                            f"ids, got {type(i).__name__} {i!r}")
+                            f"ids, got {type(i).__name__} {i!r:.80}")
         if not isinstance(entry, Mapping):
             raise TypeError(f"{where}: expected a mapping, got {type(entry).__name__}")
         out = {}
@@ -535,7 +613,7 @@ def _optimizer_entries(optimizer):
                 tensors[key] = value
                 out[name] = {"tensor": key}
             else:
-                out[name] = {"value": _encode(value, f"{where}[{name!r}]")}
+                out[name] = {"value": _encode(value, f"{where}[{name!r:.80}]")}
         state[str(int(i))] = out
     meta = {"state": state,
             "param_groups": _encode(list(groups), "optimizer.state_dict()['param_groups']")}
@@ -556,7 +634,9 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
     step       a non-negative int;
     config     a JSON-able dict (str keys; tuples kept);
     rng        a numpy.random.Generator (its bit generator state is stored,
-               see restore_rng) or a JSON-able dict;
+               see restore_rng) or a JSON-able dict (one with a
+               "bit_generator" key must be a valid bit generator state,
+               such as pt.get_rng_state() gives);
     extra      a JSON-able dict.
 
     TypeError/ValueError naming the argument for anything else; nothing is
@@ -575,9 +655,10 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
                                 f"{type(sd).__name__}")
         for k, v in sd.items():
             if not isinstance(k, str):
-                raise TypeError(f"model: state_dict keys must be str, got {type(k).__name__} {k!r}")
+                raise TypeError(f"model: state_dict keys must be str, got {type(k).__name__} "
+                                f"{k!r:.80}")
             if not isinstance(v, np.ndarray):
-                raise TypeError(f"model: state_dict()[{k!r}] must be a numpy.ndarray, got "
+                raise TypeError(f"model: state_dict()[{k!r:.80}] must be a numpy.ndarray, got "
                                 f"{type(v).__name__}")
             tensors["model." + k] = v
         meta["model"] = _dumps(list(sd), "model")
@@ -586,7 +667,7 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
         tensors.update(opt_tensors)
     if step is not None:
         if not isinstance(step, (int, np.integer)) or isinstance(step, (bool, np.bool_)):
-            raise TypeError(f"step: expected an int, got {type(step).__name__} {step!r}")
+            raise TypeError(f"step: expected an int, got {type(step).__name__} {step!r:.80}")
         if step < 0:
             raise ValueError(f"step: expected a non-negative int, got {step}")
         meta["step"] = str(int(step))
@@ -604,6 +685,8 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
                 raise ValueError(f"rng: cannot store this Generator: {e}") from None
             meta["rng"] = _dumps({"type": _GENERATOR, "state": state}, "rng")
         elif isinstance(rng, Mapping):
+            if "bit_generator" in rng:   # a bit generator state: only a valid one
+                check_bit_generator_state(rng, "rng")
             meta["rng"] = _dumps({"type": "dict", "state": rng}, "rng")
         else:
             raise TypeError(f"rng: expected a numpy.random.Generator or a dict, got "
@@ -635,10 +718,14 @@ class Checkpoint:
 
     def restore_rng(self) -> np.random.Generator:
         """A Generator continuing the saved one exactly (see restore_rng);
-        ValueError when the checkpoint has no Generator state."""
+        CheckpointError (a ValueError) naming the file when the checkpoint
+        has no valid bit generator state."""
         if self.rng_state is None:
             raise ValueError(f"{self.path}: the checkpoint has no RNG state")
-        return restore_rng(self.rng_state)
+        try:
+            return restore_rng(self.rng_state)
+        except ValueError as e:
+            raise CheckpointError(f"{self.path}: metadata 'rng': {e}") from None
 
     def load_into(self, model=None, optimizer=None):
         """Call model.load_state_dict(self.model_state) and
@@ -659,11 +746,11 @@ def _json_field(meta, key, fail):
     if key not in meta:
         return None
     try:
-        return _decode(json.loads(meta[key], object_pairs_hook=_no_duplicates))
+        return json.loads(meta[key], object_pairs_hook=_decode_object)
     except RecursionError:
-        fail(f"metadata {key!r} is nested too deeply")
+        fail(f"metadata {key!r:.80} is nested too deeply")
     except ValueError as e:
-        fail(f"metadata {key!r} is not valid JSON: {e}")
+        fail(f"metadata {key!r:.80} is not valid JSON: {e}")
 
 
 def _load_optimizer(value, tensors, used, fail):
@@ -677,10 +764,14 @@ def _load_optimizer(value, tensors, used, fail):
         fail("metadata 'optimizer': state must be an object")
     state = {}
     for i, entry in value["state"].items():
-        if not (i.isascii() and i.lstrip("-").isdigit()) or str(int(i)) != i:
-            fail(f"metadata 'optimizer': state key {i!r} is not an int")
+        try:   # int() raises ValueError past Python's digit limit (4300 digits)
+            ok = i.isascii() and i.lstrip("-").isdigit() and str(int(i)) == i
+        except ValueError:
+            ok = False
+        if not ok:
+            fail(f"metadata 'optimizer': state key {i!r:.80} is not an int")
         if not isinstance(entry, dict):
-            fail(f"metadata 'optimizer': state[{i}] must be an object")
+            fail(f"metadata 'optimizer': state[{i:.80}] must be an object")
         out = {}
         for name, item in entry.items():
             if isinstance(item, dict) and set(item) == {"value"}:
@@ -690,12 +781,12 @@ def _load_optimizer(value, tensors, used, fail):
                   and item["tensor"].startswith("optimizer.state.")):
                 key = item["tensor"]
                 if key not in tensors or key in used:
-                    fail(f"metadata 'optimizer': state[{i}][{name!r}] refers to tensor "
-                         f"{key!r}, which is {'used twice' if key in used else 'missing'}")
+                    fail(f"metadata 'optimizer': state[{i:.80}][{name!r:.80}] refers to tensor "
+                         f"{key!r:.80}, which is {'used twice' if key in used else 'missing'}")
                 used.add(key)
                 out[name] = tensors[key]
             else:
-                fail(f"metadata 'optimizer': state[{i}][{name!r}] must be "
+                fail(f"metadata 'optimizer': state[{i:.80}][{name!r:.80}] must be "
                      f"{{'value': ...}} or {{'tensor': 'optimizer.state....'}}")
         state[int(i)] = out
     return {"state": state, "param_groups": groups}
@@ -714,10 +805,10 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"{where}: {msg}")
 
     if FORMAT_KEY not in meta:
-        fail(f"not a pytransformer checkpoint (no {FORMAT_KEY!r} metadata)")
+        fail(f"not a pytransformer checkpoint (no {FORMAT_KEY!r:.80} metadata)")
     if meta[FORMAT_KEY] != FORMAT_VERSION:
         fail(f"unsupported checkpoint format version {meta[FORMAT_KEY]!r:.50} "
-             f"(this reader knows {FORMAT_VERSION!r})")
+             f"(this reader knows {FORMAT_VERSION!r:.80})")
     used = set()
     model_state = None
     keys = _json_field(meta, "model", fail)
@@ -727,21 +818,21 @@ def load_checkpoint(path) -> Checkpoint:
             fail("metadata 'model' must be a list of distinct str keys")
         missing = [k for k in keys if "model." + k not in tensors]
         if missing:
-            fail(f"model tensors listed in the metadata are missing: {missing[:10]}")
+            fail(f"model tensors listed in the metadata are missing: {_names(missing)}")
         model_state = {k: tensors["model." + k] for k in keys}
         used.update("model." + k for k in keys)
     opt = _json_field(meta, "optimizer", fail)
     optimizer_state = None if opt is None else _load_optimizer(opt, tensors, used, fail)
     unexplained = [k for k in tensors if k not in used]
     if unexplained:
-        fail(f"tensors not described by the checkpoint metadata: {unexplained[:10]}")
+        fail(f"tensors not described by the checkpoint metadata: {_names(unexplained)}")
     step = _json_field(meta, "step", fail)
     if step is not None and not (_is_int(step) and step >= 0):
         fail(f"metadata 'step' must be a non-negative int, got {step!r:.50}")
     config, extra = _json_field(meta, "config", fail), _json_field(meta, "extra", fail)
     for name, value in (("config", config), ("extra", extra)):
         if value is not None and not isinstance(value, dict):
-            fail(f"metadata {name!r} must be an object, got {type(value).__name__}")
+            fail(f"metadata {name!r:.80} must be an object, got {type(value).__name__}")
     rng_state = None
     rng = _json_field(meta, "rng", fail)
     if rng is not None:
@@ -750,9 +841,12 @@ def load_checkpoint(path) -> Checkpoint:
             fail("metadata 'rng' must be {'type': 'numpy.random.Generator' | 'dict', "
                  "'state': {...}}")
         rng_state = rng["state"]
-        if rng["type"] == _GENERATOR:
+        # A saved Generator's state, or a dict that is a bit generator state
+        # (the trainer stores pt.get_rng_state() so): checked field by field,
+        # as NumPy would use out-of-range values to index its buffers.
+        if rng["type"] == _GENERATOR or "bit_generator" in rng_state:
             try:
-                restore_rng(rng_state)
+                check_bit_generator_state(rng_state, "state")
             except ValueError as e:
                 fail(f"metadata 'rng': {e}")
     return Checkpoint(model_state=model_state, optimizer_state=optimizer_state, step=step,
