@@ -4,8 +4,8 @@ fused bias + GELU, forward and backward, in ns per element.
 Each case runs the kernel on caller-owned buffers (no allocation in the timed
 call): forward y = gelu(x + bias); backward dx += dy * gelu'(x + bias) and,
 with a bias, dbias += its column sums. The AVX2+FMA and the portable paths
-(PT_PORTABLE=1, read by the C core at every call) are timed alternately in
-one process, REPEATS rounds, so a load change on a shared machine hits both;
+(PT_ISA=avx2 / portable, the dispatch table re-read between them) are timed
+alternately in one process, REPEATS rounds, so a load change on a shared machine hits both;
 medians are reported, with the ratio portable / avx2, and the process CPU
 time per element of each path (all threads: on an idle machine it equals the
 wall time at 1 thread; when other processes load the cores, wall times grow
@@ -90,11 +90,16 @@ def main(argv=None):
     n = SHAPE[0] * SHAPE[1]
     peers = torch_cases()
     print(f"activation bench, float32 {SHAPE}, median of {REPEATS} alternating rounds x "
-          f"{INNER} calls; load average {load}; AVX2+FMA CPU: "
-          f"{_core.cpu_avx2_fma()}; torch: {torch.__version__ if torch else 'absent'}")
+          f"{INNER} calls; load average {load}; CPU ISA: "
+          f"{_core.isa_info()['cpu_isa']}; torch: {torch.__version__ if torch else 'absent'}")
     print(f"{'case':>14} {'thr':>3} {'portable ns/el':>14} {'avx2 ns/el':>10} {'ratio':>6} "
           f"{'cpu ns/el p|a':>13}" + (f" {'torch ns/el':>11} {'avx2/torch':>10}" if peers else ""))
-    saved = os.environ.get("PT_PORTABLE")
+    saved = os.environ.get("PT_ISA")
+
+    def use(path):
+        os.environ["PT_ISA"] = path
+        _core._reinit_isa()
+
     try:
         for nt in THREADS:
             pytransformer.set_num_threads(nt)
@@ -104,13 +109,13 @@ def main(argv=None):
                 peer = peers.get(label)
                 ts = {"portable": [], "avx2": [], "torch": []}
                 for path in ("portable", "avx2"):      # warm-up
-                    os.environ["PT_PORTABLE"] = "1" if path == "portable" else "0"
+                    use(path)
                     fn()
                 if peer:
                     peer()
                 for _ in range(REPEATS):
                     for path in ("portable", "avx2"):
-                        os.environ["PT_PORTABLE"] = "1" if path == "portable" else "0"
+                        use(path)
                         ts[path].append(sample(fn))
                     if peer:
                         ts["torch"].append(sample(peer))
@@ -126,9 +131,10 @@ def main(argv=None):
                 print(line, flush=True)
     finally:
         if saved is None:
-            os.environ.pop("PT_PORTABLE", None)
+            os.environ.pop("PT_ISA", None)
         else:
-            os.environ["PT_PORTABLE"] = saved
+            os.environ["PT_ISA"] = saved
+        _core._reinit_isa()
         pytransformer.set_num_threads(os.cpu_count() or 1)
 
 

@@ -23,10 +23,11 @@
 #include <stdlib.h>
 #include "pt_real.h"
 #include "pt_omp.h"
+#include "pt_dispatch.h"
 
 /* float32 on x86 with GCC/Clang, an AVX2 + FMA path picked at run time
- * (pt_cpu_avx2_fma, cpu.c; PT_PORTABLE=1 forces the portable loops, which
- * the default build compiles for SSE2): the GELU rows are written with
+ * (the activation entry of the dispatch table, dispatch.c; PT_ISA=portable
+ * forces the portable loops, which the default build compiles for SSE2): the GELU rows are written with
  * intrinsics (below: the same formulas, FMA where a*b+c appears, so
  * results differ from the portable path in the last bits; see
  * tests/test_simd_paths.py for the tolerance), and the other kinds and the
@@ -398,11 +399,6 @@ ACT_BODY void PT_SFX(grad_tile_body)(real *g, double *p, real *dx, const real *d
     }
 }
 
-typedef void (*PT_SFX(act_row_fn))(real *, const real *, const real *, int64_t, int64_t, int);
-typedef void (*PT_SFX(grad_tile_fn))(real *, double *, real *, const real *, const real *,
-                                     const real *, int64_t, int64_t, int64_t, int64_t,
-                                     int64_t, int);
-
 /* The portable versions (baseline ISA: SSE2 on x86-64). */
 static void PT_SFX(act_row)(real *y, const real *x, const real *bias,
                             int64_t c0, int64_t c1, int kind)
@@ -437,6 +433,15 @@ static void PT_SFX(grad_tile_avx2)(real *g, double *p, real *dx, const real *dy,
 }
 #endif
 
+/* The paths of the dispatch table (pt_dispatch.h); float64 has the
+ * portable one only. */
+const struct PT_SFX(pt_act_kernels) PT_SFX(pt_act_portable) = {
+    "portable", PT_SFX(act_row), PT_SFX(grad_tile)};
+#if ACT_AVX2
+const struct PT_SFX(pt_act_kernels) PT_SFX(pt_act_avx2) = {
+    "avx2", PT_SFX(act_row_avx2), PT_SFX(grad_tile_avx2)};
+#endif
+
 int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
                                int64_t N, int64_t C, int kind)
 {
@@ -452,10 +457,8 @@ int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
     /* Cheap kinds are memory bound: go parallel only for big arrays. */
     int64_t work = N * C * (kind >= PT_ACT_GELU_ERF ? 8 : 1);
     (void)work;  /* read only by the OpenMP pragma */
-    PT_SFX(act_row_fn) row = PT_SFX(act_row);
-#if ACT_AVX2
-    if (pt_cpu_avx2_fma()) row = PT_SFX(act_row_avx2);
-#endif
+    void (*row)(real *, const real *, const real *, int64_t, int64_t, int) =
+        PT_KERNELS(act)->row;
     #pragma omp parallel for num_threads(pt_get_num_threads()) if (work > 65536)
     for (int64_t n = 0; n < N; n++)
         row(y + n * C, x + n * C, bias, 0, C, kind);
@@ -484,10 +487,8 @@ int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
         if (!zeros) { free(part); return PT_ENOMEM; }
         bias = zeros;
     }
-    PT_SFX(grad_tile_fn) tile = PT_SFX(grad_tile);
-#if ACT_AVX2
-    if (pt_cpu_avx2_fma()) tile = PT_SFX(grad_tile_avx2);
-#endif
+    void (*tile)(real *, double *, real *, const real *, const real *, const real *, int64_t,
+                 int64_t, int64_t, int64_t, int64_t, int) = PT_KERNELS(act)->grad_tile;
     int status = PT_OK;
     #pragma omp parallel num_threads(nth) if (work > 65536)
     {

@@ -277,7 +277,6 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 {
     if (B < 0 || H < 0 || Tq < 0 || Tk < 0 || D < 0 || Dv < 0) return PT_EINVAL;
     if (mask && !mask_strides) return PT_EINVAL;
-    PT_SFX(pt_att_select_simd)();
     int64_t BH = B * H, nqt = (Tq + BQ - 1) / BQ, ntask = BH * nqt;
     if (ntask == 0) return PT_OK;
     int64_t work = BH * Tq * (Tk + 1) * (D + Dv + 1);
@@ -397,7 +396,6 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
     if (mask && !mask_strides) return PT_EINVAL;
     int64_t BH = B * H;
     if (BH == 0 || Tq == 0 || Tk == 0 || (!dq && !dk && !dv)) return PT_OK;
-    PT_SFX(pt_att_select_simd)();
     int nth = pt_get_num_threads();
     int64_t work = BH * Tq * Tk * (D + Dv + 1);
     int use_omp = work > 65536;

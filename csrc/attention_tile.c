@@ -13,7 +13,7 @@
  *     by the compiler for the baseline ISA (SSE2 on x86-64);
  *   - on x86 with GCC/Clang, AVX2 + FMA intrinsics in functions with
  *     __attribute__((target("avx2,fma"))), so the default build (no -march)
- *     has them; chosen at run time by __builtin_cpu_supports, as gemm.c.
+ *     has them; chosen once by ISA level (dispatch.c), as every family.
  * The AVX2 kernel: a block is up to AMR = 6 rows x 2 vectors (16 floats or
  * 8 doubles) of C: 12 accumulators, 2 B vectors, 1 broadcast = 15 of 16
  * ymm registers. Per l it loads row l of the B strip, broadcasts A[r][l]
@@ -32,14 +32,16 @@
  * sums in float lanes over 64 elements at a time, then in double
  * (portable: in double); double, libm exp.
  * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
- * have AVX2 float paths too. Each public function picks its path with
- * att_have_avx2(); the float64 build uses the AVX2 product (4 doubles per
- * vector) and portable code for the rest.
+ * have AVX2 float paths too. Each public function calls its path's entry
+ * in the dispatch table (pt_att_portable / pt_att_avx2 at the end); the
+ * float64 build uses the AVX2 product (4 doubles per vector) and portable
+ * code for the rest.
  */
 #include <string.h>
 #include "pt_real.h"
 #include "pt_expf.h"
 #include "attention_tile.h"
+#include "pt_dispatch.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define ATT_X86 1
@@ -232,23 +234,7 @@ static void PT_SFX(att_mm_avx2)(real *C, int64_t ldc, const real *A, int64_t ars
     }
 }
 
-/* The choice made by the last pt_att_select_simd (the kernels' entry
- * points call it), or pt_cpu_avx2_fma() when none was made yet. */
-static int PT_SFX(att_simd) = -1;
-
-static int att_have_avx2(void)
-{
-    int s = PT_SFX(att_simd);
-    return s >= 0 ? s : pt_cpu_avx2_fma();     /* cpu.c: also honours PT_PORTABLE=1 */
-}
 #endif /* ATT_X86 */
-
-void PT_SFX(pt_att_select_simd)(void)
-{
-#if ATT_X86
-    PT_SFX(att_simd) = pt_cpu_avx2_fma();
-#endif
-}
 
 void PT_SFX(pt_att_mm)(real *C, int64_t ldc, const real *A, int64_t lda, int trans_a,
                        const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
@@ -256,13 +242,7 @@ void PT_SFX(pt_att_mm)(real *C, int64_t ldc, const real *A, int64_t lda, int tra
 {
     /* A(r, l) = A[r*ars + l*acs] */
     int64_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
-#if ATT_X86
-    if (att_have_avx2()) {
-        PT_SFX(att_mm_avx2)(C, ldc, A, ars, acs, B, ldb, m, n, K, alpha, beta);
-        return;
-    }
-#endif
-    PT_SFX(att_mm_c)(C, ldc, A, ars, acs, B, ldb, m, n, K, alpha, beta);
+    PT_KERNELS(att)->mm(C, ldc, A, ars, acs, B, ldb, m, n, K, alpha, beta);
 }
 
 /* ------------------------------------------------------------ transpose */
@@ -316,13 +296,7 @@ static void att_transpose_avx2(float *T, int64_t ldt, const float *X, int64_t ld
 void PT_SFX(pt_att_transpose)(real *T, int64_t ldt, const real *X, int64_t ldx,
                               int64_t m, int64_t n)
 {
-#if ATT_X86 && PT_DTYPE != 64
-    if (att_have_avx2()) {
-        att_transpose_avx2(T, ldt, X, ldx, m, n);
-        return;
-    }
-#endif
-    PT_SFX(att_transpose_c)(T, ldt, X, ldx, m, n);
+    PT_KERNELS(att)->transpose(T, ldt, X, ldx, m, n);
 }
 
 /* ------------------------------------------------------------------ dot */
@@ -349,14 +323,17 @@ static double att_dot_avx2(const float *x, const float *y, int64_t n)
 }
 #endif
 
-double PT_SFX(pt_att_dot)(const real *x, const real *y, int64_t n)
+/* Portable dot product. */
+static double PT_SFX(att_dot_c)(const real *x, const real *y, int64_t n)
 {
-#if ATT_X86 && PT_DTYPE != 64
-    if (att_have_avx2()) return att_dot_avx2(x, y, n);
-#endif
     double s = 0;
     for (int64_t d = 0; d < n; d++) s += (double)x[d] * y[d];
     return s;
+}
+
+double PT_SFX(pt_att_dot)(const real *x, const real *y, int64_t n)
+{
+    return PT_KERNELS(att)->dot(x, y, n);
 }
 
 /* ------------------------------------------------------------------ exp */
@@ -453,15 +430,10 @@ static float att_max_avx2(const float *s, int n, float m)
 #endif /* ATT_X86 */
 #endif /* PT_DTYPE != 64 */
 
-void PT_SFX(pt_att_exp_rows)(real *S, int64_t lds, int nq, int64_t n, const real *shift,
-                             double *sum)
+/* Portable row exp: pt_expf (float) or libm exp (double). */
+static void PT_SFX(att_exp_rows_c)(real *S, int64_t lds, int nq, int64_t n, const real *shift,
+                                   double *sum)
 {
-#if ATT_X86 && PT_DTYPE != 64
-    if (att_have_avx2()) {
-        att_exp_rows_avx2(S, lds, nq, n, shift, sum);
-        return;
-    }
-#endif
     for (int i = 0; i < nq; i++) {
         real *p = S + i * lds;
 #if PT_DTYPE == 64
@@ -477,6 +449,12 @@ void PT_SFX(pt_att_exp_rows)(real *S, int64_t lds, int nq, int64_t n, const real
     }
 }
 
+void PT_SFX(pt_att_exp_rows)(real *S, int64_t lds, int nq, int64_t n, const real *shift,
+                             double *sum)
+{
+    PT_KERNELS(att)->exp_rows(S, lds, nq, n, shift, sum);
+}
+
 /* Portable max(m, max_j s[j]), NaN ignored; eight lanes so it vectorizes. */
 static real PT_SFX(att_max_c)(const real *s, int64_t n, real m)
 {
@@ -490,16 +468,34 @@ static real PT_SFX(att_max_c)(const real *s, int64_t n, real m)
     return m;
 }
 
+#if ATT_X86 && PT_DTYPE != 64
+static float att_rowmax_avx2(const float *s, int64_t n, float m)
+{
+    return n <= 0x7fffffff ? att_max_avx2(s, (int)n, m) : att_max_c_f32(s, n, m);
+}
+#endif
+
 real PT_SFX(pt_att_rowmax)(const real *s, int64_t n, real m)
 {
-#if ATT_X86 && PT_DTYPE != 64
-    if (att_have_avx2() && n <= 0x7fffffff) m = att_max_avx2(s, (int)n, m);
-    else m = PT_SFX(att_max_c)(s, n, m);
-#else
-    m = PT_SFX(att_max_c)(s, n, m);
-#endif
+    m = PT_KERNELS(att)->rowmax(s, n, m);
     if (m == -INFINITY)
         for (int64_t j = 0; j < n; j++)
             if (s[j] != s[j]) return s[j];
     return m;
 }
+
+/* ---------------------------------------------- the paths (pt_dispatch.h) */
+
+const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_portable) = {
+    "portable", PT_SFX(att_mm_c), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
+    PT_SFX(att_exp_rows_c), PT_SFX(att_max_c)};
+#if ATT_X86 && PT_DTYPE != 64
+const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
+    "avx2", PT_SFX(att_mm_avx2), att_transpose_avx2, att_dot_avx2, att_exp_rows_avx2,
+    att_rowmax_avx2};
+#elif ATT_X86
+/* float64: the AVX2 product (4 doubles per vector), the rest portable. */
+const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
+    "avx2", PT_SFX(att_mm_avx2), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
+    PT_SFX(att_exp_rows_c), PT_SFX(att_max_c)};
+#endif

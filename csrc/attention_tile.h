@@ -7,14 +7,8 @@
 
 #include <stdint.h>
 
-/* Decide once, for the tile functions below, between their AVX2 and
- * portable versions (pt_cpu_avx2_fma: the CPU, and PT_PORTABLE=1). A kernel
- * calls it at entry, outside any parallel region: PT_PORTABLE is then read
- * once per kernel call instead of once per tile (getenv was 7% of the
- * attention forward at T = 128, d = 32). Without a call, every tile
- * function asks pt_cpu_avx2_fma itself. Concurrent kernels store the
- * same value. */
-void PT_SFX(pt_att_select_simd)(void);
+/* Each function below calls its path's entry in the dispatch table
+ * (pt_dispatch.h: PT_KERNELS(att)), chosen once by ISA level. */
 
 /* C(m,n) = alpha * op(A)(m,K) B(K,n) + (beta ? C : 0), all row-major with
  * leading dimensions lda, ldb, ldc; op(A) = A, or A^T when trans_a (then A

@@ -1,25 +1,70 @@
 /*
- * cpu.c -- may the hand-vectorised AVX2+FMA kernels run on this CPU?
- * Not typed: compiled once.
+ * cpu.c -- the highest ISA level (pt.h) this CPU and its OS can run.
+ * Not typed: compiled once. dispatch.c calls it once, from pt_isa_init.
  *
- * The default build targets the baseline ISA (SSE2 on x86-64); the GEMM
- * micro-kernel, the attention tiles, layer norm rows, the float32 GELU and
- * the few-row Linear dot kernel also carry AVX2+FMA versions
- * (compiled with __attribute__((target("avx2,fma")))) and ask here which to
- * use. PT_PORTABLE=1 in the environment forces the portable C versions, so
- * tests can cover them on an AVX2 machine.
+ * A vector extension is usable when the CPU has it (cpuid) and the OS
+ * saves its registers on a context switch (XCR0, read with xgetbv, which
+ * cpuid's OSXSAVE bit says is available): bits 1-2 (SSE and YMM state) for
+ * AVX2, and bits 5-7 (opmask, upper halves of ZMM0-15, ZMM16-31) too for
+ * AVX-512. A kernel compiled with target("avx512f,...") on a CPU whose OS
+ * does not save ZMM state would fault, hence the check.
  */
-#include <stdlib.h>
+#include <stdint.h>
 #include "pt.h"
+#include "pt_dispatch.h"
 
-int pt_cpu_avx2_fma(void)
+#if PT_X86
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void)
 {
-    const char *env = getenv("PT_PORTABLE");
-    if (env && env[0] && env[0] != '0') return 0;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+#endif
+
+int pt_cpu_detect_level(const char **why)
+{
+#if PT_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) {
+        *why = "cpuid leaf 1 unavailable";
+        return PT_ISA_PORTABLE;
+    }
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    if (!avx || !osxsave) {
+        *why = "the CPU has no AVX (or the OS no XSAVE)";
+        return PT_ISA_PORTABLE;
+    }
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) {
+        *why = "the OS does not save the YMM state";
+        return PT_ISA_PORTABLE;
+    }
+    if (__get_cpuid_max(0, NULL) < 7) {
+        *why = "the CPU has no AVX2";
+        return PT_ISA_PORTABLE;
+    }
+    __cpuid_count(7, 0, a, b, c, d);
+    int avx2 = (b >> 5) & 1;
+    int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    if (!avx2 || !fma) {
+        *why = "the CPU has no AVX2+FMA";
+        return PT_ISA_PORTABLE;
+    }
+    if (!(f && dq && bw && vl)) {
+        *why = "the CPU has AVX2+FMA, not AVX-512 F/BW/DQ/VL";
+        return PT_ISA_AVX2;
+    }
+    if ((xcr0 & 0xe6) != 0xe6) {
+        *why = "the CPU has AVX-512 but the OS does not save the ZMM/opmask state";
+        return PT_ISA_AVX2;
+    }
+    *why = "the CPU has AVX-512 F/BW/DQ/VL + FMA";
+    return PT_ISA_AVX512;
 #else
-    return 0;
+    *why = "not x86";
+    return PT_ISA_PORTABLE;
 #endif
 }

@@ -31,7 +31,7 @@
  * Two micro-kernels with the same MR x NR and packing: a portable C one, and
  * on x86 with GCC/Clang an AVX2+FMA one (intrinsics in a function with
  * __attribute__((target("avx2,fma"))), so the default -O3 build without
- * -march still has it), chosen at run time by __builtin_cpu_supports.
+ * -march still has it), chosen once by ISA level (dispatch.c).
  *
  * Threads: every thread packs its own A blocks; work items are (row block,
  * column range of the packed B panel) so that small M still gives every
@@ -46,6 +46,7 @@
 #include "pt_real.h"
 #include "pt_blas.h"
 #include "pt_omp.h"
+#include "pt_dispatch.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define PT_GEMM_X86 1
@@ -216,17 +217,11 @@ static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real 
 }
 #endif /* PT_GEMM_X86 */
 
-/* The AVX2+FMA kernel when this CPU has it (pt_cpu_avx2_fma, cpu.c; the
- * environment variable PT_PORTABLE=1 forces the portable one), else the
- * portable one. */
-static PT_SFX(kernel_fn) PT_SFX(pick_kernel)(void)
-{
+/* The paths of the dispatch table (pt_dispatch.h). */
+const struct PT_SFX(pt_gemm_kernels) PT_SFX(pt_gemm_portable) = {"portable", PT_SFX(kernel_c)};
 #if PT_GEMM_X86
-    if (pt_cpu_avx2_fma())
-        return PT_SFX(kernel_avx2);
+const struct PT_SFX(pt_gemm_kernels) PT_SFX(pt_gemm_avx2) = {"avx2", PT_SFX(kernel_avx2)};
 #endif
-    return PT_SFX(kernel_c);
-}
 
 /* ---------------------------------------------------------------- driver */
 
@@ -261,7 +256,7 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
         PT_SFX(scale_c)(C, ldc, M, N, beta);
         return PT_OK;
     }
-    PT_SFX(kernel_fn) kernel = PT_SFX(pick_kernel)();
+    PT_SFX(kernel_fn) kernel = PT_KERNELS(gemm)->ukernel;
     int nth = pt_get_num_threads();
     int par = nth > 1 && (double)M * (double)N * (double)K > 1e6;
     int64_t nt = par ? nth : 1;

@@ -18,10 +18,10 @@
  *     combined in a fixed tree at the end. This breaks the serial add chain
  *     so the compiler vectorises it, and the order is fixed by the source,
  *     not by the ISA or the thread count (no -ffast-math needed).
- *   - The hot row functions are built twice on x86-64 GCC (AVX2 and the
- *     SSE2 baseline) and chosen at load time; both compute the same
+ *   - The hot row functions are built twice on x86 (AVX2 and the SSE2
+ *     baseline), one path each of the dispatch table; both compute the same
  *     operations in the same order (no FMA contraction: -std=c99 keeps
- *     -ffp-contract=off), so the results do not depend on the clone.
+ *     -ffp-contract=off), so the results do not depend on the path.
  *   - dw/db: rows are cut into blocks that depend only on N and C (never on
  *     the thread count); each block sums into its own double partial, GROUP
  *     rows at a time, and the partials are added in block order, so dw/db
@@ -35,11 +35,15 @@
 #include <string.h>
 #include "pt_real.h"
 #include "pt_omp.h"
+#include "pt_dispatch.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define LN_CLONES __attribute__((target_clones("avx2", "default")))
+/* The row functions are bodies (LN_BODY, always inlined) compiled twice
+ * below: for the baseline ISA and with target("avx2"), one path each of the
+ * dispatch table (pt_dispatch.h). */
+#ifdef __GNUC__
+#define LN_BODY static inline __attribute__((always_inline))
 #else
-#define LN_CLONES
+#define LN_BODY static inline
 #endif
 
 #include "pt_lanes.h"   /* LANES, lane_sum */
@@ -86,8 +90,7 @@ static inline double PT_SFX(row_sqdev)(const real *x, real m, int64_t C)
 }
 
 /* One row of the forward: y(C), *mean, *rstd from x(C). */
-LN_CLONES
-static void PT_SFX(ln_fwd_row)(real *y, real *mean, real *rstd, const real *x,
+LN_BODY void PT_SFX(ln_fwd_row)(real *y, real *mean, real *rstd, const real *x,
                                const real *w, const real *b, int64_t C, real eps)
 {
     real m = (real)(PT_SFX(row_sum)(x, C) / C);
@@ -116,7 +119,7 @@ int PT_FN(pt_layernorm_forward)(real *y, real *mean, real *rstd,
         if (N * C > 16384)
     for (int64_t n = 0; n < N; n++) {
         real m, rs;
-        PT_SFX(ln_fwd_row)(y + n * C, &m, &rs, x + n * C, w, b, C, eps);
+        PT_KERNELS(ln)->fwd_row(y + n * C, &m, &rs, x + n * C, w, b, C, eps);
         if (mean) mean[n] = m;
         if (rstd) rstd[n] = rs;
     }
@@ -127,8 +130,7 @@ int PT_FN(pt_layernorm_forward)(real *y, real *mean, real *rstd,
  * in double lanes. Pass 2 (row now in L1):
  * dx = or += rstd * (g - mean(g) - xhat * mean(g*xhat)). Each dx[c] is
  * computed from x[c] and dy[c] after pass 1, so dx may be dy or x (in place). */
-LN_CLONES
-static void PT_SFX(ln_bwd_row)(real *dx, const real *dy, const real *x, const real *w,
+LN_BODY void PT_SFX(ln_bwd_row)(real *dx, const real *dy, const real *x, const real *w,
                                real m, real rs, int64_t C, int accumulate)
 {
     double ag[LANES] = {0}, agx[LANES] = {0};
@@ -178,8 +180,7 @@ static void PT_SFX(ln_bwd_row)(real *dx, const real *dy, const real *x, const re
  * quarter of the conversions and read-modify-writes of the double partials,
  * which otherwise cost as much as the rest of the backward. */
 #define GROUP 4
-LN_CLONES
-static void PT_SFX(ln_dwdb_group)(double *restrict pdw, double *restrict pdb,
+LN_BODY void PT_SFX(ln_dwdb_group)(double *restrict pdw, double *restrict pdb,
                                   const real *dy, const real *x,
                                   const real *mean, const real *rstd, int nr, int64_t C)
 {
@@ -205,6 +206,39 @@ static void PT_SFX(ln_dwdb_group)(double *restrict pdw, double *restrict pdb,
         }
     }
 }
+
+/* The row bodies compiled for the baseline ISA (portable) and for AVX2;
+ * both do the same operations in the same order (no FMA contraction under
+ * -std=c99, and target("avx2") has no FMA), so the results are the same. */
+#define LN_PATH(SFX, NAME, ATTR)                                                        \
+    ATTR static void PT_SFX(ln_fwd_row##SFX)(real *y, real *mean, real *rstd,         \
+                                             const real *x, const real *w,            \
+                                             const real *b, int64_t C, real eps)      \
+    {                                                                                 \
+        PT_SFX(ln_fwd_row)(y, mean, rstd, x, w, b, C, eps);                           \
+    }                                                                                 \
+    ATTR static void PT_SFX(ln_bwd_row##SFX)(real *dx, const real *dy, const real *x, \
+                                             const real *w, real m, real rs,          \
+                                             int64_t C, int accumulate)               \
+    {                                                                                 \
+        PT_SFX(ln_bwd_row)(dx, dy, x, w, m, rs, C, accumulate);                       \
+    }                                                                                 \
+    ATTR static void PT_SFX(ln_dwdb_group##SFX)(double *restrict pdw,                 \
+                                                 double *restrict pdb,                \
+                                                 const real *dy, const real *x,       \
+                                                 const real *mean, const real *rstd,  \
+                                                 int nr, int64_t C)                   \
+    {                                                                                 \
+        PT_SFX(ln_dwdb_group)(pdw, pdb, dy, x, mean, rstd, nr, C);                    \
+    }                                                                                 \
+    const struct PT_SFX(pt_ln_kernels) PT_SFX(pt_ln##SFX) = {                          \
+        NAME, PT_SFX(ln_fwd_row##SFX), PT_SFX(ln_bwd_row##SFX),                        \
+        PT_SFX(ln_dwdb_group##SFX)};
+
+LN_PATH(_portable, "portable", )
+#if PT_X86
+LN_PATH(_avx2, "avx2", __attribute__((target("avx2"))))
+#endif
 
 int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
                                  const real *dy, const real *x, const real *w,
@@ -235,7 +269,7 @@ int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
         if (!part) {
             #pragma omp for schedule(dynamic, ROW_CHUNK)
             for (int64_t n = 0; n < N; n++)
-                PT_SFX(ln_bwd_row)(dx + n * C, dy + n * C, x + n * C, w, mean[n], rstd[n],
+                PT_KERNELS(ln)->bwd_row(dx + n * C, dy + n * C, x + n * C, w, mean[n], rstd[n],
                                    C, accumulate);
         } else {
             #pragma omp for schedule(dynamic, 1)
@@ -245,10 +279,10 @@ int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
                 for (int64_t n = j * B; n < end; n += GROUP) {
                     int nr = end - n < GROUP ? (int)(end - n) : GROUP;
                     /* dw/db first: dx may overwrite dy (in place) */
-                    PT_SFX(ln_dwdb_group)(pdw, pdb, dy + n * C, x + n * C, mean + n, rstd + n,
+                    PT_KERNELS(ln)->dwdb_group(pdw, pdb, dy + n * C, x + n * C, mean + n, rstd + n,
                                           nr, C);
                     for (int64_t r = n; dx && r < n + nr; r++)
-                        PT_SFX(ln_bwd_row)(dx + r * C, dy + r * C, x + r * C, w, mean[r],
+                        PT_KERNELS(ln)->bwd_row(dx + r * C, dy + r * C, x + r * C, w, mean[r],
                                            rstd[r], C, accumulate);
                 }
             }

@@ -14,19 +14,20 @@
  *              (accumulate = 0: "=" instead of "+=", so the caller need not
  *              zero the buffers and the GEMMs run with beta = 0)
  *
- * Few rows, forward. Up to DOT_ROWS (20) rows in float32 on an AVX2+FMA
- * CPU, with or without a BLAS: a dot-product kernel that reads x and w in
- * place (below; PT_LINEAR_DOT_ROWS overrides the 20, 0: never). Else, with
+ * Few rows, forward. Up to PT_LINEAR_DOT_ROWS_DEFAULT (20, measured) rows
+ * in float32 on an AVX2+FMA CPU, with or without a BLAS: a dot-product
+ * kernel that reads x and w in place (below; the environment variable
+ * PT_LINEAR_DOT_ROWS, read once at init, overrides the 20, 0: never). Else, with
  * a BLAS: OpenBLAS's sgemm is ~1.8x faster at
  * N = 17 (~3x at N = 1, ~1.25x at 64, ~1.1x at 128, none from ~480 on)
  * when the row count is its n than when it is its m, i.e. computing
  * y^T = w x^T, (OUT, N), instead of y = x w^T. Column-major BLAS cannot
  * write that product with y's row-major layout (its rows would need a
- * stride), so for 1 < N < SWAP_ROWS it goes into a scratch y^T (bias
+ * stride), so for 1 < N < PT_LINEAR_SWAP_ROWS_DEFAULT (128) it goes into a scratch y^T (bias
  * broadcast into its rows first, as above) and is transposed into y; for
  * N == 1, y^T and y are the same memory and it is written in place. The
- * environment variable PT_LINEAR_SWAP_ROWS overrides SWAP_ROWS (0: never),
- * for benchmarks. The C fallback GEMM gains nothing from the swap
+ * environment variable PT_LINEAR_SWAP_ROWS overrides the 128 (0: never),
+ * for benchmarks; both thresholds live in the dispatch table (dispatch.c). The C fallback GEMM gains nothing from the swap
  * (measured: 0.7-1.2x, mostly below 1 at N <= 17) and keeps y = x w^T.
  *
  * GEMM is never called from inside an OpenMP region (it has its own
@@ -39,13 +40,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pt_real.h"
+#include "pt_dispatch.h"
 #include "pt_omp.h"
 #include "pt_blas.h"
 #include "attention_tile.h"   /* pt_att_transpose */
 
 #define RB 256   /* rows per partial-sum chunk (fixed: thread-count independent) */
 #define CB 512   /* columns per tile */
-#define SWAP_ROWS 128  /* forward with BLAS: y^T = w x^T below this many rows */
 
 /* db(C) += sum over n of dy(N, C), in double, deterministic. */
 static int PT_SFX(colsum_add)(real *db, const real *dy, int64_t N, int64_t C)
@@ -81,13 +82,6 @@ static int PT_SFX(colsum_add)(real *db, const real *dy, int64_t N, int64_t C)
     return PT_OK;
 }
 
-/* Row count below which the forward computes y^T = w x^T (see top). */
-static int64_t linear_swap_rows(void)
-{
-    const char *e = getenv("PT_LINEAR_SWAP_ROWS");
-    return e && *e ? strtol(e, NULL, 10) : SWAP_ROWS;
-}
-
 /* Is the GEMM of this dtype a BLAS (not the C fallback)? */
 static int PT_SFX(linear_have_blas)(void)
 {
@@ -117,7 +111,6 @@ static int PT_SFX(linear_have_blas)(void)
 #define LMR 3
 #define LNR 4
 #define LNB 64
-#define DOT_ROWS 20    /* rows up to which the dot kernel runs (measured) */
 
 __attribute__((always_inline, target("avx2,fma")))
 static inline float lin_hsum(__m256 v)
@@ -221,15 +214,15 @@ static void lin_dot_forward(float *y, const float *x, const float *w, const floa
     }
 }
 
-/* Rows up to which the forward uses lin_dot_forward (PT_LINEAR_DOT_ROWS
- * overrides DOT_ROWS, for benchmarks; 0: never). */
-static int64_t linear_dot_rows(void)
-{
-    const char *e = getenv("PT_LINEAR_DOT_ROWS");
-    return e && *e ? strtol(e, NULL, 10) : DOT_ROWS;
-}
 #else
 #define LIN_DOT 0
+#endif
+
+/* The paths of the dispatch table (pt_dispatch.h): the dot kernel is
+ * float32 AVX2+FMA only. */
+const struct PT_SFX(pt_lin_kernels) PT_SFX(pt_lin_portable) = {"portable", NULL};
+#if LIN_DOT
+const struct pt_lin_kernels_f32 pt_lin_avx2_f32 = {"avx2", lin_dot_forward};
 #endif
 
 /* y(N,OUT) = x w^T + b via yT(OUT,N) = w x^T + b (b broadcast along rows
@@ -247,7 +240,6 @@ static int PT_SFX(linear_forward_swapped)(real *y, const real *x, const real *w,
     }
     int st = PT_FN(pt_gemm)(0, 1, OUT, N, IN, 1, w, IN, x, IN, beta, yT, N);
     if (yT != y) {
-        PT_SFX(pt_att_select_simd)();
         if (st == PT_OK) PT_SFX(pt_att_transpose)(y, OUT, yT, N, OUT, N);
         free(yT);
     }
@@ -259,13 +251,13 @@ int PT_FN(pt_linear_forward)(real *y, const real *x, const real *w, const real *
 {
     if (N < 0 || IN < 0 || OUT < 0) return PT_EINVAL;
     if (N == 0 || OUT == 0) return PT_OK;
-#if LIN_DOT
-    if (IN > 0 && IN <= INT_MAX && N <= linear_dot_rows() && pt_cpu_avx2_fma()) {
-        lin_dot_forward(y, x, w, b, N, IN, OUT);
+    void (*dot)(real *, const real *, const real *, const real *, int64_t, int64_t, int64_t) =
+        PT_KERNELS(lin)->dot_forward;
+    if (dot && IN > 0 && IN <= INT_MAX && N <= pt_dispatch.linear_dot_rows) {
+        dot(y, x, w, b, N, IN, OUT);
         return PT_OK;
     }
-#endif
-    if (IN > 0 && N < linear_swap_rows() && PT_SFX(linear_have_blas)())
+    if (IN > 0 && N < pt_dispatch.linear_swap_rows && PT_SFX(linear_have_blas)())
         return PT_SFX(linear_forward_swapped)(y, x, w, b, N, IN, OUT);
     real beta = 0;
     if (b) {

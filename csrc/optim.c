@@ -19,7 +19,7 @@
  * element), so it is memory bound once the arithmetic is vectorised. GCC
  * will not vectorise a loop calling sqrt without -fno-math-errno (the errno
  * branch), so the AVX2 path is written with intrinsics (pt_avx2.h) and
- * chosen at run time (pt_cpu_avx2_fma, cpu.c; PT_PORTABLE=1 forces the C
+ * chosen once by ISA level (dispatch.c; PT_ISA=portable forces the C
  * loop). Both paths do the same IEEE operations in the same order (no FMA),
  * so their results are identical, and so are those of any split of the
  * elements between threads: independent of the thread count.
@@ -30,6 +30,7 @@
 #include <math.h>
 #include "pt_real.h"
 #include "pt_omp.h"
+#include "pt_dispatch.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define AD_X86 1
@@ -38,15 +39,8 @@
 #define AD_X86 0
 #endif
 
-/* Per-step constants, rounded once to `real`. */
-typedef struct {
-    real decay;        /* 1 - lr * wd */
-    real b1, c1;       /* beta1, 1 - beta1 */
-    real b2, c2;       /* beta2, 1 - beta2 */
-    real step_size;    /* lr / (1 - beta1^t) */
-    real inv_bc2;      /* 1 / sqrt(1 - beta2^t) */
-    real eps;
-} PT_SFX(adamw_consts);
+/* Per-step constants, rounded once to `real` (pt_dispatch_slots.h). */
+typedef PT_SFX(pt_adamw_consts) PT_SFX(adamw_consts);
 
 /* Elements [0, n) of the step, portable C. restrict: the Python layer
  * rejects overlapping buffers. */
@@ -90,6 +84,12 @@ static void PT_SFX(adamw_avx2)(real *restrict p, real *restrict m, real *restric
 }
 #endif
 
+/* The paths of the dispatch table (pt_dispatch.h). */
+const struct PT_SFX(pt_adamw_kernels) PT_SFX(pt_adamw_portable) = {"portable", PT_SFX(adamw_c)};
+#if AD_X86
+const struct PT_SFX(pt_adamw_kernels) PT_SFX(pt_adamw_avx2) = {"avx2", PT_SFX(adamw_avx2)};
+#endif
+
 /* Each thread takes one contiguous slice, cut at a multiple of 64 elements
  * (whole cache lines, whole vectors). */
 #define AD_ALIGN 64
@@ -112,10 +112,7 @@ int PT_FN(pt_adamw_step)(real *param, real *m, real *v, const real *grad,
     k.inv_bc2 = (real)(1.0 / sqrt(1.0 - pow(beta2, (double)step)));
     k.eps = (real)eps;
     void (*range)(real *restrict, real *restrict, real *restrict, const real *restrict,
-                  int64_t, const PT_SFX(adamw_consts) *) = PT_SFX(adamw_c);
-#if AD_X86
-    if (pt_cpu_avx2_fma()) range = PT_SFX(adamw_avx2);
-#endif
+                  int64_t, const PT_SFX(adamw_consts) *) = PT_KERNELS(adamw)->range;
     int nth = n > 65536 ? pt_get_num_threads() : 1;
     (void)nth;                     /* read only by the pragma (no OpenMP: unused) */
     #pragma omp parallel num_threads(nth) if (nth > 1)

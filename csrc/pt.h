@@ -45,12 +45,41 @@ void pt_set_num_threads(int n);   /* clamped to [1, PT_MAX_THREADS] */
 int pt_get_num_threads(void);     /* threads the kernels use */
 int pt_num_procs(void);           /* processors OpenMP sees (1 without it) */
 
-/* 1 when the AVX2+FMA kernels may run (CPU has them, PT_PORTABLE unset). */
-int pt_cpu_avx2_fma(void);
+/* ------------------------------------------------------------ ISA levels
+ * The SIMD path of every kernel family is chosen once, by level (dispatch.c):
+ *   portable  the baseline ISA the build targets (SSE2 on x86-64)
+ *   avx2      AVX2 + FMA (and the OS saves the YMM state)
+ *   avx512    AVX-512 F, BW, DQ, VL + FMA (and the OS saves the ZMM and
+ *             opmask state)
+ * pt_isa_init() reads the CPU (cpuid, xgetbv) and the environment:
+ * PT_ISA=portable|avx2|avx512 forces a level at or below the CPU's (a
+ * higher or unknown value leaves the CPU's level, and the reason says so);
+ * PT_PORTABLE=1 is an alias of PT_ISA=portable. It fills the dispatch table
+ * and returns the level. Call it once at load, before any kernel runs (the
+ * Python module and the C test do; until then every family runs its
+ * portable path); calling it again re-reads the environment and rewrites
+ * the table, so never while a kernel runs. */
+enum { PT_ISA_PORTABLE = 0, PT_ISA_AVX2 = 1, PT_ISA_AVX512 = 2, PT_ISA_COUNT = 3 };
+int pt_isa_init(void);
+int pt_isa_level(void);            /* the level in use */
+int pt_isa_cpu_level(void);        /* the highest level this CPU and OS run */
+const char *pt_isa_name(int level);  /* "portable", "avx2", "avx512"; NULL if out of range */
+const char *pt_isa_reason(void);   /* why the level in use: CPU, PT_ISA, PT_PORTABLE */
+/* Kernel families (gemm, attention, activation, layernorm, softmax, adamw,
+ * linear) and the path each takes for float32 (dtype 32) or float64 (64):
+ * the name of the level whose code it runs ("avx2" for a family whose
+ * avx512 slot still holds the AVX2 code). */
+int pt_isa_family_count(void);
+const char *pt_isa_family_name(int family);
+const char *pt_isa_family_path(int family, int dtype);
 
 /* Measured fp32 multiply-add throughput (FLOP/s, an FMA counting 2) of
  * nthreads threads running iters rounds each of register-only FMA chains
- * (peak.c): the benchmark's 100%. */
+ * (peak.c) with the vectors of ISA level `level` (one lane for portable);
+ * 0 for a level this CPU does not run. The benchmarks' 100% is the peak of
+ * the level in use. */
+double pt_fma_peak_flops_isa(int level, int nthreads, int64_t iters);
+/* The same at the level in use. */
 double pt_fma_peak_flops(int nthreads, int64_t iters);
 
 /* ------------------------------------------------------------------ BLAS */

@@ -42,10 +42,10 @@
  *     bits (GCC will not vectorise a float max reduction without
  *     -ffinite-math-only; an integer max it does);
  *   - exp is pt_expf, computed and summed in one lane loop;
- *   - the row functions are compiled twice on GCC/x86-64 (target_clones:
- *     AVX2 and the SSE2 baseline) and both compute the same operations in
- *     the same order (no FMA contraction under -std=c99), so the results
- *     do not depend on the clone.
+ *   - the row functions are compiled twice on x86 (AVX2 and the SSE2
+ *     baseline: two paths of the dispatch table) and both compute the same
+ *     operations in the same order (no FMA contraction under -std=c99), so
+ *     the results do not depend on the path.
  * Cross-entropy forward: one pass for the max, one for sum exp (and
  * sum x when smoothing). Backward: one pass computes p = exp(x - lse) into
  * a per-thread row buffer while summing it (the renormalisation above
@@ -63,11 +63,15 @@
 #include "pt_real.h"
 #include "pt_omp.h"
 #include "pt_expf.h"
+#include "pt_dispatch.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SM_CLONES __attribute__((target_clones("avx2", "default")))
+/* The row functions are bodies (SM_BODY, always inlined) compiled twice at
+ * the end of the file: for the baseline ISA and with target("avx2"), one
+ * path each of the dispatch table (pt_dispatch.h). */
+#ifdef __GNUC__
+#define SM_BODY static inline __attribute__((always_inline))
 #else
-#define SM_CLONES
+#define SM_BODY static inline
 #endif
 
 /* Rows are independent; go parallel only when there is enough work. */
@@ -192,12 +196,11 @@ double PT_SFX(row_sumexp)(int what, real *e, double *sx, const real *x, real m, 
     return PT_SFX(lane_sum)(acc);
 }
 
-/* One row of softmax / log_softmax. Compiled twice on GCC/x86-64 (AVX2 and
- * baseline, picked at run time by target_clones): the helpers above inline
+/* One row of softmax / log_softmax. Compiled twice on x86 (AVX2 and
+ * baseline, two paths of the dispatch table): the helpers above inline
  * into each copy, so the exp loop runs 8 floats wide where the CPU allows.
  * Both copies compute the same values (no FMA contraction under -std=c99). */
-SM_CLONES
-static void PT_SFX(softmax_row)(real *yr, const real *xr, int64_t C, int want_log)
+SM_BODY void PT_SFX(softmax_row)(real *yr, const real *xr, int64_t C, int want_log)
 {
     real m;
     int kind = PT_SFX(row_max)(xr, C, &m);
@@ -221,8 +224,21 @@ int PT_FN(pt_softmax_forward)(real *y, const real *x, int64_t N, int64_t C, int 
     #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) \
         if (PT_SOFTMAX_PAR(N, C))
     for (int64_t n = 0; n < N; n++)
-        PT_SFX(softmax_row)(y + n * C, x + n * C, C, want_log);
+        PT_KERNELS(sm)->softmax_row(y + n * C, x + n * C, C, want_log);
     return PT_OK;
+}
+
+/* One row of the softmax backward: dxr += J^T dyr, yr the forward output. */
+static void PT_SFX(softmax_bwd_row)(real *dxr, const real *dyr, const real *yr, int64_t C,
+                                    int want_log)
+{
+    if (want_log) {
+        real s = (real)PT_SFX(sum_d)(dyr, C);
+        for (int64_t c = 0; c < C; c++) dxr[c] += dyr[c] - PT_SFX(vexp)(yr[c]) * s;
+    } else {
+        real s = (real)PT_SFX(dot_d)(dyr, yr, C);
+        for (int64_t c = 0; c < C; c++) dxr[c] += yr[c] * (dyr[c] - s);
+    }
 }
 
 int PT_FN(pt_softmax_backward)(real *dx, const real *dy, const real *y,
@@ -232,17 +248,8 @@ int PT_FN(pt_softmax_backward)(real *dx, const real *dy, const real *y,
     if (!dx || N == 0 || C == 0) return PT_OK;
     #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) \
         if (PT_SOFTMAX_PAR(N, C))
-    for (int64_t n = 0; n < N; n++) {
-        const real *dyr = dy + n * C, *yr = y + n * C;
-        real *dxr = dx + n * C;
-        if (want_log) {
-            real s = (real)PT_SFX(sum_d)(dyr, C);
-            for (int64_t c = 0; c < C; c++) dxr[c] += dyr[c] - PT_SFX(vexp)(yr[c]) * s;
-        } else {
-            real s = (real)PT_SFX(dot_d)(dyr, yr, C);
-            for (int64_t c = 0; c < C; c++) dxr[c] += yr[c] * (dyr[c] - s);
-        }
-    }
+    for (int64_t n = 0; n < N; n++)
+        PT_KERNELS(sm)->softmax_bwd_row(dx + n * C, dy + n * C, y + n * C, C, want_log);
     return PT_OK;
 }
 
@@ -259,8 +266,7 @@ static int PT_SFX(check_targets)(const int64_t *targets, int64_t N, int64_t C,
 
 /* One row of the cross-entropy forward: *lse_out = logsumexp(x) and, when
  * loss_out != NULL, *loss_out (0 when t == ignore_index; see the top). */
-SM_CLONES
-static void PT_SFX(ce_fwd_row)(real *loss_out, real *lse_out, const real *xr, int64_t t,
+SM_BODY void PT_SFX(ce_fwd_row)(real *loss_out, real *lse_out, const real *xr, int64_t t,
                                int64_t C, int64_t ignore_index, double ls)
 {
     double l;                           /* logsumexp of the row, in double */
@@ -304,7 +310,7 @@ int PT_FN(pt_cross_entropy_forward)(real *loss, real *lse, const real *logits,
         if (PT_SOFTMAX_PAR(N, C))
     for (int64_t n = 0; n < N; n++) {
         real l;
-        PT_SFX(ce_fwd_row)(loss ? loss + n : NULL, &l, logits + n * C, targets[n], C,
+        PT_KERNELS(sm)->ce_fwd_row(loss ? loss + n : NULL, &l, logits + n * C, targets[n], C,
                            ignore_index, ls);
         if (lse) lse[n] = l;
     }
@@ -314,8 +320,7 @@ int PT_FN(pt_cross_entropy_forward)(real *loss, real *lse, const real *logits,
 /* One row of the cross-entropy backward, t != ignore_index:
  * dr[c] += g * (p[c] - off - on * [c == t]), p = softmax(x) recomputed from
  * the saved lse l. p (C reals) is scratch. */
-SM_CLONES
-static void PT_SFX(ce_bwd_row)(real *dr, real *p, const real *xr, real l, real g,
+SM_BODY void PT_SFX(ce_bwd_row)(real *dr, real *p, const real *xr, real l, real g,
                                real off, real on, int64_t t, int64_t C)
 {
     if (l == -INFINITY) {
@@ -356,10 +361,42 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
         for (int64_t n = 0; n < N; n++) {
             int64_t t = targets[n];
             if (t == ignore_index) continue;
-            PT_SFX(ce_bwd_row)(dlogits + n * C, p, logits + n * C, lse[n],
+            PT_KERNELS(sm)->ce_bwd_row(dlogits + n * C, p, logits + n * C, lse[n],
                                dloss[n * dloss_stride], off, on, t, C);
         }
     }
     free(scratch);
     return PT_OK;
 }
+
+/* ---------------------------------------------- the paths (pt_dispatch.h)
+ * The row bodies compiled for the baseline ISA (portable) and for AVX2;
+ * both do the same operations in the same order (no FMA contraction under
+ * -std=c99, and target("avx2") has no FMA), so the results are the same.
+ * The softmax backward row is the baseline build in both. */
+#define SM_PATH(SFX, NAME, ATTR)                                                        \
+    ATTR static void PT_SFX(softmax_row##SFX)(real *yr, const real *xr, int64_t C,     \
+                                              int want_log)                           \
+    {                                                                                 \
+        PT_SFX(softmax_row)(yr, xr, C, want_log);                                     \
+    }                                                                                 \
+    ATTR static void PT_SFX(ce_fwd_row##SFX)(real *loss_out, real *lse_out,           \
+                                             const real *xr, int64_t t, int64_t C,    \
+                                             int64_t ignore_index, double ls)         \
+    {                                                                                 \
+        PT_SFX(ce_fwd_row)(loss_out, lse_out, xr, t, C, ignore_index, ls);            \
+    }                                                                                 \
+    ATTR static void PT_SFX(ce_bwd_row##SFX)(real *dr, real *p, const real *xr,       \
+                                             real l, real g, real off, real on,       \
+                                             int64_t t, int64_t C)                    \
+    {                                                                                 \
+        PT_SFX(ce_bwd_row)(dr, p, xr, l, g, off, on, t, C);                           \
+    }                                                                                 \
+    const struct PT_SFX(pt_sm_kernels) PT_SFX(pt_sm##SFX) = {                          \
+        NAME, PT_SFX(softmax_row##SFX), PT_SFX(softmax_bwd_row),                      \
+        PT_SFX(ce_fwd_row##SFX), PT_SFX(ce_bwd_row##SFX)};
+
+SM_PATH(_portable, "portable", )
+#if PT_X86
+SM_PATH(_avx2, "avx2", __attribute__((target("avx2"))))
+#endif

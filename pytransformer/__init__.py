@@ -96,14 +96,21 @@ def _omp_wait_policy():
     return "runtime default (libgomp was loaded before pytransformer)"
 
 
-def config():
+def config(peak=False):
     """The build and run-time configuration, as a dict (what `pytransformer
     info` prints): version, compiler and flags, OpenMP, threads, SIMD flags,
-    the BLAS in use and, with threadpoolctl, its kernel (coretype)."""
+    the ISA level the kernels run at and why ("isa", "isa_reason": the CPU,
+    or PT_ISA / PT_PORTABLE), the path each kernel family takes ("kernels"
+    for float32, "kernels_float64"), the BLAS in use and, with
+    threadpoolctl, its kernel (coretype). With peak=True, also
+    "fma_peak_gflops": the measured FMA-chain peak of every SIMD level the
+    CPU runs at the current thread count (about 0.1 s each), and
+    "fma_peak_isa": the level whose peak the benchmarks use."""
     import platform
 
     flags, compiler = _core.build_flags()
     simd = [f for f in ("avx512f", "avx2", "fma", "avx", "sse4_2", "neon") if _cpu_has(f)]
+    isa = _core.isa_info()
     info = {
         "version": __version__,
         "python": platform.python_version(),
@@ -117,7 +124,12 @@ def config():
         "blas_thread_timeout": _blas_thread_timeout(),
         "malloc_tuning": _malloc.status,
         "cpu_simd": simd,
-        "build_simd": _build_simd(flags, simd),
+        "build_simd": _build_simd(flags, isa),
+        "isa": isa["isa"],
+        "isa_reason": isa["isa_reason"],
+        "cpu_isa": isa["cpu_isa"],
+        "kernels": isa["kernels"],
+        "kernels_float64": isa["kernels_float64"],
         "blas": "scipy.linalg.cython_blas" if _core.blas_available() else "built-in C fallback",
         "blas_libraries": [],
     }
@@ -134,23 +146,21 @@ def config():
             info["blas_libraries"].append(entry)
     except ImportError:
         info["blas_libraries"] = "threadpoolctl not installed"
+    if peak:
+        levels = [lv for lv in _core.isa_levels_supported() if lv != "portable"]
+        info["fma_peak_gflops"] = {lv: round(_core.fma_peak_gflops(get_num_threads(), 0.1, isa=lv), 1)
+                                   for lv in levels}
+        info["fma_peak_isa"] = isa["isa"]
     return info
 
 
-def _build_simd(flags, cpu_simd):
+def _build_simd(flags, isa):
     """How the C code uses SIMD: -march=native, or the baseline plus the
-    AVX2+FMA kernels (GEMM fallback, attention tiles, layer norm rows, GELU,
-    the few-row Linear kernel) that
-    are compiled in beside it and picked at run time on CPUs that have them."""
-    import platform
-
+    AVX2+FMA (and, where written, AVX-512) kernels compiled in beside it,
+    one path per kernel family chosen at import by ISA level."""
     if "-march=native" in flags:
         return "native (-march=native)"
-    if _core.cpu_avx2_fma():
-        return "baseline + AVX2/FMA kernels picked at run time"
-    if platform.machine() in ("x86_64", "AMD64") and "avx2" in cpu_simd and "fma" in cpu_simd:
-        return "baseline (AVX2/FMA kernels disabled by PT_PORTABLE)"
-    return "baseline (portable C kernels)"
+    return f"baseline + per-family kernels for the ISA level in use ({isa['isa']})"
 
 
 def _cpu_has(flag):

@@ -22,6 +22,10 @@ from pytransformer._pt cimport *
 
 cnp.import_array()
 
+# The ISA level and the dispatch table are decided once, here, before any
+# kernel runs (csrc/dispatch.c: the CPU, PT_ISA, PT_PORTABLE).
+pt_isa_init()
+
 cdef extern from *:
     """
     #ifndef PT_BUILD_FLAGS
@@ -111,20 +115,60 @@ def has_openmp():
 
 
 def cpu_avx2_fma():
-    """True when the hand-written AVX2+FMA kernels run (the CPU has them and
-    PT_PORTABLE is not set)."""
-    return bool(pt_cpu_avx2_fma())
+    """True when the hand-written SIMD kernels run: the ISA level in use is
+    avx2 or above (see isa_info)."""
+    return pt_isa_level() >= PT_ISA_AVX2
 
 
-def fma_peak_gflops(int threads=1, double seconds=0.2):
+ISA_LEVELS = ("portable", "avx2", "avx512")
+
+
+def isa_info():
+    """The ISA level in use and why, the CPU's level, and the path each
+    kernel family takes for float32 ("kernels") and float64
+    ("kernels_float64"), from the dispatch table (csrc/dispatch.c)."""
+    cdef int f
+    kernels, kernels64 = {}, {}
+    for f in range(pt_isa_family_count()):
+        name = pt_isa_family_name(f).decode()
+        kernels[name] = pt_isa_family_path(f, 32).decode()
+        kernels64[name] = pt_isa_family_path(f, 64).decode()
+    return {"isa": pt_isa_name(pt_isa_level()).decode(),
+            "isa_reason": pt_isa_reason().decode(),
+            "cpu_isa": pt_isa_name(pt_isa_cpu_level()).decode(),
+            "kernels": kernels, "kernels_float64": kernels64}
+
+
+def _reinit_isa():
+    """Re-read PT_ISA / PT_PORTABLE and rewrite the dispatch table; returns
+    the level's name. For tests only, and never while a kernel runs in
+    another thread (the table is otherwise written once, at import)."""
+    return pt_isa_name(pt_isa_init()).decode()
+
+
+def isa_levels_supported():
+    """The ISA levels this CPU (and OS) run, lowest first."""
+    return ISA_LEVELS[:pt_isa_cpu_level() + 1]
+
+
+def fma_peak_gflops(int threads=1, double seconds=0.2, isa=None):
     """Measured fp32 multiply-add throughput in GFLOP/s (an FMA counts 2) of
-    `threads` threads running register-only FMA chains for about `seconds`:
-    what the CPU delivers now, turbo clocks included (csrc/peak.c). The
-    benchmarks' "% peak" is relative to it."""
+    `threads` threads running register-only FMA chains for about `seconds`,
+    with the vectors of ISA level `isa` ("portable", "avx2", "avx512"; None:
+    the level the kernels run at): what the CPU delivers now, turbo clocks
+    included (csrc/peak.c). The benchmarks' "% peak" is relative to it, at
+    the level in use."""
     if threads < 1 or threads > PT_MAX_THREADS:
         raise ValueError(f"threads: expected 1..{PT_MAX_THREADS}, got {threads}")
     if not seconds > 0:
         raise ValueError(f"seconds: expected > 0, got {seconds}")
+    cdef int level = pt_isa_level()
+    if isa is not None:
+        if isa not in ISA_LEVELS:
+            raise ValueError(f"isa: expected one of {', '.join(ISA_LEVELS)}, got {isa!r}")
+        level = ISA_LEVELS.index(isa)
+        if level > pt_isa_cpu_level():
+            raise ValueError(f"isa: this CPU runs {', '.join(isa_levels_supported())}, not {isa}")
     import time
     cdef int64_t iters = 1000
     cdef int nth = threads
@@ -132,14 +176,14 @@ def fma_peak_gflops(int threads=1, double seconds=0.2):
     while True:
         t0 = time.perf_counter()
         with nogil:
-            rate = pt_fma_peak_flops(nth, iters)
+            rate = pt_fma_peak_flops_isa(level, nth, iters)
         dt = time.perf_counter() - t0
         if dt >= seconds / 4 or iters >= (<int64_t>1 << 40):
             break
         iters *= 4
     iters = max(<int64_t>1, <int64_t>(iters * seconds / dt))
     with nogil:
-        rate = pt_fma_peak_flops(nth, iters)
+        rate = pt_fma_peak_flops_isa(level, nth, iters)
     return rate / 1e9
 
 

@@ -15,7 +15,20 @@ cdef extern from "pt.h" nogil:
         PT_ACT_GELU_TANH
     const char *pt_strerror(int status)
     int pt_has_openmp()
-    int pt_cpu_avx2_fma()
+    enum:
+        PT_ISA_PORTABLE
+        PT_ISA_AVX2
+        PT_ISA_AVX512
+        PT_ISA_COUNT
+    int pt_isa_init()
+    int pt_isa_level()
+    int pt_isa_cpu_level()
+    const char *pt_isa_name(int level)
+    const char *pt_isa_reason()
+    int pt_isa_family_count()
+    const char *pt_isa_family_name(int family)
+    const char *pt_isa_family_path(int family, int dtype)
+    double pt_fma_peak_flops_isa(int level, int nthreads, int64_t iters)
     double pt_fma_peak_flops(int nthreads, int64_t iters)
     void pt_set_num_threads(int n)
     int pt_get_num_threads()

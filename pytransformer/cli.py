@@ -160,7 +160,7 @@ def cmd_info(args):
     """Print the build and run-time configuration."""
     import pytransformer
 
-    cfg = pytransformer.config()
+    cfg = pytransformer.config(peak=True)
     if args.json:
         print(json.dumps(cfg, indent=2))
         return 0
@@ -169,6 +169,15 @@ def cmd_info(args):
     print(f"  OpenMP        {'on' if cfg['openmp'] else 'off'}, {cfg['num_threads']} threads "
           f"({cfg['num_procs']} processors); wait policy: {cfg['omp_wait_policy']}")
     print(f"  SIMD          cpu: {' '.join(cfg['cpu_simd']) or 'none found'}; build: {cfg['build_simd']}")
+    print(f"  ISA           {cfg['isa']} ({cfg['isa_reason']}); "
+          "PT_ISA=portable|avx2|avx512 forces a lower one")
+    paths = cfg["kernels"]
+    print("  kernels       " + ", ".join(f"{k} {v}" for k, v in paths.items()) + " (float32)")
+    peaks = cfg.get("fma_peak_gflops") or {}
+    if peaks:
+        print("  FMA peak      " + ", ".join(
+            f"{lv} {g:.0f} GFLOP/s" + (" (in use)" if lv == cfg["fma_peak_isa"] else "")
+            for lv, g in peaks.items()) + f"; {cfg['num_threads']} threads")
     print(f"  GEMM          {cfg['blas']}; idle BLAS threads: {cfg['blas_thread_timeout']}")
     print(f"  malloc        {cfg['malloc_tuning']}")
     libs = cfg["blas_libraries"]

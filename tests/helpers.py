@@ -1,4 +1,8 @@
-"""Shared test helpers: tolerances by dtype, array strategies, finite differences."""
+"""Shared test helpers: tolerances by dtype, array strategies, finite
+differences, running the kernels at a given ISA level."""
+import contextlib
+import os
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -32,3 +36,27 @@ dtypes = st.sampled_from(DTYPES)
 seeds = st.integers(0, 2**32 - 1)
 
 
+
+
+@contextlib.contextmanager
+def use_isa(level):
+    """Run the kernels at ISA level `level` ("portable", "avx2", "avx512")
+    inside the block: PT_ISA is set and the dispatch table re-read (it is
+    otherwise read once, at import), then both are restored. A level the
+    CPU lacks leaves the CPU's level (callers skip or check
+    _core.isa_levels_supported())."""
+    from pytransformer import _core
+
+    saved = {k: os.environ.get(k) for k in ("PT_ISA", "PT_PORTABLE")}
+    os.environ["PT_ISA"] = level
+    os.environ.pop("PT_PORTABLE", None)
+    try:
+        _core._reinit_isa()
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _core._reinit_isa()

@@ -118,10 +118,20 @@ FORWARD_PATHS = {   # (PT_LINEAR_SWAP_ROWS, PT_LINEAR_DOT_ROWS): force one forwa
     "default": ("", "")}
 
 
+@pytest.fixture(autouse=True)
+def _reread_thresholds():
+    # The thresholds are read once, with the dispatch table (csrc/dispatch.c):
+    # force_path re-reads them; after the test (and monkeypatch's undo) the
+    # table is re-read from the restored environment.
+    yield
+    _core._reinit_isa()
+
+
 def force_path(monkeypatch, name):
     swap, dot = FORWARD_PATHS[name]
     monkeypatch.setenv("PT_LINEAR_SWAP_ROWS", swap)
     monkeypatch.setenv("PT_LINEAR_DOT_ROWS", dot)
+    _core._reinit_isa()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

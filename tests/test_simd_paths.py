@@ -4,7 +4,7 @@ exact arithmetic and the special values the SIMD code treats differently.
 - adamw_step: float32 tensors are updated in float32 arithmetic in a fixed
   order (constants computed in double, rounded once), so a NumPy emulation
   of that order must agree bit for bit, on the AVX2 path and on the portable
-  C path (PT_PORTABLE=1, read at every call), at lengths around the vector
+  C path (PT_ISA=portable, helpers.use_isa), at lengths around the vector
   width and across the per-thread slices. float64 likewise in double.
 - cross-entropy / softmax: the row max is an integer max over the float
   bits, which orders a NaN by its sign; negative and positive NaNs, signed
@@ -26,7 +26,7 @@ from pytransformer.ops._activation import bias_act, bias_act_backward, gelu, gel
 from pytransformer.ops._optim import adamw_step
 from pytransformer.ops._softmax import (
     cross_entropy_backward, cross_entropy_forward, log_softmax, softmax)
-from tests.helpers import DTYPES, rand, seeds
+from tests.helpers import DTYPES, rand, seeds, use_isa
 
 
 def _adamw_emulated(p, g, m, v, step, lr, betas, eps, wd):
@@ -56,11 +56,7 @@ def test_adamw_is_the_documented_arithmetic_bit_for_bit(portable, dtype, n, seed
     v = np.zeros(n, dtype)
     ep, em, ev = p.copy(), m.copy(), v.copy()
     old_threads = _core.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        if portable:
-            mp.setenv("PT_PORTABLE", "1")
-        else:
-            mp.delenv("PT_PORTABLE", raising=False)
+    with use_isa("portable" if portable else "avx2"):
         try:
             _core.set_num_threads(2)            # n = 70_001 is split between threads
             for step in range(1, 4):
@@ -79,13 +75,13 @@ def test_adamw_avx2_and_portable_paths_agree_on_special_values(dtype, monkeypatc
     g = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, 1e30, -2.5, 3.0], dtype)
     g = np.tile(g, 5)                        # vector body and scalar tail
     results = []
-    for portable in ("0", "1"):
-        monkeypatch.setenv("PT_PORTABLE", portable)
-        p = np.linspace(-1, 1, g.size).astype(dtype)
-        m = np.full(g.size, 0.01, dtype)
-        v = np.full(g.size, 0.02, dtype)
-        adamw_step(p, g, m, v, 2)
-        results.append((p, m, v))
+    for level in ("avx2", "portable"):
+        with use_isa(level):
+            p = np.linspace(-1, 1, g.size).astype(dtype)
+            m = np.full(g.size, 0.01, dtype)
+            v = np.full(g.size, 0.02, dtype)
+            adamw_step(p, g, m, v, 2)
+            results.append((p, m, v))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
     p = results[0][0]
@@ -180,11 +176,10 @@ def _gelu_inputs(seed, n_dense):
 def _both_paths(monkeypatch, fn):
     """fn() on the AVX2 path (when the CPU has it) and on the portable one."""
     out = {}
-    for portable in ("0", "1"):
-        monkeypatch.setenv("PT_PORTABLE", portable)
-        out[portable] = fn()
-    monkeypatch.delenv("PT_PORTABLE")
-    return out["0"], out["1"]
+    for level in ("avx2", "portable"):
+        with use_isa(level):
+            out[level] = fn()
+    return out["avx2"], out["portable"]
 
 
 def _assert_gelu_paths_agree(a, p, rtol, atol_abs, what):
@@ -213,7 +208,7 @@ def test_gelu_avx2_and_portable_paths_agree(approximate, monkeypatch):
         monkeypatch, lambda: (gelu(z, approximate), gelu_backward(dy, z, approximate)))
     _assert_gelu_paths_agree(ya, yp, GELU_FWD_RTOL[approximate], 1e-37, "forward")
     _assert_gelu_paths_agree(ga, gp, 1e-5, GELU_BWD_ATOL * np.abs(dy) + 1e-37, "backward")
-    if _core.cpu_avx2_fma():
+    if "avx2" in _core.isa_levels_supported():
         # The two paths really differ (FMA rounding): the AVX2 one did run.
         assert not np.array_equal(ya, yp) and not np.array_equal(ga, gp)
 
@@ -272,13 +267,13 @@ def test_gelu_backward_adds_into_dx_and_dbias_on_both_paths(act, outputs, monkey
     dy = rng.standard_normal(x.shape).astype(np.float32)
     dx0 = rng.standard_normal(x.shape).astype(np.float32)
     db0 = rng.standard_normal(21).astype(np.float32)
-    for portable in ("0", "1"):
-        monkeypatch.setenv("PT_PORTABLE", portable)
-        g, gb = bias_act_backward(dy, x, b, act)          # into zeros
-        dx = dx0.copy() if outputs != "dbias" else None
-        db = db0.copy() if outputs != "dx" else None
-        _core.bias_act_backward(dx, db, dy, x, b, act)
-        if dx is not None:
-            np.testing.assert_array_equal(dx, dx0 + g)
-        if db is not None:
-            np.testing.assert_allclose(db, db0 + gb, rtol=1e-6, atol=1e-6)
+    for level in ("avx2", "portable"):
+        with use_isa(level):
+            g, gb = bias_act_backward(dy, x, b, act)          # into zeros
+            dx = dx0.copy() if outputs != "dbias" else None
+            db = db0.copy() if outputs != "dx" else None
+            _core.bias_act_backward(dx, db, dy, x, b, act)
+            if dx is not None:
+                np.testing.assert_array_equal(dx, dx0 + g)
+            if db is not None:
+                np.testing.assert_allclose(db, db0 + gb, rtol=1e-6, atol=1e-6)

@@ -4,10 +4,14 @@
  * and float64, with the max difference printed. Exit status 1 on failure.
  * Then an edge sweep (end of file): every kernel, forward and backward, on
  * awkward shapes, for the sanitizers (make -C csrc sanitize) and valgrind.
+ * Everything runs once per ISA level this CPU runs (portable, avx2,
+ * avx512: PT_ISA set in turn, then pt_isa_init), or at the one level
+ * PT_ISA names when it is set.
  *
  *     make -C csrc test
  */
 #ifndef SWEEP_T     /* the file includes itself once per dtype for the sweep */
+#define _POSIX_C_SOURCE 200112L   /* setenv under -std=c99 */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,10 +344,9 @@ static void test_sweep(void)
     pt_set_blas(NULL, NULL);
 }
 
-int main(void)
+/* Everything, at the level pt_isa_init chose. */
+static void run_all(void)
 {
-    printf("pytransformer C core: openmp=%d threads=%d blas=%d\n",
-           pt_has_openmp(), pt_get_num_threads(), pt_blas_available());
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
             test_gemm(ta, tb);
@@ -357,6 +360,66 @@ int main(void)
     test_linear_gelu();
     test_dropout();
     test_sweep();
+}
+
+static void check_level(const char *name, int got, int want)
+{
+    int ok = got == want;
+    printf("%-40s level %s  %s\n", name, pt_isa_name(got), ok ? "ok" : "FAIL");
+    if (!ok) failures++;
+}
+
+/* PT_ISA: a level at or below the CPU's is taken; a higher or unknown one
+ * leaves the CPU's level; PT_PORTABLE=1 is portable. */
+static void test_isa_env(void)
+{
+    int cpu = pt_isa_cpu_level();
+    setenv("PT_ISA", "avx512", 1);
+    int got = pt_isa_init();
+    check_level("PT_ISA=avx512 (capped at the CPU)", got, cpu);
+    setenv("PT_ISA", "sse9", 1);
+    got = pt_isa_init();
+    check_level("PT_ISA=sse9 (unknown: the CPU's level)", got, cpu);
+    if (!strstr(pt_isa_reason(), "sse9")) {
+        printf("PT_ISA=sse9: reason does not name it: %s  FAIL\n", pt_isa_reason());
+        failures++;
+    }
+    unsetenv("PT_ISA");
+    setenv("PT_PORTABLE", "1", 1);
+    got = pt_isa_init();
+    check_level("PT_PORTABLE=1 (portable)", got, PT_ISA_PORTABLE);
+    unsetenv("PT_PORTABLE");
+    for (int f = 0; f < pt_isa_family_count(); f++)
+        if (strcmp(pt_isa_family_path(f, 32), "portable") || strcmp(pt_isa_family_path(f, 64), "portable")) {
+            printf("PT_PORTABLE=1: %s takes %s  FAIL\n", pt_isa_family_name(f),
+                   pt_isa_family_path(f, 32));
+            failures++;
+        }
+}
+
+int main(void)
+{
+    pt_isa_init();
+    printf("pytransformer C core: openmp=%d threads=%d blas=%d cpu isa=%s\n",
+           pt_has_openmp(), pt_get_num_threads(), pt_blas_available(),
+           pt_isa_name(pt_isa_cpu_level()));
+    const char *env = getenv("PT_ISA");
+    if (env && *env) {
+        printf("== ISA level %s (%s)\n", pt_isa_name(pt_isa_level()), pt_isa_reason());
+        run_all();
+    } else {
+        test_isa_env();
+        for (int level = 0; level <= pt_isa_cpu_level(); level++) {
+            setenv("PT_ISA", pt_isa_name(level), 1);
+            int got = pt_isa_init();
+            printf("== ISA level %s (%s)\n", pt_isa_name(got), pt_isa_reason());
+            check_level("PT_ISA selects the level", got, level);
+            run_all();
+        }
+        unsetenv("PT_ISA");
+        for (int level = pt_isa_cpu_level() + 1; level < PT_ISA_COUNT; level++)
+            printf("== ISA level %s skipped: this CPU (or OS) lacks it\n", pt_isa_name(level));
+    }
     printf("%s\n", failures ? "FAILED" : "all C tests passed");
     return failures ? 1 : 0;
 }
