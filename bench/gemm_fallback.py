@@ -42,7 +42,6 @@ THREADS = [1, 2]
 REPEATS = 7          # median of this many timed runs ...
 BUDGET_S = 6.0       # ... unless one case would take longer than this
 MIN_REPEATS = 3
-PEAK_F32_PER_CORE = 93.0   # GFLOP/s: AVX2 2 FMA/cycle x 8 lanes x 2 flops x ~2.9 GHz
 
 
 def median_time(fn):
@@ -174,7 +173,9 @@ def main():
               f"{r['numpy']:9.1f} {r['blas']:9.1f} {r['fallback'] / r['numpy']:8.2f} | "
               f"{r['fallback_cpu']:7.1f} {r['numpy_cpu']:7.1f}")
     print("GFLOP/s from the median wall time; 'cpu' columns: GFLOP per CPU-second x threads")
-    print(f"(fp32 peak ~{PEAK_F32_PER_CORE:.0f} GFLOP/s per core, fp64 half that)")
+    from pytransformer.bench import machine
+    print(f"(fp32 {machine.peak_label(machine.measured_peak_gflops(1), 1)} per core, "
+          "measured by FMA chains; fp64 half that)")
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     flops = step_flops()
     peak = machine.measured_peak_gflops(args.threads)
-    print(f"machine: {machine.cpu_model()}, {args.threads} threads, fp32 peak {peak:.0f} GFLOP/s "
+    print(f"machine: {machine.cpu_model()}, fp32 {machine.peak_label(peak, args.threads)} "
           f"(measured by FMA chains; nominal clock x SIMD "
           f"{machine.peak_gflops(args.threads) or float('nan'):.0f})")
     print(f"BLAS env: {machine.blas_env()}; OpenMP wait policy: {pt.config()['omp_wait_policy']}")

@@ -7,8 +7,10 @@ For each case it prints the shape, the median time of each implementation,
 the rate (GFLOP/s for matmul-bound kernels, GB/s for memory-bound ones),
 that rate as a fraction of the machine's peak (for GFLOP/s: the fp32
 multiply-add rate register-only FMA chains reach on as many threads at the
-start of the run, turbo clocks included, which a clock x SIMD-width figure
-misses; for GB/s: the bandwidth of one 256 MB np.copyto measured at the
+start of the run, with the vectors of the ISA level the kernels run at
+(AVX-512 zmm chains on an AVX-512 machine, AVX2 ymm ones on an AVX2 one;
+PT_ISA lowers both), turbo clocks included, which a clock x SIMD-width
+figure misses; for GB/s: the bandwidth of one 256 MB np.copyto measured at the
 start, which a kernel streaming several arrays on all threads can exceed:
 two threads copying halves measured no faster on the project's VM, 30 vs
 34 GB/s), and the ratios
@@ -367,8 +369,14 @@ def long_attention(threads, have_torch):
 def run(threads=THREADS, quick=False, only=None, progress=True):
     pytransformer.set_num_threads(threads)
     torch = try_torch(threads)
+    isa = machine.peak_isa()
     nominal32 = machine.peak_gflops(threads)
-    peak32 = machine.measured_peak_gflops(threads)
+    peaks = machine.measured_peaks_gflops(threads)
+    peak32 = peaks.get(isa) or machine.measured_peak_gflops(threads)
+    if progress:
+        print(f"% peak of GFLOP/s rates: {machine.peak_label(peak32, threads, isa)}; "
+              f"FMA peaks by ISA: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()),
+              flush=True)
     bw = machine.copy_bandwidth_gbs()
     results = []
     suites = [only] if only else list(SUITES)
@@ -399,6 +407,7 @@ def run(threads=THREADS, quick=False, only=None, progress=True):
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpu": machine.cpu_model(), "threads": threads,
+                    "peak_isa": isa, "peak_fp32_gflops_by_isa": peaks,
                     "peak_fp32_gflops": peak32, "peak_fp32_gflops_at_end": peak_end,
                     "nominal_peak_fp32_gflops": nominal32, "copy_bandwidth_gbs": bw,
                     "blas": machine.blas_env(), "config": pytransformer.config(),
@@ -440,7 +449,8 @@ def main(argv=None):
     print(HEADER)
     report = run(args.threads, args.quick, args.only)
     m = report["machine"]
-    print(f"\n{m['cpu']}, {m['threads']} threads; fp32 peak {m['peak_fp32_gflops']:.0f} GFLOP/s "
+    print(f"\n{m['cpu']}, {m['threads']} threads; fp32 "
+          f"{machine.peak_label(m['peak_fp32_gflops'], m['threads'], m['peak_isa'])} "
           f"measured by FMA chains at the start ({m['peak_fp32_gflops_at_end']:.0f} at the end; "
           f"nominal clock x SIMD {_f(m['nominal_peak_fp32_gflops'], '.0f')}), copy bandwidth "
           f"{m['copy_bandwidth_gbs']:.1f} GB/s (measured); torch {m['torch'] or 'not installed'}")

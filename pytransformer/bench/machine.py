@@ -31,28 +31,51 @@ def cpu_mhz():
     return None
 
 
-def peak_gflops(threads, dtype=np.float32):
+def peak_isa():
+    """The ISA level the kernels run at ("portable", "avx2", "avx512"): the
+    level whose FMA peak is the benchmarks' 100%."""
+    from pytransformer import _core
+
+    return _core.isa_info()["isa"]
+
+
+def peak_gflops(threads, dtype=np.float32, isa=None):
     """Theoretical peak: threads x GHz x FLOP/cycle, with FLOP/cycle = 2 FMA
-    units x SIMD lanes x 2 (AVX2+FMA: 32 fp32, 16 fp64; AVX-512: double)."""
+    units x SIMD lanes x 2 at ISA level `isa` (None: the level in use;
+    avx2: 8 fp32 lanes, avx512: 16; fp64 half)."""
     mhz = cpu_mhz()
     if mhz is None:
         return None
-    from pytransformer import _cpu_has
-
-    lanes = 16 if _cpu_has("avx512f") else 8 if _cpu_has("avx2") else 4
+    isa = isa or peak_isa()
+    lanes = {"avx512": 16, "avx2": 8}.get(isa, 4)
     if np.dtype(dtype) == np.float64:
         lanes //= 2
-    fma = 2 if _cpu_has("fma") else 1
+    fma = 1 if isa == "portable" else 2
     return threads * mhz / 1000.0 * 2 * lanes * fma
 
 
-def measured_peak_gflops(threads, seconds=0.3):
+def measured_peak_gflops(threads, seconds=0.3, isa=None):
     """fp32 GFLOP/s that `threads` threads of FMA chains reach now (turbo
-    clocks and a VM's share of the host included): pytransformer's
-    _core.fma_peak_gflops, the best of three runs."""
+    clocks and a VM's share of the host included) with the vectors of ISA
+    level `isa` (None: the level the kernels run at, so that "% peak" is
+    against the widest ISA in use): pytransformer's _core.fma_peak_gflops,
+    the best of three runs."""
     from pytransformer import _core
 
-    return max(_core.fma_peak_gflops(threads, seconds) for _ in range(3))
+    return max(_core.fma_peak_gflops(threads, seconds, isa=isa or peak_isa()) for _ in range(3))
+
+
+def measured_peaks_gflops(threads, seconds=0.3):
+    """measured_peak_gflops of every SIMD level this CPU runs, as a dict."""
+    from pytransformer import _core
+
+    return {lv: measured_peak_gflops(threads, seconds, lv)
+            for lv in _core.isa_levels_supported() if lv != "portable"}
+
+
+def peak_label(gflops, threads, isa=None):
+    """How a benchmark names its 100%: "peak 410 GFLOP/s (avx512 FMA, 2 threads)"."""
+    return f"peak {gflops:.0f} GFLOP/s ({isa or peak_isa()} FMA, {threads} threads)"
 
 
 def copy_bandwidth_gbs(mb=256, repeats=5):
