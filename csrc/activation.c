@@ -25,11 +25,12 @@
 #include "pt_omp.h"
 #include "pt_dispatch.h"
 
-/* float32 on x86 with GCC/Clang, an AVX2 + FMA path picked at run time
- * (the activation entry of the dispatch table, dispatch.c; PT_ISA=portable
- * forces the portable loops, which the default build compiles for SSE2): the GELU rows are written with
- * intrinsics (below: the same formulas, FMA where a*b+c appears, so
- * results differ from the portable path in the last bits; see
+/* float32 on x86 with GCC/Clang, an AVX2 + FMA path picked once (the
+ * activation entry of the dispatch table, dispatch.c; PT_ISA=portable
+ * forces the portable loops, which the default build compiles for SSE2):
+ * the GELU rows are written with intrinsics (below: the same formulas,
+ * FMA where a*b+c appears, so results differ from the portable path in
+ * the last bits; see
  * tests/test_simd_paths.py for the tolerance), and the other kinds and the
  * backward tile loops (dx += g, dbias partials) are the portable bodies
  * compiled again with target("avx2,fma") (act_row_avx2, grad_tile_avx2).

@@ -218,7 +218,8 @@ static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real 
 #endif /* PT_GEMM_X86 */
 
 /* The paths of the dispatch table (pt_dispatch.h). */
-const struct PT_SFX(pt_gemm_kernels) PT_SFX(pt_gemm_portable) = {"portable", PT_SFX(kernel_c)};
+const struct PT_SFX(pt_gemm_kernels) PT_SFX(pt_gemm_portable) = {
+    "portable", PT_SFX(kernel_c)};
 #if PT_GEMM_X86
 const struct PT_SFX(pt_gemm_kernels) PT_SFX(pt_gemm_avx2) = {"avx2", PT_SFX(kernel_avx2)};
 #endif

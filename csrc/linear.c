@@ -17,18 +17,20 @@
  * Few rows, forward. Up to PT_LINEAR_DOT_ROWS_DEFAULT (20, measured) rows
  * in float32 on an AVX2+FMA CPU, with or without a BLAS: a dot-product
  * kernel that reads x and w in place (below; the environment variable
- * PT_LINEAR_DOT_ROWS, read once at init, overrides the 20, 0: never). Else, with
- * a BLAS: OpenBLAS's sgemm is ~1.8x faster at
+ * PT_LINEAR_DOT_ROWS overrides the 20, 0: never). Else, with a BLAS:
+ * OpenBLAS's sgemm is ~1.8x faster at
  * N = 17 (~3x at N = 1, ~1.25x at 64, ~1.1x at 128, none from ~480 on)
  * when the row count is its n than when it is its m, i.e. computing
  * y^T = w x^T, (OUT, N), instead of y = x w^T. Column-major BLAS cannot
  * write that product with y's row-major layout (its rows would need a
- * stride), so for 1 < N < PT_LINEAR_SWAP_ROWS_DEFAULT (128) it goes into a scratch y^T (bias
- * broadcast into its rows first, as above) and is transposed into y; for
- * N == 1, y^T and y are the same memory and it is written in place. The
- * environment variable PT_LINEAR_SWAP_ROWS overrides the 128 (0: never),
- * for benchmarks; both thresholds live in the dispatch table (dispatch.c). The C fallback GEMM gains nothing from the swap
- * (measured: 0.7-1.2x, mostly below 1 at N <= 17) and keeps y = x w^T.
+ * stride), so for 1 < N < PT_LINEAR_SWAP_ROWS_DEFAULT (128) it goes into a
+ * scratch y^T (bias broadcast into its rows first, as above) and is
+ * transposed into y; for N == 1, y^T and y are the same memory and it is
+ * written in place. The environment variable PT_LINEAR_SWAP_ROWS overrides
+ * the 128 (0: never), for benchmarks. Both thresholds are read once, with
+ * the dispatch table (dispatch.c). The C fallback GEMM gains nothing from
+ * the swap (measured: 0.7-1.2x, mostly below 1 at N <= 17) and keeps
+ * y = x w^T.
  *
  * GEMM is never called from inside an OpenMP region (it has its own
  * threads, OpenMP or BLAS). The column sums are deterministic and do not
