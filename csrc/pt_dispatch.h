@@ -15,8 +15,10 @@
  * uses. A new path (say an AVX-512 one in gemm_avx512.c) defines its
  * structs (typed: PT_SFX(pt_gemm_avx512), for both dtypes, or the other
  * dtype keeps its existing struct) with the slot signatures documented in
- * pt_dispatch_slots.h, declares them there, and changes that family's
- * avx512 row in dispatch.c: one line.
+ * pt_dispatch_slots.h (which already declares pt_<family>_avx512_f32 and
+ * _f64), and changes that family's avx512 entry in dispatch.c, e.g.
+ *     ROW(pt_gemm, _f32, &pt_gemm_avx2_f32, &pt_gemm_avx512_f32);
+ * one line per dtype.
  *
  * Include before or after pt_real.h; a typed file reads its family's
  * entry as PT_KERNELS(gemm)->ukernel (the _f32 or _f64 member).

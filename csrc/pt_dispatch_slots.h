@@ -4,6 +4,12 @@
  * name_f32, then PT_DREAL = double with name_f64. No include guard on
  * purpose. Read pt_dispatch.h first.
  *
+ * Per family, the structs are declared below for every level: a path's
+ * file defines the ones it has (an AVX-512 file defines e.g.
+ * PT_SFX(pt_gemm_avx512), inside `#if PT_X86`, its functions compiled with
+ * target("avx512f,avx512bw,avx512dq,avx512vl,fma")), and dispatch.c's row
+ * for the family names the one each level takes.
+ *
  * Every struct starts with `path`, the name pytransformer.config() reports
  * for the family ("portable", "avx2", "avx512"). Every slot must compute
  * each output element in an order that does not depend on the thread count
@@ -27,7 +33,8 @@ struct PT_DSFX(pt_gemm_kernels) {
                     int64_t ldbp, PT_DREAL *C, int64_t ldc, int64_t mr, int64_t nr,
                     PT_DREAL alpha, PT_DREAL beta);
 };
-extern const struct PT_DSFX(pt_gemm_kernels) PT_DSFX(pt_gemm_portable), PT_DSFX(pt_gemm_avx2);
+extern const struct PT_DSFX(pt_gemm_kernels) PT_DSFX(pt_gemm_portable), PT_DSFX(pt_gemm_avx2),
+    PT_DSFX(pt_gemm_avx512);
 
 /* ====================================================== attention_tile.c
  * The tile functions of attention.c (attention_tile.h describes each):
@@ -55,7 +62,8 @@ struct PT_DSFX(pt_att_kernels) {
                      double *sum);
     PT_DREAL (*rowmax)(const PT_DREAL *s, int64_t n, PT_DREAL m);
 };
-extern const struct PT_DSFX(pt_att_kernels) PT_DSFX(pt_att_portable), PT_DSFX(pt_att_avx2);
+extern const struct PT_DSFX(pt_att_kernels) PT_DSFX(pt_att_portable), PT_DSFX(pt_att_avx2),
+    PT_DSFX(pt_att_avx512);
 
 /* ========================================================== activation.c
  *   row:       y[c] = act(x[c] + bias[c]) for c in [c0, c1) (y may be x).
@@ -72,7 +80,8 @@ struct PT_DSFX(pt_act_kernels) {
                       const PT_DREAL *x, const PT_DREAL *bias, int64_t C, int64_t n0,
                       int64_t n1, int64_t c0, int64_t c1, int kind);
 };
-extern const struct PT_DSFX(pt_act_kernels) PT_DSFX(pt_act_portable), PT_DSFX(pt_act_avx2);
+extern const struct PT_DSFX(pt_act_kernels) PT_DSFX(pt_act_portable), PT_DSFX(pt_act_avx2),
+    PT_DSFX(pt_act_avx512);
 
 /* =========================================================== layernorm.c
  *   fwd_row:    one row of the forward: y(C), *mean, *rstd from x(C)
@@ -91,7 +100,8 @@ struct PT_DSFX(pt_ln_kernels) {
                        const PT_DREAL *x, const PT_DREAL *mean, const PT_DREAL *rstd, int nr,
                        int64_t C);
 };
-extern const struct PT_DSFX(pt_ln_kernels) PT_DSFX(pt_ln_portable), PT_DSFX(pt_ln_avx2);
+extern const struct PT_DSFX(pt_ln_kernels) PT_DSFX(pt_ln_portable), PT_DSFX(pt_ln_avx2),
+    PT_DSFX(pt_ln_avx512);
 
 /* ============================================================= softmax.c
  *   softmax_row: one row of softmax (want_log 0) or log_softmax (1); yr may
@@ -112,7 +122,8 @@ struct PT_DSFX(pt_sm_kernels) {
     void (*ce_bwd_row)(PT_DREAL *dr, PT_DREAL *p, const PT_DREAL *xr, PT_DREAL l, PT_DREAL g,
                        PT_DREAL off, PT_DREAL on, int64_t t, int64_t C);
 };
-extern const struct PT_DSFX(pt_sm_kernels) PT_DSFX(pt_sm_portable), PT_DSFX(pt_sm_avx2);
+extern const struct PT_DSFX(pt_sm_kernels) PT_DSFX(pt_sm_portable), PT_DSFX(pt_sm_avx2),
+    PT_DSFX(pt_sm_avx512);
 
 /* =============================================================== optim.c
  * AdamW on elements [0, n) with the per-step constants k (rounded once to
@@ -132,7 +143,8 @@ struct PT_DSFX(pt_adamw_kernels) {
     void (*range)(PT_DREAL *restrict p, PT_DREAL *restrict m, PT_DREAL *restrict v,
                   const PT_DREAL *restrict g, int64_t n, const PT_DSFX(pt_adamw_consts) *k);
 };
-extern const struct PT_DSFX(pt_adamw_kernels) PT_DSFX(pt_adamw_portable), PT_DSFX(pt_adamw_avx2);
+extern const struct PT_DSFX(pt_adamw_kernels) PT_DSFX(pt_adamw_portable), PT_DSFX(pt_adamw_avx2),
+    PT_DSFX(pt_adamw_avx512);
 
 /* ============================================================== linear.c
  * dot_forward: y(N,OUT) = x(N,IN) w(OUT,IN)^T (+ b), for N up to the
@@ -143,4 +155,5 @@ struct PT_DSFX(pt_lin_kernels) {
     void (*dot_forward)(PT_DREAL *y, const PT_DREAL *x, const PT_DREAL *w, const PT_DREAL *b,
                         int64_t N, int64_t IN, int64_t OUT);
 };
-extern const struct PT_DSFX(pt_lin_kernels) PT_DSFX(pt_lin_portable), PT_DSFX(pt_lin_avx2);
+extern const struct PT_DSFX(pt_lin_kernels) PT_DSFX(pt_lin_portable), PT_DSFX(pt_lin_avx2),
+    PT_DSFX(pt_lin_avx512);
