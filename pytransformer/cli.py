@@ -415,18 +415,25 @@ def cmd_train(args):
               f"runs on {get_num_threads()}: the resumed run will not be bit-identical to an "
               f"uninterrupted one (BLAS splits its products by thread count); "
               f"--threads {state['threads']} keeps it so", file=sys.stderr)
+    from pytransformer import distributed
     from pytransformer.training import ResumeError
     from pytransformer.translator import SettingsError
+    distributed.init()                      # under mpirun: data-parallel on its ranks
     with _writing(cfg["out"]):
         try:
-            tr = train_translator(cfg["out"], model_config, tc, n_train=cfg["n_train"],
-                                  data_seed=cfg["data_seed"], batch_size=cfg["batch_size"],
-                                  resume=cfg["resume"])
+            # data-parallel, an error on one rank ends every rank (MPI_Abort)
+            with distributed.abort_on_error("pytransformer train",
+                                            passthrough=(SettingsError, ResumeError)):
+                tr = train_translator(cfg["out"], model_config, tc, n_train=cfg["n_train"],
+                                      data_seed=cfg["data_seed"],
+                                      batch_size=cfg["batch_size"], resume=cfg["resume"])
         except SettingsError as e:          # e.g. --max-len shorter than the corpus needs
             dest, what = str(e).split(":", 1)
             raise CLIError(f"--{dest.replace('_', '-')}:{what}{origin(dest)}") from None
         except ResumeError as e:            # checked in full once the data are known
             raise CLIError(f"--resume: {e}") from None
+    if distributed.rank() != 0:             # rank 0 reports
+        return 0
     for s in ("the ball is blue", "the black cat drank the milk"):
         print(f"{s} -> {tr.translate([s])[0]}")
     print(f"saved {cfg['out']}")

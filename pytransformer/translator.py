@@ -19,7 +19,7 @@ import pytransformer as pt
 from pytransformer import checkpoint, decode
 from pytransformer.data import EOS, BOS, PAD, Vocab, batch, iter_batches, make_splits, tokenize
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
-from pytransformer.training import TrainConfig, Trainer
+from pytransformer.training import TrainConfig, Trainer, _Silent
 
 __all__ = ["SettingsError", "Translator", "UnknownWordWarning", "corpus_bleu", "default_model_path", "evaluate",
            "train_translator", "validation_scores"]
@@ -368,8 +368,15 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     empty). The losses and the validations of the whole run (the steps
     before a resume included) go to <path stem>.loss.csv (with matplotlib,
     also .loss.png) and <path stem>.valid.csv. A checkpoint that cannot be
-    resumed raises training.ResumeError. Returns the Translator."""
+    resumed raises training.ResumeError. Under mpirun with several ranks
+    the training is data-parallel (see Trainer): every rank runs this
+    function with the same arguments, rank 0 alone prints and writes.
+    Returns the Translator."""
     tc = train_config or TrainConfig()
+    from pytransformer import distributed
+    distributed.init()                  # under mpirun: data-parallel; rank 0 writes
+    if distributed.rank() != 0:
+        stream = _Silent()
     splits = make_splits(seed=data_seed, n_train=n_train)
     src_vocab = Vocab.build(p.src for p in splits.train)
     tgt_vocab = Vocab.build(p.tgt for p in splits.train)
@@ -393,7 +400,7 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
         return validation_scores(Translator(m, src_vocab, tgt_vocab), valid)
 
     stem = str(path)[:-len(".safetensors")] if str(path).endswith(".safetensors") else str(path)
-    if tc.eval_every and not bleu_available():
+    if tc.eval_every and not bleu_available() and distributed.rank() == 0:
         print(f"validation: {BLEU_UNAVAILABLE}", file=stream or sys.stderr)
     extra = {"src_vocab": src_vocab.to_dict(), "tgt_vocab": tgt_vocab.to_dict(),
              "data": {"seed": data_seed, "n_train": n_train, "batch_size": batch_size}}
@@ -404,6 +411,8 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
         trainer = Trainer(model, epoch_batches, tc, ckpt_path=path,
                           model_config=model.config.to_dict(), **kw)
     trainer.run()
+    if distributed.rank() != 0:
+        return Translator(model.eval(), src_vocab, tgt_vocab, extra["data"])
     from pytransformer.plot import save_loss_curve
     for f in save_loss_curve(trainer.loss_history, stem):
         print(f"wrote {f}", file=stream)
