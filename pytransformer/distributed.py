@@ -57,7 +57,10 @@ def init(force=False):
     environment variables are set) or with `force`, mpi4py's COMM_WORLD is
     used; otherwise this is one process and mpi4py is not imported. Calling
     it again returns the same world. RuntimeError (one line) when mpirun
-    started several processes but mpi4py cannot be imported."""
+    started several processes but mpi4py cannot be imported. With several
+    ranks, an exception that nobody catches ends the whole job: after its
+    traceback, the rank prints "rank R of N failed: ..." and calls
+    MPI_Abort (the other ranks would otherwise wait for it)."""
     if _world["ready"]:
         return _world["size"]
     launched = any(v in os.environ for v in _LAUNCH_VARS)
@@ -74,8 +77,23 @@ def init(force=False):
             comm_world = MPI.COMM_WORLD
             _world.update(comm=comm_world, rank=comm_world.Get_rank(),
                           size=comm_world.Get_size())
+            if _world["size"] > 1:
+                _abort_on_uncaught()
     _world["ready"] = True
     return _world["size"]
+
+
+def _abort_on_uncaught():
+    """Chain sys.excepthook: the usual traceback, then abort()."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        previous(kind, value, tb)
+        if issubclass(kind, KeyboardInterrupt):
+            return
+        text = str(value).splitlines()[0] if str(value) else ""
+        abort(f"rank {rank()} of {world_size()} failed: {kind.__name__}: {text}")
+    sys.excepthook = hook
 
 
 def rank():

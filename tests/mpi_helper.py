@@ -7,6 +7,8 @@
     python tests/mpi_helper.py api
         the Python API on a toy model; prints "api ok" on each rank when
         every check passed (an AssertionError otherwise).
+    python tests/mpi_helper.py api-raise
+        rank 1 raises ValueError (uncaught) while rank 0 waits in finish().
 """
 import sys
 
@@ -88,7 +90,20 @@ def api():
     print(f"api ok {r}", flush=True)
 
 
+def api_raise():
+    from pytransformer import distributed as dist, nn
+    from pytransformer.autograd import tensor
+
+    dist.init()
+    model = dist.DataParallel(nn.Linear(3, 1))
+    if dist.rank() == 1:
+        raise ValueError("injected before backward")
+    model(tensor(np.ones((2, 3), np.float32))).sum().backward()
+    model.finish()
+    print("rank 0 finished without rank 1", flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "train":
         sys.exit(train(sys.argv[2:]))
-    api()
+    api_raise() if sys.argv[1] == "api-raise" else api()

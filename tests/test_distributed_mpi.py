@@ -163,6 +163,17 @@ def test_python_api_on_a_toy_model():
     assert sorted(done.stdout.split("\n")[:2]) == ["api ok 0", "api ok 1"], done.stdout
 
 
+def test_an_uncaught_exception_on_a_rank_ends_the_job():
+    """Python API: rank 1 raises while rank 0 waits for its gradients; the
+    excepthook that init() installs aborts the job well within BOUND (the
+    all-reduce timeout alone would take 300 s), naming the rank."""
+    done, seconds = _run([HELPER, "api-raise"], 2, timeout=120)
+    assert done.returncode != 0 and seconds < BOUND, (done.returncode, seconds)
+    assert "rank 1 of 2 failed: ValueError: injected before backward" in done.stderr, \
+        done.stderr[-2000:]
+    assert "finished without rank 1" not in done.stdout
+
+
 def _steps(n):
     args = list(TRAIN)
     args[args.index("--steps") + 1] = str(n)
