@@ -203,3 +203,33 @@ def test_resume_on_two_ranks_is_bit_identical_and_on_one_says_so(tmp_path, runs)
     assert ("was written by a run on 2 rank(s), this one has 1: same batches and data order, "
             "but not bit-identical") in done.stderr, done.stderr[-2000:]
     assert load_checkpoint(tmp_path / "half1.safetensors").step == 20
+
+
+def test_ctrl_c_on_mpirun_saves_the_step_all_ranks_reached(tmp_path):
+    """SIGINT to mpirun (what Ctrl-C sends) once step 50 is reported: Open
+    MPI sends every rank SIGTERM, the ranks stop after the same step and
+    rank 0 saves it (no checkpoint was due before the last step), within
+    BOUND seconds."""
+    import signal
+    path = tmp_path / "c.safetensors"
+    args = _steps(2000) + ["--dropout", "0.0", "--eval-every", "0", "--ckpt-every", "0",
+                           "--out", str(path)]
+    cmd = [MPIRUN, "--oversubscribe", "-np", "2"] + (
+        ["--allow-run-as-root"] if os.geteuid() == 0 else []) + [
+        sys.executable, HELPER, "train", "--"] + args
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env=_env(), cwd=ROOT)
+    try:
+        for line in proc.stderr:
+            if line.startswith("step 50/"):
+                break
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=BOUND)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert time.monotonic() - t0 < BOUND
+    ck = load_checkpoint(path)
+    assert 50 <= ck.step < 2000 and len(_losses(ck)) == ck.step
