@@ -233,3 +233,15 @@ def test_ctrl_c_on_mpirun_saves_the_step_all_ranks_reached(tmp_path):
     assert time.monotonic() - t0 < BOUND
     ck = load_checkpoint(path)
     assert 50 <= ck.step < 2000 and len(_losses(ck)) == ck.step
+
+
+def test_a_batch_smaller_than_the_ranks_is_a_setting_error(tmp_path):
+    """321 pairs in batches of 16 end with a batch of 1: on 2 ranks that is
+    refused before training, as a one-line --batch-size error."""
+    args = _steps(3) + ["--n-train", "321", "--out", str(tmp_path / "b.safetensors")]
+    done, _ = _run([HELPER, "train", "--"] + args, 2, timeout=120)
+    assert done.returncode == 2
+    assert ("pytransformer train: --batch-size: every batch needs at least one pair per rank "
+            "(2 ranks), but batches of 16 over the 321 training pairs include one of 1; got 16"
+            ) in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "b.safetensors").exists()
