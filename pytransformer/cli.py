@@ -258,7 +258,8 @@ _TRAIN_OPTIONS = [
     ("--label-smoothing", float, 0.1, "label smoothing of the loss", _finite(0.0, 1.0)),
     ("--eval-every", int, 500, "validation every N steps (0: never)", _int_min(0)),
     ("--ckpt-every", int, 500, "checkpoint every N steps (0: only at the end)", _int_min(0)),
-    ("--threads", int, 0, "threads (0: all cores; more than the cores are capped)",
+    ("--threads", int, 0, "threads (0: all cores, shared among the ranks of mpirun on a "
+                          "machine; more than the cores are capped)",
      _int_min(0)),
 ]
 # settings a resumed run keeps (the model's shapes, the data and its order, and the
@@ -401,8 +402,16 @@ def cmd_train(args):
     tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
                      label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
                      eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"])
-    from pytransformer import get_num_threads, set_num_threads
+    from pytransformer import distributed, get_num_threads, set_num_threads
+    distributed.init()                      # under mpirun: data-parallel on its ranks
     threads = _effective_threads(cfg["threads"], origin("threads"))
+    if not threads and distributed.is_distributed():
+        # all cores, shared among the ranks on this machine
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        threads = max(1, cores // distributed.local_size())
     if threads:
         try:
             set_num_threads(threads)
@@ -415,10 +424,8 @@ def cmd_train(args):
               f"runs on {get_num_threads()}: the resumed run will not be bit-identical to an "
               f"uninterrupted one (BLAS splits its products by thread count); "
               f"--threads {state['threads']} keeps it so", file=sys.stderr)
-    from pytransformer import distributed
     from pytransformer.training import ResumeError
     from pytransformer.translator import SettingsError
-    distributed.init()                      # under mpirun: data-parallel on its ranks
     with _writing(cfg["out"]):
         try:
             # data-parallel, an error on one rank ends every rank (MPI_Abort)

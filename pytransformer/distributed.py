@@ -39,7 +39,7 @@ import zlib
 import numpy as np
 
 __all__ = ["DataParallel", "DistributedError", "abort_on_error", "barrier", "comm", "init",
-           "is_distributed", "rank", "shard", "world_size"]
+           "is_distributed", "local_size", "rank", "shard", "world_size"]
 
 # mpirun/mpiexec launchers set one of these in every process they start
 _LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS")
@@ -104,6 +104,19 @@ def rank():
 def world_size():
     """The number of ranks (1 without MPI)."""
     return _world["size"]
+
+
+def local_size():
+    """The number of ranks on this machine (1 without MPI). Collective:
+    every rank must call it."""
+    if not is_distributed():
+        return 1
+    from mpi4py import MPI
+    node = comm().Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return node.Get_size()
+    finally:
+        node.Free()
 
 
 def is_distributed():

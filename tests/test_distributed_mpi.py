@@ -209,11 +209,12 @@ def test_ctrl_c_on_mpirun_saves_the_step_all_ranks_reached(tmp_path):
     """SIGINT to mpirun (what Ctrl-C sends) once step 50 is reported: Open
     MPI sends every rank SIGTERM, the ranks stop after the same step and
     rank 0 saves it (no checkpoint was due before the last step), within
-    BOUND seconds."""
+    BOUND seconds. Without --threads, the two ranks share the cores."""
     import signal
     path = tmp_path / "c.safetensors"
-    args = _steps(2000) + ["--dropout", "0.0", "--eval-every", "0", "--ckpt-every", "0",
-                           "--out", str(path)]
+    args = _steps(2000)
+    del args[args.index("--threads"):args.index("--threads") + 2]
+    args += ["--dropout", "0.0", "--eval-every", "0", "--ckpt-every", "0", "--out", str(path)]
     cmd = [MPIRUN, "--oversubscribe", "-np", "2"] + (
         ["--allow-run-as-root"] if os.geteuid() == 0 else []) + [
         sys.executable, HELPER, "train", "--"] + args
@@ -233,6 +234,7 @@ def test_ctrl_c_on_mpirun_saves_the_step_all_ranks_reached(tmp_path):
     assert time.monotonic() - t0 < BOUND
     ck = load_checkpoint(path)
     assert 50 <= ck.step < 2000 and len(_losses(ck)) == ck.step
+    assert ck.extra["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 def test_a_batch_smaller_than_the_ranks_is_a_setting_error(tmp_path):
