@@ -251,8 +251,8 @@ class DataParallel:
             dtype = p.data.dtype
         if current:
             self.buckets.append(_Bucket(current, dtype))
-        self._bucket_of = {id(p): b for b in self.buckets for p in b.params}
-        self.handles = [p.register_grad_ready_hook(self._ready) for p in params]
+        self.__dict__["_bucket_of"] = {id(p): b for b in self.buckets for p in b.params}
+        self.__dict__["handles"] = [p.register_grad_ready_hook(self._ready) for p in params]
 
     # --- the module ----------------------------------------------------------
     def __call__(self, *args, **kwargs):

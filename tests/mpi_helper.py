@@ -54,6 +54,7 @@ def api():
     # ...until DataParallel broadcasts rank 0's; buckets of ~512 bytes: three
     dp = dist.DataParallel(model, bucket_mb=512 / 2**20)
     assert len(dp.buckets) >= 3, len(dp.buckets)
+    assert not any(k.startswith("_bucket") for k in vars(model)), "the wrapper's state stays its own"
     ref = build()                           # one process on the global batch
     for p, q in zip(ref.parameters(), model.parameters()):
         p.data[...] = q.data
