@@ -79,6 +79,22 @@ def api():
             np.testing.assert_allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6)
         opt.step()
         ref_opt.step()
+    # gradient accumulation: the rank's rows in two halves, the first under
+    # no_sync (nothing all-reduced), the second all-reducing the total
+    x = rng.standard_normal((8, 6)).astype(np.float32)
+    y = rng.standard_normal((8, 3)).astype(np.float32)
+    first, rows = dist.shard(len(x))
+    halves = (slice(first, first + rows // 2), slice(first + rows // 2, first + rows))
+    opt.zero_grad()
+    with dp.no_sync():
+        (((dp(tensor(x[halves[0]])) - tensor(y[halves[0]])) ** 2).mean() * 0.5).backward()
+    assert all(b.request is None for b in dp.buckets), "no_sync started an all-reduce"
+    (((dp(tensor(x[halves[1]])) - tensor(y[halves[1]])) ** 2).mean() * 0.5).backward()
+    dp.finish()
+    ref_opt.zero_grad()
+    ((ref(tensor(x)) - tensor(y)) ** 2).mean().backward()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6)
     dp.check_parameters()
     if r == 1:                              # a rank whose weights drifted: named
         model[0].weight.data[0, 0] += 1.0
