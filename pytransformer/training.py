@@ -329,18 +329,21 @@ class Trainer:
     ranks bounded by `dp_timeout` seconds); each rank computes rows
     distributed.shard(B) of every global batch, with the dropout masks those
     rows get in the whole batch; the loss is the global mean over the
-    batch's non-pad tokens. Rank 0 alone validates, writes the progress
-    line, the CSV and the checkpoints; Ctrl-C or SIGTERM on any rank stops
-    every rank after the same step."""
+    batch's non-pad tokens. Rank 0 alone validates (with
+    ``validate_all_ranks=True`` every rank calls `validate`, which shares
+    the work out and returns the scores on rank 0, None elsewhere), writes
+    the progress line, the CSV and the checkpoints; Ctrl-C or SIGTERM on
+    any rank stops every rank after the same step."""
 
     def __init__(self, model, epoch_batches, config, ckpt_path=None, validate=None,
-                 model_config=None, extra=None, stream=None, valid_csv=None, dp_timeout=60.0):
+                 model_config=None, extra=None, stream=None, valid_csv=None, dp_timeout=60.0,
+                 validate_all_ranks=False):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
         self.model, self.epoch_batches, self.config = model, epoch_batches, config
         self.ckpt_path, self.validate = ckpt_path, validate
         self.model_config, self.extra, self.stream = model_config, extra or {}, stream
-        self.valid_csv = valid_csv
+        self.valid_csv, self.validate_all_ranks = valid_csv, validate_all_ranks
         self.pad = model.config.pad_idx
         self.opt = optim.AdamW(model.parameters(), lr=config.lr_factor, betas=config.betas,
                                eps=config.eps, weight_decay=config.weight_decay)
@@ -480,7 +483,7 @@ class Trainer:
                 self._updating = False
                 progress.update(self.step, loss, int(np.sum(np.asarray(tgt_out) != self.pad)))
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.validate:
-                    if self.rank == 0:
+                    if self.rank == 0 or self.validate_all_ranks:
                         self._validate(progress)
                     distributed.barrier()       # the others wait, without a time limit
                 if self.ckpt_path and cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
@@ -556,6 +559,8 @@ class Trainer:
             scores = self.validate(self.model)
         finally:
             self.model.train(was)
+        if self.rank != 0:                  # a rank's share of validate_all_ranks
+            return
         if not isinstance(scores, dict):
             raise TypeError(f"validate: expected it to return a dict, got "
                             f"{type(scores).__name__}")

@@ -92,3 +92,22 @@ def test_one_process_world():
     np.testing.assert_array_equal(lin.weight.grad, g)
     with pytest.raises(ValueError, match="reduce: expected 'mean' or 'sum'"):
         distributed.DataParallel(lin, reduce="max")
+
+
+def test_validation_sums_of_shards_give_the_whole_scores(shipped):
+    """train_translator's data-parallel validation adds up
+    _validation_sums over contiguous shards in rank order: the same scores
+    as validation_scores on all the pairs (the shipped model, 24 pairs)."""
+    from pytransformer.data import make_splits
+    from pytransformer.translator import _scores, _validation_sums, validation_scores
+
+    pairs = make_splits(seed=0, n_train=50).valid[:24]
+    whole = validation_scores(shipped, pairs)
+    parts = [_validation_sums(shipped, pairs[f:f + k], 256)
+             for f, k in (distributed.shard(24, r, 3) for r in range(3))]
+    joined = _scores(sum(p[0] for p in parts), sum(p[1] for p in parts),
+                     sum(p[2] for p in parts), [h for p in parts for h in p[3]], pairs)
+    assert whole["exact_match"] > 0.5       # so that a misordered join would show
+    assert joined["exact_match"] == whole["exact_match"] and joined["bleu"] == whole["bleu"]
+    assert joined["accuracy"] == whole["accuracy"]
+    assert abs(joined["loss"] - whole["loss"]) < 1e-5 * whole["loss"]
