@@ -14,7 +14,7 @@ Under ``mpirun -np N`` (see pytransformer.distributed) the same Trainer
 trains data-parallel: every rank gets the same global batches, computes its
 contiguous shard of each, and the gradients of the token-weighted loss are
 all-reduced so that each step is the one-process step on the global batch
-(up to summation order); rank 0 alone validates, prints and saves.
+(up to summation order); rank 0 alone prints and saves (see Trainer).
 """
 import contextlib
 import dataclasses
