@@ -12,11 +12,14 @@ checkpoint.load_checkpoint): NumPy's ``bit_generator.state`` setter copies
 fields into C structs without range checks, so, for instance, a Philox
 ``buffer_pos`` outside [0, 4] makes later draws read outside the buffer.
 """
+import contextlib
 from collections.abc import Mapping
 
 import numpy as np
 
 _generator = np.random.Generator(np.random.PCG64(0))
+_shard = None           # (first row, rows) while batch_shard() is active
+_GAMMA = 0x9E3779B97F4A7C15   # csrc/rng.c's splitmix64 increment
 
 
 def manual_seed(seed):
@@ -36,6 +39,42 @@ def generator():
 def next_seed():
     """A fresh 63-bit seed for one dropout call."""
     return int(_generator.integers(0, 2**63 - 1))
+
+
+@contextlib.contextmanager
+def batch_shard(first, rows):
+    """While inside, this process computes rows [first, first + rows) of a
+    larger batch (data-parallel training): each dropout call on an input
+    whose first axis is those `rows` gets the mask that the same call on the
+    whole batch would give to these rows. The mask of element i is a pure
+    function of (seed, i) (csrc/rng.c: splitmix64 at seed + (i + 1) * GAMMA),
+    so shifting the index by first * (elements per row) is shifting the seed
+    by that times GAMMA (mod 2**64): dropout_seed does it."""
+    global _shard
+    if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 0:
+        raise ValueError(f"batch_shard: first: expected a non-negative int, got {first!r:.80}")
+    if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise ValueError(f"batch_shard: rows: expected a positive int, got {rows!r:.80}")
+    before, _shard = _shard, (int(first), int(rows))
+    try:
+        yield
+    finally:
+        _shard = before
+
+
+def dropout_seed(shape):
+    """The seed of one dropout call on an input of `shape`: next_seed(),
+    shifted to this process's rows inside batch_shard() (ValueError when the
+    input's first axis is not those rows)."""
+    seed = next_seed()
+    if _shard is None:
+        return seed
+    first, rows = _shard
+    if len(shape) == 0 or shape[0] != rows:
+        raise ValueError(f"dropout: an input of shape {tuple(shape)} inside batch_shard("
+                         f"rows={rows}): the batch must be its first axis")
+    per = int(np.prod(shape[1:], dtype=np.int64))
+    return (seed + first * per * _GAMMA) % 2**64
 
 
 def get_rng_state():

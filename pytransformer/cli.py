@@ -267,7 +267,8 @@ _TRAIN_OPTIONS = [
     ("--label-smoothing", float, 0.1, "label smoothing of the loss", _finite(0.0, 1.0)),
     ("--eval-every", int, 500, "validation every N steps (0: never)", _int_min(0)),
     ("--ckpt-every", int, 500, "checkpoint every N steps (0: only at the end)", _int_min(0)),
-    ("--threads", int, 0, "threads (0: all cores; more than the cores are capped)",
+    ("--threads", int, 0, "threads (0: all cores, shared among the ranks of mpirun on a "
+                          "machine; more than the cores are capped)",
      _int_min(0)),
 ]
 # settings a resumed run keeps (the model's shapes, the data and its order, and the
@@ -410,8 +411,16 @@ def cmd_train(args):
     tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
                      label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
                      eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"])
-    from pytransformer import get_num_threads, set_num_threads
+    from pytransformer import distributed, get_num_threads, set_num_threads
+    distributed.init()                      # under mpirun: data-parallel on its ranks
     threads = _effective_threads(cfg["threads"], origin("threads"))
+    if not threads and distributed.is_distributed():
+        # all cores, shared among the ranks on this machine
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        threads = max(1, cores // distributed.local_size())
     if threads:
         try:
             set_num_threads(threads)
@@ -428,14 +437,19 @@ def cmd_train(args):
     from pytransformer.translator import SettingsError
     with _writing(cfg["out"]):
         try:
-            tr = train_translator(cfg["out"], model_config, tc, n_train=cfg["n_train"],
-                                  data_seed=cfg["data_seed"], batch_size=cfg["batch_size"],
-                                  resume=cfg["resume"])
+            # data-parallel, an error on one rank ends every rank (MPI_Abort)
+            with distributed.abort_on_error("pytransformer train",
+                                            passthrough=(SettingsError, ResumeError)):
+                tr = train_translator(cfg["out"], model_config, tc, n_train=cfg["n_train"],
+                                      data_seed=cfg["data_seed"],
+                                      batch_size=cfg["batch_size"], resume=cfg["resume"])
         except SettingsError as e:          # e.g. --max-len shorter than the corpus needs
             dest, what = str(e).split(":", 1)
             raise CLIError(f"--{dest.replace('_', '-')}:{what}{origin(dest)}") from None
         except ResumeError as e:            # checked in full once the data are known
             raise CLIError(f"--resume: {e}") from None
+    if distributed.rank() != 0:             # rank 0 reports
+        return 0
     for s in ("the ball is blue", "the black cat drank the milk"):
         print(f"{s} -> {tr.translate([s])[0]}")
     print(f"saved {cfg['out']}")

@@ -9,6 +9,12 @@ the data is then just (epoch, batch index), which the checkpoint stores
 together with the model, the optimizer, the schedule and the library's RNG
 (dropout), so that a resumed run continues exactly as an uninterrupted one
 would (same losses, same weights; tested).
+
+Under ``mpirun -np N`` (see pytransformer.distributed) the same Trainer
+trains data-parallel: every rank gets the same global batches, computes its
+contiguous shard of each, and the gradients of the token-weighted loss are
+all-reduced so that each step is the one-process step on the global batch
+(up to summation order); rank 0 alone prints and saves (see Trainer).
 """
 import contextlib
 import dataclasses
@@ -22,7 +28,7 @@ import time
 import numpy as np
 
 import pytransformer as pt
-from pytransformer import checkpoint, optim
+from pytransformer import _random, checkpoint, distributed, optim
 from pytransformer.nn import functional as F
 
 __all__ = ["ResumeError", "TrainConfig", "Trainer", "check_training_state",
@@ -252,6 +258,21 @@ def write_csv(path, rows):
     atomic_write(path, ["\n".join(lines).encode() + b"\n"])
 
 
+class _Silent:
+    """The progress stream of the ranks other than 0: discards everything."""
+
+    def write(self, text):
+        """Discard `text`."""
+        return len(text)
+
+    def flush(self):
+        """Nothing to flush."""
+
+    def isatty(self):
+        """Not a terminal."""
+        return False
+
+
 class Progress:
     """One status line on a terminal (rewritten in place), or a plain line
     every `every` steps elsewhere: step, loss, tokens/s, ETA."""
@@ -300,16 +321,29 @@ class Trainer:
     (atomically) after each one. ``model_config``, a JSON-able dict saved
     with the checkpoints (what is needed to rebuild the model). ``run()``
     trains up to config.steps and returns the list of (step, loss).
-    ``Trainer.resume(path, model, epoch_batches, ...)`` continues a run."""
+    ``Trainer.resume(path, model, epoch_batches, ...)`` continues a run.
+
+    Under mpirun with several ranks (distributed.init() finds them), the
+    model is wrapped in distributed.DataParallel (parameters broadcast from
+    rank 0, compared by checksum every 100 steps, each wait for the other
+    ranks bounded by `dp_timeout` seconds); each rank computes rows
+    distributed.shard(B) of every global batch, with the dropout masks those
+    rows get in the whole batch; the loss is the global mean over the
+    batch's non-pad tokens. Rank 0 alone validates (with
+    ``validate_all_ranks=True`` every rank calls `validate`, which shares
+    the work out and returns the scores on rank 0, None elsewhere), writes
+    the progress line, the CSV and the checkpoints; Ctrl-C or SIGTERM on
+    any rank stops every rank after the same step."""
 
     def __init__(self, model, epoch_batches, config, ckpt_path=None, validate=None,
-                 model_config=None, extra=None, stream=None, valid_csv=None):
+                 model_config=None, extra=None, stream=None, valid_csv=None, dp_timeout=60.0,
+                 validate_all_ranks=False):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
         self.model, self.epoch_batches, self.config = model, epoch_batches, config
         self.ckpt_path, self.validate = ckpt_path, validate
         self.model_config, self.extra, self.stream = model_config, extra or {}, stream
-        self.valid_csv = valid_csv
+        self.valid_csv, self.validate_all_ranks = valid_csv, validate_all_ranks
         self.pad = model.config.pad_idx
         self.opt = optim.AdamW(model.parameters(), lr=config.lr_factor, betas=config.betas,
                                eps=config.eps, weight_decay=config.weight_decay)
@@ -320,6 +354,14 @@ class Trainer:
         self._updating, self._interrupt, self._rng_before = False, False, None
         self._saved_step = None             # the step the file at ckpt_path holds
         self.earlier_history = []           # (step, loss) of the run before resume()
+        distributed.init()
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.dp, self._stop_agreed = None, False
+        if self.world > 1:
+            self.dp = distributed.DataParallel(model, reduce="sum", check_every=100,
+                                               timeout=dp_timeout)
+            if self.rank != 0:
+                self.stream = _Silent()
 
     @property
     def loss_history(self):
@@ -329,7 +371,10 @@ class Trainer:
 
     # --- one step ------------------------------------------------------------
     def train_step(self, src, tgt_in, tgt_out):
-        """Forward, backward, clip, AdamW, schedule; returns the loss."""
+        """Forward, backward, clip, AdamW, schedule; returns the loss (of
+        the global batch, when data-parallel)."""
+        if self.dp is not None:
+            return self._parallel_step(src, tgt_in, tgt_out)
         logits = self.model(src, tgt_in)
         V = logits.shape[-1]
         loss = F.cross_entropy(logits.reshape(-1, V), np.asarray(tgt_out).reshape(-1),
@@ -343,6 +388,45 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         return loss.item()
+
+    def _parallel_step(self, src, tgt_in, tgt_out):
+        """train_step on this rank's rows: the loss of the rows, weighted by
+        their share of the batch's non-pad tokens, so that the sum over
+        ranks of the gradients is the gradient of the global mean."""
+        from mpi4py import MPI
+        src, tgt_in, tgt_out = np.asarray(src), np.asarray(tgt_in), np.asarray(tgt_out)
+        first, rows = distributed.shard(len(src))
+        rows_ = slice(first, first + rows)
+        ntok = int(np.sum(tgt_out != self.pad))
+        mine = int(np.sum(tgt_out[rows_] != self.pad))
+        with _random.batch_shard(first, rows):
+            logits = self.model(src[rows_], tgt_in[rows_])
+        V = logits.shape[-1]
+        loss = F.cross_entropy(logits.reshape(-1, V), tgt_out[rows_].reshape(-1),
+                               ignore_index=self.pad,
+                               label_smoothing=self.config.label_smoothing)
+        # the batch's loss and whether any rank was interrupted, reduced
+        # while backward runs
+        stats = np.array([loss.item() * mine if mine else 0.0,
+                          1.0 if self._interrupt is True else 0.0])
+        request = distributed.comm().Iallreduce(MPI.IN_PLACE, stats, op=MPI.SUM)
+        self.opt.zero_grad()
+        if mine:
+            (loss * (mine / ntok)).backward()
+        self.dp.finish()
+        distributed._wait([request], self.dp.timeout, "the loss all-reduce")
+        self._stop_agreed = self._stop_agreed or stats[1] > 0
+        if self.config.clip_norm:           # the same global norm on every rank
+            optim.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self._updating = True
+        self.opt.step()
+        self.sched.step()
+        return float(stats[0] / ntok)
+
+    def _stopping(self):
+        """Whether to stop at this step boundary (Ctrl-C/SIGTERM: on this
+        process, or, data-parallel, on any rank by the last step)."""
+        return self._stop_agreed if self.dp is not None else bool(self._interrupt)
 
     # --- the loop --------------------------------------------------------------
     def run(self):
@@ -374,6 +458,7 @@ class Trainer:
                 raise
         if self.ckpt_path and self._saved_step != self.step:
             self.save(self.ckpt_path)
+            distributed.barrier()
         if self._interrupt:                 # Ctrl-C during the last step
             self._stop(progress)
         return self.history
@@ -385,7 +470,7 @@ class Trainer:
             if len(batches) == 0:
                 raise ValueError("epoch_batches: returned no batches")
             while self.index < len(batches) and self.step < cfg.steps:
-                if self._interrupt:
+                if self._stopping():
                     self._stop(progress)
                 src, tgt_in, tgt_out = batches[self.index]
                 self._rng_before = pt.get_rng_state()
@@ -398,10 +483,13 @@ class Trainer:
                 self._updating = False
                 progress.update(self.step, loss, int(np.sum(np.asarray(tgt_out) != self.pad)))
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.validate:
-                    self._validate(progress)
+                    if self.rank == 0 or self.validate_all_ranks:
+                        self._validate(progress)
+                    distributed.barrier()       # the others wait, without a time limit
                 if self.ckpt_path and cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save(self.ckpt_path)
                     progress.message(f"checkpoint: {self.ckpt_path} (step {self.step})")
+                    distributed.barrier()
             if self.index >= len(batches):
                 self.epoch, self.index = self.epoch + 1, 0
 
@@ -410,6 +498,7 @@ class Trainer:
         if self.ckpt_path:
             if self._saved_step != self.step:
                 self.save(self.ckpt_path)
+                distributed.barrier()
             progress.message(f"interrupted: saved {self.ckpt_path} at step {self.step}; "
                              f"resume with --resume")
         self._interrupt = None              # reported: nothing left to do on the way out
@@ -444,18 +533,24 @@ class Trainer:
         if previous in (signal.SIG_IGN, None):
             yield
             return
+        # data-parallel, mpirun turns Ctrl-C into SIGTERM for every rank
+        signums = (signal.SIGINT, signal.SIGTERM) if self.dp is not None else (signal.SIGINT,)
+        before = {s: signal.getsignal(s) for s in signums}
 
         def on_sigint(signum, frame):
             if self._interrupt:
                 raise KeyboardInterrupt
             self._interrupt = True
-            progress.message("interrupt: finishing the step under way, then saving (Ctrl-C "
-                             "again stops at once, without saving)")
-        signal.signal(signal.SIGINT, on_sigint)
+            what = "interrupt" if signum == signal.SIGINT else "terminate signal (SIGTERM)"
+            progress.message(f"{what}: finishing the step under way, then saving (Ctrl-C "
+                             f"again stops at once, without saving)")
+        for s in signums:
+            signal.signal(s, on_sigint)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, handler in before.items():
+                signal.signal(s, handler)
 
     def _validate(self, progress):
         was = self.model.training
@@ -464,6 +559,8 @@ class Trainer:
             scores = self.validate(self.model)
         finally:
             self.model.train(was)
+        if self.rank != 0:                  # a rank's share of validate_all_ranks
+            return
         if not isinstance(scores, dict):
             raise TypeError(f"validate: expected it to return a dict, got "
                             f"{type(scores).__name__}")
@@ -479,15 +576,21 @@ class Trainer:
         model, optimizer, step and RNG, extra holds the schedule, the
         position in the data (epoch, index), the TrainConfig, the
         validations, the last loss, the thread count the kernels ran with
-        (results depend on it: BLAS splits its products by thread) and the
-        loss of every step so far as base64 float64 (when all are known)."""
+        (results depend on it: BLAS splits its products by thread), the
+        number of data-parallel ranks and the loss of every step so far as
+        base64 float64 (when all are known). Data-parallel, only rank 0
+        writes (the others only note the step)."""
+        if self.rank != 0:
+            if self.ckpt_path is not None and os.fspath(path) == os.fspath(self.ckpt_path):
+                self._saved_step = self.step
+            return
         extra = dict(self.extra)
         extra.update(scheduler=self.sched.state_dict(), epoch=self.epoch, index=self.index,
                      train_config=dataclasses.asdict(self.config),
                      validations=[{k: _jsonable(v) for k, v in row.items()}
                                   for row in self.validations],
                      last_loss=self.history[-1][1] if self.history else None,
-                     threads=pt.get_num_threads())
+                     threads=pt.get_num_threads(), world_size=self.world)
         whole = self.loss_history
         if [s for s, _ in whole] == list(range(1, self.step + 1)):
             extra["losses"] = _encode_losses([loss for _, loss in whole])
@@ -503,7 +606,13 @@ class Trainer:
         `config` may raise config.steps; by default the saved config is used.
         The saved state is checked first (check_training_state; the index
         must lie within the saved epoch's batches): ResumeError, naming the
-        file and the field, for anything that cannot be resumed."""
+        file and the field, for anything that cannot be resumed.
+        Data-parallel, every rank reads `path` (on several machines: the
+        same file on each, e.g. shared storage) and the ranks' parameters are
+        then compared. Resuming with a different number of ranks is allowed:
+        the global batches and the data order do not depend on it, but the
+        sums over ranks are taken in another order, so the run is not
+        bit-identical to an uninterrupted one; rank 0 says so on the stream."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"resume: no checkpoint at {path}")
         where = os.fspath(path)
@@ -532,6 +641,14 @@ class Trainer:
             except (TypeError, ValueError, KeyError, OverflowError) as e:
                 raise ResumeError(f"{where}: {field}: {e}") from None
         trainer.step, trainer.epoch, trainer.index = ck.step, ck.extra["epoch"], ck.extra["index"]
+        saved_world = ck.extra.get("world_size", 1)
+        if saved_world != trainer.world and trainer.rank == 0:
+            (trainer.stream or sys.stderr).write(
+                f"resume: {where} was written by a run on {saved_world} rank(s), this one has "
+                f"{trainer.world}: same batches and data order, but not bit-identical to a "
+                f"run on {saved_world}\n")
+        if trainer.dp is not None:
+            trainer.dp.check_parameters()
         trainer._saved_step = ck.step if os.fspath(trainer.ckpt_path) == where else None
         trainer.validations = [row for row in ck.extra.get("validations", [])
                                if row["step"] <= ck.step]

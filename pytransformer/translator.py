@@ -19,7 +19,7 @@ import pytransformer as pt
 from pytransformer import checkpoint, decode
 from pytransformer.data import EOS, BOS, PAD, Vocab, batch, iter_batches, make_splits, tokenize
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
-from pytransformer.training import TrainConfig, Trainer
+from pytransformer.training import TrainConfig, Trainer, _Silent
 
 __all__ = ["SettingsError", "Translator", "UnknownWordWarning", "corpus_bleu", "default_model_path", "evaluate",
            "train_translator", "validation_scores"]
@@ -328,11 +328,17 @@ def validation_scores(translator, pairs, batch_size=256):
     included) predicted right, both over the padded batches; then greedy
     decodes of the same pairs give ``exact_match`` and ``bleu`` (corpus
     BLEU by sacrebleu, None when it is not installed)."""
+    if len(pairs) == 0:
+        raise ValueError("validation_scores: pairs is empty")
+    return _scores(*_validation_sums(translator, pairs, batch_size), pairs)
+
+
+def _validation_sums(translator, pairs, batch_size):
+    """validation_scores' sums over `pairs`: (cross-entropy summed over
+    target tokens, tokens right, target tokens, greedy translations)."""
     from pytransformer.autograd import no_grad
     from pytransformer.nn import functional as F
 
-    if len(pairs) == 0:
-        raise ValueError("validation_scores: pairs is empty")
     model, pad = translator.model, translator.model.config.pad_idx
     nll, right, count = 0.0, 0, 0
     with no_grad():
@@ -350,6 +356,11 @@ def validation_scores(translator, pairs, batch_size=256):
     with warnings.catch_warnings():          # <unk> in held-out data is expected here
         warnings.simplefilter("ignore", UnknownWordWarning)
         hyps = translate_pairs(translator, pairs, batch_size=batch_size)
+    return nll, right, count, hyps
+
+
+def _scores(nll, right, count, hyps, pairs):
+    """validation_scores' dict from its sums over `pairs`."""
     refs = [p.target for p in pairs]
     return {"loss": nll / count, "accuracy": right / count,
             "exact_match": sum(h == r for h, r in zip(hyps, refs)) / len(pairs),
@@ -368,8 +379,15 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     empty). The losses and the validations of the whole run (the steps
     before a resume included) go to <path stem>.loss.csv (with matplotlib,
     also .loss.png) and <path stem>.valid.csv. A checkpoint that cannot be
-    resumed raises training.ResumeError. Returns the Translator."""
+    resumed raises training.ResumeError. Under mpirun with several ranks
+    the training is data-parallel (see Trainer): every rank runs this
+    function with the same arguments, rank 0 alone prints and writes.
+    Returns the Translator."""
     tc = train_config or TrainConfig()
+    from pytransformer import distributed
+    distributed.init()                  # under mpirun: data-parallel; rank 0 writes
+    if distributed.rank() != 0:
+        stream = _Silent()
     splits = make_splits(seed=data_seed, n_train=n_train)
     src_vocab = Vocab.build(p.src for p in splits.train)
     tgt_vocab = Vocab.build(p.tgt for p in splits.train)
@@ -378,6 +396,12 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     cfg.update(src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab), pad_idx=0)
     model = Seq2SeqTransformer(Seq2SeqConfig(**cfg))
     pairs = splits.train
+    world, tail = distributed.world_size(), len(pairs) % batch_size
+    if world > 1 and (batch_size < world or 0 < tail < world):
+        smallest = batch_size if batch_size < world else tail
+        raise SettingsError(f"batch_size: every batch needs at least one pair per rank ({world} "
+                            f"ranks), but batches of {batch_size} over the {len(pairs)} training "
+                            f"pairs include one of {smallest}; got {batch_size}")
     need = 1 + max(max(len(p.src), len(p.tgt)) for p in pairs)     # + EOS / BOS
     if model.config.max_len < need:
         raise SettingsError(f"max_len: expected at least {need} (the longest training pair "
@@ -390,20 +414,33 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     valid = splits.valid[:n_valid_eval]
 
     def validate(m):
-        return validation_scores(Translator(m, src_vocab, tgt_vocab), valid)
+        if not distributed.is_distributed():
+            return validation_scores(Translator(m, src_vocab, tgt_vocab), valid)
+        # data-parallel: each rank translates its share, rank 0 scores them
+        first, rows = distributed.shard(len(valid))
+        sums = _validation_sums(Translator(m, src_vocab, tgt_vocab),
+                                valid[first:first + rows], 256)
+        parts = distributed.comm().gather(sums, root=0)
+        if distributed.rank() != 0:
+            return None
+        return _scores(sum(p[0] for p in parts), sum(p[1] for p in parts),
+                       sum(p[2] for p in parts), [h for p in parts for h in p[3]], valid)
 
     stem = str(path)[:-len(".safetensors")] if str(path).endswith(".safetensors") else str(path)
-    if tc.eval_every and not bleu_available():
+    if tc.eval_every and not bleu_available() and distributed.rank() == 0:
         print(f"validation: {BLEU_UNAVAILABLE}", file=stream or sys.stderr)
     extra = {"src_vocab": src_vocab.to_dict(), "tgt_vocab": tgt_vocab.to_dict(),
              "data": {"seed": data_seed, "n_train": n_train, "batch_size": batch_size}}
-    kw = dict(validate=validate, extra=extra, stream=stream, valid_csv=stem + ".valid.csv")
+    kw = dict(validate=validate, extra=extra, stream=stream, valid_csv=stem + ".valid.csv",
+              validate_all_ranks=True)
     if resume:
         trainer = Trainer.resume(path, model, epoch_batches, config=tc, **kw)
     else:
         trainer = Trainer(model, epoch_batches, tc, ckpt_path=path,
                           model_config=model.config.to_dict(), **kw)
     trainer.run()
+    if distributed.rank() != 0:
+        return Translator(model.eval(), src_vocab, tgt_vocab, extra["data"])
     from pytransformer.plot import save_loss_curve
     for f in save_loss_curve(trainer.loss_history, stem):
         print(f"wrote {f}", file=stream)

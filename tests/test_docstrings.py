@@ -33,7 +33,7 @@ MODULES = [
     "pytransformer.nn", "pytransformer.nn.*", "pytransformer.optim", "pytransformer.checkpoint",
     "pytransformer.data", "pytransformer.decode", "pytransformer.translator",
     "pytransformer.training", "pytransformer.explain", "pytransformer.explain.*",
-    "pytransformer.pretrained", "pytransformer.plot",
+    "pytransformer.pretrained", "pytransformer.plot", "pytransformer.distributed",
 ]
 
 # Modules of the package the walk does not enter, with the reason. Any other

@@ -302,6 +302,24 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         return self
 
+    def register_grad_ready_hook(self, hook):
+        """Call ``hook(self)`` in every backward pass that reaches this leaf,
+        once its ``.grad`` holds everything that pass adds to it (after the
+        last node that uses it, while the rest of the pass goes on; ``.grad``
+        may still be None when no path gave it a gradient). Data-parallel
+        training starts a parameter bucket's all-reduce from it. Returns a
+        handle whose ``remove()`` unregisters the hook. Only leaves that
+        require grad have one (RuntimeError otherwise)."""
+        if self.grad_fn is not None or not self.requires_grad:
+            raise RuntimeError("register_grad_ready_hook: only a leaf tensor that requires "
+                               "grad can have one")
+        if not callable(hook):
+            raise TypeError(f"register_grad_ready_hook: expected a callable, got "
+                            f"{type(hook).__name__}")
+        hooks = self.__dict__.setdefault("_grad_ready_hooks", [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after backward."""
         if not self.requires_grad:
@@ -743,6 +761,47 @@ def _topo_order(root):
     return order
 
 
+class _HookHandle:
+    """What register_grad_ready_hook returns: ``remove()`` unregisters."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        """Unregister the hook (a second call does nothing)."""
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def _hooked_leaves(order):
+    """{id(leaf): [leaf, number of nodes in `order` that take it]} for the
+    leaves with grad-ready hooks."""
+    pending = {}
+    for node in order:
+        seen = set()
+        for t in node.inputs:
+            if (t.grad_fn is None and t.requires_grad and t.__dict__.get("_grad_ready_hooks")
+                    and id(t) not in seen):
+                seen.add(id(t))
+                pending.setdefault(id(t), [t, 0])[1] += 1
+    return pending
+
+
+def _release(node, pending):
+    """`node` is done: fire the hooks of the leaves it was the last user of."""
+    seen = set()
+    for t in node.inputs:
+        entry = pending.get(id(t))
+        if entry is None or id(t) in seen:
+            continue
+        seen.add(id(t))
+        entry[1] -= 1
+        if entry[1] == 0:
+            del pending[id(t)]
+            for hook in list(t._grad_ready_hooks):
+                hook(t)
+
+
 def _accumulate(t, g):
     if g.shape != t.shape:
         raise RuntimeError(f"backward: gradient of shape {g.shape} for a tensor of "
@@ -774,8 +833,11 @@ def backward(root, gradient=None, retain_graph=False):
         gradient = gradient.astype(root.dtype, copy=False)
     if root.grad_fn is None:  # a leaf
         _accumulate(root, gradient)
+        for hook in list(root.__dict__.get("_grad_ready_hooks", ())):
+            hook(root)
         return
     order = _topo_order(root)  # first: it raises if the graph was freed
+    pending = _hooked_leaves(order)
     grads = {id(root.grad_fn): [None] * len(root.grad_fn.out_meta)}
     grads[id(root.grad_fn)][root._out_index] = gradient
     if root._retains_grad:
@@ -783,6 +845,8 @@ def backward(root, gradient=None, retain_graph=False):
     for node in order:
         outs = grads.pop(id(node), None)
         if outs is None:
+            if pending:
+                _release(node, pending)
             continue
         if not node.none_grads_ok:
             outs = [np.zeros(m[0], m[1]) if g is None and m is not None else g
@@ -810,6 +874,8 @@ def backward(root, gradient=None, retain_graph=False):
                 raise RuntimeError(f"{node.name}.backward returned a gradient of shape "
                                    f"{g.shape} for an input of shape {t.shape}")
             slot[i] = g if slot[i] is None else slot[i] + g
+        if pending:
+            _release(node, pending)
         if not retain_graph:
             node._free()
 

@@ -79,7 +79,8 @@ def dropout(input, p=0.5, training=True, seed=None):
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    return kernels.Dropout.apply(x, float(p), _random.next_seed() if seed is None else seed)
+    return kernels.Dropout.apply(x, float(p), _random.dropout_seed(x.shape) if seed is None
+                                 else seed)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",

