@@ -1,0 +1,208 @@
+/*
+ * layernorm_avx512.c -- layer norm's row functions (layernorm.c) with
+ * AVX-512 intrinsics, float32 and float64: the dispatch table's avx512
+ * entries pt_ln_avx512_f32 / _f64.
+ *
+ * The same operations in the same order as the portable rows: row sums in
+ * the LANES = 16 double lanes of pt_lanes.h (lane k takes the elements
+ * c = k mod 16; one 16-float vector converts to the two 8-double halves
+ * that hold lanes 0-7 and 8-15, or two 8-double vectors), combined by
+ * lane_sum; elementwise formulas in `real` with no FMA. So the results
+ * are bitwise those of the portable and AVX2 rows. Row tails use masked
+ * loads and masked adds (lanes past the row are not touched), so a tail
+ * element goes to the same lane as in the portable loop.
+ */
+#include "pt_real.h"
+#include "pt_dispatch.h"
+
+#if PT_X86
+#include "pt_avx512.h"
+#include "pt_lanes.h"   /* LANES, lane_sum */
+
+#define A512 PT_TARGET_AVX512
+#define INL static inline __attribute__((always_inline))
+
+#define NV (LANES / ZW)                /* vectors per block of LANES */
+#define GROUP 4                        /* dwdb_group's full group (layernorm.c) */
+
+/* acc (the 16 lanes as two 8-double halves) += v, v being vector j of a
+ * block, in the lanes m selects (m all ones: a plain add). */
+A512 INL void PT_SFX(acc_add)(__m512d acc[2], int j, zreal v, zmask m)
+{
+#if PT_DTYPE == 64
+    acc[j] = _mm512_mask_add_pd(acc[j], m, acc[j], v);
+#else
+    (void)j;
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+    acc[0] = _mm512_mask_add_pd(acc[0], (__mmask8)m, acc[0], lo);
+    acc[1] = _mm512_mask_add_pd(acc[1], (__mmask8)(m >> 8), acc[1], hi);
+#endif
+}
+
+/* acc += a * b in double (a, b converted first), in the lanes m selects. */
+A512 INL void PT_SFX(acc_fma_free)(__m512d acc[2], int j, zreal a, zreal b, zmask m)
+{
+#if PT_DTYPE == 64
+    acc[j] = _mm512_mask_add_pd(acc[j], m, acc[j], _mm512_mul_pd(a, b));
+#else
+    (void)j;
+    __m512d alo = _mm512_cvtps_pd(_mm512_castps512_ps256(a));
+    __m512d ahi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1));
+    __m512d blo = _mm512_cvtps_pd(_mm512_castps512_ps256(b));
+    __m512d bhi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(b, 1));
+    acc[0] = _mm512_mask_add_pd(acc[0], (__mmask8)m, acc[0], _mm512_mul_pd(alo, blo));
+    acc[1] = _mm512_mask_add_pd(acc[1], (__mmask8)(m >> 8), acc[1], _mm512_mul_pd(ahi, bhi));
+#endif
+}
+
+/* lane_sum of the two halves. */
+A512 INL double PT_SFX(acc_sum)(const __m512d acc[2])
+{
+    double a[LANES];
+    _mm512_storeu_pd(a, acc[0]);
+    _mm512_storeu_pd(a + 8, acc[1]);
+    return PT_SFX(lane_sum)(a);
+}
+
+A512 static void PT_SFX(ln_fwd_row_avx512)(real *y, real *mean, real *rstd, const real *x,
+                                      const real *w, const real *b, int64_t C, real eps)
+{
+    const zmask all = (zmask)~(zmask)0;
+    __m512d acc[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    int64_t c = 0, rem;
+    for (; c + LANES <= C; c += LANES)
+        for (int j = 0; j < NV; j++) PT_SFX(acc_add)(acc, j, Z_LOAD(x + c + j * ZW), all);
+    rem = C - c;
+    for (int j = 0; rem && j < NV; j++) {
+        zmask m = Z_TAIL(rem - j * ZW);
+        PT_SFX(acc_add)(acc, j, Z_MLOAD(x + c + j * ZW, m), m);
+    }
+    real mr = (real)(PT_SFX(acc_sum)(acc) / C);
+    /* sum (x - m)^2: the difference rounded to real, squared in double */
+    zreal vm = Z_SET1(mr);
+    acc[0] = acc[1] = _mm512_setzero_pd();
+    for (c = 0; c + LANES <= C; c += LANES)
+        for (int j = 0; j < NV; j++) {
+            zreal d = Z_SUB(Z_LOAD(x + c + j * ZW), vm);
+            PT_SFX(acc_fma_free)(acc, j, d, d, all);
+        }
+    for (int j = 0; rem && j < NV; j++) {
+        zmask m = Z_TAIL(rem - j * ZW);
+        zreal d = Z_KEEP(m, Z_SUB(Z_MLOAD(x + c + j * ZW, m), vm));
+        PT_SFX(acc_fma_free)(acc, j, d, d, m);
+    }
+    real rs = (real)(1.0 / sqrt(PT_SFX(acc_sum)(acc) / C + eps));
+    /* y = ((x - m) * rs) * w + b, the terms present */
+    zreal vrs = Z_SET1(rs);
+    for (c = 0; c < C; c += ZW) {
+        zmask m = Z_TAIL(C - c);
+        zreal v = Z_MUL(Z_SUB(Z_MLOAD(x + c, m), vm), vrs);
+        if (w) v = Z_MUL(v, Z_MLOAD(w + c, m));
+        if (b) v = Z_ADD(v, Z_MLOAD(b + c, m));
+        Z_MSTORE(y + c, m, v);
+    }
+    *mean = mr;
+    *rstd = rs;
+}
+
+A512 static void PT_SFX(ln_bwd_row_avx512)(real *dx, const real *dy, const real *x, const real *w,
+                                      real mr, real rs, int64_t C, int accumulate)
+{
+    const zmask all = (zmask)~(zmask)0;
+    __m512d ag[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    __m512d agx[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    zreal vm = Z_SET1(mr), vrs = Z_SET1(rs);
+    int64_t c = 0, rem;
+    for (; c + LANES <= C; c += LANES)
+        for (int j = 0; j < NV; j++) {
+            int64_t o = c + j * ZW;
+            zreal h = Z_MUL(Z_SUB(Z_LOAD(x + o), vm), vrs);
+            zreal g = w ? Z_MUL(Z_LOAD(dy + o), Z_LOAD(w + o)) : Z_LOAD(dy + o);
+            PT_SFX(acc_add)(ag, j, g, all);
+            PT_SFX(acc_fma_free)(agx, j, g, h, all);
+        }
+    rem = C - c;
+    for (int j = 0; rem && j < NV; j++) {
+        int64_t o = c + j * ZW;
+        zmask m = Z_TAIL(rem - j * ZW);
+        zreal h = Z_MUL(Z_SUB(Z_MLOAD(x + o, m), vm), vrs);
+        zreal g = Z_MLOAD(dy + o, m);
+        if (w) g = Z_MUL(g, Z_MLOAD(w + o, m));
+        PT_SFX(acc_add)(ag, j, g, m);
+        PT_SFX(acc_fma_free)(agx, j, g, h, m);
+    }
+    zreal mg = Z_SET1((real)(PT_SFX(acc_sum)(ag) / C));
+    zreal mgx = Z_SET1((real)(PT_SFX(acc_sum)(agx) / C));
+    /* dx = or += rs * ((dy * w - mg) - ((x - m) * rs) * mgx) */
+    for (c = 0; c < C; c += ZW) {
+        zmask m = Z_TAIL(C - c);
+        zreal g = Z_MLOAD(dy + c, m);
+        if (w) g = Z_MUL(g, Z_MLOAD(w + c, m));
+        zreal h = Z_MUL(Z_SUB(Z_MLOAD(x + c, m), vm), vrs);
+        zreal v = Z_MUL(vrs, Z_SUB(Z_SUB(g, mg), Z_MUL(h, mgx)));
+        if (accumulate) v = Z_ADD(Z_MLOAD(dx + c, m), v);
+        Z_MSTORE(dx + c, m, v);
+    }
+}
+
+/* p[0..ZW) += (double)v in the lanes m selects. */
+A512 INL void PT_SFX(part_add)(double *p, zreal v, zmask m)
+{
+#if PT_DTYPE == 64
+    _mm512_mask_storeu_pd(p, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, p), v));
+#else
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+    __mmask8 ml = (__mmask8)m, mh = (__mmask8)(m >> 8);
+    _mm512_mask_storeu_pd(p, ml, _mm512_add_pd(_mm512_maskz_loadu_pd(ml, p), lo));
+    _mm512_mask_storeu_pd(p + 8, mh, _mm512_add_pd(_mm512_maskz_loadu_pd(mh, p + 8), hi));
+#endif
+}
+
+A512 static void PT_SFX(ln_dwdb_group_avx512)(double *restrict pdw, double *restrict pdb,
+                                         const real *dy, const real *x, const real *mean,
+                                         const real *rstd, int nr, int64_t C)
+{
+    if (nr == GROUP) {
+        const real *x0 = x, *x1 = x + C, *x2 = x + 2 * C, *x3 = x + 3 * C;
+        const real *d0 = dy, *d1 = dy + C, *d2 = dy + 2 * C, *d3 = dy + 3 * C;
+        zreal m0 = Z_SET1(mean[0]), m1 = Z_SET1(mean[1]), m2 = Z_SET1(mean[2]);
+        zreal m3 = Z_SET1(mean[3]);
+        zreal r0 = Z_SET1(rstd[0]), r1 = Z_SET1(rstd[1]), r2 = Z_SET1(rstd[2]);
+        zreal r3 = Z_SET1(rstd[3]);
+        for (int64_t c = 0; c < C; c += ZW) {
+            zmask m = Z_TAIL(C - c);
+            zreal e0 = Z_MLOAD(d0 + c, m), e1 = Z_MLOAD(d1 + c, m);
+            zreal e2 = Z_MLOAD(d2 + c, m), e3 = Z_MLOAD(d3 + c, m);
+            zreal h0 = Z_MUL(Z_SUB(Z_MLOAD(x0 + c, m), m0), r0);
+            zreal h1 = Z_MUL(Z_SUB(Z_MLOAD(x1 + c, m), m1), r1);
+            zreal h2 = Z_MUL(Z_SUB(Z_MLOAD(x2 + c, m), m2), r2);
+            zreal h3 = Z_MUL(Z_SUB(Z_MLOAD(x3 + c, m), m3), r3);
+            zreal sw = Z_ADD(Z_ADD(Z_MUL(e0, h0), Z_MUL(e1, h1)),
+                          Z_ADD(Z_MUL(e2, h2), Z_MUL(e3, h3)));
+            zreal sb = Z_ADD(Z_ADD(e0, e1), Z_ADD(e2, e3));
+            PT_SFX(part_add)(pdw + c, sw, m);
+            PT_SFX(part_add)(pdb + c, sb, m);
+        }
+        return;
+    }
+    for (int r = 0; r < nr; r++) {
+        const real *xr = x + r * C, *dr = dy + r * C;
+        zreal vm = Z_SET1(mean[r]), vrs = Z_SET1(rstd[r]);
+        for (int64_t c = 0; c < C; c += ZW) {
+            zmask m = Z_TAIL(C - c);
+            zreal d = Z_MLOAD(dr + c, m);
+            zreal h = Z_MUL(Z_SUB(Z_MLOAD(xr + c, m), vm), vrs);
+            PT_SFX(part_add)(pdw + c, Z_MUL(d, h), m);
+            PT_SFX(part_add)(pdb + c, d, m);
+        }
+    }
+}
+const struct PT_SFX(pt_ln_kernels) PT_SFX(pt_ln_avx512) = {
+    "avx512", PT_SFX(ln_fwd_row_avx512), PT_SFX(ln_bwd_row_avx512),
+    PT_SFX(ln_dwdb_group_avx512)
+};
+#else
+typedef int PT_SFX(pt_layernorm_avx512_unused);
+#endif /* PT_X86 */

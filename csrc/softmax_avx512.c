@@ -1,0 +1,231 @@
+/*
+ * softmax_avx512.c -- the float32 softmax / log_softmax and cross-entropy
+ * rows of softmax.c with AVX-512 intrinsics (see softmax.c for the
+ * formulas and the special values), the dispatch table's float32 avx512
+ * entry (pt_sm_avx512_f32; the backward row is the AVX2 one). The float64
+ * rows are libm exp calls and keep the AVX2 entry.
+ *
+ * The same operations in the same order as the portable rows, so the
+ * results are bitwise theirs:
+ *   - the row max is the integer max over the order-preserving keys of the
+ *     float bits (exact, so its order does not matter);
+ *   - exp is pt_expf (pt_expf.h) 16 lanes at a time, operation for
+ *     operation (the same clamps and masks, a*b+c as a multiply then an
+ *     add: no FMA);
+ *   - sums go into the LANES = 16 double lanes of pt_lanes.h (lane k
+ *     takes the elements c = k mod 16: a 16-float vector converts to the
+ *     8-double halves holding lanes 0-7 and 8-15), combined by lane_sum;
+ *     row tails use masked loads and masked adds, so a tail element goes
+ *     to the lane the portable loop gives it and the other lanes are not
+ *     touched.
+ */
+#include "pt_real.h"
+#include <string.h>
+#include "pt_dispatch.h"
+
+#if PT_X86 && PT_DTYPE == 32
+#include "pt_avx512.h"
+#include "pt_lanes.h"   /* LANES, lane_sum */
+
+#define A512 PT_TARGET_AVX512
+#define INL static inline __attribute__((always_inline))
+
+enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
+enum { SE_STORE = 1, SE_SUMX = 2 };
+
+/* pt_expf, 16 lanes: the same operations in the same order. */
+A512 INL __m512 sm_expf(__m512 x)
+{
+    const __m512 lo = _mm512_set1_ps(-86.98f), hi = _mm512_set1_ps(88.72283f);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __mmask16 below = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    __mmask16 above = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+    __m512 xc = _mm512_mask_blend_ps(below, x, lo);
+    xc = _mm512_mask_blend_ps(above, xc, hi);
+    __m512 kb = _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), magic);
+    __m512 k = _mm512_sub_ps(kb, magic);
+    __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
+    r = _mm512_add_ps(r, _mm512_mul_ps(k, _mm512_set1_ps(2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
+                      _mm512_set1_ps(1.0f));
+    __m512i two = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_castps_si512(kb), _mm512_set1_epi32(126 - 0x4B400000)), 23);
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(two)),
+                             _mm512_set1_ps(2.0f));
+    y = _mm512_maskz_mov_ps((__mmask16)~below, y);
+    return _mm512_mask_blend_ps(above, y, _mm512_set1_ps(INFINITY));
+}
+
+/* Order-preserving integer keys of floats (softmax.c's key_of). */
+A512 INL __m512i sm_keys(__m512i k)
+{
+    return _mm512_xor_si512(k, _mm512_srli_epi32(_mm512_srai_epi32(k, 31), 1));
+}
+
+/* m = max_c x[c] (C >= 1) and what it says about the row (softmax.c's
+ * row_max). */
+A512 static int sm_row_max(const float *x, int64_t C, float *m_out)
+{
+    const __m512i kmin = _mm512_set1_epi32(INT32_MIN);
+    __m512i k0 = kmin, k1 = kmin;
+    int64_t c = 0;
+    for (; c + 32 <= C; c += 32) {
+        k0 = _mm512_max_epi32(k0, sm_keys(_mm512_loadu_si512(x + c)));
+        k1 = _mm512_max_epi32(k1, sm_keys(_mm512_loadu_si512(x + c + 16)));
+    }
+    for (; c < C; c += 16) {
+        __mmask16 m = Z_TAIL(C - c);
+        k0 = _mm512_mask_max_epi32(k0, m, k0, sm_keys(_mm512_maskz_loadu_epi32(m, x + c)));
+    }
+    int32_t km = _mm512_reduce_max_epi32(_mm512_max_epi32(k0, k1));
+    if (km < 0) km ^= INT32_MAX;
+    float m;
+    memcpy(&m, &km, sizeof m);
+    *m_out = m;
+    if (m != m || m == INFINITY) return ROW_NAN;
+    if (m == -INFINITY) {
+        for (int64_t i = 0; i < C; i++)
+            if (x[i] != x[i]) return ROW_NAN;
+        return ROW_EMPTY;
+    }
+    return ROW_FINITE;
+}
+
+/* acc (lanes 0-7, 8-15) += v in the lanes m selects. */
+A512 INL void sm_acc(__m512d acc[2], __m512 v, __mmask16 m)
+{
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+    acc[0] = _mm512_mask_add_pd(acc[0], (__mmask8)m, acc[0], lo);
+    acc[1] = _mm512_mask_add_pd(acc[1], (__mmask8)(m >> 8), acc[1], hi);
+}
+
+A512 INL double sm_acc_sum(const __m512d acc[2])
+{
+    double a[LANES];
+    _mm512_storeu_pd(a, acc[0]);
+    _mm512_storeu_pd(a + 8, acc[1]);
+    return lane_sum_f32(a);
+}
+
+/* s = sum_c exp(x[c] - m) in the double lanes, and what `what` asks
+ * (softmax.c's row_sumexp; `what` is a constant at every call). */
+A512 INL double sm_row_sumexp(int what, float *e, double *sx, const float *x, float m,
+                              int64_t C)
+{
+    __m512d acc[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    __m512d accx[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    __m512 vm = _mm512_set1_ps(m);
+    int64_t c = 0;
+    for (; c + 16 <= C; c += 16) {
+        __m512 xv = _mm512_loadu_ps(x + c);
+        __m512 ev = sm_expf(_mm512_sub_ps(xv, vm));
+        if (what & SE_STORE) _mm512_storeu_ps(e + c, ev);
+        sm_acc(acc, ev, 0xFFFF);
+        if (what & SE_SUMX) sm_acc(accx, xv, 0xFFFF);
+    }
+    if (c < C) {
+        __mmask16 k = Z_TAIL(C - c);
+        __m512 xv = _mm512_maskz_loadu_ps(k, x + c);
+        __m512 ev = sm_expf(_mm512_sub_ps(xv, vm));
+        if (what & SE_STORE) _mm512_mask_storeu_ps(e + c, k, ev);
+        sm_acc(acc, ev, k);
+        if (what & SE_SUMX) sm_acc(accx, xv, k);
+    }
+    if (what & SE_SUMX) *sx = sm_acc_sum(accx);
+    return sm_acc_sum(acc);
+}
+
+A512 static void softmax_row_avx512(float *yr, const float *xr, int64_t C, int want_log)
+{
+    float m;
+    int kind = sm_row_max(xr, C, &m);
+    if (kind != ROW_FINITE) {
+        float v = kind == ROW_NAN ? NAN : want_log ? -INFINITY : 0;
+        for (int64_t c = 0; c < C; c++) yr[c] = v;
+    } else if (want_log) {
+        __m512 vm = _mm512_set1_ps(m);
+        __m512 lg = _mm512_set1_ps((float)log(sm_row_sumexp(0, NULL, NULL, xr, m, C)));
+        for (int64_t c = 0; c < C; c += 16) {     /* y = (x - m) - lg */
+            __mmask16 k = Z_TAIL(C - c);
+            __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + c), vm);
+            _mm512_mask_storeu_ps(yr + c, k, _mm512_sub_ps(v, lg));
+        }
+    } else {
+        __m512 inv = _mm512_set1_ps((float)(1.0 / sm_row_sumexp(SE_STORE, yr, NULL, xr, m, C)));
+        for (int64_t c = 0; c < C; c += 16) {
+            __mmask16 k = Z_TAIL(C - c);
+            _mm512_mask_storeu_ps(yr + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, yr + c), inv));
+        }
+    }
+}
+
+A512 static void ce_fwd_row_avx512(float *loss_out, float *lse_out, const float *xr, int64_t t,
+                                   int64_t C, int64_t ignore_index, double ls)
+{
+    double l, sx = 0;
+    int want_sx = loss_out && ls != 0 && t != ignore_index;
+    float m;
+    int kind = C == 0 ? ROW_EMPTY : sm_row_max(xr, C, &m);
+    if (kind == ROW_FINITE)
+        l = (double)m + log(want_sx ? sm_row_sumexp(SE_SUMX, NULL, &sx, xr, m, C)
+                                    : sm_row_sumexp(0, NULL, NULL, xr, m, C));
+    else
+        l = kind == ROW_EMPTY ? -INFINITY : NAN;
+    *lse_out = (float)l;
+    if (!loss_out) return;
+    if (t == ignore_index) {
+        *loss_out = 0;
+        return;
+    }
+    double nll = kind == ROW_EMPTY ? INFINITY : l - (double)xr[t];
+    double v = (1 - ls) * nll;
+    if (ls != 0) {
+        double smooth = kind == ROW_EMPTY ? INFINITY : l - sx / (double)C;
+        v += ls * smooth;
+    }
+    *loss_out = (float)v;
+}
+
+A512 static void ce_bwd_row_avx512(float *dr, float *p, const float *xr, float l, float g,
+                                   float off, float on, int64_t t, int64_t C)
+{
+    __m512 vg = _mm512_set1_ps(g), voff = _mm512_set1_ps(off);
+    if (l == -INFINITY) {
+        __m512 d = _mm512_mul_ps(vg, voff);               /* dr -= g * off */
+        for (int64_t c = 0; c < C; c += 16) {
+            __mmask16 k = Z_TAIL(C - c);
+            _mm512_mask_storeu_ps(dr + c, k, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, dr + c), d));
+        }
+    } else {
+        __m512 inv = _mm512_set1_ps((float)(1.0 / sm_row_sumexp(SE_STORE, p, NULL, xr, l, C)));
+        for (int64_t c = 0; c < C; c += 16) {         /* dr += g * (p * inv - off) */
+            __mmask16 k = Z_TAIL(C - c);
+            __m512 q = _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + c), inv), voff);
+            _mm512_mask_storeu_ps(dr + c, k,
+                                  _mm512_add_ps(_mm512_maskz_loadu_ps(k, dr + c),
+                                                _mm512_mul_ps(vg, q)));
+        }
+    }
+    dr[t] -= g * on;
+}
+/* The softmax backward row is a dot product and an axpy, memory bound:
+ * the AVX2 one. */
+static void softmax_bwd_row_avx2(float *dxr, const float *dyr, const float *yr, int64_t C,
+                                 int want_log)
+{
+    pt_sm_avx2_f32.softmax_bwd_row(dxr, dyr, yr, C, want_log);
+}
+
+const struct pt_sm_kernels_f32 pt_sm_avx512_f32 = {
+    "avx512", softmax_row_avx512, softmax_bwd_row_avx2, ce_fwd_row_avx512, ce_bwd_row_avx512
+};
+#else
+typedef int PT_SFX(pt_softmax_avx512_unused);
+#endif /* PT_X86 && PT_DTYPE == 32 */
