@@ -131,12 +131,12 @@ static void PT_SFX(att_zblock_any)(real *C, int64_t ldc, const real *A, int64_t 
 #undef ATT_ZB
 }
 
+/* C(m,n) = alpha A(m,K) B(K,n) + (beta ? C : 0), A(r, l) = A[r*ars + l*acs]. */
 PT_TARGET_AVX512
-void PT_SFX(pt_att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t lda, int trans_a,
+void PT_SFX(pt_att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t ars, int64_t acs,
                               const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
                               real alpha, int beta)
 {
-    int64_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;   /* A(r, l) */
     for (int64_t j = 0; j < n; j += 4 * ZW) {
         int nr = (int)(n - j < 4 * ZW ? n - j : 4 * ZW);
         int nv = (nr + ZW - 1) / ZW;
@@ -282,8 +282,9 @@ void PT_SFX(pt_att_exp_rows_avx512)(real *S, int64_t lds, int nq, int64_t n,
 
 /* ------------------------------------------------------------- row max */
 
-/* max(m, max_j s[j]) over j < n, NaN ignored (max(s, lane) returns lane
- * when s is NaN), then the NaN rule of attention_tile.h. */
+/* max(m, max_j s[j]) over j < n, NaN ignored: max(s, lane) returns lane
+ * when s is NaN, so a lane is NaN only if m is, and then so is the result
+ * (pt_att_rowmax applies attention_tile.h's rule for NaN in a -inf row). */
 PT_TARGET_AVX512
 real PT_SFX(pt_att_rowmax_avx512)(const real *s, int64_t n, real m)
 {
@@ -291,13 +292,8 @@ real PT_SFX(pt_att_rowmax_avx512)(const real *s, int64_t n, real m)
     int64_t j = 0;
     for (; j + ZW <= n; j += ZW) mx = Z_MAX(Z_LOAD(s + j), mx);
     if (j < n) mx = Z_MASK_MOV(mx, Z_TAIL(n - j), Z_MAX(Z_MLOAD(s + j, Z_TAIL(n - j)), mx));
-    real t[ZW];
-    Z_STORE(t, mx);
-    for (int c = 0; c < ZW; c++) m = t[c] > m ? t[c] : m;
-    if (m == -INFINITY)
-        for (j = 0; j < n; j++)
-            if (s[j] != s[j]) return s[j];
-    return m;
+    real r = Z_REDUCE_MAX(mx);
+    return r > m ? r : m;
 }
 
 #endif /* x86 with GCC/Clang */
