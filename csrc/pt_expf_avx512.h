@@ -10,8 +10,10 @@
  * = 0 exactly, which attention's masked keys rely on), the others have k in
  * [-125, 0], so 2^k is a normal float built in the exponent field; NaN
  * passes (the ordered compare is false for it). FMA where a*b+c appears;
- * relative error about 2 ulp, as pt_expf. The only difference: the lanes
- * below the range are cleared by a zero-masked multiply instead of an AND.
+ * relative error about 2 ulp, as pt_expf. The differences: 2^k is applied
+ * by scalef (exact, as the AVX2 multiply by 2^k built in the exponent
+ * field, for every k this range gives), and the lanes below the range are
+ * cleared by its zero mask instead of an AND.
  */
 #ifndef PT_EXPF_AVX512_H
 #define PT_EXPF_AVX512_H
@@ -35,10 +37,9 @@ static inline __m512 pt_expf_neg_avx512(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
     p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
-    __m512i two = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_castps_si512(kb), _mm512_set1_epi32(127 - 0x4B400000)), 23);
-    /* lanes not `in` (x < -86.98): +0 */
-    return _mm512_maskz_mul_ps(in, p, _mm512_castsi512_ps(two));
+    /* p 2^k, exact (a normal float for k >= -125); lanes not `in`
+     * (x < -86.98): +0 */
+    return _mm512_maskz_scalef_ps(in, p, k);
 }
 
 #endif /* PT_EXPF_AVX512_H */
