@@ -38,19 +38,4 @@ void PT_SFX(pt_att_exp_rows)(real *S, int64_t lds, int nq, int64_t n, const real
  * fully masked one; any other NaN propagates through exp and the sum). */
 real PT_SFX(pt_att_rowmax)(const real *s, int64_t n, real m);
 
-/* The AVX-512 versions of the functions above (attention_tile_avx512.c,
- * x86 with GCC/Clang only), bitwise the same results as the AVX2 versions.
- * Call only where the CPU has AVX-512 F/BW/DQ/VL. The product takes A's
- * row and column strides (A(r, l) = A[r*ars + l*acs]: ars = 1 reads A
- * transposed); the row max leaves the NaN rule above to pt_att_rowmax. */
-void PT_SFX(pt_att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t ars, int64_t acs,
-                              const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
-                              real alpha, int beta);
-void PT_SFX(pt_att_transpose_avx512)(real *T, int64_t ldt, const real *X, int64_t ldx,
-                                     int64_t m, int64_t n);
-double PT_SFX(pt_att_dot_avx512)(const real *x, const real *y, int64_t n);
-void PT_SFX(pt_att_exp_rows_avx512)(real *S, int64_t lds, int nq, int64_t n,
-                                    const real *shift, double *sum);
-real PT_SFX(pt_att_rowmax_avx512)(const real *s, int64_t n, real m);
-
 #endif /* PT_ATTENTION_TILE_H */

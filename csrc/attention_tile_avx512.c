@@ -1,10 +1,12 @@
 /*
  * attention_tile_avx512.c -- AVX-512 versions of the attention tile
- * functions (attention_tile.h): product, transpose, dot, row exp, row max.
+ * functions (attention_tile.h): product, transpose, dot, row exp, row max,
+ * as the dispatch table's avx512 path of the attention family
+ * (pt_att_avx512 at the end; slots in pt_dispatch_slots.h).
  *
  * Compiled in the default build (no -march): every function carries
- * PT_TARGET_AVX512 (pt_avx512.h) and runs only where the CPU (and the OS)
- * has AVX-512 F/BW/DQ/VL; attention_tile.c chooses.
+ * PT_TARGET_AVX512 (pt_avx512.h); dispatch.c selects the path only where
+ * the CPU and the OS run AVX-512 F/BW/DQ/VL, unless PT_ISA asks for less.
  *
  * Each function gives bitwise the result of its AVX2 version in
  * attention_tile.c (so the AVX-512 path inherits the AVX2 path's
@@ -37,7 +39,7 @@
  */
 #include <string.h>
 #include "pt_real.h"
-#include "attention_tile.h"
+#include "pt_dispatch.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
@@ -133,7 +135,7 @@ static void PT_SFX(att_zblock_any)(real *C, int64_t ldc, const real *A, int64_t 
 
 /* C(m,n) = alpha A(m,K) B(K,n) + (beta ? C : 0), A(r, l) = A[r*ars + l*acs]. */
 PT_TARGET_AVX512
-void PT_SFX(pt_att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t ars, int64_t acs,
+static void PT_SFX(att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t ars, int64_t acs,
                               const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
                               real alpha, int beta)
 {
@@ -181,7 +183,7 @@ static void att_transpose8_f32(float *T, int64_t ldt, const float *x, int64_t ld
 
 /* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n. */
 PT_TARGET_AVX512
-void PT_SFX(pt_att_transpose_avx512)(real *T, int64_t ldt, const real *X, int64_t ldx,
+static void PT_SFX(att_transpose_avx512)(real *T, int64_t ldt, const real *X, int64_t ldx,
                                      int64_t m, int64_t n)
 {
     int64_t m8 = 0, n8 = 0;
@@ -204,7 +206,7 @@ void PT_SFX(pt_att_transpose_avx512)(real *T, int64_t ldt, const real *X, int64_
  * products at d % 8 == c (FMA), then (lanes 0-3 + lanes 4-7) in a fixed
  * tree, then the tail in order. Double: in order. */
 PT_TARGET_AVX512
-double PT_SFX(pt_att_dot_avx512)(const real *x, const real *y, int64_t n)
+static double PT_SFX(att_dot_avx512)(const real *x, const real *y, int64_t n)
 {
     int64_t d = 0;
     double s = 0;
@@ -244,7 +246,7 @@ static inline double att_zhsum(__m512 s)
  * sum[i] = their sum (see the top of the file for the order). One call for
  * the whole tile, so that the out-of-order core overlaps the rows. */
 PT_TARGET_AVX512
-void PT_SFX(pt_att_exp_rows_avx512)(real *S, int64_t lds, int nq, int64_t n,
+static void PT_SFX(att_exp_rows_avx512)(real *S, int64_t lds, int nq, int64_t n,
                                     const real *shift, double *sum)
 {
     for (int i = 0; i < nq; i++) {
@@ -286,7 +288,7 @@ void PT_SFX(pt_att_exp_rows_avx512)(real *S, int64_t lds, int nq, int64_t n,
  * when s is NaN, so a lane is NaN only if m is, and then so is the result
  * (pt_att_rowmax applies attention_tile.h's rule for NaN in a -inf row). */
 PT_TARGET_AVX512
-real PT_SFX(pt_att_rowmax_avx512)(const real *s, int64_t n, real m)
+static real PT_SFX(att_rowmax_avx512)(const real *s, int64_t n, real m)
 {
     zreal mx = Z_SET1(m);
     int64_t j = 0;
@@ -295,5 +297,11 @@ real PT_SFX(pt_att_rowmax_avx512)(const real *s, int64_t n, real m)
     real r = Z_REDUCE_MAX(mx);
     return r > m ? r : m;
 }
+
+/* ------------------------------------------ the path (pt_dispatch.h) */
+
+const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx512) = {
+    "avx512", PT_SFX(att_mm_avx512), PT_SFX(att_transpose_avx512), PT_SFX(att_dot_avx512),
+    PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512)};
 
 #endif /* x86 with GCC/Clang */

@@ -21,7 +21,8 @@ Tolerances:
     float64 1e-10 / 1e-9, as test_attention.py.
   * Thread counts 1, 2 and 3 on the AVX-512 path: bitwise equal.
 
-Skipped, with the reason, where the CPU lacks AVX-512 F/BW/DQ/VL.
+Skipped, with the reason, where the CPU (or the OS) does not run AVX-512
+F/BW/DQ/VL.
 """
 import os
 import subprocess
@@ -35,21 +36,9 @@ from pytransformer import _core
 from pytransformer.reference import _attention as ref
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-HAVE_AVX512 = _core.cpu_avx2_fma() and {"avx512f", "avx512bw", "avx512dq",
-                                        "avx512vl"} <= _cpu_flags()
+HAVE_AVX512 = _core.isa_info()["cpu_isa"] == "avx512"
 pytestmark = pytest.mark.skipif(not HAVE_AVX512,
-                                reason="the CPU lacks AVX-512 F/BW/DQ/VL (or AVX2+FMA): "
+                                reason="the CPU (or the OS) does not run AVX-512 F/BW/DQ/VL: "
                                        "no AVX-512 attention path to test")
 
 # (B, H, Tq, Tk, D, Dv): tile edges are 64 (query and key tiles), 6 rows
@@ -64,6 +53,8 @@ CHILD = textwrap.dedent("""
     import numpy as np
     import pytransformer as pt
     from pytransformer import ops
+    from pytransformer import _core
+    assert _core.isa_info()["kernels"]["attention"] == {isa!r}, _core.isa_info()
     SHAPES, MASKS = {shapes!r}, {masks!r}
     threads = {threads!r}
     res = {{}}
@@ -105,7 +96,7 @@ CHILD = textwrap.dedent("""
 
 def _run(tmp_path, isa, threads=(2,)):
     path = tmp_path / f"{isa}.npz"
-    code = CHILD.format(shapes=SHAPES, masks=MASKS, threads=list(threads))
+    code = CHILD.format(shapes=SHAPES, masks=MASKS, threads=list(threads), isa=isa)
     env = dict(os.environ, PT_ISA=isa)
     env.pop("PT_PORTABLE", None)
     r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
