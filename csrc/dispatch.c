@@ -31,9 +31,9 @@ static const struct pt_gemm_kernels_f32 *const gemm_f32[PT_ISA_COUNT] =
 static const struct pt_gemm_kernels_f64 *const gemm_f64[PT_ISA_COUNT] =
     ROW(pt_gemm, _f64, &pt_gemm_avx2_f64, &pt_gemm_avx2_f64);
 static const struct pt_att_kernels_f32 *const att_f32[PT_ISA_COUNT] =
-    ROW(pt_att, _f32, &pt_att_avx2_f32, &pt_att_avx2_f32);
+    ROW(pt_att, _f32, &pt_att_avx2_f32, &pt_att_avx512_f32);
 static const struct pt_att_kernels_f64 *const att_f64[PT_ISA_COUNT] =
-    ROW(pt_att, _f64, &pt_att_avx2_f64, &pt_att_avx2_f64);
+    ROW(pt_att, _f64, &pt_att_avx2_f64, &pt_att_avx512_f64);
 static const struct pt_act_kernels_f32 *const act_f32[PT_ISA_COUNT] =
     ROW(pt_act, _f32, &pt_act_avx2_f32, &pt_act_avx512_f32);
 static const struct pt_act_kernels_f64 *const act_f64[PT_ISA_COUNT] =

@@ -1,0 +1,307 @@
+/*
+ * attention_tile_avx512.c -- AVX-512 versions of the attention tile
+ * functions (attention_tile.h): product, transpose, dot, row exp, row max,
+ * as the dispatch table's avx512 path of the attention family
+ * (pt_att_avx512 at the end; slots in pt_dispatch_slots.h).
+ *
+ * Compiled in the default build (no -march): every function carries
+ * PT_TARGET_AVX512 (pt_avx512.h); dispatch.c selects the path only where
+ * the CPU and the OS run AVX-512 F/BW/DQ/VL, unless PT_ISA asks for less.
+ *
+ * Each function gives bitwise the result of its AVX2 version in
+ * attention_tile.c (so the AVX-512 path inherits the AVX2 path's
+ * tolerance against the portable one, and a result does not depend on
+ * which of the two a machine runs):
+ *   - pt_att_mm: each element is alpha * (the FMA chain over l = 0..K-1
+ *     in order) + beta C, the last step one FMA, exactly as the AVX2
+ *     kernel computes it; only the register blocking differs. A block is
+ *     up to ZMR = 6 rows x 4 vectors (64 floats or 32 doubles) of C: 24
+ *     accumulators, 4 B vectors, 1 broadcast = 29 of 32 zmm registers.
+ *     Per l it loads row l of the B strip, broadcasts A[r][l] for each
+ *     row r and does 24 FMAs. Narrower strips (n % 64 columns) use 1..3
+ *     vectors; the last vector's missing columns are masked off in its
+ *     loads and stores (mask registers: no cost for full vectors). Rows
+ *     and vectors are compile-time constants in every block (switch), so
+ *     the accumulators stay in registers. Blocks run column strip outer,
+ *     rows inner, so one K x 64 strip of B stays in L1.
+ *   - pt_att_exp_rows (float): pt_expf_neg_avx512, the AVX2 exp's
+ *     operations on 16 lanes. The row sum keeps the AVX2 order: per chunk
+ *     of 64 elements, lane c of one 16-float accumulator takes the
+ *     elements at j % 16 == c in order (the AVX2 kernel's two 8-float
+ *     accumulators are its halves), then the two halves are added, widened
+ *     to double and summed in the same tree. A masked tail adds exact
+ *     zeros, so trailing zeros (masked keys) change no bit of the sum.
+ *     Double: libm exp, summed in order, as the portable code.
+ *   - pt_att_dot (float): 8 double lanes (the AVX2 kernel's 4 + 4), same
+ *     tree, then the tail in order; double: in order, as portable.
+ *   - pt_att_rowmax: a max is exact, so the lanes only change speed.
+ *   - pt_att_transpose: exact; 8 x 8 float blocks in registers.
+ */
+#include <string.h>
+#include "pt_real.h"
+#include "pt_dispatch.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#include "pt_avx512.h"
+#include "pt_expf_avx512.h"
+
+/* ------------------------------------------------------------- product */
+
+#define ZMR 6   /* rows of a block; columns: up to 4 vectors */
+
+/* C[0, v ZW : (v+1) ZW] = alpha acc + beta C for vector v < nv of a block
+ * row, the last one (v == nv - 1) masked by kl. */
+#define ATT_Z_ST(c, v, acc)                                                       \
+    if (nv > v) {                                                                 \
+        real *p_ = (c) + v * ZW;                                                  \
+        if (v < nv - 1)                                                           \
+            Z_STORE(p_, beta ? Z_FMA(va, acc, Z_LOAD(p_)) : Z_MUL(va, acc));      \
+        else                                                                      \
+            Z_MSTORE(p_, kl, beta ? Z_FMA(va, acc, Z_MLOAD(p_, kl)) : Z_MUL(va, acc)); \
+    }
+#define ATT_Z_STORE(c, a0, a1, a2, a3) \
+    do { ATT_Z_ST(c, 0, a0) ATT_Z_ST(c, 1, a1) ATT_Z_ST(c, 2, a2) ATT_Z_ST(c, 3, a3) } while (0)
+
+/* One row's FMAs for column l: row r of the block. */
+#define ATT_Z_ROW(r)                                                              \
+    if (mr > r) {                                                                 \
+        zreal a_ = Z_BCAST(al + r * ars);                                         \
+        c##r##0 = Z_FMA(a_, b0, c##r##0);                                         \
+        if (nv > 1) c##r##1 = Z_FMA(a_, b1, c##r##1);                             \
+        if (nv > 2) c##r##2 = Z_FMA(a_, b2, c##r##2);                             \
+        if (nv > 3) c##r##3 = Z_FMA(a_, b3, c##r##3);                             \
+    }
+
+#define ATT_Z_ACC(r) zreal c##r##0 = Z_ZERO(), c##r##1 = Z_ZERO(), c##r##2 = Z_ZERO(), \
+    c##r##3 = Z_ZERO()
+
+/* One block, mr rows x nv vectors of columns:
+ *   C[r, c] = alpha sum_{l<K} A[r*ars + l*acs] B[l*ldb + c] + beta C[r, c]
+ * with the last vector's lanes masked by kl. mr and nv are compile-time
+ * constants at every call (always_inline), so the tests on them vanish. */
+__attribute__((always_inline)) PT_TARGET_AVX512
+static inline void PT_SFX(att_zblock)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                      int64_t acs, const real *B, int64_t ldb, int64_t K,
+                                      const int mr, const int nv, zmask kl, real alpha,
+                                      int beta)
+{
+    ATT_Z_ACC(0); ATT_Z_ACC(1); ATT_Z_ACC(2); ATT_Z_ACC(3); ATT_Z_ACC(4); ATT_Z_ACC(5);
+    const zmask k0 = nv == 1 ? kl : (zmask)~0u, k1 = nv == 2 ? kl : (zmask)~0u;
+    const zmask k2 = nv == 3 ? kl : (zmask)~0u, k3 = nv == 4 ? kl : (zmask)~0u;
+    const real *al = A;                   /* A[0, l] */
+    const real *b = B;                    /* B[l, 0] */
+    for (int64_t l = 0; l < K; l++, al += acs, b += ldb) {
+        zreal b0 = Z_MLOAD(b, k0), b1 = b0, b2 = b0, b3 = b0;
+        if (nv > 1) b1 = Z_MLOAD(b + ZW, k1);
+        if (nv > 2) b2 = Z_MLOAD(b + 2 * ZW, k2);
+        if (nv > 3) b3 = Z_MLOAD(b + 3 * ZW, k3);
+        ATT_Z_ROW(0) ATT_Z_ROW(1) ATT_Z_ROW(2) ATT_Z_ROW(3) ATT_Z_ROW(4) ATT_Z_ROW(5)
+    }
+    zreal va = Z_SET1(alpha);
+    ATT_Z_STORE(C, c00, c01, c02, c03);
+    if (mr > 1) ATT_Z_STORE(C + ldc, c10, c11, c12, c13);
+    if (mr > 2) ATT_Z_STORE(C + 2 * ldc, c20, c21, c22, c23);
+    if (mr > 3) ATT_Z_STORE(C + 3 * ldc, c30, c31, c32, c33);
+    if (mr > 4) ATT_Z_STORE(C + 4 * ldc, c40, c41, c42, c43);
+    if (mr > 5) ATT_Z_STORE(C + 5 * ldc, c50, c51, c52, c53);
+}
+
+/* att_zblock with mr (1..ZMR) and nv (1..4) turned into constants. */
+PT_TARGET_AVX512
+static void PT_SFX(att_zblock_any)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                   int64_t acs, const real *B, int64_t ldb, int64_t K, int mr,
+                                   int nv, zmask kl, real alpha, int beta)
+{
+#define ATT_ZB(R, V) \
+    PT_SFX(att_zblock)(C, ldc, A, ars, acs, B, ldb, K, R, V, kl, alpha, beta)
+#define ATT_ZB_ROWS(R) \
+    case 4 * (R - 1) + 0: ATT_ZB(R, 1); break; \
+    case 4 * (R - 1) + 1: ATT_ZB(R, 2); break; \
+    case 4 * (R - 1) + 2: ATT_ZB(R, 3); break; \
+    case 4 * (R - 1) + 3: ATT_ZB(R, 4); break;
+    switch (4 * (mr - 1) + (nv - 1)) {
+    ATT_ZB_ROWS(6)
+    ATT_ZB_ROWS(5)
+    ATT_ZB_ROWS(4)
+    ATT_ZB_ROWS(3)
+    ATT_ZB_ROWS(2)
+    ATT_ZB_ROWS(1)
+    default: break;
+    }
+#undef ATT_ZB_ROWS
+#undef ATT_ZB
+}
+
+/* C(m,n) = alpha A(m,K) B(K,n) + (beta ? C : 0), A(r, l) = A[r*ars + l*acs]. */
+PT_TARGET_AVX512
+static void PT_SFX(att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t ars, int64_t acs,
+                              const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                              real alpha, int beta)
+{
+    for (int64_t j = 0; j < n; j += 4 * ZW) {
+        int nr = (int)(n - j < 4 * ZW ? n - j : 4 * ZW);
+        int nv = (nr + ZW - 1) / ZW;
+        zmask kl = Z_TAIL(nr - (nv - 1) * ZW);
+        for (int64_t i = 0; i < m; i += ZMR) {
+            int mr = (int)(m - i < ZMR ? m - i : ZMR);
+            PT_SFX(att_zblock_any)(C + i * ldc + j, ldc, A + i * ars, ars, acs, B + j, ldb, K,
+                                   mr, nv, kl, alpha, beta);
+        }
+    }
+}
+
+/* ----------------------------------------------------------- transpose */
+
+#if PT_DTYPE != 64
+/* 8 x 8 float blocks in registers (unpack, shuffle, 128-bit permute). */
+PT_TARGET_AVX512
+static void att_transpose8_f32(float *T, int64_t ldt, const float *x, int64_t ldx)
+{
+    __m256 r0 = _mm256_loadu_ps(x), r1 = _mm256_loadu_ps(x + ldx);
+    __m256 r2 = _mm256_loadu_ps(x + 2 * ldx), r3 = _mm256_loadu_ps(x + 3 * ldx);
+    __m256 r4 = _mm256_loadu_ps(x + 4 * ldx), r5 = _mm256_loadu_ps(x + 5 * ldx);
+    __m256 r6 = _mm256_loadu_ps(x + 6 * ldx), r7 = _mm256_loadu_ps(x + 7 * ldx);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(T, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(T + ldt, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(T + 2 * ldt, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(T + 3 * ldt, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(T + 4 * ldt, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(T + 5 * ldt, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(T + 6 * ldt, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(T + 7 * ldt, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
+/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n. */
+PT_TARGET_AVX512
+static void PT_SFX(att_transpose_avx512)(real *T, int64_t ldt, const real *X, int64_t ldx,
+                                     int64_t m, int64_t n)
+{
+    int64_t m8 = 0, n8 = 0;
+#if PT_DTYPE != 64
+    m8 = m - m % 8;
+    n8 = n - n % 8;
+    for (int64_t r = 0; r < m8; r += 8)
+        for (int64_t c = 0; c < n8; c += 8)
+            att_transpose8_f32(T + c * ldt + r, ldt, X + r * ldx + c, ldx);
+#endif
+    for (int64_t r = 0; r < m; r++)                  /* right columns */
+        for (int64_t c = n8; c < n; c++) T[c * ldt + r] = X[r * ldx + c];
+    for (int64_t r = m8; r < m; r++)                 /* bottom rows */
+        for (int64_t c = 0; c < n8; c++) T[c * ldt + r] = X[r * ldx + c];
+}
+
+/* ----------------------------------------------------------------- dot */
+
+/* sum_d x[d] y[d] in double. Float: lane c of 8 double lanes takes the
+ * products at d % 8 == c (FMA), then (lanes 0-3 + lanes 4-7) in a fixed
+ * tree, then the tail in order. Double: in order. */
+PT_TARGET_AVX512
+static double PT_SFX(att_dot_avx512)(const real *x, const real *y, int64_t n)
+{
+    int64_t d = 0;
+    double s = 0;
+#if PT_DTYPE != 64
+    __m512d acc = _mm512_setzero_pd();
+    for (; d + 8 <= n; d += 8)
+        acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + d)),
+                              _mm512_cvtps_pd(_mm256_loadu_ps(y + d)), acc);
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(_mm512_castpd512_pd256(acc),
+                                      _mm512_extractf64x4_pd(acc, 1)));
+    s = (t[0] + t[1]) + (t[2] + t[3]);
+#endif
+    for (; d < n; d++) s += (double)x[d] * y[d];
+    return s;
+}
+
+/* ----------------------------------------------------------------- exp */
+
+#if PT_DTYPE != 64
+/* 16 float lanes -> the sum of their two halves, widened to double and
+ * summed in a fixed tree. */
+__attribute__((always_inline)) PT_TARGET_AVX512
+static inline double att_zhsum(__m512 s)
+{
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+    __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(h)),
+                              _mm256_cvtps_pd(_mm256_extractf128_ps(h, 1)));
+    double t[4];
+    _mm256_storeu_pd(t, d);
+    return (t[0] + t[1]) + (t[2] + t[3]);
+}
+#endif
+
+/* Rows i < nq of S (ld lds): S[i][j] = exp(S[i][j] - shift[i]) for j < n,
+ * sum[i] = their sum (see the top of the file for the order). One call for
+ * the whole tile, so that the out-of-order core overlaps the rows. */
+PT_TARGET_AVX512
+static void PT_SFX(att_exp_rows_avx512)(real *S, int64_t lds, int nq, int64_t n,
+                                    const real *shift, double *sum)
+{
+    for (int i = 0; i < nq; i++) {
+        real *p = S + i * lds;
+#if PT_DTYPE == 64
+        double t = 0;
+        for (int64_t j = 0; j < n; j++) {
+            p[j] = exp(p[j] - shift[i]);
+            t += p[j];
+        }
+        sum[i] = t;
+#else
+        const __m512 sh = _mm512_set1_ps(shift[i]);
+        double total = 0;
+        for (int64_t c0 = 0; c0 < n; c0 += 64) {
+            int64_t c1 = c0 + 64 < n ? c0 + 64 : n, j = c0;
+            __m512 s = _mm512_setzero_ps();
+            for (; j + 16 <= c1; j += 16) {
+                __m512 e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + j), sh));
+                _mm512_storeu_ps(p + j, e);
+                s = _mm512_add_ps(s, e);
+            }
+            if (j < c1) {
+                __mmask16 k = (__mmask16)((1u << (c1 - j)) - 1u);
+                __m512 e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), sh));
+                _mm512_mask_storeu_ps(p + j, k, e);
+                s = _mm512_add_ps(s, _mm512_maskz_mov_ps(k, e));   /* missing lanes: +0 */
+            }
+            total += att_zhsum(s);
+        }
+        sum[i] = total;
+#endif
+    }
+}
+
+/* ------------------------------------------------------------- row max */
+
+/* max(m, max_j s[j]) over j < n, NaN ignored: max(s, lane) returns lane
+ * when s is NaN, so a lane is NaN only if m is, and then so is the result
+ * (pt_att_rowmax applies attention_tile.h's rule for NaN in a -inf row). */
+PT_TARGET_AVX512
+static real PT_SFX(att_rowmax_avx512)(const real *s, int64_t n, real m)
+{
+    zreal mx = Z_SET1(m);
+    int64_t j = 0;
+    for (; j + ZW <= n; j += ZW) mx = Z_MAX(Z_LOAD(s + j), mx);
+    if (j < n) mx = Z_MASK_MOV(mx, Z_TAIL(n - j), Z_MAX(Z_MLOAD(s + j, Z_TAIL(n - j)), mx));
+    real r = Z_REDUCE_MAX(mx);
+    return r > m ? r : m;
+}
+
+/* ------------------------------------------ the path (pt_dispatch.h) */
+
+const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx512) = {
+    "avx512", PT_SFX(att_mm_avx512), PT_SFX(att_transpose_avx512), PT_SFX(att_dot_avx512),
+    PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512)};
+
+#endif /* x86 with GCC/Clang */
