@@ -27,9 +27,9 @@
     { &fam##_portable##sfx, X86(avx2, &fam##_portable##sfx), X86(avx512, &fam##_portable##sfx) }
 
 static const struct pt_gemm_kernels_f32 *const gemm_f32[PT_ISA_COUNT] =
-    ROW(pt_gemm, _f32, &pt_gemm_avx2_f32, &pt_gemm_avx2_f32);
+    ROW(pt_gemm, _f32, &pt_gemm_avx2_f32, &pt_gemm_avx512_f32);
 static const struct pt_gemm_kernels_f64 *const gemm_f64[PT_ISA_COUNT] =
-    ROW(pt_gemm, _f64, &pt_gemm_avx2_f64, &pt_gemm_avx2_f64);
+    ROW(pt_gemm, _f64, &pt_gemm_avx2_f64, &pt_gemm_avx512_f64);
 static const struct pt_att_kernels_f32 *const att_f32[PT_ISA_COUNT] =
     ROW(pt_att, _f32, &pt_att_avx2_f32, &pt_att_avx512_f32);
 static const struct pt_att_kernels_f64 *const att_f64[PT_ISA_COUNT] =
@@ -47,9 +47,9 @@ static const struct pt_sm_kernels_f32 *const sm_f32[PT_ISA_COUNT] =
 static const struct pt_sm_kernels_f64 *const sm_f64[PT_ISA_COUNT] =
     ROW(pt_sm, _f64, &pt_sm_avx2_f64, &pt_sm_avx2_f64);
 static const struct pt_adamw_kernels_f32 *const adamw_f32[PT_ISA_COUNT] =
-    ROW(pt_adamw, _f32, &pt_adamw_avx2_f32, &pt_adamw_avx2_f32);
+    ROW(pt_adamw, _f32, &pt_adamw_avx2_f32, &pt_adamw_avx512_f32);
 static const struct pt_adamw_kernels_f64 *const adamw_f64[PT_ISA_COUNT] =
-    ROW(pt_adamw, _f64, &pt_adamw_avx2_f64, &pt_adamw_avx2_f64);
+    ROW(pt_adamw, _f64, &pt_adamw_avx2_f64, &pt_adamw_avx512_f64);
 static const struct pt_lin_kernels_f32 *const lin_f32[PT_ISA_COUNT] =
     ROW(pt_lin, _f32, &pt_lin_avx2_f32, &pt_lin_avx2_f32);
 static const struct pt_lin_kernels_f64 *const lin_f64[PT_ISA_COUNT] =

@@ -28,10 +28,13 @@
  * beta*C, or C = alpha*acc without reading C when beta == 0, so NaN in C does
  * not survive); later K blocks add (C = alpha*acc + C).
  *
- * Two micro-kernels with the same MR x NR and packing: a portable C one, and
- * on x86 with GCC/Clang an AVX2+FMA one (intrinsics in a function with
- * __attribute__((target("avx2,fma"))), so the default -O3 build without
- * -march still has it), chosen once by ISA level (dispatch.c).
+ * Three micro-kernels, each naming its register tile MR x NR and cache
+ * blocks in its dispatch slot (pt_dispatch_slots.h), which the driver packs
+ * and blocks for: a portable C one and, on x86 with GCC/Clang, an AVX2+FMA
+ * one (6 x 16 float32, below) and an AVX-512F one (14 x 32 float32,
+ * gemm_avx512.c), written with intrinsics in functions with
+ * __attribute__((target(...))), so the default -O3 build without -march
+ * still has them; chosen once by ISA level (dispatch.c).
  *
  * Threads: every thread packs its own A blocks; work items are (row block,
  * column range of the packed B panel) so that small M still gives every
@@ -79,46 +82,48 @@ static int64_t PT_SFX(min64)(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* ------------------------------------------------------------- packing */
 
-/* One strip of Bp: op(B)[pc:pc+kc, j0:j0+nr] (nr <= NR) as kc rows of NR,
+/* One strip of Bp: op(B)[pc:pc+kc, j0:j0+nr] (nr <= w) as kc rows of w,
  * zero-padded on the right. op(B)(p, j) is B[p*ldb + j], or B[j*ldb + p]
  * when trans_b; the inner loop runs along contiguous memory either way. */
 static void PT_SFX(pack_b)(real *restrict dst, int trans_b, const real *restrict B,
-                           int64_t ldb, int64_t pc, int64_t kc, int64_t j0, int64_t nr)
+                           int64_t ldb, int64_t pc, int64_t kc, int64_t j0, int64_t nr,
+                           int64_t w)
 {
     if (!trans_b) {
         for (int64_t p = 0; p < kc; p++) {
             const real *src = B + (pc + p) * ldb + j0;
             int64_t j = 0;
-            for (; j < nr; j++) dst[p * NR + j] = src[j];
-            for (; j < NR; j++) dst[p * NR + j] = 0;
+            for (; j < nr; j++) dst[p * w + j] = src[j];
+            for (; j < w; j++) dst[p * w + j] = 0;
         }
     } else {
-        for (int64_t j = 0; j < NR; j++) {
+        for (int64_t j = 0; j < w; j++) {
             const real *src = B + (j0 + j) * ldb + pc;
-            if (j < nr) for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
-            else        for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0;
+            if (j < nr) for (int64_t p = 0; p < kc; p++) dst[p * w + j] = src[p];
+            else        for (int64_t p = 0; p < kc; p++) dst[p * w + j] = 0;
         }
     }
 }
 
-/* One strip of Ap: op(A)[i0:i0+mr, pc:pc+kc] (mr <= MR) as kc columns of
- * MR, zero-padded at the bottom. op(A)(i, p) is A[i*lda + p], or
+/* One strip of Ap: op(A)[i0:i0+mr, pc:pc+kc] (mr <= h) as kc columns of
+ * h, zero-padded at the bottom. op(A)(i, p) is A[i*lda + p], or
  * A[p*lda + i] when trans_a. */
 static void PT_SFX(pack_a)(real *restrict dst, int trans_a, const real *restrict A,
-                           int64_t lda, int64_t i0, int64_t mr, int64_t pc, int64_t kc)
+                           int64_t lda, int64_t i0, int64_t mr, int64_t pc, int64_t kc,
+                           int64_t h)
 {
     if (trans_a) {
         for (int64_t p = 0; p < kc; p++) {
             const real *src = A + (pc + p) * lda + i0;
             int64_t i = 0;
-            for (; i < mr; i++) dst[p * MR + i] = src[i];
-            for (; i < MR; i++) dst[p * MR + i] = 0;
+            for (; i < mr; i++) dst[p * h + i] = src[i];
+            for (; i < h; i++) dst[p * h + i] = 0;
         }
     } else {
-        for (int64_t i = 0; i < MR; i++) {
+        for (int64_t i = 0; i < h; i++) {
             const real *src = A + (i0 + i) * lda + pc;
-            if (i < mr) for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = src[p];
-            else        for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0;
+            if (i < mr) for (int64_t p = 0; p < kc; p++) dst[p * h + i] = src[p];
+            else        for (int64_t p = 0; p < kc; p++) dst[p * h + i] = 0;
         }
     }
 }
@@ -219,9 +224,10 @@ static void PT_SFX(kernel_avx2)(int64_t kc, const real *restrict Ap, const real 
 
 /* The paths of the dispatch table (pt_dispatch.h). */
 const struct PT_SFX(pt_gemm_kernels) PT_SFX(pt_gemm_portable) = {
-    "portable", PT_SFX(kernel_c)};
+    "portable", PT_SFX(kernel_c), MR, NR, MC, KC};
 #if PT_GEMM_X86
-const struct PT_SFX(pt_gemm_kernels) PT_SFX(pt_gemm_avx2) = {"avx2", PT_SFX(kernel_avx2)};
+const struct PT_SFX(pt_gemm_kernels) PT_SFX(pt_gemm_avx2) = {
+    "avx2", PT_SFX(kernel_avx2), MR, NR, MC, KC};
 #endif
 
 /* ---------------------------------------------------------------- driver */
@@ -257,17 +263,19 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
         PT_SFX(scale_c)(C, ldc, M, N, beta);
         return PT_OK;
     }
-    PT_SFX(kernel_fn) kernel = PT_KERNELS(gemm)->ukernel;
+    const struct PT_SFX(pt_gemm_kernels) *kr = PT_KERNELS(gemm);
+    const int64_t tile_m = kr->mr, tile_n = kr->nr, block_m = kr->mc, block_k = kr->kc;
     int nth = pt_get_num_threads();
     int par = nth > 1 && (double)M * (double)N * (double)K > 1e6;
     int64_t nt = par ? nth : 1;
 
     /* Row blocks: a count that is a multiple of the thread count, each a
-     * multiple of MR rows and at most MC. When there are fewer row blocks
-     * than threads, the NR strips of the B panel are split nsplit ways too. */
-    int64_t nbm = (M + MC - 1) / MC;
+     * multiple of the kernel's tile_m rows and at most block_m. When there
+     * are fewer row blocks than threads, the tile_n-wide strips of the B
+     * panel are split nsplit ways too. */
+    int64_t nbm = (M + block_m - 1) / block_m;
     nbm = (nbm + nt - 1) / nt * nt;
-    int64_t mc = ((M + nbm - 1) / nbm + MR - 1) / MR * MR;
+    int64_t mc = ((M + nbm - 1) / nbm + tile_m - 1) / tile_m * tile_m;
     nbm = (M + mc - 1) / mc;
     int64_t nsplit = nbm >= nt ? 1 : (nt + nbm - 1) / nbm;
     int64_t nitems = nbm * nsplit;
@@ -277,10 +285,10 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
      * read in place (row stride ldb). */
     int direct_b = !trans_b && M <= DIRECT_B_ROWS;
 
-    int64_t kcmax = PT_SFX(min64)(K, KC);
-    int64_t nsmax = (PT_SFX(min64)(N, NC) + NR - 1) / NR;  /* strips per panel */
+    int64_t kcmax = PT_SFX(min64)(K, block_k);
+    int64_t nsmax = (PT_SFX(min64)(N, NC) + tile_n - 1) / tile_n;  /* strips per panel */
     void *Braw;
-    real *Bp = PT_SFX(alloc_aligned)((size_t)(kcmax * nsmax * NR), &Braw);
+    real *Bp = PT_SFX(alloc_aligned)((size_t)(kcmax * nsmax * tile_n), &Braw);
     if (!Bp) return PT_ENOMEM;
     int status = PT_OK;
 
@@ -293,16 +301,16 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
             status = PT_ENOMEM;
         }
         for (int64_t jc = 0; jc < N; jc += NC) {
-            int64_t nc = PT_SFX(min64)(N - jc, NC), ns = (nc + NR - 1) / NR;
-            for (int64_t pc = 0; pc < K; pc += KC) {
-                int64_t kc = PT_SFX(min64)(K - pc, KC);
+            int64_t nc = PT_SFX(min64)(N - jc, NC), ns = (nc + tile_n - 1) / tile_n;
+            for (int64_t pc = 0; pc < K; pc += block_k) {
+                int64_t kc = PT_SFX(min64)(K - pc, block_k);
                 real beta_k = pc == 0 ? beta : 1;
 
                 #pragma omp for schedule(static)
                 for (int64_t s = 0; s < ns; s++)
-                    if (!direct_b || nc - s * NR < NR)
-                        PT_SFX(pack_b)(Bp + s * NR * kc, trans_b, B, ldb, pc, kc, jc + s * NR,
-                                   PT_SFX(min64)(nc - s * NR, NR));
+                    if (!direct_b || nc - s * tile_n < tile_n)
+                        PT_SFX(pack_b)(Bp + s * tile_n * kc, trans_b, B, ldb, pc, kc, jc + s * tile_n,
+                                   PT_SFX(min64)(nc - s * tile_n, tile_n), tile_n);
                 /* (implicit barrier: Bp is complete) */
 
                 #pragma omp for schedule(dynamic)
@@ -312,17 +320,17 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
                     int64_t m = PT_SFX(min64)(M - ic, mc);
                     int64_t s0 = ns * part / nsplit, s1 = ns * (part + 1) / nsplit;
                     if (s0 == s1) continue;
-                    for (int64_t ir = 0; ir < m; ir += MR)
+                    for (int64_t ir = 0; ir < m; ir += tile_m)
                         PT_SFX(pack_a)(Ap + ir * kc, trans_a, A, lda, ic + ir,
-                                       PT_SFX(min64)(m - ir, MR), pc, kc);
+                                       PT_SFX(min64)(m - ir, tile_m), pc, kc, tile_m);
                     for (int64_t s = s0; s < s1; s++) {
-                        int64_t jr = s * NR, nr = PT_SFX(min64)(nc - jr, NR);
-                        int in_place = direct_b && nr == NR;
+                        int64_t jr = s * tile_n, nr = PT_SFX(min64)(nc - jr, tile_n);
+                        int in_place = direct_b && nr == tile_n;
                         const real *b = in_place ? B + pc * ldb + jc + jr : Bp + jr * kc;
-                        for (int64_t ir = 0; ir < m; ir += MR)
-                            kernel(kc, Ap + ir * kc, b, in_place ? ldb : NR,
+                        for (int64_t ir = 0; ir < m; ir += tile_m)
+                            kr->ukernel(kc, Ap + ir * kc, b, in_place ? ldb : tile_n,
                                    C + (ic + ir) * ldc + jc + jr, ldc,
-                                   PT_SFX(min64)(m - ir, MR), nr, alpha, beta_k);
+                                   PT_SFX(min64)(m - ir, tile_m), nr, alpha, beta_k);
                     }
                 }
                 /* (implicit barrier: Bp may be overwritten) */

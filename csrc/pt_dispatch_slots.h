@@ -19,10 +19,11 @@
  */
 
 /* ================================================================ gemm.c
- * The micro-kernel of the blocked fallback GEMM. Packing is fixed: Ap holds
- * kc columns of MR = 6 values (Ap[p*6 + i]), Bp kc rows of NR values
- * (Bp[p*ldbp + j]), NR = 16 (float) or 8 (double); both zero-padded.
- *   acc[i][j] = sum_{p < kc} Ap[p*6 + i] * Bp[p*ldbp + j]   (p in order)
+ * The micro-kernel of the blocked fallback GEMM and the packing and
+ * blocking it wants: Ap holds kc columns of MR values (Ap[p*MR + i]), Bp kc
+ * rows of NR values (Bp[p*ldbp + j]), both zero-padded; the driver packs
+ * A blocks of at most MC rows (a multiple of MR) and K blocks of KC.
+ *   acc[i][j] = sum_{p < kc} Ap[p*MR + i] * Bp[p*ldbp + j]   (p in order)
  *   C[i*ldc + j] = alpha*acc[i][j] + beta*C[i*ldc + j]  for i < mr, j < nr
  * beta == 0: C is not read (NaN there does not survive); beta == 1:
  * C + alpha*acc. ldbp is NR for a packed strip, or ldb when a full strip
@@ -32,6 +33,8 @@ struct PT_DSFX(pt_gemm_kernels) {
     void (*ukernel)(int64_t kc, const PT_DREAL *restrict Ap, const PT_DREAL *restrict Bp,
                     int64_t ldbp, PT_DREAL *C, int64_t ldc, int64_t mr, int64_t nr,
                     PT_DREAL alpha, PT_DREAL beta);
+    int mr, nr;      /* register tile MR x NR: the packed strips' widths */
+    int mc, kc;      /* A block rows MC (a multiple of MR; L2), K block KC */
 };
 extern const struct PT_DSFX(pt_gemm_kernels) PT_DSFX(pt_gemm_portable), PT_DSFX(pt_gemm_avx2),
     PT_DSFX(pt_gemm_avx512);
