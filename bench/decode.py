@@ -1,6 +1,6 @@
 """python3 -m bench.decode: greedy decoding tokens/s with and without the KV cache.
 
-The issue-3 benchmark model (d_model 256, 4 heads, 3+3 layers, feed-forward
+The benchmark model (d_model 256, 4 heads, 3+3 layers, feed-forward
 1024, vocabulary 8000; untrained weights: speed does not depend on them),
 batch 32 sources of 32 tokens, 32 target tokens generated per sentence (EOS
 disabled so every run generates the same number). With the cache each step

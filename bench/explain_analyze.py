@@ -1,6 +1,6 @@
 """python3 -m bench.explain_analyze: time the explain reports and measures.
 
-The trace + report of each seed sentence (the issue's goal: under 1 s each),
+The trace + report of each seed sentence (the goal: under 1 s each),
 then all of `pytransformer analyze` (every measure, pruning included) on the
 shipped model over the first N_PAIRS test pairs of its corpus
 (make_splits(seed=0, n_train=100_000); goal: under 1 minute on 2 cores),
@@ -64,7 +64,7 @@ def bench_shared_pass(tr, pairs, batch):
 
 
 def bench_sentence_reports(tr, out_dir=None):
-    """Trace + report of the seed sentences (the issue's goal: < 1 s each)."""
+    """Trace + report of the seed sentences (the goal: < 1 s each)."""
     from pytransformer.explain.report import sentence_report
     times = []
     for k, sentence in enumerate(("The ball is blue", "The black cat drank the milk")):

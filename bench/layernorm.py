@@ -1,6 +1,6 @@
 """python3 -m bench.layernorm: layer_norm forward / backward / both, GB/s.
 
-Bytes counted (the issue's model): forward reads x, writes y (2 x N*C);
+Bytes counted (the model): forward reads x, writes y (2 x N*C);
 backward reads x and dy, writes dx (3 x N*C); mean/rstd/w/b are ignored.
 "fresh" = every call allocates its outputs (first-touch page faults included);
 "reused" = caller-owned buffers passed via out=, mean_out=, rstd_out=,

@@ -1,4 +1,4 @@
-"""python3 -m bench.train_step: one training step of the issue-3 Transformer,
+"""python3 -m bench.train_step: one training step of the benchmark Transformer,
 pytransformer against PyTorch eager (when torch is installed), in one run.
 
 The model: token embeddings (vocabulary 8000, scaled by sqrt(d_model)) +

@@ -1,4 +1,4 @@
-"""Tests of pytransformer.explain.alignment (measure 4 of issue 5).
+"""Tests of pytransformer.explain.alignment.
 
   * AER and precision/recall on hand-made link sets: perfect = 0, disjoint
     = 1, worked examples computed by hand (with and without possible links);

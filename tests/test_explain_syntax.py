@@ -1,4 +1,4 @@
-"""Tests of pytransformer.explain.syntax (measure 5 of issue 5).
+"""Tests of pytransformer.explain.syntax.
 
   * encoder_argmax: <eos> and padding columns excluded (or <eos> kept on
     request), rows beyond the sentence -1, bad input;

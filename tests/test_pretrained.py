@@ -14,7 +14,7 @@ Tolerances (float32). Measured on the fixture sentences: final embeddings
 max |ours - reference| = 1.8e-7, min cosine 0.99999994; per-layer hidden
 states (embedding output and the 6 layer outputs) max abs error 9.5e-7 ..
 3.3e-6, relative to max |h| at most 3.6e-7. Asserted: embeddings 1e-4 abs
-and cosine >= 0.99999 (the issue's bar); hidden states 2e-5 abs (about 6x
+and cosine >= 0.99999 (the parity bar); hidden states 2e-5 abs (about 6x
 the worst measured).
 """
 import argparse
