@@ -3,7 +3,7 @@
 A training step allocates and frees hundreds of MB of large arrays
 (activations, gradients, logits). glibc serves each large block with mmap
 and unmaps it on free, so every step page-faults all of it in again: about
-24,000 minor faults and 50 ms of system time per step of the benchmark
+24,000 minor faults and 50 ms of system time per step of the
 benchmark model (bench/train_step.py), against 200 faults with the tuning.
 Raising M_MMAP_THRESHOLD and M_TRIM_THRESHOLD keeps freed blocks in the heap
 for the next step to reuse (what PyTorch's caching allocator does for its
