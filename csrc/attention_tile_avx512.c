@@ -35,7 +35,7 @@
  *   - pt_att_dot (float): 8 double lanes (the AVX2 kernel's 4 + 4), same
  *     tree, then the tail in order; double: in order, as portable.
  *   - pt_att_rowmax: a max is exact, so the lanes only change speed.
- *   - pt_att_transpose: exact; 8 x 8 float blocks in registers.
+ *   - pt_att_transpose: exact; the AVX2 path's.
  */
 #include <string.h>
 #include "pt_real.h"
@@ -153,51 +153,13 @@ static void PT_SFX(att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t a
 
 /* ----------------------------------------------------------- transpose */
 
-#if PT_DTYPE != 64
-/* 8 x 8 float blocks in registers (unpack, shuffle, 128-bit permute). */
-PT_TARGET_AVX512
-static void att_transpose8_f32(float *T, int64_t ldt, const float *x, int64_t ldx)
-{
-    __m256 r0 = _mm256_loadu_ps(x), r1 = _mm256_loadu_ps(x + ldx);
-    __m256 r2 = _mm256_loadu_ps(x + 2 * ldx), r3 = _mm256_loadu_ps(x + 3 * ldx);
-    __m256 r4 = _mm256_loadu_ps(x + 4 * ldx), r5 = _mm256_loadu_ps(x + 5 * ldx);
-    __m256 r6 = _mm256_loadu_ps(x + 6 * ldx), r7 = _mm256_loadu_ps(x + 7 * ldx);
-    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(T, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_storeu_ps(T + ldt, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_storeu_ps(T + 2 * ldt, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_storeu_ps(T + 3 * ldt, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_storeu_ps(T + 4 * ldt, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_storeu_ps(T + 5 * ldt, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_storeu_ps(T + 6 * ldt, _mm256_permute2f128_ps(u2, u6, 0x31));
-    _mm256_storeu_ps(T + 7 * ldt, _mm256_permute2f128_ps(u3, u7, 0x31));
-}
-#endif
-
-/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n. */
-PT_TARGET_AVX512
+/* T[c*ldt + r] = X[r*ldx + c] for r < m, c < n. A transpose only moves
+ * data, and the AVX2 path's (8 x 8 float blocks in ymm registers; float64
+ * portable) is as fast as a zmm one would be: this path calls it. */
 static void PT_SFX(att_transpose_avx512)(real *T, int64_t ldt, const real *X, int64_t ldx,
                                      int64_t m, int64_t n)
 {
-    int64_t m8 = 0, n8 = 0;
-#if PT_DTYPE != 64
-    m8 = m - m % 8;
-    n8 = n - n % 8;
-    for (int64_t r = 0; r < m8; r += 8)
-        for (int64_t c = 0; c < n8; c += 8)
-            att_transpose8_f32(T + c * ldt + r, ldt, X + r * ldx + c, ldx);
-#endif
-    for (int64_t r = 0; r < m; r++)                  /* right columns */
-        for (int64_t c = n8; c < n; c++) T[c * ldt + r] = X[r * ldx + c];
-    for (int64_t r = m8; r < m; r++)                 /* bottom rows */
-        for (int64_t c = 0; c < n8; c++) T[c * ldt + r] = X[r * ldx + c];
+    PT_SFX(pt_att_avx2).transpose(T, ldt, X, ldx, m, n);
 }
 
 /* ----------------------------------------------------------------- dot */

@@ -25,6 +25,7 @@ import pytest
 
 from pytransformer import _core
 from tests.helpers import DTYPES, rand
+from tests.test_gemm import expected
 
 
 pytestmark = pytest.mark.skipif("avx512" not in _core.isa_levels_supported(),
@@ -55,18 +56,6 @@ def _gemm(path, monkeypatch, a, b, ta, tb, alpha, beta, c0):
     return c
 
 
-def _exact(a, b, ta, tb, alpha, beta, c0):
-    a64 = (a.T if ta else a).astype(np.float64)
-    b64 = (b.T if tb else b).astype(np.float64)
-    exact = alpha * (a64 @ b64)
-    size = abs(alpha) * (np.abs(a64) @ np.abs(b64))
-    if beta != 0:
-        exact = exact + beta * c0.astype(np.float64)
-        size = size + abs(beta) * np.abs(c0.astype(np.float64))
-    eps = np.finfo(a.dtype).eps
-    return exact, (a64.shape[1] + 2) * eps * size + np.finfo(a.dtype).tiny
-
-
 def _check_paths(monkeypatch, rng, M, N, K, ta, tb, dtype, alpha, beta):
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
     b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
@@ -74,7 +63,7 @@ def _check_paths(monkeypatch, rng, M, N, K, ta, tb, dtype, alpha, beta):
     if beta == 0:
         c0[0, 0] = np.nan                      # beta = 0 must not read C
     got = {p: _gemm(p, monkeypatch, a, b, ta, tb, alpha, beta, c0) for p in PATHS}
-    exact, bound = _exact(a, b, ta, tb, alpha, beta, c0)
+    exact, bound = expected(a, b, ta, tb, alpha, beta, c0)
     where = f"M={M} N={N} K={K} ta={ta} tb={tb} beta={beta} {np.dtype(dtype).name}"
     np.testing.assert_array_equal(got["avx512"], got["avx2"], err_msg=where)
     for p in ("avx512", "portable"):
