@@ -16,7 +16,7 @@ from .ffn import value_promotions
 from .lens import logit_lens
 from .views import TERM_NAMES, factor_view, position_split, value_mixing
 
-__all__ = ["default_donor", "encoder_report", "gold_links", "save_sentence_pngs", "sentence_report",
+__all__ = ["default_donor", "encoder_report", "encoder_views", "gold_links", "save_sentence_pngs", "sentence_report",
            "sentence_views"]
 
 _COLOURS = ("red", "blue", "white", "black", "green", "yellow", "small", "big", "old", "new")
@@ -107,10 +107,29 @@ def _first_difference(a, b):
     raise ValueError("donor: is the same sentence; change one word")
 
 
+def _encoder_only(model):
+    """Whether `model` is a pretrained encoder (no translation) rather than
+    a translator."""
+    return not hasattr(model, "encode_sources") and hasattr(model, "trace_inputs")
+
+
+def encoder_views(encoder, sentence):
+    """The per-sentence results of an encoder-only model, as a dict: trace,
+    factor (the most focused head of the last layer), mixing (first and last
+    layer)."""
+    t = trace(encoder, sentence)
+    toks = t.src_tokens[0]
+    L = t.num_layers("encoder")
+    h, i = _most_focused_head(t.attention("encoder", L - 1), toks, toks)
+    return {"trace": t, "factor": factor_view(t, "encoder", L - 1, h, i),
+            "mixing": [value_mixing(t, "encoder", 0), value_mixing(t, "encoder", L - 1)]}
+
+
 def encoder_report(encoder, sentence):
     """The HTML report of one sentence through an encoder-only model (a
     pretrained BERT sentence encoder: pytransformer.pretrained.load())."""
-    t = trace(encoder, sentence)
+    v = encoder_views(encoder, sentence)
+    t = v["trace"]
     toks = t.src_tokens[0]
     L = t.num_layers("encoder")
     rep = H.Report(f"Inside {type(encoder.model).__name__} on \u201c{sentence}\u201d")
@@ -126,13 +145,11 @@ def encoder_report(encoder, sentence):
         "on the right (the key); the darker the line, the larger the attention weight. Hover "
         "a word to see only its lines.",
         H.head_view_html(H.head_view_data(t), include_script=False), id="heads")
-    last = t.attention("encoder", L - 1)
-    h, i = _most_focused_head(last, toks, toks)
-    fv = factor_view(t, "encoder", L - 1, h, i)
+    fv = v["factor"]
     rep.add_section(f"How a score is built: {fv.title}", fv.caption, _factor_body(fv),
                     id="factor")
     body = ""
-    for vm in (value_mixing(t, "encoder", 0), value_mixing(t, "encoder", L - 1)):
+    for vm in v["mixing"]:
         body += _mixing_body(vm, vm.rows)
     rep.add_section("Weights vs what the values carry (value mixing)",
                     "Left: the attention weights; right: how much of each output each key "
@@ -172,7 +189,7 @@ def sentence_report(translator, sentence, translation=None, donor=None):
     """The HTML report (an explain.html.Report) of one sentence. A
     pretrained encoder (anything without encode_sources but with
     trace_inputs) gets :func:`encoder_report`."""
-    if not hasattr(translator, "encode_sources") and hasattr(translator, "trace_inputs"):
+    if _encoder_only(translator):
         if translation is not None or donor not in (None, False):
             raise ValueError("translation/donor: an encoder-only model has no translation")
         return encoder_report(translator, sentence)
@@ -332,11 +349,18 @@ def _ffn_table(t, translator, kind):
 def save_sentence_pngs(translator, sentence, directory, translation=None, dpi=150):
     """The report's figures as PNG files in `directory` (needs matplotlib,
     the [viz] extra): every head of every attention kind and layer, the
-    factor view's products and scores, and value mixing. Returns the paths."""
+    factor view's products and scores, and value mixing. `translator` may
+    also be a pretrained encoder (its attention is then encoder
+    self-attention only). Returns the paths."""
     import os
     from . import figures
     figures.require_matplotlib()
-    v = sentence_views(translator, sentence, translation, donor=False)
+    if _encoder_only(translator):
+        if translation is not None:
+            raise ValueError("translation: an encoder-only model has no translation")
+        v = encoder_views(translator, sentence)
+    else:
+        v = sentence_views(translator, sentence, translation, donor=False)
     t = v["trace"]
     os.makedirs(directory, exist_ok=True)
     paths = list(figures.save_head_view_pngs(directory, H.head_view_data(t), dpi=dpi))
