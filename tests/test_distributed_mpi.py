@@ -179,6 +179,18 @@ def test_an_uncaught_exception_on_a_rank_ends_the_job():
     assert "finished without rank 1" not in done.stdout
 
 
+def test_a_stuck_rank_is_caught_by_the_bounded_wait():
+    """Python API: rank 1 stays alive but never joins the all-reduce; rank
+    0's wait ends after DataParallel's timeout (3 s here) with a
+    DistributedError naming it, and the job ends within the timeout plus
+    BOUND."""
+    done, seconds = _run([HELPER, "api-hang"], 2, timeout=120)
+    assert done.returncode != 0 and seconds < 3 + BOUND, (done.returncode, seconds)
+    assert "rank 0: the gradient all-reduce did not complete within 3 s" in done.stderr, \
+        done.stderr[-2000:]
+    assert "finished without rank 1" not in done.stdout
+
+
 def _steps(n):
     args = list(TRAIN)
     args[args.index("--steps") + 1] = str(n)
