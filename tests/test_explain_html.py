@@ -504,3 +504,23 @@ def test_head_view_initial_state():
                 {"kind": "cross", "head": 3}, "cross"):
         with pytest.raises(ValueError, match="initial"):
             _check_head_view(dict(data, initial=bad))
+
+
+def test_attention_png_has_a_colour_bar_and_axis_titles(tmp_path, monkeypatch):
+    """Every head of an attention PNG shares one 0..1 colour bar labelled
+    "attention weight", and both axes say what they hold."""
+    pytest.importorskip("matplotlib", reason="PNG figures need matplotlib (the [viz] extra)")
+    from pytransformer.explain import figures
+    seen = {}
+    real = figures._save
+
+    def keep(fig, path, dpi):
+        seen["labels"] = [ax.get_ylabel() for ax in fig.axes]
+        seen["xlabel"] = fig._supxlabel.get_text() if fig._supxlabel else ""
+        return real(fig, path, dpi)
+    monkeypatch.setattr(figures, "_save", keep)
+    w = np.random.default_rng(0).dirichlet(np.ones(4), size=(3, 5))
+    figures.save_attention_heads_png(tmp_path / "a.png", w, list("abcde"), list("wxyz"))
+    assert "attention weight" in seen["labels"]                  # the colour bar
+    assert seen["labels"][0].startswith("query")
+    assert seen["xlabel"].startswith("key")

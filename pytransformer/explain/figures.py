@@ -112,10 +112,13 @@ def save_heatmap_png(path, matrix, row_labels=None, col_labels=None, title=None,
     return _save(fig, path, dpi)
 
 
-def save_attention_heads_png(path, weights, row_labels, col_labels, title=None, dpi=150):
+def save_attention_heads_png(path, weights, row_labels, col_labels, title=None, dpi=150,
+                             row_axis="query (the word attending)",
+                             col_axis="key (the word attended to)"):
     """One layer of attention, weights (H, R, C), as a row of H + 1 heat maps
-    (each head, then the mean over heads) on a 0..1 scale, words on the axes.
-    Returns path."""
+    (each head, then the mean over heads) on one 0..1 scale shown by a
+    colour bar, words on the axes, row_axis/col_axis naming them. Returns
+    path."""
     try:
         w = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -129,14 +132,20 @@ def save_attention_heads_png(path, weights, row_labels, col_labels, title=None, 
     plt = require_matplotlib()
     H = w.shape[0]
     fig, axes = plt.subplots(1, H + 1, figsize=((H + 1) * (0.8 + 0.3 * w.shape[2]),
-                                                1.4 + 0.3 * w.shape[1]), squeeze=False)
+                                                1.4 + 0.3 * w.shape[1]), squeeze=False,
+                             layout="constrained")   # room for titles and rotated labels
     none = np.zeros(w.shape[1:], bool)
     for h, ax in enumerate(axes[0]):
         m = w[h] if h < H else w.mean(0)
-        _draw_heatmap(ax, m, rows, cols, 0.0, 1.0, False, False, ".2f", none)
+        im = _draw_heatmap(ax, m, rows, cols, 0.0, 1.0, False, False, ".2f", none)
         ax.set_xlabel(f"head {h}" if h < H else "mean of heads")
         if h:
             ax.set_yticklabels([])
+        elif row_axis:
+            ax.set_ylabel(row_axis)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="attention weight")
+    if col_axis:
+        fig.supxlabel(col_axis)
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi)
