@@ -524,3 +524,26 @@ def test_attention_png_has_a_colour_bar_and_axis_titles(tmp_path, monkeypatch):
     assert "attention weight" in seen["labels"]                  # the colour bar
     assert seen["labels"][0].startswith("query")
     assert seen["xlabel"].startswith("key")
+
+
+def test_highlight_legend_fits_in_the_heatmap():
+    """The outline's legend label ("gold alignment") lies inside the SVG's
+    width, even for a narrow matrix."""
+    import re
+    from pytransformer.explain import html as H
+    svg = H.heatmap_svg(np.eye(2), ["a", "b"], ["x", "y"], highlight=[(0, 0)],
+                        highlight_label="gold alignment")
+    width = float(re.search(r'width="([\d.]+)"', svg).group(1))
+    m = re.search(r'<text x="([\d.]+)"[^>]*>gold alignment</text>', svg)
+    assert m, svg[-400:]
+    assert float(m.group(1)) + H._text_px("gold alignment") <= width
+
+
+def test_head_importance_maps_share_one_colour_scale():
+    """The per-kind head-importance maps use one scale: the legends of a
+    small-valued and a large-valued table print the same end values."""
+    import re
+    from pytransformer.explain.analysis import _heads_heatmaps
+    out = _heads_heatmaps({"encoder": [[0.0, 0.1]], "cross": [[0.5, 2.0]]}, "loss")
+    ends = re.findall(r'font-size="10"[^>]*>([^<]+)</text>', out)
+    assert len(ends) == 4 and ends[:2] == ends[2:], ends

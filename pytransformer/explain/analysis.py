@@ -175,12 +175,17 @@ def findings(a):
 
 
 def _heads_heatmaps(table, title, fmt=".3f"):
+    """One heat map per attention kind, all on one colour scale (the range
+    of every kind's values) so that shades compare across kinds."""
+    mats = {kind: np.asarray(m, dtype=np.float64) for kind, m in table.items()}
+    finite = [m[np.isfinite(m)] for m in mats.values()]
+    finite = np.concatenate(finite) if finite else np.zeros(0)
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     out = ""
-    for kind, m in table.items():
-        m = np.asarray(m)
+    for kind, m in mats.items():
         out += H.heatmap_svg(m, [f"layer {i}" for i in range(m.shape[0])],
                              [f"head {h}" for h in range(m.shape[1])],
-                             title=f"{title}: {kind}", fmt=fmt)
+                             title=f"{title}: {kind}", fmt=fmt, vmin=lo, vmax=hi)
     return out
 
 

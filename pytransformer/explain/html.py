@@ -293,6 +293,9 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
     width = left + C * cell + max(20.0, slant * 0.72)
     if title:                                       # the bold title must fit too
         width = max(width, _text_px(title) * 1.1 + 10)
+    lw = min(160.0, max(80.0, C * cell))            # the colour legend's width
+    if hl.any():                                    # and the outline's label after it
+        width = max(width, left + lw + 34 + _text_px(highlight_label) + 10)
     height = top + R * cell + 40                    # + the legend
     out = [_svg_open("pt-heatmap", width, height, title)]
     if col_axis:
@@ -325,7 +328,6 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
                         stroke="#e08000", stroke_width=2.5))
     # legend: the colour scale (and what the outline means)
     ly = top + R * cell + 14
-    lw = min(160.0, max(80.0, C * cell))
     mag = max(abs(vmin), abs(vmax))
     lo, hi = (-mag, mag) if diverging else (vmin, vmax)
     steps = 40

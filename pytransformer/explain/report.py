@@ -247,7 +247,7 @@ def sentence_report(translator, sentence, translation=None, donor=None):
         w = t.attention("cross", layer).weights[0].mean(0)[:len(rows_c), :len(cols_c)]
         maps.append(H.heatmap_svg(w, t.tgt_out_tokens[0], cols_c,
                                   title=f"layer {layer} (mean of heads)", vmin=0, vmax=1,
-                                  highlight=highlight))
+                                  highlight=highlight, highlight_label="gold alignment"))
         if highlight is not None:       # words (not <eos>) whose top source word is gold
             words = w[:-1, :-1]
             hits = sum((r, int(words[r].argmax())) in highlight for r in range(len(words)))
