@@ -494,7 +494,7 @@ def test_figures_write_pngs(tmp_path):
 
 
 def test_head_view_initial_state():
-    from pytransformer.explain.html import _check_head_view
+    from pytransformer.explain.chart_data import check_head_view as _check_head_view
     w = [[[[1.0, 0.0], [0.5, 0.5]]], [[[0.0, 1.0], [1.0, 0.0]]]]     # 2 layers, 1 head
     data = {"kinds": {"cross": {"rows": ["a", "b"], "cols": ["x", "y"], "weights": w}}}
     assert "initial" not in _check_head_view(data)
