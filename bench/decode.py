@@ -196,7 +196,7 @@ def main_shipped(args):
     path = export_ctranslate2(tr, os.path.join(tmp.name, "en-es"))
     ct = _ct2_translator(path, args.threads)
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); {_load()}")
-    print(f"pytransformer {pt.__version__}: {pt.get_num_threads()} threads; ctranslate2 "
+    print(f"pytransformer {pt.__version__}: threads {pt.get_num_threads()}; ctranslate2 "
           f"{ctranslate2.__version__}: inter_threads 1, intra_threads {args.threads}, "
           f"compute_type float32")
     print(f"the shipped model exported to CTranslate2; {len(sentences)} held-out test "
@@ -253,7 +253,7 @@ def main_synthetic(args):
     src_tokens = [words.decode(r) for r in src]
     tmp = tempfile.TemporaryDirectory(prefix="bench-decode-")
     ct = _ct2_translator(export_ctranslate2(tr, os.path.join(tmp.name, "m")), args.threads)
-    print(f"CPU: {cpu_model()}; {_load()}; {pt.get_num_threads()} threads ours, CT2 "
+    print(f"CPU: {cpu_model()}; {_load()}; ours: threads {pt.get_num_threads()}; CT2: "
           f"inter_threads 1 intra_threads {args.threads}")
     print(f"untrained model d_model 256, 3+3 layers, vocabulary {vocab}; batch {BATCH}, "
           f"source length {length}, {length} tokens generated per sentence; pre-tokenized "
