@@ -172,6 +172,15 @@ def peak_rss(engine, sentences, threads, model_dir, max_len):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _our_build():
+    """Our kernels' ISA level and the BLAS our GEMMs call, as one phrase."""
+    c = pt.config()
+    gemm = [b for b in c.get("blas_libraries", []) if b.get("pytransformer_gemm")]
+    blas = (f"{gemm[0]['internal_api']} {gemm[0]['version']} ({gemm[0]['architecture']})"
+            if gemm else c.get("blas"))
+    return f"kernels {c.get('isa')}, GEMM {blas}"
+
+
 def _load():
     return "load average %.2f %.2f %.2f" % os.getloadavg()
 
@@ -196,7 +205,8 @@ def main_shipped(args):
     path = export_ctranslate2(tr, os.path.join(tmp.name, "en-es"))
     ct = _ct2_translator(path, args.threads)
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); {_load()}")
-    print(f"pytransformer {pt.__version__}: threads {pt.get_num_threads()}; ctranslate2 "
+    print(f"pytransformer {pt.__version__}: threads {pt.get_num_threads()}, {_our_build()}; "
+          f"ctranslate2 "
           f"{ctranslate2.__version__}: inter_threads 1, intra_threads {args.threads}, "
           f"compute_type float32")
     print(f"the shipped model exported to CTranslate2; {len(sentences)} held-out test "
