@@ -32,7 +32,8 @@ needs_model = pytest.mark.skipif(SHIPPED is None, reason="no shipped model in th
 
 # |log p(ours) - log p(CTranslate2)| per target token, teacher-forced: both
 # run the same float32 weights with differently ordered float32 sums (GEMM
-# blocking, softmax, layer norm); 5e-6 is measured on the shipped model
+# blocking, softmax, layer norm); on the shipped model the largest measured
+# is 5e-6 over the 200 pairs below and 4.3e-5 over all 2,000 test pairs
 LOGP_TOL = 1e-4
 
 
