@@ -28,7 +28,7 @@ sentences greedily in batches of 32, for ours and for CT2 (the exported
 directory; that child imports pytransformer too, for the tokenizer): VmRSS
 after the imports and after loading, and the peak RSS (VmHWM).
 
-    python -m bench.decode [--threads 2] [--n 1000] [--n1 100] [--repeats 3]
+    python -m bench.decode [--threads 2] [--n 1000] [--n1 100] [--repeats 3] [--json FILE]
     python -m bench.decode --synthetic    # the untrained 8000-word model, 32 tokens
 
 --synthetic times instead the untrained benchmark model (d_model 256, 4
@@ -204,6 +204,10 @@ def main_shipped(args):
     tmp = tempfile.TemporaryDirectory(prefix="bench-decode-")
     path = export_ctranslate2(tr, os.path.join(tmp.name, "en-es"))
     ct = _ct2_translator(path, args.threads)
+    report = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
+              "load_start": list(os.getloadavg()), "threads": args.threads,
+              "pytransformer": _our_build(), "ctranslate2": ctranslate2.__version__,
+              "sentences": len(sentences), "repeats": args.repeats, "workloads": []}
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); {_load()}")
     print(f"pytransformer {pt.__version__}: threads {pt.get_num_threads()}, {_our_build()}; "
           f"ctranslate2 "
@@ -213,9 +217,11 @@ def main_shipped(args):
           f"sentences, max_len {max_len}; tokenization and detokenization included on "
           f"both sides; median of {args.repeats} alternating runs")
     same, first = compare(tr, ct, sentences, 1, max_len)
+    report["greedy_equal"] = same
     print(f"greedy outputs equal: {same} of {len(sentences)}"
           + (f" (first difference: {first})" if first else ""))
     same, first = compare(tr, ct, sentences, BEAM, max_len)
+    report["beam_equal"] = same
     print(f"beam {BEAM} (length penalty 0) outputs equal: {same} of {len(sentences)}"
           + (f" (first difference: {first})" if first else ""))
     workloads = [(f"greedy, batch {BATCH}, {len(sentences)} sentences", sentences, BATCH, 1),
@@ -235,15 +241,26 @@ def main_shipped(args):
                          for k, v in times.items())
         print(f"  {name}: {runs}")
         rows.append((name, rates["ours"], rates["ct2"]))
+        report["workloads"].append(
+            {"name": name, "times_s": times,
+             "sentences_per_s": {k: v[0] for k, v in rates.items()},
+             "tokens_per_s": {k: v[1] for k, v in rates.items()},
+             "ours_over_ct2": rates["ours"][0] / rates["ct2"][0]})
     _table(rows)
     if not args.no_rss:
         print(f"memory of a child process translating {args.n} sentences greedily, batch "
               f"{BATCH} (VmRSS after imports / after loading the model, peak VmHWM):")
         for engine in ("ours", "ct2"):
-            m = peak_rss(engine, sentences, args.threads, path, max_len)
+            m = report[f"memory_mib_{engine}"] = peak_rss(engine, sentences, args.threads,
+                                                          path, max_len)
             print(f"  {engine}: {m['imported']:.0f} / {m['loaded']:.0f} MiB, peak "
                   f"{m['peak']:.0f} MiB")
     print(_load())
+    report["load_end"] = list(os.getloadavg())
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {args.json}")
     tmp.cleanup()
     return 0
 
@@ -298,6 +315,7 @@ def main(argv=None):
     ap.add_argument("--n1", type=int, default=N1, help="sentences of the batch-1 workload")
     ap.add_argument("--repeats", type=int, default=REPEATS)
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS children")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     ap.add_argument("--synthetic", action="store_true",
                     help="the untrained 8000-word model, 32 tokens per sentence, instead")
     ap.add_argument("--rss-child", choices=["ours", "ct2"], help=argparse.SUPPRESS)
