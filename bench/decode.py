@@ -284,7 +284,8 @@ def main_synthetic(args):
           f"inter_threads 1 intra_threads {args.threads}")
     print(f"untrained model d_model 256, 3+3 layers, vocabulary {vocab}; batch {BATCH}, "
           f"source length {length}, {length} tokens generated per sentence; pre-tokenized "
-          f"(ours: ids in and out; CT2: its token strings); median of {args.repeats} alternating runs")
+          f"(ours: ids in and out; CT2: its token strings); median of {args.repeats} "
+          f"alternating runs")
 
     def ours():
         return decode.greedy(model, src, max_len=length, eos=-1)
