@@ -1,5 +1,5 @@
 """The `pytransformer` command line: info | demo | bench | train | translate |
-evaluate | explain | analyze | embed.
+evaluate | explain | analyze | embed | export.
 
 Run `pytransformer --help`, or `pytransformer <command> --help`.
 
@@ -759,6 +759,8 @@ def build_parser():
     from pytransformer.pretrained.cli import add_parser as add_embed_parser
     s = add_embed_parser(sub)
     s.set_defaults(subparser=s)
+    from pytransformer.export.cli import add_parser as add_export_parser
+    add_export_parser(sub)
     return p
 
 

@@ -36,6 +36,7 @@ MODULES = [
     "pytransformer.training", "pytransformer.explain", "pytransformer.explain.*",
     "pytransformer.pretrained", "pytransformer.plot", "pytransformer.distributed",
     "pytransformer.validation",
+    "pytransformer.export", "pytransformer.export.*",
 ]
 
 # Modules of the package the walk does not enter, with the reason. Any other
