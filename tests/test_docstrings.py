@@ -34,6 +34,7 @@ MODULES = [
     "pytransformer.data", "pytransformer.decode", "pytransformer.translator",
     "pytransformer.training", "pytransformer.explain", "pytransformer.explain.*",
     "pytransformer.pretrained", "pytransformer.plot", "pytransformer.distributed",
+    "pytransformer.runtime",
 ]
 
 # Modules of the package the walk does not enter, with the reason. Any other
