@@ -1,7 +1,8 @@
 """The shipped translator decodes its 2,000 test sentences as recorded in
 tests/fixtures/decode_golden.npz (see make_decode_golden.py there): greedy
 on all 2,000, beam 4 on every fourth (500), token for token, beam scores to
-1e-4 relative."""
+1e-4 relative; Translator.translate (length-sorted batches) gives the
+recorded greedy translations in input order."""
 import os
 
 import numpy as np
@@ -63,3 +64,16 @@ def test_beam_reproduces_the_recorded_hypotheses_and_scores(shipped, golden):
             worst = max(worst, abs(score - score_w) / abs(score_w))
     assert worst <= 1e-4, f"beam scores: max relative difference {worst:.3g}"
 
+
+
+def test_translate_returns_the_recorded_greedy_strings(shipped, golden):
+    """Translator.translate sorts the first 500 by length and decodes them
+    in batches of 64 (its default): the recorded translations, in input
+    order."""
+    src, want, _ = golden
+    rows = src[:500]
+    sentences = [" ".join(shipped.src_vocab.decode(r[:-1])) for r in rows]
+    ids, _ = shipped.encode_sources(sentences)
+    np.testing.assert_array_equal(ids, _padded(rows))           # the same sources
+    got = shipped.translate(sentences)
+    assert got == [" ".join(shipped.tgt_vocab.decode(w)) for w in want[:500]]
