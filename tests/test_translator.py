@@ -319,3 +319,31 @@ def test_cross_attention_is_the_module_weights(shipped):
         p /= p.sum(-1, keepdims=True)
         np.testing.assert_allclose(w, p.mean(1)[0], rtol=1e-4, atol=1e-6,
                                    err_msg=f"layer {i}")
+
+
+def test_cli_translate_batch_size_length_penalty_and_scores(shipped, capsys):
+    sentences = ["the ball is blue", "the black cat drank the milk", "the dog ran"]
+    want = shipped.translate(sentences, beam=4, length_penalty=1.0, length_penalty_kind="power",
+                             return_scores=True)
+    assert cli.main(["translate", "--beam", "4", "--batch-size", "2", "--length-penalty", "1",
+                     "--length-penalty-kind", "power", "--scores", *sentences]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split("\t") for ln in lines] == [[f"{t.score:.4f}", t.text] for t in want]
+    assert all(float(ln.split("\t")[0]) < 0 for ln in lines)
+    assert cli.main(["translate", *sentences]) == 0                # no --scores: text only
+    assert capsys.readouterr().out.splitlines() == shipped.translate(sentences)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--length-penalty", "-1"], "argument --length-penalty: expected a finite number >= 0, "
+                                 "got '-1'"),
+    (["--length-penalty", "inf"], "argument --length-penalty: expected a finite number >= 0"),
+    (["--length-penalty", "x"], "argument --length-penalty: expected a finite number >= 0, "
+                                "got 'x'"),
+    (["--length-penalty-kind", "ct2"], "argument --length-penalty-kind: invalid choice: 'ct2'"),
+    (["--batch-size", "0"], "argument --batch-size: expected a positive int, got 0"),
+])
+def test_cli_translate_option_errors(argv, message, capsys):
+    assert cli.main(["translate", *argv, "the ball is blue"]) == 2     # argparse's usage error
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("pytransformer translate: error: ") and message in err
