@@ -475,12 +475,16 @@ def cmd_translate(args):
     _check_sentences("sentences", args.sentences, tr)
     _check_beam(args.beam, tr)
     with _reported_unknown_words():
-        found = tr.translate(args.sentences, beam=args.beam, batch_size=args.batch_size,
-                             length_penalty=args.length_penalty,
-                             length_penalty_kind=args.length_penalty_kind, return_scores=True)
-        for sentence, t in zip(args.sentences, found):
-            o = t.text
-            print(f"{t.score:.4f}\t{o}" if args.scores else o)
+        out = tr.translate(args.sentences, beam=args.beam, batch_size=args.batch_size,
+                           length_penalty=args.length_penalty,
+                           length_penalty_kind=args.length_penalty_kind,
+                           return_scores=args.scores)
+        for sentence, o in zip(args.sentences, out):
+            if args.scores:
+                print(f"{o.score:.4f}\t{o.text}")
+                o = o.text
+            else:
+                print(o)
             if args.show_attention:
                 from pytransformer.translator import attention_map, cross_attention
                 src, tgt, w = cross_attention(tr, sentence, o)

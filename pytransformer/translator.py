@@ -171,7 +171,7 @@ class Translator:
         order = np.argsort(lengths, kind="stable")
         found = [None] * len(toks)
         kw = dict(max_len=max_len, bos=BOS, eos=EOS, length_penalty=length_penalty,
-                  length_penalty_kind=length_penalty_kind, return_scores=True)
+                  length_penalty_kind=length_penalty_kind, return_scores=return_scores)
         for i in range(0, len(order), batch_size):
             rows = order[i:i + batch_size]
             part = src[rows, :lengths[rows].max()]
@@ -181,7 +181,9 @@ class Translator:
                 hyps = [h[0] for h in decode.beam_search(self.model, part, beam=beam, **kw)]
             for r, h in zip(rows, hyps):
                 found[r] = h
-        texts = [" ".join(self.tgt_vocab.decode(h.ids)) for h in found]
+        # ids alone (greedy without scores), or (ids, score[, token_scores])
+        plain_ids = beam == 1 and not return_scores
+        texts = [" ".join(self.tgt_vocab.decode(h if plain_ids else h[0])) for h in found]
         if not return_scores:
             return texts
         return [Translation(t, h.score, h.token_scores) for t, h in zip(texts, found)]

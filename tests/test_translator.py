@@ -225,6 +225,7 @@ def test_translate_sorts_by_length_batches_and_restores_the_order(shipped, monke
     seen, greedy = [], decode.greedy
 
     def spy(model, src, *args, **kwargs):
+        assert kwargs["return_scores"] is False        # no per-step log-softmax unasked
         seen.append(src)
         return greedy(model, src, *args, **kwargs)
     monkeypatch.setattr(decode, "greedy", spy)
