@@ -475,6 +475,17 @@ def _read_stdin_sentences(sentences):
     return list(sentences[:i]) + lines + list(sentences[i + 1:])
 
 
+def _length_penalty_value(text):
+    """argparse type of --length-penalty: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def cmd_translate(args):
     """Translate English sentences with a trained model ("-" reads them from
     standard input, one per line)."""
@@ -485,9 +496,16 @@ def cmd_translate(args):
     _check_sentences("sentences", args.sentences, tr)
     _check_beam(args.beam, tr)
     with _reported_unknown_words():
-        out = tr.translate(args.sentences, beam=args.beam)
+        out = tr.translate(args.sentences, beam=args.beam, batch_size=args.batch_size,
+                           length_penalty=args.length_penalty,
+                           length_penalty_kind=args.length_penalty_kind,
+                           return_scores=args.scores)
         for sentence, o in zip(args.sentences, out):
-            print(o)
+            if args.scores:
+                print(f"{o.score:.4f}\t{o.text}")
+                o = o.text
+            else:
+                print(o)
             if args.show_attention:
                 from pytransformer.translator import attention_map, cross_attention
                 src, tgt, w = cross_attention(tr, sentence, o)
@@ -709,6 +727,18 @@ def build_parser():
                    help="model file (default: the model shipped with the package)")
     s.add_argument("--beam", type=_int_at_least(1), default=1,
                    help="beam size, >= 1 (default: 1, greedy)")
+    s.add_argument("--batch-size", type=_int_at_least(1), default=64,
+                   help="sentences decoded together, >= 1 (default: 64; sorted by length)")
+    s.add_argument("--length-penalty", type=_length_penalty_value, default=0.6,
+                   metavar="ALPHA",
+                   help="length penalty exponent, >= 0 (default: 0.6; 0: plain sum of "
+                        "log-probabilities)")
+    s.add_argument("--length-penalty-kind", choices=["gnmt", "power"], default="gnmt",
+                   help="gnmt: score / ((5 + n) / 6)^ALPHA, n with EOS (default); power: "
+                        "CTranslate2's score / n^ALPHA, n without EOS")
+    s.add_argument("--scores", action="store_true",
+                   help="print each translation's score (summed token log-probabilities "
+                        "over the length penalty) and a tab before it")
     s.add_argument("--show-attention", action="store_true",
                    help="print a heat map of the cross-attention (which source word each "
                         "target word looked at)")
