@@ -779,14 +779,23 @@ def _run(argv):
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        if _reporting_rank():
+            print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except CLIError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
+        if _reporting_rank():
+            print(f"{prog}: {e}", file=sys.stderr)
         return e.code
     except MemoryError as e:
         print(f"{prog}: out of memory{f' ({e})' if str(e) else ''}", file=sys.stderr)
         return 1
+
+
+def _reporting_rank():
+    """False on the ranks other than 0 of an mpirun job: a setting error or
+    an interrupt reaches every rank alike, and rank 0 reports it once."""
+    from pytransformer.distributed import launch_rank
+    return launch_rank() == 0
 
 
 def main(argv=None):

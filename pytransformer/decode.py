@@ -14,130 +14,13 @@ Ids: ``bos`` starts every target and ``eos`` ends it (defaults 1 and 2, the
 vocabulary's specials); the returned sequences exclude BOS and stop before
 EOS. Padding and BOS are never generated.
 """
-import math
-
 import numpy as np
 
 from pytransformer import ops
 from pytransformer.autograd import no_grad
 from pytransformer.autograd.tensor import Tensor
-from pytransformer.nn.attention import _split
-from pytransformer.nn import functional as F
 
-__all__ = ["KVCache", "beam_search", "greedy"]
-
-
-class KVCache:
-    """Per decoder layer: the self-attention keys/values of the tokens so far
-    (preallocated to max_len) and the cross-attention keys/values of the
-    encoder output. ``reorder(index)`` follows beams being reshuffled.
-
-    KVCache(model, memory, src_pad, max_len): model a Seq2SeqTransformer,
-    memory (B, S, d_model) and src_pad (B, S) bool from model.encode, max_len
-    the most decoder positions to hold. Arrays are (B, H, max_len, d) for
-    self-attention and (B, H, S, d) for cross-attention, memory's dtype;
-    ``t`` counts the positions filled."""
-
-    def __init__(self, model, memory, src_pad, max_len):
-        layers = model.transformer.decoder.layers
-        B, S, E = memory.shape
-        self.t = 0
-        self.max_len = max_len
-        self.src_attend = ~np.asarray(src_pad)[:, None, None, :]   # (B, 1, 1, S) True = attend
-        self.self_k, self.self_v, self.cross_k, self.cross_v = [], [], [], []
-        for layer in layers:
-            mha = layer.self_attn
-            H, d = mha.num_heads, mha.head_dim
-            self.self_k.append(np.zeros((B, H, max_len, d), memory.dtype))
-            self.self_v.append(np.zeros((B, H, max_len, d), memory.dtype))
-            ca = layer.multihead_attn
-            W, b = ca.in_proj_weight, ca.in_proj_bias
-            k, v = _split(F.linear(memory, W[E:], None if b is None else b[E:]), 2, H)
-            self.cross_k.append(k.data)                               # (B, H, S, d)
-            self.cross_v.append(v.data)
-
-    def reorder(self, index):
-        """Keep rows `index` of the batch (beam search's survivors): both the
-        self-attention entries and the encoder's keys/values."""
-        self.reorder_self(index)
-        self.reorder_cross(index)
-
-    def reorder_self(self, index):
-        """Keep rows `index` of the self-attention keys/values (only the
-        t positions filled so far are copied)."""
-        t = self.t
-
-        def pick(x):                                     # (B, H, max_len, d) -> (n, H, max_len, d)
-            out = np.empty((len(index),) + x.shape[1:], x.dtype)
-            out[:, :, :t] = x[index, :, :t]
-            return out
-        self.self_k = [pick(x) for x in self.self_k]
-        self.self_v = [pick(x) for x in self.self_v]
-
-    def reorder_cross(self, index):
-        """Keep rows `index` of the encoder's keys/values and source mask
-        (beam search calls it only when sentences leave the batch: the rows
-        of one sentence's beams all hold the same ones)."""
-        self.cross_k = [x[index] for x in self.cross_k]
-        self.cross_v = [x[index] for x in self.cross_v]
-        self.src_attend = self.src_attend[index]
-
-
-def _merge_heads(out):
-    B, H, T, d = out.shape
-    return out.permute(0, 2, 1, 3).reshape(B, T, H * d)            # (B, T, E)
-
-
-def _self_attention(layer, x, cache, i):
-    """One step of masked self-attention: the new token's q, k, v; k and v
-    join the cache; q attends over every cached position (all earlier)."""
-    mha = layer.self_attn
-    q, k, v = mha.project(x, x, x)                                   # (B, H, 1, d)
-    t = cache.t
-    cache.self_k[i][:, :, t] = k.data[:, :, 0]
-    cache.self_v[i][:, :, t] = v.data[:, :, 0]
-    K = Tensor(cache.self_k[i][:, :, :t + 1])
-    V = Tensor(cache.self_v[i][:, :, :t + 1])
-    out = F.scaled_dot_product_attention(q, K, V)                    # (B, H, 1, d)
-    return mha.out_proj(_merge_heads(out))
-
-
-def _cross_attention(layer, x, cache, i):
-    mha = layer.multihead_attn
-    E, H = mha.embed_dim, mha.num_heads
-    b = mha.in_proj_bias
-    (q,) = _split(F.linear(x, mha.in_proj_weight[:E], None if b is None else b[:E]), 1, H)
-    out = F.scaled_dot_product_attention(q, Tensor(cache.cross_k[i]), Tensor(cache.cross_v[i]),
-                                         attn_mask=cache.src_attend)
-    return mha.out_proj(_merge_heads(out))
-
-
-def _layer_step(layer, x, cache, i):
-    """The decoder layer on one new position (post- or pre-norm as built)."""
-    if layer.norm_first:
-        x = x + _self_attention(layer, layer.norm1(x), cache, i)
-        x = x + _cross_attention(layer, layer.norm2(x), cache, i)
-        return x + layer._ff_block(layer.norm3(x))
-    x = layer.norm1(x + _self_attention(layer, x, cache, i))
-    x = layer.norm2(x + _cross_attention(layer, x, cache, i))
-    return layer.norm3(x + layer._ff_block(x))
-
-
-def step_logits(model, cache, tokens):
-    """Logits (B, V) of the next token after `tokens` (B,), the newest
-    decoder input, at position cache.t; advances the cache."""
-    if cache.t >= cache.max_len:
-        raise ValueError(f"decoding past max_len ({cache.max_len})")
-    c = model.config
-    x = model.tgt_embed(np.asarray(tokens)[:, None]) * math.sqrt(c.d_model)   # (B, 1, d)
-    x = x + Tensor(model.positions[cache.t:cache.t + 1].astype(x.dtype, copy=False))
-    dec = model.transformer.decoder
-    for i, layer in enumerate(dec.layers):
-        x = _layer_step(layer, x, cache, i)
-    if dec.norm is not None:
-        x = dec.norm(x)
-    cache.t += 1
-    return model.generator(x).data[:, 0]                            # (B, V)
+__all__ = ["beam_search", "greedy"]
 
 
 def _never(logits, model, bos):
@@ -181,10 +64,10 @@ def greedy(model, src, max_len=None, bos=1, eos=2, use_cache=True):
             B = len(src)
             out = np.full((B, 1), bos, dtype=np.int64)
             done = np.zeros(B, bool)
-            cache = KVCache(model, memory, src_pad, max_len) if use_cache else None
+            cache = model.init_cache(memory, src_pad, max_len) if use_cache else None
             for _ in range(max_len):
                 if use_cache:
-                    logits = step_logits(model, cache, out[:, -1])
+                    logits = model.decode_step(out[:, -1], cache)
                 else:
                     logits = model.decode(out, memory, src_pad).data[:, -1]
                 nxt = _never(logits, model, bos).argmax(-1)
@@ -251,7 +134,7 @@ def _beam_batch(model, src, k, max_len, alpha, bos, eos, use_cache):
     memory, src_pad = model.encode(src)
     rows = np.repeat(np.arange(B), k)                   # row -> sentence (B * k,)
     if use_cache:
-        cache = KVCache(model, memory, src_pad, max_len)
+        cache = model.init_cache(memory, src_pad, max_len)
         cache.reorder(rows)                             # k copies of each sentence
     mem, mpad = memory.data, np.asarray(src_pad)
     active = list(range(B))                             # sentences still in the batch
@@ -263,7 +146,7 @@ def _beam_batch(model, src, k, max_len, alpha, bos, eos, use_cache):
     last_penalty = _length_penalty(max_len, alpha)
     for t in range(max_len):
         if use_cache:
-            logits = step_logits(model, cache, seqs[:, -1])
+            logits = model.decode_step(seqs[:, -1], cache)
         else:
             logits = model.decode(seqs, Tensor(mem[rows]), mpad[rows]).data[:, -1]
         logp = ops.log_softmax(_never(logits.astype(np.float64), model, bos))  # (N, V)

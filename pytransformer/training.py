@@ -533,15 +533,20 @@ class Trainer:
         if previous in (signal.SIG_IGN, None):
             yield
             return
-        # data-parallel, mpirun turns Ctrl-C into SIGTERM for every rank
-        signums = (signal.SIGINT, signal.SIGTERM) if self.dp is not None else (signal.SIGINT,)
+        # data-parallel: mpirun turns Ctrl-C into SIGTERM for every rank (and
+        # SIGKILL a fraction of a second later); SIGUSR1, which mpirun
+        # forwards to every rank, is the stop without a deadline
+        signums = ((signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) if self.dp is not None
+                   else (signal.SIGINT,))
         before = {s: signal.getsignal(s) for s in signums}
+        names = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate signal (SIGTERM)",
+                 signal.SIGUSR1: "stop signal (SIGUSR1)"}
 
         def on_sigint(signum, frame):
             if self._interrupt:
                 raise KeyboardInterrupt
             self._interrupt = True
-            what = "interrupt" if signum == signal.SIGINT else "terminate signal (SIGTERM)"
+            what = names.get(signum, f"signal {signum}")
             progress.message(f"{what}: finishing the step under way, then saving (Ctrl-C "
                              f"again stops at once, without saving)")
         for s in signums:

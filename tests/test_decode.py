@@ -38,9 +38,9 @@ def test_cached_step_logits_equal_full_decoder(norm_first):
     with no_grad():
         memory, pad = model.encode(src)
         full = model.decode(tgt, memory, pad).data                     # (B, T, V)
-        cache = decode.KVCache(model, memory, pad, max_len=12)
+        cache = model.init_cache(memory, pad, max_len=12)
         for t in range(tgt.shape[1]):
-            step = decode.step_logits(model, cache, tgt[:, t])
+            step = model.decode_step(tgt[:, t], cache)
             np.testing.assert_allclose(step, full[:, t], rtol=1e-4, atol=1e-5,
                                        err_msg=f"position {t}")
 

@@ -161,26 +161,56 @@ class MultiheadAttention(Module):
     def project(self, query, key, value):
         """The per-head q (B, H, L, d), k (B, H, S, d), v (B, H, S, d) of
         batch-first inputs (what attention then combines)."""
+        if self._qkv_same_embed_dim and query is key and key is value:
+            # self-attention: one GEMM
+            return _split(F.linear(query, self.in_proj_weight, self.in_proj_bias), 3,
+                          self.num_heads)
+        return (self._project_q(query),) + tuple(self.project_kv(key, value))
+
+    def project_kv(self, key, value=None):
+        """The per-head keys and values (B, H, S, d) of batch-first key and
+        value (value defaults to key): what a cross-attention cache holds."""
         E, H = self.embed_dim, self.num_heads
+        value = key if value is None else value
         if self._qkv_same_embed_dim:
             W = self.in_proj_weight
-            if query is key and key is value:  # self-attention: one GEMM
-                return _split(F.linear(query, W, self.in_proj_bias), 3, H)
-            (q,) = _split(F.linear(query, W[:E], self._bias(0)), 1, H)
             if key is value:
-                k, v = _split(F.linear(key, W[E:], self._bias(1, 2)), 2, H)
-            else:
-                (k,) = _split(F.linear(key, W[E:2 * E], self._bias(1)), 1, H)
-                (v,) = _split(F.linear(value, W[2 * E:], self._bias(2)), 1, H)
-            return q, k, v
-        (q,) = _split(F.linear(query, self.q_proj_weight, self._bias(0)), 1, H)
+                return _split(F.linear(key, W[E:], self._bias(1, 2)), 2, H)
+            (k,) = _split(F.linear(key, W[E:2 * E], self._bias(1)), 1, H)
+            (v,) = _split(F.linear(value, W[2 * E:], self._bias(2)), 1, H)
+            return k, v
         (k,) = _split(F.linear(key, self.k_proj_weight, self._bias(1)), 1, H)
         (v,) = _split(F.linear(value, self.v_proj_weight, self._bias(2)), 1, H)
-        return q, k, v
+        return k, v
+
+    def _project_q(self, query):
+        W = (self.in_proj_weight[:self.embed_dim] if self._qkv_same_embed_dim
+             else self.q_proj_weight)
+        (q,) = _split(F.linear(query, W, self._bias(0)), 1, self.num_heads)
+        return q
+
+    def _cached(self, query, cache, attn_mask):
+        """Attention of the new positions `query` (B, L, E) through `cache`
+        (an AttentionCache): a static cache supplies the keys/values; a
+        growing one takes the new positions' and attends causally over
+        everything it holds. attn_mask: bool (B, 1, 1, S) True = attend, or
+        None. Returns the (B, H, L, d) output."""
+        if cache.static:
+            q = self._project_q(query)
+            k, v = cache.filled()
+            return kernels.scaled_dot_product_attention(q, Tensor(k), Tensor(v), attn_mask,
+                                                        False)
+        q, k, v = self.project(query, query, query)
+        L, t = query.shape[1], cache.length
+        k, v = cache.append(k.data, v.data)
+        mask = None
+        if L > 1:   # new position i sees the cache and new positions j <= i
+            mask = np.tril(np.ones((L, t + L), bool), t)[None, None]
+        return kernels.scaled_dot_product_attention(q, Tensor(k), Tensor(v), mask, False)
 
     # --- forward --------------------------------------------------------------
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
-                attn_mask=None, average_attn_weights=True, is_causal=False):
+                attn_mask=None, average_attn_weights=True, is_causal=False, cache=None):
         """Attend from query to key/value; returns (attn_output, attn_weights).
 
         query (B, L, E), key (B, S, kdim), value (B, S, vdim): 3-D Tensors
@@ -189,8 +219,25 @@ class MultiheadAttention(Module):
         (added to the scores), arrays or Tensors. is_causal masks j > i itself
         when attn_mask is None. attn_output has query's shape; attn_weights is
         (B, L, S) (averaged over heads), (B, H, L, S) when not
-        average_attn_weights, or None when need_weights is False. Raises
-        TypeError for a non-Tensor input and ValueError for wrong shapes."""
+        average_attn_weights, or None when need_weights is False.
+
+        cache (an nn.cache.AttentionCache, eval only): decode incrementally.
+        A growing cache (self-attention) appends the keys/values of query's
+        new positions and attends causally over all it holds (key, value and
+        the masks are ignored: pass query three times); a static cache
+        (cross-attention) supplies keys/values projected once (key and value
+        may be None) and attn_mask may be its (B, 1, 1, S) bool mask, True =
+        attend. Weights are not returned with a cache. Raises TypeError for
+        a non-Tensor input and ValueError for wrong shapes."""
+        if cache is not None:
+            if self.training and self.dropout > 0.0:
+                raise ValueError("cache: incremental decoding runs in eval mode")
+            if not self.batch_first:
+                raise ValueError("cache: needs batch_first=True")
+            out = self._cached(query, cache, attn_mask)
+            B, L = query.shape[:2]
+            out = Permute.apply(out, (0, 2, 1, 3)).reshape(B, L, self.embed_dim)
+            return self.out_proj(out), None
         for name, t in (("query", query), ("key", key), ("value", value)):
             if not isinstance(t, Tensor):
                 raise TypeError(f"{name}: expected a Tensor, got {type(t).__name__}")

@@ -13,6 +13,7 @@ from pytransformer import ops
 from pytransformer.autograd.tensor import Tensor
 from pytransformer.nn import init
 from pytransformer.nn.layers import Dropout, Embedding, Linear
+from pytransformer.nn.cache import DecoderCache
 from pytransformer.nn.module import Module
 from pytransformer.nn.transformer import Transformer
 
@@ -220,6 +221,32 @@ class Seq2SeqTransformer(Module):
                                      tgt_key_padding_mask=tgt_in == self.config.pad_idx,
                                      memory_key_padding_mask=src_pad, tgt_is_causal=True)
         return self.generator(x)
+
+    def init_cache(self, memory, src_pad, max_len=None):
+        """A DecoderCache for decoding over memory (B, S, d_model) and
+        src_pad (B, S) from encode, with room for max_len positions (default
+        and limit: config.max_len); the cross-attention keys and values are
+        projected here, once."""
+        limit = self.config.max_len
+        max_len = limit if max_len is None else max_len
+        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) \
+                or not 1 <= max_len <= limit:
+            raise ValueError(f"max_len: must be an int in [1, {limit}] (the model's max_len), "
+                             f"got {max_len!r}")
+        return DecoderCache(self.transformer.decoder, memory, src_pad, max_len)
+
+    def decode_step(self, tokens, cache):
+        """Logits (B, tgt_vocab_size) of the token after `tokens` (B,), the
+        newest decoder inputs, at position cache.t of `cache` (from
+        init_cache); advances the cache. Eval mode, incremental: the same
+        logits as decode() on the whole prefix, up to float rounding."""
+        if cache.t >= cache.max_len:
+            raise ValueError(f"decoding past max_len ({cache.max_len})")
+        ids = np.asarray(tokens)[:, None]
+        x = self.tgt_embed(ids) * math.sqrt(self.config.d_model)          # (B, 1, d)
+        x = x + Tensor(self.positions[cache.t:cache.t + 1].astype(x.dtype, copy=False))
+        x = self.transformer.decoder(x, None, cache=cache)
+        return self.generator(x).data[:, 0]                               # (B, V)
 
     def forward(self, src, tgt_in):
         """src ids (B, S), decoder input ids tgt_in (B, T) (integer arrays or

@@ -111,13 +111,23 @@ class TransformerDecoderLayer(_Layer):
                          batch_first, norm_first, bias, dtype, cross=True)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False,
+                cache=None):
         """tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model)
         (sequence-first when not batch_first). Masks as in
         TransformerEncoderLayer.forward: tgt_mask (T, T) and
         tgt_key_padding_mask (B, T) for the self-attention, memory_mask (T, S)
         and memory_key_padding_mask (B, S) for the cross-attention;
-        *_is_causal apply the causal mask when the matching mask is None."""
+        *_is_causal apply the causal mask when the matching mask is None.
+
+        cache: a (self, cross) pair of nn.cache.AttentionCache (one entry of
+        DecoderCache.layers) to decode incrementally: tgt holds only the new
+        positions, memory is not read (the cross cache holds its keys and
+        values) and memory_mask may be the cache's bool mask (B, 1, 1, S),
+        True = attend; the other masks are ignored (self-attention is causal
+        over the cache)."""
+        if cache is not None:
+            return self._step(tgt, cache, memory_mask)
         x = tgt
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
@@ -130,6 +140,24 @@ class TransformerDecoderLayer(_Layer):
                                                memory_is_causal))
             x = self.norm3(x + self._ff_block(x))
         return x
+
+    def _step(self, x, cache, memory_mask):
+        """forward over new positions with a (self, cross) cache pair."""
+        self_cache, cross_cache = cache
+
+        def sa(h):
+            return self.dropout1(self.self_attn(h, h, h, cache=self_cache)[0])
+
+        def ca(h):
+            return self.dropout2(self.multihead_attn(h, None, None, attn_mask=memory_mask,
+                                                     cache=cross_cache)[0])
+        if self.norm_first:
+            x = x + sa(self.norm1(x))
+            x = x + ca(self.norm2(x))
+            return x + self._ff_block(self.norm3(x))
+        x = self.norm1(x + sa(x))
+        x = self.norm2(x + ca(x))
+        return self.norm3(x + self._ff_block(x))
 
     def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal):
         x = self.multihead_attn(x, mem, mem, attn_mask=attn_mask,
@@ -182,10 +210,27 @@ class TransformerDecoder(Module):
         self.norm = norm
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False,
+                cache=None):
         """tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model):
         every layer with the same masks (see TransformerDecoderLayer.forward),
-        then norm when there is one."""
+        then norm when there is one.
+
+        cache (an nn.cache.DecoderCache, eval mode): decode incrementally.
+        tgt holds the T new positions (B, T, d_model) that follow the
+        cache.t decoded so far; memory is not read (the cache holds its
+        projections; pass None); the masks are ignored (self-attention is
+        causal over the cache, cross-attention uses the cache's memory
+        mask). Advances cache.t by T."""
+        if cache is not None:
+            if len(cache.layers) != len(self.layers):
+                raise ValueError(f"cache: built for {len(cache.layers)} layers, the decoder "
+                                 f"has {len(self.layers)}")
+            x = tgt
+            for layer, pair in zip(self.layers, cache.layers):
+                x = layer(x, None, memory_mask=cache.memory_mask, cache=pair)
+            cache.t += tgt.shape[1]
+            return self.norm(x) if self.norm is not None else x
         x = tgt
         for layer in self.layers:
             x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,

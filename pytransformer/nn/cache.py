@@ -1,0 +1,148 @@
+"""Key/value caches for incremental decoding.
+
+A decoder that generates one token at a time needs, at step t, the keys and
+values of every earlier position (self-attention) and of the encoder's
+output (cross-attention). Recomputing them each step costs the whole prefix;
+the caches keep them:
+
+* :class:`AttentionCache` holds one MultiheadAttention's keys and values,
+  (B, H, capacity, head_dim) arrays. A *growing* cache (self-attention)
+  appends the new positions' keys/values at each call; a *static* one
+  (cross-attention) holds the memory's, projected once.
+* :class:`DecoderCache` holds a TransformerDecoder's: one growing and one
+  static cache per layer, the memory's key-padding mask, and ``t``, the
+  positions decoded so far.
+
+    cache = DecoderCache(model.transformer.decoder, memory, src_pad, max_len=32)
+    y = model.transformer.decoder(x_t, None, cache=cache)   # x_t (B, 1, E)
+
+``reorder_self``/``reorder_cross`` keep chosen batch rows (beam search's
+survivors, sentences leaving the batch).
+"""
+import numpy as np
+
+from pytransformer.autograd.tensor import Tensor
+
+__all__ = ["AttentionCache", "DecoderCache"]
+
+
+class AttentionCache:
+    """One attention's keys and values between calls.
+
+    AttentionCache(k, v, length, static): k, v (B, H, capacity, d) arrays
+    whose first `length` positions are filled. A static cache (cross
+    attention) is only read; a growing one (self-attention) takes the new
+    positions' keys and values at [length, length + L) on each call."""
+
+    __slots__ = ("k", "v", "length", "static")
+
+    def __init__(self, k, v, length=0, static=False):
+        self.k, self.v = k, v
+        self.length = int(length)
+        self.static = bool(static)
+
+    @classmethod
+    def empty(cls, batch, heads, capacity, head_dim, dtype):
+        """A growing cache with room for `capacity` positions."""
+        shape = (batch, heads, capacity, head_dim)
+        return cls(np.zeros(shape, dtype), np.zeros(shape, dtype), 0, False)
+
+    @property
+    def capacity(self):
+        """Positions the arrays have room for."""
+        return self.k.shape[2]
+
+    def append(self, k, v):
+        """Store k, v (B, H, L, d) after the filled positions; returns the
+        filled keys and values (B, H, length, d) as views."""
+        L = k.shape[2]
+        t = self.length
+        if t + L > self.capacity:
+            raise ValueError(f"cache: {t + L} positions exceed its capacity ({self.capacity})")
+        self.k[:, :, t:t + L] = k
+        self.v[:, :, t:t + L] = v
+        self.length = t + L
+        return self.k[:, :, :t + L], self.v[:, :, :t + L]
+
+    def filled(self):
+        """The filled keys and values (B, H, length, d), as views."""
+        return self.k[:, :, :self.length], self.v[:, :, :self.length]
+
+    def keep(self, index):
+        """Keep batch rows `index` (a new array; only filled positions are
+        copied for a growing cache)."""
+        if self.static:
+            self.k, self.v = self.k[index], self.v[index]
+            return
+        t = self.length
+
+        def pick(x):
+            out = np.empty((len(index),) + x.shape[1:], x.dtype)
+            out[:, :, :t] = x[index, :, :t]
+            return out
+        self.k, self.v = pick(self.k), pick(self.v)
+
+
+class DecoderCache:
+    """The caches of a TransformerDecoder for decoding position by position.
+
+    DecoderCache(decoder, memory, memory_key_padding_mask=None, max_len):
+    decoder a TransformerDecoder (batch_first), memory (B, S, E) its
+    encoder output (Tensor or array), memory_key_padding_mask (B, S) bool
+    (True = padding, PyTorch's convention) or None, max_len the most
+    positions to decode. The cross-attention keys and values of every layer
+    are projected here, once. ``t`` counts the positions decoded;
+    ``layers[i]`` is layer i's (self, cross) pair of AttentionCaches;
+    ``memory_mask`` is the (B, 1, 1, S) bool mask, True = attend, or None."""
+
+    def __init__(self, decoder, memory, memory_key_padding_mask=None, max_len=None):
+        mem = memory if isinstance(memory, Tensor) else Tensor(np.asarray(memory))
+        if mem.ndim != 3:
+            raise ValueError(f"memory: expected shape (batch, length, d_model), got {mem.shape}")
+        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
+            raise ValueError(f"max_len: expected a positive int, got {max_len!r}")
+        B, S, _ = mem.shape
+        self.t = 0
+        self.max_len = int(max_len)
+        self.memory_mask = None
+        if memory_key_padding_mask is not None:
+            pad = np.asarray(memory_key_padding_mask.data
+                             if isinstance(memory_key_padding_mask, Tensor)
+                             else memory_key_padding_mask)
+            if pad.shape != (B, S) or pad.dtype != np.bool_:
+                raise ValueError(f"memory_key_padding_mask: expected bool of shape {(B, S)}, "
+                                 f"got {pad.dtype} {pad.shape}")
+            if pad.any():
+                self.memory_mask = ~pad[:, None, None, :]
+        self.layers = []
+        for layer in decoder.layers:
+            sa = layer.self_attn
+            self_cache = AttentionCache.empty(B, sa.num_heads, self.max_len, sa.head_dim,
+                                              mem.dtype)
+            k, v = layer.multihead_attn.project_kv(mem)
+            self.layers.append((self_cache, AttentionCache(k.data, v.data, S, static=True)))
+
+    @property
+    def batch_size(self):
+        """Rows in the batch."""
+        return self.layers[0][0].k.shape[0] if self.layers else 0
+
+    def reorder(self, index):
+        """Keep batch rows `index` of every cache and of the memory mask."""
+        self.reorder_self(index)
+        self.reorder_cross(index)
+
+    def reorder_self(self, index):
+        """Keep rows `index` of the self-attention caches (the positions
+        decoded so far)."""
+        for self_cache, _ in self.layers:
+            self_cache.keep(index)
+
+    def reorder_cross(self, index):
+        """Keep rows `index` of the cross-attention caches and memory mask
+        (beam search calls it only when sentences leave the batch: the rows
+        of one sentence's beams all hold the same ones)."""
+        for _, cross in self.layers:
+            cross.keep(index)
+        if self.memory_mask is not None:
+            self.memory_mask = self.memory_mask[index]
