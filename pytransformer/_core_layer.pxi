@@ -313,8 +313,7 @@ cdef class LayerStack:
                     not isinstance(ck, np.ndarray) or ck.ndim != 4:
                 raise ValueError(f"caches of layer {i}: expected 4-D arrays (B, H, T, d)")
             cap, S = sk.shape[2], ck.shape[2]
-            if i and (cap, S) != (caches[2].shape[2], caches[3].shape[2]) \
-                    or (cap, S) != (sk.shape[2], ck.shape[2]):
+            if (cap, S) != (caches[0].shape[2], caches[2].shape[2]):
                 raise ValueError(f"caches of layer {i}: capacity or memory length differs "
                                  f"from layer 0's")
             _check(f"self_k[{i}]", sk, dt, (B, H, cap, d), out=True)

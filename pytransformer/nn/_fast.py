@@ -27,8 +27,11 @@ import numpy as np
 from pytransformer import _core
 from pytransformer.autograd.tensor import Tensor, is_grad_enabled
 
-__all__ = ["active", "hooked", "layer_stack", "encoder_forward", "additive_mask"]
+__all__ = ["active", "hooked", "layer_stack", "encoder_forward", "decoder_step", "additive_mask"]
 
+
+# False runs the module path everywhere (to compare the two paths).
+enabled = True
 
 _ENTRIES = weakref.WeakKeyDictionary()   # owner module -> _Entry
 
@@ -108,7 +111,7 @@ def layer_stack(owner, layers, norm=None, decoder=False):
     and rebuilt when owner's tree changed; None when the C layer cannot run
     them or, now, a hook is registered in owner's tree, or owner is in
     training mode, or autograd is on."""
-    if owner.training or is_grad_enabled():
+    if not enabled or owner.training or is_grad_enabled():
         return None
     e = _entry(owner, layers, norm, decoder)
     if e.stack is None or e.hooked():
@@ -221,3 +224,60 @@ def encoder_forward(owner, layers, norm, src, mask, key_padding_mask, is_causal)
     x = np.array(src.data, dtype=dt, order="C", copy=True).reshape(B * T, E)
     st.encoder_forward(x, None, km, am, B, T, causal)
     return Tensor(x.reshape(B, T, E))
+
+
+def _memory_mask(cache, dtype):
+    """The cache's memory mask (bool (B, 1, 1, S), True = attend, or None)
+    as the additive (B, S) array the C step reads, converted once per mask
+    object and kept on the cache; False when it is not such a mask."""
+    m = cache.memory_mask
+    if m is None:
+        return None
+    kept = cache.__dict__.get("_fast_mask")
+    if kept is not None and kept[0] is m and kept[1].dtype == dtype:
+        return kept[1]
+    m = np.asarray(m)
+    if m.dtype != np.bool_ or m.ndim != 4 or m.shape[1:3] != (1, 1):
+        return False
+    add = np.where(m[:, 0, 0, :], dtype.type(0), dtype.type(-np.inf))
+    cache.__dict__["_fast_mask"] = (cache.memory_mask, add)
+    return add
+
+
+def decoder_step(owner, tgt, cache):
+    """One cached decoding step of the decoder stack `owner` (a
+    TransformerDecoder: its layers, then its norm) in one C call: tgt
+    (B, 1, E) the new position's inputs, cache an nn.cache.DecoderCache
+    whose self-attention caches take the position's keys/values in place
+    (their preallocated capacity: no allocation per step but the output).
+    Advances the cache like the module path and returns the (B, 1, E)
+    Tensor; None when the fast path does not apply."""
+    if not isinstance(tgt, Tensor) or tgt.ndim != 3 or tgt.shape[1] != 1:
+        return None
+    st = layer_stack(owner, lambda: list(owner.layers), owner.norm, decoder=True)
+    if st is None or tgt.dtype != st.dtype or tgt.shape[2] != st.E:
+        return None
+    pairs = cache.layers
+    if len(pairs) != st.nlayers:
+        return None
+    t = pairs[0][0].length
+    arrays = []
+    for sc, cc in pairs:
+        if sc.length != t or sc.static or not cc.static:
+            return None
+        arrays += (sc.k, sc.v, cc.k, cc.v)
+    if t >= pairs[0][0].capacity:
+        return None                       # the module path says what is wrong
+    mask = _memory_mask(cache, st.dtype)
+    if mask is False:
+        return None
+    B, _, E = tgt.shape
+    x = np.array(tgt.data.reshape(B, E), dtype=st.dtype, order="C", copy=True)
+    try:
+        st.decoder_step(x, arrays, mask, None, t)
+    except (TypeError, ValueError):       # caches the C step cannot read in place
+        return None
+    for sc, _ in pairs:
+        sc.length = t + 1
+    cache.t += 1
+    return Tensor(x.reshape(B, 1, E))

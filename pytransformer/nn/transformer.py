@@ -221,7 +221,13 @@ class TransformerDecoder(Module):
         cache.t decoded so far; memory is not read (the cache holds its
         projections; pass None); the masks are ignored (self-attention is
         causal over the cache, cross-attention uses the cache's memory
-        mask). Advances cache.t by T."""
+        mask). Advances cache.t by T. In eval mode under no_grad, without
+        hooks, a one-position step runs the whole stack in one C call
+        (nn._fast)."""
+        if cache is not None and not self.training:
+            y = _fast.decoder_step(self, tgt, cache)     # one C call (nn._fast)
+            if y is not None:
+                return y
         if cache is not None:
             if len(cache.layers) != len(self.layers):
                 raise ValueError(f"cache: built for {len(cache.layers)} layers, the decoder "
