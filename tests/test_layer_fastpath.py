@@ -241,8 +241,15 @@ def test_cached_step_matches_python_step_and_full_decoder(seed):
     S = int(rng.integers(1, 9))
     mem, pad, x = _step_inputs(rng, c, S)
     with no_grad():
-        fast_cache = DecoderCache(dec, mem, pad, max_len=c["T"] + 2)
-        py_cache = DecoderCache(dec, mem, pad, max_len=c["T"] + 2)
+        fast_cache = DecoderCache(dec, mem, pad, max_len=c["T"] + 2)   # C cross keys/values
+        _fast.enabled = False
+        try:
+            py_cache = DecoderCache(dec, mem, pad, max_len=c["T"] + 2)
+        finally:
+            _fast.enabled = True
+        for (_, fc), (_, pc) in zip(fast_cache.layers, py_cache.layers):
+            _close(fc.k, pc.k, dt)
+            _close(fc.v, pc.v, dt)
         full = dec(Tensor(x), Tensor(mem), tgt_is_causal=True,
                    tgt_mask=np.triu(np.ones((c["T"], c["T"]), bool), 1),
                    memory_key_padding_mask=pad).data

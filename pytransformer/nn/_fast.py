@@ -27,7 +27,8 @@ import numpy as np
 from pytransformer import _core
 from pytransformer.autograd.tensor import Tensor, is_grad_enabled
 
-__all__ = ["active", "hooked", "layer_stack", "encoder_forward", "decoder_step", "additive_mask"]
+__all__ = ["active", "hooked", "layer_stack", "encoder_forward", "decoder_step", "cross_kv",
+           "additive_mask"]
 
 
 # False runs the module path everywhere (to compare the two paths).
@@ -281,3 +282,21 @@ def decoder_step(owner, tgt, cache):
         sc.length = t + 1
     cache.t += 1
     return Tensor(x.reshape(B, 1, E))
+
+
+def cross_kv(decoder, memory):
+    """The cross-attention keys and values of memory (B, S, E), a Tensor,
+    for every layer of decoder (a TransformerDecoder) in one C call, as a
+    list of (k, v) arrays (B, H, S, E/H): what a DecoderCache holds. None
+    when the fast path does not apply."""
+    if not isinstance(memory, Tensor) or memory.ndim != 3:
+        return None
+    st = layer_stack(decoder, lambda: list(decoder.layers), decoder.norm, decoder=True)
+    if st is None or memory.dtype != st.dtype or memory.shape[2] != st.E:
+        return None
+    B, S, E = memory.shape
+    shape = (B, st.H, S, E // st.H)
+    ks = [np.empty(shape, st.dtype) for _ in range(st.nlayers)]
+    vs = [np.empty(shape, st.dtype) for _ in range(st.nlayers)]
+    st.cross_kv(ks, vs, np.ascontiguousarray(memory.data))
+    return list(zip(ks, vs))
