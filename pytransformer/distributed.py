@@ -143,13 +143,10 @@ def comm():
 def shard(global_rows, rank_=None, size=None):
     """(first, rows): the contiguous rows of a global batch of `global_rows`
     that `rank_` (default: this rank) computes out of `size` ranks: rank r
-    takes rows [r * B // N, (r + 1) * B // N). ValueError when the batch has
-    fewer rows than there are ranks."""
+    takes rows [r * B // N, (r + 1) * B // N), none when the batch has fewer
+    rows than there are ranks (such a rank contributes zero gradients)."""
     r = rank() if rank_ is None else rank_
     n = world_size() if size is None else size
-    if global_rows < n:
-        raise ValueError(f"batch of {global_rows} rows for {n} ranks: every rank needs at "
-                         f"least one row (raise the batch size)")
     first = r * global_rows // n
     return first, (r + 1) * global_rows // n - first
 

@@ -403,12 +403,14 @@ class Trainer:
         rows_ = slice(first, first + rows)
         ntok = int(np.sum(tgt_out != self.pad))
         mine = int(np.sum(tgt_out[rows_] != self.pad))
-        with _random.batch_shard(first, rows):
-            logits = self.model(src[rows_], tgt_in[rows_])
-        V = logits.shape[-1]
-        loss = F.cross_entropy(logits.reshape(-1, V), tgt_out[rows_].reshape(-1),
-                               ignore_index=self.pad,
-                               label_smoothing=self.config.label_smoothing)
+        loss = None
+        if rows:            # a batch smaller than the ranks leaves some ranks without rows
+            with _random.batch_shard(first, rows):
+                logits = self.model(src[rows_], tgt_in[rows_])
+            V = logits.shape[-1]
+            loss = F.cross_entropy(logits.reshape(-1, V), tgt_out[rows_].reshape(-1),
+                                   ignore_index=self.pad,
+                                   label_smoothing=self.config.label_smoothing)
         # the batch's loss and whether any rank was interrupted, reduced
         # while backward runs
         stats = np.array([loss.item() * mine if mine else 0.0,

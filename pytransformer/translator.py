@@ -397,6 +397,8 @@ def _validation_sums(translator, pairs, batch_size):
 
     model, pad = translator.model, translator.model.config.pad_idx
     nll, right, count = 0.0, 0, 0
+    if not pairs:                  # a rank whose share of the validation pairs is empty
+        return nll, right, count, []
     with no_grad():
         for i in range(0, len(pairs), batch_size):
             src, tgt_in, tgt_out = batch(pairs[i:i + batch_size], translator.src_vocab,
@@ -452,12 +454,6 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     cfg.update(src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab), pad_idx=0)
     model = Seq2SeqTransformer(Seq2SeqConfig(**cfg))
     pairs = splits.train
-    world, tail = distributed.world_size(), len(pairs) % batch_size
-    if world > 1 and (batch_size < world or 0 < tail < world):
-        smallest = batch_size if batch_size < world else tail
-        raise SettingsError(f"batch_size: every batch needs at least one pair per rank ({world} "
-                            f"ranks), but batches of {batch_size} over the {len(pairs)} training "
-                            f"pairs include one of {smallest}; got {batch_size}")
     need = 1 + max(max(len(p.src), len(p.tgt)) for p in pairs)     # + EOS / BOS
     if model.config.max_len < need:
         raise SettingsError(f"max_len: expected at least {need} (the longest training pair "
