@@ -24,9 +24,9 @@ if _importlib_util.find_spec("pytransformer._core") is None:
         f"`pip install -e .` in {_os.path.dirname(_here)}, or run from outside the "
         f"source tree to use an installed pytransformer")
 
-_SUBMODULES = ("autograd", "checkpoint", "data", "decode", "distributed", "explain", "nn",
-               "ops", "optim", "plot", "pretrained", "reference", "runtime", "training",
-               "translator")
+_SUBMODULES = ("autograd", "bench", "checkpoint", "cli", "data", "decode", "distributed",
+               "explain", "export", "nn", "ops", "optim", "plot", "pretrained", "reference",
+               "runtime", "training", "translator", "validation")
 _NAMES = {"Parameter": "autograd", "Tensor": "autograd", "cat": "autograd",
           "enable_grad": "autograd", "no_grad": "autograd", "ones": "autograd",
           "stack": "autograd", "tensor": "autograd", "zeros": "autograd",

@@ -91,7 +91,7 @@ def _load_core():
             timeout = "OPENBLAS_THREAD_TIMEOUT=" + os.environ["OPENBLAS_THREAD_TIMEOUT"]
             core.use_scipy_blas(want_blas)
         elif scipy_loaded or not want_blas:
-            timeout = "runtime default (scipy.linalg was imported before pytransformer)"
+            timeout = "runtime default (scipy.linalg was imported before pytransformer's core loaded)"
             core.use_scipy_blas(want_blas)
         else:
             _with_env("OPENBLAS_THREAD_TIMEOUT", "4", lambda: core.use_scipy_blas(True))

@@ -132,3 +132,24 @@ def test_config_reports_the_runtime_settings():
     for key, value in runtime.status().items():
         assert cfg[key] == value
     assert cfg["omp_wait_policy"] != "core not loaded yet"
+
+
+def test_every_public_name_and_submodule_loads_on_first_use():
+    """pytransformer.X works without `import pytransformer.X` for every
+    name in __all__ and every public module of the package."""
+    r = _child("""
+import pkgutil
+import pytransformer as pt
+on_disk = {m.name for m in pkgutil.iter_modules(pt.__path__) if not m.name.startswith("_")}
+names = sorted(set(pt.__all__) | on_disk)
+missing = [n for n in names if getattr(pt, n, None) is None]
+try:
+    pt.no_such_name
+    unknown = "no error"
+except AttributeError as e:
+    unknown = str(e)
+print(json.dumps([missing, unknown, "validation" in dir(pt)]))
+""")
+    missing, unknown, listed = r
+    assert missing == [] and listed
+    assert unknown == "module 'pytransformer' has no attribute 'no_such_name'"
