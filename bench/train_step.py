@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 
-import pytransformer as pt  # before torch: our libgomp settings (see __init__)
-from pytransformer import nn, optim
+import pytransformer as pt
+from pytransformer import nn, optim  # loads our core before torch: its OpenMP settings apply
 from pytransformer.bench import machine
 from pytransformer.nn import functional as F
 
@@ -59,7 +59,9 @@ def batch(rng):
 
 # ---------------------------------------------------------------- ours
 def ours(threads):
-    """Our model, optimizer and a closure running one training step."""
+    """Our model, optimizer and a closure running one training step (with
+    the malloc settings the Trainer turns on: pytransformer.runtime)."""
+    pt.runtime.tune_for_training()
     pt.set_num_threads(threads)
     pt.manual_seed(0)
     cfg = nn.Seq2SeqConfig(V, V, D_MODEL, NHEAD, N_ENC, N_DEC, D_FF, dropout=0.0, max_len=64)
