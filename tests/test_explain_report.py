@@ -131,3 +131,28 @@ def test_explain_png_with_a_bert_model(tmp_path):
     names = sorted(os.listdir(d))
     assert "attention-encoder-layer5.png" in names and "factor-scores.png" in names
     assert not any("cross" in n for n in names)
+
+
+def test_unknown_words_are_marked_and_a_foreign_translation_warns(tmp_path, capsys):
+    """A word outside the vocabulary is labelled <unk:word> in every view
+    (the model reads <unk>) and named on the page; a --translation with
+    Spanish words the model does not know says so, once, on stderr."""
+    import warnings
+    from pytransformer.explain import trace
+    from pytransformer.translator import Translator, UnknownWordWarning, default_model_path
+    tr = Translator.load(default_model_path())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = trace(tr, "the zorblax is blue")
+        assert t.src_tokens[0][1] == "<unk:zorblax>"
+        assert t.tokens("cross")[1][1] == "<unk:zorblax>"
+        t = trace(tr, "the ball is blue", "la pelotita es azul")
+    assert t.tgt_in_tokens[0][2] == "<unk:pelotita>"
+    assert any(issubclass(w.category, UnknownWordWarning) and "'pelotita'" in str(w.message)
+               for w in caught)
+    out = tmp_path / "u.html"
+    assert cli.main(["explain", "the ball is blue", "--translation", "la pelotita es azul",
+                     "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("unknown Spanish word(s) 'pelotita' in the translation") == 1
+    assert "shown as &lt;unk:word&gt;: &lt;unk:pelotita&gt;" in out.read_text(encoding="utf-8")

@@ -217,12 +217,19 @@ def _translation(v):
 
 def _summary_section(rep, translator, sentence, v):
     cfg = translator.model.config
+    t = v["trace"]
+    unknown = [w for w in t.src_tokens[0] + t.tgt_out_tokens[0] if w.startswith("<unk:")]
+    note = ""
+    if unknown:
+        note = (f"\n\nWords outside the model's vocabulary, which it reads as <unk> (so "
+                f"nothing below can be about their meaning), are shown as <unk:word>: "
+                f"{', '.join(unknown)}.")
     rep.add_section(
         "The sentence and the model",
         f"The model ({cfg.num_encoder_layers} encoder and {cfg.num_decoder_layers} decoder "
         f"layers, {cfg.nhead} heads of {cfg.d_model // cfg.nhead} dimensions, "
         f"d_model {cfg.d_model}) translates the sentence as shown. Every number below was "
-        f"recorded while it did, through hooks on its modules.",
+        f"recorded while it did, through hooks on its modules." + note,
         H.table_html(["English", "Spanish (the model's translation)"],
                      [[sentence, _translation(v)]]), id="summary")
 

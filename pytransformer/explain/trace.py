@@ -23,6 +23,7 @@ decoder self-attention) and "cross" (decoder over the encoder's output).
 """
 import dataclasses
 import re
+import warnings
 
 import numpy as np
 
@@ -345,10 +346,23 @@ def _translator_run(translator, src, tgt):
     for b, t in enumerate(tgt_toks):
         ids = translator.tgt_vocab.encode(t, add_bos=True)
         tgt_ids[b, :len(ids)] = ids
-    src_tokens = [t + ["<eos>"] for t in toks]
-    tgt_in = [["<bos>"] + t for t in tgt_toks]
-    tgt_out = [t + ["<eos>"] for t in tgt_toks]
+    if tgt is not None:
+        unknown = sorted({w for t in tgt_toks for w in translator.tgt_vocab.unknown(t)})
+        if unknown:
+            from pytransformer.translator import UnknownWordWarning
+            warnings.warn(f"unknown Spanish word(s) {', '.join(map(repr, unknown))} in the "
+                          f"translation: read as <unk>", UnknownWordWarning, stacklevel=3)
+    src_tokens = [_marked(t, translator.src_vocab) + ["<eos>"] for t in toks]
+    tgt_words = [_marked(t, translator.tgt_vocab) for t in tgt_toks]
+    tgt_in = [["<bos>"] + t for t in tgt_words]
+    tgt_out = [t + ["<eos>"] for t in tgt_words]
     return src_ids, tgt_ids, src_tokens, tgt_in, tgt_out
+
+
+def _marked(words, vocab):
+    """The words as labels, those outside `vocab` shown as '<unk:word>': the
+    model reads them as <unk>, and every view should say so."""
+    return [w if w in vocab else f"<unk:{w}>" for w in words]
 
 
 def trace(model, src, tgt=None):
