@@ -353,7 +353,9 @@ def test_head_view_data_from_a_trace_trims_padding(batch_trace):
     with pytest.raises(ValueError, match="^b: expected a sentence index in 0..1, got 2"):
         head_view_data(t, 2)
     frag = head_view_html(head_view_data(t, 1))                  # numpy weights are accepted
-    assert _embedded(frag)["kinds"]["decoder"]["rows"][0] == "<bos>"
+    dec = _embedded(frag)["kinds"]["decoder"]
+    # one label convention for decoder positions in every view: reading -> writing
+    assert dec["rows"][:2] == ["<bos> \u2192 la", "la \u2192 bola"] and dec["cols"][0] == "<bos>"
 
 
 # ---------------------------------------------------------------------------

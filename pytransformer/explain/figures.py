@@ -166,8 +166,11 @@ def save_head_view_pngs(directory, data, prefix="attention", dpi=150):
         for name, w in zip(k["layer_names"], k["weights"]):
             lname = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
             path = os.path.join(directory, f"{prefix}-{safe}-layer{lname}.png")
+            rows = ("query (the word attending)" if kind == "encoder"
+                    else "decoder position (reading \u2192 writing)")
             paths.append(save_attention_heads_png(path, w, k["rows"], k["cols"],
-                                                  title=f"{k['title']}, layer {name}", dpi=dpi))
+                                                  title=f"{k['title']}, layer {name}", dpi=dpi,
+                                                  row_axis=rows))
     return paths
 
 

@@ -269,7 +269,9 @@ def _heads_section(rep, translator, sentence, v):
         "the darker the line, the larger the attention weight. Encoder self-attention links "
         "English words to English words; the decoder's masked self-attention links each "
         "Spanish word to the ones before it; cross-attention links each Spanish position to "
-        "the English words it reads. Hover a word to see only its lines.",
+        "the English words it reads. A decoder position is labelled reading \u2192 writing: "
+        "\u201cla \u2192 bola\u201d has read \u201cla\u201d and writes \u201cbola\u201d. Hover a "
+        "word to see only its lines.",
         H.head_view_html(dict(H.head_view_data(v["trace"], kinds=["cross", "encoder", "decoder"]),
                               initial={"kind": "cross", "layer": -1, "head": "all"}),
                          include_script=False), id="heads")
@@ -336,16 +338,16 @@ def _cross_section(rep, translator, sentence, v):
     maps, agree = [], []
     for layer in range(t.num_layers("cross")):
         w = t.attention("cross", layer).weights[0].mean(0)[:len(rows_c), :len(cols_c)]
-        maps.append(H.heatmap_svg(w, t.tgt_out_tokens[0], cols_c,
+        maps.append(H.heatmap_svg(w, rows_c, cols_c,
                                   title=f"layer {layer} (mean of heads)", vmin=0, vmax=1,
                                   highlight=highlight, highlight_label="gold alignment"))
         if highlight is not None:       # words (not <eos>) whose top source word is gold
             words = w[:-1, :-1]
             hits = sum((r, int(words[r].argmax())) in highlight for r in range(len(words)))
             agree.append(f"layer {layer}: {hits}/{len(words)}")
-    cap = ("Row: the Spanish word being produced; column: the English word. Each row is the "
-           "cross-attention of the decoder position that produced that word, averaged over "
-           "heads.")
+    cap = ("Row: a decoder position, reading \u2192 writing (\u201cla \u2192 bola\u201d has "
+           "read \u201cla\u201d and writes \u201cbola\u201d); column: the English word. Each row "
+           "is that position's cross-attention, averaged over heads.")
     if highlight is not None:
         cap += (" Outlined cells are the corpus's gold alignment. Target words whose most "
                 "attended source word is gold-aligned: " + ", ".join(agree) + ".")
@@ -374,13 +376,12 @@ def _mixing_section(rep, translator, sentence, v):
     t = v["trace"]
     body = ""
     for vm in v["mixing"]:
-        body += _mixing_body(vm, t.tgt_out_tokens[0] if vm.title.startswith("cross")
-                             else vm.rows)
+        body += _mixing_body(vm, vm.rows)
     rep.add_section("Weights vs what the values carry (value mixing)",
                     "Left: the attention weights; right: how much of each output each key "
                     "word really contributes, measured as the norm of weight x transformed "
-                    "value vector. Rows of cross-attention are labelled by the Spanish word "
-                    "being produced.", body, id="mixing")
+                    "value vector. Rows of cross-attention are decoder positions, reading "
+                    "\u2192 writing.", body, id="mixing")
 
 
 def _ffn_section(rep, translator, sentence, v):

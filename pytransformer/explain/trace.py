@@ -310,15 +310,21 @@ class Trace:
         return int(layer)
 
     def tokens(self, kind, b=0):
-        """(query tokens, key tokens) labelling the rows and columns of
-        attention of `kind` for sentence b."""
+        """(row labels, column labels) of attention of `kind` for sentence b.
+        Encoder rows and columns are the source words. A decoder position
+        reads one word and writes the next, and both matter to a reader, so
+        the rows of decoder and cross-attention are labelled 'reading ->
+        writing' ("la \u2192 bola": the position that has read "la" and
+        produces "bola"), in every view; decoder columns are the words read,
+        cross-attention columns the source words."""
         if self.src_tokens is None:
             raise ValueError("tokens: this trace has no tokens (made by Tracer, not trace())")
         if kind == "encoder":
             return self.src_tokens[b], self.src_tokens[b]
+        rows = [f"{i} \u2192 {o}" for i, o in zip(self.tgt_in_tokens[b], self.tgt_out_tokens[b])]
         if kind == "decoder":
-            return self.tgt_in_tokens[b], self.tgt_in_tokens[b]
-        return self.tgt_in_tokens[b], self.src_tokens[b]
+            return rows, self.tgt_in_tokens[b]
+        return rows, self.src_tokens[b]
 
 
 def _translator_run(translator, src, tgt):
