@@ -285,3 +285,19 @@ def test_trace_of_a_model_that_never_ends_its_translation():
     assert tgt_toks == words and w.shape == (12, len(src_toks))
     np.testing.assert_allclose(w.sum(axis=1), 1, atol=1e-5)
     assert len(attention_map(src_toks, tgt_toks, w).splitlines()) == 13
+
+
+def test_value_mixing_says_how_much_attention_adds(shipped):
+    """output_ratio is ||module output|| / ||module input|| per word: on the
+    shipped model encoder layer 0 adds a small fraction of each word's norm
+    (the row shares alone cannot show it), and the page charts it."""
+    from pytransformer.explain.report import sentence_report
+    t = trace(shipped, "the black cat drank the milk")
+    rec = t.attention("encoder", 0)
+    vm = value_mixing(t, "encoder", 0)
+    want = np.linalg.norm(rec.out[0], axis=-1) / np.linalg.norm(rec.query_in[0], axis=-1)
+    np.testing.assert_allclose(vm.output_ratio, want, rtol=1e-12)
+    assert np.median(vm.output_ratio[:-1]) < 0.3                   # the words, not <eos>
+    assert "of the norm of its input, word by word" in vm.caption
+    page = sentence_report(shipped, "the black cat drank the milk", donor=False).to_html()
+    assert "how much attention adds: ||output|| / ||input||, per word" in page

@@ -193,6 +193,9 @@ def _mixing_body(vm, rows):
                           title="attention weight (mean of heads)", vmin=0, vmax=1)
     body += H.heatmap_svg(vm.norm_share, rows, vm.cols,
                           title="share of the contribution norm", vmin=0, vmax=1)
+    body += H.bar_chart_svg(rows, vm.output_ratio.tolist(),
+                            title="how much attention adds: ||output|| / ||input||, per word",
+                            fmt=".2f", reference=1.0, reference_label="as long as its input")
     return body + f"<p>{H.escape(vm.caption)}</p>"
 
 

@@ -208,7 +208,10 @@ class ValueMixing(_Result):
     weight_share / norm_share (L, S): each row normalised to sum 1 (weights
     averaged over heads; norms of the mixed vectors). agreement: the
     fraction of (head, query) rows whose most attended key by weight is also
-    the largest contribution by norm."""
+    the largest contribution by norm. output_ratio (L,): the norm of the
+    module's whole output at each query over the norm of its input there
+    (the residual stream it is added to, in a post-norm layer): how much the
+    attention changes each word at all, which the row shares cannot show."""
     title: str
     rows: list
     cols: list
@@ -219,6 +222,7 @@ class ValueMixing(_Result):
     norm_share: np.ndarray
     value_norms: np.ndarray
     agreement: float
+    output_ratio: np.ndarray = None
     caption: str = ""
 
 
@@ -248,6 +252,9 @@ def value_mixing(trace, kind, layer, b=0):
     others = np.delete(fmean, j_most)
     ratio = fmean[j_most] / others.mean() if others.size and others.mean() > 0 else 1.0
     same = agreement >= 0.95 and gap < 0.05
+    out_norm = np.linalg.norm(rec.out[b, :L], axis=-1)
+    in_norm = np.linalg.norm(rec.query_in[b, :L], axis=-1)
+    out_ratio = out_norm / np.where(in_norm > 0, in_norm, 1.0)
     cap = (f"The output of a word in {rec.title} is a weighted sum of transformed value "
            f"vectors f(x_j) = v_j W_O, so a large weight on a key with a short value vector "
            f"adds little (Kobayashi et al. 2020). Here the most attended key of a head is "
@@ -259,7 +266,11 @@ def value_mixing(trace, kind, layer, b=0):
               if gap >= 0.3 else ": the two pictures differ, but mostly agree. ")
            + f"The most attended key, '{cols[j_most]}', gets {100 * ws[:, j_most].mean():.0f}% "
            f"of the weight and {100 * ns[:, j_most].mean():.0f}% of the contribution norm; "
-           f"its value vector is {ratio:.2f} times as long as the other words' on average.")
+           f"its value vector is {ratio:.2f} times as long as the other words' on average. "
+           f"And the shares hide how much the attention adds at all: its whole output is "
+           f"{100 * out_ratio.min():.0f}-{100 * out_ratio.max():.0f}% of the norm of its "
+           f"input, word by word (median {100 * np.median(out_ratio):.0f}%).")
     return ValueMixing(title=f"{rec.title}: weights vs contributions", rows=list(rows),
                        cols=list(cols), weights=w, norms=norms, mixed=mixed, weight_share=ws,
-                       norm_share=ns, value_norms=fnorm, agreement=agreement, caption=cap)
+                       norm_share=ns, value_norms=fnorm, agreement=agreement,
+                       output_ratio=out_ratio, caption=cap)
