@@ -468,3 +468,19 @@ def test_walkthrough_controls_change_the_matrix_and_the_sum(browser, shipped_tra
     # every head drew its own matrix
     assert len(seen) == sum(t.num_layers(k) * t.attention(k, 0).num_heads for k in t.kinds())
     assert browser.errors() == [] and browser.js("window.__ptErrors") == []
+
+
+def test_head_view_map_has_a_scale_in_the_heads_colour(browser, report_path):
+    """The heat map beside the lines carries its scale: 0 to 1 in the
+    chosen head's colour, named."""
+    browser.navigate(report_path.as_uri())
+    _choose(browser, "pt-hv-head", 1)
+    legend = browser.js("""(() => { const g = document.querySelector(
+        'div.pt-headview .pt-hv-heatmap g.pt-hv-legend');
+        const cell = document.querySelector('div.pt-headview .pt-hv-heatmap rect[data-i]');
+        return {text: Array.from(g.querySelectorAll('text')).map(t => t.textContent),
+                fills: Array.from(g.querySelectorAll('rect')).map(r => r.getAttribute('fill')),
+                cell: cell.getAttribute('fill')}; })()""")
+    assert legend["text"] == ["0", "1", "attention weight (head 1)"]
+    assert set(legend["fills"][:-1]) == {legend["cell"]}
+    assert browser.errors() == []

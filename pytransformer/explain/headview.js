@@ -181,7 +181,8 @@
     var R = k.rows.length, C = k.cols.length;
     var left = Math.max.apply(null, k.rows.map(textWidth)) * 0.85 + 8;
     var top = Math.max.apply(null, k.cols.map(textWidth)) * 0.85 * 0.72 + 12;
-    var W = left + C * CELL + 40, H = top + R * CELL + 8;
+    var LEGEND = 34;
+    var W = Math.max(left + C * CELL + 40, left + 190), H = top + R * CELL + 8 + LEGEND;
     while (this.mapBox.firstChild) this.mapBox.removeChild(this.mapBox.firstChild);
     var svg = node('!svg', {width: W, height: H, viewBox: '0 0 ' + W + ' ' + H, 'font-size': 11,
                             'class': 'pt-hv-heatmap', role: 'img'}, this.mapBox);
@@ -206,6 +207,24 @@
         this.cells.push({el: g, i: i, j: j});
       }
     }
+    this.drawLegend(svg, left, top + R * CELL + 14, color);
+  };
+
+  /* The scale of the map and of the lines: the chosen head's colour (the
+   * mean of the heads is grey), opacity = attention weight from 0 to 1. */
+  HeadView.prototype.drawLegend = function (svg, x, y, color) {
+    var g = node('!g', {'class': 'pt-hv-legend'}, svg), steps = 10, w = 12;
+    for (var s = 0; s < steps; s++) {
+      node('!rect', {x: x + s * w, y: y, width: w, height: 9, fill: color,
+                     'fill-opacity': fmt((s + 0.5) / steps)}, g);
+    }
+    node('!rect', {x: x, y: y, width: steps * w, height: 9, fill: 'none', stroke: '#999',
+                   'stroke-width': 0.5}, g);
+    node('!text', {x: x, y: y + 20, 'font-size': 10}, g, '0');
+    node('!text', {x: x + steps * w, y: y + 20, 'font-size': 10, 'text-anchor': 'end'}, g, '1');
+    var head = this.state.head === 'all' ? 'mean of the heads' : 'head ' + this.state.head;
+    node('!text', {x: x + steps * w + 8, y: y + 8, 'font-size': 10}, g,
+         'attention weight (' + head + ')');
   };
 
   function initAll() {
