@@ -39,7 +39,7 @@ import zlib
 import numpy as np
 
 __all__ = ["DataParallel", "DistributedError", "abort_on_error", "barrier", "comm", "init",
-           "is_distributed", "local_size", "rank", "shard", "world_size"]
+           "is_distributed", "launch_rank", "local_size", "rank", "shard", "world_size"]
 
 # mpirun/mpiexec launchers set one of these in every process they start
 _LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS")
@@ -72,7 +72,7 @@ def init(force=False):
             if force or n not in ("1", "?"):
                 raise RuntimeError(f"distributed: started as one of {n} MPI processes but "
                                    f"mpi4py is not installed (pip install "
-                                   f"'pytransformer[mpi]')") from None
+                                   f"'pytransformer-cpu[mpi]')") from None
         else:
             comm_world = MPI.COMM_WORLD
             _world.update(comm=comm_world, rank=comm_world.Get_rank(),
@@ -99,6 +99,17 @@ def _abort_on_uncaught():
 def rank():
     """This process's rank (0 without MPI)."""
     return _world["rank"]
+
+
+def launch_rank():
+    """This process's rank as an MPI launcher (mpirun) announced it in the
+    environment, 0 when none did: known before init() and without mpi4py,
+    so that an error every rank meets alike is printed by rank 0 only."""
+    for var in ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"):
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def world_size():

@@ -129,7 +129,7 @@ class Translator:
             raise ValueError("translate: no sentences given")
         toks = []
         for s in sentences:
-            t = tokenize(s)
+            t = _source_tokens(s, self.src_vocab)
             if not t:
                 raise ValueError(f"translate: empty sentence {s!r}")
             limit = self.model.config.max_len - 1            # room for EOS
@@ -248,6 +248,17 @@ def _check_weights(cfg, state, fail):
              f"({size} values)")
 
 
+def _source_tokens(sentence, vocab):
+    """The tokens of an English sentence as the model reads them: a
+    sentence-final '.' or '!' that the source vocabulary lacks is dropped
+    (the generated corpus writes statements without one; its questions end
+    in '?', which the vocabulary has)."""
+    toks = tokenize(sentence)
+    if len(toks) > 1 and toks[-1] in (".", "!") and toks[-1] not in vocab:
+        toks = toks[:-1]
+    return toks
+
+
 def cross_attention(translator, sentence, translation=None, layer=-1):
     """Cross-attention of one translation: (source tokens + <eos>, target
     tokens + <eos>, weights (T, S)), the weights of decoder layer `layer`
@@ -290,20 +301,28 @@ def cross_attention(translator, sentence, translation=None, layer=-1):
     return toks[0] + ["<eos>"], labels, captured["w"]
 
 
-def attention_map(src_tokens, tgt_tokens, weights):
+def attention_map(src_tokens, tgt_tokens, weights, legend=False):
     """A text heat map of attention weights: one row per target token, one
-    column per source token, shades ' .:-=+*#%@' from 0 to the row maximum,
-    and the most attended source word at the end of each row."""
+    column per source token, the most attended source word at the end of
+    each row, and with legend=True a last line saying what the shades
+    mean. The shades ' .:-=+*#%@' stand for the
+    weight itself on one scale for every row (0 to 1; a row's weights sum
+    to 1), so a row spread over many words shows light and a row focused on
+    one word dark. Wide characters are aligned by their terminal width."""
+    from pytransformer._text import display_width, fit, rjust
+
     shades = " .:-=+*#%@"
-    width = max(3, max(len(t) for t in src_tokens))
-    tw = max(len(t) for t in tgt_tokens)
-    lines = [" " * (tw + 2) + " ".join(t[:width].rjust(width) for t in src_tokens)]
+    width = max(3, max(display_width(t) for t in src_tokens))
+    tw = max(display_width(t) for t in tgt_tokens)
+    lines = [" " * (tw + 2) + " ".join(fit(t, width) for t in src_tokens)]
     for t, row in zip(tgt_tokens, weights):
-        top = row.max() if row.max() > 0 else 1.0
-        cells = " ".join((shades[min(9, int(round(9 * w / top)))] * 2).rjust(width)
+        cells = " ".join((shades[min(9, max(0, int(round(9 * float(w)))))] * 2).rjust(width)
                          for w in row)
-        lines.append(f"{t.rjust(tw)}  {cells}   <- {src_tokens[int(row.argmax())]} "
+        lines.append(f"{rjust(t, tw)}  {cells}   <- {src_tokens[int(row.argmax())]} "
                      f"({row.max():.2f})")
+    if legend:
+        lines.append("shade = weight, one scale for all rows: " + " ".join(
+            f"'{c}'={i / 9:.1f}" for i, c in enumerate(shades)))
     return "\n".join(lines)
 
 

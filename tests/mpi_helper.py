@@ -9,6 +9,9 @@
         every check passed (an AssertionError otherwise).
     python tests/mpi_helper.py api-raise
         rank 1 raises ValueError (uncaught) while rank 0 waits in finish().
+    python tests/mpi_helper.py api-hang
+        rank 1 sleeps (alive, stuck) while rank 0 waits in finish() with a
+        3 s timeout.
 """
 import sys
 
@@ -120,7 +123,23 @@ def api_raise():
     print("rank 0 finished without rank 1", flush=True)
 
 
+def api_hang():
+    """Rank 1 stays alive but never joins the all-reduce; rank 0's bounded
+    wait (3 s) raises DistributedError, which ends the job."""
+    import time
+    from pytransformer import distributed as dist, nn
+    from pytransformer.autograd import tensor
+
+    dist.init()
+    model = dist.DataParallel(nn.Linear(3, 1), timeout=3.0)
+    if dist.rank() == 1:
+        time.sleep(600)
+    model(tensor(np.ones((2, 3), np.float32))).sum().backward()
+    model.finish()
+    print("rank 0 finished without rank 1", flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "train":
         sys.exit(train(sys.argv[2:]))
-    api_raise() if sys.argv[1] == "api-raise" else api()
+    {"api-raise": api_raise, "api-hang": api_hang}.get(sys.argv[1], api)()

@@ -179,6 +179,18 @@ def test_an_uncaught_exception_on_a_rank_ends_the_job():
     assert "finished without rank 1" not in done.stdout
 
 
+def test_a_stuck_rank_is_caught_by_the_bounded_wait():
+    """Python API: rank 1 stays alive but never joins the all-reduce; rank
+    0's wait ends after DataParallel's timeout (3 s here) with a
+    DistributedError naming it, and the job ends within the timeout plus
+    BOUND."""
+    done, seconds = _run([HELPER, "api-hang"], 2, timeout=120)
+    assert done.returncode != 0 and seconds < 3 + BOUND, (done.returncode, seconds)
+    assert "rank 0: the gradient all-reduce did not complete within 3 s" in done.stderr, \
+        done.stderr[-2000:]
+    assert "finished without rank 1" not in done.stdout
+
+
 def _steps(n):
     args = list(TRAIN)
     args[args.index("--steps") + 1] = str(n)
@@ -210,11 +222,14 @@ def test_resume_on_two_ranks_is_bit_identical_and_on_one_says_so(tmp_path, runs)
     assert load_checkpoint(tmp_path / "half1.safetensors").step == 20
 
 
-def test_ctrl_c_on_mpirun_saves_the_step_all_ranks_reached(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGUSR1"])
+def test_ctrl_c_on_mpirun_saves_the_step_all_ranks_reached(tmp_path, signame):
     """SIGINT to mpirun (what Ctrl-C sends) once step 50 is reported: Open
     MPI sends every rank SIGTERM, the ranks stop after the same step and
     rank 0 saves it (no checkpoint was due before the last step), within
-    BOUND seconds. Without --threads, the two ranks share the cores."""
+    BOUND seconds. Without --threads, the two ranks share the cores.
+    SIGUSR1, which mpirun forwards, stops the same way without mpirun's
+    SIGKILL deadline: the ranks' messages are shown and the status is 130."""
     import signal
     path = tmp_path / "c.safetensors"
     args = _steps(2000)
@@ -230,13 +245,17 @@ def test_ctrl_c_on_mpirun_saves_the_step_all_ranks_reached(tmp_path):
             if line.startswith("step 50/"):
                 break
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=BOUND)
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=BOUND)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert time.monotonic() - t0 < BOUND
+    if signame == "SIGUSR1":
+        assert proc.returncode == 130, err[-2000:]
+        assert "stop signal (SIGUSR1): finishing the step under way" in err, err[-2000:]
+        assert f"interrupted: saved {path}" in err, err[-2000:]
     ck = load_checkpoint(path)
     assert 50 <= ck.step < 2000 and len(_losses(ck)) == ck.step
     assert ck.extra["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
@@ -251,4 +270,5 @@ def test_a_batch_smaller_than_the_ranks_is_a_setting_error(tmp_path):
     assert ("pytransformer train: --batch-size: every batch needs at least one pair per rank "
             "(2 ranks), but batches of 16 over the 321 training pairs include one of 1; got 16"
             ) in done.stderr, done.stderr[-2000:]
+    assert done.stderr.count("--batch-size:") == 1, done.stderr[-2000:]   # rank 0 only
     assert not (tmp_path / "b.safetensors").exists()

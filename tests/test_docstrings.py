@@ -30,10 +30,13 @@ MIN_WORDS = 3
 # (recursively) whose name has no leading underscore.
 MODULES = [
     "pytransformer", "pytransformer.ops", "pytransformer.reference", "pytransformer.autograd",
-    "pytransformer.nn", "pytransformer.nn.*", "pytransformer.optim", "pytransformer.checkpoint",
+    "pytransformer.nn", "pytransformer.nn.*", "pytransformer.optim", "pytransformer.optim.*",
+    "pytransformer.checkpoint",
     "pytransformer.data", "pytransformer.decode", "pytransformer.translator",
     "pytransformer.training", "pytransformer.explain", "pytransformer.explain.*",
     "pytransformer.pretrained", "pytransformer.plot", "pytransformer.distributed",
+    "pytransformer.validation", "pytransformer.runtime",
+    "pytransformer.export", "pytransformer.export.*",
 ]
 
 # Modules of the package the walk does not enter, with the reason. Any other

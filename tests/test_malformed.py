@@ -1023,7 +1023,8 @@ def test_regression_checks_helpers():
     assert c.real_arg("r", np.array(0.5)) == 0.5 and c.real_arg("r", np.float32(2)) == 2.0
     for bad in (True, 1.0, "1", np.array(1.0), np.array([1])):
         _raises(TypeError, "n", c.int_arg, "n", bad)
-    _raises(ValueError, "n", c.int_arg, "n", 5, 0, 5)
+    _raises(ValueError, "n", c.int_arg, "n", 6, 0, 5)      # bounds are inclusive
+    assert c.int_arg("n", 5, 0, 5) == 5
     _raises(ValueError, "s", c.check_alloc, "s", (2**62, 2), np.float32)
     c.check_alloc("s", (2**59, 0), np.float64)
     _raises(ValueError, "s", c.check_alloc, "s", (2**62, 0), np.float64)

@@ -89,11 +89,16 @@ Plan.__doc__ = """The content of one sentence, before it is put into words.
 
 kind: one of 'trans', 'intr', 'go', 'cop_adj', 'cop_loc'; mood: 'decl',
 'neg' or 'q'; past: bool; verb: index into VERBS (None for the copula);
-pron: a Pronoun subject or None; subj, obj: noun phrases (Determiner or
-None, adjective index or None, noun index, number 0/1) or None; pp:
-(Preposition, noun phrase) or None; adj: predicative adjective index or
-None; rel: relative clause on the subject (verb index, object noun phrase or
+pron: a Pronoun subject or None; subj, obj: NounPhrase or None; pp:
+(Preposition, NounPhrase) or None; adj: predicative adjective index or
+None; rel: relative clause on the subject (verb index, object NounPhrase or
 None, past) or None."""
+
+NounPhrase = namedtuple("NounPhrase", "det adj noun plural")
+NounPhrase.__doc__ = """A noun phrase of a Plan: det (a Determiner or None),
+adj (adjective index or None), noun (noun index), plural (0 or 1)."""
+
+_Placed = namedtuple("_Placed", "det adj noun")   # source token indices of a noun phrase
 
 
 class _Sentence:
@@ -166,7 +171,7 @@ class Generator:
     # ------------------------------------------------------------------ noun phrases
 
     def _np(self, rng, n, full, p_adj=0.35, bare_ok=False):
-        """Choose (det or None, adjective index or None, noun index, number)."""
+        """Choose a NounPhrase for noun index n."""
         noun = NOUNS[n]
         num = 0 if noun.mass or rng.random() < 0.7 else 1
         if bare_ok and noun.mass and rng.random() < 0.3:
@@ -178,10 +183,10 @@ class Generator:
         adj = None
         if rng.random() < p_adj:
             adj = rng.choice(self._adjs[full][n])
-        return (det, adj, n, num)
+        return NounPhrase(det, adj, n, num)
 
     def _np_en(self, s, np):
-        """Emit an English noun phrase; returns (det idx, adj idx, noun idx)."""
+        """Emit an English noun phrase; returns its token indices (_Placed)."""
         det, adj, n, num = np
         noun = NOUNS[n]
         word = noun.en_pl if num else noun.en
@@ -198,7 +203,7 @@ class Generator:
             s.deps.append((di, ni, "det"))
         if ai is not None:
             s.deps.append((ai, ni, "adj"))
-        return di, ai, ni
+        return _Placed(di, ai, ni)
 
     def _np_es(self, s, np, idx, prep=None, prep_i=None):
         """Emit the Spanish noun phrase (det noun adj), after the Spanish
@@ -281,15 +286,15 @@ class Generator:
             if pron is not None:
                 adj = rng.choice(self._person_adjs)
             else:
-                adj = rng.choice(self._adjs[full][subj[2]])
+                adj = rng.choice(self._adjs[full][subj.noun])
         else:
             p = rng.choice(_LOCATIVE)
             pp = (p, self._np(rng, rng.choice(self._loc_nouns), full))
         rel = None
-        if subj is not None and mood != "q" and NOUNS[subj[2]].cls in ("person", "animal") \
+        if subj is not None and mood != "q" and NOUNS[subj.noun].cls in ("person", "animal") \
                 and r() < 0.12:
             rv = rng.choice(self._animate_verbs)
-            while NOUNS[subj[2]].cls not in VERBS[rv].subj:
+            while NOUNS[subj.noun].cls not in VERBS[rv].subj:
                 rv = rng.choice(self._animate_verbs)
             robj = None
             if VERBS[rv].kind == "trans":
@@ -308,14 +313,14 @@ class Generator:
         out = []
         for np in (subj, obj, pp[1] if pp is not None else None,
                    rel[1] if rel is not None else None):
-            if np is not None and np[1] is not None:
-                out.append(("na", np[2], np[1]))
+            if np is not None and np.adj is not None:
+                out.append(("na", np.noun, np.adj))
         if adj is not None and subj is not None:
-            out.append(("na", subj[2], adj))
+            out.append(("na", subj.noun, adj))
         if obj is not None:
-            out.append(("vo", v, obj[2]))
+            out.append(("vo", v, obj.noun))
         if rel is not None and rel[1] is not None:
-            out.append(("vo", rel[0], rel[1][2]))
+            out.append(("vo", rel[0], rel[1].noun))
         return out
 
     def uses_heldout(self, plan):
@@ -335,7 +340,7 @@ class Generator:
         verb = VERBS[v] if v is not None else None
         s = _Sentence()
         s.combos = self.combos(plan)
-        person = pron.person if pron is not None else (5 if subj[3] else 2)
+        person = pron.person if pron is not None else (5 if subj.plural else 2)
         tense = 1 if past else 0
         copula = kind in ("cop_adj", "cop_loc")
 
@@ -347,7 +352,7 @@ class Generator:
                     s.deps.append((k, ids[0], "det"))
                 return ids[0], ids
             idx = self._np_en(s, subj)
-            return idx[2], idx
+            return idx.noun, idx
 
         rel_idx = None
         q_i = not_i = aux_i = None
@@ -372,7 +377,7 @@ class Generator:
                 robj_idx = None
                 if robj is not None:
                     robj_idx = self._np_en(s, robj)
-                    s.deps.append((robj_idx[2], rvi, "obj"))
+                    s.deps.append((robj_idx.noun, rvi, "obj"))
                 rel_idx = (that, rvi, robj_idx)
             if copula:
                 head = s.en(_BE[tense][person], "AUX")
@@ -393,15 +398,15 @@ class Generator:
         obj_idx = adj_i = pp_idx = None
         if obj is not None:
             obj_idx = self._np_en(s, obj)
-            s.deps.append((obj_idx[2], head, "obj"))
+            s.deps.append((obj_idx.noun, head, "obj"))
         if adj is not None:
             adj_i = s.en(ADJECTIVES[adj].en, "ADJ")
             s.deps.append((adj_i, head, "attr"))
         if pp is not None:
             p_i = s.en(pp[0].en, "ADP")
             pp_idx = (p_i, self._np_en(s, pp[1]))
-            s.deps.append((p_i, pp_idx[1][2], "prep"))
-            s.deps.append((pp_idx[1][2], head, "obl"))
+            s.deps.append((p_i, pp_idx[1].noun, "prep"))
+            s.deps.append((pp_idx[1].noun, head, "obl"))
         if mood == "q":
             q_i = s.en("?", "PUNCT")
             s.deps.append((q_i, head, "punct"))
@@ -469,7 +474,7 @@ def _lookup(table, word, what):
 
 
 def _np_from_words(text, what):
-    """'the black cat' -> (Determiner, adjective index, noun index, number)."""
+    """'the black cat' -> its NounPhrase."""
     words = text.split()
     if not 1 <= len(words) <= 3:
         raise ValueError(f"plan: {what} must be '[det] [adj] noun', got {text!r}")
@@ -482,7 +487,7 @@ def _np_from_words(text, what):
     if len(rest) > 2:
         raise ValueError(f"plan: {what} must be '[det] [adj] noun', got {text!r}")
     n, num = _lookup(_NOUN_BY_EN, rest[-1], "noun")
-    return (det, adj, n, num)
+    return NounPhrase(det, adj, n, num)
 
 
 def plan(kind, subj, verb=None, obj=None, adj=None, pp=None, mood="decl", past=False,

@@ -175,12 +175,17 @@ def findings(a):
 
 
 def _heads_heatmaps(table, title, fmt=".3f"):
+    """One heat map per attention kind, all on one colour scale (the range
+    of every kind's values) so that shades compare across kinds."""
+    mats = {kind: np.asarray(m, dtype=np.float64) for kind, m in table.items()}
+    finite = [m[np.isfinite(m)] for m in mats.values()]
+    finite = np.concatenate(finite) if finite else np.zeros(0)
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     out = ""
-    for kind, m in table.items():
-        m = np.asarray(m)
+    for kind, m in mats.items():
         out += H.heatmap_svg(m, [f"layer {i}" for i in range(m.shape[0])],
                              [f"head {h}" for h in range(m.shape[1])],
-                             title=f"{title}: {kind}", fmt=fmt)
+                             title=f"{title}: {kind}", fmt=fmt, vmin=lo, vmax=hi)
     return out
 
 
@@ -189,6 +194,17 @@ def analysis_report(a, title="What the translator learned, measured on a test se
     Analysis `a` that run_analysis returned."""
     rep = H.Report(title, subtitle=f"{a.n_pairs} sentence pairs; every number below was "
                                    f"measured on them")
+    rep.add_section("Answers, in numbers", "Each answer links to its section below.",
+                    H.table_html(["question", "answer"], _answers(a)), id="answers")
+    for section in _ANALYSIS_SECTIONS:
+        section(rep, a)
+    rep.add_section("How long each measure took", "Wall-clock seconds on this machine.",
+                    H.table_html(["measure", "seconds"], [[k, v] for k, v in a.seconds.items()],
+                                 number_format=".2f"), id="timing")
+    return rep
+
+def _answers(a):
+    """[question, answer] rows of the measures that ran."""
     f = findings(a)
     answers = []
     if a.alignment is not None:
@@ -221,112 +237,142 @@ def analysis_report(a, title="What the translator learned, measured on a test se
         answers.append(["Are all heads needed?",
                         f"{a.pruning.max_prunable} of {len(a.pruning.order)} heads can be "
                         f"removed with less than {a.pruning.max_drop:g} BLEU lost."])
-    rep.add_section("Answers, in numbers", "Each answer links to its section below.",
-                    H.table_html(["question", "answer"], answers), id="answers")
-    if a.alignment is not None:
-        al = a.alignment
-        body = ""
-        for i, o in enumerate(OFFSETS):
-            body += H.heatmap_svg(al.aer_head[i], [f"layer {l}" for l in range(al.num_layers)],
-                                  [f"head {h}" for h in range(al.num_heads)],
-                                  title=f"AER per head, offset '{o}' (lower is better)",
-                                  vmin=0, vmax=1, fmt=".3f")
-        body += H.table_html(["offset"] + [f"layer {l} (heads averaged)"
-                                           for l in range(al.num_layers)] + ["diagonal"],
-                             [[o] + list(al.aer_avg[i]) + [al.diagonal["aer"]]
-                              for i, o in enumerate(OFFSETS)], number_format=".3f")
-        rep.add_section("Alignment: cross-attention against gold", al.caption, body,
-                        id="alignment")
-    if a.checkpoints is not None:
-        ck = a.checkpoints
-        known = [i for i, s in enumerate(ck.steps) if s is not None]
-        body = ""
-        if len(known) >= 2:
-            body += H.line_chart_svg([ck.steps[i] for i in known],
-                                     {"best AER": [ck.best_aer[i] for i in known],
-                                      "final model's best head": [ck.aer_at_final_best[i]
-                                                                  for i in known],
-                                      "diagonal": [ck.diagonal_aer] * len(known)},
-                                     title="AER during training", xlabel="training step",
-                                     ylabel="AER", ylim=(0, 1))
-        body += H.table_html(
-            ["checkpoint", "step", "best AER", "where", "AER of the final best head"],
-            [[p.rsplit("/", 1)[-1], "not recorded" if s is None else s, ck.best_aer[i],
-              f"layer {b['layer']} head {b['head']} ({b['offset']})", ck.aer_at_final_best[i]]
-             for i, (p, s, b) in enumerate(zip(ck.paths, ck.steps, ck.best))],
-            number_format=".3f")
-        rep.add_section("When does alignment emerge?", ck.caption, body, id="emergence")
-    if a.syntax is not None:
-        rep.add_section("Syntactic heads", a.syntax.caption,
-                        H.table_html(["relation", "count", "best head", "accuracy",
-                                      "best positional baseline", "winner"],
-                                     _best_relation_rows(a.syntax), number_format=".2f"),
-                        id="syntax")
-    if a.ffn is not None:
-        body = ""
-        for m in a.ffn.layers:
-            s = m.summary
-            rows = []
-            for n in m.neurons[:8]:
-                trig = "; ".join(" ".join(t.context[-3:]) for t in n.triggers[:3])
-                prom = ", ".join(w for w, _ in n.promoted[:3])
-                share = ", ".join(f"{k}: {lab} {100 * sh:.0f}%" for k, (lab, sh)
-                                  in n.shares.items())
-                rows.append([n.neuron, n.mean, trig, share, prom])
-            body += H.table_html(["neuron", "mean act.", "top triggers (left context)",
-                                  "what the triggers share", "value promotes"], rows,
-                                 caption=m.caption)
-        rep.add_section("What the feed-forward layers store (key-value memories)",
-                        a.ffn.caption, body, id="ffn")
-    if a.lens is not None:
-        L = len(a.lens.vs_gold)
-        rep.add_section("The logit lens over the test set", a.lens.caption,
-                        H.table_html(["decoder layer", "= final prediction", "= gold next word",
-                                      "p(gold)"],
-                                     [[i, a.lens.vs_final[i], a.lens.vs_gold[i],
-                                       a.lens.gold_prob[i]] for i in range(L)],
-                                     number_format=".3f"), id="lens")
-    if a.similarity is not None:
-        sim = a.similarity
-        body = H.heatmap_svg(sim.encoder_cka, sim.encoder_labels, sim.encoder_labels,
-                             title="encoder: linear CKA", vmin=0, vmax=1)
-        body += H.heatmap_svg(sim.decoder_cka, sim.decoder_labels, sim.decoder_labels,
-                              title="decoder: linear CKA", vmin=0, vmax=1)
-        body += H.table_html(["stack", "layer", "sublayer", "||update|| / ||stream||",
-                              "CKA(in, in + update)", "CKA(in, update)"],
-                             [[r["kind"], r["layer"], r["sublayer"], r["update_ratio"],
-                               r["cka_in_sum"], r["cka_in_out"]] for r in sim.sublayers],
-                             number_format=".3f")
-        rep.add_section("Are the layers the same function?", sim.caption, body, id="layers")
-    if a.importance is not None:
-        body = _heads_heatmaps(a.importance.table, "loss increase when the head is zeroed")
-        if a.pruning is not None:
-            pts = a.pruning.points
-            key = "bleu" if a.pruning.bleu_available else "loss"
-            body += H.line_chart_svg([p["k"] for p in pts], {key: [p[key] for p in pts]},
-                                     title=f"{key} with the k least important heads removed",
-                                     xlabel="heads removed", ylabel=key)
-            body += f"<p>{H.escape(a.pruning.caption)}</p>"
-        rep.add_section("Which heads matter? (ablation and pruning)", a.importance.caption,
-                        body, id="heads")
-    if a.rollout is not None:
-        ro = a.rollout
-        rows = [[m, ro.mean_spearman["raw"][m], ro.mean_spearman["rollout"][m], ro.better[m]]
-                for m in ro.mean_spearman["raw"]]
-        rows.append(["top-1 agreement", ro.top1["raw"], ro.top1["rollout"], ro.better["top1"]])
-        body = H.table_html(["Spearman with ablation influence", "raw attention", "rollout",
-                             "better"], rows, number_format=".3f")
-        if ro.raw:
-            body += H.heatmap_svg(np.asarray(ro.raw[0]), ro.tgt_tokens[0], ro.src_tokens[0],
-                                  title="example: raw last-layer cross-attention", vmin=0)
-            body += H.heatmap_svg(np.asarray(ro.rollout[0]), ro.tgt_tokens[0],
-                                  ro.src_tokens[0], title="example: rollout", vmin=0)
-            body += H.heatmap_svg(np.asarray(ro.influence[0]), ro.tgt_tokens[0],
-                                  ro.src_tokens[0][:-1], title="example: ablation influence",
-                                  vmin=0)
-        rep.add_section("Raw attention or rollout: which predicts influence?", ro.caption, body,
-                        id="rollout")
-    rep.add_section("How long each measure took", "Wall-clock seconds on this machine.",
-                    H.table_html(["measure", "seconds"], [[k, v] for k, v in a.seconds.items()],
-                                 number_format=".2f"), id="timing")
-    return rep
+    return answers
+
+def _alignment_section(rep, a):
+    if a.alignment is None:
+        return
+    al = a.alignment
+    body = ""
+    for i, o in enumerate(OFFSETS):
+        body += H.heatmap_svg(al.aer_head[i], [f"layer {l}" for l in range(al.num_layers)],
+                              [f"head {h}" for h in range(al.num_heads)],
+                              title=f"AER per head, offset '{o}' (lower is better)",
+                              vmin=0, vmax=1, fmt=".3f")
+    body += H.table_html(["offset"] + [f"layer {l} (heads averaged)"
+                                       for l in range(al.num_layers)] + ["diagonal"],
+                         [[o] + list(al.aer_avg[i]) + [al.diagonal["aer"]]
+                          for i, o in enumerate(OFFSETS)], number_format=".3f")
+    rep.add_section("Alignment: cross-attention against gold", al.caption, body,
+                    id="alignment")
+
+
+def _emergence_section(rep, a):
+    if a.checkpoints is None:
+        return
+    ck = a.checkpoints
+    known = [i for i, s in enumerate(ck.steps) if s is not None]
+    body = ""
+    if len(known) >= 2:
+        body += H.line_chart_svg([ck.steps[i] for i in known],
+                                 {"best AER": [ck.best_aer[i] for i in known],
+                                  "final model's best head": [ck.aer_at_final_best[i]
+                                                              for i in known],
+                                  "diagonal": [ck.diagonal_aer] * len(known)},
+                                 title="AER during training", xlabel="training step",
+                                 ylabel="AER", ylim=(0, 1))
+    body += H.table_html(
+        ["checkpoint", "step", "best AER", "where", "AER of the final best head"],
+        [[p.rsplit("/", 1)[-1], "not recorded" if s is None else s, ck.best_aer[i],
+          f"layer {b['layer']} head {b['head']} ({b['offset']})", ck.aer_at_final_best[i]]
+         for i, (p, s, b) in enumerate(zip(ck.paths, ck.steps, ck.best))],
+        number_format=".3f")
+    rep.add_section("When does alignment emerge?", ck.caption, body, id="emergence")
+
+
+def _syntax_section(rep, a):
+    if a.syntax is None:
+        return
+    rep.add_section("Syntactic heads", a.syntax.caption,
+                    H.table_html(["relation", "count", "best head", "accuracy",
+                                  "best positional baseline", "winner"],
+                                 _best_relation_rows(a.syntax), number_format=".2f"),
+                    id="syntax")
+
+
+def _ffn_section(rep, a):
+    if a.ffn is None:
+        return
+    body = ""
+    for m in a.ffn.layers:
+        rows = []
+        for n in m.neurons[:8]:
+            trig = "; ".join(" ".join(t.context[-3:]) for t in n.triggers[:3])
+            prom = ", ".join(w for w, _ in n.promoted[:3])
+            share = ", ".join(f"{k}: {lab} {100 * sh:.0f}%" for k, (lab, sh)
+                              in n.shares.items())
+            rows.append([n.neuron, n.mean, trig, share, prom])
+        body += H.table_html(["neuron", "mean act.", "top triggers (left context)",
+                              "what the triggers share", "value promotes"], rows,
+                             caption=m.caption)
+    rep.add_section("What the feed-forward layers store (key-value memories)",
+                    a.ffn.caption, body, id="ffn")
+
+
+def _lens_section(rep, a):
+    if a.lens is None:
+        return
+    L = len(a.lens.vs_gold)
+    rep.add_section("The logit lens over the test set", a.lens.caption,
+                    H.table_html(["decoder layer", "= final prediction", "= gold next word",
+                                  "p(gold)"],
+                                 [[i, a.lens.vs_final[i], a.lens.vs_gold[i],
+                                   a.lens.gold_prob[i]] for i in range(L)],
+                                 number_format=".3f"), id="lens")
+
+
+def _layers_section(rep, a):
+    if a.similarity is None:
+        return
+    sim = a.similarity
+    body = H.heatmap_svg(sim.encoder_cka, sim.encoder_labels, sim.encoder_labels,
+                         title="encoder: linear CKA", vmin=0, vmax=1)
+    body += H.heatmap_svg(sim.decoder_cka, sim.decoder_labels, sim.decoder_labels,
+                          title="decoder: linear CKA", vmin=0, vmax=1)
+    body += H.table_html(["stack", "layer", "sublayer", "||update|| / ||stream||",
+                          "CKA(in, in + update)", "CKA(in, update)"],
+                         [[r["kind"], r["layer"], r["sublayer"], r["update_ratio"],
+                           r["cka_in_sum"], r["cka_in_out"]] for r in sim.sublayers],
+                         number_format=".3f")
+    rep.add_section("Are the layers the same function?", sim.caption, body, id="layers")
+
+
+def _heads_section(rep, a):
+    if a.importance is None:
+        return
+    body = _heads_heatmaps(a.importance.table, "loss increase when the head is zeroed")
+    if a.pruning is not None:
+        pts = a.pruning.points
+        key = "bleu" if a.pruning.bleu_available else "loss"
+        body += H.line_chart_svg([p["k"] for p in pts], {key: [p[key] for p in pts]},
+                                 title=f"{key} with the k least important heads removed",
+                                 xlabel="heads removed", ylabel=key)
+        body += f"<p>{H.escape(a.pruning.caption)}</p>"
+    rep.add_section("Which heads matter? (ablation and pruning)", a.importance.caption,
+                    body, id="heads")
+
+
+def _rollout_section(rep, a):
+    if a.rollout is None:
+        return
+    ro = a.rollout
+    rows = [[m, ro.mean_spearman["raw"][m], ro.mean_spearman["rollout"][m], ro.better[m]]
+            for m in ro.mean_spearman["raw"]]
+    rows.append(["top-1 agreement", ro.top1["raw"], ro.top1["rollout"], ro.better["top1"]])
+    body = H.table_html(["Spearman with ablation influence", "raw attention", "rollout",
+                         "better"], rows, number_format=".3f")
+    if ro.raw:
+        body += H.heatmap_svg(np.asarray(ro.raw[0]), ro.tgt_tokens[0], ro.src_tokens[0],
+                              title="example: raw last-layer cross-attention", vmin=0)
+        body += H.heatmap_svg(np.asarray(ro.rollout[0]), ro.tgt_tokens[0],
+                              ro.src_tokens[0], title="example: rollout", vmin=0)
+        body += H.heatmap_svg(np.asarray(ro.influence[0]), ro.tgt_tokens[0],
+                              ro.src_tokens[0][:-1], title="example: ablation influence",
+                              vmin=0)
+    rep.add_section("Raw attention or rollout: which predicts influence?", ro.caption, body,
+                    id="rollout")
+
+
+# the sections after the answers, in reading order
+_ANALYSIS_SECTIONS = (_alignment_section, _emergence_section, _syntax_section, _ffn_section,
+                      _lens_section, _layers_section, _heads_section, _rollout_section)

@@ -1,6 +1,6 @@
 """The explain report's figures as PNG files (for papers and notebooks),
 drawn with matplotlib -- an optional dependency: ``pip install
-'pytransformer[viz]'``. Each function takes the same data as its HTML
+'pytransformer-cpu[viz]'``. Each function takes the same data as its HTML
 counterpart in :mod:`pytransformer.explain.html`, checks it the same way,
 writes the PNG atomically and returns the path:
 
@@ -19,8 +19,8 @@ import os
 import numpy as np
 
 from pytransformer._atomic import atomic_write
-from pytransformer.explain.html import (_bar_indices, _check_head_view, _heatmap_inputs,
-                                        _labels, _series, _vector, _ylim, format_number)
+from pytransformer.explain import chart_data as D
+from pytransformer.explain.chart_data import format_number
 
 __all__ = ["save_heatmap_png", "save_bar_png", "save_line_png", "save_attention_heads_png",
            "save_head_view_pngs", "require_matplotlib"]
@@ -36,7 +36,7 @@ def require_matplotlib():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise ImportError("PNG figures need matplotlib: pip install 'pytransformer[viz]' "
+        raise ImportError("PNG figures need matplotlib: pip install 'pytransformer-cpu[viz]' "
                           f"(or pip install matplotlib); import failed: {e}") from None
     return plt
 
@@ -96,7 +96,7 @@ def save_heatmap_png(path, matrix, row_labels=None, col_labels=None, title=None,
     centred on 0 when the data has both signs, values printed in the cells
     when annotate (default: at most 400 cells), highlight cells outlined in
     orange). Returns path."""
-    m, rows, cols, hl, vmin, vmax, diverging, annotate = _heatmap_inputs(
+    m, rows, cols, hl, vmin, vmax, diverging, annotate = D.heatmap_inputs(
         matrix, row_labels, col_labels, highlight, vmin, vmax, diverging, annotate)
     _check_dpi(dpi)
     plt = require_matplotlib()
@@ -112,10 +112,13 @@ def save_heatmap_png(path, matrix, row_labels=None, col_labels=None, title=None,
     return _save(fig, path, dpi)
 
 
-def save_attention_heads_png(path, weights, row_labels, col_labels, title=None, dpi=150):
+def save_attention_heads_png(path, weights, row_labels, col_labels, title=None, dpi=150,
+                             row_axis="query (the word attending)",
+                             col_axis="key (the word attended to)"):
     """One layer of attention, weights (H, R, C), as a row of H + 1 heat maps
-    (each head, then the mean over heads) on a 0..1 scale, words on the axes.
-    Returns path."""
+    (each head, then the mean over heads) on one 0..1 scale shown by a
+    colour bar, words on the axes, row_axis/col_axis naming them. Returns
+    path."""
     try:
         w = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -123,20 +126,26 @@ def save_attention_heads_png(path, weights, row_labels, col_labels, title=None, 
     if w.ndim != 3 or w.size == 0:
         raise ValueError(f"weights: expected a non-empty (heads, rows, cols) array, "
                          f"got shape {w.shape}")
-    rows = _labels(row_labels, w.shape[1], "row_labels")
-    cols = _labels(col_labels, w.shape[2], "col_labels")
+    rows = D.check_labels(row_labels, w.shape[1], "row_labels")
+    cols = D.check_labels(col_labels, w.shape[2], "col_labels")
     _check_dpi(dpi)
     plt = require_matplotlib()
     H = w.shape[0]
     fig, axes = plt.subplots(1, H + 1, figsize=((H + 1) * (0.8 + 0.3 * w.shape[2]),
-                                                1.4 + 0.3 * w.shape[1]), squeeze=False)
+                                                1.4 + 0.3 * w.shape[1]), squeeze=False,
+                             layout="constrained")   # room for titles and rotated labels
     none = np.zeros(w.shape[1:], bool)
     for h, ax in enumerate(axes[0]):
         m = w[h] if h < H else w.mean(0)
-        _draw_heatmap(ax, m, rows, cols, 0.0, 1.0, False, False, ".2f", none)
+        im = _draw_heatmap(ax, m, rows, cols, 0.0, 1.0, False, False, ".2f", none)
         ax.set_xlabel(f"head {h}" if h < H else "mean of heads")
         if h:
             ax.set_yticklabels([])
+        elif row_axis:
+            ax.set_ylabel(row_axis)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="attention weight")
+    if col_axis:
+        fig.supxlabel(col_axis)
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi)
@@ -147,7 +156,7 @@ def save_head_view_pngs(directory, data, prefix="attention", dpi=150):
     html.head_view_data(trace)) as PNGs in `directory` (created if missing):
     one file per kind and layer, ``<prefix>-<kind>-layer<name>.png``, each
     with every head and their mean. Returns the list of paths."""
-    clean = _check_head_view(data)
+    clean = D.check_head_view(data)
     _check_dpi(dpi)
     require_matplotlib()
     os.makedirs(directory, exist_ok=True)
@@ -167,9 +176,9 @@ def save_bar_png(path, labels, values, title=None, xlabel=None, fmt=".3g", refer
     """Horizontal bars as a PNG (arguments as html.bar_chart_svg: values
     printed at the bar ends, a dashed reference line, highlighted bars in
     orange). Returns path."""
-    v = _vector(values, "values")
-    labs = _labels(labels, v.size, "labels")
-    hl = _bar_indices(highlight, v.size)
+    v = D.check_vector(values, "values")
+    labs = D.check_labels(labels, v.size, "labels")
+    hl = D.bar_indices(highlight, v.size)
     _check_dpi(dpi)
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.3 * v.size))
@@ -198,10 +207,10 @@ def save_bar_png(path, labels, values, title=None, xlabel=None, fmt=".3g", refer
 def save_line_png(path, x, series, title=None, xlabel=None, ylabel=None, ylim=None, dpi=150):
     """Lines as a PNG (arguments as html.line_chart_svg: x and series
     {name: values}, None/NaN a gap, ylim the y range). Returns path."""
-    xs = _vector(x, "x")
-    data = _series(xs, series)
+    xs = D.check_vector(x, "x")
+    data = D.check_series(xs, series)
     if ylim is not None:
-        lo, hi = _ylim(ylim)
+        lo, hi = D.check_ylim(ylim)
     _check_dpi(dpi)
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))

@@ -41,6 +41,8 @@ import os
 import numpy as np
 
 from pytransformer._atomic import atomic_write
+from pytransformer.explain import chart_data as D
+from pytransformer.explain.chart_data import KIND_TITLES as _KIND_TITLES, format_number
 
 __all__ = ["Report", "heatmap_svg", "bar_chart_svg", "line_chart_svg", "table_html",
            "head_view_html", "head_view_data", "format_number", "escape", "json_for_script",
@@ -48,9 +50,6 @@ __all__ = ["Report", "heatmap_svg", "bar_chart_svg", "line_chart_svg", "table_ht
 
 HEAD_VIEW_CLASS = "pt-headview"
 _SCRIPT_MARKER = "pytransformer explain: the interactive head view"   # headview.js's first line
-_KIND_TITLES = {"encoder": "Encoder self-attention",
-                "decoder": "Decoder masked self-attention",
-                "cross": "Cross-attention (decoder \u2192 encoder)"}
 _FONT_PX = 12
 _CHAR_PX = 7.0          # width estimate of one character at _FONT_PX (labels are short words)
 
@@ -61,32 +60,6 @@ _CHAR_PX = 7.0          # width estimate of one character at _FONT_PX (labels ar
 def escape(text):
     """HTML-escape str(text), quotes included (safe in text and attributes)."""
     return _html.escape(str(text), quote=True)
-
-
-def format_number(x, fmt=".3g"):
-    """One number as text: None -> '\u2014', NaN -> 'n/a', +-Inf -> '\u221e'/'-\u221e',
-    bool -> 'yes'/'no', integers (Python or NumPy) in full, other numbers with
-    the format spec `fmt` (default '.3g'; a callable is called instead). Any
-    other value is returned as str(x)."""
-    if x is None:
-        return "\u2014"
-    if isinstance(x, (bool, np.bool_)):
-        return "yes" if x else "no"
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        if math.isnan(x):
-            return "n/a"
-        if math.isinf(x):
-            return "\u221e" if x > 0 else "-\u221e"
-        if callable(fmt):
-            return str(fmt(x))
-        s = format(x, fmt)
-        if s.startswith("-") and set(s[1:]) <= set("0.,e+%"):    # '-0.00' -> '0.00'
-            s = s[1:]
-        return s
-    return str(x)
 
 
 def json_for_script(obj):
@@ -109,44 +82,6 @@ def _fmt_attr(x):
     """A coordinate for SVG attributes: at most 2 decimals, no trailing zeros."""
     s = f"{x:.2f}".rstrip("0").rstrip(".")
     return "0" if s in ("-0", "") else s
-
-
-def _labels(labels, n, name):
-    """The labels as a list of n strings, or a ValueError naming `name`."""
-    if labels is None:
-        return [str(i) for i in range(n)]
-    if isinstance(labels, (str, bytes)):
-        raise TypeError(f"{name}: expected a sequence of {n} labels, "
-                        f"got a single string {labels!r}")
-    labels = [str(x) for x in labels]
-    if len(labels) != n:
-        raise ValueError(f"{name}: expected {n} labels to match the data, got {len(labels)}")
-    return labels
-
-
-def _matrix(matrix, name="matrix"):
-    """matrix as a 2-D float64 array with at least one cell."""
-    try:
-        m = np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name}: expected a 2-D array of numbers ({e})") from None
-    if m.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array, got shape {m.shape}")
-    if m.size == 0:
-        raise ValueError(f"{name}: expected at least one row and one column, got shape {m.shape}")
-    return m
-
-
-def _vector(values, name):
-    try:
-        v = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name}: expected a sequence of numbers ({e})") from None
-    if v.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D sequence, got shape {v.shape}")
-    if v.size == 0:
-        raise ValueError(f"{name}: expected at least one value, got none")
-    return v
 
 
 # ---------------------------------------------------------------------------
@@ -186,29 +121,6 @@ def _ink(fill):
 # ---------------------------------------------------------------------------
 # heat map
 
-def _highlight_mask(highlight, shape):
-    """highlight (None, a bool array of `shape`, or (row, col) pairs) -> bool array."""
-    mask = np.zeros(shape, bool)
-    if highlight is None:
-        return mask
-    h = np.asarray(highlight)
-    if h.dtype == bool:
-        if h.shape != shape:
-            raise ValueError(f"highlight: a boolean mask must have the matrix's shape {shape}, "
-                             f"got {h.shape}")
-        return h.copy()
-    pairs = list(highlight)
-    for p in pairs:
-        try:
-            i, j = (int(v) for v in p)
-        except (TypeError, ValueError):
-            raise ValueError(f"highlight: expected (row, col) pairs, got {p!r}") from None
-        if not (0 <= i < shape[0] and 0 <= j < shape[1]):
-            raise ValueError(f"highlight: cell ({i}, {j}) is outside the matrix of shape {shape}")
-        mask[i, j] = True
-    return mask
-
-
 def _tag(name, text=None, **attrs):
     """One SVG element: attributes (trailing '_' dropped, other '_' -> '-')
     with numbers written by _fmt_attr and strings escaped; `text` escaped."""
@@ -240,28 +152,6 @@ def _rotated(text, x, y, angle, **attrs):
                 transform=f"rotate({angle} {_fmt_attr(x)} {_fmt_attr(y)})", **attrs)
 
 
-def _heatmap_inputs(matrix, row_labels, col_labels, highlight, vmin, vmax, diverging,
-                    annotate):
-    """The checked arguments of a heat map (heatmap_svg here, and
-    figures.save_heatmap_png): (m, rows, cols, highlight mask, vmin, vmax,
-    diverging, annotate) with the defaults filled in as heatmap_svg
-    documents them."""
-    m = _matrix(matrix)
-    rows = _labels(row_labels, m.shape[0], "row_labels")
-    cols = _labels(col_labels, m.shape[1], "col_labels")
-    hl = _highlight_mask(highlight, m.shape)
-    finite = m[np.isfinite(m)]
-    vmin = (float(finite.min()) if finite.size else 0.0) if vmin is None else float(vmin)
-    vmax = (float(finite.max()) if finite.size else 1.0) if vmax is None else float(vmax)
-    if not vmin <= vmax:
-        raise ValueError(f"vmin/vmax: expected vmin <= vmax, got vmin={vmin}, vmax={vmax}")
-    if diverging is None:
-        diverging = vmin < 0 < vmax
-    if annotate is None:
-        annotate = m.size <= 400
-    return m, rows, cols, hl, vmin, vmax, diverging, annotate
-
-
 def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None, vmax=None,
                 highlight=None, annotate=None, fmt=".2f", diverging=None, cell=None,
                 row_axis=None, col_axis=None, highlight_label="highlighted"):
@@ -279,7 +169,7 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
     (row, col) pairs), e.g. gold alignment links; `highlight_label` names
     them in the legend. row_axis/col_axis: axis titles (e.g. 'query (target
     word)'). cell: cell size in px (default 30 when annotated, else 22)."""
-    m, rows, cols, hl, vmin, vmax, diverging, annotate = _heatmap_inputs(
+    m, rows, cols, hl, vmin, vmax, diverging, annotate = D.heatmap_inputs(
         matrix, row_labels, col_labels, highlight, vmin, vmax, diverging, annotate)
     R, C = m.shape
     cell = float((30 if annotate else 22) if cell is None else cell)
@@ -293,6 +183,9 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
     width = left + C * cell + max(20.0, slant * 0.72)
     if title:                                       # the bold title must fit too
         width = max(width, _text_px(title) * 1.1 + 10)
+    lw = min(160.0, max(80.0, C * cell))            # the colour legend's width
+    if hl.any():                                    # and the outline's label after it
+        width = max(width, left + lw + 34 + _text_px(highlight_label) + 10)
     height = top + R * cell + 40                    # + the legend
     out = [_svg_open("pt-heatmap", width, height, title)]
     if col_axis:
@@ -325,7 +218,6 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
                         stroke="#e08000", stroke_width=2.5))
     # legend: the colour scale (and what the outline means)
     ly = top + R * cell + 14
-    lw = min(160.0, max(80.0, C * cell))
     mag = max(abs(vmin), abs(vmax))
     lo, hi = (-mag, mag) if diverging else (vmin, vmax)
     steps = 40
@@ -365,15 +257,6 @@ def _nice_ticks(lo, hi, n=5):
     return ticks
 
 
-def _bar_indices(highlight, n):
-    hl = set()
-    for i in (highlight or ()):
-        if not 0 <= int(i) < n:
-            raise ValueError(f"highlight: bar index {i} is outside 0..{n - 1}")
-        hl.add(int(i))
-    return hl
-
-
 def bar_chart_svg(labels, values, title=None, xlabel=None, fmt=".3g", reference=None,
                   reference_label=None, highlight=None, bar_px=18, width=520):
     """Horizontal bars as inline SVG (a str): one bar per label, the value
@@ -382,9 +265,9 @@ def bar_chart_svg(labels, values, title=None, xlabel=None, fmt=".3g", reference=
     (e.g. a baseline or chance), named by reference_label. highlight: indices
     of bars to colour orange (e.g. the best head). xlabel: what the values
     are. NaN values show 'n/a' and no bar."""
-    v = _vector(values, "values")
-    labs = _labels(labels, v.size, "labels")
-    hl = _bar_indices(highlight, v.size)
+    v = D.check_vector(values, "values")
+    labs = D.check_labels(labels, v.size, "labels")
+    hl = D.bar_indices(highlight, v.size)
     fin = v[np.isfinite(v)]
     lo = min(0.0, float(fin.min()) if fin.size else 0.0)
     hi = max(0.0, float(fin.max()) if fin.size else 1.0)
@@ -443,28 +326,6 @@ _SERIES_COLORS = ("#3a6ea5", "#e08000", "#2e8b57", "#c0392b", "#7b4fa0", "#8c564
                   "#555555", "#17becf", "#9c9c00")
 
 
-def _series(xs, series):
-    """series {name: values} as {str name: float64 array like xs} (None -> NaN)."""
-    if not isinstance(series, dict) or not series:
-        got = "an empty dict" if isinstance(series, dict) else type(series).__name__
-        raise ValueError(f"series: expected a non-empty dict name -> values, got {got}")
-    data = {}
-    for name, ys in series.items():
-        vals = np.asarray([np.nan if y is None else y for y in ys], dtype=np.float64)
-        if vals.shape != xs.shape:
-            raise ValueError(f"series[{name!r}]: expected {xs.size} values to match x, "
-                             f"got {vals.size}")
-        data[str(name)] = vals
-    return data
-
-
-def _ylim(ylim):
-    lo, hi = (float(v) for v in ylim)
-    if not lo < hi:
-        raise ValueError(f"ylim: expected (low, high) with low < high, got {ylim!r}")
-    return lo, hi
-
-
 def line_chart_svg(x, series, title=None, xlabel=None, ylabel=None, ylim=None, fmt=".3g",
                    width=560, height=300, markers=True):
     """Lines as inline SVG (a str): x (N numbers, e.g. training steps or the
@@ -472,14 +333,14 @@ def line_chart_svg(x, series, title=None, xlabel=None, ylabel=None, ylim=None, f
     with axes, round ticks, a legend and each point's value on hover
     (format `fmt`). ylim: (low, high) of the y axis (default the data's
     range, e.g. (0, 1) for AER)."""
-    xs = _vector(x, "x")
+    xs = D.check_vector(x, "x")
     if not np.all(np.isfinite(xs)):
         raise ValueError("x: expected finite numbers, got NaN or Inf")
-    data = _series(xs, series)
+    data = D.check_series(xs, series)
     allv = np.concatenate(list(data.values()))
     fin = allv[np.isfinite(allv)]
     if ylim is not None:
-        ylo, yhi = _ylim(ylim)
+        ylo, yhi = D.check_ylim(ylim)
         yt = [t for t in _nice_ticks(ylo, yhi) if ylo - 1e-12 <= t <= yhi + 1e-12]
     else:
         ylo, yhi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
@@ -596,69 +457,18 @@ def table_html(headers, rows, number_format=".3g", caption=None, highlight_rows=
 # ---------------------------------------------------------------------------
 # head view
 
+def _views():
+    """(element class, script marker, script loader) of each interactive view."""
+    from pytransformer.explain import walkthrough as W
+    return ((HEAD_VIEW_CLASS, _SCRIPT_MARKER, _head_view_script),
+            (W.WALKTHROUGH_CLASS, W.SCRIPT_MARKER, W.walkthrough_script))
+
+
 def _head_view_script():
     """The head view's JavaScript (headview.js, shipped beside this module)."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "headview.js")
     with open(path, encoding="utf-8") as f:
         return f.read()
-
-
-def _check_head_view(data):
-    """Validate and normalise head-view data; returns the dict to embed."""
-    if not isinstance(data, dict) or not isinstance(data.get("kinds"), dict) or not data["kinds"]:
-        raise ValueError("data: expected {'kinds': {kind: {'title', 'rows', 'cols', 'weights'}}} "
-                         "with at least one kind")
-    kinds = {}
-    for kind, d in data["kinds"].items():
-        where = f"data['kinds'][{kind!r}]"
-        if not isinstance(d, dict):
-            raise ValueError(f"{where}: expected a dict, got {type(d).__name__}")
-        for key in ("rows", "cols", "weights"):
-            if key not in d:
-                raise ValueError(f"{where}: missing {key!r}")
-        rows = [str(t) for t in d["rows"]]
-        cols = [str(t) for t in d["cols"]]
-        if not rows or not cols:
-            raise ValueError(f"{where}: expected non-empty 'rows' and 'cols', "
-                             f"got {len(rows)} and {len(cols)}")
-        layers = []
-        if len(d["weights"]) == 0:
-            raise ValueError(f"{where}['weights']: expected at least one layer, got none")
-        for li, lw in enumerate(d["weights"]):
-            w = np.asarray(lw, dtype=np.float64)
-            if w.ndim != 3 or w.shape[1:] != (len(rows), len(cols)) or w.shape[0] == 0:
-                raise ValueError(f"{where}['weights'][{li}]: expected shape (heads, {len(rows)}, "
-                                 f"{len(cols)}) to match rows and cols, got {w.shape}")
-            if not np.all(np.isfinite(w)):
-                raise ValueError(f"{where}['weights'][{li}]: expected finite weights, "
-                                 f"got NaN or Inf")
-            layers.append(np.round(w, 4).tolist())
-        title = str(d.get("title") or _KIND_TITLES.get(kind, kind))
-        layer_names = d.get("layer_names") or [str(i) for i in range(len(layers))]
-        if len(layer_names) != len(layers):
-            raise ValueError(f"{where}['layer_names']: expected {len(layers)} names, "
-                             f"got {len(layer_names)}")
-        kinds[str(kind)] = {"title": title, "rows": rows, "cols": cols, "weights": layers,
-                            "layer_names": [str(x) for x in layer_names]}
-    out = {"kinds": kinds}
-    init = data.get("initial")
-    if init is not None:                 # what the view shows first
-        kind = init.get("kind", next(iter(kinds))) if isinstance(init, dict) else None
-        if kind not in kinds:
-            raise ValueError(f"data['initial']: expected a dict with 'kind' one of "
-                             f"{list(kinds)}, got {init!r}")
-        n = len(kinds[kind]["weights"])
-        layer = init.get("layer", 0)
-        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
-            raise ValueError(f"data['initial']['layer']: expected an int in [-{n}, {n}), "
-                             f"got {layer!r}")
-        head = init.get("head", "all")
-        if head != "all" and (isinstance(head, bool) or not isinstance(head, int)
-                              or not 0 <= head < len(kinds[kind]["weights"][layer])):
-            raise ValueError(f"data['initial']['head']: expected 'all' or a head index, "
-                             f"got {head!r}")
-        out["initial"] = {"kind": kind, "layer": layer % n, "head": head}
-    return out
 
 
 _HV_COUNTER = [0]
@@ -680,7 +490,7 @@ def head_view_html(data, id=None, include_script=True):
     (needed where the fragment stands alone, e.g. in Jupyter; several
     copies on one page are harmless). In a :class:`Report` pass
     include_script=False: the page then carries the script once."""
-    clean = _check_head_view(data)
+    clean = D.check_head_view(data)
     if id is None:
         _HV_COUNTER[0] += 1
         id = f"pt-hv-{_HV_COUNTER[0]}"
@@ -756,6 +566,16 @@ table.pt-table tr.pt-hl td{background:#fff3e0;font-weight:600}
 .pt-hv-status{color:var(--muted);font-size:.9em;margin:.2em 0 .4em}
 .pt-hv-panes{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 .pt-hv-word{cursor:pointer}
+.pt-wt-table{border-collapse:collapse;font-size:.85em;margin:.3em 0 .6em}
+.pt-wt-table th,.pt-wt-table td{border:1px solid var(--line);padding:.15em .45em;text-align:right;
+  font-variant-numeric:tabular-nums;white-space:nowrap}
+.pt-wt-table thead th{text-align:center}
+.pt-wt-matrix tbody tr{cursor:pointer}
+.pt-wt-matrix tr.pt-wt-sel{outline:2.5px solid var(--hl)}
+.pt-wt-masked{color:#aaa;text-align:center}
+.pt-wt-best{font-weight:bold;color:var(--hl)}
+.pt-wt-total{font-weight:bold;border-top:2px solid var(--ink)}
+.pt-walkthrough h3{font-size:1em;margin:.8em 0 .2em}
 .pt-hv-word.pt-active{font-weight:bold;fill:var(--hl)}
 footer{color:var(--muted);font-size:.85em;border-top:1px solid var(--line);
   margin-top:3em;padding-top:.8em}
@@ -833,10 +653,10 @@ class Report:
             body.append(f'<section class="pt-section" id="{escape(s["id"])}">'
                         f'<h2>{escape(s["title"])}</h2>{cap}'
                         f'<div class="pt-body">{s["body"]}</div></section>')
-        # the head view's script once, unless a fragment already carries it
-        needs_js = any(f'class="{HEAD_VIEW_CLASS}"' in s["body"] for s in self.sections)
-        has_js = any(_SCRIPT_MARKER in s["body"] for s in self.sections)
-        script = f"<script>{_head_view_script()}</script>" if needs_js and not has_js else ""
+        # each interactive view's script once, unless a fragment already carries it
+        script = "".join(f"<script>{load()}</script>" for cls, marker, load in _views()
+                         if any(f'class="{cls}"' in s["body"] for s in self.sections)
+                         and not any(marker in s["body"] for s in self.sections))
         sub = f'<p class="pt-sub">{escape(self.subtitle)}</p>' if self.subtitle else ""
         nav = (f'<nav class="pt-toc"><strong>Contents</strong><ol>{toc}</ol></nav>'
                if self.sections else "")

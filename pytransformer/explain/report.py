@@ -7,6 +7,7 @@ on one translation, as one self-contained HTML page (and PNG figures).
 The report is assembled from the measures' own results (their arrays and
 captions); nothing here computes a number the views do not return.
 """
+
 import numpy as np
 
 from . import html as H
@@ -15,8 +16,9 @@ from .trace import trace
 from .ffn import value_promotions
 from .lens import logit_lens
 from .views import TERM_NAMES, factor_view, position_split, value_mixing
+from .walkthrough import compare_keys, walkthrough_data, walkthrough_html
 
-__all__ = ["default_donor", "encoder_report", "gold_links", "save_sentence_pngs", "sentence_report",
+__all__ = ["default_donor", "encoder_report", "encoder_views", "gold_links", "save_sentence_pngs", "sentence_report",
            "sentence_views"]
 
 _COLOURS = ("red", "blue", "white", "black", "green", "yellow", "small", "big", "old", "new")
@@ -107,10 +109,29 @@ def _first_difference(a, b):
     raise ValueError("donor: is the same sentence; change one word")
 
 
+def _encoder_only(model):
+    """Whether `model` is a pretrained encoder (no translation) rather than
+    a translator."""
+    return not hasattr(model, "encode_sources") and hasattr(model, "trace_inputs")
+
+
+def encoder_views(encoder, sentence):
+    """The per-sentence results of an encoder-only model, as a dict: trace,
+    factor (the most focused head of the last layer), mixing (first and last
+    layer)."""
+    t = trace(encoder, sentence)
+    toks = t.src_tokens[0]
+    L = t.num_layers("encoder")
+    h, i = _most_focused_head(t.attention("encoder", L - 1), toks, toks)
+    return {"trace": t, "factor": factor_view(t, "encoder", L - 1, h, i),
+            "mixing": [value_mixing(t, "encoder", 0), value_mixing(t, "encoder", L - 1)]}
+
+
 def encoder_report(encoder, sentence):
     """The HTML report of one sentence through an encoder-only model (a
     pretrained BERT sentence encoder: pytransformer.pretrained.load())."""
-    t = trace(encoder, sentence)
+    v = encoder_views(encoder, sentence)
+    t = v["trace"]
     toks = t.src_tokens[0]
     L = t.num_layers("encoder")
     rep = H.Report(f"Inside {type(encoder.model).__name__} on \u201c{sentence}\u201d")
@@ -126,13 +147,20 @@ def encoder_report(encoder, sentence):
         "on the right (the key); the darker the line, the larger the attention weight. Hover "
         "a word to see only its lines.",
         H.head_view_html(H.head_view_data(t), include_script=False), id="heads")
-    last = t.attention("encoder", L - 1)
-    h, i = _most_focused_head(last, toks, toks)
-    fv = factor_view(t, "encoder", L - 1, h, i)
+    h, i = _most_focused_head(t.attention("encoder", L - 1), toks, toks)
+    rep.add_section(
+        "The article's walk-through: from Q\u00b7K to the output",
+        "Choose a layer, a head and a query word piece (or click a row). 1: the factor "
+        "matrix, every query's score for every key, Q\u00b7K / \u221ad; 2: the chosen row "
+        "through the softmax; 3: its output as the weighted sum of the value vectors.",
+        walkthrough_html(walkthrough_data(t), initial={"kind": "encoder", "layer": L - 1,
+                                                        "head": h, "query": i},
+                         include_script=False), id="walkthrough")
+    fv = v["factor"]
     rep.add_section(f"How a score is built: {fv.title}", fv.caption, _factor_body(fv),
                     id="factor")
     body = ""
-    for vm in (value_mixing(t, "encoder", 0), value_mixing(t, "encoder", L - 1)):
+    for vm in v["mixing"]:
         body += _mixing_body(vm, vm.rows)
     rep.add_section("Weights vs what the values carry (value mixing)",
                     "Left: the attention weights; right: how much of each output each key "
@@ -172,16 +200,23 @@ def sentence_report(translator, sentence, translation=None, donor=None):
     """The HTML report (an explain.html.Report) of one sentence. A
     pretrained encoder (anything without encode_sources but with
     trace_inputs) gets :func:`encoder_report`."""
-    if not hasattr(translator, "encode_sources") and hasattr(translator, "trace_inputs"):
+    if _encoder_only(translator):
         if translation is not None or donor not in (None, False):
             raise ValueError("translation/donor: an encoder-only model has no translation")
         return encoder_report(translator, sentence)
     v = sentence_views(translator, sentence, translation, donor)
-    t = v["trace"]
-    cfg = translator.model.config
-    rows_c, cols_c = t.tokens("cross")
-    translation = " ".join(t.tgt_out_tokens[0][:-1])
     rep = H.Report(f"Inside the translation of \u201c{sentence}\u201d")
+    for section in _SENTENCE_SECTIONS:
+        section(rep, translator, sentence, v)
+    return rep
+
+
+def _translation(v):
+    return " ".join(v["trace"].tgt_out_tokens[0][:-1])
+
+
+def _summary_section(rep, translator, sentence, v):
+    cfg = translator.model.config
     rep.add_section(
         "The sentence and the model",
         f"The model ({cfg.num_encoder_layers} encoder and {cfg.num_decoder_layers} decoder "
@@ -189,19 +224,26 @@ def sentence_report(translator, sentence, translation=None, donor=None):
         f"d_model {cfg.d_model}) translates the sentence as shown. Every number below was "
         f"recorded while it did, through hooks on its modules.",
         H.table_html(["English", "Spanish (the model's translation)"],
-                     [[sentence, translation]]), id="summary")
-    questions = [
-        ("heads", "What does each head attend to?"),
-        ("cross", "Where does cross-attention align the Spanish words with the English ones?"),
-        ("factor", "How do the Q\u00b7K dot products produce the scores?"),
-        ("positions", "Does a head attend by word or by position?"),
-        ("mixing", "How is the output a weighted sum of value vectors, and is the weight "
-                   "the whole story?"),
-        ("ffn", "What do the feed-forward layers store?"),
-        ("lens", "Does each layer compute something different? (the logit lens)"),
-        ("counterfactual", "Where does the model keep what a word means?"),
-    ]
-    items = "".join(f'<li><a href="#{i}">{H.escape(q)}</a></li>' for i, q in questions
+                     [[sentence, _translation(v)]]), id="summary")
+
+
+_QUESTIONS = [
+    ("heads", "What does each head attend to?"),
+    ("walkthrough", "How does Q\u00b7K build the scores, and the output a weighted sum of "
+                    "the values? (the article's walk-through, any head and word)"),
+    ("cross", "Where does cross-attention align the Spanish words with the English ones?"),
+    ("factor", "How do the Q\u00b7K dot products produce the scores?"),
+    ("positions", "Does a head attend by word or by position?"),
+    ("mixing", "How is the output a weighted sum of value vectors, and is the weight "
+               "the whole story?"),
+    ("ffn", "What do the feed-forward layers store?"),
+    ("lens", "Does each layer compute something different? (the logit lens)"),
+    ("counterfactual", "Where does the model keep what a word means?"),
+]
+
+
+def _questions_section(rep, translator, sentence, v):
+    items = "".join(f'<li><a href="#{i}">{H.escape(q)}</a></li>' for i, q in _QUESTIONS
                     if i != "counterfactual" or v["counterfactual"] is not None)
     rep.add_section(
         "Questions this page answers",
@@ -210,6 +252,9 @@ def sentence_report(translator, sentence, translation=None, donor=None):
         "whole test set (alignment error rates, syntactic heads, what FFN neurons fire on, "
         "how similar the layers are, which heads matter).",
         f"<ol>{items}</ol>", id="questions")
+
+
+def _heads_section(rep, translator, sentence, v):
     rep.add_section(
         "Who attends to whom (head view)",
         "Pick the kind of attention, a layer and a head. Each line joins a word on the left "
@@ -218,9 +263,65 @@ def sentence_report(translator, sentence, translation=None, donor=None):
         "English words to English words; the decoder's masked self-attention links each "
         "Spanish word to the ones before it; cross-attention links each Spanish position to "
         "the English words it reads. Hover a word to see only its lines.",
-        H.head_view_html(dict(H.head_view_data(t, kinds=["cross", "encoder", "decoder"]),
+        H.head_view_html(dict(H.head_view_data(v["trace"], kinds=["cross", "encoder", "decoder"]),
                               initial={"kind": "cross", "layer": -1, "head": "all"}),
                          include_script=False), id="heads")
+
+
+def _article_check(t):
+    """The article's example, when the sentence has its words: does
+    "milk" score "drank" above "black" (and "cat") in encoder
+    self-attention? (text, initial view) or (None, None)."""
+    words = [w.lower() for w in t.tokens("encoder")[0]]
+    if not {"milk", "drank", "black"} <= set(words):
+        return None, None
+    c = compare_keys(t, "encoder", "milk", "drank", "black")
+    sd, wd = np.asarray(c["score_diff"]), np.asarray(c["weight_diff"])
+    L, H = sd.shape
+    per_layer = ", ".join(f"layer {layer}: {int((sd[layer] > 0).sum())} of {H}"
+                          for layer in range(L))
+    layer, head = np.unravel_index(int(np.argmax(wd)), wd.shape)
+    text = (f"The article's example: does \u201cmilk\u201d score \u201cdrank\u201d above "
+            f"\u201cblack\u201d? Heads of encoder self-attention where it does, "
+            f"{per_layer}. The largest weight gap is in layer {layer}, head {head}: "
+            f"{wd[layer, head]:+.2f} of \u201cmilk\u201d's attention more on \u201cdrank\u201d "
+            f"than on \u201cblack\u201d (shown first below).")
+    if "cat" in words:
+        sc = np.asarray(compare_keys(t, "encoder", "milk", "drank", "cat")["score_diff"])
+        text += (f" And \u201cdrank\u201d above \u201ccat\u201d, as the article expects: "
+                 f"{int((sc[1:] > 0).sum())} of {(L - 1) * H} heads after layer 0.")
+    if L > 1 and (sd[0] > 0).sum() < H / 2:
+        text += (" In layer 0 most heads send \u201cmilk\u201d's attention elsewhere "
+                 "(pick layer 0 to see where): the link appears in the later layers.")
+    return text, {"kind": "encoder", "layer": int(layer), "head": int(head),
+                  "query": words.index("milk")}
+
+
+def _walkthrough_section(rep, translator, sentence, v):
+    t = v["trace"]
+    text, initial = _article_check(t)
+    if initial is None:
+        toks = t.tokens("encoder")[0]
+        last = t.num_layers("encoder") - 1
+        h, i = _most_focused_head(t.attention("encoder", last), toks, toks)
+        initial = {"kind": "encoder", "layer": last, "head": h, "query": i}
+    caption = ("The article works one head through by hand; here is the same on this model, "
+               "with the numbers it computed. Choose the kind of attention, a layer, a head "
+               "and a query word (or click a row of the matrix). 1: every query word's score "
+               "for every key word, the dot product of their query and key vectors divided "
+               "by \u221ad (the article's \u201cfactor\u201d matrix). 2: the chosen row "
+               "through the softmax: the attention weights. 3: the word's output as the sum "
+               "of the key words' value vectors, each times its weight.")
+    if text:
+        caption += "\n\n" + text
+    rep.add_section("The article's walk-through: from Q\u00b7K to the output", caption,
+                    walkthrough_html(walkthrough_data(t), initial=initial,
+                                     include_script=False), id="walkthrough")
+
+
+def _cross_section(rep, translator, sentence, v):
+    t = v["trace"]
+    rows_c, cols_c = t.tokens("cross")
     gold = v["gold"]
     highlight = None
     if gold is not None and gold.tgt == tuple(t.tgt_out_tokens[0][:-1]):
@@ -230,7 +331,7 @@ def sentence_report(translator, sentence, translation=None, donor=None):
         w = t.attention("cross", layer).weights[0].mean(0)[:len(rows_c), :len(cols_c)]
         maps.append(H.heatmap_svg(w, t.tgt_out_tokens[0], cols_c,
                                   title=f"layer {layer} (mean of heads)", vmin=0, vmax=1,
-                                  highlight=highlight))
+                                  highlight=highlight, highlight_label="gold alignment"))
         if highlight is not None:       # words (not <eos>) whose top source word is gold
             words = w[:-1, :-1]
             hits = sum((r, int(words[r].argmax())) in highlight for r in range(len(words)))
@@ -243,9 +344,15 @@ def sentence_report(translator, sentence, translation=None, donor=None):
                 "attended source word is gold-aligned: " + ", ".join(agree) + ".")
     rep.add_section("Cross-attention: where each Spanish word looks", cap, "".join(maps),
                     id="cross")
+
+
+def _factor_section(rep, translator, sentence, v):
     fv = v["factor"]
-    body = _factor_body(fv)
-    rep.add_section(f"How a score is built: {fv.title}", fv.caption, body, id="factor")
+    rep.add_section(f"How a score is built: {fv.title}", fv.caption, _factor_body(fv),
+                    id="factor")
+
+
+def _positions_section(rep, translator, sentence, v):
     tables = []
     for kind, ps in v["position"].items():
         nh = ps.share[TERM_NAMES[0]].shape[0]
@@ -254,6 +361,10 @@ def sentence_report(translator, sentence, translation=None, donor=None):
                                     for h in range(nh)], caption=ps.title))
     rep.add_section("Words or positions? The first layer's scores, split exactly",
                     v["position"]["encoder"].caption, "".join(tables), id="positions")
+
+
+def _mixing_section(rep, translator, sentence, v):
+    t = v["trace"]
     body = ""
     for vm in v["mixing"]:
         body += _mixing_body(vm, t.tgt_out_tokens[0] if vm.title.startswith("cross")
@@ -263,9 +374,12 @@ def sentence_report(translator, sentence, translation=None, donor=None):
                     "word really contributes, measured as the norm of weight x transformed "
                     "value vector. Rows of cross-attention are labelled by the Spanish word "
                     "being produced.", body, id="mixing")
+
+
+def _ffn_section(rep, translator, sentence, v):
     body = ""
     for kind in ("encoder", "decoder"):
-        body += _ffn_table(t, translator, kind)
+        body += _ffn_table(v["trace"], translator, kind)
     rep.add_section(
         "What the feed-forward layers fire on",
         "Each feed-forward block is a key-value memory (Geva et al. 2021): every hidden "
@@ -275,7 +389,10 @@ def sentence_report(translator, sentence, translation=None, donor=None):
         "words its value vector pushes up when read through the output layer (decoder only: "
         "encoder values never reach the output layer directly). Run `pytransformer "
         "analyze` for what these neurons fire on across a whole test set.", body, id="ffn")
-    lens = logit_lens(translator, sentence, translation)
+
+
+def _lens_section(rep, translator, sentence, v):
+    lens = logit_lens(translator, sentence, _translation(v))
     lrows = [[f"decoder layer {i}"] + [f"{w} ({p:.2f})" for w, p in zip(lens.words[i],
                                                                          lens.probs[i])]
              for i in range(len(lens.words))]
@@ -285,19 +402,30 @@ def sentence_report(translator, sentence, translation=None, donor=None):
         H.table_html(["read after"] + [f"{a} \u2192 {b}" for a, b in zip(lens.inputs,
                                                                          lens.targets)],
                      lrows), id="lens")
+
+
+def _counterfactual_section(rep, translator, sentence, v):
     cf = v["counterfactual"]
-    if cf is not None:
-        rep.add_section(
-            "A counterfactual: change one word inside the encoder",
-            f"The encoder's representation of '{cf['word']}' (position {cf['position']}, "
-            f"output of encoder layer {cf['layer'] % cfg.num_encoder_layers}) was replaced by the one it computes for "
-            f"'{cf['donor_word']}' in \u201c{cf['donor']}\u201d; nothing else changed. If the "
-            f"translation changes only where that word is translated, the information about "
-            f"the word lives in its own position at that layer.",
-            H.table_html(["run", "translation"],
-                         [["original", cf["before"]], ["patched", cf["after"]],
-                          ["donor sentence", cf["donor_translation"]]]), id="counterfactual")
-    return rep
+    if cf is None:
+        return
+    layer = cf["layer"] % translator.model.config.num_encoder_layers
+    rep.add_section(
+        "A counterfactual: change one word inside the encoder",
+        f"The encoder's representation of '{cf['word']}' (position {cf['position']}, "
+        f"output of encoder layer {layer}) was replaced by the one it computes for "
+        f"'{cf['donor_word']}' in \u201c{cf['donor']}\u201d; nothing else changed. If the "
+        f"translation changes only where that word is translated, the information about "
+        f"the word lives in its own position at that layer.",
+        H.table_html(["run", "translation"],
+                     [["original", cf["before"]], ["patched", cf["after"]],
+                      ["donor sentence", cf["donor_translation"]]]), id="counterfactual")
+
+
+# the sentence page, section by section, in reading order
+_SENTENCE_SECTIONS = (_summary_section, _questions_section, _heads_section,
+                      _walkthrough_section, _cross_section,
+                      _factor_section, _positions_section, _mixing_section, _ffn_section,
+                      _lens_section, _counterfactual_section)
 
 
 def _ffn_table(t, translator, kind):
@@ -332,11 +460,18 @@ def _ffn_table(t, translator, kind):
 def save_sentence_pngs(translator, sentence, directory, translation=None, dpi=150):
     """The report's figures as PNG files in `directory` (needs matplotlib,
     the [viz] extra): every head of every attention kind and layer, the
-    factor view's products and scores, and value mixing. Returns the paths."""
+    factor view's products and scores, and value mixing. `translator` may
+    also be a pretrained encoder (its attention is then encoder
+    self-attention only). Returns the paths."""
     import os
     from . import figures
     figures.require_matplotlib()
-    v = sentence_views(translator, sentence, translation, donor=False)
+    if _encoder_only(translator):
+        if translation is not None:
+            raise ValueError("translation: an encoder-only model has no translation")
+        v = encoder_views(translator, sentence)
+    else:
+        v = sentence_views(translator, sentence, translation, donor=False)
     t = v["trace"]
     os.makedirs(directory, exist_ok=True)
     paths = list(figures.save_head_view_pngs(directory, H.head_view_data(t), dpi=dpi))

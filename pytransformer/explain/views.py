@@ -9,6 +9,7 @@ JSON; the report renders them.
 import dataclasses
 
 import numpy as np
+from pytransformer.validation import is_int
 
 from pytransformer.autograd import no_grad
 from pytransformer.autograd.tensor import Tensor
@@ -37,7 +38,7 @@ class _Result:
 
 def _check_head(rec, head):
     H = rec.num_heads
-    if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not 0 <= head < H:
+    if not is_int(head) or not 0 <= head < H:
         raise ValueError(f"head: expected an int in [0, {H}), got {head!r}")
 
 
@@ -46,7 +47,7 @@ def _check_index(name, i, n, labels):
         if i not in labels:
             raise ValueError(f"{name}: {i!r} is not one of the words {labels}")
         return labels.index(i)
-    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= i < n:
+    if not is_int(i) or not -n <= i < n:
         raise ValueError(f"{name}: expected a word or a position in [0, {n}), got {i!r}")
     return int(i) % n
 

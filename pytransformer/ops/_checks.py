@@ -42,9 +42,9 @@ Policy (the same for every op):
     other layouts go through np.shares_memory with a work bound, and a
     case it cannot decide within it counts as overlapping.
 """
-import numbers
-
 import numpy as np
+
+from pytransformer.validation import choice_arg, int_arg, real_arg  # noqa: F401 (re-exported)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -224,44 +224,6 @@ def rows(a):
     C = a.shape[-1]
     N = a.size // C if C else int(np.prod(a.shape[:-1], dtype=np.int64))
     return N, C
-
-
-def int_arg(name, v, low=None, high=None):
-    """`v` as a Python int: an int or NumPy integer (or 0-d integer array),
-    not bool, not a float (TypeError naming `name`), in [low, high) when
-    given (ValueError)."""
-    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iu":
-        v = v.item()
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-    v = int(v)
-    if (low is not None and v < low) or (high is not None and v >= high):
-        lo = "" if low is None else f"{low}"
-        hi = "" if high is None else f"{high}"
-        raise ValueError(f"{name}: must be in [{lo}, {hi}), got {v}")
-    return v
-
-
-def real_arg(name, v):
-    """`v` as a Python float: an int, float, NumPy real scalar or 0-d
-    real array (strings are not parsed: TypeError naming `name`); an int too
-    large for a float is a ValueError."""
-    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf":
-        v = v.item()
-    if not isinstance(v, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
-    try:
-        return float(v)
-    except OverflowError:
-        raise ValueError(f"{name}: {v} is out of the float range") from None
-
-
-def choice_arg(name, v, choices):
-    """`v` if it is one of the strings `choices`, else ValueError naming
-    `name` (also for non-strings, which `in` could not compare safely)."""
-    if not isinstance(v, str) or v not in choices:
-        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {v!r}")
-    return v
 
 
 def check_alloc(name, shape, dtype):
