@@ -33,6 +33,7 @@ alpha = ``length_penalty`` >= 0; 0 gives the plain sum of log-probabilities
 with either kind. Beam search ranks finished hypotheses by this score;
 greedy decoding only reports it.
 """
+import contextlib
 import math
 from typing import NamedTuple
 
@@ -91,6 +92,24 @@ def _normalized(score, penalty):
     return score / penalty if penalty > 0 else -math.inf
 
 
+@contextlib.contextmanager
+def _eval_mode(model):
+    """Run the body with every module of `model` in eval mode; afterwards
+    every module has the root's former mode (what model.train(mode) gives).
+    A model already wholly in eval mode is left alone: no walk over its
+    modules beyond the check, which at batch 1 is a visible share of a
+    sentence's decoding."""
+    was_training = model.training
+    switch = was_training or any(m.training for m in model.modules())
+    if switch:
+        model.eval()
+    try:
+        yield
+    finally:
+        if switch:
+            model.train(was_training)
+
+
 def _never(logits, model, bos):
     """Padding and BOS are never generated (a pad in the prefix would also be
     masked out of the full decoder's attention, unlike the cache's)."""
@@ -127,13 +146,8 @@ def greedy(model, src, max_len=None, bos=1, eos=2, use_cache=True, *, return_sco
     max_len out of range or a bad length penalty."""
     src, max_len = _check(model, src, max_len)
     alpha, kind = _check_penalty(length_penalty, length_penalty_kind)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            ids, lengths, lps = _greedy(model, src, max_len, bos, eos, use_cache, return_scores)
-    finally:
-        model.train(was_training)
+    with _eval_mode(model), no_grad():
+        ids, lengths, lps = _greedy(model, src, max_len, bos, eos, use_cache, return_scores)
     if not return_scores:
         return [ids[b, :n].copy() for b, n in enumerate(lengths)]
     out = []
@@ -211,14 +225,9 @@ def beam_search(model, src, beam=4, max_len=None, length_penalty=0.6, bos=1, eos
         raise ValueError(f"beam: expected a positive int, got {beam!r}")
     alpha, kind = _check_penalty(length_penalty, length_penalty_kind)
     src, max_len = _check(model, src, max_len)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            found = _beam_batch(model, src, int(beam), max_len, alpha, kind, bos, eos,
-                                use_cache, return_scores)
-    finally:
-        model.train(was_training)
+    with _eval_mode(model), no_grad():
+        found = _beam_batch(model, src, int(beam), max_len, alpha, kind, bos, eos, use_cache,
+                            return_scores)
     if return_scores:
         return [[Hypothesis(*h) for h in hyps] for hyps in found]
     return [[(ids, score) for ids, score, _ in hyps] for hyps in found]

@@ -353,3 +353,29 @@ def test_length_penalty_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         decode.length_penalty(2, True, kw.get("length_penalty", 1.0),
                               kw.get("length_penalty_kind", "gnmt"))
+
+
+def test_decoding_runs_in_eval_mode_and_restores_the_root_mode():
+    """Dropout is off while decoding whatever the modes; afterwards every
+    module has the root's former mode (a training root trains again, an
+    eval root leaves all in eval), as model.train(mode) would set it."""
+    pt.manual_seed(2)
+    cfg = nn.Seq2SeqConfig(17, 19, d_model=16, nhead=4, num_encoder_layers=1,
+                           num_decoder_layers=1, dim_feedforward=24, dropout=0.5, max_len=12)
+    model = nn.Seq2SeqTransformer(cfg).eval()
+    src = np.random.default_rng(4).integers(3, 17, (3, 6))
+    want_g = decode.greedy(model, src)
+    want_b = decode.beam_search(model, src, beam=2)
+    child = model.transformer.decoder.layers[0].dropout
+    for setup, after in ((lambda: model.train(), True),
+                         (lambda: child.train(), False),
+                         (lambda: None, False)):
+        model.eval()
+        setup()
+        for got, want in ((decode.greedy(model, src), want_g),
+                          (decode.beam_search(model, src, beam=2), want_b)):
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g if isinstance(g, np.ndarray) else g[0][0],
+                                              w if isinstance(w, np.ndarray) else w[0][0])
+        assert all(m.training is after for m in model.modules())
