@@ -549,3 +549,15 @@ def test_head_importance_maps_share_one_colour_scale():
     out = _heads_heatmaps({"encoder": [[0.0, 0.1]], "cross": [[0.5, 2.0]]}, "loss")
     ends = re.findall(r'font-size="10"[^>]*>([^<]+)</text>', out)
     assert len(ends) == 4 and ends[:2] == ends[2:], ends
+
+
+def test_numbers_in_cells_are_readable():
+    """Printed cell values are at least 11 px in cells of 40 px (the AER
+    and CKA maps print theirs)."""
+    import re
+    svg = heatmap_svg(np.full((3, 4), 0.038), annotate=True, fmt=".3f")
+    cells = re.findall(r'<text[^>]*text-anchor="middle"[^>]*font-size="([\d.]+)"[^>]*>0\.038<', svg)
+    sizes = {float(x) for x in cells}
+    assert len(cells) == 12
+    assert sizes == {11.0}
+    assert re.search(r'<rect x="[\d.]+" y="[\d.]+" width="40"', svg)

@@ -168,11 +168,11 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
     highlight: cells to outline (a boolean mask of the matrix's shape or
     (row, col) pairs), e.g. gold alignment links; `highlight_label` names
     them in the legend. row_axis/col_axis: axis titles (e.g. 'query (target
-    word)'). cell: cell size in px (default 30 when annotated, else 22)."""
+    word)'). cell: cell size in px (default 40 when annotated, else 22)."""
     m, rows, cols, hl, vmin, vmax, diverging, annotate = D.heatmap_inputs(
         matrix, row_labels, col_labels, highlight, vmin, vmax, diverging, annotate)
     R, C = m.shape
-    cell = float((30 if annotate else 22) if cell is None else cell)
+    cell = float((40 if annotate else 22) if cell is None else cell)
     if not cell > 0:
         raise ValueError(f"cell: expected a positive size in px, got {cell}")
 
@@ -210,7 +210,7 @@ def heatmap_svg(matrix, row_labels=None, col_labels=None, title=None, vmin=None,
                               data_value=txt))
             if annotate:
                 out.append(_tag("text", txt, x=x + cell / 2, y=y + cell / 2, text_anchor="middle",
-                                dominant_baseline="central", font_size=9, fill=_ink(fill)))
+                                dominant_baseline="central", font_size=11, fill=_ink(fill)))
             out.append("</g>")
     for i, j in zip(*np.nonzero(hl)):
         out.append(_tag("rect", class_="pt-highlight", x=left + j * cell + 1,
