@@ -36,7 +36,7 @@ heads, 3+3 layers, feed-forward 1024, vocabulary 8000, batch 32 random
 sources of 32 tokens, exactly 32 tokens generated per sentence: EOS
 disabled on our side, min_decoding_length on CT2's), greedy, pre-tokenized
 (ours: ids in and out; CT2: token strings, its API).
-Needs the ctranslate2 package: pip install 'pytransformer[ctranslate2]'.
+Needs the ctranslate2 package: pip install 'pytransformer-cpu[ctranslate2]'.
 """
 import argparse
 import json
@@ -333,7 +333,7 @@ def main(argv=None):
         import ctranslate2  # noqa: F401
     except ImportError:
         print("bench.decode: ctranslate2 is not installed: pip install "
-              "'pytransformer[ctranslate2]'", file=sys.stderr)
+              "'pytransformer-cpu[ctranslate2]'", file=sys.stderr)
         return 2
     return main_synthetic(args) if args.synthetic else main_shipped(args)
 

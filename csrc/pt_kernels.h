@@ -122,3 +122,93 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                                  const real *mask, const int64_t *mask_strides,
                                  int64_t B, int64_t H, int64_t Tq, int64_t Tk,
                                  int64_t D, int64_t Dv, int is_causal, real scale);
+
+/* ==================================== layer_encoder.c, layer_decoder.c */
+/* Whole Transformer layers for inference (no autograd, nothing saved for
+ * backward), composed of the kernels above. pt_layer holds one layer's
+ * sizes and parameter pointers, as PyTorch's TransformerEncoderLayer /
+ * TransformerDecoderLayer name them: E model width, H heads (E % H == 0),
+ * F feed-forward width; weights (out, in) row-major as pt_linear_forward
+ * reads them. Every bias and norm weight may be NULL. The ca_* fields are
+ * read by the decoder only. All scratch is the caller's workspace `work`
+ * (the matching *_workspace function gives its size in elements); the
+ * layer code allocates nothing itself. */
+typedef struct PT_FN(pt_layer) {
+    int64_t E, H, F;
+    int norm_first;              /* 1: x + f(norm(x)) (pre-norm); 0: norm(x + f(x)) */
+    int act;                     /* PT_ACT_* of the feed-forward block */
+    const real *sa_w, *sa_b;     /* self-attention in_proj (3E, E), (3E): q, k, v rows */
+    const real *sa_ow, *sa_ob;   /* self-attention out_proj (E, E), (E) */
+    const real *ca_w, *ca_b;     /* cross-attention in_proj (3E, E), (3E) */
+    const real *ca_ow, *ca_ob;   /* cross-attention out_proj (E, E), (E) */
+    const real *ff1_w, *ff1_b;   /* linear1 (F, E), (F) */
+    const real *ff2_w, *ff2_b;   /* linear2 (E, F), (E) */
+    const real *norm_w[3], *norm_b[3];   /* norm1..norm3, (E) each */
+    real norm_eps[3];
+} PT_FN(pt_layer);
+
+/* Workspace elements pt_encoder_forward needs for N rows of sequences of
+ * at most T positions, B of them; both_masks != 0 when it gets a key mask
+ * and an attention mask together (they are summed into (B, T, T)). */
+int64_t PT_FN(pt_encoder_workspace)(const PT_FN(pt_layer) *layer, int64_t N, int64_t B,
+                                    int64_t T, int both_masks);
+/* x (N, E) := the encoder stack layers[0..nlayers) applied to x, then the
+ * final norm when final_norm != 0 (final_w, final_b may be NULL). Every
+ * layer has layers[0]'s E, H, F.
+ * Padded mode (offsets NULL): x holds B sequences of T rows, N = B*T;
+ *   key_mask (B, T) and attn_mask (T, T) are additive (-inf masks), each
+ *   may be NULL; is_causal masks j > i.
+ * Packed mode (offsets (B+1), non-decreasing from 0): sequence b is rows
+ *   [offsets[b], offsets[b+1]) of x, at most T of them, and N = offsets[B];
+ *   token-wise work runs on real rows only and attention per sequence.
+ *   key_mask must be NULL (the lengths are the mask); attn_mask and
+ *   is_causal index positions within a sequence. */
+int PT_FN(pt_encoder_forward)(real *x, real *work, const PT_FN(pt_layer) *layers,
+                              int64_t nlayers, const int64_t *offsets, const real *key_mask,
+                              const real *attn_mask, int64_t B, int64_t T, int is_causal,
+                              int final_norm, const real *final_w, const real *final_b,
+                              real final_eps);
+
+/* ==================================================== attention_decode.c */
+/* Attention of one query per (b, h) over stored keys/values:
+ *   out[b,h] = softmax(scale k[b,h,0:n] q[b,h] + mask[b,0:n]) v[b,h,0:n]
+ * q of (b, h) at q + b*q_ld + h*D, out at out + b*out_ld + h*D; the keys
+ * of (b, h) start at k + b*kv_bstride + h*kv_hstride, key j D further each
+ * (v likewise), so a cache (B, H, capacity, D) is read in place.
+ * n = Tk, or min(lengths[b], Tk) when lengths is not NULL; mask (B, Tk)
+ * additive or NULL. A row with no visible key gives zeros. scores is
+ * scratch of B*H*Tk elements. Each (b, h) is summed by one thread in key
+ * order: the result does not depend on the thread count. */
+int PT_FN(pt_attention_decode)(real *out, int64_t out_ld, real *scores,
+                               const real *q, int64_t q_ld, const real *k, const real *v,
+                               int64_t kv_bstride, int64_t kv_hstride, const real *mask,
+                               const int64_t *lengths, int64_t B, int64_t H, int64_t Tk,
+                               int64_t D, real scale);
+
+/* Workspace elements of pt_decoder_cross_kv for memory (B, S, E). */
+int64_t PT_FN(pt_decoder_cross_kv_workspace)(const PT_FN(pt_layer) *layer, int64_t B,
+                                             int64_t S);
+/* For every layer l: k[l], v[l] (B, H, S, E/H) := the cross-attention keys
+ * and values of memory (B, S, E) (rows E..3E of ca_w, ca_b). */
+int PT_FN(pt_decoder_cross_kv)(real *const *k, real *const *v, real *work,
+                               const PT_FN(pt_layer) *layers, int64_t nlayers,
+                               const real *memory, int64_t B, int64_t S);
+
+/* Workspace elements of pt_decoder_step for batch B with self caches of
+ * `capacity` positions and S memory positions. */
+int64_t PT_FN(pt_decoder_step_workspace)(const PT_FN(pt_layer) *layer, int64_t B,
+                                         int64_t capacity, int64_t S);
+/* One decoding step of the whole decoder stack: x (B, E), the inputs at
+ * position t, := the stack's outputs there (then the final norm when
+ * final_norm != 0). Per layer l, self_k[l], self_v[l] (B, H, capacity, E/H)
+ * hold positions 0..t-1 and receive position t's keys/values; cross_k[l],
+ * cross_v[l] (B, H, S, E/H) are from pt_decoder_cross_kv. The memory keys
+ * are masked by src_mask (B, S) additive, or by src_len (B) (keys >= the
+ * length are masked), or neither (NULL). 0 <= t < capacity. */
+int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, real *work,
+                           const PT_FN(pt_layer) *layers, int64_t nlayers,
+                           const real *const *cross_k, const real *const *cross_v,
+                           const real *src_mask, const int64_t *src_len,
+                           int64_t B, int64_t t, int64_t capacity, int64_t S,
+                           int final_norm, const real *final_w, const real *final_b,
+                           real final_eps);

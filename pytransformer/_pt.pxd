@@ -76,3 +76,55 @@ cdef extern from "pt.h" nogil:
     int pt_attention_forward_f64(double *out, double *lse, double *weights, const double *q, const double *k, const double *v, const double *mask, const int64_t *mask_strides, int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, int is_causal, double scale)
     int pt_attention_backward_f32(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v, const float *out, const float *lse, const float *mask, const int64_t *mask_strides, int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, int is_causal, float scale)
     int pt_attention_backward_f64(double *dq, double *dk, double *dv, const double *dout, const double *q, const double *k, const double *v, const double *out, const double *lse, const double *mask, const int64_t *mask_strides, int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D, int64_t Dv, int is_causal, double scale)
+
+    # whole layers (csrc/layer_encoder.c, layer_decoder.c, attention_decode.c)
+    ctypedef struct pt_layer_f32:
+        int64_t E, H, F
+        int norm_first, act
+        const float *sa_w
+        const float *sa_b
+        const float *sa_ow
+        const float *sa_ob
+        const float *ca_w
+        const float *ca_b
+        const float *ca_ow
+        const float *ca_ob
+        const float *ff1_w
+        const float *ff1_b
+        const float *ff2_w
+        const float *ff2_b
+        const float *norm_w[3]
+        const float *norm_b[3]
+        float norm_eps[3]
+    ctypedef struct pt_layer_f64:
+        int64_t E, H, F
+        int norm_first, act
+        const double *sa_w
+        const double *sa_b
+        const double *sa_ow
+        const double *sa_ob
+        const double *ca_w
+        const double *ca_b
+        const double *ca_ow
+        const double *ca_ob
+        const double *ff1_w
+        const double *ff1_b
+        const double *ff2_w
+        const double *ff2_b
+        const double *norm_w[3]
+        const double *norm_b[3]
+        double norm_eps[3]
+    int64_t pt_encoder_workspace_f32(const pt_layer_f32 *layer, int64_t N, int64_t B, int64_t T, int both_masks)
+    int64_t pt_encoder_workspace_f64(const pt_layer_f64 *layer, int64_t N, int64_t B, int64_t T, int both_masks)
+    int pt_encoder_forward_f32(float *x, float *work, const pt_layer_f32 *layers, int64_t nlayers, const int64_t *offsets, const float *key_mask, const float *attn_mask, int64_t B, int64_t T, int is_causal, int final_norm, const float *final_w, const float *final_b, float final_eps)
+    int pt_encoder_forward_f64(double *x, double *work, const pt_layer_f64 *layers, int64_t nlayers, const int64_t *offsets, const double *key_mask, const double *attn_mask, int64_t B, int64_t T, int is_causal, int final_norm, const double *final_w, const double *final_b, double final_eps)
+    int pt_attention_decode_f32(float *out, int64_t out_ld, float *scores, const float *q, int64_t q_ld, const float *k, const float *v, int64_t kv_bstride, int64_t kv_hstride, const float *mask, const int64_t *lengths, int64_t B, int64_t H, int64_t Tk, int64_t D, float scale)
+    int pt_attention_decode_f64(double *out, int64_t out_ld, double *scores, const double *q, int64_t q_ld, const double *k, const double *v, int64_t kv_bstride, int64_t kv_hstride, const double *mask, const int64_t *lengths, int64_t B, int64_t H, int64_t Tk, int64_t D, double scale)
+    int64_t pt_decoder_cross_kv_workspace_f32(const pt_layer_f32 *layer, int64_t B, int64_t S)
+    int64_t pt_decoder_cross_kv_workspace_f64(const pt_layer_f64 *layer, int64_t B, int64_t S)
+    int pt_decoder_cross_kv_f32(float *const *k, float *const *v, float *work, const pt_layer_f32 *layers, int64_t nlayers, const float *memory, int64_t B, int64_t S)
+    int pt_decoder_cross_kv_f64(double *const *k, double *const *v, double *work, const pt_layer_f64 *layers, int64_t nlayers, const double *memory, int64_t B, int64_t S)
+    int64_t pt_decoder_step_workspace_f32(const pt_layer_f32 *layer, int64_t B, int64_t capacity, int64_t S)
+    int64_t pt_decoder_step_workspace_f64(const pt_layer_f64 *layer, int64_t B, int64_t capacity, int64_t S)
+    int pt_decoder_step_f32(float *x, float *const *self_k, float *const *self_v, float *work, const pt_layer_f32 *layers, int64_t nlayers, const float *const *cross_k, const float *const *cross_v, const float *src_mask, const int64_t *src_len, int64_t B, int64_t t, int64_t capacity, int64_t S, int final_norm, const float *final_w, const float *final_b, float final_eps)
+    int pt_decoder_step_f64(double *x, double *const *self_k, double *const *self_v, double *work, const pt_layer_f64 *layers, int64_t nlayers, const double *const *cross_k, const double *const *cross_v, const double *src_mask, const int64_t *src_len, int64_t B, int64_t t, int64_t capacity, int64_t S, int final_norm, const double *final_w, const double *final_b, double final_eps)

@@ -35,7 +35,7 @@ MODULES = [
     "pytransformer.data", "pytransformer.decode", "pytransformer.translator",
     "pytransformer.training", "pytransformer.explain", "pytransformer.explain.*",
     "pytransformer.pretrained", "pytransformer.plot", "pytransformer.distributed",
-    "pytransformer.validation",
+    "pytransformer.validation", "pytransformer.runtime",
     "pytransformer.export", "pytransformer.export.*",
 ]
 

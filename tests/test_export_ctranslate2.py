@@ -5,7 +5,7 @@ teacher-forced log-probabilities equal ours to LOGP_TOL, pre-norm / GELU /
 tied-embedding models map as well, and the command's errors are one line.
 
 Tests that run CTranslate2 are skipped, saying so, when the package is not
-installed (pip install 'pytransformer[ctranslate2]'); the missing-package
+installed (pip install 'pytransformer-cpu[ctranslate2]'); the missing-package
 error is tested either way.
 """
 import sys
@@ -26,7 +26,7 @@ except ImportError:
 
 needs_ct2 = pytest.mark.skipif(
     ctranslate2 is None, reason="ctranslate2 is not installed (pip install "
-                                "'pytransformer[ctranslate2]'): the export is not tested")
+                                "'pytransformer-cpu[ctranslate2]'): the export is not tested")
 SHIPPED = default_model_path()
 needs_model = pytest.mark.skipif(SHIPPED is None, reason="no shipped model in this installation")
 
@@ -217,8 +217,8 @@ def test_missing_ctranslate2_is_one_line(capsys, tmp_path, monkeypatch):
     """Runs whether or not ctranslate2 is installed: an import of it fails."""
     monkeypatch.setitem(sys.modules, "ctranslate2", None)
     err = _one_line_error(capsys, ["export", "ctranslate2", SHIPPED, str(tmp_path / "m")])
-    assert "pip install 'pytransformer[ctranslate2]'" in err
-    with pytest.raises(ImportError, match=r"pytransformer\[ctranslate2\]"):
+    assert "pip install 'pytransformer-cpu[ctranslate2]'" in err
+    with pytest.raises(ImportError, match=r"pytransformer-cpu\[ctranslate2\]"):
         export_ctranslate2(SHIPPED, tmp_path / "m")
     assert not (tmp_path / "m").exists()
 

@@ -5,6 +5,13 @@
 
 The command line is ``pytransformer export ctranslate2 MODEL DIR``.
 """
-from pytransformer.export.ctranslate2 import ExportError, export_ctranslate2
-
 __all__ = ["ExportError", "export_ctranslate2"]
+
+
+def __getattr__(name):
+    """The exporters load on first use, so that the command line's parser
+    (which imports this package) stays free of NumPy."""
+    if name in __all__:
+        from pytransformer.export import ctranslate2
+        return getattr(ctranslate2, name)
+    raise AttributeError(f"module 'pytransformer.export' has no attribute {name!r}")

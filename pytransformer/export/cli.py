@@ -9,7 +9,7 @@ command itself is `cmd_export(args)`.
 import argparse
 import textwrap
 
-from pytransformer.export.ctranslate2 import QUANTIZATIONS
+from pytransformer.export._formats import QUANTIZATIONS
 
 __all__ = ["add_parser", "cmd_export"]
 
@@ -25,7 +25,7 @@ def add_parser(subparsers):
             "shipped model) as a CTranslate2 model directory, which "
             "ctranslate2.Translator(DIR) loads; the exported model decodes as "
             "`pytransformer translate` does (greedy; beam search with length_penalty=0 on "
-            "both sides). Needs `pip install 'pytransformer[ctranslate2]'`.", 79,
+            "both sides). Needs `pip install 'pytransformer-cpu[ctranslate2]'`.", 79,
             break_on_hyphens=False),
         epilog="examples:\n"
                "  pytransformer export ctranslate2 translator.safetensors ct2-model\n"

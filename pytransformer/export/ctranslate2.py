@@ -51,11 +51,9 @@ from pytransformer.validation import choice_arg, flag_arg
 
 __all__ = ["ExportError", "QUANTIZATIONS", "build_spec", "export_ctranslate2"]
 
-INSTALL_HINT = "pip install 'pytransformer[ctranslate2]'"
+INSTALL_HINT = "pip install 'pytransformer-cpu[ctranslate2]'"
 
-# the weight types CTranslate2 accepts (ctranslate2.specs.model_spec.ACCEPTED_MODEL_TYPES)
-QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
-                 "float16", "bfloat16")
+from pytransformer.export._formats import QUANTIZATIONS
 
 # the files a CTranslate2 sequence-to-sequence model directory consists of
 _MODEL_FILES = ("model.bin", "config.json", "shared_vocabulary.json", "source_vocabulary.json",

@@ -22,6 +22,7 @@ survivors, sentences leaving the batch).
 import numpy as np
 
 from pytransformer.autograd.tensor import Tensor
+from pytransformer.nn import _fast
 from pytransformer.validation import int_arg
 
 __all__ = ["AttentionCache", "DecoderCache"]
@@ -115,12 +116,16 @@ class DecoderCache:
             if pad.any():
                 self.memory_mask = ~pad[:, None, None, :]
         self.layers = []
-        for layer in decoder.layers:
+        kv = _fast.cross_kv(decoder, mem)    # all layers in one C call (eval, no_grad)
+        for i, layer in enumerate(decoder.layers):
             sa = layer.self_attn
             self_cache = AttentionCache.empty(B, sa.num_heads, self.max_len, sa.head_dim,
                                               mem.dtype)
-            k, v = layer.multihead_attn.project_kv(mem)
-            self.layers.append((self_cache, AttentionCache(k.data, v.data, S, static=True)))
+            if kv is not None:
+                k, v = kv[i]
+            else:
+                k, v = (t.data for t in layer.multihead_attn.project_kv(mem))
+            self.layers.append((self_cache, AttentionCache(k, v, S, static=True)))
 
     @property
     def batch_size(self):

@@ -10,6 +10,7 @@ import copy
 import numpy as np
 
 from pytransformer.autograd.tensor import Tensor
+from pytransformer.nn import _fast
 from pytransformer.nn import functional as F
 from pytransformer.nn import init
 from pytransformer.nn.attention import MultiheadAttention
@@ -82,7 +83,13 @@ class TransformerEncoderLayer(_Layer):
         batch_first). Masks in PyTorch's convention (bool True = may not
         attend; float = added to the scores): src_mask (T, T) or (B*nhead, T,
         T), src_key_padding_mask (B, T); is_causal applies the causal mask
-        when src_mask is None."""
+        when src_mask is None. In eval mode under no_grad, without hooks,
+        the whole layer runs in C (nn._fast)."""
+        if not self.training:
+            y = _fast.encoder_forward(self, lambda: [self], None, src, src_mask, src_key_padding_mask,
+                                      is_causal)
+            if y is not None:
+                return y
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -178,7 +185,14 @@ class TransformerEncoder(Module):
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         """src (B, S, d_model) -> memory (B, S, d_model): every layer with the
         same mask (S, S), src_key_padding_mask (B, S) and is_causal (see
-        TransformerEncoderLayer.forward), then norm when there is one."""
+        TransformerEncoderLayer.forward), then norm when there is one. In
+        eval mode under no_grad, without hooks, the whole stack runs in one
+        C call (nn._fast)."""
+        if not self.training:
+            y = _fast.encoder_forward(self, lambda: list(self.layers), self.norm, src, mask,
+                                      src_key_padding_mask, is_causal)
+            if y is not None:
+                return y
         x = src
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
@@ -207,7 +221,13 @@ class TransformerDecoder(Module):
         cache.t decoded so far; memory is not read (the cache holds its
         projections; pass None); the masks are ignored (self-attention is
         causal over the cache, cross-attention uses the cache's memory
-        mask). Advances cache.t by T."""
+        mask). Advances cache.t by T. In eval mode under no_grad, without
+        hooks, a one-position step runs the whole stack in one C call
+        (nn._fast)."""
+        if cache is not None and not self.training:
+            y = _fast.decoder_step(self, tgt, cache)     # one C call (nn._fast)
+            if y is not None:
+                return y
         if cache is not None:
             if len(cache.layers) != len(self.layers):
                 raise ValueError(f"cache: built for {len(cache.layers)} layers, the decoder "

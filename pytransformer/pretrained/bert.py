@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from pytransformer import nn, ops
-from pytransformer.autograd.tensor import Tensor, is_grad_enabled
+from pytransformer.nn import _fast
+from pytransformer.autograd.tensor import Tensor
 from pytransformer.checkpoint import load_file
 
 __all__ = ["BertConfig", "BertEmbeddings", "BertModel", "hf_to_ours"]
@@ -237,8 +238,9 @@ class BertModel(nn.Module):
             if token_type_ids.shape != (B, T):
                 raise ValueError(f"token_type_ids: expected shape {(B, T)}, got "
                                  f"{token_type_ids.shape}")
-        if not is_grad_enabled() and not self._hooked():
-            hidden = self._lean_forward(ids, pad, token_type_ids, output_hidden_states)
+        st = _fast.layer_stack(self, lambda: list(self.layers))
+        if st is not None:
+            hidden = self._lean_forward(st, ids, pad, token_type_ids, output_hidden_states)
             x = hidden[-1]
         else:
             x = self.embeddings(ids, token_type_ids)                 # (B, T, H)
@@ -248,32 +250,20 @@ class BertModel(nn.Module):
                 hidden.append(x)
         return (x, tuple(hidden)) if output_hidden_states else x
 
-    def _hooked(self):
-        """Whether any submodule has a forward (pre-)hook: then forward runs
-        through the modules so the hooks see every call."""
-        stack = [self]
-        while stack:                      # a plain walk: cheaper than modules()
-            m = stack.pop()
-            if m._forward_hooks or m._forward_pre_hooks:
-                return True
-            stack.extend(c for c in m._modules.values() if c is not None)
-        return False
+    def _lean_forward(self, st, ids, pad, token_type_ids, all_hidden):
+        """The forward pass without autograd or module calls (used in eval
+        mode under no_grad when no hook is registered, see nn._fast): the
+        embeddings on NumPy arrays, then the encoder layers in C through
+        the LayerStack st, in place.
 
-    def _lean_forward(self, ids, pad, token_type_ids, all_hidden):
-        """The forward pass without autograd or module calls (used under
-        no_grad when no hook is registered): the same kernels as the
-        modules, on NumPy arrays, with in-place residual adds, GELU and
-        LayerNorm.
-
-        With padding, the token-wise work (embeddings, projections,
-        feed-forward, LayerNorm) runs on the real tokens only, packed into
-        (n, E) rows; they are scattered back to (B, T) only for attention
-        (padded keys are masked out, padded queries are dropped). Padding
-        positions of the returned hidden states hold zeros. Returns the
-        hidden states as (B, T, E) Tensors: embedding output, then each
-        layer's (all_hidden), or only the last."""
+        With padding, everything runs on the real tokens only, packed into
+        (n, E) rows, sequence after sequence (the C layer's packed mode:
+        attention per sequence over its own tokens). Padding positions of
+        the returned hidden states hold zeros. Returns the hidden states as
+        (B, T, E) Tensors: embedding output, then each layer's
+        (all_hidden), or only the last."""
         B, T = ids.shape
-        E, nh = self.config.hidden_size, self.config.num_attention_heads
+        E = self.config.hidden_size
         emb = self.embeddings
         keep = None if pad is None else np.flatnonzero(~pad.reshape(-1))  # real rows of B*T
         flat_ids = ids.reshape(-1) if keep is None else ids.reshape(-1)[keep]
@@ -289,9 +279,10 @@ class BertModel(nn.Module):
             tti = token_type_ids if keep is None else token_type_ids.reshape(-1)[keep]
             xv += tt[tti]
         ops.layer_norm(x, emb.norm.weight.data, emb.norm.bias.data, emb.norm.eps, out=x)
-        mask = None                    # additive float mask, built once for all layers
-        if pad is not None:
-            mask = np.where(pad, np.float32(-np.inf), np.float32(0))[:, None, None, :]
+        offsets = None
+        if keep is not None:           # sequence b is rows offsets[b]:offsets[b+1] of x
+            offsets = np.zeros(B + 1, np.int64)
+            np.cumsum((~pad).sum(axis=1), out=offsets[1:])
 
         def unpack(rows):              # (n, C) -> (B, T, C), zeros at padding
             if keep is None:
@@ -301,27 +292,13 @@ class BertModel(nn.Module):
             return full.reshape(B, T, -1)
 
         hidden = [x]
-        for layer in self.layers:
-            attn = layer.self_attn
-            qkv = unpack(ops.linear(x, attn.in_proj_weight.data,
-                                    attn.in_proj_bias.data))                # (B, T, 3E)
-            q, k, v = (np.ascontiguousarray(t) for t in            # 3 x (B, nh, T, E/nh)
-                       qkv.reshape(B, T, 3, nh, E // nh).transpose(2, 0, 3, 1, 4))
-            a = ops.scaled_dot_product_attention(q, k, v, attn_mask=mask)       # (B, nh, T, d)
-            a = a.transpose(0, 2, 1, 3).reshape(B * T, E)           # (B*T, E), a copy
-            if keep is not None:
-                a = a[keep]                                          # (n, E)
-            a = ops.linear(a, attn.out_proj.weight.data, attn.out_proj.bias.data)
-            a += x                                                   # residual (= x + a)
-            x = ops.layer_norm(a, layer.norm1.weight.data, layer.norm1.bias.data,
-                               layer.norm1.eps, out=a)
-            h = ops.linear(x, layer.linear1.weight.data, layer.linear1.bias.data)  # (n, I)
-            ops.gelu(h, out=h)
-            h = ops.linear(h, layer.linear2.weight.data, layer.linear2.bias.data)
-            h += x
-            x = ops.layer_norm(h, layer.norm2.weight.data, layer.norm2.bias.data,
-                               layer.norm2.eps, out=h)
-            hidden.append(x)
+        if all_hidden:
+            for i in range(len(self.layers)):
+                x = x.copy()
+                st.encoder_forward(x, offsets, None, None, B, T, False, i, i + 1)
+                hidden.append(x)
+        else:
+            st.encoder_forward(x, offsets, None, None, B, T)
         return [Tensor(unpack(h)) for h in (hidden if all_hidden else hidden[-1:])]
 
     # --- weights -------------------------------------------------------------

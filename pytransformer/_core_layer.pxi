@@ -1,0 +1,392 @@
+# _core_layer.pxi: bindings for csrc/layer_encoder.c, layer_decoder.c and
+# attention_decode.c (included by _core.pyx).
+from libc.stdlib cimport malloc, free
+
+# The parameters of one layer, in pt_layer's order; n1..n3 are norm1..norm3.
+LAYER_FIELDS = ("sa_w", "sa_b", "sa_ow", "sa_ob", "ca_w", "ca_b", "ca_ow", "ca_ob",
+                "ff1_w", "ff1_b", "ff2_w", "ff2_b", "n1_w", "n1_b", "n2_w", "n2_b",
+                "n3_w", "n3_b")
+_ACTS = {"relu": PT_ACT_RELU, "gelu": PT_ACT_GELU_ERF, "none": PT_ACT_NONE}
+cdef enum:
+    _MAX_STACK = 256      # most layers: their cache pointers live in the call's stack arrays
+
+
+cdef inline object _array_of(object p):
+    """A Parameter's (or Tensor's) array, or the array itself."""
+    return p if p is None or isinstance(p, np.ndarray) else p.data
+
+
+cdef class LayerStack:
+    """The weight pointers of a stack of Transformer layers, packed once,
+    for the whole-layer C kernels (inference only: nothing is saved for
+    backward).
+
+    LayerStack(layers, final=None, decoder=False): layers a list of dicts,
+    one per layer, with E, H, F (sizes), norm_first (bool), act ('relu',
+    'gelu' (erf) or 'none'), eps (the three norms' eps) and the parameters
+    named by LAYER_FIELDS (arrays, Parameters/Tensors, or (mapping, key)
+    pairs naming a module's parameter, e.g. (linear._parameters, 'bias');
+    a missing or None entry is an absent bias or norm weight; the ca_*
+    entries only with decoder=True). final: None or (weight, bias, eps) of the stack's final
+    norm. Every array must be C-contiguous, of one float dtype, with the
+    shape its field needs; TypeError/ValueError name the first that is not.
+    The LayerStack keeps the arrays alive; stale() says when a parameter
+    now holds a different array or a module another parameter (then build
+    a new LayerStack). It owns the
+    workspace the kernels use, reused across calls."""
+
+    cdef pt_layer_f32 *l32
+    cdef pt_layer_f64 *l64
+    cdef readonly int64_t nlayers, E, H, F
+    cdef readonly object dtype
+    cdef readonly bint decoder
+    cdef list _sources
+    cdef int _final_norm
+    cdef double _final_eps
+    cdef object _final_w, _final_b
+    cdef object _work
+    cdef bint _busy
+    cdef list _bound
+
+    def __cinit__(self):
+        self.l32 = NULL
+        self.l64 = NULL
+
+    def __dealloc__(self):
+        free(self.l32)
+        free(self.l64)
+
+    def __init__(self, list layers, object final=None, bint decoder=False):
+        if not layers:
+            raise ValueError("layers: expected at least one layer")
+        if len(layers) > _MAX_STACK:
+            raise ValueError(f"layers: at most {_MAX_STACK} layers, got {len(layers)}")
+        first = layers[0]
+        self.E, self.H, self.F = first["E"], first["H"], first["F"]
+        if self.E <= 0 or self.H <= 0 or self.F <= 0 or self.E % self.H:
+            raise ValueError(f"layers: sizes E={self.E}, H={self.H}, F={self.F} must be "
+                             f"positive with E divisible by H")
+        self.nlayers = len(layers)
+        self.decoder = decoder
+        w0 = first["sa_w"]
+        if isinstance(w0, tuple):
+            w0 = w0[0].get(w0[1])
+        w0 = _array_of(w0)
+        self.dtype = _float_dtype("layers[0].sa_w", w0)
+        self._sources = []
+        cdef Py_ssize_t n = self.nlayers
+        if self.dtype == np.float32:
+            self.l32 = <pt_layer_f32 *>malloc(n * sizeof(pt_layer_f32))
+            if self.l32 == NULL:
+                raise MemoryError("LayerStack: out of memory")
+        else:
+            self.l64 = <pt_layer_f64 *>malloc(n * sizeof(pt_layer_f64))
+            if self.l64 == NULL:
+                raise MemoryError("LayerStack: out of memory")
+        cdef Py_ssize_t i
+        for i in range(n):
+            self._pack(i, layers[i])
+        self._final_norm = final is not None
+        self._final_w = self._final_b = None
+        if final is not None:
+            fw, fb, eps = final
+            self._final_w = self._keep("final.weight", fw, (self.E,))
+            self._final_b = self._keep("final.bias", fb, (self.E,))
+            self._final_eps = eps
+        self._work = None
+        self._busy = False
+        self._bound = None
+
+    cdef object _keep(self, str name, object p, tuple shape):
+        """Check one parameter's array and keep it with where it came from:
+        p is an array, a Parameter/Tensor (its .data), or (mapping, key),
+        the array being mapping[key].data (None when that entry is None)."""
+        if isinstance(p, tuple):
+            mapping, key = p
+            src = mapping.get(key)
+            a = None if src is None else src.data
+            self._sources.append((mapping, key, a))
+        else:
+            a = _array_of(p)
+            if a is not None and not isinstance(p, np.ndarray):
+                self._sources.append((None, p, a))
+        if a is None:
+            return None
+        _check(name, a, self.dtype, shape)
+        return a
+
+    cdef _pack(self, Py_ssize_t i, dict d):
+        E, H, F = self.E, self.H, self.F
+        if (d["E"], d["H"], d["F"]) != (E, H, F):
+            raise ValueError(f"layers[{i}]: sizes {(d['E'], d['H'], d['F'])} differ from "
+                             f"layers[0]'s {(E, H, F)}")
+        act = d.get("act", "relu")
+        if act not in _ACTS:
+            raise ValueError(f"layers[{i}].act: expected 'relu', 'gelu' or 'none', got {act!r}")
+        shapes = {"sa_w": (3 * E, E), "sa_b": (3 * E,), "sa_ow": (E, E), "sa_ob": (E,),
+                  "ca_w": (3 * E, E), "ca_b": (3 * E,), "ca_ow": (E, E), "ca_ob": (E,),
+                  "ff1_w": (F, E), "ff1_b": (F,), "ff2_w": (E, F), "ff2_b": (E,)}
+        ptr = {}
+        for f in LAYER_FIELDS:
+            if f.startswith("ca_") and not self.decoder:
+                ptr[f] = 0
+                continue
+            arr = self._keep(f"layers[{i}].{f}", d.get(f), shapes.get(f, (E,)))
+            ptr[f] = <uintptr_t>_ptr(arr)
+        for f in ("sa_w", "sa_ow", "ff1_w", "ff2_w") + (("ca_w", "ca_ow") if self.decoder else ()):
+            if not ptr[f]:
+                raise TypeError(f"layers[{i}].{f}: expected an array, got None")
+        eps = tuple(d.get("eps", (1e-5, 1e-5, 1e-5)))
+        eps = eps + (1e-5,) * (3 - len(eps))
+        cdef pt_layer_f32 *a
+        cdef pt_layer_f64 *b
+        cdef int k
+        if self.l32 != NULL:
+            a = &self.l32[i]
+            a.E, a.H, a.F = E, H, F
+            a.norm_first, a.act = bool(d["norm_first"]), _ACTS[act]
+            a.sa_w = <float *><uintptr_t>ptr["sa_w"]; a.sa_b = <float *><uintptr_t>ptr["sa_b"]
+            a.sa_ow = <float *><uintptr_t>ptr["sa_ow"]; a.sa_ob = <float *><uintptr_t>ptr["sa_ob"]
+            a.ca_w = <float *><uintptr_t>ptr["ca_w"]; a.ca_b = <float *><uintptr_t>ptr["ca_b"]
+            a.ca_ow = <float *><uintptr_t>ptr["ca_ow"]; a.ca_ob = <float *><uintptr_t>ptr["ca_ob"]
+            a.ff1_w = <float *><uintptr_t>ptr["ff1_w"]; a.ff1_b = <float *><uintptr_t>ptr["ff1_b"]
+            a.ff2_w = <float *><uintptr_t>ptr["ff2_w"]; a.ff2_b = <float *><uintptr_t>ptr["ff2_b"]
+            for k in range(3):
+                a.norm_w[k] = <float *><uintptr_t>ptr[f"n{k + 1}_w"]
+                a.norm_b[k] = <float *><uintptr_t>ptr[f"n{k + 1}_b"]
+                a.norm_eps[k] = <float>eps[k]
+        else:
+            b = &self.l64[i]
+            b.E, b.H, b.F = E, H, F
+            b.norm_first, b.act = bool(d["norm_first"]), _ACTS[act]
+            b.sa_w = <double *><uintptr_t>ptr["sa_w"]; b.sa_b = <double *><uintptr_t>ptr["sa_b"]
+            b.sa_ow = <double *><uintptr_t>ptr["sa_ow"]; b.sa_ob = <double *><uintptr_t>ptr["sa_ob"]
+            b.ca_w = <double *><uintptr_t>ptr["ca_w"]; b.ca_b = <double *><uintptr_t>ptr["ca_b"]
+            b.ca_ow = <double *><uintptr_t>ptr["ca_ow"]; b.ca_ob = <double *><uintptr_t>ptr["ca_ob"]
+            b.ff1_w = <double *><uintptr_t>ptr["ff1_w"]; b.ff1_b = <double *><uintptr_t>ptr["ff1_b"]
+            b.ff2_w = <double *><uintptr_t>ptr["ff2_w"]; b.ff2_b = <double *><uintptr_t>ptr["ff2_b"]
+            for k in range(3):
+                b.norm_w[k] = <double *><uintptr_t>ptr[f"n{k + 1}_w"]
+                b.norm_b[k] = <double *><uintptr_t>ptr[f"n{k + 1}_b"]
+                b.norm_eps[k] = eps[k]
+
+    def stale(self):
+        """True when a parameter packed here now holds another array, or a
+        (mapping, key) source now names another parameter or none (a
+        load_state_dict, an assignment or a dtype change replaced it): the
+        pointers are then out of date."""
+        cdef tuple src
+        for src in self._sources:
+            mapping, key, a = src
+            if mapping is None:
+                cur = key.data
+            else:
+                p = mapping.get(key)
+                cur = None if p is None else p.data
+            if cur is not a:
+                return True
+        return False
+
+    cdef object _workspace(self, int64_t n):
+        """A workspace of at least n elements: the kept one (grown when too
+        small), or a fresh one while another call holds it."""
+        if self._busy:
+            return np.empty(max(n, 1), self.dtype)
+        if self._work is None or self._work.shape[0] < n:
+            self._work = np.empty(max(n, 1), self.dtype)
+        return self._work
+
+    cdef int64_t _start_stop(self, int64_t start, int64_t stop) except -1:
+        if stop < 0:
+            stop = self.nlayers
+        if not 0 <= start < stop <= self.nlayers:
+            raise ValueError(f"layers [{start}, {stop}): expected 0 <= start < stop <= "
+                             f"{self.nlayers}")
+        return stop
+
+    def encoder_forward(self, object x, object offsets, object key_mask, object attn_mask,
+                        int64_t B, int64_t T, bint is_causal=False, int64_t start=0,
+                        int64_t stop=-1, bint final=True):
+        """x (N, E) := layers [start, stop) of the encoder stack applied to
+        x, then the final norm (when there is one, final is set and stop is
+        the last layer). Padded: offsets None, N = B*T, key_mask (B, T) and
+        attn_mask (T, T) additive or None. Packed: offsets (B+1,) int64 row
+        offsets of the B sequences (each at most T rows), key_mask None."""
+        stop = self._start_stop(start, stop)
+        dt = self.dtype
+        cdef int64_t N = B * T
+        if offsets is not None:
+            _check("offsets", offsets, np.int64, (B + 1,))
+            if key_mask is not None:
+                raise ValueError("key_mask: not used with offsets (the lengths mask the keys)")
+            N = offsets[B] if B > 0 else 0
+        _check("x", x, dt, (N, self.E), out=True)
+        _check("key_mask", key_mask, dt, (B, T), optional=True)
+        _check("attn_mask", attn_mask, dt, (T, T), optional=True)
+        cdef int both = key_mask is not None and attn_mask is not None
+        cdef int64_t need
+        if self.l32 != NULL:
+            need = pt_encoder_workspace_f32(self.l32, N, B, T, both)
+        else:
+            need = pt_encoder_workspace_f64(self.l64, N, B, T, both)
+        work = self._workspace(need)
+        cdef void *px = _ptr(x)
+        cdef void *pw = _ptr(work)
+        cdef int64_t *po = <int64_t *>_ptr(offsets)
+        cdef void *pk = _ptr(key_mask)
+        cdef void *pa = _ptr(attn_mask)
+        cdef void *fw = _ptr(self._final_w)
+        cdef void *fb = _ptr(self._final_b)
+        cdef int fin = self._final_norm and final and stop == self.nlayers
+        cdef int causal = is_causal, st
+        cdef int64_t nl = stop - start
+        cdef bint mine = not self._busy
+        self._busy = True
+        try:
+            if self.l32 != NULL:
+                with nogil:
+                    st = pt_encoder_forward_f32(<float *>px, <float *>pw, self.l32 + start, nl,
+                                                po, <float *>pk, <float *>pa, B, T, causal, fin,
+                                                <float *>fw, <float *>fb, <float>self._final_eps)
+            else:
+                with nogil:
+                    st = pt_encoder_forward_f64(<double *>px, <double *>pw, self.l64 + start, nl,
+                                                po, <double *>pk, <double *>pa, B, T, causal,
+                                                fin, <double *>fw, <double *>fb, self._final_eps)
+        finally:
+            if mine:
+                self._busy = False
+        check_status(st)
+
+    def cross_kv(self, list ks, list vs, object memory):
+        """ks[l], vs[l] (B, H, S, E/H) := layer l's cross-attention keys and
+        values of memory (B, S, E) (decoder stacks only)."""
+        if not self.decoder:
+            raise ValueError("cross_kv: this LayerStack was not built with decoder=True")
+        dt = self.dtype
+        if not isinstance(memory, np.ndarray) or memory.ndim != 3:
+            raise ValueError("memory: expected a 3-D array (B, S, E)")
+        cdef int64_t B = memory.shape[0], S = memory.shape[1]
+        _check("memory", memory, dt, (B, S, self.E))
+        if len(ks) != self.nlayers or len(vs) != self.nlayers:
+            raise ValueError(f"ks, vs: expected {self.nlayers} arrays each")
+        cdef void *pk[_MAX_STACK]
+        cdef void *pv[_MAX_STACK]
+        cdef Py_ssize_t i
+        shape = (B, self.H, S, self.E // self.H)
+        for i in range(self.nlayers):
+            _check(f"ks[{i}]", ks[i], dt, shape, out=True)
+            _check(f"vs[{i}]", vs[i], dt, shape, out=True)
+            pk[i] = _ptr(ks[i])
+            pv[i] = _ptr(vs[i])
+        cdef int64_t need
+        if self.l32 != NULL:
+            need = pt_decoder_cross_kv_workspace_f32(self.l32, B, S)
+        else:
+            need = pt_decoder_cross_kv_workspace_f64(self.l64, B, S)
+        work = np.empty(max(need, 1), dt)
+        cdef void *pw = _ptr(work)
+        cdef void *pm = _ptr(memory)
+        cdef int st
+        if self.l32 != NULL:
+            with nogil:
+                st = pt_decoder_cross_kv_f32(<float **>pk, <float **>pv, <float *>pw, self.l32,
+                                             self.nlayers, <float *>pm, B, S)
+        else:
+            with nogil:
+                st = pt_decoder_cross_kv_f64(<double **>pk, <double **>pv, <double *>pw,
+                                             self.l64, self.nlayers, <double *>pm, B, S)
+        check_status(st)
+
+    cdef _bind(self, list caches, int64_t B):
+        """Check the decoder caches: per layer (self_k, self_v, cross_k,
+        cross_v); remembered, so an unchanged list is not checked again."""
+        if len(caches) != 4 * self.nlayers:
+            raise ValueError(f"caches: expected {4 * self.nlayers} arrays (self_k, self_v, "
+                             f"cross_k, cross_v per layer), got {len(caches)}")
+        dt, H, d = self.dtype, self.H, self.E // self.H
+        cdef Py_ssize_t i
+        for i in range(self.nlayers):
+            sk, sv = caches[4 * i], caches[4 * i + 1]
+            ck, cv = caches[4 * i + 2], caches[4 * i + 3]
+            if not isinstance(sk, np.ndarray) or sk.ndim != 4 or \
+                    not isinstance(ck, np.ndarray) or ck.ndim != 4:
+                raise ValueError(f"caches of layer {i}: expected 4-D arrays (B, H, T, d)")
+            cap, S = sk.shape[2], ck.shape[2]
+            if (cap, S) != (caches[0].shape[2], caches[2].shape[2]):
+                raise ValueError(f"caches of layer {i}: capacity or memory length differs "
+                                 f"from layer 0's")
+            _check(f"self_k[{i}]", sk, dt, (B, H, cap, d), out=True)
+            _check(f"self_v[{i}]", sv, dt, (B, H, cap, d), out=True)
+            _check(f"cross_k[{i}]", ck, dt, (B, H, S, d))
+            _check(f"cross_v[{i}]", cv, dt, (B, H, S, d))
+        self._bound = list(caches)
+
+    def decoder_step(self, object x, list caches, object src_mask, object src_len,
+                     int64_t t):
+        """One step of the whole decoder stack: x (B, E), the inputs at
+        position t, := the outputs there (after the final norm, when there
+        is one). caches: per layer self_k, self_v (B, H, capacity, E/H),
+        whose position t is written, and cross_k, cross_v (B, H, S, E/H)
+        from cross_kv. src_mask (B, S) additive, or src_len (B,) int64 key
+        counts, or neither."""
+        if not self.decoder:
+            raise ValueError("decoder_step: this LayerStack was not built with decoder=True")
+        dt = self.dtype
+        if not isinstance(x, np.ndarray) or x.ndim != 2:
+            raise ValueError("x: expected a 2-D array (B, E)")
+        cdef int64_t B = x.shape[0]
+        _check("x", x, dt, (B, self.E), out=True)
+        if self._bound is None or len(caches) != len(self._bound) or \
+                any(a is not b for a, b in zip(caches, self._bound)) or \
+                caches[0].shape[0] != B:
+            self._bind(caches, B)
+        cdef int64_t cap = caches[0].shape[2], S = caches[2].shape[2]
+        if not 0 <= t < cap:
+            raise ValueError(f"t: position {t} is outside the cache's capacity ({cap})")
+        _check("src_mask", src_mask, dt, (B, S), optional=True)
+        _check("src_len", src_len, np.int64, (B,), optional=True)
+        cdef void *sk[_MAX_STACK]
+        cdef void *sv[_MAX_STACK]
+        cdef void *ck[_MAX_STACK]
+        cdef void *cv[_MAX_STACK]
+        cdef Py_ssize_t i
+        for i in range(self.nlayers):
+            sk[i] = _ptr(caches[4 * i])
+            sv[i] = _ptr(caches[4 * i + 1])
+            ck[i] = _ptr(caches[4 * i + 2])
+            cv[i] = _ptr(caches[4 * i + 3])
+        cdef int64_t need
+        if self.l32 != NULL:
+            need = pt_decoder_step_workspace_f32(self.l32, B, cap, S)
+        else:
+            need = pt_decoder_step_workspace_f64(self.l64, B, cap, S)
+        work = self._workspace(need)
+        cdef void *px = _ptr(x)
+        cdef void *pw = _ptr(work)
+        cdef void *pm = _ptr(src_mask)
+        cdef int64_t *pl = <int64_t *>_ptr(src_len)
+        cdef void *fw = _ptr(self._final_w)
+        cdef void *fb = _ptr(self._final_b)
+        cdef int fin = self._final_norm, st
+        cdef bint mine = not self._busy
+        self._busy = True
+        try:
+            if self.l32 != NULL:
+                with nogil:
+                    st = pt_decoder_step_f32(<float *>px, <float **>sk, <float **>sv,
+                                             <float *>pw, self.l32, self.nlayers,
+                                             <const float **>ck, <const float **>cv,
+                                             <float *>pm, pl, B, t, cap, S, fin,
+                                             <float *>fw, <float *>fb, <float>self._final_eps)
+            else:
+                with nogil:
+                    st = pt_decoder_step_f64(<double *>px, <double **>sk, <double **>sv,
+                                             <double *>pw, self.l64, self.nlayers,
+                                             <const double **>ck, <const double **>cv,
+                                             <double *>pm, pl, B, t, cap, S, fin,
+                                             <double *>fw, <double *>fb, self._final_eps)
+        finally:
+            if mine:
+                self._busy = False
+        check_status(st)

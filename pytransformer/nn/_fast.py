@@ -1,0 +1,302 @@
+"""The inference fast path of the Transformer layers: whole layers (and
+stacks) in one C call (csrc/layer_encoder.c, layer_decoder.c) instead of a
+module call per op.
+
+It runs when the module is in eval mode, autograd is off (no_grad) and no
+forward (pre-)hook is registered on the module or any submodule (the
+explain tools rely on hooks seeing every module call: then the module path
+runs). Anything else the C layer does not implement -- sequence-first
+inputs, per-head attention masks (B*H, T, T), separate q/k/v projection
+weights, a custom activation, an overridden sublayer method, a final norm
+that is not a LayerNorm, mixed dtypes -- makes these functions return None
+and the caller runs its module path.
+
+The two paths compute the same kernels in the same order; what differs is
+the row count some GEMMs see, so the results agree to float rounding (see
+tests/test_layer_fastpath.py for the measured bound).
+
+A stack's parameter pointers are packed once into a _core.LayerStack, kept
+per module in a weak dictionary (not on the module: modules are deep-copied
+and pickled) and rebuilt when a parameter's array, a module's parameter, a
+submodule or a packed attribute was replaced (identity checks per call).
+"""
+import weakref
+
+import numpy as np
+
+from pytransformer import _core
+from pytransformer.autograd.tensor import Tensor, is_grad_enabled
+
+__all__ = ["active", "hooked", "layer_stack", "encoder_forward", "decoder_step", "cross_kv",
+           "additive_mask"]
+
+
+# False runs the module path everywhere (to compare the two paths).
+enabled = True
+
+_ENTRIES = weakref.WeakKeyDictionary()   # owner module -> _Entry
+
+# Plain attributes a packed layer depends on: a change rebuilds its stack.
+_ATTRS = ("norm_first", "activation", "eps", "batch_first", "normalized_shape", "num_heads")
+
+
+class _Entry:
+    """What is kept per owner module: its LayerStack (None: the C layer
+    cannot run it), every module of its tree (for the hook check) and
+    (dict, key, value) triples -- each submodule and each attribute in
+    _ATTRS -- whose identity must not change for the stack to stay valid."""
+
+    __slots__ = ("stack", "mods", "deps")
+
+    def __init__(self, stack, mods, deps):
+        self.stack, self.mods, self.deps = stack, mods, deps
+
+    def valid(self):
+        """No submodule or packed attribute was replaced, no parameter array."""
+        for d, k, v in self.deps:
+            if d.get(k) is not v:
+                return False
+        return self.stack is None or not self.stack.stale()
+
+    def hooked(self):
+        """Whether some module of the tree has a forward (pre-)hook."""
+        for m in self.mods:
+            if m._forward_hooks or m._forward_pre_hooks:
+                return True
+        return False
+
+
+def hooked(module):
+    """Whether module or a submodule has a forward (pre-)hook."""
+    stack = [module]
+    while stack:                      # a plain walk: cheaper than modules()
+        m = stack.pop()
+        if m._forward_hooks or m._forward_pre_hooks:
+            return True
+        stack.extend(c for c in m._modules.values() if c is not None)
+    return False
+
+
+def _tree(owner):
+    mods, deps, todo = [], [], [owner]
+    while todo:
+        m = todo.pop()
+        mods.append(m)
+        d = m.__dict__
+        deps.extend((d, k, d[k]) for k in _ATTRS if k in d)
+        for k, c in m._modules.items():
+            deps.append((m._modules, k, c))
+            if c is not None:
+                todo.append(c)
+    return mods, deps
+
+
+def _entry(owner, layers, norm, decoder):
+    e = _ENTRIES.get(owner)
+    if e is None or not e.valid():
+        mods, deps = _tree(owner)
+        e = _Entry(_build(layers(), norm, decoder), mods, deps)
+        _ENTRIES[owner] = e
+    return e
+
+
+def active(module):
+    """Whether the fast path may run for module now: eval mode, autograd
+    off, no hooks anywhere in it."""
+    return not module.training and not is_grad_enabled() and not hooked(module)
+
+
+def layer_stack(owner, layers, norm=None, decoder=False):
+    """The LayerStack of the layers `layers()` returns (encoder or decoder
+    layers) and the final `norm` (a LayerNorm or None), kept for `owner`
+    and rebuilt when owner's tree changed; None when the C layer cannot run
+    them or, now, a hook is registered in owner's tree, or owner is in
+    training mode, or autograd is on."""
+    if not enabled or owner.training or is_grad_enabled():
+        return None
+    e = _entry(owner, layers, norm, decoder)
+    if e.stack is None or e.hooked():
+        return None
+    return e.stack
+
+
+def _layer_dict(layer, decoder):
+    """The LayerStack description of an encoder or decoder layer, or None
+    when the C layer cannot run it."""
+    from pytransformer.nn import functional as F
+    from pytransformer.nn.layers import LayerNorm
+    from pytransformer.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer, _Layer
+    base = TransformerDecoderLayer if decoder else TransformerEncoderLayer
+    if not isinstance(layer, base):
+        return None
+    cls = type(layer)
+    for name in ("forward", "_sa_block", "_ff_block") + (("_mha_block",) if decoder else ()):
+        if getattr(cls, name) is not getattr(base, name, getattr(_Layer, name, None)):
+            return None                    # a subclass changed the computation
+    act = {F.relu: "relu", F.gelu: "gelu"}.get(layer.activation)
+    if act is None:
+        return None
+    attns = [layer.self_attn] + ([layer.multihead_attn] if decoder else [])
+    for a in attns:
+        if not a.batch_first or not a._qkv_same_embed_dim:
+            return None
+    norms = [layer.norm1, layer.norm2] + ([layer.norm3] if decoder else [])
+    for n in norms:
+        if type(n) is not LayerNorm or len(n.normalized_shape) != 1:
+            return None
+    sa = layer.self_attn
+    d = {"E": sa.embed_dim, "H": sa.num_heads, "F": layer.linear1.out_features,
+         "norm_first": layer.norm_first, "act": act, "eps": tuple(n.eps for n in norms),
+         "sa_w": (sa._parameters, "in_proj_weight"), "sa_b": (sa._parameters, "in_proj_bias"),
+         "sa_ow": (sa.out_proj._parameters, "weight"), "sa_ob": (sa.out_proj._parameters, "bias"),
+         "ff1_w": (layer.linear1._parameters, "weight"), "ff1_b": (layer.linear1._parameters, "bias"),
+         "ff2_w": (layer.linear2._parameters, "weight"), "ff2_b": (layer.linear2._parameters, "bias")}
+    for i, n in enumerate(norms, 1):
+        d[f"n{i}_w"] = (n._parameters, "weight")
+        d[f"n{i}_b"] = (n._parameters, "bias")
+    if decoder:
+        ca = layer.multihead_attn
+        d.update({"ca_w": (ca._parameters, "in_proj_weight"),
+                  "ca_b": (ca._parameters, "in_proj_bias"),
+                  "ca_ow": (ca.out_proj._parameters, "weight"),
+                  "ca_ob": (ca.out_proj._parameters, "bias")})
+    return d
+
+
+def _build(layers, norm, decoder):
+    from pytransformer.nn.layers import LayerNorm
+    if not layers:
+        return None
+    dicts = [_layer_dict(layer, decoder) for layer in layers]
+    if any(d is None for d in dicts):
+        return None
+    final = None
+    if norm is not None:
+        if type(norm) is not LayerNorm or len(norm.normalized_shape) != 1:
+            return None
+        final = ((norm._parameters, "weight"), (norm._parameters, "bias"), norm.eps)
+    dts = {p.data.dtype for layer in layers for p in layer.parameters()}
+    if norm is not None:
+        dts |= {p.data.dtype for p in norm.parameters()}
+    if len(dts) != 1 or dts.pop() not in (np.float32, np.float64):
+        return None
+    try:
+        return _core.LayerStack(dicts, final, decoder)
+    except (TypeError, ValueError):   # a shape the C layer does not take
+        return None
+
+
+def additive_mask(m, shape, dtype):
+    """A PyTorch-convention mask (bool True = may not attend, or float
+    added to the scores; array or Tensor) of exactly `shape` as a
+    C-contiguous additive array of dtype; None for None or an all-False
+    bool mask; False when it has another shape (the caller falls back)."""
+    if m is None:
+        return None
+    m = m.data if isinstance(m, Tensor) else np.asarray(m)
+    if m.shape != shape:
+        return False
+    if m.dtype == np.bool_:
+        if not m.any():
+            return None
+        return np.where(m, dtype.type(-np.inf), dtype.type(0))
+    if m.dtype.kind != "f":
+        return False
+    return np.ascontiguousarray(m, dtype=dtype)
+
+
+def encoder_forward(owner, layers, norm, src, mask, key_padding_mask, is_causal):
+    """The encoder layers (`layers()` returns them) then norm, on src (B, T, E) through one C call,
+    as a new Tensor; None when the fast path does not apply (the caller
+    then runs its modules). mask (T, T) and key_padding_mask (B, T) in the
+    modules' convention; is_causal applies when mask is None."""
+    if not isinstance(src, Tensor) or src.ndim != 3:
+        return None
+    st = layer_stack(owner, layers, norm)
+    if st is None or src.dtype != st.dtype or src.shape[2] != st.E:
+        return None
+    B, T, E = src.shape
+    dt = st.dtype
+    km = additive_mask(key_padding_mask, (B, T), dt)
+    am = additive_mask(mask, (T, T), dt)
+    if km is False or am is False:
+        return None
+    causal = bool(is_causal) and mask is None
+    x = np.array(src.data, dtype=dt, order="C", copy=True).reshape(B * T, E)
+    st.encoder_forward(x, None, km, am, B, T, causal)
+    return Tensor(x.reshape(B, T, E))
+
+
+def _memory_mask(cache, dtype):
+    """The cache's memory mask (bool (B, 1, 1, S), True = attend, or None)
+    as the additive (B, S) array the C step reads, converted once per mask
+    object and kept on the cache; False when it is not such a mask."""
+    m = cache.memory_mask
+    if m is None:
+        return None
+    kept = cache.__dict__.get("_fast_mask")
+    if kept is not None and kept[0] is m and kept[1].dtype == dtype:
+        return kept[1]
+    m = np.asarray(m)
+    if m.dtype != np.bool_ or m.ndim != 4 or m.shape[1:3] != (1, 1):
+        return False
+    add = np.where(m[:, 0, 0, :], dtype.type(0), dtype.type(-np.inf))
+    cache.__dict__["_fast_mask"] = (cache.memory_mask, add)
+    return add
+
+
+def decoder_step(owner, tgt, cache):
+    """One cached decoding step of the decoder stack `owner` (a
+    TransformerDecoder: its layers, then its norm) in one C call: tgt
+    (B, 1, E) the new position's inputs, cache an nn.cache.DecoderCache
+    whose self-attention caches take the position's keys/values in place
+    (their preallocated capacity: no allocation per step but the output).
+    Advances the cache like the module path and returns the (B, 1, E)
+    Tensor; None when the fast path does not apply."""
+    if not isinstance(tgt, Tensor) or tgt.ndim != 3 or tgt.shape[1] != 1:
+        return None
+    st = layer_stack(owner, lambda: list(owner.layers), owner.norm, decoder=True)
+    if st is None or tgt.dtype != st.dtype or tgt.shape[2] != st.E:
+        return None
+    pairs = cache.layers
+    if len(pairs) != st.nlayers:
+        return None
+    t = pairs[0][0].length
+    arrays = []
+    for sc, cc in pairs:
+        if sc.length != t or sc.static or not cc.static:
+            return None
+        arrays += (sc.k, sc.v, cc.k, cc.v)
+    if t >= pairs[0][0].capacity:
+        return None                       # the module path says what is wrong
+    mask = _memory_mask(cache, st.dtype)
+    if mask is False:
+        return None
+    B, _, E = tgt.shape
+    x = np.array(tgt.data.reshape(B, E), dtype=st.dtype, order="C", copy=True)
+    try:
+        st.decoder_step(x, arrays, mask, None, t)
+    except (TypeError, ValueError):       # caches the C step cannot read in place
+        return None
+    for sc, _ in pairs:
+        sc.length = t + 1
+    cache.t += 1
+    return Tensor(x.reshape(B, 1, E))
+
+
+def cross_kv(decoder, memory):
+    """The cross-attention keys and values of memory (B, S, E), a Tensor,
+    for every layer of decoder (a TransformerDecoder) in one C call, as a
+    list of (k, v) arrays (B, H, S, E/H): what a DecoderCache holds. None
+    when the fast path does not apply."""
+    if not isinstance(memory, Tensor) or memory.ndim != 3:
+        return None
+    st = layer_stack(decoder, lambda: list(decoder.layers), decoder.norm, decoder=True)
+    if st is None or memory.dtype != st.dtype or memory.shape[2] != st.E:
+        return None
+    B, S, E = memory.shape
+    shape = (B, st.H, S, E // st.H)
+    ks = [np.empty(shape, st.dtype) for _ in range(st.nlayers)]
+    vs = [np.empty(shape, st.dtype) for _ in range(st.nlayers)]
+    st.cross_kv(ks, vs, np.ascontiguousarray(memory.data))
+    return list(zip(ks, vs))
