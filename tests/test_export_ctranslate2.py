@@ -225,8 +225,10 @@ def test_missing_ctranslate2_is_one_line(capsys, tmp_path, monkeypatch):
 
 def test_bad_arguments_raise_export_error(tmp_path):
     """Checked before anything is loaded or written (no ctranslate2 needed)."""
-    with pytest.raises(ExportError, match="quantization: expected one of"):
+    with pytest.raises(ValueError, match="quantization: expected one of 'float32', 'int8'"):
         export_ctranslate2("model.safetensors", tmp_path / "m", quantization="int3")
+    with pytest.raises(TypeError, match="force: expected"):
+        export_ctranslate2("model.safetensors", tmp_path / "m", force=1)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "f").write_text("x")
     with pytest.raises(ExportError, match="exists and is not empty"):

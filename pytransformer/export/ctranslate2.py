@@ -47,6 +47,8 @@ import tempfile
 
 import numpy as np
 
+from pytransformer.validation import choice_arg, flag_arg
+
 __all__ = ["ExportError", "QUANTIZATIONS", "build_spec", "export_ctranslate2"]
 
 INSTALL_HINT = "pip install 'pytransformer-cpu[ctranslate2]'"
@@ -206,12 +208,13 @@ def export_ctranslate2(model, output_dir, quantization=None, force=False):
 
     Errors (one line): ImportError when ctranslate2 is not installed;
     checkpoint.CheckpointError (a ValueError) for a file that is not a
-    translator checkpoint; ExportError (a ValueError) for a bad
-    quantization or output_dir."""
+    translator checkpoint; ValueError for a quantization or force that is
+    not one of the choices (pytransformer.validation); ExportError (a
+    ValueError) for an output_dir that cannot be written."""
     output_dir = os.fspath(output_dir)
-    if quantization is not None and quantization not in QUANTIZATIONS:
-        raise ExportError(f"quantization: expected one of {', '.join(QUANTIZATIONS)}, got "
-                          f"{quantization!r:.80}")
+    if quantization is not None:
+        choice_arg("quantization", quantization, QUANTIZATIONS)
+    force = flag_arg("force", force)
     _check_output(output_dir, force)
     _import_ctranslate2()
     if quantization in ("bfloat16", "int8_bfloat16"):
