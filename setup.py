@@ -5,18 +5,22 @@ Typed C files (those that include pt_real.h) are compiled twice, once with
 linked into the single extension pytransformer._core; pytransformer._blas is
 a tiny extension that only reads BLAS function pointers out of SciPy.
 
+The extensions are linked stripped (-s) on Linux unless the build is a
+debug build (`build_ext --debug`, or PT_DEBUG=1).
+
 Environment:
   PT_NATIVE=1      add -march=native (when the compiler accepts it)
   PT_NO_OPENMP=1   build without OpenMP even when the compiler has it
+  PT_DEBUG=1       keep the symbols and debug information (no -s)
 """
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -47,13 +51,43 @@ def compiler_accepts(compiler_cmd, flags, link_flags=()):
             return False
 
 
+NO_COMPILER = ("pytransformer needs a C compiler (gcc or clang) to build its core: "
+               "{what}; install one (Debian/Ubuntu: apt install gcc) or set CC")
+
+
+def check_compiler(compiler_cmd):
+    """None when the first word of `compiler_cmd` is a program that runs,
+    else the one-line error to stop the build with."""
+    if not compiler_cmd:
+        return NO_COMPILER.format(what="no compiler is configured")
+    exe = compiler_cmd[0]
+    if shutil.which(exe) is None:
+        return NO_COMPILER.format(what=f"{exe!r} was not found")
+    try:
+        subprocess.run([exe, "--version"], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        return NO_COMPILER.format(what=f"{exe!r} does not run ({e})")
+    return None
+
+
+def strip_flags(debug, platform=sys.platform):
+    """Link flags that drop the symbol table and debug information from the
+    extensions (most of an unstripped _core's size): -s with the GNU and
+    LLVM linkers on Linux; none for a debug build or elsewhere."""
+    return ["-s"] if platform.startswith("linux") and not debug else []
+
+
 class BuildExt(build_ext):
     """Probe flags, compile csrc/ (typed files twice), link into _core."""
 
     def build_extensions(self):
         cc = self.compiler.compiler_so[:1] if hasattr(self.compiler, "compiler_so") else ["cc"]
+        problem = check_compiler(cc)
+        if problem:
+            sys.exit(problem)
         cflags = ["-O3", "-std=c99", "-fno-strict-aliasing"]
         ldflags = []
+        strip = strip_flags(self.debug or bool(os.environ.get("PT_DEBUG")))
         self.pt_openmp = False
         if not os.environ.get("PT_NO_OPENMP") and compiler_accepts(cc, ["-fopenmp"], ["-fopenmp"]):
             cflags.append("-fopenmp")
@@ -81,17 +115,20 @@ class BuildExt(build_ext):
             if ext.name == "pytransformer._core":
                 ext.extra_objects = objects
                 ext.extra_compile_args = cflags
-                ext.extra_link_args = ldflags
+                ext.extra_link_args = ldflags + strip
                 ext.define_macros = list(ext.define_macros or []) + [
                     ("PT_BUILD_FLAGS", '"%s"' % build_flags),
                     ("PT_BUILD_COMPILER", '"%s"' % " ".join(cc)),
                 ]
             else:
                 ext.extra_compile_args = ["-O2"]
+                ext.extra_link_args = strip
         super().build_extensions()
 
 
 def extensions():
+    """The two extensions, cythonized (the .pyx -> .c step runs here)."""
+    import numpy as np
     from Cython.Build import cythonize
 
     exts = [
@@ -108,4 +145,5 @@ def extensions():
                      compiler_directives={"boundscheck": False, "wraparound": False})
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
+if __name__ == "__main__":           # pip's build backend runs this file as __main__
+    setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

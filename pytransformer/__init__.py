@@ -5,61 +5,62 @@ The compiled core (csrc/ + Cython) is reached through :mod:`pytransformer.ops`
 same ops in plain NumPy. :mod:`pytransformer.autograd` (Tensor, backward) and
 :mod:`pytransformer.nn` (PyTorch-shaped modules, the Transformer) build on them.
 """
+import importlib as _importlib
+import importlib.util as _importlib_util
 import os as _os
-import sys as _sys
-
-
-def _libgomp_loaded():
-    """Whether the system libgomp (the one _core links) is already mapped into
-    this process (Linux only; False when it cannot tell). Bundled copies such
-    as PyTorch's libgomp-<hash>.so are separate runtimes and do not count."""
-    try:
-        with open("/proc/self/maps") as f:
-            return "/libgomp.so" in f.read()
-    except OSError:
-        return False
-
-
-# OpenMP threads that busy-wait after a parallel region take the cores away
-# from the BLAS threads of the GEMM that follows (and the reverse), and our
-# kernels alternate between the two all the time: a 1+1-layer training step
-# measured 165 ms with libgomp's default spinning and 12 ms with
-# OMP_WAIT_POLICY=passive (2 cores; bench/threads.py). libgomp reads the
-# variable once, when it is loaded -- by _core, just below -- so it is set
-# for that moment only and restored afterwards (child processes do not
-# inherit it). A value the user set is left alone, as is a libgomp that
-# another library loaded first (config() reports which case applies).
-_WAIT_POLICY_SET_BY_US = False
-if ("OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ
-        and not _libgomp_loaded()):
-    _os.environ["OMP_WAIT_POLICY"] = "passive"
-    _WAIT_POLICY_SET_BY_US = True
-try:
-    from pytransformer import _core, _blas  # noqa: E402
-finally:
-    if _WAIT_POLICY_SET_BY_US:
-        del _os.environ["OMP_WAIT_POLICY"]
-from pytransformer import _malloc  # noqa: E402
-from pytransformer import ops, reference  # noqa: E402  (public submodules)
-from pytransformer import autograd, nn, optim  # noqa: E402
-from pytransformer._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
-from pytransformer.autograd import (Parameter, Tensor, cat, enable_grad, no_grad,  # noqa: E402
-                                    ones, stack, tensor, zeros)
 
 __version__ = "0.1.0"
 
-_malloc.tune()
+# Importing the package loads nothing heavy and changes nothing in the
+# process (the command line's --help and --version need no NumPy): the
+# compiled core, NumPy and the submodules load on first use, through
+# __getattr__ below. The core is loaded by pytransformer.runtime, which
+# applies the thread settings that must be in place when libgomp and
+# OpenBLAS load.
+if _importlib_util.find_spec("pytransformer._core") is None:
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    raise ImportError(
+        f"pytransformer: the compiled core (_core) is not built in {_here}; run "
+        f"`pip install -e .` in {_os.path.dirname(_here)}, or run from outside the "
+        f"source tree to use an installed pytransformer")
+
+_SUBMODULES = ("autograd", "checkpoint", "data", "decode", "distributed", "explain", "nn",
+               "ops", "optim", "plot", "pretrained", "reference", "runtime", "training",
+               "translator")
+_NAMES = {"Parameter": "autograd", "Tensor": "autograd", "cat": "autograd",
+          "enable_grad": "autograd", "no_grad": "autograd", "ones": "autograd",
+          "stack": "autograd", "tensor": "autograd", "zeros": "autograd",
+          "get_rng_state": "_random", "manual_seed": "_random", "set_rng_state": "_random"}
 
 __all__ = ["Parameter", "Tensor", "autograd", "cat", "config", "enable_grad",
            "get_num_threads", "get_rng_state", "manual_seed", "nn", "no_grad", "ones", "ops", "optim",
-           "reference", "set_num_threads", "set_rng_state", "stack", "tensor", "use_blas",
+           "reference", "runtime", "set_num_threads", "set_rng_state", "stack", "tensor", "use_blas",
            "zeros", "__version__"]
+
+
+def __getattr__(name):
+    """Load the core, a submodule or a re-exported name on first use."""
+    if name == "_core":
+        from pytransformer import runtime
+        return runtime._load_core()
+    if name in _SUBMODULES or name == "_blas":
+        return _importlib.import_module("pytransformer." + name)
+    if name in _NAMES:
+        value = getattr(_importlib.import_module("pytransformer." + _NAMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pytransformer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
 
 
 def use_blas(enable=True):
     """Route GEMM through SciPy's BLAS (enable=True, when SciPy is installed)
     or through the built-in C fallback (enable=False). Returns whether a BLAS
     is now in use."""
+    from pytransformer import _core
     return _core.use_scipy_blas(bool(enable))
 
 
@@ -76,6 +77,7 @@ def _blas_threadpool_limit(n):
 def set_num_threads(n):
     """Set the threads every kernel uses (OpenMP) and, with threadpoolctl
     installed, the BLAS thread count too, so the two never exceed n."""
+    from pytransformer import _core
     _core.set_num_threads(n)
     if _core.blas_available():
         _blas_threadpool_limit(n)
@@ -84,16 +86,8 @@ def set_num_threads(n):
 def get_num_threads():
     """Threads the kernels use: set_num_threads(), else OMP_NUM_THREADS, else
     the number of cores."""
+    from pytransformer import _core
     return _core.get_num_threads()
-
-
-def _omp_wait_policy():
-    if _WAIT_POLICY_SET_BY_US:
-        return "passive (set by pytransformer)"
-    if "OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ:
-        return ("OMP_WAIT_POLICY=" + _os.environ.get("OMP_WAIT_POLICY", "")
-                + " GOMP_SPINCOUNT=" + _os.environ.get("GOMP_SPINCOUNT", "")).strip()
-    return "runtime default (libgomp was loaded before pytransformer)"
 
 
 def config(peak=False):
@@ -107,6 +101,7 @@ def config(peak=False):
     CPU runs at the current thread count (about 0.1 s each), and
     "fma_peak_isa": the level whose peak the benchmarks use."""
     import platform
+    from pytransformer import _core, runtime
 
     flags, compiler = _core.build_flags()
     simd = [f for f in ("avx512f", "avx2", "fma", "avx", "sse4_2", "neon") if _cpu_has(f)]
@@ -120,9 +115,7 @@ def config(peak=False):
         "openmp": _core.has_openmp(),
         "num_threads": get_num_threads(),
         "num_procs": _core.num_procs(),
-        "omp_wait_policy": _omp_wait_policy(),
-        "blas_thread_timeout": _blas_thread_timeout(),
-        "malloc_tuning": _malloc.status,
+        **runtime.status(),
         "cpu_simd": simd,
         "build_simd": _build_simd(flags, isa),
         "isa": isa["isa"],
@@ -172,36 +165,3 @@ def _cpu_has(flag):
     except OSError:
         pass
     return False
-
-
-# OpenBLAS's idle threads spin for about 2^28 cycles after each GEMM before
-# they sleep, and in that time they take the cores from the OpenMP kernels
-# (GELU, attention, layer norm) that run between our GEMMs. With
-# OPENBLAS_THREAD_TIMEOUT=4 they sleep almost at once: all-MiniLM-L6-v2 at 2
-# threads, 64 x 128 tokens, 45.3-46.8 -> 50.2-53.1 sentences/s (bench.embed,
-# alternating runs). OpenBLAS reads the variable when it is loaded -- SciPy's,
-# behind our GEMM, by use_blas just below -- so, as for OMP_WAIT_POLICY, it is
-# set for that moment only, never over a user's value, and config() says
-# whether it applied (not when scipy.linalg was imported first).
-_BLAS_TIMEOUT_SET_BY_US = False
-_scipy_blas_loaded = any(m == "scipy.linalg" or m.startswith("scipy.linalg.")
-                         for m in list(_sys.modules))
-if "OPENBLAS_THREAD_TIMEOUT" not in _os.environ and not _scipy_blas_loaded:
-    _os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
-    _BLAS_TIMEOUT_SET_BY_US = True
-try:
-    # PT_BLAS=fallback selects the C GEMM even when SciPy is installed.
-    use_blas(_os.environ.get("PT_BLAS", "").lower() not in ("fallback", "none", "0"))
-finally:
-    if _BLAS_TIMEOUT_SET_BY_US:
-        del _os.environ["OPENBLAS_THREAD_TIMEOUT"]
-
-
-def _blas_thread_timeout():
-    if not _core.blas_available():
-        return "n/a (no BLAS)"
-    if _BLAS_TIMEOUT_SET_BY_US:
-        return "4 (set by pytransformer: idle BLAS threads sleep at once)"
-    if "OPENBLAS_THREAD_TIMEOUT" in _os.environ:
-        return "OPENBLAS_THREAD_TIMEOUT=" + _os.environ["OPENBLAS_THREAD_TIMEOUT"]
-    return "runtime default (scipy.linalg was imported before pytransformer)"

@@ -15,27 +15,25 @@ Blocks of 32 MiB and more still come from mmap: with a 1 GiB threshold a
 not get the transparent huge pages that NumPy asks for on large arrays
 (THP "madvise" mode on this VM).
 
-Applied once at import unless PT_MALLOC_TUNING=0; config() reports it.
+Opt-in: pytransformer.runtime.tune_for_training() applies it (Trainer and
+`pytransformer train` call that), PT_MALLOC_TUNING=1 applies it when the
+core loads; runtime.status() and config() report it.
 """
 import ctypes
 import ctypes.util
-import os
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20         # blocks below 32 MiB come from the heap
 TRIM_THRESHOLD = 512 << 20        # keep up to 512 MiB of free heap
 
-status = "not applied"
+status = "not applied (glibc defaults; training turns it on)"
 
 
 def tune():
     """Apply the tuning (idempotent); returns a one-line status."""
     global status
     if status.startswith("applied"):
-        return status
-    if os.environ.get("PT_MALLOC_TUNING", "1") == "0":
-        status = "off (PT_MALLOC_TUNING=0)"
         return status
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

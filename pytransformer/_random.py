@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Mapping
 
 import numpy as np
+from pytransformer.validation import int_arg
 
 _generator = np.random.Generator(np.random.PCG64(0))
 _shard = None           # (first row, rows) while batch_shard() is active
@@ -25,9 +26,7 @@ _GAMMA = 0x9E3779B97F4A7C15   # csrc/rng.c's splitmix64 increment
 def manual_seed(seed):
     """Reseed the library's generator (initialisation and dropout)."""
     global _generator
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r:.80}")
-    _generator = np.random.Generator(np.random.PCG64(int(seed)))
+    _generator = np.random.Generator(np.random.PCG64(int_arg("seed", seed, 0)))
     return _generator
 
 
@@ -51,11 +50,9 @@ def batch_shard(first, rows):
     so shifting the index by first * (elements per row) is shifting the seed
     by that times GAMMA (mod 2**64): dropout_seed does it."""
     global _shard
-    if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 0:
-        raise ValueError(f"batch_shard: first: expected a non-negative int, got {first!r:.80}")
-    if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
-        raise ValueError(f"batch_shard: rows: expected a positive int, got {rows!r:.80}")
-    before, _shard = _shard, (int(first), int(rows))
+    first = int_arg("batch_shard: first", first, 0)
+    rows = int_arg("batch_shard: rows", rows, 1)
+    before, _shard = _shard, (first, rows)
     try:
         yield
     finally:

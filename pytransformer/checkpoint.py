@@ -716,6 +716,23 @@ class Checkpoint:
     metadata: dict
     path: str = ""
 
+    def __repr__(self):
+        """One line: the file, the step, and what each part holds in size,
+        not the arrays and metadata themselves."""
+        def size(state):
+            if state is None:
+                return "None"
+            n = sum(int(np.size(v)) for v in state.values() if isinstance(v, np.ndarray))
+            return f"<{len(state)} tensors, {n:,} values>"
+        optim = ("None" if self.optimizer_state is None else
+                 f"<state of {len(self.optimizer_state.get('state', {}))} parameters>")
+        config = "None" if self.config is None else f"<{len(self.config)} settings>"
+        extra = "None" if self.extra is None else "{" + ", ".join(map(str, self.extra)) + "}"
+        return (f"Checkpoint(path={self.path!r}, step={self.step}, "
+                f"model_state={size(self.model_state)}, optimizer_state={optim}, "
+                f"config={config}, extra={extra}, "
+                f"rng_state={'None' if self.rng_state is None else '<saved>'})")
+
     def restore_rng(self) -> np.random.Generator:
         """A Generator continuing the saved one exactly (see restore_rng);
         CheckpointError (a ValueError) naming the file when the checkpoint

@@ -1,5 +1,5 @@
 """The `pytransformer` command line: info | demo | bench | train | translate |
-evaluate | explain | analyze | embed.
+evaluate | explain | analyze | embed | export.
 
 Run `pytransformer --help`, or `pytransformer <command> --help`.
 
@@ -178,7 +178,8 @@ def cmd_info(args):
         print("  FMA peak      " + ", ".join(
             f"{lv} {g:.0f} GFLOP/s" + (" (in use)" if lv == cfg["fma_peak_isa"] else "")
             for lv, g in peaks.items()) + f"; {cfg['num_threads']} threads")
-    print(f"  GEMM          {cfg['blas']}; idle BLAS threads: {cfg['blas_thread_timeout']}")
+    print(f"  GEMM          {cfg['blas']}")
+    print(f"  BLAS idle     OpenBLAS thread timeout: {cfg['blas_thread_timeout']}")
     print(f"  malloc        {cfg['malloc_tuning']}")
     libs = cfg["blas_libraries"]
     if isinstance(libs, str):
@@ -210,10 +211,12 @@ def cmd_demo(args):
     err = float(np.abs(out - ref_out).max())
     print(f"attention weights (row: query word attends to column words), "
           f"{'causal' if args.causal else 'bidirectional'}, random projections d={d}:")
-    width = max(4, max(len(t) for t in words)) + 1          # "0.00" needs 4
-    print(" " * width + "".join(f"{t:>{width}}" for t in words))
+    from pytransformer._text import display_width, rjust
+
+    width = max(4, max(display_width(t) for t in words)) + 1     # "0.00" needs 4
+    print(" " * width + "".join(rjust(t, width) for t in words))
     for i, t in enumerate(words):
-        print(f"{t:>{width}}" + "".join(f"{w[0, 0, i, j]:>{width}.2f}" for j in range(len(words))))
+        print(rjust(t, width) + "".join(f"{w[0, 0, i, j]:>{width}.2f}" for j in range(len(words))))
     print(f"output = weights @ V, shape {out.shape[2:]}, {out.dtype}; "
           f"max |C kernel - NumPy reference| = {err:.1e}")
     return 0
@@ -456,23 +459,59 @@ def cmd_train(args):
     return 0
 
 
+def _read_stdin_sentences(sentences):
+    """`sentences` with the argument "-" replaced by the lines of standard
+    input (blank lines skipped); CLIError when "-" is given twice or
+    standard input holds no sentence."""
+    if "-" not in sentences:
+        return list(sentences)
+    if sentences.count("-") > 1:
+        raise CLIError("sentences: '-' (read standard input) may be given once")
+    lines = [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+    if not lines:
+        raise CLIError("sentences: '-': expected sentences on standard input, one per line, "
+                       "got none")
+    i = sentences.index("-")
+    return list(sentences[:i]) + lines + list(sentences[i + 1:])
+
+
+def _length_penalty_value(text):
+    """argparse type of --length-penalty: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def cmd_translate(args):
-    """Translate English sentences with a trained model."""
+    """Translate English sentences with a trained model ("-" reads them from
+    standard input, one per line)."""
+    args.sentences = _read_stdin_sentences(args.sentences)
     for s in args.sentences:
         _check_text("sentences", s)
     tr = _load_translator(args.model)
     _check_sentences("sentences", args.sentences, tr)
     _check_beam(args.beam, tr)
     with _reported_unknown_words():
-        out = tr.translate(args.sentences, beam=args.beam)
+        out = tr.translate(args.sentences, beam=args.beam, batch_size=args.batch_size,
+                           length_penalty=args.length_penalty,
+                           length_penalty_kind=args.length_penalty_kind,
+                           return_scores=args.scores)
         for sentence, o in zip(args.sentences, out):
-            print(o)
+            if args.scores:
+                print(f"{o.score:.4f}\t{o.text}")
+                o = o.text
+            else:
+                print(o)
             if args.show_attention:
                 from pytransformer.translator import attention_map, cross_attention
                 src, tgt, w = cross_attention(tr, sentence, o)
                 print("cross-attention of the last decoder layer (mean of heads); row = target "
                       "word being produced, column = source word:")
-                print(attention_map(src, tgt, w))
+                print(attention_map(src, tgt, w, legend=True))
     return 0
 
 
@@ -678,13 +717,28 @@ def build_parser():
                      "--beam). Words the model does not know are reported on stderr and "
                      "translated as <unk>.",
                      ["pytransformer translate \"the ball is blue\" \"the dog ran\"",
+                      "pytransformer translate - < sentences.txt",
                       "pytransformer translate --beam 4 --show-attention \"the cat drank milk\""],
                      cmd_translate)
-    s.add_argument("sentences", nargs="+", help="English sentences (quote each)")
+    s.add_argument("sentences", nargs="+",
+                   help="English sentences (quote each); - reads them from standard input, "
+                        "one per line")
     s.add_argument("--model", default=None,
                    help="model file (default: the model shipped with the package)")
     s.add_argument("--beam", type=_int_at_least(1), default=1,
                    help="beam size, >= 1 (default: 1, greedy)")
+    s.add_argument("--batch-size", type=_int_at_least(1), default=64,
+                   help="sentences decoded together, >= 1 (default: 64; sorted by length)")
+    s.add_argument("--length-penalty", type=_length_penalty_value, default=0.6,
+                   metavar="ALPHA",
+                   help="length penalty exponent, >= 0 (default: 0.6; 0: plain sum of "
+                        "log-probabilities)")
+    s.add_argument("--length-penalty-kind", choices=["gnmt", "power"], default="gnmt",
+                   help="gnmt: score / ((5 + n) / 6)^ALPHA, n with EOS (default); power: "
+                        "CTranslate2's score / n^ALPHA, n without EOS")
+    s.add_argument("--scores", action="store_true",
+                   help="print each translation's score (summed token log-probabilities "
+                        "over the length penalty) and a tab before it")
     s.add_argument("--show-attention", action="store_true",
                    help="print a heat map of the cross-attention (which source word each "
                         "target word looked at)")
@@ -759,6 +813,8 @@ def build_parser():
     from pytransformer.pretrained.cli import add_parser as add_embed_parser
     s = add_embed_parser(sub)
     s.set_defaults(subparser=s)
+    from pytransformer.export.cli import add_parser as add_export_parser
+    add_export_parser(sub)
     return p
 
 

@@ -72,7 +72,7 @@ def init(force=False):
             if force or n not in ("1", "?"):
                 raise RuntimeError(f"distributed: started as one of {n} MPI processes but "
                                    f"mpi4py is not installed (pip install "
-                                   f"'pytransformer[mpi]')") from None
+                                   f"'pytransformer-cpu[mpi]')") from None
         else:
             comm_world = MPI.COMM_WORLD
             _world.update(comm=comm_world, rank=comm_world.Get_rank(),

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 import pytransformer as pt
-from pytransformer import _random, checkpoint, distributed, optim
+from pytransformer import _random, checkpoint, distributed, optim, runtime
 from pytransformer.nn import functional as F
 
 __all__ = ["ResumeError", "TrainConfig", "Trainer", "check_training_state",
@@ -322,6 +322,9 @@ class Trainer:
     with the checkpoints (what is needed to rebuild the model). ``run()``
     trains up to config.steps and returns the list of (step, loss).
     ``Trainer.resume(path, model, epoch_batches, ...)`` continues a run.
+    Constructing a Trainer turns on the process's training settings
+    (:func:`pytransformer.runtime.tune_for_training`: glibc malloc keeps
+    freed blocks for the next step).
 
     Under mpirun with several ranks (distributed.init() finds them), the
     model is wrapped in distributed.DataParallel (parameters broadcast from
@@ -344,6 +347,7 @@ class Trainer:
         self.ckpt_path, self.validate = ckpt_path, validate
         self.model_config, self.extra, self.stream = model_config, extra or {}, stream
         self.valid_csv, self.validate_all_ranks = valid_csv, validate_all_ranks
+        runtime.tune_for_training()         # malloc keeps freed blocks for the next step
         self.pad = model.config.pad_idx
         self.opt = optim.AdamW(model.parameters(), lr=config.lr_factor, betas=config.betas,
                                eps=config.eps, weight_decay=config.weight_decay)

@@ -12,6 +12,7 @@ the model and runs the Trainer (checkpoints every N steps and on Ctrl-C;
 import dataclasses
 import sys
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from pytransformer.data import EOS, BOS, PAD, Vocab, batch, iter_batches, make_s
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
 from pytransformer.training import TrainConfig, Trainer, _Silent
 
-__all__ = ["SettingsError", "Translator", "UnknownWordWarning", "corpus_bleu", "default_model_path", "evaluate",
+__all__ = ["SettingsError", "Translation", "Translator", "UnknownWordWarning", "corpus_bleu", "default_model_path", "evaluate",
            "train_translator", "validation_scores"]
 
 SHIPPED_MODEL = "translator-en-es.safetensors"
@@ -128,7 +129,7 @@ class Translator:
             raise ValueError("translate: no sentences given")
         toks = []
         for s in sentences:
-            t = tokenize(s)
+            t = _source_tokens(s, self.src_vocab)
             if not t:
                 raise ValueError(f"translate: empty sentence {s!r}")
             limit = self.model.config.max_len - 1            # room for EOS
@@ -143,21 +144,60 @@ class Translator:
         src, _, _ = batch([(t, ["x"]) for t in toks], self.src_vocab, self.tgt_vocab)
         return src, toks
 
-    def translate(self, sentences, beam=1, max_len=None, length_penalty=0.6):
-        """Translations (a list of str) of raw English sentences (a str or a
-        list of str): greedy when beam == 1, else beam search with
-        length_penalty (see decode.beam_search); either way all the sentences
-        are decoded together as one batch, each for at most max_len tokens
-        (default: the model's max_len). Errors as encode_sources, and
-        ValueError for max_len outside [1, the model's max_len]."""
-        src, _ = self.encode_sources(sentences)
-        if beam == 1:
-            ids = decode.greedy(self.model, src, max_len=max_len, bos=BOS, eos=EOS)
-        else:
-            ids = [h[0][0] for h in decode.beam_search(self.model, src, beam=beam,
-                                                       max_len=max_len, bos=BOS, eos=EOS,
-                                                       length_penalty=length_penalty)]
-        return [" ".join(self.tgt_vocab.decode(i)) for i in ids]
+    def translate(self, sentences, beam=1, max_len=None, length_penalty=0.6, *,
+                  batch_size=64, length_penalty_kind="gnmt", return_scores=False):
+        """Translations (a list of str, in input order) of raw English
+        sentences (a str or a list of str): greedy when beam == 1, else beam
+        search (see decode.beam_search), each for at most max_len tokens
+        (default: the model's max_len). The sentences are sorted by length
+        and decoded in batches of at most batch_size, so a batch pads little;
+        the results do not depend on the batching beyond float rounding.
+
+        length_penalty (alpha >= 0) and length_penalty_kind ("gnmt", GNMT's
+        ((5 + n) / 6) ** alpha, or "power", CTranslate2's n ** alpha) rank
+        beam hypotheses and normalise the scores. return_scores=True returns
+        a list of Translation(text, score, token_scores) instead: the
+        hypothesis score (summed log-probabilities over the length penalty,
+        greedy ones included) and the log-probability of each target token
+        and of the EOS. Errors as encode_sources, and ValueError for
+        max_len outside [1, the model's max_len], batch_size not a positive
+        int or a bad length penalty."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        decode.length_penalty(0, True, length_penalty, length_penalty_kind)   # checks both
+        src, toks = self.encode_sources(sentences)
+        lengths = np.array([len(t) + 1 for t in toks])                     # + EOS
+        order = np.argsort(lengths, kind="stable")
+        found = [None] * len(toks)
+        kw = dict(max_len=max_len, bos=BOS, eos=EOS, length_penalty=length_penalty,
+                  length_penalty_kind=length_penalty_kind, return_scores=return_scores)
+        for i in range(0, len(order), batch_size):
+            rows = order[i:i + batch_size]
+            part = src[rows, :lengths[rows].max()]
+            if beam == 1:
+                hyps = decode.greedy(self.model, part, **kw)
+            else:
+                hyps = [h[0] for h in decode.beam_search(self.model, part, beam=beam, **kw)]
+            for r, h in zip(rows, hyps):
+                found[r] = h
+        # ids alone (greedy without scores), or (ids, score[, token_scores])
+        plain_ids = beam == 1 and not return_scores
+        texts = [" ".join(self.tgt_vocab.decode(h if plain_ids else h[0])) for h in found]
+        if not return_scores:
+            return texts
+        return [Translation(t, h.score, h.token_scores) for t, h in zip(texts, found)]
+
+
+class Translation(NamedTuple):
+    """A translation with its scores (Translator.translate with
+    return_scores=True): text; score, the hypothesis score (summed token
+    log-probabilities over the length penalty); token_scores, the float64
+    log-probability of each target token, then of the EOS when the
+    translation ended with one (it did not when max_len stopped it)."""
+    text: str
+    score: float
+    token_scores: np.ndarray
 
 
 def _first(keys, what):
@@ -208,6 +248,17 @@ def _check_weights(cfg, state, fail):
              f"({size} values)")
 
 
+def _source_tokens(sentence, vocab):
+    """The tokens of an English sentence as the model reads them: a
+    sentence-final '.' or '!' that the source vocabulary lacks is dropped
+    (the generated corpus writes statements without one; its questions end
+    in '?', which the vocabulary has)."""
+    toks = tokenize(sentence)
+    if len(toks) > 1 and toks[-1] in (".", "!") and toks[-1] not in vocab:
+        toks = toks[:-1]
+    return toks
+
+
 def cross_attention(translator, sentence, translation=None, layer=-1):
     """Cross-attention of one translation: (source tokens + <eos>, target
     tokens + <eos>, weights (T, S)), the weights of decoder layer `layer`
@@ -215,11 +266,9 @@ def cross_attention(translator, sentence, translation=None, layer=-1):
     produced (its decoder input is the token before it). A translation of
     max_len words or more (one that never reached <eos>) gives its first
     max_len words and no <eos>. Captured with a forward hook on that
-    layer's cross-attention, which recomputes the weights from the module's
-    inputs; the model itself is unchanged."""
-    from pytransformer import ops
+    layer's cross-attention, which calls the module's own forward again on
+    the same inputs with need_weights=True; the model itself is unchanged."""
     from pytransformer.autograd import no_grad
-    from pytransformer.nn.attention import merge_masks
 
     src, toks = translator.encode_sources([sentence])
     if translation is None:
@@ -237,12 +286,10 @@ def cross_attention(translator, sentence, translation=None, layer=-1):
     captured = {}
 
     def hook(module, args, kwargs, output):
-        q, k, v = module.project(args[0], args[1], args[2])
-        mask = merge_masks(None, kwargs.get("key_padding_mask"), q.shape[0],
-                           module.num_heads, q.shape[2], k.shape[2], q.dtype)
-        _, _, w = ops.attention_forward(q.data, k.data, v.data, attn_mask=mask,
-                                        need_weights=True)
-        captured["w"] = w.mean(axis=1)[0]                                # (T, S)
+        # forward, not __call__: the hooks (this one included) do not run again
+        _, w = module.forward(*args, **dict(kwargs, need_weights=True,
+                                            average_attn_weights=True))
+        captured["w"] = w.data[0]                                         # (T, S)
 
     handle = mha.register_forward_hook(hook, with_kwargs=True)
     try:
@@ -254,32 +301,40 @@ def cross_attention(translator, sentence, translation=None, layer=-1):
     return toks[0] + ["<eos>"], labels, captured["w"]
 
 
-def attention_map(src_tokens, tgt_tokens, weights):
+def attention_map(src_tokens, tgt_tokens, weights, legend=False):
     """A text heat map of attention weights: one row per target token, one
-    column per source token, shades ' .:-=+*#%@' from 0 to the row maximum,
-    and the most attended source word at the end of each row."""
+    column per source token, the most attended source word at the end of
+    each row, and with legend=True a last line saying what the shades
+    mean. The shades ' .:-=+*#%@' stand for the
+    weight itself on one scale for every row (0 to 1; a row's weights sum
+    to 1), so a row spread over many words shows light and a row focused on
+    one word dark. Wide characters are aligned by their terminal width."""
+    from pytransformer._text import display_width, fit, rjust
+
     shades = " .:-=+*#%@"
-    width = max(3, max(len(t) for t in src_tokens))
-    tw = max(len(t) for t in tgt_tokens)
-    lines = [" " * (tw + 2) + " ".join(t[:width].rjust(width) for t in src_tokens)]
+    width = max(3, max(display_width(t) for t in src_tokens))
+    tw = max(display_width(t) for t in tgt_tokens)
+    lines = [" " * (tw + 2) + " ".join(fit(t, width) for t in src_tokens)]
     for t, row in zip(tgt_tokens, weights):
-        top = row.max() if row.max() > 0 else 1.0
-        cells = " ".join((shades[min(9, int(round(9 * w / top)))] * 2).rjust(width)
+        cells = " ".join((shades[min(9, max(0, int(round(9 * float(w)))))] * 2).rjust(width)
                          for w in row)
-        lines.append(f"{t.rjust(tw)}  {cells}   <- {src_tokens[int(row.argmax())]} "
+        lines.append(f"{rjust(t, tw)}  {cells}   <- {src_tokens[int(row.argmax())]} "
                      f"({row.max():.2f})")
+    if legend:
+        lines.append("shade = weight, one scale for all rows: " + " ".join(
+            f"'{c}'={i / 9:.1f}" for i, c in enumerate(shades)))
     return "\n".join(lines)
 
 
-def translate_pairs(translator, pairs, beam=1, batch_size=256):
-    """Translations of the sources of `pairs` (greedy in batches, or beam)."""
-    out = []
-    for i in range(0, len(pairs), batch_size):
-        out += translator.translate([p.source for p in pairs[i:i + batch_size]], beam=beam)
-    return out
+def translate_pairs(translator, pairs, beam=1, batch_size=64):
+    """Translations of the sources of `pairs` by Translator.translate (greedy,
+    or beam search; sorted by length, in batches of at most batch_size)."""
+    if len(pairs) == 0:
+        return []
+    return translator.translate([p.source for p in pairs], beam=beam, batch_size=batch_size)
 
 
-def exact_match(translator, pairs, batch_size=256):
+def exact_match(translator, pairs, batch_size=64):
     """Fraction of pairs translated exactly (greedy)."""
     out = translate_pairs(translator, pairs, batch_size=batch_size)
     return sum(o == p.target for o, p in zip(out, pairs)) / max(len(pairs), 1)
@@ -311,11 +366,12 @@ def corpus_bleu(hyps, refs):
     return float(sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score)
 
 
-def evaluate(translator, pairs, beam=1):
+def evaluate(translator, pairs, beam=1, batch_size=64):
     """{"pairs", "exact_match", "bleu"} on `pairs`: corpus BLEU by sacrebleu
     (its default 13a tokenisation; None when sacrebleu is not installed:
-    pip install sacrebleu, or the [eval] extra)."""
-    hyps = translate_pairs(translator, pairs, beam=beam)
+    pip install sacrebleu, or the [eval] extra). The translations are
+    Translator.translate's, in batches of at most batch_size."""
+    hyps = translate_pairs(translator, pairs, beam=beam, batch_size=batch_size)
     refs = [p.target for p in pairs]
     em = sum(h == r for h, r in zip(hyps, refs)) / max(len(pairs), 1)
     return {"pairs": len(pairs), "exact_match": em, "bleu": corpus_bleu(hyps, refs)}

@@ -32,7 +32,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["ArgumentTypeError", "choice_arg", "dtype_arg", "flag_arg", "int_arg", "real_arg"]
+__all__ = ["ArgumentTypeError", "choice_arg", "dtype_arg", "flag_arg", "int_arg", "is_int",
+           "real_arg"]
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -50,13 +51,20 @@ def _ints(low, high):
     return f"an int in [{low}, {high}]"
 
 
+def is_int(v):
+    """Whether `v` counts as an int here: a Python int or NumPy integer, not
+    a bool (for callers whose message says more than int_arg's, such as
+    'a word or a position')."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
 def int_arg(name, v, low=None, high=None):
     """`v` as a Python int, in [low, high] (bounds inclusive; None: open).
     ArgumentTypeError naming `name` for a bool, a float or a non-number;
     ValueError when out of range."""
     if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iu":
         v = v.item()
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+    if not is_int(v):
         raise ArgumentTypeError(f"{name}: expected {_ints(low, high)}, got "
                                 f"{type(v).__name__} {_shown(v)}")
     v = int(v)

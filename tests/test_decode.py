@@ -183,3 +183,173 @@ def test_shipped_model_batched_beam_equals_per_sentence(shipped):
     out = shipped.translate(sentences, beam=4)
     assert out == [" ".join(shipped.tgt_vocab.decode(h[0][0])) for h in got]
     assert sum(o == p.target for o, p in zip(out, pairs)) >= 8
+
+
+# --- finished sentences leave the batch; scores; length penalties ---------------
+
+def _teacher_forced_logp(model, src_row, ids, bos=BOS):
+    """log-probabilities (float64) of BOS + ids under the full decoder, one
+    sentence, padding and BOS excluded as decoding excludes them: (T, V)."""
+    tgt = np.concatenate([[bos], ids]).astype(np.int64)[None]
+    with no_grad():
+        memory, pad = model.encode(src_row[None])
+        logits = model.decode(tgt, memory, pad).data[0].astype(np.float64)
+    logits[:, [model.config.pad_idx, bos]] = -np.inf
+    m = logits.max(-1, keepdims=True)
+    return logits - m - np.log(np.exp(logits - m).sum(-1, keepdims=True))
+
+
+def _counting_steps(model):
+    """Record the batch size of every decode_step call in a list."""
+    sizes, step = [], model.decode_step
+
+    def counted(tokens, cache):
+        sizes.append(len(tokens))
+        assert cache.batch_size == len(tokens)
+        return step(tokens, cache)
+    model.decode_step = counted
+    return sizes
+
+
+def test_greedy_drops_finished_sentences_from_the_batch():
+    """Every step decodes only the sentences without EOS yet: the step
+    batch sizes are the counts of sentences still running, and the ids are
+    those of decoding each sentence alone."""
+    model = _eos_prone(5, False, 0.0)                  # greedy lengths 0, 1 and max_len
+    src, rows = _varied_batch(np.random.default_rng(9), B=6)
+    sizes = _counting_steps(model)
+    got = decode.greedy(model, src, max_len=11)
+    del model.decode_step
+    lengths = np.array([len(g) for g in got])
+    assert min(lengths) <= 1 and max(lengths) == 11
+    running = [int(((lengths >= t) | (lengths == 11)).sum()) for t in range(11)]
+    assert sizes == [r for r in running if r > 0]
+    for i, row in enumerate(rows):
+        np.testing.assert_array_equal(got[i], decode.greedy(model, row[None], max_len=11)[0])
+        np.testing.assert_array_equal(
+            got[i], decode.greedy(model, src, max_len=11, use_cache=False)[i])
+
+
+def test_greedy_scores_are_the_teacher_forced_log_probabilities():
+    model = _eos_prone(5, False, 0.0)
+    src, rows = _varied_batch(np.random.default_rng(9), B=6)
+    plain = decode.greedy(model, src, max_len=11)
+    hyps = decode.greedy(model, src, max_len=11, return_scores=True)
+    uncached = decode.greedy(model, src, max_len=11, return_scores=True, use_cache=False)
+    assert {len(h.ids) for h in hyps} >= {0, 11}
+    for i, (h, ids) in enumerate(zip(hyps, plain)):
+        assert isinstance(h, decode.Hypothesis)
+        np.testing.assert_array_equal(h.ids, ids)
+        ended = len(ids) < 11
+        assert h.token_scores.dtype == np.float64 and len(h.token_scores) == len(ids) + ended
+        logp = _teacher_forced_logp(model, rows[i], ids)
+        want = logp[np.arange(len(h.token_scores)),
+                    np.append(ids, EOS)[:len(h.token_scores)]]
+        np.testing.assert_allclose(h.token_scores, want, rtol=1e-5, atol=1e-5,
+                                   err_msg=f"sentence {i}")
+        assert h.score == pytest.approx(h.token_scores.sum(), rel=1e-12)   # alpha 0: the sum
+        np.testing.assert_allclose(uncached[i].token_scores, h.token_scores, rtol=1e-5,
+                                   atol=1e-5)
+        for kind, alpha in (("gnmt", 0.6), ("power", 1.0)):
+            s = decode.greedy(model, rows[i][None], max_len=11, return_scores=True,
+                              length_penalty=alpha, length_penalty_kind=kind)[0].score
+            lp = decode.length_penalty(len(ids), ended, alpha, kind)
+            if lp == 0:                                  # an empty hypothesis, "power"
+                assert s == -np.inf
+            else:
+                assert s == pytest.approx(h.token_scores.sum() / lp, rel=1e-5)
+
+
+def test_beam_of_one_scores_are_greedy_scores():
+    model = _eos_prone(5, False, 0.0)
+    src, _ = _varied_batch(np.random.default_rng(9), B=6)
+    g = decode.greedy(model, src, max_len=11, return_scores=True)
+    b = decode.beam_search(model, src, beam=1, max_len=11, length_penalty=0.0,
+                           return_scores=True)
+    for x, (y,) in zip(g, b):
+        np.testing.assert_array_equal(x.ids, y.ids)
+        np.testing.assert_allclose(y.token_scores, x.token_scores, rtol=1e-6, atol=1e-6)
+        assert y.score == pytest.approx(x.score, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind,alpha", [("gnmt", 0.6), ("power", 0.5), ("power", 0.0)])
+def test_beam_scores_are_token_log_probabilities_over_the_penalty(kind, alpha):
+    """return_scores gives the default result's ids and scores, plus token
+    scores that are the hypothesis' teacher-forced log-probabilities and
+    whose sum over the penalty is the score."""
+    model = _eos_prone(7, False, 0.0)
+    src, rows = _varied_batch(np.random.default_rng(7))
+    kw = dict(beam=3, max_len=10, length_penalty=alpha, length_penalty_kind=kind)
+    plain = decode.beam_search(model, src, **kw)
+    full = decode.beam_search(model, src, return_scores=True, **kw)
+    ended_some = cut_some = False
+    for i, (hyps, want) in enumerate(zip(full, plain)):
+        assert [(tuple(h.ids), h.score) for h in hyps] == [(tuple(a), s) for a, s in want]
+        for h in hyps:
+            ended = len(h.token_scores) == len(h.ids) + 1
+            assert ended or len(h.token_scores) == len(h.ids) == 10
+            ended_some, cut_some = ended_some or ended, cut_some or not ended
+            logp = _teacher_forced_logp(model, rows[i], h.ids)
+            toks = np.append(h.ids, EOS)[:len(h.token_scores)]
+            np.testing.assert_allclose(h.token_scores, logp[np.arange(len(toks)), toks],
+                                       rtol=1e-5, atol=1e-5)
+            lp = decode.length_penalty(len(h.ids), ended, alpha, kind)
+            assert h.score == (pytest.approx(h.token_scores.sum() / lp, rel=1e-9) if lp
+                               else -np.inf)
+    assert ended_some and cut_some
+
+
+@pytest.mark.parametrize("kind", ["gnmt", "power"])
+def test_batched_beam_equals_one_sentence_at_a_time_for_each_penalty_kind(kind):
+    model = _eos_prone(5, True, -0.25)
+    src, rows = _varied_batch(np.random.default_rng(7))
+    got = decode.beam_search(model, src, beam=3, max_len=10, length_penalty=1.0,
+                             length_penalty_kind=kind)
+    for i, row in enumerate(rows):
+        alone = decode.beam_search(model, row[None], beam=3, max_len=10, length_penalty=1.0,
+                                   length_penalty_kind=kind)
+        _assert_same_hyps(got[i], alone[0], f"sentence {i}")
+
+
+def test_length_penalty_kinds():
+    """GNMT counts EOS, CTranslate2's power form does not (its hypotheses
+    exclude the end token by default); an empty hypothesis scores -inf
+    under the power form."""
+    assert decode.length_penalty(3, True, 1.0) == pytest.approx(9 / 6)
+    assert decode.length_penalty(3, False, 1.0) == pytest.approx(8 / 6)
+    assert decode.length_penalty(3, True, 0.5, "power") == pytest.approx(3 ** 0.5)
+    assert decode.length_penalty(3, False, 0.5, "power") == pytest.approx(3 ** 0.5)
+    assert decode.length_penalty(7, True, 0.0, "power") == decode.length_penalty(7, True, 0.0)
+    assert decode.length_penalty(0, True, 0.0, "power") == 1.0
+    model = _untrained(False, seed=8)
+    model.generator.bias.data[EOS] += 50.0                  # EOS first, every time
+    src = np.array([[5, 6, EOS]])
+    (h,) = decode.greedy(model, src, max_len=5, length_penalty=1.0,
+                         length_penalty_kind="power", return_scores=True)
+    assert len(h.ids) == 0 and h.score == -np.inf and np.isfinite(h.token_scores).all()
+    # beam search ranks that empty hypothesis first under GNMT, last under "power"
+    (gnmt,) = decode.beam_search(model, src, beam=2, max_len=5, length_penalty=1.0)
+    (power,) = decode.beam_search(model, src, beam=2, max_len=5, length_penalty=1.0,
+                                  length_penalty_kind="power")
+    assert len(gnmt[0][0]) == 0 and np.isfinite(gnmt[0][1])
+    assert all(len(ids) > 0 and np.isfinite(s) for ids, s in power)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(length_penalty_kind="ctranslate2"), "length_penalty_kind: expected one of 'gnmt', "
+                                              "'power', got 'ctranslate2'"),
+    (dict(length_penalty=-0.5), r"length_penalty: expected a finite number >= 0, got -0.5"),
+    (dict(length_penalty=float("nan")), "length_penalty: expected a finite number >= 0"),
+    (dict(length_penalty=True), "length_penalty: expected a finite number >= 0, got True"),
+    (dict(length_penalty="0.6"), "length_penalty: expected a finite number >= 0, got '0.6'"),
+])
+def test_length_penalty_errors(kw, match):
+    model = _untrained(False)
+    src = np.ones((1, 3), int)
+    with pytest.raises(ValueError, match=match):
+        decode.beam_search(model, src, **kw)
+    with pytest.raises(ValueError, match=match):
+        decode.greedy(model, src, **kw)
+    with pytest.raises(ValueError, match=match):
+        decode.length_penalty(2, True, kw.get("length_penalty", 1.0),
+                              kw.get("length_penalty_kind", "gnmt"))

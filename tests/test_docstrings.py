@@ -35,7 +35,8 @@ MODULES = [
     "pytransformer.data", "pytransformer.decode", "pytransformer.translator",
     "pytransformer.training", "pytransformer.explain", "pytransformer.explain.*",
     "pytransformer.pretrained", "pytransformer.plot", "pytransformer.distributed",
-    "pytransformer.validation",
+    "pytransformer.validation", "pytransformer.runtime",
+    "pytransformer.export", "pytransformer.export.*",
 ]
 
 # Modules of the package the walk does not enter, with the reason. Any other

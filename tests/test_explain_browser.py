@@ -415,3 +415,56 @@ def test_jupyter_iframe_draws_the_head_view(browser, tmp_path):
         else f.addEventListener('load', () => done(count())); })""")
     assert n == 4
     assert browser.errors() == []
+
+
+_WT = """(() => {
+  const r = document.querySelector('div.pt-walkthrough');
+  const cells = sel => Array.from(r.querySelectorAll(sel)).map(c => c.textContent);
+  return {state: r.getAttribute('data-state'), z: JSON.parse(r.getAttribute('data-z')),
+          matrix: cells('.pt-wt-matrix tbody td'),
+          selected: +r.querySelector('.pt-wt-matrix tr.pt-wt-sel').dataset.i,
+          weights: Array.from(r.querySelectorAll('[data-w]')).map(c => +c.dataset.w)};
+})()"""
+
+
+def _wt_choose(browser, cls, value):
+    browser.js(f"""(() => {{ const s = document.querySelector('div.pt-walkthrough select.{cls}');
+        s.value = {json.dumps(str(value))};
+        s.dispatchEvent(new Event('change', {{bubbles: true}})); }})()""")
+    return browser.js(_WT)
+
+
+def test_walkthrough_controls_change_the_matrix_and_the_sum(browser, shipped_trace, tmp_path):
+    """Switching kind, layer, head and query redraws the factor matrix, the
+    weights and the weighted sum; the sum the page computes is the head's
+    recorded output for that word."""
+    from pytransformer.explain.walkthrough import walkthrough_data, walkthrough_html
+    t = shipped_trace
+    rep = Report("walk-through")
+    rep.add_section("w", "", walkthrough_html(walkthrough_data(t), include_script=False))
+    path = tmp_path / "walk.html"
+    rep.save(path)
+    browser.navigate(path.as_uri())
+    seen = set()                                  # factor matrices drawn
+    for kind in t.kinds():
+        _wt_choose(browser, "pt-wt-kind", kind)
+        rows, cols = t.tokens(kind)
+        for layer in range(t.num_layers(kind)):
+            _wt_choose(browser, "pt-wt-layer", layer)
+            rec = t.attention(kind, layer)
+            for head in range(rec.num_heads):
+                _wt_choose(browser, "pt-wt-head", head)
+                for q in (0, len(rows) - 1):
+                    s = _wt_choose(browser, "pt-wt-query", q)
+                    assert s["state"] == f"{kind}/{layer}/{head}/{q}" and s["selected"] == q
+                    np.testing.assert_allclose(s["weights"], rec.weights[0, head, q, :len(cols)],
+                                               atol=1e-4)
+                    np.testing.assert_allclose(s["z"], rec.head_out[0, head, q], atol=3e-3)
+                    seen.add(json.dumps(s["matrix"]))
+    # clicking a row of the matrix chooses that query
+    browser.js("document.querySelectorAll('div.pt-walkthrough .pt-wt-matrix tbody tr')[1]"
+               ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+    assert browser.js(_WT)["selected"] == 1
+    # every head drew its own matrix
+    assert len(seen) == sum(t.num_layers(k) * t.attention(k, 0).num_heads for k in t.kinds())
+    assert browser.errors() == [] and browser.js("window.__ptErrors") == []

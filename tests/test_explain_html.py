@@ -441,7 +441,7 @@ def test_repr_html_is_the_page_in_an_iframe():
 def test_figures_need_matplotlib_and_say_how_to_install(monkeypatch):
     from pytransformer.explain import figures
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(ImportError, match=r"pip install 'pytransformer\[viz\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'pytransformer-cpu\[viz\]'"):
         figures.save_heatmap_png("unused.png", np.eye(2))
 
 

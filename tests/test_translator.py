@@ -202,3 +202,149 @@ def test_checkpoint_from_another_config(model_path, tmp_path):
                                       "tgt_vocab": tr.tgt_vocab.to_dict()})
     with pytest.raises(ValueError, match=r"(?s)do not fit the saved config.*linear1\.weight"):
         Translator.load(p)
+
+
+# --- batching, scores and the cross-attention of the shipped model ------------
+
+def _mixed_sentences():
+    """24 test sentences of varied lengths, in corpus order (not sorted)."""
+    from pytransformer.data import make_splits
+    pairs = make_splits(seed=0, n_train=0).test[:24]
+    assert len({len(p.src) for p in pairs}) >= 4
+    return [p.source for p in pairs]
+
+
+def test_translate_sorts_by_length_batches_and_restores_the_order(shipped, monkeypatch):
+    """Batches of at most batch_size sentences of non-decreasing length,
+    padded only to their own longest; the outputs, in input order, are the
+    sentences' translations decoded one at a time."""
+    from pytransformer import decode
+    from pytransformer.data import PAD
+    sentences = _mixed_sentences()
+    alone = [shipped.translate([s])[0] for s in sentences]
+    seen, greedy = [], decode.greedy
+
+    def spy(model, src, *args, **kwargs):
+        assert kwargs["return_scores"] is False        # no per-step log-softmax unasked
+        seen.append(src)
+        return greedy(model, src, *args, **kwargs)
+    monkeypatch.setattr(decode, "greedy", spy)
+    assert shipped.translate(sentences, batch_size=5) == alone
+    assert [len(s) for s in seen] == [5, 5, 5, 5, 4]
+    lengths = [(s != PAD).sum(1) for s in seen]
+    flat = np.concatenate(lengths)
+    assert (np.diff(flat) >= 0).all() and sorted(flat) != list(flat[::-1])
+    assert all(s.shape[1] == n.max() for s, n in zip(seen, lengths))     # no wasted padding
+    seen.clear()
+    assert shipped.translate(sentences) == alone                          # default 64: one batch
+    assert len(seen) == 1
+
+
+def test_translate_return_scores(shipped):
+    from pytransformer import decode
+    from pytransformer.translator import Translation
+    sentences = _mixed_sentences()[:6]
+    for beam, kind in ((1, "gnmt"), (4, "gnmt"), (4, "power")):
+        got = shipped.translate(sentences, beam=beam, batch_size=4, length_penalty_kind=kind,
+                                return_scores=True)
+        assert [t.text for t in got] == shipped.translate(sentences, beam=beam,
+                                                          length_penalty_kind=kind)
+        for s, t in zip(sentences, got):
+            assert isinstance(t, Translation)
+            src, _ = shipped.encode_sources([s])
+            kw = dict(bos=1, eos=2, length_penalty=0.6, length_penalty_kind=kind,
+                      return_scores=True)
+            h = (decode.greedy(shipped.model, src, **kw)[0] if beam == 1
+                 else decode.beam_search(shipped.model, src, beam=beam, **kw)[0][0])
+            assert t.text == " ".join(shipped.tgt_vocab.decode(h.ids))
+            assert len(t.token_scores) == len(t.text.split()) + 1          # + EOS
+            assert t.score == pytest.approx(h.score, rel=1e-5)
+            np.testing.assert_allclose(t.token_scores, h.token_scores, rtol=1e-5, atol=1e-6)
+
+
+def test_translate_option_errors(shipped):
+    for bad in (0, -1, True, 2.5, "8"):
+        with pytest.raises(ValueError, match=f"batch_size: expected a positive int, got "
+                                             f"{bad!r}"):
+            shipped.translate(["the ball is blue"], batch_size=bad)
+    with pytest.raises(ValueError, match="length_penalty_kind: expected one of"):
+        shipped.translate(["the ball is blue"], length_penalty_kind="gnm")
+    with pytest.raises(ValueError, match="length_penalty: expected a finite number >= 0"):
+        shipped.translate(["the ball is blue"], beam=4, length_penalty=-1.0)
+
+
+def test_translate_pairs_and_evaluate_use_translate_batches(shipped, monkeypatch):
+    from pytransformer.data import make_splits
+    from pytransformer.translator import Translator, evaluate, exact_match, translate_pairs
+    pairs = make_splits(seed=0, n_train=0).test[:10]
+    calls, translate = [], Translator.translate
+
+    def spy(self, sentences, *args, **kwargs):
+        calls.append((len(sentences), kwargs.get("batch_size")))
+        return translate(self, sentences, *args, **kwargs)
+    monkeypatch.setattr(Translator, "translate", spy)
+    out = translate_pairs(shipped, pairs, batch_size=4)
+    assert calls == [(10, 4)] and len(out) == 10
+    assert exact_match(shipped, pairs, batch_size=3) >= 0.8 and calls[-1] == (10, 3)
+    assert evaluate(shipped, pairs, batch_size=7)["exact_match"] >= 0.8
+    assert calls[-1] == (10, 7)
+    assert translate_pairs(shipped, []) == []
+
+
+def test_cross_attention_is_the_module_weights(shipped):
+    """The hook's weights are the module's own (need_weights=True): equal
+    to an explicit softmax(q k^T / sqrt(d)) of the module's projections of
+    its inputs, rows summing to 1, for every decoder layer."""
+    from pytransformer.autograd import no_grad
+    from pytransformer.translator import cross_attention
+    sentence = "the black cat drank the milk"
+    out = shipped.translate([sentence])[0]
+    src, toks = shipped.encode_sources([sentence])
+    model = shipped.model
+    for i, layer in enumerate(model.transformer.decoder.layers):
+        inputs = []
+        handle = layer.multihead_attn.register_forward_pre_hook(
+            lambda m, args: inputs.append(args) and None)
+        try:
+            s, t, w = cross_attention(shipped, sentence, out, layer=i)
+        finally:
+            handle.remove()
+        assert s == toks[0] + ["<eos>"] and t == out.split() + ["<eos>"]
+        assert w.shape == (len(t), len(s))
+        (query, key, _), = inputs
+        with no_grad():
+            q, k, _ = (a.data.astype(np.float64)
+                       for a in layer.multihead_attn.project(query, key, key))
+        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])
+        p = np.exp(scores - scores.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        np.testing.assert_allclose(w, p.mean(1)[0], rtol=1e-4, atol=1e-6,
+                                   err_msg=f"layer {i}")
+
+
+def test_cli_translate_batch_size_length_penalty_and_scores(shipped, capsys):
+    sentences = ["the ball is blue", "the black cat drank the milk", "the dog ran"]
+    want = shipped.translate(sentences, beam=4, length_penalty=1.0, length_penalty_kind="power",
+                             return_scores=True)
+    assert cli.main(["translate", "--beam", "4", "--batch-size", "2", "--length-penalty", "1",
+                     "--length-penalty-kind", "power", "--scores", *sentences]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split("\t") for ln in lines] == [[f"{t.score:.4f}", t.text] for t in want]
+    assert all(float(ln.split("\t")[0]) < 0 for ln in lines)
+    assert cli.main(["translate", *sentences]) == 0                # no --scores: text only
+    assert capsys.readouterr().out.splitlines() == shipped.translate(sentences)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--length-penalty", "-1"], "argument --length-penalty: expected a finite number >= 0, "
+                                 "got '-1'"),
+    (["--length-penalty", "inf"], "argument --length-penalty: expected a finite number >= 0"),
+    (["--length-penalty", "x"], "argument --length-penalty: expected a finite number >= 0, "
+                                "got 'x'"),
+    (["--length-penalty-kind", "ct2"], "argument --length-penalty-kind: invalid choice: 'ct2'"),
+    (["--batch-size", "0"], "argument --batch-size: expected a positive int, got 0"),
+])
+def test_cli_translate_option_errors(argv, message, capsys):
+    assert cli.main(["translate", *argv, "the ball is blue"]) == 2     # argparse's usage error
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("pytransformer translate: error: ") and message in err

@@ -38,6 +38,7 @@ from pytransformer.nn import MultiheadAttention
 
 from .layers import _check_translator, _token_pair, teacher_forced_batches
 from .trace import ATTENTION_KINDS, _classify
+from pytransformer.validation import int_arg, is_int
 
 __all__ = ["HeadImportance", "PruningResult", "ablate", "all_heads", "attention_modules",
            "bleu_score",
@@ -76,14 +77,12 @@ def _check_heads(mods, heads):
         if kind not in ATTENTION_KINDS:
             raise ValueError(f"heads[{k}]: kind expected one of {ATTENTION_KINDS}, got {kind!r}")
         n = len({lay for (kd, lay) in mods if kd == kind})
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) \
-                or not -n <= layer < n:
+        if not is_int(layer) or not -n <= layer < n:
             raise ValueError(f"heads[{k}]: layer expected an int in [{-n}, {n}) for {kind!r}, "
                              f"got {layer!r}")
         layer = int(layer) % n
         H = mods[(kind, layer)].num_heads
-        if isinstance(head, bool) or not isinstance(head, (int, np.integer)) \
-                or not 0 <= head < H:
+        if not is_int(head) or not 0 <= head < H:
             raise ValueError(f"heads[{k}]: head expected an int in [0, {H}), got {head!r}")
         groups.setdefault((kind, layer), set()).add(int(head))
     return {key: sorted(v) for key, v in groups.items()}
@@ -267,10 +266,7 @@ def _head_name(h):
 def _first(pairs, max_pairs, name="max_pairs"):
     if max_pairs is None:
         return list(pairs)
-    if isinstance(max_pairs, bool) or not isinstance(max_pairs, (int, np.integer)) \
-            or max_pairs < 1:
-        raise ValueError(f"{name}: expected an int >= 1 or None, got {max_pairs!r}")
-    return list(pairs)[:max_pairs]
+    return list(pairs)[:int_arg(name, max_pairs, 1)]
 
 
 def head_importance(translator, pairs, batch_size=128, max_pairs=300):

@@ -7,6 +7,7 @@ limits, head-view data, and the one number format.
 import math
 
 import numpy as np
+from pytransformer.validation import is_int
 
 __all__ = ["KIND_TITLES", "bar_indices", "check_head_view", "format_number", "heatmap_inputs",
            "highlight_mask", "check_labels", "check_matrix", "check_series", "check_vector",
@@ -207,11 +208,11 @@ def check_head_view(data):
                              f"{list(kinds)}, got {init!r}")
         n = len(kinds[kind]["weights"])
         layer = init.get("layer", 0)
-        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
+        if not is_int(layer) or not -n <= layer < n:
             raise ValueError(f"data['initial']['layer']: expected an int in [-{n}, {n}), "
                              f"got {layer!r}")
         head = init.get("head", "all")
-        if head != "all" and (isinstance(head, bool) or not isinstance(head, int)
+        if head != "all" and (not is_int(head)
                               or not 0 <= head < len(kinds[kind]["weights"][layer])):
             raise ValueError(f"data['initial']['head']: expected 'all' or a head index, "
                              f"got {head!r}")

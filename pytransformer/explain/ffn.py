@@ -53,6 +53,7 @@ import numpy as np
 from pytransformer.data import BOS, EOS, UNK
 
 from .trace import trace, trace_encoder
+from pytransformer.validation import int_arg
 
 __all__ = ["Trigger", "NeuronMemory", "LayerMemories", "FFNMemories", "ffn_memories",
            "teacher_forced_traces", "value_promotions"]
@@ -240,11 +241,7 @@ def _check_pairs(pairs):
 
 
 def _check_int(name, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        hi = "" if high is None else f" and <= {high}"
-        raise ValueError(f"{name}: expected an int >= {low}{hi}, got {value}")
+    int_arg(name, value, low, high)
     return int(value)
 
 

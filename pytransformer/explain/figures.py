@@ -1,6 +1,6 @@
 """The explain report's figures as PNG files (for papers and notebooks),
 drawn with matplotlib -- an optional dependency: ``pip install
-'pytransformer[viz]'``. Each function takes the same data as its HTML
+'pytransformer-cpu[viz]'``. Each function takes the same data as its HTML
 counterpart in :mod:`pytransformer.explain.html`, checks it the same way,
 writes the PNG atomically and returns the path:
 
@@ -36,7 +36,7 @@ def require_matplotlib():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise ImportError("PNG figures need matplotlib: pip install 'pytransformer[viz]' "
+        raise ImportError("PNG figures need matplotlib: pip install 'pytransformer-cpu[viz]' "
                           f"(or pip install matplotlib); import failed: {e}") from None
     return plt
 

@@ -457,6 +457,13 @@ def table_html(headers, rows, number_format=".3g", caption=None, highlight_rows=
 # ---------------------------------------------------------------------------
 # head view
 
+def _views():
+    """(element class, script marker, script loader) of each interactive view."""
+    from pytransformer.explain import walkthrough as W
+    return ((HEAD_VIEW_CLASS, _SCRIPT_MARKER, _head_view_script),
+            (W.WALKTHROUGH_CLASS, W.SCRIPT_MARKER, W.walkthrough_script))
+
+
 def _head_view_script():
     """The head view's JavaScript (headview.js, shipped beside this module)."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "headview.js")
@@ -559,6 +566,16 @@ table.pt-table tr.pt-hl td{background:#fff3e0;font-weight:600}
 .pt-hv-status{color:var(--muted);font-size:.9em;margin:.2em 0 .4em}
 .pt-hv-panes{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 .pt-hv-word{cursor:pointer}
+.pt-wt-table{border-collapse:collapse;font-size:.85em;margin:.3em 0 .6em}
+.pt-wt-table th,.pt-wt-table td{border:1px solid var(--line);padding:.15em .45em;text-align:right;
+  font-variant-numeric:tabular-nums;white-space:nowrap}
+.pt-wt-table thead th{text-align:center}
+.pt-wt-matrix tbody tr{cursor:pointer}
+.pt-wt-matrix tr.pt-wt-sel{outline:2.5px solid var(--hl)}
+.pt-wt-masked{color:#aaa;text-align:center}
+.pt-wt-best{font-weight:bold;color:var(--hl)}
+.pt-wt-total{font-weight:bold;border-top:2px solid var(--ink)}
+.pt-walkthrough h3{font-size:1em;margin:.8em 0 .2em}
 .pt-hv-word.pt-active{font-weight:bold;fill:var(--hl)}
 footer{color:var(--muted);font-size:.85em;border-top:1px solid var(--line);
   margin-top:3em;padding-top:.8em}
@@ -636,10 +653,10 @@ class Report:
             body.append(f'<section class="pt-section" id="{escape(s["id"])}">'
                         f'<h2>{escape(s["title"])}</h2>{cap}'
                         f'<div class="pt-body">{s["body"]}</div></section>')
-        # the head view's script once, unless a fragment already carries it
-        needs_js = any(f'class="{HEAD_VIEW_CLASS}"' in s["body"] for s in self.sections)
-        has_js = any(_SCRIPT_MARKER in s["body"] for s in self.sections)
-        script = f"<script>{_head_view_script()}</script>" if needs_js and not has_js else ""
+        # each interactive view's script once, unless a fragment already carries it
+        script = "".join(f"<script>{load()}</script>" for cls, marker, load in _views()
+                         if any(f'class="{cls}"' in s["body"] for s in self.sections)
+                         and not any(marker in s["body"] for s in self.sections))
         sub = f'<p class="pt-sub">{escape(self.subtitle)}</p>' if self.subtitle else ""
         nav = (f'<nav class="pt-toc"><strong>Contents</strong><ol>{toc}</ol></nav>'
                if self.sections else "")

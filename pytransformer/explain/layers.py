@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from pytransformer.autograd import no_grad
+from pytransformer.validation import int_arg
 
 __all__ = ["LayerSimilarity", "cka_matrix", "layer_similarity", "linear_cka",
            "teacher_forced_batches"]
@@ -103,9 +104,7 @@ def teacher_forced_batches(translator, pairs, batch_size=128):
     tgt_out (b, T) target ids + <eos>; pad 0. Pairs are sorted by length
     (so little is padded) and cut into batches of `batch_size`."""
     from pytransformer.data import batch
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    int_arg("batch_size", batch_size, 1)
     tok = [_token_pair(p, k) for k, p in enumerate(pairs)]
     if not tok:
         raise ValueError("pairs: expected at least one pair, got none")

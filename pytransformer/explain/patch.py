@@ -23,6 +23,7 @@ from pytransformer.autograd.tensor import Tensor
 from pytransformer.nn.attention import MultiheadAttention
 from pytransformer.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 from .trace import _classify, trace
+from pytransformer.validation import is_int
 
 __all__ = ["Patch", "SITES", "counterfactual", "patched_translate", "patching"]
 
@@ -188,8 +189,7 @@ def _position(name, word, tokens):
         if word.lower() not in tokens:
             raise ValueError(f"{name}: {word!r} is not in the sentence {tokens}")
         return tokens.index(word.lower())
-    if isinstance(word, bool) or not isinstance(word, (int, np.integer)) \
-            or not 0 <= word < len(tokens):
+    if not is_int(word) or not 0 <= word < len(tokens):
         raise ValueError(f"{name}: expected a word or a position in [0, {len(tokens)}), "
                          f"got {word!r}")
     return int(word)

@@ -8,12 +8,15 @@ The report is assembled from the measures' own results (their arrays and
 captions); nothing here computes a number the views do not return.
 """
 
+import numpy as np
+
 from . import html as H
 from .patch import counterfactual
 from .trace import trace
 from .ffn import value_promotions
 from .lens import logit_lens
 from .views import TERM_NAMES, factor_view, position_split, value_mixing
+from .walkthrough import compare_keys, walkthrough_data, walkthrough_html
 
 __all__ = ["default_donor", "encoder_report", "encoder_views", "gold_links", "save_sentence_pngs", "sentence_report",
            "sentence_views"]
@@ -144,6 +147,15 @@ def encoder_report(encoder, sentence):
         "on the right (the key); the darker the line, the larger the attention weight. Hover "
         "a word to see only its lines.",
         H.head_view_html(H.head_view_data(t), include_script=False), id="heads")
+    h, i = _most_focused_head(t.attention("encoder", L - 1), toks, toks)
+    rep.add_section(
+        "The article's walk-through: from Q\u00b7K to the output",
+        "Choose a layer, a head and a query word piece (or click a row). 1: the factor "
+        "matrix, every query's score for every key, Q\u00b7K / \u221ad; 2: the chosen row "
+        "through the softmax; 3: its output as the weighted sum of the value vectors.",
+        walkthrough_html(walkthrough_data(t), initial={"kind": "encoder", "layer": L - 1,
+                                                        "head": h, "query": i},
+                         include_script=False), id="walkthrough")
     fv = v["factor"]
     rep.add_section(f"How a score is built: {fv.title}", fv.caption, _factor_body(fv),
                     id="factor")
@@ -217,6 +229,8 @@ def _summary_section(rep, translator, sentence, v):
 
 _QUESTIONS = [
     ("heads", "What does each head attend to?"),
+    ("walkthrough", "How does Q\u00b7K build the scores, and the output a weighted sum of "
+                    "the values? (the article's walk-through, any head and word)"),
     ("cross", "Where does cross-attention align the Spanish words with the English ones?"),
     ("factor", "How do the Q\u00b7K dot products produce the scores?"),
     ("positions", "Does a head attend by word or by position?"),
@@ -252,6 +266,57 @@ def _heads_section(rep, translator, sentence, v):
         H.head_view_html(dict(H.head_view_data(v["trace"], kinds=["cross", "encoder", "decoder"]),
                               initial={"kind": "cross", "layer": -1, "head": "all"}),
                          include_script=False), id="heads")
+
+
+def _article_check(t):
+    """The article's example, when the sentence has its words: does
+    "milk" score "drank" above "black" (and "cat") in encoder
+    self-attention? (text, initial view) or (None, None)."""
+    words = [w.lower() for w in t.tokens("encoder")[0]]
+    if not {"milk", "drank", "black"} <= set(words):
+        return None, None
+    c = compare_keys(t, "encoder", "milk", "drank", "black")
+    sd, wd = np.asarray(c["score_diff"]), np.asarray(c["weight_diff"])
+    L, H = sd.shape
+    per_layer = ", ".join(f"layer {layer}: {int((sd[layer] > 0).sum())} of {H}"
+                          for layer in range(L))
+    layer, head = np.unravel_index(int(np.argmax(wd)), wd.shape)
+    text = (f"The article's example: does \u201cmilk\u201d score \u201cdrank\u201d above "
+            f"\u201cblack\u201d? Heads of encoder self-attention where it does, "
+            f"{per_layer}. The largest weight gap is in layer {layer}, head {head}: "
+            f"{wd[layer, head]:+.2f} of \u201cmilk\u201d's attention more on \u201cdrank\u201d "
+            f"than on \u201cblack\u201d (shown first below).")
+    if "cat" in words:
+        sc = np.asarray(compare_keys(t, "encoder", "milk", "drank", "cat")["score_diff"])
+        text += (f" And \u201cdrank\u201d above \u201ccat\u201d, as the article expects: "
+                 f"{int((sc[1:] > 0).sum())} of {(L - 1) * H} heads after layer 0.")
+    if L > 1 and (sd[0] > 0).sum() < H / 2:
+        text += (" In layer 0 most heads send \u201cmilk\u201d's attention elsewhere "
+                 "(pick layer 0 to see where): the link appears in the later layers.")
+    return text, {"kind": "encoder", "layer": int(layer), "head": int(head),
+                  "query": words.index("milk")}
+
+
+def _walkthrough_section(rep, translator, sentence, v):
+    t = v["trace"]
+    text, initial = _article_check(t)
+    if initial is None:
+        toks = t.tokens("encoder")[0]
+        last = t.num_layers("encoder") - 1
+        h, i = _most_focused_head(t.attention("encoder", last), toks, toks)
+        initial = {"kind": "encoder", "layer": last, "head": h, "query": i}
+    caption = ("The article works one head through by hand; here is the same on this model, "
+               "with the numbers it computed. Choose the kind of attention, a layer, a head "
+               "and a query word (or click a row of the matrix). 1: every query word's score "
+               "for every key word, the dot product of their query and key vectors divided "
+               "by \u221ad (the article's \u201cfactor\u201d matrix). 2: the chosen row "
+               "through the softmax: the attention weights. 3: the word's output as the sum "
+               "of the key words' value vectors, each times its weight.")
+    if text:
+        caption += "\n\n" + text
+    rep.add_section("The article's walk-through: from Q\u00b7K to the output", caption,
+                    walkthrough_html(walkthrough_data(t), initial=initial,
+                                     include_script=False), id="walkthrough")
 
 
 def _cross_section(rep, translator, sentence, v):
@@ -357,7 +422,8 @@ def _counterfactual_section(rep, translator, sentence, v):
 
 
 # the sentence page, section by section, in reading order
-_SENTENCE_SECTIONS = (_summary_section, _questions_section, _heads_section, _cross_section,
+_SENTENCE_SECTIONS = (_summary_section, _questions_section, _heads_section,
+                      _walkthrough_section, _cross_section,
                       _factor_section, _positions_section, _mixing_section, _ffn_section,
                       _lens_section, _counterfactual_section)
 

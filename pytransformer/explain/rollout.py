@@ -50,6 +50,7 @@ import numpy as np
 from pytransformer.autograd import Tensor, no_grad
 
 from .layers import _check_translator, _token_pair
+from pytransformer.validation import int_arg
 
 __all__ = ["RolloutComparison", "cross_rollout", "rankdata", "rollout", "rollout_vs_ablation",
            "source_ablation_influence", "spearman"]
@@ -293,10 +294,7 @@ def rollout_vs_ablation(translator, pairs, max_pairs=100, method="zero", residua
     about (words + 1) forward passes per pair (~2 s for 100 pairs)."""
     _check_translator(translator)
     if max_pairs is not None:
-        if isinstance(max_pairs, bool) or not isinstance(max_pairs, (int, np.integer)) \
-                or max_pairs < 1:
-            raise ValueError(f"max_pairs: expected an int >= 1 or None, got {max_pairs!r}")
-        pairs = list(pairs)[:max_pairs]
+        pairs = list(pairs)[:int_arg("max_pairs", max_pairs, 1)]
     t0 = time.perf_counter()
     tok = [_token_pair(p, k) for k, p in enumerate(pairs)]
     if not tok:

@@ -9,12 +9,13 @@
 Every MultiheadAttention, every feed-forward block and every encoder /
 decoder layer of the model is recorded while the model runs inside a
 :class:`Tracer`; hooks exist only inside it, so a model that is not being
-traced runs exactly as before at no cost. The attention hook recomputes the
-per-head Q, K, V, the pre-softmax scores, the weights and the per-head
-outputs from the module's own inputs and parameters (in NumPy, float64), so
-the kernels keep their fast path that never stores the weights; the
-recorded per-head outputs, merged and projected, reproduce the module's
-output (tests check it).
+traced runs exactly as before at no cost. The attention hook recomputes, in
+float64, the per-head Q, K, V (the module's own projection,
+MultiheadAttention.project), the pre-softmax scores, and the weights and
+per-head outputs (the attention kernel, ops.scaled_dot_product_attention,
+with the module's masks), so the model's run keeps its fast path that never
+stores the weights; the recorded per-head outputs, merged and projected,
+reproduce the module's output (tests check it).
 
 Records keep the batch dimension: arrays are (B, ...), row b is sentence b.
 Kinds of attention: "encoder" (encoder self-attention), "decoder" (masked
@@ -25,6 +26,7 @@ import re
 
 import numpy as np
 
+from pytransformer import ops
 from pytransformer.autograd import no_grad
 from pytransformer.autograd.tensor import Tensor
 from pytransformer.nn.attention import MultiheadAttention, merge_masks
@@ -128,15 +130,6 @@ def _classify(name):
     return ("decoder" if "decoder" in name else "encoder"), layer
 
 
-def _softmax_masked(scores, allowed):
-    s = np.where(allowed, scores, -np.inf)
-    top = s.max(-1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    e = np.where(allowed, np.exp(s - top), 0.0)
-    z = e.sum(-1, keepdims=True)
-    return np.divide(e, z, out=np.zeros_like(e), where=z > 0)
-
-
 def attention_parts(module, query, key, value, attn_mask=None, key_padding_mask=None,
                     is_causal=False):
     """Recompute, in float64, what the MultiheadAttention `module` computes
@@ -146,25 +139,25 @@ def attention_parts(module, query, key, value, attn_mask=None, key_padding_mask=
     Returns a dict of arrays: q (B, H, L, d), k and v (B, H, S, d), scores
     (B, H, L, S) = q k^T / sqrt(d) before masking, allowed (B, H, L, S)
     bool, weights (B, H, L, S) and head_out (B, H, L, d), the per-head
-    outputs before out_proj."""
+    outputs before out_proj. The weights and head_out are the attention
+    kernel's (ops.scaled_dot_product_attention) in float64: 0 where not
+    allowed, a fully masked row all 0."""
     with no_grad():
-        q, k, v = (x.data.astype(np.float64) for x in module.project(query, key, value))
+        q, k, v = (np.ascontiguousarray(x.data, np.float64)
+                   for x in module.project(query, key, value))
     B, H, L, d = q.shape
     S = k.shape[2]
     scores = np.einsum("bhld,bhsd->bhls", q, k) / np.sqrt(d)
     mask = merge_masks(attn_mask, key_padding_mask, B, H, L, S, np.dtype(np.float64))
+    causal = bool(is_causal) and attn_mask is None
+    head_out, weights = ops.scaled_dot_product_attention(q, k, v, mask, causal,
+                                                         need_weights=True)
     allowed = np.ones((B, H, L, S), bool)
-    add = 0.0
     if mask is not None:
-        if mask.dtype == np.bool_:
-            allowed &= np.broadcast_to(mask, (B, H, L, S))
-        else:
-            add = mask
-            allowed &= np.isfinite(np.broadcast_to(mask, (B, H, L, S)))
-    if is_causal and attn_mask is None:
+        allowed &= np.broadcast_to(mask if mask.dtype == np.bool_ else np.isfinite(mask),
+                                   (B, H, L, S))
+    if causal:
         allowed &= np.tril(np.ones((L, S), bool))
-    weights = _softmax_masked(scores + add, allowed)
-    head_out = np.einsum("bhls,bhsd->bhld", weights, v)
     return dict(q=q, k=k, v=v, scores=scores, allowed=allowed, weights=weights,
                 head_out=head_out)
 

@@ -9,6 +9,10 @@ JSON; the report renders them.
 import dataclasses
 
 import numpy as np
+from pytransformer.validation import is_int
+
+from pytransformer.autograd import no_grad
+from pytransformer.autograd.tensor import Tensor
 
 __all__ = ["FactorView", "PositionSplit", "ValueMixing", "factor_view", "position_split",
            "value_mixing"]
@@ -34,7 +38,7 @@ class _Result:
 
 def _check_head(rec, head):
     H = rec.num_heads
-    if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not 0 <= head < H:
+    if not is_int(head) or not 0 <= head < H:
         raise ValueError(f"head: expected an int in [0, {H}), got {head!r}")
 
 
@@ -43,7 +47,7 @@ def _check_index(name, i, n, labels):
         if i not in labels:
             raise ValueError(f"{name}: {i!r} is not one of the words {labels}")
         return labels.index(i)
-    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= i < n:
+    if not is_int(i) or not -n <= i < n:
         raise ValueError(f"{name}: expected a word or a position in [0, {n}), got {i!r}")
     return int(i) % n
 
@@ -161,14 +165,14 @@ def position_split(trace, kind="encoder", b=0):
         raise ValueError("position_split: the layer's input is not token embedding + position "
                          "(a pre-norm model?); the split is defined for post-norm models")
     mha = rec.module
-    E, H = mha.embed_dim, mha.num_heads
-    d = E // H
-    W = np.asarray(mha.in_proj_weight.data, np.float64)
-    bias = (np.zeros(3 * E) if mha.in_proj_bias is None
-            else np.asarray(mha.in_proj_bias.data, np.float64))
-    heads = lambda y: y.reshape(y.shape[0], H, d).transpose(1, 0, 2)  # noqa: E731  (H, L, d)
-    qt, qp, qb = heads(tok @ W[:E].T), heads(pos @ W[:E].T), bias[:E].reshape(H, 1, d)
-    kt, kp, kb = heads(tok @ W[E:2 * E].T), heads(pos @ W[E:2 * E].T), bias[E:2 * E].reshape(H, 1, d)
+    d = mha.head_dim
+    # the module's own projection, affine (P(x) = x W^T + b): of the token
+    # part, the position part and zero (which gives the biases), in one call
+    parts = Tensor(np.stack([tok, pos, np.zeros_like(tok)]).astype(mha.out_proj.weight.dtype))
+    with no_grad():
+        q, k, _ = (np.asarray(a.data, np.float64) for a in mha.project(parts, parts, parts))
+    qt, qp, qb = q[0] - q[2], q[1] - q[2], q[2][:, :1]                # (H, L, d), (H, 1, d)
+    kt, kp, kb = k[0] - k[2], k[1] - k[2], k[2][:, :1]
     s = 1.0 / np.sqrt(d)
     dot = lambda a, c: np.einsum("hld,hsd->hls", a, c) * s        # noqa: E731
     terms = {"token.token": dot(qt, kt), "token.position": dot(qt, kp),

@@ -282,20 +282,29 @@ class MultiheadAttention(Module):
         return out, weights
 
 
+def _additive_mask(mask, causal, dtype, shape):
+    """The additive mask, broadcastable to `shape` (B, H, L, S), that the
+    attention kernel applies for `mask` (merge_masks' result: bool True =
+    attend, an additive float mask of `dtype`, or None) and `causal` (-inf
+    above the diagonal, top-left aligned); None when there is neither. The
+    mask conversion is ops' own (the array the C kernel reads)."""
+    from pytransformer.ops._attention import _mask
+    add = None if mask is None else _mask(mask, dtype, shape)[0]
+    if causal:
+        L, S = shape[-2:]
+        tri = np.triu(np.full((L, S), -np.inf, dtype), 1)
+        add = tri if add is None else add + tri
+    return add
+
+
 def _attention_dropout(q, k, v, mask, causal, p):
     """Attention with dropout on the probabilities (training only): the
-    explicit path, scores -> softmax (C) -> dropout (C) -> @ v."""
+    explicit path, scores -> softmax (C) -> dropout (C) -> @ v, masked as
+    the kernel masks (_additive_mask)."""
     scale = 1.0 / np.sqrt(q.shape[-1])
     scores = (q @ k.transpose(-1, -2)) * scale                 # (B, H, L, S)
-    L, S = scores.shape[-2:]
-    add = None
-    if mask is not None:
-        add = (np.where(mask, q.dtype.type(0), q.dtype.type(-np.inf))
-               if mask.dtype == np.bool_ else mask)
-    if causal:
-        tri = np.triu(np.full((L, S), -np.inf, q.dtype), 1)
-        add = tri if add is None else add + tri
+    add = _additive_mask(mask, causal, q.dtype, scores.shape)
     if add is not None:
-        scores = scores + Tensor(np.asarray(add, q.dtype))
+        scores = scores + Tensor(add)
     weights = F.dropout(F.softmax(scores, -1), p, True)
     return weights @ v, weights

@@ -23,6 +23,7 @@ import numpy as np
 
 from pytransformer.autograd.tensor import Tensor
 from pytransformer.nn import _fast
+from pytransformer.validation import int_arg
 
 __all__ = ["AttentionCache", "DecoderCache"]
 
@@ -100,8 +101,7 @@ class DecoderCache:
         mem = memory if isinstance(memory, Tensor) else Tensor(np.asarray(memory))
         if mem.ndim != 3:
             raise ValueError(f"memory: expected shape (batch, length, d_model), got {mem.shape}")
-        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
-            raise ValueError(f"max_len: expected a positive int, got {max_len!r}")
+        max_len = int_arg("max_len", max_len, 1)
         B, S, _ = mem.shape
         self.t = 0
         self.max_len = int(max_len)

@@ -6,21 +6,17 @@ from pytransformer.autograd.tensor import Parameter
 from pytransformer.nn import functional as F
 from pytransformer.nn import init
 from pytransformer.nn.module import Module
+from pytransformer.validation import dtype_arg, int_arg
 
 __all__ = ["Dropout", "Embedding", "GELU", "LayerNorm", "Linear", "ReLU"]
 
 
 def _dtype(dtype):
-    dtype = np.dtype(np.float32 if dtype is None else dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-    return dtype
+    return dtype_arg("dtype", dtype)
 
 
 def _positive(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    return int(v)
+    return int_arg(name, v, 1)
 
 
 class Linear(Module):

@@ -16,6 +16,7 @@ from pytransformer.nn.layers import Dropout, Embedding, Linear
 from pytransformer.nn.cache import DecoderCache
 from pytransformer.nn.module import Module
 from pytransformer.nn.transformer import Transformer
+from pytransformer.validation import int_arg
 
 __all__ = ["Seq2SeqConfig", "Seq2SeqTransformer"]
 
@@ -27,11 +28,7 @@ _ACTIVATIONS = ("relu", "gelu")
 
 
 def _int_field(name, v):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise ValueError(f"{name}: expected an int, got {type(v).__name__} {v!r:.80}")
-    if v < _INT_MINIMUM[name]:
-        raise ValueError(f"{name}: expected an int >= {_INT_MINIMUM[name]}, got {v!r:.80}")
-    return int(v)
+    return int_arg(name, v, _INT_MINIMUM[name])
 
 
 def _float_field(name, v):
@@ -228,11 +225,7 @@ class Seq2SeqTransformer(Module):
         and limit: config.max_len); the cross-attention keys and values are
         projected here, once."""
         limit = self.config.max_len
-        max_len = limit if max_len is None else max_len
-        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) \
-                or not 1 <= max_len <= limit:
-            raise ValueError(f"max_len: must be an int in [1, {limit}] (the model's max_len), "
-                             f"got {max_len!r}")
+        max_len = limit if max_len is None else int_arg("max_len", max_len, 1, limit)
         return DecoderCache(self.transformer.decoder, memory, src_pad, max_len)
 
     def decode_step(self, tokens, cache):

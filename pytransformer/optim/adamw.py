@@ -2,7 +2,8 @@
 import numpy as np
 
 from pytransformer.ops import adamw_step as _adamw_step
-from pytransformer.optim.optimizer import Optimizer, _betas, _flag, _nonneg
+from pytransformer.optim.optimizer import Optimizer, _betas, _nonneg
+from pytransformer.validation import flag_arg
 
 class AdamW(Optimizer):
     """Adam with decoupled weight decay (torch.optim.AdamW). For each
@@ -33,7 +34,7 @@ class AdamW(Optimizer):
         defaults = dict(lr=_nonneg("lr", lr), betas=_betas("betas", betas),
                         eps=_nonneg("eps", eps),
                         weight_decay=_nonneg("weight_decay", weight_decay),
-                        maximize=_flag("maximize", maximize))
+                        maximize=flag_arg("maximize", maximize))
         super().__init__(params, defaults)
 
     def _update(self, group, items):

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from pytransformer.ops._checks import real_arg as _real_arg
+from pytransformer.validation import real_arg as _real_arg
 from pytransformer.optim.optimizer import _FLOAT_DTYPES, _is_param_like
 
 _CHUNK = 1 << 20                          # elements converted to float64 at a time

@@ -3,7 +3,7 @@ schedules of "Attention Is All You Need" and warm-up + cosine."""
 import math
 from collections.abc import Mapping
 
-from pytransformer.ops._checks import int_arg as _int_arg, real_arg as _real_arg
+from pytransformer.validation import int_arg as _int_arg, real_arg as _real_arg
 from pytransformer.optim.optimizer import Optimizer, _nonneg
 
 def noam_lr(step, d_model, warmup_steps, factor=1.0):

@@ -7,7 +7,7 @@ from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 
-from pytransformer.ops._checks import int_arg as _int_arg, real_arg as _real_arg
+from pytransformer.validation import ArgumentTypeError, flag_arg, int_arg, real_arg
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -111,32 +111,19 @@ class _ParamState(MutableMapping):
 # --------------------------------------------------------------------------
 
 def _nonneg(name, v):
-    v = _real_arg(name, v)
-    if not v >= 0:
-        raise ValueError(f"{name}: must be >= 0, got {v}")
-    return v
+    return real_arg(name, v, low=0.0)
 
 
 def _betas(name, v):
     if isinstance(v, (str, bytes)) or not isinstance(v, (tuple, list)) or len(v) != 2:
-        raise TypeError(f"{name}: expected a pair (beta1, beta2), got {v!r}")
-    b = tuple(_real_arg(f"{name}[{i}]", x) for i, x in enumerate(v))
-    for i, x in enumerate(b):
-        if not 0 <= x < 1:
-            raise ValueError(f"{name}[{i}]: must be in [0, 1), got {x}")
-    return b
-
-
-def _flag(name, v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
-    return bool(v)
+        raise ArgumentTypeError(f"{name}: expected a pair (beta1, beta2), got {v!r:.60}")
+    return tuple(real_arg(f"{name}[{i}]", x, low=0.0, below=1.0) for i, x in enumerate(v))
 
 
 def _real(name, v):
-    v = _real_arg(name, v)
+    v = real_arg(name, v)
     if math.isnan(v):
-        raise ValueError(f"{name}: must not be NaN")
+        raise ValueError(f"{name}: expected a number, got nan")
     return v
 
 
@@ -149,8 +136,8 @@ _HYPER_CHECKS = {
     "momentum": _nonneg,
     "dampening": _real,
     "betas": _betas,
-    "nesterov": _flag,
-    "maximize": _flag,
+    "nesterov": flag_arg,
+    "maximize": flag_arg,
     "initial_lr": _nonneg,
 }
 
@@ -393,7 +380,7 @@ class Optimizer:
                 raise ValueError(f"{where}: has {len(ids)} parameters, the optimizer's group "
                                  f"{gi} has {len(group['params'])}")
             for j, (i, p) in enumerate(zip(ids, group["params"])):
-                i = _int_arg(f"{where}['params'][{j}]", i, 0)
+                i = int_arg(f"{where}['params'][{j}]", i, 0)
                 if i in id_map:
                     raise ValueError(f"{where}['params'][{j}]: index {i} appears twice")
                 id_map[i] = p
@@ -468,7 +455,7 @@ def _state_index(key):
     JSON round trip leaves it)."""
     if isinstance(key, str) and key.strip().isdigit():
         return int(key)
-    return _int_arg(f"state_dict['state'] key {key!r}", key, 0)
+    return int_arg(f"state_dict['state'] key {key!r}", key, 0)
 
 
 def _step_value(name, v):

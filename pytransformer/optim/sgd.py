@@ -1,7 +1,8 @@
 """SGD with momentum, dampening, Nesterov and weight decay (torch.optim.SGD)."""
 import numpy as np
 
-from pytransformer.optim.optimizer import Optimizer, _flag, _nonneg, _real
+from pytransformer.optim.optimizer import Optimizer, _nonneg, _real
+from pytransformer.validation import flag_arg
 
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum (torch.optim.SGD). For each
@@ -30,8 +31,8 @@ class SGD(Optimizer):
         defaults = dict(lr=_nonneg("lr", lr), momentum=_nonneg("momentum", momentum),
                         dampening=_real("dampening", dampening),
                         weight_decay=_nonneg("weight_decay", weight_decay),
-                        nesterov=_flag("nesterov", nesterov),
-                        maximize=_flag("maximize", maximize))
+                        nesterov=flag_arg("nesterov", nesterov),
+                        maximize=flag_arg("maximize", maximize))
         if nesterov and (defaults["momentum"] <= 0 or defaults["dampening"] != 0):
             raise ValueError("nesterov: Nesterov momentum requires a momentum > 0 and zero "
                              f"dampening, got momentum={momentum}, dampening={dampening}")

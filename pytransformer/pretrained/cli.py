@@ -69,6 +69,12 @@ def cmd_embed(args):
     except (OSError, ValueError) as e:    # missing files, a file that is not the model's
         print(f"pytransformer embed: --model: {e}", file=sys.stderr)
         return 2
+    limit = model.max_seq_length
+    for i, n in enumerate(model.token_counts(list(args.sentences))):
+        if n > limit:
+            where = "SENTENCE" if len(args.sentences) == 1 else f"SENTENCE #{i + 1}"
+            print(f"warning: {where}: {n:,} tokens, the model reads at most {limit}: "
+                  f"the last {n - limit:,} are dropped", file=sys.stderr)
     emb = model.encode(list(args.sentences), batch_size=args.batch_size)
     if args.similarity:
         unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)

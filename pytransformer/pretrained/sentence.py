@@ -165,6 +165,22 @@ class SentenceEncoder:
             self._inv = {i: t for t, i in vocab.items()}
         return self._inv
 
+    def token_counts(self, sentences):
+        """Tokens each of `sentences` (a list of str) has before truncation,
+        [CLS] and [SEP] included: a count above max_seq_length means that
+        encode() reads only the first max_seq_length of them."""
+        tok = self.tokenizer
+        if tok._hf is None:
+            return [len(tok.wordpiece.encode(s)) + 2 for s in sentences]
+        hf = tok._hf
+        truncation = hf.truncation
+        hf.no_truncation()
+        try:
+            return [len(e.ids) for e in hf.encode_batch(list(sentences))]
+        finally:
+            if truncation:
+                hf.enable_truncation(**truncation)
+
     def tokenize(self, sentences):
         """list of str -> {'input_ids', 'attention_mask', 'token_type_ids'} (B, T)."""
         return self.tokenizer(sentences)
