@@ -331,3 +331,30 @@ def test_cached_step_allocates_nothing_per_token():
             tracemalloc.stop()
     assert cache.t == 36
     assert max(peaks) <= xt.data.nbytes + 2048, peaks
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    from pytransformer import _core
+    rng, c = _config(5)
+    c.update(B=6, T=9, dt=np.float32, layers=2)
+    enc = _small_encoder()
+    dec = _decoder(rng, dict(c, E=16, H=2, F=24))
+    x = Tensor(rng.normal(size=(6, 9, 16)).astype(np.float32))
+    pad = np.arange(9)[None, :] >= rng.integers(1, 10, 6)[:, None]
+    mem = rng.normal(size=(6, 7, 16)).astype(np.float32)
+    mpad = np.arange(7)[None, :] >= rng.integers(1, 8, 6)[:, None]
+    before = _core.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2):
+            _core.set_num_threads(n)
+            with no_grad():
+                y = enc(x, src_key_padding_mask=pad).data
+                cache = DecoderCache(dec, mem, mpad, max_len=4)
+                steps = [dec(x[:, t:t + 1], None, cache=cache).data for t in range(3)]
+            outs.append((y, steps))
+    finally:
+        _core.set_num_threads(before)
+    assert np.array_equal(outs[0][0], outs[1][0])
+    for a, b in zip(outs[0][1], outs[1][1]):
+        assert np.array_equal(a, b)

@@ -11,9 +11,11 @@ weights, a custom activation, an overridden sublayer method, a final norm
 that is not a LayerNorm, mixed dtypes -- makes these functions return None
 and the caller runs its module path.
 
-The two paths compute the same kernels in the same order; what differs is
-the row count some GEMMs see, so the results agree to float rounding (see
-tests/test_layer_fastpath.py for the measured bound).
+The encoder paths compute the same kernels in the same order (what can
+differ is the row count a GEMM sees); the cached decoder step sums its
+single-query attention in its own order (csrc/attention_decode.c). Both
+agree with the module path to float rounding (tests/test_layer_fastpath.py
+states and tests the bound).
 
 A stack's parameter pointers are packed once into a _core.LayerStack, kept
 per module in a weak dictionary (not on the module: modules are deep-copied
@@ -27,7 +29,7 @@ import numpy as np
 from pytransformer import _core
 from pytransformer.autograd.tensor import Tensor, is_grad_enabled
 
-__all__ = ["active", "hooked", "layer_stack", "encoder_forward", "decoder_step", "cross_kv",
+__all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv",
            "additive_mask"]
 
 
@@ -66,17 +68,6 @@ class _Entry:
         return False
 
 
-def hooked(module):
-    """Whether module or a submodule has a forward (pre-)hook."""
-    stack = [module]
-    while stack:                      # a plain walk: cheaper than modules()
-        m = stack.pop()
-        if m._forward_hooks or m._forward_pre_hooks:
-            return True
-        stack.extend(c for c in m._modules.values() if c is not None)
-    return False
-
-
 def _tree(owner):
     mods, deps, todo = [], [], [owner]
     while todo:
@@ -98,12 +89,6 @@ def _entry(owner, layers, norm, decoder):
         e = _Entry(_build(layers(), norm, decoder), mods, deps)
         _ENTRIES[owner] = e
     return e
-
-
-def active(module):
-    """Whether the fast path may run for module now: eval mode, autograd
-    off, no hooks anywhere in it."""
-    return not module.training and not is_grad_enabled() and not hooked(module)
 
 
 def layer_stack(owner, layers, norm=None, decoder=False):
