@@ -735,7 +735,7 @@ def build_parser():
                         "log-probabilities)")
     s.add_argument("--length-penalty-kind", choices=["gnmt", "power"], default="gnmt",
                    help="gnmt: score / ((5 + n) / 6)^ALPHA, n with EOS (default); power: "
-                        "CTranslate2's score / n^ALPHA, n without EOS")
+                        "CTranslate2's score / n^ALPHA, n with EOS")
     s.add_argument("--scores", action="store_true",
                    help="print each translation's score (summed token log-probabilities "
                         "over the length penalty) and a tab before it")

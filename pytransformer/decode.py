@@ -24,10 +24,10 @@ included when it was produced) divided by a length penalty lp(n):
 
 * ``length_penalty_kind="gnmt"`` (the default): GNMT's ((5 + n) / 6) ** alpha
   (Wu et al. 2016), n the number of tokens *including* EOS;
-* ``"power"``: CTranslate2's n ** alpha, n the number of tokens *without*
-  EOS (CTranslate2 counts the hypothesis it returns, and by default, with
-  return_end_token=False, that has no EOS); an empty hypothesis then scores
-  -inf when alpha > 0, as there.
+* ``"power"``: CTranslate2's n ** alpha, n the number of tokens *including*
+  EOS when the hypothesis produced it (measured against CTranslate2 4.8:
+  its beam scores are the summed log-probabilities over (words + 1) **
+  alpha; tests/test_export_ctranslate2.py checks it).
 
 alpha = ``length_penalty`` >= 0; 0 gives the plain sum of log-probabilities
 with either kind. Beam search ranks finished hypotheses by this score;
@@ -42,6 +42,7 @@ import numpy as np
 from pytransformer import ops
 from pytransformer.autograd import no_grad
 from pytransformer.autograd.tensor import Tensor
+from pytransformer.validation import choice_arg, int_arg, real_arg
 
 __all__ = ["Hypothesis", "LENGTH_PENALTY_KINDS", "beam_search", "greedy", "length_penalty"]
 
@@ -62,21 +63,16 @@ class Hypothesis(NamedTuple):
 
 def _check_penalty(alpha, kind):
     """(alpha as float, kind) or ValueError naming the argument."""
-    if kind not in LENGTH_PENALTY_KINDS:
-        raise ValueError(f"length_penalty_kind: expected one of "
-                         f"{', '.join(map(repr, LENGTH_PENALTY_KINDS))}, got {kind!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"length_penalty: expected a finite number >= 0, got {alpha!r}")
-    return float(alpha), kind
+    kind = choice_arg("length_penalty_kind", kind, LENGTH_PENALTY_KINDS)
+    return real_arg("length_penalty", alpha, low=0.0, below=math.inf), kind
 
 
 def length_penalty(tokens, ended, alpha, kind="gnmt"):
     """The divisor lp(n) of a hypothesis of `tokens` tokens (EOS not
     counted) that ended with EOS (`ended`) or stopped at max_len: GNMT's
-    ((5 + n) / 6) ** alpha with n = tokens + ended, or, for kind "power",
-    CTranslate2's n ** alpha with n = tokens (0 for an empty hypothesis
-    when alpha > 0). ValueError for an unknown kind or alpha < 0."""
+    ((5 + n) / 6) ** alpha or, for kind "power", CTranslate2's n ** alpha,
+    with n = tokens + ended in both. ValueError for an unknown kind or
+    alpha < 0."""
     alpha, kind = _check_penalty(alpha, kind)
     return _penalty(tokens, ended, alpha, kind)
 
@@ -84,7 +80,7 @@ def length_penalty(tokens, ended, alpha, kind="gnmt"):
 def _penalty(tokens, ended, alpha, kind):
     if kind == "gnmt":
         return ((5.0 + tokens + bool(ended)) / 6.0) ** alpha
-    return float(tokens) ** alpha
+    return float(tokens + bool(ended)) ** alpha
 
 
 def _normalized(score, penalty):
@@ -221,8 +217,7 @@ def beam_search(model, src, beam=4, max_len=None, length_penalty=0.6, bos=1, eos
     tested against one-at-a-time decoding. use_cache=False re-runs the
     decoder on the whole prefix every step. ValueError for a beam that is
     not a positive int, a bad length penalty, or as greedy."""
-    if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
-        raise ValueError(f"beam: expected a positive int, got {beam!r}")
+    beam = int_arg("beam", beam, 1)
     alpha, kind = _check_penalty(length_penalty, length_penalty_kind)
     src, max_len = _check(model, src, max_len)
     with _eval_mode(model), no_grad():

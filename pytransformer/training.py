@@ -30,6 +30,7 @@ import numpy as np
 import pytransformer as pt
 from pytransformer import _random, checkpoint, distributed, optim, runtime
 from pytransformer.nn import functional as F
+from pytransformer.validation import int_arg, is_int
 
 __all__ = ["ResumeError", "TrainConfig", "Trainer", "check_training_state",
            "read_settings_file"]
@@ -62,13 +63,9 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "warmup"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+            int_arg(name, getattr(self, name), 1)
         for name in ("eval_every", "ckpt_every", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
+            int_arg(name, getattr(self, name), 0)
         for name, lo, lo_open in (("lr_factor", 0.0, True), ("eps", 0.0, True),
                                   ("weight_decay", 0.0, False), ("clip_norm", 0.0, False),
                                   ("label_smoothing", 0.0, False)):
@@ -157,7 +154,7 @@ def read_settings_file(path, types):
 
 
 def _is_int(v, lo=0):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+    return is_int(v) and v >= lo
 
 
 def _is_number(v):

@@ -21,6 +21,7 @@ from pytransformer import checkpoint, decode
 from pytransformer.data import EOS, BOS, PAD, Vocab, batch, iter_batches, make_splits, tokenize
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
 from pytransformer.training import TrainConfig, Trainer, _Silent
+from pytransformer.validation import int_arg, is_int
 
 __all__ = ["SettingsError", "Translation", "Translator", "UnknownWordWarning", "corpus_bleu", "default_model_path", "evaluate",
            "train_translator", "validation_scores"]
@@ -110,7 +111,7 @@ class Translator:
         if not isinstance(data, dict):
             fail(f"metadata 'extra' 'data': expected an object, got {type(data).__name__}")
         seed = data.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if not is_int(seed) or seed < 0:
             fail(f"metadata 'extra' 'data': seed must be an int >= 0, got {seed!r:.80}")
         _check_weights(cfg, ck.model_state, fail)
         model = Seq2SeqTransformer(cfg)
@@ -162,9 +163,7 @@ class Translator:
         and of the EOS. Errors as encode_sources, and ValueError for
         max_len outside [1, the model's max_len], batch_size not a positive
         int or a bad length penalty."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        batch_size = int_arg("batch_size", batch_size, 1)
         decode.length_penalty(0, True, length_penalty, length_penalty_kind)   # checks both
         src, toks = self.encode_sources(sentences)
         lengths = np.array([len(t) + 1 for t in toks])                     # + EOS

@@ -14,7 +14,7 @@ The rules:
 * an *int* is a Python int, a NumPy integer or a 0-d integer array -- never
   a bool, a float (even 3.0) or a string;
 * a *real number* is an int, a float, a NumPy real scalar or a 0-d real
-  array -- never a string, never NaN where a range is asked for;
+  array -- never a bool or a string, never NaN where a range is asked for;
 * a *flag* is a bool (or NumPy bool) -- 0 and 1 are not flags;
 * a *choice* is one of a fixed set of strings;
 * a *dtype* is float32 or float64 (anything np.dtype() accepts that names
@@ -28,6 +28,7 @@ look for a TypeError. A value of the right type out of range raises
 ValueError. Array arguments of the compiled ops are checked in
 pytransformer.ops._checks, which builds on these.
 """
+import math
 import numbers
 
 import numpy as np
@@ -73,17 +74,29 @@ def int_arg(name, v, low=None, high=None):
     return v
 
 
+def _reals(low, high, below):
+    """The words for the numbers in a range ('a number >= 0', ...)."""
+    if low is None and high is None and below is None:
+        return "a real number"
+    if high is None and below in (None, math.inf):
+        finite = "a finite number" if below == math.inf else "a number"
+        return finite if low is None else f"{finite} >= {low:g}"
+    lo = "(-inf" if low is None else f"[{low:g}"
+    hi = f"{below:g})" if below is not None else "inf)" if high is None else f"{high:g}]"
+    return f"a number in {lo}, {hi}"
+
+
 def real_arg(name, v, low=None, high=None, below=None):
     """`v` as a Python float: an int, float, NumPy real scalar or 0-d real
-    array (strings are not parsed). With `low`/`high`: in [low, high]; with
-    `below`: < below; a range also refuses NaN. ArgumentTypeError naming
-    `name` for a non-number; ValueError when out of range or too large for a
-    float."""
-    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf":
+    array (never a bool or a string). With `low`/`high`: in [low, high];
+    with `below`: < below (below=math.inf: finite); a range also refuses
+    NaN. ArgumentTypeError naming `name` for a non-number; ValueError when
+    out of range or too large for a float."""
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf":
         v = v.item()
-    if not isinstance(v, numbers.Real):
-        raise ArgumentTypeError(f"{name}: expected a real number, got "
-                                f"{type(v).__name__} {_shown(v)}")
+    what = _reals(low, high, below)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise ArgumentTypeError(f"{name}: expected {what}, got {type(v).__name__} {_shown(v)}")
     try:
         x = float(v)
     except OverflowError:
@@ -93,10 +106,7 @@ def real_arg(name, v, low=None, high=None, below=None):
     ok = ((low is None or x >= low) and (high is None or x <= high)
           and (below is None or x < below))
     if not ok:                            # also NaN, which compares False
-        lo = "(-inf" if low is None else f"[{low:g}"
-        hi = (f"{below:g})" if below is not None else
-              "inf)" if high is None else f"{high:g}]")
-        raise ValueError(f"{name}: expected a number in {lo}, {hi}, got {x}")
+        raise ValueError(f"{name}: expected {what}, got {x}")
     return x
 
 

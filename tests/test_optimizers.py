@@ -345,7 +345,7 @@ def test_requires_grad_false_with_grad_is_updated_like_pytorch():
      ValueError, "more than one parameter group"),
     (lambda: (lambda p: optim.SGD([p, p]))(P(np.ones(1))), ValueError, "twice"),
     (lambda: optim.SGD([P(np.ones(1))], lr=-0.1), ValueError,
-     r"lr: expected a number in \[0, inf\), got -0.1"),
+     r"lr: expected a number >= 0, got -0.1"),
     (lambda: optim.SGD([P(np.ones(1))], lr=float("nan")), ValueError, "lr"),
     (lambda: optim.SGD([P(np.ones(1))], lr="0.1"), TypeError, "lr"),
     (lambda: optim.SGD([P(np.ones(1))], momentum=-0.9), ValueError, "momentum"),

@@ -263,9 +263,10 @@ def test_translate_return_scores(shipped):
 
 
 def test_translate_option_errors(shipped):
-    for bad in (0, -1, True, 2.5, "8"):
-        with pytest.raises(ValueError, match=f"batch_size: expected a positive int, got "
-                                             f"{bad!r}"):
+    for bad, shown in ((0, "0"), (-1, "-1"), (True, "bool True"), (2.5, "float 2.5"),
+                       ("8", "str '8'")):
+        with pytest.raises(ValueError, match=f"^batch_size: expected a positive int, got "
+                                             f"{shown}$"):
             shipped.translate(["the ball is blue"], batch_size=bad)
     with pytest.raises(ValueError, match="length_penalty_kind: expected one of"):
         shipped.translate(["the ball is blue"], length_penalty_kind="gnm")

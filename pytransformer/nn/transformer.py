@@ -16,6 +16,7 @@ from pytransformer.nn import init
 from pytransformer.nn.attention import MultiheadAttention
 from pytransformer.nn.layers import Dropout, LayerNorm, Linear
 from pytransformer.nn.module import Module, ModuleList
+from pytransformer.validation import int_arg
 
 __all__ = ["Transformer", "TransformerDecoder", "TransformerDecoderLayer",
            "TransformerEncoder", "TransformerEncoderLayer"]
@@ -167,8 +168,7 @@ class TransformerDecoderLayer(_Layer):
 
 
 def _clones(layer, n):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"num_layers: expected a non-negative int, got {n!r}")
+    n = int_arg("num_layers", n, 0)
     return ModuleList([copy.deepcopy(layer) for _ in range(n)])
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from pytransformer.autograd.tensor import no_grad
 from pytransformer.pretrained.bert import BertModel
 from pytransformer.pretrained.tokenizer import Tokenizer
+from pytransformer.validation import int_arg, is_int
 
 __all__ = ["SentenceEncoder", "load", "resolve_model_dir", "PACKAGE_NAME"]
 
@@ -215,9 +216,7 @@ class SentenceEncoder:
         for i, s in enumerate(sentences):
             if not isinstance(s, str):
                 raise TypeError(f"sentences[{i}]: expected str, got {type(s).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        batch_size = int_arg("batch_size", batch_size, 1)
         # sentence-transformers' order: longest first, by character count
         order = np.argsort([-len(s) for s in sentences])
         out = np.empty((len(sentences), self.dim), np.float32)
@@ -269,8 +268,7 @@ def load(path_or_name=PACKAGE_NAME, tokenizer_backend=None) -> SentenceEncoder:
     st_cfg = _json(st_path, required=False) or {}
     bert = BertModel.from_pretrained(sub)
     max_len = st_cfg.get("max_seq_length")
-    if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int)
-                                or max_len < 2):
+    if max_len is not None and (not is_int(max_len) or max_len < 2):
         raise ValueError(f"{st_path}: max_seq_length: expected an "
                          f"int >= 2, got {max_len!r}")
     if st_cfg.get("do_lower_case"):

@@ -33,6 +33,7 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
+from pytransformer.validation import is_int
 
 __all__ = ["Tokenizer", "BertWordPiece", "tokenizers_available", "FORCE_OURS_ENV"]
 
@@ -316,8 +317,7 @@ class Tokenizer:
 
     def set_max_length(self, max_length):
         """Truncate to `max_length` tokens, [CLS] and [SEP] included (>= 2)."""
-        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) \
-                or max_length < 2:
+        if not is_int(max_length) or max_length < 2:
             raise ValueError(f"max_length: expected an int >= 2 (room for [CLS] and [SEP]), "
                              f"got {max_length!r}")
         self.max_length = int(max_length)
