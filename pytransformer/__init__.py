@@ -26,7 +26,7 @@ if _importlib_util.find_spec("pytransformer._core") is None:
 
 _SUBMODULES = ("autograd", "bench", "checkpoint", "cli", "data", "decode", "distributed",
                "explain", "export", "nn", "ops", "optim", "plot", "pretrained", "reference",
-               "runtime", "training", "translator", "validation")
+               "runtime", "safetensors", "training", "translator", "validation")
 _NAMES = {"Parameter": "autograd", "Tensor": "autograd", "cat": "autograd",
           "enable_grad": "autograd", "no_grad": "autograd", "ones": "autograd",
           "stack": "autograd", "tensor": "autograd", "zeros": "autograd",

@@ -34,7 +34,7 @@ import numbers
 import numpy as np
 
 __all__ = ["ArgumentTypeError", "choice_arg", "dtype_arg", "flag_arg", "int_arg", "is_int",
-           "real_arg"]
+           "names_list", "real_arg"]
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -142,6 +142,14 @@ def dtype_arg(name, dtype, default=np.float32):
     if d not in _FLOATS:
         raise ArgumentTypeError(f"{name}: expected float32 or float64, got {_shown(dtype)}")
     return d
+
+
+def names_list(names, limit=10):
+    """A short list of (possibly hostile) names for a message: at most
+    `limit` of them, each repr capped at 80 characters, and the count."""
+    names = list(names)
+    shown = ", ".join(f"{n!r:.80}" for n in names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
 
 
 def _shown(v, limit=60):

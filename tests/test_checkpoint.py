@@ -309,7 +309,8 @@ def test_save_file_rejects_longdouble(tmp_path):
 def test_header_size_limit(tmp_path, monkeypatch):
     """The writer refuses a header readers would refuse; the reader enforces it."""
     save_file({"a" * 100: np.ones(1)}, tmp_path / "ok.safetensors")
-    monkeypatch.setattr(ckpt, "MAX_HEADER_SIZE", 64)
+    from pytransformer import safetensors
+    monkeypatch.setattr(safetensors, "MAX_HEADER_SIZE", 64)
     with pytest.raises(ValueError, match="over the 64-byte limit"):
         save_file({"a" * 100: np.ones(1)}, tmp_path / "big.safetensors")
     assert listing(tmp_path) == ["ok.safetensors"]

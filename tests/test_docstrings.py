@@ -31,7 +31,7 @@ MIN_WORDS = 3
 MODULES = [
     "pytransformer", "pytransformer.ops", "pytransformer.reference", "pytransformer.autograd",
     "pytransformer.nn", "pytransformer.nn.*", "pytransformer.optim", "pytransformer.optim.*",
-    "pytransformer.checkpoint",
+    "pytransformer.checkpoint", "pytransformer.safetensors",
     "pytransformer.data", "pytransformer.decode", "pytransformer.translator",
     "pytransformer.training", "pytransformer.explain", "pytransformer.explain.*",
     "pytransformer.pretrained", "pytransformer.plot", "pytransformer.distributed",
