@@ -639,28 +639,18 @@ def _add_command(sub, name, summary, description, examples, func):
     return p
 
 
-def build_parser():
-    """The argparse parser of the `pytransformer` command and its
-    sub-commands."""
-    from pytransformer import __version__
-
-    p = argparse.ArgumentParser(
-        prog="pytransformer",
-        description="A Transformer you can read, train and look inside, on a CPU.",
-        epilog="examples:\n"
-               "  pytransformer translate \"the black cat drank the milk\"\n"
-               "  pytransformer explain \"the ball is blue\" --out report.html\n"
-               "  pytransformer train --steps 2000 --out my.safetensors\n"
-               "run `pytransformer COMMAND --help` for a command's options.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"pytransformer {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="command")
+def _add_info(sub):
+    """The `info` sub-command and its options."""
     s = _add_command(sub, "info", "print the build: compiler, OpenMP, SIMD, BLAS, threads",
                      "Print how this installation was built and what it runs on: compiler "
                      "and flags, OpenMP and thread counts, SIMD of the CPU and the build, "
                      "the BLAS used for GEMM.",
                      ["pytransformer info", "pytransformer info --json > build.json"], cmd_info)
     s.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def _add_demo(sub):
+    """The `demo` sub-command and its options."""
     s = _add_command(sub, "demo", "attention weights of a sentence on the C kernels",
                      "Embed each word of a sentence randomly, run scaled dot-product "
                      "attention on the C kernels, print the attention weights and check "
@@ -672,6 +662,10 @@ def build_parser():
     s.add_argument("--causal", action="store_true", help="mask future words (decoder-style)")
     s.add_argument("--seed", type=_int_at_least(0), default=0,
                    help="seed of the random embeddings/projections, >= 0 (default: 0)")
+
+
+def _add_bench(sub):
+    """The `bench` sub-command and its options."""
     s = _add_command(sub, "bench", "kernel benchmarks vs NumPy (and PyTorch when installed); "
                                    "pass --help after 'bench kernels' for options",
                      "Time the kernels against the NumPy reference (and PyTorch CPU when "
@@ -682,6 +676,10 @@ def build_parser():
                      cmd_bench)
     s.add_argument("suite", choices=["kernels"], help="which benchmark suite")
     s.add_argument("rest", nargs=argparse.REMAINDER, help="options of the suite")
+
+
+def _add_train(sub):
+    """The `train` sub-command and its options."""
     s = _add_command(sub, "train", "train an English-to-Spanish translator on the generated "
                                    "corpus (progress, validation, checkpoints, --resume)",
                      "Train an English-to-Spanish translator on the generated corpus: a "
@@ -712,6 +710,10 @@ def build_parser():
                    help="print the effective settings as JSON (a starting --config file) "
                         "and exit without training")
     s.set_defaults(train_options=train_options)
+
+
+def _add_translate(sub):
+    """The `translate` sub-command and its options."""
     s = _add_command(sub, "translate", "translate English sentences with a trained model",
                      "Translate English sentences to Spanish (greedy, or beam search with "
                      "--beam). Words the model does not know are reported on stderr and "
@@ -742,6 +744,10 @@ def build_parser():
     s.add_argument("--show-attention", action="store_true",
                    help="print a heat map of the cross-attention (which source word each "
                         "target word looked at)")
+
+
+def _add_evaluate(sub):
+    """The `evaluate` sub-command and its options."""
     s = _add_command(sub, "evaluate", "exact match and BLEU (sacrebleu) of a translator on "
                                       "the corpus splits",
                      "Translate the first N pairs of held-out splits of the generated corpus "
@@ -760,6 +766,10 @@ def build_parser():
                    help="beam size, >= 1 (default: 1, greedy)")
     s.add_argument("--data-seed", type=int, default=None,
                    help="corpus seed (default: the one the model was trained on)")
+
+
+def _add_explain(sub):
+    """The `explain` sub-command and its options."""
     s = _add_command(sub, "explain", "write a self-contained HTML report of what every "
                                      "attention head, FFN and layer does on one sentence",
                      "Trace the model on one sentence and write one self-contained HTML page:"
@@ -783,6 +793,10 @@ def build_parser():
                         "swap a colour or size adjective when there is one)")
     s.add_argument("--png", metavar="DIR", default=None,
                    help="also write the figures as PNG files into DIR (needs matplotlib)")
+
+
+def _add_analyze(sub):
+    """The `analyze` sub-command and its options."""
     s = _add_command(sub, "analyze", "corpus-level measures (alignment AER, syntactic heads, "
                                      "FFN memories, layer similarity, head pruning, rollout) "
                                      "as an HTML report",
@@ -810,6 +824,27 @@ def build_parser():
                    help="also write the headline numbers as JSON")
     s.add_argument("--data-seed", type=int, default=None,
                    help="corpus seed (default: the one the model was trained on)")
+
+
+def build_parser():
+    """The argparse parser of the `pytransformer` command and its
+    sub-commands."""
+    from pytransformer import __version__
+
+    p = argparse.ArgumentParser(
+        prog="pytransformer",
+        description="A Transformer you can read, train and look inside, on a CPU.",
+        epilog="examples:\n"
+               "  pytransformer translate \"the black cat drank the milk\"\n"
+               "  pytransformer explain \"the ball is blue\" --out report.html\n"
+               "  pytransformer train --steps 2000 --out my.safetensors\n"
+               "run `pytransformer COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"pytransformer {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="command")
+    for add in (_add_info, _add_demo, _add_bench, _add_train, _add_translate, _add_evaluate,
+                _add_explain, _add_analyze):
+        add(sub)
     from pytransformer.pretrained.cli import add_parser as add_embed_parser
     s = add_embed_parser(sub)
     s.set_defaults(subparser=s)
