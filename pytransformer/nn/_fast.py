@@ -23,6 +23,7 @@ and pickled) and rebuilt when a parameter's array, a module's parameter, a
 submodule or a packed attribute was replaced (identity checks per call).
 """
 import weakref
+from operator import is_not
 
 import numpy as np
 
@@ -46,18 +47,19 @@ class _Entry:
     """What is kept per owner module: its LayerStack (None: the C layer
     cannot run it), every module of its tree (for the hook check) and
     (dict, key, value) triples -- each submodule and each attribute in
-    _ATTRS -- whose identity must not change for the stack to stay valid."""
+    _ATTRS -- whose identity must not change for the stack to stay valid,
+    kept as three tuples so that valid() runs its loop in C (map)."""
 
-    __slots__ = ("stack", "mods", "deps")
+    __slots__ = ("stack", "mods", "dicts", "keys", "values")
 
     def __init__(self, stack, mods, deps):
-        self.stack, self.mods, self.deps = stack, mods, deps
+        self.stack, self.mods = stack, mods
+        self.dicts, self.keys, self.values = (tuple(c) for c in zip(*deps)) if deps else ((),) * 3
 
     def valid(self):
         """No submodule or packed attribute was replaced, no parameter array."""
-        for d, k, v in self.deps:
-            if d.get(k) is not v:
-                return False
+        if any(map(is_not, map(dict.get, self.dicts, self.keys), self.values)):
+            return False
         return self.stack is None or not self.stack.stale()
 
     def hooked(self):
