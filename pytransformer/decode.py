@@ -265,7 +265,9 @@ def _beam_batch(model, src, k, max_len, alpha, kind, bos, eos, use_cache, want_l
             logits = model.decode_step(seqs[:, -1], cache)
         else:
             logits = model.decode(seqs, Tensor(mem[rows]), mpad[rows]).data[:, -1]
-        logp = ops.log_softmax(_never(logits.astype(np.float64), model, bos))  # (N, V)
+        # the float32 kernel (SIMD) and float64 sums of its values: exact enough for
+        # ranking (scores agree with a float64 log-softmax to ~1e-7 per token)
+        logp = ops.log_softmax(_never(logits, model, bos)).astype(np.float64)  # (N, V)
         V = logp.shape[1]
         cand = (scores[:, None] + logp).reshape(len(active), kk * V)  # per sentence
         eos_penalty = _penalty(t, True, alpha, kind)    # t tokens, then EOS

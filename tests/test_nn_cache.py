@@ -90,3 +90,22 @@ def test_attention_cache_static_is_read_only():
         out = mha(q, None, None, cache=cache)[0].data
     assert cache.length == 4
     np.testing.assert_allclose(out, full, rtol=1e-12, atol=1e-13)
+
+
+def test_keep_reuses_its_buffers_and_checks_rows():
+    """keep() gathers into a second pair of buffers and swaps them, so
+    repeated reorders of the same size allocate nothing; bad rows raise."""
+    c = AttentionCache.empty(4, 2, 6, 3, np.float64)
+    rng = np.random.default_rng(0)
+    c.append(rng.standard_normal((4, 2, 2, 3)), rng.standard_normal((4, 2, 2, 3)))
+    want_k = c.k[[3, 3, 0, 1], :, :2].copy()
+    c.keep([3, 3, 0, 1])
+    np.testing.assert_array_equal(c.k[:, :, :2], want_k)
+    first = (c.k.ctypes.data, c._spare[0].ctypes.data)
+    c.keep([0, 1, 2, 3])
+    c.keep([0, 1, 2, 3])
+    assert (c.k.ctypes.data, c._spare[0].ctypes.data) == first     # swapped back, no new array
+    c.keep([-1, 0])                                                # fewer rows: leading views
+    assert c.k.shape[0] == 2 and c.k.flags.c_contiguous
+    with pytest.raises(IndexError, match="row indices must be in"):
+        c.keep([2])
