@@ -42,6 +42,7 @@ import numpy as np
 from pytransformer import ops
 from pytransformer.autograd import no_grad
 from pytransformer.autograd.tensor import Tensor
+from pytransformer.nn import _fast
 from pytransformer.validation import choice_arg, int_arg, real_arg
 
 __all__ = ["Hypothesis", "LENGTH_PENALTY_KINDS", "beam_search", "greedy", "length_penalty"]
@@ -96,7 +97,7 @@ def _eval_mode(model):
     modules beyond the check, which at batch 1 is a visible share of a
     sentence's decoding."""
     was_training = model.training
-    switch = was_training or any(m.training for m in model.modules())
+    switch = was_training or any(m.training for m in _fast.tree(model).mods)
     if switch:
         model.eval()
     try:

@@ -109,3 +109,32 @@ def test_keep_reuses_its_buffers_and_checks_rows():
     assert c.k.shape[0] == 2 and c.k.flags.c_contiguous
     with pytest.raises(IndexError, match="row indices must be in"):
         c.keep([2])
+
+
+def test_lean_decode_step_is_the_module_step_bitwise(monkeypatch):
+    """Without hooks, decode_step runs its kernels on arrays (no module
+    calls); the logits are bitwise those of the module path, and a hook
+    anywhere sends it back through the modules."""
+    from pytransformer.nn.seq2seq import Seq2SeqTransformer
+    pt.manual_seed(3)
+    cfg = nn.Seq2SeqConfig(20, 24, 16, 2, 2, 2, 32, dropout=0.0, max_len=8)
+    model = nn.Seq2SeqTransformer(cfg).eval()
+    src = np.random.default_rng(4).integers(3, 20, (3, 5))
+    tokens = np.array([[1, 1, 1], [5, 6, 7], [8, 9, 10]])
+
+    def run():
+        with no_grad():
+            memory, pad = model.encode(src)
+            cache = model.init_cache(memory, pad, 8)
+            return [model.decode_step(t, cache) for t in tokens]
+    lean = run()
+    monkeypatch.setattr(Seq2SeqTransformer, "_unhooked_eval", lambda self: False)
+    modules = run()
+    for a, b in zip(lean, modules):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.undo()
+    calls = []
+    h = model.generator.register_forward_hook(lambda *a: calls.append(1))
+    run()
+    h.remove()
+    assert len(calls) == len(tokens)              # the hooked generator saw every step

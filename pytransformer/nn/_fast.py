@@ -31,7 +31,7 @@ from pytransformer import _core
 from pytransformer.autograd.tensor import Tensor, is_grad_enabled
 
 __all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv",
-           "additive_mask"]
+           "additive_mask", "tree", "unhooked"]
 
 
 # False runs the module path everywhere (to compare the two paths).
@@ -82,6 +82,24 @@ def _tree(owner):
             if c is not None:
                 todo.append(c)
     return mods, deps
+
+
+_TREES = weakref.WeakKeyDictionary()     # owner module -> _Entry without a stack
+
+
+def tree(owner):
+    """Every module of owner's tree (owner included), kept per owner and
+    walked again only when a submodule was replaced."""
+    e = _TREES.get(owner)
+    if e is None or not e.valid():
+        e = _Entry(None, *_tree(owner))
+        _TREES[owner] = e
+    return e
+
+
+def unhooked(owner):
+    """Whether no module of owner's tree has a forward (pre-)hook."""
+    return not tree(owner).hooked()
 
 
 def _entry(owner, layers, norm, decoder):

@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from pytransformer import ops
-from pytransformer.autograd.tensor import Tensor
-from pytransformer.nn import init
+from pytransformer.autograd.tensor import Tensor, is_grad_enabled
+from pytransformer.nn import _fast, init
 from pytransformer.nn.layers import Dropout, Embedding, Linear
 from pytransformer.nn.cache import DecoderCache
 from pytransformer.nn.module import Module
@@ -236,10 +236,37 @@ class Seq2SeqTransformer(Module):
         if cache.t >= cache.max_len:
             raise ValueError(f"decoding past max_len ({cache.max_len})")
         ids = np.asarray(tokens)[:, None]
+        if self._unhooked_eval():
+            logits = self._lean_step(ids, cache)
+            if logits is not None:
+                return logits
         x = self.tgt_embed(ids) * math.sqrt(self.config.d_model)          # (B, 1, d)
         x = x + Tensor(self.positions[cache.t:cache.t + 1].astype(x.dtype, copy=False))
         x = self.transformer.decoder(x, None, cache=cache)
         return self.generator(x).data[:, 0]                               # (B, V)
+
+    def _unhooked_eval(self):
+        """Eval mode, autograd off and no forward hook on any module: the
+        decoding step may then skip the module calls (the explain tools'
+        hooks see every module call otherwise)."""
+        if self.training or is_grad_enabled() or not _fast.enabled:
+            return False
+        return _fast.unhooked(self)
+
+    def _lean_step(self, ids, cache):
+        """decode_step without module calls: the same kernels on arrays (the
+        embedding, its scale and position, the decoder stack's one C call,
+        the generator). None when the C decoder step does not apply."""
+        W = self.tgt_embed.weight.data
+        x = ops.embedding(ids.reshape(-1), W)                              # (B, d)
+        x *= W.dtype.type(math.sqrt(self.config.d_model))
+        x += self.positions[cache.t].astype(W.dtype, copy=False)
+        y = _fast.decoder_step(self.transformer.decoder, Tensor(x[:, None]), cache)
+        if y is None:
+            return None
+        g = self.generator
+        return ops.linear(y.data[:, 0], g.weight.data,
+                          None if g.bias is None else g.bias.data)         # (B, V)
 
     def forward(self, src, tgt_in):
         """src ids (B, S), decoder input ids tgt_in (B, T) (integer arrays or
