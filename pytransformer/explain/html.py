@@ -46,6 +46,7 @@ from pytransformer.explain.chart_data import KIND_TITLES as _KIND_TITLES, format
 
 __all__ = ["Report", "heatmap_svg", "bar_chart_svg", "line_chart_svg", "table_html",
            "head_view_html", "head_view_data", "format_number", "escape", "json_for_script",
+           "view_fragment",
            "HEAD_VIEW_CLASS"]
 
 HEAD_VIEW_CLASS = "pt-headview"
@@ -471,8 +472,6 @@ def _head_view_script():
         return f.read()
 
 
-_HV_COUNTER = [0]
-
 
 def head_view_html(data, id=None, include_script=True):
     """The interactive head view (an HTML fragment with its data as JSON).
@@ -490,16 +489,27 @@ def head_view_html(data, id=None, include_script=True):
     (needed where the fragment stands alone, e.g. in Jupyter; several
     copies on one page are harmless). In a :class:`Report` pass
     include_script=False: the page then carries the script once."""
-    clean = D.check_head_view(data)
+    return view_fragment(HEAD_VIEW_CLASS, "pt-hv", D.check_head_view(data), "The head view",
+                         _head_view_script if include_script else None, id)
+
+
+_VIEW_COUNTER = [0]
+
+
+def view_fragment(view_class, prefix, payload, name, script=None, id=None):
+    """An interactive view as an HTML fragment: <div class=view_class> with
+    its data as JSON (<script class="{prefix}-data">), a <noscript> line
+    naming the view, and the view's script when `script` (a function
+    returning it) is given. id: the element id (default '{prefix}-N')."""
     if id is None:
-        _HV_COUNTER[0] += 1
-        id = f"pt-hv-{_HV_COUNTER[0]}"
-    id = str(id)
-    parts = [f'<div class="{HEAD_VIEW_CLASS}" id="{escape(id)}">'
-             f'<script type="application/json" class="pt-hv-data">{json_for_script(clean)}</script>'
-             f'<noscript>The head view needs JavaScript.</noscript></div>']
-    if include_script:
-        parts.append(f"<script>{_head_view_script()}</script>")
+        _VIEW_COUNTER[0] += 1
+        id = f"{prefix}-{_VIEW_COUNTER[0]}"
+    parts = [f'<div class="{view_class}" id="{escape(str(id))}">'
+             f'<script type="application/json" class="{prefix}-data">'
+             f'{json_for_script(payload)}</script>'
+             f'<noscript>{escape(name)} needs JavaScript.</noscript></div>']
+    if script is not None:
+        parts.append(f"<script>{script()}</script>")
     return "".join(parts)
 
 

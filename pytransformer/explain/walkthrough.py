@@ -21,7 +21,7 @@ rounding of the numbers shown).
 """
 import numpy as np
 
-from .html import escape, json_for_script
+from .html import view_fragment
 
 __all__ = ["WALKTHROUGH_CLASS", "compare_keys", "walkthrough_data", "walkthrough_html"]
 
@@ -30,7 +30,6 @@ SCRIPT_MARKER = "pytransformer explain: the attention walk-through"   # walkthro
 _KIND_TITLES = {"encoder": "Encoder self-attention (English reads English)",
                 "decoder": "Decoder masked self-attention (Spanish reads earlier Spanish)",
                 "cross": "Cross-attention (Spanish reads English)"}
-_COUNTER = [0]
 
 
 def _rounded(a, digits):
@@ -95,15 +94,8 @@ def walkthrough_html(data, initial=None, id=None, include_script=True):
         payload["initial"] = {"kind": kind, "layer": int(initial.get("layer", 0)),
                               "head": int(initial.get("head", 0)),
                               "query": int(initial.get("query", 0))}
-    if id is None:
-        _COUNTER[0] += 1
-        id = f"pt-wt-{_COUNTER[0]}"
-    parts = [f'<div class="{WALKTHROUGH_CLASS}" id="{escape(id)}">'
-             f'<script type="application/json" class="pt-wt-data">{json_for_script(payload)}'
-             f'</script><noscript>The walk-through needs JavaScript.</noscript></div>']
-    if include_script:
-        parts.append(f"<script>{walkthrough_script()}</script>")
-    return "".join(parts)
+    return view_fragment(WALKTHROUGH_CLASS, "pt-wt", payload, "The walk-through",
+                         walkthrough_script if include_script else None, id)
 
 
 def walkthrough_script():
