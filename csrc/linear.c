@@ -14,10 +14,13 @@
  *              (accumulate = 0: "=" instead of "+=", so the caller need not
  *              zero the buffers and the GEMMs run with beta = 0)
  *
- * Few rows, forward. Up to PT_LINEAR_DOT_ROWS_DEFAULT (20, measured) rows
- * in float32 on an AVX2+FMA CPU, with or without a BLAS: a dot-product
- * kernel that reads x and w in place (below; the environment variable
- * PT_LINEAR_DOT_ROWS overrides the 20, 0: never). Else, with a BLAS:
+ * Few rows, forward. Up to PT_LINEAR_DOT_ROWS_DEFAULT (20, measured on an
+ * AMD EPYC) rows in float32 on an AVX2+FMA CPU: a dot-product kernel that
+ * reads x and w in place (below). With a BLAS at the avx512 level, up to
+ * PT_LINEAR_DOT_ROWS_BLAS_AVX512 (4) rows only: there OpenBLAS's SkylakeX
+ * sgemm beats this AVX2 kernel from about 5 rows, while 1-row products
+ * (decoding a sentence) are faster here. The environment variable
+ * PT_LINEAR_DOT_ROWS overrides both (0: never). Else, with a BLAS:
  * OpenBLAS's sgemm is ~1.8x faster at
  * N = 17 (~3x at N = 1, ~1.25x at 64, ~1.1x at 128, none from ~480 on)
  * when the row count is its n than when it is its m, i.e. computing
@@ -255,11 +258,13 @@ int PT_FN(pt_linear_forward)(real *y, const real *x, const real *w, const real *
     if (N == 0 || OUT == 0) return PT_OK;
     void (*dot)(real *, const real *, const real *, const real *, int64_t, int64_t, int64_t) =
         PT_KERNELS(lin)->dot_forward;
-    if (dot && IN > 0 && IN <= INT_MAX && N <= pt_dispatch.linear_dot_rows) {
+    int blas = PT_SFX(linear_have_blas)();
+    if (dot && IN > 0 && IN <= INT_MAX
+        && N <= (blas ? pt_dispatch.linear_dot_rows_blas : pt_dispatch.linear_dot_rows)) {
         dot(y, x, w, b, N, IN, OUT);
         return PT_OK;
     }
-    if (IN > 0 && N < pt_dispatch.linear_swap_rows && PT_SFX(linear_have_blas)())
+    if (IN > 0 && N < pt_dispatch.linear_swap_rows && blas)
         return PT_SFX(linear_forward_swapped)(y, x, w, b, N, IN, OUT);
     real beta = 0;
     if (b) {

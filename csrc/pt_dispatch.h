@@ -68,13 +68,16 @@ struct pt_dispatch {
     const struct pt_lin_kernels_f32 *lin_f32;
     const struct pt_lin_kernels_f64 *lin_f64;
     /* linear.c's row thresholds (PT_LINEAR_SWAP_ROWS, PT_LINEAR_DOT_ROWS
-     * override the defaults below for benchmarks; read at init like PT_ISA) */
-    int64_t linear_swap_rows, linear_dot_rows;
+     * override the defaults below for benchmarks; read at init like PT_ISA):
+     * the dot kernel's with a BLAS (linear_dot_rows_blas) and without */
+    int64_t linear_swap_rows, linear_dot_rows, linear_dot_rows_blas;
 };
 /* linear.c, measured there: with a BLAS, forward as y^T = w x^T below 128
- * rows; the float32 dot kernel up to 20 rows. */
+ * rows; the float32 dot kernel up to 20 rows, or, with a BLAS at the
+ * avx512 level (whose dot kernel is the AVX2 one), up to 4. */
 #define PT_LINEAR_SWAP_ROWS_DEFAULT 128
 #define PT_LINEAR_DOT_ROWS_DEFAULT 20
+#define PT_LINEAR_DOT_ROWS_BLAS_AVX512 4
 
 /* Written by pt_isa_init only (before any kernel runs); read by kernels. */
 extern struct pt_dispatch pt_dispatch;
