@@ -101,6 +101,12 @@ enum { PT_ACT_NONE = 0, PT_ACT_RELU = 1, PT_ACT_GELU_ERF = 2, PT_ACT_GELU_TANH =
  * thread count. keep[i] = 1 with probability 1 - p. */
 int pt_dropout_mask(uint8_t *keep, int64_t n, double p, uint64_t seed);
 
+/* cache_gather.c: dst row i := src row index[i] of a (B, H, capacity, d)
+ * key/value cache of elem-byte numbers, the first t positions of each head
+ * only (beam search's reordering); dst holds n rows, never overlaps src. */
+int pt_cache_gather(void *dst, const void *src, const int64_t *index, int64_t n, int64_t B,
+                    int64_t H, int64_t capacity, int64_t t, int64_t d, int64_t elem);
+
 /* The typed kernels, declared once per dtype. */
 #define real float
 #define PT_FN(name) name##_f32

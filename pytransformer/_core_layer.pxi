@@ -390,3 +390,22 @@ cdef class LayerStack:
             if mine:
                 self._busy = False
         check_status(st)
+
+
+def cache_gather(object dst, object src, object index, int64_t t):
+    """dst[i, :, :t] = src[index[i], :, :t] for a decoder's key/value cache
+    (B, H, capacity, d): beam search's reordering, copying only the t
+    filled positions of each (row, head). dst (n, H, capacity, d) of src's
+    dtype, both C-contiguous and apart in memory; index (n,) int64 rows of
+    src; 0 <= t <= capacity. TypeError/ValueError name what is wrong."""
+    if not isinstance(src, np.ndarray) or src.ndim != 4 or not src.flags.c_contiguous:
+        raise TypeError("src: expected a C-contiguous 4-D numpy.ndarray (B, H, capacity, d)")
+    cdef int64_t B = src.shape[0], H = src.shape[1], cap = src.shape[2], d = src.shape[3]
+    idx = _check("index", index, np.int64, (len(index),))
+    cdef int64_t n = idx.shape[0]
+    _check("dst", dst, src.dtype, (n, H, cap, d), out=True)
+    if not 0 <= t <= cap:
+        raise ValueError(f"t: expected 0 <= t <= {cap}, got {t}")
+    _apart("dst", dst, "src", src)
+    check_status(pt_cache_gather(_ptr(dst), _ptr(src), <const int64_t *>_ptr(idx), n, B, H,
+                                 cap, t, d, src.dtype.itemsize))

@@ -38,6 +38,7 @@ cdef extern from "pt.h" nogil:
     void pt_set_blas(pt_sgemm_fn sgemm, pt_dgemm_fn dgemm)
     int pt_blas_available()
     int pt_dropout_mask(uint8_t *keep, int64_t n, double p, uint64_t seed)
+    int pt_cache_gather(void *dst, const void *src, const int64_t *index, int64_t n, int64_t B, int64_t H, int64_t capacity, int64_t t, int64_t d, int64_t elem)
     int pt_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
     int pt_gemm_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc)
     int pt_gemm_fallback_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)

@@ -138,3 +138,26 @@ def test_lean_decode_step_is_the_module_step_bitwise(monkeypatch):
     run()
     h.remove()
     assert len(calls) == len(tokens)              # the hooked generator saw every step
+
+
+def test_cache_gather_copies_the_filled_positions_of_the_chosen_rows():
+    """_core.cache_gather (beam search's reordering in C) equals NumPy's
+    gather on the first t positions, leaves the rest of dst alone, and
+    refuses bad rows, shapes and overlapping buffers."""
+    from pytransformer import _core
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float64):
+        src = rng.standard_normal((5, 3, 8, 4)).astype(dtype)
+        dst = np.full((4, 3, 8, 4), 9.0, dtype)
+        index = np.array([4, 0, 0, 2])
+        _core.cache_gather(dst, src, index, 6)
+        np.testing.assert_array_equal(dst[:, :, :6], src[index, :, :6])
+        assert (dst[:, :, 6:] == 9.0).all()
+    with pytest.raises(ValueError):
+        _core.cache_gather(dst, src, np.array([5, 0, 0, 0]), 6)      # row 5 of 5
+    with pytest.raises(ValueError, match="t: expected"):
+        _core.cache_gather(dst, src, index, 9)
+    with pytest.raises(ValueError, match="dst"):
+        _core.cache_gather(dst[:2], src, index, 6)
+    with pytest.raises(ValueError, match="overlap"):
+        _core.cache_gather(src[:4], src, index, 6)

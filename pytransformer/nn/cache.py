@@ -21,6 +21,7 @@ survivors, sentences leaving the batch).
 """
 import numpy as np
 
+from pytransformer import _core
 from pytransformer.autograd.tensor import Tensor
 from pytransformer.nn import _fast
 from pytransformer.validation import int_arg
@@ -91,10 +92,12 @@ class AttentionCache:
             shape = (n,) + self.k.shape[1:]
             spare = (np.empty(shape, self.k.dtype), np.empty(shape, self.v.dtype))
         new = (spare[0][:n], spare[1][:n])           # leading rows: C-contiguous views
+        index = index.astype(np.int64, copy=False)
         for src, dst in zip((self.k, self.v), new):
-            # whole rows: one contiguous block each (3x faster than copying the
-            # strided filled part, for at most twice the bytes)
-            np.take(src, index, axis=0, out=dst, mode="clip")
+            if src.flags.c_contiguous:      # only the filled positions, in C
+                _core.cache_gather(dst, src, index, self.length)
+            else:
+                np.take(src, index, axis=0, out=dst, mode="clip")
         self._spare = (self.k, self.v)
         self.k, self.v = new
 
