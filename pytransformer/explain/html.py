@@ -46,7 +46,7 @@ from pytransformer.explain.chart_data import KIND_TITLES as _KIND_TITLES, format
 
 __all__ = ["Report", "heatmap_svg", "bar_chart_svg", "line_chart_svg", "table_html",
            "head_view_html", "head_view_data", "format_number", "escape", "json_for_script",
-           "view_fragment",
+           "view_fragment", "view_script",
            "HEAD_VIEW_CLASS"]
 
 HEAD_VIEW_CLASS = "pt-headview"
@@ -465,11 +465,17 @@ def _views():
             (W.WALKTHROUGH_CLASS, W.SCRIPT_MARKER, W.walkthrough_script))
 
 
-def _head_view_script():
-    """The head view's JavaScript (headview.js, shipped beside this module)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "headview.js")
+def view_script(filename):
+    """The text of an interactive view's JavaScript file, shipped beside
+    this module (headview.js, walkthrough.js)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), filename)
     with open(path, encoding="utf-8") as f:
         return f.read()
+
+
+def _head_view_script():
+    """The head view's JavaScript."""
+    return view_script("headview.js")
 
 
 

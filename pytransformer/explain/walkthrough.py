@@ -21,7 +21,7 @@ rounding of the numbers shown).
 """
 import numpy as np
 
-from .html import view_fragment
+from .html import view_fragment, view_script
 
 __all__ = ["WALKTHROUGH_CLASS", "compare_keys", "walkthrough_data", "walkthrough_html"]
 
@@ -100,10 +100,7 @@ def walkthrough_html(data, initial=None, id=None, include_script=True):
 
 def walkthrough_script():
     """The view's JavaScript (walkthrough.js, shipped beside this module)."""
-    import os
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "walkthrough.js")
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    return view_script("walkthrough.js")
 
 
 def compare_keys(trace, kind, query, key_a, key_b, b=0):
