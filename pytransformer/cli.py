@@ -517,15 +517,17 @@ def cmd_translate(args):
 
 def cmd_evaluate(args):
     """Exact match and BLEU of a translator on the corpus splits."""
-    from pytransformer.data import make_splits
+    from pytransformer.data import GRAMMAR, make_splits
     from pytransformer.translator import evaluate
 
     tr = _load_translator(args.model)
     _check_beam(args.beam, tr)
     seed = tr.data.get("seed", 0) if args.data_seed is None else args.data_seed
-    splits = make_splits(seed=seed, n_train=0)
+    grammar = tr.data.get("grammar", GRAMMAR)                # the model's own corpus
+    splits = make_splits(seed=seed, n_train=0, grammar=grammar,
+                         n_structural=2000 if "structural" in args.splits else 0)
     n = min(args.n, min(len(getattr(splits, name)) for name in args.splits))
-    print(f"data seed {seed}; {n} pairs per split; beam {args.beam}")
+    print(f"data seed {seed}; grammar {grammar}; {n} pairs per split; beam {args.beam}")
     for name in args.splits:
         r = evaluate(tr, getattr(splits, name)[:n], beam=args.beam)
         bleu = "n/a (pip install sacrebleu)" if r["bleu"] is None else f"{r['bleu']:.2f}"
@@ -758,8 +760,9 @@ def _add_evaluate(sub):
     s.add_argument("--model", default=None,
                    help="model file (default: the model shipped with the package)")
     s.add_argument("--splits", nargs="+", default=["test", "compositional"],
-                   choices=["valid", "test", "compositional"],
-                   help="which splits (default: test compositional)")
+                   choices=["valid", "test", "compositional", "structural"],
+                   help="which splits (default: test compositional; structural: structures "
+                        "combined in ways train never shows)")
     s.add_argument("-n", "--n", type=_int_at_least(1), default=2000,
                    help="pairs per split, >= 1 (default and at most: 2000)")
     s.add_argument("--beam", type=_int_at_least(1), default=1,

@@ -22,28 +22,33 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from pytransformer.data import (BOS, EOS, LABELS, PAD, POS_TAGS, SEED_SENTENCES, UNK,
-                                CorpusError, Generator, Pair, Vocab, batch, generate_pairs,
-                                iter_batches, lemma_counts, make_splits, plan, read_tsv,
-                                seed_pairs, tokenize, validate_pair, write_tsv)
+from pytransformer.data import (BOS, EOS, LABELS, PAD, POS_TAGS, SEED_SENTENCES,
+                                UNALIGNED_TARGET, UNK, CorpusError, Generator, Pair, Vocab, batch,
+                                generate_pairs, iter_batches, lemma_counts, make_splits, plan,
+                                read_tsv, seed_pairs, tokenize, validate_pair, write_tsv)
 from pytransformer.data import lexicon as L
 
 SIZES = dict(n_train=3000, n_valid=300, n_test=300, n_compositional=300)
 
 
-@pytest.fixture(scope="module")
-def splits():
-    return make_splits(seed=1, **SIZES)
+@pytest.fixture(scope="module", params=[1, 2], ids=["grammar1", "grammar2"])
+def grammar(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def sample_pairs():
+def splits(grammar):
+    return make_splits(seed=1, grammar=grammar, **SIZES)
+
+
+@pytest.fixture(scope="module")
+def sample_pairs(grammar):
     """Pairs straight from the generator, held-out combinations allowed."""
-    return generate_pairs(4000, seed=7, allow_heldout=True)
+    return generate_pairs(4000, seed=7, allow_heldout=True, grammar=grammar)
 
 
 def _all(splits):
-    return splits.train + splits.valid + splits.test + splits.compositional
+    return splits.train + splits.valid + splits.test + splits.compositional + splits.structural
 
 
 # ------------------------------------------------------------------ oracles from the lexicon
@@ -96,6 +101,8 @@ def _combos_from_tokens(pair):
             out.add(("na", _EN_NOUN[pair.src[subj_of[h]]], pair.src[d]))
         elif lab == "obj":
             out.add(("vo", _EN_VERB[pair.src[h]], _EN_NOUN[pair.src[d]]))
+        elif lab == "relcl" and d in subj_of:           # object relative: the noun is its object
+            out.add(("vo", _EN_VERB[pair.src[d]], _EN_NOUN[pair.src[h]]))
     return out
 
 
@@ -203,7 +210,7 @@ def test_alignments_complete(sample_pairs):
         aligned = {j for js in p.align for j in js}
         assert all(js for js in p.align), p                      # every source token
         for j, w in enumerate(p.tgt):
-            assert (j in aligned) == (w != "¿"), (p, j)          # every target but "¿"
+            assert (j in aligned) == (w not in UNALIGNED_TARGET), (p, j)   # but "¿", "y"
         assert p.pharaoh().split() == [f"{i}-{j}" for i, j in p.links()]
 
 
@@ -283,7 +290,7 @@ def test_generation_deterministic():
 
 
 def test_split_sizes_and_disjoint(splits):
-    assert [len(x) for x in splits[:4]] == [3000, 300, 300, 300]
+    assert [len(x) for x in splits[:5]] == [3000, 300, 300, 300, 2000]
     sources = [p.source for p in _all(splits)]
     assert len(set(sources)) == len(sources)               # no source twice, across splits
 
@@ -293,7 +300,7 @@ def test_compositional_holdout(splits):
     held = {("na",) + c for c in splits.heldout_na} | {("vo",) + c for c in splits.heldout_vo}
     for p in _all(splits):
         assert _combos_from_tokens(p) == set(p.combos), p
-    for p in splits.train + splits.valid + splits.test:
+    for p in splits.train + splits.valid + splits.test + splits.structural:
         assert not (p.combos & held), p
     for p in splits.compositional:
         assert p.combos & held, p

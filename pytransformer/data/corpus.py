@@ -20,13 +20,13 @@ from typing import NamedTuple, Optional
 
 from pytransformer._atomic import atomic_write
 
-from .grammar import (LABELS, POS_TAGS, UNALIGNED_TARGET, Generator, plan,
-                      valid_noun_adjective, valid_verb_object)
+from .grammar import (GRAMMAR, LABELS, POS_TAGS, STRUCTURES, UNALIGNED_TARGET, Generator, plan,
+                      structures, valid_noun_adjective, valid_verb_object)
 from .lexicon import ADJECTIVES, NOUNS, VERBS
 
 __all__ = ["Pair", "Splits", "CorpusError", "make_splits", "generate_pairs", "seed_pairs",
            "read_tsv", "write_tsv", "validate_pair", "parse_pharaoh", "LABELS", "POS_TAGS",
-           "UNALIGNED_TARGET", "SEED_SENTENCES"]
+           "UNALIGNED_TARGET", "SEED_SENTENCES", "STRUCTURES", "HELDOUT_STRUCTURES"]
 
 # The sentences the library is demonstrated on; always produced exactly.
 SEED_SENTENCES = (("the ball is blue", "la bola es azul"),
@@ -34,6 +34,17 @@ SEED_SENTENCES = (("the ball is blue", "la bola es azul"),
 _SEED_PLANS = (
     dict(kind="cop_adj", subj="the ball", adj="blue"),
     dict(kind="trans", subj="the black cat", verb="drink", obj="the milk", past=True),
+)
+
+
+# The structure combinations of the structural split (names from STRUCTURES):
+# no train, valid, test or compositional sentence uses every structure of one
+# of them, while each structure occurs there on its own and with the others.
+HELDOUT_STRUCTURES = (
+    frozenset({"objrel", "q"}),        # an object relative inside a question
+    frozenset({"adj2", "pp2"}),        # two adjectives and a chained phrase
+    frozenset({"pers", "negq"}),       # a person object in a negated question
+    frozenset({"pp2", "q"}),           # a chained phrase inside a question
 )
 
 
@@ -54,7 +65,9 @@ class Pair(NamedTuple):
     dependency relations (dependent, head, label), one per token except the
     root; pos: source POS tags; root: index of the source root (these three
     are None for pairs read from a file). combos: the ('na', noun, adjective)
-    and ('vo', verb, noun) lemma combinations of a generated pair.
+    and ('vo', verb, noun) lemma combinations of a generated pair;
+    structures: the names of the structures it uses (see
+    :func:`pytransformer.data.grammar.structures`).
     """
     src: tuple
     tgt: tuple
@@ -63,6 +76,7 @@ class Pair(NamedTuple):
     pos: Optional[tuple] = None
     root: Optional[int] = None
     combos: frozenset = frozenset()
+    structures: frozenset = frozenset()
 
     @property
     def source(self):
@@ -88,15 +102,21 @@ class Pair(NamedTuple):
 
 
 class Splits(NamedTuple):
-    """The generated corpus: lists of Pair per split, and the held-out lemma
+    """The generated corpus: lists of Pair per split, the held-out lemma
     combinations ((noun, adjective) and (verb, object noun), English lemmas)
-    that occur only in `compositional`."""
+    that occur only in `compositional`, and the held-out structure
+    combinations (frozensets of structure names) that occur only in
+    `structural`; grammar: the grammar version of train, valid, test and
+    compositional (`structural` always uses version 2)."""
     train: list
     valid: list
     test: list
     compositional: list
+    structural: list
     heldout_na: frozenset
     heldout_vo: frozenset
+    heldout_structures: frozenset
+    grammar: int = GRAMMAR
 
 
 def parse_pharaoh(text, n_src, n_tgt):
@@ -166,7 +186,7 @@ _ADJ_EN = tuple(a.en for a in ADJECTIVES)
 _VERB_EN = tuple(v.en for v in VERBS)
 
 
-def _to_pair(raw):
+def _to_pair(raw, structures=frozenset()):
     src, tgt, tal, deps, pos, root, combos = raw
     align = [[] for _ in src]
     for j, srcs in enumerate(tal):
@@ -175,25 +195,30 @@ def _to_pair(raw):
     named = frozenset(("na", _NOUN_EN[a], _ADJ_EN[b]) if kind == "na" else
                       ("vo", _VERB_EN[a], _NOUN_EN[b]) for kind, a, b in combos)
     return Pair(tuple(src), tuple(tgt), tuple(tuple(sorted(a)) for a in align),
-                tuple(sorted(deps)), tuple(pos), root, named)
+                tuple(sorted(deps)), tuple(pos), root, named, frozenset(structures))
 
 
 def seed_pairs():
     """The pairs of SEED_SENTENCES, produced by the grammar from hand-written plans."""
     g = Generator()
-    return [_to_pair(g.realize(plan(**p))) for p in _SEED_PLANS]
+    plans = [plan(**p) for p in _SEED_PLANS]
+    return [_to_pair(g.realize(p), structures(p)) for p in plans]
 
 
-def generate_pairs(n, seed=0, allow_heldout=False, generator=None):
+def generate_pairs(n, seed=0, allow_heldout=False, generator=None, grammar=GRAMMAR):
     """A list of `n` generated Pairs (duplicates possible) from
-    random.Random(seed), sampled by `generator` (default: a Generator with
-    nothing held out); allow_heldout lets held-out combinations through.
-    ValueError unless n is an int >= 0."""
+    random.Random(seed), sampled by `generator` (default: a Generator of
+    version `grammar` with nothing held out); allow_heldout lets held-out
+    combinations through. ValueError unless n is an int >= 0."""
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"generate_pairs: n must be an int >= 0, got {n!r}")
-    g = generator or Generator()
+    g = generator or Generator(grammar=grammar)
     rng = random.Random(seed)
-    return [_to_pair(g.sample(rng, allow_heldout)) for _ in range(n)]
+    out = []
+    for _ in range(n):
+        chosen = g.choose(rng, allow_heldout)
+        out.append(_to_pair(g.realize(chosen), structures(chosen)))
+    return out
 
 
 def _choose_heldout(candidates, fraction, rng, protected, key_index):
@@ -218,7 +243,12 @@ def _choose_heldout(candidates, fraction, rng, protected, key_index):
     return frozenset(chosen)
 
 
-def _fill(out, n, rng, g, seen, allow_heldout, require_heldout, split):
+def _fill(out, n, rng, g, seen, split):
+    """Draw distinct pairs of `split` into `out` until it holds n: held-out
+    lemma combinations required in 'compositional', held-out structure
+    combinations required in 'structural', both excluded elsewhere."""
+    comp, struct = split == "compositional", split == "structural"
+    combos = sorted(g.heldout_structures, key=sorted)
     limit = 50 * n + 10_000
     tries = 0
     while len(out) < n:
@@ -227,31 +257,42 @@ def _fill(out, n, rng, g, seen, allow_heldout, require_heldout, split):
             raise RuntimeError(f"make_splits: could only draw {len(out)} distinct {split} "
                                f"pairs of the {n} asked for after {limit} tries; ask for "
                                f"fewer")
-        chosen = g.choose(rng, allow_heldout)
-        if require_heldout and not g.uses_heldout(chosen):
+        want = rng.choice(combos) if struct else frozenset()
+        chosen = g.choose(rng, comp, want)
+        if comp and not g.uses_heldout(chosen):
+            continue
+        if not struct and g.uses_heldout_structure(chosen):
             continue
         raw = g.realize(chosen)
         key = " ".join(raw[0])
         if key in seen:
             continue
         seen.add(key)
-        out.append(_to_pair(raw))
+        out.append(_to_pair(raw, structures(chosen)))
 
 
 def make_splits(seed=0, n_train=100_000, n_valid=2000, n_test=2000, n_compositional=2000,
-                heldout_fraction=0.1, include_seed_pairs=True):
+                heldout_fraction=0.1, include_seed_pairs=True, n_structural=2000,
+                grammar=GRAMMAR):
     """Generate the corpus splits from one seed.
 
     A fraction `heldout_fraction` of the valid (noun, adjective) and (verb,
     object noun) lemma combinations, drawn from the seed, is held out: no pair
-    of train/valid/test uses one, and every pair of `compositional` uses at
-    least one. No source sentence occurs twice in the whole corpus (so no test
-    pair is in train). The evaluation splits are drawn first, from their own
-    streams, so they do not depend on n_train. With `include_seed_pairs`, the
-    SEED_SENTENCES pairs are part of train (and of no other split).
+    of train/valid/test/structural uses one, and every pair of
+    `compositional` uses at least one. The structure combinations of
+    HELDOUT_STRUCTURES are held out the same way: every pair of `structural`
+    uses all the structures of at least one of them, no other pair does
+    (each structure alone still occurs in train). No source sentence occurs
+    twice in the whole corpus (so no test pair is in train). The evaluation
+    splits are drawn first, from their own streams, so they do not depend on
+    n_train. With `include_seed_pairs`, the SEED_SENTENCES pairs are part of
+    train (and of no other split). `grammar` is the version of train, valid,
+    test and compositional (see pytransformer.data.grammar.GRAMMARS; the
+    default is the corpus of the shipped translator); `structural` is always
+    drawn from version 2, whose structures it combines.
     """
     for name, val in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test),
-                      ("n_compositional", n_compositional)):
+                      ("n_compositional", n_compositional), ("n_structural", n_structural)):
         if not isinstance(val, int) or isinstance(val, bool) or val < 0:
             raise ValueError(f"make_splits: {name} must be an int >= 0, got {val!r}")
     if not 0.0 <= heldout_fraction < 0.5:
@@ -264,26 +305,30 @@ def make_splits(seed=0, n_train=100_000, n_valid=2000, n_test=2000, n_compositio
                     for v, n in [(_verb_index(x), _noun_index(y))]}
     hrng = random.Random(f"{seed}:heldout")
     heldout_na = _choose_heldout(valid_noun_adjective(), heldout_fraction, hrng, protected_na, 0)
-    heldout_vo = _choose_heldout(valid_verb_object(), heldout_fraction, hrng, protected_vo, 0)
-    g = Generator(heldout_na, heldout_vo)
+    heldout_vo = _choose_heldout(valid_verb_object(grammar), heldout_fraction, hrng,
+                                 protected_vo, 0)
+    g = Generator(heldout_na, heldout_vo, HELDOUT_STRUCTURES, grammar)
+    g2 = g if grammar >= 2 else Generator(heldout_na, heldout_vo, HELDOUT_STRUCTURES, 2)
     seen = set()
     if include_seed_pairs:
         seen.update(p.source for p in seeds)
     splits = {}
-    for split, n in (("compositional", n_compositional), ("test", n_test),
-                     ("valid", n_valid), ("train", n_train)):
+    for split, n in (("compositional", n_compositional), ("structural", n_structural),
+                     ("test", n_test), ("valid", n_valid), ("train", n_train)):
         out = []
         if split == "train" and include_seed_pairs:
             out.extend(seeds[:n])
-        comp = split == "compositional"
-        if comp and not heldout_na and not heldout_vo and n:
+        if split == "compositional" and not heldout_na and not heldout_vo and n:
             raise ValueError("make_splits: heldout_fraction is too small to hold out any "
                              "combination, so the compositional split cannot be drawn")
-        _fill(out, n, random.Random(f"{seed}:{split}"), g, seen, comp, comp, split)
+        _fill(out, n, random.Random(f"{seed}:{split}"), g2 if split == "structural" else g,
+              seen, split)
         splits[split] = out
     return Splits(splits["train"], splits["valid"], splits["test"], splits["compositional"],
+                  splits["structural"],
                   frozenset((NOUNS[n].en, ADJECTIVES[a].en) for n, a in heldout_na),
-                  frozenset((VERBS[v].en, NOUNS[n].en) for v, n in heldout_vo))
+                  frozenset((VERBS[v].en, NOUNS[n].en) for v, n in heldout_vo),
+                  frozenset(HELDOUT_STRUCTURES), grammar)
 
 
 def _noun_index(en):

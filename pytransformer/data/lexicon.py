@@ -19,13 +19,23 @@ a model can reach 100% on it):
 * Adjectives inflect for gender and number (negro/negra/negros/negras;
   azul/azules, grande/grandes are invariable in gender) and follow the noun in
   Spanish. ``estar`` adjectives (states: cansado, sucio, roto ...) take
-  ``estar`` as copula, all others ``ser``.
+  ``estar`` as copula, all others ``ser``. Each adjective has an English
+  order class (opinion, size, quality, age, shape, colour): two adjectives on
+  one noun come from two different classes, in that order ("the small black
+  dog", never "the black small dog"), which also keeps out contradictions
+  such as "big small" or "hot cold". Adjectives that read as a modifier of
+  the next one ("light" and "dark" before a colour, "pretty" before any
+  adjective) have no class and are never paired.
 * Verbs: regular -ar/-er/-ir conjugation in the present and the preterite
   (with the spelling changes -car -> qué, -gar -> gué, -zar -> cé in the first
   person singular preterite); ser, estar, tener, ir, hacer, ver and dormir are
-  irregular and written out. Direct objects are never persons or animals, so
-  the personal "a" never arises. English verbs whose past equals their base
-  form (read, cut, put) are left out: "i read the book" would be ambiguous.
+  irregular and written out. Some verbs take persons as direct objects ("see",
+  "visit", "hug"; used from grammar version 2 on); Spanish then puts the
+  personal "a" before the object ("the boy sees the girl" -> "el niño ve a la
+  niña"). Animals are never direct objects (Spanish would hesitate between
+  "ve el perro" and "ve al perro"). English verbs whose past equals their
+  base form (read, cut, put) are left out: "i read the book" would be
+  ambiguous.
 * Subject pronouns: i/yo, you/tú (singular only), he/él, she/ella,
   we/nosotros, "you all"/vosotros, they/ellos; yo, tú and vosotros take
   masculine agreement by convention.
@@ -34,7 +44,8 @@ from collections import namedtuple
 
 __all__ = ["Noun", "Adjective", "Verb", "Determiner", "Pronoun", "Preposition",
            "NOUNS", "ADJECTIVES", "VERBS", "DETERMINERS", "PRONOUNS", "PREPOSITIONS",
-           "SER", "ESTAR", "NOUN_CLASSES", "lemma_counts", "spanish_plural"]
+           "SER", "ESTAR", "NOUN_CLASSES", "ADJECTIVE_ORDER", "lemma_counts",
+           "spanish_plural"]
 
 NOUN_CLASSES = ("person", "animal", "thing", "food", "drink", "place")
 _ANIMATE = ("person", "animal")
@@ -44,10 +55,12 @@ Noun.__doc__ = """A noun lemma: English singular/plural, Spanish singular/plural
 gender ('m' or 'f'), semantic class, mass (singular only) and el_fem (a
 feminine noun taking el/un in the singular)."""
 
-Adjective = namedtuple("Adjective", "en forms classes estar")
+Adjective = namedtuple("Adjective", "en forms classes estar order")
 Adjective.__doc__ = """An adjective lemma: English form, Spanish forms indexed
-[masc sg, fem sg, masc pl, fem pl], the noun classes it applies to, and
-whether the copula is estar (a state) rather than ser."""
+[masc sg, fem sg, masc pl, fem pl], the noun classes it applies to, whether
+the copula is estar (a state) rather than ser, and its English order class
+(an index into ADJECTIVE_ORDER, or None for an adjective never paired with
+another)."""
 
 Verb = namedtuple("Verb", "en en_3sg en_past es present preterite kind subj obj")
 Verb.__doc__ = """A verb lemma: English base, 3rd singular present, past;
@@ -421,6 +434,35 @@ closed|cerrado|thing place|estar
 """
 
 
+# The English order of two adjectives before a noun, by class; an adjective
+# not listed is never paired with another.
+ADJECTIVE_ORDER = ("opinion", "size", "quality", "age", "shape", "colour")
+_ORDER = """
+opinion: good bad beautiful ugly expensive cheap strange famous delicious dangerous kind
+ friendly funny smart brave lazy shy rich poor happy sad fast slow
+size: big small huge tiny long tall short wide heavy thin fat
+quality: hot cold wet dry clean dirty full empty broken closed soft hard sweet sour salty
+ fresh strong weak quiet noisy hungry tired sick angry busy
+age: old new young modern ancient
+shape: round
+colour: black white red blue green yellow brown gray purple pink golden
+"""
+_UNPAIRED = frozenset({"light", "dark", "pretty"})
+
+
+def _parse_order(text):
+    order = {}
+    for k, chunk in enumerate(text.replace("\n ", " ").strip().split("\n")):
+        name, _, words = chunk.partition(":")
+        assert name == ADJECTIVE_ORDER[k], name
+        for w in words.split():
+            order[w] = k
+    return order
+
+
+_ADJ_ORDER = _parse_order(_ORDER)
+
+
 def _parse_adjectives(text):
     out = []
     for line in text.strip().splitlines():
@@ -432,7 +474,10 @@ def _parse_adjectives(text):
             pl = pl or spanish_plural(sg)
             forms = (sg, sg, pl, pl)
         classes = NOUN_CLASSES if f[2] == "*" else tuple(f[2].split())
-        out.append(Adjective(f[0], forms, frozenset(classes), len(f) > 3 and f[3] == "estar"))
+        if f[0] not in _ADJ_ORDER and f[0] not in _UNPAIRED:
+            raise ValueError(f"lexicon: adjective {f[0]!r} has no English order class")
+        out.append(Adjective(f[0], forms, frozenset(classes), len(f) > 3 and f[3] == "estar",
+                             _ADJ_ORDER.get(f[0])))
     return tuple(out)
 
 
@@ -440,7 +485,8 @@ ADJECTIVES = _parse_adjectives(_ADJECTIVES)
 
 # ------------------------------------------------------------------ verbs
 # english base[/3sg]/past or '-' for the regular past | spanish infinitive |
-# kind | subject classes ('A' animate, 'P' person) | object classes
+# kind | subject classes ('A' animate, 'P' person) | object classes ('person'
+# objects take the personal "a" in Spanish)
 
 _IRREGULAR = {
     "tener": (("tengo", "tienes", "tiene", "tenemos", "tenéis", "tienen"),
@@ -465,40 +511,40 @@ ESTAR = (("estoy", "estás", "está", "estamos", "estáis", "están"),
 _VERBS = """
 drink/drank|beber|trans|A|drink
 eat/ate|comer|trans|A|food
-see/saw|ver|trans|A|thing food drink place
+see/saw|ver|trans|A|thing food drink place person
 buy/bought|comprar|trans|P|thing food drink
 sell/sold|vender|trans|P|thing food drink
 take/took|tomar|trans|P|thing food drink
-carry/-|llevar|trans|A|thing food
-wash/-|lavar|trans|P|thing food
+carry/-|llevar|trans|A|thing food person
+wash/-|lavar|trans|P|thing food person
 break/broke|romper|trans|A|thing
 open/-|abrir|trans|P|thing
-paint/-|pintar|trans|P|thing place
+paint/-|pintar|trans|P|thing place person
 clean/-|limpiar|trans|P|thing place
 use/-|usar|trans|P|thing
 need/-|necesitar|trans|A|thing food drink
 cook/-|cocinar|trans|P|food
 prepare/-|preparar|trans|P|food drink
-catch/caught|atrapar|trans|A|thing
+catch/caught|atrapar|trans|A|thing person
 throw/threw|lanzar|trans|P|thing
-push/-|empujar|trans|A|thing
-touch/-|tocar|trans|A|thing food
-watch/-|mirar|trans|A|thing place
+push/-|empujar|trans|A|thing person
+touch/-|tocar|trans|A|thing food person
+watch/-|mirar|trans|A|thing place person
 fill/-|llenar|trans|P|thing
 lift/-|levantar|trans|A|thing
 share/-|compartir|trans|A|food drink
 hide/hid|esconder|trans|A|thing food
 keep/kept|guardar|trans|P|thing food
-visit/-|visitar|trans|P|place
+visit/-|visitar|trans|P|place person
 repair/-|reparar|trans|P|thing
-draw/drew|dibujar|trans|P|thing place
+draw/drew|dibujar|trans|P|thing place person
 study/-|estudiar|trans|P|thing
 receive/-|recibir|trans|P|thing food drink
 sweep/swept|barrer|trans|P|place
 leave/left|dejar|trans|A|thing food
 kick/-|patear|trans|A|thing
 decorate/-|decorar|trans|P|thing place
-hug/hugged|abrazar|trans|A|thing
+hug/hugged|abrazar|trans|A|thing person
 chew/-|masticar|trans|A|food
 accept/-|aceptar|trans|P|thing food drink
 have/has/had|tener|trans|A|thing food drink
