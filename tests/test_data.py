@@ -2,14 +2,15 @@
 format and the word-level vocabulary.
 
   * the seed sentences come out exactly, from hand-written plans and in train;
-  * over thousands of generated pairs, checked against oracles written here
-    from the lexicon (not the generator's code): determiner and adjective
-    agreement with the noun, adjectives after the noun in Spanish, alignments
-    in range and complete (only "¿" unaligned), one relation per non-root
-    token forming a tree, labels and POS tags from the documented sets;
+  * over thousands of generated pairs of both grammar versions, checked
+    against oracles written here from the lexicon (not the generator's code):
+    determiner and adjective agreement with the noun, adjectives after the
+    noun in Spanish, alignments in range and complete (only UNALIGNED_TARGET
+    unaligned), one relation per non-root token forming a tree, labels and
+    POS tags from the documented sets;
   * splits: deterministic per seed, no source sentence in two splits, the
     held-out combinations (re-derived from tokens and relations) absent from
-    train/valid/test and present in every compositional pair;
+    train/valid/test/structural and present in every compositional pair;
   * TSV round trips, errors with line numbers, skip mode, atomic writes;
   * Vocab: ids, frequency order, unk, decode, JSON round trip; batch shapes and
     padding; the batch iterator's determinism, coverage and resume.

@@ -261,14 +261,15 @@ def _fill(out, n, rng, g, seen, split):
         chosen = g.choose(rng, comp, want)
         if comp and not g.uses_heldout(chosen):
             continue
-        if not struct and g.uses_heldout_structure(chosen):
+        used = structures(chosen)
+        if not struct and g.uses_heldout_structure(chosen, used):
             continue
         raw = g.realize(chosen)
         key = " ".join(raw[0])
         if key in seen:
             continue
         seen.add(key)
-        out.append(_to_pair(raw, structures(chosen)))
+        out.append(_to_pair(raw, used))
 
 
 def make_splits(seed=0, n_train=100_000, n_valid=2000, n_test=2000, n_compositional=2000,

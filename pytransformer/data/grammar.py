@@ -362,7 +362,7 @@ class Generator:
         draw = self._draw if self.grammar >= 2 else self._draw_base
         for _ in range(10_000):
             p = draw(rng, full, want)
-            if want <= structures(p) and max(_length(p)) <= MAX_TOKENS:
+            if (not want or want <= structures(p)) and max(_length(p)) <= MAX_TOKENS:
                 return p
         raise RuntimeError(f"choose: no sentence with the structures {sorted(want)} "
                            f"found in 10000 draws")
@@ -572,9 +572,11 @@ class Generator:
                 return True
         return False
 
-    def uses_heldout_structure(self, plan):
-        """Whether a Plan uses every structure of one held-out combination."""
-        used = structures(plan)
+    def uses_heldout_structure(self, plan, used=None):
+        """Whether a Plan uses every structure of one held-out combination
+        (`used`: its structures(plan), if already known)."""
+        if used is None:
+            used = structures(plan)
         return any(c <= used for c in self.heldout_structures)
 
     # ------------------------------------------------------------------ English
