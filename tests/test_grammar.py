@@ -304,6 +304,27 @@ def test_grammar_1_is_the_corpus_of_the_shipped_translator():
     assert not any("rel" in p.structures and "q" in p.structures for p in s.train)
 
 
+def _digests(splits):
+    out = []
+    for part in splits[:5]:
+        h = hashlib.sha256()
+        for p in part:
+            h.update(f"{p.source}\t{p.target}\t{p.pharaoh()}\t{sorted(p.deps)}\t{p.pos}\t"
+                     f"{p.root}\n".encode())
+        out.append(h.hexdigest()[:16])
+    return out
+
+
+def test_grammar_2_corpus_is_fixed():
+    """The grammar-2 corpus of seed 0 (what a translator trained on grammar
+    2 was trained and is evaluated on) stays as recorded: a change to the
+    sampling would put its test sentences into a new train."""
+    s = make_splits(seed=0, n_train=3000, n_valid=300, n_test=300, n_compositional=300,
+                    n_structural=300, grammar=2)
+    assert _digests(s) == ["2f2e49c05663067d", "cc5a1680a075e548", "5e061f07cf2f5990",
+                           "c2ad95e76c04f0cd", "ae19def1724fa230"]
+
+
 def test_sentences_fit_the_translator(splits):
     for p in splits.structural + splits.train:
         assert len(p.src) <= G.MAX_TOKENS and len(p.tgt) <= G.MAX_TOKENS
@@ -314,6 +335,31 @@ def test_evaluate_on_the_structural_split(capsys):
     assert cli.main(["evaluate", "--splits", "structural", "-n", "4"]) == 0
     out = capsys.readouterr().out
     assert "4 pairs per split" in out and "structural" in out and "exact match" in out
+
+
+def test_evaluate_uses_the_grammar_the_model_records(capsys, monkeypatch):
+    from pytransformer import cli
+    import pytransformer.translator as translator
+    real = cli._load_translator
+
+    def load(path, flag="--model"):
+        tr = real(path, flag)
+        tr.data = dict(tr.data, grammar=2)
+        return tr
+    used = []
+
+    def fake_evaluate(tr, pairs, beam=1):
+        used.append([p.source for p in pairs])
+        return {"pairs": len(pairs), "exact_match": 1.0, "bleu": None}
+    monkeypatch.setattr(cli, "_load_translator", load)
+    monkeypatch.setattr(translator, "evaluate", fake_evaluate)
+    assert cli.main(["evaluate", "--splits", "test", "-n", "50"]) == 0
+    assert "grammar 2;" in capsys.readouterr().out
+    want = make_splits(seed=0, n_train=0, n_valid=0, n_compositional=0, n_structural=0,
+                       grammar=2).test[:50]
+    assert used == [[p.source for p in want]]
+    assert want != make_splits(seed=0, n_train=0, n_valid=0, n_compositional=0,
+                               n_structural=0, grammar=1).test[:50]
 
 
 # ------------------------------------------------------------------ realize, one function per structure
