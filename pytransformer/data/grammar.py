@@ -118,8 +118,8 @@ _P_Q, _P_NEG, _P_NEGQ = 0.13, 0.13, 0.07        # moods; declarative otherwise
 _P_ADJ, _P_ADJ2 = 0.35, 0.3                      # an adjective; a second one given the first
 _P_PP_TRANS, _P_PP_INTR = 0.15, 0.3              # an adjunct phrase on the verb
 _P_CHAIN = 0.2                                   # a chained phrase on a phrase's noun
-_P_REL, _P_OBJREL = 0.12, 0.08                   # relative clauses on the subject
-_P_OBJ_REL = 0.07                                # a relative clause on the object
+_P_REL_ON_SUBJ, _P_OBJREL_ON_SUBJ = 0.12, 0.08  # subject / object relative on the subject
+_P_REL_ON_OBJ, _P_OBJREL_ON_OBJ = 0.035, 0.07   # the same on the object
 _P_PRON = 0.2                                    # a pronoun subject
 _P_PERS = 0.5                                    # a person object, for verbs taking one
 
@@ -387,13 +387,15 @@ class Generator:
             pron = rng.choice(PRONOUNS)
         else:
             subj = self._np(rng, rng.choice(subj_nouns), full, want)
-            subj = self._with_relative(rng, subj, full, want, _P_REL, _P_OBJREL)
+            subj = self._with_relative(rng, subj, full, want, _P_REL_ON_SUBJ,
+                                       _P_OBJREL_ON_SUBJ)
         if kind == "trans":
             persons = self._person_objs[full].get(v)
             nouns = persons if pers or (persons and r() < _P_PERS) else self._objs[full][v]
             obj = self._np(rng, rng.choice(nouns), full, want, bare_ok=True)
             if subj is None or subj.rel is None:
-                obj = self._with_relative(rng, obj, full, want, _P_OBJ_REL / 2, _P_OBJ_REL)
+                obj = self._with_relative(rng, obj, full, want, _P_REL_ON_OBJ,
+                                          _P_OBJREL_ON_OBJ)
             if "pp2" in want or r() < _P_PP_TRANS:
                 pp = self._adjunct(rng, full, want)
         elif kind == "intr":
@@ -444,7 +446,7 @@ class Generator:
             pp = self._pp(rng, rng.choice(_LOCATIVE), rng.choice(self._loc_nouns), full, want,
                           False)
         if subj is not None and mood != "q" and NOUNS[subj.noun].cls in ("person", "animal") \
-                and r() < _P_REL:
+                and r() < _P_REL_ON_SUBJ:
             subj = self._subject_relative(rng, subj, full, want)
         return Plan(kind, mood, past, v, pron, subj, obj, pp, adj)
 
@@ -608,6 +610,7 @@ class Generator:
 
     @staticmethod
     def _do_en(plan, person):
+        """The do-support auxiliary: do, does or did."""
         return "did" if plan.past else ("does" if person == 2 else "do")
 
     def _subject_en(self, s, plan):
