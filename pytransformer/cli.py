@@ -270,6 +270,8 @@ _TRAIN_OPTIONS = [
     ("--label-smoothing", float, 0.1, "label smoothing of the loss", _finite(0.0, 1.0)),
     ("--eval-every", int, 500, "validation every N steps (0: never)", _int_min(0)),
     ("--ckpt-every", int, 500, "checkpoint every N steps (0: only at the end)", _int_min(0)),
+    ("--snapshots", bool, True, "keep compressed weights of 4-7 steps on a log scale in --out "
+                                "(for the learning view of `explain` and `analyze`)", None),
     ("--threads", int, 0, "threads (0: all cores, shared among the ranks of mpirun on a "
                           "machine; more than the cores are capped)",
      _int_min(0)),
@@ -333,6 +335,8 @@ def _saved_run_settings(path):
             raise CLIError(f"--resume: {path}: {part}: {key}: expected {expected}, "
                            f"got {v!r:.80}")
         settings[dest] = v
+    snaps = t.get("snapshots", True) if isinstance(t, dict) else True
+    settings["snapshots"] = snaps if isinstance(snaps, bool) else True
     threads = extra.get("threads")
     return settings, {"step": ck.step,
                       "threads": threads if isinstance(threads, int) else None}
@@ -413,7 +417,8 @@ def cmd_train(args):
                         max_len=cfg["max_len"], tie_embeddings=cfg["tie"])
     tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
                      label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
-                     eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"])
+                     eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"],
+                     snapshots=cfg["snapshots"])
     from pytransformer import distributed, get_num_threads, set_num_threads
     distributed.init()                      # under mpirun: data-parallel on its ranks
     threads = _effective_threads(cfg["threads"], origin("threads"))
@@ -697,7 +702,8 @@ def _add_train(sub):
         # which settings the command line overrides
         if typ is bool:                               # --tie / --no-tie
             a = s.add_argument(flag, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=f"{text} (default: off)")
+                               default=argparse.SUPPRESS,
+                               help=f"{text} (default: {'on' if default else 'off'})")
         else:
             a = s.add_argument(flag, type=typ, default=argparse.SUPPRESS,
                                help=f"{text} (default: {default})")
