@@ -9,7 +9,7 @@ Checkpoint layout (format version "1"):
     tensors   "model.<key>"                    model.state_dict()[key]
               "optimizer.state.<i>.<name>"     optimizer array state
               "snapshot.<step>.<name>"         training snapshots (optional; see
-                                               pytransformer.snapshots)
+                                               compress_snapshot)
     metadata  "pytransformer.checkpoint": "1"  (required on load)
               "model":     JSON list of the state_dict keys, in order
               "optimizer": JSON {"state": {"<i>": {name: {"tensor": tensor
@@ -19,8 +19,10 @@ Checkpoint layout (format version "1"):
               "extra":     JSON object
               "rng":       JSON {"type": "numpy.random.Generator" | "dict",
                                  "state": ...}
-              "snapshots": JSON {"<step>": [name, ...]} (optional): the
-                           arrays of the snapshot taken at each step
+              "snapshots": JSON {"<step>": [name, ...] | "model"} (optional):
+                           the arrays of the snapshot taken at each step;
+                           "model" (for one step at most): the model's
+                           own weights are that step's
 
 Within these JSON values tuples are stored as {"__tuple__": [...]} and come
 back as tuples (so an optimizer's betas=(0.9, 0.999) is restored as a tuple);
@@ -46,7 +48,7 @@ from pytransformer.validation import int_arg, is_int, names_list
 __all__ = ["CheckpointError", "Checkpoint", "save_file", "load_file", "load_metadata",
            "save_checkpoint", "load_checkpoint", "restore_rng", "FORMAT_KEY",
            "FORMAT_VERSION", "MAX_HEADER_SIZE", "MEMORY_FACTOR", "MEMORY_SLACK",
-           "SNAPSHOT_LEFT_OUT", "check_snapshot", "compress_snapshot", "decompress_snapshot",
+           "SNAPSHOT_IS_MODEL", "SNAPSHOT_LEFT_OUT", "check_snapshot", "compress_snapshot", "decompress_snapshot",
            "snapshot_nbytes", "snapshot_steps"]
 
 FORMAT_KEY = "pytransformer.checkpoint"
@@ -66,6 +68,9 @@ FORMAT_VERSION = "1"
 
 # what the learning view does not need: the output projection
 SNAPSHOT_LEFT_OUT = ("generator.weight", "generator.bias")
+# a snapshot stored as this string is the file's model itself (the weights
+# at the step the file was saved): exact, and no bytes of its own
+SNAPSHOT_IS_MODEL = "model"
 
 
 def snapshot_steps(total):
@@ -114,7 +119,9 @@ def check_snapshot(snapshot, shapes, leave_out=SNAPSHOT_LEFT_OUT):
     compress_snapshot() could have made of a state dict with these `shapes`
     ({key: shape}), else a one-line description of the first problem (a
     missing, unknown or misshapen array, a wrong dtype, a scale that is not
-    finite)."""
+    finite). SNAPSHOT_IS_MODEL is always valid."""
+    if isinstance(snapshot, str) and snapshot == SNAPSHOT_IS_MODEL:
+        return None
     if not isinstance(snapshot, dict):
         return f"expected a dict of arrays, got {type(snapshot).__name__}"
     names = set(snapshot)
@@ -296,8 +303,9 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
                "bit_generator" key must be a valid bit generator state,
                such as pt.get_rng_state() gives);
     extra      a JSON-able dict;
-    snapshots  {step (int >= 0): {name (str): numpy array}}, e.g. the
-               training snapshots of pytransformer.snapshots.compress.
+    snapshots  {step (int >= 0): {name (str): numpy array}}, e.g. made
+               by compress_snapshot, or SNAPSHOT_IS_MODEL (for one step at
+               most) for the step whose weights are `model`'s.
 
     TypeError/ValueError naming the argument for anything else; nothing is
     written then."""
@@ -338,6 +346,9 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
             meta[name] = _dumps(value, name)
     if snapshots:
         meta["snapshots"] = _snapshot_entries(snapshots, tensors)
+        if model is None and SNAPSHOT_IS_MODEL in meta["snapshots"]:
+            raise ValueError(f"snapshots: {SNAPSHOT_IS_MODEL!r} needs the model's weights, "
+                             f"and no model was given")
     if rng is not None:
         if isinstance(rng, np.random.Generator):
             state = _plain_state(rng.bit_generator.state)
@@ -366,6 +377,12 @@ def _snapshot_entries(snapshots, tensors):
     for step, arrays in snapshots.items():
         if not is_int(step) or step < 0:
             raise TypeError(f"snapshots: keys must be steps (ints >= 0), got {step!r:.80}")
+        if isinstance(arrays, str) and arrays == SNAPSHOT_IS_MODEL:
+            if SNAPSHOT_IS_MODEL in listed.values():
+                raise ValueError(f"snapshots: {SNAPSHOT_IS_MODEL!r} stands for more than "
+                                 f"one step")
+            listed[str(int(step))] = SNAPSHOT_IS_MODEL
+            continue
         if not isinstance(arrays, Mapping):
             raise TypeError(f"snapshots[{step}]: expected a dict of arrays, got "
                             f"{type(arrays).__name__}")
@@ -379,7 +396,8 @@ def _snapshot_entries(snapshots, tensors):
 
 
 def _load_snapshots(value, tensors, used, fail):
-    """{step: {name: array}} from the "snapshots" metadata."""
+    """{step: {name: array} or SNAPSHOT_IS_MODEL} from the "snapshots"
+    metadata."""
     if not isinstance(value, dict):
         fail("metadata 'snapshots' must be an object {step: [name, ...]}")
     out = {}
@@ -390,8 +408,15 @@ def _load_snapshots(value, tensors, used, fail):
             ok = False
         if not ok:
             fail(f"metadata 'snapshots': key {step!r:.80} is not a step (an int >= 0)")
+        if names == SNAPSHOT_IS_MODEL:
+            if SNAPSHOT_IS_MODEL in out.values():
+                fail(f"metadata 'snapshots': {SNAPSHOT_IS_MODEL!r} stands for more than one "
+                     f"step")
+            out[int(step)] = SNAPSHOT_IS_MODEL
+            continue
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            fail(f"metadata 'snapshots': [{step:.80}] must be a list of array names")
+            fail(f"metadata 'snapshots': [{step:.80}] must be a list of array names or "
+                 f"{SNAPSHOT_IS_MODEL!r}")
         arrays = {}
         for name in names:
             key = f"snapshot.{step}.{name}"
@@ -416,7 +441,8 @@ class Checkpoint:
                      generator state (arrays as lists): see restore_rng()
     metadata         the file's raw "__metadata__" (str -> str)
     path             the file it was read from
-    snapshots        {step: {name: array}} (empty when none were saved)
+    snapshots        {step: {name: array} or SNAPSHOT_IS_MODEL} (empty
+                     when none were saved)
     """
     model_state: Optional[dict]
     optimizer_state: Optional[dict]
@@ -555,6 +581,9 @@ def load_checkpoint(path) -> Checkpoint:
     optimizer_state = None if opt is None else _load_optimizer(opt, tensors, used, fail)
     snaps = _json_field(meta, "snapshots", fail)
     snapshots = {} if snaps is None else _load_snapshots(snaps, tensors, used, fail)
+    if model_state is None and SNAPSHOT_IS_MODEL in snapshots.values():
+        fail(f"metadata 'snapshots': a step is {SNAPSHOT_IS_MODEL!r} but the file has no "
+             f"model weights")
     unexplained = [k for k in tensors if k not in used]
     if unexplained:
         fail(f"tensors not described by the checkpoint metadata: {names_list(unexplained)}")

@@ -607,7 +607,8 @@ class Trainer:
         (results depend on it: BLAS splits its products by thread), the
         number of data-parallel ranks and the loss of every step so far as
         base64 float64 (when all are known); the snapshots taken so far go
-        with it. Data-parallel, only rank 0 writes (the others only note
+        with it (the one of this step, if any, as the saved weights
+        themselves: checkpoint.SNAPSHOT_IS_MODEL). Data-parallel, only rank 0 writes (the others only note
         the step)."""
         if self.rank != 0:
             if self.ckpt_path is not None and os.fspath(path) == os.fspath(self.ckpt_path):
@@ -623,9 +624,12 @@ class Trainer:
         whole = self.loss_history
         if [s for s, _ in whole] == list(range(1, self.step + 1)):
             extra["losses"] = _encode_losses([loss for _, loss in whole])
+        # the snapshot of this step, if any, is the model being saved
+        snaps = {s: checkpoint.SNAPSHOT_IS_MODEL if s == self.step else v
+                 for s, v in self.snapshots.items()}
         checkpoint.save_checkpoint(path, model=self.model, optimizer=self.opt, step=self.step,
                                    config=self.model_config, rng=pt.get_rng_state(), extra=extra,
-                                   snapshots=self.snapshots)
+                                   snapshots=snaps)
         if self.ckpt_path is not None and os.fspath(path) == os.fspath(self.ckpt_path):
             self._saved_step = self.step
 
@@ -688,7 +692,13 @@ class Trainer:
         shapes = {k: v.shape for k, v in model.state_dict().items()}
         for step, snap in sorted(ck.snapshots.items()):
             problem = checkpoint.check_snapshot(snap, shapes)
+            if not problem and snap == checkpoint.SNAPSHOT_IS_MODEL and step != ck.step:
+                problem = (f"{checkpoint.SNAPSHOT_IS_MODEL!r} (the saved weights), but they "
+                           f"are the weights of step {ck.step}")
             if problem:
                 raise ResumeError(f"{where}: snapshot of step {step}: {problem}")
-        trainer.snapshots = {s: snap for s, snap in ck.snapshots.items() if s <= ck.step}
+        trainer.snapshots = {
+            s: checkpoint.compress_snapshot(ck.model_state)
+            if snap == checkpoint.SNAPSHOT_IS_MODEL else snap
+            for s, snap in ck.snapshots.items() if s <= ck.step}
         return trainer

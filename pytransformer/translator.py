@@ -53,8 +53,9 @@ class Translator:
     src_vocab and tgt_vocab the data.Vocab of its source and target ids,
     data a JSON-able dict saying how the training corpus was made (seed,
     size), and snapshots the compressed weights of a few training steps
-    ({step: {name: array}}, see checkpoint.compress_snapshot; {} when
-    none; snapshot_models() turns them into models)."""
+    ({step: {name: array}}, see checkpoint.compress_snapshot, or
+    checkpoint.SNAPSHOT_IS_MODEL for the step whose weights are the model's;
+    {} when none; snapshot_models() turns them into models)."""
 
     def __init__(self, model, src_vocab, tgt_vocab, data=None, snapshots=None):
         self.model, self.src_vocab, self.tgt_vocab = model, src_vocab, tgt_vocab
@@ -137,7 +138,8 @@ class Translator:
         """[(step, Translator)] for this translator's training snapshots (all
         of them, or those whose step is in `steps`), in step order: the same
         vocabularies, the weights of that step (checkpoint.decompress_snapshot,
-        int8 precision). The output projection, which snapshots leave out,
+        int8 precision; the model itself for the step that is
+        SNAPSHOT_IS_MODEL). The output projection, which snapshots leave out,
         is the target embedding when the model ties them and zero
         otherwise: these models are for teacher-forced attention and
         alignment, not to translate. [] when there are no snapshots."""
@@ -146,6 +148,9 @@ class Translator:
         out = []
         for step in sorted(self.snapshots):
             if steps is not None and step not in steps:
+                continue
+            if self.snapshots[step] == checkpoint.SNAPSHOT_IS_MODEL:
+                out.append((step, self))
                 continue
             state = checkpoint.decompress_snapshot(self.snapshots[step], dtype)
             for key in checkpoint.SNAPSHOT_LEFT_OUT:
@@ -541,7 +546,9 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
         print(f"wrote {f}", file=stream)
     if trainer.validations:
         print(f"wrote {stem}.valid.csv", file=stream)
-    return Translator(model.eval(), src_vocab, tgt_vocab, extra["data"], trainer.snapshots)
+    snaps = {s: checkpoint.SNAPSHOT_IS_MODEL if s == trainer.step else v      # the model's
+             for s, v in trainer.snapshots.items()}                          # own weights
+    return Translator(model.eval(), src_vocab, tgt_vocab, extra["data"], snaps)
 
 
 def config_fields():

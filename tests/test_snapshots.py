@@ -11,6 +11,7 @@ import pytest
 import pytransformer as pt
 from pytransformer import checkpoint, cli
 from pytransformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pytransformer.safetensors import load_with_metadata, save_file
 from pytransformer.training import ResumeError, TrainConfig, Trainer
 from pytransformer.translator import Translator, train_translator
 from tests.test_train import _model
@@ -79,13 +80,13 @@ def test_a_training_run_keeps_snapshots_at_the_expected_steps(run):
     ck = load_checkpoint(path)
     assert sorted(ck.snapshots) == [0, 1, 3, 12] == sorted(tr.snapshots)
     final = ck.model_state
-    # the last snapshot is the saved model, to int8 precision
-    last = checkpoint.decompress_snapshot(ck.snapshots[12])
-    assert set(last) == set(final) - {"generator.weight", "generator.bias"}
-    for k, v in last.items():
-        assert np.allclose(v, final[k], atol=np.abs(final[k]).max() / 127, rtol=1e-3), k
-    # step 0 is the initialisation: the weights before any update differ from the last
+    # the last step's snapshot is the saved model itself, stored once
+    assert ck.snapshots[12] == tr.snapshots[12] == checkpoint.SNAPSHOT_IS_MODEL
+    assert not any(k.startswith("snapshot.12.") for k in load_with_metadata(path)[0])
+    assert tr.snapshot_models(steps={12}) == [(12, tr)]
     first = checkpoint.decompress_snapshot(ck.snapshots[0])
+    assert set(first) == set(final) - {"generator.weight", "generator.bias"}
+    # step 0 is the initialisation: the weights before any update differ from the last
     assert not np.allclose(first["src_embed.weight"], final["src_embed.weight"], atol=1e-3)
     pt.manual_seed(0)
     from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
@@ -94,7 +95,7 @@ def test_a_training_run_keeps_snapshots_at_the_expected_steps(run):
         assert np.allclose(v, init[k], atol=np.abs(init[k]).max() / 127 + 1e-6, rtol=1e-3), k
     # a snapshot is small: int8 matrices, no output projection
     n_model = sum(v.nbytes for v in final.values())
-    assert checkpoint.snapshot_nbytes(ck.snapshots[12]) < 0.3 * n_model
+    assert checkpoint.snapshot_nbytes(ck.snapshots[3]) < 0.3 * n_model
 
 
 def test_snapshots_survive_stripping_to_a_model_file(run, tmp_path):
@@ -104,8 +105,10 @@ def test_snapshots_survive_stripping_to_a_model_file(run, tmp_path):
     ck, stripped = load_checkpoint(path), load_checkpoint(out)
     assert stripped.optimizer_state is None and stripped.extra.get("train_config") is None
     assert sorted(stripped.snapshots) == sorted(ck.snapshots)
-    for step, snap in ck.snapshots.items():
-        assert all(np.array_equal(a, stripped.snapshots[step][n]) for n, a in snap.items())
+    assert stripped.snapshots[12] == checkpoint.SNAPSHOT_IS_MODEL
+    for step in (0, 1, 3):
+        assert all(np.array_equal(a, stripped.snapshots[step][n])
+                   for n, a in ck.snapshots[step].items())
     again = Translator.load(out)
     models = again.snapshot_models()
     assert [s for s, _ in models] == [0, 1, 3, 12]
@@ -150,7 +153,7 @@ class _Stop(Exception):
 
 
 def test_snapshots_survive_resume_bit_identically(tmp_path):
-    cfg = TrainConfig(steps=12, warmup=4, lr_factor=2.0, eval_every=1, ckpt_every=5)
+    cfg = TrainConfig(steps=12, warmup=4, lr_factor=2.0, eval_every=1, ckpt_every=3)
     straight = Trainer(_model(), _epoch_batches(), cfg, validate=lambda m: {},
                        stream=io.StringIO())
     straight.run()
@@ -158,20 +161,23 @@ def test_snapshots_survive_resume_bit_identically(tmp_path):
 
     path = tmp_path / "run.safetensors"
 
-    def stop_at_6(m):
-        if first.step == 6:
+    def stop_at_4(m):
+        if first.step == 4:
             raise _Stop
         return {}
-    first = Trainer(_model(), _epoch_batches(), cfg, ckpt_path=path, validate=stop_at_6,
+    first = Trainer(_model(), _epoch_batches(), cfg, ckpt_path=path, validate=stop_at_4,
                     stream=io.StringIO())
     with pytest.raises(_Stop):
         first.run()
-    assert sorted(load_checkpoint(path).snapshots) == [0, 1, 3]       # saved at step 5
+    saved = load_checkpoint(path)                       # step 3: its snapshot is the model
+    assert saved.step == 3 and saved.snapshots[3] == checkpoint.SNAPSHOT_IS_MODEL
+    assert sorted(saved.snapshots) == [0, 1, 3]
     resumed = Trainer.resume(path, _model(), _epoch_batches(), validate=lambda m: {},
                              stream=io.StringIO())
     assert sorted(resumed.snapshots) == [0, 1, 3]
     resumed.run()
     assert sorted(load_checkpoint(path).snapshots) == [0, 1, 3, 12]
+    assert sorted(resumed.snapshots) == [0, 1, 3, 12]
     for step, snap in straight.snapshots.items():
         assert all(np.array_equal(a, resumed.snapshots[step][n]) for n, a in snap.items())
 
@@ -191,7 +197,7 @@ def test_a_longer_resumed_run_adds_its_own_steps(run, tmp_path):
 def test_malformed_snapshots_are_refused_naming_the_step(run, tmp_path):
     path, _ = run
     ck = load_checkpoint(path)
-    snaps = {s: dict(v) for s, v in ck.snapshots.items()}
+    snaps = {s: v if isinstance(v, str) else dict(v) for s, v in ck.snapshots.items()}
     snaps[3]["src_embed.weight.q8"] = snaps[3]["src_embed.weight.q8"][:2]
     bad = tmp_path / "bad.safetensors"
     save_checkpoint(bad, model=ck.model_state, config=ck.config, extra=ck.extra,
@@ -200,7 +206,6 @@ def test_malformed_snapshots_are_refused_naming_the_step(run, tmp_path):
                                               "expected int8"):
         Translator.load(bad)
     # a checkpoint whose metadata lists a snapshot array it does not hold
-    from pytransformer.safetensors import load_with_metadata, save_file
     tensors, meta = load_with_metadata(path)
     listed = json.loads(meta["snapshots"])
     listed["3"].append("ghost.f16")
@@ -210,16 +215,23 @@ def test_malformed_snapshots_are_refused_naming_the_step(run, tmp_path):
         load_checkpoint(tmp_path / "ghost.safetensors")
     with pytest.raises(TypeError, match="snapshots: keys must be steps"):
         save_checkpoint(tmp_path / "x.safetensors", snapshots={-1: {}})
+    model = checkpoint.SNAPSHOT_IS_MODEL
+    with pytest.raises(ValueError, match="stands for more than one step"):
+        save_checkpoint(tmp_path / "x.safetensors", model=ck.model_state,
+                        snapshots={1: model, 2: model})
+    with pytest.raises(ValueError, match="needs the model's weights"):
+        save_checkpoint(tmp_path / "x.safetensors", snapshots={1: model})
+    meta = dict(meta, snapshots=json.dumps({"1": "model", "2": "model"}))
+    save_file({k: v for k, v in tensors.items() if not k.startswith("snapshot.")},
+              tmp_path / "twice.safetensors", metadata=meta)
+    with pytest.raises(CheckpointError, match="stands for more than one step"):
+        load_checkpoint(tmp_path / "twice.safetensors")
 
 
 def test_resume_refuses_a_snapshot_of_another_model(tmp_path):
     cfg = TrainConfig(steps=6, warmup=4, eval_every=0, ckpt_every=0)
     path = tmp_path / "run.safetensors"
     Trainer(_model(), _epoch_batches(), cfg, ckpt_path=path, stream=io.StringIO()).run()
-    ck = load_checkpoint(path)
-    snaps = {s: dict(v) for s, v in ck.snapshots.items()}
-    del snaps[1]["src_embed.weight.scale"]
-    from pytransformer.safetensors import load_with_metadata, save_file
     tensors, meta = load_with_metadata(path)
     del tensors["snapshot.1.src_embed.weight.scale"]
     listed = json.loads(meta["snapshots"])
@@ -230,3 +242,15 @@ def test_resume_refuses_a_snapshot_of_another_model(tmp_path):
                                           "'src_embed.weight.scale'"):
         Trainer.resume(path, _model(), _epoch_batches(), config=TrainConfig(
             steps=8, warmup=4, eval_every=0, ckpt_every=0), stream=io.StringIO())
+    # the saved weights (step 6) standing for the snapshot of step 3
+    Trainer(_model(), _epoch_batches(), cfg, ckpt_path=path, stream=io.StringIO()).run()
+    tensors, meta = load_with_metadata(path)
+    listed = json.loads(meta["snapshots"])
+    assert listed.pop("6") == "model"
+    for name in listed.pop("3"):
+        del tensors[f"snapshot.3.{name}"]
+    listed["3"] = "model"
+    save_file(tensors, path, metadata=dict(meta, snapshots=json.dumps(listed)))
+    with pytest.raises(ResumeError, match="snapshot of step 3: 'model' .* the weights of "
+                                          "step 6"):
+        Trainer.resume(path, _model(), _epoch_batches(), stream=io.StringIO())
