@@ -592,7 +592,8 @@ def cmd_analyze(args):
     import time
     from pytransformer._atomic import atomic_write
     from pytransformer.data import make_splits
-    from pytransformer.explain.analysis import analysis_report, findings, run_analysis
+    from pytransformer.explain.analysis import (NO_SNAPSHOTS, analysis_report, findings,
+                                                run_analysis)
 
     _check_output_file("--out", args.out)
     if args.json is not None:
@@ -612,6 +613,12 @@ def cmd_analyze(args):
     splits = make_splits(seed=seed, n_train=0)
     pairs = getattr(splits, args.split)[:args.n]
     print(f"analyzing {len(pairs)} {args.split} pairs (corpus seed {seed})", file=sys.stderr)
+    if not args.checkpoints:
+        if tr.snapshots:
+            print(f"AER over training: the model's own snapshots, steps "
+                  f"{', '.join(map(str, sorted(tr.snapshots)))}", file=sys.stderr)
+        else:
+            print(f"note: {NO_SNAPSHOTS}", file=sys.stderr)
     a = run_analysis(tr, pairs, checkpoints=args.checkpoints or (), prune=not args.no_prune)
     with _writing(args.out):
         analysis_report(a).save(args.out)
@@ -626,6 +633,10 @@ def cmd_analyze(args):
               f"(best positional baseline {r['best_baseline']:.2f})")
     if f.get("prunable_heads") is not None:
         print(f"heads removable with < 1 BLEU lost: {f['prunable_heads']} of {f['heads']}")
+    if f.get("aer_over_training"):
+        source = "snapshots" if a.learning_from == "snapshots" else "checkpoints"
+        print(f"best AER over training ({source}): " + ", ".join(
+            f"step {'?' if s is None else s} {x:.3f}" for s, x in f["aer_over_training"]))
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s (corpus included)")
     return 0
 
@@ -823,7 +834,8 @@ def _add_analyze(sub):
     s.add_argument("--model", default=None,
                    help="model file (default: the model shipped with the package)")
     s.add_argument("--checkpoints", nargs="+", default=None, metavar="FILE",
-                   help="training snapshots (translator files) for AER over training")
+                   help="training checkpoints (translator files) for AER over training "
+                        "(default: the model's own training snapshots, when it has them)")
     s.add_argument("--no-prune", action="store_true",
                    help="skip the BLEU pruning search (the slowest measure)")
     s.add_argument("--json", default=None, metavar="FILE",

@@ -123,3 +123,49 @@ def test_steps_chart_labels_every_step_and_escapes_names():
         assert f">{s}</text>" in svg
     assert "a&lt;b" in svg and "a<b" not in svg
     assert 'stroke-dasharray="6 4"' in svg
+
+
+# ------------------------------------------------------------------ analyze
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    from pytransformer.data import make_splits
+    return make_splits(seed=0, n_train=0).test[:30]
+
+
+def test_analysis_uses_the_models_own_snapshots(with_snapshots, pairs):
+    from pytransformer.explain.alignment import alignment_scores
+    from pytransformer.explain.analysis import analysis_report, findings, run_analysis
+    a = run_analysis(with_snapshots, pairs, prune=False, stream=False)
+    assert a.learning_from == "snapshots" and a.checkpoints.steps == [0, 100, 6000]
+    models = dict(with_snapshots.snapshot_models())
+    assert a.checkpoints.best_aer[0] == pytest.approx(alignment_scores(models[0], pairs).best["aer"])
+    assert a.checkpoints.best_aer[-1] == pytest.approx(a.alignment.best["aer"])
+    f = findings(a)
+    assert [s for s, _ in f["aer_over_training"]] == [0, 100, 6000]
+    assert f["aer_over_training_from"] == "snapshots"
+    html = analysis_report(a).to_html()
+    assert "snapshot of step 100" in html
+    assert "training snapshots: " in html and "(step 100)" in html
+
+
+def test_analysis_of_a_model_without_snapshots_says_so(shipped, pairs):
+    from pytransformer.explain.analysis import NO_SNAPSHOTS, analysis_report, run_analysis
+    a = run_analysis(shipped, pairs[:10], prune=False, stream=False)
+    assert a.checkpoints is None and a.learning_note == NO_SNAPSHOTS
+    assert "The model has no training snapshots" in analysis_report(a).to_html()
+
+
+def test_cli_analyze_without_checkpoints_names_the_snapshot_steps(with_snapshots, tmp_path,
+                                                                   capsys):
+    from pytransformer import cli
+    path = tmp_path / "m.safetensors"
+    with_snapshots.save(path)
+    out = tmp_path / "a.html"
+    assert cli.main(["analyze", "-n", "20", "--no-prune", "--model", str(path),
+                     "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "AER over training: the model's own snapshots, steps 0, 100, 6000" in captured.err
+    assert "best AER over training (snapshots): step 0 " in captured.out
+    assert "snapshot of step 6000" in out.read_text()

@@ -123,7 +123,8 @@ def learning_view(translator, sentence, translation=None, gold=None):
         links, why = gold.links(), "gold alignment"
     else:
         w = final.attention("cross", -1).weights[0].mean(0)
-        links, why = alignment_from_weights(w, len(src), len(tgt)), "the finished model's alignment"
+        links = alignment_from_weights(w, len(src), len(tgt))
+        why = "the finished model's alignment"
     for i, j in sorted(links, key=lambda x: x[1]):
         layer, head = _best_head(final, "cross", j, i)
         pairs.append(dict(kind="cross", label=f"{tgt[j]} \u2192 {src[i]}", why=why, query=j,
