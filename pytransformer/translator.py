@@ -63,12 +63,24 @@ class Translator:
         self.snapshots = dict(snapshots or {})
 
     # --- files ----------------------------------------------------------------
-    def save(self, path, **kwargs):
+    def save(self, path, dtype=None, **kwargs):
         """Write model weights, model config, both vocabularies and the
         training snapshots (atomic). Without the optimizer state: this is
-        how a training checkpoint becomes a model file, snapshots kept."""
+        how a training checkpoint becomes a model file, snapshots kept.
+        dtype "float16" (or "float32", "float64") stores the weights in
+        that type (load() reads them into the model's float32); None keeps
+        the model's own. ValueError for another dtype."""
         kwargs.setdefault("snapshots", self.snapshots)
-        checkpoint.save_checkpoint(path, model=self.model, config=self.model.config.to_dict(),
+        model = self.model
+        if dtype is not None:
+            try:
+                dt = np.dtype(dtype)
+            except TypeError:
+                dt = None
+            if dt not in (np.float16, np.float32, np.float64):
+                raise ValueError(f"dtype: expected float16, float32 or float64, got {dtype!r}")
+            model = {k: v.astype(dt) for k, v in self.model.state_dict().items()}
+        checkpoint.save_checkpoint(path, model=model, config=self.model.config.to_dict(),
                                    extra={"src_vocab": self.src_vocab.to_dict(),
                                           "tgt_vocab": self.tgt_vocab.to_dict(),
                                           "data": self.data}, **kwargs)

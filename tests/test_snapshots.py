@@ -254,3 +254,21 @@ def test_resume_refuses_a_snapshot_of_another_model(tmp_path):
     with pytest.raises(ResumeError, match="snapshot of step 3: 'model' .* the weights of "
                                           "step 6"):
         Trainer.resume(path, _model(), _epoch_batches(), stream=io.StringIO())
+
+
+def test_a_float16_model_file_keeps_the_snapshots(run, tmp_path):
+    path, _ = run
+    tr = Translator.load(path)
+    out = tmp_path / "half.safetensors"
+    tr.save(out, dtype="float16")
+    ck = load_checkpoint(out)
+    assert all(v.dtype == np.float16 for v in ck.model_state.values())
+    assert sorted(ck.snapshots) == [0, 1, 3, 12]
+    half = Translator.load(out)
+    for k, v in half.model.state_dict().items():
+        assert v.dtype == np.float32
+        assert np.array_equal(v, tr.model.state_dict()[k].astype(np.float16).astype(np.float32))
+    with pytest.raises(ValueError, match="dtype: expected float16, float32 or float64"):
+        tr.save(tmp_path / "x.safetensors", dtype="int8")
+    with pytest.raises(ValueError, match="dtype: expected"):
+        tr.save(tmp_path / "x.safetensors", dtype="bogus")
