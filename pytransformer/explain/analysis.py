@@ -19,20 +19,27 @@ import numpy as np
 
 from . import html as H
 from .ablation import head_importance, prune_heads
-from .alignment import OFFSETS, AlignmentAccumulator, aer_over_checkpoints
+from .alignment import (OFFSETS, AlignmentAccumulator, CheckpointAER, aer_over_checkpoints,
+                        alignment_scores)
 from .ffn import ffn_memories, teacher_forced_traces
 from .layers import layer_similarity
 from .lens import logit_lens_accuracy
 from .rollout import rollout_vs_ablation
 from .syntax import SyntaxAccumulator
 
-__all__ = ["Analysis", "analysis_report", "findings", "run_analysis"]
+__all__ = ["Analysis", "aer_over_snapshots", "analysis_report", "findings", "run_analysis"]
+
+NO_SNAPSHOTS = ("the model has no training snapshots (trained with --no-snapshots, or before "
+                "training kept them): no AER over training; retrain it, or pass --checkpoints")
 
 
 @dataclasses.dataclass
 class Analysis:
     """Results of :func:`run_analysis`: one attribute per measure (None when
-    skipped) and `seconds` {measure: wall time}."""
+    skipped) and `seconds` {measure: wall time}. checkpoints (AER over
+    training) comes from checkpoint files or from the model's own
+    snapshots: `learning_from` says which ("checkpoints", "snapshots" or
+    "" when neither), `learning_note` why there is none."""
     n_pairs: int
     alignment: object = None
     syntax: object = None
@@ -43,6 +50,8 @@ class Analysis:
     pruning: object = None
     rollout: object = None
     checkpoints: object = None
+    learning_from: str = ""
+    learning_note: str = ""
     seconds: dict = dataclasses.field(default_factory=dict)
 
 
@@ -60,11 +69,41 @@ def _blas_threads(n):
         yield
 
 
+def aer_over_snapshots(translator, pairs, batch_size=128):
+    """AER over training from the translator's own training snapshots
+    (Translator.snapshot_models): a CheckpointAER whose paths name the
+    steps, as :func:`alignment.aer_over_checkpoints` gives for files; None
+    when the translator has no snapshots."""
+    models = translator.snapshot_models()
+    if not models:
+        return None
+    scores = [alignment_scores(m, pairs, batch_size) for _, m in models]
+    fb = scores[-1].best
+    o = OFFSETS.index(fb["offset"])
+
+    def at(s):
+        return float(s.aer_avg[o, fb["layer"]] if fb["head"] == "avg"
+                     else s.aer_head[o, fb["layer"], fb["head"]])
+    return CheckpointAER(paths=[f"snapshot of step {s}" for s, _ in models],
+                         steps=[s for s, _ in models],
+                         best_aer=np.array([s.best["aer"] for s in scores]),
+                         best=[s.best for s in scores],
+                         aer_avg=np.array([s.aer_avg for s in scores]),
+                         aer_at_final_best=np.array([at(s) for s in scores]),
+                         diagonal_aer=scores[0].diagonal["aer"],
+                         caption=CheckpointAER.caption.replace(
+                             "per checkpoint", "per training snapshot kept in the model file "
+                                               "(int8 weights; the last step the model itself)"))
+
+
 def run_analysis(translator, pairs, checkpoints=(), prune=True, stream=None,
-                 batch_size=128, blas_threads=1):
+                 batch_size=128, blas_threads=1, snapshots=True):
     """Every corpus-level measure on `pairs` (corpus Pairs with gold
     alignments, dependencies and POS tags). checkpoints: translator files
-    for AER over training (optional; each is traced over all the pairs); prune: run the BLEU pruning search
+    for AER over training (optional; each is traced over all the pairs);
+    without them, and with snapshots=True, the translator's own training
+    snapshots serve (aer_over_snapshots; a model without them gets
+    Analysis.learning_note instead). prune: run the BLEU pruning search
     (the slowest part). Progress goes to `stream` (default stderr; False:
     silent). Returns an Analysis."""
     if stream is None:
@@ -115,6 +154,13 @@ def run_analysis(translator, pairs, checkpoints=(), prune=True, stream=None,
         if checkpoints:
             out.checkpoints = step("AER over checkpoints", lambda: aer_over_checkpoints(
                 list(checkpoints), pairs))
+            out.learning_from = "checkpoints"
+        elif snapshots and getattr(translator, "snapshots", None):
+            out.checkpoints = step("AER over the model's snapshots", lambda: aer_over_snapshots(
+                translator, pairs, batch_size))
+            out.learning_from = "snapshots"
+        elif snapshots:
+            out.learning_note = NO_SNAPSHOTS
     return out
 
 
@@ -170,6 +216,7 @@ def findings(a):
     if a.checkpoints is not None:
         f["aer_over_training"] = [(s, float(x)) for s, x in zip(a.checkpoints.steps,
                                                                 a.checkpoints.best_aer)]
+        f["aer_over_training_from"] = a.learning_from
     f["seconds"] = {k: round(v, 2) for k, v in a.seconds.items()}
     return f
 
@@ -233,6 +280,17 @@ def _answers(a):
                         "No: linear CKA between consecutive decoder layers is "
                         + ", ".join(f"{c[i, i + 1]:.2f}" for i in range(c.shape[0] - 1))
                         + " (1 = the same representation)."])
+    if a.checkpoints is not None:
+        known = [(s, x) for s, x in f["aer_over_training"] if s is not None]
+        source = ("the model's training snapshots" if a.learning_from == "snapshots"
+                  else "the checkpoints given")
+        answers.append(["When does alignment emerge?",
+                        f"Best AER at each step of {source}: " + ", ".join(
+                            f"{x:.2f} (step {s})" for s, x in known) + "." if known else
+                        "The checkpoints record no steps."])
+    elif a.learning_note:
+        answers.append(["When does alignment emerge?", a.learning_note[0].upper()
+                        + a.learning_note[1:] + "."])
     if a.pruning is not None and a.pruning.max_prunable is not None:
         answers.append(["Are all heads needed?",
                         f"{a.pruning.max_prunable} of {len(a.pruning.order)} heads can be "
@@ -259,6 +317,10 @@ def _alignment_section(rep, a):
 
 def _emergence_section(rep, a):
     if a.checkpoints is None:
+        if a.learning_note:
+            rep.add_section("When does alignment emerge?",
+                            a.learning_note[0].upper() + a.learning_note[1:] + ".", "",
+                            id="emergence")
         return
     ck = a.checkpoints
     known = [i for i, s in enumerate(ck.steps) if s is not None]

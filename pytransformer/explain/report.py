@@ -14,6 +14,7 @@ from . import html as H
 from .patch import counterfactual
 from .trace import trace
 from .ffn import value_promotions
+from .learning import learning_section
 from .lens import logit_lens
 from .views import TERM_NAMES, factor_view, position_split, value_mixing
 from .walkthrough import compare_keys, walkthrough_data, walkthrough_html
@@ -211,6 +212,7 @@ def sentence_report(translator, sentence, translation=None, donor=None):
     rep = H.Report(f"Inside the translation of \u201c{sentence}\u201d")
     for section in _SENTENCE_SECTIONS:
         section(rep, translator, sentence, v)
+    learning_section(rep, translator, sentence, v)
     return rep
 
 
@@ -249,6 +251,7 @@ _QUESTIONS = [
     ("ffn", "What do the feed-forward layers store?"),
     ("lens", "Does each layer compute something different? (the logit lens)"),
     ("counterfactual", "Where does the model keep what a word means?"),
+    ("learning", "How did gradient descent make related words align?"),
 ]
 
 
