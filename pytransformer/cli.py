@@ -257,6 +257,10 @@ _TRAIN_OPTIONS = [
     ("--batch-size", int, 64, "sentence pairs per step", _int_min(1)),
     ("--n-train", int, 100_000, "training pairs to generate", _int_min(1)),
     ("--data-seed", int, 0, "seed of the generated corpus", _int_min(0)),
+    ("--grammar", int, 2, "version of the corpus grammar (1: statements, negations and "
+                          "questions; 2: also two adjectives, object relatives, chained "
+                          "phrases, negated questions, personal 'a')",
+     lambda v: None if v in (1, 2) else "expected 1 or 2"),
     ("--seed", int, 0, "seed of init, dropout, data order", _int_min(0)),
     ("--d-model", int, 128, "model width", _int_min(1)),
     ("--nhead", int, 4, "attention heads (must divide --d-model)", _int_min(1)),
@@ -279,7 +283,7 @@ _TRAIN_OPTIONS = [
 # settings a resumed run keeps (the model's shapes, the data and its order, and the
 # learning-rate schedule, whose saved state would silently override new values)
 _RUN_FIXED = ("d_model", "nhead", "layers", "ff", "dropout", "max_len", "tie", "n_train",
-              "data_seed", "batch_size", "seed", "warmup", "lr_factor")
+              "data_seed", "grammar", "batch_size", "seed", "warmup", "lr_factor")
 
 
 def _saved_run_settings(path):
@@ -335,6 +339,10 @@ def _saved_run_settings(path):
             raise CLIError(f"--resume: {path}: {part}: {key}: expected {expected}, "
                            f"got {v!r:.80}")
         settings[dest] = v
+    grammar = d.get("grammar", 1)           # runs that do not record it used version 1
+    if grammar not in (1, 2) or isinstance(grammar, bool):
+        raise CLIError(f"--resume: {path}: data: grammar: expected 1 or 2, got {grammar!r:.80}")
+    settings["grammar"] = grammar
     snaps = t.get("snapshots", True) if isinstance(t, dict) else True
     settings["snapshots"] = snaps if isinstance(snaps, bool) else True
     threads = extra.get("threads")
@@ -449,7 +457,7 @@ def cmd_train(args):
             with distributed.abort_on_error("pytransformer train",
                                             passthrough=(SettingsError, ResumeError)):
                 tr = train_translator(cfg["out"], model_config, tc, n_train=cfg["n_train"],
-                                      data_seed=cfg["data_seed"],
+                                      data_seed=cfg["data_seed"], grammar=cfg["grammar"],
                                       batch_size=cfg["batch_size"], resume=cfg["resume"])
         except SettingsError as e:          # e.g. --max-len shorter than the corpus needs
             dest, what = str(e).split(":", 1)
@@ -522,13 +530,13 @@ def cmd_translate(args):
 
 def cmd_evaluate(args):
     """Exact match and BLEU of a translator on the corpus splits."""
-    from pytransformer.data import GRAMMAR, make_splits
+    from pytransformer.data import make_splits
     from pytransformer.translator import evaluate
 
     tr = _load_translator(args.model)
     _check_beam(args.beam, tr)
     seed = tr.data.get("seed", 0) if args.data_seed is None else args.data_seed
-    grammar = tr.data.get("grammar", GRAMMAR)                # the model's own corpus
+    grammar = tr.grammar                                     # the model's own corpus
     splits = make_splits(seed=seed, n_train=0, grammar=grammar,
                          n_structural=2000 if "structural" in args.splits else 0)
     n = min(args.n, min(len(getattr(splits, name)) for name in args.splits))
@@ -616,7 +624,7 @@ def cmd_analyze(args):
                            f"{c.num_decoder_layers} x {c.nhead}")
     seed = tr.data.get("seed", 0) if args.data_seed is None else args.data_seed
     t0 = time.perf_counter()
-    splits = make_splits(seed=seed, n_train=0)
+    splits = make_splits(seed=seed, n_train=0, grammar=tr.grammar)
     pairs = getattr(splits, args.split)[:args.n]
     print(f"analyzing {len(pairs)} {args.split} pairs (corpus seed {seed})", file=sys.stderr)
     if not args.checkpoints:

@@ -18,7 +18,7 @@ import numpy as np
 
 import pytransformer as pt
 from pytransformer import checkpoint, decode
-from pytransformer.data import EOS, BOS, PAD, Vocab, batch, iter_batches, make_splits, tokenize
+from pytransformer.data import EOS, BOS, GRAMMAR, GRAMMARS, PAD, Vocab, batch, iter_batches, make_splits, tokenize
 from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
 from pytransformer.training import TrainConfig, Trainer, _Silent
 from pytransformer.validation import int_arg, is_int
@@ -61,6 +61,12 @@ class Translator:
         self.model, self.src_vocab, self.tgt_vocab = model, src_vocab, tgt_vocab
         self.data = data or {}      # how the training corpus was made (seed, size)
         self.snapshots = dict(snapshots or {})
+
+    @property
+    def grammar(self):
+        """The version of the corpus grammar the model was trained on (the
+        file's data record; 1 for files that do not record it)."""
+        return self.data.get("grammar", 1)
 
     # --- files ----------------------------------------------------------------
     def save(self, path, dtype=None, **kwargs):
@@ -135,6 +141,9 @@ class Translator:
         seed = data.get("seed", 0)
         if not is_int(seed) or seed < 0:
             fail(f"metadata 'extra' 'data': seed must be an int >= 0, got {seed!r:.80}")
+        if data.get("grammar", 1) not in GRAMMARS:
+            fail(f"metadata 'extra' 'data': grammar must be one of {list(GRAMMARS)}, got "
+                 f"{data.get('grammar')!r:.80}")
         _check_weights(cfg, ck.model_state, fail)
         if ck.snapshots:
             shapes = {k: v.shape for k, v in ck.model_state.items()}
@@ -486,7 +495,8 @@ def _scores(nll, right, count, hyps, pairs):
 
 
 def train_translator(path, model_config=None, train_config=None, n_train=100_000,
-                     data_seed=0, batch_size=64, resume=False, stream=None, n_valid_eval=200):
+                     data_seed=0, batch_size=64, resume=False, stream=None, n_valid_eval=200,
+                     grammar=GRAMMAR):
     """Train a translator on the generated corpus and save it at `path`.
 
     model_config: a dict of Seq2SeqConfig fields (vocabulary sizes are set
@@ -506,7 +516,7 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     distributed.init()                  # under mpirun: data-parallel; rank 0 writes
     if distributed.rank() != 0:
         stream = _Silent()
-    splits = make_splits(seed=data_seed, n_train=n_train)
+    splits = make_splits(seed=data_seed, n_train=n_train, grammar=grammar, n_structural=0)
     src_vocab = Vocab.build(p.src for p in splits.train)
     tgt_vocab = Vocab.build(p.tgt for p in splits.train)
     pt.manual_seed(tc.seed)
@@ -542,7 +552,8 @@ def train_translator(path, model_config=None, train_config=None, n_train=100_000
     if tc.eval_every and not bleu_available() and distributed.rank() == 0:
         print(f"validation: {BLEU_UNAVAILABLE}", file=stream or sys.stderr)
     extra = {"src_vocab": src_vocab.to_dict(), "tgt_vocab": tgt_vocab.to_dict(),
-             "data": {"seed": data_seed, "n_train": n_train, "batch_size": batch_size}}
+             "data": {"seed": data_seed, "n_train": n_train, "batch_size": batch_size,
+                      "grammar": grammar}}
     kw = dict(validate=validate, extra=extra, stream=stream, valid_csv=stem + ".valid.csv",
               validate_all_ranks=True)
     if resume:

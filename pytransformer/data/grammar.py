@@ -93,10 +93,11 @@ STRUCTURES = frozenset({"q", "neg", "negq", "adj2", "rel", "objrel", "pp2", "per
 # Grammar versions: 1 has declaratives, negations and questions, with
 # relative clauses on the subject of statements; 2 adds the structures
 # adj2, objrel, pp2, pers and negq, and relative clauses in questions.
-# GRAMMAR, the default, is the version the shipped translator was trained on,
-# so that make_splits() reproduces its corpus.
+# GRAMMAR, the default of new corpora and training runs, is the version the
+# shipped translators were trained on; a model file records its version
+# (Translator.grammar; files without the record are version 1).
 GRAMMARS = (1, 2)
-GRAMMAR = 1
+GRAMMAR = 2
 # Longest sentence, in tokens, on either side: the shipped translator's
 # positions hold 31 tokens and the end-of-sentence mark.
 MAX_TOKENS = 30
