@@ -13,7 +13,7 @@ EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
                        "examples", "train-default.json")
 # the shipped model's command (pytransformer/models/README.md)
 SHIPPED = ["--steps", "6000", "--eval-every", "1000", "--ckpt-every", "500",
-           "--out", "translator-v1.safetensors"]
+           "--out", "translator-v2.safetensors"]
 
 
 def _dump(capsys, *argv):
@@ -151,3 +151,14 @@ def test_a_tiny_run_from_a_config_file(tmp_path, capsys):
     ck = load_checkpoint(out)
     assert ck.step == 2 and ck.config["d_model"] == 16 and ck.config["num_encoder_layers"] == 1
     assert ck.extra["data"]["batch_size"] == 8
+    assert ck.extra["data"]["grammar"] == 2              # the default corpus grammar, recorded
+
+
+def test_grammar_setting_reaches_the_run_and_the_model_file(capsys, captured):
+    assert cli.main(["train", "--grammar", "1", "--steps", "3"]) == 0
+    assert captured[-1]["grammar"] == 1
+    assert cli.main(["train", "--grammar", "3", "--steps", "3"]) == 2
+    assert "--grammar: expected 1 or 2" in capsys.readouterr().err
+    from pytransformer.translator import Translator
+    assert Translator(None, None, None, data={}).grammar == 1          # files without the record
+    assert Translator(None, None, None, data={"grammar": 2}).grammar == 2
