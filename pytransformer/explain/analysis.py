@@ -20,7 +20,7 @@ import numpy as np
 from . import html as H
 from .ablation import head_importance, prune_heads
 from .alignment import OFFSETS, AlignmentAccumulator, aer_over_checkpoints
-from .ffn import ffn_memories, teacher_forced_traces
+from .ffn import ffn_answer, ffn_memories, teacher_forced_traces
 from .layers import layer_similarity
 from .lens import logit_lens_accuracy
 from .rollout import rollout_vs_ablation
@@ -227,6 +227,8 @@ def _answers(a):
                                 f"layer {m.layer} {100 * m.summary['agreement']:.0f}%"
                                 for m in dec)
                             + f" (chance {100 * dec[0].summary['agreement_chance']:.2f}%)."])
+    if a.ffn is not None:
+        answers.append(ffn_answer(a.ffn, "encoder"))
     if a.similarity is not None:
         c = a.similarity.decoder_cka
         answers.append(["Is every layer the same function?",
