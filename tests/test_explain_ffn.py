@@ -344,7 +344,7 @@ def test_describe_features_in_words():
     assert describe_features("encoder", ["pos=VERB", "prevpos=NOUN"]) == "verbs after a noun"
     assert describe_features("decoder", ["word=la", "wpos=NOUN", "wgender=f"]) == \
         "reading 'la', about to write a feminine noun"
-    assert describe_features("decoder", ["wword=<eos>"]) == "at the end of the sentence"
+    assert describe_features("decoder", ["wword=<eos>"]) == "about to end the sentence"
 
 
 def test_choose_features_finds_the_planted_conjunction():
@@ -527,3 +527,23 @@ def test_ffn_answer_for_analyze(planted):
     assert "encoder" in q and "layer 0: n" in a
     d = mem.corpus.describe("encoder", 0, int(mem.corpus.top["encoder"][0][0]))
     assert f"fires on {d.text} ({d.covered}/{d.k} of its top activations)" in a
+    q, a = ffn_answer(mem, "decoder")
+    d = mem.corpus.describe("decoder", 0, int(mem.corpus.top["decoder"][0][0]))
+    assert f"fires when {d.text} ({d.covered}/{d.k} of its top activations)" in a
+
+
+def test_shared_traces_may_hold_words_outside_the_vocabulary():
+    """A test pair with a Spanish word the model never saw: its trace labels
+    the word '<unk:word>', and the shared traces still match the pair."""
+    import warnings
+    tr = Translator.load(default_model_path())
+    p = generate_pairs(1, seed=2)[0]
+    p = p._replace(tgt=p.tgt[:-1] + ("estornudazo",))
+    assert "estornudazo" not in tr.tgt_vocab
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = trace(tr, [p.source], [p.target])
+    assert t.tgt_out_tokens[0][-2] == "<unk:estornudazo>"
+    assert [o for o, _ in teacher_forced_traces(tr, [p], traces=[t])] == [0]
+    with pytest.raises(ValueError, match="does not match"):
+        list(teacher_forced_traces(tr, [p._replace(tgt=p.tgt[:-1] + ("otro",))], traces=[t]))

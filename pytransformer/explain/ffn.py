@@ -281,8 +281,9 @@ def teacher_forced_traces(translator, pairs, batch_size=128, traces=None):
             if o + b >= len(pairs):
                 raise ValueError(f"traces: cover more sentences than the {len(pairs)} pairs")
             p = pairs[o + b]
-            if (list(t.src_tokens[b][:-1]) != list(p.src)
-                    or list(t.tgt_out_tokens[b][:-1]) != list(p.tgt)):
+            # words outside the vocabulary are labelled '<unk:word>' in a trace
+            if ([_unmark(w) for w in t.src_tokens[b][:-1]] != list(p.src)
+                    or [_unmark(w) for w in t.tgt_out_tokens[b][:-1]] != list(p.tgt)):
                 raise ValueError(f"traces[{k}] row {b}: does not match pairs[{o + b}] "
                                  f"(expected a teacher-forced trace of the gold translation)")
         yield o, t
@@ -700,7 +701,8 @@ def _layer_caption(kind, layer, s, rank_by, top_k):
 # word class from the lexicon (part of speech, number, gender, noun class,
 # tense), its neighbours and its place in the sentence (decoder: the word read
 # and the word written next). A neuron's description is the conjunction of at
-# most three features chosen greedily to maximise c * log(c / b), c the share
+# most three features that maximises c * log(c / b) (the best pair found
+# exhaustively, a third feature added greedily), c the share
 # of the neuron's top-k activations carrying all of them (its coverage), b the
 # share of all words carrying them: frequent among the triggers, rare
 # elsewhere. The coverage is printed beside the words, so every description
@@ -915,33 +917,55 @@ def _kl_score(c, b):
         return np.where(c > 0, c * np.log(np.maximum(c, 1e-12) / np.maximum(b, 1e-12)), -np.inf)
 
 
-def choose_features(table, triggers, max_features=3):
+def choose_features(table, triggers, max_features=3, min_share=0.25):
     """The features describing the tokens `triggers` (indices into the
-    table): greedily add the feature that most raises c * log(c / b) (c:
-    share of the triggers with all chosen features, b: the same share over
-    all words), while it rises. Returns (names, covered, base)."""
+    table), scored by c * log(c / b) (c: share of the triggers carrying all
+    of them, b: the same share over all words): frequent among the
+    triggers, rare elsewhere. Only conjunctions that at least `min_share`
+    of the triggers carry are considered (so a description never rests on a
+    few triggers): the best single feature or pair of features is found
+    exhaustively, then further features are added greedily while the score
+    rises, up to max_features. Returns (names, covered, base); no names
+    when no feature reaches min_share."""
     X, keep = table.matrix, table.keep
     T = np.asarray(triggers, np.int64)
     k = len(T)
     if k == 0:
         return [], 0, 1.0
     n_keep = max(int(keep.sum()), 1)
+    rows = np.flatnonzero(keep)
+    c_all = X[T].sum(0)
+    cand = np.flatnonzero(c_all >= max(1, min_share * k))
     chosen, score = [], 0.0
-    in_t = np.ones(k, bool)
-    rows = np.flatnonzero(keep)                     # the words carrying every chosen feature
-    for _ in range(max_features):
-        c_all = X[T[in_t]].sum(0)
-        cand = np.flatnonzero(c_all)                 # only features some trigger has
-        cand = cand[~np.isin(cand, [table.index[f] for f in chosen])]
-        if not len(cand):
+    if len(cand):
+        Ct = X[np.ix_(T, cand)].astype(np.float32)
+        Cb = X[np.ix_(rows, cand)].astype(np.float32)
+        pc = (Ct.T @ Ct) / k                          # (m, m): pairs; the diagonal: singles
+        pb = (Cb.T @ Cb) / n_keep
+        sc = np.where(pc >= min_share, _kl_score(pc, pb), -np.inf)
+        a, b = np.unravel_index(int(np.argmax(sc)), sc.shape)
+        one = int(np.argmax(np.diag(sc)))
+        if sc[one, one] >= sc[a, b] - 1e-9:       # a pair must say more than one feature
+            a = b = one
+        if sc[a, b] > 0:
+            chosen = [table.names[int(cand[a])]] + ([table.names[int(cand[b])]] if a != b
+                                                    else [])
+            score = float(sc[a, b])
+    in_t = table.has(chosen)[T]
+    rows = rows[table.has(chosen)[rows]]
+    while chosen and len(chosen) < max_features:
+        c_more = X[T[in_t]].sum(0)
+        more = np.flatnonzero(c_more)
+        more = more[~np.isin(more, [table.index[f] for f in chosen])]
+        if not len(more):
             break
-        c = c_all[cand] / k
-        b = X[np.ix_(rows, cand)].sum(0) / n_keep
-        sc = _kl_score(c, b)
+        c = c_more[more] / k
+        sc = np.where(c >= min_share, _kl_score(c, X[np.ix_(rows, more)].sum(0) / n_keep),
+                      -np.inf)
         j = int(np.argmax(sc))
         if not sc[j] > score + 1e-9:
             break
-        col = int(cand[j])
+        col = int(more[j])
         chosen.append(table.names[col])
         score = float(sc[j])
         in_t &= X[T, col]
@@ -969,8 +993,8 @@ def _article(phrase):
 
 def describe_features(kind, names):
     """Words for a conjunction of feature names (see token_features):
-    encoder "plural nouns after 'the'", decoder "reading 'la', about to
-    write a feminine noun"."""
+    encoder "plural nouns after 'the'" (read after "fires on"), decoder
+    "reading 'la', about to write a feminine noun" (after "fires when")."""
     parts = dict(n.split("=", 1) if "=" in n else (n, True) for n in names)
     read = {k: v for k, v in parts.items() if k in ("word", "pos", "number", "gender", "class",
                                                      "tense")}
@@ -1013,7 +1037,7 @@ def describe_features(kind, names):
     elif read:
         out.append("reading " + _article(_one(read, _POS_SINGULAR)))
     if "word" in write:
-        out.append("at the end of the sentence" if write["word"] == "<eos>"
+        out.append("about to end the sentence" if write["word"] == "<eos>"
                    else f"about to write '{write['word']}'")
     elif write:
         out.append("about to write " + _article(_one(write, _POS_SINGULAR)))
@@ -1449,7 +1473,8 @@ def neuron_sentence(n, top_k):
         return fire + "; its strongest corpus activations share no feature."
     fit = ("; this word fits the description" if n.fits
            else "; this word does not fit the description")
-    return (f"{fire}. Across the corpus it fires on {d.text}: {d.covered} of its top {d.k} "
+    verb = "fires on" if d.kind == "encoder" else "fires when"
+    return (f"{fire}. Across the corpus it {verb} {d.text}: {d.covered} of its top {d.k} "
             f"activations ({d.coverage:.0%}) against {d.base:.1%} of all words{fit}.")
 
 
@@ -1559,7 +1584,8 @@ def ffn_answer(mem, kind="encoder", n=2):
     for li in range(c.num_layers(kind)):
         ds = [c.describe(kind, li, int(nn)) for nn in c.top[kind][li][:n]]
         parts.append(f"layer {li}: " + "; ".join(
-            f"n{d.neuron} fires on {d.text} ({d.covered}/{d.k} of its top activations)"
+            f"n{d.neuron} fires {'on' if kind == 'encoder' else 'when'} {d.text} "
+            f"({d.covered}/{d.k} of its top activations)"
             for d in ds))
     return [f"What does the {kind}'s feed-forward part learn, and is it a different function "
             f"in each layer?", "; ".join(parts) + ". " + similarity_sentence(c, kind)]
