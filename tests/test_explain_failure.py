@@ -108,3 +108,17 @@ def test_report_section(tr):
     assert "equals the reference" in page
     page = sentence_report(tr, sentence).to_html()        # no reference: no section
     assert 'id="failure"' not in page and 'href="#failure"' not in page
+
+
+def test_reference_word_outside_the_vocabulary(tr):
+    import warnings
+    sentence = "the black cat drank the milk"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # find_failure itself does not warn
+        f = find_failure(tr, sentence, "el gato negro bebió la lechuzo")
+    assert f.step == 5 and f.expected == "lechuzo" and not f.expected_known
+    assert "outside the model's vocabulary" in f.text
+    t = trace(tr, sentence, "el gato negro bebió la leche")     # same prefix, same state
+    z = t.logits[0, 5]
+    p = np.exp(z - z.max())
+    assert f.expected_prob == pytest.approx(p[3] / p.sum())     # the <unk> id

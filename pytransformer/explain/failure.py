@@ -18,6 +18,7 @@ the lexicon (the source words the reference word translates).
 """
 import dataclasses
 import functools
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -43,7 +44,9 @@ class Failure:
     should produce the expected word, should_from ('gold alignment',
     'lexicon' or None when neither names one); weights (L, S): each cross-
     attention layer's weights at that step, mean of heads; vocab_size: the
-    number of target words ranked; text: the finding in words."""
+    number of target words ranked; expected_known: whether the expected word
+    is in the target vocabulary (else its probability is that of <unk>);
+    text: the finding in words."""
     sentence: str
     output: list
     reference: list
@@ -61,6 +64,7 @@ class Failure:
     should_from: Optional[str] = None
     weights: Optional[np.ndarray] = None
     vocab_size: int = 0
+    expected_known: bool = True
     text: str = ""
 
     @property
@@ -164,7 +168,9 @@ def find_failure(translator, sentence, reference=None, output=None):
     if step is None:
         f.text = (f"The model's translation {_quote(' '.join(out))} equals the reference.")
         return f
-    t = trace(translator, sentence, " ".join(ref))
+    with warnings.catch_warnings():          # the report's own trace already warns
+        warnings.simplefilter("ignore")
+        t = trace(translator, sentence, " ".join(ref))
     tv = translator.tgt_vocab
     z = np.asarray(t.logits[0, step], np.float64)
     p = np.exp(z - z.max())
@@ -191,6 +197,7 @@ def find_failure(translator, sentence, reference=None, output=None):
                       for k in top]
     f.source, f.should, f.should_from, f.weights = src, should, should_from, W
     f.vocab_size = len(p)
+    f.expected_known = b[step] == "<eos>" or b[step] in tv
     f.text = _finding_text(f, tokenize(sentence))
     return f
 
@@ -199,7 +206,8 @@ def _finding_text(f, words):
     src = f.source
     after = (f"having written {_quote(' '.join(f.written))}" if f.written
              else "at the first word")
-    unk = " (a word outside the model's vocabulary)" if f.expected_prob == 0 else ""
+    unk = (" (a word outside the model's vocabulary: the probability is that of <unk>)"
+           if not f.expected_known else "")
     text = (f"The model leaves the reference at step {f.step + 1}: {after}, it writes "
             f"{_quote(f.produced)} (p = {f.produced_prob:.2g}) where the reference has "
             f"{_quote(f.expected)}{unk} (p = {f.expected_prob:.2g}, rank {f.expected_rank} "

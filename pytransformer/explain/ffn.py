@@ -701,8 +701,9 @@ def _layer_caption(kind, layer, s, rank_by, top_k):
 # word class from the lexicon (part of speech, number, gender, noun class,
 # tense), its neighbours and its place in the sentence (decoder: the word read
 # and the word written next). A neuron's description is the conjunction of at
-# most three features that maximises c * log(c / b) (the best pair found
-# exhaustively, a third feature added greedily), c the share
+# most three features, carried by at least half of the neuron's top
+# activations where possible, that maximises c * log(c / b) (the best pair
+# found exhaustively, a third feature added greedily), c the share
 # of the neuron's top-k activations carrying all of them (its coverage), b the
 # share of all words carrying them: frequent among the triggers, rare
 # elsewhere. The coverage is printed beside the words, so every description
@@ -917,7 +918,7 @@ def _kl_score(c, b):
         return np.where(c > 0, c * np.log(np.maximum(c, 1e-12) / np.maximum(b, 1e-12)), -np.inf)
 
 
-def choose_features(table, triggers, max_features=3, min_share=0.25):
+def choose_features(table, triggers, max_features=3, min_share=0.5, fallback_share=0.25):
     """The features describing the tokens `triggers` (indices into the
     table), scored by c * log(c / b) (c: share of the triggers carrying all
     of them, b: the same share over all words): frequent among the
@@ -925,8 +926,14 @@ def choose_features(table, triggers, max_features=3, min_share=0.25):
     of the triggers carry are considered (so a description never rests on a
     few triggers): the best single feature or pair of features is found
     exhaustively, then further features are added greedily while the score
-    rises, up to max_features. Returns (names, covered, base); no names
-    when no feature reaches min_share."""
+    rises, up to max_features. When no feature reaches min_share, the same
+    search runs with `fallback_share`. Returns (names, covered, base); no
+    names when no feature reaches either."""
+    if fallback_share is not None and fallback_share < min_share:
+        names, covered, base = choose_features(table, triggers, max_features, min_share, None)
+        if names:
+            return names, covered, base
+        min_share = fallback_share
     X, keep = table.matrix, table.keep
     T = np.asarray(triggers, np.int64)
     k = len(T)
@@ -1480,8 +1487,8 @@ def neuron_sentence(n, top_k):
 
 def ablation_sentence(e, explained):
     """What zeroing the FFN of a LayerEffect does, in one sentence."""
-    probs = (f"the mean word probability of {_quote(explained)} goes from {e.prob:.2f} to "
-             f"{e.ablated_prob:.2f}")
+    probs = (f"the mean word probability (geometric) of {_quote(explained)} goes from "
+             f"{e.prob:.2f} to {e.ablated_prob:.2f}")
     if e.changed == 0:
         return f"Without this FFN the translation stays the same; {probs}."
     return (f"Without this FFN the model writes {_quote(e.ablated)} ({e.changed} word"
@@ -1532,8 +1539,9 @@ def ffn_section(rep, translator, sentence, v, corpus=None):
     explained = " ".join(t.tgt_out_tokens[0][:-1])
     body = ""
     for e in effects:
-        text = " ".join(neuron_sentence(n, corpus.top_k) for n in e.neurons)
-        body += (f"<h3>{e.kind} layer {e.layer}</h3><p>{H.escape(text)}</p>"
+        items = "".join(f"<li>{H.escape(neuron_sentence(n, corpus.top_k))}</li>"
+                        for n in e.neurons)
+        body += (f"<h3>{e.kind} layer {e.layer}</h3><ul>{items}</ul>"
                  f"<p>{H.escape(ablation_sentence(e, explained))}</p>")
     body += H.table_html(
         ["layer", "translation without this FFN", "words changed", "mean word prob.",
