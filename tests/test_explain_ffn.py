@@ -547,3 +547,18 @@ def test_shared_traces_may_hold_words_outside_the_vocabulary():
     assert [o for o, _ in teacher_forced_traces(tr, [p], traces=[t])] == [0]
     with pytest.raises(ValueError, match="does not match"):
         list(teacher_forced_traces(tr, [p._replace(tgt=p.tgt[:-1] + ("otro",))], traces=[t]))
+
+
+def test_sentence_neurons_are_one_per_distinct_word_first(shipped_corpus):
+    tr, pairs, c = shipped_corpus
+    s = "the black cat drank the milk"
+    t = trace(tr, s)
+    for e in sentence_ffn(tr, t, s, c, n_neurons=4):
+        words = [n.word for n in e.neurons]
+        assert len(set(words)) == 4                      # five distinct words to choose from
+        h = t.ffn(e.kind, e.layer).hidden[0]
+        real = slice(0, 6) if e.kind == "encoder" else slice(1, 7)
+        peak = h[real].max(0)
+        # each neuron is shown at the word where it fires most
+        assert all(n.activation == pytest.approx(peak[n.neuron]) for n in e.neurons)
+        assert e.neurons[0].activation == pytest.approx(peak.max())

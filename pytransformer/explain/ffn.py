@@ -126,7 +126,8 @@ class NeuronMemory:
     def to_dict(self):
         """A JSON-able dict."""
         return {"neuron": self.neuron,
-                "description": self.description.to_dict() if self.description else None, "mean": self.mean, "max": self.max,
+                "description": self.description.to_dict() if self.description else None,
+                "mean": self.mean, "max": self.max,
                 "fire_rate": self.fire_rate, "triggers": [t.to_dict() for t in self.triggers],
                 "promoted": [[w, float(s)] for w, s in self.promoted],
                 "shares": {k: [v[0], float(v[1])] for k, v in self.shares.items()},
@@ -1398,9 +1399,10 @@ def sentence_ffn(translator, t, sentence, corpus=None, n_neurons=3):
     layers then decoder layers. t: the sentence's trace
     (explain.trace(translator, sentence[, translation])); corpus: a
     CorpusFFN (default corpus_ffn(translator)); n_neurons: neurons per
-    layer: the neuron firing most on each word, the words taken in order of
-    that activation (the special <eos> / <bos> slots left out, as in the
-    corpus), then the next most active neurons if there are fewer words."""
+    layer: the neuron firing most on each distinct word, the words taken in
+    order of that activation (the special <eos> / <bos> slots left out, as
+    in the corpus), then the next most active neurons if there are fewer
+    words."""
     from pytransformer.autograd import no_grad
     from .ablation import ablate_ffn
     _check_translator(translator)
@@ -1429,11 +1431,11 @@ def sentence_ffn(translator, t, sentence, corpus=None, n_neurons=3):
             hr = np.where(real[:, None], h, -np.inf)
             peak, where = hr.max(0), hr.argmax(0)
             order = np.argsort(-peak, kind="stable")
-            # the most active neurons, one per word first (so that the words
-            # are not all about the same token), then the rest by activation
+            # the most active neurons, one per distinct word first (so that
+            # they are not all about "the"), then the rest by activation
             first = {}
             for n in order:
-                first.setdefault(int(where[n]), int(n))
+                first.setdefault(words[kind][int(where[n])], int(n))
             picked = sorted(first.values(), key=lambda n: -peak[n])[:n_neurons]
             picked += [int(n) for n in order if n not in picked][:n_neurons - len(picked)]
             neurons = []
@@ -1446,7 +1448,8 @@ def sentence_ffn(translator, t, sentence, corpus=None, n_neurons=3):
                     neuron=int(n), word=words[kind][pos], position=pos,
                     activation=float(h[pos, n]), threshold=thr,
                     in_top=bool(len(vals) == corpus.top_k and h[pos, n] >= thr),
-                    description=d, fits=bool(d.features) and set(d.features) <= set(feats[kind][pos])))
+                    description=d,
+                    fits=bool(d.features) and set(d.features) <= set(feats[kind][pos])))
             with ablate_ffn(translator, [(kind, li)]):
                 ablated = translator.translate([sentence])[0]
                 was = net.training
@@ -1523,8 +1526,7 @@ def similarity_sentence(corpus, kind):
             f"rotation and a scale): {_pairs_text(cka, '.2f')}. The top-{corpus.top_k} "
             f"triggers of each layer's {n_top} most active neurons overlap (Jaccard) by "
             f"{_pairs_text(ov, '.1%')}, against {_pairs_text(ch, '.1%')} for random sets of "
-            f"the same sizes. What the {n_top} neurons' descriptions rest on ({', '.join(FEATURE_KINDS)}): "
-            f"{prof}.")
+            f"the same sizes. What the {n_top} neurons' descriptions rest on: {prof}.")
 
 
 def ffn_section(rep, translator, sentence, v, corpus=None):
