@@ -106,6 +106,10 @@ def test_report_section(tr):
     assert f"at step {f.step + 1}" in page
     page = sentence_report(tr, "the ball is blue").to_html()
     assert "equals the reference" in page
+    with pytest.warns(UserWarning, match="lechuzo"):     # the report's trace warns once
+        page = sentence_report(tr, "the black cat drank the milk",
+                               translation="el gato negro bebió la lechuzo").to_html()
+    assert "at step 6" in page and "\u201clechuzo\u201d (a word outside" in page
     page = sentence_report(tr, sentence).to_html()        # no reference: no section
     assert 'id="failure"' not in page and 'href="#failure"' not in page
 

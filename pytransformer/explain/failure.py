@@ -249,8 +249,9 @@ def failure_section(rep, translator, sentence, v):
     model's own, else the corpus pair's. Nothing is added without a
     reference. Returns the Failure or None."""
     from . import html as H
+    from .ffn import _unmark
     t = v["trace"]
-    explained = " ".join(t.tgt_out_tokens[0][:-1])
+    explained = " ".join(_unmark(w) for w in t.tgt_out_tokens[0][:-1])   # '<unk:w>' -> w
     own = translator.translate([sentence])[0]
     if explained.split() != own.split():
         f = find_failure(translator, sentence, explained, own)
