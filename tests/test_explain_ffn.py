@@ -562,3 +562,12 @@ def test_sentence_neurons_are_one_per_distinct_word_first(shipped_corpus):
         # each neuron is shown at the word where it fires most
         assert all(n.activation == pytest.approx(peak[n.neuron]) for n in e.neurons)
         assert e.neurons[0].activation == pytest.approx(peak.max())
+
+
+def test_analyze_answers_carry_the_encoder_ffn_answer(planted):
+    from pytransformer.explain.analysis import Analysis, _answers, analysis_report
+    tr, info, mem = planted
+    a = Analysis(n_pairs=len(PAIRS), ffn=mem)
+    rows = _answers(a)
+    assert ffn_answer(mem, "encoder") in rows
+    assert "feed-forward part learn" in analysis_report(a).to_html()

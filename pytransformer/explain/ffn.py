@@ -6,6 +6,11 @@ on a translator and a corpus split.
     m.layer("decoder", 2).summary["agreement"]
     m.to_dict()                                   # JSON-able
 
+    c = corpus_ffn(translator)                    # every neuron over 600 test pairs, cached
+    n = int(c.top["encoder"][0][0])               # layer 0's most active neuron
+    c.describe("encoder", 0, n).text              # e.g. 'determiners at the start of the sentence'
+    sentence_ffn(translator, trace(translator, s), s, c)   # per layer: neurons, ablation
+
 A feed-forward block computes ``linear2(relu(linear1(x)))``. Geva et al.
 read it as a memory: row i of linear1 is a *key*, a pattern in the input;
 the hidden unit relu(k_i . x + b_i) (neuron i) says how strongly the key
@@ -43,6 +48,15 @@ the pairs (teacher-forced on the gold translation, padding excluded):
   deleted from the source and the encoder re-run; a' is read at the word
   before it (the same reading as the decoder's prefix); a second variant
   replaces the word by <unk> in place and reads its own slot.
+
+What a neuron fires on is also said in words (NeuronDescription): the
+conjunction of lexicon and context features (token_features) that most of
+its top activations carry and few other words do, with the share it covers.
+corpus_ffn gathers every neuron's top activations over a corpus sample with
+the linear CKA between the layers' FFN outputs and the overlap of their
+trigger sets (is each layer a different function?); sentence_ffn and
+ffn_section put them on the sentence page with each FFN zeroed in turn
+(ablation.ablate_ffn); ffn_answer is analyze's answer for the encoder.
 """
 import dataclasses
 import functools
@@ -57,7 +71,13 @@ from .trace import trace, trace_encoder
 from pytransformer.validation import int_arg
 
 __all__ = ["Trigger", "NeuronMemory", "LayerMemories", "FFNMemories", "ffn_memories",
-           "teacher_forced_traces", "value_promotions"]
+           "teacher_forced_traces", "value_promotions",
+           # what a neuron fires on, in words; the sentence page's section
+           "FEATURE_KINDS", "FeatureTable", "NeuronDescription", "CorpusFFN", "SentenceNeuron",
+           "LayerEffect", "word_classes", "token_features", "choose_features",
+           "describe_features", "describe_neuron", "default_corpus", "cache_dir", "corpus_ffn",
+           "sentence_ffn", "neuron_sentence", "ablation_sentence", "similarity_sentence",
+           "ffn_section", "ffn_answer"]
 
 RANK_BY = ("mean", "max")
 _EOS_POS = "<eos>"            # the POS label given to the source <eos> position
