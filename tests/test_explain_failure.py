@@ -73,6 +73,11 @@ def test_dropped_adjective_got_no_attention(tr):
     black = f.source.index("black")
     assert f.expected == "negro" and f.should == [black] and f.should_from == "lexicon"
     assert f.weights[:, black].max() < 0.1 and "dropped" in f.text
+    t = trace(tr, sentence, ref)
+    per_head = max(t.attention("cross", li).weights[0, :, f.step, black].max()
+                   for li in range(t.num_layers("cross")))
+    assert f.head_weights[:, :, black].max() == pytest.approx(per_head) and per_head < 0.1
+    assert f"at most {per_head:.2f} from any single head" in f.text
 
 
 def test_corpus_failure_uses_the_gold_alignment(tr):

@@ -43,7 +43,8 @@ class Failure:
     source: the source tokens (<eos> last); should: source indices that
     should produce the expected word, should_from ('gold alignment',
     'lexicon' or None when neither names one); weights (L, S): each cross-
-    attention layer's weights at that step, mean of heads; vocab_size: the
+    attention layer's weights at that step, mean of heads; head_weights
+    (L, H, S): the same per head; vocab_size: the
     number of target words ranked; expected_known: whether the expected word
     is in the target vocabulary (else its probability is that of <unk>);
     text: the finding in words."""
@@ -63,6 +64,7 @@ class Failure:
     should: list = dataclasses.field(default_factory=list)
     should_from: Optional[str] = None
     weights: Optional[np.ndarray] = None
+    head_weights: Optional[np.ndarray] = None
     vocab_size: int = 0
     expected_known: bool = True
     text: str = ""
@@ -76,6 +78,7 @@ class Failure:
         """A JSON-able dict."""
         d = dataclasses.asdict(self)
         d["weights"] = None if self.weights is None else self.weights.tolist()
+        d["head_weights"] = None if self.head_weights is None else self.head_weights.tolist()
         d["alternatives"] = [[w, float(p)] for w, p in self.alternatives]
         return d
 
@@ -187,8 +190,9 @@ def find_failure(translator, sentence, reference=None, output=None):
         should = source_words_of(b[step], [w for w in src[:-1]])
         should_from = "lexicon" if should else None
     L = t.num_layers("cross")
-    W = np.stack([t.attention("cross", li).weights[0, :, step, :len(src)].mean(0)
-                  for li in range(L)])
+    heads = np.stack([t.attention("cross", li).weights[0, :, step, :len(src)]
+                      for li in range(L)])                            # (L, H, S)
+    W = heads.mean(1)
     f.step, f.written = step, ref[:step]
     f.expected, f.produced = b[step], a[step]
     f.expected_prob, f.produced_prob = float(p[exp_id]), float(p[prod_id])
@@ -196,6 +200,7 @@ def find_failure(translator, sentence, reference=None, output=None):
     f.alternatives = [("<eos>" if int(k) == EOS else tv.id_to_token(int(k)), float(p[k]))
                       for k in top]
     f.source, f.should, f.should_from, f.weights = src, should, should_from, W
+    f.head_weights = heads
     f.vocab_size = len(p)
     f.expected_known = b[step] == "<eos>" or b[step] in tv
     f.text = _finding_text(f, tokenize(sentence))
@@ -221,18 +226,23 @@ def _finding_text(f, words):
         w = [float(f.weights[:, f.should].sum(1)[li]) for li in range(len(f.weights))]
         best = int(np.argmax(w))
         rank = int((last > last[f.should].max()).sum()) + 1
+        hw = f.head_weights[:, :, f.should].sum(-1)                  # (L, H)
+        hl, hh = np.unravel_index(int(np.argmax(hw)), hw.shape)
         text += (f" {names}, which should produce {_quote(f.expected)} ({f.should_from}), "
                  f"receives {w[-1]:.2f} there (rank {rank} of {len(src)} source positions)"
-                 f" and at most {w[best]:.2f} in any layer (layer {best}).")
+                 f", at most {w[best]:.2f} in any layer (layer {best}) and at most "
+                 f"{hw[hl, hh]:.2f} from any single head (layer {hl} head {hh}).")
         if j in f.should:
             text += (" So the model looked at the right word and still chose another "
                      "word: the error is in what it made of it, not in where it looked.")
-        elif w[best] < 0.1:
+        elif hw.max() < 0.1:
             text += (f" So the model never looked at {names} when it should have "
                      f"translated {'it' if len(f.should) == 1 else 'them'}: "
                      f"{_quote(f.expected)} is dropped.")
         else:
-            text += f" So cross-attention was elsewhere when {_quote(f.expected)} was due."
+            text += (f" So some attention reached {names} (one head gives "
+                     f"{hw[hl, hh]:.2f}), but the last layer looked at {_quote(src[j])} when "
+                     f"{_quote(f.expected)} was due.")
     elif f.expected == "<eos>":
         text += " The reference ends here; the model goes on."
     else:
