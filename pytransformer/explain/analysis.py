@@ -20,7 +20,7 @@ import numpy as np
 from . import html as H
 from .ablation import head_importance, prune_heads
 from .alignment import OFFSETS, AlignmentAccumulator, aer_over_checkpoints
-from .ffn import ffn_answer, ffn_memories, teacher_forced_traces
+from .ffn import ffn_memories, teacher_forced_traces
 from .layers import layer_similarity
 from .lens import logit_lens_accuracy
 from .rollout import rollout_vs_ablation
@@ -228,6 +228,7 @@ def _answers(a):
                                 for m in dec)
                             + f" (chance {100 * dec[0].summary['agreement_chance']:.2f}%)."])
     if a.ffn is not None:
+        from .ffn import ffn_answer
         answers.append(ffn_answer(a.ffn, "encoder"))
     if a.similarity is not None:
         c = a.similarity.decoder_cka

@@ -13,11 +13,12 @@ import numpy as np
 from . import html as H
 from .patch import counterfactual
 from .trace import trace
-from .failure import failure_section
-from .ffn import ffn_section, value_promotions
+from .ffn import value_promotions
 from .lens import logit_lens
 from .views import TERM_NAMES, factor_view, position_split, value_mixing
 from .walkthrough import compare_keys, walkthrough_data, walkthrough_html
+from .failure import failure_section
+from .ffn import ffn_section
 
 __all__ = ["default_donor", "encoder_report", "encoder_views", "gold_links", "save_sentence_pngs", "sentence_report",
            "sentence_views"]
