@@ -1160,6 +1160,8 @@ def _splits(seed):
     return make_splits(seed=seed, n_train=0)
 
 
+# part of the cache key: change it whenever the cached arrays (triggers,
+# values, mean activations, CKA) would be computed differently
 _CACHE_VERSION = "ffn-corpus/1"
 _MEMO = {}
 
