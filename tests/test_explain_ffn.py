@@ -508,6 +508,7 @@ def test_sentence_ffn_numbers(shipped_corpus):
             assert n.threshold == pytest.approx(vals[-1])
         with ablate_ffn(tr, [(e.kind, e.layer)]):
             assert e.ablated == tr.translate([s])[0]
+        assert e.intact == explained == tr.translate([s])[0]     # no translation given
         assert e.changed == sum(a != b for a, b in zip(e.ablated.split(), explained.split())) \
             + abs(len(e.ablated.split()) - len(explained.split()))
         assert 0 < e.ablated_prob <= 1 and 0 < e.prob <= 1
@@ -519,6 +520,14 @@ def test_sentence_ffn_numbers(shipped_corpus):
     assert effects[0].prob == pytest.approx(np.exp(np.mean(np.log(p[np.arange(len(ids)), ids]))))
     # zeroing some FFN changes the translation or lowers its probability
     assert max(e.prob - e.ablated_prob for e in effects) > 0.05
+    # with a reference given, words changed count against the model's own translation
+    ref = "el gato pequeño negro bebió la leche"
+    s2 = "the small black cat drank the milk"
+    own = tr.translate([s2])[0]
+    e = sentence_ffn(tr, trace(tr, s2, ref), s2, c, n_neurons=1)[0]
+    assert e.intact == own
+    assert e.changed == sum(a != b for a, b in zip(e.ablated.split(), own.split())) \
+        + abs(len(e.ablated.split()) - len(own.split()))
 
 
 def test_ffn_answer_for_analyze(planted):

@@ -1380,15 +1380,17 @@ class SentenceNeuron:
 class LayerEffect:
     """One FFN on one sentence: `kind`, `layer`, `neurons` (SentenceNeuron,
     most active first), and what zeroing the FFN does: `ablated` (the
-    greedy translation without it), `changed` (how many word positions
-    differ from the translation explained, plus the difference in length),
-    `prob` / `ablated_prob` (geometric mean probability per word of the
-    explained translation, teacher-forced, <eos> included, with and without
+    greedy translation without it), `intact` (the greedy translation with
+    it), `changed` (how many word positions of the two differ, plus the
+    difference in length), `prob` / `ablated_prob` (geometric mean
+    probability per word of the explained translation, which is the model's
+    own or the one given, teacher-forced, <eos> included, with and without
     the FFN)."""
     kind: str
     layer: int
     neurons: list
     ablated: str
+    intact: str
     changed: int
     prob: float
     ablated_prob: float
@@ -1397,7 +1399,8 @@ class LayerEffect:
         """A JSON-able dict."""
         return {"kind": self.kind, "layer": self.layer,
                 "neurons": [n.to_dict() for n in self.neurons], "ablated": self.ablated,
-                "changed": self.changed, "prob": self.prob, "ablated_prob": self.ablated_prob}
+                "intact": self.intact, "changed": self.changed, "prob": self.prob,
+                "ablated_prob": self.ablated_prob}
 
 
 def _unmark(w):
@@ -1438,7 +1441,7 @@ def sentence_ffn(translator, t, sentence, corpus=None, n_neurons=3):
     words = {"encoder": list(t.src_tokens[0]),
              "decoder": [f"{a} \u2192 {b}" for a, b in zip(t.tgt_in_tokens[0],
                                                          t.tgt_out_tokens[0])]}
-    explained = " ".join(t.tgt_out_tokens[0][:-1])
+    intact = translator.translate([sentence])[0]
     T = len(tin)
     out_ids = np.asarray(t.tgt_ids[0, 1:T].tolist() + [EOS])
     prob = float(np.exp(_mean_logprob(t.logits[0, :T], out_ids)))
@@ -1482,8 +1485,8 @@ def sentence_ffn(translator, t, sentence, corpus=None, n_neurons=3):
                 finally:
                     net.train(was)
             effects.append(LayerEffect(
-                kind=kind, layer=li, neurons=neurons, ablated=ablated,
-                changed=_word_changes(explained, ablated), prob=prob,
+                kind=kind, layer=li, neurons=neurons, ablated=ablated, intact=intact,
+                changed=_word_changes(intact, ablated), prob=prob,
                 ablated_prob=float(np.exp(_mean_logprob(logits[0, :T], out_ids)))))
     return effects
 
@@ -1515,9 +1518,10 @@ def ablation_sentence(e, explained):
     probs = (f"the mean word probability (geometric) of {_quote(explained)} goes from "
              f"{e.prob:.2f} to {e.ablated_prob:.2f}")
     if e.changed == 0:
-        return f"Without this FFN the translation stays the same; {probs}."
-    return (f"Without this FFN the model writes {_quote(e.ablated)} ({e.changed} word"
-            f"{'s' if e.changed != 1 else ''} differ); {probs}.")
+        return f"Without this FFN the model's translation stays the same; {probs}."
+    return (f"Without this FFN the model writes {_quote(e.ablated)} instead of "
+            f"{_quote(e.intact)} ({e.changed} word{'s' if e.changed != 1 else ''} differ); "
+            f"{probs}.")
 
 
 def _pairs_text(m, fmt):
@@ -1568,8 +1572,8 @@ def ffn_section(rep, translator, sentence, v, corpus=None):
         body += (f"<h3>{e.kind} layer {e.layer}</h3><ul>{items}</ul>"
                  f"<p>{H.escape(ablation_sentence(e, explained))}</p>")
     body += H.table_html(
-        ["layer", "translation without this FFN", "words changed", "mean word prob.",
-         "without the FFN"],
+        ["layer", "the model's translation without this FFN", "words changed",
+         "mean word prob. of the explained translation", "without the FFN"],
         [[f"{e.kind} {e.layer}", e.ablated, e.changed, e.prob, e.ablated_prob]
          for e in effects], number_format=".3g",
         caption="Each FFN zeroed alone (its output removed, the residual stream kept)")
