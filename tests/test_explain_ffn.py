@@ -532,6 +532,8 @@ def test_sentence_ffn_numbers(shipped_corpus):
 
 def test_ffn_answer_for_analyze(planted):
     tr, info, mem = planted
+    with pytest.raises(ValueError, match="kind"):
+        ffn_answer(mem, "cross")
     q, a = ffn_answer(mem, "encoder")
     assert "encoder" in q and "layer 0: n" in a
     d = mem.corpus.describe("encoder", 0, int(mem.corpus.top["encoder"][0][0]))

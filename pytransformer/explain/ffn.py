@@ -1004,7 +1004,8 @@ def choose_features(table, triggers, max_features=3, min_share=0.5, fallback_sha
 
 
 def _one(word_info, pos_names, default="word"):
-    """('a'|'an', 'plural noun')-like singular phrase from features."""
+    """A phrase for a word's features: modifiers then the part-of-speech
+    name from `pos_names` ('plural feminine noun', 'singular nouns')."""
     mods = [_NUMBER[word_info["number"]]] if "number" in word_info else []
     mods += [_GENDER[word_info["gender"]]] if "gender" in word_info else []
     mods += [word_info["class"]] if "class" in word_info else []
@@ -1150,6 +1151,7 @@ class CorpusFFN:
 def default_corpus(translator, n_pairs=600):
     """The first n_pairs test pairs of the corpus the translator was trained
     on (its corpus seed), as `pytransformer analyze` uses them."""
+    n_pairs = _check_int("n_pairs", n_pairs, 1)
     seed = getattr(translator, "data", {}).get("seed", 0)
     return list(_splits(int(seed)).test[:n_pairs])
 
@@ -1613,6 +1615,9 @@ def ffn_answer(mem, kind="encoder", n=2):
     `kind` FFNs of an FFNMemories (with its corpus) do, in words (each
     layer's n most active neurons with their coverage) and whether each
     layer is a different function (CKA of the FFN outputs)."""
+    n = _check_int("n", n, 1)
+    if kind not in ("encoder", "decoder"):
+        raise ValueError(f"kind: expected 'encoder' or 'decoder', got {kind!r}")
     c = mem.corpus
     if c is None:
         raise ValueError("mem: an FFNMemories without corpus statistics (made by ffn_memories)")
