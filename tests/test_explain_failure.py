@@ -108,7 +108,7 @@ def test_report_section(tr):
     page = sentence_report(tr, sentence, translation=ref).to_html()
     f = find_failure(tr, sentence, ref)
     assert 'id="failure"' in page and 'href="#failure"' in page
-    assert f"at step {f.step + 1}" in page
+    assert f"at step {f.step + 1}" in page and "the same step, head by head" in page
     page = sentence_report(tr, "the ball is blue").to_html()
     assert "equals the reference" in page
     with pytest.warns(UserWarning, match="lechuzo"):     # the report's trace warns once

@@ -153,7 +153,7 @@ def find_failure(translator, sentence, reference=None, output=None):
     None: the corpus pair's translation, see reference_pair; ValueError when
     there is none). output: the model's translation (default: its greedy
     translation)."""
-    from pytransformer.data import EOS, tokenize
+    from pytransformer.data import EOS
     pair = reference_pair(translator, sentence)
     if reference is None:
         if pair is None:
@@ -203,11 +203,11 @@ def find_failure(translator, sentence, reference=None, output=None):
     f.head_weights = heads
     f.vocab_size = len(p)
     f.expected_known = b[step] == "<eos>" or b[step] in tv
-    f.text = _finding_text(f, tokenize(sentence))
+    f.text = _finding_text(f)
     return f
 
 
-def _finding_text(f, words):
+def _finding_text(f):
     src = f.source
     after = (f"having written {_quote(' '.join(f.written))}" if f.written
              else "at the first word")
@@ -225,12 +225,10 @@ def _finding_text(f, words):
         names = " and ".join(_quote(src[i]) for i in f.should)
         w = [float(f.weights[:, f.should].sum(1)[li]) for li in range(len(f.weights))]
         best = int(np.argmax(w))
-        rank = int((last > last[f.should].max()).sum()) + 1
         hw = f.head_weights[:, :, f.should].sum(-1)                  # (L, H)
         hl, hh = np.unravel_index(int(np.argmax(hw)), hw.shape)
         text += (f" {names}, which should produce {_quote(f.expected)} ({f.should_from}), "
-                 f"receives {w[-1]:.2f} there (rank {rank} of {len(src)} source positions)"
-                 f", at most {w[best]:.2f} in any layer (layer {best}) and at most "
+                 f"receives {w[-1]:.2f} there, at most {w[best]:.2f} in any layer (layer {best}) and at most "
                  f"{hw[hl, hh]:.2f} from any single head (layer {hl} head {hh}).")
         if j in f.should:
             text += (" So the model looked at the right word and still chose another "
@@ -284,6 +282,15 @@ def failure_section(rep, translator, sentence, v):
             vmin=0, vmax=1, highlight=hl or None,
             highlight_label=f"should produce {f.expected!r} ({f.should_from})",
             row_axis="layer", col_axis="source word")
+        Lh, Hh, S = f.head_weights.shape
+        body += H.heatmap_svg(
+            f.head_weights.reshape(Lh * Hh, S),
+            [f"layer {li} head {h}" for li in range(Lh) for h in range(Hh)], src,
+            title="the same step, head by head", vmin=0, vmax=1,
+            highlight=[(li * Hh + h, i) for li in range(Lh) for h in range(Hh)
+                       for i in f.should] or None,
+            highlight_label=f"should produce {f.expected!r} ({f.should_from})",
+            row_axis="head", col_axis="source word")
         body += H.table_html(["the model's top words at that step", "probability"],
                              [[w, p] for w, p in f.alternatives], number_format=".4f")
     rep.add_section("Where the translation goes wrong" if f.wrong
