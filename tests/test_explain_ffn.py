@@ -312,3 +312,273 @@ def test_shipped_encoder_ablation_equals_a_rerun_without_the_word(shipped):
         assert t.activation == pytest.approx(
             trace(tr, p.source, p.target).ffn("encoder", layer).hidden[0, t.position,
                                                                        nm.neuron], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# what a neuron fires on, in words; each FFN ablated; the layers compared
+
+
+from pytransformer.explain.ablation import ablate_ffn
+from pytransformer.explain.ffn import (FeatureTable, choose_features, corpus_ffn,
+                                       describe_features, ffn_answer, sentence_ffn,
+                                       token_features)
+
+
+def test_token_features_of_a_known_sentence():
+    words = ["the", "cats", "drank", "the", "milk", "<eos>"]
+    f = token_features("encoder", words, ["DET", "NOUN", "VERB", "DET", "NOUN", None])
+    assert set(f[1]) == {"word=cats", "pos=NOUN", "number=pl", "gender=m", "class=animal",
+                         "prev=the", "prevpos=DET", "next=drank", "nextpos=VERB"}
+    assert "first" in f[0] and "last" in f[4] and "tense=past" in f[2]
+    assert f[5] == ["word=<eos>"]
+    f = token_features("decoder", ["<bos>", "la", "leche"], out_words=["la", "leche", "<eos>"])
+    assert f[0] == ["word=<bos>"]
+    assert {"word=la", "pos=DET", "gender=f", "number=sg", "wword=leche", "wpos=NOUN",
+            "wgender=f", "first"} <= set(f[1])
+    assert "wword=<eos>" in f[2] and "prev=la" in f[2]
+
+
+def test_describe_features_in_words():
+    assert describe_features("encoder", ["pos=NOUN", "number=pl", "prev=the"]) == \
+        "plural nouns after 'the'"
+    assert describe_features("encoder", ["pos=VERB", "prevpos=NOUN"]) == "verbs after a noun"
+    assert describe_features("decoder", ["word=la", "wpos=NOUN", "wgender=f"]) == \
+        "reading 'la', about to write a feminine noun"
+    assert describe_features("decoder", ["wword=<eos>"]) == "about to end the sentence"
+
+
+def test_choose_features_finds_the_planted_conjunction():
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(400):
+        r = [f"word=w{rng.integers(40)}", "pos=NOUN" if i % 3 == 0 else "pos=VERB",
+             "number=pl" if i % 2 == 0 else "number=sg", f"prev=p{rng.integers(5)}"]
+        rows.append(r)
+    table = FeatureTable(rows)
+    plural_nouns = [i for i, r in enumerate(rows) if "pos=NOUN" in r and "number=pl" in r]
+    trig = plural_nouns[:16] + [1, 3, 5, 7]            # 16 of 20 are plural nouns
+    names, covered, base = choose_features(table, trig)
+    assert set(names) == {"pos=NOUN", "number=pl"} and covered == 16
+    assert base == pytest.approx(len(plural_nouns) / 400)
+    assert describe_features("encoder", names) == "plural nouns"
+
+
+def test_planted_detector_is_described_by_its_word(planted):
+    tr, info, mem = planted
+    for kind, word, head in (("encoder", info["src_word"], f"'{info['src_word']}'"),
+                             ("decoder", info["tgt_word"], f"reading '{info['tgt_word']}'")):
+        d = _neuron(mem.layer(kind, 0), DETECT).description
+        assert f"word={word}" in d.features and d.text.startswith(head)
+        assert d.covered == d.k and d.coverage == 1.0
+        seqs = [p.src for p in PAIRS] if kind == "encoder" else [p.tgt for p in PAIRS]
+        assert d.k == min(sum(s.count(word) for s in seqs), 20)
+    json.dumps(mem.to_dict())
+
+
+@pytest.fixture(scope="module")
+def shipped_corpus():
+    tr = Translator.load(default_model_path())
+    pairs = generate_pairs(80, seed=5)
+    return tr, pairs, corpus_ffn(tr, pairs, top_k=10, n_top=6, cache=False)
+
+
+def test_description_coverage_is_the_recomputed_share(shipped_corpus):
+    """Top activations found again from a fresh trace; the description's
+    coverage and base rate counted again over them and over every word."""
+    tr, pairs, c = shipped_corpus
+    t = trace(tr, [p.source for p in pairs], [p.target for p in pairs])
+    checked = 0
+    for kind in ("encoder", "decoder"):
+        feats, where = [], []
+        for b, p in enumerate(pairs):
+            if kind == "encoder":
+                fs = token_features(kind, list(p.src) + ["<eos>"], list(p.pos) + [None])
+                words = range(len(p.src))                         # <eos> left out
+            else:
+                fs = token_features(kind, ["<bos>"] + list(p.tgt),
+                                    out_words=list(p.tgt) + ["<eos>"])
+                words = range(1, len(p.tgt) + 1)                  # <bos> left out
+            for i in words:
+                feats.append(set(fs[i]))
+                where.append((b, i))
+        for layer in range(3):
+            h = t.ffn(kind, layer).hidden
+            for n in c.top[kind][layer][:3]:
+                d = c.describe(kind, layer, int(n))
+                acts = np.array([h[b, i, n] for b, i in where])
+                top = np.argsort(-acts, kind="stable")[:10]
+                top = top[acts[top] > 0]
+                idx, vals = c.neuron_triggers(kind, layer, int(n))
+                np.testing.assert_allclose(vals, acts[top], rtol=1e-4, atol=1e-5)
+                covered = sum(set(d.features) <= feats[j] for j in top)
+                assert d.k == len(top) and d.covered == covered
+                assert d.base == pytest.approx(
+                    np.mean([set(d.features) <= f for f in feats]))
+                assert d.coverage > d.base            # the words are not a random label
+                checked += 1
+    assert checked == 18
+
+
+def test_layers_compared_by_cka_and_trigger_overlap(shipped_corpus):
+    from pytransformer.explain.layers import linear_cka
+    tr, pairs, c = shipped_corpus
+    t = trace(tr, [p.source for p in pairs], [p.target for p in pairs])
+    mask = np.zeros(t.src_ids.shape, bool)
+    for b, p in enumerate(pairs):
+        mask[b, :len(p.src)] = True                                # words, not <eos>
+    x = [t.ffn("encoder", li).output[mask] for li in range(3)]
+    assert c.cka["encoder"][0, 2] == pytest.approx(linear_cka(x[0], x[2]), rel=1e-3)
+    for kind in ("encoder", "decoder"):
+        sets = [set(int(i) for n in c.top[kind][li] for i in c.triggers[kind][li][n] if i >= 0)
+                for li in range(3)]
+        assert c.overlap[kind][0, 1] == pytest.approx(len(sets[0] & sets[1])
+                                                      / len(sets[0] | sets[1]))
+        assert np.all(np.diag(c.cka[kind]) == 1) and np.all(c.cka[kind] <= 1 + 1e-9)
+        assert sum(c.profile[kind][0].values()) >= len(c.top[kind][0])
+
+
+def test_corpus_statistics_are_cached_on_disk(tmp_path, monkeypatch):
+    from pytransformer.explain import ffn
+    monkeypatch.setenv("PYTRANSFORMER_CACHE_DIR", str(tmp_path))
+    tr = Translator.load(default_model_path())
+    pairs = generate_pairs(30, seed=6)
+    first = corpus_ffn(tr, pairs, top_k=5, n_top=4)
+    assert not first.cached and len(list(tmp_path.glob("*.npz"))) == 1
+    assert corpus_ffn(tr, pairs, top_k=5, n_top=4) is first           # in this process
+    ffn._MEMO.clear()
+    again = corpus_ffn(tr, pairs, top_k=5, n_top=4)
+    assert again.cached and again is not first
+    for kind in ("encoder", "decoder"):
+        np.testing.assert_array_equal(again.triggers[kind][1], first.triggers[kind][1])
+        np.testing.assert_array_equal(again.cka[kind], first.cka[kind])
+    with no_grad():
+        tr.model.transformer.encoder.layers[0].linear1.bias.data[0] += 1.0   # another model
+    try:
+        assert not corpus_ffn(tr, pairs, top_k=5, n_top=4).cached
+    finally:
+        tr.model.transformer.encoder.layers[0].linear1.bias.data[0] -= 1.0
+
+
+def test_ablate_ffn_zeroes_the_block_and_restores_it():
+    tr = Translator.load(default_model_path())
+    s = "the black cat drank the milk"
+    before = tr.translate([s])[0]
+    t0 = trace(tr, s, before)
+    with ablate_ffn(tr, [("decoder", 0)]) as chosen:
+        assert chosen == [("decoder", 0)]
+        t = trace(tr, s, before)
+        ablated = tr.translate([s])[0]
+    assert np.all(t.ffn("decoder", 0).output == 0)
+    np.testing.assert_allclose(t.ffn("encoder", 2).output, t0.ffn("encoder", 2).output,
+                               rtol=1e-5, atol=1e-6)
+    # the same as a copy of the model whose linear2 is zero
+    import copy
+    tr2 = copy.deepcopy(tr)
+    lin = tr2.model.transformer.decoder.layers[0].linear2
+    lin.weight.data[...] = 0.0
+    lin.bias.data[...] = 0.0
+    np.testing.assert_allclose(trace(tr2, s, before).logits, t.logits, rtol=1e-4, atol=1e-4)
+    assert tr2.translate([s])[0] == ablated
+    assert tr.translate([s])[0] == before                         # hooks removed
+    with pytest.raises(ValueError, match="kind"):
+        with ablate_ffn(tr, [("cross", 0)]):
+            pass
+    with pytest.raises(ValueError, match="layer"):
+        with ablate_ffn(tr, [("encoder", 3)]):
+            pass
+
+
+def test_sentence_ffn_numbers(shipped_corpus):
+    tr, pairs, c = shipped_corpus
+    s = "the black cat drank the milk"
+    t = trace(tr, s)
+    effects = sentence_ffn(tr, t, s, c, n_neurons=3)
+    assert [(e.kind, e.layer) for e in effects] == \
+        [("encoder", i) for i in range(3)] + [("decoder", i) for i in range(3)]
+    explained = " ".join(t.tgt_out_tokens[0][:-1])
+    for e in effects:
+        h = t.ffn(e.kind, e.layer).hidden[0]
+        words = slice(0, len(t.src_tokens[0]) - 1) if e.kind == "encoder" \
+            else slice(1, len(t.tgt_in_tokens[0]))
+        assert e.neurons[0].activation == pytest.approx(h[words].max())
+        for n in e.neurons:
+            assert n.activation == pytest.approx(h[n.position, n.neuron])
+            assert n.description == c.describe(e.kind, e.layer, n.neuron)
+            _, vals = c.neuron_triggers(e.kind, e.layer, n.neuron)
+            assert n.threshold == pytest.approx(vals[-1])
+        with ablate_ffn(tr, [(e.kind, e.layer)]):
+            assert e.ablated == tr.translate([s])[0]
+        assert e.intact == explained == tr.translate([s])[0]     # no translation given
+        assert e.changed == sum(a != b for a, b in zip(e.ablated.split(), explained.split())) \
+            + abs(len(e.ablated.split()) - len(explained.split()))
+        assert 0 < e.ablated_prob <= 1 and 0 < e.prob <= 1
+    # the geometric mean word probability of the translation, recomputed
+    z = t.logits[0]
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    ids = list(t.tgt_ids[0, 1:]) + [2]
+    assert effects[0].prob == pytest.approx(np.exp(np.mean(np.log(p[np.arange(len(ids)), ids]))))
+    # zeroing some FFN changes the translation or lowers its probability
+    assert max(e.prob - e.ablated_prob for e in effects) > 0.05
+    # with a reference given, words changed count against the model's own translation
+    ref = "el gato pequeño negro bebió la leche"
+    s2 = "the small black cat drank the milk"
+    own = tr.translate([s2])[0]
+    e = sentence_ffn(tr, trace(tr, s2, ref), s2, c, n_neurons=1)[0]
+    assert e.intact == own
+    assert e.changed == sum(a != b for a, b in zip(e.ablated.split(), own.split())) \
+        + abs(len(e.ablated.split()) - len(own.split()))
+
+
+def test_ffn_answer_for_analyze(planted):
+    tr, info, mem = planted
+    with pytest.raises(ValueError, match="kind"):
+        ffn_answer(mem, "cross")
+    q, a = ffn_answer(mem, "encoder")
+    assert "encoder" in q and "layer 0: n" in a
+    d = mem.corpus.describe("encoder", 0, int(mem.corpus.top["encoder"][0][0]))
+    assert f"fires on {d.text} ({d.covered}/{d.k} of its top activations)" in a
+    q, a = ffn_answer(mem, "decoder")
+    d = mem.corpus.describe("decoder", 0, int(mem.corpus.top["decoder"][0][0]))
+    assert f"fires when {d.text} ({d.covered}/{d.k} of its top activations)" in a
+
+
+def test_shared_traces_may_hold_words_outside_the_vocabulary():
+    """A test pair with a Spanish word the model never saw: its trace labels
+    the word '<unk:word>', and the shared traces still match the pair."""
+    import warnings
+    tr = Translator.load(default_model_path())
+    p = generate_pairs(1, seed=2)[0]
+    p = p._replace(tgt=p.tgt[:-1] + ("estornudazo",))
+    assert "estornudazo" not in tr.tgt_vocab
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = trace(tr, [p.source], [p.target])
+    assert t.tgt_out_tokens[0][-2] == "<unk:estornudazo>"
+    assert [o for o, _ in teacher_forced_traces(tr, [p], traces=[t])] == [0]
+    with pytest.raises(ValueError, match="does not match"):
+        list(teacher_forced_traces(tr, [p._replace(tgt=p.tgt[:-1] + ("otro",))], traces=[t]))
+
+
+def test_sentence_neurons_are_one_per_distinct_word_first(shipped_corpus):
+    tr, pairs, c = shipped_corpus
+    s = "the black cat drank the milk"
+    t = trace(tr, s)
+    for e in sentence_ffn(tr, t, s, c, n_neurons=4):
+        words = [n.word for n in e.neurons]
+        assert len(set(words)) == 4                      # five distinct words to choose from
+        h = t.ffn(e.kind, e.layer).hidden[0]
+        real = slice(0, 6) if e.kind == "encoder" else slice(1, 7)
+        peak = h[real].max(0)
+        # each neuron is shown at the word where it fires most
+        assert all(n.activation == pytest.approx(peak[n.neuron]) for n in e.neurons)
+        assert e.neurons[0].activation == pytest.approx(peak.max())
+
+
+def test_analyze_answers_carry_the_encoder_ffn_answer(planted):
+    from pytransformer.explain.analysis import Analysis, _answers, analysis_report
+    tr, info, mem = planted
+    a = Analysis(n_pairs=len(PAIRS), ffn=mem)
+    rows = _answers(a)
+    assert ffn_answer(mem, "encoder") in rows
+    assert "feed-forward part learn" in analysis_report(a).to_html()

@@ -40,8 +40,8 @@ from .layers import _check_translator, _token_pair, teacher_forced_batches
 from .trace import ATTENTION_KINDS, _classify
 from pytransformer.validation import int_arg, is_int
 
-__all__ = ["HeadImportance", "PruningResult", "ablate", "all_heads", "attention_modules",
-           "bleu_score",
+__all__ = ["HeadImportance", "PruningResult", "ablate", "ablate_ffn", "all_heads",
+           "attention_modules", "bleu_score", "ffn_modules",
            "head_importance", "prune_heads", "teacher_forced_loss"]
 
 
@@ -119,6 +119,62 @@ def ablate(model, heads):
             m = mods[key]
             handles.append(m.out_proj.register_forward_pre_hook(_zero_hook(hs, m.num_heads)))
         yield groups
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def ffn_modules(model):
+    """{(kind, layer): encoder/decoder layer} of a model (a Translator, a
+    Seq2SeqTransformer or any Module whose layers have linear1/linear2),
+    kind 'encoder' | 'decoder'."""
+    from pytransformer.nn.transformer import TransformerDecoderLayer, TransformerEncoderLayer
+    net = getattr(model, "model", model)
+    if not hasattr(net, "named_modules"):
+        raise TypeError(f"model: expected a Translator or a Module, got {type(model).__name__}")
+    out = {}
+    for name, m in net.named_modules():
+        if isinstance(m, (TransformerEncoderLayer, TransformerDecoderLayer)):
+            out[_classify(name)] = m
+    return out
+
+
+def _zero_output(module, args, output):
+    return output * Tensor(np.zeros((), np.asarray(getattr(output, "data", output)).dtype))
+
+
+@contextlib.contextmanager
+def ablate_ffn(model, layers):
+    """Context manager: while open, the feed-forward blocks of `layers` (an
+    iterable of (kind, layer), kind 'encoder' | 'decoder', layer may be
+    negative) add nothing to the residual stream: their linear2 output
+    (bias included) is multiplied by 0, so the layer's second residual sum
+    is its input alone (then the layer's LayerNorm, as usual). Works for
+    full runs and the KV-cached decoder (a hooked model leaves the C fast
+    path). Hooks are removed on exit, also on error. Yields the validated
+    [(kind, layer)]."""
+    mods = ffn_modules(model)
+    if isinstance(layers, tuple) and len(layers) == 2 and isinstance(layers[0], str):
+        layers = [layers]
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers: expected an iterable of (kind, layer), got {layers!r}")
+    chosen = []
+    for k, item in enumerate(layers):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ValueError(f"layers[{k}]: expected (kind, layer), got {item!r}")
+        kind, layer = item
+        if kind not in ("encoder", "decoder"):
+            raise ValueError(f"layers[{k}]: kind expected 'encoder' or 'decoder', got {kind!r}")
+        n = len([1 for (kd, _) in mods if kd == kind])
+        if not is_int(layer) or not -n <= layer < n:
+            raise ValueError(f"layers[{k}]: layer expected an int in [{-n}, {n}) for {kind!r}, "
+                             f"got {layer!r}")
+        chosen.append((kind, int(layer) % n))
+    handles = []
+    try:
+        for key in dict.fromkeys(chosen):
+            handles.append(mods[key].linear2.register_forward_hook(_zero_output))
+        yield list(dict.fromkeys(chosen))
     finally:
         for h in handles:
             h.remove()

@@ -274,6 +274,9 @@ def _answers(a):
                                 f"layer {m.layer} {100 * m.summary['agreement']:.0f}%"
                                 for m in dec)
                             + f" (chance {100 * dec[0].summary['agreement_chance']:.2f}%)."])
+    if a.ffn is not None:
+        from .ffn import ffn_answer
+        answers.append(ffn_answer(a.ffn, "encoder"))
     if a.similarity is not None:
         c = a.similarity.decoder_cka
         answers.append(["Is every layer the same function?",

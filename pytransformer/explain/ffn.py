@@ -6,6 +6,11 @@ on a translator and a corpus split.
     m.layer("decoder", 2).summary["agreement"]
     m.to_dict()                                   # JSON-able
 
+    c = corpus_ffn(translator)                    # every neuron over 600 test pairs, cached
+    n = int(c.top["encoder"][0][0])               # layer 0's most active neuron
+    c.describe("encoder", 0, n).text              # e.g. 'determiners at the start of the sentence'
+    sentence_ffn(translator, trace(translator, s), s, c)   # per layer: neurons, ablation
+
 A feed-forward block computes ``linear2(relu(linear1(x)))``. Geva et al.
 read it as a memory: row i of linear1 is a *key*, a pattern in the input;
 the hidden unit relu(k_i . x + b_i) (neuron i) says how strongly the key
@@ -43,8 +48,18 @@ the pairs (teacher-forced on the gold translation, padding excluded):
   deleted from the source and the encoder re-run; a' is read at the word
   before it (the same reading as the decoder's prefix); a second variant
   replaces the word by <unk> in place and reads its own slot.
+
+What a neuron fires on is also said in words (NeuronDescription): the
+conjunction of lexicon and context features (token_features) that most of
+its top activations carry and few other words do, with the share it covers.
+corpus_ffn gathers every neuron's top activations over a corpus sample with
+the linear CKA between the layers' FFN outputs and the overlap of their
+trigger sets (is each layer a different function?); sentence_ffn and
+ffn_section put them on the sentence page with each FFN zeroed in turn
+(ablation.ablate_ffn); ffn_answer is analyze's answer for the encoder.
 """
 import dataclasses
+import functools
 from collections import Counter
 from typing import Optional
 
@@ -56,7 +71,13 @@ from .trace import trace, trace_encoder
 from pytransformer.validation import int_arg
 
 __all__ = ["Trigger", "NeuronMemory", "LayerMemories", "FFNMemories", "ffn_memories",
-           "teacher_forced_traces", "value_promotions"]
+           "teacher_forced_traces", "value_promotions",
+           # what a neuron fires on, in words; the sentence page's section
+           "FEATURE_KINDS", "FeatureTable", "NeuronDescription", "CorpusFFN", "SentenceNeuron",
+           "LayerEffect", "word_classes", "token_features", "choose_features",
+           "describe_features", "describe_neuron", "default_corpus", "cache_dir", "corpus_ffn",
+           "sentence_ffn", "neuron_sentence", "ablation_sentence", "similarity_sentence",
+           "ffn_section", "ffn_answer"]
 
 RANK_BY = ("mean", "max")
 _EOS_POS = "<eos>"            # the POS label given to the source <eos> position
@@ -105,9 +126,11 @@ class NeuronMemory:
     through the output embedding, best first), `shares` {label: (most
     common label among the triggers, share of triggers carrying it)},
     `agreement` (decoder: share of triggers whose next word is the top
-    promoted word; encoder: share whose aligned target words contain it) and
+    promoted word; encoder: share whose aligned target words contain it),
     `ablation_drop` (mean relative drop of the ablated triggers'
-    activations, NaN when none could be ablated)."""
+    activations, NaN when none could be ablated) and `description` (what it
+    fires on in words, a NeuronDescription over its top describe_k
+    activations)."""
     neuron: int
     mean: float
     max: float
@@ -118,10 +141,13 @@ class NeuronMemory:
     agreement: float
     ablation_drop: float
     ablation_drop_unk: Optional[float] = None
+    description: Optional["NeuronDescription"] = None
 
     def to_dict(self):
         """A JSON-able dict."""
-        return {"neuron": self.neuron, "mean": self.mean, "max": self.max,
+        return {"neuron": self.neuron,
+                "description": self.description.to_dict() if self.description else None,
+                "mean": self.mean, "max": self.max,
                 "fire_rate": self.fire_rate, "triggers": [t.to_dict() for t in self.triggers],
                 "promoted": [[w, float(s)] for w, s in self.promoted],
                 "shares": {k: [v[0], float(v[1])] for k, v in self.shares.items()},
@@ -179,7 +205,9 @@ class FFNMemories:
     """Measure 6 over a split: `layers` (LayerMemories, encoder layers then
     decoder layers), `n_pairs`, `n_tokens` {kind: real tokens seen},
     `rank_by` ('mean' or 'max'), `top_k`, `vocab_size` (|V| of the target),
-    `caption`."""
+    `caption`, and `corpus` (the CorpusFFN of the split: every neuron's top
+    activations, the CKA of the layers' FFN outputs, the trigger-set
+    overlaps; see ffn_answer)."""
     layers: list
     n_pairs: int
     n_tokens: dict
@@ -187,6 +215,7 @@ class FFNMemories:
     top_k: int
     vocab_size: int
     caption: str = ""
+    corpus: Optional["CorpusFFN"] = dataclasses.field(default=None, repr=False)
 
     def layer(self, kind, layer):
         """The LayerMemories of ('encoder' | 'decoder', layer index)."""
@@ -202,9 +231,15 @@ class FFNMemories:
 
     def to_dict(self):
         """A JSON-able dict."""
+        c = self.corpus
+        sim = None if c is None else {
+            kind: {"cka": c.cka[kind].tolist(), "overlap": c.overlap[kind].tolist(),
+                   "overlap_chance": c.overlap_chance[kind].tolist(),
+                   "profile": c.profile[kind]} for kind in c.cka}
         return {"layers": [lm.to_dict() for lm in self.layers], "n_pairs": self.n_pairs,
                 "n_tokens": dict(self.n_tokens), "rank_by": self.rank_by,
-                "top_k": self.top_k, "vocab_size": self.vocab_size, "caption": self.caption}
+                "top_k": self.top_k, "vocab_size": self.vocab_size, "caption": self.caption,
+                "similarity": sim}
 
 
 def _f(x):
@@ -267,8 +302,9 @@ def teacher_forced_traces(translator, pairs, batch_size=128, traces=None):
             if o + b >= len(pairs):
                 raise ValueError(f"traces: cover more sentences than the {len(pairs)} pairs")
             p = pairs[o + b]
-            if (list(t.src_tokens[b][:-1]) != list(p.src)
-                    or list(t.tgt_out_tokens[b][:-1]) != list(p.tgt)):
+            # words outside the vocabulary are labelled '<unk:word>' in a trace
+            if ([_unmark(w) for w in t.src_tokens[b][:-1]] != list(p.src)
+                    or [_unmark(w) for w in t.tgt_out_tokens[b][:-1]] != list(p.tgt)):
                 raise ValueError(f"traces[{k}] row {b}: does not match pairs[{o + b}] "
                                  f"(expected a teacher-forced trace of the gold translation)")
         yield o, t
@@ -345,18 +381,21 @@ class _Side:
     def __init__(self, kind, n_layers):
         self.kind = kind
         self.acts = [[] for _ in range(n_layers)]     # per layer: list of (n_b, F) float32
+        self.outs = [[] for _ in range(n_layers)]     # per layer: (n_b, E) FFN outputs, if kept
         self.sent, self.posn, self.tok = [], [], []   # per token: sentence, position, token id
         self.extra = []                               # encoder: POS label id; decoder: next id
 
     def finish(self, special_id):
         self.acts = [np.concatenate(a).astype(np.float32, copy=False) for a in self.acts]
+        self.outs = [np.concatenate(a).astype(np.float32, copy=False) if a else None
+                     for a in self.outs]
         self.sent, self.posn, self.tok, self.extra = (np.concatenate(x) for x in
                                                       (self.sent, self.posn, self.tok,
                                                        self.extra))
         self.special = self.tok == special_id         # encoder <eos> / decoder <bos> slots
 
 
-def _collect(translator, pairs, batch_size, traces):
+def _collect(translator, pairs, batch_size, traces, outputs=False):
     net = translator.model
     n_enc = len(net.transformer.encoder.layers)
     n_dec = len(net.transformer.decoder.layers)
@@ -369,7 +408,10 @@ def _collect(translator, pairs, batch_size, traces):
         m_tgt = tgt != net.config.pad_idx                             # (B, T) <bos> + words
         for side, mask, ids, n in ((enc, m_src, src, n_enc), (dec, m_tgt, tgt, n_dec)):
             for layer in range(n):
-                side.acts[layer].append(t.ffn(side.kind, layer).hidden[mask].astype(np.float32))
+                rec = t.ffn(side.kind, layer)
+                side.acts[layer].append(rec.hidden[mask].astype(np.float32))
+                if outputs:
+                    side.outs[layer].append(rec.output[mask].astype(np.float32))
             b, p = np.nonzero(mask)
             side.sent.append(b + o)
             side.posn.append(p)
@@ -422,7 +464,7 @@ def _encoder_ablation(translator, pairs, cases):
 
 def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_promoted=5,
                  n_ablate=5, exclude_special=True, keep_activations=False, batch_size=128,
-                 traces=None, seed=0):
+                 traces=None, seed=0, describe_k=20):
     """Measure 6 (Geva et al. 2021, FFN layers as key-value memories) over
     `pairs` (corpus Pairs with POS tags), teacher-forced on their gold
     translations.
@@ -437,7 +479,9 @@ def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_
     much); keep_activations: also return every token's activations
     (LayerMemories.activations); batch_size: pairs per trace; traces: optional list of
     teacher-forced traces of `pairs` to reuse (see teacher_forced_traces);
-    seed: for the random baselines. Returns an FFNMemories."""
+    seed: for the random baselines; describe_k: top activations per neuron
+    behind its description in words (NeuronMemory.description) and the
+    layer comparison (FFNMemories.corpus). Returns an FFNMemories."""
     _check_translator(translator)
     pairs = _check_pairs(pairs)
     if rank_by not in RANK_BY:
@@ -447,8 +491,12 @@ def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_
     top_k = _check_int("top_k", top_k, 1)
     n_promoted = _check_int("n_promoted", n_promoted, 1)
     n_ablate = _check_int("n_ablate", n_ablate, 0, top_k)
+    describe_k = _check_int("describe_k", describe_k, 1)
 
-    enc, dec, pos_names = _collect(translator, pairs, batch_size, traces)
+    enc, dec, pos_names = _collect(translator, pairs, batch_size, traces, outputs=True)
+    tables, contexts, tag_of = _sample_tables(pairs)
+    corpus = _corpus_from_arrays(_arrays_from_sides((enc, dec), tables, describe_k), pairs,
+                                 tables, contexts, tag_of, describe_k, top_neurons)
     an = _Analysis(translator, pairs, enc, dec, pos_names, exclude_special, top_k, n_ablate,
                    np.random.default_rng(seed))
     # choose every layer's top neurons and triggers first: the encoder ablations are one re-run
@@ -459,13 +507,16 @@ def ffn_memories(translator, pairs, top_neurons=16, top_k=10, rank_by="mean", n_
     an.rerun_encoder([t for side, *_rest, trig in plans if side is enc for t in trig])
     layers = [an.layer(side, li, mod, stats, top, trig, n_promoted, rank_by)
               for side, li, mod, stats, top, trig in plans]
+    for lm in layers:
+        for nm in lm.neurons:
+            nm.description = corpus.describe(lm.kind, lm.layer, nm.neuron)
     if keep_activations:
         for lm, (side, li, *_rest) in zip(layers, plans):
             lm.activations, lm.where = side.acts[li], np.stack([side.sent, side.posn], 1)
     return FFNMemories(layers=layers, n_pairs=len(pairs),
                        n_tokens={"encoder": len(enc.tok), "decoder": len(dec.tok)},
                        rank_by=rank_by, top_k=top_k, vocab_size=an.V,
-                       caption=_caption(rank_by, top_k, top_neurons, an.V))
+                       caption=_caption(rank_by, top_k, top_neurons, an.V), corpus=corpus)
 
 
 class _Analysis:
@@ -662,3 +713,920 @@ def _layer_caption(kind, layer, s, rank_by, top_k):
             f"{s['special_mass']:.0%} of all activation sits on the "
             f"{'<eos>' if kind == 'encoder' else '<bos>'} slot, which is "
             f"{s['special_tokens']:.0%} of the tokens.")
+
+
+# ----------------------------------------------------------------------------
+# what a neuron fires on, in words
+#
+# Every token of a corpus sample gets a set of binary features: the word, its
+# word class from the lexicon (part of speech, number, gender, noun class,
+# tense), its neighbours and its place in the sentence (decoder: the word read
+# and the word written next). A neuron's description is the conjunction of at
+# most three features, carried by at least half of the neuron's top
+# activations where possible, that maximises c * log(c / b) (the best pair
+# found exhaustively, a third feature added greedily), c the share
+# of the neuron's top-k activations carrying all of them (its coverage), b the
+# share of all words carrying them: frequent among the triggers, rare
+# elsewhere. The coverage is printed beside the words, so every description
+# is checked by a number.
+
+_POS_PLURAL = {"NOUN": "nouns", "VERB": "verbs", "ADJ": "adjectives", "DET": "determiners",
+               "NUM": "number words", "PRON": "pronouns", "AUX": "auxiliaries",
+               "ADP": "prepositions", "PART": "negations", "PUNCT": "punctuation marks"}
+_POS_SINGULAR = {"NOUN": "noun", "VERB": "verb", "ADJ": "adjective", "DET": "determiner",
+                 "NUM": "number word", "PRON": "pronoun", "AUX": "auxiliary",
+                 "ADP": "preposition", "PART": "negation", "PUNCT": "punctuation mark"}
+_NUMBER = {"sg": "singular", "pl": "plural"}
+_GENDER = {"m": "masculine", "f": "feminine"}
+# which aspect of a token a feature is about (for the per-layer profile)
+FEATURE_KINDS = ("word", "word class", "context", "next word")
+_KIND_OF = {"word": "word", "pos": "word class", "number": "word class", "gender": "word class",
+            "class": "word class", "tense": "word class", "wword": "next word",
+            "wpos": "next word", "wnumber": "next word", "wgender": "next word"}
+
+
+@functools.lru_cache(maxsize=1)
+def word_classes():
+    """({English word: info}, {Spanish word: info}) from the lexicon, info
+    a dict with 'pos' and, where the lexicon knows them, 'number' ('sg' |
+    'pl'), 'gender' ('m' | 'f'; for an English noun the gender of its
+    Spanish translation), 'class' (noun class) and 'tense' ('present' |
+    'past')."""
+    from pytransformer.data import lexicon as lx
+    en, es = {}, {}
+
+    def put(d, word, **info):
+        if word and word not in d:
+            d[word] = {k: v for k, v in info.items() if v is not None}
+
+    def forms(d, words, pos, genders, numbers, **extra):
+        # one form may stand for several genders / numbers: keep only what is certain
+        seen = {}
+        for w, g, n in zip(words, genders, numbers):
+            if w is not None:
+                seen.setdefault(w, set()).add((g, n))
+        for w, gn in seen.items():
+            gs, ns = {g for g, _ in gn}, {n for _, n in gn}
+            put(d, w, pos=pos, gender=gs.pop() if len(gs) == 1 else None,
+                number=ns.pop() if len(ns) == 1 else None, **extra)
+
+    for n in lx.NOUNS:
+        put(en, n.en, pos="NOUN", number="sg", gender=n.gender, **{"class": n.cls})
+        put(en, n.en_pl, pos="NOUN", number="pl", gender=n.gender, **{"class": n.cls})
+        put(es, n.es, pos="NOUN", number="sg", gender=n.gender, **{"class": n.cls})
+        put(es, n.es_pl, pos="NOUN", number="pl", gender=n.gender, **{"class": n.cls})
+    gn = (("m", "sg"), ("f", "sg"), ("m", "pl"), ("f", "pl"))
+    for d in lx.DETERMINERS:
+        put(en, d.en, pos=d.pos)
+        forms(es, d.es, d.pos, *zip(*gn))
+    for a in lx.ADJECTIVES:
+        put(en, a.en, pos="ADJ")
+        forms(es, a.forms, "ADJ", *zip(*gn))
+    persons = ("sg", "sg", "sg", "pl", "pl", "pl")
+    for v in lx.VERBS:
+        put(en, v.en, pos="VERB", tense="present")
+        put(en, v.en_3sg, pos="VERB", tense="present", number="sg")
+        put(en, v.en_past, pos="VERB", tense="past")
+        put(es, v.es, pos="VERB")
+        for tense, fs in (("present", v.present), ("past", v.preterite)):
+            for w, n in zip(fs, persons):
+                put(es, w, pos="VERB", tense=tense, number=n)
+    for tense, fs in zip(("present", "past"), lx.SER):
+        for w, n in zip(fs, persons):
+            put(es, w, pos="AUX", tense=tense, number=n)
+    for tense, fs in zip(("present", "past"), lx.ESTAR):
+        for w, n in zip(fs, persons):
+            put(es, w, pos="AUX", tense=tense, number=n)
+    for p in lx.PRONOUNS:
+        for w in p.en:
+            put(en, w, pos="PRON")
+        put(es, p.es, pos="PRON", number=persons[p.person], gender=p.gender)
+    for p in lx.PREPOSITIONS:
+        put(en, p.en, pos="ADP")
+        for w in p.es:
+            put(es, w, pos="ADP")
+    for w, tag in (("not", "PART"), ("do", "AUX"), ("does", "AUX"), ("did", "AUX"),
+                   ("am", "AUX"), ("is", "AUX"), ("are", "AUX"), ("was", "AUX"),
+                   ("were", "AUX"), ("that", "PRON"), ("?", "PUNCT"), (".", "PUNCT")):
+        put(en, w, pos=tag)
+    for w, tag in (("no", "PART"), ("que", "PRON"), ("¿", "PUNCT"), ("?", "PUNCT"),
+                   (".", "PUNCT")):
+        put(es, w, pos=tag)
+    return en, es
+
+
+def _word_feats(prefix, word, info):
+    out = [f"{prefix}word={word}"]
+    out += [f"{prefix}{k}={v}" for k, v in info.items()]
+    return out
+
+
+def token_features(kind, words, tags=None, out_words=None):
+    """The feature names of every position of one sentence, as a list of
+    lists. kind 'encoder': `words` are the source tokens with '<eos>' last
+    and `tags` their POS tags (None: looked up in the lexicon); 'decoder':
+    `words` are the decoder inputs ('<bos>' + the translation) and
+    `out_words` what each position writes (the translation + '<eos>'). The
+    special slots get only 'word=<eos>' / 'word=<bos>'."""
+    en, es = word_classes()
+    lex = en if kind == "encoder" else es
+    q = "?" in words
+    neg = ("not" if kind == "encoder" else "no") in words
+    info = []
+    for i, w in enumerate(words):
+        d = dict(lex.get(w, {}))
+        if tags is not None and i < len(tags) and tags[i] is not None:
+            d["pos"] = tags[i]
+        info.append(d)
+    feats = []
+    if kind == "encoder":
+        last = len(words) - 2                        # the last word before <eos>
+        for i, w in enumerate(words):
+            if w == "<eos>":
+                feats.append(["word=<eos>"])
+                continue
+            f = _word_feats("", w, info[i])
+            if i == 0:
+                f.append("first")
+            else:
+                f += [f"prev={words[i - 1]}"] + ([f"prevpos={info[i - 1]['pos']}"]
+                                                 if "pos" in info[i - 1] else [])
+            if i == last:
+                f.append("last")
+            elif i + 1 < len(words):
+                f += [f"next={words[i + 1]}"] + ([f"nextpos={info[i + 1]['pos']}"]
+                                                 if "pos" in info[i + 1] else [])
+            f += (["question"] if q else []) + (["negated"] if neg else [])
+            feats.append(f)
+        return feats
+    if out_words is None or len(out_words) != len(words):
+        raise ValueError("out_words: expected one written word per decoder input")
+    for i, (w, nxt) in enumerate(zip(words, out_words)):
+        if i == 0:
+            feats.append(["word=<bos>"])
+            continue
+        f = _word_feats("", w, info[i])
+        if nxt == "<eos>":
+            f.append("wword=<eos>")
+        else:
+            f += _word_feats("w", nxt, lex.get(nxt, {}))
+        if i == 1:
+            f.append("first")
+        else:
+            f += [f"prev={words[i - 1]}"] + ([f"prevpos={info[i - 1]['pos']}"]
+                                             if "pos" in info[i - 1] else [])
+        f += (["question"] if q else []) + (["negated"] if neg else [])
+        feats.append(f)
+    return feats
+
+
+class FeatureTable:
+    """Binary features of every token of a corpus sample: `names` (list),
+    `matrix` (N, len(names)) bool, `keep` (N,) bool (the words: special slots
+    excluded) and `index` {name: column}."""
+
+    def __init__(self, rows):
+        self.index = {}
+        for r in rows:
+            for f in r:
+                self.index.setdefault(f, len(self.index))
+        self.names = list(self.index)
+        self.matrix = np.zeros((len(rows), len(self.names)), bool)
+        for i, r in enumerate(rows):
+            self.matrix[i, [self.index[f] for f in r]] = True
+        self.keep = ~(self.column("word=<eos>") | self.column("word=<bos>"))
+
+    def column(self, name):
+        """(N,) bool: which tokens carry feature `name` (all False if none does)."""
+        j = self.index.get(name)
+        return self.matrix[:, j] if j is not None else np.zeros(len(self.matrix), bool)
+
+    def has(self, names):
+        """(N,) bool: which tokens carry every feature of `names`."""
+        m = np.ones(len(self.matrix), bool)
+        for n in names:
+            m &= self.column(n)
+        return m
+
+
+@dataclasses.dataclass
+class NeuronDescription:
+    """What a neuron fires on across the corpus: `text` (words, e.g.
+    "plural nouns after 'the'"), `features` (their names), `covered` of its
+    top `k` activations carry all of them (`coverage` = covered / k), `base`
+    (the share of all words that do), `kinds` (which aspects the features
+    are about, FEATURE_KINDS) and `examples` (the top triggers' words in
+    context)."""
+    kind: str
+    layer: int
+    neuron: int
+    text: str
+    features: list
+    covered: int
+    k: int
+    coverage: float
+    base: float
+    kinds: list
+    examples: list
+
+    def to_dict(self):
+        """A JSON-able dict."""
+        return dataclasses.asdict(self)
+
+
+def _kl_score(c, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(c > 0, c * np.log(np.maximum(c, 1e-12) / np.maximum(b, 1e-12)), -np.inf)
+
+
+def choose_features(table, triggers, max_features=3, min_share=0.5, fallback_share=0.25):
+    """The features describing the tokens `triggers` (indices into the
+    table), scored by c * log(c / b) (c: share of the triggers carrying all
+    of them, b: the same share over all words): frequent among the
+    triggers, rare elsewhere. Only conjunctions that at least `min_share`
+    of the triggers carry are considered (so a description never rests on a
+    few triggers): the best single feature or pair of features is found
+    exhaustively, then further features are added greedily while the score
+    rises, up to max_features. When no feature reaches min_share, the same
+    search runs with `fallback_share`. Returns (names, covered, base); no
+    names when no feature reaches either."""
+    if fallback_share is not None and fallback_share < min_share:
+        names, covered, base = choose_features(table, triggers, max_features, min_share, None)
+        if names:
+            return names, covered, base
+        min_share = fallback_share
+    X, keep = table.matrix, table.keep
+    T = np.asarray(triggers, np.int64)
+    k = len(T)
+    if k == 0:
+        return [], 0, 1.0
+    n_keep = max(int(keep.sum()), 1)
+    rows = np.flatnonzero(keep)
+    c_all = X[T].sum(0)
+    cand = np.flatnonzero(c_all >= max(1, min_share * k))
+    chosen, score = [], 0.0
+    if len(cand):
+        Ct = X[np.ix_(T, cand)].astype(np.float32)
+        Cb = X[np.ix_(rows, cand)].astype(np.float32)
+        pc = (Ct.T @ Ct) / k                          # (m, m): pairs; the diagonal: singles
+        pb = (Cb.T @ Cb) / n_keep
+        sc = np.where(pc >= min_share, _kl_score(pc, pb), -np.inf)
+        a, b = np.unravel_index(int(np.argmax(sc)), sc.shape)
+        one = int(np.argmax(np.diag(sc)))
+        if sc[one, one] >= sc[a, b] - 1e-9:       # a pair must say more than one feature
+            a = b = one
+        if sc[a, b] > 0:
+            chosen = [table.names[int(cand[a])]] + ([table.names[int(cand[b])]] if a != b
+                                                    else [])
+            score = float(sc[a, b])
+    in_t = table.has(chosen)[T]
+    rows = rows[table.has(chosen)[rows]]
+    while chosen and len(chosen) < max_features:
+        c_more = X[T[in_t]].sum(0)
+        more = np.flatnonzero(c_more)
+        more = more[~np.isin(more, [table.index[f] for f in chosen])]
+        if not len(more):
+            break
+        c = c_more[more] / k
+        sc = np.where(c >= min_share, _kl_score(c, X[np.ix_(rows, more)].sum(0) / n_keep),
+                      -np.inf)
+        j = int(np.argmax(sc))
+        if not sc[j] > score + 1e-9:
+            break
+        col = int(more[j])
+        chosen.append(table.names[col])
+        score = float(sc[j])
+        in_t &= X[T, col]
+        rows = rows[X[rows, col]]
+    covered = int(table.has(chosen)[T].sum()) if chosen else k
+    base = float((table.has(chosen) & keep).sum() / n_keep)
+    return chosen, covered, base
+
+
+def _one(word_info, pos_names, default="word"):
+    """A phrase for a word's features: modifiers then the part-of-speech
+    name from `pos_names` ('plural feminine noun', 'singular nouns')."""
+    mods = [_NUMBER[word_info["number"]]] if "number" in word_info else []
+    mods += [_GENDER[word_info["gender"]]] if "gender" in word_info else []
+    mods += [word_info["class"]] if "class" in word_info else []
+    mods += ["past-tense"] if word_info.get("tense") == "past" else []
+    noun = pos_names.get(word_info.get("pos"), word_info.get("pos", "").lower() or default)
+    if "class" in word_info and "pos" not in word_info:
+        noun = pos_names["NOUN"]
+    return " ".join(mods + [noun])
+
+
+def _article(phrase):
+    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
+
+
+def describe_features(kind, names):
+    """Words for a conjunction of feature names (see token_features):
+    encoder "plural nouns after 'the'" (read after "fires on"), decoder
+    "reading 'la', about to write a feminine noun" (after "fires when")."""
+    parts = dict(n.split("=", 1) if "=" in n else (n, True) for n in names)
+    read = {k: v for k, v in parts.items() if k in ("word", "pos", "number", "gender", "class",
+                                                     "tense")}
+    write = {k[1:]: v for k, v in parts.items() if k in ("wword", "wpos", "wnumber", "wgender",
+                                                          "wclass", "wtense")}
+    ctx = []
+    if "prev" in parts:
+        ctx.append(f"after '{parts['prev']}'")
+    if "prevpos" in parts:
+        ctx.append("after " + _article(_POS_SINGULAR.get(parts["prevpos"],
+                                                          parts["prevpos"].lower())))
+    if "next" in parts:
+        ctx.append(f"before '{parts['next']}'")
+    if "nextpos" in parts:
+        ctx.append("before " + _article(_POS_SINGULAR.get(parts["nextpos"],
+                                                           parts["nextpos"].lower())))
+    if "first" in parts:
+        ctx.append("at the start of the sentence" if kind == "encoder"
+                   else "at the first word")
+    if "last" in parts:
+        ctx.append("at the end of the sentence")
+    if "question" in parts:
+        ctx.append("in questions")
+    if "negated" in parts:
+        ctx.append("in negated sentences")
+    if kind == "encoder":
+        if "word" in read:
+            head = f"'{read['word']}'"
+        elif read:
+            head = _one(read, _POS_PLURAL, "words")
+            if "gender" in read and read.get("pos", "NOUN") == "NOUN":
+                head = head.replace(_GENDER[read["gender"]] + " ", "") + \
+                    f" ({_GENDER[read['gender']]} in Spanish)"
+        else:
+            head = "words"
+        return " ".join([head] + ctx) if names else "no common feature"
+    out = []
+    if "word" in read:
+        out.append(f"reading '{read['word']}'")
+    elif read:
+        out.append("reading " + _article(_one(read, _POS_SINGULAR)))
+    if "word" in write:
+        out.append("about to end the sentence" if write["word"] == "<eos>"
+                   else f"about to write '{write['word']}'")
+    elif write:
+        out.append("about to write " + _article(_one(write, _POS_SINGULAR)))
+    out += ctx
+    return ", ".join(out) if out else "no common feature"
+
+
+def describe_neuron(table, kind, layer, neuron, triggers, example_words=None, max_features=3):
+    """The NeuronDescription of a neuron from its top trigger indices
+    `triggers` into the FeatureTable (`example_words`: optional list, per
+    token, of a short context string, for the first three triggers)."""
+    names, covered, base = choose_features(table, triggers, max_features)
+    k = len(triggers)
+    return NeuronDescription(
+        kind=kind, layer=layer, neuron=int(neuron), text=describe_features(kind, names),
+        features=names, covered=covered, k=k, coverage=covered / k if k else float("nan"),
+        base=base, kinds=sorted({_KIND_OF.get(n.split("=", 1)[0], "context") for n in names},
+                                key=FEATURE_KINDS.index),
+        examples=[example_words[i] for i in triggers[:3]] if example_words else [])
+
+
+# ----------------------------------------------------------------------------
+# corpus statistics for the sentence page (computed once per model, cached)
+
+
+@dataclasses.dataclass
+class CorpusFFN:
+    """Every FFN neuron of a translator over a corpus sample, enough to say
+    in words what any neuron fires on and how the layers differ.
+
+    pairs: the sample; top_k: triggers kept per neuron; tables {kind:
+    FeatureTable}; contexts {kind: per token, a short left context};
+    tags {English word: its most common POS tag in the sample}; and per kind
+    ('encoder', 'decoder'), one entry per layer: triggers (F, top_k) int
+    (token indices, highest activation first, -1 where fewer fire), values
+    (F, top_k) their activations, mean (F,) mean activation over words, top
+    (n_top,) the neurons of highest mean; cka (L, L) linear CKA between the
+    layers' FFN outputs over the sample's words; overlap (L, L) Jaccard
+    overlap of the layers' trigger sets (the union of the top_k triggers of
+    their top neurons) and overlap_chance (L, L) what sets of those sizes
+    drawn at random would give; profile: per layer {FEATURE_KINDS name:
+    how many top neurons' descriptions use it}; cached: whether the numbers
+    came from the cache; seconds: the time to compute or load them."""
+    pairs: list
+    top_k: int
+    tables: dict
+    contexts: dict
+    tags: dict
+    triggers: dict
+    values: dict
+    mean: dict
+    top: dict
+    cka: dict
+    overlap: dict
+    overlap_chance: dict
+    profile: dict = dataclasses.field(default_factory=dict)
+    cached: bool = False
+    seconds: float = 0.0
+    _described: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def num_layers(self, kind):
+        """How many layers of `kind` ('encoder' | 'decoder')."""
+        return len(self.triggers[kind])
+
+    def neuron_triggers(self, kind, layer, neuron):
+        """(token indices, activations) of the neuron's top activations over
+        the sample's words, highest first."""
+        idx = self.triggers[kind][layer][neuron]
+        ok = idx >= 0
+        return idx[ok], self.values[kind][layer][neuron][ok]
+
+    def describe(self, kind, layer, neuron):
+        """The NeuronDescription of a neuron (computed once, then kept)."""
+        key = (kind, int(layer), int(neuron))
+        if key not in self._described:
+            idx, _ = self.neuron_triggers(kind, layer, neuron)
+            self._described[key] = describe_neuron(self.tables[kind], kind, int(layer),
+                                                   int(neuron), idx, self.contexts[kind])
+        return self._described[key]
+
+
+def default_corpus(translator, n_pairs=600):
+    """The first n_pairs test pairs of the corpus the translator was trained
+    on (its corpus seed), as `pytransformer analyze` uses them."""
+    n_pairs = _check_int("n_pairs", n_pairs, 1)
+    seed = getattr(translator, "data", {}).get("seed", 0)
+    return list(_splits(int(seed)).test[:n_pairs])
+
+
+@functools.lru_cache(maxsize=2)
+def _splits(seed):
+    from pytransformer.data import make_splits
+    return make_splits(seed=seed, n_train=0)
+
+
+# part of the cache key: change it whenever the cached arrays (triggers,
+# values, mean activations, CKA) would be computed differently
+_CACHE_VERSION = "ffn-corpus/1"
+_MEMO = {}
+
+
+def cache_dir():
+    """Where corpus statistics are cached: $PYTRANSFORMER_CACHE_DIR, else
+    $XDG_CACHE_HOME/pytransformer, else ~/.cache/pytransformer."""
+    import os
+    d = os.environ.get("PYTRANSFORMER_CACHE_DIR")
+    if d:
+        return d
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pytransformer")
+
+
+def _fingerprint(translator, pairs, top_k, n_top):
+    """A hash of the weights, vocabularies, sample and settings: the cache key."""
+    import hashlib
+    h = hashlib.sha256(_CACHE_VERSION.encode())
+    for name, p in translator.model.named_parameters():
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(p.data).tobytes())
+    for v in (translator.src_vocab, translator.tgt_vocab):
+        h.update("\x00".join(v.tokens).encode())
+    for p in pairs:
+        h.update((p.source + "\t" + p.target + "\t" + " ".join(p.pos or ()) + "\n").encode())
+    h.update(f"{top_k}:{n_top}".encode())
+    return h.hexdigest()[:24]
+
+
+def _top_per_neuron(A, keep, k):
+    """(F, k) token indices of each column's k largest positive entries among
+    the rows `keep` (-1 pads), and their values."""
+    rows = np.flatnonzero(keep)
+    Ak = A[rows]
+    k = min(k, len(rows))
+    part = np.argpartition(-Ak, k - 1, axis=0)[:k]                      # (k, F)
+    vals = np.take_along_axis(Ak, part, axis=0)
+    order = np.argsort(-vals, axis=0, kind="stable")
+    part = np.take_along_axis(part, order, axis=0)
+    vals = np.take_along_axis(vals, order, axis=0)
+    idx = np.where(vals > 0, rows[part], -1).T.astype(np.int32)
+    return idx, np.where(vals > 0, vals, 0).T.astype(np.float32)
+
+
+def _sample_tables(pairs):
+    """({kind: FeatureTable}, {kind: contexts}, {English word: POS tag}) of the pairs,
+    tokens in the order _collect gathers them (sentence by sentence)."""
+    tags = {}
+    for p in pairs:
+        for w, t in zip(p.src, p.pos or ()):
+            tags.setdefault(w, Counter())[t] += 1
+    tag_of = {w: c.most_common(1)[0][0] for w, c in tags.items()}
+    rows = {"encoder": [], "decoder": []}
+    ctx = {"encoder": [], "decoder": []}
+    for p in pairs:
+        src = list(p.src) + ["<eos>"]
+        rows["encoder"] += token_features("encoder", src, list(p.pos) + [None])
+        ctx["encoder"] += [" ".join(src[max(0, i - 2):i + 1]) for i in range(len(src))]
+        tin, tout = ["<bos>"] + list(p.tgt), list(p.tgt) + ["<eos>"]
+        rows["decoder"] += token_features("decoder", tin, out_words=tout)
+        ctx["decoder"] += [" ".join(tin[max(0, i - 2):i + 1]) + " \u2192 " + tout[i]
+                           for i in range(len(tin))]
+    return ({k: FeatureTable(r) for k, r in rows.items()}, ctx, tag_of)
+
+
+def _jaccard(a, b, n):
+    """(Jaccard of sets a and b, its expectation for random sets of their sizes out of n)."""
+    inter = len(a & b)
+    union = len(a | b)
+    e = len(a) * len(b) / n
+    return (inter / union if union else float("nan"),
+            e / (len(a) + len(b) - e) if len(a) + len(b) > e else float("nan"))
+
+
+def _arrays_from_sides(sides, tables, top_k):
+    """The numbers a CorpusFFN keeps, from _collect's sides (with outputs):
+    per layer the top_k triggers, their values and the mean activation of
+    every neuron over the words, and per kind the CKA of the FFN outputs."""
+    from .analysis import _blas_threads
+    from .layers import linear_cka
+    arrays = {}
+    for side in sides:
+        keep = tables[side.kind].keep
+        if len(keep) != len(side.tok):
+            raise ValueError(f"pairs: {len(side.tok)} {side.kind} tokens traced, "
+                             f"{len(keep)} described")
+        L = len(side.acts)
+        for li in range(L):
+            A = side.acts[li]
+            idx, val = _top_per_neuron(A, keep, top_k)
+            arrays[f"{side.kind}.{li}.triggers"] = idx
+            arrays[f"{side.kind}.{li}.values"] = val
+            arrays[f"{side.kind}.{li}.mean"] = A[keep].mean(0, dtype=np.float64)
+        cka = np.eye(L)
+        with _blas_threads(1):                  # small products: extra BLAS threads only contend
+            for i in range(L):
+                for j in range(i + 1, L):
+                    cka[i, j] = cka[j, i] = linear_cka(side.outs[i][keep], side.outs[j][keep])
+        arrays[f"{side.kind}.cka"] = cka
+    return arrays
+
+
+def _corpus_from_arrays(arrays, pairs, tables, contexts, tag_of, top_k, n_top, cached=False):
+    """The CorpusFFN of those numbers: top neurons, trigger-set overlaps and
+    the layers' description profiles computed here."""
+    out = CorpusFFN(pairs=pairs, top_k=top_k, tables=tables, contexts=contexts, tags=tag_of,
+                    triggers={}, values={}, mean={}, top={}, cka={}, overlap={},
+                    overlap_chance={}, cached=cached)
+    for kind in ("encoder", "decoder"):
+        L = len([k for k in arrays if k.startswith(kind + ".") and k.endswith(".mean")])
+        out.triggers[kind] = [arrays[f"{kind}.{li}.triggers"] for li in range(L)]
+        out.values[kind] = [arrays[f"{kind}.{li}.values"] for li in range(L)]
+        out.mean[kind] = [arrays[f"{kind}.{li}.mean"] for li in range(L)]
+        out.top[kind] = [np.argsort(-m, kind="stable")[:n_top] for m in out.mean[kind]]
+        out.cka[kind] = arrays[f"{kind}.cka"]
+        sets = [set(int(i) for n in out.top[kind][li] for i in out.triggers[kind][li][n]
+                    if i >= 0) for li in range(L)]
+        n_words = int(tables[kind].keep.sum())
+        ov, ch = np.eye(L), np.eye(L)
+        for i in range(L):
+            for j in range(i + 1, L):
+                ov[i, j], ch[i, j] = _jaccard(sets[i], sets[j], n_words)
+                ov[j, i], ch[j, i] = ov[i, j], ch[i, j]
+        out.overlap[kind], out.overlap_chance[kind] = ov, ch
+        out.profile[kind] = []
+        for li in range(L):
+            counts = Counter(k for n in out.top[kind][li]
+                             for k in out.describe(kind, li, int(n)).kinds)
+            out.profile[kind].append({k: counts.get(k, 0) for k in FEATURE_KINDS})
+    return out
+
+
+def corpus_ffn(translator, pairs=None, top_k=20, n_top=16, cache=True, batch_size=128):
+    """CorpusFFN of `translator` over `pairs` (corpus Pairs with POS tags;
+    default: default_corpus(translator)). top_k: top activations kept per
+    neuron (the descriptions' coverage is a share of them); n_top: neurons
+    per layer (highest mean activation) in the layer profile and the
+    trigger-set overlap. cache: keep the numbers in this process and on disk
+    (cache_dir(), keyed by a hash of the weights, sample and settings), so
+    the traced pass over the sample runs once per model."""
+    import io
+    import os
+    import time
+    import warnings
+    from pytransformer._atomic import atomic_write
+    from .analysis import _blas_threads
+    t0 = time.perf_counter()
+    _check_translator(translator)
+    pairs = _check_pairs(default_corpus(translator) if pairs is None else pairs)
+    top_k = _check_int("top_k", top_k, 1)
+    n_top = _check_int("n_top", n_top, 1)
+    key = _fingerprint(translator, pairs, top_k, n_top) if cache else None
+    if key in _MEMO:
+        return _MEMO[key]
+    tables, contexts, tag_of = _sample_tables(pairs)
+    path = os.path.join(cache_dir(), f"{key}.npz") if cache else None
+    arrays = None
+    if path and os.path.exists(path):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError):
+            arrays = None                       # unreadable: computed again below
+    cached = arrays is not None
+    if arrays is None:
+        with warnings.catch_warnings(), _blas_threads(1):
+            warnings.simplefilter("ignore")      # test words outside the vocabulary
+            enc, dec, _ = _collect(translator, pairs, batch_size, None, outputs=True)
+        arrays = _arrays_from_sides((enc, dec), tables, top_k)
+        if path:
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                buf = io.BytesIO()
+                np.savez_compressed(buf, **arrays)
+                atomic_write(path, [buf.getvalue()])
+            except OSError:
+                pass                   # a read-only cache directory: recompute next time
+    out = _corpus_from_arrays(arrays, pairs, tables, contexts, tag_of, top_k, n_top, cached)
+    out.seconds = time.perf_counter() - t0
+    if key is not None:
+        _MEMO.clear()                      # one model's statistics at a time in memory
+        _MEMO[key] = out
+    return out
+
+
+# ----------------------------------------------------------------------------
+# one sentence: its most active neurons in words, and each FFN ablated
+
+
+@dataclasses.dataclass
+class SentenceNeuron:
+    """A neuron most active on the sentence: `neuron`, the `word` (and
+    `position`) where it fires most here, its `activation` there,
+    `threshold` (its top_k-th largest activation over the corpus sample, so
+    `in_top` says whether this word would be among its corpus triggers),
+    `description` (NeuronDescription) and `fits` (whether this word carries
+    every feature of the description)."""
+    neuron: int
+    word: str
+    position: int
+    activation: float
+    threshold: float
+    in_top: bool
+    description: NeuronDescription
+    fits: bool
+
+    def to_dict(self):
+        """A JSON-able dict."""
+        d = dataclasses.asdict(self)
+        d["description"] = self.description.to_dict()
+        return d
+
+
+@dataclasses.dataclass
+class LayerEffect:
+    """One FFN on one sentence: `kind`, `layer`, `neurons` (SentenceNeuron,
+    most active first), and what zeroing the FFN does: `ablated` (the
+    greedy translation without it), `intact` (the greedy translation with
+    it), `changed` (how many word positions of the two differ, plus the
+    difference in length), `prob` / `ablated_prob` (geometric mean
+    probability per word of the explained translation, which is the model's
+    own or the one given, teacher-forced, <eos> included, with and without
+    the FFN)."""
+    kind: str
+    layer: int
+    neurons: list
+    ablated: str
+    intact: str
+    changed: int
+    prob: float
+    ablated_prob: float
+
+    def to_dict(self):
+        """A JSON-able dict."""
+        return {"kind": self.kind, "layer": self.layer,
+                "neurons": [n.to_dict() for n in self.neurons], "ablated": self.ablated,
+                "intact": self.intact, "changed": self.changed, "prob": self.prob,
+                "ablated_prob": self.ablated_prob}
+
+
+def _unmark(w):
+    return w[5:-1] if w.startswith("<unk:") else w
+
+
+def _word_changes(a, b):
+    a, b = a.split(), b.split()
+    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+
+
+def _mean_logprob(logits, ids):
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(-1, keepdims=True)
+    lp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return float(np.mean(lp[np.arange(len(ids)), ids]))
+
+
+def sentence_ffn(translator, t, sentence, corpus=None, n_neurons=3):
+    """What every FFN does to one sentence: a list of LayerEffect, encoder
+    layers then decoder layers. t: the sentence's trace
+    (explain.trace(translator, sentence[, translation])); corpus: a
+    CorpusFFN (default corpus_ffn(translator)); n_neurons: neurons per
+    layer: the neuron firing most on each distinct word, the words taken in
+    order of that activation (the special <eos> / <bos> slots left out, as
+    in the corpus), then the next most active neurons if there are fewer
+    words."""
+    from pytransformer.autograd import no_grad
+    from .ablation import ablate_ffn
+    _check_translator(translator)
+    n_neurons = _check_int("n_neurons", n_neurons, 1)
+    corpus = corpus_ffn(translator) if corpus is None else corpus
+    src = [_unmark(w) for w in t.src_tokens[0]]
+    tin = [_unmark(w) for w in t.tgt_in_tokens[0]]
+    tout = [_unmark(w) for w in t.tgt_out_tokens[0]]
+    feats = {"encoder": token_features("encoder", src, [corpus.tags.get(w) for w in src]),
+             "decoder": token_features("decoder", tin, out_words=tout)}
+    words = {"encoder": list(t.src_tokens[0]),
+             "decoder": [f"{a} \u2192 {b}" for a, b in zip(t.tgt_in_tokens[0],
+                                                         t.tgt_out_tokens[0])]}
+    intact = translator.translate([sentence])[0]
+    T = len(tin)
+    out_ids = np.asarray(t.tgt_ids[0, 1:T].tolist() + [EOS])
+    prob = float(np.exp(_mean_logprob(t.logits[0, :T], out_ids)))
+    net = translator.model
+    effects = []
+    for kind in ("encoder", "decoder"):
+        n_tok = len(words[kind])
+        for li in range(corpus.num_layers(kind)):
+            h = np.asarray(t.ffn(kind, li).hidden[0, :n_tok], np.float64)
+            real = np.ones(n_tok, bool)
+            real[-1 if kind == "encoder" else 0] = False
+            hr = np.where(real[:, None], h, -np.inf)
+            peak, where = hr.max(0), hr.argmax(0)
+            order = np.argsort(-peak, kind="stable")
+            # the most active neurons, one per distinct word first (so that
+            # they are not all about "the"), then the rest by activation
+            first = {}
+            for n in order:
+                first.setdefault(words[kind][int(where[n])], int(n))
+            picked = sorted(first.values(), key=lambda n: -peak[n])[:n_neurons]
+            picked += [int(n) for n in order if n not in picked][:n_neurons - len(picked)]
+            neurons = []
+            for n in picked:
+                pos = int(where[n])
+                _, vals = corpus.neuron_triggers(kind, li, int(n))
+                thr = float(vals[-1]) if len(vals) else float("inf")
+                d = corpus.describe(kind, li, int(n))
+                neurons.append(SentenceNeuron(
+                    neuron=int(n), word=words[kind][pos], position=pos,
+                    activation=float(h[pos, n]), threshold=thr,
+                    in_top=bool(len(vals) == corpus.top_k and h[pos, n] >= thr),
+                    description=d,
+                    fits=bool(d.features) and set(d.features) <= set(feats[kind][pos])))
+            with ablate_ffn(translator, [(kind, li)]):
+                ablated = translator.translate([sentence])[0]
+                was = net.training
+                net.eval()
+                try:
+                    with no_grad():
+                        logits = np.asarray(net(t.src_ids, t.tgt_ids).data)
+                finally:
+                    net.train(was)
+            effects.append(LayerEffect(
+                kind=kind, layer=li, neurons=neurons, ablated=ablated, intact=intact,
+                changed=_word_changes(intact, ablated), prob=prob,
+                ablated_prob=float(np.exp(_mean_logprob(logits[0, :T], out_ids)))))
+    return effects
+
+
+# ----------------------------------------------------------------------------
+# the sentence page's section, in words
+
+
+def _quote(w):
+    return f"\u201c{w}\u201d"
+
+
+def neuron_sentence(n, top_k):
+    """One sentence saying what a SentenceNeuron does here and across the corpus."""
+    d = n.description
+    fire = (f"n{n.neuron} fires on {_quote(n.word)} ({n.activation:.2f}; its "
+            f"{top_k}th-strongest corpus activation is {n.threshold:.2f})")
+    if not d.features:
+        return fire + "; its strongest corpus activations share no feature."
+    fit = ("; this word fits the description" if n.fits
+           else "; this word does not fit the description")
+    verb = "fires on" if d.kind == "encoder" else "fires when"
+    return (f"{fire}. Across the corpus it {verb} {d.text}: {d.covered} of its top {d.k} "
+            f"activations ({d.coverage:.0%}) against {d.base:.1%} of all words{fit}.")
+
+
+def ablation_sentence(e, explained):
+    """What zeroing the FFN of a LayerEffect does, in one sentence."""
+    probs = (f"the mean word probability (geometric) of {_quote(explained)} goes from "
+             f"{e.prob:.2f} to {e.ablated_prob:.2f}")
+    if e.changed == 0:
+        return f"Without this FFN the model's translation stays the same; {probs}."
+    return (f"Without this FFN the model writes {_quote(e.ablated)} instead of "
+            f"{_quote(e.intact)} ({e.changed} word{'s' if e.changed != 1 else ''} differ); "
+            f"{probs}.")
+
+
+def _pairs_text(m, fmt):
+    L = m.shape[0]
+    return ", ".join(f"{i}\u2013{j} {format(m[i, j], fmt)}" for i in range(L)
+                     for j in range(i + 1, L))
+
+
+def similarity_sentence(corpus, kind):
+    """Is each of the `kind` FFNs a different function? In words, with the
+    CKA of their outputs, the overlap of their trigger sets and what their
+    top neurons' descriptions rest on."""
+    L = corpus.num_layers(kind)
+    if L < 2:
+        return f"The {kind} has one layer: nothing to compare."
+    cka, ov, ch = corpus.cka[kind], corpus.overlap[kind], corpus.overlap_chance[kind]
+    off = cka[~np.eye(L, dtype=bool)]
+    hi = float(np.nanmax(off))
+    verdict = ("each layer's FFN computes a different function" if hi < 0.5 else
+               "the layers' FFNs share part of their function" if hi < 0.8 else
+               "some layers' FFNs compute nearly the same function")
+    n_top = len(corpus.top[kind][0])
+    prof = "; ".join(f"layer {li}: " + ", ".join(f"{k} {c}" for k, c in p.items() if c)
+                     for li, p in enumerate(corpus.profile[kind]))
+    n_words = int(corpus.tables[kind].keep.sum())
+    return (f"{kind.capitalize()}: {verdict}. Linear CKA between the layers' FFN outputs over "
+            f"{n_words} words of {len(corpus.pairs)} test sentences (1 = the same up to a "
+            f"rotation and a scale): {_pairs_text(cka, '.2f')}. The top-{corpus.top_k} "
+            f"triggers of each layer's {n_top} most active neurons overlap (Jaccard) by "
+            f"{_pairs_text(ov, '.1%')}, against {_pairs_text(ch, '.1%')} for random sets of "
+            f"the same sizes. What the {n_top} neurons' descriptions rest on: {prof}.")
+
+
+def ffn_section(rep, translator, sentence, v, corpus=None):
+    """Add the sentence page's feed-forward section to the Report `rep`
+    (v: the report's sentence_views): per layer, the most active neurons
+    in words with their corpus coverage, the translation with that FFN
+    zeroed, and whether the layers' FFNs differ. Returns the LayerEffects."""
+    from . import html as H
+    corpus = corpus_ffn(translator) if corpus is None else corpus
+    t = v["trace"]
+    effects = sentence_ffn(translator, t, sentence, corpus)
+    explained = " ".join(t.tgt_out_tokens[0][:-1])
+    body = ""
+    for e in effects:
+        items = "".join(f"<li>{H.escape(neuron_sentence(n, corpus.top_k))}</li>"
+                        for n in e.neurons)
+        body += (f"<h3>{e.kind} layer {e.layer}</h3><ul>{items}</ul>"
+                 f"<p>{H.escape(ablation_sentence(e, explained))}</p>")
+    body += H.table_html(
+        ["layer", "the model's translation without this FFN", "words changed",
+         "mean word prob. of the explained translation", "without the FFN"],
+        [[f"{e.kind} {e.layer}", e.ablated, e.changed, e.prob, e.ablated_prob]
+         for e in effects], number_format=".3g",
+        caption="Each FFN zeroed alone (its output removed, the residual stream kept)")
+    body += H.table_html(
+        ["layer", "neuron", "fires here on", "activation", "corpus top-k threshold",
+         "fires across the corpus on", "covers", "of all words", "fits this word"],
+        [[f"{e.kind} {e.layer}", f"n{n.neuron}", n.word, n.activation, n.threshold,
+          n.description.text, f"{n.description.covered}/{n.description.k}",
+          f"{n.description.base:.1%}", "yes" if n.fits else "no"]
+         for e in effects for n in e.neurons], number_format=".3g",
+        caption="The most active neurons, with what they fire on across the corpus")
+    body += "<h3>Is each layer's FFN a different function?</h3>"
+    for kind in ("encoder", "decoder"):
+        body += f"<p>{H.escape(similarity_sentence(corpus, kind))}</p>"
+        labels = [f"layer {i}" for i in range(corpus.num_layers(kind))]
+        body += H.heatmap_svg(corpus.cka[kind], labels, labels,
+                              title=f"{kind}: linear CKA of the FFN outputs", vmin=0, vmax=1)
+    rep.add_section(
+        "What each feed-forward layer does to this sentence",
+        "A feed-forward block (FFN) is a memory of patterns (Geva et al. 2021): each hidden "
+        "neuron fires on some inputs and then adds its own vector to the word's "
+        "representation. For every layer: the neurons firing most on this sentence (one per "
+        "word first), and what each fires on across the corpus, found from its "
+        f"{corpus.top_k} strongest activations over {len(corpus.pairs)} test sentences and "
+        "the lexicon's word classes (part of speech, number, gender, noun class, tense) and "
+        "neighbours: the words name the features most of those activations share and few "
+        "other words do, and the numbers say how many of its top activations carry them "
+        "(coverage) and how common they are among all words. A decoder position reads one "
+        "word and writes the next, shown as reading \u2192 writing. Then what happens to "
+        "the translation when that layer's FFN is zeroed, and whether the layers compute "
+        "different functions.", body, id="ffn")
+    return effects
+
+
+def ffn_answer(mem, kind="encoder", n=2):
+    """[question, answer] for `pytransformer analyze`'s headline: what the
+    `kind` FFNs of an FFNMemories (with its corpus) do, in words (each
+    layer's n most active neurons with their coverage) and whether each
+    layer is a different function (CKA of the FFN outputs)."""
+    n = _check_int("n", n, 1)
+    if kind not in ("encoder", "decoder"):
+        raise ValueError(f"kind: expected 'encoder' or 'decoder', got {kind!r}")
+    c = mem.corpus
+    if c is None:
+        raise ValueError("mem: an FFNMemories without corpus statistics (made by ffn_memories)")
+    parts = []
+    for li in range(c.num_layers(kind)):
+        ds = [c.describe(kind, li, int(nn)) for nn in c.top[kind][li][:n]]
+        parts.append(f"layer {li}: " + "; ".join(
+            f"n{d.neuron} fires {'on' if kind == 'encoder' else 'when'} {d.text} "
+            f"({d.covered}/{d.k} of its top activations)"
+            for d in ds))
+    return [f"What does the {kind}'s feed-forward part learn, and is it a different function "
+            f"in each layer?", "; ".join(parts) + ". " + similarity_sentence(c, kind)]

@@ -18,6 +18,8 @@ from .learning import learning_section
 from .lens import logit_lens
 from .views import TERM_NAMES, factor_view, position_split, value_mixing
 from .walkthrough import compare_keys, walkthrough_data, walkthrough_html
+from .failure import failure_section
+from .ffn import ffn_section
 
 __all__ = ["default_donor", "encoder_report", "encoder_views", "gold_links", "save_sentence_pngs", "sentence_report",
            "sentence_views"]
@@ -240,6 +242,7 @@ def _summary_section(rep, translator, sentence, v):
 
 
 _QUESTIONS = [
+    ("failure", "Where does the translation leave the reference?"),
     ("heads", "What does each head attend to?"),
     ("walkthrough", "How does Q\u00b7K build the scores, and the output a weighted sum of "
                     "the values? (the article's walk-through, any head and word)"),
@@ -248,7 +251,8 @@ _QUESTIONS = [
     ("positions", "Does a head attend by word or by position?"),
     ("mixing", "How is the output a weighted sum of value vectors, and is the weight "
                "the whole story?"),
-    ("ffn", "What do the feed-forward layers store?"),
+    ("ffn", "What does each layer's feed-forward part do to this sentence, and is it a "
+            "different function in each layer?"),
     ("lens", "Does each layer compute something different? (the logit lens)"),
     ("counterfactual", "Where does the model keep what a word means?"),
     ("learning", "How did gradient descent make related words align?"),
@@ -256,8 +260,10 @@ _QUESTIONS = [
 
 
 def _questions_section(rep, translator, sentence, v):
+    have = {s["id"] for s in rep.sections}
     items = "".join(f'<li><a href="#{i}">{H.escape(q)}</a></li>' for i, q in _QUESTIONS
-                    if i != "counterfactual" or v["counterfactual"] is not None)
+                    if (i != "counterfactual" or v["counterfactual"] is not None)
+                    and (i != "failure" or i in have))
     rep.add_section(
         "Questions this page answers",
         "Each section answers one question about why the Transformer works, with the "
@@ -390,21 +396,6 @@ def _mixing_section(rep, translator, sentence, v):
                     "\u2192 writing.", body, id="mixing")
 
 
-def _ffn_section(rep, translator, sentence, v):
-    body = ""
-    for kind in ("encoder", "decoder"):
-        body += _ffn_table(v["trace"], translator, kind)
-    rep.add_section(
-        "What the feed-forward layers fire on",
-        "Each feed-forward block is a key-value memory (Geva et al. 2021): every hidden "
-        "neuron is a key (a row of the first linear layer) that fires on some inputs, and "
-        "adds its value (a column of the second linear layer) to the residual stream. For "
-        "each word and layer: the neuron firing most there, its activation, and the target "
-        "words its value vector pushes up when read through the output layer (decoder only: "
-        "encoder values never reach the output layer directly). Run `pytransformer "
-        "analyze` for what these neurons fire on across a whole test set.", body, id="ffn")
-
-
 def _lens_section(rep, translator, sentence, v):
     lens = logit_lens(translator, sentence, _translation(v))
     lrows = [[f"decoder layer {i}"] + [f"{w} ({p:.2f})" for w, p in zip(lens.words[i],
@@ -436,9 +427,9 @@ def _counterfactual_section(rep, translator, sentence, v):
 
 
 # the sentence page, section by section, in reading order
-_SENTENCE_SECTIONS = (_summary_section, _questions_section, _heads_section,
+_SENTENCE_SECTIONS = (_summary_section, failure_section, _questions_section, _heads_section,
                       _walkthrough_section, _cross_section,
-                      _factor_section, _positions_section, _mixing_section, _ffn_section,
+                      _factor_section, _positions_section, _mixing_section, ffn_section,
                       _lens_section, _counterfactual_section)
 
 
