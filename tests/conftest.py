@@ -26,3 +26,17 @@ def shipped():
     if path is None:
         pytest.skip("no shipped model in this installation")
     return Translator.load(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """The explain caches of the run go to a temporary directory, never to
+    the user's ~/.cache (shared by the whole session, so each cache is
+    computed once)."""
+    old = os.environ.get("PYTRANSFORMER_CACHE_DIR")
+    os.environ["PYTRANSFORMER_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("PYTRANSFORMER_CACHE_DIR", None)
+    else:
+        os.environ["PYTRANSFORMER_CACHE_DIR"] = old
