@@ -10,7 +10,9 @@ kernel would read indices it had just overwritten, out of bounds (other
 overlaps give wrong numbers, not unsafe ones, and are refused one level up,
 in pytransformer.ops). Then it
 releases the GIL, calls the kernel, and turns a C status into an exception
-through check_status(). Backward kernels add into their gradient outputs.
+through check_status(). Backward bindings take `accumulate` (default True:
+add into the gradient outputs; False: store, the outputs not read), as the
+C kernels do (csrc/pt_kernels.h).
 
 The functions are split by op family into _core_*.pxi files (textually
 included below), mirroring csrc/*.c.

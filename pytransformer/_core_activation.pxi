@@ -34,8 +34,10 @@ def bias_act_forward(object y, object x, object bias, object kind):
     check_status(st)
 
 
-def bias_act_backward(object dx, object dbias, object dy, object x, object bias, object kind):
-    """dx (N, C) += dy * act'(x + bias);  dbias (C,) += its column sums.
+def bias_act_backward(object dx, object dbias, object dy, object x, object bias, object kind,
+                      bint accumulate=True):
+    """dx (N, C) += dy * act'(x + bias);  dbias (C,) += its column sums
+    (with accumulate=False: = instead of +=, the buffers are not read).
     dx or dbias may be None; x is the forward input (before the bias)."""
     cdef int k = _act_kind(kind)
     dt = _float_dtype("x", x)
@@ -52,13 +54,14 @@ def bias_act_backward(object dx, object dbias, object dy, object x, object bias,
     cdef void *pdy = _ptr(dy)
     cdef void *px = _ptr(x)
     cdef void *pb = _ptr(bias)
+    cdef int acc = accumulate
     cdef int st
     if dt == np.float32:
         with nogil:
             st = pt_bias_act_backward_f32(<float *>pdx, <float *>pdb, <float *>pdy,
-                                          <float *>px, <float *>pb, N, C, k)
+                                          <float *>px, <float *>pb, N, C, k, acc)
     else:
         with nogil:
             st = pt_bias_act_backward_f64(<double *>pdx, <double *>pdb, <double *>pdy,
-                                          <double *>px, <double *>pb, N, C, k)
+                                          <double *>px, <double *>pb, N, C, k, acc)
     check_status(st)

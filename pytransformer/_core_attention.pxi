@@ -83,9 +83,11 @@ def attention_forward(object out, object lse, object weights, object q, object k
 
 def attention_backward(object dq, object dk, object dv, object dout, object q,
                        object k, object v, object out, object lse, object mask,
-                       object mask_strides, bint is_causal, double scale):
+                       object mask_strides, bint is_causal, double scale,
+                       bint accumulate=True):
     """dq, dk, dv (any may be None) += gradients of attention, recomputing P
-    from q, k and the forward's lse."""
+    from q, k and the forward's lse (with accumulate=False: := them, the
+    buffers not read)."""
     dt, B, H, Tq, Tk, D, Dv = _attention_sizes(q, k, v)
     st = _attention_mask(mask, mask_strides, dt, B, H, Tq, Tk)
     _check("grad_out", dout, dt, (B, H, Tq, Dv))
@@ -106,19 +108,19 @@ def attention_backward(object dq, object dk, object dv, object dout, object q,
     cdef void *pm = _ptr(mask)
     cdef int64_t *ps = <int64_t *>_ptr(st)
     cdef int64_t b = B, h = H, tq = Tq, tk = Tk, d = D, dvv = Dv
-    cdef int causal = is_causal, status
+    cdef int causal = is_causal, acc = accumulate, status
     if dt == np.float32:
         with nogil:
             status = pt_attention_backward_f32(<float *>pdq, <float *>pdk, <float *>pdv,
                                                <float *>pg, <float *>pq, <float *>pk,
                                                <float *>pv, <float *>po, <float *>pl,
                                                <float *>pm, ps, b, h, tq, tk, d, dvv,
-                                               causal, <float>scale)
+                                               causal, <float>scale, acc)
     else:
         with nogil:
             status = pt_attention_backward_f64(<double *>pdq, <double *>pdk, <double *>pdv,
                                                <double *>pg, <double *>pq, <double *>pk,
                                                <double *>pv, <double *>po, <double *>pl,
                                                <double *>pm, ps, b, h, tq, tk, d, dvv,
-                                               causal, scale)
+                                               causal, scale, acc)
     check_status(status)

@@ -26,8 +26,9 @@ def embedding_forward(object y, object ids, object table):
     check_status(st)
 
 
-def embedding_backward(object dtable, object dy, object ids):
-    """dtable (V, C) += scatter-add of dy (N, C) at ids (N,) int64;
+def embedding_backward(object dtable, object dy, object ids, bint accumulate=True):
+    """dtable (V, C) += scatter-add of dy (N, C) at ids (N,) int64 (with
+    accumulate=False: dtable := it, rows no id reaches set to 0);
     deterministic (serial order of additions, whatever the thread count)."""
     dt = _float_dtype("grad_weight", dtable)
     if dtable.ndim != 2:
@@ -42,13 +43,15 @@ def embedding_backward(object dtable, object dy, object ids):
     cdef void *pd = _ptr(dtable)
     cdef void *py = _ptr(dy)
     cdef void *pi = _ptr(ids)
+    cdef int acc = accumulate
     cdef int st
     if dt == np.float32:
         with nogil:
-            st = pt_embedding_backward_f32(<float *>pd, <float *>py, <int64_t *>pi, N, V, C)
+            st = pt_embedding_backward_f32(<float *>pd, <float *>py, <int64_t *>pi, N, V, C, acc)
     else:
         with nogil:
-            st = pt_embedding_backward_f64(<double *>pd, <double *>py, <int64_t *>pi, N, V, C)
+            st = pt_embedding_backward_f64(<double *>pd, <double *>py, <int64_t *>pi, N, V, C,
+                                           acc)
     check_status(st)
 
 

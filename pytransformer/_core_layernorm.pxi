@@ -33,8 +33,9 @@ def layernorm_forward(object y, object mean, object rstd, object x,
 
 def layernorm_backward(object dx, object dw, object db, object dy, object x,
                        object w, object mean, object rstd, bint accumulate=True):
-    """dw, db += gradients of layer norm; dx += them (accumulate) or dx := them
-    (not accumulate; dx may then be dy itself). Any of dx, dw, db may be None."""
+    """dx, dw, db += the gradients of layer norm (accumulate) or := them (not
+    accumulate: the buffers are not read, and dx may be dy itself). Any of
+    dx, dw, db may be None."""
     dt = _float_dtype("x", x)
     if x.ndim != 2:
         raise ValueError(f"x: expected 2 dims (N, C), got shape {x.shape}")

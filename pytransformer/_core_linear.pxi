@@ -32,7 +32,7 @@ def linear_forward(object y, object x, object w, object b):
 def linear_backward(object dx, object dw, object db, object dy, object x, object w,
                     bint accumulate=True):
     """dx (N, IN) += dy @ w;  dw (OUT, IN) += dy^T @ x;  db (OUT,) += dy.sum(0)
-    (with accumulate=False: = instead of +=, the buffers need no zeroing).
+    (with accumulate=False: = instead of +=, the buffers are not read).
     Any of dx, dw, db may be None."""
     dt = _float_dtype("x", x)
     if x.ndim != 2:

@@ -22,8 +22,9 @@ def softmax_forward(object y, object x, bint log):
     check_status(st)
 
 
-def softmax_backward(object dx, object dy, object y, bint log):
-    """dx += gradient of softmax (or log_softmax) given the forward output y."""
+def softmax_backward(object dx, object dy, object y, bint log, bint accumulate=True):
+    """dx += gradient of softmax (or log_softmax) given the forward output y
+    (with accumulate=False: dx := it, dx not read)."""
     dt = _float_dtype("y", y)
     if y.ndim != 2:
         raise ValueError(f"y: expected 2 dims (N, C), got shape {y.shape}")
@@ -35,13 +36,15 @@ def softmax_backward(object dx, object dy, object y, bint log):
     cdef void *pdy = _ptr(dy)
     cdef void *py = _ptr(y)
     cdef int lg = log
+    cdef int acc = accumulate
     cdef int st
     if dt == np.float32:
         with nogil:
-            st = pt_softmax_backward_f32(<float *>pdx, <float *>pdy, <float *>py, N, C, lg)
+            st = pt_softmax_backward_f32(<float *>pdx, <float *>pdy, <float *>py, N, C, lg, acc)
     else:
         with nogil:
-            st = pt_softmax_backward_f64(<double *>pdx, <double *>pdy, <double *>py, N, C, lg)
+            st = pt_softmax_backward_f64(<double *>pdx, <double *>pdy, <double *>py, N, C, lg,
+                                         acc)
     check_status(st)
 
 
@@ -80,8 +83,10 @@ def cross_entropy_forward(object loss, object lse, object logits, object targets
 
 
 def cross_entropy_backward(object dlogits, object logits, object lse, object targets,
-                           object dloss, int64_t ignore_index, double label_smoothing):
-    """dlogits (N, C) += dloss[n] * (softmax(logits[n]) - smoothed one-hot).
+                           object dloss, int64_t ignore_index, double label_smoothing,
+                           bint accumulate=True):
+    """dlogits (N, C) += dloss[n] * (softmax(logits[n]) - smoothed one-hot)
+    (with accumulate=False: := it, dlogits not read; ignored rows get 0).
     dloss is (N,) (one gradient per row) or 0-d (the same for every row)."""
     dt = _float_dtype("logits", logits)
     if logits.ndim != 2:
@@ -105,17 +110,18 @@ def cross_entropy_backward(object dlogits, object logits, object lse, object tar
     cdef void *pe = _ptr(lse)
     cdef void *pg = _ptr(dloss)
     cdef const int64_t *pt = <const int64_t *>_ptr(targets)
+    cdef int acc = accumulate
     cdef int st
     if dt == np.float32:
         with nogil:
             st = pt_cross_entropy_backward_f32(<float *>pd, <float *>px, <float *>pe, pt,
                                                <float *>pg, stride, N, C, ignore_index,
-                                               <float>label_smoothing)
+                                               <float>label_smoothing, acc)
     else:
         with nogil:
             st = pt_cross_entropy_backward_f64(<double *>pd, <double *>px, <double *>pe, pt,
                                                <double *>pg, stride, N, C, ignore_index,
-                                               label_smoothing)
+                                               label_smoothing, acc)
     if st == PT_EINVAL:
         raise ValueError(f"targets: a value is outside [0, {C}) and != ignore_index {ignore_index}")
     check_status(st)

@@ -66,9 +66,9 @@ def _act_backward_elementwise(grad_out, x, kind):
     x = float_checked("x", x)
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape)
     x, dy = _c_order(x), _c_order(dy)
-    dx = np.zeros(x.shape, x.dtype)
+    dx = np.empty(x.shape, x.dtype)
     for dxv, dyv, xv in _flat_rows(dx, dy, x):
-        _core.bias_act_backward(dxv, None, dyv, xv, None, kind)
+        _core.bias_act_backward(dxv, None, dyv, xv, None, kind, False)
     return dx
 
 
@@ -124,9 +124,10 @@ def bias_act_backward(grad_out, x, bias=None, activation="relu"):
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape)
     x, bias, dy = _c_order(x), _c_order(bias), _c_order(dy)
     N = rows(x)[0]
-    dx = np.zeros(x.shape, x.dtype)
-    db = np.zeros(C, x.dtype)
-    _core.bias_act_backward(dx.reshape(N, C), db, dy.reshape(N, C), x.reshape(N, C), bias, kind)
+    dx = np.empty(x.shape, x.dtype)
+    db = np.empty(C, x.dtype)
+    _core.bias_act_backward(dx.reshape(N, C), db, dy.reshape(N, C), x.reshape(N, C), bias, kind,
+                            False)
     return dx, db
 
 
@@ -192,18 +193,18 @@ def ffn_backward(grad_out, saved):
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape[:-1] + (D2,))
     x, h, w1, w2, b1, dy = (_c_order(a) for a in (x, h, w1, w2, b1, dy))
     h2, dy2 = h.reshape(N, H), dy.reshape(N, D2)
-    # Recompute a = act(h + b1); after dw2 it becomes the dh buffer.
+    # Recompute a = act(h + b1); after dw2 it becomes the dh buffer. Every
+    # gradient is stored into a fresh buffer (accumulate=False): no zeroing.
     buf = np.empty((N, H), x.dtype)
     _core.bias_act_forward(buf, h2, b1, kind)
-    da = np.zeros((N, H), x.dtype)
-    dw2 = np.zeros((D2, H), x.dtype)
-    db2 = np.zeros(D2, x.dtype) if has_b2 else None
-    _core.linear_backward(da, dw2, db2, dy2, buf, w2)
+    da = np.empty((N, H), x.dtype)
+    dw2 = np.empty((D2, H), x.dtype)
+    db2 = np.empty(D2, x.dtype) if has_b2 else None
+    _core.linear_backward(da, dw2, db2, dy2, buf, w2, False)
     dh = buf
-    dh.fill(0)
-    db1 = np.zeros(H, x.dtype) if b1 is not None else None
-    _core.bias_act_backward(dh, db1, da, h2, b1, kind)
-    dx = np.zeros(x.shape, x.dtype)
-    dw1 = np.zeros((H, D), x.dtype)
-    _core.linear_backward(dx.reshape(N, D), dw1, None, dh, x.reshape(N, D), w1)
+    db1 = np.empty(H, x.dtype) if b1 is not None else None
+    _core.bias_act_backward(dh, db1, da, h2, b1, kind, False)
+    dx = np.empty(x.shape, x.dtype)
+    dw1 = np.empty((H, D), x.dtype)
+    _core.linear_backward(dx.reshape(N, D), dw1, None, dh, x.reshape(N, D), w1, False)
     return dx, dw1, db1, dw2, db2

@@ -135,9 +135,9 @@ def attention_backward(grad_out, q, k, v, out, lse, attn_mask=None, is_causal=Fa
     lse = float_checked("lse", lse, dtype=q.dtype, shape=(B, H, Tq))
     mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
     q, k, v, g, out, lse = (_c_order(a) for a in (q, k, v, g, out, lse))
-    dq = np.zeros(q.shape, q.dtype)
-    dk = np.zeros(k.shape, q.dtype)
-    dv = np.zeros(v.shape, q.dtype)
+    dq = np.empty(q.shape, q.dtype)
+    dk = np.empty(k.shape, q.dtype)
+    dv = np.empty(v.shape, q.dtype)
     _core.attention_backward(dq, dk, dv, g, q, k, v, out, lse, mask, strides,
-                             bool(is_causal), s)
+                             bool(is_causal), s, False)
     return dq, dk, dv

@@ -44,7 +44,8 @@ Policy (the same for every op):
 """
 import numpy as np
 
-from pytransformer.validation import choice_arg, int_arg, real_arg  # noqa: F401 (re-exported)
+from pytransformer.validation import (choice_arg, flag_arg, int_arg,  # noqa: F401 (re-exported)
+                                      real_arg)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -164,6 +165,16 @@ def out_array(name, out, shape, dtype):
     if not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
         raise ValueError(f"{name}: must be C-contiguous, aligned and writable")
     return out
+
+
+def gradient_out(name, out, shape, dtype, accumulate):
+    """The buffer a backward kernel writes: `out` checked as out_array does,
+    or a fresh np.empty (the kernel stores into it, accumulate=False, so it
+    needs no zeroing). accumulate=True adds into `out`, which must then be
+    given (ValueError naming `name`)."""
+    if accumulate and out is None:
+        raise ValueError(f"{name}: accumulate=True adds into {name}, which is None")
+    return out_array(name, out, shape, dtype)
 
 
 # np.exceptions appeared in NumPy 1.25; older NumPy has the class at the top level

@@ -43,6 +43,7 @@ def linear_backward(grad_out, x, weight, need_bias_grad=True):
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape[:-1] + (OUT,))
     x, weight, dy = _c_order(x), _c_order(weight), _c_order(dy)
     N = rows(x)[0]
+    # fresh buffers, stored into (accumulate=False): no zeroing pass
     dx = np.empty(x.shape, x.dtype)
     dw = np.empty((OUT, IN), x.dtype)
     db = np.empty(OUT, x.dtype) if need_bias_grad else None
