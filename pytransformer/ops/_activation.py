@@ -11,8 +11,9 @@ from collections import namedtuple
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, choice_arg, float_checked, no_overlap,
-                                      optional_float_checked, out_array, rows, same_shape)
+from pytransformer.validation import (c_order, choice_arg, float_checked, no_overlap,
+                                      optional_float_checked, out_array, same_shape)
+from pytransformer.ops._layout import rows
 from pytransformer.ops._linear import check_weight
 
 # bias_act's activation names -> the C kinds (see _core.ACT_KINDS).
@@ -55,7 +56,7 @@ _IN_PLACE = (("out", "x"),)
 def _act_elementwise(x, kind, out):
     x = float_checked("x", x)
     y = out_array("out", out, x.shape, x.dtype)
-    x = _c_order(x)
+    x = c_order(x)
     no_overlap((("out", out),), (("x", x),), _IN_PLACE)
     for yv, xv in _flat_rows(y, x):
         _core.bias_act_forward(yv, xv, None, kind)
@@ -65,7 +66,7 @@ def _act_elementwise(x, kind, out):
 def _act_backward_elementwise(grad_out, x, kind):
     x = float_checked("x", x)
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape)
-    x, dy = _c_order(x), _c_order(dy)
+    x, dy = c_order(x), c_order(dy)
     dx = np.empty(x.shape, x.dtype)
     for dxv, dyv, xv in _flat_rows(dx, dy, x):
         _core.bias_act_backward(dxv, None, dyv, xv, None, kind, False)
@@ -105,7 +106,7 @@ def bias_act(x, bias=None, activation="relu", out=None):
         return _act_elementwise(x, kind, out)
     N = rows(x)[0]
     y = out_array("out", out, x.shape, x.dtype)
-    x, bias = _c_order(x), _c_order(bias)
+    x, bias = c_order(x), c_order(bias)
     no_overlap((("out", out),), (("x", x), ("bias", bias)), _IN_PLACE)
     _core.bias_act_forward(y.reshape(N, C), x.reshape(N, C), bias, kind)
     return y
@@ -122,7 +123,7 @@ def bias_act_backward(grad_out, x, bias=None, activation="relu"):
     if bias is None:
         return _act_backward_elementwise(grad_out, x, kind), None
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape)
-    x, bias, dy = _c_order(x), _c_order(bias), _c_order(dy)
+    x, bias, dy = c_order(x), c_order(bias), c_order(dy)
     N = rows(x)[0]
     dx = np.empty(x.shape, x.dtype)
     db = np.empty(C, x.dtype)
@@ -154,7 +155,7 @@ def ffn_forward(x, w1, b1, w2, b2, activation="relu"):
                          f"got {w2.shape}")
     D2 = w2.shape[0]
     b2 = optional_float_checked("b2", b2, x.dtype, (D2,))
-    x, w1, b1, w2, b2 = (_c_order(a) for a in (x, w1, b1, w2, b2))
+    x, w1, b1, w2, b2 = (c_order(a) for a in (x, w1, b1, w2, b2))
     N = rows(x)[0]
     lead = x.shape[:-1]
     h = np.empty(lead + (H,), x.dtype)
@@ -191,7 +192,7 @@ def ffn_backward(grad_out, saved):
     same_shape("saved.w2", w2, (D2, H))
     N = rows(x)[0]
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape[:-1] + (D2,))
-    x, h, w1, w2, b1, dy = (_c_order(a) for a in (x, h, w1, w2, b1, dy))
+    x, h, w1, w2, b1, dy = (c_order(a) for a in (x, h, w1, w2, b1, dy))
     h2, dy2 = h.reshape(N, H), dy.reshape(N, D2)
     # Recompute a = act(h + b1); after dw2 it becomes the dh buffer. Every
     # gradient is stored into a fresh buffer (accumulate=False): no zeroing.

@@ -32,8 +32,8 @@ import math
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked, no_overlap, out_array, real_arg,
-                                       stored_elements)
+from pytransformer.validation import (c_order, float_checked, no_overlap, out_array, real_arg,
+                                      stored_elements)
 
 
 def _inputs(q, k, v):
@@ -85,7 +85,7 @@ def _mask(attn_mask, dtype, shape):
     m = stored_elements(attn_mask)
     if m.dtype == np.bool_:
         m = np.where(m, dtype.type(0), dtype.type(-np.inf)).astype(dtype, copy=False)
-    m = _c_order(m.reshape((1,) * (4 - m.ndim) + m.shape))
+    m = c_order(m.reshape((1,) * (4 - m.ndim) + m.shape))
     strides = [0 if n == 1 else s // m.itemsize for n, s in zip(m.shape, m.strides)]
     return m, np.array(strides, dtype=np.int64)
 
@@ -106,7 +106,7 @@ def _forward(q, k, v, attn_mask, is_causal, scale, need_weights, out, need_lse):
     s = _scale(scale, D)
     o = out_array("out", out, (B, H, Tq, Dv), q.dtype)
     mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
-    q, k, v = _c_order(q), _c_order(k), _c_order(v)
+    q, k, v = c_order(q), c_order(k), c_order(v)
     no_overlap((("out", out),), (("q", q), ("k", k), ("v", v), ("attn_mask", mask)))
     lse = np.empty((B, H, Tq), q.dtype) if need_lse else None
     w = np.empty((B, H, Tq, Tk), q.dtype) if need_weights else None
@@ -134,7 +134,7 @@ def attention_backward(grad_out, q, k, v, out, lse, attn_mask=None, is_causal=Fa
     out = float_checked("out", out, dtype=q.dtype, shape=(B, H, Tq, Dv))
     lse = float_checked("lse", lse, dtype=q.dtype, shape=(B, H, Tq))
     mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
-    q, k, v, g, out, lse = (_c_order(a) for a in (q, k, v, g, out, lse))
+    q, k, v, g, out, lse = (c_order(a) for a in (q, k, v, g, out, lse))
     dq = np.empty(q.shape, q.dtype)
     dk = np.empty(k.shape, q.dtype)
     dv = np.empty(v.shape, q.dtype)

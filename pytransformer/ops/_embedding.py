@@ -3,9 +3,9 @@ position table of "Attention Is All You Need"."""
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (FLOAT_DTYPES, _c_order, check_alloc, flag_arg,
-                                       float_checked, gradient_out, index_array, index_checked,
-                                       int_arg, no_overlap, out_array, real_arg)
+from pytransformer.validation import (FLOAT_DTYPES, c_order, check_alloc, flag_arg, float_checked,
+                                      gradient_out, index_array, index_checked, int_arg,
+                                      no_overlap, out_array, real_arg)
 
 
 def _padding_row(padding_idx, V):
@@ -39,7 +39,7 @@ def embedding_forward(ids, weight, padding_idx=None, out=None):
     _padding_row(padding_idx, V)
     index_checked("ids", ids)
     y = out_array("out", out, ids.shape + (C,), weight.dtype)
-    weight, ids = _c_order(weight), _ids(ids, V)
+    weight, ids = c_order(weight), _ids(ids, V)
     no_overlap((("out", out),), (("weight", weight), ("ids", ids)))
     _core.embedding_forward(y.reshape(ids.size, C), ids.reshape(-1), weight)
     return y, ids
@@ -71,7 +71,7 @@ def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None, grad_wei
     check_alloc("num_embeddings", (V, C), dy.dtype)
     accumulate = flag_arg("accumulate", accumulate)
     dw = gradient_out("grad_weight", grad_weight, (V, C), dy.dtype, accumulate)
-    dy, ids = _c_order(dy), _ids(ids, V)
+    dy, ids = c_order(dy), _ids(ids, V)
     no_overlap((("grad_weight", grad_weight),), (("grad_out", dy), ("ids", ids)))
     saved = dw[pad].copy() if pad is not None and accumulate else None
     _core.embedding_backward(dw, dy.reshape(ids.size, C), ids.reshape(-1), accumulate)

@@ -3,9 +3,9 @@ with normalized_shape = x.shape[-1:])."""
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, flag_arg, float_checked, gradient_out,
-                                       no_overlap, optional_float_checked, out_array, real_arg,
-                                       rows)
+from pytransformer.validation import (c_order, flag_arg, float_checked, gradient_out, no_overlap,
+                                      optional_float_checked, out_array, real_arg)
+from pytransformer.ops._layout import rows
 
 
 def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
@@ -29,7 +29,7 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
     y = out_array("out", out, x.shape, x.dtype)
     mean = out_array("mean_out", mean_out, x.shape[:-1], x.dtype)
     rstd = out_array("rstd_out", rstd_out, x.shape[:-1], x.dtype)
-    x, weight, bias = _c_order(x), _c_order(weight), _c_order(bias)
+    x, weight, bias = c_order(x), c_order(weight), c_order(bias)
     # each row's statistics are taken before the row is written: out may be x
     no_overlap((("out", out), ("mean_out", mean_out), ("rstd_out", rstd_out)),
                (("x", x), ("weight", weight), ("bias", bias)), (("out", "x"),))
@@ -63,7 +63,7 @@ def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True,
         raise TypeError("mean, rstd: required (from layer_norm_forward)")
     accumulate = flag_arg("accumulate", accumulate)
     dx = gradient_out("grad_input", grad_input, x.shape, x.dtype, accumulate)
-    x, dy, weight, mean, rstd = (_c_order(a) for a in (x, dy, weight, mean, rstd))
+    x, dy, weight, mean, rstd = (c_order(a) for a in (x, dy, weight, mean, rstd))
     # a row of grad_out is reduced before that row of dx is stored (not added)
     no_overlap((("grad_input", grad_input),),
                (("grad_out", dy), ("x", x), ("weight", weight), ("mean", mean), ("rstd", rstd)),

@@ -2,8 +2,8 @@
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked, float_ndarray, int_arg, no_overlap,
-                                       real_arg)
+from pytransformer.validation import (c_order, float_checked, float_ndarray, int_arg, no_overlap,
+                                      real_arg)
 
 
 def _state(name, a, dtype, shape):
@@ -44,7 +44,7 @@ def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.99
     dt, shape = param.dtype, param.shape
     exp_avg = _state("exp_avg", exp_avg, dt, shape)
     exp_avg_sq = _state("exp_avg_sq", exp_avg_sq, dt, shape)
-    grad = _c_order(float_checked("grad", grad, dt, shape=shape))
+    grad = c_order(float_checked("grad", grad, dt, shape=shape))
     no_overlap((("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)),
                (("grad", grad),))
     # step reaches C as an int64 (an OverflowError beyond it otherwise)

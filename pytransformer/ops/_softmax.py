@@ -21,9 +21,10 @@ gradient is then all zeros).
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, choice_arg, flag_arg, float_checked,
-                                       gradient_out, index_array, index_checked, int_arg,
-                                       no_overlap, out_array, real_arg, rows)
+from pytransformer.validation import (c_order, choice_arg, flag_arg, float_checked, gradient_out,
+                                      index_array, index_checked, int_arg, no_overlap, out_array,
+                                      real_arg)
+from pytransformer.ops._layout import rows
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -32,7 +33,7 @@ def _softmax(name, x, out, log):
     x = float_checked(name, x, min_ndim=1)
     N, C = rows(x)
     y = out_array("out", out, x.shape, x.dtype)
-    x = _c_order(x)
+    x = c_order(x)
     # a row is read whole before it is written: out may be x itself
     no_overlap((("out", out),), ((name, x),), (("out", name),))
     _core.softmax_forward(y.reshape(N, C), x.reshape(N, C), log)
@@ -57,7 +58,7 @@ def _softmax_backward(grad_out, y, log, out, accumulate):
     accumulate = flag_arg("accumulate", accumulate)
     N, C = rows(y)
     dx = gradient_out("out", out, y.shape, y.dtype, accumulate)
-    y, dy = _c_order(y), _c_order(dy)
+    y, dy = c_order(y), c_order(dy)
     no_overlap((("out", out),), (("grad_out", dy), ("y", y)))
     _core.softmax_backward(dx.reshape(N, C), dy.reshape(N, C), y.reshape(N, C), log, accumulate)
     return dx
@@ -99,7 +100,7 @@ def _ce_args(logits, targets, ignore_index, label_smoothing, reduction):
 
 def _ce_arrays(logits, targets, C, ignore_index):
     """logits C-ordered, targets value-checked and int64 C-ordered."""
-    return _c_order(logits), index_array("targets", targets, 0, C, ignore=ignore_index)
+    return c_order(logits), index_array("targets", targets, 0, C, ignore=ignore_index)
 
 
 def cross_entropy_forward(logits, targets, ignore_index=-100, label_smoothing=0.0,
@@ -168,9 +169,9 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
     accumulate = flag_arg("accumulate", accumulate)
     dlogits = gradient_out("out", out, logits.shape, logits.dtype, accumulate)
     logits, targets = _ce_arrays(logits, targets, C, ignore_index)
-    lse = _c_order(lse)
+    lse = c_order(lse)
     if reduction == "none":
-        g = _c_order(g).reshape(N)
+        g = c_order(g).reshape(N)
     else:
         if reduction == "mean":
             count = int(np.count_nonzero(targets != ignore_index))
