@@ -70,8 +70,11 @@ def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None, grad_wei
                          f"got {dy.shape}")
     check_alloc("num_embeddings", (V, C), dy.dtype)
     accumulate = flag_arg("accumulate", accumulate)
-    dw = gradient_out("grad_weight", grad_weight, (V, C), dy.dtype, accumulate)
+    if grad_weight is not None or accumulate:
+        grad_weight = gradient_out("grad_weight", grad_weight, (V, C), dy.dtype, accumulate)
     dy, ids = c_order(dy), _ids(ids, V)
+    # allocated after the ids' value scan, stored into (no zeroing pass)
+    dw = np.empty((V, C), dy.dtype) if grad_weight is None else grad_weight
     no_overlap((("grad_weight", grad_weight),), (("grad_out", dy), ("ids", ids)))
     saved = dw[pad].copy() if pad is not None and accumulate else None
     _core.embedding_backward(dw, dy.reshape(ids.size, C), ids.reshape(-1), accumulate)

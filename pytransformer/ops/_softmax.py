@@ -167,7 +167,8 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
             raise TypeError(f"grad_loss: expected a 0-d numpy.ndarray or a number, "
                             f"got {type(grad_loss).__name__}")
     accumulate = flag_arg("accumulate", accumulate)
-    dlogits = gradient_out("out", out, logits.shape, logits.dtype, accumulate)
+    if out is not None or accumulate:
+        out = gradient_out("out", out, logits.shape, logits.dtype, accumulate)
     logits, targets = _ce_arrays(logits, targets, C, ignore_index)
     lse = c_order(lse)
     if reduction == "none":
@@ -180,6 +181,8 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
         g = np.asarray(g, dtype=logits.dtype)
     no_overlap((("out", out),), (("logits", logits), ("lse", lse), ("targets", targets),
                                  ("grad_loss", g)))
+    # allocated after the targets' value scan, stored into (no zeroing pass)
+    dlogits = np.empty(logits.shape, logits.dtype) if out is None else out
     _core.cross_entropy_backward(dlogits.reshape(N, C), logits.reshape(N, C), lse.reshape(N),
                                  targets.reshape(N), g, ignore_index, ls, accumulate)
     return dlogits
