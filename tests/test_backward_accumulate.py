@@ -124,6 +124,14 @@ CASES = {
     "attention causal": _attention(True, False),
     "attention causal masked": _attention(True, True),
     "attention Tq > Tk causal": _attention(True, False, Tq=70, Tk=19),
+    # fewer heads than threads: attention's two-pass schedule
+    "attention one head causal": _attention(True, False, B=1, H=1),
+    # no rows: the reductions are empty sums, stored as zeros
+    "linear no rows": lambda rng, dt: _linear(rng, dt, N=0),
+    "bias_act no rows": lambda rng, dt: _bias_act("gelu")(rng, dt, N=0),
+    "layernorm no rows": lambda rng, dt: _layernorm(True)(rng, dt, N=0),
+    "embedding no ids": lambda rng, dt: _embedding(rng, dt, N=0),
+    "attention no queries": _attention(False, False, Tq=0),
 }
 
 
