@@ -90,7 +90,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["ArgumentTypeError", "FLOAT_DTYPES", "c_order", "check_alloc", "choice_arg",
+__all__ = ["ArgumentTypeError", "FLOAT_DTYPES", "array_checked", "c_order", "check_alloc",
+           "choice_arg", "inplace_checked",
            "dtype_arg", "flag_arg", "float_checked", "float_ndarray", "gradient_out",
            "index_array", "index_checked", "int_arg", "is_int", "names_list", "no_overlap",
            "optional_float_checked", "out_array", "real_arg", "same_shape",
@@ -260,6 +261,42 @@ def c_order(a):
     if a is None or (a.flags.c_contiguous and a.flags.aligned):
         return a
     return np.array(a, order="C")
+
+
+def array_checked(name, a, dtypes, shape=None):
+    """`a` itself (never copied) after checking that it is an ndarray whose
+    dtype is one of `dtypes` and, when given, of exactly `shape`; TypeError
+    or ValueError naming `name`. For arrays that are not float data: masks
+    (uint8 or bool; bool or the data's float dtype)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    dtypes = [np.dtype(d) for d in dtypes]
+    if a.dtype not in dtypes:
+        raise TypeError(f"{name}: expected dtype {' or '.join(map(str, dtypes))}, "
+                        f"got {a.dtype}")
+    if shape is not None:
+        same_shape(name, a, shape)
+    return a
+
+
+def inplace_checked(name, a, dtype=None, shape=None, dtype_of="the other inputs"):
+    """A float array an op updates in place (optimizer state): it must
+    already be a writable C-contiguous aligned ndarray of float32/float64
+    (dtype None) or `dtype` (the dtype of `dtype_of`), and of `shape` when
+    given. It is never copied, since the update of a copy would be silently
+    lost: TypeError or ValueError naming `name` instead."""
+    float_ndarray(name, a, dtype, dtype_of)
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous (updated in place, so it is "
+                         f"never copied)")
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: must be writable (updated in place)")
+    if not a.flags.aligned:
+        raise ValueError(f"{name}: must be aligned to its dtype (updated in place, so it is "
+                         f"never copied)")
+    return a
 
 
 def optional_float_checked(name, a, dtype, shape=None):

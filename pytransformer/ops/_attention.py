@@ -32,8 +32,8 @@ import math
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.validation import (c_order, float_checked, no_overlap, out_array, real_arg,
-                                      stored_elements)
+from pytransformer.validation import (array_checked, c_order, float_checked, no_overlap,
+                                      out_array, real_arg, stored_elements)
 
 
 def _inputs(q, k, v):
@@ -68,13 +68,7 @@ def _mask(attn_mask, dtype, shape):
     length 1 (stored_elements), so a broadcast mask is never materialised."""
     if attn_mask is None:
         return None, None
-    if not isinstance(attn_mask, np.ndarray):
-        raise TypeError(f"attn_mask: expected a numpy.ndarray, got {type(attn_mask).__name__}")
-    if attn_mask.dtype != np.bool_ and attn_mask.dtype.kind != "f":
-        raise TypeError(f"attn_mask: expected dtype bool or {dtype}, got {attn_mask.dtype}")
-    if attn_mask.dtype.kind == "f" and attn_mask.dtype != dtype:
-        raise TypeError(f"attn_mask: expected dtype bool or {dtype} (the dtype of q), "
-                        f"got {attn_mask.dtype}")
+    array_checked("attn_mask", attn_mask, (np.bool_, dtype))
     try:
         ok = attn_mask.ndim <= 4 and np.broadcast_shapes(attn_mask.shape, shape) == tuple(shape)
     except ValueError:

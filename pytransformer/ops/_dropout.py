@@ -7,8 +7,8 @@ seed per call (e.g. a step counter) for fresh masks.
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.validation import (c_order, float_checked, int_arg, no_overlap, out_array,
-                                      real_arg)
+from pytransformer.validation import (array_checked, c_order, float_checked, int_arg,
+                                      no_overlap, out_array, real_arg)
 
 # dropout_apply is elementwise (each element read before it is written): the
 # result buffer may be the input itself.
@@ -69,14 +69,9 @@ def dropout_backward(grad_out, mask, p, out=None):
         dx = out_array("out", out, dy.shape, dy.dtype)
         np.copyto(dx, dy)
         return dx
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"mask: expected a numpy.ndarray, got {type(mask).__name__}")
+    mask = array_checked("mask", mask, (np.uint8, np.bool_), dy.shape)
     if mask.dtype == np.bool_:
         mask = mask.view(np.uint8)
-    if mask.dtype != np.uint8:
-        raise TypeError(f"mask: expected dtype uint8 or bool, got {mask.dtype}")
-    if mask.shape != dy.shape:
-        raise ValueError(f"mask: expected shape {dy.shape}, got {mask.shape}")
     dx = out_array("out", out, dy.shape, dy.dtype)
     mask, dy = c_order(mask), c_order(dy)
     no_overlap((("out", dx),), (("grad_out", dy), ("mask", mask)), _IN_PLACE)
