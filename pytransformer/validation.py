@@ -263,16 +263,18 @@ def c_order(a):
     return np.array(a, order="C")
 
 
-def array_checked(name, a, dtypes, shape=None):
+def array_checked(name, a, dtypes, shape=None, dtype_of=None):
     """`a` itself (never copied) after checking that it is an ndarray whose
     dtype is one of `dtypes` and, when given, of exactly `shape`; TypeError
-    or ValueError naming `name`. For arrays that are not float data: masks
-    (uint8 or bool; bool or the data's float dtype)."""
+    or ValueError naming `name` (and `dtype_of`, the argument whose dtype
+    the last of `dtypes` is, when given). For arrays that are not float
+    data: masks (uint8 or bool; bool or the data's float dtype)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
     dtypes = [np.dtype(d) for d in dtypes]
     if a.dtype not in dtypes:
-        raise TypeError(f"{name}: expected dtype {' or '.join(map(str, dtypes))}, "
+        of = f" (the dtype of {dtype_of})" if dtype_of else ""
+        raise TypeError(f"{name}: expected dtype {' or '.join(map(str, dtypes))}{of}, "
                         f"got {a.dtype}")
     if shape is not None:
         same_shape(name, a, shape)

@@ -68,7 +68,7 @@ def _mask(attn_mask, dtype, shape):
     length 1 (stored_elements), so a broadcast mask is never materialised."""
     if attn_mask is None:
         return None, None
-    array_checked("attn_mask", attn_mask, (np.bool_, dtype))
+    array_checked("attn_mask", attn_mask, (np.bool_, dtype), dtype_of="q")
     try:
         ok = attn_mask.ndim <= 4 and np.broadcast_shapes(attn_mask.shape, shape) == tuple(shape)
     except ValueError:
