@@ -13,7 +13,8 @@
  *              a'(z) = (1 + t) / 2 + z (1 - t^2) k0 (1 + 3 k1 z^2) / 2
  *
  * forward:  y = a(x + bias); y may equal x (in place).
- * backward: g = dy * a'(x + bias); dx += g; dbias += sum_n g.
+ * backward: g = dy * a'(x + bias); dx += g; dbias += sum_n g (with
+ *           accumulate == 0: dx = g, dbias = sum_n g; neither is read).
  *
  * Forward: OpenMP over rows. Backward: OpenMP over tiles of fixed RB-row
  * chunks times CB-column blocks; each tile sums its g in row order into a
@@ -255,12 +256,12 @@ static void act_gelu_row_avx2(float *y, const float *x, const float *bias, int64
     }
 }
 
-/* dx += g and p += g (in double), g = dy * a'(x + bias) for 8 lanes;
- * dx or p may be NULL. */
+/* dx += g (dx = g when !acc) and p += g (in double), g = dy * a'(x + bias)
+ * for 8 lanes; dx or p may be NULL. */
 __attribute__((always_inline, target("avx2,fma")))
-static inline void act_acc_avx2(float *dx, double *p, __m256 g)
+static inline void act_acc_avx2(float *dx, double *p, __m256 g, int acc)
 {
-    if (dx) _mm256_storeu_ps(dx, _mm256_add_ps(_mm256_loadu_ps(dx), g));
+    if (dx) _mm256_storeu_ps(dx, acc ? _mm256_add_ps(_mm256_loadu_ps(dx), g) : g);
     if (p) {
         _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p),
                                           _mm256_cvtps_pd(_mm256_castps256_ps128(g))));
@@ -269,12 +270,12 @@ static inline void act_acc_avx2(float *dx, double *p, __m256 g)
     }
 }
 
-/* One row of the backward without the scratch g: dx[c] += g[c] and
- * p[c] += g[c] for c in [0, n), the same sums in the same order as the
- * portable tile loop. */
+/* One row of the backward without the scratch g: dx[c] += g[c] (= when
+ * !acc) and p[c] += g[c] for c in [0, n), the same sums in the same order
+ * as the portable tile loop. */
 ACT_AVX2_ATTR
 static void act_gelu_grad_acc_row_avx2(float *dx, double *p, const float *dy, const float *x,
-                                       const float *bias, int64_t n, int kind)
+                                       const float *bias, int64_t n, int kind, int acc)
 {
     int64_t c = 0;
     for (; c + 16 <= n; c += 16) {   /* two independent chains per step */
@@ -282,19 +283,21 @@ static void act_gelu_grad_acc_row_avx2(float *dx, double *p, const float *dy, co
         __m256 z1 = _mm256_add_ps(_mm256_loadu_ps(x + c + 8), _mm256_loadu_ps(bias + c + 8));
         __m256 g0 = act_gelu_grad_avx2(_mm256_loadu_ps(dy + c), z0, kind);
         __m256 g1 = act_gelu_grad_avx2(_mm256_loadu_ps(dy + c + 8), z1, kind);
-        act_acc_avx2(dx ? dx + c : NULL, p ? p + c : NULL, g0);
-        act_acc_avx2(dx ? dx + c + 8 : NULL, p ? p + c + 8 : NULL, g1);
+        act_acc_avx2(dx ? dx + c : NULL, p ? p + c : NULL, g0, acc);
+        act_acc_avx2(dx ? dx + c + 8 : NULL, p ? p + c + 8 : NULL, g1, acc);
     }
     for (; c + 8 <= n; c += 8) {
         __m256 z = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
         act_acc_avx2(dx ? dx + c : NULL, p ? p + c : NULL,
-                     act_gelu_grad_avx2(_mm256_loadu_ps(dy + c), z, kind));
+                     act_gelu_grad_avx2(_mm256_loadu_ps(dy + c), z, kind), acc);
     }
     if (c < n) {
         __m256i m = act_tail_mask(n - c);
         __m256 z = _mm256_add_ps(_mm256_maskload_ps(x + c, m), _mm256_maskload_ps(bias + c, m));
         __m256 g = act_gelu_grad_avx2(_mm256_maskload_ps(dy + c, m), z, kind);
-        if (dx) _mm256_maskstore_ps(dx + c, m, _mm256_add_ps(_mm256_maskload_ps(dx + c, m), g));
+        if (dx)
+            _mm256_maskstore_ps(dx + c, m,
+                                acc ? _mm256_add_ps(_mm256_maskload_ps(dx + c, m), g) : g);
         if (p) {
             float gs[8];
             _mm256_storeu_ps(gs, g);
@@ -373,13 +376,14 @@ ACT_BODY void PT_SFX(grad_row)(real *g, const real *dy, const real *x,
 }
 
 /* Backward over one tile: rows [n0, n1), columns [c0, c1): g = dy * a'(z)
- * into the scratch g (CB wide), then dx += g and p += g (double partial of
- * dbias, zeroed here; either may be NULL). The AVX2 GELU path (avx2 = 1)
- * does the same sums in the same order without the scratch row. */
+ * into the scratch g (CB wide), then dx += g (dx = g when !acc) and p += g
+ * (double partial of dbias, zeroed here; either may be NULL). The AVX2
+ * GELU path (avx2 = 1) does the same sums in the same order without the
+ * scratch row. */
 ACT_BODY void PT_SFX(grad_tile_body)(real *g, double *p, real *dx, const real *dy,
                                      const real *x, const real *bias, int64_t C,
                                      int64_t n0, int64_t n1, int64_t c0, int64_t c1, int kind,
-                                     int avx2)
+                                     int acc, int avx2)
 {
     if (p) for (int64_t c = c0; c < c1; c++) p[c] = 0;
     for (int64_t n = n0; n < n1; n++) {
@@ -387,14 +391,17 @@ ACT_BODY void PT_SFX(grad_tile_body)(real *g, double *p, real *dx, const real *d
         if (avx2 && kind >= PT_ACT_GELU_ERF) {   /* fused: no scratch g */
             act_gelu_grad_acc_row_avx2(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL,
                                        dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0,
-                                       kind);
+                                       kind, acc);
             continue;
         }
 #endif
         PT_SFX(grad_row)(g, dy + n * C + c0, x + n * C + c0, bias + c0, 0, c1 - c0, kind);
         if (dx) {
             real *dxr = dx + n * C;
-            for (int64_t c = c0; c < c1; c++) dxr[c] += g[c - c0];
+            if (acc)
+                for (int64_t c = c0; c < c1; c++) dxr[c] += g[c - c0];
+            else
+                for (int64_t c = c0; c < c1; c++) dxr[c] = g[c - c0];
         }
         if (p) for (int64_t c = c0; c < c1; c++) p[c] += g[c - c0];
     }
@@ -408,9 +415,9 @@ static void PT_SFX(act_row)(real *y, const real *x, const real *bias,
 }
 static void PT_SFX(grad_tile)(real *g, double *p, real *dx, const real *dy, const real *x,
                               const real *bias, int64_t C, int64_t n0, int64_t n1,
-                              int64_t c0, int64_t c1, int kind)
+                              int64_t c0, int64_t c1, int kind, int acc)
 {
-    PT_SFX(grad_tile_body)(g, p, dx, dy, x, bias, C, n0, n1, c0, c1, kind, 0);
+    PT_SFX(grad_tile_body)(g, p, dx, dy, x, bias, C, n0, n1, c0, c1, kind, acc, 0);
 }
 
 #if ACT_AVX2
@@ -428,9 +435,9 @@ static void PT_SFX(act_row_avx2)(real *y, const real *x, const real *bias,
 ACT_AVX2_ATTR
 static void PT_SFX(grad_tile_avx2)(real *g, double *p, real *dx, const real *dy,
                                    const real *x, const real *bias, int64_t C, int64_t n0,
-                                   int64_t n1, int64_t c0, int64_t c1, int kind)
+                                   int64_t n1, int64_t c0, int64_t c1, int kind, int acc)
 {
-    PT_SFX(grad_tile_body)(g, p, dx, dy, x, bias, C, n0, n1, c0, c1, kind, 1);
+    PT_SFX(grad_tile_body)(g, p, dx, dy, x, bias, C, n0, n1, c0, c1, kind, acc, 1);
 }
 #endif
 
@@ -469,9 +476,11 @@ int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
 
 int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
                                 const real *x, const real *bias,
-                                int64_t N, int64_t C, int kind)
+                                int64_t N, int64_t C, int kind, int accumulate)
 {
     if (N < 0 || C < 0 || kind < PT_ACT_NONE || kind > PT_ACT_GELU_TANH) return PT_EINVAL;
+    if (N == 0 && dbias && !accumulate)   /* no rows: the sum is 0 */
+        for (int64_t c = 0; c < C; c++) dbias[c] = 0;
     if (N == 0 || C == 0 || (!dx && !dbias)) return PT_OK;
     int nth = pt_get_num_threads();
     int64_t work = N * C * (kind >= PT_ACT_GELU_ERF ? 8 : 1);
@@ -489,7 +498,7 @@ int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
         bias = zeros;
     }
     void (*tile)(real *, double *, real *, const real *, const real *, const real *, int64_t,
-                 int64_t, int64_t, int64_t, int64_t, int) = PT_KERNELS(act)->grad_tile;
+                 int64_t, int64_t, int64_t, int64_t, int, int) = PT_KERNELS(act)->grad_tile;
     int status = PT_OK;
     #pragma omp parallel num_threads(nth) if (work > 65536)
     {
@@ -505,7 +514,8 @@ int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
                 if (!g) continue;
                 int64_t n0 = r * RB, n1 = n0 + RB < N ? n0 + RB : N;
                 int64_t c0 = cb * CB, c1 = c0 + CB < C ? c0 + CB : C;
-                tile(g, part ? part + r * C : NULL, dx, dy, x, bias, C, n0, n1, c0, c1, kind);
+                tile(g, part ? part + r * C : NULL, dx, dy, x, bias, C, n0, n1, c0, c1, kind,
+                     accumulate);
             }
         free(g);
         /* After the implicit barrier of the loop above, status is the same
@@ -515,7 +525,7 @@ int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
             for (int64_t c = 0; c < C; c++) {
                 double s = 0;
                 for (int64_t r = 0; r < nchunks; r++) s += part[r * C + c];
-                dbias[c] += (real)s;
+                dbias[c] = accumulate ? dbias[c] + (real)s : (real)s;
             }
         }
     }

@@ -104,11 +104,12 @@ A512 static void act_gelu_row(float *y, const float *x, const float *bias, int64
     }
 }
 
-/* dx += g and p += (double)g in the lanes m selects; dx or p may be NULL. */
-A512 INL void act_acc(float *dx, double *p, __m512 g, __mmask16 m)
+/* dx += g (dx = g when !acc) and p += (double)g in the lanes m selects;
+ * dx or p may be NULL. */
+A512 INL void act_acc(float *dx, double *p, __m512 g, __mmask16 m, int acc)
 {
     if (dx)
-        _mm512_mask_storeu_ps(dx, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx), g));
+        _mm512_mask_storeu_ps(dx, m, acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx), g) : g);
     if (p) {
         __mmask8 ml = (__mmask8)m, mh = (__mmask8)(m >> 8);
         __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(g));
@@ -118,9 +119,10 @@ A512 INL void act_acc(float *dx, double *p, __m512 g, __mmask16 m)
     }
 }
 
-/* One row of the backward: dx[c] += g[c], p[c] += g[c], c in [0, n). */
+/* One row of the backward: dx[c] += g[c] (= when !acc), p[c] += g[c], c in
+ * [0, n). */
 A512 static void act_gelu_grad_acc_row(float *dx, double *p, const float *dy, const float *x,
-                                       const float *bias, int64_t n, int kind)
+                                       const float *bias, int64_t n, int kind, int acc)
 {
     int64_t c = 0;
     for (; c + 32 <= n; c += 32) {
@@ -128,15 +130,15 @@ A512 static void act_gelu_grad_acc_row(float *dx, double *p, const float *dy, co
         __m512 z1 = _mm512_add_ps(_mm512_loadu_ps(x + c + 16), _mm512_loadu_ps(bias + c + 16));
         __m512 g0 = act_gelu_grad(_mm512_loadu_ps(dy + c), z0, kind);
         __m512 g1 = act_gelu_grad(_mm512_loadu_ps(dy + c + 16), z1, kind);
-        act_acc(dx ? dx + c : NULL, p ? p + c : NULL, g0, 0xFFFF);
-        act_acc(dx ? dx + c + 16 : NULL, p ? p + c + 16 : NULL, g1, 0xFFFF);
+        act_acc(dx ? dx + c : NULL, p ? p + c : NULL, g0, 0xFFFF, acc);
+        act_acc(dx ? dx + c + 16 : NULL, p ? p + c + 16 : NULL, g1, 0xFFFF, acc);
     }
     for (; c < n; c += 16) {
         __mmask16 m = Z_TAIL(n - c);
         __m512 z = _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + c),
                                  _mm512_maskz_loadu_ps(m, bias + c));
         act_acc(dx ? dx + c : NULL, p ? p + c : NULL,
-                act_gelu_grad(_mm512_maskz_loadu_ps(m, dy + c), z, kind), m);
+                act_gelu_grad(_mm512_maskz_loadu_ps(m, dy + c), z, kind), m, acc);
     }
 }
 
@@ -155,16 +157,16 @@ A512 static void act_row_avx512(float *y, const float *x, const float *bias, int
  * the sums), the others AVX2's. */
 A512 static void act_grad_tile_avx512(float *g, double *p, float *dx, const float *dy,
                                       const float *x, const float *bias, int64_t C, int64_t n0,
-                                      int64_t n1, int64_t c0, int64_t c1, int kind)
+                                      int64_t n1, int64_t c0, int64_t c1, int kind, int acc)
 {
     if (kind < PT_ACT_GELU_ERF) {
-        pt_act_avx2_f32.grad_tile(g, p, dx, dy, x, bias, C, n0, n1, c0, c1, kind);
+        pt_act_avx2_f32.grad_tile(g, p, dx, dy, x, bias, C, n0, n1, c0, c1, kind, acc);
         return;
     }
     if (p) memset(p + c0, 0, (size_t)(c1 - c0) * sizeof(double));
     for (int64_t n = n0; n < n1; n++)
         act_gelu_grad_acc_row(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL,
-                              dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0, kind);
+                              dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0, kind, acc);
 }
 const struct pt_act_kernels_f32 pt_act_avx512_f32 = {
     "avx512", act_row_avx512, act_grad_tile_avx512

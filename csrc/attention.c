@@ -22,7 +22,11 @@
  *   Drow_i = sum_d dout[i,d] out[i,d]
  *   P = exp(S - lse),  dP = dout v^T,  dS = P * (dP - Drow)
  *   dv += P^T dout,  dk += scale dS^T q,  dq += scale dS k
- * computed per (query tile, key tile) pair. With at least as many heads as
+ * computed per (query tile, key tile) pair. With accumulate == 0 the first
+ * pair that reaches a gradient tile stores into it (the tile product with
+ * beta = 0) and the later ones add, so the buffers are never read before
+ * they are written; key tiles that no query reaches (causal, Tk > Tq) are
+ * zeroed. With at least as many heads as
  * threads a task is one head (key tiles outer, query tiles inner); with
  * fewer heads, two passes: (head, key tile) tasks for dk/dv, then (head,
  * query tile) tasks for dq. Every gradient element receives the same
@@ -347,13 +351,14 @@ static int PT_SFX(att_bwd_pair)(int64_t i0, int64_t j0, int is_causal)
  *   S = scale q kT + mask,  dP = dout vT  (nq,nk)
  *   P = exp(S - lse),  dS = scale P (dP - Drow)
  *   dv[tile] += P^T dout,  dk[tile] += dS^T q,  dq[rows] += dS k
- * Any of dq, dk, dv (head base pointers) may be NULL. */
+ * (= instead of += for dk, dv when !acc_kv, for dq when !acc_q). Any of
+ * dq, dk, dv (head base pointers) may be NULL. */
 static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
                                  const real *q, const real *k, const real *lse,
                                  const real *Drow, const real *mrow, const int64_t *ms,
                                  int64_t i0, int nq, int64_t j0, int nk, int64_t D,
-                                 int64_t Dv, int is_causal, real scale,
-                                 PT_SFX(att_bscratch) *w)
+                                 int64_t Dv, int is_causal, real scale, int acc_kv,
+                                 int acc_q, PT_SFX(att_bscratch) *w)
 {
     real *P = w->P, *dS = w->dS;
     PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, 0, w->kT, BK, nq, nk, D, scale, 0);
@@ -376,13 +381,14 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
         for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
     }
     if (dv) {
-        PT_SFX(pt_att_mm)(dv + j0 * Dv, Dv, P, BK, 1, dout + i0 * Dv, Dv, nk, Dv, nq, 1, 1);
+        PT_SFX(pt_att_mm)(dv + j0 * Dv, Dv, P, BK, 1, dout + i0 * Dv, Dv, nk, Dv, nq, 1,
+                          acc_kv);
     }
     if (dk) {
-        PT_SFX(pt_att_mm)(dk + j0 * D, D, dS, BK, 1, q + i0 * D, D, nk, D, nq, 1, 1);
+        PT_SFX(pt_att_mm)(dk + j0 * D, D, dS, BK, 1, q + i0 * D, D, nk, D, nq, 1, acc_kv);
     }
     if (dq)
-        PT_SFX(pt_att_mm)(dq + i0 * D, D, dS, BK, 0, k + j0 * D, D, nq, D, nk, 1, 1);
+        PT_SFX(pt_att_mm)(dq + i0 * D, D, dS, BK, 0, k + j0 * D, D, nq, D, nk, 1, acc_q);
 }
 
 int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
@@ -390,12 +396,20 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                                  const real *v, const real *out, const real *lse,
                                  const real *mask, const int64_t *mask_strides,
                                  int64_t B, int64_t H, int64_t Tq, int64_t Tk,
-                                 int64_t D, int64_t Dv, int is_causal, real scale)
+                                 int64_t D, int64_t Dv, int is_causal, real scale,
+                                 int accumulate)
 {
     if (B < 0 || H < 0 || Tq < 0 || Tk < 0 || D < 0 || Dv < 0) return PT_EINVAL;
     if (mask && !mask_strides) return PT_EINVAL;
     int64_t BH = B * H;
-    if (BH == 0 || Tq == 0 || Tk == 0 || (!dq && !dk && !dv)) return PT_OK;
+    if (BH == 0 || Tq == 0 || Tk == 0 || (!dq && !dk && !dv)) {
+        if (!accumulate) {   /* no query or no key: every gradient is 0 */
+            if (dq) memset(dq, 0, sizeof(real) * (size_t)(BH * Tq * D));
+            if (dk) memset(dk, 0, sizeof(real) * (size_t)(BH * Tk * D));
+            if (dv) memset(dv, 0, sizeof(real) * (size_t)(BH * Tk * Dv));
+        }
+        return PT_OK;
+    }
     int nth = pt_get_num_threads();
     int64_t work = BH * Tq * Tk * (D + Dv + 1);
     int use_omp = work > 65536;
@@ -454,16 +468,29 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                     int any = 0;
                     for (int64_t it = it0; it < it1; it++)
                         any |= PT_SFX(att_bwd_pair)(it * BQ, j0, is_causal);
-                    if (!any) continue;
+                    if (!any) {      /* no query reaches these keys */
+                        if (!accumulate && dkh)
+                            memset(dkh + j0 * D, 0, sizeof(real) * (size_t)(nk * D));
+                        if (!accumulate && dvh)
+                            memset(dvh + j0 * Dv, 0, sizeof(real) * (size_t)(nk * Dv));
+                        continue;
+                    }
                     PT_SFX(att_transpose)(w.kT, kh, j0, nk, D);
                     PT_SFX(att_transpose)(w.vT, vh, j0, nk, Dv);
+                    /* Stores (accumulate == 0): dk, dv at the first query
+                     * tile that meets this key tile; dq rows at key tile 0,
+                     * which every query tile meets and every task walks
+                     * first. */
+                    int acc_kv = accumulate;
                     for (int64_t it = it0; it < it1; it++) {
                         int64_t i0 = it * BQ;
                         int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
                         if (!PT_SFX(att_bwd_pair)(i0, j0, is_causal)) continue;
                         PT_SFX(att_bwd_tile)(dqh, dkh, dvh, gh, qh, kh, lh, Dh, mrow,
                                              mask_strides, i0, nq, j0, nk, D, Dv,
-                                             is_causal, scale, &w);
+                                             is_causal, scale, acc_kv, accumulate || jt > 0,
+                                             &w);
+                        acc_kv = 1;
                     }
                 }
             }

@@ -4,6 +4,8 @@
  *
  *   forward:  y[n, :] = table[ids[n], :]          y (N,C), table (V,C)
  *   backward: dtable[ids[n], :] += dy[n, :]       for n = 0 .. N-1, in order
+ *             (accumulate == 0: dtable starts from zeros, each thread
+ *             zeroing the rows it owns; pt_kernels.h)
  *   positions: out[t, 2i]   = sin(t / base^(2i/C))
  *              out[t, 2i+1] = cos(t / base^(2i/C))    (odd C: last column sin)
  *
@@ -65,11 +67,15 @@ static void PT_SFX(vocab_bounds)(int64_t *bounds, int nth, const int64_t *ids,
 }
 
 int PT_FN(pt_embedding_backward)(real *dtable, const real *dy, const int64_t *ids,
-                                 int64_t N, int64_t V, int64_t C)
+                                 int64_t N, int64_t V, int64_t C, int accumulate)
 {
     if (N < 0 || V < 0 || C < 0) return PT_EINVAL;
     if (!PT_SFX(ids_in_range)(ids, N, V)) return PT_EINVAL;
-    if (N == 0 || C == 0) return PT_OK;
+    if (C == 0) return PT_OK;
+    if (N == 0) {
+        if (!accumulate) memset(dtable, 0, (size_t)V * (size_t)C * sizeof(real));
+        return PT_OK;
+    }
     int nth = pt_get_num_threads();
     if (N * C <= 32768 || V < 2) nth = 1;
     if (nth > 256) nth = 256;
@@ -79,6 +85,7 @@ int PT_FN(pt_embedding_backward)(real *dtable, const real *dy, const int64_t *id
     for (int k = 0; k < nth; k++) {
         int64_t v0 = bounds[k], v1 = bounds[k + 1];
         if (v0 >= v1) continue;
+        if (!accumulate) memset(dtable + v0 * C, 0, (size_t)(v1 - v0) * (size_t)C * sizeof(real));
         for (int64_t n = 0; n < N; n++) {
             int64_t id = ids[n];
             if (id < v0 || id >= v1) continue;

@@ -26,8 +26,8 @@
  *     the thread count); each block sums into its own double partial, GROUP
  *     rows at a time, and the partials are added in block order, so dw/db
  *     are bitwise independent of the number of threads.
- *   - The backward can overwrite dx (accumulate = 0) so callers need no
- *     zeroing pass over a fresh buffer.
+ *   - The backward stores dx, dw, db (accumulate = 0) or adds into them
+ *     (pt_kernels.h); storing, dx may be dy itself (in place).
  * Tried and dropped: non-temporal (streaming) stores of y/dx through a
  * per-row buffer -- no measurable gain here.
  */
@@ -246,6 +246,12 @@ int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
                                  int64_t N, int64_t C, int accumulate)
 {
     if (N < 0 || C < 0) return PT_EINVAL;
+    if (N == 0 && !accumulate) {          /* no rows: dw, db are empty sums */
+        for (int64_t c = 0; c < C; c++) {
+            if (dw) dw[c] = 0;
+            if (db) db[c] = 0;
+        }
+    }
     if (C == 0 || N == 0) return PT_OK;
     if (!dx && !dw && !db) return PT_OK;
     /* dw/db: row blocks of B rows (a function of N and C only, a multiple
@@ -297,8 +303,8 @@ int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
             sw += part[(size_t)j * 2 * C + c];
             sb += part[(size_t)j * 2 * C + C + c];
         }
-        if (dw) dw[c] += (real)sw;
-        if (db) db[c] += (real)sb;
+        if (dw) dw[c] = accumulate ? dw[c] + (real)sw : (real)sw;
+        if (db) db[c] = accumulate ? db[c] + (real)sb : (real)sb;
     }
     free(part);
     return PT_OK;

@@ -12,8 +12,10 @@
  *   - All arrays are C-contiguous, caller-owned, and do not alias unless the
  *     kernel says so. C allocates nothing it does not free before returning,
  *     and never exits.
- *   - Backward kernels ADD into the gradient buffers (dx, dw, ...), which the
- *     caller zeroes first. A NULL gradient pointer means "not needed".
+ *   - Backward kernels take `accumulate` last: != 0 adds into the gradient
+ *     buffers (dx, dw, ...), 0 stores into them without reading them (no
+ *     zeroing pass); pt_kernels.h states it in full. A NULL gradient
+ *     pointer means "not needed".
  *   - Every kernel returns an int status: PT_OK, or PT_EINVAL / PT_ENOMEM,
  *     which pt_strerror() turns into text. Shapes are checked by the caller
  *     (the Cython layer); C re-checks only what would otherwise read or write

@@ -71,17 +71,18 @@ extern const struct PT_DSFX(pt_att_kernels) PT_DSFX(pt_att_portable), PT_DSFX(pt
 /* ========================================================== activation.c
  *   row:       y[c] = act(x[c] + bias[c]) for c in [c0, c1) (y may be x).
  *   grad_tile: rows [n0, n1), columns [c0, c1) of the backward, row
- *              stride C: g = dy * act'(x + bias); dx[n, c] += g (dx may be
- *              NULL); p[c] = sum over the tile's rows of g, in double, in
- *              row order (p may be NULL; the slot zeroes p[c0..c1) first).
- *              g is a scratch row of 512 (CB) reals the slot may use. */
+ *              stride C: g = dy * act'(x + bias); dx[n, c] += g, or = g
+ *              with accumulate == 0, dx not read (dx may be NULL); p[c] =
+ *              sum over the tile's rows of g, in double, in row order (p
+ *              may be NULL; the slot zeroes p[c0..c1) first). g is a
+ *              scratch row of 512 (CB) reals the slot may use. */
 struct PT_DSFX(pt_act_kernels) {
     const char *path;
     void (*row)(PT_DREAL *y, const PT_DREAL *x, const PT_DREAL *bias, int64_t c0, int64_t c1,
                 int kind);
     void (*grad_tile)(PT_DREAL *g, double *p, PT_DREAL *dx, const PT_DREAL *dy,
                       const PT_DREAL *x, const PT_DREAL *bias, int64_t C, int64_t n0,
-                      int64_t n1, int64_t c0, int64_t c1, int kind);
+                      int64_t n1, int64_t c0, int64_t c1, int kind, int accumulate);
 };
 extern const struct PT_DSFX(pt_act_kernels) PT_DSFX(pt_act_portable), PT_DSFX(pt_act_avx2),
     PT_DSFX(pt_act_avx512);
@@ -89,7 +90,7 @@ extern const struct PT_DSFX(pt_act_kernels) PT_DSFX(pt_act_portable), PT_DSFX(pt
 /* =========================================================== layernorm.c
  *   fwd_row:    one row of the forward: y(C), *mean, *rstd from x(C)
  *               (w, b may be NULL).
- *   bwd_row:    one row of dx (= or += with accumulate) from dy, x, w
+ *   bwd_row:    one row of dx (+=, or = with accumulate == 0) from dy, x, w
  *               (w may be NULL) and the saved m, rs; dx may be dy or x.
  *   dwdb_group: pdw(C) += sum_r dy_r * xhat_r, pdb(C) += sum_r dy_r over
  *               nr <= 4 (GROUP) rows of stride C, in double partials. */
@@ -109,21 +110,23 @@ extern const struct PT_DSFX(pt_ln_kernels) PT_DSFX(pt_ln_portable), PT_DSFX(pt_l
 /* ============================================================= softmax.c
  *   softmax_row: one row of softmax (want_log 0) or log_softmax (1); yr may
  *                be xr; the conventions of softmax.c for -inf/NaN rows.
- *   softmax_bwd_row: dxr[c] += J^T dyr for one row, yr the forward output.
+ *   softmax_bwd_row: dxr[c] += J^T dyr for one row, yr the forward output
+ *                (= with accumulate == 0, dxr not read).
  *   ce_fwd_row:  *lse_out = logsumexp(xr) and, when loss_out != NULL, the
  *                row's loss (0 when t == ignore_index; ls the smoothing).
- *   ce_bwd_row:  dr[c] += g * (softmax(xr)[c] - off) - [c == t] g * on,
- *                recomputing softmax from the saved lse l; p is a scratch
- *                row of C reals. */
+ *   ce_bwd_row:  dr[c] += g * (softmax(xr)[c] - off) - [c == t] g * on
+ *                (= with accumulate == 0, dr not read), recomputing
+ *                softmax from the saved lse l; p is a scratch row of C
+ *                reals. */
 struct PT_DSFX(pt_sm_kernels) {
     const char *path;
     void (*softmax_row)(PT_DREAL *yr, const PT_DREAL *xr, int64_t C, int want_log);
     void (*softmax_bwd_row)(PT_DREAL *dxr, const PT_DREAL *dyr, const PT_DREAL *yr, int64_t C,
-                            int want_log);
+                            int want_log, int accumulate);
     void (*ce_fwd_row)(PT_DREAL *loss_out, PT_DREAL *lse_out, const PT_DREAL *xr, int64_t t,
                        int64_t C, int64_t ignore_index, double ls);
     void (*ce_bwd_row)(PT_DREAL *dr, PT_DREAL *p, const PT_DREAL *xr, PT_DREAL l, PT_DREAL g,
-                       PT_DREAL off, PT_DREAL on, int64_t t, int64_t C);
+                       PT_DREAL off, PT_DREAL on, int64_t t, int64_t C, int accumulate);
 };
 extern const struct PT_DSFX(pt_sm_kernels) PT_DSFX(pt_sm_portable), PT_DSFX(pt_sm_avx2),
     PT_DSFX(pt_sm_avx512);

@@ -2,6 +2,19 @@
  * pt_kernels.h -- the typed kernel signatures, included by pt.h twice
  * (real = float with suffix _f32, real = double with suffix _f64).
  * No include guard on purpose. Read pt.h first for the conventions.
+ *
+ * Backward kernels: every one takes `accumulate` as its last argument, with
+ * one meaning for all of its gradient outputs (dx, dw, db, dbias, dlogits,
+ * dtable, dq, dk, dv):
+ *   accumulate != 0  the gradient is added to what the buffer holds (+=);
+ *   accumulate == 0  the gradient is stored (=) and the buffer's previous
+ *                    contents are never read: it needs no zeroing pass and
+ *                    may hold anything, NaN included. Elements that get no
+ *                    contribution (an ignored target's row, an unused
+ *                    embedding row, a key nobody attends to) are set to 0.
+ * accumulate == 0 stores exactly what accumulate != 0 leaves in a buffer of
+ * +0.0, but for the sign of an exact zero (the += form gives +0 + -0 = +0).
+ * A NULL gradient pointer means "not needed".
  */
 
 /* ================================================================ gemm.c */
@@ -23,8 +36,9 @@ int PT_FN(pt_gemm_fallback)(int trans_a, int trans_b, int64_t M, int64_t N, int6
 /* y(N,OUT) = x(N,IN) W(OUT,IN)^T + b(OUT); b may be NULL. */
 int PT_FN(pt_linear_forward)(real *y, const real *x, const real *w, const real *b,
                              int64_t N, int64_t IN, int64_t OUT);
-/* dx(N,IN) += dy W;  dw(OUT,IN) += dy^T x;  db(OUT) += sum_n dy. Any of
- * dx, dw, db may be NULL. */
+/* dx(N,IN) += dy W;  dw(OUT,IN) += dy^T x;  db(OUT) += sum_n dy (= with
+ * accumulate == 0: the GEMMs run with beta = 0). Any of dx, dw, db may be
+ * NULL. */
 int PT_FN(pt_linear_backward)(real *dx, real *dw, real *db,
                               const real *dy, const real *x, const real *w,
                               int64_t N, int64_t IN, int64_t OUT, int accumulate);
@@ -37,7 +51,7 @@ int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
  * be NULL. x is the forward input (before the bias). */
 int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
                                 const real *x, const real *bias,
-                                int64_t N, int64_t C, int kind);
+                                int64_t N, int64_t C, int kind, int accumulate);
 
 /* ============================================================= softmax.c */
 /* y(N,C) = softmax(x) or log_softmax(x) over the last axis (log != 0).
@@ -46,7 +60,7 @@ int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
 int PT_FN(pt_softmax_forward)(real *y, const real *x, int64_t N, int64_t C, int log);
 /* dx += J^T dy, with y the forward output. */
 int PT_FN(pt_softmax_backward)(real *dx, const real *dy, const real *y,
-                               int64_t N, int64_t C, int log);
+                               int64_t N, int64_t C, int log, int accumulate);
 /* Per-row cross-entropy of logits(N,C) against targets(N) in [0,C) or
  * ignore_index: loss[n] = -(1-ls) * logp[t] - ls/C * sum_c logp[c]; 0 for
  * ignored rows. Saves lse[n] = logsumexp(logits[n]) for backward. */
@@ -54,12 +68,14 @@ int PT_FN(pt_cross_entropy_forward)(real *loss, real *lse, const real *logits,
                                     const int64_t *targets, int64_t N, int64_t C,
                                     int64_t ignore_index, real label_smoothing);
 /* dlogits(N,C) += dloss[n] * (softmax(logits[n]) - smoothed one-hot),
- * with dloss read at dloss[n * dloss_stride] (stride 0: one scalar). */
+ * with dloss read at dloss[n * dloss_stride] (stride 0: one scalar); an
+ * ignored row gets no contribution. */
 int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
                                      const real *lse, const int64_t *targets,
                                      const real *dloss, int64_t dloss_stride,
                                      int64_t N, int64_t C,
-                                     int64_t ignore_index, real label_smoothing);
+                                     int64_t ignore_index, real label_smoothing,
+                                     int accumulate);
 
 /* =========================================================== layernorm.c */
 /* y(N,C) = (x - mean) * rstd * w + b, per row; w, b (C) may be NULL.
@@ -67,9 +83,9 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
 int PT_FN(pt_layernorm_forward)(real *y, real *mean, real *rstd,
                                 const real *x, const real *w, const real *b,
                                 int64_t N, int64_t C, real eps);
-/* dx(N,C) += ... (accumulate != 0) or = ... (accumulate == 0: no zeroing
- * pass needed; dx may then be dy itself); dw(C) += sum_n dy * xhat;
- * db(C) += sum_n dy. */
+/* dx(N,C) += the input gradient (with accumulate == 0 dx may be dy
+ * itself: each row of dy is read before that row of dx is written);
+ * dw(C) += sum_n dy * xhat; db(C) += sum_n dy. */
 int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
                                  const real *dy, const real *x, const real *w,
                                  const real *mean, const real *rstd,
@@ -81,7 +97,7 @@ int PT_FN(pt_embedding_forward)(real *y, const int64_t *ids, const real *table,
                                 int64_t N, int64_t V, int64_t C);
 /* dtable(V,C) += scatter of dy(N,C) at ids; deterministic. */
 int PT_FN(pt_embedding_backward)(real *dtable, const real *dy, const int64_t *ids,
-                                 int64_t N, int64_t V, int64_t C);
+                                 int64_t N, int64_t V, int64_t C, int accumulate);
 /* out(T,C): out[t,2i] = sin(t / base^(2i/C)), out[t,2i+1] = cos(same). */
 int PT_FN(pt_sinusoidal_positions)(real *out, int64_t T, int64_t C, real base);
 
@@ -121,7 +137,8 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                                  const real *v, const real *out, const real *lse,
                                  const real *mask, const int64_t *mask_strides,
                                  int64_t B, int64_t H, int64_t Tq, int64_t Tk,
-                                 int64_t D, int64_t Dv, int is_causal, real scale);
+                                 int64_t D, int64_t Dv, int is_causal, real scale,
+                                 int accumulate);
 
 /* ==================================== layer_encoder.c, layer_decoder.c */
 /* Whole Transformer layers for inference (no autograd, nothing saved for

@@ -16,7 +16,8 @@
  *   - a +inf entry makes the whole row NaN (inf - inf), as in PyTorch.
  *   - C == 0: nothing to compute (lse = -inf, the empty logsumexp).
  *
- * Backward (y the forward output; dx is added to, see pt.h):
+ * Backward (y the forward output; += or, with accumulate == 0, = : see
+ * pt_kernels.h):
  *   softmax:      dx[c] += y[c] * (dy[c] - sum_k dy[k] y[k])
  *   log_softmax:  dx[c] += dy[c] - exp(y[c]) * sum_k dy[k]
  *
@@ -228,28 +229,36 @@ int PT_FN(pt_softmax_forward)(real *y, const real *x, int64_t N, int64_t C, int 
     return PT_OK;
 }
 
-/* One row of the softmax backward: dxr += J^T dyr, yr the forward output. */
+/* One row of the softmax backward: dxr += J^T dyr (= when !acc), yr the
+ * forward output. */
 static void PT_SFX(softmax_bwd_row)(real *dxr, const real *dyr, const real *yr, int64_t C,
-                                    int want_log)
+                                    int want_log, int acc)
 {
     if (want_log) {
         real s = (real)PT_SFX(sum_d)(dyr, C);
-        for (int64_t c = 0; c < C; c++) dxr[c] += dyr[c] - PT_SFX(vexp)(yr[c]) * s;
+        if (acc)
+            for (int64_t c = 0; c < C; c++) dxr[c] += dyr[c] - PT_SFX(vexp)(yr[c]) * s;
+        else
+            for (int64_t c = 0; c < C; c++) dxr[c] = dyr[c] - PT_SFX(vexp)(yr[c]) * s;
     } else {
         real s = (real)PT_SFX(dot_d)(dyr, yr, C);
-        for (int64_t c = 0; c < C; c++) dxr[c] += yr[c] * (dyr[c] - s);
+        if (acc)
+            for (int64_t c = 0; c < C; c++) dxr[c] += yr[c] * (dyr[c] - s);
+        else
+            for (int64_t c = 0; c < C; c++) dxr[c] = yr[c] * (dyr[c] - s);
     }
 }
 
 int PT_FN(pt_softmax_backward)(real *dx, const real *dy, const real *y,
-                               int64_t N, int64_t C, int want_log)
+                               int64_t N, int64_t C, int want_log, int accumulate)
 {
     if (N < 0 || C < 0) return PT_EINVAL;
     if (!dx || N == 0 || C == 0) return PT_OK;
     #pragma omp parallel for schedule(static) num_threads(pt_get_num_threads()) \
         if (PT_SOFTMAX_PAR(N, C))
     for (int64_t n = 0; n < N; n++)
-        PT_KERNELS(sm)->softmax_bwd_row(dx + n * C, dy + n * C, y + n * C, C, want_log);
+        PT_KERNELS(sm)->softmax_bwd_row(dx + n * C, dy + n * C, y + n * C, C, want_log,
+                                        accumulate);
     return PT_OK;
 }
 
@@ -318,20 +327,26 @@ int PT_FN(pt_cross_entropy_forward)(real *loss, real *lse, const real *logits,
 }
 
 /* One row of the cross-entropy backward, t != ignore_index:
- * dr[c] += g * (p[c] - off - on * [c == t]), p = softmax(x) recomputed from
- * the saved lse l. p (C reals) is scratch. */
+ * dr[c] += g * (p[c] - off - on * [c == t]) (dr starts from 0 when !acc),
+ * p = softmax(x) recomputed from the saved lse l. p (C reals) is scratch. */
 SM_BODY void PT_SFX(ce_bwd_row)(real *dr, real *p, const real *xr, real l, real g,
-                               real off, real on, int64_t t, int64_t C)
+                               real off, real on, int64_t t, int64_t C, int acc)
 {
     if (l == -INFINITY) {
         /* all -inf row: p = 0 (the softmax convention above) */
-        for (int64_t c = 0; c < C; c++) dr[c] -= g * off;
+        if (acc)
+            for (int64_t c = 0; c < C; c++) dr[c] -= g * off;
+        else
+            for (int64_t c = 0; c < C; c++) dr[c] = (real)0 - g * off;
     } else {
         /* p = exp(x - l), summed as it is written. The sum is 1 up to the
          * rounding of the saved lse; dividing by it cancels that rounding
          * (a common factor of the row). */
         real inv = (real)(1.0 / PT_SFX(row_sumexp)(SE_STORE, p, NULL, xr, l, C));
-        for (int64_t c = 0; c < C; c++) dr[c] += g * (p[c] * inv - off);
+        if (acc)
+            for (int64_t c = 0; c < C; c++) dr[c] += g * (p[c] * inv - off);
+        else
+            for (int64_t c = 0; c < C; c++) dr[c] = g * (p[c] * inv - off);
     }
     dr[t] -= g * on;
 }
@@ -340,7 +355,8 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
                                      const real *lse, const int64_t *targets,
                                      const real *dloss, int64_t dloss_stride,
                                      int64_t N, int64_t C,
-                                     int64_t ignore_index, real label_smoothing)
+                                     int64_t ignore_index, real label_smoothing,
+                                     int accumulate)
 {
     if (N < 0 || C < 0 || dloss_stride < 0) return PT_EINVAL;
     if (!(label_smoothing >= 0 && label_smoothing <= 1)) return PT_EINVAL;
@@ -360,9 +376,12 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
         #pragma omp for schedule(static)
         for (int64_t n = 0; n < N; n++) {
             int64_t t = targets[n];
-            if (t == ignore_index) continue;
+            if (t == ignore_index) {
+                if (!accumulate) memset(dlogits + n * C, 0, (size_t)C * sizeof(real));
+                continue;
+            }
             PT_KERNELS(sm)->ce_bwd_row(dlogits + n * C, p, logits + n * C, lse[n],
-                               dloss[n * dloss_stride], off, on, t, C);
+                               dloss[n * dloss_stride], off, on, t, C, accumulate);
         }
     }
     free(scratch);
@@ -388,9 +407,9 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
     }                                                                                 \
     ATTR static void PT_SFX(ce_bwd_row##SFX)(real *dr, real *p, const real *xr,       \
                                              real l, real g, real off, real on,       \
-                                             int64_t t, int64_t C)                    \
+                                             int64_t t, int64_t C, int acc)           \
     {                                                                                 \
-        PT_SFX(ce_bwd_row)(dr, p, xr, l, g, off, on, t, C);                           \
+        PT_SFX(ce_bwd_row)(dr, p, xr, l, g, off, on, t, C, acc);                      \
     }                                                                                 \
     const struct PT_SFX(pt_sm_kernels) PT_SFX(pt_sm##SFX) = {                          \
         NAME, PT_SFX(softmax_row##SFX), PT_SFX(softmax_bwd_row),                      \

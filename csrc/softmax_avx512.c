@@ -194,23 +194,24 @@ A512 static void ce_fwd_row_avx512(float *loss_out, float *lse_out, const float 
 }
 
 A512 static void ce_bwd_row_avx512(float *dr, float *p, const float *xr, float l, float g,
-                                   float off, float on, int64_t t, int64_t C)
+                                   float off, float on, int64_t t, int64_t C, int acc)
 {
     __m512 vg = _mm512_set1_ps(g), voff = _mm512_set1_ps(off);
     if (l == -INFINITY) {
         __m512 d = _mm512_mul_ps(vg, voff);               /* dr -= g * off */
         for (int64_t c = 0; c < C; c += 16) {
             __mmask16 k = Z_TAIL(C - c);
-            _mm512_mask_storeu_ps(dr + c, k, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, dr + c), d));
+            __m512 r = acc ? _mm512_maskz_loadu_ps(k, dr + c) : _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(dr + c, k, _mm512_sub_ps(r, d));
         }
     } else {
         __m512 inv = _mm512_set1_ps((float)(1.0 / sm_row_sumexp(SE_STORE, p, NULL, xr, l, C)));
         for (int64_t c = 0; c < C; c += 16) {         /* dr += g * (p * inv - off) */
             __mmask16 k = Z_TAIL(C - c);
             __m512 q = _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + c), inv), voff);
+            __m512 d = _mm512_mul_ps(vg, q);
             _mm512_mask_storeu_ps(dr + c, k,
-                                  _mm512_add_ps(_mm512_maskz_loadu_ps(k, dr + c),
-                                                _mm512_mul_ps(vg, q)));
+                                  acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(k, dr + c), d) : d);
         }
     }
     dr[t] -= g * on;
@@ -218,9 +219,9 @@ A512 static void ce_bwd_row_avx512(float *dr, float *p, const float *xr, float l
 /* The softmax backward row is a dot product and an axpy, memory bound:
  * the AVX2 one. */
 static void softmax_bwd_row_avx2(float *dxr, const float *dyr, const float *yr, int64_t C,
-                                 int want_log)
+                                 int want_log, int acc)
 {
-    pt_sm_avx2_f32.softmax_bwd_row(dxr, dyr, yr, C, want_log);
+    pt_sm_avx2_f32.softmax_bwd_row(dxr, dyr, yr, C, want_log, acc);
 }
 
 const struct pt_sm_kernels_f32 pt_sm_avx512_f32 = {

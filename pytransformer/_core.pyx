@@ -2,15 +2,18 @@
 """The only Cython module that calls the C core (csrc/).
 
 Every function here takes NumPy arrays, including the outputs, which the
-caller allocates (pytransformer.ops does). Before any C runs it checks each
-array: type, dtype, exact shape, C-contiguity, and that outputs are
-writable; a wrong argument raises TypeError/ValueError naming it. An
-output that overlaps an index array (ids, targets) is refused as well: the
-kernel would read indices it had just overwritten, out of bounds (other
-overlaps give wrong numbers, not unsafe ones, and are refused one level up,
-in pytransformer.ops). Then it
-releases the GIL, calls the kernel, and turns a C status into an exception
-through check_status(). Backward kernels add into their gradient outputs.
+caller allocates. The kernel bindings convert, they do not check: their one
+caller, pytransformer.ops, has already checked every array (type, dtype,
+shape, C order and alignment, writable outputs, no overlap) with
+pytransformer.validation, and a binding takes the arrays' data pointers as
+they are, releases the GIL, calls the kernel, and turns a C status into an
+exception through check_status(). What no array check sees stays checked
+below: the C kernels refuse negative sizes and out-of-range ids and
+targets, and the attention bindings keep mask strides inside the mask.
+The whole-layer bindings (_core_layer.pxi), which no op fronts, check
+their own arrays with _check. Backward bindings take `accumulate` (default True:
+add into the gradient outputs; False: store, the outputs not read), as the
+C kernels do (csrc/pt_kernels.h).
 
 The functions are split by op family into _core_*.pxi files (textually
 included below), mirroring csrc/*.c.
@@ -66,7 +69,7 @@ cdef inline void *_ptr(object a):
 
 def _check(str name, object a, object dtype, tuple shape,
            bint out=False, bint optional=False):
-    """Check one array argument; returns it. dtype None accepts float32/64."""
+    """Check one array argument of a layer binding; returns it."""
     if a is None:
         if optional:
             return None
@@ -88,7 +91,8 @@ def _check(str name, object a, object dtype, tuple shape,
 
 def _apart(str wname, object w, str rname, object r):
     """ValueError naming both unless the checked (C-contiguous) arrays w
-    and r occupy disjoint bytes; None or empty arrays always pass."""
+    and r of a layer binding occupy disjoint bytes; None or empty arrays
+    always pass."""
     if w is None or r is None or w.size == 0 or r.size == 0:
         return
     cdef uintptr_t w0 = <uintptr_t>_ptr(w), r0 = <uintptr_t>_ptr(r)
@@ -99,7 +103,8 @@ def _apart(str wname, object w, str rname, object r):
 
 
 cdef object _float_dtype(str name, object a):
-    """The dtype of a float32/float64 array, else TypeError naming `name`."""
+    """The dtype of a float32/float64 array of a layer binding, else
+    TypeError naming `name`."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != np.float32 and a.dtype != np.float64:

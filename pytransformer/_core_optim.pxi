@@ -5,14 +5,8 @@ def adamw_step(object param, object exp_avg, object exp_avg_sq, object grad,
                double weight_decay):
     """One in-place AdamW step on 1-D C-contiguous param, exp_avg, exp_avg_sq
     (written) and grad (read), all of one dtype and length."""
-    dt = _float_dtype("param", param)
-    if param.ndim != 1:
-        raise ValueError(f"param: expected 1 dim, got shape {param.shape}")
+    dt = param.dtype
     cdef int64_t n = param.shape[0]
-    _check("param", param, dt, (n,), out=True)
-    _check("exp_avg", exp_avg, dt, (n,), out=True)
-    _check("exp_avg_sq", exp_avg_sq, dt, (n,), out=True)
-    _check("grad", grad, dt, (n,))
     if step < 1:
         raise ValueError(f"step: must be >= 1, got {step}")
     if not (lr >= 0 and eps >= 0 and weight_decay >= 0

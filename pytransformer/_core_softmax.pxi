@@ -3,12 +3,8 @@
 def softmax_forward(object y, object x, bint log):
     """y := softmax(x) (or log_softmax when log) over the last axis of x (N, C).
     y may be x itself (in place)."""
-    dt = _float_dtype("x", x)
-    if x.ndim != 2:
-        raise ValueError(f"x: expected 2 dims (N, C), got shape {x.shape}")
+    dt = x.dtype
     cdef int64_t N = x.shape[0], C = x.shape[1]
-    _check("x", x, dt, (N, C))
-    _check("y", y, dt, (N, C), out=True)
     cdef void *py = _ptr(y)
     cdef void *px = _ptr(x)
     cdef int lg = log
@@ -22,26 +18,24 @@ def softmax_forward(object y, object x, bint log):
     check_status(st)
 
 
-def softmax_backward(object dx, object dy, object y, bint log):
-    """dx += gradient of softmax (or log_softmax) given the forward output y."""
-    dt = _float_dtype("y", y)
-    if y.ndim != 2:
-        raise ValueError(f"y: expected 2 dims (N, C), got shape {y.shape}")
+def softmax_backward(object dx, object dy, object y, bint log, bint accumulate=True):
+    """dx += gradient of softmax (or log_softmax) given the forward output y
+    (with accumulate=False: dx := it, dx not read)."""
+    dt = y.dtype
     cdef int64_t N = y.shape[0], C = y.shape[1]
-    _check("y", y, dt, (N, C))
-    _check("grad_output", dy, dt, (N, C))
-    _check("grad_input", dx, dt, (N, C), out=True)
     cdef void *pdx = _ptr(dx)
     cdef void *pdy = _ptr(dy)
     cdef void *py = _ptr(y)
     cdef int lg = log
+    cdef int acc = accumulate
     cdef int st
     if dt == np.float32:
         with nogil:
-            st = pt_softmax_backward_f32(<float *>pdx, <float *>pdy, <float *>py, N, C, lg)
+            st = pt_softmax_backward_f32(<float *>pdx, <float *>pdy, <float *>py, N, C, lg, acc)
     else:
         with nogil:
-            st = pt_softmax_backward_f64(<double *>pdx, <double *>pdy, <double *>py, N, C, lg)
+            st = pt_softmax_backward_f64(<double *>pdx, <double *>pdy, <double *>py, N, C, lg,
+                                         acc)
     check_status(st)
 
 
@@ -49,16 +43,8 @@ def cross_entropy_forward(object loss, object lse, object logits, object targets
                           int64_t ignore_index, double label_smoothing):
     """loss (N,), lse (N,) := per-row cross-entropy of logits (N, C) against
     int64 targets (N,) in [0, C) or == ignore_index."""
-    dt = _float_dtype("logits", logits)
-    if logits.ndim != 2:
-        raise ValueError(f"logits: expected 2 dims (N, C), got shape {logits.shape}")
+    dt = logits.dtype
     cdef int64_t N = logits.shape[0], C = logits.shape[1]
-    _check("logits", logits, dt, (N, C))
-    _check("targets", targets, np.int64, (N,))
-    _check("loss", loss, dt, (N,), out=True)
-    _check("lse", lse, dt, (N,), out=True)
-    _apart("loss", loss, "targets", targets)
-    _apart("lse", lse, "targets", targets)
     if not (0.0 <= label_smoothing <= 1.0):
         raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
     cdef void *pl = _ptr(loss)
@@ -80,24 +66,14 @@ def cross_entropy_forward(object loss, object lse, object logits, object targets
 
 
 def cross_entropy_backward(object dlogits, object logits, object lse, object targets,
-                           object dloss, int64_t ignore_index, double label_smoothing):
-    """dlogits (N, C) += dloss[n] * (softmax(logits[n]) - smoothed one-hot).
+                           object dloss, int64_t ignore_index, double label_smoothing,
+                           bint accumulate=True):
+    """dlogits (N, C) += dloss[n] * (softmax(logits[n]) - smoothed one-hot)
+    (with accumulate=False: := it, dlogits not read; ignored rows get 0).
     dloss is (N,) (one gradient per row) or 0-d (the same for every row)."""
-    dt = _float_dtype("logits", logits)
-    if logits.ndim != 2:
-        raise ValueError(f"logits: expected 2 dims (N, C), got shape {logits.shape}")
+    dt = logits.dtype
     cdef int64_t N = logits.shape[0], C = logits.shape[1]
-    _check("logits", logits, dt, (N, C))
-    _check("lse", lse, dt, (N,))
-    _check("targets", targets, np.int64, (N,))
-    _check("grad_logits", dlogits, dt, (N, C), out=True)
-    _apart("grad_logits", dlogits, "targets", targets)
-    cdef int64_t stride = 1
-    if isinstance(dloss, np.ndarray) and dloss.ndim == 0:
-        _check("grad_loss", dloss, dt, ())
-        stride = 0
-    else:
-        _check("grad_loss", dloss, dt, (N,))
+    cdef int64_t stride = 0 if dloss.ndim == 0 else 1
     if not (0.0 <= label_smoothing <= 1.0):
         raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
     cdef void *pd = _ptr(dlogits)
@@ -105,17 +81,18 @@ def cross_entropy_backward(object dlogits, object logits, object lse, object tar
     cdef void *pe = _ptr(lse)
     cdef void *pg = _ptr(dloss)
     cdef const int64_t *pt = <const int64_t *>_ptr(targets)
+    cdef int acc = accumulate
     cdef int st
     if dt == np.float32:
         with nogil:
             st = pt_cross_entropy_backward_f32(<float *>pd, <float *>px, <float *>pe, pt,
                                                <float *>pg, stride, N, C, ignore_index,
-                                               <float>label_smoothing)
+                                               <float>label_smoothing, acc)
     else:
         with nogil:
             st = pt_cross_entropy_backward_f64(<double *>pd, <double *>px, <double *>pe, pt,
                                                <double *>pg, stride, N, C, ignore_index,
-                                               label_smoothing)
+                                               label_smoothing, acc)
     if st == PT_EINVAL:
         raise ValueError(f"targets: a value is outside [0, {C}) and != ignore_index {ignore_index}")
     check_status(st)

@@ -56,11 +56,19 @@ def test_backward_accumulates_into_grad_weight_and_padding_idx():
     ids = np.array([[0, 2, 2], [5, 2, 0]])
     dy = rand(rng, (2, 3, 5), np.float64)
     gw = np.ones((6, 5))
-    out = embedding_backward(dy, ids, 6, padding_idx=2, grad_weight=gw)
+    out = embedding_backward(dy, ids, 6, padding_idx=2, grad_weight=gw, accumulate=True)
     assert out is gw
     expect = 1 + ref.embedding_backward(dy, ids, 6, padding_idx=2)
     expect[2] = 1                                   # left as it was
     np.testing.assert_allclose(gw, expect, rtol=1e-15, atol=0)
+    # Stored (the default): the buffer's contents do not matter, the padding
+    # row and the rows no id reaches become zeros.
+    gw = np.full((6, 5), np.nan)
+    out = embedding_backward(dy, ids, 6, padding_idx=2, grad_weight=gw)
+    assert out is gw
+    np.testing.assert_allclose(gw, ref.embedding_backward(dy, ids, 6, padding_idx=2),
+                               rtol=1e-15, atol=0)
+    assert not gw[2].any() and not gw[1].any()
     # Fresh buffer: padding row is zero; negative padding_idx counts from the end.
     dw = embedding_backward(dy, ids, 6, padding_idx=-1)
     np.testing.assert_array_equal(dw, ref.embedding_backward(dy, ids, 6, padding_idx=5))

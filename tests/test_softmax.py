@@ -332,12 +332,11 @@ def test_bad_input_raises(call, err, match):
 
 
 def test_core_rejects_bad_targets_without_crashing():
-    # The binding and the C kernel re-check what the ops layer already does.
+    # Target values are no array property: the C kernel checks them (the
+    # binding passes them through), writing nothing for a bad one.
     loss, lse = np.empty(3, np.float32), np.empty(3, np.float32)
     with pytest.raises(ValueError, match="targets"):
         _core.cross_entropy_forward(loss, lse, X, np.array([0, 9, 1]), -100, 0.0)
-    with pytest.raises(TypeError, match="targets"):
-        _core.cross_entropy_forward(loss, lse, X, np.array([0, 1, 1], np.int32), -100, 0.0)
     with pytest.raises(ValueError, match="targets"):
         _core.cross_entropy_backward(np.zeros_like(X), X, lse, np.array([0, -5, 1]),
                                      np.ones(3, np.float32), -100, 0.0)

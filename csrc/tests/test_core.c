@@ -210,7 +210,7 @@ static void test_embedding(void)
     double ref[20];
     for (long i = 0; i < N; i++) memcpy(ref + i * C, table + ids[i] * C, C * sizeof(double));
     check_tensor("embedding_forward_f64", y, ref, N * C, 0);
-    check_status("embedding_backward_f64", pt_embedding_backward_f64(dtable, dy, ids, N, V, C), PT_OK);
+    check_status("embedding_backward_f64", pt_embedding_backward_f64(dtable, dy, ids, N, V, C, 1), PT_OK);
     double row3 = dtable[3 * C], row1 = dtable[1 * C];
     check_tensor("embedding_backward_f64 repeated id sums", &row3, &(double){2.0}, 1, 0);
     check_tensor("embedding_backward_f64 unused row", &row1, &(double){0.0}, 1, 0);
@@ -444,6 +444,30 @@ static void SW(no_nan)(const SWEEP_T *a, long n)
 {
     for (long i = 0; i < n; i++) sweep_nan += a[i] != a[i];
 }
+/* n zeros, exactly n elements (calloc of 0 may return NULL) */
+static SWEEP_T *SW(zeros)(long n)
+{
+    SWEEP_T *p = xmalloc((size_t)n * sizeof *p);
+    for (long i = 0; i < n; i++) p[i] = 0;
+    return p;
+}
+/* The backward convention (pt_kernels.h): `stored` (accumulate = 0, over a
+ * buffer of NaN) holds bit for bit what `added` (accumulate = 1, into
+ * +0.0) holds, up to the sign of an exact zero (stored + 0 is compared). */
+static void SW(same_store)(const char *what, int line, const SWEEP_T *stored,
+                           const SWEEP_T *added, long n)
+{
+    for (long i = 0; i < n; i++) {
+        SWEEP_T s = stored[i] + (SWEEP_T)0, a = added[i];
+        if (memcmp(&s, &a, sizeof s)) {
+            printf("sweep line %d: %s[%ld]: accumulate=0 gives %.9g, accumulate=1 into "
+                   "zeros %.9g  FAIL\n", line, what, i, (double)stored[i], (double)a);
+            failures++;
+            return;
+        }
+    }
+}
+#define SAME_STORE(a, b, n) SW(same_store)(#a, __LINE__, a, b, n)
 
 static void SW(sweep_gemm)(void)
 {
@@ -484,6 +508,12 @@ static void SW(sweep_linear)(void)
                     SWEEP_T *dw = SW(nans)(OUT * IN), *db = SW(nans)(OUT);
                     SWEEP_OK(SW(pt_linear_forward)(y, x, w, bias, N, IN, OUT));
                     SWEEP_OK(SW(pt_linear_backward)(dx, dw, db, dy, x, w, N, IN, OUT, 0));
+                    SWEEP_T *dx1 = SW(zeros)(N * IN), *dw1 = SW(zeros)(OUT * IN);
+                    SWEEP_T *db1 = SW(zeros)(OUT);
+                    SWEEP_OK(SW(pt_linear_backward)(dx1, dw1, db1, dy, x, w, N, IN, OUT, 1));
+                    SAME_STORE(dx, dx1, N * IN); SAME_STORE(dw, dw1, OUT * IN);
+                    SAME_STORE(db, db1, OUT);
+                    free(dx1); free(dw1); free(db1);
                     SWEEP_OK(SW(pt_linear_backward)(dx, NULL, db, dy, x, w, N, IN, OUT, 1));
                     SW(no_nan)(y, N * OUT); SW(no_nan)(dx, N * IN);
                     SW(no_nan)(dw, OUT * IN); SW(no_nan)(db, OUT);
@@ -501,11 +531,15 @@ static void SW(sweep_activation)(void)
                     long N = Ns[a], C = Cs[b];
                     SWEEP_T *x = SW(rnd)(N * C), *bias = hb ? SW(rnd)(C) : NULL;
                     SWEEP_T *dy = SW(rnd)(N * C), *y = SW(nans)(N * C);
-                    SWEEP_T *dx = calloc((size_t)(N * C), sizeof *dx), *db = calloc((size_t)C, sizeof *db);
+                    SWEEP_T *dx = SW(nans)(N * C), *db = SW(nans)(C);
+                    SWEEP_T *dx1 = SW(zeros)(N * C), *db1 = SW(zeros)(C);
                     SWEEP_OK(SW(pt_bias_act_forward)(y, x, bias, N, C, kind));
-                    SWEEP_OK(SW(pt_bias_act_backward)(dx, db, dy, x, bias, N, C, kind));
-                    SWEEP_OK(SW(pt_bias_act_backward)(NULL, db, dy, x, bias, N, C, kind));
-                    SWEEP_OK(SW(pt_bias_act_backward)(dx, NULL, dy, x, bias, N, C, kind));
+                    SWEEP_OK(SW(pt_bias_act_backward)(dx, db, dy, x, bias, N, C, kind, 0));
+                    SWEEP_OK(SW(pt_bias_act_backward)(dx1, db1, dy, x, bias, N, C, kind, 1));
+                    SAME_STORE(dx, dx1, N * C); SAME_STORE(db, db1, C);
+                    free(dx1); free(db1);
+                    SWEEP_OK(SW(pt_bias_act_backward)(NULL, db, dy, x, bias, N, C, kind, 1));
+                    SWEEP_OK(SW(pt_bias_act_backward)(dx, NULL, dy, x, bias, N, C, kind, 1));
                     SWEEP_OK(SW(pt_bias_act_forward)(x, x, bias, N, C, kind));   /* in place */
                     SW(no_nan)(y, N * C); SW(no_nan)(x, N * C);
                     SW(no_nan)(dx, N * C); SW(no_nan)(db, C);
@@ -521,23 +555,35 @@ static void SW(sweep_softmax)(void)
             long N = Ns[a], C = Cs[b];
             SWEEP_T *x = SW(rnd)(N * C), *dy = SW(rnd)(N * C), *dl = SW(rnd)(N);
             SWEEP_T *y = SW(nans)(N * C), *loss = SW(nans)(N), *lse = SW(nans)(N);
-            SWEEP_T *dx = calloc((size_t)(N * C), sizeof *dx);
+            SWEEP_T *dx = SW(nans)(N * C), *dx1 = SW(zeros)(N * C);
             int64_t *t = xmalloc((size_t)N * sizeof *t);
             for (long n = 0; n < N; n++) t[n] = n % 3 == 1 ? -100 : (n * 7) % C;
             if (C > 1) x[1] = -INFINITY;          /* a masked logit, not the target */
             for (int lg = 0; lg < 2; lg++) {
                 SWEEP_OK(SW(pt_softmax_forward)(y, x, N, C, lg));
-                SWEEP_OK(SW(pt_softmax_backward)(dx, dy, y, N, C, lg));
+                for (long i = 0; i < N * C; i++) { dx[i] = (SWEEP_T)NAN; dx1[i] = 0; }
+                SWEEP_OK(SW(pt_softmax_backward)(dx, dy, y, N, C, lg, 0));
+                SWEEP_OK(SW(pt_softmax_backward)(dx1, dy, y, N, C, lg, 1));
+                SAME_STORE(dx, dx1, N * C);
+                SWEEP_OK(SW(pt_softmax_backward)(dx, dy, y, N, C, lg, 1));
             }
             SW(no_nan)(y, N * C);
             for (int ls = 0; ls < 2; ls++) {
                 SWEEP_T smooth = (SWEEP_T)(0.1 * ls);
                 SWEEP_OK(SW(pt_cross_entropy_forward)(NULL, lse, x, t, N, C, -100, smooth));
                 SWEEP_OK(SW(pt_cross_entropy_forward)(loss, lse, x, t, N, C, -100, smooth));
-                SWEEP_OK(SW(pt_cross_entropy_backward)(dx, x, lse, t, dl, ls, N, C, -100, smooth));
+                for (long i = 0; i < N * C; i++) { dx[i] = (SWEEP_T)NAN; dx1[i] = 0; }
+                SWEEP_OK(SW(pt_cross_entropy_backward)(dx, x, lse, t, dl, ls, N, C, -100, smooth,
+                                                       0));
+                SWEEP_OK(SW(pt_cross_entropy_backward)(dx1, x, lse, t, dl, ls, N, C, -100, smooth,
+                                                       1));
+                SAME_STORE(dx, dx1, N * C);
+                SWEEP_OK(SW(pt_cross_entropy_backward)(dx, x, lse, t, dl, ls, N, C, -100, smooth,
+                                                       1));
             }
-            SW(no_nan)(loss, N); SW(no_nan)(lse, N);
-            free(x); free(dy); free(dl); free(y); free(loss); free(lse); free(dx); free(t);
+            SW(no_nan)(loss, N); SW(no_nan)(lse, N); SW(no_nan)(dx, N * C);
+            free(x); free(dy); free(dl); free(y); free(loss); free(lse); free(dx); free(dx1);
+            free(t);
         }
 }
 
@@ -552,10 +598,14 @@ static void SW(sweep_layernorm)(void)
                 SWEEP_T *w = opt & 1 ? SW(rnd)(C) : NULL, *bb = opt & 2 ? SW(rnd)(C) : NULL;
                 SWEEP_T *y = SW(nans)(N * C), *m = SW(nans)(N), *r = SW(nans)(N);
                 SWEEP_T *dx = SW(nans)(N * C);
-                SWEEP_T *dw = calloc((size_t)C, sizeof *dw), *db = calloc((size_t)C, sizeof *db);
+                SWEEP_T *dw = SW(nans)(C), *db = SW(nans)(C);
+                SWEEP_T *dx1 = SW(zeros)(N * C), *dw1 = SW(zeros)(C), *db1 = SW(zeros)(C);
                 SWEEP_OK(SW(pt_layernorm_forward)(y, NULL, NULL, x, w, bb, N, C, (SWEEP_T)1e-5));
                 SWEEP_OK(SW(pt_layernorm_forward)(y, m, r, x, w, bb, N, C, (SWEEP_T)1e-5));
                 SWEEP_OK(SW(pt_layernorm_backward)(dx, dw, db, dy, x, w, m, r, N, C, 0));
+                SWEEP_OK(SW(pt_layernorm_backward)(dx1, dw1, db1, dy, x, w, m, r, N, C, 1));
+                SAME_STORE(dx, dx1, N * C); SAME_STORE(dw, dw1, C); SAME_STORE(db, db1, C);
+                free(dx1); free(dw1); free(db1);
                 SWEEP_OK(SW(pt_layernorm_backward)(dx, NULL, NULL, dy, x, w, m, r, N, C, 1));
                 SWEEP_OK(SW(pt_layernorm_backward)(NULL, dw, NULL, dy, x, w, m, r, N, C, 1));
                 SW(no_nan)(y, N * C); SW(no_nan)(m, N); SW(no_nan)(r, N);
@@ -574,23 +624,29 @@ static void SW(sweep_misc)(void)
             const long V = 3;
             SWEEP_T *tab = SW(rnd)(V * C), *dy = SW(rnd)(N * C);
             SWEEP_T *y = SW(nans)(N * C), *pos = SW(nans)(N * C);
-            SWEEP_T *dt = calloc((size_t)(V * C) + 1, sizeof *dt);
+            SWEEP_T *dt = SW(nans)(V * C), *dt1 = SW(zeros)(V * C);
             int64_t *ids = xmalloc((size_t)N * sizeof *ids);
             for (long n = 0; n < N; n++) ids[n] = (n * 2) % V;
             SWEEP_OK(SW(pt_embedding_forward)(y, ids, tab, N, V, C));
-            SWEEP_OK(SW(pt_embedding_backward)(dt, dy, ids, N, V, C));
+            SWEEP_OK(SW(pt_embedding_backward)(dt, dy, ids, N, V, C, 0));
+            SWEEP_OK(SW(pt_embedding_backward)(dt1, dy, ids, N, V, C, 1));
+            SAME_STORE(dt, dt1, V * C);
+            SWEEP_OK(SW(pt_embedding_backward)(dt, dy, ids, N, V, C, 1));
+            free(dt1);
             SWEEP_OK(SW(pt_sinusoidal_positions)(pos, N, C, (SWEEP_T)10000));
             SW(no_nan)(y, N * C); SW(no_nan)(dt, V * C); SW(no_nan)(pos, N * C);
             free(tab); free(dy); free(y); free(pos); free(dt); free(ids);
         }
     {   /* enough work for the threaded embedding backward */
         const long N = 300, C = 200, V = 50;
-        SWEEP_T *dt = calloc((size_t)(V * C), sizeof *dt), *dy = SW(rnd)(N * C);
+        SWEEP_T *dt = SW(nans)(V * C), *dt1 = SW(zeros)(V * C), *dy = SW(rnd)(N * C);
         int64_t *ids = xmalloc((size_t)N * sizeof *ids);
         for (long n = 0; n < N; n++) ids[n] = (n * n) % V;
-        SWEEP_OK(SW(pt_embedding_backward)(dt, dy, ids, N, V, C));
+        SWEEP_OK(SW(pt_embedding_backward)(dt, dy, ids, N, V, C, 0));
+        SWEEP_OK(SW(pt_embedding_backward)(dt1, dy, ids, N, V, C, 1));
+        SAME_STORE(dt, dt1, V * C);
         SW(no_nan)(dt, V * C);
-        free(dt); free(dy); free(ids);
+        free(dt); free(dt1); free(dy); free(ids);
     }
     static const long ns[] = {0, 1, 7, 8, 9, 63, 64, 65, 70001};
     for (int i = 0; i < 9; i++) {
@@ -617,8 +673,9 @@ static void SW(sweep_attention_one)(long B, long H, long Tq, long Tk, long D, lo
     SWEEP_T *q = SW(rnd)(nq * D), *k = SW(rnd)(nk * D), *v = SW(rnd)(nk * Dv);
     SWEEP_T *dout = SW(rnd)(nq * Dv), *out = SW(nans)(nq * Dv), *lse = SW(nans)(nq);
     SWEEP_T *W = SW(nans)(nq * Tk);
-    SWEEP_T *dq = calloc((size_t)(nq * D) + 1, sizeof *dq), *dk = calloc((size_t)(nk * D) + 1, sizeof *dk);
-    SWEEP_T *dv = calloc((size_t)(nk * Dv) + 1, sizeof *dv), *mask = NULL;
+    SWEEP_T *dq = SW(nans)(nq * D), *dk = SW(nans)(nk * D), *dv = SW(nans)(nk * Dv);
+    SWEEP_T *dq1 = SW(zeros)(nq * D), *dk1 = SW(zeros)(nk * D), *dv1 = SW(zeros)(nk * Dv);
+    SWEEP_T *mask = NULL;
     int64_t ms[4] = {0, 0, 0, 0};
     if (maskkind == 1) {
         mask = SW(rnd)(B * Tk);
@@ -638,14 +695,17 @@ static void SW(sweep_attention_one)(long B, long H, long Tq, long Tk, long D, lo
     SWEEP_OK(SW(pt_attention_forward)(out, lse, NULL, q, k, v, mask, ms, B, H, Tq, Tk, D, Dv, causal, sc));
     SW(no_nan)(out, nq * Dv); SW(no_nan)(lse, nq);
     SWEEP_OK(SW(pt_attention_backward)(dq, dk, dv, dout, q, k, v, out, lse, mask, ms,
-                                       B, H, Tq, Tk, D, Dv, causal, sc));
+                                       B, H, Tq, Tk, D, Dv, causal, sc, 0));
+    SWEEP_OK(SW(pt_attention_backward)(dq1, dk1, dv1, dout, q, k, v, out, lse, mask, ms,
+                                       B, H, Tq, Tk, D, Dv, causal, sc, 1));
+    SAME_STORE(dq, dq1, nq * D); SAME_STORE(dk, dk1, nk * D); SAME_STORE(dv, dv1, nk * Dv);
     SWEEP_OK(SW(pt_attention_backward)(dq, NULL, NULL, dout, q, k, v, out, lse, mask, ms,
-                                       B, H, Tq, Tk, D, Dv, causal, sc));
+                                       B, H, Tq, Tk, D, Dv, causal, sc, 1));
     SWEEP_OK(SW(pt_attention_backward)(NULL, dk, NULL, dout, q, k, v, out, lse, mask, ms,
-                                       B, H, Tq, Tk, D, Dv, causal, sc));
+                                       B, H, Tq, Tk, D, Dv, causal, sc, 1));
     SW(no_nan)(dq, nq * D); SW(no_nan)(dk, nk * D); SW(no_nan)(dv, nk * Dv);
     free(q); free(k); free(v); free(dout); free(out); free(lse); free(W);
-    free(dq); free(dk); free(dv); free(mask);
+    free(dq); free(dk); free(dv); free(dq1); free(dk1); free(dv1); free(mask);
 }
 
 static void SW(sweep_attention)(void)

@@ -9,7 +9,9 @@ is re-exported here. Conventions:
     `op_backward(grad_out, ...)` needs;
   * `op_backward` returns one gradient per differentiable input (None where
     not requested);
-  * argument checking and copying policy: see pytransformer.ops._checks.
+  * argument checking and copying policy: see pytransformer.validation,
+    whose array checks the ops own (the kernel bindings below do not
+    check again).
 """
 from pytransformer.ops._gemm import (
     matmul,

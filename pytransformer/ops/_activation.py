@@ -11,8 +11,9 @@ from collections import namedtuple
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, choice_arg, float_checked, no_overlap,
-                                      optional_float_checked, out_array, rows, same_shape)
+from pytransformer.validation import (c_order, choice_arg, float_checked, no_overlap,
+                                      optional_float_checked, out_array, same_shape)
+from pytransformer.ops._layout import rows
 from pytransformer.ops._linear import check_weight
 
 # bias_act's activation names -> the C kinds (see _core.ACT_KINDS).
@@ -55,7 +56,7 @@ _IN_PLACE = (("out", "x"),)
 def _act_elementwise(x, kind, out):
     x = float_checked("x", x)
     y = out_array("out", out, x.shape, x.dtype)
-    x = _c_order(x)
+    x = c_order(x)
     no_overlap((("out", out),), (("x", x),), _IN_PLACE)
     for yv, xv in _flat_rows(y, x):
         _core.bias_act_forward(yv, xv, None, kind)
@@ -65,10 +66,10 @@ def _act_elementwise(x, kind, out):
 def _act_backward_elementwise(grad_out, x, kind):
     x = float_checked("x", x)
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape)
-    x, dy = _c_order(x), _c_order(dy)
-    dx = np.zeros(x.shape, x.dtype)
+    x, dy = c_order(x), c_order(dy)
+    dx = np.empty(x.shape, x.dtype)
     for dxv, dyv, xv in _flat_rows(dx, dy, x):
-        _core.bias_act_backward(dxv, None, dyv, xv, None, kind)
+        _core.bias_act_backward(dxv, None, dyv, xv, None, kind, False)
     return dx
 
 
@@ -105,7 +106,7 @@ def bias_act(x, bias=None, activation="relu", out=None):
         return _act_elementwise(x, kind, out)
     N = rows(x)[0]
     y = out_array("out", out, x.shape, x.dtype)
-    x, bias = _c_order(x), _c_order(bias)
+    x, bias = c_order(x), c_order(bias)
     no_overlap((("out", out),), (("x", x), ("bias", bias)), _IN_PLACE)
     _core.bias_act_forward(y.reshape(N, C), x.reshape(N, C), bias, kind)
     return y
@@ -122,11 +123,12 @@ def bias_act_backward(grad_out, x, bias=None, activation="relu"):
     if bias is None:
         return _act_backward_elementwise(grad_out, x, kind), None
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape)
-    x, bias, dy = _c_order(x), _c_order(bias), _c_order(dy)
+    x, bias, dy = c_order(x), c_order(bias), c_order(dy)
     N = rows(x)[0]
-    dx = np.zeros(x.shape, x.dtype)
-    db = np.zeros(C, x.dtype)
-    _core.bias_act_backward(dx.reshape(N, C), db, dy.reshape(N, C), x.reshape(N, C), bias, kind)
+    dx = np.empty(x.shape, x.dtype)
+    db = np.empty(C, x.dtype)
+    _core.bias_act_backward(dx.reshape(N, C), db, dy.reshape(N, C), x.reshape(N, C), bias, kind,
+                            False)
     return dx, db
 
 
@@ -153,7 +155,7 @@ def ffn_forward(x, w1, b1, w2, b2, activation="relu"):
                          f"got {w2.shape}")
     D2 = w2.shape[0]
     b2 = optional_float_checked("b2", b2, x.dtype, (D2,))
-    x, w1, b1, w2, b2 = (_c_order(a) for a in (x, w1, b1, w2, b2))
+    x, w1, b1, w2, b2 = (c_order(a) for a in (x, w1, b1, w2, b2))
     N = rows(x)[0]
     lead = x.shape[:-1]
     h = np.empty(lead + (H,), x.dtype)
@@ -190,20 +192,20 @@ def ffn_backward(grad_out, saved):
     same_shape("saved.w2", w2, (D2, H))
     N = rows(x)[0]
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape[:-1] + (D2,))
-    x, h, w1, w2, b1, dy = (_c_order(a) for a in (x, h, w1, w2, b1, dy))
+    x, h, w1, w2, b1, dy = (c_order(a) for a in (x, h, w1, w2, b1, dy))
     h2, dy2 = h.reshape(N, H), dy.reshape(N, D2)
-    # Recompute a = act(h + b1); after dw2 it becomes the dh buffer.
+    # Recompute a = act(h + b1); after dw2 it becomes the dh buffer. Every
+    # gradient is stored into a fresh buffer (accumulate=False): no zeroing.
     buf = np.empty((N, H), x.dtype)
     _core.bias_act_forward(buf, h2, b1, kind)
-    da = np.zeros((N, H), x.dtype)
-    dw2 = np.zeros((D2, H), x.dtype)
-    db2 = np.zeros(D2, x.dtype) if has_b2 else None
-    _core.linear_backward(da, dw2, db2, dy2, buf, w2)
+    da = np.empty((N, H), x.dtype)
+    dw2 = np.empty((D2, H), x.dtype)
+    db2 = np.empty(D2, x.dtype) if has_b2 else None
+    _core.linear_backward(da, dw2, db2, dy2, buf, w2, False)
     dh = buf
-    dh.fill(0)
-    db1 = np.zeros(H, x.dtype) if b1 is not None else None
-    _core.bias_act_backward(dh, db1, da, h2, b1, kind)
-    dx = np.zeros(x.shape, x.dtype)
-    dw1 = np.zeros((H, D), x.dtype)
-    _core.linear_backward(dx.reshape(N, D), dw1, None, dh, x.reshape(N, D), w1)
+    db1 = np.empty(H, x.dtype) if b1 is not None else None
+    _core.bias_act_backward(dh, db1, da, h2, b1, kind, False)
+    dx = np.empty(x.shape, x.dtype)
+    dw1 = np.empty((H, D), x.dtype)
+    _core.linear_backward(dx.reshape(N, D), dw1, None, dh, x.reshape(N, D), w1, False)
     return dx, dw1, db1, dw2, db2

@@ -32,8 +32,8 @@ import math
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked, no_overlap, out_array, real_arg,
-                                       stored_elements)
+from pytransformer.validation import (array_checked, c_order, float_checked, no_overlap,
+                                      out_array, real_arg, stored_elements)
 
 
 def _inputs(q, k, v):
@@ -68,13 +68,7 @@ def _mask(attn_mask, dtype, shape):
     length 1 (stored_elements), so a broadcast mask is never materialised."""
     if attn_mask is None:
         return None, None
-    if not isinstance(attn_mask, np.ndarray):
-        raise TypeError(f"attn_mask: expected a numpy.ndarray, got {type(attn_mask).__name__}")
-    if attn_mask.dtype != np.bool_ and attn_mask.dtype.kind != "f":
-        raise TypeError(f"attn_mask: expected dtype bool or {dtype}, got {attn_mask.dtype}")
-    if attn_mask.dtype.kind == "f" and attn_mask.dtype != dtype:
-        raise TypeError(f"attn_mask: expected dtype bool or {dtype} (the dtype of q), "
-                        f"got {attn_mask.dtype}")
+    array_checked("attn_mask", attn_mask, (np.bool_, dtype), dtype_of="q")
     try:
         ok = attn_mask.ndim <= 4 and np.broadcast_shapes(attn_mask.shape, shape) == tuple(shape)
     except ValueError:
@@ -85,7 +79,7 @@ def _mask(attn_mask, dtype, shape):
     m = stored_elements(attn_mask)
     if m.dtype == np.bool_:
         m = np.where(m, dtype.type(0), dtype.type(-np.inf)).astype(dtype, copy=False)
-    m = _c_order(m.reshape((1,) * (4 - m.ndim) + m.shape))
+    m = c_order(m.reshape((1,) * (4 - m.ndim) + m.shape))
     strides = [0 if n == 1 else s // m.itemsize for n, s in zip(m.shape, m.strides)]
     return m, np.array(strides, dtype=np.int64)
 
@@ -106,7 +100,7 @@ def _forward(q, k, v, attn_mask, is_causal, scale, need_weights, out, need_lse):
     s = _scale(scale, D)
     o = out_array("out", out, (B, H, Tq, Dv), q.dtype)
     mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
-    q, k, v = _c_order(q), _c_order(k), _c_order(v)
+    q, k, v = c_order(q), c_order(k), c_order(v)
     no_overlap((("out", out),), (("q", q), ("k", k), ("v", v), ("attn_mask", mask)))
     lse = np.empty((B, H, Tq), q.dtype) if need_lse else None
     w = np.empty((B, H, Tq, Tk), q.dtype) if need_weights else None
@@ -134,10 +128,10 @@ def attention_backward(grad_out, q, k, v, out, lse, attn_mask=None, is_causal=Fa
     out = float_checked("out", out, dtype=q.dtype, shape=(B, H, Tq, Dv))
     lse = float_checked("lse", lse, dtype=q.dtype, shape=(B, H, Tq))
     mask, strides = _mask(attn_mask, q.dtype, (B, H, Tq, Tk))
-    q, k, v, g, out, lse = (_c_order(a) for a in (q, k, v, g, out, lse))
-    dq = np.zeros(q.shape, q.dtype)
-    dk = np.zeros(k.shape, q.dtype)
-    dv = np.zeros(v.shape, q.dtype)
+    q, k, v, g, out, lse = (c_order(a) for a in (q, k, v, g, out, lse))
+    dq = np.empty(q.shape, q.dtype)
+    dk = np.empty(k.shape, q.dtype)
+    dv = np.empty(v.shape, q.dtype)
     _core.attention_backward(dq, dk, dv, g, q, k, v, out, lse, mask, strides,
-                             bool(is_causal), s)
+                             bool(is_causal), s, False)
     return dq, dk, dv

@@ -7,8 +7,8 @@ seed per call (e.g. a step counter) for fresh masks.
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked, int_arg, no_overlap, out_array,
-                                       real_arg)
+from pytransformer.validation import (array_checked, c_order, float_checked, int_arg,
+                                      no_overlap, out_array, real_arg)
 
 # dropout_apply is elementwise (each element read before it is written): the
 # result buffer may be the input itself.
@@ -37,12 +37,12 @@ def dropout_forward(x, p=0.5, seed=0, training=True, out=None):
     seed = _check_seed(seed)
     if not training or p == 0.0:
         if out is None:
-            return _c_order(x), None
+            return c_order(x), None
         y = out_array("out", out, x.shape, x.dtype)
         np.copyto(y, x)          # copyto handles any overlap
         return y, None
     y = out_array("out", out, x.shape, x.dtype)
-    x = _c_order(x)
+    x = c_order(x)
     no_overlap((("out", y),), (("x", x),), _IN_PLACE)
     mask = np.empty(x.shape, np.uint8)
     _core.dropout_mask(mask.reshape(-1), p, seed)
@@ -64,21 +64,16 @@ def dropout_backward(grad_out, mask, p, out=None):
     p = _check_p(p)
     if mask is None:
         if out is None:
-            return _c_order(dy)
+            return c_order(dy)
         # the identity, but `out` is still the documented result buffer
         dx = out_array("out", out, dy.shape, dy.dtype)
         np.copyto(dx, dy)
         return dx
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"mask: expected a numpy.ndarray, got {type(mask).__name__}")
+    mask = array_checked("mask", mask, (np.uint8, np.bool_), dy.shape)
     if mask.dtype == np.bool_:
         mask = mask.view(np.uint8)
-    if mask.dtype != np.uint8:
-        raise TypeError(f"mask: expected dtype uint8 or bool, got {mask.dtype}")
-    if mask.shape != dy.shape:
-        raise ValueError(f"mask: expected shape {dy.shape}, got {mask.shape}")
     dx = out_array("out", out, dy.shape, dy.dtype)
-    mask, dy = _c_order(mask), _c_order(dy)
+    mask, dy = c_order(mask), c_order(dy)
     no_overlap((("out", dx),), (("grad_out", dy), ("mask", mask)), _IN_PLACE)
     _core.dropout_apply(dx.reshape(-1), dy.reshape(-1), mask.reshape(-1), p)
     return dx

@@ -3,9 +3,9 @@ position table of "Attention Is All You Need"."""
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (FLOAT_DTYPES, _c_order, check_alloc, float_checked,
-                                       index_array, index_checked, int_arg, no_overlap,
-                                       out_array, real_arg)
+from pytransformer.validation import (FLOAT_DTYPES, c_order, check_alloc, flag_arg, float_checked,
+                                      gradient_out, index_array, index_checked, int_arg,
+                                      no_overlap, out_array, real_arg)
 
 
 def _padding_row(padding_idx, V):
@@ -39,7 +39,7 @@ def embedding_forward(ids, weight, padding_idx=None, out=None):
     _padding_row(padding_idx, V)
     index_checked("ids", ids)
     y = out_array("out", out, ids.shape + (C,), weight.dtype)
-    weight, ids = _c_order(weight), _ids(ids, V)
+    weight, ids = c_order(weight), _ids(ids, V)
     no_overlap((("out", out),), (("weight", weight), ("ids", ids)))
     _core.embedding_forward(y.reshape(ids.size, C), ids.reshape(-1), weight)
     return y, ids
@@ -50,14 +50,16 @@ def embedding(ids, weight, padding_idx=None, out=None):
     return embedding_forward(ids, weight, padding_idx, out)[0]
 
 
-def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None, grad_weight=None):
+def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None, grad_weight=None,
+                       accumulate=False):
     """Return dweight (num_embeddings, C): the rows of grad_out (shape
     ids.shape + (C,)) summed at their ids (repeated ids accumulate; the
     result does not depend on the thread count). The padding_idx row gets no
-    gradient. When grad_weight is given (a C-contiguous writable (V, C)
-    array of grad_out's dtype) the gradient is ADDED into it and it is
-    returned -- no (V, C) allocation; its padding_idx row is left as it was.
-    grad_weight must not overlap grad_out or ids."""
+    gradient (zeros). When grad_weight is given (a C-contiguous writable
+    (V, C) array of grad_out's dtype) the gradient is stored into it, or
+    with accumulate=True (which needs grad_weight) added to it, and it is
+    returned -- no (V, C) allocation; added to, its padding_idx row is left
+    as it was. grad_weight must not overlap grad_out or ids."""
     V = int_arg("num_embeddings", num_embeddings, 0)
     dy = float_checked("grad_out", grad_out, min_ndim=1)
     C = dy.shape[-1]
@@ -67,16 +69,17 @@ def embedding_backward(grad_out, ids, num_embeddings, padding_idx=None, grad_wei
         raise ValueError(f"grad_out: expected shape {ids.shape + (C,)} (ids.shape + (C,)), "
                          f"got {dy.shape}")
     check_alloc("num_embeddings", (V, C), dy.dtype)
-    dw = None if grad_weight is None else out_array("grad_weight", grad_weight, (V, C),
-                                                     dy.dtype)
-    dy, ids = _c_order(dy), _ids(ids, V)
-    if dw is None:
-        dw = np.zeros((V, C), dy.dtype)
-    no_overlap((("grad_weight", dw),), (("grad_out", dy), ("ids", ids)))
-    saved = dw[pad].copy() if pad is not None else None
-    _core.embedding_backward(dw, dy.reshape(ids.size, C), ids.reshape(-1))
+    accumulate = flag_arg("accumulate", accumulate)
+    if grad_weight is not None or accumulate:
+        grad_weight = gradient_out("grad_weight", grad_weight, (V, C), dy.dtype, accumulate)
+    dy, ids = c_order(dy), _ids(ids, V)
+    # allocated after the ids' value scan, stored into (no zeroing pass)
+    dw = np.empty((V, C), dy.dtype) if grad_weight is None else grad_weight
+    no_overlap((("grad_weight", grad_weight),), (("grad_out", dy), ("ids", ids)))
+    saved = dw[pad].copy() if pad is not None and accumulate else None
+    _core.embedding_backward(dw, dy.reshape(ids.size, C), ids.reshape(-1), accumulate)
     if pad is not None:
-        dw[pad] = saved
+        dw[pad] = saved if accumulate else 0
     return dw
 
 

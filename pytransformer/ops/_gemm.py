@@ -2,7 +2,7 @@
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import _c_order, float_checked, no_overlap, out_array
+from pytransformer.validation import c_order, float_checked, no_overlap, out_array
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, fallback=False):
@@ -23,6 +23,6 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, fallback=False):
     if K != Kb:
         raise ValueError(f"matmul: inner dimensions differ: op(a) is {(M, K)}, op(b) is {(Kb, N)}")
     out = out_array("out", out, (M, N), a.dtype)
-    a, b = _c_order(a), _c_order(b)
+    a, b = c_order(a), c_order(b)
     no_overlap((("out", out),), (("a", a), ("b", b)))
     return _core.gemm(out, a, b, trans_a, trans_b, 1.0, 0.0, fallback)

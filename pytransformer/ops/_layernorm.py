@@ -3,8 +3,9 @@ with normalized_shape = x.shape[-1:])."""
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked, no_overlap,
-                                       optional_float_checked, out_array, real_arg, rows)
+from pytransformer.validation import (c_order, flag_arg, float_checked, gradient_out, no_overlap,
+                                      optional_float_checked, out_array, real_arg)
+from pytransformer.ops._layout import rows
 
 
 def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
@@ -28,7 +29,7 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None,
     y = out_array("out", out, x.shape, x.dtype)
     mean = out_array("mean_out", mean_out, x.shape[:-1], x.dtype)
     rstd = out_array("rstd_out", rstd_out, x.shape[:-1], x.dtype)
-    x, weight, bias = _c_order(x), _c_order(weight), _c_order(bias)
+    x, weight, bias = c_order(x), c_order(weight), c_order(bias)
     # each row's statistics are taken before the row is written: out may be x
     no_overlap((("out", out), ("mean_out", mean_out), ("rstd_out", rstd_out)),
                (("x", x), ("weight", weight), ("bias", bias)), (("out", "x"),))
@@ -43,14 +44,14 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5, out=None):
 
 
 def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True,
-                        grad_input=None):
+                        grad_input=None, accumulate=False):
     """Return (dx, dweight, dbias) for layer_norm_forward's (mean, rstd).
     dweight/dbias are None when weight is None or need_weight_grads is False.
 
     grad_input: optional caller-owned buffer (x's shape and dtype,
-    C-contiguous) that dx is written to (overwritten, not added to) and
-    returned; it may be grad_out itself (in place), and must not overlap
-    any other argument."""
+    C-contiguous) that dx is written to and returned: overwritten, or with
+    accumulate=True (which needs grad_input) added to. Overwritten, it may
+    be grad_out itself (in place); it must not overlap any other argument."""
     x = float_checked("x", x, min_ndim=1)
     C = x.shape[-1]
     N, _ = rows(x)
@@ -60,16 +61,19 @@ def layer_norm_backward(grad_out, x, weight, mean, rstd, need_weight_grads=True,
     rstd = optional_float_checked("rstd", rstd, x.dtype, x.shape[:-1])
     if mean is None or rstd is None:
         raise TypeError("mean, rstd: required (from layer_norm_forward)")
-    # The kernel overwrites dx (accumulate=False): no zeroing pass needed.
-    dx = out_array("grad_input", grad_input, x.shape, x.dtype)
-    x, dy, weight, mean, rstd = (_c_order(a) for a in (x, dy, weight, mean, rstd))
-    # a row of grad_out is reduced before that row of dx is written
+    accumulate = flag_arg("accumulate", accumulate)
+    dx = gradient_out("grad_input", grad_input, x.shape, x.dtype, accumulate)
+    x, dy, weight, mean, rstd = (c_order(a) for a in (x, dy, weight, mean, rstd))
+    # a row of grad_out is reduced before that row of dx is stored (not added)
     no_overlap((("grad_input", grad_input),),
                (("grad_out", dy), ("x", x), ("weight", weight), ("mean", mean), ("rstd", rstd)),
-               (("grad_input", "grad_out"),))
+               () if accumulate else (("grad_input", "grad_out"),))
     want = weight is not None and need_weight_grads
-    dw = np.zeros(C, x.dtype) if want else None
-    db = np.zeros(C, x.dtype) if want else None
+    # dweight, dbias are fresh: stored (no zeroing pass), or added to zeros
+    # of C elements when dx is added to (one flag per kernel call)
+    new = np.zeros if accumulate else np.empty
+    dw = new(C, x.dtype) if want else None
+    db = new(C, x.dtype) if want else None
     _core.layernorm_backward(dx.reshape(N, C), dw, db, dy.reshape(N, C), x.reshape(N, C),
-                             weight, mean.reshape(N), rstd.reshape(N), False)
+                             weight, mean.reshape(N), rstd.reshape(N), accumulate)
     return dx, dw, db

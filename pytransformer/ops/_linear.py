@@ -3,8 +3,9 @@
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked, no_overlap,
-                                       optional_float_checked, out_array, rows)
+from pytransformer.validation import (c_order, float_checked, no_overlap, optional_float_checked,
+                                      out_array)
+from pytransformer.ops._layout import rows
 
 
 def check_weight(x, weight, name="weight", x_name="x"):
@@ -28,7 +29,7 @@ def linear(x, weight, bias=None, out=None):
     bias = optional_float_checked("bias", bias, x.dtype, (OUT,))
     N = rows(x)[0]
     y = out_array("out", out, x.shape[:-1] + (OUT,), x.dtype)
-    x, weight, bias = _c_order(x), _c_order(weight), _c_order(bias)
+    x, weight, bias = c_order(x), c_order(weight), c_order(bias)
     no_overlap((("out", out),), (("x", x), ("weight", weight), ("bias", bias)))
     _core.linear_forward(y.reshape(N, OUT), x.reshape(N, IN), weight, bias)
     return y
@@ -41,8 +42,9 @@ def linear_backward(grad_out, x, weight, need_bias_grad=True):
     weight = check_weight(x, weight)
     OUT, IN = weight.shape
     dy = float_checked("grad_out", grad_out, x.dtype, shape=x.shape[:-1] + (OUT,))
-    x, weight, dy = _c_order(x), _c_order(weight), _c_order(dy)
+    x, weight, dy = c_order(x), c_order(weight), c_order(dy)
     N = rows(x)[0]
+    # fresh buffers, stored into (accumulate=False): no zeroing pass
     dx = np.empty(x.shape, x.dtype)
     dw = np.empty((OUT, IN), x.dtype)
     db = np.empty(OUT, x.dtype) if need_bias_grad else None

@@ -2,26 +2,8 @@
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, float_checked, float_ndarray, int_arg, no_overlap,
-                                       real_arg)
-
-
-def _state(name, a, dtype, shape):
-    """A buffer the step updates in place: it must already be a writable
-    C-contiguous array of the right dtype and shape. A copy is never made,
-    since the update of a copy would be silently lost."""
-    float_ndarray(name, a, dtype, "param")
-    if shape is not None and a.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name}: must be C-contiguous (updated in place, so it is "
-                         f"never copied)")
-    if not a.flags.writeable:
-        raise ValueError(f"{name}: must be writable (updated in place)")
-    if not a.flags.aligned:
-        raise ValueError(f"{name}: must be aligned to its dtype (updated in place, so it is "
-                         f"never copied)")
-    return a
+from pytransformer.validation import (c_order, float_checked, inplace_checked, int_arg,
+                                      no_overlap, real_arg)
 
 
 def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.999),
@@ -40,11 +22,11 @@ def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.99
     are rejected, never copied, otherwise. grad must have the same dtype and
     shape; a non-contiguous grad is copied. The four must not overlap.
     Start exp_avg and exp_avg_sq at zeros. Returns None."""
-    param = _state("param", param, None, None)
+    param = inplace_checked("param", param)
     dt, shape = param.dtype, param.shape
-    exp_avg = _state("exp_avg", exp_avg, dt, shape)
-    exp_avg_sq = _state("exp_avg_sq", exp_avg_sq, dt, shape)
-    grad = _c_order(float_checked("grad", grad, dt, shape=shape))
+    exp_avg = inplace_checked("exp_avg", exp_avg, dt, shape, "param")
+    exp_avg_sq = inplace_checked("exp_avg_sq", exp_avg_sq, dt, shape, "param")
+    grad = c_order(float_checked("grad", grad, dt, shape=shape))
     no_overlap((("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)),
                (("grad", grad),))
     # step reaches C as an int64 (an OverflowError beyond it otherwise)

@@ -21,9 +21,10 @@ gradient is then all zeros).
 import numpy as np
 
 from pytransformer import _core
-from pytransformer.ops._checks import (_c_order, choice_arg, float_checked, index_array,
-                                       index_checked, int_arg, no_overlap, out_array, real_arg,
-                                       rows)
+from pytransformer.validation import (c_order, choice_arg, flag_arg, float_checked, gradient_out,
+                                      index_array, index_checked, int_arg, no_overlap, out_array,
+                                      real_arg)
+from pytransformer.ops._layout import rows
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -32,7 +33,7 @@ def _softmax(name, x, out, log):
     x = float_checked(name, x, min_ndim=1)
     N, C = rows(x)
     y = out_array("out", out, x.shape, x.dtype)
-    x = _c_order(x)
+    x = c_order(x)
     # a row is read whole before it is written: out may be x itself
     no_overlap((("out", out),), ((name, x),), (("out", name),))
     _core.softmax_forward(y.reshape(N, C), x.reshape(N, C), log)
@@ -51,37 +52,30 @@ def log_softmax(x, out=None):
     return _softmax("x", x, out, True)
 
 
-def _zeroed_out(out, inputs):
-    """The gradient buffer `out` (already checked by out_array) zeroed for
-    the accumulating kernel. `inputs` ((name, array), ...) are what the
-    kernel reads: zeroing an `out` that overlaps one would silently corrupt
-    the result, so that is a ValueError naming both."""
-    no_overlap((("out", out),), inputs)
-    out.fill(0)
-    return out
-
-
-def _softmax_backward(grad_out, y, log, out):
+def _softmax_backward(grad_out, y, log, out, accumulate):
     y = float_checked("y", y, min_ndim=1)
     dy = float_checked("grad_out", grad_out, y.dtype, shape=y.shape)
+    accumulate = flag_arg("accumulate", accumulate)
     N, C = rows(y)
-    dx = out_array("out", out, y.shape, y.dtype)
-    y, dy = _c_order(y), _c_order(dy)
-    dx = _zeroed_out(dx, (("grad_out", dy), ("y", y)))
-    _core.softmax_backward(dx.reshape(N, C), dy.reshape(N, C), y.reshape(N, C), log)
+    dx = gradient_out("out", out, y.shape, y.dtype, accumulate)
+    y, dy = c_order(y), c_order(dy)
+    no_overlap((("out", out),), (("grad_out", dy), ("y", y)))
+    _core.softmax_backward(dx.reshape(N, C), dy.reshape(N, C), y.reshape(N, C), log, accumulate)
     return dx
 
 
-def softmax_backward(grad_out, y, out=None):
+def softmax_backward(grad_out, y, out=None, accumulate=False):
     """dx = y * (grad_out - sum(grad_out * y)) for y = softmax(x). `out`, if
-    given, is overwritten with dx (it must not be grad_out or y)."""
-    return _softmax_backward(grad_out, y, False, out)
+    given, is overwritten with dx, or dx is added to it with accumulate=True
+    (which needs `out`); it must not overlap grad_out or y."""
+    return _softmax_backward(grad_out, y, False, out, accumulate)
 
 
-def log_softmax_backward(grad_out, y, out=None):
+def log_softmax_backward(grad_out, y, out=None, accumulate=False):
     """dx = grad_out - exp(y) * sum(grad_out) for y = log_softmax(x). `out`,
-    if given, is overwritten with dx (it must not be grad_out or y)."""
-    return _softmax_backward(grad_out, y, True, out)
+    if given, is overwritten with dx, or dx is added to it with
+    accumulate=True (which needs `out`); it must not overlap grad_out or y."""
+    return _softmax_backward(grad_out, y, True, out, accumulate)
 
 
 def _ce_args(logits, targets, ignore_index, label_smoothing, reduction):
@@ -106,7 +100,7 @@ def _ce_args(logits, targets, ignore_index, label_smoothing, reduction):
 
 def _ce_arrays(logits, targets, C, ignore_index):
     """logits C-ordered, targets value-checked and int64 C-ordered."""
-    return _c_order(logits), index_array("targets", targets, 0, C, ignore=ignore_index)
+    return c_order(logits), index_array("targets", targets, 0, C, ignore=ignore_index)
 
 
 def cross_entropy_forward(logits, targets, ignore_index=-100, label_smoothing=0.0,
@@ -145,13 +139,14 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0,
 
 
 def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
-                           label_smoothing=0.0, reduction="mean", out=None):
+                           label_smoothing=0.0, reduction="mean", out=None, accumulate=False):
     """Return dlogits (..., C) = g * (softmax(logits) - ((1-ls) onehot + ls/C)),
     zero on ignored rows, where g is grad_loss (shape (...)) for 'none',
     grad_loss (a 0-d array or a number) for 'sum', and grad_loss / (number of
     non-ignored rows) for 'mean'. lse comes from cross_entropy_forward.
-    `out`, if given, is overwritten with dlogits (it must not overlap
-    logits, lse, targets or grad_loss)."""
+    `out`, if given, is overwritten with dlogits, or dlogits is added to it
+    with accumulate=True (which needs `out`); it must not overlap logits,
+    lse, targets or grad_loss."""
     logits, targets, N, C, ignore_index, ls = _ce_args(
         logits, targets, ignore_index, label_smoothing, reduction)
     lead = logits.shape[:-1]
@@ -171,22 +166,23 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
         else:
             raise TypeError(f"grad_loss: expected a 0-d numpy.ndarray or a number, "
                             f"got {type(grad_loss).__name__}")
-    dlogits = None if out is None else out_array("out", out, logits.shape, logits.dtype)
+    accumulate = flag_arg("accumulate", accumulate)
+    if out is not None or accumulate:
+        out = gradient_out("out", out, logits.shape, logits.dtype, accumulate)
     logits, targets = _ce_arrays(logits, targets, C, ignore_index)
-    lse = _c_order(lse)
+    lse = c_order(lse)
     if reduction == "none":
-        g = _c_order(g).reshape(N)
+        g = c_order(g).reshape(N)
     else:
         if reduction == "mean":
             count = int(np.count_nonzero(targets != ignore_index))
             # count == 0: every row is ignored, nothing reads g.
             g = g / count if count else 0.0
         g = np.asarray(g, dtype=logits.dtype)
-    if dlogits is None:
-        dlogits = np.zeros(logits.shape, logits.dtype)
-    else:
-        dlogits = _zeroed_out(dlogits, (("logits", logits), ("lse", lse), ("targets", targets),
-                                        ("grad_loss", g)))
+    no_overlap((("out", out),), (("logits", logits), ("lse", lse), ("targets", targets),
+                                 ("grad_loss", g)))
+    # allocated after the targets' value scan, stored into (no zeroing pass)
+    dlogits = np.empty(logits.shape, logits.dtype) if out is None else out
     _core.cross_entropy_backward(dlogits.reshape(N, C), logits.reshape(N, C), lse.reshape(N),
-                                 targets.reshape(N), g, ignore_index, ls)
+                                 targets.reshape(N), g, ignore_index, ls, accumulate)
     return dlogits
