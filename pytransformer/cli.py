@@ -468,6 +468,9 @@ def cmd_train(args):
         return 0
     for s in ("the ball is blue", "the black cat drank the milk"):
         print(f"{s} -> {tr.translate([s])[0]}")
+    snaps = getattr(tr, "snapshots", None)
+    if snaps:
+        print(f"training snapshots kept in it: steps {', '.join(map(str, sorted(snaps)))}")
     print(f"saved {cfg['out']}")
     return 0
 

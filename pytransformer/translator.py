@@ -9,6 +9,7 @@ as one checkpoint file, and used to translate raw text.
 the model and runs the Trainer (checkpoints every N steps and on Ctrl-C;
 ``resume=True`` continues a run bit-identically).
 """
+import copy
 import dataclasses
 import sys
 import warnings
@@ -178,11 +179,7 @@ class Translator:
                 if key in own and key not in state:
                     tied = key == "generator.weight" and self.model.config.tie_embeddings
                     state[key] = state["tgt_embed.weight"] if tied else np.zeros_like(own[key])
-            rng = pt.get_rng_state()        # building a model draws its (overwritten) init
-            try:
-                model = Seq2SeqTransformer(self.model.config)
-            finally:
-                pt.set_rng_state(rng)
+            model = copy.deepcopy(self.model)      # every weight is overwritten below
             model.load_state_dict(state)
             out.append((step, Translator(model.eval(), self.src_vocab, self.tgt_vocab,
                                          self.data)))

@@ -106,9 +106,15 @@ def test_the_report_has_the_section_with_the_snapshot_numbers(with_snapshots):
     assert "the alignment error rate from" in section
 
 
-def test_a_model_without_snapshots_gets_a_one_line_note(shipped):
-    assert learning_view(shipped, SENTENCE) is None
-    html = sentence_report(shipped, SENTENCE, donor=False).to_html()
+@pytest.fixture(scope="module")
+def without_snapshots(shipped):
+    """The shipped model with its snapshots (if it has any) taken away."""
+    return Translator(shipped.model, shipped.src_vocab, shipped.tgt_vocab, shipped.data)
+
+
+def test_a_model_without_snapshots_gets_a_one_line_note(without_snapshots):
+    assert learning_view(without_snapshots, SENTENCE) is None
+    html = sentence_report(without_snapshots, SENTENCE, donor=False).to_html()
     start = html.index('id="learning"')
     section = html[start:html.index("</section>", start)]
     assert "This model file has no training snapshots" in section
@@ -150,9 +156,9 @@ def test_analysis_uses_the_models_own_snapshots(with_snapshots, pairs):
     assert "training snapshots: " in html and "(step 100)" in html
 
 
-def test_analysis_of_a_model_without_snapshots_says_so(shipped, pairs):
+def test_analysis_of_a_model_without_snapshots_says_so(without_snapshots, pairs):
     from pytransformer.explain.analysis import NO_SNAPSHOTS, analysis_report, run_analysis
-    a = run_analysis(shipped, pairs[:10], prune=False, stream=False)
+    a = run_analysis(without_snapshots, pairs[:10], prune=False, stream=False)
     assert a.checkpoints is None and a.learning_note == NO_SNAPSHOTS
     assert "The model has no training snapshots" in analysis_report(a).to_html()
 

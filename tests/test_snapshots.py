@@ -272,3 +272,37 @@ def test_a_float16_model_file_keeps_the_snapshots(run, tmp_path):
         tr.save(tmp_path / "x.safetensors", dtype="int8")
     with pytest.raises(ValueError, match="dtype: expected"):
         tr.save(tmp_path / "x.safetensors", dtype="bogus")
+
+
+def test_the_package_with_its_models_fits_the_wheel_budget():
+    """docs/training.md: the wheel stays under 25 MB, models and snapshots
+    included. The package directory deflated as a wheel's zip would be
+    (generated C and caches left out) must fit."""
+    import os
+    import zipfile
+    import pytransformer
+    root = os.path.dirname(pytransformer.__file__)
+    total = 0
+    with zipfile.ZipFile(io.BytesIO(), "w", zipfile.ZIP_DEFLATED) as z:
+        for d, dirs, files in os.walk(root):
+            dirs[:] = [x for x in dirs if x != "__pycache__"]
+            for f in files:
+                if not f.endswith((".c", ".o")):
+                    z.write(os.path.join(d, f), os.path.relpath(os.path.join(d, f), root))
+        total = sum(i.compress_size for i in z.infolist())
+    assert total < 25 * 10**6, f"the package deflates to {total / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("switch", [[], ["--no-snapshots"]])
+def test_the_train_command_says_which_steps_it_kept(tmp_path, capsys, switch):
+    out = tmp_path / "cli.safetensors"
+    assert cli.main(["train", "--out", str(out), "--steps", "4", "--d-model", "16", "--nhead",
+                     "2", "--layers", "1", "--ff", "32", "--n-train", "300", "--batch-size",
+                     "16", "--eval-every", "0", "--ckpt-every", "0", "--warmup", "2",
+                     "--threads", "1", *switch]) == 0
+    text = capsys.readouterr().out
+    if switch:
+        assert "snapshots" not in text and load_checkpoint(out).snapshots == {}
+    else:
+        assert "training snapshots kept in it: steps 0, 1, 4" in text
+        assert sorted(load_checkpoint(out).snapshots) == [0, 1, 4]

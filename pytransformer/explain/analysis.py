@@ -23,6 +23,7 @@ from .alignment import (OFFSETS, AlignmentAccumulator, CheckpointAER, aer_over_c
                         alignment_scores)
 from .ffn import ffn_memories, teacher_forced_traces
 from .layers import layer_similarity
+from .learning import steps_chart_svg
 from .lens import logit_lens_accuracy
 from .rollout import rollout_vs_ablation
 from .syntax import SyntaxAccumulator
@@ -328,14 +329,14 @@ def _emergence_section(rep, a):
     ck = a.checkpoints
     known = [i for i, s in enumerate(ck.steps) if s is not None]
     body = ""
-    if len(known) >= 2:
-        body += H.line_chart_svg([ck.steps[i] for i in known],
-                                 {"best AER": [ck.best_aer[i] for i in known],
-                                  "final model's best head": [ck.aer_at_final_best[i]
-                                                              for i in known],
-                                  "diagonal": [ck.diagonal_aer] * len(known)},
-                                 title="AER during training", xlabel="training step",
-                                 ylabel="AER", ylim=(0, 1))
+    if len(known) >= 2:             # one point per step, equally spaced (log-spaced steps)
+        body += steps_chart_svg([ck.steps[i] for i in known],
+                                {"best AER": [ck.best_aer[i] for i in known],
+                                 "final model's best head": [ck.aer_at_final_best[i]
+                                                             for i in known],
+                                 "diagonal": [ck.diagonal_aer] * len(known)},
+                                "AER during training", "AER", dashed=("diagonal",),
+                                xlabel="training step (one point per checkpoint)")
     body += H.table_html(
         ["checkpoint", "step", "best AER", "where", "AER of the final best head"],
         [[p.rsplit("/", 1)[-1], "not recorded" if s is None else s, ck.best_aer[i],

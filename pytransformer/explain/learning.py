@@ -218,12 +218,14 @@ _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
             "#17becf", "#7f7f7f", "#bcbd22")
 
 
-def steps_chart_svg(steps, series, title, ylabel, width=620, height=280, dashed=()):
+def steps_chart_svg(steps, series, title, ylabel, width=620, height=280, dashed=(),
+                    xlabel="training step (snapshots, log-spaced)"):
     """Lines over training snapshots as inline SVG (a str): one point per
     step, equally spaced and labelled with the step (the steps are
     log-spaced), y from 0 to 1; series {name: N values} (NaN: a gap), the
     value of each point on hover; the series named in `dashed` are drawn
-    black and dashed (e.g. an error rate among weights)."""
+    black and dashed (e.g. an error rate among weights); `xlabel` under
+    the axis."""
     steps = list(steps)
     n = len(steps)
     legend_w = 16 + 7 * max((len(k) for k in series), default=4)
@@ -247,7 +249,7 @@ def steps_chart_svg(steps, series, title, ylabel, width=620, height=280, dashed=
     for k, s in enumerate(steps):
         out.append(f'<text x="{X(k):.1f}" y="{top + ph + 16}" text-anchor="middle">{s}</text>')
     out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle" '
-               f'fill="#555">training step (snapshots, log-spaced)</text>')
+               f'fill="#555">{H.escape(xlabel)}</text>')
     out.append(f'<text transform="translate(12 {top + ph / 2:.1f}) rotate(-90)" '
                f'text-anchor="middle" fill="#555">{H.escape(ylabel)}</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" '
