@@ -172,11 +172,11 @@ def test_shipped_model_determiner_head(tmp_path):
     assert ((r.accuracy >= 0) & (r.accuracy <= 1)).all()
     assert int(r.counts.sum()) == sum(len(p.deps) for p in pairs)
     rows = {row["relation"]: row for row in r.table}
-    # measured on the 1,000 first test pairs: det -> its noun, layer 2 head 2, 0.98
-    # (dep->head) against a best positional baseline of 0.64 (the next word)
+    # measured on the 1,000 first test pairs: det -> its noun, layer 2 head 3, 0.97
+    # (dep->head) against a best positional baseline of 0.67 (the next word)
     det = rows["det"]
     assert det["accuracy"] > 0.9 and det["accuracy"] > det["best_baseline"] + 0.2
-    assert r.accuracy[r.labels.index("det"), 0, 2, 2] > 0.9
+    assert r.accuracy[r.labels.index("det"), 0, 2, 3] > 0.9
     # the first layer's heads put their largest weight on <eos> for nearly every word
     assert (r.eos_argmax[0] > 0.9).all()
     t = types.SimpleNamespace(num_layers=lambda kind: 0)

@@ -12,7 +12,7 @@ from pytransformer.training import read_settings_file
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "examples", "train-default.json")
 # the shipped model's command (pytransformer/models/README.md)
-SHIPPED = ["--steps", "6000", "--eval-every", "1000", "--ckpt-every", "500",
+SHIPPED = ["--steps", "6000", "--eval-every", "1000", "--ckpt-every", "500", "--threads", "1",
            "--out", "translator-v2.safetensors"]
 
 

@@ -168,7 +168,7 @@ def test_evaluate(model_path, capsys):
     from pytransformer.data import make_splits
     from pytransformer.translator import evaluate
     tr = Translator.load(model_path)
-    assert tr.data == {"seed": 0, "n_train": 2000, "batch_size": 32}
+    assert tr.data == {"seed": 0, "n_train": 2000, "batch_size": 32, "grammar": 2}
     pairs = make_splits(seed=0, n_train=0).test[:20]
     r = evaluate(tr, pairs)
     assert r["pairs"] == 20 and 0.0 <= r["exact_match"] <= 1.0
