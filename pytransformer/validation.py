@@ -90,6 +90,8 @@ import numbers
 
 import numpy as np
 
+from pytransformer._argtypes import ints_words as _ints
+
 __all__ = ["ArgumentTypeError", "FLOAT_DTYPES", "array_checked", "c_order", "check_alloc",
            "choice_arg", "inplace_checked",
            "dtype_arg", "flag_arg", "float_checked", "float_ndarray", "gradient_out",
@@ -101,16 +103,6 @@ __all__ = ["ArgumentTypeError", "FLOAT_DTYPES", "array_checked", "c_order", "che
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong type (a TypeError that is also a ValueError,
     see the module docstring)."""
-
-
-def _ints(low, high):
-    """The words for the ints in [low, high] ('a positive int', ...)."""
-    if high is None:
-        return {None: "an int", 0: "a non-negative int", 1: "a positive int"}.get(
-            low, f"an int >= {low}")
-    if low is None:
-        return f"an int <= {high}"
-    return f"an int in [{low}, {high}]"
 
 
 def is_int(v):
