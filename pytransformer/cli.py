@@ -600,10 +600,24 @@ def cmd_explain(args):
     return 0
 
 
+def _write_findings(path, f):
+    """The findings of an analysis as JSON at `path` (atomic; None: nothing)."""
+    from pytransformer._atomic import atomic_write
+    if path:
+        with _writing(path):
+            atomic_write(path, [json.dumps(f, indent=2, default=str).encode("utf-8")])
+
+
+def _print_relation_heads(f):
+    """The best head per syntactic relation, one line each."""
+    for rel, r in f["best_head_per_relation"].items():
+        print(f"  {rel:<6} best head {r['head']:<20} accuracy {r['accuracy']:.2f} "
+              f"(best positional baseline {r['best_baseline']:.2f})")
+
+
 def cmd_analyze(args):
     """Corpus-level explain measures on a split, as an HTML report."""
     import time
-    from pytransformer._atomic import atomic_write
     from pytransformer.data import make_splits
     from pytransformer.explain.analysis import (NO_SNAPSHOTS, analysis_report, findings,
                                                 run_analysis)
@@ -640,14 +654,10 @@ def cmd_analyze(args):
     with _writing(args.out):
         analysis_report(a).save(args.out)
     f = findings(a)
-    if args.json:
-        with _writing(args.json):
-            atomic_write(args.json, [json.dumps(f, indent=2, default=str).encode("utf-8")])
+    _write_findings(args.json, f)
     print(f"best alignment AER {f['best_aer']:.3f} ({f['best_aer_where']}); "
           f"diagonal {f['diagonal_aer']:.3f}")
-    for rel, r in f["best_head_per_relation"].items():
-        print(f"  {rel:<6} best head {r['head']:<20} accuracy {r['accuracy']:.2f} "
-              f"(best positional baseline {r['best_baseline']:.2f})")
+    _print_relation_heads(f)
     if f.get("prunable_heads") is not None:
         print(f"heads removable with < 1 BLEU lost: {f['prunable_heads']} of {f['heads']}")
     if f.get("aer_over_training"):
@@ -663,7 +673,6 @@ def _analyze_encoder(args):
     measures that apply to an encoder, on the English side of the split;
     the others are named with the reason they are skipped."""
     import time
-    from pytransformer._atomic import atomic_write
     from pytransformer.data import make_splits
     from pytransformer.explain.encoder_analysis import (encoder_analysis_report,
                                                         encoder_findings, run_encoder_analysis)
@@ -687,12 +696,8 @@ def _analyze_encoder(args):
     with _writing(args.out):
         encoder_analysis_report(a).save(args.out)
     f = encoder_findings(a)
-    if args.json:
-        with _writing(args.json):
-            atomic_write(args.json, [json.dumps(f, indent=2, default=str).encode("utf-8")])
-    for rel, r in f["best_head_per_relation"].items():
-        print(f"  {rel:<6} best head {r['head']:<20} accuracy {r['accuracy']:.2f} "
-              f"(best positional baseline {r['best_baseline']:.2f})")
+    _write_findings(args.json, f)
+    _print_relation_heads(f)
     print("layers: linear CKA between consecutive layers " + ", ".join(
         f"{x:.2f}" for x in f["cka_consecutive"])
           + f"; embeddings to last layer {f['cka_embeddings_to_last']:.2f}")
