@@ -50,9 +50,9 @@ import numpy as np
 
 import pytransformer as pt
 from pytransformer.bench.machine import cpu_model
-from pytransformer.data import make_splits, tokenize
+from pytransformer.data import tokenize
 from pytransformer.export import export_ctranslate2
-from pytransformer.translator import Translator, default_model_path
+from pytransformer.translator import Translator, corpus_splits, default_model_path
 
 THREADS = 2
 N, N1, BATCH, BEAM, REPEATS = 1000, 100, 32, 4, 3
@@ -60,7 +60,7 @@ PAUSE = 0.2          # seconds between timed runs: the other engine's threads go
 
 
 def _test_sentences(tr, n):
-    return [p.source for p in make_splits(seed=tr.data.get("seed", 0), n_train=0).test[:n]]
+    return [p.source for p in corpus_splits(tr).test[:n]]
 
 
 def _ct2_translator(path, threads):

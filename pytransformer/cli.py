@@ -533,15 +533,13 @@ def cmd_translate(args):
 
 def cmd_evaluate(args):
     """Exact match and BLEU of a translator on the corpus splits."""
-    from pytransformer.data import make_splits
-    from pytransformer.translator import evaluate
+    from pytransformer.translator import corpus_splits, evaluate
 
     tr = _load_translator(args.model)
     _check_beam(args.beam, tr)
     seed = tr.data.get("seed", 0) if args.data_seed is None else args.data_seed
     grammar = tr.grammar                                     # the model's own corpus
-    splits = make_splits(seed=seed, n_train=0, grammar=grammar,
-                         n_structural=2000 if "structural" in args.splits else 0)
+    splits = corpus_splits(tr, seed, structural="structural" in args.splits)
     n = min(args.n, min(len(getattr(splits, name)) for name in args.splits))
     print(f"data seed {seed}; grammar {grammar}; {n} pairs per split; beam {args.beam}")
     for name in args.splits:
@@ -618,9 +616,9 @@ def _print_relation_heads(f):
 def cmd_analyze(args):
     """Corpus-level explain measures on a split, as an HTML report."""
     import time
-    from pytransformer.data import make_splits
     from pytransformer.explain.analysis import (NO_SNAPSHOTS, analysis_report, findings,
                                                 run_analysis)
+    from pytransformer.translator import corpus_splits
 
     _check_output_file("--out", args.out)
     if args.json is not None:
@@ -641,8 +639,7 @@ def cmd_analyze(args):
                            f"{c.num_decoder_layers} x {c.nhead}")
     seed = tr.data.get("seed", 0) if args.data_seed is None else args.data_seed
     t0 = time.perf_counter()
-    splits = make_splits(seed=seed, n_train=0, grammar=tr.grammar)
-    pairs = getattr(splits, args.split)[:args.n]
+    pairs = getattr(corpus_splits(tr, seed), args.split)[:args.n]
     print(f"analyzing {len(pairs)} {args.split} pairs (corpus seed {seed})", file=sys.stderr)
     if not args.checkpoints:
         if tr.snapshots:
@@ -689,7 +686,7 @@ def _analyze_encoder(args):
                        f"{args.model}: {e}") from None
     seed = 0 if args.data_seed is None else args.data_seed
     t0 = time.perf_counter()
-    pairs = getattr(make_splits(seed=seed, n_train=0), args.split)[:args.n]
+    pairs = getattr(make_splits(seed=seed, n_train=0, n_structural=0), args.split)[:args.n]
     print(f"analyzing the English side of {len(pairs)} {args.split} pairs (corpus seed "
           f"{seed}) with the encoder-only {args.model}", file=sys.stderr)
     a = run_encoder_analysis(enc, pairs, model_name=args.model)

@@ -11,6 +11,7 @@ the model and runs the Trainer (checkpoints every N steps and on Ctrl-C;
 """
 import copy
 import dataclasses
+import functools
 import sys
 import warnings
 from typing import NamedTuple
@@ -24,7 +25,7 @@ from pytransformer.nn import Seq2SeqConfig, Seq2SeqTransformer
 from pytransformer.training import TrainConfig, Trainer, _Silent
 from pytransformer.validation import int_arg, is_int
 
-__all__ = ["SettingsError", "Translation", "Translator", "UnknownWordWarning", "corpus_bleu", "default_model_path", "evaluate",
+__all__ = ["SettingsError", "Translation", "Translator", "UnknownWordWarning", "corpus_bleu", "corpus_splits", "default_model_path", "evaluate",
            "train_translator", "validation_scores"]
 
 SHIPPED_MODEL = "translator-en-es.safetensors"
@@ -390,6 +391,21 @@ def attention_map(src_tokens, tgt_tokens, weights, legend=False):
         lines.append("shade = weight, one scale for all rows: " + " ".join(
             f"'{c}'={i / 9:.1f}" for i, c in enumerate(shades)))
     return "\n".join(lines)
+
+
+def corpus_splits(translator, seed=None, structural=False):
+    """The held-out splits of the corpus `translator` was trained on: its
+    corpus seed (or `seed`) and its grammar version, no training pairs, the
+    structural split only with `structural` (cached: the splits take
+    seconds to generate)."""
+    data = getattr(translator, "data", None) or {}
+    seed = data.get("seed", 0) if seed is None else seed
+    return _corpus_splits(int(seed), data.get("grammar", 1), 2000 if structural else 0)
+
+
+@functools.lru_cache(maxsize=4)
+def _corpus_splits(seed, grammar, n_structural):
+    return make_splits(seed=seed, n_train=0, grammar=grammar, n_structural=n_structural)
 
 
 def translate_pairs(translator, pairs, beam=1, batch_size=64):

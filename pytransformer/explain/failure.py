@@ -131,12 +131,12 @@ def reference_pair(translator, sentence):
     """The corpus pair of `sentence` (a seed sentence, or one of the test,
     valid or compositional pairs of the translator's corpus), or None."""
     from pytransformer.data import seed_pairs, tokenize
-    from .ffn import _splits
+    from pytransformer.translator import corpus_splits
     toks = tuple(tokenize(sentence))
     for p in seed_pairs():
         if tuple(p.src) == toks:
             return p
-    sp = _splits(int(getattr(translator, "data", {}).get("seed", 0)))
+    sp = corpus_splits(translator)
     for split in (sp.test, sp.valid, sp.compositional):
         for p in split:
             if tuple(p.src) == toks:

@@ -1152,14 +1152,8 @@ def default_corpus(translator, n_pairs=600):
     """The first n_pairs test pairs of the corpus the translator was trained
     on (its corpus seed), as `pytransformer analyze` uses them."""
     n_pairs = _check_int("n_pairs", n_pairs, 1)
-    seed = getattr(translator, "data", {}).get("seed", 0)
-    return list(_splits(int(seed)).test[:n_pairs])
-
-
-@functools.lru_cache(maxsize=2)
-def _splits(seed):
-    from pytransformer.data import make_splits
-    return make_splits(seed=seed, n_train=0)
+    from pytransformer.translator import corpus_splits
+    return list(corpus_splits(translator).test[:n_pairs])
 
 
 # part of the cache key: change it whenever the cached arrays (triggers,
