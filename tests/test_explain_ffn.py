@@ -582,3 +582,46 @@ def test_analyze_answers_carry_the_encoder_ffn_answer(planted):
     rows = _answers(a)
     assert ffn_answer(mem, "encoder") in rows
     assert "feed-forward part learn" in analysis_report(a).to_html()
+
+
+def _fake_corpus(cka, overlap, chance):
+    """What similarity_sentence reads of a CorpusFFN, for an encoder of
+    len(cka) layers."""
+    from types import SimpleNamespace
+    L = len(cka)
+    return SimpleNamespace(
+        num_layers=lambda kind: L, cka={"encoder": np.array(cka, float)},
+        overlap={"encoder": np.array(overlap, float)},
+        overlap_chance={"encoder": np.array(chance, float)},
+        top={"encoder": [[1, 2]] * L}, profile={"encoder": [{"word": 1}] * L},
+        tables={"encoder": SimpleNamespace(keep=np.ones(50, bool))}, pairs=[0] * 7, top_k=20)
+
+
+def test_similarity_sentence_names_neighbours_ends_and_alike_pairs():
+    from pytransformer.explain.ffn import layer_pairs, similarity_sentence
+    L = 5
+    cka = np.eye(L)
+    ov = np.zeros((L, L))
+    for i in range(L):
+        for j in range(i + 1, L):
+            cka[i, j] = cka[j, i] = 0.1 * (i + j) / 2 + 0.01 * j      # all below 0.8 ...
+            ov[i, j] = ov[j, i] = 0.01 * (i + j)
+    cka[1, 3] = cka[3, 1] = 0.85                                     # ... but one pair
+    c = _fake_corpus(cka, ov, np.full((L, L), 0.03))
+    text = similarity_sentence(c, "encoder")
+    assert text.startswith("Encoder: the FFNs of layers 1 and 3 (CKA 0.85) compute nearly "
+                           "the same function; the other pairs share part")
+    assert ("neighbouring layers 0\u20131 0.06, 1\u20132 0.17, 2\u20133 0.28, 3\u20134 0.39; "
+            "the first and last 0\u20134 0.24; of the 5 other pairs the most alike "
+            "1\u20133 0.85, the least 0\u20132 0.12") in text
+    assert "neighbouring layers 0\u20131 1.0%, 1\u20132 3.0%" in text
+    assert "random sets of the same sizes would overlap by 3.0%\u20133.0% (every pair" in text
+    assert len(layer_pairs(c, "encoder")) == 10
+    assert layer_pairs(c, "encoder")[0] == (0, 1, pytest.approx(0.06), 0.01, 0.03)
+    # three layers: every pair is a neighbour or the ends, so no table is announced
+    c3 = _fake_corpus(cka[:3, :3], ov[:3, :3], np.full((3, 3), 0.03))
+    text3 = similarity_sentence(c3, "encoder")
+    assert text3.startswith("Encoder: each layer's FFN computes a different function.")
+    assert "other pairs" not in text3 and "every pair" not in text3
+    c2 = _fake_corpus(cka[:2, :2], ov[:2, :2], np.full((2, 2), 0.03))
+    assert "first and last" not in similarity_sentence(c2, "encoder")

@@ -6,6 +6,8 @@ The shipped model carries no snapshots of its own here, so the tests give
 it three: its random initialisation (step 0, the same seed and config),
 halfway between that and the trained weights (step 100), and the trained
 weights themselves (step 6000, the file's own weights)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -175,3 +177,36 @@ def test_cli_analyze_without_checkpoints_names_the_snapshot_steps(with_snapshots
     assert "AER over training: the model's own snapshots, steps 0, 100, 6000" in captured.err
     assert "best AER over training (snapshots): step 0 " in captured.out
     assert "snapshot of step 6000" in out.read_text()
+
+
+def test_the_aer_of_every_cross_attention_layer_at_each_step(with_snapshots):
+    """layer_aer[n, l] is the AER of the best head of cross-attention layer l
+    at step n; their minimum over the layers is best_aer; the section has a
+    row per layer and the summary a clause per layer."""
+    tr = with_snapshots
+    lv = learning_view(tr, SENTENCE)
+    L = tr.model.config.num_decoder_layers
+    assert lv.layer_aer.shape == (len(lv.steps), L)
+    assert np.array_equal(lv.layer_aer.min(1), lv.best_aer)
+    links = [(0, 0), (2, 1), (1, 2), (3, 3), (4, 4), (5, 5)]
+    model0 = dict(tr.snapshot_models())[0]
+    t = trace(model0, SENTENCE, lv.target)
+    for layer in range(L):
+        heads = [aer([alignment_from_weights(t.attention("cross", layer).weights[0, h], 6, 6)],
+                     [links]) for h in range(t.attention("cross", layer).num_heads)]
+        assert lv.layer_aer[0, layer] == pytest.approx(min(heads))
+    for layer in range(L):
+        a = lv.layer_aer[:, layer]
+        assert f"from {a[0]:.2f} to {a[-1]:.2f} in layer {layer}" in lv.summary
+    html = sentence_report(tr, SENTENCE, donor=False).to_html()
+    section = html[html.index('id="learning"'):]
+    for layer in range(L):
+        row = section[section.index(f"<td>AER, layer {layer}</td>"):]
+        row = row[:row.index("</tr>")]
+        assert [f"{x:.2f}" for x in lv.layer_aer[:, layer]] == \
+            re.findall(r">(\d\.\d\d)</td>", row)
+
+
+def test_without_gold_there_is_no_aer_per_layer(with_snapshots):
+    lv = learning_view(with_snapshots, "the red dog sees a small house")
+    assert lv.layer_aer is None and "Layer by layer" not in lv.summary

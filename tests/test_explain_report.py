@@ -156,3 +156,35 @@ def test_unknown_words_are_marked_and_a_foreign_translation_warns(tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("unknown Spanish word(s) 'pelotita' in the translation") == 1
     assert "shown as &lt;unk:word&gt;: &lt;unk:pelotita&gt;" in out.read_text(encoding="utf-8")
+
+
+def test_value_mixing_of_every_layer_on_the_page(shipped):
+    """mixing_by_layer summarises value_mixing for every layer of every kind
+    of attention, and the value-mixing section shows them all."""
+    import numpy as np
+    from pytransformer.explain import trace
+    from pytransformer.explain.report import sentence_report
+    from pytransformer.explain.views import mixing_by_layer, value_mixing
+    sentence = "The black cat drank the milk"
+    t = trace(shipped, sentence)
+    rows = mixing_by_layer(t)
+    L = shipped.model.config.num_encoder_layers
+    assert [(r["kind"], r["layer"]) for r in rows] == [
+        (k, i) for k in ("encoder", "decoder", "cross") for i in range(L)]
+    for r in rows:
+        vm = value_mixing(t, r["kind"], r["layer"])
+        j = int(np.argmax(vm.weight_share.sum(0)))
+        assert r["key"] == vm.cols[j]
+        assert r["weight"] == pytest.approx(vm.weight_share[:, j].mean())
+        assert r["contribution"] == pytest.approx(vm.norm_share[:, j].mean())
+        assert r["moved"] == pytest.approx(np.abs(vm.norm_share - vm.weight_share).sum(1).max()
+                                           / 2)
+        assert r["ratio_median"] == pytest.approx(np.median(vm.output_ratio))
+    html = sentence_report(shipped, sentence, donor=False).to_html()
+    section = html[html.index('id="mixing"'):]
+    section = section[:section.index("</section>")]
+    assert section.count(f"in layers 0 to {L - 1}") == 3
+    enc = ", ".join(f"{100 * r['ratio_median']:.0f}%" for r in rows if r["kind"] == "encoder")
+    assert f"encoder self-attention: the attention output is {enc} of its input" in section
+    worst = max(rows, key=lambda r: r["moved"])
+    assert f"up to {worst['moved']:.0%} of a word" in section

@@ -76,7 +76,7 @@ __all__ = ["Trigger", "NeuronMemory", "LayerMemories", "FFNMemories", "ffn_memor
            "FEATURE_KINDS", "FeatureTable", "NeuronDescription", "CorpusFFN", "SentenceNeuron",
            "LayerEffect", "word_classes", "token_features", "choose_features",
            "describe_features", "describe_neuron", "default_corpus", "cache_dir", "corpus_ffn",
-           "sentence_ffn", "neuron_sentence", "ablation_sentence", "similarity_sentence",
+           "sentence_ffn", "neuron_sentence", "ablation_sentence", "layer_pairs", "similarity_sentence",
            "ffn_section", "ffn_answer"]
 
 RANK_BY = ("mean", "max")
@@ -1520,35 +1520,77 @@ def ablation_sentence(e, explained):
             f"{probs}.")
 
 
-def _pairs_text(m, fmt):
-    L = m.shape[0]
-    return ", ".join(f"{i}\u2013{j} {format(m[i, j], fmt)}" for i in range(L)
-                     for j in range(i + 1, L))
+def _pairs_text(m, fmt, pairs):
+    return ", ".join(f"{i}\u2013{j} {format(m[i, j], fmt)}" for i, j in pairs)
+
+
+def _pair_groups(L):
+    """The layer pairs a sentence names: neighbouring layers, then the first
+    and the last (when they are not neighbours)."""
+    near = [(i, i + 1) for i in range(L - 1)]
+    return near, ([(0, L - 1)] if L > 2 else [])
+
+
+def layer_pairs(corpus, kind):
+    """Every pair of `kind` layers, (i, j) with i < j, with the linear CKA of
+    their FFN outputs, the Jaccard overlap of their trigger sets and what
+    random sets of those sizes would overlap: a list of (i, j, cka,
+    overlap, chance)."""
+    L = corpus.num_layers(kind)
+    cka, ov, ch = corpus.cka[kind], corpus.overlap[kind], corpus.overlap_chance[kind]
+    return [(i, j, float(cka[i, j]), float(ov[i, j]), float(ch[i, j]))
+            for i in range(L) for j in range(i + 1, L)]
 
 
 def similarity_sentence(corpus, kind):
     """Is each of the `kind` FFNs a different function? In words, with the
     CKA of their outputs, the overlap of their trigger sets and what their
-    top neurons' descriptions rest on."""
+    top neurons' descriptions rest on. Neighbouring layers and the first
+    and last are named (with any pair whose CKA is 0.8 or more, which is
+    nearly the same function); layer_pairs has every pair."""
     L = corpus.num_layers(kind)
     if L < 2:
         return f"The {kind} has one layer: nothing to compare."
     cka, ov, ch = corpus.cka[kind], corpus.overlap[kind], corpus.overlap_chance[kind]
-    off = cka[~np.eye(L, dtype=bool)]
-    hi = float(np.nanmax(off))
-    verdict = ("each layer's FFN computes a different function" if hi < 0.5 else
-               "the layers' FFNs share part of their function" if hi < 0.8 else
-               "some layers' FFNs compute nearly the same function")
+    all_pairs = [(i, j) for i in range(L) for j in range(i + 1, L)]
+    near, ends = _pair_groups(L)
+    same = [(i, j) for i, j in all_pairs if np.isfinite(cka[i, j]) and cka[i, j] >= 0.8]
+    hi = float(np.nanmax([cka[i, j] for i, j in all_pairs]))
+    if same:
+        verdict = ("the FFNs of " + ", ".join(f"layers {i} and {j} (CKA {cka[i, j]:.2f})"
+                                              for i, j in same)
+                   + " compute nearly the same function"
+                   + ("; the other pairs share part of their function or less"
+                      if len(same) < len(all_pairs) else ""))
+    elif hi < 0.5:
+        verdict = "each layer's FFN computes a different function"
+    else:
+        verdict = "the layers' FFNs share part of their function"
+    named = near + ends
+    others = [p for p in all_pairs if p not in named]
+    cka_text = f"neighbouring layers {_pairs_text(cka, '.2f', near)}"
+    ov_text = f"neighbouring layers {_pairs_text(ov, '.1%', near)}"
+    if ends:
+        cka_text += f"; the first and last {_pairs_text(cka, '.2f', ends)}"
+        ov_text += f"; the first and last {_pairs_text(ov, '.1%', ends)}"
+    if others:
+        i, j = max(others, key=lambda p: -np.inf if not np.isfinite(cka[p]) else cka[p])
+        cka_text += (f"; of the {len(others)} other pairs the most alike {i}\u2013{j} "
+                     f"{cka[i, j]:.2f}, the least "
+                     + _pairs_text(cka, '.2f', [min(others, key=lambda p: np.nan_to_num(
+                         cka[p], nan=np.inf))]))
+    chance = [ch[p] for p in all_pairs]
     n_top = len(corpus.top[kind][0])
     prof = "; ".join(f"layer {li}: " + ", ".join(f"{k} {c}" for k, c in p.items() if c)
                      for li, p in enumerate(corpus.profile[kind]))
     n_words = int(corpus.tables[kind].keep.sum())
     return (f"{kind.capitalize()}: {verdict}. Linear CKA between the layers' FFN outputs over "
             f"{n_words} words of {len(corpus.pairs)} test sentences (1 = the same up to a "
-            f"rotation and a scale): {_pairs_text(cka, '.2f')}. The top-{corpus.top_k} "
-            f"triggers of each layer's {n_top} most active neurons overlap (Jaccard) by "
-            f"{_pairs_text(ov, '.1%')}, against {_pairs_text(ch, '.1%')} for random sets of "
-            f"the same sizes. What the {n_top} neurons' descriptions rest on: {prof}.")
+            f"rotation and a scale): {cka_text}. The top-{corpus.top_k} triggers of each "
+            f"layer's {n_top} most active neurons overlap (Jaccard): {ov_text}; random sets "
+            f"of the same sizes would overlap by {min(chance):.1%}\u2013{max(chance):.1%}"
+            + (" (every pair in the table below)" if others else "")
+            + f". What the {n_top} neurons' descriptions rest on: {prof}.")
 
 
 def ffn_section(rep, translator, sentence, v, corpus=None):
@@ -1587,6 +1629,14 @@ def ffn_section(rep, translator, sentence, v, corpus=None):
         labels = [f"layer {i}" for i in range(corpus.num_layers(kind))]
         body += H.heatmap_svg(corpus.cka[kind], labels, labels,
                               title=f"{kind}: linear CKA of the FFN outputs", vmin=0, vmax=1)
+        pairs = layer_pairs(corpus, kind)
+        if len(pairs) > 3:
+            body += H.table_html(
+                ["layers", "CKA of the FFN outputs", "trigger-set overlap (Jaccard)",
+                 "random sets of the same sizes", "overlap / random"],
+                [[f"{i}\u2013{j}", c, f"{o:.1%}", f"{r:.1%}", o / r if r > 0 else float("nan")]
+                 for i, j, c, o, r in pairs], number_format=".2f",
+                caption=f"{kind.capitalize()}: every pair of layers")
     rep.add_section(
         "What each feed-forward layer does to this sentence",
         "A feed-forward block (FFN) is a memory of patterns (Geva et al. 2021): each hidden "

@@ -48,8 +48,9 @@ class LearningView(_Result):
     pair's Q.K/sqrt(d) in its head at each step; weights (P, N): its
     attention weight. aer (N,): the sentence's AER at each step for the
     head the finished model aligns best (aer_where says which), best_aer
-    (N,): the lowest over every head and layer at that step (None without
-    gold); summary: one sentence saying what changed; caption."""
+    (N,): the lowest over every head and layer at that step, layer_aer
+    (N, L): the lowest over the heads of each cross-attention layer (None
+    without gold); summary: one sentence saying what changed; caption."""
     steps: list
     target: str
     gold: bool
@@ -61,6 +62,7 @@ class LearningView(_Result):
     aer_where: str
     summary: str
     caption: str = ""
+    layer_aer: object = None
 
 
 def _encoder_pairs(gold):
@@ -141,17 +143,18 @@ def learning_view(translator, sentence, translation=None, gold=None):
             weights[p, n] = rec.weights[0, pair["head"], pair["query"], pair["key"]]
         if use_gold:
             aers.append(_sentence_aer(t, links, len(src), len(tgt)))
-    aer_steps = best_aer = None
+    aer_steps = best_aer = layer_aer = None
     where = ""
     if use_gold:
         last = aers[-1]
         layer, head = np.unravel_index(int(np.argmin(last)), last.shape)
         aer_steps = np.array([a[layer, head] for a in aers])
         best_aer = np.array([a.min() for a in aers])
+        layer_aer = np.array([a.min(1) for a in aers])
         where = f"cross-attention layer {layer} head {head}"
     lv = LearningView(steps=steps, target=target, gold=use_gold, pairs=pairs, scores=scores,
                       weights=weights, aer=aer_steps, best_aer=best_aer, aer_where=where,
-                      summary="")
+                      summary="", layer_aer=layer_aer)
     lv.summary = _summary(lv)
     lv.caption = _caption(lv, models[-1][1] is translator)
     return lv
@@ -185,7 +188,12 @@ def _summary(lv):
         parts.append(f"the alignment error rate from {lv.aer[0]:.2f} to {lv.aer[-1]:.2f}")
     if not parts:
         return f"No related pairs to follow in this sentence between steps {first} and {last}."
-    return f"From step {first} to step {last}, " + "; ".join(parts) + "."
+    text = f"From step {first} to step {last}, " + "; ".join(parts) + "."
+    if lv.layer_aer is not None:
+        text += (" Layer by layer (the best head of each cross-attention layer), the AER went "
+                 + ", ".join(f"from {a[0]:.2f} to {a[-1]:.2f} in layer {k}"
+                             for k, a in enumerate(lv.layer_aer.T)) + ".")
+    return text
 
 
 def _caption(lv, exact_last):
@@ -298,6 +306,10 @@ def learning_section(rep, translator, sentence, v):
         rows.append(["AER", f"{lv.aer_where} (lower is better)"]
                     + [f"{x:.2f}" for x in lv.aer])
         rows.append(["best AER", "the best head at each step"] + [f"{x:.2f}" for x in lv.best_aer])
+        for layer in range(lv.layer_aer.shape[1]):
+            rows.append([f"AER, layer {layer}", f"the best head of cross-attention layer "
+                                                f"{layer} at each step"]
+                        + [f"{x:.2f}" for x in lv.layer_aer[:, layer]])
     body = H.table_html(["pair", "why it is related; the head followed"]
                         + [f"step {s}" for s in lv.steps], rows,
                         caption="score Q\u00b7K/\u221ad (attention weight) at each step")

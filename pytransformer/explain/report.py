@@ -16,7 +16,7 @@ from .trace import trace
 from .ffn import value_promotions
 from .learning import learning_section
 from .lens import logit_lens
-from .views import TERM_NAMES, factor_view, position_split, value_mixing
+from .views import TERM_NAMES, factor_view, mixing_by_layer, position_split, value_mixing
 from .walkthrough import compare_keys, walkthrough_data, walkthrough_html
 from .failure import failure_section
 from .ffn import ffn_section
@@ -165,9 +165,11 @@ def encoder_report(encoder, sentence):
     body = ""
     for vm in v["mixing"]:
         body += _mixing_body(vm, vm.rows)
+    body += _mixing_layers(t)
     rep.add_section("Weights vs what the values carry (value mixing)",
                     "Left: the attention weights; right: how much of each output each key "
-                    "word really contributes (the norm of weight x transformed value vector).",
+                    "word really contributes (the norm of weight x transformed value vector). "
+                    "Then the same measures for every layer.",
                     body, id="mixing")
     rep.add_section(
         "What the feed-forward layers fire on",
@@ -188,6 +190,42 @@ def _factor_body(fv):
     body += H.bar_chart_svg(fv.key_words, fv.scores.tolist(),
                             title=f"scores of '{fv.query_word}' for every key")
     return body
+
+
+_KIND_NAMES = {"encoder": "encoder self-attention", "decoder": "decoder masked self-attention",
+               "cross": "cross-attention"}
+
+
+def _mixing_layers(t):
+    """Every layer's value mixing in one paragraph and one table (a str)."""
+    rows = mixing_by_layer(t)
+    lines = []
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        ks = [r for r in rows if r["kind"] == kind]
+        lines.append(f"{_KIND_NAMES.get(kind, kind)}: the attention output is "
+                     + ", ".join(f"{100 * r['ratio_median']:.0f}%" for r in ks)
+                     + f" of its input's norm (median over the words) in layers 0 to "
+                     f"{len(ks) - 1}")
+    worst = max(rows, key=lambda r: r["moved"])
+    text = ("Every layer, the same measures: how long the attention output is against the "
+            "vector it is added to, and whether the weights tell where it comes from. "
+            + "; ".join(lines) + f". The weights mislead most in "
+            f"{_KIND_NAMES.get(worst['kind'], worst['kind'])} layer {worst['layer']}: up to "
+            f"{worst['moved']:.0%} of a word's share moves between keys when weights are "
+            f"replaced by contribution norms; its most attended key \u201c{worst['key']}\u201d "
+            f"has {worst['weight']:.0%} of the weight and {worst['contribution']:.0%} of the "
+            f"contribution norm.")
+    table = H.table_html(
+        ["attention", "layer", "most attended key", "its weight share",
+         "its contribution share", "rows where weight and contribution agree",
+         "largest share moved", "||output|| / ||input|| (median)", "min", "max"],
+        [[_KIND_NAMES.get(r["kind"], r["kind"]), r["layer"], r["key"],
+          f"{r['weight']:.0%}", f"{r['contribution']:.0%}", f"{r['agreement']:.0%}",
+          f"{r['moved']:.0%}", f"{r['ratio_median']:.0%}", f"{r['ratio_min']:.0%}",
+          f"{r['ratio_max']:.0%}"] for r in rows],
+        caption="Value mixing in every layer (the most attended key: weights summed over "
+                "the sentence's words)")
+    return f"<h3>Every layer</h3><p>{H.escape(text)}</p>" + table
 
 
 def _mixing_body(vm, rows):
@@ -389,11 +427,13 @@ def _mixing_section(rep, translator, sentence, v):
     body = ""
     for vm in v["mixing"]:
         body += _mixing_body(vm, vm.rows)
+    body += _mixing_layers(t)
     rep.add_section("Weights vs what the values carry (value mixing)",
                     "Left: the attention weights; right: how much of each output each key "
                     "word really contributes, measured as the norm of weight x transformed "
                     "value vector. Rows of cross-attention are decoder positions, reading "
-                    "\u2192 writing.", body, id="mixing")
+                    "\u2192 writing. Then the same measures for every layer.", body,
+                    id="mixing")
 
 
 def _lens_section(rep, translator, sentence, v):

@@ -14,8 +14,8 @@ from pytransformer.validation import is_int
 from pytransformer.autograd import no_grad
 from pytransformer.autograd.tensor import Tensor
 
-__all__ = ["FactorView", "PositionSplit", "ValueMixing", "factor_view", "position_split",
-           "value_mixing"]
+__all__ = ["FactorView", "PositionSplit", "ValueMixing", "factor_view", "mixing_by_layer",
+           "position_split", "value_mixing"]
 
 
 def _jsonable(x):
@@ -211,7 +211,10 @@ class ValueMixing(_Result):
     the largest contribution by norm. output_ratio (L,): the norm of the
     module's whole output at each query over the norm of its input there
     (the residual stream it is added to, in a post-norm layer): how much the
-    attention changes each word at all, which the row shares cannot show."""
+    attention changes each word at all, which the row shares cannot show.
+    moved: the largest share of a row that moves between keys when weights
+    are replaced by contribution norms (half the L1 distance); most: the
+    column of the most attended key (weights summed over the rows)."""
     title: str
     rows: list
     cols: list
@@ -224,6 +227,8 @@ class ValueMixing(_Result):
     agreement: float
     output_ratio: np.ndarray = None
     caption: str = ""
+    moved: float = 0.0
+    most: int = 0
 
 
 def value_mixing(trace, kind, layer, b=0):
@@ -273,4 +278,29 @@ def value_mixing(trace, kind, layer, b=0):
     return ValueMixing(title=f"{rec.title}: weights vs contributions", rows=list(rows),
                        cols=list(cols), weights=w, norms=norms, mixed=mixed, weight_share=ws,
                        norm_share=ns, value_norms=fnorm, agreement=agreement,
-                       output_ratio=out_ratio, caption=cap)
+                       output_ratio=out_ratio, caption=cap, moved=float(gap), most=j_most)
+
+
+def mixing_by_layer(trace, kinds=None, b=0):
+    """The value-mixing summary of every layer of each attention kind of
+    the trace (or those in `kinds`), for sentence b: a list of dicts with
+    kind, layer, agreement (the most attended key is the largest
+    contribution, share of (head, word) rows), moved (ValueMixing.moved),
+    key (the most attended key word), weight and contribution (its mean
+    share of the weight and of the contribution norm) and the median, min
+    and max of output_ratio (||attention output|| / ||its input||)."""
+    have = trace.kinds()
+    kinds = [k for k in ("encoder", "decoder", "cross") if k in have] if kinds is None \
+        else list(kinds)
+    out = []
+    for kind in kinds:
+        for layer in range(trace.num_layers(kind)):
+            vm = value_mixing(trace, kind, layer, b)
+            r = vm.output_ratio
+            out.append(dict(kind=kind, layer=layer, agreement=vm.agreement, moved=vm.moved,
+                            key=vm.cols[vm.most],
+                            weight=float(vm.weight_share[:, vm.most].mean()),
+                            contribution=float(vm.norm_share[:, vm.most].mean()),
+                            ratio_median=float(np.median(r)), ratio_min=float(r.min()),
+                            ratio_max=float(r.max())))
+    return out
