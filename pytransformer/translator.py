@@ -26,17 +26,52 @@ from pytransformer.training import TrainConfig, Trainer, _Silent
 from pytransformer.validation import int_arg, is_int
 
 __all__ = ["SettingsError", "Translation", "Translator", "UnknownWordWarning", "corpus_bleu", "corpus_splits", "default_model_path", "evaluate",
-           "train_translator", "validation_scores"]
+           "model_path", "train_translator", "validation_scores"]
 
 SHIPPED_MODEL = "translator-en-es.safetensors"
+# The models of pytransformer/models/ by short name: (file, in the wheel?).
+# The 6+6-layer model is in the source repository only: with its float16
+# weights and int8 snapshots it would take the wheel past its size budget.
+MODELS = {"translator-en-es": (SHIPPED_MODEL, True),
+          "translator6-en-es": ("translator6-en-es.safetensors", False)}
+
+
+def _models_dir():
+    import os
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 
 
 def default_model_path():
     """The model shipped inside the package (pytransformer/models/), or None
     when this installation has none."""
     import os
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", SHIPPED_MODEL)
+    path = os.path.join(_models_dir(), SHIPPED_MODEL)
     return path if os.path.exists(path) else None
+
+
+def model_path(name):
+    """The path of the model called `name` in pytransformer/models/ (a key
+    of MODELS: "translator-en-es", the 3+3-layer model shipped in the
+    wheel, or "translator6-en-es", the 6+6-layer model of the source
+    repository; the file name with ".safetensors" is accepted too).
+    ValueError for another name; FileNotFoundError, with a one-line message
+    saying where the model ships, when this installation lacks the file
+    (the 6-layer model is not in the wheel: it needs the repository
+    checkout installed with `pip install -e .`)."""
+    import os
+    key = name[:-len(".safetensors")] if isinstance(name, str) and name.endswith(".safetensors") \
+        else name
+    if key not in MODELS:
+        raise ValueError(f"name: expected one of {sorted(MODELS)}, got {name!r:.80}")
+    file, in_wheel = MODELS[key]
+    path = os.path.join(_models_dir(), file)
+    if not os.path.exists(path):
+        where = ("the package (pytransformer/models/)" if in_wheel else
+                 "the source repository only (pytransformer/models/, not in the wheel): "
+                 "install the repository checkout with `pip install -e .`")
+        raise FileNotFoundError(f"{key}: this installation has no {file}; the model ships "
+                                f"in {where}")
+    return path
 
 
 class SettingsError(ValueError):
@@ -95,7 +130,10 @@ class Translator:
 
     @classmethod
     def load(cls, path):
-        """A Translator from a file written by save() or by training.
+        """A Translator from a file written by save() or by training, or
+        from a model of pytransformer/models/ by its short name (a key of
+        MODELS, such as "translator6-en-es"; see model_path, whose
+        FileNotFoundError says where a model this installation lacks ships).
 
         The file's parts are checked before anything is built, and any
         malformed part raises checkpoint.CheckpointError (a ValueError) whose
@@ -109,6 +147,9 @@ class Translator:
         is at most that size or 2**24 values, whichever is larger. The
         training snapshots, when the file has them, are checked against the
         same shapes (checkpoint.check_snapshot)."""
+        import os
+        if isinstance(path, str) and path in MODELS and not os.path.exists(path):
+            path = model_path(path)
         ck = checkpoint.load_checkpoint(path)
         where = ck.path or str(path)
 
