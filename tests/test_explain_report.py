@@ -188,3 +188,23 @@ def test_value_mixing_of_every_layer_on_the_page(shipped):
     assert f"encoder self-attention: the attention output is {enc} of its input" in section
     worst = max(rows, key=lambda r: r["moved"])
     assert f"up to {worst['moved']:.0%} of a word" in section
+
+
+def test_the_walkthrough_names_the_largest_factor_of_every_layer(shipped):
+    """The walk-through's caption gives, per encoder layer, the largest
+    Q.K/sqrt(d) between two different words, recomputed here from the trace."""
+    import numpy as np
+    from pytransformer.explain import trace
+    from pytransformer.explain.report import sentence_report
+    sentence = "The ball is blue"
+    t = trace(shipped, sentence)
+    rep = sentence_report(shipped, sentence, donor=False)
+    caption = next(s["caption"] for s in rep.sections if s["id"] == "walkthrough")
+    assert "Layer by layer, the largest factor between two different words" in caption
+    words = t.src_tokens[0][:-1]                                   # <eos> left out
+    for layer in range(t.num_layers("encoder")):
+        sc = t.attention("encoder", layer).scores[0][:, :len(words), :len(words)].copy()
+        sc[:, np.arange(len(words)), np.arange(len(words))] = -np.inf
+        h, i, j = np.unravel_index(int(np.argmax(sc)), sc.shape)
+        assert (f"layer {layer}: " in caption and f"head {h}, \u201c{words[i]}\u201d \u2192 "
+                f"\u201c{words[j]}\u201d {sc[h, i, j]:+.2f}" in caption), layer

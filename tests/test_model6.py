@@ -71,6 +71,8 @@ def test_sentence_report_covers_all_six_layers(six, tmp_path):
             k = data["kinds"][kind]
             per_layer = k["layers"] if prefix == "pt-wt" else k["weights"]
             assert len(per_layer) == 6 and all(len(h) == 4 for h in per_layer), (prefix, kind)
+    factors = _section(rep, "walkthrough").split("Layer by layer, the largest factor")[1]
+    assert all(f"layer {i}: " in factors for i in layers)
     cross = _section(rep, "cross")
     assert all(f"layer {i} (mean of heads)" in cross for i in layers)
     assert all(f"layer {i}: " in cross for i in layers)         # gold agreement per layer

@@ -356,9 +356,47 @@ def _article_check(t):
                   "query": words.index("milk")}
 
 
+def _factor_layers(t, kind="encoder", b=0):
+    """One paragraph: in each layer of `kind`, the largest entry of any
+    head's factor matrix Q.K^T/sqrt(d) between two different words (special
+    tokens left out), with its weight. None when the sentence has fewer
+    than two words."""
+    rows, cols = t.tokens(kind, b)
+    words = [i for i, w in enumerate(rows) if not _special(w)]
+    keys = [j for j, w in enumerate(cols) if not _special(w)]
+    if len(words) < 2 or len(keys) < 2:
+        return None
+    parts = []
+    for layer in range(t.num_layers(kind)):
+        rec = t.attention(kind, layer)
+        best = None
+        for h in range(rec.num_heads):
+            for i in words:
+                for j in keys:
+                    if j == i or not rec.allowed[b, h, i, j]:
+                        continue
+                    sc = float(rec.scores[b, h, i, j])
+                    if best is None or sc > best[0]:
+                        best = (sc, h, i, j)
+        if best is None:
+            continue
+        sc, h, i, j = best
+        pair = (f"head {h}, \u201c{rows[i]}\u201d \u2192 \u201c{cols[j]}\u201d {sc:+.2f} "
+                f"(weight {float(rec.weights[b, h, i, j]):.2f})")
+        parts.append(f"layer {layer}: {pair}" if sc >= 0 else
+                     f"layer {layer}: every score between two different words is negative, "
+                     f"the largest {pair}")
+    return (f"Layer by layer, the largest factor between two different words in any head of "
+            f"{_KIND_NAMES.get(kind, kind)} (query \u2192 key, score Q\u00b7K/\u221ad, and "
+            f"the weight the softmax gives it): " + "; ".join(parts) + ".")
+
+
 def _walkthrough_section(rep, translator, sentence, v):
     t = v["trace"]
     text, initial = _article_check(t)
+    per_layer = _factor_layers(t)
+    if per_layer:
+        text = per_layer if not text else text + "\n\n" + per_layer
     if initial is None:
         toks = t.tokens("encoder")[0]
         last = t.num_layers("encoder") - 1
