@@ -1547,7 +1547,8 @@ def similarity_sentence(corpus, kind):
     CKA of their outputs, the overlap of their trigger sets and what their
     top neurons' descriptions rest on. Neighbouring layers and the first
     and last are named (with any pair whose CKA is 0.8 or more, which is
-    nearly the same function); layer_pairs has every pair."""
+    nearly the same function); layer_pairs has every pair, which the
+    sentence page shows as a table."""
     L = corpus.num_layers(kind)
     if L < 2:
         return f"The {kind} has one layer: nothing to compare."
@@ -1589,8 +1590,7 @@ def similarity_sentence(corpus, kind):
             f"rotation and a scale): {cka_text}. The top-{corpus.top_k} triggers of each "
             f"layer's {n_top} most active neurons overlap (Jaccard): {ov_text}; random sets "
             f"of the same sizes would overlap by {min(chance):.1%}\u2013{max(chance):.1%}"
-            + (" (every pair in the table below)" if others else "")
-            + f". What the {n_top} neurons' descriptions rest on: {prof}.")
+            f". What the {n_top} neurons' descriptions rest on: {prof}.")
 
 
 def ffn_section(rep, translator, sentence, v, corpus=None):
