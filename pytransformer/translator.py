@@ -29,16 +29,21 @@ __all__ = ["SettingsError", "Translation", "Translator", "UnknownWordWarning", "
            "model_path", "train_translator", "validation_scores"]
 
 SHIPPED_MODEL = "translator-en-es.safetensors"
-# The models of pytransformer/models/ by short name: (file, in the wheel?).
-# The 6+6-layer model is in the source repository only: with its float16
-# weights and int8 snapshots it would take the wheel past its size budget.
+# The models by short name: (file, in the wheel?). One in the wheel is in
+# pytransformer/models/; the 6+6-layer one is in the repository's top-level
+# models/ only: with its float16 weights and int8 snapshots (25.7 MB) it
+# would take the wheel past its 25 MB budget.
 MODELS = {"translator-en-es": (SHIPPED_MODEL, True),
           "translator6-en-es": ("translator6-en-es.safetensors", False)}
 
 
-def _models_dir():
+def _models_dir(in_wheel=True):
+    """pytransformer/models/ (in_wheel) or the repository's models/ beside
+    the package directory (a source checkout, which `pip install -e .`
+    runs from)."""
     import os
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(here if in_wheel else os.path.dirname(here), "models")
 
 
 def default_model_path():
@@ -50,13 +55,13 @@ def default_model_path():
 
 
 def model_path(name):
-    """The path of the model called `name` in pytransformer/models/ (a key
-    of MODELS: "translator-en-es", the 3+3-layer model shipped in the
-    wheel, or "translator6-en-es", the 6+6-layer model of the source
-    repository; the file name with ".safetensors" is accepted too).
-    ValueError for another name; FileNotFoundError, with a one-line message
-    saying where the model ships, when this installation lacks the file
-    (the 6-layer model is not in the wheel: it needs the repository
+    """The path of the model called `name` (a key of MODELS; the file name
+    with ".safetensors" is accepted too): "translator-en-es", the 3+3-layer
+    model in the package (pytransformer/models/, in the wheel), or
+    "translator6-en-es", the 6+6-layer model in the repository's models/
+    (not in the wheel). ValueError for another name; FileNotFoundError,
+    with a one-line message saying where the model ships, when this
+    installation lacks the file (the 6-layer model needs the repository
     checkout installed with `pip install -e .`)."""
     import os
     key = name[:-len(".safetensors")] if isinstance(name, str) and name.endswith(".safetensors") \
@@ -64,11 +69,11 @@ def model_path(name):
     if key not in MODELS:
         raise ValueError(f"name: expected one of {sorted(MODELS)}, got {name!r:.80}")
     file, in_wheel = MODELS[key]
-    path = os.path.join(_models_dir(), file)
+    path = os.path.join(_models_dir(in_wheel), file)
     if not os.path.exists(path):
         where = ("the package (pytransformer/models/)" if in_wheel else
-                 "the source repository only (pytransformer/models/, not in the wheel): "
-                 "install the repository checkout with `pip install -e .`")
+                 "the source repository only (models/, not in the wheel): install the "
+                 "repository checkout with `pip install -e .`")
         raise FileNotFoundError(f"{key}: this installation has no {file}; the model ships "
                                 f"in {where}")
     return path

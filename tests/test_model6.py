@@ -1,8 +1,8 @@
-"""The 6+6-layer translator of pytransformer/models/ (in the repository, not
-in the wheel): it loads by name, translates the seed sentences, its
-sentence report has every section for all of its layers, and
-examples/train-6layer.json is its training command; an installation
-without the file is told, in one line, where it ships."""
+"""The 6+6-layer translator of the repository's models/ (not in the wheel):
+it loads by name, translates the seed sentences, its sentence report has
+every section for all of its layers, and examples/train-6layer.json is its
+training command; an installation without the file is told, in one line,
+where it ships."""
 import json
 import os
 import re
@@ -29,7 +29,7 @@ def six():
 
 def test_loads_by_name_and_translates_the_seed_sentences(six):
     path = model_path(NAME)
-    assert path == os.path.join(ROOT, "pytransformer", "models", NAME + ".safetensors")
+    assert path == os.path.join(ROOT, "models", NAME + ".safetensors")
     assert model_path(NAME + ".safetensors") == path
     cfg = six.model.config
     assert (cfg.num_encoder_layers, cfg.num_decoder_layers, cfg.d_model) == (6, 6, 128)
@@ -119,7 +119,7 @@ def test_an_installation_without_the_file_says_where_it_ships(tmp_path, monkeypa
     """The wheel leaves the 6-layer model out: model_path and Translator.load
     by name then raise one line saying it is in the source repository; the
     3+3 model's message names the package."""
-    monkeypatch.setattr(translator_module, "_models_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(translator_module, "_models_dir", lambda in_wheel=True: str(tmp_path))
     for call in (lambda: model_path(NAME), lambda: Translator.load(NAME)):
         with pytest.raises(FileNotFoundError) as e:
             call()
@@ -135,20 +135,19 @@ def test_an_installation_without_the_file_says_where_it_ships(tmp_path, monkeypa
     assert not MODELS[NAME][1] and MODELS["translator-en-es"][1]
 
 
-def test_the_wheel_rule_leaves_out_the_six_layer_file_only():
-    """pyproject.toml's exclude-package-data pattern (what the wheel leaves
-    out of pytransformer/models/) matches the 6-layer file and not the 3+3
-    model, and the sdist (MANIFEST.in) leaves it out too."""
+def test_only_the_3_layer_model_is_inside_the_package():
+    """The wheel holds the packages setuptools finds (pyproject.toml:
+    pytransformer*) and their package data: the 3+3 model is in
+    pytransformer/models/, the 6+6 one in the top-level models/, which no
+    package pattern and no MANIFEST.in line names (tests/test_snapshots.py
+    checks that the package fits the wheel's 25 MB)."""
     import fnmatch
     tomllib = pytest.importorskip("tomllib")
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        tool = tomllib.load(f)["tool"]["setuptools"]
-    out = tool["exclude-package-data"]["pytransformer.models"]
-    shipped = tool["package-data"]["pytransformer.models"]
-    for name, in_wheel in MODELS.values():
-        included = any(fnmatch.fnmatch(name, p) for p in shipped)
-        excluded = any(fnmatch.fnmatch(name, p) for p in out)
-        assert included and excluded != in_wheel, name
+        include = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
+    for name, (file, in_wheel) in MODELS.items():
+        rel = os.path.relpath(model_path(name), ROOT)
+        package = os.path.dirname(rel).replace(os.sep, ".")
+        assert any(fnmatch.fnmatch(package, p) for p in include) == in_wheel, rel
     with open(os.path.join(ROOT, "MANIFEST.in")) as f:
-        manifest = f.read().splitlines()
-    assert "exclude pytransformer/models/translator6-*.safetensors" in manifest
+        assert not [line for line in f if "models" in line and "pytransformer/models" not in line]
