@@ -130,7 +130,7 @@ def _reported_unknown_words():
 def _load_translator(path, flag="--model"):
     """The Translator in `path` (None: the shipped model); CLIError naming
     `flag` when there is none or the file is not a translator."""
-    from pytransformer.translator import Translator, default_model_path
+    from pytransformer.translator import MODELS, Translator, default_model_path, model_path
 
     if path is None:
         path = default_model_path()
@@ -139,6 +139,12 @@ def _load_translator(path, flag="--model"):
                            "`pytransformer train --out translator.safetensors` and pass --model")
     if not path:
         raise CLIError(f"{flag}: expected a translator file, got ''")
+    name = os.path.basename(path)
+    if not os.path.exists(path) and name.removesuffix(".safetensors") in MODELS:
+        try:                        # a model of pytransformer/models/, by name or path
+            path = model_path(name)
+        except FileNotFoundError as e:
+            raise CLIError(f"{flag}: {e}") from None
     if not os.path.exists(path):
         raise CLIError(f"{flag}: no model at {path}; train one with "
                        f"`pytransformer train --out {path}`")
@@ -568,8 +574,9 @@ def cmd_explain(args):
         except ImportError as e:
             raise CLIError(f"--png: {e}", code=1) from None
     m = args.model
-    if m and (os.path.isdir(m) or not os.path.exists(m) and "/" not in m
-              and not m.endswith(".safetensors")):
+    from pytransformer.translator import MODELS     # a translator's short name is no package
+    if m and m not in MODELS and (os.path.isdir(m) or not os.path.exists(m) and "/" not in m
+                                  and not m.endswith(".safetensors")):
         # a sentence-transformers directory or an installed model package
         from pytransformer.pretrained import load
         try:
@@ -624,8 +631,9 @@ def cmd_analyze(args):
     if args.json is not None:
         _check_output_file("--json", args.json)
     m = args.model
-    if m and (os.path.isdir(m) or not os.path.exists(m) and "/" not in m
-              and not m.endswith(".safetensors")):
+    from pytransformer.translator import MODELS     # a translator's short name is no package
+    if m and m not in MODELS and (os.path.isdir(m) or not os.path.exists(m) and "/" not in m
+                                  and not m.endswith(".safetensors")):
         return _analyze_encoder(args)       # a sentence-transformers dir or model package
     tr = _load_translator(args.model)
     shape = (tr.model.config.num_decoder_layers, tr.model.config.nhead)

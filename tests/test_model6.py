@@ -151,3 +151,20 @@ def test_only_the_3_layer_model_is_inside_the_package():
         assert any(fnmatch.fnmatch(package, p) for p in include) == in_wheel, rel
     with open(os.path.join(ROOT, "MANIFEST.in")) as f:
         assert not [line for line in f if "models" in line and "pytransformer/models" not in line]
+
+
+@pytest.mark.parametrize("command", [["translate", "The ball is blue"], ["explain", "The ball is blue"],
+                                     ["analyze"]])
+@pytest.mark.parametrize("model", [NAME, f"models/{NAME}.safetensors"])
+def test_the_cli_without_the_file_says_where_it_ships(command, model, tmp_path, monkeypatch,
+                                                      capsys):
+    """On an installation without the 6-layer file, translate, explain and
+    analyze given its short name or its repository path fail with one line
+    naming --model and where the model ships (not "train one")."""
+    monkeypatch.setattr(translator_module, "_models_dir", lambda in_wheel=True: str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([command[0], "--model", model] + command[1:]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith(f"pytransformer {command[0]}: --model: {NAME}: this installation has no")
+    assert "source repository only" in err
