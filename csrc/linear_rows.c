@@ -11,13 +11,19 @@
  * is a dot product of a row of x and a row of w, both contiguous along
  * IN, so nothing is packed and w is read once per call.
  *
- * Tile: 4 rows of x x 4 rows of w, 16 accumulators of 16 lanes; per 16
- * k: 4 x loads, 4 w loads, 16 FMAs. The 16 accumulators are then summed
- * into one vector of the tile's 16 outputs by a transpose-and-add tree
- * (30 shuffles and 15 adds for 16 outputs), the bias added, and each
- * row's 4 outputs stored. Rows of w go in blocks of LR_NB (24-96 KiB for
- * IN = 384-1536, kept in L1/L2 while every 4-row tile of x passes), the
- * blocks split statically between the threads.
+ * Tile: up to 6 rows of x x 4 rows of w, 24 accumulators of 16 lanes;
+ * per 16 k: 6 x loads, 4 w loads, 24 FMAs. The accumulators of each 4
+ * rows are then summed into one vector of 16 outputs by a
+ * transpose-and-add tree (30 shuffles and 15 adds), the bias added, and
+ * each row's 4 outputs stored. The rows of x are cut into tiles of at
+ * most 6, as even as they come (17 rows: 6, 6, 5), so no tile is left
+ * with a row or two that would cost a whole pass over w. Rows of w go in
+ * blocks of LR_NB (24-96 KiB for IN = 384-1536, kept in L1/L2 while
+ * every row tile passes), the blocks split statically between the
+ * threads. At batch 1 w comes from L3 or memory, read once: while the
+ * first row tile of a block runs, the next block's rows are prefetched
+ * into L2 (without it the loads of w and the FMAs take turns instead of
+ * overlapping).
  *
  * Every output is one thread's fixed-order sum (lane l holds the k = l
  * mod 16 terms in k order, the IN % 16 tail in masked lanes, then the
@@ -44,6 +50,7 @@ int64_t pt_linear_rows_max = PT_LINEAR_ROWS_MAX;
 #include <immintrin.h>
 
 #define LR_NB 16                   /* rows of w per block (a multiple of 4) */
+#define LR_MR 6                    /* most rows of x per tile */
 #define LR_PAR_MIN (1 << 20)       /* multiply-adds below which one thread runs */
 #define LR_TARGET __attribute__((target("avx512f")))
 #define LR_INLINE __attribute__((always_inline, target("avx512f"))) static inline
@@ -75,59 +82,68 @@ LR_INLINE __m512 lr_sum16(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4,
 }
 
 /* y[i*ldy + j] = sum_k x[i*IN + k] w[j*IN + k] (+ b[j]) for i < mr, j < nr
- * (mr compile-time through always_inline; rows past nr read row 0 of w
- * and are not stored); tail masks the lanes of IN % 16. */
+ * (mr <= LR_MR compile-time through always_inline; rows past nr read row
+ * 0 of w and are not stored); tail masks the lanes of IN % 16. pf, when
+ * not NULL, is 4 rows of w (stride IN) to prefetch into L2 meanwhile. */
 LR_INLINE void lr_tile(float *y, int64_t ldy, const float *x, const float *w, const float *b,
-                       int64_t IN, const int mr, int nr, __mmask16 tail)
+                       int64_t IN, const int mr, int nr, __mmask16 tail, const float *pf)
 {
     __m512 z = _mm512_setzero_ps();
     __m512 c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
     __m512 c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
+    __m512 c40 = z, c41 = z, c42 = z, c43 = z, c50 = z, c51 = z, c52 = z, c53 = z;
     const float *x0 = x, *x1 = mr > 1 ? x + IN : x, *x2 = mr > 2 ? x + 2 * IN : x;
-    const float *x3 = mr > 3 ? x + 3 * IN : x;
+    const float *x3 = mr > 3 ? x + 3 * IN : x, *x4 = mr > 4 ? x + 4 * IN : x;
+    const float *x5 = mr > 5 ? x + 5 * IN : x;
     const float *w0 = w, *w1 = nr > 1 ? w + IN : w, *w2 = nr > 2 ? w + 2 * IN : w;
     const float *w3 = nr > 3 ? w + 3 * IN : w;
+#define LR_ROW(i, LD)                                                                   \
+    if (mr > i) {                                                                       \
+        __m512 u = LD(x##i + k);                                                        \
+        c##i##0 = _mm512_fmadd_ps(u, v0, c##i##0); c##i##1 = _mm512_fmadd_ps(u, v1, c##i##1); \
+        c##i##2 = _mm512_fmadd_ps(u, v2, c##i##2); c##i##3 = _mm512_fmadd_ps(u, v3, c##i##3); \
+    }
 #define LR_STEP(LD)                                                                     \
     {                                                                                   \
-        __m512 v0 = LD(w0 + k), v1 = LD(w1 + k), v2 = LD(w2 + k), v3 = LD(w3 + k), u;   \
-        u = LD(x0 + k);                                                                 \
-        c00 = _mm512_fmadd_ps(u, v0, c00); c01 = _mm512_fmadd_ps(u, v1, c01);           \
-        c02 = _mm512_fmadd_ps(u, v2, c02); c03 = _mm512_fmadd_ps(u, v3, c03);           \
-        if (mr > 1) {                                                                   \
-            u = LD(x1 + k);                                                             \
-            c10 = _mm512_fmadd_ps(u, v0, c10); c11 = _mm512_fmadd_ps(u, v1, c11);       \
-            c12 = _mm512_fmadd_ps(u, v2, c12); c13 = _mm512_fmadd_ps(u, v3, c13);       \
-        }                                                                               \
-        if (mr > 2) {                                                                   \
-            u = LD(x2 + k);                                                             \
-            c20 = _mm512_fmadd_ps(u, v0, c20); c21 = _mm512_fmadd_ps(u, v1, c21);       \
-            c22 = _mm512_fmadd_ps(u, v2, c22); c23 = _mm512_fmadd_ps(u, v3, c23);       \
-        }                                                                               \
-        if (mr > 3) {                                                                   \
-            u = LD(x3 + k);                                                             \
-            c30 = _mm512_fmadd_ps(u, v0, c30); c31 = _mm512_fmadd_ps(u, v1, c31);       \
-            c32 = _mm512_fmadd_ps(u, v2, c32); c33 = _mm512_fmadd_ps(u, v3, c33);       \
-        }                                                                               \
+        __m512 v0 = LD(w0 + k), v1 = LD(w1 + k), v2 = LD(w2 + k), v3 = LD(w3 + k);      \
+        LR_ROW(0, LD) LR_ROW(1, LD) LR_ROW(2, LD) LR_ROW(3, LD) LR_ROW(4, LD) LR_ROW(5, LD) \
     }
 #define LR_LOAD(p) _mm512_loadu_ps(p)
 #define LR_LOADT(p) _mm512_maskz_loadu_ps(tail, p)
     int64_t k = 0;
+    if (pf) {
+        for (; k + 16 <= IN; k += 16) {
+            _mm_prefetch((const char *)(pf + k), _MM_HINT_T1);
+            _mm_prefetch((const char *)(pf + IN + k), _MM_HINT_T1);
+            _mm_prefetch((const char *)(pf + 2 * IN + k), _MM_HINT_T1);
+            _mm_prefetch((const char *)(pf + 3 * IN + k), _MM_HINT_T1);
+            LR_STEP(LR_LOAD)
+        }
+    }
     for (; k + 16 <= IN; k += 16) LR_STEP(LR_LOAD)
     if (k < IN) LR_STEP(LR_LOADT)
 #undef LR_LOAD
 #undef LR_LOADT
 #undef LR_STEP
-    /* output (i, j) in lane 4i + j: accumulator index {0,8,4,12}[i] + {0,2,1,3}[j] */
+#undef LR_ROW
+    /* output (i, j) of rows 0-3 in lane 4i + j of s, rows 4-5 in lanes
+     * 4(i-4) + j of t: accumulator index {0,8,4,12}[i] + {0,2,1,3}[j] */
     __m512 s = lr_sum16(c00, c02, c01, c03, c20, c22, c21, c23,
                         c10, c12, c11, c13, c30, c32, c31, c33);
+    __m512 t = z;
+    if (mr > 4)
+        t = lr_sum16(c40, c42, c41, c43, z, z, z, z, c50, c52, c51, c53, z, z, z, z);
     __mmask16 cols = (__mmask16)((1u << nr) - 1);
     if (b) {
         __m512 bv = _mm512_maskz_loadu_ps(cols, b);
-        s = _mm512_add_ps(s, _mm512_shuffle_f32x4(bv, bv, 0x00));
+        bv = _mm512_shuffle_f32x4(bv, bv, 0x00);
+        s = _mm512_add_ps(s, bv);
+        t = _mm512_add_ps(t, bv);
     }
     const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     for (int i = 0; i < mr; i++) {
-        __m512 r = _mm512_permutexvar_ps(_mm512_add_epi32(iota, _mm512_set1_epi32(4 * i)), s);
+        __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32(4 * (i & 3)));
+        __m512 r = _mm512_permutexvar_ps(idx, i < 4 ? s : t);
         _mm512_mask_storeu_ps(y + i * ldy, cols, r);
     }
 }
@@ -136,22 +152,28 @@ LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const
                                  int64_t N, int64_t IN, int64_t OUT, int nth)
 {
     int64_t nblocks = (OUT + LR_NB - 1) / LR_NB;
+    /* row tiles of at most LR_MR rows, as even as they come (17 -> 6, 6, 5) */
+    int64_t ntiles = (N + LR_MR - 1) / LR_MR;
     __mmask16 tail = (__mmask16)((1u << (IN % 16)) - 1);
     (void)nth;   /* read only by the OpenMP pragma */
     #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
     for (int64_t blk = 0; blk < nblocks; blk++) {
         int64_t o1 = (blk + 1) * LR_NB < OUT ? (blk + 1) * LR_NB : OUT;
-        for (int64_t r = 0; r < N; r += 4) {
-            int64_t mr = N - r < 4 ? N - r : 4;
+        for (int64_t tile = 0; tile < ntiles; tile++) {
+            int64_t r = tile * N / ntiles, mr = (tile + 1) * N / ntiles - r;
             for (int64_t o = blk * LR_NB; o < o1; o += 4) {
                 int nr = (int)(o1 - o < 4 ? o1 - o : 4);
                 float *yt = y + r * OUT + o;
                 const float *xt = x + r * IN, *wt = w + o * IN, *bt = b ? b + o : NULL;
+                /* the first row tile brings the next block's rows of w into L2 */
+                const float *pf = tile == 0 && o + LR_NB + 4 <= OUT ? wt + LR_NB * IN : NULL;
                 switch (mr) {
-                case 4: lr_tile(yt, OUT, xt, wt, bt, IN, 4, nr, tail); break;
-                case 3: lr_tile(yt, OUT, xt, wt, bt, IN, 3, nr, tail); break;
-                case 2: lr_tile(yt, OUT, xt, wt, bt, IN, 2, nr, tail); break;
-                default: lr_tile(yt, OUT, xt, wt, bt, IN, 1, nr, tail); break;
+                case 6: lr_tile(yt, OUT, xt, wt, bt, IN, 6, nr, tail, pf); break;
+                case 5: lr_tile(yt, OUT, xt, wt, bt, IN, 5, nr, tail, pf); break;
+                case 4: lr_tile(yt, OUT, xt, wt, bt, IN, 4, nr, tail, pf); break;
+                case 3: lr_tile(yt, OUT, xt, wt, bt, IN, 3, nr, tail, pf); break;
+                case 2: lr_tile(yt, OUT, xt, wt, bt, IN, 2, nr, tail, pf); break;
+                default: lr_tile(yt, OUT, xt, wt, bt, IN, 1, nr, tail, pf); break;
                 }
             }
         }

@@ -44,11 +44,11 @@ def rows_max():
 
 
 @needs_avx512
-@pytest.mark.parametrize("N", [1, 2, 3, 4, 5, 7, 17, 64])
+@pytest.mark.parametrize("N", [1, 2, 3, 4, 5, 6, 7, 12, 17, 64])
 @pytest.mark.parametrize("IN,OUT", [(384, 1152), (16, 4), (17, 5), (33, 18), (1, 3), (100, 1)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_matches_float64_and_linear_forward_at_every_tail(N, IN, OUT, bias):
-    """Row tails (N % 4), column tails (OUT % 4) and k tails (IN % 16)."""
+    """Row tiles of 1-6 rows, column tails (OUT % 4) and k tails (IN % 16)."""
     rng = np.random.default_rng(N * 1000 + IN + OUT)
     x, w = _rand(rng, N, IN), _rand(rng, OUT, IN)
     b = _rand(rng, OUT) if bias else None
