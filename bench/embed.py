@@ -104,6 +104,27 @@ class Ours:
         return self.model.encode(sentences, batch_size=batch_size)
 
 
+class OursGemmOnly(Ours):
+    """Ours with every encoder projection through pt_linear_forward (the
+    BLAS), none through linear_rows.c's few-rows kernel: --baseline, to
+    compare the two in one run. Shares the model of an Ours."""
+
+    name = "pytransformer, projections by BLAS"
+
+    def __init__(self, ours):
+        self.model = ours.model
+        self.version = ours.version + "; linear_rows_max 0"
+
+    def encode(self, sentences, batch_size=BATCH):
+        """(N, 384) float32 embeddings."""
+        from pytransformer import _core
+        old = _core.linear_rows_max(0)
+        try:
+            return self.model.encode(sentences, batch_size=batch_size)
+        finally:
+            _core.linear_rows_max(old)
+
+
 class SentenceTransformers:
     """SentenceTransformer(path, device='cpu').encode."""
 
@@ -282,6 +303,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per workload (median)")
     ap.add_argument("--only", choices=("ours", "onnxruntime", "all"), default="all",
                     help="'ours' skips the peers, 'onnxruntime' sentence-transformers")
+    ap.add_argument("--baseline", action="store_true",
+                    help="also measure ours with every encoder projection by the BLAS "
+                         "(linear_rows_max 0)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     try:
@@ -291,7 +315,7 @@ def main(argv=None):
         ap.error(f"--threads: expected positive ints separated by commas, got {args.threads!r}")
     ours = Ours()
     path = ours.model.path
-    backends = [ours]
+    backends = [ours] + ([OursGemmOnly(ours)] if args.baseline else [])
     notes = []
     if args.only == "all":
         try:
@@ -328,15 +352,18 @@ def main(argv=None):
         print(f"{'backend':34s} {'short sent/s':>13s} {'long sent/s':>12s} {'batch-1 ms':>11s}")
         for name, r in results.items():
             print(f"{name:34s} {r['short']:13.1f} {r['long']:12.1f} {r['b1']:11.2f}")
-        base = results[ours.name]
-        for name, r in results.items():
-            if name == ours.name:
-                continue
-            diff = np.abs(embs[name] - embs[ours.name]).max()
-            print(f"ours / {name}: short x{base['short'] / r['short']:.2f}, long "
-                  f"x{base['long'] / r['long']:.2f}, batch-1 latency "
-                  f"x{r['b1'] / base['b1']:.2f} (>1 = ours faster); max |embedding diff| "
-                  f"{diff:.1e}")
+        mine = [b.name for b in backends if isinstance(b, Ours)]
+        for own in mine:
+            base = results[own]
+            label = "ours" if own == ours.name else own
+            for name, r in results.items():
+                if name == own or (own != ours.name and name in mine):
+                    continue
+                diff = np.abs(embs[name] - embs[own]).max()
+                print(f"{label} / {name}: short x{base['short'] / r['short']:.2f}, long "
+                      f"x{base['long'] / r['long']:.2f}, batch-1 latency "
+                      f"x{r['b1'] / base['b1']:.2f} (>1 = {label} faster); max |embedding "
+                      f"diff| {diff:.1e}")
         print("where our time goes (cProfile own time, one run each; profiling adds "
               "overhead):")
         for label, sents in (("short", short), ("long", long), ("batch-1", [one])):
