@@ -33,11 +33,10 @@
  * pt_linear_rows_forward takes this path when the ISA level in use is
  * avx512 (PT_ISA may lower it), the dtype float32 and N <= pt_linear_rows_max
  * (PT_LINEAR_ROWS_MAX unless set, pt_linear_rows.h); otherwise it calls
- * pt_linear_forward. Below LR_PAR_MIN multiply-adds (about 30 us on one
- * core) it runs on one thread: a second thread would save at most half of
- * that, and waking it (the OpenMP threads sleep between regions) costs
- * 5-10 us (measured: 384 x 384 at 1-17 rows, 2 threads 5-6 us slower than
- * 1 at best).
+ * pt_linear_forward. Below LR_PAR_MIN multiply-adds it runs on one
+ * thread: a second thread would save at most half of a product that
+ * small, about what waking it costs (the OpenMP threads sleep between
+ * regions).
  */
 #include <stdint.h>
 #include "pt_real.h"
