@@ -1,23 +1,32 @@
 /*
- * softmax_avx512.c -- the float32 softmax / log_softmax and cross-entropy
- * rows of softmax.c with AVX-512 intrinsics (see softmax.c for the
- * formulas and the special values), the dispatch table's float32 avx512
- * entry (pt_sm_avx512_f32; the backward row is the AVX2 one). The float64
- * rows are libm exp calls and keep the AVX2 entry.
+ * softmax_avx512.c -- the softmax / log_softmax and cross-entropy rows of
+ * softmax.c with AVX-512 intrinsics (see softmax.c for the formulas and
+ * the special values), the dispatch table's avx512 entries pt_sm_avx512_f32
+ * and pt_sm_avx512_f64.
  *
- * The same operations in the same order as the portable rows, so the
- * results are bitwise theirs:
+ * float32: the operations and order of the portable rows except exp:
  *   - the row max is the integer max over the order-preserving keys of the
  *     float bits (exact, so its order does not matter);
- *   - exp is pt_expf (pt_expf.h) 16 lanes at a time, operation for
- *     operation (the same clamps and masks, a*b+c as a multiply then an
- *     add: no FMA);
+ *   - exp is pt_expf_fma_avx512 (pt_expf_avx512.h): pt_expf's algorithm
+ *     with FMA, half its operations, which is what the rows cost once the
+ *     logits are in cache; each exp within 2 ulp of pt_expf's, so the
+ *     rows are within a few ulp of the portable ones, not bitwise (the
+ *     tolerance is stated and tested in tests/test_avx512_rows.py);
  *   - sums go into the LANES = 16 double lanes of pt_lanes.h (lane k
  *     takes the elements c = k mod 16: a 16-float vector converts to the
  *     8-double halves holding lanes 0-7 and 8-15), combined by lane_sum;
  *     row tails use masked loads and masked adds, so a tail element goes
  *     to the lane the portable loop gives it and the other lanes are not
- *     touched.
+ *     touched. The softmax backward row is the AVX2 one.
+ *
+ * float64: the same structure (integer max over the keys of the double
+ * bits, the 16 double lanes as two 8-double vectors, the same formulas in
+ * the same order), but exp is pt_exp_pd_avx512 (pt_exp_f64_avx512.h,
+ * at most 2 ulp) where the portable rows call libm's exp (under 1 ulp): so
+ * the results are not bitwise the portable ones; tests/test_avx512_rows.py
+ * states and checks the tolerance. The log_softmax backward (an exp per
+ * element) is vectorised here too, its sum of dy in the portable order;
+ * the softmax backward (a dot and an axpy, no exp) is the AVX2 one.
  */
 #include "pt_real.h"
 #include <string.h>
@@ -26,41 +35,13 @@
 #if PT_X86 && PT_DTYPE == 32
 #include "pt_avx512.h"
 #include "pt_lanes.h"   /* LANES, lane_sum */
+#include "pt_expf_avx512.h"
 
 #define A512 PT_TARGET_AVX512
 #define INL static inline __attribute__((always_inline))
 
 enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
 enum { SE_STORE = 1, SE_SUMX = 2 };
-
-/* pt_expf, 16 lanes: the same operations in the same order. */
-A512 INL __m512 sm_expf(__m512 x)
-{
-    const __m512 lo = _mm512_set1_ps(-86.98f), hi = _mm512_set1_ps(88.72283f);
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
-    __mmask16 below = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-    __mmask16 above = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
-    __m512 xc = _mm512_mask_blend_ps(below, x, lo);
-    xc = _mm512_mask_blend_ps(above, xc, hi);
-    __m512 kb = _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), magic);
-    __m512 k = _mm512_sub_ps(kb, magic);
-    __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
-    r = _mm512_add_ps(r, _mm512_mul_ps(k, _mm512_set1_ps(2.12194440e-4f)));
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
-                      _mm512_set1_ps(1.0f));
-    __m512i two = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_castps_si512(kb), _mm512_set1_epi32(126 - 0x4B400000)), 23);
-    __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(two)),
-                             _mm512_set1_ps(2.0f));
-    y = _mm512_maskz_mov_ps((__mmask16)~below, y);
-    return _mm512_mask_blend_ps(above, y, _mm512_set1_ps(INFINITY));
-}
 
 /* Order-preserving integer keys of floats (softmax.c's key_of). */
 A512 INL __m512i sm_keys(__m512i k)
@@ -125,7 +106,7 @@ A512 INL double sm_row_sumexp(int what, float *e, double *sx, const float *x, fl
     int64_t c = 0;
     for (; c + 16 <= C; c += 16) {
         __m512 xv = _mm512_loadu_ps(x + c);
-        __m512 ev = sm_expf(_mm512_sub_ps(xv, vm));
+        __m512 ev = pt_expf_fma_avx512(_mm512_sub_ps(xv, vm));
         if (what & SE_STORE) _mm512_storeu_ps(e + c, ev);
         sm_acc(acc, ev, 0xFFFF);
         if (what & SE_SUMX) sm_acc(accx, xv, 0xFFFF);
@@ -133,7 +114,7 @@ A512 INL double sm_row_sumexp(int what, float *e, double *sx, const float *x, fl
     if (c < C) {
         __mmask16 k = Z_TAIL(C - c);
         __m512 xv = _mm512_maskz_loadu_ps(k, x + c);
-        __m512 ev = sm_expf(_mm512_sub_ps(xv, vm));
+        __m512 ev = pt_expf_fma_avx512(_mm512_sub_ps(xv, vm));
         if (what & SE_STORE) _mm512_mask_storeu_ps(e + c, k, ev);
         sm_acc(acc, ev, k);
         if (what & SE_SUMX) sm_acc(accx, xv, k);
@@ -227,6 +208,196 @@ static void softmax_bwd_row_avx2(float *dxr, const float *dyr, const float *yr, 
 const struct pt_sm_kernels_f32 pt_sm_avx512_f32 = {
     "avx512", softmax_row_avx512, softmax_bwd_row_avx2, ce_fwd_row_avx512, ce_bwd_row_avx512
 };
+#elif PT_X86 && PT_DTYPE == 64
+#include "pt_avx512.h"
+#include "pt_lanes.h"   /* LANES, lane_sum */
+#include "pt_exp_f64_avx512.h"
+
+#define A512 PT_TARGET_AVX512
+#define INL static inline __attribute__((always_inline))
+
+enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
+enum { SE_STORE = 1, SE_SUMX = 2 };
+
+/* Order-preserving integer keys of doubles (softmax.c's key_of). */
+A512 INL __m512i smd_keys(__m512i k)
+{
+    return _mm512_xor_si512(k, _mm512_srli_epi64(_mm512_srai_epi64(k, 63), 1));
+}
+
+/* m = max_c x[c] (C >= 1) and what it says about the row (softmax.c's
+ * row_max). */
+A512 static int smd_row_max(const double *x, int64_t C, double *m_out)
+{
+    const __m512i kmin = _mm512_set1_epi64(INT64_MIN);
+    __m512i k0 = kmin, k1 = kmin;
+    int64_t c = 0;
+    for (; c + 16 <= C; c += 16) {
+        k0 = _mm512_max_epi64(k0, smd_keys(_mm512_loadu_si512(x + c)));
+        k1 = _mm512_max_epi64(k1, smd_keys(_mm512_loadu_si512(x + c + 8)));
+    }
+    for (; c < C; c += 8) {
+        __mmask8 m = Z_TAIL(C - c);
+        k0 = _mm512_mask_max_epi64(k0, m, k0, smd_keys(_mm512_maskz_loadu_epi64(m, x + c)));
+    }
+    int64_t km = _mm512_reduce_max_epi64(_mm512_max_epi64(k0, k1));
+    if (km < 0) km ^= INT64_MAX;
+    double m;
+    memcpy(&m, &km, sizeof m);
+    *m_out = m;
+    if (m != m || m == INFINITY) return ROW_NAN;
+    if (m == -INFINITY) {
+        for (int64_t i = 0; i < C; i++)
+            if (x[i] != x[i]) return ROW_NAN;
+        return ROW_EMPTY;
+    }
+    return ROW_FINITE;
+}
+
+A512 INL double smd_acc_sum(const __m512d acc[2])
+{
+    double a[LANES];
+    _mm512_storeu_pd(a, acc[0]);
+    _mm512_storeu_pd(a + 8, acc[1]);
+    return lane_sum_f64(a);
+}
+
+/* s = sum_c exp(x[c] - m) in the 16 double lanes (acc[0]: lanes 0-7,
+ * acc[1]: 8-15), and what `what` asks (a constant at every call). */
+A512 INL double smd_row_sumexp(int what, double *e, double *sx, const double *x, double m,
+                               int64_t C)
+{
+    __m512d acc[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    __m512d accx[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    __m512d vm = _mm512_set1_pd(m);
+    int64_t c = 0;
+    for (; c + 16 <= C; c += 16)
+        for (int j = 0; j < 2; j++) {
+            __m512d xv = _mm512_loadu_pd(x + c + 8 * j);
+            __m512d ev = pt_exp_pd_avx512(_mm512_sub_pd(xv, vm));
+            if (what & SE_STORE) _mm512_storeu_pd(e + c + 8 * j, ev);
+            acc[j] = _mm512_add_pd(acc[j], ev);
+            if (what & SE_SUMX) accx[j] = _mm512_add_pd(accx[j], xv);
+        }
+    for (int j = 0; j < 2 && c + 8 * j < C; j++) {
+        __mmask8 k = Z_TAIL(C - c - 8 * j);
+        __m512d xv = _mm512_maskz_loadu_pd(k, x + c + 8 * j);
+        __m512d ev = pt_exp_pd_avx512(_mm512_sub_pd(xv, vm));
+        if (what & SE_STORE) _mm512_mask_storeu_pd(e + c + 8 * j, k, ev);
+        acc[j] = _mm512_mask_add_pd(acc[j], k, acc[j], ev);
+        if (what & SE_SUMX) accx[j] = _mm512_mask_add_pd(accx[j], k, accx[j], xv);
+    }
+    if (what & SE_SUMX) *sx = smd_acc_sum(accx);
+    return smd_acc_sum(acc);
+}
+
+A512 static void softmax_row_avx512_f64(double *yr, const double *xr, int64_t C, int want_log)
+{
+    double m;
+    int kind = smd_row_max(xr, C, &m);
+    if (kind != ROW_FINITE) {
+        double v = kind == ROW_NAN ? NAN : want_log ? -INFINITY : 0;
+        for (int64_t c = 0; c < C; c++) yr[c] = v;
+    } else if (want_log) {
+        __m512d vm = _mm512_set1_pd(m);
+        __m512d lg = _mm512_set1_pd(log(smd_row_sumexp(0, NULL, NULL, xr, m, C)));
+        for (int64_t c = 0; c < C; c += 8) {      /* y = (x - m) - lg */
+            __mmask8 k = Z_TAIL(C - c);
+            __m512d v = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, xr + c), vm);
+            _mm512_mask_storeu_pd(yr + c, k, _mm512_sub_pd(v, lg));
+        }
+    } else {
+        __m512d inv = _mm512_set1_pd(1.0 / smd_row_sumexp(SE_STORE, yr, NULL, xr, m, C));
+        for (int64_t c = 0; c < C; c += 8) {
+            __mmask8 k = Z_TAIL(C - c);
+            _mm512_mask_storeu_pd(yr + c, k, _mm512_mul_pd(_mm512_maskz_loadu_pd(k, yr + c), inv));
+        }
+    }
+}
+
+A512 static void ce_fwd_row_avx512_f64(double *loss_out, double *lse_out, const double *xr,
+                                       int64_t t, int64_t C, int64_t ignore_index, double ls)
+{
+    double l, sx = 0;
+    int want_sx = loss_out && ls != 0 && t != ignore_index;
+    double m;
+    int kind = C == 0 ? ROW_EMPTY : smd_row_max(xr, C, &m);
+    if (kind == ROW_FINITE)
+        l = m + log(want_sx ? smd_row_sumexp(SE_SUMX, NULL, &sx, xr, m, C)
+                            : smd_row_sumexp(0, NULL, NULL, xr, m, C));
+    else
+        l = kind == ROW_EMPTY ? -INFINITY : NAN;
+    *lse_out = l;
+    if (!loss_out) return;
+    if (t == ignore_index) {
+        *loss_out = 0;
+        return;
+    }
+    double nll = kind == ROW_EMPTY ? INFINITY : l - xr[t];
+    double v = (1 - ls) * nll;
+    if (ls != 0) {
+        double smooth = kind == ROW_EMPTY ? INFINITY : l - sx / (double)C;
+        v += ls * smooth;
+    }
+    *loss_out = v;
+}
+
+A512 static void ce_bwd_row_avx512_f64(double *dr, double *p, const double *xr, double l,
+                                       double g, double off, double on, int64_t t, int64_t C,
+                                       int acc)
+{
+    __m512d vg = _mm512_set1_pd(g), voff = _mm512_set1_pd(off);
+    if (l == -INFINITY) {
+        __m512d d = _mm512_mul_pd(vg, voff);              /* dr -= g * off */
+        for (int64_t c = 0; c < C; c += 8) {
+            __mmask8 k = Z_TAIL(C - c);
+            __m512d r = acc ? _mm512_maskz_loadu_pd(k, dr + c) : _mm512_setzero_pd();
+            _mm512_mask_storeu_pd(dr + c, k, _mm512_sub_pd(r, d));
+        }
+    } else {
+        __m512d inv = _mm512_set1_pd(1.0 / smd_row_sumexp(SE_STORE, p, NULL, xr, l, C));
+        for (int64_t c = 0; c < C; c += 8) {          /* dr += g * (p * inv - off) */
+            __mmask8 k = Z_TAIL(C - c);
+            __m512d q = _mm512_sub_pd(_mm512_mul_pd(_mm512_maskz_loadu_pd(k, p + c), inv), voff);
+            __m512d d = _mm512_mul_pd(vg, q);
+            _mm512_mask_storeu_pd(dr + c, k,
+                                  acc ? _mm512_add_pd(_mm512_maskz_loadu_pd(k, dr + c), d) : d);
+        }
+    }
+    dr[t] -= g * on;
+}
+
+/* One row of the softmax backward. log_softmax: dx = dy - exp(y) s with
+ * s = sum_c dy[c] in softmax.c's sum_d order (four partials, lane c mod 4,
+ * the tail into the first; then (s0 + s1) + (s2 + s3)), the exp
+ * vectorised. softmax (no exp): the AVX2 row. */
+A512 static void softmax_bwd_row_avx512_f64(double *dxr, const double *dyr, const double *yr,
+                                            int64_t C, int want_log, int acc)
+{
+    if (!want_log) {
+        pt_sm_avx2_f64.softmax_bwd_row(dxr, dyr, yr, C, want_log, acc);
+        return;
+    }
+    __m256d s4 = _mm256_setzero_pd();
+    int64_t c = 0;
+    for (; c + 4 <= C; c += 4) s4 = _mm256_add_pd(s4, _mm256_loadu_pd(dyr + c));
+    double sp[4];
+    _mm256_storeu_pd(sp, s4);
+    for (; c < C; c++) sp[0] += dyr[c];
+    __m512d vs = _mm512_set1_pd((sp[0] + sp[1]) + (sp[2] + sp[3]));
+    for (c = 0; c < C; c += 8) {
+        __mmask8 k = Z_TAIL(C - c);
+        __m512d e = pt_exp_pd_avx512(_mm512_maskz_loadu_pd(k, yr + c));
+        __m512d v = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, dyr + c), _mm512_mul_pd(e, vs));
+        _mm512_mask_storeu_pd(dxr + c, k,
+                              acc ? _mm512_add_pd(_mm512_maskz_loadu_pd(k, dxr + c), v) : v);
+    }
+}
+
+const struct pt_sm_kernels_f64 pt_sm_avx512_f64 = {
+    "avx512", softmax_row_avx512_f64, softmax_bwd_row_avx512_f64, ce_fwd_row_avx512_f64,
+    ce_bwd_row_avx512_f64
+};
 #else
 typedef int PT_SFX(pt_softmax_avx512_unused);
-#endif /* PT_X86 && PT_DTYPE == 32 */
+#endif /* PT_X86 */

@@ -179,6 +179,8 @@ def cmd_info(args):
           "PT_ISA=portable|avx2|avx512 forces a lower one")
     paths = cfg["kernels"]
     print("  kernels       " + ", ".join(f"{k} {v}" for k, v in paths.items()) + " (float32)")
+    print("                " + ", ".join(f"{k} {v}" for k, v in cfg["kernels_float64"].items())
+          + " (float64)")
     peaks = cfg.get("fma_peak_gflops") or {}
     if peaks:
         print("  FMA peak      " + ", ".join(

@@ -1,14 +1,31 @@
 """The AVX-512 row kernels (layer norm, softmax / log_softmax / cross-entropy,
-float32 GELU) against the AVX2 and portable paths and the float64 reference.
+GELU) against the AVX2 and portable paths and the float64 reference.
 
 Each path runs in a child process with PT_ISA set (portable also with
 PT_PORTABLE=1), so the test holds whether the path is read per call or
 once at import. Stated tolerances:
 
-- layer norm (float32 and float64) and softmax / log_softmax /
-  cross-entropy rows (float32; float64 rows keep the compiled loops): the
-  AVX-512 rows do the portable operations in the portable order (same
-  LANES double lanes, no FMA), so all three paths agree bit for bit;
+- layer norm (float32 and float64): the AVX-512 rows do the portable
+  operations in the portable order (same LANES double lanes, no FMA), so
+  all three paths agree bit for bit;
+- softmax / log_softmax / cross-entropy rows: the portable order and
+  formulas (the AVX2 rows are the portable ones compiled again, bitwise
+  equal to them), but another exp: float32 pt_expf with FMA
+  (pt_expf_fma_avx512, within 2 ulp of pt_expf, 0.99 ulp of exp measured
+  where pt_expf is 1.48), float64 a vectorised exp (pt_exp_f64_avx512.h,
+  under 1 ulp: checked here against long double) where the portable rows
+  call libm's (0.5 ulp). With u the unit roundoff of the dtype (2^-24,
+  2^-53): softmax within 16u relative, log_softmax and lse within
+  18u (1 + |value|), the loss within 18u (1 + |lse|), the cross-entropy
+  gradient within 16u |g| (measured float32: 3 ulp, 1 ulp, 0, 0 and
+  3e-8 |g|), the backwards within the forward's difference carried
+  through (stated at each check);
+- float64 GELU (erf and tanh forms): vectorised erfc and tanh parts where
+  the portable rows call libm's erf and tanh; the portable 0.5 (1 + erf)
+  and 1 + tanh(u) keep only an absolute accuracy in the negative tail,
+  which the AVX-512 forms (erfc, 2e/(1+e)) do not lose, so the paths agree
+  within 4 (ulp(y) + eps |z|) forward and 4 (ulp(g) + eps |dy| (1 + |z|))
+  backward, eps = 2^-52 (measured: 1.0 and 2.4);
 - float32 GELU (erf and tanh forms, with and without bias, forward and
   backward): the AVX-512 rows do the AVX2 path's operations, so AVX-512 and
   AVX2 agree bit for bit, and both agree with the portable path within the
@@ -34,6 +51,7 @@ from pytransformer import reference
 ROOT = Path(__file__).resolve().parent.parent
 LENGTHS = list(range(1, 71)) + [127, 128, 129, 1000, 4099]
 BIG = {"ln": (300, 129), "sm": (64, 1000), "gelu": (600, 129)}   # parallel, several chunks
+EPS64 = 2.0 ** -52
 IGNORE = -100
 
 
@@ -82,12 +100,12 @@ GELU_SPECIAL = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-40, -1e-40, 1e19, -1e19, 
                 86.0, -86.0, 87.0, -87.0, 200.0, -200.0, 13.2, -13.2, 9.0, -9.0]
 
 
-def _gelu_x(rng, N, C):
+def _gelu_x(rng, N, C, dtype):
     x = rng.standard_normal((N, C)) * 4
     flat = x.reshape(-1)
     k = min(flat.size // 2, len(GELU_SPECIAL))
     flat[rng.choice(flat.size, k, replace=False)] = GELU_SPECIAL[:k]
-    return x.astype(np.float32)
+    return x.astype(dtype)
 
 
 def _cases():
@@ -97,9 +115,9 @@ def _cases():
         for dt in ("float32", "float64"):
             out.append(("ln", dt, 7, C, C))
             out.append(("sm", dt, 6, C, C))
-        out.append(("gelu", "float32", 5, C, C))
+            out.append(("gelu", dt, 5, C, C))
     for fam, (N, C) in BIG.items():
-        for dt in (("float32",) if fam == "gelu" else ("float32", "float64")):
+        for dt in ("float32", "float64"):
             out.append((fam, dt, N, C, 1000 + N))
     return out
 
@@ -115,8 +133,8 @@ def _inputs(fam, dt, N, C, seed):
         t[0] = IGNORE
         return dict(x=_sm_x(rng, N, C, dt), t=t, g=rng.standard_normal(N).astype(dt),
                     dy=rng.standard_normal((N, C)).astype(dt))
-    return dict(x=_gelu_x(rng, N, C), b=rng.standard_normal(C).astype(np.float32),
-                dy=rng.standard_normal((N, C)).astype(np.float32))
+    return dict(x=_gelu_x(rng, N, C, dt), b=rng.standard_normal(C).astype(dt),
+                dy=rng.standard_normal((N, C)).astype(dt))
 
 
 def _compute(fam, inp):
@@ -200,28 +218,42 @@ def _equal(a, b, key):
 def test_every_case_ran(paths):
     a = paths[("avx512", 1)]
     assert len(a) == len(paths[("portable", 1)])
+    assert sum(k.startswith("gelu/float64/") for k in a) == (len(LENGTHS) + 1) * 10
     assert sum(k.startswith("ln/") for k in a) == 2 * (len(LENGTHS) + 1) * 8
 
 
 @pytest.mark.parametrize("other", ["portable", "avx2"])
-def test_layernorm_and_softmax_rows_are_bitwise_the_other_paths(paths, other):
+def test_layernorm_rows_are_bitwise_the_other_paths(paths, other):
     if ("avx2", 1) not in paths and other == "avx2":
         pytest.skip("no AVX2+FMA")
     a, o = paths[("avx512", 1)], paths[(other, 1)]
-    keys = [k for k in a if not k.startswith("gelu/")]
+    keys = [k for k in a if k.startswith("ln/")]
     assert keys
     for k in keys:
         _equal(a[k], o[k], k)
 
 
-def test_gelu_rows_are_bitwise_the_avx2_path(paths):
+def test_float32_gelu_rows_are_bitwise_the_avx2_path(paths):
     if ("avx2", 1) not in paths:
         pytest.skip("no AVX2+FMA")
     a, o = paths[("avx512", 1)], paths[("avx2", 1)]
-    keys = [k for k in a if k.startswith("gelu/")]
+    keys = [k for k in a if k.startswith("gelu/float32/")]
     assert keys
     for k in keys:
         _equal(a[k], o[k], k)
+
+
+def test_softmax_and_float64_gelu_avx2_rows_are_the_portable_ones(paths):
+    """The softmax rows (both dtypes) and the float64 GELU rows of the avx2
+    level are the portable loops: the reference the AVX-512 tolerances
+    below are against."""
+    if ("avx2", 1) not in paths:
+        pytest.skip("no AVX2+FMA")
+    a, p = paths[("avx2", 1)], paths[("portable", 1)]
+    keys = [k for k in a if k.startswith(("sm/", "gelu/float64/"))]
+    assert keys
+    for k in keys:
+        _equal(a[k], p[k], k)
 
 
 def _close_where_finite(a, p, rtol, atol, key):
@@ -236,10 +268,10 @@ def _close_where_finite(a, p, rtol, atol, key):
     assert not (excess > 0).any(), (key, float(excess.max()))
 
 
-def test_gelu_rows_agree_with_the_portable_path(paths):
+def test_float32_gelu_rows_agree_with_the_portable_path(paths):
     a, p = paths[("avx512", 1)], paths[("portable", 1)]
     for case in _cases():
-        if case[0] != "gelu":
+        if case[0] != "gelu" or case[1] != "float32":
             continue
         pre = "/".join(map(str, case)) + "/"
         dy = np.abs(_inputs(*case)["dy"]).astype(np.float64)
@@ -253,6 +285,113 @@ def test_gelu_rows_agree_with_the_portable_path(paths):
             bound = (1e-5 * np.abs(p[pre + act + "_dx"]) + 1e-6 * dy).sum(axis=0) + 1e-30
             _close_where_finite(a[pre + act + "_db"], p[pre + act + "_db"], 1e-6, bound,
                                 pre + act + "_db")
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_softmax_rows_agree_with_the_portable_path(paths, dt):
+    a, p = paths[("avx512", 1)], paths[("portable", 1)]
+    u = np.finfo(dt).eps / 2                   # unit roundoff
+    tiny = np.finfo(dt).smallest_subnormal
+    seen = 0
+    for case in _cases():
+        if case[:2] != ("sm", dt):
+            continue
+        seen += 1
+        pre = "/".join(map(str, case)) + "/"
+        inp = _inputs(*case)
+        g = np.abs(inp["g"]).astype(np.float64)[:, None]
+        dy = inp["dy"].astype(np.float64)
+        with np.errstate(all="ignore"):
+            # softmax: each exp within 2 ulp of the portable one, the sum
+            # (in double) and the scaling a few roundings more
+            _close_where_finite(a[pre + "y"], p[pre + "y"], 16 * u, tiny, pre + "y")
+            # log_softmax, lse: log(sum) off by a few roundings, absolutely
+            _close_where_finite(a[pre + "ly"], p[pre + "ly"], 18 * u, 18 * u, pre + "ly")
+            for ls in (0.0, 0.1):
+                lse = p[pre + f"lse{ls}"].astype(np.float64)
+                _close_where_finite(a[pre + f"lse{ls}"], lse, 18 * u, 18 * u, pre + "lse")
+                # the loss is lse minus exact terms: lse's difference
+                _close_where_finite(a[pre + f"loss{ls}"], p[pre + f"loss{ls}"], 18 * u,
+                                    18 * u * (1 + np.abs(lse)), pre + "loss")
+                # g (p - off - on [c == t]): p within 16u relative, p <= 1
+                _close_where_finite(a[pre + f"dce{ls}"], p[pre + f"dce{ls}"], 4 * u,
+                                    16 * u * g + tiny, pre + "dce")
+            # the backwards take each path's own forward: its difference carried
+            y = p[pre + "y"].astype(np.float64)
+            s_abs = np.nansum(np.abs(dy * y), axis=1, keepdims=True)
+            _close_where_finite(a[pre + "dsm"], p[pre + "dsm"], 8 * u,
+                                32 * u * np.abs(y) * (np.abs(dy) + 2 * s_abs) + tiny,
+                                pre + "dsm")
+            ly = p[pre + "ly"].astype(np.float64)
+            s = np.abs(dy.sum(axis=1, keepdims=True))
+            _close_where_finite(a[pre + "dlsm"], p[pre + "dlsm"], 8 * u,
+                                np.exp(ly) * s * 18 * u * (2 + np.abs(ly)) + 8 * u * np.abs(dy),
+                                pre + "dlsm")
+    assert seen == len(LENGTHS) + 1
+
+
+def test_float64_gelu_rows_agree_with_the_portable_path(paths):
+    a, p = paths[("avx512", 1)], paths[("portable", 1)]
+    seen = 0
+    for case in _cases():
+        if case[:2] != ("gelu", "float64"):
+            continue
+        seen += 1
+        pre = "/".join(map(str, case)) + "/"
+        inp = _inputs(*case)
+        dy = np.abs(inp["dy"])
+        with np.errstate(all="ignore"):
+            zb = np.abs(inp["x"] + inp["b"])
+            z0 = np.abs(inp["x"])
+            for act in ("gelu", "gelu_tanh"):
+                for y, z in (("_y", zb), ("_y0", z0)):
+                    ref = p[pre + act + y]
+                    _close_where_finite(a[pre + act + y], ref, 0,
+                                        4 * (np.spacing(np.abs(ref)) + EPS64 * z), pre + act + y)
+                bound = {}
+                for d, z in (("_dx", zb), ("_dx0", z0)):
+                    ref = p[pre + act + d]
+                    bound[d] = 4 * (np.spacing(np.abs(ref)) + EPS64 * dy * (1 + z))
+                    _close_where_finite(a[pre + act + d], ref, 0, bound[d], pre + act + d)
+                # dbias sums the dx column in the same order: the bound summed
+                _close_where_finite(a[pre + act + "_db"], p[pre + act + "_db"], 4 * EPS64,
+                                    np.nansum(np.where(np.isfinite(bound["_dx"]),
+                                                       bound["_dx"], 0), axis=0) + 1e-300,
+                                    pre + act + "_db")
+    assert seen == len(LENGTHS) + 1
+
+
+def test_float64_exp_is_within_one_ulp():
+    """The float64 exp of the AVX-512 rows (pt_exp_f64_avx512.h), read
+    through log_softmax_backward: with sum(dy) = 1 and dy = 0 except where
+    y = -inf, dx = -exp(y) exactly. Against long double exp over
+    [-745.5, 0], specials as libm."""
+    from pytransformer import ops
+    from tests.helpers import use_isa
+    rng = np.random.default_rng(7)
+    y = np.concatenate([-rng.uniform(0, 745.5, 200_000), -rng.exponential(1.0, 100_000),
+                        -np.abs(rng.standard_normal(50_000)) * 1e-6])
+    specials = np.array([0.0, -0.0, -np.inf, np.nan, -1e-300, -708.4, -745.1, -745.2, -746.0,
+                         1.0, 709.7, 709.8, 1e5, np.inf])
+    y = np.concatenate([y, specials, [-np.inf]])
+    dy = np.zeros_like(y)
+    dy[-1] = 1.0
+    with use_isa("avx512"), np.errstate(all="ignore"):
+        e = -ops.log_softmax_backward(dy, y)[:-1]
+    ref = np.exp(y[:-1].astype(np.longdouble))
+    normal = np.isfinite(ref) & (ref >= np.finfo(np.float64).tiny) & (ref <= np.finfo(np.float64).max)
+    err = (np.abs(e[normal].astype(np.longdouble) - ref[normal])
+           / np.spacing(np.abs(e[normal]))).astype(np.float64)
+    assert err.max() < 1.0, err.max()
+    sub = ref < np.finfo(np.float64).tiny
+    assert (np.abs(e[sub] - ref[sub].astype(np.float64)) <= 5e-324).all()
+    with np.errstate(all="ignore"):
+        want = np.exp(specials)
+    got = e[-len(specials):]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    fin = np.isfinite(want)
+    np.testing.assert_array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)])
+    np.testing.assert_allclose(got[fin], want[fin], rtol=2 * EPS64, atol=5e-324)
 
 
 def test_one_two_three_threads_are_bitwise_equal(paths):
@@ -323,3 +462,40 @@ def test_avx512_rows_match_the_float64_reference(paths):
                     dx, _ = reference.bias_act_backward(dy, x, b, act)
                     _close_where_finite(a[pre + act + "_dx"][sel], dx[sel], 1e-4,
                                         2e-6 * np.abs(dy[sel]) + 1e-12, pre + act + "_dx")
+
+
+def test_float64_gelu_and_softmax_paths_follow_pt_isa():
+    """PT_ISA moves the float64 activation and softmax families: avx512 at
+    the avx512 level, the lower paths below it (float64 activation has no
+    AVX2 path: portable there)."""
+    from pytransformer import _core
+    from tests.helpers import use_isa
+    want = {"portable": ("portable", "portable"), "avx2": ("portable", "avx2"),
+            "avx512": ("avx512", "avx512")}
+    for level in _core.isa_levels_supported():
+        with use_isa(level):
+            k = _core.isa_info()["kernels_float64"]
+            assert (k["activation"], k["softmax"]) == want[level], (level, k)
+
+
+def test_float64_gelu_keeps_relative_accuracy_in_the_negative_tail():
+    """erf form: z erfc(-z / sqrt 2) / 2 through math.erfc. Rounding the
+    argument x = |z| / sqrt 2 (ours squares z instead, same effect) moves
+    erfc by 2 x^2 eps / 2 relative, up to 7.8e-15 at x = 5.94 on each
+    side: 2e-14 allowed;
+    tanh form: z / (1 + exp(-2u)). The portable 0.5 (1 + erf) is off by
+    1e-10 relative at z = -6 already; the AVX-512 rows are not. Beyond
+    |z| = 6 sqrt 2 the erf form is 0 on both paths (under 1.1e-17 |z|)."""
+    import math
+    from pytransformer import ops
+    from tests.helpers import use_isa
+    z = -np.linspace(1.0, 8.4, 2001)
+    k = math.sqrt(2 / math.pi)
+    with use_isa("avx512"):
+        y, yt = ops.gelu(z), ops.gelu(z, "tanh")
+        far = ops.gelu(np.array([-8.5, -9.0, -40.0, -1e6]))
+    want = 0.5 * z * np.array([math.erfc(-v / math.sqrt(2)) for v in z])
+    np.testing.assert_allclose(y, want, rtol=2e-14, atol=0)
+    u = k * (z + 0.044715 * z ** 3)
+    np.testing.assert_allclose(yt, z / (1 + np.exp(-2 * u)), rtol=1e-13, atol=1e-300)
+    assert (far == 0).all()
