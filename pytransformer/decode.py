@@ -97,7 +97,7 @@ def _eval_mode(model):
     modules beyond the check, which at batch 1 is a visible share of a
     sentence's decoding."""
     was_training = model.training
-    switch = was_training or any(m.training for m in _fast.tree(model).mods)
+    switch = was_training or _fast.tree(model).training()
     if switch:
         model.eval()
     try:

@@ -2,10 +2,12 @@
 stacks) in one C call (csrc/layer_encoder.c, layer_decoder.c) instead of a
 module call per op.
 
-It runs when the module is in eval mode, autograd is off (no_grad) and no
-forward (pre-)hook is registered on the module or any submodule (the
-explain tools rely on hooks seeing every module call: then the module path
-runs). Anything else the C layer does not implement -- sequence-first
+It runs when the module and every submodule are in eval mode, autograd is
+off (no_grad) and no forward (pre-)hook is registered on the module or any
+submodule (the explain tools rely on hooks seeing every module call: then
+the module path runs). Those facts are kept per tree and checked again only
+after something changed a module (nn.module.STRUCTURE), so a decoding step
+does not walk the tree. Anything else the C layer does not implement -- sequence-first
 inputs, per-head attention masks (B*H, T, T), separate q/k/v projection
 weights, a custom activation, an overridden sublayer method, a final norm
 that is not a LayerNorm, mixed dtypes -- makes these functions return None
@@ -29,6 +31,7 @@ import numpy as np
 
 from pytransformer import _core
 from pytransformer.autograd.tensor import Tensor, is_grad_enabled
+from pytransformer.nn.module import STRUCTURE
 
 __all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv",
            "additive_mask", "tree", "unhooked"]
@@ -48,26 +51,51 @@ class _Entry:
     cannot run it), every module of its tree (for the hook check) and
     (dict, key, value) triples -- each submodule and each attribute in
     _ATTRS -- whose identity must not change for the stack to stay valid,
-    kept as three tuples so that valid() runs its loop in C (map)."""
+    kept as three tuples so that valid() runs its loop in C (map).
 
-    __slots__ = ("stack", "mods", "dicts", "keys", "values")
+    The tree's facts (no submodule replaced, a hook somewhere, a module in
+    training mode) are checked again only when module.STRUCTURE has moved
+    since the last check: a step then costs two integer compares here
+    (and the stack's own check of its parameter arrays)."""
+
+    __slots__ = ("stack", "mods", "dicts", "keys", "values", "seen", "_hooked", "_training")
 
     def __init__(self, stack, mods, deps):
         self.stack, self.mods = stack, mods
         self.dicts, self.keys, self.values = (tuple(c) for c in zip(*deps)) if deps else ((),) * 3
+        self.seen = -1                  # the STRUCTURE count the facts below hold for
+        self._hooked = self._training = False
+
+    def _current(self):
+        """Whether the tree's facts are those of the STRUCTURE count now;
+        re-checked (and the facts recomputed) when it moved. False: a
+        submodule or a packed attribute was replaced (rebuild the entry)."""
+        now = STRUCTURE[0]
+        if self.seen == now:
+            return True
+        if any(map(is_not, map(dict.get, self.dicts, self.keys), self.values)):
+            return False
+        mods = self.mods
+        self._hooked = any(m._forward_hooks or m._forward_pre_hooks for m in mods)
+        self._training = any(m.training for m in mods)
+        self.seen = now
+        return True
 
     def valid(self):
         """No submodule or packed attribute was replaced, no parameter array."""
-        if any(map(is_not, map(dict.get, self.dicts, self.keys), self.values)):
+        if not self._current():
             return False
         return self.stack is None or not self.stack.stale()
 
     def hooked(self):
         """Whether some module of the tree has a forward (pre-)hook."""
-        for m in self.mods:
-            if m._forward_hooks or m._forward_pre_hooks:
-                return True
-        return False
+        self._current()
+        return self._hooked
+
+    def training(self):
+        """Whether some module of the tree is in training mode."""
+        self._current()
+        return self._training
 
 
 def _tree(owner):
@@ -88,8 +116,9 @@ _TREES = weakref.WeakKeyDictionary()     # owner module -> _Entry without a stac
 
 
 def tree(owner):
-    """Every module of owner's tree (owner included), kept per owner and
-    walked again only when a submodule was replaced."""
+    """Every module of owner's tree (owner included) as an entry with
+    hooked() and training(), kept per owner and walked again only when a
+    submodule was replaced."""
     e = _TREES.get(owner)
     if e is None or not e.valid():
         e = _Entry(None, *_tree(owner))
@@ -115,12 +144,12 @@ def layer_stack(owner, layers, norm=None, decoder=False):
     """The LayerStack of the layers `layers()` returns (encoder or decoder
     layers) and the final `norm` (a LayerNorm or None), kept for `owner`
     and rebuilt when owner's tree changed; None when the C layer cannot run
-    them or, now, a hook is registered in owner's tree, or owner is in
-    training mode, or autograd is on."""
+    them or, now, a hook is registered in owner's tree, or a module of it
+    is in training mode (dropout), or autograd is on."""
     if not enabled or owner.training or is_grad_enabled():
         return None
     e = _entry(owner, layers, norm, decoder)
-    if e.stack is None or e.hooked():
+    if e.stack is None or e.hooked() or e.training():
         return None
     return e.stack
 
