@@ -24,6 +24,7 @@ per module in a weak dictionary (not on the module: modules are deep-copied
 and pickled) and rebuilt when a parameter's array, a module's parameter, a
 submodule or a packed attribute was replaced (identity checks per call).
 """
+import math
 import weakref
 from operator import is_not
 
@@ -33,7 +34,7 @@ from pytransformer import _core
 from pytransformer.autograd.tensor import Tensor, is_grad_enabled
 from pytransformer.nn.module import STRUCTURE
 
-__all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv",
+__all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv", "greedy",
            "additive_mask", "tree", "unhooked"]
 
 
@@ -334,3 +335,74 @@ def cross_kv(decoder, memory):
     vs = [np.empty(shape, st.dtype) for _ in range(st.nlayers)]
     st.cross_kv(ks, vs, np.ascontiguousarray(memory.data))
     return list(zip(ks, vs))
+
+
+def greedy(model, cache, bos, eos, want_lps):
+    """Greedy decoding by `model` (a Seq2SeqTransformer) over `cache` (a
+    fresh DecoderCache from model.init_cache) in one C call
+    (csrc/decode_greedy.c): each step embeds the newest tokens (scaled, plus
+    the position), runs the decoder stack's cached step, the generator and
+    the argmax with padding and `bos` excluded, and drops the rows that
+    gave `eos` from the batch and from the caches (which are spent
+    afterwards). The same kernels as decode_step's, on the same rows:
+    the same tokens and logits. Returns (ids (B, max_len) int64, each
+    step's token; lengths (B,) int64, the step that gave EOS or max_len;
+    log-probabilities (B, max_len) float64 or None); None when the fast
+    path does not apply (a hook or a training module in the model, a
+    subclass that changes the step, an embedding or generator that is
+    not the plain module, ...): the caller then steps through
+    model.decode_step."""
+    from pytransformer.nn.cache import DecoderCache
+    from pytransformer.nn.layers import Embedding, Linear
+    from pytransformer.nn.seq2seq import Seq2SeqTransformer
+    if not enabled or model.training or is_grad_enabled():
+        return None
+    if not isinstance(model, Seq2SeqTransformer) or type(cache) is not DecoderCache:
+        return None
+    cls = type(model)
+    for name in ("decode_step", "_lean_step", "_unhooked_eval"):
+        if name in model.__dict__ or getattr(cls, name) is not getattr(Seq2SeqTransformer, name):
+            return None
+    t = tree(model)
+    if t.hooked() or t.training():
+        return None
+    emb, gen, decoder = model.tgt_embed, model.generator, model.transformer.decoder
+    if type(emb) is not Embedding or type(gen) is not Linear:
+        return None
+    st = layer_stack(decoder, lambda: list(decoder.layers), decoder.norm, decoder=True)
+    if st is None:
+        return None
+    dt = st.dtype
+    W, G = emb.weight.data, gen.weight.data
+    b = None if gen.bias is None else gen.bias.data
+    if W.dtype != dt or G.dtype != dt or (b is not None and b.dtype != dt):
+        return None
+    if G.shape[0] > W.shape[0] or not 0 <= bos < G.shape[0]:
+        return None                        # the step path says what is wrong
+    pairs = cache.layers
+    if cache.t != 0 or len(pairs) != st.nlayers:
+        return None
+    arrays = []
+    for sc, cc in pairs:
+        if sc.length != 0 or sc.static or not cc.static or sc.capacity != cache.max_len:
+            return None
+        arrays += (sc.k, sc.v, cc.k, cc.v)
+    if not all(a.dtype == dt and a.flags.c_contiguous and a.flags.writeable for a in arrays):
+        return None                        # the C loop compacts them in place
+    mask = _memory_mask(cache, dt)
+    if mask is False:
+        return None
+    if mask is not None:
+        mask = mask.copy()                 # compacted in place
+    B, T = cache.batch_size, cache.max_len
+    positions = np.ascontiguousarray(model.positions, dtype=dt)
+    ids = np.zeros((B, T), np.int64)
+    lengths = np.empty(B, np.int64)
+    lps = np.zeros((B, T)) if want_lps else None
+    st.greedy(np.ascontiguousarray(W), math.sqrt(model.config.d_model), positions,
+              np.ascontiguousarray(G), None if b is None else np.ascontiguousarray(b),
+              arrays, mask, model.config.pad_idx, int(bos), int(eos), ids, lengths, lps)
+    cache.t = T                            # spent: its rows were compacted
+    for sc, _ in pairs:
+        sc.length = T
+    return ids, lengths, lps
