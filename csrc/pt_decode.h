@@ -42,7 +42,7 @@ typedef struct pt_greedy_##SFX {                                                
     int64_t V;                                                                             \
     int64_t pad, bos, eos;             /* pad and bos never generated */                   \
 } pt_greedy_##SFX;                                                                         \
-/* Workspace of pt_greedy_decode: `T_` elements, and int64 elements. */                  \
+/* Workspace of pt_greedy_decode: float/double elements, and int64 ones. */                 \
 int64_t pt_greedy_workspace_##SFX(const pt_greedy_##SFX *g, int64_t B, int64_t max_len,    \
                                   int64_t S);                                              \
 int64_t pt_greedy_iworkspace_##SFX(int64_t B);                                             \
