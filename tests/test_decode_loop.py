@@ -97,7 +97,10 @@ def test_rows_leave_the_batch_at_every_length(monkeypatch):
         np.testing.assert_array_equal(g, w)
 
 
-def test_hooks_and_training_modules_send_greedy_through_the_modules(monkeypatch):
+def test_a_hook_sends_greedy_through_the_modules(monkeypatch):
+    """A forward hook deep in the decoder: greedy steps through the modules
+    (the hook sees every step) with the same tokens; once it is removed
+    the C loop runs again."""
     model = _model(3, False, "relu", np.float32, 0.0, False)
     src, _ = _varied_batch(np.random.default_rng(3), B=4)
     want = decode.greedy(model, src, max_len=11)

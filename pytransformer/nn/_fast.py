@@ -1,6 +1,7 @@
 """The inference fast path of the Transformer layers: whole layers (and
 stacks) in one C call (csrc/layer_encoder.c, layer_decoder.c) instead of a
-module call per op.
+module call per op, and a Seq2SeqTransformer's whole greedy decoding loop
+in one C call (greedy, over csrc/decode_greedy.c).
 
 It runs when the module and every submodule are in eval mode, autograd is
 off (no_grad) and no forward (pre-)hook is registered on the module or any
