@@ -1,5 +1,5 @@
-# _core_layer.pxi: bindings for csrc/layer_encoder.c, layer_decoder.c and
-# attention_decode.c (included by _core.pyx).
+# _core_layer.pxi: bindings for csrc/layer_encoder.c, layer_decoder.c,
+# attention_decode.c and decode_greedy.c (included by _core.pyx).
 from libc.stdlib cimport malloc, free
 
 # The parameters of one layer, in pt_layer's order; n1..n3 are norm1..norm3.
@@ -389,6 +389,120 @@ cdef class LayerStack:
         finally:
             if mine:
                 self._busy = False
+        check_status(st)
+
+
+    def greedy(self, object embed, double embed_scale, object positions, object gen_w,
+               object gen_b, list caches, object src_mask, int64_t pad, int64_t bos,
+               int64_t eos, object ids, object lengths, object logp=None):
+        """Greedy decoding of a batch through this decoder stack, the whole
+        loop in one C call (csrc/decode_greedy.c): per step, embed[token] *
+        embed_scale + positions[t], the stack's step, the generator
+        (gen_w (V, E), gen_b (V,) or None), the argmax over the logits with
+        pad and bos excluded, from bos until eos or max_len steps. caches
+        as decoder_step's, with empty self caches of capacity max_len;
+        src_mask (B, S) additive or None. The caches and src_mask are
+        compacted in place as rows finish (their contents are spent).
+        Out: ids (B, max_len) int64, each step's token (EOS included,
+        entries after it untouched); lengths (B,) int64, the step that gave
+        EOS or max_len; logp (B, max_len) float64 or None, each token's
+        log-probability."""
+        if not self.decoder:
+            raise ValueError("greedy: this LayerStack was not built with decoder=True")
+        dt = self.dtype
+        if len(caches) != 4 * self.nlayers or not isinstance(caches[0], np.ndarray) or \
+                caches[0].ndim != 4 or not isinstance(caches[2], np.ndarray) or \
+                caches[2].ndim != 4:
+            raise ValueError(f"caches: expected {4 * self.nlayers} 4-D arrays (self_k, "
+                             f"self_v, cross_k, cross_v per layer)")
+        cdef int64_t B = caches[0].shape[0], cap = caches[0].shape[2], S = caches[2].shape[2]
+        cdef int64_t E = self.E, d = self.E // self.H
+        cdef Py_ssize_t i
+        for i in range(4 * self.nlayers):
+            shape = (B, self.H, cap if i % 4 < 2 else S, d)
+            _check(f"caches[{i}]", caches[i], dt, shape, out=True)
+        if cap < 1:
+            raise ValueError("caches: the self-attention caches have no room (capacity 0)")
+        if not isinstance(embed, np.ndarray) or embed.ndim != 2:
+            raise ValueError("embed: expected a 2-D array (rows, E)")
+        _check("embed", embed, dt, (embed.shape[0], E))
+        if not isinstance(positions, np.ndarray) or positions.ndim != 2 or \
+                positions.shape[0] < cap:
+            raise ValueError(f"positions: expected a 2-D array of at least {cap} rows")
+        _check("positions", positions, dt, (positions.shape[0], E))
+        if not isinstance(gen_w, np.ndarray) or gen_w.ndim != 2:
+            raise ValueError("gen_w: expected a 2-D array (V, E)")
+        cdef int64_t V = gen_w.shape[0]
+        _check("gen_w", gen_w, dt, (V, E))
+        _check("gen_b", gen_b, dt, (V,), optional=True)
+        if not (0 <= pad < V and 0 <= bos < V):
+            raise ValueError(f"pad, bos: expected ids in [0, {V}), got {pad} and {bos}")
+        _check("src_mask", src_mask, dt, (B, S), out=True, optional=True)
+        _check("ids", ids, np.int64, (B, cap), out=True)
+        _check("lengths", lengths, np.int64, (B,), out=True)
+        _check("logp", logp, np.float64, (B, cap), out=True, optional=True)
+        cdef void *sk[_MAX_STACK]
+        cdef void *sv[_MAX_STACK]
+        cdef void *ck[_MAX_STACK]
+        cdef void *cv[_MAX_STACK]
+        for i in range(self.nlayers):
+            sk[i] = _ptr(caches[4 * i])
+            sv[i] = _ptr(caches[4 * i + 1])
+            ck[i] = _ptr(caches[4 * i + 2])
+            cv[i] = _ptr(caches[4 * i + 3])
+        cdef pt_greedy_f32 g32
+        cdef pt_greedy_f64 g64
+        cdef int64_t need
+        if self.l32 != NULL:
+            g32.layers, g32.nlayers = self.l32, self.nlayers
+            g32.final_norm = self._final_norm
+            g32.final_w = <float *>_ptr(self._final_w)
+            g32.final_b = <float *>_ptr(self._final_b)
+            g32.final_eps = <float>self._final_eps
+            g32.embed, g32.embed_rows = <float *>_ptr(embed), embed.shape[0]
+            g32.embed_scale = <float>embed_scale
+            g32.positions = <float *>_ptr(positions)
+            g32.gen_w, g32.gen_b, g32.V = <float *>_ptr(gen_w), <float *>_ptr(gen_b), V
+            g32.pad, g32.bos, g32.eos = pad, bos, eos
+            need = pt_greedy_workspace_f32(&g32, B, cap, S)
+        else:
+            g64.layers, g64.nlayers = self.l64, self.nlayers
+            g64.final_norm = self._final_norm
+            g64.final_w = <double *>_ptr(self._final_w)
+            g64.final_b = <double *>_ptr(self._final_b)
+            g64.final_eps = self._final_eps
+            g64.embed, g64.embed_rows = <double *>_ptr(embed), embed.shape[0]
+            g64.embed_scale = embed_scale
+            g64.positions = <double *>_ptr(positions)
+            g64.gen_w, g64.gen_b, g64.V = <double *>_ptr(gen_w), <double *>_ptr(gen_b), V
+            g64.pad, g64.bos, g64.eos = pad, bos, eos
+            need = pt_greedy_workspace_f64(&g64, B, cap, S)
+        work = self._workspace(need)
+        iwork = np.empty(max(2 * B, 1), np.int64)
+        cdef void *pw = _ptr(work)
+        cdef int64_t *piw = <int64_t *>_ptr(iwork)
+        cdef void *pm = _ptr(src_mask)
+        cdef int64_t *pids = <int64_t *>_ptr(ids)
+        cdef int64_t *plen = <int64_t *>_ptr(lengths)
+        cdef double *plp = <double *>_ptr(logp)
+        cdef int st
+        cdef bint mine = not self._busy
+        self._busy = True
+        try:
+            if self.l32 != NULL:
+                with nogil:
+                    st = pt_greedy_decode_f32(&g32, <float **>sk, <float **>sv, <float **>ck,
+                                              <float **>cv, <float *>pm, B, S, cap, pids, plen,
+                                              plp, <float *>pw, piw)
+            else:
+                with nogil:
+                    st = pt_greedy_decode_f64(&g64, <double **>sk, <double **>sv,
+                                              <double **>ck, <double **>cv, <double *>pm, B, S,
+                                              cap, pids, plen, plp, <double *>pw, piw)
+        finally:
+            if mine:
+                self._busy = False
+        self._bound = None                # the caches' rows have moved
         check_status(st)
 
 

@@ -129,3 +129,42 @@ cdef extern from "pt.h" nogil:
     int64_t pt_decoder_step_workspace_f64(const pt_layer_f64 *layer, int64_t B, int64_t capacity, int64_t S)
     int pt_decoder_step_f32(float *x, float *const *self_k, float *const *self_v, float *work, const pt_layer_f32 *layers, int64_t nlayers, const float *const *cross_k, const float *const *cross_v, const float *src_mask, const int64_t *src_len, int64_t B, int64_t t, int64_t capacity, int64_t S, int final_norm, const float *final_w, const float *final_b, float final_eps)
     int pt_decoder_step_f64(double *x, double *const *self_k, double *const *self_v, double *work, const pt_layer_f64 *layers, int64_t nlayers, const double *const *cross_k, const double *const *cross_v, const double *src_mask, const int64_t *src_len, int64_t B, int64_t t, int64_t capacity, int64_t S, int final_norm, const double *final_w, const double *final_b, double final_eps)
+
+cdef extern from "pt_decode.h" nogil:
+    # the greedy loop (csrc/decode_greedy.c)
+    ctypedef struct pt_greedy_f32:
+        const pt_layer_f32 *layers
+        int64_t nlayers
+        int final_norm
+        const float *final_w
+        const float *final_b
+        float final_eps
+        const float *embed
+        int64_t embed_rows
+        float embed_scale
+        const float *positions
+        const float *gen_w
+        const float *gen_b
+        int64_t V
+        int64_t pad, bos, eos
+    ctypedef struct pt_greedy_f64:
+        const pt_layer_f64 *layers
+        int64_t nlayers
+        int final_norm
+        const double *final_w
+        const double *final_b
+        double final_eps
+        const double *embed
+        int64_t embed_rows
+        double embed_scale
+        const double *positions
+        const double *gen_w
+        const double *gen_b
+        int64_t V
+        int64_t pad, bos, eos
+    int64_t pt_greedy_workspace_f32(const pt_greedy_f32 *g, int64_t B, int64_t max_len, int64_t S)
+    int64_t pt_greedy_workspace_f64(const pt_greedy_f64 *g, int64_t B, int64_t max_len, int64_t S)
+    int64_t pt_greedy_iworkspace_f32(int64_t B)
+    int64_t pt_greedy_iworkspace_f64(int64_t B)
+    int pt_greedy_decode_f32(const pt_greedy_f32 *g, float *const *self_k, float *const *self_v, float *const *cross_k, float *const *cross_v, float *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t *ids, int64_t *lengths, double *logp, float *work, int64_t *iwork)
+    int pt_greedy_decode_f64(const pt_greedy_f64 *g, double *const *self_k, double *const *self_v, double *const *cross_k, double *const *cross_v, double *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t *ids, int64_t *lengths, double *logp, double *work, int64_t *iwork)

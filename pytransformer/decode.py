@@ -7,7 +7,10 @@ sentence (cross attention). Without it (``use_cache=False``) every step
 re-runs the decoder on the whole prefix, which is what the cache saves; the
 two give the same tokens (tests check it). Sentences that are finished
 leave the batch (their cache rows are dropped), so a step costs only the
-sentences still being decoded.
+sentences still being decoded. Greedy decoding runs its whole loop in C
+(embedding, decoder stack, generator, argmax, the dropping of finished
+rows: csrc/decode_greedy.c) unless a hook or a training module asks for the
+module path.
 
     out = greedy(model, src_ids, max_len=40)           # list of id arrays
     hyps = beam_search(model, src_ids, beam=4)         # best first, per sentence
@@ -97,7 +100,7 @@ def _eval_mode(model):
     modules beyond the check, which at batch 1 is a visible share of a
     sentence's decoding."""
     was_training = model.training
-    switch = was_training or any(m.training for m in _fast.tree(model).mods)
+    switch = was_training or _fast.tree(model).training()
     if switch:
         model.eval()
     try:
@@ -158,9 +161,12 @@ def greedy(model, src, max_len=None, bos=1, eos=2, use_cache=True, *, return_sco
 
 def _greedy(model, src, max_len, bos, eos, use_cache, return_scores):
     """(ids (B, max_len), tokens before EOS per sentence (B,), token
-    log-probabilities (B, max_len) or None). Row i of a step's batch is
-    sentence rows[i]; a sentence's rows leave the batch (and the cache) at
-    the step that gives its EOS."""
+    log-probabilities (B, max_len) or None). With the cache the whole loop
+    is one C call when the model allows it (nn._fast.greedy: no hook, no
+    module in training mode, the plain embedding and generator); otherwise
+    it steps through model.decode_step here, the same kernels on the same
+    rows. Row i of a step's batch is sentence rows[i]; a sentence's rows
+    leave the batch (and the cache) at the step that gives its EOS."""
     memory, src_pad = model.encode(src)
     B = len(src)
     ids = np.zeros((B, max_len), np.int64)
@@ -170,6 +176,9 @@ def _greedy(model, src, max_len, bos, eos, use_cache, return_scores):
     nxt = np.full(B, bos, np.int64)
     if use_cache:
         cache = model.init_cache(memory, src_pad, max_len)
+        done = _fast.greedy(model, cache, bos, eos, return_scores)    # the loop in C
+        if done is not None:
+            return done
     else:
         mem, mpad = memory.data, np.asarray(src_pad)
     for t in range(max_len):

@@ -303,6 +303,54 @@ def test_cached_step_through_forward_follows_reorder_and_hooks(monkeypatch):
         _close(a, b, np.float64)
 
 
+def test_hook_registered_mid_decoding_takes_effect_and_removal_restores_the_c_step(
+        monkeypatch):
+    """The hook check is cached per tree and redone only when something
+    changed a module: a hook registered deep in the tree after the first
+    steps sends the very next step through the modules (the hook sees it),
+    its removal brings the C step back, and so do a pre-hook and a mode
+    change (a dropout in training mode: the module path); every step
+    before that equals the all-module run's."""
+    rng, c = _config(3)
+    c.update(B=3, T=8, dt=np.float64)
+    dec = _decoder(rng, c)
+    mem, pad, x = _step_inputs(rng, c, 5)
+    ran = []
+    step = _fast.decoder_step
+
+    def counted(*a):
+        y = step(*a)
+        ran.append(y is not None)
+        return y
+    monkeypatch.setattr(_fast, "decoder_step", counted)
+    deep = dec.layers[-1].multihead_attn.out_proj
+    seen, handles = [], {}
+    plan = {2: ("hook", True), 4: ("hook", False), 5: ("pre", True), 6: ("pre", False),
+            7: ("train", None)}
+    with no_grad():
+        cache = DecoderCache(dec, mem, pad, max_len=10)
+        outs = []
+        for t in range(c["T"]):
+            what, on = plan.get(t, (None, None))
+            if what == "hook" and on:
+                handles[what] = deep.register_forward_hook(lambda m, a, o: seen.append(t))
+            elif what == "pre" and on:
+                handles[what] = deep.register_forward_pre_hook(lambda m, a: seen.append(-t))
+            elif what in ("hook", "pre"):
+                handles.pop(what).remove()
+            elif what == "train":
+                dec.layers[0].dropout.train()
+            outs.append(dec(Tensor(x[:, t:t + 1]), None, cache=cache).data)
+        monkeypatch.setattr(_fast, "enabled", False)
+        dec.eval()
+        ref_cache = DecoderCache(dec, mem, pad, max_len=10)
+        ref = [dec(Tensor(x[:, t:t + 1]), None, cache=ref_cache).data for t in range(c["T"])]
+    assert ran[:8] == [True, True, False, False, True, False, True, False]
+    assert seen == [2, 3, -5]
+    for a, b in zip(outs[:7], ref):
+        _close(a, b, np.float64)
+
+
 def test_cached_step_allocates_nothing_per_token():
     """tracemalloc's peak over each step, above what was allocated before
     it: the step's output (B x E) and a few small Python objects; nothing

@@ -1,11 +1,14 @@
 """The inference fast path of the Transformer layers: whole layers (and
 stacks) in one C call (csrc/layer_encoder.c, layer_decoder.c) instead of a
-module call per op.
+module call per op, and a Seq2SeqTransformer's whole greedy decoding loop
+in one C call (greedy, over csrc/decode_greedy.c).
 
-It runs when the module is in eval mode, autograd is off (no_grad) and no
-forward (pre-)hook is registered on the module or any submodule (the
-explain tools rely on hooks seeing every module call: then the module path
-runs). Anything else the C layer does not implement -- sequence-first
+It runs when the module and every submodule are in eval mode, autograd is
+off (no_grad) and no forward (pre-)hook is registered on the module or any
+submodule (the explain tools rely on hooks seeing every module call: then
+the module path runs). Those facts are kept per tree and checked again only
+after something changed a module (nn.module.STRUCTURE), so a decoding step
+does not walk the tree. Anything else the C layer does not implement -- sequence-first
 inputs, per-head attention masks (B*H, T, T), separate q/k/v projection
 weights, a custom activation, an overridden sublayer method, a final norm
 that is not a LayerNorm, mixed dtypes -- makes these functions return None
@@ -22,6 +25,7 @@ per module in a weak dictionary (not on the module: modules are deep-copied
 and pickled) and rebuilt when a parameter's array, a module's parameter, a
 submodule or a packed attribute was replaced (identity checks per call).
 """
+import math
 import weakref
 from operator import is_not
 
@@ -29,8 +33,9 @@ import numpy as np
 
 from pytransformer import _core
 from pytransformer.autograd.tensor import Tensor, is_grad_enabled
+from pytransformer.nn.module import STRUCTURE
 
-__all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv",
+__all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv", "greedy",
            "additive_mask", "tree", "unhooked"]
 
 
@@ -48,26 +53,51 @@ class _Entry:
     cannot run it), every module of its tree (for the hook check) and
     (dict, key, value) triples -- each submodule and each attribute in
     _ATTRS -- whose identity must not change for the stack to stay valid,
-    kept as three tuples so that valid() runs its loop in C (map)."""
+    kept as three tuples so that valid() runs its loop in C (map).
 
-    __slots__ = ("stack", "mods", "dicts", "keys", "values")
+    The tree's facts (no submodule replaced, a hook somewhere, a module in
+    training mode) are checked again only when module.STRUCTURE has moved
+    since the last check: a step then costs two integer compares here
+    (and the stack's own check of its parameter arrays)."""
+
+    __slots__ = ("stack", "mods", "dicts", "keys", "values", "seen", "_hooked", "_training")
 
     def __init__(self, stack, mods, deps):
         self.stack, self.mods = stack, mods
         self.dicts, self.keys, self.values = (tuple(c) for c in zip(*deps)) if deps else ((),) * 3
+        self.seen = -1                  # the STRUCTURE count the facts below hold for
+        self._hooked = self._training = False
+
+    def _current(self):
+        """Whether the tree's facts are those of the STRUCTURE count now;
+        re-checked (and the facts recomputed) when it moved. False: a
+        submodule or a packed attribute was replaced (rebuild the entry)."""
+        now = STRUCTURE[0]
+        if self.seen == now:
+            return True
+        if any(map(is_not, map(dict.get, self.dicts, self.keys), self.values)):
+            return False
+        mods = self.mods
+        self._hooked = any(m._forward_hooks or m._forward_pre_hooks for m in mods)
+        self._training = any(m.training for m in mods)
+        self.seen = now
+        return True
 
     def valid(self):
         """No submodule or packed attribute was replaced, no parameter array."""
-        if any(map(is_not, map(dict.get, self.dicts, self.keys), self.values)):
+        if not self._current():
             return False
         return self.stack is None or not self.stack.stale()
 
     def hooked(self):
         """Whether some module of the tree has a forward (pre-)hook."""
-        for m in self.mods:
-            if m._forward_hooks or m._forward_pre_hooks:
-                return True
-        return False
+        self._current()
+        return self._hooked
+
+    def training(self):
+        """Whether some module of the tree is in training mode."""
+        self._current()
+        return self._training
 
 
 def _tree(owner):
@@ -88,8 +118,9 @@ _TREES = weakref.WeakKeyDictionary()     # owner module -> _Entry without a stac
 
 
 def tree(owner):
-    """Every module of owner's tree (owner included), kept per owner and
-    walked again only when a submodule was replaced."""
+    """Every module of owner's tree (owner included) as an entry with
+    hooked() and training(), kept per owner and walked again only when a
+    submodule was replaced."""
     e = _TREES.get(owner)
     if e is None or not e.valid():
         e = _Entry(None, *_tree(owner))
@@ -115,12 +146,12 @@ def layer_stack(owner, layers, norm=None, decoder=False):
     """The LayerStack of the layers `layers()` returns (encoder or decoder
     layers) and the final `norm` (a LayerNorm or None), kept for `owner`
     and rebuilt when owner's tree changed; None when the C layer cannot run
-    them or, now, a hook is registered in owner's tree, or owner is in
-    training mode, or autograd is on."""
+    them or, now, a hook is registered in owner's tree, or a module of it
+    is in training mode (dropout), or autograd is on."""
     if not enabled or owner.training or is_grad_enabled():
         return None
     e = _entry(owner, layers, norm, decoder)
-    if e.stack is None or e.hooked():
+    if e.stack is None or e.hooked() or e.training():
         return None
     return e.stack
 
@@ -305,3 +336,74 @@ def cross_kv(decoder, memory):
     vs = [np.empty(shape, st.dtype) for _ in range(st.nlayers)]
     st.cross_kv(ks, vs, np.ascontiguousarray(memory.data))
     return list(zip(ks, vs))
+
+
+def greedy(model, cache, bos, eos, want_lps):
+    """Greedy decoding by `model` (a Seq2SeqTransformer) over `cache` (a
+    fresh DecoderCache from model.init_cache) in one C call
+    (csrc/decode_greedy.c): each step embeds the newest tokens (scaled, plus
+    the position), runs the decoder stack's cached step, the generator and
+    the argmax with padding and `bos` excluded, and drops the rows that
+    gave `eos` from the batch and from the caches (which are spent
+    afterwards). The same kernels as decode_step's, on the same rows:
+    the same tokens and logits. Returns (ids (B, max_len) int64, each
+    step's token; lengths (B,) int64, the step that gave EOS or max_len;
+    log-probabilities (B, max_len) float64 or None); None when the fast
+    path does not apply (a hook or a training module in the model, a
+    subclass that changes the step, an embedding or generator that is
+    not the plain module, ...): the caller then steps through
+    model.decode_step."""
+    from pytransformer.nn.cache import DecoderCache
+    from pytransformer.nn.layers import Embedding, Linear
+    from pytransformer.nn.seq2seq import Seq2SeqTransformer
+    if not enabled or model.training or is_grad_enabled():
+        return None
+    if not isinstance(model, Seq2SeqTransformer) or type(cache) is not DecoderCache:
+        return None
+    cls = type(model)
+    for name in ("decode_step", "_lean_step", "_unhooked_eval"):
+        if name in model.__dict__ or getattr(cls, name) is not getattr(Seq2SeqTransformer, name):
+            return None
+    t = tree(model)
+    if t.hooked() or t.training():
+        return None
+    emb, gen, decoder = model.tgt_embed, model.generator, model.transformer.decoder
+    if type(emb) is not Embedding or type(gen) is not Linear:
+        return None
+    st = layer_stack(decoder, lambda: list(decoder.layers), decoder.norm, decoder=True)
+    if st is None:
+        return None
+    dt = st.dtype
+    W, G = emb.weight.data, gen.weight.data
+    b = None if gen.bias is None else gen.bias.data
+    if W.dtype != dt or G.dtype != dt or (b is not None and b.dtype != dt):
+        return None
+    if G.shape[0] > W.shape[0] or not 0 <= bos < G.shape[0]:
+        return None                        # the step path says what is wrong
+    pairs = cache.layers
+    if cache.t != 0 or len(pairs) != st.nlayers:
+        return None
+    arrays = []
+    for sc, cc in pairs:
+        if sc.length != 0 or sc.static or not cc.static or sc.capacity != cache.max_len:
+            return None
+        arrays += (sc.k, sc.v, cc.k, cc.v)
+    if not all(a.dtype == dt and a.flags.c_contiguous and a.flags.writeable for a in arrays):
+        return None                        # the C loop compacts them in place
+    mask = _memory_mask(cache, dt)
+    if mask is False:
+        return None
+    if mask is not None:
+        mask = mask.copy()                 # compacted in place
+    B, T = cache.batch_size, cache.max_len
+    positions = np.ascontiguousarray(model.positions, dtype=dt)
+    ids = np.zeros((B, T), np.int64)
+    lengths = np.empty(B, np.int64)
+    lps = np.zeros((B, T)) if want_lps else None
+    st.greedy(np.ascontiguousarray(W), math.sqrt(model.config.d_model), positions,
+              np.ascontiguousarray(G), None if b is None else np.ascontiguousarray(b),
+              arrays, mask, model.config.pad_idx, int(bos), int(eos), ids, lengths, lps)
+    cache.t = T                            # spent: its rows were compacted
+    for sc, _ in pairs:
+        sc.length = T
+    return ids, lengths, lps

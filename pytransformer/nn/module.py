@@ -16,6 +16,21 @@ from pytransformer.autograd.tensor import Parameter, Tensor
 
 __all__ = ["Module", "ModuleList", "Sequential", "Parameter", "IncompatibleKeys"]
 
+# STRUCTURE[0] grows whenever something changes what a call of some module
+# tree runs: a forward (pre-)hook registered or removed, an attribute,
+# parameter, buffer or submodule assigned or deleted, a mode or dtype
+# changed. nn._fast keeps facts about a tree (a hook somewhere in it, every
+# module in eval mode, its packed layers still valid) and checks them again
+# only when this count has moved, so that a decoding step does not walk the
+# tree. Code that edits a module's dicts directly (m._modules[k] = ...)
+# bypasses it.
+STRUCTURE = [0]
+
+
+def _changed():
+    STRUCTURE[0] += 1
+
+
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 IncompatibleKeys.__doc__ = """What load_state_dict returns (as in PyTorch):
 missing_keys, the module's keys absent from the state dict, and
@@ -33,7 +48,8 @@ class RemovableHandle:
 
     def remove(self):
         """Unregister the hook (a second call does nothing)."""
-        self.hooks.pop(self.id, None)
+        if self.hooks.pop(self.id, None) is not None:
+            _changed()
 
     def __enter__(self):
         return self
@@ -60,6 +76,7 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError("Module.__init__() must be called before assigning attributes")
+        _changed()
         for d in (self._parameters, self._modules, self._buffers):
             d.pop(name, None)
         if isinstance(value, Parameter):
@@ -79,6 +96,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
+        _changed()
         for d in (self._parameters, self._modules, self._buffers):
             if name in d:
                 del d[name]
@@ -91,6 +109,7 @@ class Module:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: expected a Parameter or None, "
                             f"got {type(param).__name__}")
+        _changed()
         self.__dict__.pop(name, None)
         self._parameters[name] = param
 
@@ -100,6 +119,7 @@ class Module:
         state_dict. TypeError for anything else."""
         if value is not None and not isinstance(value, (np.ndarray, Tensor)):
             raise TypeError(f"register_buffer: expected an array, got {type(value).__name__}")
+        _changed()
         self.__dict__.pop(name, None)
         self._buffers[name] = value.data if isinstance(value, Tensor) else value
         if persistent:
@@ -111,6 +131,7 @@ class Module:
         """Register a child module under `name`."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: expected a Module, got {type(module).__name__}")
+        _changed()
         self.__dict__.pop(name, None)
         self._modules[name] = module
 
@@ -182,6 +203,7 @@ class Module:
     # --- modes, grads, dtype --------------------------------------------------
     def train(self, mode=True):
         """Training mode (dropout active) for this module and its children."""
+        _changed()
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
@@ -218,6 +240,7 @@ class Module:
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"to: expected float32 or float64, got {dtype}")
+        _changed()
         for p in self.parameters():
             if p.dtype != dtype:
                 p.data = p.data.astype(dtype)
@@ -327,6 +350,7 @@ class Module:
         value replaces the output. Returns a handle whose remove() undoes it."""
         handle = RemovableHandle(self._forward_hooks)
         self._forward_hooks[handle.id] = (hook, bool(with_kwargs))
+        _changed()
         return handle
 
     def register_forward_pre_hook(self, hook):
@@ -334,6 +358,7 @@ class Module:
         value replaces the positional arguments. Returns a handle."""
         handle = RemovableHandle(self._forward_pre_hooks)
         self._forward_pre_hooks[handle.id] = hook
+        _changed()
         return handle
 
     # --- printing -----------------------------------------------------------

@@ -1,0 +1,152 @@
+/*
+ * decode_greedy.c -- greedy decoding of a batch, the whole loop in one
+ * call (pt_decode.h): per step the target embedding (scaled) plus its
+ * position, the decoder stack's cached step (layer_decoder.c), the
+ * generator, the argmax with pad and bos excluded, and the chosen token's
+ * log-probability; rows that give EOS leave the batch. Nothing is
+ * allocated: the caller owns the caches and the workspaces.
+ *
+ * Workspace (real elements), for batch B:
+ *   B * E                    the step's inputs, then the stack's outputs
+ *   B * V                    logits
+ *   pt_decoder_step's        (B, capacity max_len, memory length S)
+ * int64 workspace: 2B, the sentence of each row and its newest token.
+ *
+ * The choice of a row depends on its logits alone and is made by one
+ * thread, so results do not depend on the thread count.
+ */
+#include <string.h>
+#include "pt_real.h"
+#include "pt_omp.h"
+#include "pt_decode.h"
+
+#define GREEDY PT_FN(pt_greedy)
+
+int64_t PT_FN(pt_greedy_workspace)(const GREEDY *g, int64_t B, int64_t max_len, int64_t S)
+{
+    if (!g || !g->layers || B < 0 || max_len < 1 || S < 0) return 0;
+    return B * (g->layers->E + g->V)
+        + PT_FN(pt_decoder_step_workspace)(g->layers, B, max_len, S);
+}
+
+int64_t PT_FN(pt_greedy_iworkspace)(int64_t B)
+{
+    return B < 0 ? 0 : 2 * B;
+}
+
+/* The first maximum of row (n entries; NaN counts as the maximum, as
+ * numpy's argmax has it) and, when lp is set, its log-probability:
+ * -log(sum_j exp(row_j - max)), summed in double. */
+static int64_t PT_SFX(greedy_choose)(const real *row, int64_t n, double *lp)
+{
+    int64_t best = 0;
+    real bv = row[0];
+    if (bv == bv) {
+        for (int64_t j = 1; j < n; j++) {
+            real v = row[j];
+            if (v != v) { best = j; bv = v; break; }
+            if (v > bv) { bv = v; best = j; }
+        }
+    }
+    if (lp) {
+        double m = (double)bv, s = 0;
+        for (int64_t j = 0; j < n; j++) s += exp((double)row[j] - m);
+        *lp = -log(s);
+    }
+    return best;
+}
+
+/* Rows of the spent batch move down: row `from` to row `to` (to < from)
+ * of every cache and of the memory mask; of a self-attention cache only
+ * the `filled` positions of each head. */
+static void PT_SFX(greedy_move_row)(const GREEDY *g, real *const *self_k, real *const *self_v,
+                                   real *const *cross_k, real *const *cross_v, real *src_mask,
+                                   int64_t from, int64_t to, int64_t S, int64_t cap,
+                                   int64_t filled)
+{
+    int64_t E = g->layers->E, H = g->layers->H, d = E / H;
+    size_t head = (size_t)(filled * d) * sizeof(real);
+    int64_t srow = H * cap * d, crow = H * S * d;
+    for (int64_t l = 0; l < g->nlayers; l++) {
+        for (int64_t h = 0; h < H; h++) {
+            memcpy(self_k[l] + to * srow + h * cap * d, self_k[l] + from * srow + h * cap * d,
+                   head);
+            memcpy(self_v[l] + to * srow + h * cap * d, self_v[l] + from * srow + h * cap * d,
+                   head);
+        }
+        memcpy(cross_k[l] + to * crow, cross_k[l] + from * crow, (size_t)crow * sizeof(real));
+        memcpy(cross_v[l] + to * crow, cross_v[l] + from * crow, (size_t)crow * sizeof(real));
+    }
+    if (src_mask)
+        memcpy(src_mask + to * S, src_mask + from * S, (size_t)S * sizeof(real));
+}
+
+int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *self_v,
+                            real *const *cross_k, real *const *cross_v, real *src_mask,
+                            int64_t B, int64_t S, int64_t max_len, int64_t *ids,
+                            int64_t *lengths, double *logp, real *work, int64_t *iwork)
+{
+    if (!g || !g->layers || g->nlayers < 1 || B < 0 || S < 0 || max_len < 1) return PT_EINVAL;
+    if (!g->embed || g->embed_rows < 1 || !g->positions || !g->gen_w || g->V < 1)
+        return PT_EINVAL;
+    if (g->pad < 0 || g->pad >= g->V || g->bos < 0 || g->bos >= g->V) return PT_EINVAL;
+    if (B == 0) return PT_OK;
+    if (!ids || !lengths || !work || !iwork || !self_k || !self_v || !cross_k || !cross_v)
+        return PT_EINVAL;
+    int64_t E = g->layers->E, V = g->V;
+    real *x = work, *logits = x + B * E, *step_work = logits + B * V;
+    int64_t *rows = iwork, *tok = iwork + B;
+    for (int64_t b = 0; b < B; b++) {
+        rows[b] = b;
+        tok[b] = g->bos;
+        lengths[b] = max_len;
+    }
+    int64_t n = B;
+    for (int64_t t = 0; t < max_len && n > 0; t++) {
+        const real *pos = g->positions + t * E;
+        for (int64_t i = 0; i < n; i++) {
+            if (tok[i] < 0 || tok[i] >= g->embed_rows) return PT_EINVAL;
+            const real *e = g->embed + tok[i] * E;
+            real *xi = x + i * E;
+            /* the module path's two rounding steps: scale, then add */
+            for (int64_t c = 0; c < E; c++) xi[c] = e[c] * g->embed_scale;
+            for (int64_t c = 0; c < E; c++) xi[c] = xi[c] + pos[c];
+        }
+        int st = PT_FN(pt_decoder_step)(x, self_k, self_v, step_work, g->layers, g->nlayers,
+                                        (const real *const *)cross_k,
+                                        (const real *const *)cross_v, src_mask, NULL, n, t,
+                                        max_len, S, g->final_norm, g->final_w, g->final_b,
+                                        g->final_eps);
+        if (st != PT_OK) return st;
+        st = PT_FN(pt_linear_forward)(logits, x, g->gen_w, g->gen_b, n, E, V);
+        if (st != PT_OK) return st;
+        int nth = pt_get_num_threads();
+        (void)nth;                     /* read only by the OpenMP pragma */
+        #pragma omp parallel for num_threads(nth) schedule(static) if (n * V * (logp ? 8 : 1) > 65536)
+        for (int64_t i = 0; i < n; i++) {
+            real *row = logits + i * V;
+            row[g->pad] = -INFINITY;
+            row[g->bos] = -INFINITY;
+            double lp = 0;
+            tok[i] = PT_SFX(greedy_choose)(row, V, logp ? &lp : NULL);
+            ids[rows[i] * max_len + t] = tok[i];
+            if (logp) logp[rows[i] * max_len + t] = lp;
+        }
+        int64_t kept = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (tok[i] == g->eos) {
+                lengths[rows[i]] = t;
+                continue;
+            }
+            if (kept != i) {
+                PT_SFX(greedy_move_row)(g, self_k, self_v, cross_k, cross_v, src_mask, i, kept,
+                                        S, max_len, t + 1);
+                rows[kept] = rows[i];
+                tok[kept] = tok[i];
+            }
+            kept++;
+        }
+        n = kept;
+    }
+    return PT_OK;
+}

@@ -1,0 +1,70 @@
+/*
+ * pt_decode.h -- decoding loops over a decoder stack (decode_greedy.c),
+ * declared for float32 (_f32) and float64 (_f64).
+ *
+ * pt_greedy_*: a description of the model around the decoder stack (the
+ * target embedding, its scale, the positional table, the generator) and
+ * the ids that are never generated. The loop decodes every row of a batch
+ * from `bos` until it gives `eos` or max_len steps have run:
+ *
+ *   x_t     = embed[token] * embed_scale + positions[t]
+ *   h_t     = the decoder stack's step over the caches (pt_decoder_step)
+ *   logits  = h_t gen_w^T + gen_b, with pad and bos set to -inf
+ *   token   = argmax (the first maximum), its log-probability in double
+ *
+ * the same kernels, in the same order and on the same rows, as the
+ * per-step path (Seq2SeqTransformer.decode_step). A row that gives `eos`
+ * leaves the batch: the rows after it move down in every cache and in the
+ * memory mask (their order kept), so a step costs only the rows still
+ * decoding.
+ */
+#ifndef PT_DECODE_H
+#define PT_DECODE_H
+
+#include "pt.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PT_DECODE_DECLARE(T_, SFX)                                                       \
+typedef struct pt_greedy_##SFX {                                                           \
+    const pt_layer_##SFX *layers;      /* the decoder stack */                             \
+    int64_t nlayers;                                                                       \
+    int final_norm;                    /* the stack's final LayerNorm, when set */         \
+    const T_ *final_w, *final_b;                                                         \
+    T_ final_eps;                                                                        \
+    const T_ *embed;                 /* (embed_rows, E) target embedding */              \
+    int64_t embed_rows;                                                                    \
+    T_ embed_scale;                                                                      \
+    const T_ *positions;             /* (>= max_len, E) added at step t */               \
+    const T_ *gen_w, *gen_b;         /* (V, E) and (V,) or NULL */                       \
+    int64_t V;                                                                             \
+    int64_t pad, bos, eos;             /* pad and bos never generated */                   \
+} pt_greedy_##SFX;                                                                         \
+/* Workspace of pt_greedy_decode: float/double elements, and int64 ones. */                 \
+int64_t pt_greedy_workspace_##SFX(const pt_greedy_##SFX *g, int64_t B, int64_t max_len,    \
+                                  int64_t S);                                              \
+int64_t pt_greedy_iworkspace_##SFX(int64_t B);                                             \
+/* Greedy decoding of B rows. self_k/self_v[l]: layer l's self-attention caches            \
+ * (B, H, max_len, d), empty; cross_k/cross_v[l]: its cross-attention keys and             \
+ * values (B, H, S, d); src_mask (B, S) additive or NULL. All of them are                  \
+ * compacted in place as rows finish (their contents are then spent).                      \
+ * Out: ids (B, max_len), the token of each step (EOS included; entries after              \
+ * it unset); lengths (B), the step that gave EOS, or max_len; logp (B,                    \
+ * max_len) or NULL, each token's log-probability. */                                      \
+int pt_greedy_decode_##SFX(const pt_greedy_##SFX *g, T_ *const *self_k,                  \
+                           T_ *const *self_v, T_ *const *cross_k,                      \
+                           T_ *const *cross_v, T_ *src_mask, int64_t B, int64_t S,     \
+                           int64_t max_len, int64_t *ids, int64_t *lengths, double *logp,  \
+                           T_ *work, int64_t *iwork);
+
+PT_DECODE_DECLARE(float, f32)
+PT_DECODE_DECLARE(double, f64)
+
+#undef PT_DECODE_DECLARE
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PT_DECODE_H */
