@@ -221,8 +221,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                                   const int64_t *ms, int64_t i0, int nq, int64_t Tk, int64_t D,
                                   int64_t Dv, int is_causal, real scale, real *S, real *acc)
 {
-    real m[BQ], shift[BQ];
-    double l[BQ], rsum[BQ];
+    real m[BQ];
+    double l[BQ];
     for (int i = 0; i < nq; i++) { m[i] = -INFINITY; l[i] = 0; }
     memset(acc, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
     int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
@@ -232,30 +232,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
         const real *kTt = kT + (j0 / BK) * D * BK;   /* this key tile, (D, BK) */
         PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
         PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
-        for (int i = 0; i < nq; i++) {
-            real *s = S + i * BK;
-            real mx = PT_SFX(pt_att_rowmax)(s, nk, m[i]);
-            if (mx == -INFINITY) {    /* nothing unmasked yet: exp(-inf - inf) = 0 */
-                shift[i] = INFINITY;
-                continue;
-            }
-            if (mx != m[i]) {
-                /* alpha = exp(m - mx) rescales l and acc; with m = -inf it
-                 * is 0 and they are still 0 (or NaN from 0 * inf in v,
-                 * which stays NaN): skip the libm call and the products. */
-                if (m[i] != -INFINITY) {
-                    real alpha = r_exp(m[i] - mx);
-                    real *a = acc + (int64_t)i * Dv;
-                    l[i] *= alpha;
-                    for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
-                }
-                m[i] = mx;
-            }
-            shift[i] = mx;
-        }
-        /* P = exp(S - m) row by row, l += row sums */
-        PT_SFX(pt_att_exp_rows)(S, BK, nq, nk, shift, rsum);
-        for (int i = 0; i < nq; i++) l[i] += rsum[i];
+        /* m, l, acc rescaled to the new row max; P = exp(S - m); l += row sums */
+        PT_SFX(pt_att_softmax_step)(S, BK, nq, nk, m, l, acc, Dv, Dv);
         /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
         PT_SFX(pt_att_mm)(acc, Dv, S, BK, 0, v + j0 * Dv, Dv, nq, Dv, nk, 1, 1);
     }
@@ -364,22 +342,8 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
     PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, 0, w->kT, BK, nq, nk, D, scale, 0);
     PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
     PT_SFX(pt_att_mm)(dS, BK, dout + i0 * Dv, Dv, 0, w->vT, BK, nq, nk, Dv, 1, 0);
-    real shift[BQ];
-    double rsum[BQ];              /* unused */
-    for (int i = 0; i < nq; i++) {
-        real L = lse[i0 + i];
-        shift[i] = L == -INFINITY ? INFINITY : L;
-    }
-    PT_SFX(pt_att_exp_rows)(P, BK, nq, nk, shift, rsum);
-    for (int i = 0; i < nq; i++) {
-        real *p = P + i * BK, *ds = dS + i * BK;
-        real Dr = Drow[i0 + i];
-        if (lse[i0 + i] == -INFINITY) {    /* fully masked row: no gradient */
-            for (int j = 0; j < nk; j++) { p[j] = 0; ds[j] = 0; }
-            continue;
-        }
-        for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
-    }
+    /* P = exp(S - lse), dS = scale P (dP - Drow); fully masked rows 0 */
+    PT_SFX(pt_att_bwd_ds)(P, dS, BK, nq, nk, lse + i0, Drow + i0, scale);
     if (dv) {
         PT_SFX(pt_att_mm)(dv + j0 * Dv, Dv, P, BK, 1, dout + i0 * Dv, Dv, nk, Dv, nq, 1,
                           acc_kv);

@@ -260,10 +260,105 @@ static real PT_SFX(att_rowmax_avx512)(const real *s, int64_t n, real m)
     return r > m ? r : m;
 }
 
+/* ------------------------------------------------------ online softmax */
+
+/* pt_att_rowmax's rule on this path's row max: NaN if the max is -inf and
+ * some s[j] is NaN (the first such s[j]). */
+PT_TARGET_AVX512
+static real PT_SFX(att_rowmax_rule_avx512)(const real *s, int64_t n, real m)
+{
+    m = PT_SFX(att_rowmax_avx512)(s, n, m);
+    if (m == -INFINITY)
+        for (int64_t j = 0; j < n; j++)
+            if (s[j] != s[j]) return s[j];
+    return m;
+}
+
+/* pt_att_softmax_step (attention_tile.h), row by row: the row max, the
+ * rescale of l and of acc's row (zmm products, exact as the scalar ones),
+ * then the row's exp and sum as att_exp_rows_avx512 computes them, so the
+ * result is bitwise the AVX2 path's. */
+PT_TARGET_AVX512
+static void PT_SFX(att_softmax_step_avx512)(real *S, int64_t lds, int nq, int64_t n, real *m,
+                                            double *l, real *acc, int64_t ldacc, int64_t Dv)
+{
+    for (int i = 0; i < nq; i++) {
+        real *s = S + (int64_t)i * lds;
+        real mx = PT_SFX(att_rowmax_rule_avx512)(s, n, m[i]), shift = mx;
+        if (mx == -INFINITY) {
+            shift = INFINITY;          /* nothing unmasked yet: exp(-inf - inf) = 0 */
+        } else if (mx != m[i]) {
+            /* a = exp(m - mx) rescales l and acc; with m = -inf it is 0 and
+             * they are still 0 (or NaN, which stays NaN): skipped. */
+            if (m[i] != -INFINITY) {
+                real alpha = r_exp(m[i] - mx);
+                real *a = acc + (int64_t)i * ldacc;
+                zreal va = Z_SET1(alpha);
+                int64_t d = 0;
+                l[i] *= alpha;
+                for (; d + ZW <= Dv; d += ZW) Z_STORE(a + d, Z_MUL(Z_LOAD(a + d), va));
+                if (d < Dv) {
+                    zmask k = Z_TAIL(Dv - d);
+                    Z_MSTORE(a + d, k, Z_MUL(Z_MLOAD(a + d, k), va));
+                }
+            }
+            m[i] = mx;
+        }
+        double rsum;
+        PT_SFX(att_exp_rows_avx512)(s, lds, 1, n, &shift, &rsum);
+        l[i] += rsum;
+    }
+}
+
+/* pt_att_bwd_ds (attention_tile.h): per vector of a row, e = exp(P - lse)
+ * (att_exp_rows_avx512's exp), P = e, dS = (scale e) (dS - Drow). Float:
+ * pt_expf_neg_avx512; double: libm exp, as the portable path. */
+PT_TARGET_AVX512
+static void PT_SFX(att_bwd_ds_avx512)(real *P, real *dS, int64_t ld, int nq, int64_t n,
+                                      const real *lse, const real *Drow, real scale)
+{
+    const zreal vs = Z_SET1(scale);
+    for (int i = 0; i < nq; i++) {
+        real *p = P + (int64_t)i * ld, *ds = dS + (int64_t)i * ld;
+        if (lse[i] == -INFINITY) {     /* fully masked row: no gradient */
+            memset(p, 0, sizeof(real) * (size_t)n);
+            memset(ds, 0, sizeof(real) * (size_t)n);
+            continue;
+        }
+        const zreal vd = Z_SET1(Drow[i]);
+#if PT_DTYPE == 64
+        for (int64_t j = 0; j < n; j++) p[j] = exp(p[j] - lse[i]);
+#else
+        const __m512 sh = _mm512_set1_ps(lse[i]);
+#endif
+        int64_t j = 0;
+        for (; j + ZW <= n; j += ZW) {
+#if PT_DTYPE == 64
+            zreal e = Z_LOAD(p + j);
+#else
+            zreal e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + j), sh));
+            Z_STORE(p + j, e);
+#endif
+            Z_STORE(ds + j, Z_MUL(Z_MUL(vs, e), Z_SUB(Z_LOAD(ds + j), vd)));
+        }
+        if (j < n) {
+            zmask k = Z_TAIL(n - j);
+#if PT_DTYPE == 64
+            zreal e = Z_MLOAD(p + j, k);
+#else
+            zreal e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), sh));
+            Z_MSTORE(p + j, k, e);
+#endif
+            Z_MSTORE(ds + j, k, Z_MUL(Z_MUL(vs, e), Z_SUB(Z_MLOAD(ds + j, k), vd)));
+        }
+    }
+}
+
 /* ------------------------------------------ the path (pt_dispatch.h) */
 
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx512) = {
     "avx512", PT_SFX(att_mm_avx512), PT_SFX(att_transpose_avx512), PT_SFX(att_dot_avx512),
-    PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512)};
+    PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512), PT_SFX(att_softmax_step_avx512),
+    PT_SFX(att_bwd_ds_avx512)};
 
 #endif /* x86 with GCC/Clang */
