@@ -15,14 +15,16 @@
  *       m' = max(m, max_j S),  p_j = exp(S_j - m'),  a = exp(m - m')
  *       l' = a l + sum_j p_j,  acc' = a acc + sum_j p_j v_j
  *     and finally out = acc / l, lse = m + log l. Scratch per thread is
- *     O(BQ*BK + Tk*D + BQ*Dv) (the current head's keys transposed):
- *     nothing proportional to Tq x Tk.
+ *     O(BQ*BK + Tk*(D + Dv) + BQ*Dv) (the current head's keys transposed
+ *     and values copied): nothing proportional to Tq x Tk.
  *
  * Backward (FlashAttention-2: P recomputed from q, k and lse):
  *   Drow_i = sum_d dout[i,d] out[i,d]
  *   P = exp(S - lse),  dP = dout v^T,  dS = P * (dP - Drow)
  *   dv += P^T dout,  dk += scale dS^T q,  dq += scale dS k
- * computed per (query tile, key tile) pair. With accumulate == 0 the first
+ * computed per (query tile, key tile) pair, each thread holding its current
+ * head's q, dout and k copied to aligned scratch (O((Tq + Tk) D)). With
+ * accumulate == 0 the first
  * pair that reaches a gradient tile stores into it (the tile product with
  * beta = 0) and the later ones add, so the buffers are never read before
  * they are written; key tiles that no query reaches (causal, Tk > Tq) are
@@ -44,6 +46,7 @@
  * thread count nor on where a row or column lies in its tile.
  */
 #include <float.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pt_real.h"
@@ -62,6 +65,26 @@
 #else
 #define ATT_REAL_MAX FLT_MAX
 #endif
+/* Scratch aligned to 64 bytes (a cache line, one zmm vector): the tile
+ * products load rows of their B operand a vector at a time, and a load
+ * that straddles two lines costs two. Operands read as B from the
+ * caller's arrays (v; q, dout and k in the backward), whose rows are
+ * rarely so aligned, are copied per head into such scratch too. NULL
+ * when out of memory; att_free(NULL) does nothing. */
+static void *PT_SFX(att_alloc)(size_t bytes)
+{
+    unsigned char *raw = malloc(bytes + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
+    ((void **)p)[-1] = raw;
+    return (void *)p;
+}
+
+static void PT_SFX(att_free)(void *p)
+{
+    if (p) free(((void **)p)[-1]);
+}
+
 /* kT[d*BK + j] = k[(j0 + j)*D + d] for j < nk: the key tile, transposed. */
 static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, int64_t D)
 {
@@ -265,7 +288,8 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     (void)work;                        /* unused without OpenMP */
     int status = PT_OK;
     /* Each thread keeps the keys of its current head transposed, tile by
-     * tile (kT, att_transpose_head), redone when the head changes. With
+     * tile (kT, att_transpose_head), and its values copied to aligned
+     * scratch (vc), redone when the head changes. With
      * enough heads a chunk of tasks is a whole head (every query tile), so
      * each head is transposed once; else chunks of one query tile. */
     int nth = pt_get_num_threads();
@@ -273,11 +297,14 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     (void)chunk;                       /* unused without OpenMP */
     #pragma omp parallel num_threads(nth) if (work > 65536)
     {
-        real *kT = malloc(sizeof(real) * (size_t)(nkt > 0 ? nkt : 1)
-                          * (size_t)(D > 0 ? D : 1) * BK);
-        real *S = weights ? NULL : malloc(sizeof(real) * BQ * BK);
-        real *acc = weights ? NULL : malloc(sizeof(real) * BQ * (size_t)(Dv > 0 ? Dv : 1));
-        int ok = kT && (weights || (S && acc));
+        real *kT = PT_SFX(att_alloc)(sizeof(real) * (size_t)(nkt > 0 ? nkt : 1)
+                                     * (size_t)(D > 0 ? D : 1) * BK);
+        real *vc = PT_SFX(att_alloc)(sizeof(real) * (size_t)(Tk > 0 ? Tk : 1)
+                                     * (size_t)(Dv > 0 ? Dv : 1));
+        real *S = weights ? NULL : PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
+        real *acc = weights ? NULL
+                            : PT_SFX(att_alloc)(sizeof(real) * BQ * (size_t)(Dv > 0 ? Dv : 1));
+        int ok = kT && vc && (weights || (S && acc));
         int64_t kT_bh = -1;                /* head whose keys kT holds */
         if (!ok) {
             #pragma omp atomic write
@@ -290,9 +317,10 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
             int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
             const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
             const real *qh = q + bh * Tq * D, *kTh = kT;
-            const real *vh = v + bh * Tk * Dv;
+            const real *vh = vc;
             if (bh != kT_bh) {
                 PT_SFX(att_transpose_head)(kT, k + bh * Tk * D, Tk, D);
+                memcpy(vc, v + bh * Tk * Dv, sizeof(real) * (size_t)(Tk * Dv));
                 kT_bh = bh;
             }
             real *oh = out + bh * Tq * Dv, *lh = lse ? lse + bh * Tq : NULL;
@@ -303,9 +331,10 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
                 PT_SFX(att_fwd_tiled)(oh, lh, qh, k + bh * Tk * D, kTh, vh, mrow, mask_strides,
                                       i0, nq, Tk, D, Dv, is_causal, scale, S, acc);
         }
-        free(kT);
-        free(S);
-        free(acc);
+        PT_SFX(att_free)(kT);
+        PT_SFX(att_free)(vc);
+        PT_SFX(att_free)(S);
+        PT_SFX(att_free)(acc);
     }
     return status;
 }
@@ -316,6 +345,8 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 typedef struct {
     real *kT, *vT;      /* (D,BK), (Dv,BK): key / value tile transposed */
     real *P, *dS;       /* (BQ,BK) */
+    real *q, *g, *k;    /* head bh's q, dout, k, copied (att_alloc) */
+    int64_t bh;         /* -1 before the first head */
 } PT_SFX(att_bscratch);
 
 /* Does query tile i0 meet key tile j0 at all? (causal: some i >= j0) */
@@ -402,11 +433,15 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
         {
             size_t Dm = (size_t)(D > 0 ? D : 1), Dvm = (size_t)(Dv > 0 ? Dv : 1);
             PT_SFX(att_bscratch) w;
-            w.kT = malloc(sizeof(real) * Dm * BK);
-            w.vT = malloc(sizeof(real) * Dvm * BK);
-            w.P = malloc(sizeof(real) * BQ * BK);
-            w.dS = malloc(sizeof(real) * BQ * BK);
-            int ok = w.kT && w.vT && w.P && w.dS;
+            w.kT = PT_SFX(att_alloc)(sizeof(real) * Dm * BK);
+            w.vT = PT_SFX(att_alloc)(sizeof(real) * Dvm * BK);
+            w.P = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
+            w.dS = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
+            w.q = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tq * Dm);
+            w.g = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tq * Dvm);
+            w.k = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tk * Dm);
+            w.bh = -1;
+            int ok = w.kT && w.vT && w.P && w.dS && w.q && w.g && w.k;
             if (!ok) {
                 #pragma omp atomic write
                 status = PT_ENOMEM;
@@ -417,8 +452,14 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                 int64_t bh = !split ? t : pass == 0 ? t / nkt : t / nqt;
                 int64_t b = bh / H, h = bh % H;
                 const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
-                const real *qh = q + bh * Tq * D, *kh = k + bh * Tk * D, *vh = v + bh * Tk * Dv;
-                const real *gh = dout + bh * Tq * Dv, *lh = lse + bh * Tq, *Dh = Drow + bh * Tq;
+                if (bh != w.bh) {      /* the head's operands, aligned */
+                    memcpy(w.q, q + bh * Tq * D, sizeof(real) * (size_t)(Tq * D));
+                    memcpy(w.g, dout + bh * Tq * Dv, sizeof(real) * (size_t)(Tq * Dv));
+                    memcpy(w.k, k + bh * Tk * D, sizeof(real) * (size_t)(Tk * D));
+                    w.bh = bh;
+                }
+                const real *qh = w.q, *kh = w.k, *vh = v + bh * Tk * Dv;
+                const real *gh = w.g, *lh = lse + bh * Tq, *Dh = Drow + bh * Tq;
                 real *dqh = dq && pass == npass - 1 ? dq + bh * Tq * D : NULL;
                 real *dkh = dk && pass == 0 ? dk + bh * Tk * D : NULL;
                 real *dvh = dv && pass == 0 ? dv + bh * Tk * Dv : NULL;
@@ -458,10 +499,13 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                     }
                 }
             }
-            free(w.kT);
-            free(w.vT);
-            free(w.P);
-            free(w.dS);
+            PT_SFX(att_free)(w.kT);
+            PT_SFX(att_free)(w.vT);
+            PT_SFX(att_free)(w.P);
+            PT_SFX(att_free)(w.dS);
+            PT_SFX(att_free)(w.q);
+            PT_SFX(att_free)(w.g);
+            PT_SFX(att_free)(w.k);
         }
     }
     free(Drow);
