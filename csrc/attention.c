@@ -24,11 +24,10 @@
  *   dv += P^T dout,  dk += scale dS^T q,  dq += scale dS k
  * computed per (query tile, key tile) pair, each thread holding its current
  * head's q, dout and k copied to aligned scratch (O((Tq + Tk) D)). With
- * accumulate == 0 the first
- * pair that reaches a gradient tile stores into it (the tile product with
- * beta = 0) and the later ones add, so the buffers are never read before
- * they are written; key tiles that no query reaches (causal, Tk > Tq) are
- * zeroed. With at least as many heads as
+ * accumulate == 0 the first pair that reaches a gradient tile stores into
+ * it (the tile product with beta = 0) and the later ones add, so the
+ * buffers are never read before they are written; key tiles that no query
+ * reaches (causal, Tk > Tq) are zeroed. With at least as many heads as
  * threads a task is one head (key tiles outer, query tiles inner); with
  * fewer heads, two passes: (head, key tile) tasks for dk/dv, then (head,
  * query tile) tasks for dq. Every gradient element receives the same
@@ -38,10 +37,13 @@
  * Inner loops (attention_tile.c): every product here (q k^T, P v,
  * dout v^T, P^T dout, dS^T q, dS k) is the small tile product pt_att_mm,
  * C = alpha op(A) B + beta C, register-blocked and vectorized over
- * contiguous columns of B, with an AVX2+FMA kernel chosen at run time; the
- * key (and value) tiles are transposed into kT (D,BK) first so that q k^T
- * has contiguous columns too, and P^T, dS^T are read in place (trans_a).
- * exp is a branch-free polynomial, vectorized for float32. Nothing needs
+ * contiguous columns of B, with AVX2 and AVX-512 kernels chosen once by
+ * ISA level (dispatch.c); the key (and value) tiles are transposed into kT
+ * (D,BK) first so that q k^T has contiguous columns too, and P^T, dS^T are
+ * read in place (trans_a). The elementwise steps between the products
+ * (pt_att_softmax_step in the forward, pt_att_bwd_ds in the backward) are
+ * table entries too. exp is a branch-free polynomial, vectorized for
+ * float32. Nothing needs
  * -ffast-math; every sum runs in a fixed order that depends neither on the
  * thread count nor on where a row or column lies in its tile.
  */
@@ -320,7 +322,8 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
             const real *vh = vc;
             if (bh != kT_bh) {
                 PT_SFX(att_transpose_head)(kT, k + bh * Tk * D, Tk, D);
-                memcpy(vc, v + bh * Tk * Dv, sizeof(real) * (size_t)(Tk * Dv));
+                if (Tk * Dv > 0)
+                    memcpy(vc, v + bh * Tk * Dv, sizeof(real) * (size_t)(Tk * Dv));
                 kT_bh = bh;
             }
             real *oh = out + bh * Tq * Dv, *lh = lse ? lse + bh * Tq : NULL;
@@ -453,9 +456,12 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                 int64_t b = bh / H, h = bh % H;
                 const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
                 if (bh != w.bh) {      /* the head's operands, aligned */
-                    memcpy(w.q, q + bh * Tq * D, sizeof(real) * (size_t)(Tq * D));
-                    memcpy(w.g, dout + bh * Tq * Dv, sizeof(real) * (size_t)(Tq * Dv));
-                    memcpy(w.k, k + bh * Tk * D, sizeof(real) * (size_t)(Tk * D));
+                    if (Tq * D > 0 && Tk * D > 0) {
+                        memcpy(w.q, q + bh * Tq * D, sizeof(real) * (size_t)(Tq * D));
+                        memcpy(w.k, k + bh * Tk * D, sizeof(real) * (size_t)(Tk * D));
+                    }
+                    if (Tq * Dv > 0)
+                        memcpy(w.g, dout + bh * Tq * Dv, sizeof(real) * (size_t)(Tq * Dv));
                     w.bh = bh;
                 }
                 const real *qh = w.q, *kh = w.k, *vh = v + bh * Tk * Dv;
