@@ -15,18 +15,19 @@
  *       m' = max(m, max_j S),  p_j = exp(S_j - m'),  a = exp(m - m')
  *       l' = a l + sum_j p_j,  acc' = a acc + sum_j p_j v_j
  *     and finally out = acc / l, lse = m + log l. Scratch per thread is
- *     O(BQ*BK + Tk*D + BQ*Dv) (the current head's keys transposed):
- *     nothing proportional to Tq x Tk.
+ *     O(BQ*BK + Tk*(D + Dv) + BQ*Dv) (the current head's keys transposed
+ *     and values copied): nothing proportional to Tq x Tk.
  *
  * Backward (FlashAttention-2: P recomputed from q, k and lse):
  *   Drow_i = sum_d dout[i,d] out[i,d]
  *   P = exp(S - lse),  dP = dout v^T,  dS = P * (dP - Drow)
  *   dv += P^T dout,  dk += scale dS^T q,  dq += scale dS k
- * computed per (query tile, key tile) pair. With accumulate == 0 the first
- * pair that reaches a gradient tile stores into it (the tile product with
- * beta = 0) and the later ones add, so the buffers are never read before
- * they are written; key tiles that no query reaches (causal, Tk > Tq) are
- * zeroed. With at least as many heads as
+ * computed per (query tile, key tile) pair, each thread holding its current
+ * head's q, dout and k copied to aligned scratch (O((Tq + Tk) D)). With
+ * accumulate == 0 the first pair that reaches a gradient tile stores into
+ * it (the tile product with beta = 0) and the later ones add, so the
+ * buffers are never read before they are written; key tiles that no query
+ * reaches (causal, Tk > Tq) are zeroed. With at least as many heads as
  * threads a task is one head (key tiles outer, query tiles inner); with
  * fewer heads, two passes: (head, key tile) tasks for dk/dv, then (head,
  * query tile) tasks for dq. Every gradient element receives the same
@@ -36,14 +37,18 @@
  * Inner loops (attention_tile.c): every product here (q k^T, P v,
  * dout v^T, P^T dout, dS^T q, dS k) is the small tile product pt_att_mm,
  * C = alpha op(A) B + beta C, register-blocked and vectorized over
- * contiguous columns of B, with an AVX2+FMA kernel chosen at run time; the
- * key (and value) tiles are transposed into kT (D,BK) first so that q k^T
- * has contiguous columns too, and P^T, dS^T are read in place (trans_a).
- * exp is a branch-free polynomial, vectorized for float32. Nothing needs
+ * contiguous columns of B, with AVX2 and AVX-512 kernels chosen once by
+ * ISA level (dispatch.c); the key (and value) tiles are transposed into kT
+ * (D,BK) first so that q k^T has contiguous columns too, and P^T, dS^T are
+ * read in place (trans_a). The elementwise steps between the products
+ * (pt_att_softmax_step in the forward, pt_att_bwd_ds in the backward) are
+ * table entries too. exp is a branch-free polynomial, vectorized for
+ * float32. Nothing needs
  * -ffast-math; every sum runs in a fixed order that depends neither on the
  * thread count nor on where a row or column lies in its tile.
  */
 #include <float.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pt_real.h"
@@ -62,6 +67,26 @@
 #else
 #define ATT_REAL_MAX FLT_MAX
 #endif
+/* Scratch aligned to 64 bytes (a cache line, one zmm vector): the tile
+ * products load rows of their B operand a vector at a time, and a load
+ * that straddles two lines costs two. Operands read as B from the
+ * caller's arrays (v; q, dout and k in the backward), whose rows are
+ * rarely so aligned, are copied per head into such scratch too. NULL
+ * when out of memory; att_free(NULL) does nothing. */
+static void *PT_SFX(att_alloc)(size_t bytes)
+{
+    unsigned char *raw = malloc(bytes + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
+    ((void **)p)[-1] = raw;
+    return (void *)p;
+}
+
+static void PT_SFX(att_free)(void *p)
+{
+    if (p) free(((void **)p)[-1]);
+}
+
 /* kT[d*BK + j] = k[(j0 + j)*D + d] for j < nk: the key tile, transposed. */
 static void PT_SFX(att_transpose)(real *kT, const real *k, int64_t j0, int nk, int64_t D)
 {
@@ -221,8 +246,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                                   const int64_t *ms, int64_t i0, int nq, int64_t Tk, int64_t D,
                                   int64_t Dv, int is_causal, real scale, real *S, real *acc)
 {
-    real m[BQ], shift[BQ];
-    double l[BQ], rsum[BQ];
+    real m[BQ];
+    double l[BQ];
     for (int i = 0; i < nq; i++) { m[i] = -INFINITY; l[i] = 0; }
     memset(acc, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
     int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
@@ -232,30 +257,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
         const real *kTt = kT + (j0 / BK) * D * BK;   /* this key tile, (D, BK) */
         PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
         PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
-        for (int i = 0; i < nq; i++) {
-            real *s = S + i * BK;
-            real mx = PT_SFX(pt_att_rowmax)(s, nk, m[i]);
-            if (mx == -INFINITY) {    /* nothing unmasked yet: exp(-inf - inf) = 0 */
-                shift[i] = INFINITY;
-                continue;
-            }
-            if (mx != m[i]) {
-                /* alpha = exp(m - mx) rescales l and acc; with m = -inf it
-                 * is 0 and they are still 0 (or NaN from 0 * inf in v,
-                 * which stays NaN): skip the libm call and the products. */
-                if (m[i] != -INFINITY) {
-                    real alpha = r_exp(m[i] - mx);
-                    real *a = acc + (int64_t)i * Dv;
-                    l[i] *= alpha;
-                    for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
-                }
-                m[i] = mx;
-            }
-            shift[i] = mx;
-        }
-        /* P = exp(S - m) row by row, l += row sums */
-        PT_SFX(pt_att_exp_rows)(S, BK, nq, nk, shift, rsum);
-        for (int i = 0; i < nq; i++) l[i] += rsum[i];
+        /* m, l, acc rescaled to the new row max; P = exp(S - m); l += row sums */
+        PT_SFX(pt_att_softmax_step)(S, BK, nq, nk, m, l, acc, Dv, Dv);
         /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
         PT_SFX(pt_att_mm)(acc, Dv, S, BK, 0, v + j0 * Dv, Dv, nq, Dv, nk, 1, 1);
     }
@@ -287,7 +290,8 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     (void)work;                        /* unused without OpenMP */
     int status = PT_OK;
     /* Each thread keeps the keys of its current head transposed, tile by
-     * tile (kT, att_transpose_head), redone when the head changes. With
+     * tile (kT, att_transpose_head), and its values copied to aligned
+     * scratch (vc), redone when the head changes. With
      * enough heads a chunk of tasks is a whole head (every query tile), so
      * each head is transposed once; else chunks of one query tile. */
     int nth = pt_get_num_threads();
@@ -295,11 +299,14 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     (void)chunk;                       /* unused without OpenMP */
     #pragma omp parallel num_threads(nth) if (work > 65536)
     {
-        real *kT = malloc(sizeof(real) * (size_t)(nkt > 0 ? nkt : 1)
-                          * (size_t)(D > 0 ? D : 1) * BK);
-        real *S = weights ? NULL : malloc(sizeof(real) * BQ * BK);
-        real *acc = weights ? NULL : malloc(sizeof(real) * BQ * (size_t)(Dv > 0 ? Dv : 1));
-        int ok = kT && (weights || (S && acc));
+        real *kT = PT_SFX(att_alloc)(sizeof(real) * (size_t)(nkt > 0 ? nkt : 1)
+                                     * (size_t)(D > 0 ? D : 1) * BK);
+        real *vc = PT_SFX(att_alloc)(sizeof(real) * (size_t)(Tk > 0 ? Tk : 1)
+                                     * (size_t)(Dv > 0 ? Dv : 1));
+        real *S = weights ? NULL : PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
+        real *acc = weights ? NULL
+                            : PT_SFX(att_alloc)(sizeof(real) * BQ * (size_t)(Dv > 0 ? Dv : 1));
+        int ok = kT && vc && (weights || (S && acc));
         int64_t kT_bh = -1;                /* head whose keys kT holds */
         if (!ok) {
             #pragma omp atomic write
@@ -312,9 +319,11 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
             int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
             const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
             const real *qh = q + bh * Tq * D, *kTh = kT;
-            const real *vh = v + bh * Tk * Dv;
+            const real *vh = vc;
             if (bh != kT_bh) {
                 PT_SFX(att_transpose_head)(kT, k + bh * Tk * D, Tk, D);
+                if (Tk * Dv > 0)
+                    memcpy(vc, v + bh * Tk * Dv, sizeof(real) * (size_t)(Tk * Dv));
                 kT_bh = bh;
             }
             real *oh = out + bh * Tq * Dv, *lh = lse ? lse + bh * Tq : NULL;
@@ -325,9 +334,10 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
                 PT_SFX(att_fwd_tiled)(oh, lh, qh, k + bh * Tk * D, kTh, vh, mrow, mask_strides,
                                       i0, nq, Tk, D, Dv, is_causal, scale, S, acc);
         }
-        free(kT);
-        free(S);
-        free(acc);
+        PT_SFX(att_free)(kT);
+        PT_SFX(att_free)(vc);
+        PT_SFX(att_free)(S);
+        PT_SFX(att_free)(acc);
     }
     return status;
 }
@@ -338,6 +348,8 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 typedef struct {
     real *kT, *vT;      /* (D,BK), (Dv,BK): key / value tile transposed */
     real *P, *dS;       /* (BQ,BK) */
+    real *q, *g, *k;    /* head bh's q, dout, k, copied (att_alloc) */
+    int64_t bh;         /* -1 before the first head */
 } PT_SFX(att_bscratch);
 
 /* Does query tile i0 meet key tile j0 at all? (causal: some i >= j0) */
@@ -364,22 +376,8 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
     PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, 0, w->kT, BK, nq, nk, D, scale, 0);
     PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
     PT_SFX(pt_att_mm)(dS, BK, dout + i0 * Dv, Dv, 0, w->vT, BK, nq, nk, Dv, 1, 0);
-    real shift[BQ];
-    double rsum[BQ];              /* unused */
-    for (int i = 0; i < nq; i++) {
-        real L = lse[i0 + i];
-        shift[i] = L == -INFINITY ? INFINITY : L;
-    }
-    PT_SFX(pt_att_exp_rows)(P, BK, nq, nk, shift, rsum);
-    for (int i = 0; i < nq; i++) {
-        real *p = P + i * BK, *ds = dS + i * BK;
-        real Dr = Drow[i0 + i];
-        if (lse[i0 + i] == -INFINITY) {    /* fully masked row: no gradient */
-            for (int j = 0; j < nk; j++) { p[j] = 0; ds[j] = 0; }
-            continue;
-        }
-        for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
-    }
+    /* P = exp(S - lse), dS = scale P (dP - Drow); fully masked rows 0 */
+    PT_SFX(pt_att_bwd_ds)(P, dS, BK, nq, nk, lse + i0, Drow + i0, scale);
     if (dv) {
         PT_SFX(pt_att_mm)(dv + j0 * Dv, Dv, P, BK, 1, dout + i0 * Dv, Dv, nk, Dv, nq, 1,
                           acc_kv);
@@ -438,11 +436,15 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
         {
             size_t Dm = (size_t)(D > 0 ? D : 1), Dvm = (size_t)(Dv > 0 ? Dv : 1);
             PT_SFX(att_bscratch) w;
-            w.kT = malloc(sizeof(real) * Dm * BK);
-            w.vT = malloc(sizeof(real) * Dvm * BK);
-            w.P = malloc(sizeof(real) * BQ * BK);
-            w.dS = malloc(sizeof(real) * BQ * BK);
-            int ok = w.kT && w.vT && w.P && w.dS;
+            w.kT = PT_SFX(att_alloc)(sizeof(real) * Dm * BK);
+            w.vT = PT_SFX(att_alloc)(sizeof(real) * Dvm * BK);
+            w.P = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
+            w.dS = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
+            w.q = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tq * Dm);
+            w.g = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tq * Dvm);
+            w.k = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tk * Dm);
+            w.bh = -1;
+            int ok = w.kT && w.vT && w.P && w.dS && w.q && w.g && w.k;
             if (!ok) {
                 #pragma omp atomic write
                 status = PT_ENOMEM;
@@ -453,8 +455,17 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                 int64_t bh = !split ? t : pass == 0 ? t / nkt : t / nqt;
                 int64_t b = bh / H, h = bh % H;
                 const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
-                const real *qh = q + bh * Tq * D, *kh = k + bh * Tk * D, *vh = v + bh * Tk * Dv;
-                const real *gh = dout + bh * Tq * Dv, *lh = lse + bh * Tq, *Dh = Drow + bh * Tq;
+                if (bh != w.bh) {      /* the head's operands, aligned */
+                    if (Tq * D > 0 && Tk * D > 0) {
+                        memcpy(w.q, q + bh * Tq * D, sizeof(real) * (size_t)(Tq * D));
+                        memcpy(w.k, k + bh * Tk * D, sizeof(real) * (size_t)(Tk * D));
+                    }
+                    if (Tq * Dv > 0)
+                        memcpy(w.g, dout + bh * Tq * Dv, sizeof(real) * (size_t)(Tq * Dv));
+                    w.bh = bh;
+                }
+                const real *qh = w.q, *kh = w.k, *vh = v + bh * Tk * Dv;
+                const real *gh = w.g, *lh = lse + bh * Tq, *Dh = Drow + bh * Tq;
                 real *dqh = dq && pass == npass - 1 ? dq + bh * Tq * D : NULL;
                 real *dkh = dk && pass == 0 ? dk + bh * Tk * D : NULL;
                 real *dvh = dv && pass == 0 ? dv + bh * Tk * Dv : NULL;
@@ -494,10 +505,13 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                     }
                 }
             }
-            free(w.kT);
-            free(w.vT);
-            free(w.P);
-            free(w.dS);
+            PT_SFX(att_free)(w.kT);
+            PT_SFX(att_free)(w.vT);
+            PT_SFX(att_free)(w.P);
+            PT_SFX(att_free)(w.dS);
+            PT_SFX(att_free)(w.q);
+            PT_SFX(att_free)(w.g);
+            PT_SFX(att_free)(w.k);
         }
     }
     free(Drow);

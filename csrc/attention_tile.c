@@ -484,18 +484,142 @@ real PT_SFX(pt_att_rowmax)(const real *s, int64_t n, real m)
     return m;
 }
 
+/* ------------------------------------------ online softmax, backward dS */
+
+/* pt_att_rowmax with the path kk's row max. */
+__attribute__((always_inline))
+static inline real PT_SFX(att_rowmax_with)(const struct PT_SFX(pt_att_kernels) *kk,
+                                           const real *s, int64_t n, real m)
+{
+    m = kk->rowmax(s, n, m);
+    if (m == -INFINITY)
+        for (int64_t j = 0; j < n; j++)
+            if (s[j] != s[j]) return s[j];
+    return m;
+}
+
+/* pt_att_softmax_step from the path kk's rowmax and exp_rows (the portable
+ * and AVX2 paths), ATT_SM_ROWS rows per exp_rows call. */
+#define ATT_SM_ROWS 64
+__attribute__((always_inline))
+static inline void PT_SFX(att_softmax_step_with)(const struct PT_SFX(pt_att_kernels) *kk,
+                                                 real *S, int64_t lds, int nq, int64_t n,
+                                                 real *m, double *l, real *acc, int64_t ldacc,
+                                                 int64_t Dv)
+{
+    real shift[ATT_SM_ROWS];
+    double rsum[ATT_SM_ROWS];
+    for (int i0 = 0; i0 < nq; i0 += ATT_SM_ROWS) {
+        int rows = nq - i0 < ATT_SM_ROWS ? nq - i0 : ATT_SM_ROWS;
+        for (int r = 0; r < rows; r++) {
+            int i = i0 + r;
+            real mx = PT_SFX(att_rowmax_with)(kk, S + (int64_t)i * lds, n, m[i]);
+            if (mx == -INFINITY) {    /* nothing unmasked yet: exp(-inf - inf) = 0 */
+                shift[r] = INFINITY;
+                continue;
+            }
+            if (mx != m[i]) {
+                /* a = exp(m - mx) rescales l and acc; with m = -inf it is
+                 * 0 and they are still 0 (or NaN from 0 * inf in v, which
+                 * stays NaN): skip the libm call and the products. */
+                if (m[i] != -INFINITY) {
+                    real alpha = r_exp(m[i] - mx);
+                    real *a = acc + (int64_t)i * ldacc;
+                    l[i] *= alpha;
+                    for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
+                }
+                m[i] = mx;
+            }
+            shift[r] = mx;
+        }
+        kk->exp_rows(S + (int64_t)i0 * lds, lds, rows, n, shift, rsum);
+        for (int r = 0; r < rows; r++) l[i0 + r] += rsum[r];
+    }
+}
+
+/* pt_att_bwd_ds from the path kk's exp_rows (its row sums unused). */
+__attribute__((always_inline))
+static inline void PT_SFX(att_bwd_ds_with)(const struct PT_SFX(pt_att_kernels) *kk, real *P,
+                                           real *dS, int64_t ld, int nq, int64_t n,
+                                           const real *lse, const real *Drow, real scale)
+{
+    real shift[ATT_SM_ROWS];
+    double rsum[ATT_SM_ROWS];
+    for (int i0 = 0; i0 < nq; i0 += ATT_SM_ROWS) {
+        int rows = nq - i0 < ATT_SM_ROWS ? nq - i0 : ATT_SM_ROWS;
+        for (int r = 0; r < rows; r++) {
+            real L = lse[i0 + r];
+            shift[r] = L == -INFINITY ? INFINITY : L;
+        }
+        kk->exp_rows(P + (int64_t)i0 * ld, ld, rows, n, shift, rsum);
+    }
+    for (int i = 0; i < nq; i++) {
+        real *p = P + (int64_t)i * ld, *ds = dS + (int64_t)i * ld;
+        real Dr = Drow[i];
+        if (lse[i] == -INFINITY) {    /* fully masked row: no gradient */
+            for (int64_t j = 0; j < n; j++) { p[j] = 0; ds[j] = 0; }
+            continue;
+        }
+        for (int64_t j = 0; j < n; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
+    }
+}
+
+static void PT_SFX(att_softmax_step_c)(real *S, int64_t lds, int nq, int64_t n, real *m,
+                                       double *l, real *acc, int64_t ldacc, int64_t Dv)
+{
+    PT_SFX(att_softmax_step_with)(&PT_SFX(pt_att_portable), S, lds, nq, n, m, l, acc, ldacc, Dv);
+}
+
+static void PT_SFX(att_bwd_ds_c)(real *P, real *dS, int64_t ld, int nq, int64_t n,
+                                 const real *lse, const real *Drow, real scale)
+{
+    PT_SFX(att_bwd_ds_with)(&PT_SFX(pt_att_portable), P, dS, ld, nq, n, lse, Drow, scale);
+}
+
+#if ATT_X86
+/* The same on the AVX2 path: its row max and row exp, the loops around
+ * them compiled for AVX2 (elementwise products: the same bits). */
+__attribute__((target("avx2,fma")))
+static void PT_SFX(att_softmax_step_avx2)(real *S, int64_t lds, int nq, int64_t n, real *m,
+                                          double *l, real *acc, int64_t ldacc, int64_t Dv)
+{
+    PT_SFX(att_softmax_step_with)(&PT_SFX(pt_att_avx2), S, lds, nq, n, m, l, acc, ldacc, Dv);
+}
+
+__attribute__((target("avx2,fma")))
+static void PT_SFX(att_bwd_ds_avx2)(real *P, real *dS, int64_t ld, int nq, int64_t n,
+                                    const real *lse, const real *Drow, real scale)
+{
+    PT_SFX(att_bwd_ds_with)(&PT_SFX(pt_att_avx2), P, dS, ld, nq, n, lse, Drow, scale);
+}
+#endif
+
+void PT_SFX(pt_att_softmax_step)(real *S, int64_t lds, int nq, int64_t n, real *m, double *l,
+                                 real *acc, int64_t ldacc, int64_t Dv)
+{
+    PT_KERNELS(att)->softmax_step(S, lds, nq, n, m, l, acc, ldacc, Dv);
+}
+
+void PT_SFX(pt_att_bwd_ds)(real *P, real *dS, int64_t ld, int nq, int64_t n, const real *lse,
+                           const real *Drow, real scale)
+{
+    PT_KERNELS(att)->bwd_ds(P, dS, ld, nq, n, lse, Drow, scale);
+}
+
 /* ---------------------------------------------- the paths (pt_dispatch.h) */
 
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_portable) = {
     "portable", PT_SFX(att_mm_c), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
-    PT_SFX(att_exp_rows_c), PT_SFX(att_max_c)};
+    PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_c),
+    PT_SFX(att_bwd_ds_c)};
 #if ATT_X86 && PT_DTYPE != 64
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), att_transpose_avx2, att_dot_avx2, att_exp_rows_avx2,
-    att_rowmax_avx2};
+    att_rowmax_avx2, PT_SFX(att_softmax_step_avx2), PT_SFX(att_bwd_ds_avx2)};
 #elif ATT_X86
 /* float64: the AVX2 product (4 doubles per vector), the rest portable. */
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
-    PT_SFX(att_exp_rows_c), PT_SFX(att_max_c)};
+    PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_avx2),
+    PT_SFX(att_bwd_ds_avx2)};
 #endif

@@ -38,4 +38,24 @@ void PT_SFX(pt_att_exp_rows)(real *S, int64_t lds, int nq, int64_t n, const real
  * fully masked one; any other NaN propagates through exp and the sum). */
 real PT_SFX(pt_att_rowmax)(const real *s, int64_t n, real m);
 
+/* One key tile of the tiled forward's online softmax, rows i < nq of the
+ * score tile S (ld lds, n columns, scaled and masked), with the running
+ * row max m[i], row sum l[i] and output accumulator acc (row i at
+ * acc + i*ldacc, Dv columns):
+ *   mx = pt_att_rowmax(S_i, m[i]);
+ *   mx == -inf (nothing unmasked yet): S_i = exp(S_i - inf) = 0;
+ *   else, when mx != m[i] and m[i] != -inf: a = exp(m[i] - mx) (libm),
+ *     l[i] *= a, acc_i *= a; then m[i] = mx, S_i = exp(S_i - mx);
+ *   l[i] += sum_j S_i[j] (pt_att_exp_rows' exp and summation order). */
+void PT_SFX(pt_att_softmax_step)(real *S, int64_t lds, int nq, int64_t n, real *m, double *l,
+                                 real *acc, int64_t ldacc, int64_t Dv);
+
+/* The backward's elementwise step, rows i < nq and j < n of P and dS
+ * (ld ld), P holding the masked scores and dS holding dP = dout v^T:
+ *   lse[i] == -inf (a fully masked row): P_i = dS_i = 0;
+ *   else P_i = exp(P_i - lse[i]) (pt_att_exp_rows' exp),
+ *        dS_i = (scale * P_i) * (dS_i - Drow[i]), each step rounded. */
+void PT_SFX(pt_att_bwd_ds)(real *P, real *dS, int64_t ld, int nq, int64_t n, const real *lse,
+                           const real *Drow, real scale);
+
 #endif /* PT_ATTENTION_TILE_H */

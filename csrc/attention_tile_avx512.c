@@ -260,10 +260,235 @@ static real PT_SFX(att_rowmax_avx512)(const real *s, int64_t n, real m)
     return r > m ? r : m;
 }
 
+/* ------------------------------------------------------ online softmax */
+
+/* pt_att_rowmax's rule on this path's row max: NaN if the max is -inf and
+ * some s[j] is NaN (the first such s[j]). */
+PT_TARGET_AVX512
+static real PT_SFX(att_rowmax_rule_avx512)(const real *s, int64_t n, real m)
+{
+    m = PT_SFX(att_rowmax_avx512)(s, n, m);
+    if (m == -INFINITY)
+        for (int64_t j = 0; j < n; j++)
+            if (s[j] != s[j]) return s[j];
+    return m;
+}
+
+/* The online-softmax bookkeeping of row i, whose new max is mx: returns
+ * the shift of its exp (+inf for a row with nothing unmasked yet, whose
+ * exp(-inf - inf) is 0); rescales l[i] and acc_i by a = exp(m[i] - mx)
+ * when the max grew (zmm products, exact as the scalar ones; skipped for
+ * m[i] = -inf, where l and acc are still 0, or NaN, which stays NaN). */
+__attribute__((always_inline)) PT_TARGET_AVX512
+static inline real PT_SFX(att_sm_rescale)(real mx, real *m, double *l, real *a, int64_t Dv)
+{
+    if (mx == -INFINITY) return INFINITY;
+    if (mx != *m) {
+        if (*m != -INFINITY) {
+            real alpha = r_exp(*m - mx);
+            zreal va = Z_SET1(alpha);
+            int64_t d = 0;
+            *l *= alpha;
+            for (; d + ZW <= Dv; d += ZW) Z_STORE(a + d, Z_MUL(Z_LOAD(a + d), va));
+            if (d < Dv) {
+                zmask k = Z_TAIL(Dv - d);
+                Z_MSTORE(a + d, k, Z_MUL(Z_MLOAD(a + d, k), va));
+            }
+        }
+        *m = mx;
+    }
+    return mx;
+}
+
+#if PT_DTYPE != 64
+/* Lane r of the result = the max of v[r]'s 16 lanes (a transposing tree:
+ * 15 max instead of 16 separate reductions; a max is exact in any order). */
+__attribute__((always_inline)) PT_TARGET_AVX512
+static inline __m512 att_max16(const __m512 *v)
+{
+    __m512 c[8], d[4], e[2], f;
+    for (int k = 0; k < 8; k++)       /* lanes 0-7: row 2k, 8-15: row 2k+1 */
+        c[k] = _mm512_max_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xEE));
+    for (int k = 0; k < 4; k++)       /* 128-bit lane j: row 4k + j */
+        d[k] = _mm512_max_ps(_mm512_shuffle_f32x4(c[2 * k], c[2 * k + 1], 0x88),
+                             _mm512_shuffle_f32x4(c[2 * k], c[2 * k + 1], 0xDD));
+    for (int k = 0; k < 2; k++)       /* 128-bit lane j: rows 8k + j, 8k + 4 + j */
+        e[k] = _mm512_max_ps(_mm512_shuffle_ps(d[2 * k], d[2 * k + 1], 0x44),
+                             _mm512_shuffle_ps(d[2 * k], d[2 * k + 1], 0xEE));
+    /* lane 4j + t: row j + 4t */
+    f = _mm512_max_ps(_mm512_shuffle_ps(e[0], e[1], 0x88), _mm512_shuffle_ps(e[0], e[1], 0xDD));
+    return _mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f);
+}
+
+/* out[r] = att_zhsum(s[r]) for r < 16, bitwise: the same additions with
+ * the same operands (h = low half + high half in float; d = h[0:4] +
+ * h[4:8] in double; (d0 + d1) + (d2 + d3)), eight or sixteen rows per
+ * instruction instead of one. */
+__attribute__((always_inline)) PT_TARGET_AVX512
+static inline void att_hsum16(const __m512 *s, double *out)
+{
+    __m512d D[8], E[4];
+    for (int k = 0; k < 8; k++) {
+        /* lanes 0-7: h of row 2k, 8-15: h of row 2k+1 */
+        __m512 c = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * k], s[2 * k + 1], 0x44),
+                                 _mm512_shuffle_f32x4(s[2 * k], s[2 * k + 1], 0xEE));
+        /* [h_a[0:4], h_b[0:4]] + [h_a[4:8], h_b[4:8]] in double: [d_a, d_b] */
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_shuffle_f32x4(c, c, 0x88)));
+        __m512d hi = _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_shuffle_f32x4(c, c, 0xDD)));
+        D[k] = _mm512_add_pd(lo, hi);
+    }
+    /* rows a, b, c, d = 4k .. 4k+3: [u_a, u_c, w_a, w_c, u_b, u_d, w_b, w_d]
+     * with u = d0 + d1, w = d2 + d3 */
+    for (int k = 0; k < 4; k++)
+        E[k] = _mm512_add_pd(_mm512_unpacklo_pd(D[2 * k], D[2 * k + 1]),
+                             _mm512_unpackhi_pd(D[2 * k], D[2 * k + 1]));
+    for (int k = 0; k < 2; k++) {
+        /* u + w for rows 8k + (0, 2, 1, 3, 4, 6, 5, 7) */
+        __m512d F = _mm512_add_pd(_mm512_shuffle_f64x2(E[2 * k], E[2 * k + 1], 0x88),
+                                  _mm512_shuffle_f64x2(E[2 * k], E[2 * k + 1], 0xDD));
+        double t[8];
+        _mm512_storeu_pd(t, F);
+        out[8 * k + 0] = t[0]; out[8 * k + 2] = t[1]; out[8 * k + 1] = t[2];
+        out[8 * k + 3] = t[3]; out[8 * k + 4] = t[4]; out[8 * k + 6] = t[5];
+        out[8 * k + 5] = t[6]; out[8 * k + 7] = t[7];
+    }
+}
+
+/* pt_att_softmax_step for n <= 64 (one 64-element chunk of
+ * att_exp_rows_avx512), 16 rows at a time: their maxima and their sums'
+ * horizontal steps done across the rows (att_max16, att_hsum16), each
+ * row's own operations unchanged. */
+PT_TARGET_AVX512
+static void att_softmax_step64(float *S, int64_t lds, int nq, int n, float *m, double *l,
+                               float *acc, int64_t ldacc, int64_t Dv)
+{
+    const int nv = (n + 15) / 16;
+    const __mmask16 kt = Z_TAIL(n - (nv - 1) * 16);   /* the last vector's lanes */
+    const __m512 zero = _mm512_setzero_ps();
+    for (int i0 = 0; i0 < nq; i0 += 16) {
+        int rows = nq - i0 < 16 ? nq - i0 : 16;
+        __m512 v[16];
+        float mxv[16], shift[16];
+        double tot[16];
+        for (int r = 0; r < 16; r++) {
+            if (r >= rows) { v[r] = v[0]; continue; }
+            const float *s = S + (int64_t)(i0 + r) * lds;
+            __m512 mx = _mm512_set1_ps(m[i0 + r]);
+            for (int c = 0; c < nv - 1; c++) mx = _mm512_max_ps(_mm512_loadu_ps(s + 16 * c), mx);
+            v[r] = _mm512_mask_mov_ps(mx, kt, _mm512_max_ps(
+                _mm512_maskz_loadu_ps(kt, s + 16 * (nv - 1)), mx));
+        }
+        _mm512_storeu_ps(mxv, att_max16(v));
+        for (int r = 0; r < rows; r++) {
+            int i = i0 + r;
+            const float *s = S + (int64_t)i * lds;
+            float mx = mxv[r] > m[i] ? mxv[r] : m[i];
+            if (mx == -INFINITY)       /* pt_att_rowmax's rule for NaN */
+                for (int j = 0; j < n; j++)
+                    if (s[j] != s[j]) { mx = s[j]; break; }
+            shift[r] = att_sm_rescale_f32(mx, m + i, l + i, acc + (int64_t)i * ldacc, Dv);
+        }
+        for (int r = 0; r < 16; r++) {
+            if (r >= rows) { v[r] = zero; continue; }
+            float *p = S + (int64_t)(i0 + r) * lds;
+            const __m512 sh = _mm512_set1_ps(shift[r]);
+            __m512 sum = zero;
+            for (int c = 0; c < nv - 1; c++) {
+                __m512 e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + 16 * c), sh));
+                _mm512_storeu_ps(p + 16 * c, e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            float *pt = p + 16 * (nv - 1);
+            __m512 e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(kt, pt), sh));
+            _mm512_mask_storeu_ps(pt, kt, e);
+            if (kt == 0xFFFF)
+                sum = _mm512_add_ps(sum, e);
+            else
+                sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(kt, e));   /* missing lanes: +0 */
+            v[r] = sum;
+        }
+        att_hsum16(v, tot);
+        for (int r = 0; r < rows; r++) l[i0 + r] += 0.0 + tot[r];
+    }
+}
+#endif
+
+/* pt_att_softmax_step (attention_tile.h): the row max, the rescale of l
+ * and of acc's row, then the row's exp and sum as att_exp_rows_avx512
+ * computes them, so the result is bitwise the AVX2 path's. Float rows of
+ * at most 64 keys (every tile attention.c makes): att_softmax_step64;
+ * else row by row. */
+PT_TARGET_AVX512
+static void PT_SFX(att_softmax_step_avx512)(real *S, int64_t lds, int nq, int64_t n, real *m,
+                                            double *l, real *acc, int64_t ldacc, int64_t Dv)
+{
+#if PT_DTYPE != 64
+    if (n > 0 && n <= 64) {
+        att_softmax_step64(S, lds, nq, (int)n, m, l, acc, ldacc, Dv);
+        return;
+    }
+#endif
+    for (int i = 0; i < nq; i++) {
+        real *s = S + (int64_t)i * lds;
+        real mx = PT_SFX(att_rowmax_rule_avx512)(s, n, m[i]);
+        real shift = PT_SFX(att_sm_rescale)(mx, m + i, l + i, acc + (int64_t)i * ldacc, Dv);
+        double rsum;
+        PT_SFX(att_exp_rows_avx512)(s, lds, 1, n, &shift, &rsum);
+        l[i] += rsum;
+    }
+}
+
+/* pt_att_bwd_ds (attention_tile.h): per vector of a row, e = exp(P - lse)
+ * (att_exp_rows_avx512's exp), P = e, dS = (scale e) (dS - Drow). Float:
+ * pt_expf_neg_avx512; double: libm exp, as the portable path. */
+PT_TARGET_AVX512
+static void PT_SFX(att_bwd_ds_avx512)(real *P, real *dS, int64_t ld, int nq, int64_t n,
+                                      const real *lse, const real *Drow, real scale)
+{
+    const zreal vs = Z_SET1(scale);
+    for (int i = 0; i < nq; i++) {
+        real *p = P + (int64_t)i * ld, *ds = dS + (int64_t)i * ld;
+        if (lse[i] == -INFINITY) {     /* fully masked row: no gradient */
+            memset(p, 0, sizeof(real) * (size_t)n);
+            memset(ds, 0, sizeof(real) * (size_t)n);
+            continue;
+        }
+        const zreal vd = Z_SET1(Drow[i]);
+#if PT_DTYPE == 64
+        for (int64_t j = 0; j < n; j++) p[j] = exp(p[j] - lse[i]);
+#else
+        const __m512 sh = _mm512_set1_ps(lse[i]);
+#endif
+        int64_t j = 0;
+        for (; j + ZW <= n; j += ZW) {
+#if PT_DTYPE == 64
+            zreal e = Z_LOAD(p + j);
+#else
+            zreal e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + j), sh));
+            Z_STORE(p + j, e);
+#endif
+            Z_STORE(ds + j, Z_MUL(Z_MUL(vs, e), Z_SUB(Z_LOAD(ds + j), vd)));
+        }
+        if (j < n) {
+            zmask k = Z_TAIL(n - j);
+#if PT_DTYPE == 64
+            zreal e = Z_MLOAD(p + j, k);
+#else
+            zreal e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), sh));
+            Z_MSTORE(p + j, k, e);
+#endif
+            Z_MSTORE(ds + j, k, Z_MUL(Z_MUL(vs, e), Z_SUB(Z_MLOAD(ds + j, k), vd)));
+        }
+    }
+}
+
 /* ------------------------------------------ the path (pt_dispatch.h) */
 
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx512) = {
     "avx512", PT_SFX(att_mm_avx512), PT_SFX(att_transpose_avx512), PT_SFX(att_dot_avx512),
-    PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512)};
+    PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512), PT_SFX(att_softmax_step_avx512),
+    PT_SFX(att_bwd_ds_avx512)};
 
 #endif /* x86 with GCC/Clang */

@@ -52,7 +52,15 @@ extern const struct PT_DSFX(pt_gemm_kernels) PT_DSFX(pt_gemm_portable), PT_DSFX(
  *              for i < nq, j < n; trailing exact zeros must not change the
  *              sum (attention.c skips padded keys).
  *   rowmax:    max(m, max_j s[j]) over j < n, NaN ignored (pt_att_rowmax
- *              then handles an all -inf row with NaN). */
+ *              then handles an all -inf row with NaN).
+ *   softmax_step: one key tile of the tiled forward's online softmax over
+ *              rows i < nq of the score tile S (n columns): the row max
+ *              (pt_att_rowmax's rule), the rescale of l[i] and of acc's
+ *              row i (Dv columns, ld ldacc) when the max grows, S = exp(S
+ *              - max), l[i] += the row sum (exp_rows' order).
+ *   bwd_ds:    the backward's elementwise step over rows i < nq, j < n:
+ *              P = exp(P - lse[i]), dS = scale P (dS - Drow[i]) (both
+ *              rounded as written); rows with lse[i] = -inf become 0. */
 struct PT_DSFX(pt_att_kernels) {
     const char *path;
     void (*mm)(PT_DREAL *C, int64_t ldc, const PT_DREAL *A, int64_t ars, int64_t acs,
@@ -64,6 +72,10 @@ struct PT_DSFX(pt_att_kernels) {
     void (*exp_rows)(PT_DREAL *S, int64_t lds, int nq, int64_t n, const PT_DREAL *shift,
                      double *sum);
     PT_DREAL (*rowmax)(const PT_DREAL *s, int64_t n, PT_DREAL m);
+    void (*softmax_step)(PT_DREAL *S, int64_t lds, int nq, int64_t n, PT_DREAL *m, double *l,
+                         PT_DREAL *acc, int64_t ldacc, int64_t Dv);
+    void (*bwd_ds)(PT_DREAL *P, PT_DREAL *dS, int64_t ld, int nq, int64_t n,
+                   const PT_DREAL *lse, const PT_DREAL *Drow, PT_DREAL scale);
 };
 extern const struct PT_DSFX(pt_att_kernels) PT_DSFX(pt_att_portable), PT_DSFX(pt_att_avx2),
     PT_DSFX(pt_att_avx512);
