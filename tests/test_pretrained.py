@@ -552,7 +552,10 @@ def test_unsupported_modules(tiny):
 def test_lean_no_grad_path_equals_the_module_path(tiny):
     """Under no_grad without hooks, forward skips autograd and module calls
     and packs the real tokens; it must agree with the modules on every real
-    token (padding positions hold zeros), and hooks must still fire."""
+    token (padding positions hold zeros), and hooks must still fire. Bound:
+    the fast path's (tests/test_layer_fastpath.py), max |lean - module| <=
+    1e-5 * max |module|: for few rows the C layer's projections sum in
+    their own order (csrc/linear_rows.c)."""
     from pytransformer.autograd import no_grad
     bert = pretrained.load(tiny).bert
     ids = np.array([[2, 5, 6, 7, 8, 5, 9, 3], [2, 10, 11, 3, 0, 0, 0, 0]])
@@ -566,11 +569,13 @@ def test_lean_no_grad_path_equals_the_module_path(tiny):
                        output_hidden_states=True)                     # grad on: modules
         real = mask.astype(bool)
         for a, b in zip(lean, full):
-            np.testing.assert_allclose(a.data[real], b.data[real], rtol=0, atol=1e-6)
+            tol = 1e-5 * np.abs(b.data[real]).max()
+            np.testing.assert_allclose(a.data[real], b.data[real], rtol=0, atol=tol)
             assert not a.data[~real].any()
         with no_grad():                                   # no padding: nothing packed
             one = bert(ids[:1], token_type_ids=None if token_types is None else tt[:1])
-        np.testing.assert_allclose(one.data, full[-1].data[:1], rtol=0, atol=1e-6)
+        tol = 1e-5 * np.abs(full[-1].data[:1]).max()
+        np.testing.assert_allclose(one.data, full[-1].data[:1], rtol=0, atol=tol)
     seen = []
     h = bert.layers[1].linear2.register_forward_hook(lambda *a: seen.append(1))
     with no_grad():
