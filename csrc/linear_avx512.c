@@ -1,15 +1,18 @@
 /*
- * linear_rows.c -- y = x w^T + b (as pt_linear_forward) for inputs of few
- * rows, float32 on an AVX-512 CPU, reading w in place.
+ * linear_avx512.c -- the avx512 path of the linear family (pt_dispatch.h):
+ * its dot_forward, y = x w^T + b for inputs of few rows, float32, reading
+ * w in place. float64 keeps the portable path (the GEMM).
  *
  * Shapes: x (N, IN), w (OUT, IN) row-major, b (OUT) or NULL, y (N, OUT).
  *
  * Why: a GEMM packs w into its panel layout on every call. With few rows
- * of x (a sentence or two: the encoder at batch 1), that packing costs as
- * much as the products (OpenBLAS's SkylakeX sgemm at 17 x 384 -> 1152:
+ * of x (a sentence or two, a decoder step), that packing costs as much as
+ * the products (OpenBLAS's SkylakeX sgemm at 17 x 384 -> 1152:
  * sgemm_oncopy and sgemm_kernel take about equal time). Here each output
  * is a dot product of a row of x and a row of w, both contiguous along
- * IN, so nothing is packed and w is read once per call.
+ * IN, so nothing is packed and w is read once per call. pt_linear_forward
+ * (linear.c) calls it up to the path's max_rows (PT_LINEAR_DOT_ROWS_AVX512,
+ * pt_dispatch.h) rows, above which OpenBLAS matches it.
  *
  * Tile: up to 6 rows of x x 4 rows of w, 24 accumulators of 16 lanes;
  * per 16 k: 6 x loads, 4 w loads, 24 FMAs. The accumulators of each 4
@@ -29,26 +32,16 @@
  * mod 16 terms in k order, the IN % 16 tail in masked lanes, then the
  * tree), so results do not depend on the thread count, on N, or on where
  * a row sits in x: a sentence gets the same bits alone or in a batch.
- *
- * pt_linear_rows_forward takes this path when the ISA level in use is
- * avx512 (PT_ISA may lower it), the dtype float32 and N <= pt_linear_rows_max
- * (PT_LINEAR_ROWS_MAX unless set, pt_linear_rows.h); otherwise it calls
- * pt_linear_forward. Below LR_PAR_MIN multiply-adds it runs on one
- * thread: a second thread would save at most half of a product that
- * small, about what waking it costs (the OpenMP threads sleep between
- * regions).
+ * Below LR_PAR_MIN multiply-adds it runs on one thread: a second thread
+ * would save at most half of a product that small, about what waking it
+ * costs (the OpenMP threads sleep between regions).
  */
 #include <stdint.h>
 #include "pt_real.h"
+#include "pt_dispatch.h"
 #include "pt_omp.h"
-#include "pt_linear_rows.h"
 
-#if PT_DTYPE != 64
-int64_t pt_linear_rows_max = PT_LINEAR_ROWS_MAX;
-#endif
-
-#if PT_DTYPE != 64 && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define LR_AVX512 1
+#if PT_DTYPE != 64 && PT_X86
 #include <immintrin.h>
 
 #define LR_NB 16                   /* rows of w per block (a multiple of 4) */
@@ -150,9 +143,12 @@ LR_INLINE void lr_tile(float *y, int64_t ldy, const float *x, const float *w, co
     }
 }
 
+/* The dot_forward slot: y(N,OUT) = x(N,IN) w(OUT,IN)^T (+ b), N, IN, OUT > 0. */
 LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const float *b,
-                                 int64_t N, int64_t IN, int64_t OUT, int nth)
+                                 int64_t N, int64_t IN, int64_t OUT)
 {
+    int nth = pt_get_num_threads();
+    if ((double)N * (double)IN * (double)OUT < LR_PAR_MIN) nth = 1;
     int64_t nblocks = (OUT + LR_NB - 1) / LR_NB;
     /* row tiles of at most LR_MR rows, as even as they come (17 -> 6, 6, 5) */
     int64_t ntiles = (N + LR_MR - 1) / LR_MR;
@@ -181,19 +177,7 @@ LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const
         }
     }
 }
-#endif
 
-int PT_FN(pt_linear_rows_forward)(real *y, const real *x, const real *w, const real *b,
-                                  int64_t N, int64_t IN, int64_t OUT)
-{
-#if LR_AVX512
-    if (N > 0 && IN > 0 && OUT > 0 && N <= pt_linear_rows_max
-        && pt_isa_level() >= PT_ISA_AVX512) {
-        int nth = pt_get_num_threads();
-        if ((double)N * (double)IN * (double)OUT < LR_PAR_MIN) nth = 1;
-        lr_forward(y, x, w, b, N, IN, OUT, nth);
-        return PT_OK;
-    }
+const struct pt_lin_kernels_f32 pt_lin_avx512_f32 = {"avx512", lr_forward,
+                                                     PT_LINEAR_DOT_ROWS_AVX512};
 #endif
-    return PT_FN(pt_linear_forward)(y, x, w, b, N, IN, OUT);
-}
