@@ -26,7 +26,10 @@
  * threads. At batch 1 w comes from L3 or memory, read once: while the
  * first row tile of a block runs, the next block's rows are prefetched
  * into L2 (without it the loads of w and the FMAs take turns instead of
- * overlapping).
+ * overlapping). A single row of x (N = 1: a decoding step at batch 1)
+ * goes against 16 rows of w at a time instead (lr_row16): 16 independent
+ * FMA chains where a 1 x 4 tile has 4, and one reduction tree per 16
+ * outputs instead of per 4.
  *
  * Every output is one thread's fixed-order sum (lane l holds the k = l
  * mod 16 terms in k order, the IN % 16 tail in masked lanes, then the
@@ -143,6 +146,53 @@ LR_INLINE void lr_tile(float *y, int64_t ldy, const float *x, const float *w, co
     }
 }
 
+/* y[j] = sum_k x[k] w[j*IN + k] (+ b[j]) for j < nr <= 16: one row of x
+ * against 16 rows of w (a row past nr reads row nr - 1 and is not
+ * stored), 16 accumulators and one lr_sum16 for 16 outputs. Each output
+ * is summed in the order lr_tile sums it (the tree treats every
+ * accumulator alike), so a row gets the same bits alone (N = 1) as in a
+ * batch. The rows of w are addressed from one pointer (w + k) and the
+ * row stride, so the 16 loads need no register each; no software
+ * prefetch: the 16 sequential streams are the hardware prefetcher's. */
+LR_INLINE void lr_row16(float *y, const float *x, const float *w, const float *b, int64_t IN,
+                        int nr, __mmask16 tail)
+{
+    __m512 a[16];
+    int64_t off[16];
+    for (int j = 0; j < 16; j++) {
+        a[j] = _mm512_setzero_ps();
+        off[j] = (j < nr ? j : nr - 1) * IN;
+    }
+#define LR_STEP1(LD)                                                  \
+    {                                                                 \
+        __m512 u = LD(x + k);                                         \
+        for (int j = 0; j < 16; j++)                                  \
+            a[j] = _mm512_fmadd_ps(u, LD(w + off[j] + k), a[j]);      \
+    }
+#define LR_LOAD(p) _mm512_loadu_ps(p)
+#define LR_LOADT(p) _mm512_maskz_loadu_ps(tail, p)
+    int64_t k = 0;
+    if (nr == 16) {                 /* row j at j * IN: offsets the compiler forms */
+        for (; k + 16 <= IN; k += 16) {
+            __m512 u = LR_LOAD(x + k);
+            for (int j = 0; j < 16; j++)
+                a[j] = _mm512_fmadd_ps(u, LR_LOAD(w + j * IN + k), a[j]);
+        }
+    }
+    for (; k + 16 <= IN; k += 16) LR_STEP1(LR_LOAD)
+    if (k < IN) LR_STEP1(LR_LOADT)
+#undef LR_LOAD
+#undef LR_LOADT
+#undef LR_STEP1
+    /* lane 4g + p of lr_sum16 holds argument {0,8,4,12}[g] + {0,2,1,3}[p]:
+     * row j of w goes where its output lands in lane j */
+    __m512 s = lr_sum16(a[0], a[2], a[1], a[3], a[8], a[10], a[9], a[11],
+                        a[4], a[6], a[5], a[7], a[12], a[14], a[13], a[15]);
+    __mmask16 cols = (__mmask16)((1u << nr) - 1);
+    if (b) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(cols, b));
+    _mm512_mask_storeu_ps(y, cols, s);
+}
+
 /* The dot_forward slot: y(N,OUT) = x(N,IN) w(OUT,IN)^T (+ b), N, IN, OUT > 0. */
 LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const float *b,
                                  int64_t N, int64_t IN, int64_t OUT)
@@ -157,6 +207,11 @@ LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const
     #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
     for (int64_t blk = 0; blk < nblocks; blk++) {
         int64_t o1 = (blk + 1) * LR_NB < OUT ? (blk + 1) * LR_NB : OUT;
+        if (N == 1) {            /* one row: 16 rows of w per tile, not 4 */
+            lr_row16(y + blk * LR_NB, x, w + blk * LR_NB * IN, b ? b + blk * LR_NB : NULL, IN,
+                     (int)(o1 - blk * LR_NB), tail);
+            continue;
+        }
         for (int64_t tile = 0; tile < ntiles; tile++) {
             int64_t r = tile * N / ntiles, mr = (tile + 1) * N / ntiles - r;
             for (int64_t o = blk * LR_NB; o < o1; o += 4) {
