@@ -51,7 +51,7 @@ static const struct pt_adamw_kernels_f32 *const adamw_f32[PT_ISA_COUNT] =
 static const struct pt_adamw_kernels_f64 *const adamw_f64[PT_ISA_COUNT] =
     ROW(pt_adamw, _f64, &pt_adamw_avx2_f64, &pt_adamw_avx512_f64);
 static const struct pt_lin_kernels_f32 *const lin_f32[PT_ISA_COUNT] =
-    ROW(pt_lin, _f32, &pt_lin_avx2_f32, &pt_lin_avx2_f32);
+    ROW(pt_lin, _f32, &pt_lin_avx2_f32, &pt_lin_avx512_f32);
 static const struct pt_lin_kernels_f64 *const lin_f64[PT_ISA_COUNT] =
     ROW(pt_lin, _f64, &pt_lin_portable_f64, &pt_lin_portable_f64);
 
@@ -68,7 +68,7 @@ struct pt_dispatch pt_dispatch = {
     &pt_act_portable_f32, &pt_act_portable_f64, &pt_ln_portable_f32, &pt_ln_portable_f64,
     &pt_sm_portable_f32, &pt_sm_portable_f64, &pt_adamw_portable_f32, &pt_adamw_portable_f64,
     &pt_lin_portable_f32, &pt_lin_portable_f64,
-    PT_LINEAR_SWAP_ROWS_DEFAULT, PT_LINEAR_DOT_ROWS_DEFAULT, PT_LINEAR_DOT_ROWS_DEFAULT
+    PT_LINEAR_SWAP_ROWS_DEFAULT, 0
 };
 
 static int isa_level = PT_ISA_PORTABLE, isa_cpu_level = PT_ISA_PORTABLE;
@@ -115,14 +115,10 @@ int pt_isa_init(void)
     } else {
         snprintf(isa_reason, sizeof isa_reason, "cpu: %s", cpu_why);
     }
-    int64_t dot_rows = env_rows("PT_LINEAR_DOT_ROWS", PT_LINEAR_DOT_ROWS_DEFAULT);
-    int64_t dot_rows_blas = env_rows("PT_LINEAR_DOT_ROWS",
-                                     level >= PT_ISA_AVX512 ? PT_LINEAR_DOT_ROWS_BLAS_AVX512
-                                                            : PT_LINEAR_DOT_ROWS_DEFAULT);
     struct pt_dispatch t = {
         LEVEL_ROWS(level),
         env_rows("PT_LINEAR_SWAP_ROWS", PT_LINEAR_SWAP_ROWS_DEFAULT),
-        dot_rows, dot_rows_blas,
+        env_rows("PT_LINEAR_DOT_ROWS", lin_f32[level]->max_rows),
     };
     pt_dispatch = t;
     isa_level = level;

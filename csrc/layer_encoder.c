@@ -19,11 +19,6 @@
  */
 #include "pt_real.h"
 #include "pt_layer.h"
-#include "pt_linear_rows.h"
-
-/* The encoder's projections: pt_linear_forward, or for few rows the
- * kernel that reads the weights in place (linear_rows.c). */
-#define ENC_LINEAR PT_FN(pt_linear_rows_forward)
 
 int64_t PT_FN(pt_encoder_workspace)(const PT_FN(pt_layer) *layer, int64_t N, int64_t B,
                                     int64_t T, int both_masks)
@@ -31,17 +26,6 @@ int64_t PT_FN(pt_encoder_workspace)(const PT_FN(pt_layer) *layer, int64_t N, int
     int64_t E = layer->E, F = layer->F;
     int64_t a = 3 * E > F ? 3 * E : F;
     return N * (a + 3 * E + E + E) + 2 * N + (both_masks ? B * T * T : 0);
-}
-
-/* out (N, E) := linear2(act(linear1(in))); h (N, F) scratch (pt_layer.h's
- * lay_ff_block with the encoder's projections). */
-static int PT_SFX(enc_ff_block)(real *out, real *h, const real *in, const PT_FN(pt_layer) *L,
-                                int64_t N)
-{
-    LAY_TRY(ENC_LINEAR(h, in, L->ff1_w, L->ff1_b, N, L->E, L->F));
-    if (L->act != PT_ACT_NONE)
-        LAY_TRY(PT_FN(pt_bias_act_forward)(h, h, NULL, N, L->F, L->act));
-    return ENC_LINEAR(out, h, L->ff2_w, L->ff2_b, N, L->F, L->E);
 }
 
 /* One layer on x (N, E); the mask is already in its final form. */
@@ -58,7 +42,7 @@ static int PT_SFX(enc_layer)(real *x, real *work, const PT_FN(pt_layer) *L,
 
     /* self-attention */
     LAY_TRY(PT_SFX(lay_norm_in)(&in, Y, mean, rstd, x, L, 0, N));
-    LAY_TRY(ENC_LINEAR(A, in, L->sa_w, L->sa_b, N, E, 3 * E));
+    LAY_TRY(PT_FN(pt_linear_forward)(A, in, L->sa_w, L->sa_b, N, E, 3 * E));
     PT_SFX(lay_split_heads)(P, A, 3 * E, 3, s, N, E, H);
     const real *q = P, *k = P + N * E, *v = P + 2 * N * E;
     if (!s->offsets) {
@@ -73,12 +57,12 @@ static int PT_SFX(enc_layer)(real *x, real *work, const PT_FN(pt_layer) *L,
         }
     }
     PT_SFX(lay_merge_heads)(P, O, s, N, E, H);
-    LAY_TRY(ENC_LINEAR(Y, P, L->sa_ow, L->sa_ob, N, E, E));
+    LAY_TRY(PT_FN(pt_linear_forward)(Y, P, L->sa_ow, L->sa_ob, N, E, E));
     LAY_TRY(PT_SFX(lay_residual)(x, Y, mean, rstd, L, 0, N));
 
     /* feed-forward */
     LAY_TRY(PT_SFX(lay_norm_in)(&in, Y, mean, rstd, x, L, 1, N));
-    LAY_TRY(PT_SFX(enc_ff_block)(P, A, in, L, N));
+    LAY_TRY(PT_SFX(lay_ff_block)(P, A, in, L, N));
     return PT_SFX(lay_residual)(x, P, mean, rstd, L, 1, N);
 }
 

@@ -14,14 +14,14 @@
  *              (accumulate = 0: "=" instead of "+=", so the caller need not
  *              zero the buffers and the GEMMs run with beta = 0)
  *
- * Few rows, forward. Up to PT_LINEAR_DOT_ROWS_DEFAULT (20, measured on an
- * AMD EPYC) rows in float32 on an AVX2+FMA CPU: a dot-product kernel that
- * reads x and w in place (below). With a BLAS at the avx512 level, up to
- * PT_LINEAR_DOT_ROWS_BLAS_AVX512 (4) rows only: there OpenBLAS's SkylakeX
- * sgemm beats this AVX2 kernel from about 5 rows, while 1-row products
- * (decoding a sentence) are faster here. The environment variable
- * PT_LINEAR_DOT_ROWS overrides both (0: never). Else, with a BLAS:
- * OpenBLAS's sgemm is ~1.8x faster at
+ * Few rows, forward. In float32, up to the dispatch table's
+ * linear_dot_rows, the dot_forward kernel of the linear path in use: a
+ * product of few rows read straight from x and w, with no packing (the
+ * AVX2 one below, up to PT_LINEAR_DOT_ROWS_AVX2 = 20 rows; the AVX-512
+ * one in linear_avx512.c, up to PT_LINEAR_DOT_ROWS_AVX512 = 64;
+ * pt_dispatch.h). The environment variable PT_LINEAR_DOT_ROWS overrides
+ * the path's row count (0: never). Else, with a BLAS: OpenBLAS's sgemm is
+ * ~1.8x faster at
  * N = 17 (~3x at N = 1, ~1.25x at 64, ~1.1x at 128, none from ~480 on)
  * when the row count is its n than when it is its m, i.e. computing
  * y^T = w x^T, (OUT, N), instead of y = x w^T. Column-major BLAS cannot
@@ -109,7 +109,7 @@ static int PT_SFX(linear_have_blas)(void)
  * blocks split between threads. Each y element is one thread's fixed-order
  * sum (lanes k mod 8 in k order, the k % 8 tail in masked lanes, the
  * lanes added pairwise, then b): independent of the thread count.
- * float32 with AVX2+FMA only; float64 and other CPUs use the GEMM. */
+ * The avx2 path's dot_forward (float32, AVX2+FMA). */
 #if PT_DTYPE != 64 && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define LIN_DOT 1
 #include <immintrin.h>
@@ -223,11 +223,12 @@ static void lin_dot_forward(float *y, const float *x, const float *w, const floa
 #define LIN_DOT 0
 #endif
 
-/* The paths of the dispatch table (pt_dispatch.h): the dot kernel is
- * float32 AVX2+FMA only. */
-const struct PT_SFX(pt_lin_kernels) PT_SFX(pt_lin_portable) = {"portable", NULL};
+/* The portable and avx2 paths of the dispatch table (pt_dispatch.h); the
+ * avx512 one is in linear_avx512.c. The dot kernels are float32 only. */
+const struct PT_SFX(pt_lin_kernels) PT_SFX(pt_lin_portable) = {"portable", NULL, 0};
 #if LIN_DOT
-const struct pt_lin_kernels_f32 pt_lin_avx2_f32 = {"avx2", lin_dot_forward};
+const struct pt_lin_kernels_f32 pt_lin_avx2_f32 = {"avx2", lin_dot_forward,
+                                                   PT_LINEAR_DOT_ROWS_AVX2};
 #endif
 
 /* y(N,OUT) = x w^T + b via yT(OUT,N) = w x^T + b (b broadcast along rows
@@ -258,13 +259,11 @@ int PT_FN(pt_linear_forward)(real *y, const real *x, const real *w, const real *
     if (N == 0 || OUT == 0) return PT_OK;
     void (*dot)(real *, const real *, const real *, const real *, int64_t, int64_t, int64_t) =
         PT_KERNELS(lin)->dot_forward;
-    int blas = PT_SFX(linear_have_blas)();
-    if (dot && IN > 0 && IN <= INT_MAX
-        && N <= (blas ? pt_dispatch.linear_dot_rows_blas : pt_dispatch.linear_dot_rows)) {
+    if (dot && IN > 0 && IN <= INT_MAX && N <= pt_dispatch.linear_dot_rows) {
         dot(y, x, w, b, N, IN, OUT);
         return PT_OK;
     }
-    if (IN > 0 && N < pt_dispatch.linear_swap_rows && blas)
+    if (IN > 0 && N < pt_dispatch.linear_swap_rows && PT_SFX(linear_have_blas)())
         return PT_SFX(linear_forward_swapped)(y, x, w, b, N, IN, OUT);
     real beta = 0;
     if (b) {

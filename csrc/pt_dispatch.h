@@ -67,17 +67,22 @@ struct pt_dispatch {
     const struct pt_adamw_kernels_f64 *adamw_f64;
     const struct pt_lin_kernels_f32 *lin_f32;
     const struct pt_lin_kernels_f64 *lin_f64;
-    /* linear.c's row thresholds (PT_LINEAR_SWAP_ROWS, PT_LINEAR_DOT_ROWS
-     * override the defaults below for benchmarks; read at init like PT_ISA):
-     * the dot kernel's with a BLAS (linear_dot_rows_blas) and without */
-    int64_t linear_swap_rows, linear_dot_rows, linear_dot_rows_blas;
+    /* linear.c's row thresholds, read at init like PT_ISA: below
+     * linear_swap_rows, with a BLAS, forward as y^T = w x^T
+     * (PT_LINEAR_SWAP_ROWS, else PT_LINEAR_SWAP_ROWS_DEFAULT); up to
+     * linear_dot_rows, the float32 dot kernel of the linear path in use
+     * (PT_LINEAR_DOT_ROWS, else that path's max_rows). Both environment
+     * variables are for benchmarks and tests; 0: never. */
+    int64_t linear_swap_rows, linear_dot_rows;
 };
-/* linear.c, measured there: with a BLAS, forward as y^T = w x^T below 128
- * rows; the float32 dot kernel up to 20 rows, or, with a BLAS at the
- * avx512 level (whose dot kernel is the AVX2 one), up to 4. */
+/* linear.c and its paths, measured against OpenBLAS: the swapped product
+ * below 128 rows; the AVX2 dot kernel up to 20 rows (an AMD EPYC; on an
+ * AVX-512 CPU OpenBLAS's SkylakeX sgemm beats it from about 5), the
+ * AVX-512 one (linear_avx512.c) up to 64 (level with the sgemm from about
+ * 96 rows on an Intel Xeon). */
 #define PT_LINEAR_SWAP_ROWS_DEFAULT 128
-#define PT_LINEAR_DOT_ROWS_DEFAULT 20
-#define PT_LINEAR_DOT_ROWS_BLAS_AVX512 4
+#define PT_LINEAR_DOT_ROWS_AVX2 20
+#define PT_LINEAR_DOT_ROWS_AVX512 64
 
 /* Written by pt_isa_init only (before any kernel runs); read by kernels. */
 extern struct pt_dispatch pt_dispatch;

@@ -167,11 +167,15 @@ extern const struct PT_DSFX(pt_adamw_kernels) PT_DSFX(pt_adamw_portable), PT_DSF
 /* ============================================================== linear.c
  * dot_forward: y(N,OUT) = x(N,IN) w(OUT,IN)^T (+ b), for N up to the
  * table's linear_dot_rows, 0 < IN <= INT_MAX; each y element one fixed-
- * order sum. NULL: the path has none (the GEMM runs). */
+ * order sum, independent of the thread count and of N. NULL: the path has
+ * none (the GEMM runs). max_rows: the rows up to which pt_linear_forward
+ * calls it (measured against the BLAS, pt_dispatch.h), unless
+ * PT_LINEAR_DOT_ROWS says otherwise. */
 struct PT_DSFX(pt_lin_kernels) {
     const char *path;
     void (*dot_forward)(PT_DREAL *y, const PT_DREAL *x, const PT_DREAL *w, const PT_DREAL *b,
                         int64_t N, int64_t IN, int64_t OUT);
+    int64_t max_rows;
 };
 extern const struct PT_DSFX(pt_lin_kernels) PT_DSFX(pt_lin_portable), PT_DSFX(pt_lin_avx2),
     PT_DSFX(pt_lin_avx512);

@@ -1,15 +1,18 @@
 /*
- * linear_rows.c -- y = x w^T + b (as pt_linear_forward) for inputs of few
- * rows, float32 on an AVX-512 CPU, reading w in place.
+ * linear_avx512.c -- the avx512 path of the linear family (pt_dispatch.h):
+ * its dot_forward, y = x w^T + b for inputs of few rows, float32, reading
+ * w in place. float64 keeps the portable path (the GEMM).
  *
  * Shapes: x (N, IN), w (OUT, IN) row-major, b (OUT) or NULL, y (N, OUT).
  *
  * Why: a GEMM packs w into its panel layout on every call. With few rows
- * of x (a sentence or two: the encoder at batch 1), that packing costs as
- * much as the products (OpenBLAS's SkylakeX sgemm at 17 x 384 -> 1152:
+ * of x (a sentence or two, a decoder step), that packing costs as much as
+ * the products (OpenBLAS's SkylakeX sgemm at 17 x 384 -> 1152:
  * sgemm_oncopy and sgemm_kernel take about equal time). Here each output
  * is a dot product of a row of x and a row of w, both contiguous along
- * IN, so nothing is packed and w is read once per call.
+ * IN, so nothing is packed and w is read once per call. pt_linear_forward
+ * (linear.c) calls it up to the path's max_rows (PT_LINEAR_DOT_ROWS_AVX512,
+ * pt_dispatch.h) rows, above which OpenBLAS matches it.
  *
  * Tile: up to 6 rows of x x 4 rows of w, 24 accumulators of 16 lanes;
  * per 16 k: 6 x loads, 4 w loads, 24 FMAs. The accumulators of each 4
@@ -23,32 +26,25 @@
  * threads. At batch 1 w comes from L3 or memory, read once: while the
  * first row tile of a block runs, the next block's rows are prefetched
  * into L2 (without it the loads of w and the FMAs take turns instead of
- * overlapping).
+ * overlapping). A single row of x (N = 1: a decoding step at batch 1)
+ * goes against 16 rows of w at a time instead (lr_row16): 16 independent
+ * FMA chains where a 1 x 4 tile has 4, and one reduction tree per 16
+ * outputs instead of per 4.
  *
  * Every output is one thread's fixed-order sum (lane l holds the k = l
  * mod 16 terms in k order, the IN % 16 tail in masked lanes, then the
  * tree), so results do not depend on the thread count, on N, or on where
  * a row sits in x: a sentence gets the same bits alone or in a batch.
- *
- * pt_linear_rows_forward takes this path when the ISA level in use is
- * avx512 (PT_ISA may lower it), the dtype float32 and N <= pt_linear_rows_max
- * (PT_LINEAR_ROWS_MAX unless set, pt_linear_rows.h); otherwise it calls
- * pt_linear_forward. Below LR_PAR_MIN multiply-adds it runs on one
- * thread: a second thread would save at most half of a product that
- * small, about what waking it costs (the OpenMP threads sleep between
- * regions).
+ * Below LR_PAR_MIN multiply-adds it runs on one thread: a second thread
+ * would save at most half of a product that small, about what waking it
+ * costs (the OpenMP threads sleep between regions).
  */
 #include <stdint.h>
 #include "pt_real.h"
+#include "pt_dispatch.h"
 #include "pt_omp.h"
-#include "pt_linear_rows.h"
 
-#if PT_DTYPE != 64
-int64_t pt_linear_rows_max = PT_LINEAR_ROWS_MAX;
-#endif
-
-#if PT_DTYPE != 64 && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define LR_AVX512 1
+#if PT_DTYPE != 64 && PT_X86
 #include <immintrin.h>
 
 #define LR_NB 16                   /* rows of w per block (a multiple of 4) */
@@ -150,9 +146,59 @@ LR_INLINE void lr_tile(float *y, int64_t ldy, const float *x, const float *w, co
     }
 }
 
-LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const float *b,
-                                 int64_t N, int64_t IN, int64_t OUT, int nth)
+/* y[j] = sum_k x[k] w[j*IN + k] (+ b[j]) for j < nr <= 16: one row of x
+ * against 16 rows of w (a row past nr reads row nr - 1 and is not
+ * stored), 16 accumulators and one lr_sum16 for 16 outputs. Each output
+ * is summed in the order lr_tile sums it (the tree treats every
+ * accumulator alike), so a row gets the same bits alone (N = 1) as in a
+ * batch. The rows of w are addressed from one pointer (w + k) and the
+ * row stride, so the 16 loads need no register each; no software
+ * prefetch: the 16 sequential streams are the hardware prefetcher's. */
+LR_INLINE void lr_row16(float *y, const float *x, const float *w, const float *b, int64_t IN,
+                        int nr, __mmask16 tail)
 {
+    __m512 a[16];
+    int64_t off[16];
+    for (int j = 0; j < 16; j++) {
+        a[j] = _mm512_setzero_ps();
+        off[j] = (j < nr ? j : nr - 1) * IN;
+    }
+#define LR_STEP1(LD)                                                  \
+    {                                                                 \
+        __m512 u = LD(x + k);                                         \
+        for (int j = 0; j < 16; j++)                                  \
+            a[j] = _mm512_fmadd_ps(u, LD(w + off[j] + k), a[j]);      \
+    }
+#define LR_LOAD(p) _mm512_loadu_ps(p)
+#define LR_LOADT(p) _mm512_maskz_loadu_ps(tail, p)
+    int64_t k = 0;
+    if (nr == 16) {                 /* row j at j * IN: offsets the compiler forms */
+        for (; k + 16 <= IN; k += 16) {
+            __m512 u = LR_LOAD(x + k);
+            for (int j = 0; j < 16; j++)
+                a[j] = _mm512_fmadd_ps(u, LR_LOAD(w + j * IN + k), a[j]);
+        }
+    }
+    for (; k + 16 <= IN; k += 16) LR_STEP1(LR_LOAD)
+    if (k < IN) LR_STEP1(LR_LOADT)
+#undef LR_LOAD
+#undef LR_LOADT
+#undef LR_STEP1
+    /* lane 4g + p of lr_sum16 holds argument {0,8,4,12}[g] + {0,2,1,3}[p]:
+     * row j of w goes where its output lands in lane j */
+    __m512 s = lr_sum16(a[0], a[2], a[1], a[3], a[8], a[10], a[9], a[11],
+                        a[4], a[6], a[5], a[7], a[12], a[14], a[13], a[15]);
+    __mmask16 cols = (__mmask16)((1u << nr) - 1);
+    if (b) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(cols, b));
+    _mm512_mask_storeu_ps(y, cols, s);
+}
+
+/* The dot_forward slot: y(N,OUT) = x(N,IN) w(OUT,IN)^T (+ b), N, IN, OUT > 0. */
+LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const float *b,
+                                 int64_t N, int64_t IN, int64_t OUT)
+{
+    int nth = pt_get_num_threads();
+    if ((double)N * (double)IN * (double)OUT < LR_PAR_MIN) nth = 1;
     int64_t nblocks = (OUT + LR_NB - 1) / LR_NB;
     /* row tiles of at most LR_MR rows, as even as they come (17 -> 6, 6, 5) */
     int64_t ntiles = (N + LR_MR - 1) / LR_MR;
@@ -161,6 +207,11 @@ LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const
     #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
     for (int64_t blk = 0; blk < nblocks; blk++) {
         int64_t o1 = (blk + 1) * LR_NB < OUT ? (blk + 1) * LR_NB : OUT;
+        if (N == 1) {            /* one row: 16 rows of w per tile, not 4 */
+            lr_row16(y + blk * LR_NB, x, w + blk * LR_NB * IN, b ? b + blk * LR_NB : NULL, IN,
+                     (int)(o1 - blk * LR_NB), tail);
+            continue;
+        }
         for (int64_t tile = 0; tile < ntiles; tile++) {
             int64_t r = tile * N / ntiles, mr = (tile + 1) * N / ntiles - r;
             for (int64_t o = blk * LR_NB; o < o1; o += 4) {
@@ -181,19 +232,7 @@ LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const
         }
     }
 }
-#endif
 
-int PT_FN(pt_linear_rows_forward)(real *y, const real *x, const real *w, const real *b,
-                                  int64_t N, int64_t IN, int64_t OUT)
-{
-#if LR_AVX512
-    if (N > 0 && IN > 0 && OUT > 0 && N <= pt_linear_rows_max
-        && pt_isa_level() >= PT_ISA_AVX512) {
-        int nth = pt_get_num_threads();
-        if ((double)N * (double)IN * (double)OUT < LR_PAR_MIN) nth = 1;
-        lr_forward(y, x, w, b, N, IN, OUT, nth);
-        return PT_OK;
-    }
+const struct pt_lin_kernels_f32 pt_lin_avx512_f32 = {"avx512", lr_forward,
+                                                     PT_LINEAR_DOT_ROWS_AVX512};
 #endif
-    return PT_FN(pt_linear_forward)(y, x, w, b, N, IN, OUT);
-}
