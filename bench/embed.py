@@ -105,24 +105,31 @@ class Ours:
 
 
 class OursGemmOnly(Ours):
-    """Ours with every encoder projection through pt_linear_forward (the
-    BLAS), none through linear_rows.c's few-rows kernel: --baseline, to
-    compare the two in one run. Shares the model of an Ours."""
+    """Ours with every encoder projection through the GEMM (the BLAS), none
+    through the linear family's few-rows kernel (PT_LINEAR_DOT_ROWS=0,
+    the dispatch table re-read): --baseline, to compare the two in one
+    run. Shares the model of an Ours."""
 
     name = "pytransformer, projections by BLAS"
 
     def __init__(self, ours):
         self.model = ours.model
-        self.version = ours.version + "; linear_rows_max 0"
+        self.version = ours.version + "; PT_LINEAR_DOT_ROWS=0"
 
     def encode(self, sentences, batch_size=BATCH):
         """(N, 384) float32 embeddings."""
         from pytransformer import _core
-        old = _core.linear_rows_max(0)
+        saved = os.environ.get("PT_LINEAR_DOT_ROWS")
+        os.environ["PT_LINEAR_DOT_ROWS"] = "0"
+        _core._reinit_isa()
         try:
             return self.model.encode(sentences, batch_size=batch_size)
         finally:
-            _core.linear_rows_max(old)
+            if saved is None:
+                os.environ.pop("PT_LINEAR_DOT_ROWS", None)
+            else:
+                os.environ["PT_LINEAR_DOT_ROWS"] = saved
+            _core._reinit_isa()
 
 
 class SentenceTransformers:
@@ -305,7 +312,7 @@ def main(argv=None):
                     help="'ours' skips the peers, 'onnxruntime' sentence-transformers")
     ap.add_argument("--baseline", action="store_true",
                     help="also measure ours with every encoder projection by the BLAS "
-                         "(linear_rows_max 0)")
+                         "(PT_LINEAR_DOT_ROWS=0)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     try:

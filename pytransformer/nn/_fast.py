@@ -15,7 +15,8 @@ that is not a LayerNorm, mixed dtypes -- makes these functions return None
 and the caller runs its module path.
 
 The encoder paths compute the same kernels in the same order (what can
-differ is the row count a GEMM sees); the cached decoder step sums its
+differ is the row count a projection sees, which picks the linear
+family's few-rows kernel or the GEMM); the cached decoder step sums its
 single-query attention in its own order (csrc/attention_decode.c). Both
 agree with the module path to float rounding (tests/test_layer_fastpath.py
 states and tests the bound).
