@@ -21,7 +21,7 @@ int PT_FN(pt_attention_decode)(real *out, int64_t out_ld, real *scores,
     int64_t BH = B * H;
     int nth = pt_get_num_threads();
     (void)nth;                         /* read only by the OpenMP pragma */
-    #pragma omp parallel for num_threads(nth) schedule(static) if (BH * Tk * D > 32768)
+    #pragma omp parallel for num_threads(nth) schedule(static) if (BH * Tk * D > (1 << 18))
     for (int64_t bh = 0; bh < BH; bh++) {
         int64_t b = bh / H, h = bh % H;
         int64_t n = Tk;
