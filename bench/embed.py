@@ -118,18 +118,9 @@ class OursGemmOnly(Ours):
 
     def encode(self, sentences, batch_size=BATCH):
         """(N, 384) float32 embeddings."""
-        from pytransformer import _core
-        saved = os.environ.get("PT_LINEAR_DOT_ROWS")
-        os.environ["PT_LINEAR_DOT_ROWS"] = "0"
-        _core._reinit_isa()
-        try:
+        from pytransformer._dispatch_env import dispatch_env
+        with dispatch_env(PT_LINEAR_DOT_ROWS=0):
             return self.model.encode(sentences, batch_size=batch_size)
-        finally:
-            if saved is None:
-                os.environ.pop("PT_LINEAR_DOT_ROWS", None)
-            else:
-                os.environ["PT_LINEAR_DOT_ROWS"] = saved
-            _core._reinit_isa()
 
 
 class SentenceTransformers:

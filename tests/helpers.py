@@ -1,7 +1,6 @@
 """Shared test helpers: tolerances by dtype, array strategies, finite
 differences, running the kernels at a given ISA level."""
 import contextlib
-import os
 
 import numpy as np
 from hypothesis import strategies as st
@@ -45,18 +44,7 @@ def use_isa(level):
     otherwise read once, at import), then both are restored. A level the
     CPU lacks leaves the CPU's level (callers skip or check
     _core.isa_levels_supported())."""
-    from pytransformer import _core
+    from pytransformer._dispatch_env import dispatch_env
 
-    saved = {k: os.environ.get(k) for k in ("PT_ISA", "PT_PORTABLE")}
-    os.environ["PT_ISA"] = level
-    os.environ.pop("PT_PORTABLE", None)
-    try:
-        _core._reinit_isa()
+    with dispatch_env(PT_ISA=level, PT_PORTABLE=None):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        _core._reinit_isa()

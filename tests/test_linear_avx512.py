@@ -12,12 +12,12 @@ not depend on the thread count, on the row count or on where a row sits
 in x (each output is one fixed-order sum).
 """
 import contextlib
-import os
 
 import numpy as np
 import pytest
 
 import pytransformer as pt
+from pytransformer._dispatch_env import dispatch_env
 from pytransformer import _core, ops
 from tests.helpers import use_isa
 
@@ -31,17 +31,8 @@ def dot_rows(value):
     """PT_LINEAR_DOT_ROWS=value inside the block (the dispatch table re-read;
     it is otherwise read once, at import), then the environment and the
     table restored."""
-    saved = os.environ.get("PT_LINEAR_DOT_ROWS")
-    os.environ["PT_LINEAR_DOT_ROWS"] = str(value)
-    try:
-        _core._reinit_isa()
+    with dispatch_env(PT_LINEAR_DOT_ROWS=value):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop("PT_LINEAR_DOT_ROWS", None)
-        else:
-            os.environ["PT_LINEAR_DOT_ROWS"] = saved
-        _core._reinit_isa()
 
 
 def _gemm(x, w, b):
