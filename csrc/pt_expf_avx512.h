@@ -42,18 +42,4 @@ static inline __m512 pt_expf_neg_avx512(__m512 x)
     return _mm512_maskz_scalef_ps(in, p, k);
 }
 
-/* exp of 16 floats over the whole range, with FMA: pt_expf's results
- * within its error (about 2 ulp against exp; against pt_expf itself, whose
- * multiplies and adds round separately, at most 2 ulp measured:
- * tests/test_avx512_rows.py), not its bits. x is first clamped to 88.8
- * (min keeps a NaN second operand), so x > 88.72 gives +inf as pt_expf
- * (scalef overflows p 2^128); x < -86.98 gives +0 as pt_expf (no
- * subnormals), NaN gives NaN. pt_expf_neg_avx512's operations otherwise,
- * one min more. */
-__attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-static inline __m512 pt_expf_fma_avx512(__m512 x)
-{
-    return pt_expf_neg_avx512(_mm512_min_ps(_mm512_set1_ps(88.8f), x));
-}
-
 #endif /* PT_EXPF_AVX512_H */

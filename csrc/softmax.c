@@ -46,9 +46,7 @@
  *   - the row functions are compiled twice on x86 (AVX2 and the SSE2
  *     baseline: two paths of the dispatch table) and both compute the same
  *     operations in the same order (no FMA contraction under -std=c99), so
- *     the results do not depend on the path. The AVX-512 rows
- *     (softmax_avx512.c) keep the order but not the exp (an FMA one in
- *     float32, a vectorised one in float64): within a few ulp of these.
+ *     the results do not depend on the path.
  * Cross-entropy forward: one pass for the max, one for sum exp (and
  * sum x when smoothing). Backward: one pass computes p = exp(x - lse) into
  * a per-thread row buffer while summing it (the renormalisation above

@@ -4,14 +4,13 @@
  * the special values), the dispatch table's avx512 entries pt_sm_avx512_f32
  * and pt_sm_avx512_f64.
  *
- * float32: the operations and order of the portable rows except exp:
+ * float32: the same operations in the same order as the portable rows, so
+ * the results are bitwise theirs:
  *   - the row max is the integer max over the order-preserving keys of the
  *     float bits (exact, so its order does not matter);
- *   - exp is pt_expf_fma_avx512 (pt_expf_avx512.h): pt_expf's algorithm
- *     with FMA, half its operations, which is what the rows cost once the
- *     logits are in cache; each exp within 2 ulp of pt_expf's, so the
- *     rows are within a few ulp of the portable ones, not bitwise (the
- *     tolerance is stated and tested in tests/test_avx512_rows.py);
+ *   - exp is pt_expf (pt_expf.h) 16 lanes at a time, operation for
+ *     operation (the same clamps and masks, a*b+c as a multiply then an
+ *     add: no FMA);
  *   - sums go into the LANES = 16 double lanes of pt_lanes.h (lane k
  *     takes the elements c = k mod 16: a 16-float vector converts to the
  *     8-double halves holding lanes 0-7 and 8-15), combined by lane_sum;
@@ -35,13 +34,41 @@
 #if PT_X86 && PT_DTYPE == 32
 #include "pt_avx512.h"
 #include "pt_lanes.h"   /* LANES, lane_sum */
-#include "pt_expf_avx512.h"
 
 #define A512 PT_TARGET_AVX512
 #define INL static inline __attribute__((always_inline))
 
 enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
 enum { SE_STORE = 1, SE_SUMX = 2 };
+
+/* pt_expf, 16 lanes: the same operations in the same order. */
+A512 INL __m512 sm_expf(__m512 x)
+{
+    const __m512 lo = _mm512_set1_ps(-86.98f), hi = _mm512_set1_ps(88.72283f);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __mmask16 below = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    __mmask16 above = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+    __m512 xc = _mm512_mask_blend_ps(below, x, lo);
+    xc = _mm512_mask_blend_ps(above, xc, hi);
+    __m512 kb = _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), magic);
+    __m512 k = _mm512_sub_ps(kb, magic);
+    __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
+    r = _mm512_add_ps(r, _mm512_mul_ps(k, _mm512_set1_ps(2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
+                      _mm512_set1_ps(1.0f));
+    __m512i two = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_castps_si512(kb), _mm512_set1_epi32(126 - 0x4B400000)), 23);
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(two)),
+                             _mm512_set1_ps(2.0f));
+    y = _mm512_maskz_mov_ps((__mmask16)~below, y);
+    return _mm512_mask_blend_ps(above, y, _mm512_set1_ps(INFINITY));
+}
 
 /* Order-preserving integer keys of floats (softmax.c's key_of). */
 A512 INL __m512i sm_keys(__m512i k)
@@ -106,7 +133,7 @@ A512 INL double sm_row_sumexp(int what, float *e, double *sx, const float *x, fl
     int64_t c = 0;
     for (; c + 16 <= C; c += 16) {
         __m512 xv = _mm512_loadu_ps(x + c);
-        __m512 ev = pt_expf_fma_avx512(_mm512_sub_ps(xv, vm));
+        __m512 ev = sm_expf(_mm512_sub_ps(xv, vm));
         if (what & SE_STORE) _mm512_storeu_ps(e + c, ev);
         sm_acc(acc, ev, 0xFFFF);
         if (what & SE_SUMX) sm_acc(accx, xv, 0xFFFF);
@@ -114,7 +141,7 @@ A512 INL double sm_row_sumexp(int what, float *e, double *sx, const float *x, fl
     if (c < C) {
         __mmask16 k = Z_TAIL(C - c);
         __m512 xv = _mm512_maskz_loadu_ps(k, x + c);
-        __m512 ev = pt_expf_fma_avx512(_mm512_sub_ps(xv, vm));
+        __m512 ev = sm_expf(_mm512_sub_ps(xv, vm));
         if (what & SE_STORE) _mm512_mask_storeu_ps(e + c, k, ev);
         sm_acc(acc, ev, k);
         if (what & SE_SUMX) sm_acc(accx, xv, k);
