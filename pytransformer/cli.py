@@ -130,7 +130,7 @@ def _reported_unknown_words():
 def _load_translator(path, flag="--model"):
     """The Translator in `path` (None: the shipped model); CLIError naming
     `flag` when there is none or the file is not a translator."""
-    from pytransformer.translator import MODELS, Translator, default_model_path, model_path
+    from pytransformer.translator import Translator, default_model_path, resolve_model
 
     if path is None:
         path = default_model_path()
@@ -139,12 +139,10 @@ def _load_translator(path, flag="--model"):
                            "`pytransformer train --out translator.safetensors` and pass --model")
     if not path:
         raise CLIError(f"{flag}: expected a translator file, got ''")
-    name = os.path.basename(path)
-    if not os.path.exists(path) and name.removesuffix(".safetensors") in MODELS:
-        try:                        # a model of pytransformer/models/, by name or path
-            path = model_path(name)
-        except FileNotFoundError as e:
-            raise CLIError(f"{flag}: {e}") from None
+    try:                            # a shipped model, by short name or path
+        path = resolve_model(path)
+    except FileNotFoundError as e:
+        raise CLIError(f"{flag}: {e}") from None
     if not os.path.exists(path):
         raise CLIError(f"{flag}: no model at {path}; train one with "
                        f"`pytransformer train --out {path}`")

@@ -26,7 +26,7 @@ from pytransformer.training import TrainConfig, Trainer, _Silent
 from pytransformer.validation import int_arg, is_int
 
 __all__ = ["SettingsError", "Translation", "Translator", "UnknownWordWarning", "corpus_bleu", "corpus_splits", "default_model_path", "evaluate",
-           "model_path", "train_translator", "validation_scores"]
+           "model_path", "resolve_model", "train_translator", "validation_scores"]
 
 SHIPPED_MODEL = "translator-en-es.safetensors"
 # The models by short name: (file, in the wheel?). One in the wheel is in
@@ -76,6 +76,19 @@ def model_path(name):
                  "repository checkout with `pip install -e .`")
         raise FileNotFoundError(f"{key}: this installation has no {file}; the model ships "
                                 f"in {where}")
+    return path
+
+
+def resolve_model(path):
+    """`path` itself, unless no file is there and its name (a short name of
+    MODELS, or such a file name under any directory) names a model of
+    pytransformer/models/ or the repository's models/: then that model's
+    path (model_path, whose FileNotFoundError says where it ships)."""
+    import os
+    if isinstance(path, str) and path and not os.path.exists(path):
+        name = os.path.basename(path)
+        if name.removesuffix(".safetensors") in MODELS:
+            return model_path(name)
     return path
 
 
@@ -152,10 +165,7 @@ class Translator:
         is at most that size or 2**24 values, whichever is larger. The
         training snapshots, when the file has them, are checked against the
         same shapes (checkpoint.check_snapshot)."""
-        import os
-        if isinstance(path, str) and path in MODELS and not os.path.exists(path):
-            path = model_path(path)
-        ck = checkpoint.load_checkpoint(path)
+        ck = checkpoint.load_checkpoint(resolve_model(path))
         where = ck.path or str(path)
 
         def fail(msg):
