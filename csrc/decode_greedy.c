@@ -18,7 +18,7 @@
 #include <string.h>
 #include "pt_real.h"
 #include "pt_omp.h"
-#include "pt_decode.h"
+#include "pt_decode_loop.h"
 
 #define GREEDY PT_FN(pt_greedy)
 
@@ -56,31 +56,6 @@ static int64_t PT_SFX(greedy_choose)(const real *row, int64_t n, double *lp)
     return best;
 }
 
-/* Rows of the spent batch move down: row `from` to row `to` (to < from)
- * of every cache and of the memory mask; of a self-attention cache only
- * the `filled` positions of each head. */
-static void PT_SFX(greedy_move_row)(const GREEDY *g, real *const *self_k, real *const *self_v,
-                                   real *const *cross_k, real *const *cross_v, real *src_mask,
-                                   int64_t from, int64_t to, int64_t S, int64_t cap,
-                                   int64_t filled)
-{
-    int64_t E = g->layers->E, H = g->layers->H, d = E / H;
-    size_t head = (size_t)(filled * d) * sizeof(real);
-    int64_t srow = H * cap * d, crow = H * S * d;
-    for (int64_t l = 0; l < g->nlayers; l++) {
-        for (int64_t h = 0; h < H; h++) {
-            memcpy(self_k[l] + to * srow + h * cap * d, self_k[l] + from * srow + h * cap * d,
-                   head);
-            memcpy(self_v[l] + to * srow + h * cap * d, self_v[l] + from * srow + h * cap * d,
-                   head);
-        }
-        memcpy(cross_k[l] + to * crow, cross_k[l] + from * crow, (size_t)crow * sizeof(real));
-        memcpy(cross_v[l] + to * crow, cross_v[l] + from * crow, (size_t)crow * sizeof(real));
-    }
-    if (src_mask)
-        memcpy(src_mask + to * S, src_mask + from * S, (size_t)S * sizeof(real));
-}
-
 int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *self_v,
                             real *const *cross_k, real *const *cross_v, real *src_mask,
                             int64_t B, int64_t S, int64_t max_len, int64_t *ids,
@@ -103,30 +78,16 @@ int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *s
     }
     int64_t n = B;
     for (int64_t t = 0; t < max_len && n > 0; t++) {
-        const real *pos = g->positions + t * E;
-        for (int64_t i = 0; i < n; i++) {
-            if (tok[i] < 0 || tok[i] >= g->embed_rows) return PT_EINVAL;
-            const real *e = g->embed + tok[i] * E;
-            real *xi = x + i * E;
-            /* the module path's two rounding steps: scale, then add */
-            for (int64_t c = 0; c < E; c++) xi[c] = e[c] * g->embed_scale;
-            for (int64_t c = 0; c < E; c++) xi[c] = xi[c] + pos[c];
-        }
-        int st = PT_FN(pt_decoder_step)(x, self_k, self_v, step_work, g->layers, g->nlayers,
-                                        (const real *const *)cross_k,
-                                        (const real *const *)cross_v, src_mask, NULL, n, t,
-                                        max_len, S, g->final_norm, g->final_w, g->final_b,
-                                        g->final_eps);
+        int st = PT_SFX(dec_embed)(g, x, tok, n, t);
         if (st != PT_OK) return st;
-        st = PT_FN(pt_linear_forward)(logits, x, g->gen_w, g->gen_b, n, E, V);
+        st = PT_SFX(dec_logits)(g, logits, x, step_work, self_k, self_v, cross_k, cross_v,
+                                src_mask, n, t, max_len, S);
         if (st != PT_OK) return st;
         int nth = pt_get_num_threads();
         (void)nth;                     /* read only by the OpenMP pragma */
         #pragma omp parallel for num_threads(nth) schedule(static) if (n * V * (logp ? 8 : 1) > 65536)
         for (int64_t i = 0; i < n; i++) {
-            real *row = logits + i * V;
-            row[g->pad] = -INFINITY;
-            row[g->bos] = -INFINITY;
+            const real *row = logits + i * V;
             double lp = 0;
             tok[i] = PT_SFX(greedy_choose)(row, V, logp ? &lp : NULL);
             ids[rows[i] * max_len + t] = tok[i];
@@ -139,8 +100,8 @@ int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *s
                 continue;
             }
             if (kept != i) {
-                PT_SFX(greedy_move_row)(g, self_k, self_v, cross_k, cross_v, src_mask, i, kept,
-                                        S, max_len, t + 1);
+                PT_SFX(dec_copy_self)(g, self_k, self_v, i, kept, max_len, t + 1);
+                PT_SFX(dec_copy_cross)(g, cross_k, cross_v, src_mask, i, kept, 1, S);
                 rows[kept] = rows[i];
                 tok[kept] = tok[i];
             }

@@ -1,6 +1,6 @@
 /*
- * pt_decode.h -- decoding loops over a decoder stack (decode_greedy.c),
- * declared for float32 (_f32) and float64 (_f64).
+ * pt_decode.h -- decoding loops over a decoder stack (decode_greedy.c,
+ * decode_beam.c), declared for float32 (_f32) and float64 (_f64).
  *
  * pt_greedy_*: a description of the model around the decoder stack (the
  * target embedding, its scale, the positional table, the generator) and
@@ -17,6 +17,18 @@
  * leaves the batch: the rows after it move down in every cache and in the
  * memory mask (their order kept), so a step costs only the rows still
  * decoding.
+ *
+ * pt_beam_*: beam search of width k over the same model description
+ * (pt_greedy_*), the whole loop of pytransformer.decode's beam search in
+ * one call: the first step on the B sentences, then k hypotheses per
+ * sentence; per step the log-softmax of every row (the softmax kernel, as
+ * ops.log_softmax), per sentence the 2k best extensions (summed
+ * log-probabilities in double, largest first, ties by hypothesis then
+ * token), EOS extensions finishing hypotheses (score over the length
+ * penalty), the k best others going on (padded with -inf scores when
+ * fewer), a sentence leaving the batch when none goes on or when no open
+ * hypothesis can beat its best finished one any more; at max_len the open
+ * ones finish. See decode_beam.c.
  */
 #ifndef PT_DECODE_H
 #define PT_DECODE_H
@@ -26,6 +38,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Length penalties of pt_beam_decode, lp(n) with n the tokens, EOS
+ * included when produced: GNMT's ((5 + n) / 6)^alpha, or n^alpha. */
+#define PT_PENALTY_GNMT 0
+#define PT_PENALTY_POWER 1
 
 #define PT_DECODE_DECLARE(T_, SFX)                                                       \
 typedef struct pt_greedy_##SFX {                                                           \
@@ -57,7 +74,28 @@ int pt_greedy_decode_##SFX(const pt_greedy_##SFX *g, T_ *const *self_k,         
                            T_ *const *self_v, T_ *const *cross_k,                      \
                            T_ *const *cross_v, T_ *src_mask, int64_t B, int64_t S,     \
                            int64_t max_len, int64_t *ids, int64_t *lengths, double *logp,  \
-                           T_ *work, int64_t *iwork);
+                           T_ *work, int64_t *iwork);                                      \
+/* Workspaces of pt_beam_decode: real, int64 and double elements. */                         \
+int64_t pt_beam_workspace_##SFX(const pt_greedy_##SFX *g, int64_t B, int64_t k,           \
+                                int64_t max_len, int64_t S);                               \
+int64_t pt_beam_iworkspace_##SFX(int64_t B, int64_t k, int64_t max_len);                   \
+int64_t pt_beam_dworkspace_##SFX(int64_t B, int64_t k, int64_t max_len, int want_logp);    \
+/* Beam search of width k >= 1 over B sentences. The caches hold B * k rows:            \
+ * self_k/self_v[l] (B*k, H, max_len, d), empty; cross_k/cross_v[l] (B*k, H, S, d)      \
+ * with the sentences' keys and values in rows 0..B-1; src_mask (B*k, S) additive,      \
+ * rows 0..B-1 set, or NULL. All are rewritten (their contents are then spent).        \
+ * penalty_kind PT_PENALTY_GNMT or PT_PENALTY_POWER, alpha >= 0.                       \
+ * Out, per sentence b: count[b] hypotheses (<= k), best first; hypothesis i:        \
+ * ids[(b*k + i) * max_len + j], j < lengths[b*k + i] (the tokens, without EOS),      \
+ * ended[b*k + i] (1: it produced EOS), scores[b*k + i] (summed log-probabilities      \
+ * over the length penalty), logp (B*k, max_len) or NULL: the tokens'                 \
+ * log-probabilities, EOS's last when ended (lengths + ended entries). */              \
+int pt_beam_decode_##SFX(const pt_greedy_##SFX *g, T_ *const *self_k, T_ *const *self_v,  \
+                         T_ *const *cross_k, T_ *const *cross_v, T_ *src_mask, int64_t B, \
+                         int64_t S, int64_t max_len, int64_t k, int penalty_kind,          \
+                         double alpha, int64_t *count, int64_t *ids, int64_t *lengths,     \
+                         int64_t *ended, double *scores, double *logp, T_ *work,           \
+                         int64_t *iwork, double *dwork);
 
 PT_DECODE_DECLARE(float, f32)
 PT_DECODE_DECLARE(double, f64)

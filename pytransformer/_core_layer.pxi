@@ -1,5 +1,5 @@
 # _core_layer.pxi: bindings for csrc/layer_encoder.c, layer_decoder.c,
-# attention_decode.c and decode_greedy.c (included by _core.pyx).
+# attention_decode.c, decode_greedy.c and decode_beam.c (included by _core.pyx).
 from libc.stdlib cimport malloc, free
 
 # The parameters of one layer, in pt_layer's order; n1..n3 are norm1..norm3.
@@ -392,6 +392,78 @@ cdef class LayerStack:
         check_status(st)
 
 
+    cdef int64_t _describe(self, str what, object embed, double embed_scale, object positions,
+                           object gen_w, object gen_b, int64_t cap, int64_t pad, int64_t bos,
+                           int64_t eos, pt_greedy_f32 *g32, pt_greedy_f64 *g64) except -1:
+        """Check the model around the decoder stack and fill the description
+        of this stack's dtype (g32 or g64) the decoding loops read; returns V."""
+        if not self.decoder:
+            raise ValueError(f"{what}: this LayerStack was not built with decoder=True")
+        dt = self.dtype
+        cdef int64_t E = self.E
+        if not isinstance(embed, np.ndarray) or embed.ndim != 2:
+            raise ValueError("embed: expected a 2-D array (rows, E)")
+        _check("embed", embed, dt, (embed.shape[0], E))
+        if not isinstance(positions, np.ndarray) or positions.ndim != 2 or \
+                positions.shape[0] < cap:
+            raise ValueError(f"positions: expected a 2-D array of at least {cap} rows")
+        _check("positions", positions, dt, (positions.shape[0], E))
+        if not isinstance(gen_w, np.ndarray) or gen_w.ndim != 2:
+            raise ValueError("gen_w: expected a 2-D array (V, E)")
+        cdef int64_t V = gen_w.shape[0]
+        _check("gen_w", gen_w, dt, (V, E))
+        _check("gen_b", gen_b, dt, (V,), optional=True)
+        if not (0 <= pad < V and 0 <= bos < V):
+            raise ValueError(f"pad, bos: expected ids in [0, {V}), got {pad} and {bos}")
+        if self.l32 != NULL:
+            g32.layers, g32.nlayers = self.l32, self.nlayers
+            g32.final_norm = self._final_norm
+            g32.final_w = <float *>_ptr(self._final_w)
+            g32.final_b = <float *>_ptr(self._final_b)
+            g32.final_eps = <float>self._final_eps
+            g32.embed, g32.embed_rows = <float *>_ptr(embed), embed.shape[0]
+            g32.embed_scale = <float>embed_scale
+            g32.positions = <float *>_ptr(positions)
+            g32.gen_w, g32.gen_b, g32.V = <float *>_ptr(gen_w), <float *>_ptr(gen_b), V
+            g32.pad, g32.bos, g32.eos = pad, bos, eos
+        else:
+            g64.layers, g64.nlayers = self.l64, self.nlayers
+            g64.final_norm = self._final_norm
+            g64.final_w = <double *>_ptr(self._final_w)
+            g64.final_b = <double *>_ptr(self._final_b)
+            g64.final_eps = self._final_eps
+            g64.embed, g64.embed_rows = <double *>_ptr(embed), embed.shape[0]
+            g64.embed_scale = embed_scale
+            g64.positions = <double *>_ptr(positions)
+            g64.gen_w, g64.gen_b, g64.V = <double *>_ptr(gen_w), <double *>_ptr(gen_b), V
+            g64.pad, g64.bos, g64.eos = pad, bos, eos
+        return V
+
+    cdef tuple _loop_caches(self, list caches, int64_t rows, void **sk, void **sv, void **ck,
+                            void **cv):
+        """Check the caches of a decoding loop -- per layer self_k, self_v
+        (rows, H, capacity, d), cross_k, cross_v (rows, H, S, d), all
+        rewritten -- and set the pointer arrays; returns (capacity, S)."""
+        if len(caches) != 4 * self.nlayers or not isinstance(caches[0], np.ndarray) or \
+                caches[0].ndim != 4 or not isinstance(caches[2], np.ndarray) or \
+                caches[2].ndim != 4:
+            raise ValueError(f"caches: expected {4 * self.nlayers} 4-D arrays (self_k, "
+                             f"self_v, cross_k, cross_v per layer)")
+        cdef int64_t cap = caches[0].shape[2], S = caches[2].shape[2]
+        cdef int64_t d = self.E // self.H
+        cdef Py_ssize_t i
+        for i in range(4 * self.nlayers):
+            shape = (rows, self.H, cap if i % 4 < 2 else S, d)
+            _check(f"caches[{i}]", caches[i], self.dtype, shape, out=True)
+        if cap < 1:
+            raise ValueError("caches: the self-attention caches have no room (capacity 0)")
+        for i in range(self.nlayers):
+            sk[i] = _ptr(caches[4 * i])
+            sv[i] = _ptr(caches[4 * i + 1])
+            ck[i] = _ptr(caches[4 * i + 2])
+            cv[i] = _ptr(caches[4 * i + 3])
+        return cap, S
+
     def greedy(self, object embed, double embed_scale, object positions, object gen_w,
                object gen_b, list caches, object src_mask, int64_t pad, int64_t bos,
                int64_t eos, object ids, object lengths, object logp=None):
@@ -409,73 +481,28 @@ cdef class LayerStack:
         log-probability."""
         if not self.decoder:
             raise ValueError("greedy: this LayerStack was not built with decoder=True")
-        dt = self.dtype
         if len(caches) != 4 * self.nlayers or not isinstance(caches[0], np.ndarray) or \
-                caches[0].ndim != 4 or not isinstance(caches[2], np.ndarray) or \
-                caches[2].ndim != 4:
+                caches[0].ndim != 4:
             raise ValueError(f"caches: expected {4 * self.nlayers} 4-D arrays (self_k, "
                              f"self_v, cross_k, cross_v per layer)")
-        cdef int64_t B = caches[0].shape[0], cap = caches[0].shape[2], S = caches[2].shape[2]
-        cdef int64_t E = self.E, d = self.E // self.H
-        cdef Py_ssize_t i
-        for i in range(4 * self.nlayers):
-            shape = (B, self.H, cap if i % 4 < 2 else S, d)
-            _check(f"caches[{i}]", caches[i], dt, shape, out=True)
-        if cap < 1:
-            raise ValueError("caches: the self-attention caches have no room (capacity 0)")
-        if not isinstance(embed, np.ndarray) or embed.ndim != 2:
-            raise ValueError("embed: expected a 2-D array (rows, E)")
-        _check("embed", embed, dt, (embed.shape[0], E))
-        if not isinstance(positions, np.ndarray) or positions.ndim != 2 or \
-                positions.shape[0] < cap:
-            raise ValueError(f"positions: expected a 2-D array of at least {cap} rows")
-        _check("positions", positions, dt, (positions.shape[0], E))
-        if not isinstance(gen_w, np.ndarray) or gen_w.ndim != 2:
-            raise ValueError("gen_w: expected a 2-D array (V, E)")
-        cdef int64_t V = gen_w.shape[0]
-        _check("gen_w", gen_w, dt, (V, E))
-        _check("gen_b", gen_b, dt, (V,), optional=True)
-        if not (0 <= pad < V and 0 <= bos < V):
-            raise ValueError(f"pad, bos: expected ids in [0, {V}), got {pad} and {bos}")
-        _check("src_mask", src_mask, dt, (B, S), out=True, optional=True)
-        _check("ids", ids, np.int64, (B, cap), out=True)
-        _check("lengths", lengths, np.int64, (B,), out=True)
-        _check("logp", logp, np.float64, (B, cap), out=True, optional=True)
+        cdef int64_t B = caches[0].shape[0]
         cdef void *sk[_MAX_STACK]
         cdef void *sv[_MAX_STACK]
         cdef void *ck[_MAX_STACK]
         cdef void *cv[_MAX_STACK]
-        for i in range(self.nlayers):
-            sk[i] = _ptr(caches[4 * i])
-            sv[i] = _ptr(caches[4 * i + 1])
-            ck[i] = _ptr(caches[4 * i + 2])
-            cv[i] = _ptr(caches[4 * i + 3])
+        cap, S = self._loop_caches(caches, B, sk, sv, ck, cv)
         cdef pt_greedy_f32 g32
         cdef pt_greedy_f64 g64
+        self._describe("greedy", embed, embed_scale, positions, gen_w, gen_b, cap, pad, bos,
+                       eos, &g32, &g64)
+        _check("src_mask", src_mask, self.dtype, (B, S), out=True, optional=True)
+        _check("ids", ids, np.int64, (B, cap), out=True)
+        _check("lengths", lengths, np.int64, (B,), out=True)
+        _check("logp", logp, np.float64, (B, cap), out=True, optional=True)
         cdef int64_t need
         if self.l32 != NULL:
-            g32.layers, g32.nlayers = self.l32, self.nlayers
-            g32.final_norm = self._final_norm
-            g32.final_w = <float *>_ptr(self._final_w)
-            g32.final_b = <float *>_ptr(self._final_b)
-            g32.final_eps = <float>self._final_eps
-            g32.embed, g32.embed_rows = <float *>_ptr(embed), embed.shape[0]
-            g32.embed_scale = <float>embed_scale
-            g32.positions = <float *>_ptr(positions)
-            g32.gen_w, g32.gen_b, g32.V = <float *>_ptr(gen_w), <float *>_ptr(gen_b), V
-            g32.pad, g32.bos, g32.eos = pad, bos, eos
             need = pt_greedy_workspace_f32(&g32, B, cap, S)
         else:
-            g64.layers, g64.nlayers = self.l64, self.nlayers
-            g64.final_norm = self._final_norm
-            g64.final_w = <double *>_ptr(self._final_w)
-            g64.final_b = <double *>_ptr(self._final_b)
-            g64.final_eps = self._final_eps
-            g64.embed, g64.embed_rows = <double *>_ptr(embed), embed.shape[0]
-            g64.embed_scale = embed_scale
-            g64.positions = <double *>_ptr(positions)
-            g64.gen_w, g64.gen_b, g64.V = <double *>_ptr(gen_w), <double *>_ptr(gen_b), V
-            g64.pad, g64.bos, g64.eos = pad, bos, eos
             need = pt_greedy_workspace_f64(&g64, B, cap, S)
         work = self._workspace(need)
         iwork = np.empty(max(2 * B, 1), np.int64)
@@ -485,6 +512,7 @@ cdef class LayerStack:
         cdef int64_t *pids = <int64_t *>_ptr(ids)
         cdef int64_t *plen = <int64_t *>_ptr(lengths)
         cdef double *plp = <double *>_ptr(logp)
+        cdef int64_t c_cap = cap, c_S = S
         cdef int st
         cdef bint mine = not self._busy
         self._busy = True
@@ -492,13 +520,97 @@ cdef class LayerStack:
             if self.l32 != NULL:
                 with nogil:
                     st = pt_greedy_decode_f32(&g32, <float **>sk, <float **>sv, <float **>ck,
-                                              <float **>cv, <float *>pm, B, S, cap, pids, plen,
-                                              plp, <float *>pw, piw)
+                                              <float **>cv, <float *>pm, B, c_S, c_cap, pids,
+                                              plen, plp, <float *>pw, piw)
             else:
                 with nogil:
                     st = pt_greedy_decode_f64(&g64, <double **>sk, <double **>sv,
-                                              <double **>ck, <double **>cv, <double *>pm, B, S,
-                                              cap, pids, plen, plp, <double *>pw, piw)
+                                              <double **>ck, <double **>cv, <double *>pm, B,
+                                              c_S, c_cap, pids, plen, plp, <double *>pw, piw)
+        finally:
+            if mine:
+                self._busy = False
+        self._bound = None                # the caches' rows have moved
+        check_status(st)
+
+    def beam(self, object embed, double embed_scale, object positions, object gen_w,
+             object gen_b, list caches, object src_mask, int64_t B, int64_t pad, int64_t bos,
+             int64_t eos, int64_t k, str penalty_kind, double alpha, object count, object ids,
+             object lengths, object ended, object scores, object logp=None):
+        """Beam search of width k over B sentences through this decoder
+        stack, the whole loop in one C call (csrc/decode_beam.c; the model
+        around the stack as greedy's). caches as decoder_step's with room
+        for B*k rows: self caches (B*k, H, max_len, d), cross caches
+        (B*k, H, S, d) holding the sentences' keys and values in rows
+        0..B-1; src_mask (B*k, S) additive, rows 0..B-1 set, or None. All
+        of them are rewritten (their contents are spent). penalty_kind
+        "gnmt" or "power", alpha >= 0 (decode.length_penalty).
+        Out, per sentence b: count (B,) int64, its hypotheses (at most k),
+        best first; ids (B, k, max_len) int64, each hypothesis' tokens
+        (lengths (B, k) int64 of them, EOS excluded); ended (B, k) int64,
+        1 when it produced EOS; scores (B, k) float64; logp (B, k, max_len)
+        float64 or None, the tokens' log-probabilities, EOS's last when
+        ended. Entries past count are untouched."""
+        if k < 1:
+            raise ValueError(f"k: expected a beam width >= 1, got {k}")
+        if B < 0:
+            raise ValueError(f"B: expected a sentence count >= 0, got {B}")
+        kinds = {"gnmt": PT_PENALTY_GNMT, "power": PT_PENALTY_POWER}
+        if penalty_kind not in kinds:
+            raise ValueError(f"penalty_kind: expected 'gnmt' or 'power', got {penalty_kind!r}")
+        if not 0 <= alpha < float("inf"):
+            raise ValueError(f"alpha: expected a finite length penalty >= 0, got {alpha}")
+        cdef int kind = kinds[penalty_kind]
+        cdef void *sk[_MAX_STACK]
+        cdef void *sv[_MAX_STACK]
+        cdef void *ck[_MAX_STACK]
+        cdef void *cv[_MAX_STACK]
+        cap, S = self._loop_caches(caches, B * k, sk, sv, ck, cv)
+        cdef pt_greedy_f32 g32
+        cdef pt_greedy_f64 g64
+        self._describe("beam", embed, embed_scale, positions, gen_w, gen_b, cap, pad, bos, eos,
+                       &g32, &g64)
+        _check("src_mask", src_mask, self.dtype, (B * k, S), out=True, optional=True)
+        _check("count", count, np.int64, (B,), out=True)
+        _check("ids", ids, np.int64, (B, k, cap), out=True)
+        _check("lengths", lengths, np.int64, (B, k), out=True)
+        _check("ended", ended, np.int64, (B, k), out=True)
+        _check("scores", scores, np.float64, (B, k), out=True)
+        _check("logp", logp, np.float64, (B, k, cap), out=True, optional=True)
+        cdef int64_t c_cap = cap, c_S = S, need
+        if self.l32 != NULL:
+            need = pt_beam_workspace_f32(&g32, B, k, c_cap, c_S)
+        else:
+            need = pt_beam_workspace_f64(&g64, B, k, c_cap, c_S)
+        work = self._workspace(need)
+        iwork = np.empty(max(pt_beam_iworkspace_f32(B, k, c_cap), 1), np.int64)
+        dwork = np.empty(max(pt_beam_dworkspace_f32(B, k, c_cap, logp is not None), 1))
+        cdef void *pw = _ptr(work)
+        cdef int64_t *piw = <int64_t *>_ptr(iwork)
+        cdef double *pdw = <double *>_ptr(dwork)
+        cdef void *pm = _ptr(src_mask)
+        cdef int64_t *pcount = <int64_t *>_ptr(count)
+        cdef int64_t *pids = <int64_t *>_ptr(ids)
+        cdef int64_t *plen = <int64_t *>_ptr(lengths)
+        cdef int64_t *pend = <int64_t *>_ptr(ended)
+        cdef double *psc = <double *>_ptr(scores)
+        cdef double *plp = <double *>_ptr(logp)
+        cdef int st
+        cdef bint mine = not self._busy
+        self._busy = True
+        try:
+            if self.l32 != NULL:
+                with nogil:
+                    st = pt_beam_decode_f32(&g32, <float **>sk, <float **>sv, <float **>ck,
+                                            <float **>cv, <float *>pm, B, c_S, c_cap, k, kind,
+                                            alpha, pcount, pids, plen, pend, psc, plp,
+                                            <float *>pw, piw, pdw)
+            else:
+                with nogil:
+                    st = pt_beam_decode_f64(&g64, <double **>sk, <double **>sv, <double **>ck,
+                                            <double **>cv, <double *>pm, B, c_S, c_cap, k,
+                                            kind, alpha, pcount, pids, plen, pend, psc, plp,
+                                            <double *>pw, piw, pdw)
         finally:
             if mine:
                 self._busy = False

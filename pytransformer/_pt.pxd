@@ -131,7 +131,7 @@ cdef extern from "pt.h" nogil:
     int pt_decoder_step_f64(double *x, double *const *self_k, double *const *self_v, double *work, const pt_layer_f64 *layers, int64_t nlayers, const double *const *cross_k, const double *const *cross_v, const double *src_mask, const int64_t *src_len, int64_t B, int64_t t, int64_t capacity, int64_t S, int final_norm, const double *final_w, const double *final_b, double final_eps)
 
 cdef extern from "pt_decode.h" nogil:
-    # the greedy loop (csrc/decode_greedy.c)
+    # the greedy loop (csrc/decode_greedy.c), and the model it runs
     ctypedef struct pt_greedy_f32:
         const pt_layer_f32 *layers
         int64_t nlayers
@@ -168,3 +168,13 @@ cdef extern from "pt_decode.h" nogil:
     int64_t pt_greedy_iworkspace_f64(int64_t B)
     int pt_greedy_decode_f32(const pt_greedy_f32 *g, float *const *self_k, float *const *self_v, float *const *cross_k, float *const *cross_v, float *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t *ids, int64_t *lengths, double *logp, float *work, int64_t *iwork)
     int pt_greedy_decode_f64(const pt_greedy_f64 *g, double *const *self_k, double *const *self_v, double *const *cross_k, double *const *cross_v, double *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t *ids, int64_t *lengths, double *logp, double *work, int64_t *iwork)
+    # beam search (csrc/decode_beam.c)
+    enum:
+        PT_PENALTY_GNMT
+        PT_PENALTY_POWER
+    int64_t pt_beam_workspace_f32(const pt_greedy_f32 *g, int64_t B, int64_t k, int64_t max_len, int64_t S)
+    int64_t pt_beam_workspace_f64(const pt_greedy_f64 *g, int64_t B, int64_t k, int64_t max_len, int64_t S)
+    int64_t pt_beam_iworkspace_f32(int64_t B, int64_t k, int64_t max_len)
+    int64_t pt_beam_dworkspace_f32(int64_t B, int64_t k, int64_t max_len, int want_logp)
+    int pt_beam_decode_f32(const pt_greedy_f32 *g, float *const *self_k, float *const *self_v, float *const *cross_k, float *const *cross_v, float *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t k, int penalty_kind, double alpha, int64_t *count, int64_t *ids, int64_t *lengths, int64_t *ended, double *scores, double *logp, float *work, int64_t *iwork, double *dwork)
+    int pt_beam_decode_f64(const pt_greedy_f64 *g, double *const *self_k, double *const *self_v, double *const *cross_k, double *const *cross_v, double *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t k, int penalty_kind, double alpha, int64_t *count, int64_t *ids, int64_t *lengths, int64_t *ended, double *scores, double *logp, double *work, int64_t *iwork, double *dwork)

@@ -7,10 +7,12 @@ sentence (cross attention). Without it (``use_cache=False``) every step
 re-runs the decoder on the whole prefix, which is what the cache saves; the
 two give the same tokens (tests check it). Sentences that are finished
 leave the batch (their cache rows are dropped), so a step costs only the
-sentences still being decoded. Greedy decoding runs its whole loop in C
-(embedding, decoder stack, generator, argmax, the dropping of finished
-rows: csrc/decode_greedy.c) unless a hook or a training module asks for the
-module path.
+sentences still being decoded. Greedy decoding and beam search run their
+whole loop in C (embedding, decoder stack, generator, the choice of tokens
+or hypotheses, the dropping of finished rows: csrc/decode_greedy.c,
+decode_beam.c) unless a hook or a training module asks for the module
+path; the step loop here is then the one that runs, and the reference the
+C loops are tested against.
 
     out = greedy(model, src_ids, max_len=40)           # list of id arrays
     hyps = beam_search(model, src_ids, beam=4)         # best first, per sentence
@@ -255,9 +257,16 @@ def _top_in_order(cand, n):
 def _beam_batch(model, src, k, max_len, alpha, kind, bos, eos, use_cache, want_lps):
     """Per sentence, the k best (ids, score, token log-probabilities or
     None), best first. `kk` is the rows per sentence in the current batch:
-    1 at the first step (every beam would start from the same BOS), then k."""
+    1 at the first step (every beam would start from the same BOS), then k.
+    With the cache the whole loop is one C call when the model allows it
+    (nn._fast.beam, the same choices on the same rows); otherwise it steps
+    through model.decode_step here."""
     B = len(src)
     memory, src_pad = model.encode(src)
+    if use_cache:
+        done = _fast.beam(model, memory, src_pad, k, max_len, alpha, kind, bos, eos, want_lps)
+        if done is not None:
+            return done
     rows = np.arange(B)                                 # row -> sentence
     if use_cache:
         cache = model.init_cache(memory, src_pad, max_len)

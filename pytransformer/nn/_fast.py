@@ -1,7 +1,8 @@
 """The inference fast path of the Transformer layers: whole layers (and
 stacks) in one C call (csrc/layer_encoder.c, layer_decoder.c) instead of a
-module call per op, and a Seq2SeqTransformer's whole greedy decoding loop
-in one C call (greedy, over csrc/decode_greedy.c).
+module call per op, and a Seq2SeqTransformer's whole greedy or beam-search
+decoding loop in one C call (greedy, beam: csrc/decode_greedy.c,
+decode_beam.c).
 
 It runs when the module and every submodule are in eval mode, autograd is
 off (no_grad) and no forward (pre-)hook is registered on the module or any
@@ -36,7 +37,7 @@ from pytransformer import _core
 from pytransformer.autograd.tensor import Tensor, is_grad_enabled
 from pytransformer.nn.module import STRUCTURE
 
-__all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv", "greedy",
+__all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv", "greedy", "beam",
            "additive_mask", "tree", "unhooked"]
 
 
@@ -339,30 +340,22 @@ def cross_kv(decoder, memory):
     return list(zip(ks, vs))
 
 
-def greedy(model, cache, bos, eos, want_lps):
-    """Greedy decoding by `model` (a Seq2SeqTransformer) over `cache` (a
-    fresh DecoderCache from model.init_cache) in one C call
-    (csrc/decode_greedy.c): each step embeds the newest tokens (scaled, plus
-    the position), runs the decoder stack's cached step, the generator and
-    the argmax with padding and `bos` excluded, and drops the rows that
-    gave `eos` from the batch and from the caches (which are spent
-    afterwards). The same kernels as decode_step's, on the same rows:
-    the same tokens and logits. Returns (ids (B, max_len) int64, each
-    step's token; lengths (B,) int64, the step that gave EOS or max_len;
-    log-probabilities (B, max_len) float64 or None); None when the fast
-    path does not apply (a hook or a training module in the model, a
-    subclass that changes the step, an embedding or generator that is
-    not the plain module, ...): the caller then steps through
-    model.decode_step."""
-    from pytransformer.nn.cache import DecoderCache
+def _loop_parts(model, bos):
+    """What the C decoding loops read of `model` (a Seq2SeqTransformer):
+    (decoder LayerStack, target embedding, generator weight, generator
+    bias or None), arrays of the stack's dtype; None when they cannot run
+    it: not a Seq2SeqTransformer, a subclass or instance that changes the
+    step (decode_step, _lean_step, _unhooked_eval, init_cache), a hook or
+    a training module in the model, an embedding or generator that is not
+    the plain module, mixed dtypes, bos outside the vocabulary."""
     from pytransformer.nn.layers import Embedding, Linear
     from pytransformer.nn.seq2seq import Seq2SeqTransformer
     if not enabled or model.training or is_grad_enabled():
         return None
-    if not isinstance(model, Seq2SeqTransformer) or type(cache) is not DecoderCache:
+    if not isinstance(model, Seq2SeqTransformer):
         return None
     cls = type(model)
-    for name in ("decode_step", "_lean_step", "_unhooked_eval"):
+    for name in ("decode_step", "_lean_step", "_unhooked_eval", "init_cache"):
         if name in model.__dict__ or getattr(cls, name) is not getattr(Seq2SeqTransformer, name):
             return None
     t = tree(model)
@@ -381,6 +374,32 @@ def greedy(model, cache, bos, eos, want_lps):
         return None
     if G.shape[0] > W.shape[0] or not 0 <= bos < G.shape[0]:
         return None                        # the step path says what is wrong
+    return st, W, G, b
+
+
+def greedy(model, cache, bos, eos, want_lps):
+    """Greedy decoding by `model` (a Seq2SeqTransformer) over `cache` (a
+    fresh DecoderCache from model.init_cache) in one C call
+    (csrc/decode_greedy.c): each step embeds the newest tokens (scaled, plus
+    the position), runs the decoder stack's cached step, the generator and
+    the argmax with padding and `bos` excluded, and drops the rows that
+    gave `eos` from the batch and from the caches (which are spent
+    afterwards). The same kernels as decode_step's, on the same rows:
+    the same tokens and logits. Returns (ids (B, max_len) int64, each
+    step's token; lengths (B,) int64, the step that gave EOS or max_len;
+    log-probabilities (B, max_len) float64 or None); None when the fast
+    path does not apply (a hook or a training module in the model, a
+    subclass that changes the step, an embedding or generator that is
+    not the plain module, ...): the caller then steps through
+    model.decode_step."""
+    from pytransformer.nn.cache import DecoderCache
+    if type(cache) is not DecoderCache:
+        return None
+    parts = _loop_parts(model, bos)
+    if parts is None:
+        return None
+    st, W, G, b = parts
+    dt = st.dtype
     pairs = cache.layers
     if cache.t != 0 or len(pairs) != st.nlayers:
         return None
@@ -408,3 +427,59 @@ def greedy(model, cache, bos, eos, want_lps):
     for sc, _ in pairs:
         sc.length = T
     return ids, lengths, lps
+
+
+def beam(model, memory, src_pad, k, max_len, alpha, kind, bos, eos, want_lps):
+    """Beam search of width k by `model` (a Seq2SeqTransformer) over
+    memory (B, S, E) and src_pad (B, S) from model.encode, in one C call
+    (csrc/decode_beam.c): the loop of decode.beam_search, with the same
+    kernels on the same rows (the first step on B rows, then B*k, the
+    rows of finished sentences dropped) and the same choices. alpha and
+    kind ("gnmt" or "power") the length penalty. Returns, per sentence,
+    its (at most k) hypotheses best first as (ids int64 (no BOS, no EOS),
+    score, token log-probabilities float64 or None); None when the fast
+    path does not apply (as greedy's: a hook, a training module, a
+    subclass that changes the step, ...): the caller then runs the step
+    loop."""
+    parts = _loop_parts(model, bos)
+    if parts is None or not isinstance(memory, Tensor) or memory.ndim != 3:
+        return None
+    st, W, G, b = parts
+    dt = st.dtype
+    if memory.dtype != dt or memory.shape[2] != st.E:
+        return None
+    B, S, E = memory.shape
+    pad = None if src_pad is None else np.asarray(src_pad)
+    if pad is not None and (pad.shape != (B, S) or pad.dtype != np.bool_):
+        return None
+    N, H, d = B * k, st.H, E // st.H
+    caches = []
+    for _ in range(st.nlayers):
+        caches += [np.empty((N, H, max_len, d), dt), np.empty((N, H, max_len, d), dt),
+                   np.empty((N, H, S, d), dt), np.empty((N, H, S, d), dt)]
+    st.cross_kv([c[:B] for c in caches[2::4]],
+                [c[:B] for c in caches[3::4]], np.ascontiguousarray(memory.data))
+    mask = None
+    if pad is not None and pad.any():               # as DecoderCache's memory mask
+        mask = np.empty((N, S), dt)
+        mask[:B] = np.where(pad, dt.type(-np.inf), dt.type(0))
+    positions = np.ascontiguousarray(model.positions, dtype=dt)
+    count = np.zeros(B, np.int64)
+    ids = np.zeros((B, k, max_len), np.int64)
+    lengths = np.zeros((B, k), np.int64)
+    ended = np.zeros((B, k), np.int64)
+    scores = np.zeros((B, k))
+    lps = np.zeros((B, k, max_len)) if want_lps else None
+    st.beam(np.ascontiguousarray(W), math.sqrt(model.config.d_model), positions,
+            np.ascontiguousarray(G), None if b is None else np.ascontiguousarray(b), caches,
+            mask, B, model.config.pad_idx, int(bos), int(eos), k, kind, alpha, count, ids,
+            lengths, ended, scores, lps)
+    out = []
+    for s in range(B):
+        hyps = []
+        for i in range(count[s]):
+            n, e = int(lengths[s, i]), int(ended[s, i])
+            hyps.append((ids[s, i, :n].copy(), float(scores[s, i]),
+                         lps[s, i, :n + e].copy() if want_lps else None))
+        out.append(hyps)
+    return out
