@@ -429,6 +429,14 @@ def greedy(model, cache, bos, eos, want_lps):
     return ids, lengths, lps
 
 
+# The caches of the beam loop, kept per decoder module between calls (up to
+# _BEAM_KEEP bytes: fresh arrays cost page faults on first touch, a visible
+# share of a batch's decoding). Taken out during a call, so that two
+# threads decoding with one model do not share them.
+_BEAM_CACHES = weakref.WeakKeyDictionary()
+_BEAM_KEEP = 64 << 20
+
+
 def beam(model, memory, src_pad, k, max_len, alpha, kind, bos, eos, want_lps):
     """Beam search of width k by `model` (a Seq2SeqTransformer) over
     memory (B, S, E) and src_pad (B, S) from model.encode, in one C call
@@ -453,10 +461,14 @@ def beam(model, memory, src_pad, k, max_len, alpha, kind, bos, eos, want_lps):
     if pad is not None and (pad.shape != (B, S) or pad.dtype != np.bool_):
         return None
     N, H, d = B * k, st.H, E // st.H
-    caches = []
-    for _ in range(st.nlayers):
-        caches += [np.empty((N, H, max_len, d), dt), np.empty((N, H, max_len, d), dt),
-                   np.empty((N, H, S, d), dt), np.empty((N, H, S, d), dt)]
+    decoder = model.transformer.decoder
+    spare = _BEAM_CACHES.pop(decoder, None)
+    need = (N * E * max_len, N * E * S)
+    if spare is None or spare[0] != dt or spare[1] < need[0] or spare[2] < need[1]:
+        flat = [np.empty(need[i % 4 // 2], dt) for i in range(4 * st.nlayers)]
+        spare = (dt, need[0], need[1], flat)
+    shapes = ((N, H, max_len, d), (N, H, S, d))
+    caches = [a[:need[i % 4 // 2]].reshape(shapes[i % 4 // 2]) for i, a in enumerate(spare[3])]
     st.cross_kv([c[:B] for c in caches[2::4]],
                 [c[:B] for c in caches[3::4]], np.ascontiguousarray(memory.data))
     mask = None
@@ -474,6 +486,8 @@ def beam(model, memory, src_pad, k, max_len, alpha, kind, bos, eos, want_lps):
             np.ascontiguousarray(G), None if b is None else np.ascontiguousarray(b), caches,
             mask, B, model.config.pad_idx, int(bos), int(eos), k, kind, alpha, count, ids,
             lengths, ended, scores, lps)
+    if sum(a.nbytes for a in spare[3]) <= _BEAM_KEEP:
+        _BEAM_CACHES[decoder] = spare
     out = []
     for s in range(B):
         hyps = []
