@@ -14,9 +14,10 @@
  * further extensions of r copy r's cache into a row whose hypothesis has
  * no extension. A step copies k minus the number of extended hypotheses
  * rows per sentence, instead of k. A sentence that leaves the batch
- * frees its block: the blocks after it move down (their order kept, like
- * the rows of the greedy loop), cross-attention caches and memory mask
- * with them.
+ * frees its block, which the last block takes (its caches, cross-attention
+ * caches and memory mask rows): one block moves, not every block after
+ * it. (The order of the sentences in the batch changes nothing but where
+ * their rows sit in the products.)
  *
  * Per step:
  *   x       = embed[token] * embed_scale + positions[t] (each row)
@@ -358,10 +359,16 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
                 }
             }
         } else {
-            for (int64_t a = 0; a < nact; a++) {
-                int64_t nk = c.nkeep[a];
-                if (!nk) continue;
-                int64_t ob = a * k, nb = j * k;
+            /* survivors stay in their blocks; the block of a sentence that
+             * left takes the last survivor's */
+            for (int64_t a = 0; a < nact; a++) j += c.nkeep[a] > 0;
+            for (int64_t a = 0, last = nact - 1; a < j; a++) {
+                int64_t from = a;
+                if (!c.nkeep[a]) {
+                    while (!c.nkeep[last]) last--;
+                    from = last--;
+                }
+                int64_t nk = c.nkeep[from], ob = from * k, nb = a * k;
                 for (int64_t r = 0; r < k; r++) {
                     os[r] = c.slot[ob + r] - ob;
                     claimed[r] = 0;
@@ -374,7 +381,7 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
                         claimed[P] = 1;
                         if (nb != ob) PT_SFX(dec_copy_self)(g, self_k, self_v, ob + P, nb + P, L,
                                                             t + 1);
-                        PT_SFX(beam_place)(&c, a, j, i, nb + P, t);
+                        PT_SFX(beam_place)(&c, from, a, i, nb + P, t);
                     }
                 }
                 /* further ones take the rows of hypotheses not extended; padding
@@ -386,13 +393,12 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
                     if (i < nk)
                         PT_SFX(dec_copy_self)(g, self_k, self_v,
                                               ob + os[c.keep_par[ob + i]], nb + f, L, t + 1);
-                    PT_SFX(beam_place)(&c, a, j, i, nb + f, t);
+                    PT_SFX(beam_place)(&c, from, a, i, nb + f, t);
                 }
                 if (nb != ob) PT_SFX(dec_copy_cross)(g, cross_k, cross_v, src_mask, ob, nb, k, S);
                 for (int64_t i = 0; i < k; i++)
                     c.score[nb + i] = i < nk ? c.keep_sc[ob + i] : -INFINITY;
-                c.sent[j] = c.sent[a];
-                j++;
+                c.sent[a] = c.sent[from];
             }
         }
         nact = j;
