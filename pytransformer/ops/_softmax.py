@@ -22,9 +22,10 @@ cross_entropy_backward without `out` reuses the array it returned last
 time when that is large (_SPARE_MIN_BYTES or more), of the same shape and
 dtype, and nothing refers to it any more: a training step drops its
 dlogits after the projection's backward, so the next step writes into the
-same memory instead of page-faulting a fresh array in (about 30 ms per
-128 MB here). The cost: that one array is kept after its caller drops it,
-until the next call replaces it (release_spare() lets it go).
+same memory instead of page-faulting a fresh array in (the kernel's first
+touch of each page of a fresh array makes the system zero it). The cost:
+that one array is kept after its caller drops it, until the next call
+replaces it (release_spare() lets it go).
 """
 import sys
 
