@@ -69,3 +69,25 @@ def test_other_shapes_small_results_and_out(case, monkeypatch):
     d = cross_entropy_backward(2.0, x, t, lse, label_smoothing=0.1)
     assert not _softmax._spare
     np.testing.assert_array_equal(d, expected)
+
+
+def test_autograd_reuses_the_spare_and_leaves_grads_alone(case):
+    """Through autograd: the engine drops dlogits once it has been carried
+    back (a leaf's .grad is its own array), so each backward reuses the
+    same spare, and a .grad held from one backward is not changed by the
+    next."""
+    from pytransformer.autograd import tensor
+    from pytransformer.nn import functional as F
+    x, t, lse, expected = case
+    a = tensor(x, requires_grad=True)
+    F.cross_entropy(a, t, label_smoothing=0.1).backward()
+    held, snapshot = a.grad, a.grad.copy()
+    np.testing.assert_array_equal(snapshot, expected * np.float32(0.5))
+    first = _addr(_softmax._spare["dlogits"])
+    b = tensor(-x, requires_grad=True)
+    F.cross_entropy(b, t, label_smoothing=0.1).backward()
+    assert _addr(_softmax._spare["dlogits"]) == first
+    np.testing.assert_array_equal(held, snapshot)
+    np.testing.assert_array_equal(
+        b.grad, cross_entropy_backward(1.0, -x, t, cross_entropy_forward(-x, t)[1],
+                                       label_smoothing=0.1, out=np.empty_like(x)))
