@@ -8,9 +8,10 @@
  * the results are bitwise theirs:
  *   - the row max is the integer max over the order-preserving keys of the
  *     float bits (exact, so its order does not matter);
- *   - exp is pt_expf (pt_expf.h) 16 lanes at a time, operation for
- *     operation (the same clamps and masks, a*b+c as a multiply then an
- *     add: no FMA);
+ *   - exp is pt_expf (pt_expf.h) 16 lanes at a time with its bits: a*b+c
+ *     as a multiply then an add (no FMA) wherever the product rounds;
+ *     vectors whose lanes are all in [-86, 88] (the usual case) skip the
+ *     clamps and masks, which cannot apply to them (sm_expf);
  *   - sums go into the LANES = 16 double lanes of pt_lanes.h (lane k
  *     takes the elements c = k mod 16: a 16-float vector converts to the
  *     8-double halves holding lanes 0-7 and 8-15), combined by lane_sum;
@@ -41,8 +42,9 @@
 enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
 enum { SE_STORE = 1, SE_SUMX = 2 };
 
-/* pt_expf, 16 lanes: the same operations in the same order. */
-A512 INL __m512 sm_expf(__m512 x)
+/* pt_expf, 16 lanes: the same operations in the same order (the full
+ * form, for vectors with a lane outside [-86, 88] or NaN). */
+A512 __attribute__((noinline)) static __m512 sm_expf_full(__m512 x)
 {
     const __m512 lo = _mm512_set1_ps(-86.98f), hi = _mm512_set1_ps(88.72283f);
     const __m512 magic = _mm512_set1_ps(12582912.0f);
@@ -68,6 +70,39 @@ A512 INL __m512 sm_expf(__m512 x)
                              _mm512_set1_ps(2.0f));
     y = _mm512_maskz_mov_ps((__mmask16)~below, y);
     return _mm512_mask_blend_ps(above, y, _mm512_set1_ps(INFINITY));
+}
+
+/* pt_expf, 16 lanes, bitwise. When every lane is in [-86, 88] (the rows'
+ * arguments x - max are <= 0; below -86 only for probabilities under
+ * 1e-37), neither clamp applies and k = round(x / ln 2) is in [-124, 127],
+ * so three steps give pt_expf's bits with fewer operations:
+ *   - r = x - k * 0.693359375 as one fnmadd: k (|k| < 2^8) times the
+ *     9-bit constant is exact, so fusing it rounds exactly as the
+ *     multiply-then-subtract does (the other products are not exact and
+ *     stay a multiply and an add);
+ *   - p * 2^k by scalef: pt_expf's p * 2^(k-1) * 2 is exact too when
+ *     2^(k-1) and the result are normal floats, as they are for k >= -124;
+ *   - no clamps or masks.
+ * Any other vector takes sm_expf_full. */
+A512 INL __m512 sm_expf(__m512 x)
+{
+    __mmask16 in = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-86.0f), _CMP_GE_OQ)
+                   & _mm512_cmp_ps_mask(x, _mm512_set1_ps(88.0f), _CMP_LE_OQ);
+    if (__builtin_expect(in != 0xFFFF, 0)) return sm_expf_full(x);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 kb = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), magic);
+    __m512 k = _mm512_sub_ps(kb, magic);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_add_ps(r, _mm512_mul_ps(k, _mm512_set1_ps(2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
+                      _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
 }
 
 /* Order-preserving integer keys of floats (softmax.c's key_of). */

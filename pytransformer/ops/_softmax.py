@@ -17,7 +17,18 @@ moveaxis first). ignore_index rows contribute 0 to the loss and get a zero
 gradient. reduction='mean' divides by the number of non-ignored rows; when
 every row is ignored that is 0/0 and the loss is NaN, as in PyTorch (the
 gradient is then all zeros).
+
+cross_entropy_backward without `out` reuses the array it returned last
+time when that is large (_SPARE_MIN_BYTES or more), of the same shape and
+dtype, and nothing refers to it any more: a training step drops its
+dlogits after the projection's backward, so the next step writes into the
+same memory instead of page-faulting a fresh array in (the kernel's first
+touch of each page of a fresh array makes the system zero it). The cost:
+that one array is kept after its caller drops it, until the next call
+replaces it (release_spare() lets it go).
 """
+import sys
+
 import numpy as np
 
 from pytransformer import _core
@@ -27,6 +38,37 @@ from pytransformer.validation import (c_order, choice_arg, flag_arg, float_check
 from pytransformer.ops._layout import rows
 
 REDUCTIONS = ("mean", "sum", "none")
+
+_SPARE_MIN_BYTES = 16 << 20
+_spare = {}                 # "dlogits": the large array cross_entropy_backward returned last
+# Reuse reads reference counts, which free-threaded builds do not keep exactly.
+_COUNTS_REFS = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def _sole_refs():
+    """What sys.getrefcount says of an array only one local refers to."""
+    a = np.empty(1)
+    return sys.getrefcount(a)
+
+
+_SOLE = _sole_refs()
+
+
+def _take_spare(shape, dtype):
+    """The spare dlogits array if it has this shape and dtype and nothing
+    but this function refers to it (the caller dropped it, with every view
+    of it); else None. Taken out of _spare first, so two threads never get
+    the same array."""
+    buf = _spare.pop("dlogits", None)
+    if buf is None or buf.shape != shape or buf.dtype != dtype or sys.getrefcount(buf) > _SOLE:
+        return None
+    return buf
+
+
+def release_spare():
+    """Let go of the array cross_entropy_backward keeps for reuse (see the
+    module docstring); the next large call allocates again."""
+    _spare.clear()
 
 
 def _softmax(name, x, out, log):
@@ -146,7 +188,9 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
     non-ignored rows) for 'mean'. lse comes from cross_entropy_forward.
     `out`, if given, is overwritten with dlogits, or dlogits is added to it
     with accumulate=True (which needs `out`); it must not overlap logits,
-    lse, targets or grad_loss."""
+    lse, targets or grad_loss. Without `out`, a large result may be written
+    into the memory of the one this function returned last, once nothing
+    refers to that any more (see the module docstring)."""
     logits, targets, N, C, ignore_index, ls = _ce_args(
         logits, targets, ignore_index, label_smoothing, reduction)
     lead = logits.shape[:-1]
@@ -182,7 +226,14 @@ def cross_entropy_backward(grad_loss, logits, targets, lse, ignore_index=-100,
     no_overlap((("out", out),), (("logits", logits), ("lse", lse), ("targets", targets),
                                  ("grad_loss", g)))
     # allocated after the targets' value scan, stored into (no zeroing pass)
-    dlogits = np.empty(logits.shape, logits.dtype) if out is None else out
+    spare = out is None and _COUNTS_REFS and logits.nbytes >= _SPARE_MIN_BYTES
+    dlogits = out
+    if spare:
+        dlogits = _take_spare(logits.shape, logits.dtype)
+    if dlogits is None:
+        dlogits = np.empty(logits.shape, logits.dtype)
     _core.cross_entropy_backward(dlogits.reshape(N, C), logits.reshape(N, C), lse.reshape(N),
                                  targets.reshape(N), g, ignore_index, ls, accumulate)
+    if spare:
+        _spare["dlogits"] = dlogits
     return dlogits
