@@ -9,7 +9,8 @@
  *     table below, 2.5e-16 relative), one exp for Phi and phi; the
  *     interval's coefficients are read per lane (AVX2 has no two-table
  *     permute) by the same index (two 128-bit loads and an unpack per two
- *     coefficients: cheaper than gathers), with the same FMAs;
+ *     coefficients, in place of a gather per coefficient), with the same
+ *     FMAs;
  *   - tanh form: 1 + tanh(u) = 2 / (1 + e) or 2e / (1 + e), 1 - tanh(u)^2 =
  *     4e / (1 + e)^2, e = exp(-2|u|): no cancellation in the tails;
  *   - exp is pt_exp_pd_avx2 (pt_exp_f64_avx2.h), bitwise pt_exp_pd_avx512.

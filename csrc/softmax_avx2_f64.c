@@ -115,9 +115,11 @@ A2 INL double smd2_row_sumexp(int what, double *e, double *sx, const double *x, 
         /* In the cross-entropy backward this is the first read of the row
          * from memory (elsewhere a max pass has read it), with an exp's
          * work per 32 bytes between loads: the lines 1 KB ahead are
-         * requested early (a prefetch does not fault past the row's end). */
-        _mm_prefetch((const char *)(x + c + 128), _MM_HINT_T0);
-        _mm_prefetch((const char *)(x + c + 136), _MM_HINT_T0);
+         * requested early (inside the row only: no pointer past its end). */
+        if (c + 144 <= C) {
+            _mm_prefetch((const char *)(x + c + 128), _MM_HINT_T0);
+            _mm_prefetch((const char *)(x + c + 136), _MM_HINT_T0);
+        }
         for (int j = 0; j < 4; j++) {
             __m256d xv = _mm256_loadu_pd(x + c + 4 * j);
             __m256d ev = pt_exp_pd_avx2(_mm256_sub_pd(xv, vm));
