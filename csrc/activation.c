@@ -441,8 +441,8 @@ static void PT_SFX(grad_tile_avx2)(real *g, double *p, real *dx, const real *dy,
 }
 #endif
 
-/* The paths of the dispatch table (pt_dispatch.h); float64 has the
- * portable one only. */
+/* The paths of the dispatch table (pt_dispatch.h); float64's SIMD paths
+ * are activation_avx2_f64.c and activation_avx512.c. */
 const struct PT_SFX(pt_act_kernels) PT_SFX(pt_act_portable) = {
     "portable", PT_SFX(act_row), PT_SFX(grad_tile)};
 #if ACT_AVX2

@@ -37,7 +37,7 @@ static const struct pt_att_kernels_f64 *const att_f64[PT_ISA_COUNT] =
 static const struct pt_act_kernels_f32 *const act_f32[PT_ISA_COUNT] =
     ROW(pt_act, _f32, &pt_act_avx2_f32, &pt_act_avx512_f32);
 static const struct pt_act_kernels_f64 *const act_f64[PT_ISA_COUNT] =
-    ROW(pt_act, _f64, &pt_act_portable_f64, &pt_act_avx512_f64);
+    ROW(pt_act, _f64, &pt_act_avx2_f64, &pt_act_avx512_f64);
 static const struct pt_ln_kernels_f32 *const ln_f32[PT_ISA_COUNT] =
     ROW(pt_ln, _f32, &pt_ln_avx2_f32, &pt_ln_avx512_f32);
 static const struct pt_ln_kernels_f64 *const ln_f64[PT_ISA_COUNT] =
@@ -45,7 +45,7 @@ static const struct pt_ln_kernels_f64 *const ln_f64[PT_ISA_COUNT] =
 static const struct pt_sm_kernels_f32 *const sm_f32[PT_ISA_COUNT] =
     ROW(pt_sm, _f32, &pt_sm_avx2_f32, &pt_sm_avx512_f32);
 static const struct pt_sm_kernels_f64 *const sm_f64[PT_ISA_COUNT] =
-    ROW(pt_sm, _f64, &pt_sm_avx2_f64, &pt_sm_avx512_f64);
+    ROW(pt_sm, _f64, &pt_sm_avx2fma_f64, &pt_sm_avx512_f64);
 static const struct pt_adamw_kernels_f32 *const adamw_f32[PT_ISA_COUNT] =
     ROW(pt_adamw, _f32, &pt_adamw_avx2_f32, &pt_adamw_avx512_f32);
 static const struct pt_adamw_kernels_f64 *const adamw_f64[PT_ISA_COUNT] =

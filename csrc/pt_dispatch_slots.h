@@ -142,6 +142,10 @@ struct PT_DSFX(pt_sm_kernels) {
 };
 extern const struct PT_DSFX(pt_sm_kernels) PT_DSFX(pt_sm_portable), PT_DSFX(pt_sm_avx2),
     PT_DSFX(pt_sm_avx512);
+/* float64's avx2 entry: the AVX2 + FMA rows with a vectorised exp
+ * (softmax_avx2_f64.c); pt_sm_avx2_f64 is softmax.c's rows compiled for
+ * AVX2 (libm's exp), whose softmax backward row it calls. */
+extern const struct PT_DSFX(pt_sm_kernels) PT_DSFX(pt_sm_avx2fma);
 
 /* =============================================================== optim.c
  * AdamW on elements [0, n) with the per-step constants k (rounded once to

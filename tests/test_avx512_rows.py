@@ -12,8 +12,8 @@ once at import. Stated tolerances:
 - float64 softmax / log_softmax / cross-entropy rows: the portable order
   and formulas, but a vectorised exp (pt_exp_f64_avx512.h, under 1 ulp:
   checked here against long double) where the portable rows call libm's
-  (0.5 ulp), so against the portable path (float64 AVX2 rows are the
-  portable ones compiled again, bitwise equal to them): softmax and the
+  (0.5 ulp), so against the portable path (the float64 AVX2 rows do the
+  AVX-512 ones' operations: tests/test_avx2_f64_rows.py): softmax and the
   cross-entropy gradient within 8 ulp relative (plus 1e-300), log_softmax,
   lse and the loss within 2e-15 (1 + |value|) absolute, the backwards within
   the forward's difference carried through (stated at each check);
@@ -240,18 +240,6 @@ def test_float32_gelu_rows_are_bitwise_the_avx2_path(paths):
         _equal(a[k], o[k], k)
 
 
-def test_float64_avx2_rows_are_the_portable_ones(paths):
-    """The float64 softmax and GELU rows of the avx2 level are the portable
-    loops: the reference the AVX-512 float64 tolerances below are against."""
-    if ("avx2", 1) not in paths:
-        pytest.skip("no AVX2+FMA")
-    a, p = paths[("avx2", 1)], paths[("portable", 1)]
-    keys = [k for k in a if k.startswith(("sm/float64/", "gelu/float64/"))]
-    assert keys
-    for k in keys:
-        _equal(a[k], p[k], k)
-
-
 def _close_where_finite(a, p, rtol, atol, key):
     """Same NaN and infinity pattern; |a - p| <= rtol |p| + atol elsewhere."""
     np.testing.assert_array_equal(np.isnan(a), np.isnan(p), err_msg=key)
@@ -458,11 +446,10 @@ def test_avx512_rows_match_the_float64_reference(paths):
 
 def test_float64_gelu_and_softmax_paths_follow_pt_isa():
     """PT_ISA moves the float64 activation and softmax families: avx512 at
-    the avx512 level, the lower paths below it (float64 activation has no
-    AVX2 path: portable there)."""
+    the avx512 level, the lower paths below it."""
     from pytransformer import _core
     from tests.helpers import use_isa
-    want = {"portable": ("portable", "portable"), "avx2": ("portable", "avx2"),
+    want = {"portable": ("portable", "portable"), "avx2": ("avx2", "avx2"),
             "avx512": ("avx512", "avx512")}
     for level in _core.isa_levels_supported():
         with use_isa(level):
