@@ -329,7 +329,7 @@ A512 static void actd_gelu_grad_acc_row(double *dx, double *p, const double *dy,
 }
 
 /* The row slot: the GELU kinds here, the others (memory bound) the
- * portable ones (float64 has no AVX2 activation path). */
+ * portable ones, as in activation_avx2_f64.c. */
 A512 static void act_row_avx512_f64(double *y, const double *x, const double *bias, int64_t c0,
                                     int64_t c1, int kind)
 {
