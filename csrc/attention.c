@@ -148,7 +148,9 @@ static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal
  *   - P^T dout, dS^T q (sum over queries): key rows [c0, c1) sum over
  *     queries i >= c0.
  * Every term left out is (exactly zero) x (a finite operand), as long as
- * the operands it multiplies are finite (att_diag_ok); a chain that starts
+ * the operands it multiplies are finite (att_diag_ok) and, in the
+ * backward, the rows' lse is not NaN and Drow is finite (else a masked P
+ * or dS is NaN, not 0); a chain that starts
  * later starts from the same +0, and one that stops earlier differs at
  * most in the sign of a zero. */
 #define ATT_DG 12
@@ -444,6 +446,9 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
         int64_t len[4] = {(int64_t)nq * Dv, (int64_t)nk * Dv, (int64_t)nq * D,
                           (int64_t)nk * D};
         diag = PT_SFX(att_diag_ok)(x, len, 4, 1, Dv);
+        /* and every left-out P is 0 and dS is 0 (lse not NaN, Drow finite) */
+        for (int i = 0; i < nq && diag; i++)
+            diag = lse[i0 + i] == lse[i0 + i] && Drow[i0 + i] - Drow[i0 + i] == 0;
     }
     if (diag) {   /* see "Causal diagonal tiles" */
         for (int r0 = 0; r0 < nq; r0 += ATT_DG) {

@@ -91,3 +91,25 @@ def test_causal_nonfinite_in_masked_part(what, dtype):
     got = {"out": out, "dq": dq, "dk": dk, "dv": dv}[name]
     assert np.isnan(got[0, 0, rows, col]).all(), (what, name)
     assert np.isfinite(out[0, 0, :64]).all() and np.isfinite(dq[0, 0, :64]).all(), what
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("what", ["nan lse", "inf out"])
+def test_causal_backward_nonfinite_lse_or_out(what, dtype):
+    # attention_backward takes lse and out from its caller. A NaN lse makes
+    # row 65's P NaN, masked places included; an inf in out makes its Drow
+    # non-finite, so dS = 0 x (dP - Drow) is NaN there: both reach the
+    # diagonal tile's key rows 66..127 only through masked terms.
+    q, k, v, g = _inputs((1, 1, 150, 16, 16), dtype, seed=2)
+    out, lse, _ = ops.attention_forward(q, k, v, is_causal=True)
+    if what == "nan lse":
+        lse[0, 0, 65] = np.nan
+        name = "dv"
+    else:
+        out[0, 0, 65, 3] = np.inf
+        name = "dk"
+    with np.errstate(all="ignore"):
+        dq, dk, dv = ops.attention_backward(g, q, k, v, out, lse, is_causal=True)
+    got = {"dk": dk, "dv": dv}[name]
+    assert np.isnan(got[0, 0, 66:128]).all(), (what, name)
+    assert np.isfinite(dq[0, 0, :64]).all() and np.isfinite(got[0, 0, 128:]).all(), what
