@@ -113,18 +113,19 @@ static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j
     if (!mrow && !is_causal) return;
     for (int i = 0; i < nq; i++) {
         real *s = S + (int64_t)i * lds;
+        /* first causally masked j in the tile: from there on s[j] = -inf,
+         * whatever the mask or s[j] (which a diagonal tile leaves unset) */
+        int64_t first = is_causal ? i0 + i + 1 - j0 : nk;
+        int e = (int)(first < 0 ? 0 : first < nk ? first : nk);
         if (mrow) {
             const real *m = mrow + (i0 + i) * ms[2] + j0 * ms[3];
             if (ms[3] == 1) {
-                for (int j = 0; j < nk; j++) s[j] += m[j];
+                for (int j = 0; j < e; j++) s[j] += m[j];
             } else {
-                for (int j = 0; j < nk; j++) s[j] += m[j * ms[3]];
+                for (int j = 0; j < e; j++) s[j] += m[j * ms[3]];
             }
         }
-        if (is_causal) {
-            int64_t first = i0 + i + 1 - j0;   /* first masked j in the tile */
-            for (int64_t j = first < 0 ? 0 : first; j < nk; j++) s[j] = -INFINITY;
-        }
+        for (int j = e; j < nk; j++) s[j] = -INFINITY;
     }
 }
 
@@ -134,6 +135,32 @@ static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal
     if (!is_causal) return Tk;
     int64_t e = i0 + nq;
     return e < Tk ? e : Tk;
+}
+
+/* Causal diagonal tiles. In the tile pair with i0 == j0 (BQ == BK, so the
+ * only pair that is partly masked), query row i sees keys j <= i only. The
+ * products run per group of ATT_DG rows (a multiple of both paths' row
+ * blocks) on just the part a group needs:
+ *   - scores (q k^T, dout v^T): rows [r0, r1) need columns j < r1,
+ *     rounded up to ATT_DROUND (whole vectors); the masked rest of q k^T
+ *     is set to -inf by att_mask, the rest of dout v^T to 0 (its P is 0);
+ *   - P v, dS k (sum over keys): rows [r0, r1) sum over keys j < r1;
+ *   - P^T dout, dS^T q (sum over queries): key rows [c0, c1) sum over
+ *     queries i >= c0.
+ * Every term left out is (exactly zero) x (a finite operand), as long as
+ * the operands it multiplies are finite (att_diag_ok) and, in the
+ * backward, the rows' lse is not NaN and Drow is finite (else a masked P
+ * or dS is NaN, not 0); a chain that starts
+ * later starts from the same +0, and one that stops earlier differs at
+ * most in the sign of a zero. */
+#define ATT_DG 12
+#define ATT_DROUND 16
+
+/* Columns rows [0, r1) of a diagonal tile with nk keys need. */
+static int PT_SFX(att_diag_cols)(int r1, int nk)
+{
+    int n = (r1 + ATT_DROUND - 1) / ATT_DROUND * ATT_DROUND;
+    return n < nk ? n : nk;
 }
 
 /* Masked key tail. With a key-padding mask the last keys are -inf for
@@ -161,25 +188,30 @@ static int64_t PT_SFX(att_mask_kend)(const real *mrow, const int64_t *ms, int64_
     return e;
 }
 
-/* max |x| over x[0:n], or -1 if some element is not finite. Eight
- * independent lanes so that it vectorizes: x * 0 is NaN exactly for inf
- * and NaN, and a NaN in z survives the additions. */
+/* max |x| over x[0:n], or -1 if some element is not finite: x * 0 is NaN
+ * exactly for inf and NaN, and a NaN in z survives the additions. Both
+ * reductions are exact in any order (z sums zeros unless it is NaN; a max
+ * of non-NaN values), so ATT_MAXABS_LANES independent lanes keep the
+ * vector units busy instead of waiting on one chain. */
+#define ATT_MAXABS_LANES 32
 static double PT_SFX(att_maxabs)(const real *x, int64_t n)
 {
-    real m[8] = {0}, z[8] = {0};
+    real m[ATT_MAXABS_LANES] = {0}, z[ATT_MAXABS_LANES] = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int c = 0; c < 8; c++) {
+    for (; i + ATT_MAXABS_LANES <= n; i += ATT_MAXABS_LANES) {
+        #pragma omp simd
+        for (int c = 0; c < ATT_MAXABS_LANES; c++) {
             real a = r_fabs(x[i + c]);
             m[c] = a > m[c] ? a : m[c];
             z[c] += x[i + c] * 0;
         }
+    }
     for (; i < n; i++) {
         real a = r_fabs(x[i]);
         m[0] = a > m[0] ? a : m[0];
         z[0] += x[i] * 0;
     }
-    for (int c = 1; c < 8; c++) {
+    for (int c = 1; c < ATT_MAXABS_LANES; c++) {
         m[0] = m[c] > m[0] ? m[c] : m[0];
         z[0] += z[c];
     }
@@ -202,6 +234,21 @@ static int64_t PT_SFX(att_fwd_kend)(const real *q, const real *k, const real *v,
     if (mq < 0 || mk < 0 || mv < 0) return kend;
     double bound = mq * mk * (double)D * r_fabs(scale);
     return bound < 0.25 * ATT_REAL_MAX ? e : kend;
+}
+
+/* May a causal diagonal tile leave out its masked terms? Only if the
+ * operands it multiplies them with, x[t][0:len[t]] for t < nx (at most 4),
+ * are finite (then 0 x each is exactly 0), and, with dp != 0, |dout . v|
+ * cannot overflow (x[0] = dout, x[1] = v: the dP that is left out). */
+static int PT_SFX(att_diag_ok)(const real *const *x, const int64_t *len, int nx, int dp,
+                               int64_t Dv)
+{
+    double m[4];
+    for (int t = 0; t < nx; t++) {
+        m[t] = PT_SFX(att_maxabs)(x[t], len[t]);
+        if (m[t] < 0) return 0;
+    }
+    return !dp || m[0] * m[1] * (double)Dv < 0.25 * ATT_REAL_MAX;
 }
 
 /* ---------------------------------------------------------- forward paths */
@@ -255,12 +302,31 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
     for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         int nk = (int)(kend - j0 < BK ? kend - j0 : BK);
         const real *kTt = kT + (j0 / BK) * D * BK;   /* this key tile, (D, BK) */
-        PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
+        const real *vt = v + j0 * Dv;
+        int64_t vlen = (int64_t)nk * Dv;
+        int diag = is_causal && j0 == i0 && PT_SFX(att_diag_ok)(&vt, &vlen, 1, 0, Dv);
+        if (diag) {
+            for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
+                int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG;
+                PT_SFX(pt_att_mm)(S + r0 * BK, BK, q + (i0 + r0) * D, D, 0, kTt, BK, r1 - r0,
+                                  PT_SFX(att_diag_cols)(r1, nk), D, scale, 0);
+            }
+        } else {
+            PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
+        }
         PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
         /* m, l, acc rescaled to the new row max; P = exp(S - m); l += row sums */
         PT_SFX(pt_att_softmax_step)(S, BK, nq, nk, m, l, acc, Dv, Dv);
         /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
-        PT_SFX(pt_att_mm)(acc, Dv, S, BK, 0, v + j0 * Dv, Dv, nq, Dv, nk, 1, 1);
+        if (diag) {
+            for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
+                int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG;
+                PT_SFX(pt_att_mm)(acc + r0 * Dv, Dv, S + r0 * BK, BK, 0, vt, Dv, r1 - r0, Dv,
+                                  r1 < nk ? r1 : nk, 1, 1);
+            }
+        } else {
+            PT_SFX(pt_att_mm)(acc, Dv, S, BK, 0, vt, Dv, nq, Dv, nk, 1, 1);
+        }
     }
     for (int i = 0; i < nq; i++) {
         real *o = out + (i0 + i) * Dv;
@@ -366,18 +432,62 @@ static int PT_SFX(att_bwd_pair)(int64_t i0, int64_t j0, int is_causal)
  * (= instead of += for dk, dv when !acc_kv, for dq when !acc_q). Any of
  * dq, dk, dv (head base pointers) may be NULL. */
 static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
-                                 const real *q, const real *k, const real *lse,
+                                 const real *q, const real *k, const real *v,
+                                 const real *lse,
                                  const real *Drow, const real *mrow, const int64_t *ms,
                                  int64_t i0, int nq, int64_t j0, int nk, int64_t D,
                                  int64_t Dv, int is_causal, real scale, int acc_kv,
                                  int acc_q, PT_SFX(att_bscratch) *w)
 {
     real *P = w->P, *dS = w->dS;
-    PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, 0, w->kT, BK, nq, nk, D, scale, 0);
+    int diag = 0;
+    if (is_causal && i0 == j0) {
+        const real *x[4] = {dout + i0 * Dv, v + j0 * Dv, q + i0 * D, k + j0 * D};
+        int64_t len[4] = {(int64_t)nq * Dv, (int64_t)nk * Dv, (int64_t)nq * D,
+                          (int64_t)nk * D};
+        diag = PT_SFX(att_diag_ok)(x, len, 4, 1, Dv);
+        /* and every left-out P is 0 and dS is 0 (lse not NaN, Drow finite) */
+        for (int i = 0; i < nq && diag; i++)
+            diag = lse[i0 + i] == lse[i0 + i] && Drow[i0 + i] - Drow[i0 + i] == 0;
+    }
+    if (diag) {   /* see "Causal diagonal tiles" */
+        for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
+            int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG, n = PT_SFX(att_diag_cols)(r1, nk);
+            PT_SFX(pt_att_mm)(P + r0 * BK, BK, q + (i0 + r0) * D, D, 0, w->kT, BK, r1 - r0, n,
+                              D, scale, 0);
+            PT_SFX(pt_att_mm)(dS + r0 * BK, BK, dout + (i0 + r0) * Dv, Dv, 0, w->vT, BK,
+                              r1 - r0, n, Dv, 1, 0);
+            for (int i = r0; i < r1 && n < nk; i++)
+                memset(dS + i * BK + n, 0, sizeof(real) * (size_t)(nk - n));
+        }
+    } else {
+        PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, 0, w->kT, BK, nq, nk, D, scale, 0);
+        PT_SFX(pt_att_mm)(dS, BK, dout + i0 * Dv, Dv, 0, w->vT, BK, nq, nk, Dv, 1, 0);
+    }
     PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
-    PT_SFX(pt_att_mm)(dS, BK, dout + i0 * Dv, Dv, 0, w->vT, BK, nq, nk, Dv, 1, 0);
     /* P = exp(S - lse), dS = scale P (dP - Drow); fully masked rows 0 */
     PT_SFX(pt_att_bwd_ds)(P, dS, BK, nq, nk, lse + i0, Drow + i0, scale);
+    if (diag) {
+        for (int c0 = 0; c0 < nk; c0 += ATT_DG) {   /* key rows [c0, c1): queries >= c0 */
+            int c1 = nk - c0 < ATT_DG ? nk : c0 + ATT_DG, K = nq > c0 ? nq - c0 : 0;
+            int64_t a0 = (int64_t)c0 * BK + c0;        /* P[c0, c0], dS[c0, c0] */
+            int64_t i1 = i0 + (K > 0 ? c0 : 0);         /* first query summed */
+            if (dv)
+                PT_SFX(pt_att_mm)(dv + (j0 + c0) * Dv, Dv, P + a0, BK, 1, dout + i1 * Dv, Dv,
+                                  c1 - c0, Dv, K, 1, acc_kv);
+            if (dk)
+                PT_SFX(pt_att_mm)(dk + (j0 + c0) * D, D, dS + a0, BK, 1, q + i1 * D, D,
+                                  c1 - c0, D, K, 1, acc_kv);
+        }
+        if (dq) {
+            for (int r0 = 0; r0 < nq; r0 += ATT_DG) {   /* query rows: keys < r1 */
+                int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG;
+                PT_SFX(pt_att_mm)(dq + (i0 + r0) * D, D, dS + r0 * BK, BK, 0, k + j0 * D, D,
+                                  r1 - r0, D, r1 < nk ? r1 : nk, 1, acc_q);
+            }
+        }
+        return;
+    }
     if (dv) {
         PT_SFX(pt_att_mm)(dv + j0 * Dv, Dv, P, BK, 1, dout + i0 * Dv, Dv, nk, Dv, nq, 1,
                           acc_kv);
@@ -497,7 +607,7 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                         int64_t i0 = it * BQ;
                         int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
                         if (!PT_SFX(att_bwd_pair)(i0, j0, is_causal)) continue;
-                        PT_SFX(att_bwd_tile)(dqh, dkh, dvh, gh, qh, kh, lh, Dh, mrow,
+                        PT_SFX(att_bwd_tile)(dqh, dkh, dvh, gh, qh, kh, vh, lh, Dh, mrow,
                                              mask_strides, i0, nq, j0, nk, D, Dv,
                                              is_causal, scale, acc_kv, accumulate || jt > 0,
                                              &w);
