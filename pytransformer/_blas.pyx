@@ -23,3 +23,22 @@ def scipy_gemm_pointers():
         cap = capi[name]
         out.append(<uintptr_t>PyCapsule_GetPointer(cap, PyCapsule_GetName(cap)))
     return tuple(out)
+
+
+def openblas_threads_hook():
+    """Return the address of openblas_set_threads_callback_function in the
+    library behind SciPy's BLAS, as an int, or None: without SciPy, or when
+    its BLAS is not an OpenBLAS that has the hook (0.3.27 on). The name is
+    looked up through cython_blas's own module, whose dependencies include
+    the BLAS it calls, so it finds exactly that library, whatever its file
+    is called."""
+    try:
+        from scipy.linalg import cython_blas
+    except ImportError:
+        return None
+    import ctypes
+    try:
+        fn = ctypes.CDLL(cython_blas.__file__).openblas_set_threads_callback_function
+    except (OSError, AttributeError):
+        return None
+    return ctypes.cast(fn, ctypes.c_void_p).value

@@ -43,3 +43,32 @@ def linear_backward(object dx, object dw, object db, object dy, object x, object
             st = pt_linear_backward_f64(<double *>pdx, <double *>pdw, <double *>pdb, <double *>pdy,
                                         <double *>px, <double *>pw, N, IN, OUT, accumulate)
     check_status(st)
+
+
+# The linear layers' GEMMs go through the BLAS; its threads (csrc/blas.c).
+cdef extern from *:
+    """
+    int pt_blas_share_threads(void *set_callback);
+    int pt_blas_threads_shared(void);
+    """
+    int pt_blas_share_threads(void *set_callback)
+    int pt_blas_threads_shared()
+
+
+def blas_share_threads():
+    """Have SciPy's OpenBLAS run its threaded calls on our OpenMP threads
+    (csrc/blas.c) instead of its own pool. The hook's address comes only
+    from pytransformer._blas. Returns whether the threads are shared (False
+    without SciPy or with a BLAS that has no such hook)."""
+    from pytransformer import _blas
+    addr = _blas.openblas_threads_hook()
+    if addr is None:
+        return bool(pt_blas_threads_shared())
+    cdef uintptr_t a = addr
+    check_status(pt_blas_share_threads(<void *>a))
+    return True
+
+
+def blas_threads_shared():
+    """Whether SciPy's OpenBLAS runs its threaded calls on our OpenMP threads."""
+    return bool(pt_blas_threads_shared())
