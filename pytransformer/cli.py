@@ -186,6 +186,7 @@ def cmd_info(args):
             for lv, g in peaks.items()) + f"; {cfg['num_threads']} threads")
     print(f"  GEMM          {cfg['blas']}")
     print(f"  BLAS idle     OpenBLAS thread timeout: {cfg['blas_thread_timeout']}")
+    print(f"  BLAS threads  {cfg['blas_threads']}")
     print(f"  malloc        {cfg['malloc_tuning']}")
     libs = cfg["blas_libraries"]
     if isinstance(libs, str):
