@@ -18,7 +18,7 @@
 #include <string.h>
 #include "pt.h"
 
-static int failures = 0;
+#include "pt_test.h"
 
 /* Print the max abs difference of a against b; fail above tol. */
 static void check_tensor(const char *name, const double *a, const double *b, long n, double tol)
@@ -40,13 +40,6 @@ static void check_status(const char *name, int got, int want)
     if (!ok) failures++;
 }
 
-/* Deterministic pseudo-random numbers in [-1, 1). */
-static unsigned long long rng_state = 88172645463325252ULL;
-static double urand(void)
-{
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
 static double *rand_vec(long n) { double *v = malloc(n * sizeof *v); for (long i = 0; i < n; i++) v[i] = urand(); return v; }
 static float *to_f32(const double *v, long n) { float *f = malloc(n * sizeof *f); for (long i = 0; i < n; i++) f[i] = (float)v[i]; return f; }
 static double *from_f32(const float *f, long n) { double *v = malloc(n * sizeof *v); for (long i = 0; i < n; i++) v[i] = f[i]; return v; }

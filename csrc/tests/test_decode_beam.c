@@ -22,22 +22,11 @@
 #include <string.h>
 #include "pt.h"
 #include "pt_decode.h"
+#define PT_TEST_SEED 0x2545F4914F6CDD1DULL
+#include "pt_test.h"
 
 #define TMAX 8      /* max_len of every test */
 
-static int failures = 0;
-static unsigned long long rng_state = 0x2545F4914F6CDD1DULL;
-static double urand(void)
-{
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz);
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
-    return p;
-}
 static void check(const char *name, int ok)
 {
     printf("%-72s %s\n", name, ok ? "ok" : "FAIL");
@@ -94,12 +83,7 @@ int main(void)
 
 #else   /* ------------------------------------------- once per dtype (DT) */
 
-static DT *DS(rnd)(long n, double scale)
-{
-    DT *v = xcalloc(n, sizeof *v);
-    for (long i = 0; i < n; i++) v[i] = (DT)(urand() * scale);
-    return v;
-}
+#include "pt_test_decoder.h"
 
 /* rows [0, n) of a (rows of rs elements) := rows idx[i] of a, through a
  * fresh array (the step loop's gather). */
@@ -248,45 +232,13 @@ static void DS(reference)(const DS(pt_greedy) *g, DT **sk, DT **sv, DT **ck, DT 
 static void DS(test_beam)(int norm_first, int act, int final, int masked, double eos_shift,
                           long B, long k, int kind, int *mixed)
 {
-    long E = 16, H = 4, F = 24, L = 2, S = 5, T = TMAX, V = 11, d = E / H, N = B * k;
+    long E = TD_E, H = TD_H, L = TD_L, S = TD_S, T = TMAX, V = TD_V, d = E / H, N = B * k;
     double alpha = 0.7;
-    DS(pt_layer) layers[2];
-    DT *keep[64];
-    int nk = 0;
-    for (long l = 0; l < L; l++) {
-        DS(pt_layer) *Ly = layers + l;
-        memset(Ly, 0, sizeof *Ly);
-        Ly->E = E; Ly->H = H; Ly->F = F; Ly->norm_first = norm_first; Ly->act = act;
-        double s = 1.0 / sqrt((double)E);
-        DT **w[] = {(DT **)&Ly->sa_w, (DT **)&Ly->sa_ow, (DT **)&Ly->ca_w, (DT **)&Ly->ca_ow,
-                    (DT **)&Ly->ff1_w, (DT **)&Ly->ff2_w, (DT **)&Ly->sa_b, (DT **)&Ly->ca_b,
-                    (DT **)&Ly->ff1_b};
-        long sz[] = {3 * E * E, E * E, 3 * E * E, E * E, F * E, E * F, 3 * E, 3 * E, F};
-        for (int i = 0; i < 9; i++) *w[i] = keep[nk++] = DS(rnd)(sz[i], i < 6 ? s : 0.2);
-        for (int i = 0; i < 3; i++) {
-            DT *nw = keep[nk++] = DS(rnd)(E, 0.3);
-            for (long c = 0; c < E; c++) nw[c] += 1;
-            Ly->norm_w[i] = nw;
-            Ly->norm_b[i] = keep[nk++] = DS(rnd)(E, 0.1);
-            Ly->norm_eps[i] = (DT)1e-5;
-        }
-    }
+    DS(pt_layer) layers[TD_L];
     DS(pt_greedy) g;
-    memset(&g, 0, sizeof g);
-    g.layers = layers; g.nlayers = L;
-    g.final_norm = final;
-    g.final_w = keep[nk++] = DS(rnd)(E, 0.2);
-    g.final_b = keep[nk++] = DS(rnd)(E, 0.2);
-    g.final_eps = (DT)1e-5;
-    g.embed = keep[nk++] = DS(rnd)(V * E, 0.5);
-    g.embed_rows = V;
-    g.embed_scale = (DT)sqrt((double)E);
-    g.positions = keep[nk++] = DS(rnd)(T * E, 1.0);
-    g.gen_w = keep[nk++] = DS(rnd)(V * E, 1.0);
-    DT *gb = keep[nk++] = DS(rnd)(V, 0.5);
-    g.gen_b = gb;
-    g.V = V; g.pad = 0; g.bos = 1; g.eos = 2;
-    gb[2] += (DT)eos_shift;
+    DT *keep[TD_KEEP];
+    int nk = 0;
+    DS(random_decoder)(&g, layers, keep, &nk, norm_first, act, final, eos_shift, T);
 
     DT *sk[2][2], *sv[2][2], *ck[2][2], *cv[2][2];      /* [copy][layer] */
     for (long l = 0; l < L; l++)

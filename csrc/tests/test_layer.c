@@ -16,19 +16,8 @@
 #include <string.h>
 #include "pt.h"
 
-static int failures = 0;
-static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
-static double urand(void)
-{
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz);
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
-    return p;
-}
+#define PT_TEST_SEED 0x9E3779B97F4A7C15ULL
+#include "pt_test.h"
 static double *rnd(long n, double scale)
 {
     double *v = xcalloc(n, sizeof *v);

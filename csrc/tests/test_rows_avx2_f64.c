@@ -26,14 +26,7 @@
 #include <string.h>
 #include "pt.h"
 
-static int failures = 0;
-
-static unsigned long long rng_state = 88172645463325252ULL;
-static double urand(void)
-{
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
+#include "pt_test.h"
 
 static void *xmalloc(size_t n)
 {
