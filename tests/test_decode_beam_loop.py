@@ -9,7 +9,6 @@ the rounding of a row's place in the batch's products (the C loop keeps a
 hypothesis in its cache row where the step path gathers the rows into
 order): 1e-6 relative here, bitwise on the shipped model.
 """
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from pytransformer import decode, nn
 from pytransformer.autograd import no_grad
 from pytransformer.nn import _fast
 from tests.test_decode import _eos_prone, _varied_batch
-from tests.test_decode_loop import CONFIGS, _model
+from tests.test_decode_loop import CONFIGS, _model, traced_peaks
 
 
 def _step_path(monkeypatch, fn):
@@ -159,30 +158,7 @@ def test_the_loop_allocates_nothing_per_step(monkeypatch):
     from tests.test_decode import EOS
     model = _model(1, False, "relu", np.float32, -1e9, False)
     src, _ = _varied_batch(np.random.default_rng(1), B=6)
-    peaks = []
-    real = _fast.layer_stack
-
-    class Measured:
-        def __init__(self, st):
-            self.st = st
-
-        def __getattr__(self, name):
-            return getattr(self.st, name)
-
-        def beam(self, *a):
-            tracemalloc.start()
-            try:
-                tracemalloc.reset_peak()
-                before = tracemalloc.get_traced_memory()[0]
-                self.st.beam(*a)
-                peaks.append(tracemalloc.get_traced_memory()[1] - before)
-            finally:
-                tracemalloc.stop()
-
-    def measured(*a, **k):
-        st = real(*a, **k)
-        return None if st is None else Measured(st)
-    monkeypatch.setattr(_fast, "layer_stack", measured)
+    peaks = traced_peaks(monkeypatch, "beam")
     decode.beam_search(model, src, beam=4, max_len=11)          # sizes the workspace
     long = decode.beam_search(model, src, beam=4, max_len=11)
     model.generator.bias.data[EOS] += 2e9

@@ -118,13 +118,10 @@ def test_a_hook_sends_greedy_through_the_modules(monkeypatch):
     assert ran == [False, True]                        # the hook removed: C again
 
 
-def test_the_loop_allocates_nothing_per_token(monkeypatch):
-    """tracemalloc's peak during the C call itself, EOS disabled so that
-    every row runs all max_len steps: a few hundred bytes (the row
-    bookkeeping), not growing with the steps (measured: 400 bytes for 3
-    steps, 416 for 11, batch 8)."""
-    model = _model(1, False, "relu", np.float32, -1e9, False)
-    src, _ = _varied_batch(np.random.default_rng(1), B=8)
+def traced_peaks(monkeypatch, method):
+    """A list that receives, for every call of the layer stacks' `method`
+    (greedy or beam) from now on, tracemalloc's peak during the call above
+    what was allocated before it."""
     peaks = []
     real = _fast.layer_stack
 
@@ -135,19 +132,32 @@ def test_the_loop_allocates_nothing_per_token(monkeypatch):
         def __getattr__(self, name):
             return getattr(self.st, name)
 
-        def greedy(self, *a):
-            tracemalloc.start()
-            try:
-                tracemalloc.reset_peak()
-                before = tracemalloc.get_traced_memory()[0]
-                self.st.greedy(*a)
-                peaks.append(tracemalloc.get_traced_memory()[1] - before)
-            finally:
-                tracemalloc.stop()
+    def call(self, *a):
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            getattr(self.st, method)(*a)
+            peaks.append(tracemalloc.get_traced_memory()[1] - before)
+        finally:
+            tracemalloc.stop()
+    setattr(Measured, method, call)
+
     def measured(*a, **k):
         st = real(*a, **k)
         return None if st is None else Measured(st)
     monkeypatch.setattr(_fast, "layer_stack", measured)
+    return peaks
+
+
+def test_the_loop_allocates_nothing_per_token(monkeypatch):
+    """tracemalloc's peak during the C call itself, EOS disabled so that
+    every row runs all max_len steps: a few hundred bytes (the row
+    bookkeeping), not growing with the steps (measured: 400 bytes for 3
+    steps, 416 for 11, batch 8)."""
+    model = _model(1, False, "relu", np.float32, -1e9, False)
+    src, _ = _varied_batch(np.random.default_rng(1), B=8)
+    peaks = traced_peaks(monkeypatch, "greedy")
     decode.greedy(model, src, max_len=11)               # sizes the workspace
     short = decode.greedy(model, src, max_len=3)
     long = decode.greedy(model, src, max_len=11)
