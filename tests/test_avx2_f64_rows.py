@@ -38,11 +38,12 @@ import numpy as np
 import pytest
 
 from pytransformer import _core, reference
+from tests.rows_tolerance import (EPS64, close_where_finite, equal_bits,
+                                   float64_gelu_rows_close, float64_softmax_rows_close)
 
 ROOT = Path(__file__).resolve().parent.parent
 LENGTHS = list(range(1, 41)) + [63, 64, 65, 1000, 4099]
 BIG = {"sm": (64, 1000), "gelu": (600, 129)}   # parallel, several chunks
-EPS64 = 2.0 ** -52
 IGNORE = -100
 SUPPORTED = _core.isa_levels_supported()
 
@@ -147,22 +148,6 @@ def paths(tmp_path_factory):
     return res
 
 
-def _equal(a, b, key):
-    np.testing.assert_array_equal(a, b, err_msg=key)
-    assert np.array_equal(np.signbit(a), np.signbit(b)) or np.isnan(a).any(), key
-
-
-def _close_where_finite(a, p, rtol, atol, key):
-    """Same NaN and infinity pattern; |a - p| <= rtol |p| + atol elsewhere."""
-    np.testing.assert_array_equal(np.isnan(a), np.isnan(p), err_msg=key)
-    inf = np.isinf(p)
-    np.testing.assert_array_equal(a[inf], p[inf], err_msg=key)
-    fin = np.isfinite(p)
-    atol = np.broadcast_to(atol, p.shape)[fin]
-    excess = np.abs(a[fin] - p[fin]) - (rtol * np.abs(p[fin]) + atol)
-    assert not (excess > 0).any(), (key, float(excess.max()))
-
-
 # ------------------------------------------------------------------- tests
 
 def test_each_run_took_the_path_of_its_level(paths):
@@ -193,7 +178,7 @@ def test_avx2_rows_are_bitwise_the_avx512_rows(paths):
     keys = [k for k in a if k != "kernels"]
     assert len(keys) == len(o) - 1
     for k in keys:
-        _equal(a[k], o[k], k)
+        equal_bits(a[k], o[k], k)
 
 
 def test_avx2_rows_differ_from_the_portable_rows(paths):
@@ -212,30 +197,7 @@ def test_softmax_rows_agree_with_the_portable_path(paths):
         if case[0] != "sm":
             continue
         seen += 1
-        pre = "/".join(map(str, case)) + "/"
-        inp = _inputs(*case)
-        g = np.abs(inp["g"])[:, None]
-        dy = inp["dy"]
-        with np.errstate(all="ignore"):
-            _close_where_finite(a[pre + "y"], p[pre + "y"], 8 * EPS64, 1e-300, pre + "y")
-            _close_where_finite(a[pre + "ly"], p[pre + "ly"], 2e-15, 2e-15, pre + "ly")
-            for ls in (0.0, 0.1):
-                lse = p[pre + f"lse{ls}"]
-                _close_where_finite(a[pre + f"lse{ls}"], lse, 2e-15, 2e-15, pre + "lse")
-                _close_where_finite(a[pre + f"loss{ls}"], p[pre + f"loss{ls}"], 2e-15,
-                                    2e-15 * (1 + np.abs(lse)), pre + "loss")
-                _close_where_finite(a[pre + f"dce{ls}"], p[pre + f"dce{ls}"], 4 * EPS64,
-                                    8 * EPS64 * g + 1e-300, pre + "dce")
-            y = p[pre + "y"]
-            s_abs = np.nansum(np.abs(dy * y), axis=1, keepdims=True)
-            _close_where_finite(a[pre + "dsm"], p[pre + "dsm"], 4 * EPS64,
-                                16 * EPS64 * np.abs(y) * (np.abs(dy) + 2 * s_abs) + 1e-300,
-                                pre + "dsm")
-            ly = p[pre + "ly"]
-            s = np.abs(dy.sum(axis=1, keepdims=True))
-            _close_where_finite(a[pre + "dlsm"], p[pre + "dlsm"], 4 * EPS64,
-                                np.exp(ly) * s * 2e-15 * (2 + np.abs(ly)) + 4 * EPS64 * np.abs(dy),
-                                pre + "dlsm")
+        float64_softmax_rows_close(a, p, "/".join(map(str, case)) + "/", _inputs(*case))
     assert seen == len(LENGTHS) + 1
 
 
@@ -246,25 +208,7 @@ def test_gelu_rows_agree_with_the_portable_path(paths):
         if case[0] != "gelu":
             continue
         seen += 1
-        pre = "/".join(map(str, case)) + "/"
-        inp = _inputs(*case)
-        dy = np.abs(inp["dy"])
-        with np.errstate(all="ignore"):
-            zb, z0 = np.abs(inp["x"] + inp["b"]), np.abs(inp["x"])
-            for act in ("gelu", "gelu_tanh"):
-                for y, z in (("_y", zb), ("_y0", z0)):
-                    ref = p[pre + act + y]
-                    _close_where_finite(a[pre + act + y], ref, 0,
-                                        4 * (np.spacing(np.abs(ref)) + EPS64 * z), pre + act + y)
-                bound = {}
-                for d, z in (("_dx", zb), ("_dx0", z0)):
-                    ref = p[pre + act + d]
-                    bound[d] = 4 * (np.spacing(np.abs(ref)) + EPS64 * dy * (1 + z))
-                    _close_where_finite(a[pre + act + d], ref, 0, bound[d], pre + act + d)
-                _close_where_finite(a[pre + act + "_db"], p[pre + act + "_db"], 4 * EPS64,
-                                    np.nansum(np.where(np.isfinite(bound["_dx"]),
-                                                       bound["_dx"], 0), axis=0) + 1e-300,
-                                    pre + act + "_db")
+        float64_gelu_rows_close(a, p, "/".join(map(str, case)) + "/", _inputs(*case))
     assert seen == len(LENGTHS) + 1
 
 
@@ -278,9 +222,9 @@ def test_avx2_rows_match_the_float64_reference(paths):
             if fam == "sm":
                 x = inp["x"]
                 ok = ~np.isnan(x).any(axis=1) & ~np.isposinf(x).any(axis=1)
-                _close_where_finite(a[pre + "y"][ok], reference.softmax(x[ok]), 1e-11, 1e-11,
+                close_where_finite(a[pre + "y"][ok], reference.softmax(x[ok]), 1e-11, 1e-11,
                                     pre + "y")
-                _close_where_finite(a[pre + "ly"][ok], reference.log_softmax(x[ok]), 1e-11,
+                close_where_finite(a[pre + "ly"][ok], reference.log_softmax(x[ok]), 1e-11,
                                     1e-11 + 1e-11 * np.abs(x[ok]), pre + "ly")
                 if N >= 6:
                     assert (a[pre + "y"][2] == 0).all()          # all -inf row
@@ -288,19 +232,19 @@ def test_avx2_rows_match_the_float64_reference(paths):
                 for ls in (0.0, 0.1):
                     loss = reference.cross_entropy(x[ok], inp["t"][ok], IGNORE, ls,
                                                    reduction="none")
-                    _close_where_finite(a[pre + f"loss{ls}"][ok], loss, 1e-11,
+                    close_where_finite(a[pre + f"loss{ls}"][ok], loss, 1e-11,
                                         1e-11 + 1e-11 * np.abs(x[ok]).max(axis=1), pre + "loss")
                     d = reference.cross_entropy_backward(inp["g"][ok], x[ok], inp["t"][ok],
                                                          IGNORE, ls, reduction="none")
-                    _close_where_finite(a[pre + f"dce{ls}"][ok], d, 1e-11, 1e-11, pre + "dce")
+                    close_where_finite(a[pre + f"dce{ls}"][ok], d, 1e-11, 1e-11, pre + "dce")
                     assert (a[pre + f"dce{ls}"][0] == 0).all()   # ignored row
             else:
                 x, b, dy = inp["x"], inp["b"], inp["dy"]
                 for act in ("gelu", "gelu_tanh"):
                     y = reference.bias_act(x, b, act)
-                    _close_where_finite(a[pre + act + "_y"], y, 1e-4, 1e-12, pre + act)
+                    close_where_finite(a[pre + act + "_y"], y, 1e-4, 1e-12, pre + act)
                     dx, _ = reference.bias_act_backward(dy, x, b, act)
-                    _close_where_finite(a[pre + act + "_dx"], dx, 1e-4,
+                    close_where_finite(a[pre + act + "_dx"], dx, 1e-4,
                                         2e-6 * np.abs(dy) + 1e-12, pre + act + "_dx")
 
 
@@ -311,7 +255,7 @@ def test_one_two_three_threads_are_bitwise_equal(paths):
         keys = [k for k in other if k != "kernels"]
         assert keys
         for k in keys:
-            _equal(one[k], other[k], f"{k} threads={th}")
+            equal_bits(one[k], other[k], f"{k} threads={th}")
 
 
 def _exp_via_rows(level, y):
@@ -370,7 +314,7 @@ def test_float64_avx2_exp_is_bitwise_the_avx512_exp():
     if "avx512" not in SUPPORTED:
         pytest.skip("this CPU does not run AVX-512: nothing to compare with")
     y = _exp_args(100_000)
-    _equal(_exp_via_rows("avx2", y), _exp_via_rows("avx512", y), "exp")
+    equal_bits(_exp_via_rows("avx2", y), _exp_via_rows("avx512", y), "exp")
 
 
 def test_float64_avx2_gelu_keeps_relative_accuracy_in_the_negative_tail():

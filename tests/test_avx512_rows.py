@@ -44,11 +44,12 @@ import numpy as np
 import pytest
 
 from pytransformer import reference
+from tests.rows_tolerance import (EPS64, close_where_finite, equal_bits,
+                                   float64_gelu_rows_close, float64_softmax_rows_close)
 
 ROOT = Path(__file__).resolve().parent.parent
 LENGTHS = list(range(1, 71)) + [127, 128, 129, 1000, 4099]
 BIG = {"ln": (300, 129), "sm": (64, 1000), "gelu": (600, 129)}   # parallel, several chunks
-EPS64 = 2.0 ** -52
 IGNORE = -100
 
 
@@ -205,11 +206,6 @@ def paths(tmp_path_factory):
     return res
 
 
-def _equal(a, b, key):
-    np.testing.assert_array_equal(a, b, err_msg=key)
-    assert np.array_equal(np.signbit(a), np.signbit(b)) or np.isnan(a).any(), key
-
-
 # ------------------------------------------------------------------- tests
 
 def test_every_case_ran(paths):
@@ -227,7 +223,7 @@ def test_layernorm_and_float32_softmax_rows_are_bitwise_the_other_paths(paths, o
     keys = [k for k in a if k.startswith("ln/") or k.startswith("sm/float32/")]
     assert keys
     for k in keys:
-        _equal(a[k], o[k], k)
+        equal_bits(a[k], o[k], k)
 
 
 def test_float32_gelu_rows_are_bitwise_the_avx2_path(paths):
@@ -237,19 +233,7 @@ def test_float32_gelu_rows_are_bitwise_the_avx2_path(paths):
     keys = [k for k in a if k.startswith("gelu/float32/")]
     assert keys
     for k in keys:
-        _equal(a[k], o[k], k)
-
-
-def _close_where_finite(a, p, rtol, atol, key):
-    """Same NaN and infinity pattern; |a - p| <= rtol |p| + atol elsewhere."""
-    np.testing.assert_array_equal(np.isnan(a), np.isnan(p), err_msg=key)
-    inf = np.isinf(p)
-    np.testing.assert_array_equal(a[inf], p[inf], err_msg=key)
-    fin = np.isfinite(p)
-    a64, p64 = a[fin].astype(np.float64), p[fin].astype(np.float64)
-    atol = np.broadcast_to(atol, p.shape)[fin]
-    excess = np.abs(a64 - p64) - (rtol * np.abs(p64) + atol)
-    assert not (excess > 0).any(), (key, float(excess.max()))
+        equal_bits(a[k], o[k], k)
 
 
 def test_float32_gelu_rows_agree_with_the_portable_path(paths):
@@ -261,13 +245,13 @@ def test_float32_gelu_rows_agree_with_the_portable_path(paths):
         dy = np.abs(_inputs(*case)["dy"]).astype(np.float64)
         for act in ("gelu", "gelu_tanh"):
             for y in ("_y", "_y0"):
-                _close_where_finite(a[pre + act + y], p[pre + act + y], 6e-5, 1e-37, pre + act)
+                close_where_finite(a[pre + act + y], p[pre + act + y], 6e-5, 1e-37, pre + act)
             for d in ("_dx", "_dx0"):
-                _close_where_finite(a[pre + act + d], p[pre + act + d], 1e-5,
+                close_where_finite(a[pre + act + d], p[pre + act + d], 1e-5,
                                     1e-6 * dy + 1e-37, pre + act + d)
             # dbias sums the dx column (in double): the bound summed
             bound = (1e-5 * np.abs(p[pre + act + "_dx"]) + 1e-6 * dy).sum(axis=0) + 1e-30
-            _close_where_finite(a[pre + act + "_db"], p[pre + act + "_db"], 1e-6, bound,
+            close_where_finite(a[pre + act + "_db"], p[pre + act + "_db"], 1e-6, bound,
                                 pre + act + "_db")
 
 
@@ -278,35 +262,7 @@ def test_float64_softmax_rows_agree_with_the_portable_path(paths):
         if case[:2] != ("sm", "float64"):
             continue
         seen += 1
-        pre = "/".join(map(str, case)) + "/"
-        inp = _inputs(*case)
-        g = np.abs(inp["g"])[:, None]
-        dy = inp["dy"]
-        with np.errstate(all="ignore"):
-            # softmax: exp within 1 ulp, the sum within a few: 8 ulp relative
-            _close_where_finite(a[pre + "y"], p[pre + "y"], 8 * EPS64, 1e-300, pre + "y")
-            # log_softmax, lse: log(sum) off by a few ulp of the sum, absolutely
-            _close_where_finite(a[pre + "ly"], p[pre + "ly"], 2e-15, 2e-15, pre + "ly")
-            for ls in (0.0, 0.1):
-                lse = p[pre + f"lse{ls}"]
-                _close_where_finite(a[pre + f"lse{ls}"], lse, 2e-15, 2e-15, pre + "lse")
-                # the loss is lse minus exact terms: lse's difference
-                _close_where_finite(a[pre + f"loss{ls}"], p[pre + f"loss{ls}"], 2e-15,
-                                    2e-15 * (1 + np.abs(lse)), pre + "loss")
-                # g (p - off - on [c == t]): p within 8 ulp, p <= 1
-                _close_where_finite(a[pre + f"dce{ls}"], p[pre + f"dce{ls}"], 4 * EPS64,
-                                    8 * EPS64 * g + 1e-300, pre + "dce")
-            # the backwards take each path's own forward: its difference carried
-            y = p[pre + "y"]
-            s_abs = np.nansum(np.abs(dy * y), axis=1, keepdims=True)
-            _close_where_finite(a[pre + "dsm"], p[pre + "dsm"], 4 * EPS64,
-                                16 * EPS64 * np.abs(y) * (np.abs(dy) + 2 * s_abs) + 1e-300,
-                                pre + "dsm")
-            ly = p[pre + "ly"]
-            s = np.abs(dy.sum(axis=1, keepdims=True))
-            _close_where_finite(a[pre + "dlsm"], p[pre + "dlsm"], 4 * EPS64,
-                                np.exp(ly) * s * 2e-15 * (2 + np.abs(ly)) + 4 * EPS64 * np.abs(dy),
-                                pre + "dlsm")
+        float64_softmax_rows_close(a, p, "/".join(map(str, case)) + "/", _inputs(*case))
     assert seen == len(LENGTHS) + 1
 
 
@@ -317,27 +273,7 @@ def test_float64_gelu_rows_agree_with_the_portable_path(paths):
         if case[:2] != ("gelu", "float64"):
             continue
         seen += 1
-        pre = "/".join(map(str, case)) + "/"
-        inp = _inputs(*case)
-        dy = np.abs(inp["dy"])
-        with np.errstate(all="ignore"):
-            zb = np.abs(inp["x"] + inp["b"])
-            z0 = np.abs(inp["x"])
-            for act in ("gelu", "gelu_tanh"):
-                for y, z in (("_y", zb), ("_y0", z0)):
-                    ref = p[pre + act + y]
-                    _close_where_finite(a[pre + act + y], ref, 0,
-                                        4 * (np.spacing(np.abs(ref)) + EPS64 * z), pre + act + y)
-                bound = {}
-                for d, z in (("_dx", zb), ("_dx0", z0)):
-                    ref = p[pre + act + d]
-                    bound[d] = 4 * (np.spacing(np.abs(ref)) + EPS64 * dy * (1 + z))
-                    _close_where_finite(a[pre + act + d], ref, 0, bound[d], pre + act + d)
-                # dbias sums the dx column in the same order: the bound summed
-                _close_where_finite(a[pre + act + "_db"], p[pre + act + "_db"], 4 * EPS64,
-                                    np.nansum(np.where(np.isfinite(bound["_dx"]),
-                                                       bound["_dx"], 0), axis=0) + 1e-300,
-                                    pre + act + "_db")
+        float64_gelu_rows_close(a, p, "/".join(map(str, case)) + "/", _inputs(*case))
     assert seen == len(LENGTHS) + 1
 
 
@@ -380,7 +316,7 @@ def test_one_two_three_threads_are_bitwise_equal(paths):
         other = paths[("avx512", th)]
         assert other
         for k, v in other.items():
-            _equal(one[k], v, f"{k} threads={th}")
+            equal_bits(one[k], v, f"{k} threads={th}")
 
 
 def _tol(dt):
@@ -403,31 +339,31 @@ def test_avx512_rows_match_the_float64_reference(paths):
                 # a 1e4 mean rounds to real: |x - mean| errs by half its ulp
                 rt = np.where(big, 1e-3 if dt == "float32" else 1e-11, 0)[:, None] + atol
                 y = reference.layer_norm(x, inp["w"], inp["b"])
-                _close_where_finite(a[pre + "y"][ok], y[ok], rtol, (rt * 50)[ok], pre + "y")
+                close_where_finite(a[pre + "y"][ok], y[ok], rtol, (rt * 50)[ok], pre + "y")
                 dxr, dwr, dbr = reference.layer_norm_backward(inp["dy"][ok], x[ok], inp["w"])
-                _close_where_finite(a[pre + "dx"][ok], dxr, 1e-4 if dt == "float32" else 1e-9,
+                close_where_finite(a[pre + "dx"][ok], dxr, 1e-4 if dt == "float32" else 1e-9,
                                     (rt * 200)[ok], pre + "dx")
                 if ok.all():    # dw, db sum over every row
-                    _close_where_finite(a[pre + "db"], dbr, rtol, atol * N, pre + "db")
-                    _close_where_finite(a[pre + "dw"], dwr, 1e-4 if dt == "float32" else 1e-9,
+                    close_where_finite(a[pre + "db"], dbr, rtol, atol * N, pre + "db")
+                    close_where_finite(a[pre + "dw"], dwr, 1e-4 if dt == "float32" else 1e-9,
                                         (rt.max() * 200) * N, pre + "dw")
             elif fam == "sm":
                 x = inp["x"]
                 ok = ~np.isnan(x).any(axis=1) & ~np.isposinf(x).any(axis=1)
                 y = reference.softmax(x[ok])
-                _close_where_finite(a[pre + "y"][ok], y, rtol, atol, pre + "y")
+                close_where_finite(a[pre + "y"][ok], y, rtol, atol, pre + "y")
                 ly = reference.log_softmax(x[ok])
-                _close_where_finite(a[pre + "ly"][ok], ly, rtol, atol + rtol * np.abs(x[ok]),
+                close_where_finite(a[pre + "ly"][ok], ly, rtol, atol + rtol * np.abs(x[ok]),
                                     pre + "ly")
                 assert (a[pre + "y"][2] == 0).all() if N >= 6 else True
                 for ls in (0.0, 0.1):
                     loss = reference.cross_entropy(x[ok], inp["t"][ok], IGNORE, ls,
                                                    reduction="none")
-                    _close_where_finite(a[pre + f"loss{ls}"][ok], loss, rtol,
+                    close_where_finite(a[pre + f"loss{ls}"][ok], loss, rtol,
                                         atol + rtol * np.abs(x[ok]).max(axis=1), pre + "loss")
                     d = reference.cross_entropy_backward(inp["g"][ok], x[ok], inp["t"][ok],
                                                          IGNORE, ls, reduction="none")
-                    _close_where_finite(a[pre + f"dce{ls}"][ok], d, rtol, atol, pre + "dce")
+                    close_where_finite(a[pre + f"dce{ls}"][ok], d, rtol, atol, pre + "dce")
                     assert (a[pre + f"dce{ls}"][0] == 0).all()    # ignored row
             else:
                 x, b, dy = inp["x"], inp["b"], inp["dy"]
@@ -438,9 +374,9 @@ def test_avx512_rows_match_the_float64_reference(paths):
                 sel = ~(np.abs(x + b) > 1e18)
                 for act in ("gelu", "gelu_tanh"):
                     y = reference.bias_act(x, b, act)
-                    _close_where_finite(a[pre + act + "_y"], y, 1e-4, 1e-12, pre + act)
+                    close_where_finite(a[pre + act + "_y"], y, 1e-4, 1e-12, pre + act)
                     dx, _ = reference.bias_act_backward(dy, x, b, act)
-                    _close_where_finite(a[pre + act + "_dx"][sel], dx[sel], 1e-4,
+                    close_where_finite(a[pre + act + "_dx"][sel], dx[sel], 1e-4,
                                         2e-6 * np.abs(dy[sel]) + 1e-12, pre + act + "_dx")
 
 
