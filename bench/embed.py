@@ -15,7 +15,7 @@ temporary directory, tokenized by the tokenizers package, pooled in NumPy).
 Run it with a Python that has them, from the repository root, e.g.
 
     /tmp/venv-torch/bin/python -m bench.embed [--threads 2 | 1,2] [--repeats 5]
-        [--only ours | onnxruntime | all]
+        [--only ours | onnxruntime | all] [--baseline] [--par-min N]
 
 The backends take turns: each of the --repeats rounds times every
 workload on every backend in turn, and a figure is the median over the
@@ -104,22 +104,26 @@ class Ours:
         return self.model.encode(sentences, batch_size=batch_size)
 
 
-class OursGemmOnly(Ours):
-    """Ours with every encoder projection through the GEMM (the BLAS), none
-    through the linear family's few-rows kernel (PT_LINEAR_DOT_ROWS=0,
-    the dispatch table re-read): --baseline, to compare the two in one
-    run. Shares the model of an Ours."""
+class OursWith(Ours):
+    """Ours under other dispatch settings (environment variables the
+    dispatch table reads, set around each encode and the table re-read),
+    measured in the same run as Ours to compare the two. Shares the model
+    of an Ours. --baseline: every encoder projection through the GEMM (the
+    BLAS), none through the linear family's few-rows kernel
+    (PT_LINEAR_DOT_ROWS=0). --par-min N: the few-rows kernel on one thread
+    below N multiply-adds instead of its path's threshold
+    (PT_LINEAR_PAR_MIN=N)."""
 
-    name = "pytransformer, projections by BLAS"
-
-    def __init__(self, ours):
+    def __init__(self, ours, name, **env):
         self.model = ours.model
-        self.version = ours.version + "; PT_LINEAR_DOT_ROWS=0"
+        self.name = f"pytransformer, {name}"
+        self.env = env
+        self.version = ours.version + "; " + ", ".join(f"{k}={v}" for k, v in env.items())
 
     def encode(self, sentences, batch_size=BATCH):
         """(N, 384) float32 embeddings."""
         from pytransformer._dispatch_env import dispatch_env
-        with dispatch_env(PT_LINEAR_DOT_ROWS=0):
+        with dispatch_env(**self.env):
             return self.model.encode(sentences, batch_size=batch_size)
 
 
@@ -304,6 +308,9 @@ def main(argv=None):
     ap.add_argument("--baseline", action="store_true",
                     help="also measure ours with every encoder projection by the BLAS "
                          "(PT_LINEAR_DOT_ROWS=0)")
+    ap.add_argument("--par-min", type=int, metavar="N",
+                    help="also measure ours with the few-rows projections on one thread "
+                         "below N multiply-adds (PT_LINEAR_PAR_MIN=N)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     try:
@@ -313,7 +320,12 @@ def main(argv=None):
         ap.error(f"--threads: expected positive ints separated by commas, got {args.threads!r}")
     ours = Ours()
     path = ours.model.path
-    backends = [ours] + ([OursGemmOnly(ours)] if args.baseline else [])
+    backends = [ours]
+    if args.baseline:
+        backends.append(OursWith(ours, "projections by BLAS", PT_LINEAR_DOT_ROWS=0))
+    if args.par_min is not None:
+        backends.append(OursWith(ours, f"par-min {args.par_min}",
+                                 PT_LINEAR_PAR_MIN=args.par_min))
     notes = []
     if args.only == "all":
         try:

@@ -202,7 +202,8 @@ static void lin_dot_forward(float *y, const float *x, const float *w, const floa
     int64_t nblk = (OUT + LNB - 1) / LNB;
     int nth = pt_get_num_threads();
     (void)nth;                         /* read only by the OpenMP pragma */
-    #pragma omp parallel for num_threads(nth) schedule(static) if (N * IN * OUT > 2000000)
+    #pragma omp parallel for num_threads(nth) schedule(static) \
+        if (N * IN * OUT >= pt_dispatch.linear_par_min)
     for (int64_t blk = 0; blk < nblk; blk++) {
         __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(IN % 8)),
                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -225,10 +226,10 @@ static void lin_dot_forward(float *y, const float *x, const float *w, const floa
 
 /* The portable and avx2 paths of the dispatch table (pt_dispatch.h); the
  * avx512 one is in linear_avx512.c. The dot kernels are float32 only. */
-const struct PT_SFX(pt_lin_kernels) PT_SFX(pt_lin_portable) = {"portable", NULL, 0};
+const struct PT_SFX(pt_lin_kernels) PT_SFX(pt_lin_portable) = {"portable", NULL, 0, 0};
 #if LIN_DOT
 const struct pt_lin_kernels_f32 pt_lin_avx2_f32 = {"avx2", lin_dot_forward,
-                                                   PT_LINEAR_DOT_ROWS_AVX2};
+                                                   PT_LINEAR_DOT_ROWS_AVX2, 2000000};
 #endif
 
 /* y(N,OUT) = x w^T + b via yT(OUT,N) = w x^T + b (b broadcast along rows

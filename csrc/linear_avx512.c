@@ -35,9 +35,11 @@
  * mod 16 terms in k order, the IN % 16 tail in masked lanes, then the
  * tree), so results do not depend on the thread count, on N, or on where
  * a row sits in x: a sentence gets the same bits alone or in a batch.
- * Below LR_PAR_MIN multiply-adds it runs on one thread: a second thread
- * would save at most half of a product that small, about what waking it
- * costs (the OpenMP threads sleep between regions).
+ * Below LR_PAR_MIN multiply-adds (the path's par_min; the table's
+ * linear_par_min, which PT_LINEAR_PAR_MIN overrides) it runs on one
+ * thread: a second thread saves at most half of a product that small,
+ * which a thread that has to be woken, or that waits for a core on a
+ * busy machine, costs back.
  */
 #include <stdint.h>
 #include "pt_real.h"
@@ -198,7 +200,7 @@ LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const
                                  int64_t N, int64_t IN, int64_t OUT)
 {
     int nth = pt_get_num_threads();
-    if ((double)N * (double)IN * (double)OUT < LR_PAR_MIN) nth = 1;
+    if ((double)N * (double)IN * (double)OUT < (double)pt_dispatch.linear_par_min) nth = 1;
     int64_t nblocks = (OUT + LR_NB - 1) / LR_NB;
     /* row tiles of at most LR_MR rows, as even as they come (17 -> 6, 6, 5) */
     int64_t ntiles = (N + LR_MR - 1) / LR_MR;
@@ -234,5 +236,5 @@ LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const
 }
 
 const struct pt_lin_kernels_f32 pt_lin_avx512_f32 = {"avx512", lr_forward,
-                                                     PT_LINEAR_DOT_ROWS_AVX512};
+                                                     PT_LINEAR_DOT_ROWS_AVX512, LR_PAR_MIN};
 #endif

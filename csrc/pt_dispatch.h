@@ -72,8 +72,10 @@ struct pt_dispatch {
      * (PT_LINEAR_SWAP_ROWS, else PT_LINEAR_SWAP_ROWS_DEFAULT); up to
      * linear_dot_rows, the float32 dot kernel of the linear path in use
      * (PT_LINEAR_DOT_ROWS, else that path's max_rows). Both environment
-     * variables are for benchmarks and tests; 0: never. */
-    int64_t linear_swap_rows, linear_dot_rows;
+     * variables are for benchmarks and tests; 0: never. The dot kernel
+     * runs on one thread below linear_par_min multiply-adds
+     * (PT_LINEAR_PAR_MIN, else that path's par_min). */
+    int64_t linear_swap_rows, linear_dot_rows, linear_par_min;
 };
 /* linear.c and its paths, measured against OpenBLAS: the swapped product
  * below 128 rows; the AVX2 dot kernel up to 20 rows (an AMD EPYC; on an

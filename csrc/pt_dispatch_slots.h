@@ -180,6 +180,7 @@ struct PT_DSFX(pt_lin_kernels) {
     void (*dot_forward)(PT_DREAL *y, const PT_DREAL *x, const PT_DREAL *w, const PT_DREAL *b,
                         int64_t N, int64_t IN, int64_t OUT);
     int64_t max_rows;
+    int64_t par_min;
 };
 extern const struct PT_DSFX(pt_lin_kernels) PT_DSFX(pt_lin_portable), PT_DSFX(pt_lin_avx2),
     PT_DSFX(pt_lin_avx512);

@@ -164,3 +164,31 @@ def test_float64_and_the_portable_level_take_the_gemm():
     with use_isa("portable"):
         assert _core.isa_info()["kernels"]["linear"] == "portable"
         assert np.array_equal(ops.linear(x, w, b), _gemm(x, w, b))
+
+
+@pytest.mark.parametrize("level", ["avx2", "avx512"])
+def test_par_min_moves_the_thread_split_not_the_bits(level):
+    """PT_LINEAR_PAR_MIN sets the multiply-adds from which the dot kernel
+    splits its blocks between threads: a 17 x 384 -> 1152 product, below
+    either path's own threshold, split across 2 and 3 threads gives the
+    bits of one thread."""
+    if level not in _core.isa_levels_supported():
+        pytest.skip(f"the CPU does not run {level}")
+    rng = np.random.default_rng(6)
+    x, w, b = _rand(rng, 17, 384), _rand(rng, 1152, 384), _rand(rng, 1152)
+    old = pt.get_num_threads()
+    with use_isa(level):
+        try:
+            pt.set_num_threads(1)
+            one = ops.linear(x, w, b)
+            runs = []
+            for n in (2, 3):
+                pt.set_num_threads(n)
+                runs.append(ops.linear(x, w, b))
+                with dispatch_env(PT_LINEAR_PAR_MIN=1):
+                    runs.append(ops.linear(x, w, b))
+        finally:
+            pt.set_num_threads(old)
+    assert np.abs(one - _ref(x, w, b)).max() <= _bound(x, w, b)
+    for r in runs:
+        assert np.array_equal(r, one)
