@@ -42,7 +42,8 @@
  * (D,BK) first so that q k^T has contiguous columns too, and P^T, dS^T are
  * read in place (trans_a). The elementwise steps between the products
  * (pt_att_softmax_step in the forward, pt_att_bwd_ds in the backward) are
- * table entries too. exp is a branch-free polynomial, vectorized for
+ * table entries too, and so is the finiteness scan of the causal diagonal
+ * tiles (pt_att_maxabs). exp is a branch-free polynomial, vectorized for
  * float32. Nothing needs
  * -ffast-math; every sum runs in a fixed order that depends neither on the
  * thread count nor on where a row or column lies in its tile.

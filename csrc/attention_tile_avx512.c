@@ -1,7 +1,7 @@
 /*
  * attention_tile_avx512.c -- AVX-512 versions of the attention tile
  * functions (attention_tile.h): product, transpose, dot, row exp, row max,
- * as the dispatch table's avx512 path of the attention family
+ * maxabs, as the dispatch table's avx512 path of the attention family
  * (pt_att_avx512 at the end; slots in pt_dispatch_slots.h).
  *
  * Compiled in the default build (no -march): every function carries
@@ -36,6 +36,7 @@
  *     tree, then the tail in order; double: in order, as portable.
  *   - pt_att_rowmax: a max is exact, so the lanes only change speed.
  *   - pt_att_transpose: exact; the AVX2 path's.
+ *   - pt_att_maxabs: exact (a max, and a NaN test of x * 0 sums).
  */
 #include <string.h>
 #include "pt_real.h"
