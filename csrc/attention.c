@@ -42,7 +42,8 @@
  * (D,BK) first so that q k^T has contiguous columns too, and P^T, dS^T are
  * read in place (trans_a). The elementwise steps between the products
  * (pt_att_softmax_step in the forward, pt_att_bwd_ds in the backward) are
- * table entries too. exp is a branch-free polynomial, vectorized for
+ * table entries too, and so is the finiteness scan of the causal diagonal
+ * tiles (pt_att_maxabs). exp is a branch-free polynomial, vectorized for
  * float32. Nothing needs
  * -ffast-math; every sum runs in a fixed order that depends neither on the
  * thread count nor on where a row or column lies in its tile.
@@ -110,7 +111,9 @@ static void PT_SFX(att_transpose_head)(real *kT, const real *k, int64_t T, int64
 static void PT_SFX(att_mask)(real *S, int64_t lds, int64_t i0, int nq, int64_t j0, int nk,
                              const real *mrow, const int64_t *ms, int is_causal)
 {
-    if (!mrow && !is_causal) return;
+    /* without a mask, only a tile that reaches past its first row's query
+     * (the causal diagonal) has anything to set */
+    if (!mrow && (!is_causal || j0 + nk <= i0 + 1)) return;
     for (int i = 0; i < nq; i++) {
         real *s = S + (int64_t)i * lds;
         /* first causally masked j in the tile: from there on s[j] = -inf,
@@ -188,36 +191,6 @@ static int64_t PT_SFX(att_mask_kend)(const real *mrow, const int64_t *ms, int64_
     return e;
 }
 
-/* max |x| over x[0:n], or -1 if some element is not finite: x * 0 is NaN
- * exactly for inf and NaN, and a NaN in z survives the additions. Both
- * reductions are exact in any order (z sums zeros unless it is NaN; a max
- * of non-NaN values), so ATT_MAXABS_LANES independent lanes keep the
- * vector units busy instead of waiting on one chain. */
-#define ATT_MAXABS_LANES 32
-static double PT_SFX(att_maxabs)(const real *x, int64_t n)
-{
-    real m[ATT_MAXABS_LANES] = {0}, z[ATT_MAXABS_LANES] = {0};
-    int64_t i = 0;
-    for (; i + ATT_MAXABS_LANES <= n; i += ATT_MAXABS_LANES) {
-        #pragma omp simd
-        for (int c = 0; c < ATT_MAXABS_LANES; c++) {
-            real a = r_fabs(x[i + c]);
-            m[c] = a > m[c] ? a : m[c];
-            z[c] += x[i + c] * 0;
-        }
-    }
-    for (; i < n; i++) {
-        real a = r_fabs(x[i]);
-        m[0] = a > m[0] ? a : m[0];
-        z[0] += x[i] * 0;
-    }
-    for (int c = 1; c < ATT_MAXABS_LANES; c++) {
-        m[0] = m[c] > m[0] ? m[c] : m[0];
-        z[0] += z[c];
-    }
-    return z[0] == 0 ? (double)m[0] : -1;
-}
-
 /* The key count the tiled forward must run for query rows [i0, i0+nq)
  * (see above): e = att_mask_kend rounded up to ATT_KROUND when keys
  * [e, kend) are safe to skip, else kend. q, k, v are the head's. */
@@ -228,9 +201,9 @@ static int64_t PT_SFX(att_fwd_kend)(const real *q, const real *k, const real *v,
     int64_t e = PT_SFX(att_mask_kend)(mrow, ms, i0, nq, kend);
     e = (e + ATT_KROUND - 1) / ATT_KROUND * ATT_KROUND;
     if (e >= kend) return kend;
-    double mq = PT_SFX(att_maxabs)(q + i0 * D, nq * D);
-    double mk = PT_SFX(att_maxabs)(k + e * D, (kend - e) * D);
-    double mv = PT_SFX(att_maxabs)(v + e * Dv, (kend - e) * Dv);
+    double mq = PT_SFX(pt_att_maxabs)(q + i0 * D, nq * D);
+    double mk = PT_SFX(pt_att_maxabs)(k + e * D, (kend - e) * D);
+    double mv = PT_SFX(pt_att_maxabs)(v + e * Dv, (kend - e) * Dv);
     if (mq < 0 || mk < 0 || mv < 0) return kend;
     double bound = mq * mk * (double)D * r_fabs(scale);
     return bound < 0.25 * ATT_REAL_MAX ? e : kend;
@@ -245,7 +218,7 @@ static int PT_SFX(att_diag_ok)(const real *const *x, const int64_t *len, int nx,
 {
     double m[4];
     for (int t = 0; t < nx; t++) {
-        m[t] = PT_SFX(att_maxabs)(x[t], len[t]);
+        m[t] = PT_SFX(pt_att_maxabs)(x[t], len[t]);
         if (m[t] < 0) return 0;
     }
     return !dp || m[0] * m[1] * (double)Dv < 0.25 * ATT_REAL_MAX;

@@ -32,7 +32,7 @@
  * sums in float lanes over 64 elements at a time, then in double
  * (portable: in double); double, libm exp.
  * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
- * have AVX2 float paths too. Each public function calls its path's entry
+ * have AVX2 float paths too, pt_att_maxabs AVX2 paths for both dtypes. Each public function calls its path's entry
  * in the dispatch table (pt_att_portable / pt_att_avx2 at the end); the
  * float64 build uses the AVX2 product (4 doubles per vector) and portable
  * code for the rest.
@@ -606,20 +606,110 @@ void PT_SFX(pt_att_bwd_ds)(real *P, real *dS, int64_t ld, int nq, int64_t n, con
     PT_KERNELS(att)->bwd_ds(P, dS, ld, nq, n, lse, Drow, scale);
 }
 
+/* --------------------------------------------------------------- maxabs */
+
+/* max |x| over x[0:n], or -1 if some element is not finite: x * 0 is NaN
+ * exactly for inf and NaN, and a NaN in z survives the additions. Both
+ * reductions are exact in any order (z sums zeros unless it is NaN; a max
+ * of non-NaN values), so ATT_MAXABS_LANES independent lanes keep the
+ * vector units busy instead of waiting on one chain. */
+#define ATT_MAXABS_LANES 32
+static double PT_SFX(att_maxabs_c)(const real *x, int64_t n)
+{
+    real m[ATT_MAXABS_LANES] = {0}, z[ATT_MAXABS_LANES] = {0};
+    int64_t i = 0;
+    for (; i + ATT_MAXABS_LANES <= n; i += ATT_MAXABS_LANES) {
+        #pragma omp simd
+        for (int c = 0; c < ATT_MAXABS_LANES; c++) {
+            real a = r_fabs(x[i + c]);
+            m[c] = a > m[c] ? a : m[c];
+            z[c] += x[i + c] * 0;
+        }
+    }
+    for (; i < n; i++) {
+        real a = r_fabs(x[i]);
+        m[0] = a > m[0] ? a : m[0];
+        z[0] += x[i] * 0;
+    }
+    for (int c = 1; c < ATT_MAXABS_LANES; c++) {
+        m[0] = m[c] > m[0] ? m[c] : m[0];
+        z[0] += z[c];
+    }
+    return z[0] == 0 ? (double)m[0] : -1;
+}
+
+#if ATT_X86
+/* The same with ymm vectors: two lanes of maxima and two of x * 0 sums
+ * (max(|x|, m) keeps m when x is NaN; the sums catch it), the tail scalar. */
+#if PT_DTYPE == 64
+#define ATT_Y_REAL __m256d
+#define ATT_Y_W 4
+#define ATT_Y_ZERO _mm256_setzero_pd
+#define ATT_Y_LOAD _mm256_loadu_pd
+#define ATT_Y_MAX _mm256_max_pd
+#define ATT_Y_FMA _mm256_fmadd_pd
+#define ATT_Y_ABS(a) _mm256_andnot_pd(_mm256_set1_pd(-0.0), (a))
+#define ATT_Y_STORE _mm256_storeu_pd
+#define ATT_Y_ADD _mm256_add_pd
+#else
+#define ATT_Y_REAL __m256
+#define ATT_Y_W 8
+#define ATT_Y_ZERO _mm256_setzero_ps
+#define ATT_Y_LOAD _mm256_loadu_ps
+#define ATT_Y_MAX _mm256_max_ps
+#define ATT_Y_FMA _mm256_fmadd_ps
+#define ATT_Y_ABS(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
+#define ATT_Y_STORE _mm256_storeu_ps
+#define ATT_Y_ADD _mm256_add_ps
+#endif
+__attribute__((target("avx2,fma")))
+static double PT_SFX(att_maxabs_avx2)(const real *x, int64_t n)
+{
+    const ATT_Y_REAL zero = ATT_Y_ZERO();
+    ATT_Y_REAL m0 = zero, m1 = zero, z0 = zero, z1 = zero;
+    int64_t i = 0;
+    for (; i + 2 * ATT_Y_W <= n; i += 2 * ATT_Y_W) {
+        ATT_Y_REAL a = ATT_Y_LOAD(x + i), b = ATT_Y_LOAD(x + i + ATT_Y_W);
+        m0 = ATT_Y_MAX(ATT_Y_ABS(a), m0);
+        m1 = ATT_Y_MAX(ATT_Y_ABS(b), m1);
+        z0 = ATT_Y_FMA(a, zero, z0);
+        z1 = ATT_Y_FMA(b, zero, z1);
+    }
+    real m[ATT_Y_W], z[ATT_Y_W];
+    ATT_Y_STORE(m, ATT_Y_MAX(m0, m1));
+    ATT_Y_STORE(z, ATT_Y_ADD(z0, z1));
+    real mx = 0, zs = 0;
+    for (int c = 0; c < ATT_Y_W; c++) { mx = m[c] > mx ? m[c] : mx; zs += z[c]; }
+    for (; i < n; i++) {
+        real a = r_fabs(x[i]);
+        mx = a > mx ? a : mx;
+        zs += x[i] * 0;
+    }
+    return zs == 0 ? (double)mx : -1;
+}
+#endif
+
+/* pt_att_maxabs (attention_tile.h). */
+double PT_SFX(pt_att_maxabs)(const real *x, int64_t n)
+{
+    return PT_KERNELS(att)->maxabs(x, n);
+}
+
 /* ---------------------------------------------- the paths (pt_dispatch.h) */
 
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_portable) = {
     "portable", PT_SFX(att_mm_c), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_c),
-    PT_SFX(att_bwd_ds_c)};
+    PT_SFX(att_bwd_ds_c), PT_SFX(att_maxabs_c)};
 #if ATT_X86 && PT_DTYPE != 64
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), att_transpose_avx2, att_dot_avx2, att_exp_rows_avx2,
-    att_rowmax_avx2, PT_SFX(att_softmax_step_avx2), PT_SFX(att_bwd_ds_avx2)};
+    att_rowmax_avx2, PT_SFX(att_softmax_step_avx2), PT_SFX(att_bwd_ds_avx2),
+    PT_SFX(att_maxabs_avx2)};
 #elif ATT_X86
 /* float64: the AVX2 product (4 doubles per vector), the rest portable. */
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_avx2),
-    PT_SFX(att_bwd_ds_avx2)};
+    PT_SFX(att_bwd_ds_avx2), PT_SFX(att_maxabs_avx2)};
 #endif

@@ -58,4 +58,8 @@ void PT_SFX(pt_att_softmax_step)(real *S, int64_t lds, int nq, int64_t n, real *
 void PT_SFX(pt_att_bwd_ds)(real *P, real *dS, int64_t ld, int nq, int64_t n, const real *lse,
                            const real *Drow, real scale);
 
+/* max |x[i]| over i < n (0 for n == 0), or -1 if some x[i] is inf or NaN.
+ * Exact (a max, and a test per element), so every path gives the same. */
+double PT_SFX(pt_att_maxabs)(const real *x, int64_t n);
+
 #endif /* PT_ATTENTION_TILE_H */

@@ -1,7 +1,7 @@
 /*
  * attention_tile_avx512.c -- AVX-512 versions of the attention tile
  * functions (attention_tile.h): product, transpose, dot, row exp, row max,
- * as the dispatch table's avx512 path of the attention family
+ * maxabs, as the dispatch table's avx512 path of the attention family
  * (pt_att_avx512 at the end; slots in pt_dispatch_slots.h).
  *
  * Compiled in the default build (no -march): every function carries
@@ -36,6 +36,7 @@
  *     tree, then the tail in order; double: in order, as portable.
  *   - pt_att_rowmax: a max is exact, so the lanes only change speed.
  *   - pt_att_transpose: exact; the AVX2 path's.
+ *   - pt_att_maxabs: exact (a max, and a NaN test of x * 0 sums).
  */
 #include <string.h>
 #include "pt_real.h"
@@ -484,11 +485,39 @@ static void PT_SFX(att_bwd_ds_avx512)(real *P, real *dS, int64_t ld, int nq, int
     }
 }
 
+/* -------------------------------------------------------------- maxabs */
+
+/* pt_att_maxabs: two zmm lanes of maxima (max(|x|, m) keeps m when x is
+ * NaN) and two of x * 0 + z, NaN exactly when some x is inf or NaN; the
+ * tail masked (missing lanes load 0). Exact, as the portable path. */
+PT_TARGET_AVX512
+static double PT_SFX(att_maxabs_avx512)(const real *x, int64_t n)
+{
+    const zreal zero = Z_ZERO();
+    zreal m0 = zero, m1 = zero, z0 = zero, z1 = zero;
+    int64_t i = 0;
+    for (; i + 2 * ZW <= n; i += 2 * ZW) {
+        zreal a = Z_LOAD(x + i), b = Z_LOAD(x + i + ZW);
+        m0 = Z_MAX(Z_ABS(a), m0);
+        m1 = Z_MAX(Z_ABS(b), m1);
+        z0 = Z_FMA(a, zero, z0);
+        z1 = Z_FMA(b, zero, z1);
+    }
+    for (; i < n; i += ZW) {
+        zreal a = Z_MLOAD(x + i, Z_TAIL(n - i));
+        m0 = Z_MAX(Z_ABS(a), m0);
+        z0 = Z_FMA(a, zero, z0);
+    }
+    z0 = Z_ADD(z0, z1);
+    if (Z_CMP_MASK(z0, z0, _CMP_UNORD_Q)) return -1;
+    return (double)Z_REDUCE_MAX(Z_MAX(m0, m1));
+}
+
 /* ------------------------------------------ the path (pt_dispatch.h) */
 
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx512) = {
     "avx512", PT_SFX(att_mm_avx512), PT_SFX(att_transpose_avx512), PT_SFX(att_dot_avx512),
     PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512), PT_SFX(att_softmax_step_avx512),
-    PT_SFX(att_bwd_ds_avx512)};
+    PT_SFX(att_bwd_ds_avx512), PT_SFX(att_maxabs_avx512)};
 
 #endif /* x86 with GCC/Clang */

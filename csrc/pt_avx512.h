@@ -41,6 +41,7 @@ typedef __mmask8 zmask;
 #define Z_SQRT _mm512_sqrt_pd
 #define Z_MAX _mm512_max_pd                             /* max(a, b): b when either is NaN */
 #define Z_MIN _mm512_min_pd
+#define Z_ABS _mm512_abs_pd                             /* |a| (clears the sign bit) */
 #define Z_MASK_ADD _mm512_mask_add_pd                   /* (src, k, a, b) */
 #define Z_MASK_MOV _mm512_mask_mov_pd                   /* (src, k, a) */
 #define Z_KEEP(k, x) _mm512_maskz_mov_pd((k), (x))      /* lanes outside k: 0 */
@@ -68,6 +69,7 @@ typedef __mmask16 zmask;
 #define Z_SQRT _mm512_sqrt_ps
 #define Z_MAX _mm512_max_ps
 #define Z_MIN _mm512_min_ps
+#define Z_ABS _mm512_abs_ps
 #define Z_MASK_ADD _mm512_mask_add_ps
 #define Z_MASK_MOV _mm512_mask_mov_ps
 #define Z_KEEP(k, x) _mm512_maskz_mov_ps((k), (x))

@@ -60,7 +60,9 @@ extern const struct PT_DSFX(pt_gemm_kernels) PT_DSFX(pt_gemm_portable), PT_DSFX(
  *              - max), l[i] += the row sum (exp_rows' order).
  *   bwd_ds:    the backward's elementwise step over rows i < nq, j < n:
  *              P = exp(P - lse[i]), dS = scale P (dS - Drow[i]) (both
- *              rounded as written); rows with lse[i] = -inf become 0. */
+ *              rounded as written); rows with lse[i] = -inf become 0.
+ *   maxabs:    max |x[i]| over i < n, or -1 if some x[i] is inf or NaN
+ *              (exact: every path returns the same value). */
 struct PT_DSFX(pt_att_kernels) {
     const char *path;
     void (*mm)(PT_DREAL *C, int64_t ldc, const PT_DREAL *A, int64_t ars, int64_t acs,
@@ -76,6 +78,7 @@ struct PT_DSFX(pt_att_kernels) {
                          PT_DREAL *acc, int64_t ldacc, int64_t Dv);
     void (*bwd_ds)(PT_DREAL *P, PT_DREAL *dS, int64_t ld, int nq, int64_t n,
                    const PT_DREAL *lse, const PT_DREAL *Drow, PT_DREAL scale);
+    double (*maxabs)(const PT_DREAL *x, int64_t n);
 };
 extern const struct PT_DSFX(pt_att_kernels) PT_DSFX(pt_att_portable), PT_DSFX(pt_att_avx2),
     PT_DSFX(pt_att_avx512);

@@ -93,6 +93,30 @@ def test_causal_nonfinite_in_masked_part(what, dtype):
     assert np.isfinite(out[0, 0, :64]).all() and np.isfinite(dq[0, 0, :64]).all(), what
 
 
+# The poison as the last element of a partial diagonal tile (rows and keys
+# 128..149, D = Dv = 17: 22 x 17 elements, not a whole number of vectors),
+# where the finiteness scan reaches it in its tail: rows 128..139 (a row
+# group that sums over keys < 140 only) must still turn NaN.
+TAIL = {
+    "inf v": (lambda q, k, v, g: v.__setitem__((0, 0, 149, 16), np.inf), "out"),
+    "nan k": (lambda q, k, v, g: k.__setitem__((0, 0, 149, 16), np.nan), "dq"),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("what", list(TAIL))
+def test_causal_nonfinite_in_the_tail_of_a_tile(what, dtype):
+    poison, name = TAIL[what]
+    q, k, v, g = _inputs((1, 1, 150, 17, 17), dtype, seed=3)
+    poison(q, k, v, g)
+    with np.errstate(all="ignore"):
+        out, lse, _ = ops.attention_forward(q, k, v, is_causal=True)
+        dq, dk, dv = ops.attention_backward(g, q, k, v, out, lse, is_causal=True)
+    got = {"out": out, "dq": dq}[name]
+    assert np.isnan(got[0, 0, 128:140, 16]).all(), (what, name)
+    assert np.isfinite(out[0, 0, :128]).all() and np.isfinite(dq[0, 0, :128]).all(), what
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("what", ["nan lse", "inf out"])
 def test_causal_backward_nonfinite_lse_or_out(what, dtype):

@@ -123,7 +123,8 @@ def test_fma_peak_per_level():
 # (about 10 s of CPU per level). Deselected: the tests that start their own
 # subprocess with PT_PORTABLE=1 (they test one level whatever PT_ISA says).
 # test_simd_paths.py compares levels itself (helpers.use_isa).
-KERNEL_TESTS = ["tests/test_gemm.py", "tests/test_attention.py", "tests/test_activation.py",
+KERNEL_TESTS = ["tests/test_gemm.py", "tests/test_attention.py", "tests/test_attention_causal.py",
+                "tests/test_activation.py",
                 "tests/test_layernorm.py", "tests/test_softmax.py", "tests/test_optim.py",
                 "tests/test_optimizers.py", "tests/test_linear.py"]
 DESELECT = "not in_subprocess"
