@@ -611,15 +611,16 @@ void PT_SFX(pt_att_bwd_ds)(real *P, real *dS, int64_t ld, int nq, int64_t n, con
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_portable) = {
     "portable", PT_SFX(att_mm_c), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_c),
-    PT_SFX(att_bwd_ds_c)};
+    PT_SFX(att_bwd_ds_c), PT_SFX(att_decode_c)};
 #if ATT_X86 && PT_DTYPE != 64
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), att_transpose_avx2, att_dot_avx2, att_exp_rows_avx2,
-    att_rowmax_avx2, PT_SFX(att_softmax_step_avx2), PT_SFX(att_bwd_ds_avx2)};
+    att_rowmax_avx2, PT_SFX(att_softmax_step_avx2), PT_SFX(att_bwd_ds_avx2),
+    att_decode_avx2_f32};
 #elif ATT_X86
 /* float64: the AVX2 product (4 doubles per vector), the rest portable. */
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_avx2),
-    PT_SFX(att_bwd_ds_avx2)};
+    PT_SFX(att_bwd_ds_avx2), PT_SFX(att_decode_c)};
 #endif

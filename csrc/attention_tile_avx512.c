@@ -40,6 +40,7 @@
 #include <string.h>
 #include "pt_real.h"
 #include "pt_dispatch.h"
+#include "attention_tile.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
@@ -489,6 +490,11 @@ static void PT_SFX(att_bwd_ds_avx512)(real *P, real *dS, int64_t ld, int nq, int
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx512) = {
     "avx512", PT_SFX(att_mm_avx512), PT_SFX(att_transpose_avx512), PT_SFX(att_dot_avx512),
     PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512), PT_SFX(att_softmax_step_avx512),
-    PT_SFX(att_bwd_ds_avx512)};
+    PT_SFX(att_bwd_ds_avx512),
+#if PT_DTYPE == 64
+    PT_SFX(att_decode_c)};
+#else
+    att_decode_avx512_f32};
+#endif
 
 #endif /* x86 with GCC/Clang */
