@@ -24,8 +24,9 @@
  *   out    per column two FMA chains over the keys with p_j != 0, the even
  *          and the odd j, each in key order (a masked key adds exactly
  *          nothing); then (even + odd) * (float)(1 / l). Columns run in
- *          chunks of 64 (AVX-512: 4 zmm) or 32 (AVX2: 4 ymm) with both
- *          chains in registers; the chunking changes no column's order.
+ *          chunks of 64 (AVX-512: 4 zmm, 2 for a last chunk of 32 or
+ *          fewer) or 32 (AVX2: 4 ymm) with both chains in registers; the
+ *          chunking changes no column's order.
  * Against the portable slot (libm's expf, one in-order chain per sum) the
  * results differ by rounding only: csrc/tests/test_attention_decode.c states
  * the tolerance.
@@ -259,9 +260,10 @@ DEC_AVX512 void dec_dot8_avx512(__m256 *f, const float *q, const float *const *k
 #undef DEC_FOLD
 }
 
-/* dec_pv_avx2 for a 64-column chunk. */
+/* dec_pv_avx2 for a 64-column chunk, nv (2 or 4, a constant) vectors of
+ * it: 2 when at most 32 columns are left. */
 DEC_AVX512 void dec_pv_avx512(float *o, const float *p, const float *v, int64_t n, int64_t D,
-                              int64_t c0, int64_t cols, float inv)
+                              int64_t c0, int64_t cols, float inv, const int nv)
 {
     __mmask16 m0 = Z_TAIL(cols), m1 = Z_TAIL(cols - 16), m2 = Z_TAIL(cols - 32),
               m3 = Z_TAIL(cols - 48);
@@ -274,8 +276,10 @@ DEC_AVX512 void dec_pv_avx512(float *o, const float *p, const float *v, int64_t 
         const float *vj = vc + (j) * D;                                             \
         a0 = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m0, vj), a0);                \
         a1 = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m1, vj + 16), a1);           \
-        a2 = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m2, vj + 32), a2);           \
-        a3 = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m3, vj + 48), a3);           \
+        if (nv > 2) {                                                               \
+            a2 = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m2, vj + 32), a2);       \
+            a3 = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m3, vj + 48), a3);       \
+        }                                                                           \
     }
     int64_t j = 0;
     for (; j + 2 <= n; j += 2) {
@@ -288,8 +292,10 @@ DEC_AVX512 void dec_pv_avx512(float *o, const float *p, const float *v, int64_t 
     float *oc = o + c0;
     _mm512_mask_storeu_ps(oc, m0, _mm512_mul_ps(_mm512_add_ps(e0, d0), vi));
     _mm512_mask_storeu_ps(oc + 16, m1, _mm512_mul_ps(_mm512_add_ps(e1, d1), vi));
-    _mm512_mask_storeu_ps(oc + 32, m2, _mm512_mul_ps(_mm512_add_ps(e2, d2), vi));
-    _mm512_mask_storeu_ps(oc + 48, m3, _mm512_mul_ps(_mm512_add_ps(e3, d3), vi));
+    if (nv > 2) {
+        _mm512_mask_storeu_ps(oc + 32, m2, _mm512_mul_ps(_mm512_add_ps(e2, d2), vi));
+        _mm512_mask_storeu_ps(oc + 48, m3, _mm512_mul_ps(_mm512_add_ps(e3, d3), vi));
+    }
 }
 
 PT_TARGET_AVX512
@@ -322,7 +328,12 @@ void att_decode_avx512_f32(float *o, float *s, const float *q, const float *k, c
     }
     __m256d l4 = _mm256_add_pd(_mm512_castpd512_pd256(l8), _mm512_extractf64x4_pd(l8, 1));
     float inv = (float)(1.0 / dec_lsum(l4));
-    for (int64_t c0 = 0; c0 < D; c0 += 64) dec_pv_avx512(o, s, v, n, D, c0, D - c0, inv);
+    for (int64_t c0 = 0; c0 < D; c0 += 64) {
+        if (D - c0 <= 32)
+            dec_pv_avx512(o, s, v, n, D, c0, D - c0, inv, 2);
+        else
+            dec_pv_avx512(o, s, v, n, D, c0, D - c0, inv, 4);
+    }
 }
 
 #endif /* float32 on x86 with GCC/Clang */
