@@ -35,7 +35,8 @@
  * have AVX2 float paths too. Each public function calls its path's entry
  * in the dispatch table (pt_att_portable / pt_att_avx2 at the end); the
  * float64 build uses the AVX2 product (4 doubles per vector) and portable
- * code for the rest.
+ * code for the rest. The structs' `decode` slots (single-query attention)
+ * live in attention_decode.c (portable) and attention_decode_x86.c.
  */
 #include <string.h>
 #include "pt_real.h"

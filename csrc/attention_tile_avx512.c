@@ -36,6 +36,8 @@
  *     tree, then the tail in order; double: in order, as portable.
  *   - pt_att_rowmax: a max is exact, so the lanes only change speed.
  *   - pt_att_transpose: exact; the AVX2 path's.
+ * The struct's `decode` slot is attention_decode_x86.c's AVX-512 one
+ * (float64: the portable slot of attention_decode.c).
  */
 #include <string.h>
 #include "pt_real.h"
