@@ -5,11 +5,47 @@
  * rows, would mostly pad. Per (b, h), with n visible keys:
  *   s_j = scale q.k_j + mask_j,  m = max_j s_j,  p_j = exp(s_j - m),
  *   l = sum_j p_j (in double),  out = (sum_j p_j v_j) / l
- * A task is one (b, h), summed in key order by one thread, so the result
- * does not depend on the thread count. Masked keys (-inf) add exactly 0.
+ * A task is one (b, h), computed by one thread with the attention family's
+ * `decode` slot (pt_dispatch_slots.h), so the result does not depend on the
+ * thread count. Masked keys (-inf) add exactly 0.
+ *
+ * The portable slot below sums each dot product and each output element in
+ * key order with libm's exp; the AVX2 and AVX-512 slots
+ * (attention_decode_x86.c) share another fixed order and exp.
  */
 #include "pt_real.h"
 #include "pt_omp.h"
+#include "pt_dispatch.h"
+
+/* The portable `decode` slot: one (b, h), keys j < n at k + j*D. */
+void PT_SFX(att_decode_c)(real *o, real *s, const real *q, const real *k, const real *v,
+                          const real *mask, int64_t n, int64_t D, real scale)
+{
+    real m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        const real *kj = k + j * D;
+        real dot = 0;
+        #pragma omp simd reduction(+:dot)
+        for (int64_t c = 0; c < D; c++) dot += q[c] * kj[c];
+        real sj = scale * dot;
+        if (mask) sj += mask[j];
+        s[j] = sj;
+        m = sj > m ? sj : m;
+    }
+    for (int64_t c = 0; c < D; c++) o[c] = 0;
+    if (m == -INFINITY) return;        /* no visible key: zeros */
+    double l = 0;
+    for (int64_t j = 0; j < n; j++) {
+        real p = r_exp(s[j] - m);
+        l += p;
+        if (p == 0) continue;          /* a masked key adds exactly nothing */
+        const real *vj = v + j * D;
+        #pragma omp simd
+        for (int64_t c = 0; c < D; c++) o[c] += p * vj[c];
+    }
+    real inv = (real)(1.0 / l);
+    for (int64_t c = 0; c < D; c++) o[c] *= inv;
+}
 
 int PT_FN(pt_attention_decode)(real *out, int64_t out_ld, real *scores,
                                const real *q, int64_t q_ld, const real *k, const real *v,
@@ -19,6 +55,8 @@ int PT_FN(pt_attention_decode)(real *out, int64_t out_ld, real *scores,
 {
     if (B < 0 || H < 0 || Tk < 0 || D < 0) return PT_EINVAL;
     int64_t BH = B * H;
+    void (*head)(real *, real *, const real *, const real *, const real *, const real *,
+                 int64_t, int64_t, real) = PT_KERNELS(att)->decode;
     int nth = pt_get_num_threads();
     (void)nth;                         /* read only by the OpenMP pragma */
     #pragma omp parallel for num_threads(nth) schedule(static) if (BH * Tk * D > (1 << 18))
@@ -26,35 +64,9 @@ int PT_FN(pt_attention_decode)(real *out, int64_t out_ld, real *scores,
         int64_t b = bh / H, h = bh % H;
         int64_t n = Tk;
         if (lengths) n = lengths[b] < 0 ? 0 : (lengths[b] < Tk ? lengths[b] : Tk);
-        const real *qh = q + b * q_ld + h * D;
-        const real *kh = k + b * kv_bstride + h * kv_hstride;
-        const real *vh = v + b * kv_bstride + h * kv_hstride;
-        const real *mrow = mask ? mask + b * Tk : NULL;
-        real *s = scores + bh * Tk, *o = out + b * out_ld + h * D;
-        real m = -INFINITY;
-        for (int64_t j = 0; j < n; j++) {
-            const real *kj = kh + j * D;
-            real dot = 0;
-            #pragma omp simd reduction(+:dot)
-            for (int64_t c = 0; c < D; c++) dot += qh[c] * kj[c];
-            real sj = scale * dot;
-            if (mrow) sj += mrow[j];
-            s[j] = sj;
-            m = sj > m ? sj : m;
-        }
-        for (int64_t c = 0; c < D; c++) o[c] = 0;
-        if (m == -INFINITY) continue;  /* no visible key: zeros */
-        double l = 0;
-        for (int64_t j = 0; j < n; j++) {
-            real p = r_exp(s[j] - m);
-            l += p;
-            if (p == 0) continue;      /* a masked key adds exactly nothing */
-            const real *vj = vh + j * D;
-            #pragma omp simd
-            for (int64_t c = 0; c < D; c++) o[c] += p * vj[c];
-        }
-        real inv = (real)(1.0 / l);
-        for (int64_t c = 0; c < D; c++) o[c] *= inv;
+        head(out + b * out_ld + h * D, scores + bh * Tk, q + b * q_ld + h * D,
+             k + b * kv_bstride + h * kv_hstride, v + b * kv_bstride + h * kv_hstride,
+             mask ? mask + b * Tk : NULL, n, D, scale);
     }
     return PT_OK;
 }

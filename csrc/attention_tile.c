@@ -32,10 +32,12 @@
  * sums in float lanes over 64 elements at a time, then in double
  * (portable: in double); double, libm exp.
  * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
- * have AVX2 float paths too, pt_att_maxabs AVX2 paths for both dtypes. Each public function calls its path's entry
- * in the dispatch table (pt_att_portable / pt_att_avx2 at the end); the
- * float64 build uses the AVX2 product (4 doubles per vector) and portable
- * code for the rest.
+ * have AVX2 float paths too, pt_att_maxabs AVX2 paths for both dtypes.
+ * Each public function calls its path's entry in the dispatch table
+ * (pt_att_portable / pt_att_avx2 at the end); the float64 build uses the
+ * AVX2 product (4 doubles per vector) and portable code for the rest.
+ * The structs' `decode` slots (single-query attention) live in
+ * attention_decode.c (portable) and attention_decode_x86.c.
  */
 #include <string.h>
 #include "pt_real.h"
@@ -700,16 +702,16 @@ double PT_SFX(pt_att_maxabs)(const real *x, int64_t n)
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_portable) = {
     "portable", PT_SFX(att_mm_c), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_c),
-    PT_SFX(att_bwd_ds_c), PT_SFX(att_maxabs_c)};
+    PT_SFX(att_bwd_ds_c), PT_SFX(att_maxabs_c), PT_SFX(att_decode_c)};
 #if ATT_X86 && PT_DTYPE != 64
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), att_transpose_avx2, att_dot_avx2, att_exp_rows_avx2,
     att_rowmax_avx2, PT_SFX(att_softmax_step_avx2), PT_SFX(att_bwd_ds_avx2),
-    PT_SFX(att_maxabs_avx2)};
+    PT_SFX(att_maxabs_avx2), att_decode_avx2_f32};
 #elif ATT_X86
 /* float64: the AVX2 product (4 doubles per vector), the rest portable. */
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_avx2),
-    PT_SFX(att_bwd_ds_avx2), PT_SFX(att_maxabs_avx2)};
+    PT_SFX(att_bwd_ds_avx2), PT_SFX(att_maxabs_avx2), PT_SFX(att_decode_c)};
 #endif

@@ -62,4 +62,17 @@ void PT_SFX(pt_att_bwd_ds)(real *P, real *dS, int64_t ld, int nq, int64_t n, con
  * Exact (a max, and a test per element), so every path gives the same. */
 double PT_SFX(pt_att_maxabs)(const real *x, int64_t n);
 
+/* The `decode` slots of the attention family (pt_dispatch_slots.h): the
+ * portable one (attention_decode.c, both dtypes) and the float32 AVX2 and
+ * AVX-512 ones (attention_decode_x86.c). */
+void PT_SFX(att_decode_c)(real *o, real *s, const real *q, const real *k, const real *v,
+                          const real *mask, int64_t n, int64_t D, real scale);
+#if PT_DTYPE != 64
+void att_decode_avx2_f32(float *o, float *s, const float *q, const float *k, const float *v,
+                         const float *mask, int64_t n, int64_t D, float scale);
+void att_decode_avx512_f32(float *o, float *s, const float *q, const float *k,
+                           const float *v, const float *mask, int64_t n, int64_t D,
+                           float scale);
+#endif
+
 #endif /* PT_ATTENTION_TILE_H */

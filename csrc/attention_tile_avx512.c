@@ -37,10 +37,13 @@
  *   - pt_att_rowmax: a max is exact, so the lanes only change speed.
  *   - pt_att_transpose: exact; the AVX2 path's.
  *   - pt_att_maxabs: exact (a max, and a NaN test of x * 0 sums).
+ * The struct's `decode` slot is attention_decode_x86.c's AVX-512 one
+ * (float64: the portable slot of attention_decode.c).
  */
 #include <string.h>
 #include "pt_real.h"
 #include "pt_dispatch.h"
+#include "attention_tile.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
@@ -518,6 +521,11 @@ static double PT_SFX(att_maxabs_avx512)(const real *x, int64_t n)
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx512) = {
     "avx512", PT_SFX(att_mm_avx512), PT_SFX(att_transpose_avx512), PT_SFX(att_dot_avx512),
     PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512), PT_SFX(att_softmax_step_avx512),
-    PT_SFX(att_bwd_ds_avx512), PT_SFX(att_maxabs_avx512)};
+    PT_SFX(att_bwd_ds_avx512), PT_SFX(att_maxabs_avx512),
+#if PT_DTYPE == 64
+    PT_SFX(att_decode_c)};
+#else
+    att_decode_avx512_f32};
+#endif
 
 #endif /* x86 with GCC/Clang */

@@ -3,8 +3,10 @@
  * call (pt_decode.h): per step the target embedding (scaled) plus its
  * position, the decoder stack's cached step (layer_decoder.c), the
  * generator, the argmax with pad and bos excluded, and the chosen token's
- * log-probability; rows that give EOS leave the batch. Nothing is
- * allocated: the caller owns the caches and the workspaces.
+ * log-probability; rows that give EOS leave the batch, the last row
+ * moving into the place of each (one row of caches copied per leaving
+ * row). Nothing is allocated: the caller owns the caches and the
+ * workspaces.
  *
  * Workspace (real elements), for batch B:
  *   B * E                    the step's inputs, then the stack's outputs
@@ -13,7 +15,9 @@
  * int64 workspace: 2B, the sentence of each row and its newest token.
  *
  * The choice of a row depends on its logits alone and is made by one
- * thread, so results do not depend on the thread count.
+ * thread, so results do not depend on the thread count; the kernels give
+ * a row the same result wherever it sits in the batch, so the moves
+ * change nothing either.
  */
 #include <string.h>
 #include "pt_real.h"
@@ -93,21 +97,23 @@ int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *s
             ids[rows[i] * max_len + t] = tok[i];
             if (logp) logp[rows[i] * max_len + t] = lp;
         }
-        int64_t kept = 0;
-        for (int64_t i = 0; i < n; i++) {
-            if (tok[i] == g->eos) {
-                lengths[rows[i]] = t;
+        /* a finished row leaves: the last unfinished row takes its place */
+        for (int64_t i = 0; i < n;) {
+            if (tok[i] != g->eos) {
+                i++;
                 continue;
             }
-            if (kept != i) {
-                PT_SFX(dec_copy_self)(g, self_k, self_v, i, kept, max_len, t + 1);
-                PT_SFX(dec_copy_cross)(g, cross_k, cross_v, src_mask, i, kept, 1, S);
-                rows[kept] = rows[i];
-                tok[kept] = tok[i];
+            lengths[rows[i]] = t;
+            n--;
+            while (n > i && tok[n] == g->eos) lengths[rows[n--]] = t;
+            if (n > i) {
+                PT_SFX(dec_copy_self)(g, self_k, self_v, n, i, max_len, t + 1);
+                PT_SFX(dec_copy_cross)(g, cross_k, cross_v, src_mask, n, i, 1, S);
+                rows[i] = rows[n];
+                tok[i] = tok[n];
+                i++;
             }
-            kept++;
         }
-        n = kept;
     }
     return PT_OK;
 }

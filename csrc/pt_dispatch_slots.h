@@ -62,7 +62,15 @@ extern const struct PT_DSFX(pt_gemm_kernels) PT_DSFX(pt_gemm_portable), PT_DSFX(
  *              P = exp(P - lse[i]), dS = scale P (dS - Drow[i]) (both
  *              rounded as written); rows with lse[i] = -inf become 0.
  *   maxabs:    max |x[i]| over i < n, or -1 if some x[i] is inf or NaN
- *              (exact: every path returns the same value). */
+ *              (exact: every path returns the same value).
+ *   decode:    one (b, h) of pt_attention_decode (attention_decode.c), a
+ *              single query q (D) over n keys and values at k + j*D and
+ *              v + j*D: s[j] = scale q.k_j (+ mask[j], mask may be NULL)
+ *              for j < n, p_j = exp(s_j - max s) written over s, l = sum
+ *              p_j in double, o (D) = sum_{p_j != 0} p_j v_j times
+ *              (real)(1/l); o = 0 when no s_j is above -inf (n == 0
+ *              included). Each value in a fixed order (the slot's file
+ *              states it), NaN scores ignored by the max. */
 struct PT_DSFX(pt_att_kernels) {
     const char *path;
     void (*mm)(PT_DREAL *C, int64_t ldc, const PT_DREAL *A, int64_t ars, int64_t acs,
@@ -79,6 +87,9 @@ struct PT_DSFX(pt_att_kernels) {
     void (*bwd_ds)(PT_DREAL *P, PT_DREAL *dS, int64_t ld, int nq, int64_t n,
                    const PT_DREAL *lse, const PT_DREAL *Drow, PT_DREAL scale);
     double (*maxabs)(const PT_DREAL *x, int64_t n);
+    void (*decode)(PT_DREAL *o, PT_DREAL *s, const PT_DREAL *q, const PT_DREAL *k,
+                   const PT_DREAL *v, const PT_DREAL *mask, int64_t n, int64_t D,
+                   PT_DREAL scale);
 };
 extern const struct PT_DSFX(pt_att_kernels) PT_DSFX(pt_att_portable), PT_DSFX(pt_att_avx2),
     PT_DSFX(pt_att_avx512);
