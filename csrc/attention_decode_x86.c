@@ -328,12 +328,8 @@ void att_decode_avx512_f32(float *o, float *s, const float *q, const float *k, c
     }
     __m256d l4 = _mm256_add_pd(_mm512_castpd512_pd256(l8), _mm512_extractf64x4_pd(l8, 1));
     float inv = (float)(1.0 / dec_lsum(l4));
-    for (int64_t c0 = 0; c0 < D; c0 += 64) {
-        if (D - c0 <= 32)
-            dec_pv_avx512(o, s, v, n, D, c0, D - c0, inv, 2);
-        else
-            dec_pv_avx512(o, s, v, n, D, c0, D - c0, inv, 4);
-    }
+    for (int64_t c0 = 0; c0 < D; c0 += 64)
+        dec_pv_avx512(o, s, v, n, D, c0, D - c0, inv, D - c0 <= 32 ? 2 : 4);
 }
 
 #endif /* float32 on x86 with GCC/Clang */

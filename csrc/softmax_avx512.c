@@ -42,6 +42,21 @@
 enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
 enum { SE_STORE = 1, SE_SUMX = 2 };
 
+/* pt_expf's exp(r) ~ 1 + r + r^2 P(r) for |r| <= ln 2 / 2, 16 lanes, its
+ * operations in its order (no FMA). */
+A512 INL __m512 sm_expf_poly(__m512 r)
+{
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
+                      _mm512_set1_ps(1.0f));
+    return p;
+}
+
 /* pt_expf, 16 lanes: the same operations in the same order (the full
  * form, for vectors with a lane outside [-86, 88] or NaN). */
 A512 __attribute__((noinline)) static __m512 sm_expf_full(__m512 x)
@@ -56,14 +71,7 @@ A512 __attribute__((noinline)) static __m512 sm_expf_full(__m512 x)
     __m512 k = _mm512_sub_ps(kb, magic);
     __m512 r = _mm512_sub_ps(xc, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
     r = _mm512_add_ps(r, _mm512_mul_ps(k, _mm512_set1_ps(2.12194440e-4f)));
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
-                      _mm512_set1_ps(1.0f));
+    __m512 p = sm_expf_poly(r);
     __m512i two = _mm512_slli_epi32(
         _mm512_add_epi32(_mm512_castps_si512(kb), _mm512_set1_epi32(126 - 0x4B400000)), 23);
     __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(two)),
@@ -94,14 +102,7 @@ A512 INL __m512 sm_expf(__m512 x)
     __m512 k = _mm512_sub_ps(kb, magic);
     __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_add_ps(r, _mm512_mul_ps(k, _mm512_set1_ps(2.12194440e-4f)));
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r),
-                      _mm512_set1_ps(1.0f));
+    __m512 p = sm_expf_poly(r);
     return _mm512_scalef_ps(p, k);
 }
 

@@ -29,22 +29,17 @@ Row lengths 1..40, 63, 64, 65, 1000 and 4099 cover the 16-lane sum body,
 the 8-wide GELU body and every masked tail; rows hold NaN, +-inf, 1e4
 logits, all -inf rows, ignore_index and label smoothing.
 """
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pytransformer import _core, reference
-from tests.rows_tolerance import (EPS64, close_where_finite, equal_bits,
-                                   float64_gelu_rows_close, float64_softmax_rows_close)
+from tests.rows_common import (EPS64, IGNORE, close_where_finite, equal_bits,
+                                float64_gelu_rows_close, float64_softmax_rows_close,
+                                row_outputs, run_worker)
 
-ROOT = Path(__file__).resolve().parent.parent
 LENGTHS = list(range(1, 41)) + [63, 64, 65, 1000, 4099]
 BIG = {"sm": (64, 1000), "gelu": (600, 129)}   # parallel, several chunks
-IGNORE = -100
 SUPPORTED = _core.isa_levels_supported()
 
 pytestmark = pytest.mark.skipif(
@@ -83,31 +78,6 @@ def _cases():
     return out + [(fam, N, C, 1000 + N) for fam, (N, C) in BIG.items()]
 
 
-def _compute(fam, inp):
-    """The kernels' outputs for one case, by name."""
-    from pytransformer import ops
-    res = {}
-    with np.errstate(all="ignore"):
-        if fam == "sm":
-            x, t, g, dy = inp["x"], inp["t"], inp["g"], inp["dy"]
-            y, ly = ops.softmax(x), ops.log_softmax(x)
-            res.update(y=y, ly=ly, dsm=ops.softmax_backward(dy, y),
-                       dlsm=ops.log_softmax_backward(dy, ly))
-            for ls in (0.0, 0.1):
-                loss, lse = ops.cross_entropy_forward(x, t, IGNORE, ls, reduction="none")
-                d = ops.cross_entropy_backward(g, x, t, lse, IGNORE, ls, reduction="none")
-                res.update({f"loss{ls}": loss, f"lse{ls}": lse, f"dce{ls}": d})
-        else:
-            x, b, dy = inp["x"], inp["b"], inp["dy"]
-            for act in ("gelu", "gelu_tanh"):
-                approx = "none" if act == "gelu" else "tanh"
-                dx, db = ops.bias_act_backward(dy, x, b, act)
-                res.update({f"{act}_y": ops.bias_act(x, b, act), f"{act}_dx": dx,
-                            f"{act}_db": db, f"{act}_y0": ops.gelu(x, approx),
-                            f"{act}_dx0": ops.gelu_backward(dy, x, approx)})
-    return res
-
-
 def _worker(out_path, threads):
     from pytransformer import _core as core
     core.set_num_threads(threads)
@@ -115,7 +85,7 @@ def _worker(out_path, threads):
     for case in _cases():
         if threads != 1 and case[1:3] not in BIG.values():
             continue
-        for name, a in _compute(case[0], _inputs(*case)).items():
+        for name, a in row_outputs(case[0], _inputs(*case)).items():
             arrays["/".join(map(str, case)) + "/" + name] = a
     arrays["kernels"] = np.array([core.isa_info()["kernels_float64"][f]
                                   for f in ("activation", "softmax")])
@@ -123,18 +93,7 @@ def _worker(out_path, threads):
 
 
 def _run(tmp_path, isa, threads):
-    env = dict(os.environ)
-    env["PT_ISA"] = isa
-    env.pop("PT_PORTABLE", None)
-    if isa == "portable":
-        env["PT_PORTABLE"] = "1"
-    out = tmp_path / f"{isa}-{threads}.npz"
-    code = ("import sys; from tests.test_avx2_f64_rows import _worker; "
-            "_worker(sys.argv[1], int(sys.argv[2]))")
-    subprocess.run([sys.executable, "-c", code, str(out), str(threads)], cwd=ROOT, env=env,
-                   check=True)
-    with np.load(out) as f:
-        return {k: f[k] for k in f.files}
+    return run_worker("test_avx2_f64_rows", tmp_path, isa, threads)
 
 
 @pytest.fixture(scope="module")

@@ -35,22 +35,18 @@ the 32-lane unrolled GELU body and every masked tail; rows hold NaN, +-inf,
 1e4 means (layer norm) and 1e4 logits, all -inf rows, ignore_index and
 label smoothing (cross-entropy).
 """
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pytransformer import reference
-from tests.rows_tolerance import (EPS64, close_where_finite, equal_bits,
-                                   float64_gelu_rows_close, float64_softmax_rows_close)
+from tests.rows_common import (EPS64, IGNORE, close_where_finite, equal_bits,
+                                float64_gelu_rows_close, float64_softmax_rows_close,
+                                row_outputs, run_worker)
 
-ROOT = Path(__file__).resolve().parent.parent
 LENGTHS = list(range(1, 71)) + [127, 128, 129, 1000, 4099]
 BIG = {"ln": (300, 129), "sm": (64, 1000), "gelu": (600, 129)}   # parallel, several chunks
-IGNORE = -100
 
 
 def _cpu_flags():
@@ -136,36 +132,18 @@ def _inputs(fam, dt, N, C, seed):
 
 
 def _compute(fam, inp):
-    """The kernels' outputs for one case, by name."""
+    """The kernels' outputs for one case, by name: layer norm here, the
+    softmax family and GELU by rows_common.row_outputs."""
+    if fam != "ln":
+        return row_outputs(fam, inp)
     from pytransformer import ops
-    res = {}
     with np.errstate(all="ignore"):
-        if fam == "ln":
-            x, w, b, dy = inp["x"], inp["w"], inp["b"], inp["dy"]
-            y, m, rs = ops.layer_norm_forward(x, w, b)
-            dx, dw, db = ops.layer_norm_backward(dy, x, w, m, rs)
-            y0, m0, rs0 = ops.layer_norm_forward(x)
-            dx0, _, _ = ops.layer_norm_backward(dy, x, None, m0, rs0)
-            res.update(y=y, mean=m, rstd=rs, dx=dx, dw=dw, db=db, y0=y0, dx0=dx0)
-        elif fam == "sm":
-            x, t, g, dy = inp["x"], inp["t"], inp["g"], inp["dy"]
-            y = ops.softmax(x)
-            ly = ops.log_softmax(x)
-            res.update(y=y, ly=ly, dsm=ops.softmax_backward(dy, y),
-                       dlsm=ops.log_softmax_backward(dy, ly))
-            for ls in (0.0, 0.1):
-                loss, lse = ops.cross_entropy_forward(x, t, IGNORE, ls, reduction="none")
-                d = ops.cross_entropy_backward(g, x, t, lse, IGNORE, ls, reduction="none")
-                res.update({f"loss{ls}": loss, f"lse{ls}": lse, f"dce{ls}": d})
-        else:
-            x, b, dy = inp["x"], inp["b"], inp["dy"]
-            for act in ("gelu", "gelu_tanh"):
-                approx = "none" if act == "gelu" else "tanh"
-                dx, db = ops.bias_act_backward(dy, x, b, act)
-                res.update({f"{act}_y": ops.bias_act(x, b, act), f"{act}_dx": dx,
-                            f"{act}_db": db, f"{act}_y0": ops.gelu(x, approx),
-                            f"{act}_dx0": ops.gelu_backward(dy, x, approx)})
-    return res
+        x, w, b, dy = inp["x"], inp["w"], inp["b"], inp["dy"]
+        y, m, rs = ops.layer_norm_forward(x, w, b)
+        dx, dw, db = ops.layer_norm_backward(dy, x, w, m, rs)
+        y0, m0, rs0 = ops.layer_norm_forward(x)
+        dx0, _, _ = ops.layer_norm_backward(dy, x, None, m0, rs0)
+    return dict(y=y, mean=m, rstd=rs, dx=dx, dw=dw, db=db, y0=y0, dx0=dx0)
 
 
 def _worker(out_path, threads):
@@ -181,18 +159,7 @@ def _worker(out_path, threads):
 
 
 def _run(tmp_path, isa, threads):
-    env = dict(os.environ)
-    env["PT_ISA"] = isa
-    env.pop("PT_PORTABLE", None)
-    if isa == "portable":
-        env["PT_PORTABLE"] = "1"
-    out = tmp_path / f"{isa}-{threads}.npz"
-    code = ("import sys; from tests.test_avx512_rows import _worker; "
-            "_worker(sys.argv[1], int(sys.argv[2]))")
-    subprocess.run([sys.executable, "-c", code, str(out), str(threads)], cwd=ROOT, env=env,
-                   check=True)
-    with np.load(out) as f:
-        return {k: f[k] for k in f.files}
+    return run_worker("test_avx512_rows", tmp_path, isa, threads)
 
 
 @pytest.fixture(scope="module")

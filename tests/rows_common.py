@@ -1,13 +1,69 @@
-"""The tolerance checks the SIMD row-kernel tests share
-(tests/test_avx512_rows.py, tests/test_avx2_f64_rows.py): bitwise
-equality, closeness where finite, and the stated bounds of the vectorised
-float64 softmax / log_softmax / cross-entropy and GELU rows against the
-portable rows (libm's exp, erf and tanh). Each test file's docstring
-states the bounds; the code that checks them is here, once.
+"""What the SIMD row-kernel tests (tests/test_avx512_rows.py,
+tests/test_avx2_f64_rows.py) share: the row kernels' outputs for one case,
+a run of a test module's worker in a child process at one ISA level,
+bitwise equality, closeness where finite, and the stated bounds of the
+vectorised float64 softmax / log_softmax / cross-entropy and GELU rows
+against the portable rows (libm's exp, erf and tanh). Each test file's
+docstring states the bounds; the code that checks them is here, once.
 """
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
+IGNORE = -100
+
 EPS64 = 2.0 ** -52
+
+
+def row_outputs(fam, inp):
+    """The softmax-family ("sm": softmax, log_softmax, their backwards,
+    cross-entropy with and without label smoothing) or GELU ("gelu": erf
+    and tanh forms, with and without bias, forward and backward) outputs
+    for the inputs inp, by name."""
+    from pytransformer import ops
+    res = {}
+    with np.errstate(all="ignore"):
+        if fam == "sm":
+            x, t, g, dy = inp["x"], inp["t"], inp["g"], inp["dy"]
+            y, ly = ops.softmax(x), ops.log_softmax(x)
+            res.update(y=y, ly=ly, dsm=ops.softmax_backward(dy, y),
+                       dlsm=ops.log_softmax_backward(dy, ly))
+            for ls in (0.0, 0.1):
+                loss, lse = ops.cross_entropy_forward(x, t, IGNORE, ls, reduction="none")
+                d = ops.cross_entropy_backward(g, x, t, lse, IGNORE, ls, reduction="none")
+                res.update({f"loss{ls}": loss, f"lse{ls}": lse, f"dce{ls}": d})
+        else:
+            x, b, dy = inp["x"], inp["b"], inp["dy"]
+            for act in ("gelu", "gelu_tanh"):
+                approx = "none" if act == "gelu" else "tanh"
+                dx, db = ops.bias_act_backward(dy, x, b, act)
+                res.update({f"{act}_y": ops.bias_act(x, b, act), f"{act}_dx": dx,
+                            f"{act}_db": db, f"{act}_y0": ops.gelu(x, approx),
+                            f"{act}_dx0": ops.gelu_backward(dy, x, approx)})
+    return res
+
+
+def run_worker(module, tmp_path, isa, threads):
+    """tests.<module>._worker(out, threads) in a child process with PT_ISA
+    set to isa (portable also with PT_PORTABLE=1, the old spelling), so the
+    level holds whether a path is read per call or once at import; returns
+    the arrays it saved, by name."""
+    env = dict(os.environ)
+    env["PT_ISA"] = isa
+    env.pop("PT_PORTABLE", None)
+    if isa == "portable":
+        env["PT_PORTABLE"] = "1"
+    out = tmp_path / f"{isa}-{threads}.npz"
+    code = (f"import sys; from tests.{module} import _worker; "
+            "_worker(sys.argv[1], int(sys.argv[2]))")
+    subprocess.run([sys.executable, "-c", code, str(out), str(threads)], cwd=ROOT, env=env,
+                   check=True)
+    with np.load(out) as f:
+        return {k: f[k] for k in f.files}
 
 
 def equal_bits(a, b, key):
