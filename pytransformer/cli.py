@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import textwrap
 
@@ -970,7 +971,8 @@ def _run(argv):
         return 2
     prog = command_parser.prog
     try:
-        return args.func(args)
+        with _interrupts_kept():
+            return args.func(args)
     except KeyboardInterrupt:
         if _reporting_rank():
             print(f"{prog}: interrupted", file=sys.stderr)
@@ -982,6 +984,40 @@ def _run(argv):
     except MemoryError as e:
         print(f"{prog}: out of memory{f' ({e})' if str(e) else ''}", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _interrupts_kept():
+    """Within it, a Ctrl-C that the interpreter would drop still interrupts.
+    A KeyboardInterrupt raised inside a weakref callback or a __del__ (an
+    import's module-lock callback, for one) is "ignored": printed, and the
+    command runs on to the end. Here sys.unraisablehook takes such an
+    interrupt and raises it again 10 ms later from a SIGALRM handler, in
+    whatever the main thread runs then (again, should that too be a
+    callback). Other unraisable exceptions go to the previous hook."""
+    import threading
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous_hook = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            signal.setitimer(signal.ITIMER_REAL, 0.01)
+        else:
+            previous_hook(unraisable)
+
+    def again(signum, frame):
+        raise KeyboardInterrupt
+
+    previous_alarm = signal.signal(signal.SIGALRM, again)
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_alarm)
 
 
 def _reporting_rank():

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -380,6 +381,41 @@ def test_ctrl_c_exits_130_without_traceback_or_output(tmp_path):
     assert p.returncode == 130, err
     assert "Traceback" not in err and err.rstrip().endswith("pytransformer analyze: interrupted")
     assert os.listdir(tmp_path) == []
+
+
+def test_an_interrupt_the_interpreter_would_drop_still_interrupts():
+    """A KeyboardInterrupt raised in a weakref callback (as a Ctrl-C landing
+    in an import's module-lock callback is) is dropped by the interpreter;
+    inside a command it is raised again in the command's own code, and
+    other unraisable exceptions still reach the previous hook."""
+    import weakref
+
+    class Obj:
+        pass
+
+    def drop(exc):
+        """Raise exc in a weakref callback, where the interpreter drops it."""
+        def callback(_):
+            raise exc
+        o = Obj()
+        r = weakref.ref(o, callback)
+        del o
+        return r
+
+    alarm = signal.getsignal(signal.SIGALRM)
+    seen = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda u: seen.append(type(u.exc_value))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with cli._interrupts_kept():
+                drop(ValueError("other"))
+                drop(KeyboardInterrupt())
+                time.sleep(2)                     # the interrupt comes back within 10 ms
+        assert seen == [ValueError]
+    finally:
+        sys.unraisablehook = previous
+    assert signal.getsignal(signal.SIGALRM) == alarm
 
 
 def test_train_max_len_shorter_than_the_corpus_is_a_usage_error(tmp_path, capsys):
