@@ -68,7 +68,7 @@ struct pt_dispatch pt_dispatch = {
     &pt_act_portable_f32, &pt_act_portable_f64, &pt_ln_portable_f32, &pt_ln_portable_f64,
     &pt_sm_portable_f32, &pt_sm_portable_f64, &pt_adamw_portable_f32, &pt_adamw_portable_f64,
     &pt_lin_portable_f32, &pt_lin_portable_f64,
-    PT_LINEAR_SWAP_ROWS_DEFAULT, 0, 0
+    PT_LINEAR_SWAP_ROWS_DEFAULT, 0, 0, 0
 };
 
 static int isa_level = PT_ISA_PORTABLE, isa_cpu_level = PT_ISA_PORTABLE;
@@ -120,6 +120,7 @@ int pt_isa_init(void)
         env_rows("PT_LINEAR_SWAP_ROWS", PT_LINEAR_SWAP_ROWS_DEFAULT),
         env_rows("PT_LINEAR_DOT_ROWS", lin_f32[level]->max_rows),
         env_rows("PT_LINEAR_PAR_MIN", lin_f32[level]->par_min),
+        env_rows("PT_LINEAR_PACKED_ROWS", PT_LINEAR_PACKED_ROWS_DEFAULT),
     };
     pt_dispatch = t;
     isa_level = level;

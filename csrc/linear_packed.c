@@ -70,7 +70,7 @@ int PT_FN(pt_linear_packed_forward)(real *y, const real *x, const real *wp, cons
 {
     void (*packed)(real *, const real *, const real *, const real *, int64_t, int64_t,
                    int64_t) = PT_KERNELS(lin)->packed_forward;
-    if (wp && packed && N > 0 && IN > 0 && OUT > 0 && N <= pt_dispatch.linear_dot_rows) {
+    if (wp && packed && N > 0 && IN > 0 && OUT > 0 && N <= pt_dispatch.linear_packed_rows) {
         packed(y, x, wp, b, N, IN, OUT);
         return PT_OK;
     }

@@ -74,8 +74,11 @@ struct pt_dispatch {
      * (PT_LINEAR_DOT_ROWS, else that path's max_rows). Both environment
      * variables are for benchmarks and tests; 0: never. The dot kernel
      * runs on one thread below linear_par_min multiply-adds
-     * (PT_LINEAR_PAR_MIN, else that path's par_min). */
-    int64_t linear_swap_rows, linear_dot_rows, linear_par_min;
+     * (PT_LINEAR_PAR_MIN, else that path's par_min). Over a packed weight
+     * (linear_packed.c) the packed kernel runs up to linear_packed_rows
+     * (PT_LINEAR_PACKED_ROWS, else PT_LINEAR_PACKED_ROWS_DEFAULT; 0:
+     * never). */
+    int64_t linear_swap_rows, linear_dot_rows, linear_par_min, linear_packed_rows;
 };
 /* linear.c and its paths, measured against OpenBLAS: the swapped product
  * below 128 rows; the AVX2 dot kernel up to 20 rows (an AMD EPYC; on an
@@ -85,6 +88,9 @@ struct pt_dispatch {
 #define PT_LINEAR_SWAP_ROWS_DEFAULT 128
 #define PT_LINEAR_DOT_ROWS_AVX2 20
 #define PT_LINEAR_DOT_ROWS_AVX512 64
+/* The packed kernel against OpenBLAS over MiniLM's projections (Intel
+ * Xeon, 1 thread): faster at 128 rows, level at 480. */
+#define PT_LINEAR_PACKED_ROWS_DEFAULT 512
 
 /* Written by pt_isa_init only (before any kernel runs); read by kernels. */
 extern struct pt_dispatch pt_dispatch;

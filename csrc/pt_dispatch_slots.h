@@ -197,7 +197,7 @@ struct PT_DSFX(pt_lin_kernels) {
     int64_t par_min;
     /* packed_forward: y(N,OUT) = x(N,IN) w^T (+ b) over wp, w packed by
      * pt_linear_pack (linear_packed.c: panels of PT_LINEAR_PANEL columns),
-     * for the same N as dot_forward; N, IN, OUT > 0. Each y element is
+     * for N up to the table's linear_packed_rows; N, IN, OUT > 0. Each y element is
      *   acc = 0; acc = acc + x[i,k] w[j,k] for k = 0..IN-1 in order; + b[j]
      * one rounding per product-add where the path fuses them (avx2 and
      * avx512 do, and so give the same bits), on one thread: independent

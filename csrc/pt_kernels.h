@@ -59,7 +59,7 @@ int PT_FN(pt_linear_pack)(real *wp, const real *w, int64_t OUT, int64_t IN);
 int PT_FN(pt_linear_pack_matches)(const real *wp, const real *w, int64_t OUT, int64_t IN);
 /* y(N,OUT) = x(N,IN) w^T + b over wp (pt_linear_pack of w) with the packed
  * kernel of the linear path in use, for N up to the table's
- * linear_dot_rows; otherwise, or with wp NULL, pt_linear_forward over w. */
+ * linear_packed_rows; otherwise, or with wp NULL, pt_linear_forward over w. */
 int PT_FN(pt_linear_packed_forward)(real *y, const real *x, const real *wp, const real *w,
                                     const real *b, int64_t N, int64_t IN, int64_t OUT);
 

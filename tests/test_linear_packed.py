@@ -114,18 +114,25 @@ def test_outputs_do_not_depend_on_threads_row_count_or_position(level):
             assert np.array_equal(_packed(x[lo:hi].copy(), wp, w, b), runs[0][lo:hi])
 
 
-def test_above_the_dot_rows_it_is_pt_linear_forward():
-    """Past the row count the packed kernel runs to, w itself goes to
-    pt_linear_forward (bitwise ops.linear); below it, the packed sum
-    order, which differs from the dot kernel's: the test tells them apart."""
+@pytest.mark.parametrize("rows", [None, 64])
+def test_above_the_packed_rows_it_is_pt_linear_forward(rows):
+    """Past the row count the packed kernel runs to (512 by default,
+    PT_LINEAR_PACKED_ROWS), w itself goes to pt_linear_forward (bitwise
+    ops.linear); up to it, the packed kernel. Told apart at the portable
+    level, whose packed loop rounds products and sums apart where the GEMM
+    fuses them (the x86 kernels' order can match a BLAS's bit for bit)."""
     rng = np.random.default_rng(3)
-    x, w, b = _rand(rng, 70, 384), _rand(rng, 1152, 384), _rand(rng, 1152)
+    limit = rows or 512
+    x, w, b = _rand(rng, limit + 1, 384), _rand(rng, 1152, 384), _rand(rng, 1152)
     wp = _pack(w)
-    with dispatch_env(PT_LINEAR_DOT_ROWS=64):
+    with use_isa("portable"), dispatch_env(PT_LINEAR_PACKED_ROWS=rows):
         assert np.array_equal(_packed(x, wp, w, b), ops.linear(x, w, b))
-        small = _packed(x[:17].copy(), wp, w, b)
-        if "avx512" in LEVELS or "avx2" in LEVELS:
-            assert not np.array_equal(small, ops.linear(x[:17].copy(), w, b))
+        top = _packed(x[:limit].copy(), wp, w, b)
+        assert not np.array_equal(top, ops.linear(x[:limit].copy(), w, b))
+        assert np.abs(top - _ref(x[:limit], w, b)).max() <= _bound(x, w, b)
+        with dispatch_env(PT_LINEAR_PACKED_ROWS=0):  # never
+            assert np.array_equal(_packed(x[:17].copy(), wp, w, b),
+                                  ops.linear(x[:17].copy(), w, b))
 
 
 def test_a_nan_stays_in_its_row():
