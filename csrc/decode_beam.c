@@ -14,10 +14,12 @@
  * further extensions of r copy r's cache into a row whose hypothesis has
  * no extension. A step copies k minus the number of extended hypotheses
  * rows per sentence, instead of k. A sentence that leaves the batch
- * frees its block, which the last block takes (its caches, cross-attention
- * caches and memory mask rows): one block moves, not every block after
- * it. (The order of the sentences in the batch changes nothing but where
- * their rows sit in the products.)
+ * frees its block, which the last block takes (its self-attention
+ * caches): one block moves, not every block after it. (The order of the
+ * sentences in the batch changes nothing but where their rows sit in the
+ * products.) The cross-attention caches and the memory mask hold one row
+ * per sentence, read in place by the k rows of its block (mem_row: the
+ * sentence of each row), and never move.
  *
  * Per step:
  *   x       = embed[token] * embed_scale + positions[t] (each row)
@@ -50,7 +52,7 @@
  *   N * E              the step's inputs, then the stack's outputs
  *   N * V              logits, then log-probabilities
  *   pt_decoder_step's  (N, capacity max_len, memory length S)
- * int64: 3B + 6N + 2*N*max_len + 3k; double: 5N + B (+ N*max_len with
+ * int64: 3B + 7N + 2*N*max_len + 3k; double: 5N + B (+ N*max_len with
  * log-probabilities).
  */
 #include <string.h>
@@ -73,7 +75,7 @@ int64_t PT_FN(pt_beam_workspace)(const GREEDY *g, int64_t B, int64_t k, int64_t 
 int64_t PT_FN(pt_beam_iworkspace)(int64_t B, int64_t k, int64_t max_len)
 {
     if (B < 0 || k < 1 || max_len < 1) return 0;
-    return 3 * B + 6 * B * k + 2 * B * k * max_len + 3 * k;
+    return 3 * B + 7 * B * k + 2 * B * k * max_len + 3 * k;
 }
 
 int64_t PT_FN(pt_beam_dworkspace)(int64_t B, int64_t k, int64_t max_len, int want_logp)
@@ -248,7 +250,7 @@ static inline void PT_SFX(beam_place)(PT_SFX(beam) *c, int64_t a, int64_t j, int
 }
 
 int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *self_v,
-                          real *const *cross_k, real *const *cross_v, real *src_mask,
+                          real *const *cross_k, real *const *cross_v, const real *src_mask,
                           int64_t B, int64_t S, int64_t max_len, int64_t k, int penalty_kind,
                           double alpha, int64_t *count, int64_t *ids, int64_t *lengths,
                           int64_t *ended, double *scores, double *logp, real *work,
@@ -289,6 +291,7 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
     c.top_i = iw; iw += 2 * N;
     c.hist_tok = iw; iw += N * L;
     c.hist_par = iw; iw += N * L;
+    int64_t *mem_row = iw; iw += N;
     int64_t *os = iw, *claimed = os + k, *dup = claimed + k;
     double *dw = dwork;
     c.score = dw; dw += N;
@@ -315,10 +318,11 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
     int64_t nact = B, kk = 1;
     for (int64_t t = 0; t < L && nact > 0; t++) {
         int64_t n = nact * kk;
+        for (int64_t r = 0; r < n; r++) mem_row[r] = c.sent[r / kk];
         int st = PT_SFX(dec_embed)(g, x, c.ptok, n, t);
         if (st != PT_OK) return st;
         st = PT_SFX(dec_logits)(g, lg, x, step_work, self_k, self_v, cross_k, cross_v,
-                                src_mask, n, t, L, S);
+                                src_mask, mem_row, n, t, L, S);
         if (st != PT_OK) return st;
         st = PT_FN(pt_softmax_forward)(lg, lg, n, V, 1);
         if (st != PT_OK) return st;
@@ -335,7 +339,6 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
                 if (!c.nkeep[a]) continue;
                 if (a != j) {
                     PT_SFX(dec_copy_self)(g, self_k, self_v, a, j, L, t + 1);
-                    PT_SFX(dec_copy_cross)(g, cross_k, cross_v, src_mask, a, j, 1, S);
                     c.sent[j] = c.sent[a];
                     c.nkeep[j] = c.nkeep[a];
                     memmove(c.keep_par + j * k, c.keep_par + a * k, (size_t)k * sizeof(int64_t));
@@ -348,10 +351,7 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
             for (int64_t a = j - 1; a >= 0; a--) {
                 for (int64_t i = 0; i < k; i++) {
                     int64_t p = a * k + i;
-                    if (p != a) {
-                        PT_SFX(dec_copy_self)(g, self_k, self_v, a, p, L, t + 1);
-                        PT_SFX(dec_copy_cross)(g, cross_k, cross_v, src_mask, a, p, 1, S);
-                    }
+                    if (p != a) PT_SFX(dec_copy_self)(g, self_k, self_v, a, p, L, t + 1);
                 }
                 for (int64_t i = 0; i < k; i++) {
                     PT_SFX(beam_place)(&c, a, a, i, a * k + i, t);
@@ -395,7 +395,6 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
                                               ob + os[c.keep_par[ob + i]], nb + f, L, t + 1);
                     PT_SFX(beam_place)(&c, from, a, i, nb + f, t);
                 }
-                if (nb != ob) PT_SFX(dec_copy_cross)(g, cross_k, cross_v, src_mask, ob, nb, k, S);
                 for (int64_t i = 0; i < k; i++)
                     c.score[nb + i] = i < nk ? c.keep_sc[ob + i] : -INFINITY;
                 c.sent[a] = c.sent[from];

@@ -4,9 +4,11 @@
  * sentence (pt_decoder_cross_kv), and one step of the whole stack for one
  * new position (pt_decoder_step): per layer, causal self-attention over the
  * key/value cache (the new position's keys/values appended in place),
- * cross-attention over the memory's, and the feed-forward block, each with
- * its residual connection and LayerNorm (pt_layer.h, shared with the
- * encoder). The single-query attentions are pt_attention_decode.
+ * cross-attention over the memory's (a row reads the memory row it is
+ * given, so the rows of one sentence share one copy), and the feed-forward
+ * block, each with its residual connection and LayerNorm (pt_layer.h,
+ * shared with the encoder). The single-query attentions are
+ * pt_attention_decode.
  *
  * Step workspace, for batch B:
  *   A  B * max(3E, F)   the q/k/v projection, the cross query, the FFN hidden
@@ -58,7 +60,8 @@ int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, re
                            const PT_FN(pt_layer) *layers, int64_t nlayers,
                            const real *const *cross_k, const real *const *cross_v,
                            const real *src_mask, const int64_t *src_len,
-                           int64_t B, int64_t t, int64_t capacity, int64_t S,
+                           const int64_t *mem_row, int64_t B, int64_t t, int64_t capacity,
+                           int64_t S,
                            int final_norm, const real *final_w, const real *final_b,
                            real final_eps)
 {
@@ -87,7 +90,7 @@ int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, re
                 memcpy(sv + dst, A + b * 3 * E + 2 * E + h * d, (size_t)d * sizeof(real));
             }
         LAY_TRY(PT_FN(pt_attention_decode)(O, E, scores, A, 3 * E, sk, sv, H * hs, hs,
-                                           NULL, NULL, B, H, t + 1, d, scale));
+                                           NULL, NULL, NULL, B, H, t + 1, d, scale));
         LAY_TRY(PT_FN(pt_linear_forward)(Y, O, L->sa_ow, L->sa_ob, B, E, E));
         LAY_TRY(PT_SFX(lay_residual)(x, Y, mean, rstd, L, 0, B));
 
@@ -95,8 +98,8 @@ int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, re
         LAY_TRY(PT_SFX(lay_norm_in)(&in, Y, mean, rstd, x, L, 1, B));
         LAY_TRY(PT_FN(pt_linear_forward)(A, in, L->ca_w, L->ca_b, B, E, E));
         LAY_TRY(PT_FN(pt_attention_decode)(O, E, scores, A, E, cross_k[l], cross_v[l],
-                                           H * S * d, S * d, src_mask, src_len, B, H, S, d,
-                                           scale));
+                                           H * S * d, S * d, src_mask, src_len, mem_row, B,
+                                           H, S, d, scale));
         LAY_TRY(PT_FN(pt_linear_forward)(Y, O, L->ca_ow, L->ca_ob, B, E, E));
         LAY_TRY(PT_SFX(lay_residual)(x, Y, mean, rstd, L, 1, B));
 

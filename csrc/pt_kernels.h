@@ -192,15 +192,19 @@ int PT_FN(pt_encoder_forward)(real *x, real *work, const PT_FN(pt_layer) *layers
  * q of (b, h) at q + b*q_ld + h*D, out at out + b*out_ld + h*D; the keys
  * of (b, h) start at k + b*kv_bstride + h*kv_hstride, key j D further each
  * (v likewise), so a cache (B, H, capacity, D) is read in place.
- * n = Tk, or min(lengths[b], Tk) when lengths is not NULL; mask (B, Tk)
- * additive or NULL. A row with no visible key gives zeros. scores is
+ * n = Tk, or min(lengths[b], Tk) when lengths is not NULL; mask (rows, Tk)
+ * additive or NULL. kv_row (B) or NULL: query row b reads key/value row
+ * r = kv_row[b] (>= 0; r = b when NULL) -- the keys and values at
+ * r*kv_bstride, mask row r, lengths[r] -- so rows that share a memory read
+ * one copy of it. A row with no visible key gives zeros. scores is
  * scratch of B*H*Tk elements. Each (b, h) is summed by one thread in key
- * order: the result does not depend on the thread count. */
+ * order: the result does not depend on the thread count, nor on which
+ * row holds the keys. */
 int PT_FN(pt_attention_decode)(real *out, int64_t out_ld, real *scores,
                                const real *q, int64_t q_ld, const real *k, const real *v,
                                int64_t kv_bstride, int64_t kv_hstride, const real *mask,
-                               const int64_t *lengths, int64_t B, int64_t H, int64_t Tk,
-                               int64_t D, real scale);
+                               const int64_t *lengths, const int64_t *kv_row, int64_t B,
+                               int64_t H, int64_t Tk, int64_t D, real scale);
 
 /* Workspace elements of pt_decoder_cross_kv for memory (B, S, E). */
 int64_t PT_FN(pt_decoder_cross_kv_workspace)(const PT_FN(pt_layer) *layer, int64_t B,
@@ -219,13 +223,16 @@ int64_t PT_FN(pt_decoder_step_workspace)(const PT_FN(pt_layer) *layer, int64_t B
  * position t, := the stack's outputs there (then the final norm when
  * final_norm != 0). Per layer l, self_k[l], self_v[l] (B, H, capacity, E/H)
  * hold positions 0..t-1 and receive position t's keys/values; cross_k[l],
- * cross_v[l] (B, H, S, E/H) are from pt_decoder_cross_kv. The memory keys
- * are masked by src_mask (B, S) additive, or by src_len (B) (keys >= the
- * length are masked), or neither (NULL). 0 <= t < capacity. */
+ * cross_v[l] (M, H, S, E/H) are from pt_decoder_cross_kv, for M memory
+ * rows: row b reads memory row mem_row[b] (mem_row (B) or NULL: row b,
+ * M = B). The memory keys are masked by src_mask (M, S) additive, or by
+ * src_len (M) (keys >= the length are masked), or neither (NULL).
+ * 0 <= t < capacity. */
 int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, real *work,
                            const PT_FN(pt_layer) *layers, int64_t nlayers,
                            const real *const *cross_k, const real *const *cross_v,
                            const real *src_mask, const int64_t *src_len,
-                           int64_t B, int64_t t, int64_t capacity, int64_t S,
+                           const int64_t *mem_row, int64_t B, int64_t t, int64_t capacity,
+                           int64_t S,
                            int final_norm, const real *final_w, const real *final_b,
                            real final_eps);

@@ -125,7 +125,7 @@ static void DS(reference)(const DS(pt_greedy) *g, DT **sk, DT **sv, DT **ck, DT 
                 x[i * E + c] = e + g->positions[t * E + c];
             }
         DS(pt_decoder_step)(x, sk, sv, work, g->layers, L, (const DT *const *)ck,
-                            (const DT *const *)cv, m, NULL, n, t, T, S, g->final_norm,
+                            (const DT *const *)cv, m, NULL, NULL, n, t, T, S, g->final_norm,
                             g->final_w, g->final_b, g->final_eps);
         DS(pt_linear_forward)(lg, x, g->gen_w, g->gen_b, n, E, V);
         for (long i = 0; i < n; i++) {
@@ -240,13 +240,15 @@ static void DS(test_beam)(int norm_first, int act, int final, int masked, double
     int nk = 0;
     DS(random_decoder)(&g, layers, keep, &nk, norm_first, act, final, eos_shift, T);
 
-    DT *sk[2][2], *sv[2][2], *ck[2][2], *cv[2][2];      /* [copy][layer] */
+    /* [copy][layer]: the loop's cross caches hold the B sentences (its
+     * rows share them), the reference's a row per hypothesis */
+    DT *sk[2][2], *sv[2][2], *ck[2][2], *cv[2][2];
     for (long l = 0; l < L; l++)
         for (int c = 0; c < 2; c++) {
             sk[c][l] = xcalloc(N * H * T * d, sizeof(DT));
             sv[c][l] = xcalloc(N * H * T * d, sizeof(DT));
-            ck[c][l] = xcalloc(N * H * S * d, sizeof(DT));
-            cv[c][l] = xcalloc(N * H * S * d, sizeof(DT));
+            ck[c][l] = xcalloc((c ? N : B) * H * S * d, sizeof(DT));
+            cv[c][l] = xcalloc((c ? N : B) * H * S * d, sizeof(DT));
             if (c == 0) {
                 DT *a = DS(rnd)(B * H * S * d, 1.0), *b = DS(rnd)(B * H * S * d, 1.0);
                 memcpy(ck[0][l], a, B * H * S * d * sizeof(DT));
@@ -259,11 +261,11 @@ static void DS(test_beam)(int norm_first, int act, int final, int masked, double
         }
     DT *mask = NULL, *mask2 = NULL;
     if (masked) {
-        mask = xcalloc(N * S, sizeof *mask);
+        mask = xcalloc(B * S, sizeof *mask);
         mask2 = xcalloc(N * S, sizeof *mask2);
         for (long b = 0; b < B; b++)
             for (long s = 0; s < S; s++) mask[b * S + s] = s > b % S ? -INFINITY : 0;
-        memcpy(mask2, mask, N * S * sizeof *mask);
+        memcpy(mask2, mask, B * S * sizeof *mask);
     }
     int64_t *cnt = xcalloc(B, sizeof *cnt), *cnt2 = xcalloc(B, sizeof *cnt2);
     int64_t *ids = xcalloc(N * T, sizeof *ids), *ids2 = xcalloc(N * T, sizeof *ids2);
