@@ -226,10 +226,12 @@ static void lin_dot_forward(float *y, const float *x, const float *w, const floa
 
 /* The portable and avx2 paths of the dispatch table (pt_dispatch.h); the
  * avx512 one is in linear_avx512.c. The dot kernels are float32 only. */
-const struct PT_SFX(pt_lin_kernels) PT_SFX(pt_lin_portable) = {"portable", NULL, 0, 0};
+const struct PT_SFX(pt_lin_kernels) PT_SFX(pt_lin_portable) = {
+    "portable", NULL, 0, 0, PT_SFX(pt_linear_packed_portable)};
 #if LIN_DOT
 const struct pt_lin_kernels_f32 pt_lin_avx2_f32 = {"avx2", lin_dot_forward,
-                                                   PT_LINEAR_DOT_ROWS_AVX2, 2000000};
+                                                   PT_LINEAR_DOT_ROWS_AVX2, 2000000,
+                                                   pt_linear_packed_avx2_f32};
 #endif
 
 /* y(N,OUT) = x w^T + b via yT(OUT,N) = w x^T + b (b broadcast along rows

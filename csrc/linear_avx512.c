@@ -236,5 +236,6 @@ LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const
 }
 
 const struct pt_lin_kernels_f32 pt_lin_avx512_f32 = {"avx512", lr_forward,
-                                                     PT_LINEAR_DOT_ROWS_AVX512, LR_PAR_MIN};
+                                                     PT_LINEAR_DOT_ROWS_AVX512, LR_PAR_MIN,
+                                                     pt_linear_packed_avx512_f32};
 #endif

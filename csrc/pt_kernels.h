@@ -43,6 +43,26 @@ int PT_FN(pt_linear_backward)(real *dx, real *dw, real *db,
                               const real *dy, const real *x, const real *w,
                               int64_t N, int64_t IN, int64_t OUT, int accumulate);
 
+/* ======================================================= linear_packed.c */
+/* A weight w (OUT, IN) copied once into panels of PT_LINEAR_PANEL columns
+ * (output features), for the linear family's packed_forward: element
+ * (j, k) at wp[(g*IN + k)*PT_LINEAR_PANEL + j - g*PT_LINEAR_PANEL] for
+ * panel g = j / PT_LINEAR_PANEL, the last panel zero-padded. One layout
+ * for every ISA path. pt_linear_pack_size: wp's elements. */
+#define PT_LINEAR_PANEL 64
+int64_t PT_FN(pt_linear_pack_size)(int64_t OUT, int64_t IN);
+int PT_FN(pt_linear_pack)(real *wp, const real *w, int64_t OUT, int64_t IN);
+/* 1 when wp holds w's values at a fixed sample of elements (the first,
+ * the last and 30 spread between, compared bit for bit), else 0: a cheap
+ * net for a weight overwritten where no version counter saw it (it
+ * cannot see a change of one element it does not sample). */
+int PT_FN(pt_linear_pack_matches)(const real *wp, const real *w, int64_t OUT, int64_t IN);
+/* y(N,OUT) = x(N,IN) w^T + b over wp (pt_linear_pack of w) with the packed
+ * kernel of the linear path in use, for N up to the table's
+ * linear_dot_rows; otherwise, or with wp NULL, pt_linear_forward over w. */
+int PT_FN(pt_linear_packed_forward)(real *y, const real *x, const real *wp, const real *w,
+                                    const real *b, int64_t N, int64_t IN, int64_t OUT);
+
 /* ========================================================== activation.c */
 /* y(N,C) = act(x + bias); bias (C) may be NULL; y may equal x (in place). */
 int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
@@ -162,6 +182,11 @@ typedef struct PT_FN(pt_layer) {
     const real *ff2_w, *ff2_b;   /* linear2 (E, F), (E) */
     const real *norm_w[3], *norm_b[3];   /* norm1..norm3, (E) each */
     real norm_eps[3];
+    /* pt_linear_pack copies of sa_w, sa_ow, ff1_w, ff2_w, or NULL (the
+     * weight is read in place): the encoder's projections of few rows
+     * then run over them (pt_linear_packed_forward). The caller keeps
+     * them equal to the weights. */
+    const real *sa_wp, *sa_owp, *ff1_wp, *ff2_wp;
 } PT_FN(pt_layer);
 
 /* Workspace elements pt_encoder_forward needs for N rows of sequences of

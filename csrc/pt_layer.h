@@ -114,14 +114,17 @@ static inline int PT_SFX(lay_norm_in)(const real **in, real *buf, real *mean, re
                                        L->E, L->norm_eps[i]);
 }
 
-/* out (N, E) := linear2(act(linear1(in))); h (N, F) scratch. */
+/* out (N, E) := linear2(act(linear1(in))); h (N, F) scratch; over the
+ * packed weights where the layer has them. */
 static inline int PT_SFX(lay_ff_block)(real *out, real *h, const real *in, const PT_FN(pt_layer) *L,
                                 int64_t N)
 {
-    LAY_TRY(PT_FN(pt_linear_forward)(h, in, L->ff1_w, L->ff1_b, N, L->E, L->F));
+    LAY_TRY(PT_FN(pt_linear_packed_forward)(h, in, L->ff1_wp, L->ff1_w, L->ff1_b, N, L->E,
+                                            L->F));
     if (L->act != PT_ACT_NONE)
         LAY_TRY(PT_FN(pt_bias_act_forward)(h, h, NULL, N, L->F, L->act));
-    return PT_FN(pt_linear_forward)(out, h, L->ff2_w, L->ff2_b, N, L->F, L->E);
+    return PT_FN(pt_linear_packed_forward)(out, h, L->ff2_wp, L->ff2_w, L->ff2_b, N, L->F,
+                                           L->E);
 }
 
 /* The stack's final norm, in place on x (N, E). */

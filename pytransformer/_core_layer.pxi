@@ -1,6 +1,7 @@
 # _core_layer.pxi: bindings for csrc/layer_encoder.c, layer_decoder.c,
 # attention_decode.c, decode_greedy.c and decode_beam.c (included by _core.pyx).
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 
 # The parameters of one layer, in pt_layer's order; n1..n3 are norm1..norm3.
 LAYER_FIELDS = ("sa_w", "sa_b", "sa_ow", "sa_ob", "ca_w", "ca_b", "ca_ow", "ca_ob",
@@ -33,7 +34,19 @@ cdef class LayerStack:
     The LayerStack keeps the arrays alive; stale() says when a parameter
     now holds a different array or a module another parameter (then build
     a new LayerStack). It owns the
-    workspace the kernels use, reused across calls."""
+    workspace the kernels use, reused across calls.
+
+    packed=True (float32 encoder stacks): the projection weights given as
+    Parameters/Tensors (or (mapping, key) pairs naming one) are also copied
+    into the panel layout of the linear family's packed kernel
+    (csrc/linear_packed.c), which the projections of few rows read
+    instead. A copy is kept equal to its weight: before each call, a
+    weight whose tensor's version counter moved (the tensor's in-place
+    methods, load_state_dict, the optimizers and nn.init count their
+    writes there) or whose array no longer matches the copy at a fixed
+    sample of elements is packed again; a weight given another array makes
+    the stack stale(). A call made while another call of this LayerStack
+    runs reads every weight in place."""
 
     cdef pt_layer_f32 *l32
     cdef pt_layer_f64 *l64
@@ -47,16 +60,21 @@ cdef class LayerStack:
     cdef object _work
     cdef bint _busy
     cdef list _bound
+    cdef list _packs
+    cdef pt_layer_f32 *_unpacked
+    cdef readonly int64_t repacks
 
     def __cinit__(self):
         self.l32 = NULL
         self.l64 = NULL
+        self._unpacked = NULL
 
     def __dealloc__(self):
         free(self.l32)
         free(self.l64)
+        free(self._unpacked)
 
-    def __init__(self, list layers, object final=None, bint decoder=False):
+    def __init__(self, list layers, object final=None, bint decoder=False, bint packed=False):
         if not layers:
             raise ValueError("layers: expected at least one layer")
         if len(layers) > _MAX_STACK:
@@ -96,6 +114,79 @@ cdef class LayerStack:
         self._work = None
         self._busy = False
         self._bound = None
+        self._packs = []
+        self.repacks = 0
+        if packed and self.l32 != NULL and not decoder:
+            for i in range(n):
+                self._pack_weights(i, layers[i])
+
+    cdef _pack_weights(self, Py_ssize_t i, dict d):
+        """Pack layer i's projection weights that come with a version
+        counter (a Parameter or Tensor, or a (mapping, key) naming one) and
+        point the layer's *_wp fields at the copies."""
+        cdef pt_layer_f32 *a = &self.l32[i]
+        cdef int64_t E = self.E, F = self.F
+        cdef int64_t out, n_in, size, off
+        cdef const float *w
+        for f, out, n_in in (("sa_w", 3 * E, E), ("sa_ow", E, E), ("ff1_w", F, E),
+                             ("ff2_w", E, F)):
+            t = d.get(f)
+            if isinstance(t, tuple):
+                t = t[0].get(t[1])
+            vc = getattr(t, "_vc", None)
+            if not isinstance(vc, list):
+                continue                  # no version counter: read in place
+            w = a.sa_w if f == "sa_w" else a.sa_ow if f == "sa_ow" else (
+                a.ff1_w if f == "ff1_w" else a.ff2_w)
+            size = pt_linear_pack_size_f32(out, n_in)
+            buf = np.empty(size + 16, np.float32)
+            off = (-<int64_t><uintptr_t>_ptr(buf) % 64) // 4     # 64-byte aligned panels
+            buf = buf[off:off + size]
+            check_status(pt_linear_pack_f32(<float *>_ptr(buf), w, out, n_in))
+            if f == "sa_w":
+                a.sa_wp = <float *>_ptr(buf)
+            elif f == "sa_ow":
+                a.sa_owp = <float *>_ptr(buf)
+            elif f == "ff1_w":
+                a.ff1_wp = <float *>_ptr(buf)
+            else:
+                a.ff2_wp = <float *>_ptr(buf)
+            # [tensor, its counter list, version packed, weight, copy, out, in]
+            self._packs.append([t, vc, vc[0], <uintptr_t>w, buf, out, n_in])
+
+    @property
+    def packed(self):
+        """How many weights have a packed copy."""
+        return len(self._packs)
+
+    cdef _refresh(self):
+        """Pack again every weight whose version moved or whose array no
+        longer matches its copy at the sampled elements."""
+        cdef list e
+        cdef const float *w
+        cdef float *wp
+        for e in self._packs:
+            vc = e[0]._vc
+            w = <const float *><uintptr_t>e[3]
+            wp = <float *>_ptr(e[4])
+            if vc is e[1] and vc[0] == e[2] and pt_linear_pack_matches_f32(wp, w, e[5], e[6]):
+                continue
+            check_status(pt_linear_pack_f32(wp, w, e[5], e[6]))
+            e[1], e[2] = vc, vc[0]
+            self.repacks += 1
+
+    cdef const pt_layer_f32 *_layers_unpacked(self) except NULL:
+        """The layers with no packed weights (for a call made while
+        another runs: the copies may be repacked only between calls)."""
+        if self._unpacked == NULL:
+            self._unpacked = <pt_layer_f32 *>malloc(self.nlayers * sizeof(pt_layer_f32))
+            if self._unpacked == NULL:
+                raise MemoryError("LayerStack: out of memory")
+            memcpy(self._unpacked, self.l32, self.nlayers * sizeof(pt_layer_f32))
+            for i in range(self.nlayers):
+                self._unpacked[i].sa_wp = self._unpacked[i].sa_owp = NULL
+                self._unpacked[i].ff1_wp = self._unpacked[i].ff2_wp = NULL
+        return self._unpacked
 
     cdef object _keep(self, str name, object p, tuple shape):
         """Check one parameter's array and keep it with where it came from:
@@ -143,6 +234,7 @@ cdef class LayerStack:
         cdef int k
         if self.l32 != NULL:
             a = &self.l32[i]
+            a.sa_wp = a.sa_owp = a.ff1_wp = a.ff2_wp = NULL   # _pack_weights sets them
             a.E, a.H, a.F = E, H, F
             a.norm_first, a.act = bool(d["norm_first"]), _ACTS[act]
             a.sa_w = <float *><uintptr_t>ptr["sa_w"]; a.sa_b = <float *><uintptr_t>ptr["sa_b"]
@@ -157,6 +249,7 @@ cdef class LayerStack:
                 a.norm_eps[k] = <float>eps[k]
         else:
             b = &self.l64[i]
+            b.sa_wp = b.sa_owp = b.ff1_wp = b.ff2_wp = NULL
             b.E, b.H, b.F = E, H, F
             b.norm_first, b.act = bool(d["norm_first"]), _ACTS[act]
             b.sa_w = <double *><uintptr_t>ptr["sa_w"]; b.sa_b = <double *><uintptr_t>ptr["sa_b"]
@@ -241,11 +334,17 @@ cdef class LayerStack:
         cdef int causal = is_causal, st
         cdef int64_t nl = stop - start
         cdef bint mine = not self._busy
+        cdef const pt_layer_f32 *lay = self.l32
+        if self._packs:
+            if mine:
+                self._refresh()
+            else:
+                lay = self._layers_unpacked()
         self._busy = True
         try:
             if self.l32 != NULL:
                 with nogil:
-                    st = pt_encoder_forward_f32(<float *>px, <float *>pw, self.l32 + start, nl,
+                    st = pt_encoder_forward_f32(<float *>px, <float *>pw, lay + start, nl,
                                                 po, <float *>pk, <float *>pa, B, T, causal, fin,
                                                 <float *>fw, <float *>fb, <float>self._final_eps)
             else:

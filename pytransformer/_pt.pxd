@@ -47,6 +47,10 @@ cdef extern from "pt.h" nogil:
     int pt_linear_forward_f64(double *y, const double *x, const double *w, const double *b, int64_t N, int64_t IN, int64_t OUT)
     int pt_linear_backward_f32(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int64_t N, int64_t IN, int64_t OUT, int accumulate)
     int pt_linear_backward_f64(double *dx, double *dw, double *db, const double *dy, const double *x, const double *w, int64_t N, int64_t IN, int64_t OUT, int accumulate)
+    int64_t pt_linear_pack_size_f32(int64_t OUT, int64_t IN)
+    int pt_linear_pack_f32(float *wp, const float *w, int64_t OUT, int64_t IN)
+    int pt_linear_pack_matches_f32(const float *wp, const float *w, int64_t OUT, int64_t IN)
+    int pt_linear_packed_forward_f32(float *y, const float *x, const float *wp, const float *w, const float *b, int64_t N, int64_t IN, int64_t OUT)
     int pt_bias_act_forward_f32(float *y, const float *x, const float *bias, int64_t N, int64_t C, int kind)
     int pt_bias_act_forward_f64(double *y, const double *x, const double *bias, int64_t N, int64_t C, int kind)
     int pt_bias_act_backward_f32(float *dx, float *dbias, const float *dy, const float *x, const float *bias, int64_t N, int64_t C, int kind, int accumulate)
@@ -97,6 +101,10 @@ cdef extern from "pt.h" nogil:
         const float *norm_w[3]
         const float *norm_b[3]
         float norm_eps[3]
+        const float *sa_wp
+        const float *sa_owp
+        const float *ff1_wp
+        const float *ff2_wp
     ctypedef struct pt_layer_f64:
         int64_t E, H, F
         int norm_first, act
@@ -115,6 +123,10 @@ cdef extern from "pt.h" nogil:
         const double *norm_w[3]
         const double *norm_b[3]
         double norm_eps[3]
+        const double *sa_wp
+        const double *sa_owp
+        const double *ff1_wp
+        const double *ff2_wp
     int64_t pt_encoder_workspace_f32(const pt_layer_f32 *layer, int64_t N, int64_t B, int64_t T, int both_masks)
     int64_t pt_encoder_workspace_f64(const pt_layer_f64 *layer, int64_t N, int64_t B, int64_t T, int both_masks)
     int pt_encoder_forward_f32(float *x, float *work, const pt_layer_f32 *layers, int64_t nlayers, const int64_t *offsets, const float *key_mask, const float *attn_mask, int64_t B, int64_t T, int is_causal, int final_norm, const float *final_w, const float *final_b, float final_eps)

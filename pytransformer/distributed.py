@@ -350,6 +350,7 @@ class DataParallel:
             _wait([comm().Ibcast(buf, root=0)], self.timeout, "the parameter broadcast")
             if buf is not p.data:
                 p.data[...] = buf
+            p._vc[0] += 1                 # changed in place: a new version
 
     def checksum(self):
         """A CRC-32 of this rank's parameters (their bytes, in order)."""

@@ -8,10 +8,10 @@ and 1e-5 (float32, a few float32 ulps of the layer outputs times the
 depth). Measured over 200 random encoder configurations per dtype and
 the BERT test, every module of the reference on its module path (Intel
 Xeon, Sapphire Rapids class, AVX-512): float64 bitwise equal in all 206
-comparisons; float32 bitwise equal in 202, at most 2.1e-7 relative in the
-other 4 (where the packed BERT path gives a projection another row count
-than the padded module path, so one side takes the linear family's
-few-rows kernel and the other the GEMM).
+comparisons. float32 encoder stacks read packed copies of their
+projection weights (csrc/linear_packed.c), whose outputs sum in another
+order than the module path's few-rows kernel or GEMM: float32 within a
+few ulps of the outputs times the depth.
 
 The cached decoder step (one C call per position for the whole stack)
 sums its single-query attention in its own order (attention_decode.c), so

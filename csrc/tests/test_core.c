@@ -487,6 +487,38 @@ static void SW(sweep_gemm)(void)
                         }
 }
 
+/* The packed weight of w (linear_packed.c): the same product as y (to a
+ * bound of IN float roundings of the largest term sum), every element
+ * written, the copy matching w at its samples. */
+static void SW(sweep_packed)(const SWEEP_T *y, const SWEEP_T *x, const SWEEP_T *w,
+                             const SWEEP_T *bias, long N, long IN, long OUT)
+{
+    SWEEP_T *wp = malloc((size_t)SW(pt_linear_pack_size)(OUT, IN) * sizeof *wp);
+    SWEEP_T *yp = SW(nans)(N * OUT);
+    SWEEP_OK(SW(pt_linear_pack)(wp, w, OUT, IN));
+    SWEEP_OK(SW(pt_linear_packed_forward)(yp, x, wp, w, bias, N, IN, OUT));
+    SW(no_nan)(yp, N * OUT);
+    double eps = sizeof(SWEEP_T) == 4 ? 1.2e-7 : 2.3e-16;
+    for (long i = 0; i < N; i++)
+        for (long o = 0; o < OUT; o++) {
+            double mag = bias ? fabs((double)bias[o]) : 0;
+            for (long k = 0; k < IN; k++) mag += fabs((double)x[i * IN + k] * w[o * IN + k]);
+            if (fabs((double)yp[i * OUT + o] - y[i * OUT + o]) > 4 * (IN + 1) * eps * mag) {
+                printf("sweep packed N=%ld IN=%ld OUT=%ld (%ld, %ld): %g vs %g  FAIL\n", N, IN,
+                       OUT, i, o, (double)yp[i * OUT + o], (double)y[i * OUT + o]);
+                failures++;
+                i = N;
+                break;
+            }
+        }
+    if (!SW(pt_linear_pack_matches)(wp, w, OUT, IN)) {
+        printf("sweep packed N=%ld IN=%ld OUT=%ld: pack_matches 0  FAIL\n", N, IN, OUT);
+        failures++;
+    }
+    free(wp);
+    free(yp);
+}
+
 static void SW(sweep_linear)(void)
 {
     static const long Ns[] = {1, 2, 3, 20, 21, 130}, INs[] = {1, 8, 9, 33}, OUTs[] = {1, 4, 5, 65};
@@ -500,6 +532,7 @@ static void SW(sweep_linear)(void)
                     SWEEP_T *y = SW(nans)(N * OUT), *dx = SW(nans)(N * IN);
                     SWEEP_T *dw = SW(nans)(OUT * IN), *db = SW(nans)(OUT);
                     SWEEP_OK(SW(pt_linear_forward)(y, x, w, bias, N, IN, OUT));
+                    SW(sweep_packed)(y, x, w, bias, N, IN, OUT);
                     SWEEP_OK(SW(pt_linear_backward)(dx, dw, db, dy, x, w, N, IN, OUT, 0));
                     SWEEP_T *dx1 = SW(zeros)(N * IN), *dw1 = SW(zeros)(OUT * IN);
                     SWEEP_T *db1 = SW(zeros)(OUT);

@@ -17,7 +17,14 @@ and the caller runs its module path.
 
 The encoder paths compute the same kernels in the same order (what can
 differ is the row count a projection sees, which picks the linear
-family's few-rows kernel or the GEMM); the cached decoder step sums its
+family's few-rows kernel or the GEMM), except that a float32 encoder
+stack keeps packed copies of its four projection weights per layer
+(LayerStack(packed=True), csrc/linear_packed.c), which its projections of
+few rows read: those sum each output in k order where the module path's
+few-rows kernel sums in 16 lanes and a tree. The copies follow in-place
+changes of the weights (the Parameters' version counters, which the
+library's in-place writers bump, and a sampled comparison for writes
+into the arrays that no counter sees); the cached decoder step sums its
 single-query attention in its own order (csrc/attention_decode.c). Both
 agree with the module path to float rounding (tests/test_layer_fastpath.py
 states and tests the bound).
@@ -43,6 +50,10 @@ __all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv", "greedy
 
 # False runs the module path everywhere (to compare the two paths).
 enabled = True
+# False: encoder stacks read their projection weights in place instead of
+# from packed copies (LayerStack(packed=True)); takes effect for stacks
+# built afterwards (to compare the two).
+packed = True
 
 _ENTRIES = weakref.WeakKeyDictionary()   # owner module -> _Entry
 
@@ -219,7 +230,7 @@ def _build(layers, norm, decoder):
     if len(dts) != 1 or dts.pop() not in (np.float32, np.float64):
         return None
     try:
-        return _core.LayerStack(dicts, final, decoder)
+        return _core.LayerStack(dicts, final, decoder, packed=packed and not decoder)
     except (TypeError, ValueError):   # a shape the C layer does not take
         return None
 

@@ -11,7 +11,16 @@ __all__ = ["constant_", "normal_", "ones_", "uniform_", "xavier_uniform_", "zero
 
 def _fill(param, values):
     param.data[...] = values.astype(param.dtype, copy=False)
+    _changed(param)
     return param
+
+
+def _changed(param):
+    """Count an in-place change in param's version counter (what a packed
+    copy of the weight is checked against)."""
+    vc = getattr(param, "_vc", None)
+    if vc is not None:
+        vc[0] += 1
 
 
 def uniform_(param, a=0.0, b=1.0):
@@ -27,6 +36,7 @@ def normal_(param, mean=0.0, std=1.0):
 def constant_(param, value):
     """Set every element of `param` to `value`; returns param."""
     param.data[...] = value
+    _changed(param)
     return param
 
 

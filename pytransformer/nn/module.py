@@ -325,6 +325,12 @@ class Module:
                 continue
             done.add(id(dst))
             np.copyto(dst, v, casting="unsafe")
+        # an in-place change: bump the parameters' version counters (what
+        # a packed copy of a weight, nn._fast's, is checked against)
+        for m in self.modules():
+            for p in m._parameters.values():
+                if p is not None and id(p.data) in done:
+                    p._vc[0] += 1
         return IncompatibleKeys(missing, unexpected)
 
     # --- calling ----------------------------------------------------------------

@@ -305,6 +305,8 @@ class Optimizer:
         for group, items in zip(self.param_groups, work):
             if items:
                 self._update(group, items)
+                for p, _ in items:          # changed in place: a new version
+                    p._vc[0] += 1
         return loss
 
     def _update(self, group, items):

@@ -1,0 +1,105 @@
+/*
+ * linear_packed.c -- y = x w^T + b over a weight packed once into column
+ * panels (pt_kernels.h: pt_linear_pack), for inputs of few rows: the
+ * packing, the entry point, and the portable path's packed_forward. The
+ * avx2 and avx512 kernels are in linear_packed_x86.c.
+ *
+ * Why: the dot kernels (linear.c, linear_avx512.c) read w in place, so
+ * each output is a dot product summed in 8 or 16 lanes and reduced by
+ * shuffles, which compete with the FMAs for a port. Packed into panels of
+ * PT_LINEAR_PANEL (64) output columns, each k of a panel is one
+ * contiguous run of 64 weights: an outer-product tile (a row of x
+ * broadcast against the panel's row) keeps every output in its own lane,
+ * needs no reduction, and streams the panel in order. The layer stack
+ * packs its projection weights once (pt_layer's *_wp fields); the copy is
+ * kept equal to the weight by the caller (the Python LayerStack repacks
+ * a weight whose version counter moved).
+ *
+ * Order: every output is acc = 0, then acc += x[i,k] w[j,k] for k in
+ * order, then + b[j] -- one thread's, whatever the thread count, N, or
+ * the row's place in its tile. The portable loop rounds the product and
+ * the sum separately (unless the compiler contracts them), the x86 paths
+ * fuse them: they agree with each other bit for bit and with the portable
+ * path to rounding.
+ */
+#include <string.h>
+#include "pt_real.h"
+#include "pt_dispatch.h"
+#include "pt_omp.h"
+
+#define PW PT_LINEAR_PANEL
+
+int64_t PT_FN(pt_linear_pack_size)(int64_t OUT, int64_t IN)
+{
+    return (OUT + PW - 1) / PW * PW * IN;
+}
+
+int PT_FN(pt_linear_pack)(real *wp, const real *w, int64_t OUT, int64_t IN)
+{
+    if (OUT <= 0 || IN <= 0 || !wp || !w) return PT_EINVAL;
+    int64_t G = (OUT + PW - 1) / PW;
+    #pragma omp parallel for num_threads(pt_get_num_threads()) if (OUT * IN > (1 << 18))
+    for (int64_t g = 0; g < G; g++) {
+        real *panel = wp + g * IN * PW;
+        int64_t cols = OUT - g * PW < PW ? OUT - g * PW : PW;
+        if (cols < PW) memset(panel, 0, (size_t)(IN * PW) * sizeof(real));
+        for (int64_t j = 0; j < cols; j++) {
+            const real *row = w + (g * PW + j) * IN;
+            for (int64_t k = 0; k < IN; k++) panel[k * PW + j] = row[k];
+        }
+    }
+    return PT_OK;
+}
+
+int PT_FN(pt_linear_pack_matches)(const real *wp, const real *w, int64_t OUT, int64_t IN)
+{
+    enum { SAMPLES = 32 };
+    int64_t n = OUT * IN;
+    for (int s = 0; s < SAMPLES; s++) {
+        /* elements 0 and n - 1, and 30 spread by an odd stride between */
+        int64_t e = s == SAMPLES - 1 ? n - 1 : (int64_t)((uint64_t)s * 2654435761u % (uint64_t)n);
+        int64_t j = e / IN, k = e % IN;
+        const real *p = wp + ((j / PW) * IN + k) * PW + j % PW;
+        if (memcmp(p, w + e, sizeof(real)) != 0) return 0;
+    }
+    return 1;
+}
+
+int PT_FN(pt_linear_packed_forward)(real *y, const real *x, const real *wp, const real *w,
+                                    const real *b, int64_t N, int64_t IN, int64_t OUT)
+{
+    void (*packed)(real *, const real *, const real *, const real *, int64_t, int64_t,
+                   int64_t) = PT_KERNELS(lin)->packed_forward;
+    if (wp && packed && N > 0 && IN > 0 && OUT > 0 && N <= pt_dispatch.linear_dot_rows) {
+        packed(y, x, wp, b, N, IN, OUT);
+        return PT_OK;
+    }
+    return PT_FN(pt_linear_forward)(y, x, w, b, N, IN, OUT);
+}
+
+/* The portable packed_forward: per panel and row, 64 accumulators. */
+void PT_SFX(pt_linear_packed_portable)(real *y, const real *x, const real *wp, const real *b,
+                                       int64_t N, int64_t IN, int64_t OUT)
+{
+    int nth = pt_get_num_threads();
+    if ((double)N * (double)IN * (double)OUT < (double)pt_dispatch.linear_par_min) nth = 1;
+    int64_t G = (OUT + PW - 1) / PW;
+    (void)nth;   /* read only by the OpenMP pragma */
+    #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
+    for (int64_t g = 0; g < G; g++) {
+        const real *panel = wp + g * IN * PW;
+        int64_t cols = OUT - g * PW < PW ? OUT - g * PW : PW;
+        for (int64_t i = 0; i < N; i++) {
+            real acc[PW];
+            for (int j = 0; j < PW; j++) acc[j] = 0;
+            const real *xi = x + i * IN;
+            for (int64_t k = 0; k < IN; k++) {
+                real xv = xi[k];
+                const real *wk = panel + k * PW;
+                for (int j = 0; j < PW; j++) acc[j] += xv * wk[j];
+            }
+            real *yi = y + i * OUT + g * PW;
+            for (int64_t j = 0; j < cols; j++) yi[j] = b ? acc[j] + b[g * PW + j] : acc[j];
+        }
+    }
+}
