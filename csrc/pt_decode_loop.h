@@ -42,14 +42,15 @@ static inline int PT_SFX(dec_embed)(const PT_FN(pt_greedy) *g, real *x, const in
 
 /* logits (n, V) of position t: the stack's step on x (n, E; overwritten)
  * over the caches (capacity cap, memory length S, mask (sentences, S) or
- * NULL; row i reads sentence mem_row[i]), then the generator; pad and bos
- * are set to -inf. */
+ * NULL; row i reads sentence mem_row[i]), then the generator (gen_wp: its
+ * weights packed by pt_linear_pack, or NULL); pad and bos are set to
+ * -inf. */
 static inline int PT_SFX(dec_logits)(const PT_FN(pt_greedy) *g, real *logits, real *x,
                                      real *step_work, real *const *self_k,
                                      real *const *self_v, real *const *cross_k,
                                      real *const *cross_v, const real *src_mask,
-                                     const int64_t *mem_row, int64_t n, int64_t t, int64_t cap,
-                                     int64_t S)
+                                     const int64_t *mem_row, const real *gen_wp, int64_t n,
+                                     int64_t t, int64_t cap, int64_t S)
 {
     int64_t E = g->layers->E, V = g->V;
     int st = PT_FN(pt_decoder_step)(x, self_k, self_v, step_work, g->layers, g->nlayers,
@@ -58,7 +59,8 @@ static inline int PT_SFX(dec_logits)(const PT_FN(pt_greedy) *g, real *logits, re
                                     t, cap, S,
                                     g->final_norm, g->final_w, g->final_b, g->final_eps);
     if (st != PT_OK) return st;
-    st = PT_FN(pt_linear_forward)(logits, x, g->gen_w, g->gen_b, n, E, V);
+    st = gen_wp ? PT_FN(pt_linear_packed_forward_any)(logits, x, gen_wp, g->gen_b, n, E, V)
+                : PT_FN(pt_linear_forward)(logits, x, g->gen_w, g->gen_b, n, E, V);
     if (st != PT_OK) return st;
     for (int64_t i = 0; i < n; i++) {
         logits[i * V + g->pad] = -INFINITY;

@@ -62,6 +62,11 @@ int PT_FN(pt_linear_pack_matches)(const real *wp, const real *w, int64_t OUT, in
  * linear_dot_rows; otherwise, or with wp NULL, pt_linear_forward over w. */
 int PT_FN(pt_linear_packed_forward)(real *y, const real *x, const real *wp, const real *w,
                                     const real *b, int64_t N, int64_t IN, int64_t OUT);
+/* The same over wp at any row count: for a caller that measured the
+ * packed kernel against the GEMM at its row counts (the beam-search loop's
+ * step, whose 128-row products the packed kernel wins: decode_beam.c). */
+int PT_FN(pt_linear_packed_forward_any)(real *y, const real *x, const real *wp, const real *b,
+                                        int64_t N, int64_t IN, int64_t OUT);
 
 /* ========================================================== activation.c */
 /* y(N,C) = act(x + bias); bias (C) may be NULL; y may equal x (in place). */
@@ -187,6 +192,12 @@ typedef struct PT_FN(pt_layer) {
      * then run over them (pt_linear_packed_forward). The caller keeps
      * them equal to the weights. */
     const real *sa_wp, *sa_owp, *ff1_wp, *ff2_wp;
+    /* The decoder step's: with packed_step set (pt_decoder_pack), every
+     * product of the step, at any row count, runs over the packed copies
+     * of sa_w, sa_ow, ff1_w, ff2_w and these: ca_w's query rows (E, E)
+     * and ca_ow (pt_linear_packed_forward_any). */
+    const real *ca_qwp, *ca_owp;
+    int packed_step;
 } PT_FN(pt_layer);
 
 /* Workspace elements pt_encoder_forward needs for N rows of sequences of
@@ -240,6 +251,14 @@ int PT_FN(pt_decoder_cross_kv)(real *const *k, real *const *v, real *work,
                                const PT_FN(pt_layer) *layers, int64_t nlayers,
                                const real *memory, int64_t B, int64_t S);
 
+/* Elements of the packed copies of one decoder layer's step weights
+ * (pt_decoder_pack), 0 for none (NULL weights). */
+int64_t PT_FN(pt_decoder_pack_size)(const PT_FN(pt_layer) *layer);
+/* out[l] := layers[l] with its step weights packed into wp (nlayers *
+ * pt_decoder_pack_size elements) and packed_step set: pt_decoder_step over
+ * out then multiplies by the copies. */
+int PT_FN(pt_decoder_pack)(PT_FN(pt_layer) *out, real *wp, const PT_FN(pt_layer) *layers,
+                           int64_t nlayers);
 /* Workspace elements of pt_decoder_step for batch B with self caches of
  * `capacity` positions and S memory positions. */
 int64_t PT_FN(pt_decoder_step_workspace)(const PT_FN(pt_layer) *layer, int64_t B,

@@ -235,6 +235,8 @@ cdef class LayerStack:
         if self.l32 != NULL:
             a = &self.l32[i]
             a.sa_wp = a.sa_owp = a.ff1_wp = a.ff2_wp = NULL   # _pack_weights sets them
+            a.ca_qwp = a.ca_owp = NULL    # the beam loop packs its own copies
+            a.packed_step = 0
             a.E, a.H, a.F = E, H, F
             a.norm_first, a.act = bool(d["norm_first"]), _ACTS[act]
             a.sa_w = <float *><uintptr_t>ptr["sa_w"]; a.sa_b = <float *><uintptr_t>ptr["sa_b"]
@@ -250,6 +252,8 @@ cdef class LayerStack:
         else:
             b = &self.l64[i]
             b.sa_wp = b.sa_owp = b.ff1_wp = b.ff2_wp = NULL
+            b.ca_qwp = b.ca_owp = NULL
+            b.packed_step = 0
             b.E, b.H, b.F = E, H, F
             b.norm_first, b.act = bool(d["norm_first"]), _ACTS[act]
             b.sa_w = <double *><uintptr_t>ptr["sa_w"]; b.sa_b = <double *><uintptr_t>ptr["sa_b"]

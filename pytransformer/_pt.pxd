@@ -105,6 +105,9 @@ cdef extern from "pt.h" nogil:
         const float *sa_owp
         const float *ff1_wp
         const float *ff2_wp
+        const float *ca_qwp
+        const float *ca_owp
+        int packed_step
     ctypedef struct pt_layer_f64:
         int64_t E, H, F
         int norm_first, act
@@ -127,6 +130,9 @@ cdef extern from "pt.h" nogil:
         const double *sa_owp
         const double *ff1_wp
         const double *ff2_wp
+        const double *ca_qwp
+        const double *ca_owp
+        int packed_step
     int64_t pt_encoder_workspace_f32(const pt_layer_f32 *layer, int64_t N, int64_t B, int64_t T, int both_masks)
     int64_t pt_encoder_workspace_f64(const pt_layer_f64 *layer, int64_t N, int64_t B, int64_t T, int both_masks)
     int pt_encoder_forward_f32(float *x, float *work, const pt_layer_f32 *layers, int64_t nlayers, const int64_t *offsets, const float *key_mask, const float *attn_mask, int64_t B, int64_t T, int is_causal, int final_norm, const float *final_w, const float *final_b, float final_eps)
