@@ -11,9 +11,11 @@
  *
  * The rows of x go in tiles of at most 6, as even as they come (17: 6, 6,
  * 5). Each panel (96-384 KiB for IN = 384-1536) is read once per row tile,
- * from L2 after the first: while the first row tile of a panel runs, the
- * thread's next panel is prefetched into L2 (at batch 1 the weights come
- * from L3 or memory, read once). The panels are split statically between
+ * from L2 after the first: while a panel's row tiles run, the thread's
+ * next panel is prefetched into L2 (at batch 1 the weights come from L3
+ * or memory, read once). avx512 spreads those prefetches over all the row
+ * tiles (2 lines per k step for 17 rows) rather than issuing them all in
+ * the first (4 per step): less demand at once on L3 and memory. The panels are split statically between
  * the threads, one thread per output: every output is acc = fma(x[i,k],
  * w[j,k], acc) for k in order from acc = 0, then + b[j], on both paths
  * (the same bits), independent of the thread count and of N.
@@ -42,10 +44,12 @@ static inline int64_t lp_rows(int64_t t, int64_t ntiles, int64_t N, int64_t *r)
 
 /* y[i*ldy + j] = sum_k x[i*IN + k] panel[k*PW + j] (+ b[j]) for i < mr
  * (compile-time through always_inline), the lanes of m[q] stored of
- * columns 16q..16q+15. pf, when not NULL, is the next panel, prefetched
- * into L2 meanwhile. */
+ * columns 16q..16q+15. pf, when not NULL, is the next panel (4 IN cache
+ * lines): at step k, its lines line0 + k*per .. + per - 1 (those below 4
+ * IN) are prefetched into L2. */
 L5_INLINE void l5_tile(float *y, int64_t ldy, const float *x, int64_t IN, const float *panel,
-                       const float *b, const int mr, const __mmask16 *m, const float *pf)
+                       const float *b, const int mr, const __mmask16 *m, const float *pf,
+                       int64_t line0, int per)
 {
     /* the accumulators spelled out (not an array), so that they stay in
      * registers at any optimisation level */
@@ -68,12 +72,10 @@ L5_INLINE void l5_tile(float *y, int64_t ldy, const float *x, int64_t IN, const 
     }
     int64_t k = 0;
     if (pf) {
-        for (; k < IN; k++) {
-            const char *q = (const char *)(pf + k * PW);
-            _mm_prefetch(q, _MM_HINT_T1);
-            _mm_prefetch(q + 64, _MM_HINT_T1);
-            _mm_prefetch(q + 128, _MM_HINT_T1);
-            _mm_prefetch(q + 192, _MM_HINT_T1);
+        const char *q = (const char *)pf + 64 * line0;
+        int64_t left = 4 * IN - line0;      /* lines of the panel from line0 on */
+        for (; k < IN && left > 0; k++, q += 64 * per, left -= per) {
+            for (int j = 0; j < per && j < left; j++) _mm_prefetch(q + 64 * j, _MM_HINT_T1);
             L5_STEP
         }
     }
@@ -113,18 +115,21 @@ void pt_linear_packed_avx512_f32(float *y, const float *x, const float *wp, cons
             m[q] = (__mmask16)(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
         }
         const float *panel = wp + g * IN * PW, *bg = b ? b + g * PW : NULL;
+        /* the next panel's 4 IN lines, per a k step, spread over the row
+         * tiles in order (one tile: 4 per step; 3 tiles: 2, the third none) */
+        const float *pf = g + 1 < G ? panel + IN * PW : NULL;
+        int per = (int)((4 + ntiles - 1) / ntiles);
         for (int64_t t = 0; t < ntiles; t++) {
-            int64_t r, mr = lp_rows(t, ntiles, N, &r);
+            int64_t r, mr = lp_rows(t, ntiles, N, &r), l0 = t * IN * per;
             float *yt = y + r * OUT + g * PW;
             const float *xt = x + r * IN;
-            const float *pf = t == 0 && g + 1 < G ? panel + IN * PW : NULL;
             switch (mr) {
-            case 6: l5_tile(yt, OUT, xt, IN, panel, bg, 6, m, pf); break;
-            case 5: l5_tile(yt, OUT, xt, IN, panel, bg, 5, m, pf); break;
-            case 4: l5_tile(yt, OUT, xt, IN, panel, bg, 4, m, pf); break;
-            case 3: l5_tile(yt, OUT, xt, IN, panel, bg, 3, m, pf); break;
-            case 2: l5_tile(yt, OUT, xt, IN, panel, bg, 2, m, pf); break;
-            default: l5_tile(yt, OUT, xt, IN, panel, bg, 1, m, pf); break;
+            case 6: l5_tile(yt, OUT, xt, IN, panel, bg, 6, m, pf, l0, per); break;
+            case 5: l5_tile(yt, OUT, xt, IN, panel, bg, 5, m, pf, l0, per); break;
+            case 4: l5_tile(yt, OUT, xt, IN, panel, bg, 4, m, pf, l0, per); break;
+            case 3: l5_tile(yt, OUT, xt, IN, panel, bg, 3, m, pf, l0, per); break;
+            case 2: l5_tile(yt, OUT, xt, IN, panel, bg, 2, m, pf, l0, per); break;
+            default: l5_tile(yt, OUT, xt, IN, panel, bg, 1, m, pf, l0, per); break;
             }
         }
     }
