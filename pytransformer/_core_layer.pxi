@@ -339,13 +339,13 @@ cdef class LayerStack:
         cdef int64_t nl = stop - start
         cdef bint mine = not self._busy
         cdef const pt_layer_f32 *lay = self.l32
-        if self._packs:
-            if mine:
-                self._refresh()
-            else:
-                lay = self._layers_unpacked()
-        self._busy = True
+        self._busy = True                 # before the refresh: a call meanwhile reads in place
         try:
+            if self._packs:
+                if mine:
+                    self._refresh()
+                else:
+                    lay = self._layers_unpacked()
             if self.l32 != NULL:
                 with nogil:
                     st = pt_encoder_forward_f32(<float *>px, <float *>pw, lay + start, nl,

@@ -350,7 +350,9 @@ class DataParallel:
             _wait([comm().Ibcast(buf, root=0)], self.timeout, "the parameter broadcast")
             if buf is not p.data:
                 p.data[...] = buf
-            p._vc[0] += 1                 # changed in place: a new version
+            vc = getattr(p, "_vc", None)
+            if vc is not None:            # changed in place: a new version
+                vc[0] += 1
 
     def checksum(self):
         """A CRC-32 of this rank's parameters (their bytes, in order)."""

@@ -329,7 +329,7 @@ class Module:
         # a packed copy of a weight, nn._fast's, is checked against)
         for m in self.modules():
             for p in m._parameters.values():
-                if p is not None and id(p.data) in done:
+                if p is not None and id(p.data) in done and hasattr(p, "_vc"):
                     p._vc[0] += 1
         return IncompatibleKeys(missing, unexpected)
 

@@ -306,7 +306,9 @@ class Optimizer:
             if items:
                 self._update(group, items)
                 for p, _ in items:          # changed in place: a new version
-                    p._vc[0] += 1
+                    vc = getattr(p, "_vc", None)
+                    if vc is not None:
+                        vc[0] += 1
         return loss
 
     def _update(self, group, items):
