@@ -4,9 +4,10 @@
  * position, the decoder stack's cached step (layer_decoder.c), the
  * generator, the argmax with pad and bos excluded, and the chosen token's
  * log-probability; rows that give EOS leave the batch, the last row
- * moving into the place of each (one row of caches copied per leaving
- * row). Nothing is allocated: the caller owns the caches and the
- * workspaces.
+ * moving into the place of each (one row of self-attention caches copied
+ * per leaving row; the cross-attention caches and the memory mask stay
+ * where they are, each row reading its sentence's). Nothing is allocated:
+ * the caller owns the caches and the workspaces.
  *
  * Workspace (real elements), for batch B:
  *   B * E                    the step's inputs, then the stack's outputs
@@ -61,7 +62,8 @@ static int64_t PT_SFX(greedy_choose)(const real *row, int64_t n, double *lp)
 }
 
 int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *self_v,
-                            real *const *cross_k, real *const *cross_v, real *src_mask,
+                            real *const *cross_k, real *const *cross_v,
+                            const real *src_mask,
                             int64_t B, int64_t S, int64_t max_len, int64_t *ids,
                             int64_t *lengths, double *logp, real *work, int64_t *iwork)
 {
@@ -85,7 +87,7 @@ int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *s
         int st = PT_SFX(dec_embed)(g, x, tok, n, t);
         if (st != PT_OK) return st;
         st = PT_SFX(dec_logits)(g, logits, x, step_work, self_k, self_v, cross_k, cross_v,
-                                src_mask, n, t, max_len, S);
+                                src_mask, rows, NULL, n, t, max_len, S);
         if (st != PT_OK) return st;
         int nth = pt_get_num_threads();
         (void)nth;                     /* read only by the OpenMP pragma */
@@ -108,7 +110,6 @@ int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *s
             while (n > i && tok[n] == g->eos) lengths[rows[n--]] = t;
             if (n > i) {
                 PT_SFX(dec_copy_self)(g, self_k, self_v, n, i, max_len, t + 1);
-                PT_SFX(dec_copy_cross)(g, cross_k, cross_v, src_mask, n, i, 1, S);
                 rows[i] = rows[n];
                 tok[i] = tok[n];
                 i++;

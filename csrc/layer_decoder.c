@@ -4,9 +4,11 @@
  * sentence (pt_decoder_cross_kv), and one step of the whole stack for one
  * new position (pt_decoder_step): per layer, causal self-attention over the
  * key/value cache (the new position's keys/values appended in place),
- * cross-attention over the memory's, and the feed-forward block, each with
- * its residual connection and LayerNorm (pt_layer.h, shared with the
- * encoder). The single-query attentions are pt_attention_decode.
+ * cross-attention over the memory's (a row reads the memory row it is
+ * given, so the rows of one sentence share one copy), and the feed-forward
+ * block, each with its residual connection and LayerNorm (pt_layer.h,
+ * shared with the encoder). The single-query attentions are
+ * pt_attention_decode.
  *
  * Step workspace, for batch B:
  *   A  B * max(3E, F)   the q/k/v projection, the cross query, the FFN hidden
@@ -46,6 +48,39 @@ int PT_FN(pt_decoder_cross_kv)(real *const *k, real *const *v, real *work,
     return PT_OK;
 }
 
+int64_t PT_FN(pt_decoder_pack_size)(const PT_FN(pt_layer) *layer)
+{
+    int64_t E = layer->E, F = layer->F;
+    return PT_FN(pt_linear_pack_size)(3 * E, E) + 3 * PT_FN(pt_linear_pack_size)(E, E)
+        + PT_FN(pt_linear_pack_size)(F, E) + PT_FN(pt_linear_pack_size)(E, F);
+}
+
+int PT_FN(pt_decoder_pack)(PT_FN(pt_layer) *out, real *wp, const PT_FN(pt_layer) *layers,
+                           int64_t nlayers)
+{
+    LAY_TRY(PT_SFX(lay_check)(layers, nlayers));
+    if (!out || !wp) return PT_EINVAL;
+    int64_t E = layers->E, F = layers->F;
+    for (int64_t l = 0; l < nlayers; l++) {
+        const PT_FN(pt_layer) *L = layers + l;
+        if (!L->ca_w || !L->ca_ow) return PT_EINVAL;
+        PT_FN(pt_layer) *o = out + l;
+        *o = *L;
+        /* (weight, its rows, inputs, where the copy goes) */
+        const real *w[6] = {L->sa_w, L->sa_ow, L->ca_w, L->ca_ow, L->ff1_w, L->ff2_w};
+        int64_t rows[6] = {3 * E, E, E, E, F, E}, ins[6] = {E, E, E, E, E, F};
+        const real **dst[6] = {&o->sa_wp, &o->sa_owp, &o->ca_qwp, &o->ca_owp, &o->ff1_wp,
+                               &o->ff2_wp};
+        for (int i = 0; i < 6; i++) {
+            LAY_TRY(PT_FN(pt_linear_pack)(wp, w[i], rows[i], ins[i]));
+            *dst[i] = wp;
+            wp += PT_FN(pt_linear_pack_size)(rows[i], ins[i]);
+        }
+        o->packed_step = 1;
+    }
+    return PT_OK;
+}
+
 int64_t PT_FN(pt_decoder_step_workspace)(const PT_FN(pt_layer) *layer, int64_t B,
                                          int64_t capacity, int64_t S)
 {
@@ -58,7 +93,8 @@ int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, re
                            const PT_FN(pt_layer) *layers, int64_t nlayers,
                            const real *const *cross_k, const real *const *cross_v,
                            const real *src_mask, const int64_t *src_len,
-                           int64_t B, int64_t t, int64_t capacity, int64_t S,
+                           const int64_t *mem_row, int64_t B, int64_t t, int64_t capacity,
+                           int64_t S,
                            int final_norm, const real *final_w, const real *final_b,
                            real final_eps)
 {
@@ -79,7 +115,7 @@ int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, re
 
         /* self-attention: project, append position t, attend over 0..t */
         LAY_TRY(PT_SFX(lay_norm_in)(&in, Y, mean, rstd, x, L, 0, B));
-        LAY_TRY(PT_FN(pt_linear_forward)(A, in, L->sa_w, L->sa_b, B, E, 3 * E));
+        LAY_TRY(PT_SFX(lay_linear)(A, in, L, L->sa_wp, L->sa_w, L->sa_b, B, E, 3 * E));
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < H; h++) {
                 int64_t dst = (b * H + h) * hs + t * d;
@@ -87,17 +123,17 @@ int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, re
                 memcpy(sv + dst, A + b * 3 * E + 2 * E + h * d, (size_t)d * sizeof(real));
             }
         LAY_TRY(PT_FN(pt_attention_decode)(O, E, scores, A, 3 * E, sk, sv, H * hs, hs,
-                                           NULL, NULL, B, H, t + 1, d, scale));
-        LAY_TRY(PT_FN(pt_linear_forward)(Y, O, L->sa_ow, L->sa_ob, B, E, E));
+                                           NULL, NULL, NULL, B, H, t + 1, d, scale));
+        LAY_TRY(PT_SFX(lay_linear)(Y, O, L, L->sa_owp, L->sa_ow, L->sa_ob, B, E, E));
         LAY_TRY(PT_SFX(lay_residual)(x, Y, mean, rstd, L, 0, B));
 
         /* cross-attention over the memory's keys/values */
         LAY_TRY(PT_SFX(lay_norm_in)(&in, Y, mean, rstd, x, L, 1, B));
-        LAY_TRY(PT_FN(pt_linear_forward)(A, in, L->ca_w, L->ca_b, B, E, E));
+        LAY_TRY(PT_SFX(lay_linear)(A, in, L, L->ca_qwp, L->ca_w, L->ca_b, B, E, E));
         LAY_TRY(PT_FN(pt_attention_decode)(O, E, scores, A, E, cross_k[l], cross_v[l],
-                                           H * S * d, S * d, src_mask, src_len, B, H, S, d,
-                                           scale));
-        LAY_TRY(PT_FN(pt_linear_forward)(Y, O, L->ca_ow, L->ca_ob, B, E, E));
+                                           H * S * d, S * d, src_mask, src_len, mem_row, B,
+                                           H, S, d, scale));
+        LAY_TRY(PT_SFX(lay_linear)(Y, O, L, L->ca_owp, L->ca_ow, L->ca_ob, B, E, E));
         LAY_TRY(PT_SFX(lay_residual)(x, Y, mean, rstd, L, 1, B));
 
         /* feed-forward */

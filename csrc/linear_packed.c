@@ -77,6 +77,14 @@ int PT_FN(pt_linear_packed_forward)(real *y, const real *x, const real *wp, cons
     return PT_FN(pt_linear_forward)(y, x, w, b, N, IN, OUT);
 }
 
+int PT_FN(pt_linear_packed_forward_any)(real *y, const real *x, const real *wp, const real *b,
+                                        int64_t N, int64_t IN, int64_t OUT)
+{
+    if (N < 0 || IN <= 0 || OUT <= 0 || (N && (!y || !x || !wp))) return PT_EINVAL;
+    if (N) PT_KERNELS(lin)->packed_forward(y, x, wp, b, N, IN, OUT);
+    return PT_OK;
+}
+
 /* The portable packed_forward: per panel and row, 64 accumulators. */
 void PT_SFX(pt_linear_packed_portable)(real *y, const real *x, const real *wp, const real *b,
                                        int64_t N, int64_t IN, int64_t OUT)

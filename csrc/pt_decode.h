@@ -14,9 +14,10 @@
  *
  * the same kernels, in the same order and on the same rows, as the
  * per-step path (Seq2SeqTransformer.decode_step). A row that gives `eos`
- * leaves the batch: the rows after it move down in every cache and in the
- * memory mask (their order kept), so a step costs only the rows still
- * decoding.
+ * leaves the batch: the last row moves into its place in the
+ * self-attention caches, so a step costs only the rows still decoding;
+ * the cross-attention caches and the memory mask keep one row per
+ * sentence, which every row of that sentence reads.
  *
  * pt_beam_*: beam search of width k over the same model description
  * (pt_greedy_*), the whole loop of pytransformer.decode's beam search in
@@ -64,15 +65,15 @@ int64_t pt_greedy_workspace_##SFX(const pt_greedy_##SFX *g, int64_t B, int64_t m
                                   int64_t S);                                              \
 int64_t pt_greedy_iworkspace_##SFX(int64_t B);                                             \
 /* Greedy decoding of B rows. self_k/self_v[l]: layer l's self-attention caches            \
- * (B, H, max_len, d), empty; cross_k/cross_v[l]: its cross-attention keys and             \
- * values (B, H, S, d); src_mask (B, S) additive or NULL. All of them are                  \
- * compacted in place as rows finish (their contents are then spent).                      \
+ * (B, H, max_len, d), empty, compacted in place as rows finish (their contents are        \
+ * then spent); cross_k/cross_v[l]: its cross-attention keys and values (B, H, S, d);      \
+ * src_mask (B, S) additive or NULL; those are only read.                                  \
  * Out: ids (B, max_len), the token of each step (EOS included; entries after              \
  * it unset); lengths (B), the step that gave EOS, or max_len; logp (B,                    \
  * max_len) or NULL, each token's log-probability. */                                      \
 int pt_greedy_decode_##SFX(const pt_greedy_##SFX *g, T_ *const *self_k,                  \
                            T_ *const *self_v, T_ *const *cross_k,                      \
-                           T_ *const *cross_v, T_ *src_mask, int64_t B, int64_t S,     \
+                           T_ *const *cross_v, const T_ *src_mask, int64_t B, int64_t S, \
                            int64_t max_len, int64_t *ids, int64_t *lengths, double *logp,  \
                            T_ *work, int64_t *iwork);                                      \
 /* Workspaces of pt_beam_decode: real, int64 and double elements. */                         \
@@ -80,10 +81,10 @@ int64_t pt_beam_workspace_##SFX(const pt_greedy_##SFX *g, int64_t B, int64_t k, 
                                 int64_t max_len, int64_t S);                               \
 int64_t pt_beam_iworkspace_##SFX(int64_t B, int64_t k, int64_t max_len);                   \
 int64_t pt_beam_dworkspace_##SFX(int64_t B, int64_t k, int64_t max_len, int want_logp);    \
-/* Beam search of width k >= 1 over B sentences. The caches hold B * k rows:            \
- * self_k/self_v[l] (B*k, H, max_len, d), empty; cross_k/cross_v[l] (B*k, H, S, d)      \
- * with the sentences' keys and values in rows 0..B-1; src_mask (B*k, S) additive,      \
- * rows 0..B-1 set, or NULL. All are rewritten (their contents are then spent).        \
+/* Beam search of width k >= 1 over B sentences. self_k/self_v[l] (B*k, H, max_len,   \
+ * d), empty, rewritten (their contents are then spent); cross_k/cross_v[l]            \
+ * (B, H, S, d), the sentences' keys and values, and src_mask (B, S) additive or        \
+ * NULL, only read (the k hypotheses of a sentence share its row).                     \
  * penalty_kind PT_PENALTY_GNMT or PT_PENALTY_POWER, alpha >= 0.                       \
  * Out, per sentence b: count[b] hypotheses (<= k), best first; hypothesis i:        \
  * ids[(b*k + i) * max_len + j], j < lengths[b*k + i] (the tokens, without EOS),      \
@@ -91,8 +92,8 @@ int64_t pt_beam_dworkspace_##SFX(int64_t B, int64_t k, int64_t max_len, int want
  * over the length penalty), logp (B*k, max_len) or NULL: the tokens'                 \
  * log-probabilities, EOS's last when ended (lengths + ended entries). */              \
 int pt_beam_decode_##SFX(const pt_greedy_##SFX *g, T_ *const *self_k, T_ *const *self_v,  \
-                         T_ *const *cross_k, T_ *const *cross_v, T_ *src_mask, int64_t B, \
-                         int64_t S, int64_t max_len, int64_t k, int penalty_kind,          \
+                         T_ *const *cross_k, T_ *const *cross_v, const T_ *src_mask,     \
+                         int64_t B, int64_t S, int64_t max_len, int64_t k, int penalty_kind, \
                          double alpha, int64_t *count, int64_t *ids, int64_t *lengths,     \
                          int64_t *ended, double *scores, double *logp, T_ *work,           \
                          int64_t *iwork, double *dwork);

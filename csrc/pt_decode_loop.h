@@ -8,8 +8,10 @@
  *               included), the generator, pad and bos set to -inf
  *   dec_copy_self   a row of every self-attention cache to another row
  *                   (its filled positions only)
- *   dec_copy_cross  rows of every cross-attention cache and of the memory
- *                   mask to other rows
+ *
+ * The cross-attention caches and the memory mask hold one row per
+ * sentence and never move: each batch row reads its sentence's row
+ * (pt_decoder_step's mem_row).
  *
  * The arithmetic is Seq2SeqTransformer.decode_step's: the scale, then the
  * position added (two roundings, as the module path has them), the same
@@ -39,21 +41,26 @@ static inline int PT_SFX(dec_embed)(const PT_FN(pt_greedy) *g, real *x, const in
 }
 
 /* logits (n, V) of position t: the stack's step on x (n, E; overwritten)
- * over the caches (capacity cap, memory length S, mask (n, S) or NULL),
- * then the generator; pad and bos are set to -inf. */
+ * over the caches (capacity cap, memory length S, mask (sentences, S) or
+ * NULL; row i reads sentence mem_row[i]), then the generator (gen_wp: its
+ * weights packed by pt_linear_pack, or NULL); pad and bos are set to
+ * -inf. */
 static inline int PT_SFX(dec_logits)(const PT_FN(pt_greedy) *g, real *logits, real *x,
                                      real *step_work, real *const *self_k,
                                      real *const *self_v, real *const *cross_k,
-                                     real *const *cross_v, const real *src_mask, int64_t n,
+                                     real *const *cross_v, const real *src_mask,
+                                     const int64_t *mem_row, const real *gen_wp, int64_t n,
                                      int64_t t, int64_t cap, int64_t S)
 {
     int64_t E = g->layers->E, V = g->V;
     int st = PT_FN(pt_decoder_step)(x, self_k, self_v, step_work, g->layers, g->nlayers,
                                     (const real *const *)cross_k,
-                                    (const real *const *)cross_v, src_mask, NULL, n, t, cap, S,
+                                    (const real *const *)cross_v, src_mask, NULL, mem_row, n,
+                                    t, cap, S,
                                     g->final_norm, g->final_w, g->final_b, g->final_eps);
     if (st != PT_OK) return st;
-    st = PT_FN(pt_linear_forward)(logits, x, g->gen_w, g->gen_b, n, E, V);
+    st = gen_wp ? PT_FN(pt_linear_packed_forward_any)(logits, x, gen_wp, g->gen_b, n, E, V)
+                : PT_FN(pt_linear_forward)(logits, x, g->gen_w, g->gen_b, n, E, V);
     if (st != PT_OK) return st;
     for (int64_t i = 0; i < n; i++) {
         logits[i * V + g->pad] = -INFINITY;
@@ -77,23 +84,6 @@ static inline void PT_SFX(dec_copy_self)(const PT_FN(pt_greedy) *g, real *const 
             memcpy(self_v[l] + to * srow + h * cap * d, self_v[l] + from * srow + h * cap * d,
                    head);
         }
-}
-
-/* Rows [from, from + n) of every cross-attention cache (B, H, S, d) and of
- * the memory mask (B, S; NULL: none) to rows [to, to + n); the two ranges
- * do not overlap. */
-static inline void PT_SFX(dec_copy_cross)(const PT_FN(pt_greedy) *g, real *const *cross_k,
-                                          real *const *cross_v, real *src_mask, int64_t from,
-                                          int64_t to, int64_t n, int64_t S)
-{
-    int64_t crow = g->layers->E * S;
-    size_t rows = (size_t)(n * crow) * sizeof(real);
-    for (int64_t l = 0; l < g->nlayers; l++) {
-        memcpy(cross_k[l] + to * crow, cross_k[l] + from * crow, rows);
-        memcpy(cross_v[l] + to * crow, cross_v[l] + from * crow, rows);
-    }
-    if (src_mask)
-        memcpy(src_mask + to * S, src_mask + from * S, (size_t)(n * S) * sizeof(real));
 }
 
 #endif /* PT_DECODE_LOOP_H */

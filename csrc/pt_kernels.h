@@ -62,6 +62,11 @@ int PT_FN(pt_linear_pack_matches)(const real *wp, const real *w, int64_t OUT, in
  * linear_packed_rows; otherwise, or with wp NULL, pt_linear_forward over w. */
 int PT_FN(pt_linear_packed_forward)(real *y, const real *x, const real *wp, const real *w,
                                     const real *b, int64_t N, int64_t IN, int64_t OUT);
+/* The same over wp at any row count: for a caller that measured the
+ * packed kernel against the GEMM at its row counts (the beam-search loop's
+ * step, whose 128-row products the packed kernel wins: decode_beam.c). */
+int PT_FN(pt_linear_packed_forward_any)(real *y, const real *x, const real *wp, const real *b,
+                                        int64_t N, int64_t IN, int64_t OUT);
 
 /* ========================================================== activation.c */
 /* y(N,C) = act(x + bias); bias (C) may be NULL; y may equal x (in place). */
@@ -187,6 +192,12 @@ typedef struct PT_FN(pt_layer) {
      * then run over them (pt_linear_packed_forward). The caller keeps
      * them equal to the weights. */
     const real *sa_wp, *sa_owp, *ff1_wp, *ff2_wp;
+    /* The decoder step's: with packed_step set (pt_decoder_pack), every
+     * product of the step, at any row count, runs over the packed copies
+     * of sa_w, sa_ow, ff1_w, ff2_w and these: ca_w's query rows (E, E)
+     * and ca_ow (pt_linear_packed_forward_any). */
+    const real *ca_qwp, *ca_owp;
+    int packed_step;
 } PT_FN(pt_layer);
 
 /* Workspace elements pt_encoder_forward needs for N rows of sequences of
@@ -217,15 +228,19 @@ int PT_FN(pt_encoder_forward)(real *x, real *work, const PT_FN(pt_layer) *layers
  * q of (b, h) at q + b*q_ld + h*D, out at out + b*out_ld + h*D; the keys
  * of (b, h) start at k + b*kv_bstride + h*kv_hstride, key j D further each
  * (v likewise), so a cache (B, H, capacity, D) is read in place.
- * n = Tk, or min(lengths[b], Tk) when lengths is not NULL; mask (B, Tk)
- * additive or NULL. A row with no visible key gives zeros. scores is
+ * n = Tk, or min(lengths[b], Tk) when lengths is not NULL; mask (rows, Tk)
+ * additive or NULL. kv_row (B) or NULL: query row b reads key/value row
+ * r = kv_row[b] (>= 0; r = b when NULL) -- the keys and values at
+ * r*kv_bstride, mask row r, lengths[r] -- so rows that share a memory read
+ * one copy of it. A row with no visible key gives zeros. scores is
  * scratch of B*H*Tk elements. Each (b, h) is summed by one thread in key
- * order: the result does not depend on the thread count. */
+ * order: the result does not depend on the thread count, nor on which
+ * row holds the keys. */
 int PT_FN(pt_attention_decode)(real *out, int64_t out_ld, real *scores,
                                const real *q, int64_t q_ld, const real *k, const real *v,
                                int64_t kv_bstride, int64_t kv_hstride, const real *mask,
-                               const int64_t *lengths, int64_t B, int64_t H, int64_t Tk,
-                               int64_t D, real scale);
+                               const int64_t *lengths, const int64_t *kv_row, int64_t B,
+                               int64_t H, int64_t Tk, int64_t D, real scale);
 
 /* Workspace elements of pt_decoder_cross_kv for memory (B, S, E). */
 int64_t PT_FN(pt_decoder_cross_kv_workspace)(const PT_FN(pt_layer) *layer, int64_t B,
@@ -236,6 +251,14 @@ int PT_FN(pt_decoder_cross_kv)(real *const *k, real *const *v, real *work,
                                const PT_FN(pt_layer) *layers, int64_t nlayers,
                                const real *memory, int64_t B, int64_t S);
 
+/* Elements of the packed copies of one decoder layer's step weights
+ * (pt_decoder_pack), 0 for none (NULL weights). */
+int64_t PT_FN(pt_decoder_pack_size)(const PT_FN(pt_layer) *layer);
+/* out[l] := layers[l] with its step weights packed into wp (nlayers *
+ * pt_decoder_pack_size elements) and packed_step set: pt_decoder_step over
+ * out then multiplies by the copies. */
+int PT_FN(pt_decoder_pack)(PT_FN(pt_layer) *out, real *wp, const PT_FN(pt_layer) *layers,
+                           int64_t nlayers);
 /* Workspace elements of pt_decoder_step for batch B with self caches of
  * `capacity` positions and S memory positions. */
 int64_t PT_FN(pt_decoder_step_workspace)(const PT_FN(pt_layer) *layer, int64_t B,
@@ -244,13 +267,16 @@ int64_t PT_FN(pt_decoder_step_workspace)(const PT_FN(pt_layer) *layer, int64_t B
  * position t, := the stack's outputs there (then the final norm when
  * final_norm != 0). Per layer l, self_k[l], self_v[l] (B, H, capacity, E/H)
  * hold positions 0..t-1 and receive position t's keys/values; cross_k[l],
- * cross_v[l] (B, H, S, E/H) are from pt_decoder_cross_kv. The memory keys
- * are masked by src_mask (B, S) additive, or by src_len (B) (keys >= the
- * length are masked), or neither (NULL). 0 <= t < capacity. */
+ * cross_v[l] (M, H, S, E/H) are from pt_decoder_cross_kv, for M memory
+ * rows: row b reads memory row mem_row[b] (mem_row (B) or NULL: row b,
+ * M = B). The memory keys are masked by src_mask (M, S) additive, or by
+ * src_len (M) (keys >= the length are masked), or neither (NULL).
+ * 0 <= t < capacity. */
 int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, real *work,
                            const PT_FN(pt_layer) *layers, int64_t nlayers,
                            const real *const *cross_k, const real *const *cross_v,
                            const real *src_mask, const int64_t *src_len,
-                           int64_t B, int64_t t, int64_t capacity, int64_t S,
+                           const int64_t *mem_row, int64_t B, int64_t t, int64_t capacity,
+                           int64_t S,
                            int final_norm, const real *final_w, const real *final_b,
                            real final_eps);

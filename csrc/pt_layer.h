@@ -114,17 +114,26 @@ static inline int PT_SFX(lay_norm_in)(const real **in, real *buf, real *mean, re
                                        L->E, L->norm_eps[i]);
 }
 
+/* y (N, OUT) := x w^T + b, a product of layer L: over the packed copy wp
+ * at any row count for a packed decoder step (L->packed_step), else as
+ * pt_linear_packed_forward (wp for few rows, if any). */
+static inline int PT_SFX(lay_linear)(real *y, const real *x, const PT_FN(pt_layer) *L,
+                                     const real *wp, const real *w, const real *b, int64_t N,
+                                     int64_t IN, int64_t OUT)
+{
+    if (L->packed_step) return PT_FN(pt_linear_packed_forward_any)(y, x, wp, b, N, IN, OUT);
+    return PT_FN(pt_linear_packed_forward)(y, x, wp, w, b, N, IN, OUT);
+}
+
 /* out (N, E) := linear2(act(linear1(in))); h (N, F) scratch; over the
  * packed weights where the layer has them. */
 static inline int PT_SFX(lay_ff_block)(real *out, real *h, const real *in, const PT_FN(pt_layer) *L,
                                 int64_t N)
 {
-    LAY_TRY(PT_FN(pt_linear_packed_forward)(h, in, L->ff1_wp, L->ff1_w, L->ff1_b, N, L->E,
-                                            L->F));
+    LAY_TRY(PT_SFX(lay_linear)(h, in, L, L->ff1_wp, L->ff1_w, L->ff1_b, N, L->E, L->F));
     if (L->act != PT_ACT_NONE)
         LAY_TRY(PT_FN(pt_bias_act_forward)(h, h, NULL, N, L->F, L->act));
-    return PT_FN(pt_linear_packed_forward)(out, h, L->ff2_wp, L->ff2_w, L->ff2_b, N, L->F,
-                                           L->E);
+    return PT_SFX(lay_linear)(out, h, L, L->ff2_wp, L->ff2_w, L->ff2_b, N, L->F, L->E);
 }
 
 /* The stack's final norm, in place on x (N, E). */

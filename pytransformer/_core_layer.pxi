@@ -235,6 +235,8 @@ cdef class LayerStack:
         if self.l32 != NULL:
             a = &self.l32[i]
             a.sa_wp = a.sa_owp = a.ff1_wp = a.ff2_wp = NULL   # _pack_weights sets them
+            a.ca_qwp = a.ca_owp = NULL    # the beam loop packs its own copies
+            a.packed_step = 0
             a.E, a.H, a.F = E, H, F
             a.norm_first, a.act = bool(d["norm_first"]), _ACTS[act]
             a.sa_w = <float *><uintptr_t>ptr["sa_w"]; a.sa_b = <float *><uintptr_t>ptr["sa_b"]
@@ -250,6 +252,8 @@ cdef class LayerStack:
         else:
             b = &self.l64[i]
             b.sa_wp = b.sa_owp = b.ff1_wp = b.ff2_wp = NULL
+            b.ca_qwp = b.ca_owp = NULL
+            b.packed_step = 0
             b.E, b.H, b.F = E, H, F
             b.norm_first, b.act = bool(d["norm_first"]), _ACTS[act]
             b.sa_w = <double *><uintptr_t>ptr["sa_w"]; b.sa_b = <double *><uintptr_t>ptr["sa_b"]
@@ -476,14 +480,14 @@ cdef class LayerStack:
                     st = pt_decoder_step_f32(<float *>px, <float **>sk, <float **>sv,
                                              <float *>pw, self.l32, self.nlayers,
                                              <const float **>ck, <const float **>cv,
-                                             <float *>pm, pl, B, t, cap, S, fin,
+                                             <float *>pm, pl, NULL, B, t, cap, S, fin,
                                              <float *>fw, <float *>fb, <float>self._final_eps)
             else:
                 with nogil:
                     st = pt_decoder_step_f64(<double *>px, <double **>sk, <double **>sv,
                                              <double *>pw, self.l64, self.nlayers,
                                              <const double **>ck, <const double **>cv,
-                                             <double *>pm, pl, B, t, cap, S, fin,
+                                             <double *>pm, pl, NULL, B, t, cap, S, fin,
                                              <double *>fw, <double *>fb, self._final_eps)
         finally:
             if mine:
@@ -538,11 +542,12 @@ cdef class LayerStack:
             g64.pad, g64.bos, g64.eos = pad, bos, eos
         return V
 
-    cdef tuple _loop_caches(self, list caches, int64_t rows, void **sk, void **sv, void **ck,
-                            void **cv):
+    cdef tuple _loop_caches(self, list caches, int64_t rows, int64_t sentences, void **sk,
+                            void **sv, void **ck, void **cv):
         """Check the caches of a decoding loop -- per layer self_k, self_v
-        (rows, H, capacity, d), cross_k, cross_v (rows, H, S, d), all
-        rewritten -- and set the pointer arrays; returns (capacity, S)."""
+        (rows, H, capacity, d), rewritten, and cross_k, cross_v
+        (sentences, H, S, d), read -- and set the pointer arrays; returns
+        (capacity, S)."""
         if len(caches) != 4 * self.nlayers or not isinstance(caches[0], np.ndarray) or \
                 caches[0].ndim != 4 or not isinstance(caches[2], np.ndarray) or \
                 caches[2].ndim != 4:
@@ -552,8 +557,10 @@ cdef class LayerStack:
         cdef int64_t d = self.E // self.H
         cdef Py_ssize_t i
         for i in range(4 * self.nlayers):
-            shape = (rows, self.H, cap if i % 4 < 2 else S, d)
-            _check(f"caches[{i}]", caches[i], self.dtype, shape, out=True)
+            if i % 4 < 2:
+                _check(f"caches[{i}]", caches[i], self.dtype, (rows, self.H, cap, d), out=True)
+            else:
+                _check(f"caches[{i}]", caches[i], self.dtype, (sentences, self.H, S, d))
         if cap < 1:
             raise ValueError("caches: the self-attention caches have no room (capacity 0)")
         for i in range(self.nlayers):
@@ -572,8 +579,9 @@ cdef class LayerStack:
         (gen_w (V, E), gen_b (V,) or None), the argmax over the logits with
         pad and bos excluded, from bos until eos or max_len steps. caches
         as decoder_step's, with empty self caches of capacity max_len;
-        src_mask (B, S) additive or None. The caches and src_mask are
-        compacted in place as rows finish (their contents are spent).
+        src_mask (B, S) additive or None. The self caches are compacted in
+        place as rows finish (their contents are spent); the cross caches
+        and src_mask are only read.
         Out: ids (B, max_len) int64, each step's token (EOS included,
         entries after it untouched); lengths (B,) int64, the step that gave
         EOS or max_len; logp (B, max_len) float64 or None, each token's
@@ -589,12 +597,12 @@ cdef class LayerStack:
         cdef void *sv[_MAX_STACK]
         cdef void *ck[_MAX_STACK]
         cdef void *cv[_MAX_STACK]
-        cap, S = self._loop_caches(caches, B, sk, sv, ck, cv)
+        cap, S = self._loop_caches(caches, B, B, sk, sv, ck, cv)
         cdef pt_greedy_f32 g32
         cdef pt_greedy_f64 g64
         self._describe("greedy", embed, embed_scale, positions, gen_w, gen_b, cap, pad, bos,
                        eos, &g32, &g64)
-        _check("src_mask", src_mask, self.dtype, (B, S), out=True, optional=True)
+        _check("src_mask", src_mask, self.dtype, (B, S), optional=True)
         _check("ids", ids, np.int64, (B, cap), out=True)
         _check("lengths", lengths, np.int64, (B,), out=True)
         _check("logp", logp, np.float64, (B, cap), out=True, optional=True)
@@ -638,11 +646,11 @@ cdef class LayerStack:
              object lengths, object ended, object scores, object logp=None):
         """Beam search of width k over B sentences through this decoder
         stack, the whole loop in one C call (csrc/decode_beam.c; the model
-        around the stack as greedy's). caches as decoder_step's with room
-        for B*k rows: self caches (B*k, H, max_len, d), cross caches
-        (B*k, H, S, d) holding the sentences' keys and values in rows
-        0..B-1; src_mask (B*k, S) additive, rows 0..B-1 set, or None. All
-        of them are rewritten (their contents are spent). penalty_kind
+        around the stack as greedy's). caches as decoder_step's: self
+        caches (B*k, H, max_len, d), rewritten (their contents are spent);
+        cross caches (B, H, S, d), the sentences' keys and values, and
+        src_mask (B, S) additive or None, only read (the k hypotheses of a
+        sentence share its row). penalty_kind
         "gnmt" or "power", alpha >= 0 (decode.length_penalty).
         Out, per sentence b: count (B,) int64, its hypotheses (at most k),
         best first; ids (B, k, max_len) int64, each hypothesis' tokens
@@ -664,12 +672,12 @@ cdef class LayerStack:
         cdef void *sv[_MAX_STACK]
         cdef void *ck[_MAX_STACK]
         cdef void *cv[_MAX_STACK]
-        cap, S = self._loop_caches(caches, B * k, sk, sv, ck, cv)
+        cap, S = self._loop_caches(caches, B * k, B, sk, sv, ck, cv)
         cdef pt_greedy_f32 g32
         cdef pt_greedy_f64 g64
         self._describe("beam", embed, embed_scale, positions, gen_w, gen_b, cap, pad, bos, eos,
                        &g32, &g64)
-        _check("src_mask", src_mask, self.dtype, (B * k, S), out=True, optional=True)
+        _check("src_mask", src_mask, self.dtype, (B, S), optional=True)
         _check("count", count, np.int64, (B,), out=True)
         _check("ids", ids, np.int64, (B, k, cap), out=True)
         _check("lengths", lengths, np.int64, (B, k), out=True)

@@ -105,6 +105,9 @@ cdef extern from "pt.h" nogil:
         const float *sa_owp
         const float *ff1_wp
         const float *ff2_wp
+        const float *ca_qwp
+        const float *ca_owp
+        int packed_step
     ctypedef struct pt_layer_f64:
         int64_t E, H, F
         int norm_first, act
@@ -127,20 +130,23 @@ cdef extern from "pt.h" nogil:
         const double *sa_owp
         const double *ff1_wp
         const double *ff2_wp
+        const double *ca_qwp
+        const double *ca_owp
+        int packed_step
     int64_t pt_encoder_workspace_f32(const pt_layer_f32 *layer, int64_t N, int64_t B, int64_t T, int both_masks)
     int64_t pt_encoder_workspace_f64(const pt_layer_f64 *layer, int64_t N, int64_t B, int64_t T, int both_masks)
     int pt_encoder_forward_f32(float *x, float *work, const pt_layer_f32 *layers, int64_t nlayers, const int64_t *offsets, const float *key_mask, const float *attn_mask, int64_t B, int64_t T, int is_causal, int final_norm, const float *final_w, const float *final_b, float final_eps)
     int pt_encoder_forward_f64(double *x, double *work, const pt_layer_f64 *layers, int64_t nlayers, const int64_t *offsets, const double *key_mask, const double *attn_mask, int64_t B, int64_t T, int is_causal, int final_norm, const double *final_w, const double *final_b, double final_eps)
-    int pt_attention_decode_f32(float *out, int64_t out_ld, float *scores, const float *q, int64_t q_ld, const float *k, const float *v, int64_t kv_bstride, int64_t kv_hstride, const float *mask, const int64_t *lengths, int64_t B, int64_t H, int64_t Tk, int64_t D, float scale)
-    int pt_attention_decode_f64(double *out, int64_t out_ld, double *scores, const double *q, int64_t q_ld, const double *k, const double *v, int64_t kv_bstride, int64_t kv_hstride, const double *mask, const int64_t *lengths, int64_t B, int64_t H, int64_t Tk, int64_t D, double scale)
+    int pt_attention_decode_f32(float *out, int64_t out_ld, float *scores, const float *q, int64_t q_ld, const float *k, const float *v, int64_t kv_bstride, int64_t kv_hstride, const float *mask, const int64_t *lengths, const int64_t *kv_row, int64_t B, int64_t H, int64_t Tk, int64_t D, float scale)
+    int pt_attention_decode_f64(double *out, int64_t out_ld, double *scores, const double *q, int64_t q_ld, const double *k, const double *v, int64_t kv_bstride, int64_t kv_hstride, const double *mask, const int64_t *lengths, const int64_t *kv_row, int64_t B, int64_t H, int64_t Tk, int64_t D, double scale)
     int64_t pt_decoder_cross_kv_workspace_f32(const pt_layer_f32 *layer, int64_t B, int64_t S)
     int64_t pt_decoder_cross_kv_workspace_f64(const pt_layer_f64 *layer, int64_t B, int64_t S)
     int pt_decoder_cross_kv_f32(float *const *k, float *const *v, float *work, const pt_layer_f32 *layers, int64_t nlayers, const float *memory, int64_t B, int64_t S)
     int pt_decoder_cross_kv_f64(double *const *k, double *const *v, double *work, const pt_layer_f64 *layers, int64_t nlayers, const double *memory, int64_t B, int64_t S)
     int64_t pt_decoder_step_workspace_f32(const pt_layer_f32 *layer, int64_t B, int64_t capacity, int64_t S)
     int64_t pt_decoder_step_workspace_f64(const pt_layer_f64 *layer, int64_t B, int64_t capacity, int64_t S)
-    int pt_decoder_step_f32(float *x, float *const *self_k, float *const *self_v, float *work, const pt_layer_f32 *layers, int64_t nlayers, const float *const *cross_k, const float *const *cross_v, const float *src_mask, const int64_t *src_len, int64_t B, int64_t t, int64_t capacity, int64_t S, int final_norm, const float *final_w, const float *final_b, float final_eps)
-    int pt_decoder_step_f64(double *x, double *const *self_k, double *const *self_v, double *work, const pt_layer_f64 *layers, int64_t nlayers, const double *const *cross_k, const double *const *cross_v, const double *src_mask, const int64_t *src_len, int64_t B, int64_t t, int64_t capacity, int64_t S, int final_norm, const double *final_w, const double *final_b, double final_eps)
+    int pt_decoder_step_f32(float *x, float *const *self_k, float *const *self_v, float *work, const pt_layer_f32 *layers, int64_t nlayers, const float *const *cross_k, const float *const *cross_v, const float *src_mask, const int64_t *src_len, const int64_t *mem_row, int64_t B, int64_t t, int64_t capacity, int64_t S, int final_norm, const float *final_w, const float *final_b, float final_eps)
+    int pt_decoder_step_f64(double *x, double *const *self_k, double *const *self_v, double *work, const pt_layer_f64 *layers, int64_t nlayers, const double *const *cross_k, const double *const *cross_v, const double *src_mask, const int64_t *src_len, const int64_t *mem_row, int64_t B, int64_t t, int64_t capacity, int64_t S, int final_norm, const double *final_w, const double *final_b, double final_eps)
 
 cdef extern from "pt_decode.h" nogil:
     # the greedy loop (csrc/decode_greedy.c), and the model it runs
@@ -178,8 +184,8 @@ cdef extern from "pt_decode.h" nogil:
     int64_t pt_greedy_workspace_f64(const pt_greedy_f64 *g, int64_t B, int64_t max_len, int64_t S)
     int64_t pt_greedy_iworkspace_f32(int64_t B)
     int64_t pt_greedy_iworkspace_f64(int64_t B)
-    int pt_greedy_decode_f32(const pt_greedy_f32 *g, float *const *self_k, float *const *self_v, float *const *cross_k, float *const *cross_v, float *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t *ids, int64_t *lengths, double *logp, float *work, int64_t *iwork)
-    int pt_greedy_decode_f64(const pt_greedy_f64 *g, double *const *self_k, double *const *self_v, double *const *cross_k, double *const *cross_v, double *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t *ids, int64_t *lengths, double *logp, double *work, int64_t *iwork)
+    int pt_greedy_decode_f32(const pt_greedy_f32 *g, float *const *self_k, float *const *self_v, float *const *cross_k, float *const *cross_v, const float *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t *ids, int64_t *lengths, double *logp, float *work, int64_t *iwork)
+    int pt_greedy_decode_f64(const pt_greedy_f64 *g, double *const *self_k, double *const *self_v, double *const *cross_k, double *const *cross_v, const double *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t *ids, int64_t *lengths, double *logp, double *work, int64_t *iwork)
     # beam search (csrc/decode_beam.c)
     enum:
         PT_PENALTY_GNMT
@@ -188,5 +194,5 @@ cdef extern from "pt_decode.h" nogil:
     int64_t pt_beam_workspace_f64(const pt_greedy_f64 *g, int64_t B, int64_t k, int64_t max_len, int64_t S)
     int64_t pt_beam_iworkspace_f32(int64_t B, int64_t k, int64_t max_len)
     int64_t pt_beam_dworkspace_f32(int64_t B, int64_t k, int64_t max_len, int want_logp)
-    int pt_beam_decode_f32(const pt_greedy_f32 *g, float *const *self_k, float *const *self_v, float *const *cross_k, float *const *cross_v, float *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t k, int penalty_kind, double alpha, int64_t *count, int64_t *ids, int64_t *lengths, int64_t *ended, double *scores, double *logp, float *work, int64_t *iwork, double *dwork)
-    int pt_beam_decode_f64(const pt_greedy_f64 *g, double *const *self_k, double *const *self_v, double *const *cross_k, double *const *cross_v, double *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t k, int penalty_kind, double alpha, int64_t *count, int64_t *ids, int64_t *lengths, int64_t *ended, double *scores, double *logp, double *work, int64_t *iwork, double *dwork)
+    int pt_beam_decode_f32(const pt_greedy_f32 *g, float *const *self_k, float *const *self_v, float *const *cross_k, float *const *cross_v, const float *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t k, int penalty_kind, double alpha, int64_t *count, int64_t *ids, int64_t *lengths, int64_t *ended, double *scores, double *logp, float *work, int64_t *iwork, double *dwork)
+    int pt_beam_decode_f64(const pt_greedy_f64 *g, double *const *self_k, double *const *self_v, double *const *cross_k, double *const *cross_v, const double *src_mask, int64_t B, int64_t S, int64_t max_len, int64_t k, int penalty_kind, double alpha, int64_t *count, int64_t *ids, int64_t *lengths, int64_t *ended, double *scores, double *logp, double *work, int64_t *iwork, double *dwork)

@@ -170,7 +170,8 @@ def test_the_loop_allocates_nothing_per_step(monkeypatch):
 
 def test_the_binding_names_a_bad_argument():
     """LayerStack.beam refuses a bad width, penalty kind or alpha, and
-    caches without room for B*k rows, with a one-line message naming it."""
+    self caches without room for B*k rows, cross caches not of the B
+    sentences, with a one-line message naming it."""
     model = _model(0, *CONFIGS[0])
     with no_grad():
         st = _fast.layer_stack(model.transformer.decoder,
@@ -183,18 +184,20 @@ def test_the_binding_names_a_bad_argument():
         G = model.generator.weight.data
         pos = np.ascontiguousarray(model.positions, dtype=dt)
 
-        def caches(rows):
+        def caches(rows, sentences):
             out = []
             for _ in range(st.nlayers):
                 out += [np.zeros((rows, st.H, T, d), dt), np.zeros((rows, st.H, T, d), dt),
-                        np.zeros((rows, st.H, S, d), dt), np.zeros((rows, st.H, S, d), dt)]
+                        np.zeros((sentences, st.H, S, d), dt),
+                        np.zeros((sentences, st.H, S, d), dt)]
             return out
 
-        def call(k=k, kind="gnmt", alpha=0.6, rows=B * k):
+        def call(k=k, kind="gnmt", alpha=0.6, rows=B * k, sentences=B):
             outs = (np.zeros(B, np.int64), np.zeros((B, k, T), np.int64),
                     np.zeros((B, k), np.int64), np.zeros((B, k), np.int64),
                     np.zeros((B, k)))
-            st.beam(W, 4.0, pos, G, None, caches(rows), None, B, 0, 1, 2, k, kind, alpha, *outs)
+            st.beam(W, 4.0, pos, G, None, caches(rows, sentences), None, B, 0, 1, 2, k, kind,
+                    alpha, *outs)
             return outs
 
         count = call()[0]
@@ -203,7 +206,8 @@ def test_the_binding_names_a_bad_argument():
                           (dict(kind="linear"), "penalty_kind"),
                           (dict(alpha=-1.0), "alpha"),
                           (dict(alpha=float("nan")), "alpha"),
-                          (dict(rows=B), r"caches\[0\]")):
+                          (dict(rows=B), r"caches\[0\]"),
+                          (dict(sentences=B * k), r"caches\[2\]")):
             with pytest.raises(ValueError, match=match) as e:
                 call(**kw)
             assert "\n" not in str(e.value)

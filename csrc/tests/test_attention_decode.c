@@ -11,10 +11,16 @@
  *   float32, each path vs the reference: |diff| <= 2e-6 (values in
  *     [-1, 1]; the paths differ by about 2e-7); float64 (portable at
  *     every level): 1e-13.
+ * Then the driver pt_attention_decode with kv_row (query rows reading
+ * shared key/value rows, their mask rows and lengths) against the same
+ * call on a per-row copy of the keys, values, mask and lengths (kv_row
+ * NULL): bitwise equal, float32 and float64, at every level (PT_ISA set
+ * in turn); a negative kv_row entry refused.
  * Exit status 1 on failure.
  *
  *     make -C csrc test
  */
+#define _POSIX_C_SOURCE 200112L   /* setenv under -std=c99 */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +134,72 @@ static void one(int n, int D, int mode)
     free(sf); free(qd); free(sd); free(od);
 }
 
+/* The driver with kv_row vs per-row copies: B query rows, H heads, M
+ * key/value rows of Tk keys (D columns), row b reading row kv_row[b]; the
+ * mask (mode 1), the lengths (mode 2) or neither (mode 0). */
+#define KV_ROW_CASE(T, SFX)                                                                    \
+static int kv_row_##SFX(int64_t B, int64_t H, int64_t M, int64_t Tk, int64_t D, int mode)    \
+{                                                                                             \
+    int64_t kvb = H * Tk * D, rows[16];                                                       \
+    T *q = malloc(sizeof(T) * B * H * D), *k = malloc(sizeof(T) * M * kvb);                   \
+    T *v = malloc(sizeof(T) * M * kvb), *mask = malloc(sizeof(T) * M * Tk);                   \
+    T *kc = malloc(sizeof(T) * B * kvb), *vc = malloc(sizeof(T) * B * kvb);                   \
+    T *mc = malloc(sizeof(T) * B * Tk), *sc = malloc(sizeof(T) * B * H * Tk);                 \
+    T *o1 = malloc(sizeof(T) * B * H * D), *o2 = malloc(sizeof(T) * B * H * D);               \
+    int64_t len[16], lc[16];                                                                  \
+    for (int64_t i = 0; i < B * H * D; i++) q[i] = (T)(urand() * 3);                          \
+    for (int64_t i = 0; i < M * kvb; i++) { k[i] = (T)urand(); v[i] = (T)urand(); }           \
+    for (int64_t i = 0; i < M * Tk; i++) mask[i] = i % 5 == 2 ? (T)-INFINITY : (T)urand();    \
+    for (int64_t r = 0; r < M; r++) len[r] = (r * 7 + 3) % (Tk + 2);                          \
+    for (int64_t b = 0; b < B; b++) {                                                         \
+        rows[b] = (b * 5 + 1) % M;                                                            \
+        memcpy(kc + b * kvb, k + rows[b] * kvb, sizeof(T) * kvb);                             \
+        memcpy(vc + b * kvb, v + rows[b] * kvb, sizeof(T) * kvb);                             \
+        memcpy(mc + b * Tk, mask + rows[b] * Tk, sizeof(T) * Tk);                             \
+        lc[b] = len[rows[b]];                                                                 \
+    }                                                                                         \
+    T scale = (T)(1.0 / sqrt((double)D));                                                     \
+    int st1 = pt_attention_decode_##SFX(o1, H * D, sc, q, H * D, k, v, kvb, Tk * D,            \
+                                        mode == 1 ? mask : NULL, mode == 2 ? len : NULL,      \
+                                        rows, B, H, Tk, D, scale);                            \
+    int st2 = pt_attention_decode_##SFX(o2, H * D, sc, q, H * D, kc, vc, kvb, Tk * D,          \
+                                        mode == 1 ? mc : NULL, mode == 2 ? lc : NULL, NULL,   \
+                                        B, H, Tk, D, scale);                                  \
+    int ok = st1 == PT_OK && st2 == PT_OK                                                     \
+             && memcmp(o1, o2, sizeof(T) * B * H * D) == 0;                                   \
+    rows[B - 1] = -1;                                                                         \
+    ok &= pt_attention_decode_##SFX(o1, H * D, sc, q, H * D, k, v, kvb, Tk * D, NULL, NULL,   \
+                                    rows, B, H, Tk, D, scale) == PT_EINVAL;                   \
+    free(q); free(k); free(v); free(mask); free(kc); free(vc); free(mc); free(sc);            \
+    free(o1); free(o2);                                                                       \
+    return ok;                                                                                \
+}
+KV_ROW_CASE(float, f32)
+KV_ROW_CASE(double, f64)
+#undef KV_ROW_CASE
+
+static void kv_rows(void)
+{
+    static const int64_t shapes[][5] = {{8, 3, 3, 17, 64}, {12, 2, 4, 9, 33}, {1, 1, 1, 1, 1},
+                                        {16, 4, 5, 40, 16}};
+    for (int lv = 0; lv <= pt_isa_cpu_level(); lv++) {
+        setenv("PT_ISA", pt_isa_name(lv), 1);
+        pt_isa_init();
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+            for (int mode = 0; mode < 3; mode++) {
+                const int64_t *z = shapes[i];
+                char name[160];
+                snprintf(name, sizeof name, "%s kv_row == per-row copies, B=%ld H=%ld M=%ld "
+                         "Tk=%ld D=%ld mode=%d", pt_isa_name(pt_isa_level()), (long)z[0],
+                         (long)z[1], (long)z[2], (long)z[3], (long)z[4], mode);
+                check(name, kv_row_f32(z[0], z[1], z[2], z[3], z[4], mode)
+                            && kv_row_f64(z[0], z[1], z[2], z[3], z[4], mode));
+            }
+    }
+    unsetenv("PT_ISA");
+    pt_isa_init();
+}
+
 int main(void)
 {
     pt_isa_init();
@@ -140,6 +212,7 @@ int main(void)
                 one(ns[a], Ds[b], mode);
                 cases++;
             }
+    kv_rows();
     printf("attention decode slots: %d cases on levels portable..%s: %s\n", cases,
            pt_isa_name(pt_isa_cpu_level()), failures ? "FAILED" : "all passed");
     return failures ? 1 : 0;

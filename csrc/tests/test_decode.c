@@ -76,7 +76,7 @@ static void DS(reference)(const DS(pt_greedy) *g, DT **sk, DT **sv, DT **ck, DT 
                 x[i * E + c] = e + g->positions[t * E + c];
             }
         DS(pt_decoder_step)(x, sk, sv, work, g->layers, L, (const DT *const *)ck,
-                            (const DT *const *)cv, m, NULL, n, t, T, S, g->final_norm,
+                            (const DT *const *)cv, m, NULL, NULL, n, t, T, S, g->final_norm,
                             g->final_w, g->final_b, g->final_eps);
         DS(pt_linear_forward)(lg, x, g->gen_w, g->gen_b, n, E, V);
         long keep = 0;

@@ -1,7 +1,8 @@
 /*
  * test_decode_beam.c -- the beam-search loop (decode_beam.c) against the
  * same search written out as pytransformer.decode's step loop has it,
- * over the public kernels (pt_decoder_step, pt_linear_forward,
+ * over the public kernels (pt_decoder_step and the generator over the
+ * weights packed as the loop packs them, pt_decoder_pack, pt_linear_pack;
  * pt_softmax_forward): every candidate of a sentence sorted (largest
  * first, ties by index), hypotheses in rows of their own order, the
  * caches gathered into fresh arrays at every step, the finished ones
@@ -115,6 +116,12 @@ static void DS(reference)(const DS(pt_greedy) *g, DT **sk, DT **sv, DT **ck, DT 
     fin_t *fin = xcalloc(B * fcap, sizeof *fin);
     long *nfin = xcalloc(B, sizeof *nfin), order = 0;
     double last_pen = fmax(penalty(kind, alpha, T, 0), penalty(kind, alpha, T - 1, 1));
+    /* the weights packed as the loop packs them */
+    long per = DS(pt_decoder_pack_size)(g->layers);
+    DS(pt_layer) layers[TD_L];
+    DT *packed = xcalloc(L * per + DS(pt_linear_pack_size)(V, E), sizeof *packed);
+    DS(pt_decoder_pack)(layers, packed, g->layers, L);
+    DS(pt_linear_pack)(packed + L * per, g->gen_w, V, E);
     for (long b = 0; b < B; b++) { active[b] = b; last[b] = g->bos; }
     long nact = B, kk = 1;
     for (long t = 0; t < T; t++) {
@@ -124,10 +131,10 @@ static void DS(reference)(const DS(pt_greedy) *g, DT **sk, DT **sv, DT **ck, DT 
                 DT e = g->embed[last[i] * E + c] * g->embed_scale;
                 x[i * E + c] = e + g->positions[t * E + c];
             }
-        DS(pt_decoder_step)(x, sk, sv, work, g->layers, L, (const DT *const *)ck,
-                            (const DT *const *)cv, m, NULL, n, t, T, S, g->final_norm,
+        DS(pt_decoder_step)(x, sk, sv, work, layers, L, (const DT *const *)ck,
+                            (const DT *const *)cv, m, NULL, NULL, n, t, T, S, g->final_norm,
                             g->final_w, g->final_b, g->final_eps);
-        DS(pt_linear_forward)(lg, x, g->gen_w, g->gen_b, n, E, V);
+        DS(pt_linear_packed_forward_any)(lg, x, packed + L * per, g->gen_b, n, E, V);
         for (long i = 0; i < n; i++) {
             lg[i * V + g->pad] = -INFINITY;
             lg[i * V + g->bos] = -INFINITY;
@@ -224,6 +231,7 @@ static void DS(reference)(const DS(pt_greedy) *g, DT **sk, DT **sv, DT **ck, DT 
             memcpy(logp + h * T, f[i].lp, (f[i].len + f[i].ended) * sizeof *logp);
         }
     }
+    free(packed);
     free(x); free(lg); free(work); free(active); free(index); free(kept); free(still);
     free(seq); free(nseq); free(last); free(toks); free(lps); free(nlps); free(sc); free(nsc);
     free(cand); free(fin); free(nfin);
@@ -240,13 +248,15 @@ static void DS(test_beam)(int norm_first, int act, int final, int masked, double
     int nk = 0;
     DS(random_decoder)(&g, layers, keep, &nk, norm_first, act, final, eos_shift, T);
 
-    DT *sk[2][2], *sv[2][2], *ck[2][2], *cv[2][2];      /* [copy][layer] */
+    /* [copy][layer]: the loop's cross caches hold the B sentences (its
+     * rows share them), the reference's a row per hypothesis */
+    DT *sk[2][2], *sv[2][2], *ck[2][2], *cv[2][2];
     for (long l = 0; l < L; l++)
         for (int c = 0; c < 2; c++) {
             sk[c][l] = xcalloc(N * H * T * d, sizeof(DT));
             sv[c][l] = xcalloc(N * H * T * d, sizeof(DT));
-            ck[c][l] = xcalloc(N * H * S * d, sizeof(DT));
-            cv[c][l] = xcalloc(N * H * S * d, sizeof(DT));
+            ck[c][l] = xcalloc((c ? N : B) * H * S * d, sizeof(DT));
+            cv[c][l] = xcalloc((c ? N : B) * H * S * d, sizeof(DT));
             if (c == 0) {
                 DT *a = DS(rnd)(B * H * S * d, 1.0), *b = DS(rnd)(B * H * S * d, 1.0);
                 memcpy(ck[0][l], a, B * H * S * d * sizeof(DT));
@@ -259,11 +269,11 @@ static void DS(test_beam)(int norm_first, int act, int final, int masked, double
         }
     DT *mask = NULL, *mask2 = NULL;
     if (masked) {
-        mask = xcalloc(N * S, sizeof *mask);
+        mask = xcalloc(B * S, sizeof *mask);
         mask2 = xcalloc(N * S, sizeof *mask2);
         for (long b = 0; b < B; b++)
             for (long s = 0; s < S; s++) mask[b * S + s] = s > b % S ? -INFINITY : 0;
-        memcpy(mask2, mask, N * S * sizeof *mask);
+        memcpy(mask2, mask, B * S * sizeof *mask);
     }
     int64_t *cnt = xcalloc(B, sizeof *cnt), *cnt2 = xcalloc(B, sizeof *cnt2);
     int64_t *ids = xcalloc(N * T, sizeof *ids), *ids2 = xcalloc(N * T, sizeof *ids2);

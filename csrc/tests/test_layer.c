@@ -379,7 +379,8 @@ static void LF(test_decoder)(int norm_first, int act, int bias, int use_len)
             for (long c = 0; c < E; c++) xs[b * E + c] = (LT)x[(b * T + t) * E + c];
         st = LF(pt_decoder_step)(xs, sk, sv, work, L, NL, (const LT *const *)ck,
                                  (const LT *const *)cv, use_len ? NULL : smt,
-                                 use_len ? slen : NULL, B, t, cap, S, 1, fwt, fbt, (LT)1e-5);
+                                 use_len ? slen : NULL, NULL, B, t, cap, S, 1, fwt, fbt,
+                                 (LT)1e-5);
         if (st != PT_OK) { worst = INFINITY; break; }
         for (long b = 0; b < B; b++) {   /* the reference: the whole prefix 0..t */
             memcpy(pre, x + b * T * E, (t + 1) * E * sizeof *pre);
@@ -397,8 +398,8 @@ static void LF(test_decoder)(int norm_first, int act, int bias, int use_len)
     check(name, worst, LTOL);
     check(use_len ? "decoder_step t == capacity refused" : "decoder_step t < 0 refused",
           LF(pt_decoder_step)(xs, sk, sv, work, L, NL, (const LT *const *)ck,
-                              (const LT *const *)cv, NULL, NULL, B, use_len ? cap : -1, cap, S,
-                              0, NULL, NULL, 0) == PT_EINVAL ? 0 : 1, 0);
+                              (const LT *const *)cv, NULL, NULL, NULL, B, use_len ? cap : -1, cap,
+                              S, 0, NULL, NULL, 0) == PT_EINVAL ? 0 : 1, 0);
     for (int l = 0; l < NL; l++) { free(sk[l]); free(sv[l]); free(ck[l]); free(cv[l]); }
     for (int i = 0; i < nkeep; i++) free(keep[i]);
     for (int l = 0; l < NL; l++) rlayer_free(&R[l]);

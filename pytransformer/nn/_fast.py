@@ -394,8 +394,8 @@ def greedy(model, cache, bos, eos, want_lps):
     (csrc/decode_greedy.c): each step embeds the newest tokens (scaled, plus
     the position), runs the decoder stack's cached step, the generator and
     the argmax with padding and `bos` excluded, and drops the rows that
-    gave `eos` from the batch and from the caches (which are spent
-    afterwards). The same kernels as decode_step's, on the same rows:
+    gave `eos` from the batch and from the self-attention caches (which
+    are spent afterwards; the cross-attention ones are only read). The same kernels as decode_step's, on the same rows:
     the same tokens and logits. Returns (ids (B, max_len) int64, each
     step's token; lengths (B,) int64, the step that gave EOS or max_len;
     log-probabilities (B, max_len) float64 or None); None when the fast
@@ -419,13 +419,13 @@ def greedy(model, cache, bos, eos, want_lps):
         if sc.length != 0 or sc.static or not cc.static or sc.capacity != cache.max_len:
             return None
         arrays += (sc.k, sc.v, cc.k, cc.v)
-    if not all(a.dtype == dt and a.flags.c_contiguous and a.flags.writeable for a in arrays):
-        return None                        # the C loop compacts them in place
+    if not all(a.dtype == dt and a.flags.c_contiguous for a in arrays):
+        return None
+    if not all(a.flags.writeable for a in arrays[0::4] + arrays[1::4]):
+        return None                        # the C loop compacts the self caches in place
     mask = _memory_mask(cache, dt)
     if mask is False:
         return None
-    if mask is not None:
-        mask = mask.copy()                 # compacted in place
     B, T = cache.batch_size, cache.max_len
     positions = np.ascontiguousarray(model.positions, dtype=dt)
     ids = np.zeros((B, T), np.int64)
@@ -474,18 +474,16 @@ def beam(model, memory, src_pad, k, max_len, alpha, kind, bos, eos, want_lps):
     N, H, d = B * k, st.H, E // st.H
     decoder = model.transformer.decoder
     spare = _BEAM_CACHES.pop(decoder, None)
-    need = (N * E * max_len, N * E * S)
+    need = (N * E * max_len, B * E * S)
     if spare is None or spare[0] != dt or spare[1] < need[0] or spare[2] < need[1]:
         flat = [np.empty(need[i % 4 // 2], dt) for i in range(4 * st.nlayers)]
         spare = (dt, need[0], need[1], flat)
-    shapes = ((N, H, max_len, d), (N, H, S, d))
+    shapes = ((N, H, max_len, d), (B, H, S, d))
     caches = [a[:need[i % 4 // 2]].reshape(shapes[i % 4 // 2]) for i, a in enumerate(spare[3])]
-    st.cross_kv([c[:B] for c in caches[2::4]],
-                [c[:B] for c in caches[3::4]], np.ascontiguousarray(memory.data))
+    st.cross_kv(caches[2::4], caches[3::4], np.ascontiguousarray(memory.data))
     mask = None
     if pad is not None and pad.any():               # as DecoderCache's memory mask
-        mask = np.empty((N, S), dt)
-        mask[:B] = np.where(pad, dt.type(-np.inf), dt.type(0))
+        mask = np.where(pad, dt.type(-np.inf), dt.type(0))
     positions = np.ascontiguousarray(model.positions, dtype=dt)
     count = np.zeros(B, np.int64)
     ids = np.zeros((B, k, max_len), np.int64)
