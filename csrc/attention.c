@@ -9,14 +9,16 @@
  * Forward, two paths:
  *   - weights != NULL: S is written straight into weights (B,H,Tq,Tk), then
  *     softmaxed in place, then out = P v;
- *   - weights == NULL: FlashAttention-style online softmax. A task is one
- *     (b, h, query tile of BQ rows); it walks key tiles of BK keys keeping a
- *     running row max m, row sum l and output accumulator acc (BQ,Dv):
+ *   - weights == NULL: FlashAttention-style online softmax. A task is a
+ *     few query tiles of BQ rows of one (b, h); it walks key tiles of BK
+ *     keys, each met by every query tile of the task in turn, each query
+ *     tile keeping a running row max m, row sum l and output accumulator
+ *     acc (BQ,Dv):
  *       m' = max(m, max_j S),  p_j = exp(S_j - m'),  a = exp(m - m')
  *       l' = a l + sum_j p_j,  acc' = a acc + sum_j p_j v_j
  *     and finally out = acc / l, lse = m + log l. Scratch per thread is
- *     O(BQ*BK + Tk*(D + Dv) + BQ*Dv) (the current head's keys transposed
- *     and values copied): nothing proportional to Tq x Tk.
+ *     O(BQ*BK + Tk*(D + Dv) + ATT_FG*BQ*Dv) (the current head's keys
+ *     transposed and values copied): nothing proportional to Tq x Tk.
  *
  * Backward (FlashAttention-2: P recomputed from q, k and lse):
  *   Drow_i = sum_d dout[i,d] out[i,d]
@@ -258,59 +260,93 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
     PT_SFX(pt_att_mm)(out + i0 * Dv, Dv, Wt, Tk, 0, v, Dv, nq, Dv, Tk, 1, 0);
 }
 
-/* One task of the tiled path: rows [i0, i0+nq) of head (b, h); k is the
- * head's keys, kT as in att_fwd_weights. Keys past att_fwd_kend are
- * skipped. Scratch: S (BQ*BK), acc (BQ*Dv). */
+/* Query tiles the tiled forward runs together against each key tile: the
+ * key and value tile (2 x 16 KB at D = Dv = 64) is read from memory once
+ * for the group and then from the core's caches, instead of once per query
+ * tile (a long head's keys and values, 4 MB at T = 8192, do not stay in
+ * L2). Each query tile's operations are the same in either order. */
+#define ATT_FG 4
+
+/* Running state of one query tile of the tiled forward. */
+typedef struct {
+    real m[BQ];          /* row max */
+    double l[BQ];        /* row sum */
+    int64_t kend;        /* keys this tile runs */
+} PT_SFX(att_fstate);
+
+/* One task of the tiled path: query tiles it0 .. it0+ng-1 (ng <= ATT_FG)
+ * of head (b, h); k is the head's keys, kT as in att_fwd_weights. Key
+ * tiles outer, query tiles inner; each query tile i0 runs exactly the
+ * operations it would alone: keys past att_fwd_kend skipped, the causal
+ * diagonal tile (j0 == i0) in row groups. Scratch: S (BQ*BK), acc
+ * (ATT_FG*BQ*Dv: tile g's rows at acc + g*BQ*Dv). */
 static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const real *k,
                                   const real *kT, const real *v, const real *mrow,
-                                  const int64_t *ms, int64_t i0, int nq, int64_t Tk, int64_t D,
-                                  int64_t Dv, int is_causal, real scale, real *S, real *acc)
+                                  const int64_t *ms, int64_t it0, int ng, int64_t Tq,
+                                  int64_t Tk, int64_t D, int64_t Dv, int is_causal, real scale,
+                                  real *S, real *acc)
 {
-    real m[BQ];
-    double l[BQ];
-    for (int i = 0; i < nq; i++) { m[i] = -INFINITY; l[i] = 0; }
-    memset(acc, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
-    int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
-    kend = PT_SFX(att_fwd_kend)(q, k, v, mrow, ms, i0, nq, kend, D, Dv, scale);
-    for (int64_t j0 = 0; j0 < kend; j0 += BK) {
-        int nk = (int)(kend - j0 < BK ? kend - j0 : BK);
+    PT_SFX(att_fstate) st[ATT_FG];
+    int64_t kmax = 0;
+    for (int g = 0; g < ng; g++) {
+        int64_t i0 = (it0 + g) * BQ;
+        int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
+        for (int i = 0; i < nq; i++) { st[g].m[i] = -INFINITY; st[g].l[i] = 0; }
+        memset(acc + (int64_t)g * BQ * Dv, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
+        int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
+        st[g].kend = PT_SFX(att_fwd_kend)(q, k, v, mrow, ms, i0, nq, kend, D, Dv, scale);
+        if (st[g].kend > kmax) kmax = st[g].kend;
+    }
+    for (int64_t j0 = 0; j0 < kmax; j0 += BK) {
         const real *kTt = kT + (j0 / BK) * D * BK;   /* this key tile, (D, BK) */
         const real *vt = v + j0 * Dv;
-        int64_t vlen = (int64_t)nk * Dv;
-        int diag = is_causal && j0 == i0 && PT_SFX(att_diag_ok)(&vt, &vlen, 1, 0, Dv);
-        if (diag) {
-            for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
-                int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG;
-                PT_SFX(pt_att_mm)(S + r0 * BK, BK, q + (i0 + r0) * D, D, 0, kTt, BK, r1 - r0,
-                                  PT_SFX(att_diag_cols)(r1, nk), D, scale, 0);
+        for (int g = 0; g < ng; g++) {
+            if (j0 >= st[g].kend) continue;
+            int64_t i0 = (it0 + g) * BQ;
+            int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
+            int nk = (int)(st[g].kend - j0 < BK ? st[g].kend - j0 : BK);
+            real *ag = acc + (int64_t)g * BQ * Dv;
+            int64_t vlen = (int64_t)nk * Dv;
+            int diag = is_causal && j0 == i0 && PT_SFX(att_diag_ok)(&vt, &vlen, 1, 0, Dv);
+            if (diag) {
+                for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
+                    int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG;
+                    PT_SFX(pt_att_mm)(S + r0 * BK, BK, q + (i0 + r0) * D, D, 0, kTt, BK,
+                                      r1 - r0, PT_SFX(att_diag_cols)(r1, nk), D, scale, 0);
+                }
+            } else {
+                PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
             }
-        } else {
-            PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
-        }
-        PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
-        /* m, l, acc rescaled to the new row max; P = exp(S - m); l += row sums */
-        PT_SFX(pt_att_softmax_step)(S, BK, nq, nk, m, l, acc, Dv, Dv);
-        /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
-        if (diag) {
-            for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
-                int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG;
-                PT_SFX(pt_att_mm)(acc + r0 * Dv, Dv, S + r0 * BK, BK, 0, vt, Dv, r1 - r0, Dv,
-                                  r1 < nk ? r1 : nk, 1, 1);
+            PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
+            /* m, l, acc rescaled to the new row max; P = exp(S - m); l += row sums */
+            PT_SFX(pt_att_softmax_step)(S, BK, nq, nk, st[g].m, st[g].l, ag, Dv, Dv);
+            /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
+            if (diag) {
+                for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
+                    int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG;
+                    PT_SFX(pt_att_mm)(ag + r0 * Dv, Dv, S + r0 * BK, BK, 0, vt, Dv, r1 - r0,
+                                      Dv, r1 < nk ? r1 : nk, 1, 1);
+                }
+            } else {
+                PT_SFX(pt_att_mm)(ag, Dv, S, BK, 0, vt, Dv, nq, Dv, nk, 1, 1);
             }
-        } else {
-            PT_SFX(pt_att_mm)(acc, Dv, S, BK, 0, vt, Dv, nq, Dv, nk, 1, 1);
         }
     }
-    for (int i = 0; i < nq; i++) {
-        real *o = out + (i0 + i) * Dv;
-        const real *a = acc + (int64_t)i * Dv;
-        if (l[i] == 0) {
-            for (int64_t d = 0; d < Dv; d++) o[d] = 0;
-            if (lse) lse[i0 + i] = -INFINITY;
-        } else {
-            real inv = (real)(1.0 / l[i]);
-            for (int64_t d = 0; d < Dv; d++) o[d] = a[d] * inv;
-            if (lse) lse[i0 + i] = m[i] + (real)log(l[i]);
+    for (int g = 0; g < ng; g++) {
+        int64_t i0 = (it0 + g) * BQ;
+        int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
+        for (int i = 0; i < nq; i++) {
+            real *o = out + (i0 + i) * Dv;
+            const real *a = acc + ((int64_t)g * BQ + i) * Dv;
+            double l = st[g].l[i];
+            if (l == 0) {
+                for (int64_t d = 0; d < Dv; d++) o[d] = 0;
+                if (lse) lse[i0 + i] = -INFINITY;
+            } else {
+                real inv = (real)(1.0 / l);
+                for (int64_t d = 0; d < Dv; d++) o[d] = a[d] * inv;
+                if (lse) lse[i0 + i] = st[g].m[i] + (real)log(l);
+            }
         }
     }
 }
@@ -323,18 +359,26 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 {
     if (B < 0 || H < 0 || Tq < 0 || Tk < 0 || D < 0 || Dv < 0) return PT_EINVAL;
     if (mask && !mask_strides) return PT_EINVAL;
-    int64_t BH = B * H, nqt = (Tq + BQ - 1) / BQ, ntask = BH * nqt;
-    if (ntask == 0) return PT_OK;
+    int64_t BH = B * H, nqt = (Tq + BQ - 1) / BQ;
+    if (BH * nqt == 0) return PT_OK;
     int64_t work = BH * Tq * (Tk + 1) * (D + Dv + 1);
     (void)work;                        /* unused without OpenMP */
     int status = PT_OK;
     /* Each thread keeps the keys of its current head transposed, tile by
      * tile (kT, att_transpose_head), and its values copied to aligned
-     * scratch (vc), redone when the head changes. With
-     * enough heads a chunk of tasks is a whole head (every query tile), so
-     * each head is transposed once; else chunks of one query tile. */
+     * scratch (vc), redone when the head changes. A task is a group of
+     * fg query tiles (the tiled path: ATT_FG, unless that leaves fewer
+     * than 4 tasks per thread; the weights path: 1). With enough heads a
+     * chunk of tasks is a whole head (every query tile), so each head is
+     * transposed once; else chunks of one task, and causal heads hand out
+     * their last (longest) query tiles first, so that the shortest tasks
+     * come last and the threads end together. */
     int nth = pt_get_num_threads();
-    int64_t nkt = (Tk + BK - 1) / BK, chunk = BH >= 2 * nth ? nqt : 1;
+    int64_t fg = 1;
+    while (!weights && 2 * fg <= ATT_FG && BH * ((nqt + 2 * fg - 1) / (2 * fg)) >= 4 * nth)
+        fg *= 2;
+    int64_t nqg = (nqt + fg - 1) / fg, ntask = BH * nqg;
+    int64_t nkt = (Tk + BK - 1) / BK, chunk = BH >= 2 * nth ? nqg : 1;
     (void)chunk;                       /* unused without OpenMP */
     #pragma omp parallel num_threads(nth) if (work > 65536)
     {
@@ -344,7 +388,8 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
                                      * (size_t)(Dv > 0 ? Dv : 1));
         real *S = weights ? NULL : PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
         real *acc = weights ? NULL
-                            : PT_SFX(att_alloc)(sizeof(real) * BQ * (size_t)(Dv > 0 ? Dv : 1));
+                            : PT_SFX(att_alloc)(sizeof(real) * (size_t)fg * BQ
+                                                * (size_t)(Dv > 0 ? Dv : 1));
         int ok = kT && vc && (weights || (S && acc));
         int64_t kT_bh = -1;                /* head whose keys kT holds */
         if (!ok) {
@@ -354,8 +399,9 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
         #pragma omp for schedule(dynamic, chunk)
         for (int64_t t = 0; t < ntask; t++) {
             if (!ok) continue;
-            int64_t bh = t / nqt, i0 = (t % nqt) * BQ, b = bh / H, h = bh % H;
-            int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
+            int64_t bh = t / nqg, gi = t % nqg, b = bh / H, h = bh % H;
+            int64_t it0 = (is_causal ? nqg - 1 - gi : gi) * fg;   /* first query tile */
+            int ng = (int)(nqt - it0 < fg ? nqt - it0 : fg);
             const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
             const real *qh = q + bh * Tq * D, *kTh = kT;
             const real *vh = vc;
@@ -366,12 +412,15 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
                 kT_bh = bh;
             }
             real *oh = out + bh * Tq * Dv, *lh = lse ? lse + bh * Tq : NULL;
-            if (weights)
+            if (weights) {
+                int64_t i0 = it0 * BQ;
+                int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
                 PT_SFX(att_fwd_weights)(oh, lh, weights + bh * Tq * Tk, qh, kTh, vh, mrow,
                                         mask_strides, i0, nq, Tk, D, Dv, is_causal, scale);
-            else
+            } else {
                 PT_SFX(att_fwd_tiled)(oh, lh, qh, k + bh * Tk * D, kTh, vh, mrow, mask_strides,
-                                      i0, nq, Tk, D, Dv, is_causal, scale, S, acc);
+                                      it0, ng, Tq, Tk, D, Dv, is_causal, scale, S, acc);
+            }
         }
         PT_SFX(att_free)(kT);
         PT_SFX(att_free)(vc);

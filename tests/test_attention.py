@@ -222,6 +222,35 @@ def test_full_blocks_do_not_depend_on_thread_count(BH):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("Tq, Tk", [(420, 420), (420, 300), (300, 520)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_query_tile_groups_do_not_change_results(Tq, Tk, causal):
+    # The tiled forward runs groups of query tiles against each key tile;
+    # its group size follows the task count per thread: at B x H = 2 and
+    # 5-9 query tiles, groups of 4 (and a shorter last one) at 1 thread,
+    # 2 at 2 threads and 1 at 3. A key-padding mask (different lengths per
+    # sequence) gives the tiles of a group different key ends.
+    rng = np.random.default_rng(11)
+    q, k, v = (rand(rng, (2, 1, T, 64), np.float32) for T in (Tq, Tk, Tk))
+    lens = np.array([Tk, Tk // 2 + 7])
+    m = (np.arange(Tk)[None, :] < lens[:, None])[:, None, None, :]
+    old = _core.get_num_threads()
+    res = []
+    try:
+        for n in (1, 2, 3):
+            _core.set_num_threads(n)
+            res.append(attention_forward(q, k, v, None, causal)[:2]
+                       + attention_forward(q, k, v, m, causal)[:2])
+    finally:
+        _core.set_num_threads(old)
+    for other in res[1:]:
+        for a, b in zip(res[0], other):
+            np.testing.assert_array_equal(a, b)
+    for i, mk in ((0, None), (2, m)):
+        np.testing.assert_allclose(res[0][i], ref.scaled_dot_product_attention(q, k, v, mk, causal),
+                                   **TOL[np.float32])
+
+
 def test_long_sequence_tiled_memory():
     # T = 4096: the tiled path holds no T x T buffer; compare a few rows
     # against the reference computed only for those rows.
