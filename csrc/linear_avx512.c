@@ -51,7 +51,7 @@
 
 #define LR_NB 16                   /* rows of w per block (a multiple of 4) */
 #define LR_MR 6                    /* most rows of x per tile */
-#define LR_PAR_MIN (1 << 23)       /* multiply-adds below which one thread runs */
+#define LR_PAR_MIN (1 << 22)       /* multiply-adds below which one thread runs */
 #define LR_TARGET __attribute__((target("avx512f")))
 #define LR_INLINE __attribute__((always_inline, target("avx512f"))) static inline
 
