@@ -199,8 +199,7 @@ LR_INLINE void lr_row16(float *y, const float *x, const float *w, const float *b
 LR_TARGET static void lr_forward(float *y, const float *x, const float *w, const float *b,
                                  int64_t N, int64_t IN, int64_t OUT)
 {
-    int nth = pt_get_num_threads();
-    if ((double)N * (double)IN * (double)OUT < (double)pt_dispatch.linear_par_min) nth = 1;
+    int nth = pt_linear_threads(N, IN, OUT, pt_get_num_threads());
     int64_t nblocks = (OUT + LR_NB - 1) / LR_NB;
     /* row tiles of at most LR_MR rows, as even as they come (17 -> 6, 6, 5) */
     int64_t ntiles = (N + LR_MR - 1) / LR_MR;

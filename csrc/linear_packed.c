@@ -89,8 +89,7 @@ int PT_FN(pt_linear_packed_forward_any)(real *y, const real *x, const real *wp, 
 void PT_SFX(pt_linear_packed_portable)(real *y, const real *x, const real *wp, const real *b,
                                        int64_t N, int64_t IN, int64_t OUT)
 {
-    int nth = pt_get_num_threads();
-    if ((double)N * (double)IN * (double)OUT < (double)pt_dispatch.linear_par_min) nth = 1;
+    int nth = pt_linear_threads(N, IN, OUT, pt_get_num_threads());
     int64_t G = (OUT + PW - 1) / PW;
     (void)nth;   /* read only by the OpenMP pragma */
     #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)

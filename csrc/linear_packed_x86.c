@@ -102,8 +102,7 @@ __attribute__((target("avx512f")))
 void pt_linear_packed_avx512_f32(float *y, const float *x, const float *wp, const float *b,
                                  int64_t N, int64_t IN, int64_t OUT)
 {
-    int nth = pt_get_num_threads();
-    if ((double)N * (double)IN * (double)OUT < (double)pt_dispatch.linear_par_min) nth = 1;
+    int nth = pt_linear_threads(N, IN, OUT, pt_get_num_threads());
     int64_t G = (OUT + PW - 1) / PW, ntiles = (N + LP_MR - 1) / LP_MR;
     (void)nth;   /* read only by the OpenMP pragma */
     #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
@@ -188,8 +187,7 @@ __attribute__((target("avx2,fma")))
 void pt_linear_packed_avx2_f32(float *y, const float *x, const float *wp, const float *b,
                                int64_t N, int64_t IN, int64_t OUT)
 {
-    int nth = pt_get_num_threads();
-    if ((double)N * (double)IN * (double)OUT < (double)pt_dispatch.linear_par_min) nth = 1;
+    int nth = pt_linear_threads(N, IN, OUT, pt_get_num_threads());
     int64_t G = (OUT + PW - 1) / PW, ntiles = (N + LP_MR - 1) / LP_MR;
     (void)nth;   /* read only by the OpenMP pragma */
     #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)

@@ -95,6 +95,13 @@ struct pt_dispatch {
 /* Written by pt_isa_init only (before any kernel runs); read by kernels. */
 extern struct pt_dispatch pt_dispatch;
 
+/* The threads a linear kernel uses for an (N, IN) x (IN, OUT) product:
+ * one below linear_par_min multiply-adds, else nth. */
+static inline int pt_linear_threads(int64_t N, int64_t IN, int64_t OUT, int nth)
+{
+    return (double)N * (double)IN * (double)OUT < (double)pt_dispatch.linear_par_min ? 1 : nth;
+}
+
 /* cpu.c: the highest level the CPU and OS run; *why says why not higher. */
 int pt_cpu_detect_level(const char **why);
 
