@@ -5,6 +5,7 @@ few examples, so the suite stays within minutes on 2 cores) and "dev" (more
 examples, random).
 """
 import os
+import signal
 
 import pytest
 
@@ -15,6 +16,14 @@ settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None
 settings.register_profile("dev", max_examples=200, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A runner started in the background of a non-interactive shell inherits
+# SIGINT ignored (POSIX), and its children inherit that too: every Ctrl-C
+# the tests send would be lost. The tests run with Python's own handler, as
+# an interactive run does; the children, started from a handled signal,
+# begin with the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")
