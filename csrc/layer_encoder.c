@@ -18,7 +18,7 @@
  * per sequence of its own length, so padding costs nothing anywhere.
  *
  * A layer's projections read its packed weights (pt_layer's *_wp) where
- * it has them, through pt_linear_packed_forward.
+ * it has them, through lay_linear (pt_layer.h).
  */
 #include "pt_real.h"
 #include "pt_layer.h"
@@ -45,7 +45,7 @@ static int PT_SFX(enc_layer)(real *x, real *work, const PT_FN(pt_layer) *L,
 
     /* self-attention */
     LAY_TRY(PT_SFX(lay_norm_in)(&in, Y, mean, rstd, x, L, 0, N));
-    LAY_TRY(PT_FN(pt_linear_packed_forward)(A, in, L->sa_wp, L->sa_w, L->sa_b, N, E, 3 * E));
+    LAY_TRY(PT_SFX(lay_linear)(A, in, L, L->sa_wp, L->sa_w, L->sa_b, N, E, 3 * E));
     PT_SFX(lay_split_heads)(P, A, 3 * E, 3, s, N, E, H);
     const real *q = P, *k = P + N * E, *v = P + 2 * N * E;
     if (!s->offsets) {
@@ -60,7 +60,7 @@ static int PT_SFX(enc_layer)(real *x, real *work, const PT_FN(pt_layer) *L,
         }
     }
     PT_SFX(lay_merge_heads)(P, O, s, N, E, H);
-    LAY_TRY(PT_FN(pt_linear_packed_forward)(Y, P, L->sa_owp, L->sa_ow, L->sa_ob, N, E, E));
+    LAY_TRY(PT_SFX(lay_linear)(Y, P, L, L->sa_owp, L->sa_ow, L->sa_ob, N, E, E));
     LAY_TRY(PT_SFX(lay_residual)(x, Y, mean, rstd, L, 0, N));
 
     /* feed-forward */

@@ -74,8 +74,9 @@ def linear_pack_matches(object wp, object w):
 
 def linear_packed_forward(object y, object x, object wp, object w, object b):
     """y (N, OUT) := x (N, IN) @ w^T + b over wp (linear_pack of w) with the
-    packed kernel of the linear path in use, up to the dot kernel's row
-    count; else pt_linear_forward over w. float32; b may be None."""
+    packed kernel of the linear path in use, up to the table's
+    linear_packed_rows (PT_LINEAR_PACKED_ROWS); else pt_linear_forward over
+    w. float32; b may be None."""
     if not isinstance(w, np.ndarray) or w.ndim != 2 or not isinstance(x, np.ndarray) or x.ndim != 2:
         raise ValueError("x, w: expected 2-D arrays")
     cdef int64_t N = x.shape[0], IN = w.shape[1], OUT = w.shape[0]

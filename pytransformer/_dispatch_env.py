@@ -1,8 +1,9 @@
 """Run a block under other dispatch settings: the environment variables the
 dispatch table reads once, at import (PT_ISA, PT_PORTABLE,
-PT_LINEAR_DOT_ROWS, PT_LINEAR_SWAP_ROWS, PT_LINEAR_PAR_MIN, PT_LINEAR_PACKED_ROWS), set for the
-block and the table re-read, then both restored. For tests and benchmarks
-only: never while a kernel runs in another thread."""
+PT_LINEAR_DOT_ROWS, PT_LINEAR_SWAP_ROWS, PT_LINEAR_PAR_MIN,
+PT_LINEAR_PACKED_ROWS), set for the block and the table re-read, then
+both restored. For tests and benchmarks only: never while a kernel runs in
+another thread."""
 import contextlib
 import os
 

@@ -20,7 +20,7 @@ differ is the row count a projection sees, which picks the linear
 family's few-rows kernel or the GEMM), except that a float32 encoder
 stack keeps packed copies of its four projection weights per layer
 (LayerStack(packed=True), csrc/linear_packed.c), which its projections of
-few rows read: those sum each output in k order where the module path's
+up to 512 rows read: those sum each output in k order where the module path's
 few-rows kernel sums in 16 lanes and a tree. The copies follow in-place
 changes of the weights (the Parameters' version counters, which the
 library's in-place writers bump, and a sampled comparison for writes
@@ -395,8 +395,9 @@ def greedy(model, cache, bos, eos, want_lps):
     the position), runs the decoder stack's cached step, the generator and
     the argmax with padding and `bos` excluded, and drops the rows that
     gave `eos` from the batch and from the self-attention caches (which
-    are spent afterwards; the cross-attention ones are only read). The same kernels as decode_step's, on the same rows:
-    the same tokens and logits. Returns (ids (B, max_len) int64, each
+    are spent afterwards; the cross-attention ones are only read). The
+    same kernels as decode_step's, on the same rows: the same tokens and
+    logits. Returns (ids (B, max_len) int64, each
     step's token; lengths (B,) int64, the step that gave EOS or max_len;
     log-probabilities (B, max_len) float64 or None); None when the fast
     path does not apply (a hook or a training module in the model, a
