@@ -3,16 +3,18 @@ fused bias + GELU, forward and backward, in ns per element.
 
 Each case runs the kernel on caller-owned buffers (no allocation in the timed
 call): forward y = gelu(x + bias); backward dx += dy * gelu'(x + bias) and,
-with a bias, dbias += its column sums. The AVX2+FMA and the portable paths
-(PT_ISA=avx2 / portable, the dispatch table re-read between them) are timed
-alternately in one process, REPEATS rounds, so a load change on a shared machine hits both;
-medians are reported, with the ratio portable / avx2, and the process CPU
-time per element of each path (all threads: on an idle machine it equals the
-wall time at 1 thread; when other processes load the cores, wall times grow
-but CPU times do not, so they tell a slow kernel from a busy machine). When PyTorch is
-importable (e.g. run from a venv that has it), its kernels are timed in the
-same rounds: aten gelu (out=) and gelu_backward, and add(out=) + gelu_ for
-the fused case (PyTorch has no fused bias + GELU backward: not timed).
+with a bias, dbias += its column sums. Every path the CPU runs (portable,
+AVX2+FMA and, where the CPU has it, AVX-512; PT_ISA picks each, the dispatch
+table re-read between them) is timed alternately in one process, REPEATS
+rounds, so a load change on a shared machine hits all of them; medians are
+reported with each SIMD path's speed-up over portable, and the process CPU
+time per element of the widest path (all threads: on an idle machine it
+equals the wall time at 1 thread; when other processes load the cores, wall
+times grow but CPU times do not, so they tell a slow kernel from a busy
+machine). When PyTorch is importable (e.g. run from a venv that has it), its
+kernels are timed in the same rounds: aten gelu (out=) and gelu_backward, and
+add(out=) + gelu_ for the fused case (PyTorch has no fused bias + GELU
+backward: not timed); "x torch" is PyTorch's time over each SIMD path's.
 """
 import os
 import time
@@ -89,11 +91,16 @@ def main(argv=None):
         load = " ".join(f.read().split()[:3])
     n = SHAPE[0] * SHAPE[1]
     peers = torch_cases()
+    paths = ["portable", "avx2"] + (["avx512"] if _core.isa_info()["cpu_isa"] == "avx512" else [])
+    simd = paths[1:]
     print(f"activation bench, float32 {SHAPE}, median of {REPEATS} alternating rounds x "
           f"{INNER} calls; load average {load}; CPU ISA: "
           f"{_core.isa_info()['cpu_isa']}; torch: {torch.__version__ if torch else 'absent'}")
-    print(f"{'case':>14} {'thr':>3} {'portable ns/el':>14} {'avx2 ns/el':>10} {'ratio':>6} "
-          f"{'cpu ns/el p|a':>13}" + (f" {'torch ns/el':>11} {'avx2/torch':>10}" if peers else ""))
+    print(f"{'case':>14} {'thr':>3} " + " ".join(f"{p + ' ns/el':>16}" for p in paths)
+          + "".join(f" {p + ' x port':>12}" for p in simd)
+          + f" {'cpu ns/el ' + paths[-1]:>16}"
+          + (f" {'torch ns/el':>11}" + "".join(f" {p + ' x torch':>13}" for p in simd)
+             if peers else ""))
     saved = os.environ.get("PT_ISA")
 
     def use(path):
@@ -107,27 +114,27 @@ def main(argv=None):
                 torch.set_num_threads(nt)
             for label, fn in cases():
                 peer = peers.get(label)
-                ts = {"portable": [], "avx2": [], "torch": []}
-                for path in ("portable", "avx2"):      # warm-up
+                ts = {k: [] for k in paths + ["torch"]}
+                for path in paths:                    # warm-up
                     use(path)
                     fn()
                 if peer:
                     peer()
                 for _ in range(REPEATS):
-                    for path in ("portable", "avx2"):
+                    for path in paths:
                         use(path)
                         ts[path].append(sample(fn))
                     if peer:
                         ts["torch"].append(sample(peer))
                 med = {k: float(np.median([w for w, _ in v])) * 1e9 / n
                        for k, v in ts.items() if v}
-                cpu = {k: float(np.median([c for _, c in v])) * 1e9 / n
-                       for k, v in ts.items() if v}
-                line = (f"{label:>14} {nt:>3} {med['portable']:14.2f} {med['avx2']:10.2f} "
-                        f"{med['portable'] / med['avx2']:6.2f} "
-                        f"{cpu['portable']:6.2f}|{cpu['avx2']:<6.2f}")
+                cpu = float(np.median([c for _, c in ts[paths[-1]]])) * 1e9 / n
+                line = (f"{label:>14} {nt:>3} " + " ".join(f"{med[p]:16.2f}" for p in paths)
+                        + "".join(f" {med['portable'] / med[p]:12.2f}" for p in simd)
+                        + f" {cpu:16.2f}")
                 if peer:
-                    line += f" {med['torch']:11.2f} {med['avx2'] / med['torch']:10.2f}"
+                    line += f" {med['torch']:11.2f}" + "".join(
+                        f" {med['torch'] / med[p]:13.2f}" for p in simd)
                 print(line, flush=True)
     finally:
         if saved is None:
