@@ -25,16 +25,17 @@
  *   P = exp(S - lse),  dP = dout v^T,  dS = P * (dP - Drow)
  *   dv += P^T dout,  dk += scale dS^T q,  dq += scale dS k
  * computed per (query tile, key tile) pair, each thread holding its current
- * head's q, dout and k copied to aligned scratch (O((Tq + Tk) D)). With
- * accumulate == 0 the first pair that reaches a gradient tile stores into
- * it (the tile product with beta = 0) and the later ones add, so the
- * buffers are never read before they are written; key tiles that no query
- * reaches (causal, Tk > Tq) are zeroed. With at least as many heads as
- * threads a task is one head (key tiles outer, query tiles inner); with
- * fewer heads, two passes: (head, key tile) tasks for dk/dv, then (head,
- * query tile) tasks for dq. Every gradient element receives the same
- * products in the same order either way, and no two threads write the same
- * element: the result is bitwise independent of the thread count.
+ * head's keys copied to aligned scratch (O(Tk D)); q and dout are read in
+ * place (see att_alloc). With accumulate == 0 the first pair that reaches
+ * a gradient tile stores into it (the tile product with beta = 0) and the
+ * later ones add, so the buffers are never read before they are written;
+ * key tiles that no query reaches (causal, Tk > Tq) are zeroed. With at
+ * least as many heads as threads a task is one head (key tiles outer,
+ * query tiles inner); with fewer heads, two passes: (head, key tile) tasks
+ * for dk/dv, then (head, query tile) tasks for dq. Every gradient element
+ * receives the same products in the same order either way, and no two
+ * threads write the same element: the result is bitwise independent of the
+ * thread count.
  *
  * Inner loops (attention_tile.c): every product here (q k^T, P v,
  * dout v^T, P^T dout, dS^T q, dS k) is the small tile product pt_att_mm,
@@ -72,10 +73,12 @@
 #endif
 /* Scratch aligned to 64 bytes (a cache line, one zmm vector): the tile
  * products load rows of their B operand a vector at a time, and a load
- * that straddles two lines costs two. Operands read as B from the
- * caller's arrays (v; q, dout and k in the backward), whose rows are
- * rarely so aligned, are copied per head into such scratch too. NULL
- * when out of memory; att_free(NULL) does nothing. */
+ * that straddles two lines costs two. The values (B of P v) and, in the
+ * backward, the keys (B of dS k), whose rows in the caller's arrays are
+ * rarely so aligned, are copied per head into such scratch too; the
+ * backward reads q and dout (B of dS^T q and P^T dout) in place, where
+ * the copy of a head costs more than the split loads it saves (measured
+ * on AVX-512). NULL when out of memory; att_free(NULL) does nothing. */
 static void *PT_SFX(att_alloc)(size_t bytes)
 {
     unsigned char *raw = malloc(bytes + 64 + sizeof(void *));
@@ -436,7 +439,7 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 typedef struct {
     real *kT, *vT;      /* (D,BK), (Dv,BK): key / value tile transposed */
     real *P, *dS;       /* (BQ,BK) */
-    real *q, *g, *k;    /* head bh's q, dout, k, copied (att_alloc) */
+    real *k;            /* head bh's keys, copied (att_alloc) */
     int64_t bh;         /* -1 before the first head */
 } PT_SFX(att_bscratch);
 
@@ -572,11 +575,9 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
             w.vT = PT_SFX(att_alloc)(sizeof(real) * Dvm * BK);
             w.P = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
             w.dS = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
-            w.q = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tq * Dm);
-            w.g = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tq * Dvm);
             w.k = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tk * Dm);
             w.bh = -1;
-            int ok = w.kT && w.vT && w.P && w.dS && w.q && w.g && w.k;
+            int ok = w.kT && w.vT && w.P && w.dS && w.k;
             if (!ok) {
                 #pragma omp atomic write
                 status = PT_ENOMEM;
@@ -587,17 +588,13 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                 int64_t bh = !split ? t : pass == 0 ? t / nkt : t / nqt;
                 int64_t b = bh / H, h = bh % H;
                 const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
-                if (bh != w.bh) {      /* the head's operands, aligned */
-                    if (Tq * D > 0 && Tk * D > 0) {
-                        memcpy(w.q, q + bh * Tq * D, sizeof(real) * (size_t)(Tq * D));
+                if (bh != w.bh) {      /* the head's keys, aligned */
+                    if (Tq * D > 0 && Tk * D > 0)
                         memcpy(w.k, k + bh * Tk * D, sizeof(real) * (size_t)(Tk * D));
-                    }
-                    if (Tq * Dv > 0)
-                        memcpy(w.g, dout + bh * Tq * Dv, sizeof(real) * (size_t)(Tq * Dv));
                     w.bh = bh;
                 }
-                const real *qh = w.q, *kh = w.k, *vh = v + bh * Tk * Dv;
-                const real *gh = w.g, *lh = lse + bh * Tq, *Dh = Drow + bh * Tq;
+                const real *qh = q + bh * Tq * D, *kh = w.k, *vh = v + bh * Tk * Dv;
+                const real *gh = dout + bh * Tq * Dv, *lh = lse + bh * Tq, *Dh = Drow + bh * Tq;
                 real *dqh = dq && pass == npass - 1 ? dq + bh * Tq * D : NULL;
                 real *dkh = dk && pass == 0 ? dk + bh * Tk * D : NULL;
                 real *dvh = dv && pass == 0 ? dv + bh * Tk * Dv : NULL;
@@ -641,8 +638,6 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
             PT_SFX(att_free)(w.vT);
             PT_SFX(att_free)(w.P);
             PT_SFX(att_free)(w.dS);
-            PT_SFX(att_free)(w.q);
-            PT_SFX(att_free)(w.g);
             PT_SFX(att_free)(w.k);
         }
     }
