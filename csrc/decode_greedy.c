@@ -87,7 +87,7 @@ int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *s
         int st = PT_SFX(dec_embed)(g, x, tok, n, t);
         if (st != PT_OK) return st;
         st = PT_SFX(dec_logits)(g, logits, x, step_work, self_k, self_v, cross_k, cross_v,
-                                src_mask, rows, NULL, n, t, max_len, S);
+                                src_mask, rows, n, t, max_len, S);
         if (st != PT_OK) return st;
         int nth = pt_get_num_threads();
         (void)nth;                     /* read only by the OpenMP pragma */
