@@ -388,6 +388,24 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
     return PT_OK;
 }
 
+/* The argmax_row slot's rule in one scan (pt_dispatch_slots.h): the first
+ * NaN, else the first maximum. */
+int64_t PT_SFX(pt_sm_argmax_row)(const real *xr, int64_t C)
+{
+    int64_t best = 0;
+    real bv = xr[0];
+    if (bv != bv) return 0;
+    for (int64_t j = 1; j < C; j++) {
+        real v = xr[j];
+        if (v != v) return j;
+        if (v > bv) {
+            bv = v;
+            best = j;
+        }
+    }
+    return best;
+}
+
 /* ---------------------------------------------- the paths (pt_dispatch.h)
  * The row bodies compiled for the baseline ISA (portable) and for AVX2;
  * both do the same operations in the same order (no FMA contraction under
@@ -413,7 +431,7 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
     }                                                                                 \
     const struct PT_SFX(pt_sm_kernels) PT_SFX(pt_sm##SFX) = {                          \
         NAME, PT_SFX(softmax_row##SFX), PT_SFX(softmax_bwd_row),                      \
-        PT_SFX(ce_fwd_row##SFX), PT_SFX(ce_bwd_row##SFX)};
+        PT_SFX(ce_fwd_row##SFX), PT_SFX(ce_bwd_row##SFX), PT_SFX(pt_sm_argmax_row)};
 
 SM_PATH(_portable, "portable", )
 #if PT_X86

@@ -9,7 +9,9 @@
  * with packed_step PT_DECODER_PACKED_ROWS, gen_wp), which the reference
  * reads from the same row counts on. Tokens and lengths must be equal,
  * log-probabilities equal to 1e-12. Also the arguments pt_greedy_decode
- * refuses. Exit status 1 on failure.
+ * refuses, and the softmax family's argmax_row (the greedy choice) of
+ * every level the CPU runs against the rule spelt out: rows of 1..70 and
+ * 1448 entries with ties, -inf, +-0 and NaN. Exit status 1 on failure.
  *
  *     make -C csrc test
  */
@@ -20,6 +22,7 @@
 #include <string.h>
 #include "pt.h"
 #include "pt_decode.h"
+#include "pt_dispatch.h"
 #define PT_TEST_SEED 0x2545F4914F6CDD1DULL
 #include "pt_test.h"
 
@@ -45,6 +48,8 @@ int main(void)
     pt_isa_init();
     run_f32();
     run_f64();
+    argmax_f32();
+    argmax_f64();
     if (failures) {
         printf("%d decode test(s) FAILED\n", failures);
         return 1;
@@ -55,7 +60,54 @@ int main(void)
 
 #else   /* ------------------------------------------- once per dtype (DT) */
 
+
 #include "pt_test_decoder.h"
+
+/* The first NaN, else the first maximum. */
+static int64_t DS(argmax_ref)(const DT *x, long n)
+{
+    long best = 0;
+    for (long j = 0; j < n; j++) {
+        if (x[j] != x[j]) return j;
+        if (x[j] > x[best]) best = j;
+    }
+    return best;
+}
+
+static void DS(argmax)(void)
+{
+    const struct DS(pt_sm_kernels) *paths[3] = {&DS(pt_sm_portable), &DS(pt_sm_avx2),
+                                                &DS(pt_sm_avx512)};
+    long lens[] = {1, 2, 15, 16, 17, 31, 32, 33, 47, 64, 70, 1448};
+    DT *x = xcalloc(1448, sizeof *x);
+    int bad = 0, cases = 0;
+    for (int li = 0; li < (int)(sizeof lens / sizeof *lens); li++)
+        for (int kind = 0; kind < 7; kind++) {
+            long n = lens[li];
+            DT *r = DS(rnd)(n, 1.0);
+            memcpy(x, r, n * sizeof *x);
+            free(r);
+            long a = n / 3, b = n - 1;
+            switch (kind) {
+            case 1: x[a] = x[b] = 9; break;                      /* a tie: the first */
+            case 2: for (long j = 0; j < n; j++) x[j] = -INFINITY; break;
+            case 3: x[b] = NAN; x[a] = 9; break;                 /* NaN after the max */
+            case 4: x[a] = NAN; x[b] = NAN; break;               /* the first NaN */
+            case 5: for (long j = 0; j < n; j++) x[j] = j % 2 ? (DT)0 : (DT)-0.0; break;
+            case 6: x[0] = -INFINITY; if (n > 1) x[1] = -INFINITY; x[b] = 5; break;
+            }
+            int64_t want = DS(argmax_ref)(x, n);
+            for (int lv = 0; lv <= pt_isa_cpu_level(); lv++) {
+                cases++;
+                bad += paths[lv]->argmax_row(x, n) != want;
+            }
+        }
+    char name[96];
+    snprintf(name, sizeof name, "%s argmax_row of every level (%d cases)",
+             sizeof(DT) == 4 ? "f32" : "f64", cases);
+    check(name, bad == 0);
+    free(x);
+}
 
 /* The loop spelt out: fresh caches of the surviving rows at every step. */
 static void DS(reference)(const DS(pt_greedy) *g, DT **sk, DT **sv, DT **ck, DT **cv,
