@@ -48,11 +48,12 @@
  * thread, so results do not depend on the thread count. Nothing is
  * allocated: the caller owns the caches and the three workspaces.
  *
- * Weights. At the start the loop packs the decoder stack's step weights
- * and the generator's (pt_decoder_pack, pt_linear_pack: the linear
- * family's panels) and every step's products run over those copies
- * (pt_linear_packed_forward_any): a GEMM would pack the weights, and the
- * rows, again at every product. Measured on the shipped translator
+ * Weights. Unless the caller gives packed copies of the decoder stack's
+ * step weights and the generator's (packed_step and gen_wp: the Python
+ * LayerStack keeps them per model), the loop packs them at the start
+ * (pt_decoder_pack, pt_linear_pack: the linear family's panels) and every
+ * step's products run over those copies (pt_linear_packed_forward_any): a
+ * GEMM would pack the weights, and the rows, again at every product. Measured on the shipped translator
  * (128-row products of 128 inputs), the packed kernel wins at every row
  * count the loop runs.
  *
@@ -73,10 +74,15 @@
 #define SCAN 16              /* candidates tested together against the threshold */
 #define PACK_LAYERS 64       /* the deepest stack the loop packs (its layers sit on the stack) */
 
-/* Elements of the packed weights; 0: the weights are read in place. */
+/* Elements of the packed weights the loop makes; 0: the weights are read
+ * in place, or the caller's packed copies are (every layer's packed_step
+ * set and gen_wp). */
 static int64_t PT_SFX(beam_pack_size)(const GREEDY *g)
 {
     if (g->nlayers < 1 || g->nlayers > PACK_LAYERS) return 0;
+    int64_t l = 0;
+    while (l < g->nlayers && g->layers[l].packed_step) l++;
+    if (l == g->nlayers && g->gen_wp) return 0;
     return g->nlayers * PT_FN(pt_decoder_pack_size)(g->layers)
         + PT_FN(pt_linear_pack_size)(g->V, g->layers->E);
 }
@@ -292,7 +298,6 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
     /* the stack's and the generator's weights packed */
     PT_FN(pt_layer) packed_layers[PACK_LAYERS];
     GREEDY packed_g;
-    const real *gen_wp = NULL;
     if (PT_SFX(beam_pack_size)(g)) {
         real *wp = step_work + PT_FN(pt_decoder_step_workspace)(g->layers, N, L, S);
         int st = PT_FN(pt_decoder_pack)(packed_layers, wp, g->layers, g->nlayers);
@@ -300,9 +305,9 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
         wp += g->nlayers * PT_FN(pt_decoder_pack_size)(g->layers);
         st = PT_FN(pt_linear_pack)(wp, g->gen_w, V, E);
         if (st != PT_OK) return st;
-        gen_wp = wp;
         packed_g = *g;
         packed_g.layers = packed_layers;
+        packed_g.gen_wp = wp;
         g = &packed_g;
     }
     PT_SFX(beam) c;
@@ -357,7 +362,7 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
         int st = PT_SFX(dec_embed)(g, x, c.ptok, n, t);
         if (st != PT_OK) return st;
         st = PT_SFX(dec_logits)(g, lg, x, step_work, self_k, self_v, cross_k, cross_v,
-                                src_mask, mem_row, gen_wp, n, t, L, S);
+                                src_mask, mem_row, n, t, L, S);
         if (st != PT_OK) return st;
         st = PT_FN(pt_softmax_forward)(lg, lg, n, V, 1);
         if (st != PT_OK) return st;

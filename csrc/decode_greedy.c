@@ -23,6 +23,7 @@
 #include <string.h>
 #include "pt_real.h"
 #include "pt_omp.h"
+#include "pt_dispatch.h"
 #include "pt_decode_loop.h"
 
 #define GREEDY PT_FN(pt_greedy)
@@ -40,19 +41,13 @@ int64_t PT_FN(pt_greedy_iworkspace)(int64_t B)
 }
 
 /* The first maximum of row (n entries; NaN counts as the maximum, as
- * numpy's argmax has it) and, when lp is set, its log-probability:
- * -log(sum_j exp(row_j - max)), summed in double. */
+ * numpy's argmax has it: the softmax family's argmax_row) and, when lp is
+ * set, its log-probability: -log(sum_j exp(row_j - max)), summed in
+ * double. */
 static int64_t PT_SFX(greedy_choose)(const real *row, int64_t n, double *lp)
 {
-    int64_t best = 0;
-    real bv = row[0];
-    if (bv == bv) {
-        for (int64_t j = 1; j < n; j++) {
-            real v = row[j];
-            if (v != v) { best = j; bv = v; break; }
-            if (v > bv) { bv = v; best = j; }
-        }
-    }
+    int64_t best = PT_KERNELS(sm)->argmax_row(row, n);
+    real bv = row[best];
     if (lp) {
         double m = (double)bv, s = 0;
         for (int64_t j = 0; j < n; j++) s += exp((double)row[j] - m);
@@ -87,7 +82,7 @@ int PT_FN(pt_greedy_decode)(const GREEDY *g, real *const *self_k, real *const *s
         int st = PT_SFX(dec_embed)(g, x, tok, n, t);
         if (st != PT_OK) return st;
         st = PT_SFX(dec_logits)(g, logits, x, step_work, self_k, self_v, cross_k, cross_v,
-                                src_mask, rows, NULL, n, t, max_len, S);
+                                src_mask, rows, n, t, max_len, S);
         if (st != PT_OK) return st;
         int nth = pt_get_num_threads();
         (void)nth;                     /* read only by the OpenMP pragma */

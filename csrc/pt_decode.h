@@ -57,6 +57,8 @@ typedef struct pt_greedy_##SFX {                                                
     T_ embed_scale;                                                                      \
     const T_ *positions;             /* (>= max_len, E) added at step t */               \
     const T_ *gen_w, *gen_b;         /* (V, E) and (V,) or NULL */                       \
+    const T_ *gen_wp;                /* gen_w packed (pt_linear_pack) or NULL; read  */  \
+                                     /* with the stack's packed copies (packed_step) */  \
     int64_t V;                                                                             \
     int64_t pad, bos, eos;             /* pad and bos never generated */                   \
 } pt_greedy_##SFX;                                                                         \

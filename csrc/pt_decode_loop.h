@@ -42,16 +42,18 @@ static inline int PT_SFX(dec_embed)(const PT_FN(pt_greedy) *g, real *x, const in
 
 /* logits (n, V) of position t: the stack's step on x (n, E; overwritten)
  * over the caches (capacity cap, memory length S, mask (sentences, S) or
- * NULL; row i reads sentence mem_row[i]), then the generator (gen_wp: its
- * weights packed by pt_linear_pack, or NULL); pad and bos are set to
- * -inf. */
+ * NULL; row i reads sentence mem_row[i]), then the generator: over its
+ * packed copy g->gen_wp when there is one and n reaches the stack's
+ * packed_step (the rows from which its products read packed copies),
+ * else over gen_w; pad and bos are set to -inf. */
 static inline int PT_SFX(dec_logits)(const PT_FN(pt_greedy) *g, real *logits, real *x,
                                      real *step_work, real *const *self_k,
                                      real *const *self_v, real *const *cross_k,
                                      real *const *cross_v, const real *src_mask,
-                                     const int64_t *mem_row, const real *gen_wp, int64_t n,
-                                     int64_t t, int64_t cap, int64_t S)
+                                     const int64_t *mem_row, int64_t n, int64_t t, int64_t cap,
+                                     int64_t S)
 {
+    const real *gen_wp = g->gen_wp && n >= g->layers->packed_step ? g->gen_wp : NULL;
     int64_t E = g->layers->E, V = g->V;
     int st = PT_FN(pt_decoder_step)(x, self_k, self_v, step_work, g->layers, g->nlayers,
                                     (const real *const *)cross_k,

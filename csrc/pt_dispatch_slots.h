@@ -143,7 +143,11 @@ extern const struct PT_DSFX(pt_ln_kernels) PT_DSFX(pt_ln_portable), PT_DSFX(pt_l
  *   ce_bwd_row:  dr[c] += g * (softmax(xr)[c] - off) - [c == t] g * on
  *                (= with accumulate == 0, dr not read), recomputing
  *                softmax from the saved lse l; p is a scratch row of C
- *                reals. */
+ *                reals.
+ *   argmax_row:  the index of the first maximum of xr (C >= 1 entries), a
+ *                NaN counting as the maximum (the first NaN wins:
+ *                numpy.argmax's rule); exact, so every path returns the
+ *                same index. pt_sm_argmax_row is the portable one. */
 struct PT_DSFX(pt_sm_kernels) {
     const char *path;
     void (*softmax_row)(PT_DREAL *yr, const PT_DREAL *xr, int64_t C, int want_log);
@@ -153,7 +157,9 @@ struct PT_DSFX(pt_sm_kernels) {
                        int64_t C, int64_t ignore_index, double ls);
     void (*ce_bwd_row)(PT_DREAL *dr, PT_DREAL *p, const PT_DREAL *xr, PT_DREAL l, PT_DREAL g,
                        PT_DREAL off, PT_DREAL on, int64_t t, int64_t C, int accumulate);
+    int64_t (*argmax_row)(const PT_DREAL *xr, int64_t C);
 };
+int64_t PT_DSFX(pt_sm_argmax_row)(const PT_DREAL *xr, int64_t C);
 extern const struct PT_DSFX(pt_sm_kernels) PT_DSFX(pt_sm_portable), PT_DSFX(pt_sm_avx2),
     PT_DSFX(pt_sm_avx512);
 /* float64's avx2 entry: the AVX2 + FMA rows with a vectorised exp

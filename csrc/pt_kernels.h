@@ -192,10 +192,12 @@ typedef struct PT_FN(pt_layer) {
      * then run over them (pt_linear_packed_forward). The caller keeps
      * them equal to the weights. */
     const real *sa_wp, *sa_owp, *ff1_wp, *ff2_wp;
-    /* The decoder step's: with packed_step set (pt_decoder_pack), every
-     * product of the step, at any row count, runs over the packed copies
-     * of sa_w, sa_ow, ff1_w, ff2_w and these: ca_w's query rows (E, E)
-     * and ca_ow (pt_linear_packed_forward_any). */
+    /* The decoder step's: with packed_step >= 1 every product of the
+     * step of at least packed_step rows runs over the packed copies of
+     * sa_w, sa_ow, ff1_w, ff2_w and these: ca_w's query rows (E, E) and
+     * ca_ow (pt_linear_packed_forward_any); fewer rows read the weights
+     * in place (pt_linear_forward). pt_decoder_pack sets 1 (any row
+     * count); 0: the products as pt_linear_packed_forward's. */
     const real *ca_qwp, *ca_owp;
     int packed_step;
 } PT_FN(pt_layer);
@@ -250,6 +252,12 @@ int64_t PT_FN(pt_decoder_cross_kv_workspace)(const PT_FN(pt_layer) *layer, int64
 int PT_FN(pt_decoder_cross_kv)(real *const *k, real *const *v, real *work,
                                const PT_FN(pt_layer) *layers, int64_t nlayers,
                                const real *memory, int64_t B, int64_t S);
+
+/* The least row count at which a decoder step's product runs faster over
+ * packed weights than over the weights in place (pt_linear_forward's
+ * few-rows kernel), for the packed_step of decoder stacks that keep
+ * packed copies (the Python LayerStack's). */
+#define PT_DECODER_PACKED_ROWS 2
 
 /* Elements of the packed copies of one decoder layer's step weights
  * (pt_decoder_pack), 0 for none (NULL weights). */

@@ -114,14 +114,18 @@ static inline int PT_SFX(lay_norm_in)(const real **in, real *buf, real *mean, re
                                        L->E, L->norm_eps[i]);
 }
 
-/* y (N, OUT) := x w^T + b, a product of layer L: over the packed copy wp
- * at any row count for a packed decoder step (L->packed_step), else as
- * pt_linear_packed_forward (wp for few rows, if any). */
+/* y (N, OUT) := x w^T + b, a product of layer L: for a packed decoder
+ * step (L->packed_step >= 1) over the packed copy wp from packed_step rows
+ * on and over w below, else as pt_linear_packed_forward (wp for few rows,
+ * if any). */
 static inline int PT_SFX(lay_linear)(real *y, const real *x, const PT_FN(pt_layer) *L,
                                      const real *wp, const real *w, const real *b, int64_t N,
                                      int64_t IN, int64_t OUT)
 {
-    if (L->packed_step) return PT_FN(pt_linear_packed_forward_any)(y, x, wp, b, N, IN, OUT);
+    if (L->packed_step)
+        return N >= L->packed_step
+            ? PT_FN(pt_linear_packed_forward_any)(y, x, wp, b, N, IN, OUT)
+            : PT_FN(pt_linear_forward)(y, x, w, b, N, IN, OUT);
     return PT_FN(pt_linear_packed_forward)(y, x, wp, w, b, N, IN, OUT);
 }
 

@@ -388,12 +388,83 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
     return PT_OK;
 }
 
+/* The argmax_row slot's rule in one scan (pt_dispatch_slots.h): the first
+ * NaN, else the first maximum. */
+int64_t PT_SFX(pt_sm_argmax_row)(const real *xr, int64_t C)
+{
+    int64_t best = 0;
+    real bv = xr[0];
+    if (bv != bv) return 0;
+    for (int64_t j = 1; j < C; j++) {
+        real v = xr[j];
+        if (v != v) return j;
+        if (v > bv) {
+            bv = v;
+            best = j;
+        }
+    }
+    return best;
+}
+
+#if PT_X86 && PT_DTYPE != 64
+#include <immintrin.h>
+/* The avx2 path's argmax_row, float32: 8 lanes, each keeping the first of
+ * its maxima (a strict compare) and its index, and whether it saw a NaN;
+ * then the least index among the lanes holding the row's maximum, or the
+ * first NaN by the portable scan. Exact: the portable path's index. */
+__attribute__((target("avx2")))
+static int64_t argmax_row_avx2(const float *xr, int64_t C)
+{
+    if (C > INT32_MAX) return pt_sm_argmax_row_f32(xr, C);
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), eight = _mm256_set1_epi32(8);
+    __m256i idx = lane, at = lane;
+    __m256 best = ninf, nan = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 8 <= C; c += 8, idx = _mm256_add_epi32(idx, eight)) {
+        __m256 v = _mm256_loadu_ps(xr + c);
+        __m256 up = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        best = _mm256_blendv_ps(best, v, up);
+        at = _mm256_blendv_epi8(at, idx, _mm256_castps_si256(up));
+    }
+    if (c < C) {
+        /* lanes past C read -inf: never above the lane's maximum */
+        __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C - c)), lane);
+        __m256 v = _mm256_blendv_ps(ninf, _mm256_maskload_ps(xr + c, in),
+                                    _mm256_castsi256_ps(in));
+        __m256 up = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        best = _mm256_blendv_ps(best, v, up);
+        at = _mm256_blendv_epi8(at, idx, _mm256_castps_si256(up));
+    }
+    if (_mm256_movemask_ps(nan)) return pt_sm_argmax_row_f32(xr, C);
+    float bv[8];
+    int32_t bi[8];
+    _mm256_storeu_ps(bv, best);
+    _mm256_storeu_si256((__m256i *)bi, at);
+    /* a lane that never rose above -inf keeps index lane < C: an all -inf
+     * row gives 0, its first maximum */
+    int64_t r = bi[0];
+    float m = bv[0];
+    for (int q = 1; q < 8; q++)
+        if (bv[q] > m || (bv[q] == m && bi[q] < r)) {
+            m = bv[q];
+            r = bi[q];
+        }
+    return r;
+}
+#define SM_ARGMAX_AVX2 argmax_row_avx2
+#else
+#define SM_ARGMAX_AVX2 PT_SFX(pt_sm_argmax_row)
+#endif
+
 /* ---------------------------------------------- the paths (pt_dispatch.h)
  * The row bodies compiled for the baseline ISA (portable) and for AVX2;
  * both do the same operations in the same order (no FMA contraction under
  * -std=c99, and target("avx2") has no FMA), so the results are the same.
  * The softmax backward row is the baseline build in both. */
-#define SM_PATH(SFX, NAME, ATTR)                                                        \
+#define SM_PATH(SFX, NAME, ATTR, ARGMAX)                                                \
     ATTR static void PT_SFX(softmax_row##SFX)(real *yr, const real *xr, int64_t C,     \
                                               int want_log)                           \
     {                                                                                 \
@@ -413,9 +484,9 @@ int PT_FN(pt_cross_entropy_backward)(real *dlogits, const real *logits,
     }                                                                                 \
     const struct PT_SFX(pt_sm_kernels) PT_SFX(pt_sm##SFX) = {                          \
         NAME, PT_SFX(softmax_row##SFX), PT_SFX(softmax_bwd_row),                      \
-        PT_SFX(ce_fwd_row##SFX), PT_SFX(ce_bwd_row##SFX)};
+        PT_SFX(ce_fwd_row##SFX), PT_SFX(ce_bwd_row##SFX), ARGMAX};
 
-SM_PATH(_portable, "portable", )
+SM_PATH(_portable, "portable", , PT_SFX(pt_sm_argmax_row))
 #if PT_X86
-SM_PATH(_avx2, "avx2", __attribute__((target("avx2"))))
+SM_PATH(_avx2, "avx2", __attribute__((target("avx2"))), SM_ARGMAX_AVX2)
 #endif

@@ -268,7 +268,7 @@ A2 static void softmax_bwd_row_avx2_f64(double *dxr, const double *dyr, const do
 
 const struct pt_sm_kernels_f64 pt_sm_avx2fma_f64 = {
     "avx2", softmax_row_avx2_f64, softmax_bwd_row_avx2_f64, ce_fwd_row_avx2_f64,
-    ce_bwd_row_avx2_f64
+    ce_bwd_row_avx2_f64, pt_sm_argmax_row_f64
 };
 #else
 typedef int PT_SFX(pt_softmax_avx2_f64_unused);

@@ -27,6 +27,12 @@
  * states and checks the tolerance. The log_softmax backward (an exp per
  * element) is vectorised here too, its sum of dy in the portable order;
  * the softmax backward (a dot and an axpy, no exp) is the AVX2 one.
+ *
+ * argmax_row: float32 16 lanes at a time, each lane keeping the first of
+ * its maxima (a strict compare) and its index, and whether it saw a NaN;
+ * then the least index among the lanes holding the row's maximum, or the
+ * first NaN by the portable scan. Exact: the portable path's index.
+ * float64's is the portable scan.
  */
 #include "pt_real.h"
 #include <string.h>
@@ -268,8 +274,44 @@ static void softmax_bwd_row_avx2(float *dxr, const float *dyr, const float *yr, 
     pt_sm_avx2_f32.softmax_bwd_row(dxr, dyr, yr, C, want_log, acc);
 }
 
+A512 static int64_t argmax_row_avx512(const float *xr, int64_t C)
+{
+    if (C > INT32_MAX) return pt_sm_argmax_row_f32(xr, C);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    /* lanes past C hold -inf with indices past C: never the first maximum */
+    __mmask16 k = C >= 16 ? 0xFFFF : (__mmask16)((1u << C) - 1);
+    __m512 best = _mm512_mask_loadu_ps(ninf, k, xr);
+    __m512i at = idx;
+    __mmask16 nan = _mm512_cmp_ps_mask(best, best, _CMP_UNORD_Q);
+    int64_t c = 16;
+    for (; c + 16 <= C; c += 16) {
+        __m512 v = _mm512_loadu_ps(xr + c);
+        idx = _mm512_add_epi32(idx, step);
+        __mmask16 up = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        best = _mm512_mask_mov_ps(best, up, v);
+        at = _mm512_mask_mov_epi32(at, up, idx);
+    }
+    if (c < C) {
+        k = (__mmask16)((1u << (C - c)) - 1);
+        __m512 v = _mm512_mask_loadu_ps(ninf, k, xr + c);
+        idx = _mm512_add_epi32(idx, step);
+        __mmask16 up = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        best = _mm512_mask_mov_ps(best, up, v);
+        at = _mm512_mask_mov_epi32(at, up, idx);
+    }
+    if (nan) return pt_sm_argmax_row_f32(xr, C);
+    float m = _mm512_reduce_max_ps(best);
+    __mmask16 top = _mm512_cmp_ps_mask(best, _mm512_set1_ps(m), _CMP_EQ_OQ);
+    return _mm512_mask_reduce_min_epi32(top, at);
+}
+
 const struct pt_sm_kernels_f32 pt_sm_avx512_f32 = {
-    "avx512", softmax_row_avx512, softmax_bwd_row_avx2, ce_fwd_row_avx512, ce_bwd_row_avx512
+    "avx512", softmax_row_avx512, softmax_bwd_row_avx2, ce_fwd_row_avx512, ce_bwd_row_avx512,
+    argmax_row_avx512
 };
 #elif PT_X86 && PT_DTYPE == 64
 #include "pt_avx512.h"
@@ -459,7 +501,7 @@ A512 static void softmax_bwd_row_avx512_f64(double *dxr, const double *dyr, cons
 
 const struct pt_sm_kernels_f64 pt_sm_avx512_f64 = {
     "avx512", softmax_row_avx512_f64, softmax_bwd_row_avx512_f64, ce_fwd_row_avx512_f64,
-    ce_bwd_row_avx512_f64
+    ce_bwd_row_avx512_f64, pt_sm_argmax_row_f64
 };
 #else
 typedef int PT_SFX(pt_softmax_avx512_unused);

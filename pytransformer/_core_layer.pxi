@@ -17,6 +17,18 @@ cdef inline object _array_of(object p):
     return p if p is None or isinstance(p, np.ndarray) else p.data
 
 
+cdef list _pack_entry(object t, list vc, const float *w, int64_t out, int64_t n_in):
+    """A packed copy of the float32 weight w (out, n_in), the array of
+    tensor t whose version counter is vc: [tensor, its counter list,
+    version packed, weight, copy (64-byte aligned), out, in]."""
+    cdef int64_t size = pt_linear_pack_size_f32(out, n_in)
+    buf = np.empty(size + 16, np.float32)
+    cdef int64_t off = (-<int64_t><uintptr_t>_ptr(buf) % 64) // 4
+    buf = buf[off:off + size]
+    check_status(pt_linear_pack_f32(<float *>_ptr(buf), w, out, n_in))
+    return [t, vc, vc[0], <uintptr_t>w, buf, out, n_in]
+
+
 cdef class LayerStack:
     """The weight pointers of a stack of Transformer layers, packed once,
     for the whole-layer C kernels (inference only: nothing is saved for
@@ -36,11 +48,18 @@ cdef class LayerStack:
     a new LayerStack). It owns the
     workspace the kernels use, reused across calls.
 
-    packed=True (float32 encoder stacks): the projection weights given as
+    packed=True (float32 stacks): the projection weights given as
     Parameters/Tensors (or (mapping, key) pairs naming one) are also copied
     into the panel layout of the linear family's packed kernel
     (csrc/linear_packed.c), which the projections of few rows read
-    instead. A copy is kept equal to its weight: before each call, a
+    instead. A decoder stack packs the six weights of its step per layer
+    (q/k/v and out projections of self-attention, the query rows and out
+    projection of cross-attention, the two of the feed-forward block; a
+    layer packs all six or none, as packed_step wants them), and the
+    decoding loops (greedy, beam) keep a packed copy of the generator's
+    weight given as gen_param the same way; the step's products of at
+    least PT_DECODER_PACKED_ROWS rows read the copies (csrc/pt_layer.h's
+    lay_linear). A copy is kept equal to its weight: before each call, a
     weight whose tensor's version counter moved (the tensor's in-place
     methods, load_state_dict, the optimizers and nn.init count their
     writes there) or whose array no longer matches the copy at a fixed
@@ -61,8 +80,10 @@ cdef class LayerStack:
     cdef bint _busy
     cdef list _bound
     cdef list _packs
+    cdef list _gen
     cdef pt_layer_f32 *_unpacked
     cdef readonly int64_t repacks
+    cdef bint _packing
 
     def __cinit__(self):
         self.l32 = NULL
@@ -115,44 +136,73 @@ cdef class LayerStack:
         self._busy = False
         self._bound = None
         self._packs = []
+        self._gen = None
         self.repacks = 0
-        if packed and self.l32 != NULL and not decoder:
+        self._packing = packed and self.l32 != NULL
+        if self._packing:
             for i in range(n):
                 self._pack_weights(i, layers[i])
 
     cdef _pack_weights(self, Py_ssize_t i, dict d):
         """Pack layer i's projection weights that come with a version
         counter (a Parameter or Tensor, or a (mapping, key) naming one) and
-        point the layer's *_wp fields at the copies."""
+        point the layer's *_wp fields at the copies (a decoder layer: all
+        six of its step, then packed_step, or none)."""
         cdef pt_layer_f32 *a = &self.l32[i]
         cdef int64_t E = self.E, F = self.F
-        cdef int64_t out, n_in, size, off
         cdef const float *w
-        for f, out, n_in in (("sa_w", 3 * E, E), ("sa_ow", E, E), ("ff1_w", F, E),
-                             ("ff2_w", E, F)):
+        fields = (("sa_w", 3 * E, E), ("sa_ow", E, E), ("ff1_w", F, E), ("ff2_w", E, F))
+        if self.decoder:
+            fields += (("ca_w", E, E), ("ca_ow", E, E))      # ca_w: its query rows
+        found = []
+        for f, out, n_in in fields:
             t = d.get(f)
             if isinstance(t, tuple):
                 t = t[0].get(t[1])
             vc = getattr(t, "_vc", None)
-            if not isinstance(vc, list):
-                continue                  # no version counter: read in place
-            w = a.sa_w if f == "sa_w" else a.sa_ow if f == "sa_ow" else (
-                a.ff1_w if f == "ff1_w" else a.ff2_w)
-            size = pt_linear_pack_size_f32(out, n_in)
-            buf = np.empty(size + 16, np.float32)
-            off = (-<int64_t><uintptr_t>_ptr(buf) % 64) // 4     # 64-byte aligned panels
-            buf = buf[off:off + size]
-            check_status(pt_linear_pack_f32(<float *>_ptr(buf), w, out, n_in))
+            if isinstance(vc, list):
+                found.append((f, out, n_in, t, vc))
+            elif self.decoder:
+                return                    # a weight without a counter: the layer reads in place
+        for f, out, n_in, t, vc in found:
+            w = (a.sa_w if f == "sa_w" else a.sa_ow if f == "sa_ow" else
+                 a.ff1_w if f == "ff1_w" else a.ff2_w if f == "ff2_w" else
+                 a.ca_w if f == "ca_w" else a.ca_ow)
+            e = _pack_entry(t, vc, w, out, n_in)
+            wp = <const float *>_ptr(e[4])
             if f == "sa_w":
-                a.sa_wp = <float *>_ptr(buf)
+                a.sa_wp = wp
             elif f == "sa_ow":
-                a.sa_owp = <float *>_ptr(buf)
+                a.sa_owp = wp
             elif f == "ff1_w":
-                a.ff1_wp = <float *>_ptr(buf)
+                a.ff1_wp = wp
+            elif f == "ff2_w":
+                a.ff2_wp = wp
+            elif f == "ca_w":
+                a.ca_qwp = wp
             else:
-                a.ff2_wp = <float *>_ptr(buf)
-            # [tensor, its counter list, version packed, weight, copy, out, in]
-            self._packs.append([t, vc, vc[0], <uintptr_t>w, buf, out, n_in])
+                a.ca_owp = wp
+            self._packs.append(e)
+        if self.decoder:
+            a.packed_step = PT_DECODER_PACKED_ROWS
+
+    cdef uintptr_t _gen_packed(self, object gen, object gen_w) except? 0:
+        """The packed copy of the generator's weight gen_w (V, E), the
+        array of the Parameter/Tensor gen, made on first use (again when
+        gen or its array changed) and refreshed as the stack's own; NULL
+        when this stack keeps no packed copies or gen has no version
+        counter."""
+        vc = getattr(gen, "_vc", None)
+        if not self._packing or not isinstance(vc, list) or gen.data is not gen_w:
+            return 0
+        cdef const float *w = <const float *>_ptr(gen_w)
+        e = self._gen
+        if e is None or e[0] is not gen or e[3] != <uintptr_t>w or \
+                (e[5], e[6]) != gen_w.shape:
+            e = self._gen = _pack_entry(gen, vc, w, gen_w.shape[0], gen_w.shape[1])
+        else:
+            self._refresh_entry(e)
+        return <uintptr_t>_ptr(e[4])
 
     @property
     def packed(self):
@@ -163,17 +213,18 @@ cdef class LayerStack:
         """Pack again every weight whose version moved or whose array no
         longer matches its copy at the sampled elements."""
         cdef list e
-        cdef const float *w
-        cdef float *wp
         for e in self._packs:
-            vc = e[0]._vc
-            w = <const float *><uintptr_t>e[3]
-            wp = <float *>_ptr(e[4])
-            if vc is e[1] and vc[0] == e[2] and pt_linear_pack_matches_f32(wp, w, e[5], e[6]):
-                continue
-            check_status(pt_linear_pack_f32(wp, w, e[5], e[6]))
-            e[1], e[2] = vc, vc[0]
-            self.repacks += 1
+            self._refresh_entry(e)
+
+    cdef _refresh_entry(self, list e):
+        cdef const float *w = <const float *><uintptr_t>e[3]
+        cdef float *wp = <float *>_ptr(e[4])
+        vc = e[0]._vc
+        if vc is e[1] and vc[0] == e[2] and pt_linear_pack_matches_f32(wp, w, e[5], e[6]):
+            return
+        check_status(pt_linear_pack_f32(wp, w, e[5], e[6]))
+        e[1], e[2] = vc, vc[0]
+        self.repacks += 1
 
     cdef const pt_layer_f32 *_layers_unpacked(self) except NULL:
         """The layers with no packed weights (for a call made while
@@ -186,7 +237,19 @@ cdef class LayerStack:
             for i in range(self.nlayers):
                 self._unpacked[i].sa_wp = self._unpacked[i].sa_owp = NULL
                 self._unpacked[i].ff1_wp = self._unpacked[i].ff2_wp = NULL
+                self._unpacked[i].ca_qwp = self._unpacked[i].ca_owp = NULL
+                self._unpacked[i].packed_step = 0
         return self._unpacked
+
+    cdef const pt_layer_f32 *_layers_for_call(self, bint mine) except NULL:
+        """The float32 layers a call reads: with the packed copies
+        refreshed (mine: no other call of this stack runs), or with none."""
+        if not self._packs:
+            return self.l32
+        if mine:
+            self._refresh()
+            return self.l32
+        return self._layers_unpacked()
 
     cdef object _keep(self, str name, object p, tuple shape):
         """Check one parameter's array and keep it with where it came from:
@@ -235,7 +298,7 @@ cdef class LayerStack:
         if self.l32 != NULL:
             a = &self.l32[i]
             a.sa_wp = a.sa_owp = a.ff1_wp = a.ff2_wp = NULL   # _pack_weights sets them
-            a.ca_qwp = a.ca_owp = NULL    # the beam loop packs its own copies
+            a.ca_qwp = a.ca_owp = NULL
             a.packed_step = 0
             a.E, a.H, a.F = E, H, F
             a.norm_first, a.act = bool(d["norm_first"]), _ACTS[act]
@@ -473,12 +536,14 @@ cdef class LayerStack:
         cdef void *fb = _ptr(self._final_b)
         cdef int fin = self._final_norm, st
         cdef bint mine = not self._busy
-        self._busy = True
+        cdef const pt_layer_f32 *lay = self.l32
+        self._busy = True                 # before the refresh: a call meanwhile reads in place
         try:
             if self.l32 != NULL:
+                lay = self._layers_for_call(mine)
                 with nogil:
                     st = pt_decoder_step_f32(<float *>px, <float **>sk, <float **>sv,
-                                             <float *>pw, self.l32, self.nlayers,
+                                             <float *>pw, lay, self.nlayers,
                                              <const float **>ck, <const float **>cv,
                                              <float *>pm, pl, NULL, B, t, cap, S, fin,
                                              <float *>fw, <float *>fb, <float>self._final_eps)
@@ -528,6 +593,7 @@ cdef class LayerStack:
             g32.embed_scale = <float>embed_scale
             g32.positions = <float *>_ptr(positions)
             g32.gen_w, g32.gen_b, g32.V = <float *>_ptr(gen_w), <float *>_ptr(gen_b), V
+            g32.gen_wp = NULL
             g32.pad, g32.bos, g32.eos = pad, bos, eos
         else:
             g64.layers, g64.nlayers = self.l64, self.nlayers
@@ -539,6 +605,7 @@ cdef class LayerStack:
             g64.embed_scale = embed_scale
             g64.positions = <double *>_ptr(positions)
             g64.gen_w, g64.gen_b, g64.V = <double *>_ptr(gen_w), <double *>_ptr(gen_b), V
+            g64.gen_wp = NULL
             g64.pad, g64.bos, g64.eos = pad, bos, eos
         return V
 
@@ -572,7 +639,8 @@ cdef class LayerStack:
 
     def greedy(self, object embed, double embed_scale, object positions, object gen_w,
                object gen_b, list caches, object src_mask, int64_t pad, int64_t bos,
-               int64_t eos, object ids, object lengths, object logp=None):
+               int64_t eos, object ids, object lengths, object logp=None,
+               object gen_param=None):
         """Greedy decoding of a batch through this decoder stack, the whole
         loop in one C call (csrc/decode_greedy.c): per step, embed[token] *
         embed_scale + positions[t], the stack's step, the generator
@@ -585,7 +653,8 @@ cdef class LayerStack:
         Out: ids (B, max_len) int64, each step's token (EOS included,
         entries after it untouched); lengths (B,) int64, the step that gave
         EOS or max_len; logp (B, max_len) float64 or None, each token's
-        log-probability."""
+        log-probability. gen_param: the Parameter/Tensor whose array is
+        gen_w, for the generator's packed copy (packed=True), or None."""
         if not self.decoder:
             raise ValueError("greedy: this LayerStack was not built with decoder=True")
         if len(caches) != 4 * self.nlayers or not isinstance(caches[0], np.ndarray) or \
@@ -622,9 +691,12 @@ cdef class LayerStack:
         cdef int64_t c_cap = cap, c_S = S
         cdef int st
         cdef bint mine = not self._busy
-        self._busy = True
+        self._busy = True                 # before the refresh: a call meanwhile reads in place
         try:
             if self.l32 != NULL:
+                g32.layers = self._layers_for_call(mine)
+                if g32.layers == self.l32:
+                    g32.gen_wp = <const float *>self._gen_packed(gen_param, gen_w)
                 with nogil:
                     st = pt_greedy_decode_f32(&g32, <float **>sk, <float **>sv, <float **>ck,
                                               <float **>cv, <float *>pm, B, c_S, c_cap, pids,
@@ -643,7 +715,8 @@ cdef class LayerStack:
     def beam(self, object embed, double embed_scale, object positions, object gen_w,
              object gen_b, list caches, object src_mask, int64_t B, int64_t pad, int64_t bos,
              int64_t eos, int64_t k, str penalty_kind, double alpha, object count, object ids,
-             object lengths, object ended, object scores, object logp=None):
+             object lengths, object ended, object scores, object logp=None,
+             object gen_param=None):
         """Beam search of width k over B sentences through this decoder
         stack, the whole loop in one C call (csrc/decode_beam.c; the model
         around the stack as greedy's). caches as decoder_step's: self
@@ -657,7 +730,7 @@ cdef class LayerStack:
         (lengths (B, k) int64 of them, EOS excluded); ended (B, k) int64,
         1 when it produced EOS; scores (B, k) float64; logp (B, k, max_len)
         float64 or None, the tokens' log-probabilities, EOS's last when
-        ended. Entries past count are untouched."""
+        ended. Entries past count are untouched. gen_param as greedy's."""
         if k < 1:
             raise ValueError(f"k: expected a beam width >= 1, got {k}")
         if B < 0:
@@ -686,7 +759,12 @@ cdef class LayerStack:
         _check("logp", logp, np.float64, (B, k, cap), out=True, optional=True)
         cdef int64_t c_cap = cap, c_S = S, need
         if self.l32 != NULL:
+            if self._packs and not self._busy and self.l32.packed_step and \
+                    isinstance(getattr(gen_param, "_vc", None), list) and \
+                    gen_param.data is gen_w:
+                g32.gen_wp = g32.gen_w    # the copies come with the call: no room for packing
             need = pt_beam_workspace_f32(&g32, B, k, c_cap, c_S)
+            g32.gen_wp = NULL
         else:
             need = pt_beam_workspace_f64(&g64, B, k, c_cap, c_S)
         work = self._workspace(need)
@@ -704,9 +782,15 @@ cdef class LayerStack:
         cdef double *plp = <double *>_ptr(logp)
         cdef int st
         cdef bint mine = not self._busy
-        self._busy = True
+        self._busy = True                 # before the refresh: a call meanwhile reads in place
         try:
             if self.l32 != NULL:
+                g32.layers = self._layers_for_call(mine)
+                if g32.layers == self.l32:
+                    g32.gen_wp = <const float *>self._gen_packed(gen_param, gen_w)
+                if pt_beam_workspace_f32(&g32, B, k, c_cap, c_S) > work.shape[0]:
+                    work = np.empty(pt_beam_workspace_f32(&g32, B, k, c_cap, c_S), np.float32)
+                    pw = _ptr(work)
                 with nogil:
                     st = pt_beam_decode_f32(&g32, <float **>sk, <float **>sv, <float **>ck,
                                             <float **>cv, <float *>pm, B, c_S, c_cap, k, kind,

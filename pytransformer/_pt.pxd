@@ -9,6 +9,8 @@ cdef extern from "pt.h" nogil:
     enum:
         PT_MAX_THREADS
     enum:
+        PT_DECODER_PACKED_ROWS
+    enum:
         PT_ACT_NONE
         PT_ACT_RELU
         PT_ACT_GELU_ERF
@@ -163,6 +165,7 @@ cdef extern from "pt_decode.h" nogil:
         const float *positions
         const float *gen_w
         const float *gen_b
+        const float *gen_wp
         int64_t V
         int64_t pad, bos, eos
     ctypedef struct pt_greedy_f64:
@@ -178,6 +181,7 @@ cdef extern from "pt_decode.h" nogil:
         const double *positions
         const double *gen_w
         const double *gen_b
+        const double *gen_wp
         int64_t V
         int64_t pad, bos, eos
     int64_t pt_greedy_workspace_f32(const pt_greedy_f32 *g, int64_t B, int64_t max_len, int64_t S)

@@ -2,11 +2,13 @@
 against the per-step path it replaces (decode_step per position, in
 Python), which runs when the C loop steps aside.
 
-Both run the same kernels in the same order on the same rows (the C loop
-drops finished rows from its caches as the step path drops them), so the
-tokens are equal and the logits bitwise equal; the log-probabilities of
-return_scores are summed in another order (double precision both), so
-they agree to 1e-12.
+Both run the decoder stack's step with the same kernels in the same order
+on the same rows (the C loop drops finished rows from its caches as the
+step path drops them); the generator's product differs: the loop's float32
+one reads the packed copy of its weight (from PT_DECODER_PACKED_ROWS rows
+on), summed in k order, where the step path's Linear sums in lanes. So the
+tokens are equal and the token log-probabilities agree to float32
+rounding (1e-6; float64 models: summed in another order in double, 1e-12).
 """
 import tracemalloc
 
@@ -74,8 +76,9 @@ def test_c_loop_equals_step_path(monkeypatch, seed):
         np.testing.assert_array_equal(g.ids, w.ids)
         np.testing.assert_array_equal(p, w.ids)
         assert g.token_scores.shape == w.token_scores.shape
-        np.testing.assert_allclose(g.token_scores, w.token_scores, rtol=1e-12, atol=1e-12)
-        assert g.score == pytest.approx(w.score, rel=1e-12, abs=1e-12)
+        tol = 1e-6 if CONFIGS[seed % len(CONFIGS)][2] == np.float32 else 1e-12
+        np.testing.assert_allclose(g.token_scores, w.token_scores, rtol=tol, atol=tol)
+        assert g.score == pytest.approx(w.score, rel=tol, abs=tol)
 
 
 def test_rows_leave_the_batch_at_every_length(monkeypatch):
@@ -132,12 +135,12 @@ def traced_peaks(monkeypatch, method):
         def __getattr__(self, name):
             return getattr(self.st, name)
 
-    def call(self, *a):
+    def call(self, *a, **kw):
         tracemalloc.start()
         try:
             tracemalloc.reset_peak()
             before = tracemalloc.get_traced_memory()[0]
-            getattr(self.st, method)(*a)
+            getattr(self.st, method)(*a, **kw)
             peaks.append(tracemalloc.get_traced_memory()[1] - before)
         finally:
             tracemalloc.stop()

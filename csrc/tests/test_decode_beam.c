@@ -317,6 +317,40 @@ static void DS(test_beam)(int norm_first, int act, int final, int masked, double
              B, k, kind == PT_PENALTY_GNMT ? "gnmt" : "power", eos_shift, lmin, lmax);
     check(name, same && worst <= 1e-9);
 
+    /* the caller's packed copies (packed_step 1 and gen_wp): no room for
+     * packing needed, and the same search bit for bit */
+    if (eos_shift == 0 && kind == PT_PENALTY_GNMT) {
+        long per = DS(pt_decoder_pack_size)(layers);
+        DS(pt_layer) players[TD_L];
+        DT *wp = xcalloc(L * per + DS(pt_linear_pack_size)(V, E), sizeof *wp);
+        DS(pt_decoder_pack)(players, wp, layers, L);
+        DS(pt_linear_pack)(wp + L * per, g.gen_w, V, E);
+        DS(pt_greedy) gp = g;
+        gp.layers = players;
+        gp.gen_wp = wp + L * per;
+        int64_t small = DS(pt_beam_workspace)(&gp, B, k, T, S);
+        DT *work2 = xcalloc(small, sizeof *work2);
+        int64_t *cnt3 = xcalloc(B, sizeof *cnt3), *ids3 = xcalloc(N * T, sizeof *ids3);
+        int64_t *len3 = xcalloc(N, sizeof *len3), *end3 = xcalloc(N, sizeof *end3);
+        double *sc3 = xcalloc(N, sizeof *sc3), *lp3 = xcalloc(N * T, sizeof *lp3);
+        st = DS(pt_beam_decode)(&gp, sk[0], sv[0], ck[0], cv[0], mask, B, S, T, k, kind, alpha,
+                                cnt3, ids3, len3, end3, sc3, lp3, work2, iwork, dwork);
+        int eq = st == PT_OK && small < DS(pt_beam_workspace)(&g, B, k, T, S)
+                 && !memcmp(cnt3, cnt, B * sizeof *cnt);
+        for (long b = 0; eq && b < B; b++)
+            for (long i = 0; i < cnt[b]; i++) {
+                long h = b * k + i;
+                eq &= len3[h] == len[h] && end3[h] == end[h] && sc3[h] == sc[h]
+                      && !memcmp(ids3 + h * T, ids + h * T, (len[h] + end[h]) * sizeof *ids)
+                      && !memcmp(lp3 + h * T, lp + h * T, (len[h] + end[h]) * sizeof *lp);
+            }
+        char pname[200];
+        snprintf(pname, sizeof pname, "%s, the caller's packed copies", name);
+        check(pname, eq);
+        free(wp); free(work2); free(cnt3); free(ids3); free(len3); free(end3); free(sc3);
+        free(lp3);
+    }
+
     /* refusals: k 0, a negative or NaN alpha, an unknown penalty, a bos
      * outside the vocabulary, max_len 0 */
     if (eos_shift == 0 && B > 1 && k == 2 && kind == PT_PENALTY_GNMT) {

@@ -21,7 +21,10 @@ family's few-rows kernel or the GEMM), except that a float32 encoder
 stack keeps packed copies of its four projection weights per layer
 (LayerStack(packed=True), csrc/linear_packed.c), which its projections of
 up to 512 rows read: those sum each output in k order where the module path's
-few-rows kernel sums in 16 lanes and a tree. The copies follow in-place
+few-rows kernel sums in 16 lanes and a tree. A float32 decoder stack keeps
+packed copies of the six weights of its step per layer, and the decoding
+loops one of the generator's weight, which products of at least
+PT_DECODER_PACKED_ROWS (2) rows read. The copies follow in-place
 changes of the weights (the Parameters' version counters, which the
 library's in-place writers bump, and a sampled comparison for writes
 into the arrays that no counter sees); the cached decoder step sums its
@@ -50,9 +53,10 @@ __all__ = ["layer_stack", "encoder_forward", "decoder_step", "cross_kv", "greedy
 
 # False runs the module path everywhere (to compare the two paths).
 enabled = True
-# False: encoder stacks read their projection weights in place instead of
-# from packed copies (LayerStack(packed=True)); takes effect for stacks
-# built afterwards (to compare the two).
+# False: stacks read their projection weights (and the decoding loops the
+# generator's) in place instead of from packed copies
+# (LayerStack(packed=True)); takes effect for stacks built afterwards (to
+# compare the two).
 packed = True
 
 _ENTRIES = weakref.WeakKeyDictionary()   # owner module -> _Entry
@@ -230,7 +234,7 @@ def _build(layers, norm, decoder):
     if len(dts) != 1 or dts.pop() not in (np.float32, np.float64):
         return None
     try:
-        return _core.LayerStack(dicts, final, decoder, packed=packed and not decoder)
+        return _core.LayerStack(dicts, final, decoder, packed=packed)
     except (TypeError, ValueError):   # a shape the C layer does not take
         return None
 
@@ -354,7 +358,8 @@ def cross_kv(decoder, memory):
 def _loop_parts(model, bos):
     """What the C decoding loops read of `model` (a Seq2SeqTransformer):
     (decoder LayerStack, target embedding, generator weight, generator
-    bias or None), arrays of the stack's dtype; None when they cannot run
+    bias or None, arrays of the stack's dtype, and the generator's weight
+    Parameter, for the stack's packed copy of it); None when they cannot run
     it: not a Seq2SeqTransformer, a subclass or instance that changes the
     step (decode_step, _lean_step, _unhooked_eval, init_cache), a hook or
     a training module in the model, an embedding or generator that is not
@@ -385,7 +390,7 @@ def _loop_parts(model, bos):
         return None
     if G.shape[0] > W.shape[0] or not 0 <= bos < G.shape[0]:
         return None                        # the step path says what is wrong
-    return st, W, G, b
+    return st, W, G, b, gen.weight
 
 
 def greedy(model, cache, bos, eos, want_lps):
@@ -396,8 +401,9 @@ def greedy(model, cache, bos, eos, want_lps):
     the argmax with padding and `bos` excluded, and drops the rows that
     gave `eos` from the batch and from the self-attention caches (which
     are spent afterwards; the cross-attention ones are only read). The
-    same kernels as decode_step's, on the same rows: the same tokens and
-    logits. Returns (ids (B, max_len) int64, each
+    same kernels as decode_step's, on the same rows, but for the float32
+    generator's product over the stack's packed copy of its weight (the
+    logits agree to float32 rounding; tests/test_decode_loop.py). Returns (ids (B, max_len) int64, each
     step's token; lengths (B,) int64, the step that gave EOS or max_len;
     log-probabilities (B, max_len) float64 or None); None when the fast
     path does not apply (a hook or a training module in the model, a
@@ -410,7 +416,7 @@ def greedy(model, cache, bos, eos, want_lps):
     parts = _loop_parts(model, bos)
     if parts is None:
         return None
-    st, W, G, b = parts
+    st, W, G, b, gp = parts
     dt = st.dtype
     pairs = cache.layers
     if cache.t != 0 or len(pairs) != st.nlayers:
@@ -434,7 +440,8 @@ def greedy(model, cache, bos, eos, want_lps):
     lps = np.zeros((B, T)) if want_lps else None
     st.greedy(np.ascontiguousarray(W), math.sqrt(model.config.d_model), positions,
               np.ascontiguousarray(G), None if b is None else np.ascontiguousarray(b),
-              arrays, mask, model.config.pad_idx, int(bos), int(eos), ids, lengths, lps)
+              arrays, mask, model.config.pad_idx, int(bos), int(eos), ids, lengths, lps,
+              gen_param=gp)
     cache.t = T                            # spent: its rows were compacted
     for sc, _ in pairs:
         sc.length = T
@@ -464,7 +471,7 @@ def beam(model, memory, src_pad, k, max_len, alpha, kind, bos, eos, want_lps):
     parts = _loop_parts(model, bos)
     if parts is None or not isinstance(memory, Tensor) or memory.ndim != 3:
         return None
-    st, W, G, b = parts
+    st, W, G, b, gp = parts
     dt = st.dtype
     if memory.dtype != dt or memory.shape[2] != st.E:
         return None
@@ -495,7 +502,7 @@ def beam(model, memory, src_pad, k, max_len, alpha, kind, bos, eos, want_lps):
     st.beam(np.ascontiguousarray(W), math.sqrt(model.config.d_model), positions,
             np.ascontiguousarray(G), None if b is None else np.ascontiguousarray(b), caches,
             mask, B, model.config.pad_idx, int(bos), int(eos), k, kind, alpha, count, ids,
-            lengths, ended, scores, lps)
+            lengths, ended, scores, lps, gen_param=gp)
     if sum(a.nbytes for a in spare[3]) <= _BEAM_KEEP:
         _BEAM_CACHES[decoder] = spare
     out = []
