@@ -18,7 +18,9 @@
  * per sequence of its own length, so padding costs nothing anywhere.
  *
  * A layer's projections read its packed weights (pt_layer's *_wp) where
- * it has them, through lay_linear (pt_layer.h).
+ * it has them, through lay_linear (pt_layer.h). With more than one thread
+ * and rows few enough for the packed kernel, the stack runs instead as one
+ * team of threads over the same workspace (layer_encoder_team.c).
  */
 #include "pt_real.h"
 #include "pt_layer.h"
@@ -69,6 +71,7 @@ static int PT_SFX(enc_layer)(real *x, real *work, const PT_FN(pt_layer) *L,
     return PT_SFX(lay_residual)(x, P, mean, rstd, L, 1, N);
 }
 
+
 int PT_FN(pt_encoder_forward)(real *x, real *work, const PT_FN(pt_layer) *layers,
                               int64_t nlayers, const int64_t *offsets, const real *key_mask,
                               const real *attn_mask, int64_t B, int64_t T, int is_causal,
@@ -109,8 +112,13 @@ int PT_FN(pt_encoder_forward)(real *x, real *work, const PT_FN(pt_layer) *layers
         mask = attn_mask;
         ms[2] = T; ms[3] = 1;
     }
-    for (int64_t l = 0; l < nlayers; l++)
-        LAY_TRY(PT_SFX(enc_layer)(x, work, layers + l, &s, N, mask, ms, is_causal));
+    if (PT_FN(pt_encoder_team_fits)(layers, nlayers, N)) {
+        LAY_TRY(PT_FN(pt_encoder_team_forward)(x, work, layers, nlayers, &s, N, mask, ms,
+                                               is_causal));
+    } else {
+        for (int64_t l = 0; l < nlayers; l++)
+            LAY_TRY(PT_SFX(enc_layer)(x, work, layers + l, &s, N, mask, ms, is_causal));
+    }
     real *mean = work, *rstd = work + N;   /* the layers are done with the workspace */
     return PT_SFX(lay_final_norm)(x, mean, rstd, final_norm, final_w, final_b, final_eps, N, E);
 }

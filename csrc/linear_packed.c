@@ -1,7 +1,7 @@
 /*
  * linear_packed.c -- y = x w^T + b over a weight packed once into column
  * panels (pt_kernels.h: pt_linear_pack), for inputs of few rows: the
- * packing, the entry point, and the portable path's packed_forward. The
+ * packing, the entry points, and the portable path's packed_panels. The
  * avx2 and avx512 kernels are in linear_packed_x86.c.
  *
  * Why: the dot kernels (linear.c, linear_avx512.c) read w in place, so
@@ -14,6 +14,10 @@
  * packs its projection weights once (pt_layer's *_wp fields); the copy is
  * kept equal to the weight by the caller (the Python LayerStack repacks
  * a weight whose version counter moved).
+ *
+ * Threads: each takes a contiguous run of the panels (pt_linear_threads
+ * of them; pt_linear_packed_panels leaves the sharing to the caller), and
+ * the path's packed_panels slot computes a run on one thread.
  *
  * Order: every output is acc = 0, then acc += x[i,k] w[j,k] for k in
  * order, then + b[j] -- one thread's, whatever the thread count, N, or
@@ -65,13 +69,36 @@ int PT_FN(pt_linear_pack_matches)(const real *wp, const real *w, int64_t OUT, in
     return 1;
 }
 
+/* Panels [g0, g1) of G, share t of n: the t-th of n contiguous runs. */
+static inline void PT_SFX(lp_share)(int64_t G, int t, int n, int64_t *g0, int64_t *g1)
+{
+    *g0 = G * t / n;
+    *g1 = G * (t + 1) / n;
+}
+
+/* The packed product on pt_linear_threads threads, each its share of the
+ * panels. */
+static void PT_SFX(lp_run)(real *y, const real *x, const real *wp, const real *b, int64_t N,
+                           int64_t IN, int64_t OUT)
+{
+    void (*panels)(real *, const real *, const real *, const real *, int64_t, int64_t, int64_t,
+                   int64_t, int64_t) = PT_KERNELS(lin)->packed_panels;
+    int nth = pt_linear_threads(N, IN, OUT, pt_get_num_threads());
+    int64_t G = (OUT + PW - 1) / PW;
+    (void)nth;   /* read only by the OpenMP pragma */
+    #pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        int64_t g0, g1;
+        PT_SFX(lp_share)(G, omp_get_thread_num(), omp_get_num_threads(), &g0, &g1);
+        if (g0 < g1) panels(y, x, wp, b, N, IN, OUT, g0, g1);
+    }
+}
+
 int PT_FN(pt_linear_packed_forward)(real *y, const real *x, const real *wp, const real *w,
                                     const real *b, int64_t N, int64_t IN, int64_t OUT)
 {
-    void (*packed)(real *, const real *, const real *, const real *, int64_t, int64_t,
-                   int64_t) = PT_KERNELS(lin)->packed_forward;
-    if (wp && packed && N > 0 && IN > 0 && OUT > 0 && N <= pt_dispatch.linear_packed_rows) {
-        packed(y, x, wp, b, N, IN, OUT);
+    if (wp && N > 0 && IN > 0 && OUT > 0 && N <= pt_dispatch.linear_packed_rows) {
+        PT_SFX(lp_run)(y, x, wp, b, N, IN, OUT);
         return PT_OK;
     }
     return PT_FN(pt_linear_forward)(y, x, w, b, N, IN, OUT);
@@ -81,19 +108,23 @@ int PT_FN(pt_linear_packed_forward_any)(real *y, const real *x, const real *wp, 
                                         int64_t N, int64_t IN, int64_t OUT)
 {
     if (N < 0 || IN <= 0 || OUT <= 0 || (N && (!y || !x || !wp))) return PT_EINVAL;
-    if (N) PT_KERNELS(lin)->packed_forward(y, x, wp, b, N, IN, OUT);
+    if (N) PT_SFX(lp_run)(y, x, wp, b, N, IN, OUT);
     return PT_OK;
 }
 
-/* The portable packed_forward: per panel and row, 64 accumulators. */
-void PT_SFX(pt_linear_packed_portable)(real *y, const real *x, const real *wp, const real *b,
-                                       int64_t N, int64_t IN, int64_t OUT)
+int PT_FN(pt_linear_packed_panels)(real *y, const real *x, const real *wp, const real *b,
+                                   int64_t N, int64_t IN, int64_t OUT, int64_t g0, int64_t g1)
 {
-    int nth = pt_linear_threads(N, IN, OUT, pt_get_num_threads());
-    int64_t G = (OUT + PW - 1) / PW;
-    (void)nth;   /* read only by the OpenMP pragma */
-    #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
-    for (int64_t g = 0; g < G; g++) {
+    if (N < 0 || IN <= 0 || OUT <= 0 || g0 < 0 || g1 > (OUT + PW - 1) / PW) return PT_EINVAL;
+    if (N > 0 && g0 < g1) PT_KERNELS(lin)->packed_panels(y, x, wp, b, N, IN, OUT, g0, g1);
+    return PT_OK;
+}
+
+/* The portable packed_panels: per panel and row, 64 accumulators. */
+void PT_SFX(pt_linear_packed_portable)(real *y, const real *x, const real *wp, const real *b,
+                                       int64_t N, int64_t IN, int64_t OUT, int64_t g0, int64_t g1)
+{
+    for (int64_t g = g0; g < g1; g++) {
         const real *panel = wp + g * IN * PW;
         int64_t cols = OUT - g * PW < PW ? OUT - g * PW : PW;
         for (int64_t i = 0; i < N; i++) {

@@ -1,5 +1,5 @@
 /*
- * linear_packed_x86.c -- the avx2 and avx512 packed_forward slots of the
+ * linear_packed_x86.c -- the avx2 and avx512 packed_panels slots of the
  * linear family (pt_dispatch_slots.h), float32: y = x w^T + b over w
  * packed in panels of 64 output columns (linear_packed.c).
  *
@@ -15,16 +15,16 @@
  * next panel is prefetched into L2 (at batch 1 the weights come from L3
  * or memory, read once). avx512 spreads those prefetches over all the row
  * tiles (2 lines per k step for 17 rows) rather than issuing them all in
- * the first (4 per step): less demand at once on L3 and memory. The panels are split statically between
- * the threads, one thread per output: every output is acc = fma(x[i,k],
- * w[j,k], acc) for k in order from acc = 0, then + b[j], on both paths
- * (the same bits), independent of the thread count and of N.
+ * the first (4 per step): less demand at once on L3 and memory. A call
+ * computes a run of panels on one thread (linear_packed.c shares the
+ * panels out), the next panel prefetched within the run: every output is
+ * acc = fma(x[i,k], w[j,k], acc) for k in order from acc = 0, then + b[j],
+ * on both paths (the same bits), independent of the thread count and of N.
  */
 #include <stdint.h>
 #include <string.h>
 #include "pt_real.h"
 #include "pt_dispatch.h"
-#include "pt_omp.h"
 
 #if PT_DTYPE != 64 && PT_X86
 #include <immintrin.h>
@@ -100,13 +100,10 @@ L5_INLINE void l5_tile(float *y, int64_t ldy, const float *x, int64_t IN, const 
 
 __attribute__((target("avx512f")))
 void pt_linear_packed_avx512_f32(float *y, const float *x, const float *wp, const float *b,
-                                 int64_t N, int64_t IN, int64_t OUT)
+                                 int64_t N, int64_t IN, int64_t OUT, int64_t g0, int64_t g1)
 {
-    int nth = pt_linear_threads(N, IN, OUT, pt_get_num_threads());
-    int64_t G = (OUT + PW - 1) / PW, ntiles = (N + LP_MR - 1) / LP_MR;
-    (void)nth;   /* read only by the OpenMP pragma */
-    #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
-    for (int64_t g = 0; g < G; g++) {
+    int64_t ntiles = (N + LP_MR - 1) / LP_MR;
+    for (int64_t g = g0; g < g1; g++) {
         int64_t cols = OUT - g * PW < PW ? OUT - g * PW : PW;
         __mmask16 m[4];
         for (int q = 0; q < 4; q++) {
@@ -116,7 +113,7 @@ void pt_linear_packed_avx512_f32(float *y, const float *x, const float *wp, cons
         const float *panel = wp + g * IN * PW, *bg = b ? b + g * PW : NULL;
         /* the next panel's 4 IN lines, per a k step, spread over the row
          * tiles in order (one tile: 4 per step; 3 tiles: 2, the third none) */
-        const float *pf = g + 1 < G ? panel + IN * PW : NULL;
+        const float *pf = g + 1 < g1 ? panel + IN * PW : NULL;
         int per = (int)((4 + ntiles - 1) / ntiles);
         for (int64_t t = 0; t < ntiles; t++) {
             int64_t r, mr = lp_rows(t, ntiles, N, &r), l0 = t * IN * per;
@@ -185,13 +182,10 @@ L2_INLINE void l2_tile(float *y, int64_t ldy, const float *x, int64_t IN, const 
 
 __attribute__((target("avx2,fma")))
 void pt_linear_packed_avx2_f32(float *y, const float *x, const float *wp, const float *b,
-                               int64_t N, int64_t IN, int64_t OUT)
+                               int64_t N, int64_t IN, int64_t OUT, int64_t g0, int64_t g1)
 {
-    int nth = pt_linear_threads(N, IN, OUT, pt_get_num_threads());
-    int64_t G = (OUT + PW - 1) / PW, ntiles = (N + LP_MR - 1) / LP_MR;
-    (void)nth;   /* read only by the OpenMP pragma */
-    #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
-    for (int64_t g = 0; g < G; g++) {
+    int64_t ntiles = (N + LP_MR - 1) / LP_MR;
+    for (int64_t g = g0; g < g1; g++) {
         const float *panel = wp + g * IN * PW;
         for (int64_t t = 0; t < ntiles; t++) {
             int64_t r, mr = lp_rows(t, ntiles, N, &r);
@@ -200,7 +194,7 @@ void pt_linear_packed_avx2_f32(float *y, const float *x, const float *wp, const 
                 if (cols <= 0) break;
                 float *yt = y + r * OUT + c0;
                 const float *xt = x + r * IN, *sub = panel + 16 * q, *bt = b ? b + c0 : NULL;
-                const float *pf = t == 0 && g + 1 < G ? sub + IN * PW : NULL;
+                const float *pf = t == 0 && g + 1 < g1 ? sub + IN * PW : NULL;
                 switch (mr) {
                 case 6: l2_tile(yt, OUT, xt, IN, sub, bt, 6, cols, pf); break;
                 case 5: l2_tile(yt, OUT, xt, IN, sub, bt, 5, cols, pf); break;

@@ -201,23 +201,28 @@ struct PT_DSFX(pt_lin_kernels) {
                         int64_t N, int64_t IN, int64_t OUT);
     int64_t max_rows;
     int64_t par_min;
-    /* packed_forward: y(N,OUT) = x(N,IN) w^T (+ b) over wp, w packed by
-     * pt_linear_pack (linear_packed.c: panels of PT_LINEAR_PANEL columns),
-     * for N up to the table's linear_packed_rows; N, IN, OUT > 0. Each y element is
+    /* packed_panels: the columns of panels [g0, g1) of y(N,OUT) = x(N,IN)
+     * w^T (+ b), over wp, w packed by pt_linear_pack (linear_packed.c:
+     * panels of PT_LINEAR_PANEL columns), on the calling thread (the
+     * threads share the panels out: linear_packed.c); N, IN, OUT > 0,
+     * 0 <= g0 < g1 <= the panel count. Each y element is
      *   acc = 0; acc = acc + x[i,k] w[j,k] for k = 0..IN-1 in order; + b[j]
      * one rounding per product-add where the path fuses them (avx2 and
-     * avx512 do, and so give the same bits), on one thread: independent
-     * of the thread count, of N and of the row's place in x. Below
-     * par_min multiply-adds it runs on one thread. */
-    void (*packed_forward)(PT_DREAL *y, const PT_DREAL *x, const PT_DREAL *wp,
-                           const PT_DREAL *b, int64_t N, int64_t IN, int64_t OUT);
+     * avx512 do, and so give the same bits): independent of the panel
+     * range, of N and of the row's place in x. */
+    void (*packed_panels)(PT_DREAL *y, const PT_DREAL *x, const PT_DREAL *wp,
+                          const PT_DREAL *b, int64_t N, int64_t IN, int64_t OUT, int64_t g0,
+                          int64_t g1);
 };
 extern const struct PT_DSFX(pt_lin_kernels) PT_DSFX(pt_lin_portable), PT_DSFX(pt_lin_avx2),
     PT_DSFX(pt_lin_avx512);
-/* Their packed_forward slots (linear_packed.c; linear_packed_x86.c, float32). */
+/* Their packed_panels slots (linear_packed.c; linear_packed_x86.c, float32). */
 void PT_DSFX(pt_linear_packed_portable)(PT_DREAL *y, const PT_DREAL *x, const PT_DREAL *wp,
-                                        const PT_DREAL *b, int64_t N, int64_t IN, int64_t OUT);
+                                        const PT_DREAL *b, int64_t N, int64_t IN, int64_t OUT,
+                                        int64_t g0, int64_t g1);
 void PT_DSFX(pt_linear_packed_avx2)(PT_DREAL *y, const PT_DREAL *x, const PT_DREAL *wp,
-                                    const PT_DREAL *b, int64_t N, int64_t IN, int64_t OUT);
+                                    const PT_DREAL *b, int64_t N, int64_t IN, int64_t OUT,
+                                    int64_t g0, int64_t g1);
 void PT_DSFX(pt_linear_packed_avx512)(PT_DREAL *y, const PT_DREAL *x, const PT_DREAL *wp,
-                                      const PT_DREAL *b, int64_t N, int64_t IN, int64_t OUT);
+                                      const PT_DREAL *b, int64_t N, int64_t IN, int64_t OUT,
+                                      int64_t g0, int64_t g1);

@@ -45,7 +45,7 @@ int PT_FN(pt_linear_backward)(real *dx, real *dw, real *db,
 
 /* ======================================================= linear_packed.c */
 /* A weight w (OUT, IN) copied once into panels of PT_LINEAR_PANEL columns
- * (output features), for the linear family's packed_forward: element
+ * (output features), for the linear family's packed_panels: element
  * (j, k) at wp[(g*IN + k)*PT_LINEAR_PANEL + j - g*PT_LINEAR_PANEL] for
  * panel g = j / PT_LINEAR_PANEL, the last panel zero-padded. One layout
  * for every ISA path. pt_linear_pack_size: wp's elements. */
@@ -67,6 +67,11 @@ int PT_FN(pt_linear_packed_forward)(real *y, const real *x, const real *wp, cons
  * step, whose 128-row products the packed kernel wins: decode_beam.c). */
 int PT_FN(pt_linear_packed_forward_any)(real *y, const real *x, const real *wp, const real *b,
                                         int64_t N, int64_t IN, int64_t OUT);
+/* The columns of panels [g0, g1) of the same product, on the calling
+ * thread: for a caller that shares the panels out itself (the encoder's
+ * team, layer_encoder.c). */
+int PT_FN(pt_linear_packed_panels)(real *y, const real *x, const real *wp, const real *b,
+                                   int64_t N, int64_t IN, int64_t OUT, int64_t g0, int64_t g1);
 
 /* ========================================================== activation.c */
 /* y(N,C) = act(x + bias); bias (C) may be NULL; y may equal x (in place). */

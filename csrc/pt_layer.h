@@ -5,7 +5,9 @@
  *
  *   lay_split_heads  rows (N, n*E) -> n blocks of (H, n_b, d) per sequence
  *   lay_merge_heads  (H, n_b, d) per sequence -> rows (N, E)
+ *                    (lay_split_row, lay_merge_row: one row of them)
  *   lay_residual     x := norm(x + y) (post-norm) or x + y (pre-norm)
+ *                    (lay_residual_rows: on a range of rows)
  *   lay_norm_in      the sublayer's input: x, or norm(x) (pre-norm)
  *   lay_ff_block     linear2(act(linear1(x)))
  *
@@ -50,39 +52,50 @@ static inline int64_t PT_SFX(lay_seq_of)(const PT_SFX(lay_seqs) *s, int64_t r)
 }
 
 /* dst part p (p < nparts) at dst + p*N*E := heads of columns [p*E, (p+1)*E)
- * of src rows (N, ld): row r of sequence b (length n, first row o), head h,
- * goes to o*E + (h*n + r - o)*d. */
-static inline void PT_SFX(lay_split_heads)(real *dst, const real *src, int64_t ld, int nparts,
-                                    const PT_SFX(lay_seqs) *s, int64_t N, int64_t E, int64_t H)
+ * of src row r (of N rows, ld apart): row r of sequence b (length n, first
+ * row o), head h, goes to o*E + (h*n + r - o)*d. */
+static inline void PT_SFX(lay_split_row)(real *dst, const real *src, int64_t ld, int nparts,
+                                         const PT_SFX(lay_seqs) *s, int64_t N, int64_t E,
+                                         int64_t H, int64_t r)
 {
     int64_t d = E / H;
-    #pragma omp parallel for num_threads(pt_get_num_threads()) if (N * E * nparts > LAY_PAR_MIN)
-    for (int64_t r = 0; r < N; r++) {
-        int64_t b = PT_SFX(lay_seq_of)(s, r), o = PT_SFX(lay_off)(s, b);
-        int64_t n = PT_SFX(lay_off)(s, b + 1) - o, t = r - o;
-        for (int p = 0; p < nparts; p++) {
-            real *base = dst + (int64_t)p * N * E + o * E + t * d;
-            const real *row = src + r * ld + (int64_t)p * E;
-            for (int64_t h = 0; h < H; h++)
-                memcpy(base + h * n * d, row + h * d, (size_t)d * sizeof(real));
-        }
+    int64_t b = PT_SFX(lay_seq_of)(s, r), o = PT_SFX(lay_off)(s, b);
+    int64_t n = PT_SFX(lay_off)(s, b + 1) - o, t = r - o;
+    for (int p = 0; p < nparts; p++) {
+        real *base = dst + (int64_t)p * N * E + o * E + t * d;
+        const real *row = src + r * ld + (int64_t)p * E;
+        for (int64_t h = 0; h < H; h++)
+            memcpy(base + h * n * d, row + h * d, (size_t)d * sizeof(real));
     }
 }
 
-/* rows dst (N, E) := the per-sequence head blocks of src (lay_split_heads'
- * layout, one part). */
+/* lay_split_row for every row of src (N, ld). */
+static inline void PT_SFX(lay_split_heads)(real *dst, const real *src, int64_t ld, int nparts,
+                                    const PT_SFX(lay_seqs) *s, int64_t N, int64_t E, int64_t H)
+{
+    #pragma omp parallel for num_threads(pt_get_num_threads()) if (N * E * nparts > LAY_PAR_MIN)
+    for (int64_t r = 0; r < N; r++) PT_SFX(lay_split_row)(dst, src, ld, nparts, s, N, E, H, r);
+}
+
+/* row r of dst (N, E) := its heads in the per-sequence head blocks of src
+ * (lay_split_heads' layout, one part). */
+static inline void PT_SFX(lay_merge_row)(real *dst, const real *src, const PT_SFX(lay_seqs) *s,
+                                         int64_t E, int64_t H, int64_t r)
+{
+    int64_t d = E / H;
+    int64_t b = PT_SFX(lay_seq_of)(s, r), o = PT_SFX(lay_off)(s, b);
+    int64_t n = PT_SFX(lay_off)(s, b + 1) - o, t = r - o;
+    const real *base = src + o * E + t * d;
+    for (int64_t h = 0; h < H; h++)
+        memcpy(dst + r * E + h * d, base + h * n * d, (size_t)d * sizeof(real));
+}
+
+/* lay_merge_row for every row of dst (N, E). */
 static inline void PT_SFX(lay_merge_heads)(real *dst, const real *src, const PT_SFX(lay_seqs) *s,
                                     int64_t N, int64_t E, int64_t H)
 {
-    int64_t d = E / H;
     #pragma omp parallel for num_threads(pt_get_num_threads()) if (N * E > LAY_PAR_MIN)
-    for (int64_t r = 0; r < N; r++) {
-        int64_t b = PT_SFX(lay_seq_of)(s, r), o = PT_SFX(lay_off)(s, b);
-        int64_t n = PT_SFX(lay_off)(s, b + 1) - o, t = r - o;
-        const real *base = src + o * E + t * d;
-        for (int64_t h = 0; h < H; h++)
-            memcpy(dst + r * E + h * d, base + h * n * d, (size_t)d * sizeof(real));
-    }
+    for (int64_t r = 0; r < N; r++) PT_SFX(lay_merge_row)(dst, src, s, E, H, r);
 }
 
 /* Residual connection of sublayer output y (N, E) into x (N, E):
@@ -98,6 +111,19 @@ static inline int PT_SFX(lay_residual)(real *x, real *y, real *mean, real *rstd,
     if (L->norm_first) return PT_OK;
     return PT_FN(pt_layernorm_forward)(x, mean, rstd, y, L->norm_w[i], L->norm_b[i], N,
                                        L->E, L->norm_eps[i]);
+}
+
+/* lay_residual on rows [r0, r1) only (one thread's share in a team). */
+static inline int PT_SFX(lay_residual_rows)(real *x, real *y, real *mean, real *rstd,
+                                            const PT_FN(pt_layer) *L, int i, int64_t r0,
+                                            int64_t r1)
+{
+    int64_t E = L->E;
+    real *acc = L->norm_first ? x : y;
+    for (int64_t j = r0 * E; j < r1 * E; j++) acc[j] = x[j] + y[j];
+    if (L->norm_first || r0 == r1) return PT_OK;
+    return PT_FN(pt_layernorm_forward)(x + r0 * E, mean + r0, rstd + r0, y + r0 * E,
+                                       L->norm_w[i], L->norm_b[i], r1 - r0, E, L->norm_eps[i]);
 }
 
 /* The input of sublayer i: x itself (post-norm) or norm_i(x) written to
@@ -162,5 +188,14 @@ static inline int PT_SFX(lay_check)(const PT_FN(pt_layer) *layers, int64_t nlaye
     }
     return PT_OK;
 }
+
+/* layer_encoder_team.c: whether pt_encoder_forward runs the stack as one
+ * team of threads (more than one thread, every layer's projections packed,
+ * N within the packed kernel's rows), and that run: the layers on x (N, E)
+ * over pt_encoder_forward's workspace, the mask in its final form. */
+int PT_FN(pt_encoder_team_fits)(const PT_FN(pt_layer) *layers, int64_t nlayers, int64_t N);
+int PT_FN(pt_encoder_team_forward)(real *x, real *work, const PT_FN(pt_layer) *layers,
+                                   int64_t nlayers, const PT_SFX(lay_seqs) *s, int64_t N,
+                                   const real *mask, const int64_t *ms, int is_causal);
 
 #endif /* PT_LAYER_H */

@@ -1,5 +1,5 @@
 """csrc/linear_packed.c, linear_packed_x86.c: y = x w^T + b over a weight
-packed once into panels of 64 output columns, the packed_forward slot of
+packed once into panels of 64 output columns, the packed_panels slot of
 the linear family (the encoder layer stack's projections of few rows).
 
 Bound: each output is acc = 0, acc += x[i,k] w[j,k] in k order, then + b,

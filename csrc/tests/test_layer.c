@@ -270,7 +270,7 @@ static void LF(test_encoder)(int norm_first, int act, int bias, int masks, int n
     const long E = 24, H = 3, F = 40, B = 3, T = 7;
     const long lens[3] = {7, 3, 5};
     RLayer R[2];
-    LT *keep[64];
+    LT *keep[80];
     int nkeep = 0;
     LF(pt_layer) L[2];
     for (int l = 0; l < nlayers; l++) {
@@ -331,6 +331,67 @@ static void LF(test_encoder)(int norm_first, int act, int bias, int masks, int n
                  LNAME, norm_first, act, bias, masks);
         check(name, st == PT_OK ? LF(maxdiff)(xp, rp, N * E) : INFINITY, LTOL);
         free(work); free(xp); free(rp);
+    }
+    /* the projections over packed copies of the weights (pt_linear_pack),
+     * padded and, with the masks it takes, packed: to rounding against the
+     * reference, and the same bits on 1 thread as on the run's threads
+     * (more than one: the stack as one team, layer_encoder.c) */
+    LF(pt_layer) P[2];
+    for (int l = 0; l < nlayers; l++) {
+        P[l] = L[l];
+        const LT *w[4] = {L[l].sa_w, L[l].sa_ow, L[l].ff1_w, L[l].ff2_w};
+        const long out[4] = {3 * E, E, F, E}, in[4] = {E, E, E, F};
+        LT *wp[4];
+        for (int i = 0; i < 4; i++) {
+            wp[i] = xcalloc(LF(pt_linear_pack_size)(out[i], in[i]), sizeof(LT));
+            LF(pt_linear_pack)(wp[i], w[i], out[i], in[i]);
+            keep[nkeep++] = wp[i];
+        }
+        P[l].sa_wp = wp[0]; P[l].sa_owp = wp[1]; P[l].ff1_wp = wp[2]; P[l].ff2_wp = wp[3];
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        if (mode == 1 && (masks == 1 || masks == 3)) break;
+        int64_t off[4] = {0};
+        for (long b = 0; b < B; b++) off[b + 1] = off[b] + lens[b];
+        long N = mode ? off[B] : B * T;
+        LT *xs[2];
+        double *rp = xcalloc(N * E, sizeof *rp);
+        for (int run = 0; run < 2; run++) {
+            xs[run] = xcalloc(N * E, sizeof(LT));
+            for (long b = 0; b < B; b++)
+                for (long t = 0; t < (mode ? lens[b] : T); t++)
+                    for (long c = 0; c < E; c++) {
+                        long r = mode ? off[b] + t : b * T + t;
+                        xs[run][r * E + c] = (LT)x[(b * T + t) * E + c];
+                        rp[r * E + c] = mode ? 0 : ref[(b * T + t) * E + c];
+                    }
+        }
+        if (mode)
+            for (long b = 0; b < B; b++) {
+                for (long t = 0; t < lens[b]; t++)
+                    for (long c = 0; c < E; c++)
+                        rp[(off[b] + t) * E + c] = x[(b * T + t) * E + c];
+                for (int l = 0; l < nlayers; l++)
+                    r_encoder_layer(rp + off[b] * E, &R[l], lens[b], lens[b], causal,
+                                    use_a ? amask : NULL, T);
+                r_norm(rp + off[b] * E, fw, fb, 1e-5, lens[b], E);
+            }
+        int nth = pt_get_num_threads(), sts[2];
+        work = xcalloc(LF(pt_encoder_workspace)(&P[0], N, B, T, !mode && use_k && use_a),
+                       sizeof *work);
+        for (int run = 0; run < 2; run++) {
+            pt_set_num_threads(run ? nth : 1);
+            sts[run] = LF(pt_encoder_forward)(xs[run], work, P, nlayers, mode ? off : NULL,
+                                              !mode && use_k ? kt : NULL, use_a ? at : NULL, B,
+                                              T, causal, 1, fwt, fbt, (LT)1e-5);
+        }
+        pt_set_num_threads(nth);
+        snprintf(name, sizeof name, "encoder_%s %s weights packed pre=%d act=%d bias=%d "
+                 "masks=%d", LNAME, mode ? "packed" : "padded", norm_first, act, bias, masks);
+        check(name, sts[1] == PT_OK ? LF(maxdiff)(xs[1], rp, N * E) : INFINITY, LTOL);
+        check("  the same bits on 1 thread",
+              sts[0] == PT_OK && !memcmp(xs[0], xs[1], N * E * sizeof(LT)) ? 0 : 1, 0);
+        free(work); free(xs[0]); free(xs[1]); free(rp);
     }
     for (int i = 0; i < nkeep; i++) free(keep[i]);
     for (int l = 0; l < nlayers; l++) rlayer_free(&R[l]);
