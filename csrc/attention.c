@@ -274,7 +274,8 @@ static void PT_SFX(att_fwd_weights)(real *out, real *lse, real *W, const real *q
 typedef struct {
     real m[BQ];          /* row max */
     double l[BQ];        /* row sum */
-    int64_t kend;        /* keys this tile runs */
+    int64_t i0, kend;    /* its first row; keys it runs */
+    int nq;              /* its rows */
 } PT_SFX(att_fstate);
 
 /* One task of the tiled path: query tiles it0 .. it0+ng-1 (ng <= ATT_FG)
@@ -292,8 +293,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
     PT_SFX(att_fstate) st[ATT_FG];
     int64_t kmax = 0;
     for (int g = 0; g < ng; g++) {
-        int64_t i0 = (it0 + g) * BQ;
-        int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
+        int64_t i0 = st[g].i0 = (it0 + g) * BQ;
+        int nq = st[g].nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
         for (int i = 0; i < nq; i++) { st[g].m[i] = -INFINITY; st[g].l[i] = 0; }
         memset(acc + (int64_t)g * BQ * Dv, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
         int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
@@ -305,8 +306,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
         const real *vt = v + j0 * Dv;
         for (int g = 0; g < ng; g++) {
             if (j0 >= st[g].kend) continue;
-            int64_t i0 = (it0 + g) * BQ;
-            int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
+            int64_t i0 = st[g].i0;
+            int nq = st[g].nq;
             int nk = (int)(st[g].kend - j0 < BK ? st[g].kend - j0 : BK);
             real *ag = acc + (int64_t)g * BQ * Dv;
             int64_t vlen = (int64_t)nk * Dv;
@@ -336,9 +337,8 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
         }
     }
     for (int g = 0; g < ng; g++) {
-        int64_t i0 = (it0 + g) * BQ;
-        int nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
-        for (int i = 0; i < nq; i++) {
+        int64_t i0 = st[g].i0;
+        for (int i = 0; i < st[g].nq; i++) {
             real *o = out + (i0 + i) * Dv;
             const real *a = acc + ((int64_t)g * BQ + i) * Dv;
             double l = st[g].l[i];

@@ -53,9 +53,9 @@
  * LayerStack keeps them per model), the loop packs them at the start
  * (pt_decoder_pack, pt_linear_pack: the linear family's panels) and every
  * step's products run over those copies (pt_linear_packed_forward_any): a
- * GEMM would pack the weights, and the rows, again at every product. Measured on the shipped translator
- * (128-row products of 128 inputs), the packed kernel wins at every row
- * count the loop runs.
+ * GEMM would pack the weights, and the rows, again at every product.
+ * Measured on the shipped translator (128-row products of 128 inputs), the
+ * packed kernel wins at every row count the loop runs.
  *
  * Workspace (real elements), for N = B*k rows:
  *   N * E              the step's inputs, then the stack's outputs

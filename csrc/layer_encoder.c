@@ -38,10 +38,9 @@ static int PT_SFX(enc_layer)(real *x, real *work, const PT_FN(pt_layer) *L,
                              const PT_SFX(lay_seqs) *s, int64_t N, const real *mask,
                              const int64_t *ms, int is_causal)
 {
-    int64_t E = L->E, H = L->H, F = L->F, d = E / H;
-    int64_t a = 3 * E > F ? 3 * E : F;
-    real *A = work, *P = A + N * a, *O = P + 3 * N * E, *Y = O + N * E;
-    real *mean = Y + N * E, *rstd = mean + N;
+    int64_t E = L->E, H = L->H, d = E / H;
+    PT_SFX(lay_enc_ws) w = PT_SFX(lay_enc_regions)(work, L, N);
+    real *A = w.A, *P = w.P, *O = w.O, *Y = w.Y, *mean = w.mean, *rstd = w.rstd;
     const real *in;
     real scale = (real)(1.0 / sqrt((double)d));
 
@@ -71,7 +70,6 @@ static int PT_SFX(enc_layer)(real *x, real *work, const PT_FN(pt_layer) *L,
     return PT_SFX(lay_residual)(x, P, mean, rstd, L, 1, N);
 }
 
-
 int PT_FN(pt_encoder_forward)(real *x, real *work, const PT_FN(pt_layer) *layers,
                               int64_t nlayers, const int64_t *offsets, const real *key_mask,
                               const real *attn_mask, int64_t B, int64_t T, int is_causal,
@@ -96,8 +94,7 @@ int PT_FN(pt_encoder_forward)(real *x, real *work, const PT_FN(pt_layer) *layers
     const real *mask = NULL;
     int64_t ms[4] = {0, 0, 0, 0};
     if (key_mask && attn_mask) {
-        int64_t a = 3 * E > layers->F ? 3 * E : layers->F;
-        real *M = work + N * (a + 5 * E) + 2 * N;
+        real *M = PT_SFX(lay_enc_regions)(work, layers, N).rstd + N;
         #pragma omp parallel for num_threads(pt_get_num_threads()) if (B * T * T > LAY_PAR_MIN)
         for (int64_t b = 0; b < B; b++)
             for (int64_t i = 0; i < T; i++)

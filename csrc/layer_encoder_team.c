@@ -100,9 +100,8 @@ static int PT_SFX(enc_part)(PT_SFX(enc_team) *c, const PT_FN(pt_layer) *L, int s
                             int64_t u1)
 {
     int64_t E = L->E, H = L->H, F = L->F, N = c->N, d = E / H;
-    int64_t a = 3 * E > F ? 3 * E : F;
-    real *x = c->x, *A = c->work, *P = A + N * a, *O = P + 3 * N * E, *Y = O + N * E;
-    real *mean = Y + N * E, *rstd = mean + N;
+    PT_SFX(lay_enc_ws) w = PT_SFX(lay_enc_regions)(c->work, L, N);
+    real *x = c->x, *A = w.A, *P = w.P, *O = w.O, *Y = w.Y, *mean = w.mean, *rstd = w.rstd;
     const real *in = L->norm_first ? Y : x;
     switch (step) {
     case ES_NORM0: case ES_NORM1: {
@@ -111,9 +110,11 @@ static int PT_SFX(enc_part)(PT_SFX(enc_team) *c, const PT_FN(pt_layer) *L, int s
                                            L->norm_w[i], L->norm_b[i], u1 - u0, E,
                                            L->norm_eps[i]);
     }
-    case ES_QKV: return PT_FN(pt_linear_packed_panels)(A, in, L->sa_wp, L->sa_b, N, E, 3 * E, u0, u1);
+    case ES_QKV:
+        return PT_FN(pt_linear_packed_panels)(A, in, L->sa_wp, L->sa_b, N, E, 3 * E, u0, u1);
     case ES_SPLIT:
-        for (int64_t r = u0; r < u1; r++) PT_SFX(lay_split_row)(P, A, 3 * E, 3, c->s, N, E, H, r);
+        for (int64_t r = u0; r < u1; r++)
+            PT_SFX(lay_split_row)(P, A, 3 * E, 3, c->s, N, E, H, r);
         return PT_OK;
     case ES_ATT:
         return PT_SFX(enc_attention_pairs)(O, P, P + N * E, P + 2 * N * E, c->s, E, H, c->mask,
@@ -122,11 +123,15 @@ static int PT_SFX(enc_part)(PT_SFX(enc_team) *c, const PT_FN(pt_layer) *L, int s
     case ES_MERGE:
         for (int64_t r = u0; r < u1; r++) PT_SFX(lay_merge_row)(P, O, c->s, E, H, r);
         return PT_OK;
-    case ES_OPROJ: return PT_FN(pt_linear_packed_panels)(Y, P, L->sa_owp, L->sa_ob, N, E, E, u0, u1);
+    case ES_OPROJ:
+        return PT_FN(pt_linear_packed_panels)(Y, P, L->sa_owp, L->sa_ob, N, E, E, u0, u1);
     case ES_RES0: return PT_SFX(lay_residual_rows)(x, Y, mean, rstd, L, 0, u0, u1);
-    case ES_FF1: return PT_FN(pt_linear_packed_panels)(A, in, L->ff1_wp, L->ff1_b, N, E, F, u0, u1);
-    case ES_ACT: return PT_FN(pt_bias_act_forward)(A + u0 * F, A + u0 * F, NULL, u1 - u0, F, L->act);
-    case ES_FF2: return PT_FN(pt_linear_packed_panels)(P, A, L->ff2_wp, L->ff2_b, N, F, E, u0, u1);
+    case ES_FF1:
+        return PT_FN(pt_linear_packed_panels)(A, in, L->ff1_wp, L->ff1_b, N, E, F, u0, u1);
+    case ES_ACT:
+        return PT_FN(pt_bias_act_forward)(A + u0 * F, A + u0 * F, NULL, u1 - u0, F, L->act);
+    case ES_FF2:
+        return PT_FN(pt_linear_packed_panels)(P, A, L->ff2_wp, L->ff2_b, N, F, E, u0, u1);
     default: return PT_SFX(lay_residual_rows)(x, P, mean, rstd, L, 1, u0, u1);
     }
 }

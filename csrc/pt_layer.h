@@ -189,6 +189,27 @@ static inline int PT_SFX(lay_check)(const PT_FN(pt_layer) *layers, int64_t nlaye
     return PT_OK;
 }
 
+/* The regions of pt_encoder_forward's workspace for N rows of layer L
+ * (their roles: layer_encoder.c's header), the one place that lays them
+ * out for the serial layer and the team. */
+typedef struct PT_SFX(lay_enc_ws) {
+    real *A, *P, *O, *Y, *mean, *rstd;
+} PT_SFX(lay_enc_ws);
+
+static inline PT_SFX(lay_enc_ws) PT_SFX(lay_enc_regions)(real *work, const PT_FN(pt_layer) *L,
+                                                         int64_t N)
+{
+    int64_t E = L->E, a = 3 * E > L->F ? 3 * E : L->F;
+    PT_SFX(lay_enc_ws) w;
+    w.A = work;
+    w.P = w.A + N * a;
+    w.O = w.P + 3 * N * E;
+    w.Y = w.O + N * E;
+    w.mean = w.Y + N * E;
+    w.rstd = w.mean + N;
+    return w;
+}
+
 /* layer_encoder_team.c: whether pt_encoder_forward runs the stack as one
  * team of threads (more than one thread, every layer's projections packed,
  * N within the packed kernel's rows), and that run: the layers on x (N, E)

@@ -758,13 +758,15 @@ cdef class LayerStack:
         _check("scores", scores, np.float64, (B, k), out=True)
         _check("logp", logp, np.float64, (B, k, cap), out=True, optional=True)
         cdef int64_t c_cap = cap, c_S = S, need
+        cdef bint mine = not self._busy
         if self.l32 != NULL:
-            if self._packs and not self._busy and self.l32.packed_step and \
-                    isinstance(getattr(gen_param, "_vc", None), list) and \
-                    gen_param.data is gen_w:
-                g32.gen_wp = g32.gen_w    # the copies come with the call: no room for packing
+            # the weights the loop reads decide its workspace: with the
+            # stack's packed copies (refreshed here, the GIL held, so no
+            # other call starts meanwhile) it packs nothing itself
+            g32.layers = self._layers_for_call(mine)
+            if g32.layers == self.l32:
+                g32.gen_wp = <const float *>self._gen_packed(gen_param, gen_w)
             need = pt_beam_workspace_f32(&g32, B, k, c_cap, c_S)
-            g32.gen_wp = NULL
         else:
             need = pt_beam_workspace_f64(&g64, B, k, c_cap, c_S)
         work = self._workspace(need)
@@ -781,16 +783,9 @@ cdef class LayerStack:
         cdef double *psc = <double *>_ptr(scores)
         cdef double *plp = <double *>_ptr(logp)
         cdef int st
-        cdef bint mine = not self._busy
-        self._busy = True                 # before the refresh: a call meanwhile reads in place
+        self._busy = True
         try:
             if self.l32 != NULL:
-                g32.layers = self._layers_for_call(mine)
-                if g32.layers == self.l32:
-                    g32.gen_wp = <const float *>self._gen_packed(gen_param, gen_w)
-                if pt_beam_workspace_f32(&g32, B, k, c_cap, c_S) > work.shape[0]:
-                    work = np.empty(pt_beam_workspace_f32(&g32, B, k, c_cap, c_S), np.float32)
-                    pw = _ptr(work)
                 with nogil:
                     st = pt_beam_decode_f32(&g32, <float **>sk, <float **>sv, <float **>ck,
                                             <float **>cv, <float *>pm, B, c_S, c_cap, k, kind,

@@ -403,8 +403,8 @@ def greedy(model, cache, bos, eos, want_lps):
     are spent afterwards; the cross-attention ones are only read). The
     same kernels as decode_step's, on the same rows, but for the float32
     generator's product over the stack's packed copy of its weight (the
-    logits agree to float32 rounding; tests/test_decode_loop.py). Returns (ids (B, max_len) int64, each
-    step's token; lengths (B,) int64, the step that gave EOS or max_len;
+    logits agree to float32 rounding; tests/test_decode_loop.py). Returns
+    (ids (B, max_len) int64, each step's token; lengths (B,) int64, the step that gave EOS or max_len;
     log-probabilities (B, max_len) float64 or None); None when the fast
     path does not apply (a hook or a training module in the model, a
     subclass that changes the step, an embedding or generator that is
