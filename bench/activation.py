@@ -15,6 +15,14 @@ machine). When PyTorch is importable (e.g. run from a venv that has it), its
 kernels are timed in the same rounds: aten gelu (out=) and gelu_backward, and
 add(out=) + gelu_ for the fused case (PyTorch has no fused bias + GELU
 backward: not timed); "x torch" is PyTorch's time over each SIMD path's.
+
+Placement: every array (ours and the ones PyTorch reads or writes through
+out=) starts at its own 128 KB slot modulo 1 MB, so no output lies just
+above an input modulo 1 MB. There, on 2 MB pages, a loop's loads wait on
+its stores (csrc/pt_alias.h): back-to-back allocations of these 24 MB
+arrays land 16 bytes apart and slowed whichever kernel met them 2-3x, so
+the figures depended on the order of the allocations. PyTorch's
+gelu_backward allocates its result itself.
 """
 import os
 import time
@@ -38,14 +46,27 @@ except ImportError:  # pragma: no cover - torch is not a dependency
     torch = None
 
 
+SPAN = 1 << 20            # address bits that matter (csrc/pt_alias.h)
+SLOT = 128 << 10          # each array's own offset modulo SPAN
+
+
+def placed(a, slot):
+    """A float32 copy of `a` starting at slot * SLOT + 64 bytes modulo SPAN."""
+    buf = np.empty(a.nbytes + SPAN + 64, np.uint8)
+    off = (slot * SLOT + 64 - buf.ctypes.data) % SPAN
+    out = buf[off:off + a.nbytes].view(np.float32).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def cases():
     """[(label, fn)]: the kernels on preallocated float32 buffers."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(SHAPE).astype(np.float32) * 2
-    b = rng.standard_normal(SHAPE[1]).astype(np.float32)
-    dy = rng.standard_normal(SHAPE).astype(np.float32)
-    y = np.empty_like(x)
-    dx = np.zeros_like(x)
+    x = placed(rng.standard_normal(SHAPE).astype(np.float32) * 2, 0)
+    b = placed(rng.standard_normal(SHAPE[1]).astype(np.float32), 1)
+    dy = placed(rng.standard_normal(SHAPE).astype(np.float32), 2)
+    y = placed(np.zeros(SHAPE, np.float32), 3)
+    dx = placed(np.zeros(SHAPE, np.float32), 4)
     db = np.zeros(SHAPE[1], np.float32)
     out = []
     for form, kind in KINDS.items():
@@ -62,10 +83,10 @@ def torch_cases():
     if torch is None:
         return {}
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.standard_normal(SHAPE).astype(np.float32) * 2)
-    b = torch.from_numpy(rng.standard_normal(SHAPE[1]).astype(np.float32))
-    dy = torch.from_numpy(rng.standard_normal(SHAPE).astype(np.float32))
-    y = torch.empty_like(x)
+    x = torch.from_numpy(placed(rng.standard_normal(SHAPE).astype(np.float32) * 2, 5))
+    b = torch.from_numpy(placed(rng.standard_normal(SHAPE[1]).astype(np.float32), 6))
+    dy = torch.from_numpy(placed(rng.standard_normal(SHAPE).astype(np.float32), 7))
+    y = torch.from_numpy(placed(np.zeros(SHAPE, np.float32), 3))
     out = {}
     for form, approx in (("erf", "none"), ("tanh", "tanh")):
         out[f"gelu {form} fwd"] = lambda a=approx: torch.ops.aten.gelu.out(x, approximate=a, out=y)

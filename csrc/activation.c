@@ -25,6 +25,7 @@
 #include "pt_real.h"
 #include "pt_omp.h"
 #include "pt_dispatch.h"
+#include "pt_alias.h"
 
 /* float32 on x86 with GCC/Clang, an AVX2 + FMA path picked once (the
  * activation entry of the dispatch table, dispatch.c; PT_ISA=portable
@@ -235,10 +236,31 @@ static inline __m256 act_gelu_grad_avx2(__m256 dy, __m256 z, int kind)
     return _mm256_mul_ps(_mm256_mul_ps(dy, _mm256_set1_ps(0.5f)), s);
 }
 
+/* y[c..n) from the last n - c < 8 elements, masked. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void act_gelu_tail_avx2(float *y, const float *x, const float *bias, int64_t c,
+                                      int64_t n, int kind)
+{
+    __m256i m = act_tail_mask(n - c);
+    __m256 z = _mm256_add_ps(_mm256_maskload_ps(x + c, m), _mm256_maskload_ps(bias + c, m));
+    _mm256_maskstore_ps(y + c, m, act_gelu_avx2(z, kind));
+}
+
+/* One row segment of the forward, upwards, or downwards when y lies just
+ * above x (pt_alias.h): the masked tail first, then whole vectors. */
 ACT_AVX2_ATTR
 static void act_gelu_row_avx2(float *y, const float *x, const float *bias, int64_t n, int kind)
 {
     int64_t c = 0;
+    if (pt_walk_down(y, x)) {
+        c = n - n % 8;
+        if (c < n) act_gelu_tail_avx2(y, x, bias, c, n, kind);
+        for (c -= 8; c >= 0; c -= 8) {
+            __m256 z = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
+            _mm256_storeu_ps(y + c, act_gelu_avx2(z, kind));
+        }
+        return;
+    }
     for (; c + 16 <= n; c += 16) {   /* two independent chains per step */
         __m256 z0 = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
         __m256 z1 = _mm256_add_ps(_mm256_loadu_ps(x + c + 8), _mm256_loadu_ps(bias + c + 8));
@@ -249,11 +271,7 @@ static void act_gelu_row_avx2(float *y, const float *x, const float *bias, int64
         __m256 z = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
         _mm256_storeu_ps(y + c, act_gelu_avx2(z, kind));
     }
-    if (c < n) {
-        __m256i m = act_tail_mask(n - c);
-        __m256 z = _mm256_add_ps(_mm256_maskload_ps(x + c, m), _mm256_maskload_ps(bias + c, m));
-        _mm256_maskstore_ps(y + c, m, act_gelu_avx2(z, kind));
-    }
+    if (c < n) act_gelu_tail_avx2(y, x, bias, c, n, kind);
 }
 
 /* dx += g (dx = g when !acc) and p += g (in double), g = dy * a'(x + bias)
@@ -308,11 +326,22 @@ static void act_gelu_grad_acc_row_avx2(float *dx, double *p, const float *dy, co
 #endif /* ACT_AVX2 */
 
 /* a(x + bias) for one row segment [c0, c1). One loop per kind, so the
- * simple ones (none, relu) vectorise. */
+ * simple ones (none, relu) vectorise; the GELU loops walk down when y lies
+ * just above x (pt_alias.h; measured on the GELU rows, which are compute
+ * bound, so that each element's loads waiting on the previous element's
+ * stores is what costs). */
+#define ACT_LOOP(...)                                      \
+    do {                                                   \
+        if (down)                                          \
+            for (c = c1 - 1; c >= c0; c--) { __VA_ARGS__ } \
+        else                                               \
+            for (c = c0; c < c1; c++) { __VA_ARGS__ }      \
+    } while (0)
 ACT_BODY void PT_SFX(act_row_body)(real *y, const real *x, const real *bias,
                                    int64_t c0, int64_t c1, int kind)
 {
     int64_t c;
+    int down = pt_walk_down(y, x);
     switch (kind) {
     case PT_ACT_NONE:
         for (c = c0; c < c1; c++) y[c] = x[c] + bias[c];
@@ -324,17 +353,12 @@ ACT_BODY void PT_SFX(act_row_body)(real *y, const real *x, const real *bias,
         }
         break;
     case PT_ACT_GELU_ERF:
-        for (c = c0; c < c1; c++) {
-            real z = x[c] + bias[c], pdf;
-            y[c] = z * GELU_CDF(z, &pdf);
-        }
+        ACT_LOOP(real z = x[c] + bias[c], pdf; y[c] = z * GELU_CDF(z, &pdf););
         break;
     case PT_ACT_GELU_TANH:
-        for (c = c0; c < c1; c++) {
-            real z = x[c] + bias[c], omt2;
-            real u = (real)K_SQRT_2_PI * (z + (real)K_GELU_C * z * z * z);
-            y[c] = (real)0.5 * z * TANH_PARTS(u, &omt2);
-        }
+        ACT_LOOP(real z = x[c] + bias[c], omt2;
+                 real u = (real)K_SQRT_2_PI * (z + (real)K_GELU_C * z * z * z);
+                 y[c] = (real)0.5 * z * TANH_PARTS(u, &omt2););
         break;
     }
 }

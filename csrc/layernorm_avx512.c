@@ -10,7 +10,9 @@
  * lane_sum; elementwise formulas in `real` with no FMA. So the results
  * are bitwise those of the portable and AVX2 rows. Row tails use masked
  * loads and masked adds (lanes past the row are not touched), so a tail
- * element goes to the same lane as in the portable loop.
+ * element goes to the same lane as in the portable loop. The forward sums
+ * FWD_ROWS rows side by side, each in its own lanes (layernorm.c), and
+ * writes y with whole vectors, masking only the row's tail.
  */
 #include "pt_real.h"
 #include "pt_dispatch.h"
@@ -24,6 +26,7 @@
 
 #define NV (LANES / ZW)                /* vectors per block of LANES */
 #define GROUP 4                        /* dwdb_group's full group (layernorm.c) */
+#define FWD_ROWS 2                     /* rows whose sums run side by side */
 
 /* acc (the 16 lanes as two 8-double halves) += v, v being vector j of a
  * block, in the lanes m selects (m all ones: a plain add). */
@@ -65,45 +68,89 @@ A512 INL double PT_SFX(acc_sum)(const __m512d acc[2])
     return PT_SFX(lane_sum)(a);
 }
 
-A512 static void PT_SFX(ln_fwd_row_avx512)(real *y, real *mean, real *rstd, const real *x,
-                                      const real *w, const real *b, int64_t C, real eps)
+/* mean[r], rstd[r] of the R rows of stride C at x (R a constant 1..FWD_ROWS:
+ * the loops over r unroll). The rows are summed side by side, so 2R add
+ * chains run at once instead of 2: each row's sums are still its own
+ * lanes in its own order. */
+A512 INL void PT_SFX(rows_stats)(real *mean, real *rstd, const real *x, int64_t C, real eps,
+                                 int R)
 {
     const zmask all = (zmask)~(zmask)0;
-    __m512d acc[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
-    int64_t c = 0, rem;
-    for (; c + LANES <= C; c += LANES)
-        for (int j = 0; j < NV; j++) PT_SFX(acc_add)(acc, j, Z_LOAD(x + c + j * ZW), all);
-    rem = C - c;
+    __m512d acc[FWD_ROWS][2];
+    zreal vm[FWD_ROWS];
+    int64_t rem = C % LANES, cf = C - rem, c;
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_pd();
+    for (c = 0; c < cf; c += LANES)
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < NV; j++)
+                PT_SFX(acc_add)(acc[r], j, Z_LOAD(x + r * C + c + j * ZW), all);
     for (int j = 0; rem && j < NV; j++) {
         zmask m = Z_TAIL(rem - j * ZW);
-        PT_SFX(acc_add)(acc, j, Z_MLOAD(x + c + j * ZW, m), m);
+        for (int r = 0; r < R; r++)
+            PT_SFX(acc_add)(acc[r], j, Z_MLOAD(x + r * C + c + j * ZW, m), m);
     }
-    real mr = (real)(PT_SFX(acc_sum)(acc) / C);
+    for (int r = 0; r < R; r++) {
+        mean[r] = (real)(PT_SFX(acc_sum)(acc[r]) / C);
+        vm[r] = Z_SET1(mean[r]);
+        acc[r][0] = acc[r][1] = _mm512_setzero_pd();
+    }
     /* sum (x - m)^2: the difference rounded to real, squared in double */
-    zreal vm = Z_SET1(mr);
-    acc[0] = acc[1] = _mm512_setzero_pd();
-    for (c = 0; c + LANES <= C; c += LANES)
-        for (int j = 0; j < NV; j++) {
-            zreal d = Z_SUB(Z_LOAD(x + c + j * ZW), vm);
-            PT_SFX(acc_fma_free)(acc, j, d, d, all);
-        }
+    for (c = 0; c < cf; c += LANES)
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < NV; j++) {
+                zreal d = Z_SUB(Z_LOAD(x + r * C + c + j * ZW), vm[r]);
+                PT_SFX(acc_fma_free)(acc[r], j, d, d, all);
+            }
     for (int j = 0; rem && j < NV; j++) {
         zmask m = Z_TAIL(rem - j * ZW);
-        zreal d = Z_KEEP(m, Z_SUB(Z_MLOAD(x + c + j * ZW, m), vm));
-        PT_SFX(acc_fma_free)(acc, j, d, d, m);
+        for (int r = 0; r < R; r++) {
+            zreal d = Z_KEEP(m, Z_SUB(Z_MLOAD(x + r * C + c + j * ZW, m), vm[r]));
+            PT_SFX(acc_fma_free)(acc[r], j, d, d, m);
+        }
     }
-    real rs = (real)(1.0 / sqrt(PT_SFX(acc_sum)(acc) / C + eps));
-    /* y = ((x - m) * rs) * w + b, the terms present */
-    zreal vrs = Z_SET1(rs);
-    for (c = 0; c < C; c += ZW) {
-        zmask m = Z_TAIL(C - c);
-        zreal v = Z_MUL(Z_SUB(Z_MLOAD(x + c, m), vm), vrs);
-        if (w) v = Z_MUL(v, Z_MLOAD(w + c, m));
-        if (b) v = Z_ADD(v, Z_MLOAD(b + c, m));
-        Z_MSTORE(y + c, m, v);
+    for (int r = 0; r < R; r++)
+        rstd[r] = (real)(1.0 / sqrt(PT_SFX(acc_sum)(acc[r]) / C + eps));
+}
+
+/* y[c..c+ZW) = ((x - m) * rs) * w + b, the terms present, in the lanes k
+ * selects. */
+A512 INL void PT_SFX(norm_vec)(real *y, const real *x, const real *w, const real *b, zreal vm,
+                               zreal vrs, int64_t c, zmask k, int full)
+{
+    zreal v = Z_MUL(Z_SUB(full ? Z_LOAD(x + c) : Z_MLOAD(x + c, k), vm), vrs);
+    if (w) v = Z_MUL(v, full ? Z_LOAD(w + c) : Z_MLOAD(w + c, k));
+    if (b) v = Z_ADD(v, full ? Z_LOAD(b + c) : Z_MLOAD(b + c, k));
+    if (full)
+        Z_STORE(y + c, v);
+    else
+        Z_MSTORE(y + c, k, v);
+}
+
+/* One row's y: whole vectors unmasked, the tail masked. */
+A512 INL void PT_SFX(row_norm)(real *y, const real *x, const real *w, const real *b, real m,
+                               real rs, int64_t C)
+{
+    zreal vm = Z_SET1(m), vrs = Z_SET1(rs);
+    int64_t cf = C - C % ZW;
+    for (int64_t c = 0; c < cf; c += ZW)
+        PT_SFX(norm_vec)(y, x, w, b, vm, vrs, c, (zmask)~(zmask)0, 1);
+    if (cf < C) PT_SFX(norm_vec)(y, x, w, b, vm, vrs, cf, Z_TAIL(C - cf), 0);
+}
+
+A512 static void PT_SFX(ln_fwd_rows_avx512)(real *y, real *mean, real *rstd, const real *x,
+                                            const real *w, const real *b, int64_t nr, int64_t C,
+                                            real eps)
+{
+    while (nr > 0) {
+        int R = nr >= FWD_ROWS ? FWD_ROWS : 1;
+        if (R == FWD_ROWS)
+            PT_SFX(rows_stats)(mean, rstd, x, C, eps, FWD_ROWS);
+        else
+            PT_SFX(rows_stats)(mean, rstd, x, C, eps, 1);
+        for (int r = 0; r < R; r++)
+            PT_SFX(row_norm)(y + r * C, x + r * C, w, b, mean[r], rstd[r], C);
+        y += R * C, x += R * C, mean += R, rstd += R, nr -= R;
     }
-    *mean = mr;
-    *rstd = rs;
 }
 
 A512 static void PT_SFX(ln_bwd_row_avx512)(real *dx, const real *dy, const real *x, const real *w,
@@ -200,7 +247,7 @@ A512 static void PT_SFX(ln_dwdb_group_avx512)(double *restrict pdw, double *rest
     }
 }
 const struct PT_SFX(pt_ln_kernels) PT_SFX(pt_ln_avx512) = {
-    "avx512", PT_SFX(ln_fwd_row_avx512), PT_SFX(ln_bwd_row_avx512),
+    "avx512", PT_SFX(ln_fwd_rows_avx512), PT_SFX(ln_bwd_row_avx512),
     PT_SFX(ln_dwdb_group_avx512)
 };
 #else

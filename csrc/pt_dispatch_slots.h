@@ -114,16 +114,17 @@ extern const struct PT_DSFX(pt_act_kernels) PT_DSFX(pt_act_portable), PT_DSFX(pt
     PT_DSFX(pt_act_avx512);
 
 /* =========================================================== layernorm.c
- *   fwd_row:    one row of the forward: y(C), *mean, *rstd from x(C)
- *               (w, b may be NULL).
+ *   fwd_rows:   nr rows of the forward (stride C): y, mean(nr), rstd(nr)
+ *               from x (w, b may be NULL); each row computed as if alone.
  *   bwd_row:    one row of dx (+=, or = with accumulate == 0) from dy, x, w
  *               (w may be NULL) and the saved m, rs; dx may be dy or x.
  *   dwdb_group: pdw(C) += sum_r dy_r * xhat_r, pdb(C) += sum_r dy_r over
  *               nr <= 4 (GROUP) rows of stride C, in double partials. */
 struct PT_DSFX(pt_ln_kernels) {
     const char *path;
-    void (*fwd_row)(PT_DREAL *y, PT_DREAL *mean, PT_DREAL *rstd, const PT_DREAL *x,
-                    const PT_DREAL *w, const PT_DREAL *b, int64_t C, PT_DREAL eps);
+    void (*fwd_rows)(PT_DREAL *y, PT_DREAL *mean, PT_DREAL *rstd, const PT_DREAL *x,
+                     const PT_DREAL *w, const PT_DREAL *b, int64_t nr, int64_t C,
+                     PT_DREAL eps);
     void (*bwd_row)(PT_DREAL *dx, const PT_DREAL *dy, const PT_DREAL *x, const PT_DREAL *w,
                     PT_DREAL m, PT_DREAL rs, int64_t C, int accumulate);
     void (*dwdb_group)(double *restrict pdw, double *restrict pdb, const PT_DREAL *dy,

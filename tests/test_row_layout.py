@@ -1,0 +1,113 @@
+"""Rows computed whatever their neighbours and their place in memory.
+
+The layer norm forward sums several rows side by side (fwd_rows), and the
+GELU forward rows walk downwards when the output lies just above the input
+modulo 1 MB (csrc/pt_alias.h). Neither may change a single bit: a row's
+results are those of the row alone, and an output placed there equals the
+output placed anywhere else, on every ISA path the CPU runs.
+"""
+import numpy as np
+import pytest
+
+import pytransformer
+from pytransformer import _core
+from pytransformer.ops._layernorm import layer_norm_forward
+from tests.helpers import DTYPES, use_isa
+
+LEVELS = _core.isa_levels_supported()
+SPAN = 1 << 20          # pt_alias.h: PT_ALIAS_SPAN
+GUARD = 7.0
+
+
+def _placed(shape, dtype, gap):
+    """(x, out, raw, (lo, hi)): x and out views of one buffer (raw, its
+    bytes, filled with GUARD), out starting `gap` bytes above x modulo SPAN
+    and past x's end; out's byte range in raw is [lo, hi)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    step = -(-nbytes // SPAN) * SPAN
+    buf = np.full((step + nbytes + gap + 256) // 8 + 1, GUARD)   # 8-byte aligned
+    raw = buf.view(np.uint8)
+    a = (-raw.ctypes.data) % 64
+    x = raw[a:a + nbytes].view(dtype).reshape(shape)
+    lo = a + step + gap
+    out = raw[lo:lo + nbytes].view(dtype).reshape(shape)
+    assert (out.ctypes.data - x.ctypes.data) % SPAN == gap % SPAN
+    return x, out, raw, (lo, lo + nbytes)
+
+
+def _outside_untouched(raw, out_bytes, x_bytes, guard_raw):
+    """True when raw differs from guard_raw only inside out and x."""
+    lo, hi = out_bytes
+    mask = np.ones(raw.size, bool)
+    mask[lo:hi] = False
+    mask[x_bytes[0]:x_bytes[1]] = False
+    return np.array_equal(raw[mask], guard_raw[mask])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [1, 7, 16, 33, 100, 512])
+def test_layernorm_rows_do_not_depend_on_their_neighbours(level, dtype, C):
+    rng = np.random.default_rng(C)
+    x = (rng.standard_normal((11, C)) * 3 + 1).astype(dtype)
+    w, b = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    with use_isa(level):
+        y, m, r = layer_norm_forward(x, w, b)
+        for i in range(11):
+            yi, mi, ri = layer_norm_forward(x[i:i + 1].copy(), w, b)
+            np.testing.assert_array_equal(y[i], yi[0])
+            assert m[i] == mi[0] and r[i] == ri[0]
+        for n in (2, 3, 5, 9):   # the same rows in groups that split differently
+            ys, ms, rs = layer_norm_forward(x[11 - n:], w, b)
+            np.testing.assert_array_equal(ys, y[11 - n:])
+            np.testing.assert_array_equal(ms, m[11 - n:])
+            np.testing.assert_array_equal(rs, r[11 - n:])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("kind", ["none", "relu", "gelu", "gelu_tanh"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gap", [8, 16, 64, 4088, 4096, 65536 + 16])
+def test_activation_forward_does_not_depend_on_where_its_output_lies(level, kind, dtype, gap):
+    rng = np.random.default_rng(gap)
+    for C in (1, 5, 8, 16, 17, 37, 100):
+        shape = (3, C)
+        x, out, raw, span = _placed(shape, dtype, gap)
+        x[...] = rng.standard_normal(shape) * 2
+        bias = rng.standard_normal(C).astype(dtype)
+        before = raw.copy()
+        x_bytes = (x.ctypes.data - raw.ctypes.data,
+                   x.ctypes.data - raw.ctypes.data + x.nbytes)
+        for bb in (None, bias):
+            want = np.empty(shape, dtype)
+            with use_isa(level):
+                _core.bias_act_forward(want, x, bb, kind)
+                _core.bias_act_forward(out, x, bb, kind)
+            np.testing.assert_array_equal(out, want, err_msg=f"C={C} bias={bb is not None}")
+        assert _outside_untouched(raw, span, x_bytes, before), "written outside out"
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_activation_forward_in_place_is_unchanged(level):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 37)).astype(np.float32)
+    with use_isa(level):
+        want = np.empty_like(x)
+        _core.bias_act_forward(want, x, None, "gelu")
+        _core.bias_act_forward(x, x, None, "gelu")
+    np.testing.assert_array_equal(x, want)
+
+
+def test_threads_do_not_change_the_layernorm_rows():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4099, 65)).astype(np.float32)
+    outs, saved = [], pytransformer.get_num_threads()
+    try:
+        for nt in (1, 2, 3):
+            pytransformer.set_num_threads(nt)
+            outs.append(layer_norm_forward(x))
+    finally:
+        pytransformer.set_num_threads(saved)
+    for o in outs[1:]:
+        for a, b in zip(o, outs[0]):
+            np.testing.assert_array_equal(a, b)
