@@ -8,7 +8,8 @@
  * also with the step's and the generator's weights packed (pt_decoder_pack
  * with packed_step PT_DECODER_PACKED_ROWS, gen_wp), which the reference
  * reads from the same row counts on. Tokens and lengths must be equal,
- * log-probabilities equal to 1e-12. Also the arguments pt_greedy_decode
+ * log-probabilities equal to 1e-12; over packed weights the loop at 1, 2
+ * and 3 threads (its team, pt_team.h) gives the same bits. Also the arguments pt_greedy_decode
  * refuses, and the softmax family's argmax_row (the greedy choice) of
  * every level the CPU runs against the rule spelt out: rows of 1..70 and
  * 1448 entries with ties, -inf, +-0 and NaN. Exit status 1 on failure.
@@ -220,8 +221,41 @@ static void DS(test_greedy)(int norm_first, int act, int final, int masked, doub
     double *lp = xcalloc(B * T, sizeof *lp), *lp2 = xcalloc(B * T, sizeof *lp2);
     DT *work = xcalloc(DS(pt_greedy_workspace)(&g, B, T, S), sizeof *work);
     int64_t *iwork = xcalloc(DS(pt_greedy_iworkspace)(B), sizeof *iwork);
+    int nth0 = pt_get_num_threads();
+    pt_set_num_threads(2);
     int st = DS(pt_greedy_decode)(&g, sk[0], sv[0], ck[0], cv[0], mask, B, S, T, ids, len, lp,
                                   work, iwork);
+    pt_set_num_threads(nth0);
+    if (packed) {
+        /* the team of 2 or 3 threads (pt_team.h) against one thread: the
+         * same bits */
+        int64_t *ids3 = xcalloc(B * T, sizeof *ids3), *len3 = xcalloc(B, sizeof *len3);
+        double *lp3 = xcalloc(B * T, sizeof *lp3);
+        int same3 = 1;
+        for (int nth = 1; nth <= 3; nth += 2) {
+            for (long l = 0; l < L; l++) {
+                memset(sk[1][l], 0, B * H * T * d * sizeof(DT));
+                memset(sv[1][l], 0, B * H * T * d * sizeof(DT));
+            }
+            memset(ids3, 0, B * T * sizeof *ids3);
+            pt_set_num_threads(nth);
+            same3 &= DS(pt_greedy_decode)(&g, sk[1], sv[1], ck[1], cv[1], mask, B, S, T, ids3,
+                                          len3, lp3, work, iwork) == PT_OK;
+            pt_set_num_threads(nth0);
+            same3 &= !memcmp(ids, ids3, B * T * sizeof *ids) && !memcmp(len, len3, B * sizeof *len)
+                     && !memcmp(lp, lp3, B * T * sizeof *lp);
+        }
+        char tname[160];
+        snprintf(tname, sizeof tname, "%s greedy packed B=%ld cfg %d%d%d%d eos%+.1f: 1, 2, 3 threads bitwise",
+                 sizeof(DT) == 4 ? "f32" : "f64", B, norm_first, act == PT_ACT_RELU, final, masked,
+                 eos_shift);
+        check(tname, same3);
+        free(ids3); free(len3); free(lp3);
+        for (long l = 0; l < L; l++) {
+            memset(sk[1][l], 0, B * H * T * d * sizeof(DT));
+            memset(sv[1][l], 0, B * H * T * d * sizeof(DT));
+        }
+    }
     DS(reference)(&g, sk[1], sv[1], ck[1], cv[1], mask2, B, S, T, ids2, len2, lp2);
     int same = st == PT_OK;
     double worst = 0;
