@@ -13,7 +13,9 @@
  * halves can). The leader does part 0, then every part not yet taken by
  * its owner (a thread still waking up, or that has lost its core on a
  * busy machine), then waits for the parts under way: nobody waits for a
- * thread that is not working. pt_team_end releases the workers.
+ * thread that is not working; after a long wait for a part under way
+ * (its thread lost its core) the leader does every later job alone.
+ * pt_team_end releases the workers.
  *
  * A part is computed by exactly one thread, through the same kernel
  * whoever takes it, so results do not depend on which thread does what.
@@ -30,6 +32,7 @@ typedef void (*pt_team_fn)(void *arg, int part, int parts);
 
 typedef struct pt_team {
     int parts;                     /* the team's threads: parts of each job */
+    int alone;                     /* the leader goes on alone (step_team.c) */
     pt_team_fn fn;                 /* the job (written by the leader) */
     void *arg;
     char pad0[64];

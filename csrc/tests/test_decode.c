@@ -17,13 +17,17 @@
  *     make -C csrc test
  */
 #ifndef DT          /* the file includes itself once per dtype */
+#define _POSIX_C_SOURCE 199309L   /* nanosleep under -std=c99 */
 #include <math.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pt.h"
 #include "pt_decode.h"
 #include "pt_dispatch.h"
+#include "pt_team.h"
+#include "pt_omp.h"
 #define PT_TEST_SEED 0x2545F4914F6CDD1DULL
 #include "pt_test.h"
 
@@ -44,9 +48,68 @@ static void check(const char *name, int ok)
 #undef DT
 #undef DS
 
+/* pt_team: every part of every job done exactly once; a worker's part
+ * that stalls (as on a thread that lost its core) sends the leader on
+ * alone, and no later part runs on the worker. Each part takes ~20 us so
+ * that the worker gets to take its own. */
+enum { TJOBS = 400, TPARTS = 2 };
+static int team_count[TJOBS][TPARTS], team_on_worker[TJOBS];
+static int team_job, team_stall, team_stalled_at;
+
+static void team_part(void *arg, int part, int parts)
+{
+    (void)arg;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec < 20000);
+    if (omp_get_thread_num() == 1) {
+        team_on_worker[team_job] = 1;
+        if (team_stall && team_stalled_at < 0) {
+            team_stalled_at = team_job;
+            struct timespec ts = {0, 3000000};          /* 3 ms */
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (parts == TPARTS) team_count[team_job][part]++;
+}
+
+static void team_test(int stall)
+{
+    pt_team team;
+    int threads = 1;
+    memset(team_count, 0, sizeof team_count);
+    memset(team_on_worker, 0, sizeof team_on_worker);
+    team_stall = stall;
+    team_stalled_at = -1;
+    pt_team_init(&team, TPARTS);
+    #pragma omp parallel num_threads(TPARTS)
+    {
+        if (omp_get_thread_num() == 0) {
+            threads = omp_get_num_threads();
+            for (team_job = 0; team_job < TJOBS; team_job++) pt_team_run(&team, team_part, NULL);
+            pt_team_end(&team);
+        } else {
+            pt_team_work(&team, omp_get_thread_num());
+        }
+    }
+    int once = 1, later = 0;
+    for (int j = 0; j < TJOBS; j++) {
+        for (int p = 0; p < TPARTS; p++) once &= team_count[j][p] == 1;
+        later += team_stalled_at >= 0 && j > team_stalled_at && team_on_worker[j];
+    }
+    if (!stall)
+        check("team: every part of 400 jobs done once", once);
+    else
+        check("team: a stalled worker's part done once, the leader goes on alone",
+              once && (threads == 1 || (team_stalled_at >= 0 && team.alone && !later)));
+}
+
 int main(void)
 {
     pt_isa_init();
+    team_test(0);
+    team_test(1);
     run_f32();
     run_f64();
     argmax_f32();
