@@ -19,6 +19,15 @@
  * thread, so results do not depend on the thread count; the kernels give
  * a row the same result wherever it sits in the batch, so the moves
  * change nothing either.
+ *
+ * Threads: with more than one, and products each below the linear
+ * kernels' threshold for a second thread (few rows), the loop runs in one
+ * parallel region as a team (pt_team.h, step_team.c): thread 0 runs it,
+ * and each product over the packed copies (layer_decoder.c's dec_linear,
+ * the generator) and the rows' choice are cut into one part per thread,
+ * each thread's the same columns at every step, so that its share of the
+ * weights stays in its core's cache. Otherwise the products use their own
+ * threads.
  */
 #include <string.h>
 #include "pt_real.h"
