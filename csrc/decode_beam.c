@@ -362,7 +362,7 @@ int PT_FN(pt_beam_decode)(const GREEDY *g, real *const *self_k, real *const *sel
         int st = PT_SFX(dec_embed)(g, x, c.ptok, n, t);
         if (st != PT_OK) return st;
         st = PT_SFX(dec_logits)(g, lg, x, step_work, self_k, self_v, cross_k, cross_v,
-                                src_mask, mem_row, n, t, L, S);
+                                src_mask, mem_row, n, t, L, S, NULL);
         if (st != PT_OK) return st;
         st = PT_FN(pt_softmax_forward)(lg, lg, n, V, 1);
         if (st != PT_OK) return st;

@@ -81,6 +81,17 @@ int PT_FN(pt_decoder_pack)(PT_FN(pt_layer) *out, real *wp, const PT_FN(pt_layer)
     return PT_OK;
 }
 
+/* A product of the step: shared out by the team over the packed copy
+ * where the step reads packed copies, else lay_linear's. */
+static inline int PT_SFX(dec_linear)(struct pt_team *team, real *y, const real *x,
+                                     const PT_FN(pt_layer) *L, const real *wp, const real *w,
+                                     const real *b, int64_t N, int64_t IN, int64_t OUT)
+{
+    if (team && L->packed_step && N >= L->packed_step)
+        return PT_FN(pt_linear_packed_team)(team, y, x, wp, b, N, IN, OUT);
+    return PT_SFX(lay_linear)(y, x, L, wp, w, b, N, IN, OUT);
+}
+
 int64_t PT_FN(pt_decoder_step_workspace)(const PT_FN(pt_layer) *layer, int64_t B,
                                          int64_t capacity, int64_t S)
 {
@@ -89,14 +100,14 @@ int64_t PT_FN(pt_decoder_step_workspace)(const PT_FN(pt_layer) *layer, int64_t B
     return B * (a + 3 * E) + 2 * B + B * layer->H * tk;
 }
 
-int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, real *work,
+int PT_FN(pt_decoder_step_team)(real *x, real *const *self_k, real *const *self_v, real *work,
                            const PT_FN(pt_layer) *layers, int64_t nlayers,
                            const real *const *cross_k, const real *const *cross_v,
                            const real *src_mask, const int64_t *src_len,
                            const int64_t *mem_row, int64_t B, int64_t t, int64_t capacity,
                            int64_t S,
                            int final_norm, const real *final_w, const real *final_b,
-                           real final_eps)
+                           real final_eps, struct pt_team *team)
 {
     LAY_TRY(PT_SFX(lay_check)(layers, nlayers));
     if (B < 0 || S < 0 || t < 0 || t >= capacity) return PT_EINVAL;
@@ -115,7 +126,7 @@ int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, re
 
         /* self-attention: project, append position t, attend over 0..t */
         LAY_TRY(PT_SFX(lay_norm_in)(&in, Y, mean, rstd, x, L, 0, B));
-        LAY_TRY(PT_SFX(lay_linear)(A, in, L, L->sa_wp, L->sa_w, L->sa_b, B, E, 3 * E));
+        LAY_TRY(PT_SFX(dec_linear)(team, A, in, L, L->sa_wp, L->sa_w, L->sa_b, B, E, 3 * E));
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < H; h++) {
                 int64_t dst = (b * H + h) * hs + t * d;
@@ -124,22 +135,39 @@ int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, re
             }
         LAY_TRY(PT_FN(pt_attention_decode)(O, E, scores, A, 3 * E, sk, sv, H * hs, hs,
                                            NULL, NULL, NULL, B, H, t + 1, d, scale));
-        LAY_TRY(PT_SFX(lay_linear)(Y, O, L, L->sa_owp, L->sa_ow, L->sa_ob, B, E, E));
+        LAY_TRY(PT_SFX(dec_linear)(team, Y, O, L, L->sa_owp, L->sa_ow, L->sa_ob, B, E, E));
         LAY_TRY(PT_SFX(lay_residual)(x, Y, mean, rstd, L, 0, B));
 
         /* cross-attention over the memory's keys/values */
         LAY_TRY(PT_SFX(lay_norm_in)(&in, Y, mean, rstd, x, L, 1, B));
-        LAY_TRY(PT_SFX(lay_linear)(A, in, L, L->ca_qwp, L->ca_w, L->ca_b, B, E, E));
+        LAY_TRY(PT_SFX(dec_linear)(team, A, in, L, L->ca_qwp, L->ca_w, L->ca_b, B, E, E));
         LAY_TRY(PT_FN(pt_attention_decode)(O, E, scores, A, E, cross_k[l], cross_v[l],
                                            H * S * d, S * d, src_mask, src_len, mem_row, B,
                                            H, S, d, scale));
-        LAY_TRY(PT_SFX(lay_linear)(Y, O, L, L->ca_owp, L->ca_ow, L->ca_ob, B, E, E));
+        LAY_TRY(PT_SFX(dec_linear)(team, Y, O, L, L->ca_owp, L->ca_ow, L->ca_ob, B, E, E));
         LAY_TRY(PT_SFX(lay_residual)(x, Y, mean, rstd, L, 1, B));
 
         /* feed-forward */
         LAY_TRY(PT_SFX(lay_norm_in)(&in, Y, mean, rstd, x, L, 2, B));
-        LAY_TRY(PT_SFX(lay_ff_block)(Z, A, in, L, B));
+        LAY_TRY(PT_SFX(dec_linear)(team, A, in, L, L->ff1_wp, L->ff1_w, L->ff1_b, B, E, F));
+        if (L->act != PT_ACT_NONE)
+            LAY_TRY(PT_FN(pt_bias_act_forward)(A, A, NULL, B, F, L->act));
+        LAY_TRY(PT_SFX(dec_linear)(team, Z, A, L, L->ff2_wp, L->ff2_w, L->ff2_b, B, F, E));
         LAY_TRY(PT_SFX(lay_residual)(x, Z, mean, rstd, L, 2, B));
     }
     return PT_SFX(lay_final_norm)(x, mean, rstd, final_norm, final_w, final_b, final_eps, B, E);
+}
+
+int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, real *work,
+                           const PT_FN(pt_layer) *layers, int64_t nlayers,
+                           const real *const *cross_k, const real *const *cross_v,
+                           const real *src_mask, const int64_t *src_len,
+                           const int64_t *mem_row, int64_t B, int64_t t, int64_t capacity,
+                           int64_t S,
+                           int final_norm, const real *final_w, const real *final_b,
+                           real final_eps)
+{
+    return PT_FN(pt_decoder_step_team)(x, self_k, self_v, work, layers, nlayers, cross_k, cross_v,
+                                       src_mask, src_len, mem_row, B, t, capacity, S, final_norm,
+                                       final_w, final_b, final_eps, NULL);
 }

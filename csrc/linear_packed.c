@@ -30,6 +30,7 @@
 #include "pt_real.h"
 #include "pt_dispatch.h"
 #include "pt_omp.h"
+#include "pt_team.h"
 
 #define PW PT_LINEAR_PANEL
 
@@ -117,6 +118,29 @@ int PT_FN(pt_linear_packed_panels)(real *y, const real *x, const real *wp, const
 {
     if (N < 0 || IN <= 0 || OUT <= 0 || g0 < 0 || g1 > (OUT + PW - 1) / PW) return PT_EINVAL;
     if (N > 0 && g0 < g1) PT_KERNELS(lin)->packed_panels(y, x, wp, b, N, IN, OUT, g0, g1);
+    return PT_OK;
+}
+
+typedef struct PT_SFX(lp_job) {
+    real *y;
+    const real *x, *wp, *b;
+    int64_t N, IN, OUT;
+} PT_SFX(lp_job);
+
+static void PT_SFX(lp_part)(void *arg, int part, int parts)
+{
+    const PT_SFX(lp_job) *a = arg;
+    int64_t g0, g1;
+    PT_SFX(lp_share)((a->OUT + PW - 1) / PW, part, parts, &g0, &g1);
+    if (g0 < g1) PT_KERNELS(lin)->packed_panels(a->y, a->x, a->wp, a->b, a->N, a->IN, a->OUT, g0, g1);
+}
+
+int PT_FN(pt_linear_packed_team)(struct pt_team *team, real *y, const real *x, const real *wp,
+                                 const real *b, int64_t N, int64_t IN, int64_t OUT)
+{
+    if (!team || N < 0 || IN <= 0 || OUT <= 0 || (N && (!y || !x || !wp))) return PT_EINVAL;
+    PT_SFX(lp_job) job = {y, x, wp, b, N, IN, OUT};
+    if (N) pt_team_run(team, PT_SFX(lp_part), &job);
     return PT_OK;
 }
 

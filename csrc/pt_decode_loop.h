@@ -22,6 +22,7 @@
 
 #include <string.h>
 #include "pt_decode.h"
+#include "pt_team.h"
 
 /* x (n, E) := the inputs of position t for the newest tokens tok (n).
  * PT_EINVAL for a token outside the embedding. */
@@ -45,24 +46,29 @@ static inline int PT_SFX(dec_embed)(const PT_FN(pt_greedy) *g, real *x, const in
  * NULL; row i reads sentence mem_row[i]), then the generator: over its
  * packed copy g->gen_wp when there is one and n reaches the stack's
  * packed_step (the rows from which its products read packed copies),
- * else over gen_w; pad and bos are set to -inf. */
+ * else over gen_w; pad and bos are set to -inf. With a team (pt_team.h;
+ * NULL: none) the products over packed copies are shared out by it. */
 static inline int PT_SFX(dec_logits)(const PT_FN(pt_greedy) *g, real *logits, real *x,
                                      real *step_work, real *const *self_k,
                                      real *const *self_v, real *const *cross_k,
                                      real *const *cross_v, const real *src_mask,
                                      const int64_t *mem_row, int64_t n, int64_t t, int64_t cap,
-                                     int64_t S)
+                                     int64_t S, struct pt_team *team)
 {
     const real *gen_wp = g->gen_wp && n >= g->layers->packed_step ? g->gen_wp : NULL;
     int64_t E = g->layers->E, V = g->V;
-    int st = PT_FN(pt_decoder_step)(x, self_k, self_v, step_work, g->layers, g->nlayers,
-                                    (const real *const *)cross_k,
-                                    (const real *const *)cross_v, src_mask, NULL, mem_row, n,
-                                    t, cap, S,
-                                    g->final_norm, g->final_w, g->final_b, g->final_eps);
+    int st = PT_FN(pt_decoder_step_team)(x, self_k, self_v, step_work, g->layers, g->nlayers,
+                                         (const real *const *)cross_k,
+                                         (const real *const *)cross_v, src_mask, NULL, mem_row,
+                                         n, t, cap, S, g->final_norm, g->final_w, g->final_b,
+                                         g->final_eps, team);
     if (st != PT_OK) return st;
-    st = gen_wp ? PT_FN(pt_linear_packed_forward_any)(logits, x, gen_wp, g->gen_b, n, E, V)
-                : PT_FN(pt_linear_forward)(logits, x, g->gen_w, g->gen_b, n, E, V);
+    if (gen_wp && team)
+        st = PT_FN(pt_linear_packed_team)(team, logits, x, gen_wp, g->gen_b, n, E, V);
+    else if (gen_wp)
+        st = PT_FN(pt_linear_packed_forward_any)(logits, x, gen_wp, g->gen_b, n, E, V);
+    else
+        st = PT_FN(pt_linear_forward)(logits, x, g->gen_w, g->gen_b, n, E, V);
     if (st != PT_OK) return st;
     for (int64_t i = 0; i < n; i++) {
         logits[i * V + g->pad] = -INFINITY;

@@ -72,6 +72,13 @@ int PT_FN(pt_linear_packed_forward_any)(real *y, const real *x, const real *wp, 
  * team, layer_encoder.c). */
 int PT_FN(pt_linear_packed_panels)(real *y, const real *x, const real *wp, const real *b,
                                    int64_t N, int64_t IN, int64_t OUT, int64_t g0, int64_t g1);
+/* The same product over wp shared out by a team (pt_team.h, internal):
+ * part p of the team's parts takes the p-th contiguous run of the panels,
+ * as pt_linear_packed_forward_any's threads do. Called by the team's
+ * leader. */
+struct pt_team;
+int PT_FN(pt_linear_packed_team)(struct pt_team *team, real *y, const real *x, const real *wp,
+                                 const real *b, int64_t N, int64_t IN, int64_t OUT);
 
 /* ========================================================== activation.c */
 /* y(N,C) = act(x + bias); bias (C) may be NULL; y may equal x (in place). */
@@ -258,11 +265,12 @@ int PT_FN(pt_decoder_cross_kv)(real *const *k, real *const *v, real *work,
                                const PT_FN(pt_layer) *layers, int64_t nlayers,
                                const real *memory, int64_t B, int64_t S);
 
-/* The least row count at which a decoder step's product runs faster over
- * packed weights than over the weights in place (pt_linear_forward's
- * few-rows kernel), for the packed_step of decoder stacks that keep
- * packed copies (the Python LayerStack's). */
-#define PT_DECODER_PACKED_ROWS 2
+/* The least row count from which a decoder step's products read the
+ * packed copies of decoder stacks that keep them (the Python
+ * LayerStack's packed_step): every row count, so that a row's sums are in
+ * one order at any batch and thread count (the greedy loop's team,
+ * pt_team.h, shares out products over the copies only). */
+#define PT_DECODER_PACKED_ROWS 1
 
 /* Elements of the packed copies of one decoder layer's step weights
  * (pt_decoder_pack), 0 for none (NULL weights). */
@@ -293,3 +301,13 @@ int PT_FN(pt_decoder_step)(real *x, real *const *self_k, real *const *self_v, re
                            int64_t S,
                            int final_norm, const real *final_w, const real *final_b,
                            real final_eps);
+/* The same step with its products over the packed copies shared out by a
+ * team (pt_team.h; the greedy loop's leader calls it), or as
+ * pt_decoder_step's with team NULL. */
+int PT_FN(pt_decoder_step_team)(real *x, real *const *self_k, real *const *self_v, real *work,
+                                const PT_FN(pt_layer) *layers, int64_t nlayers,
+                                const real *const *cross_k, const real *const *cross_v,
+                                const real *src_mask, const int64_t *src_len,
+                                const int64_t *mem_row, int64_t B, int64_t t, int64_t capacity,
+                                int64_t S, int final_norm, const real *final_w,
+                                const real *final_b, real final_eps, struct pt_team *team);

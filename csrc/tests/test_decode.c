@@ -8,7 +8,8 @@
  * also with the step's and the generator's weights packed (pt_decoder_pack
  * with packed_step PT_DECODER_PACKED_ROWS, gen_wp), which the reference
  * reads from the same row counts on. Tokens and lengths must be equal,
- * log-probabilities equal to 1e-12. Also the arguments pt_greedy_decode
+ * log-probabilities equal to 1e-12; over packed weights the loop at 1, 2
+ * and 3 threads (its team, pt_team.h) gives the same bits. Also the arguments pt_greedy_decode
  * refuses, and the softmax family's argmax_row (the greedy choice) of
  * every level the CPU runs against the rule spelt out: rows of 1..70 and
  * 1448 entries with ties, -inf, +-0 and NaN. Exit status 1 on failure.
@@ -16,13 +17,17 @@
  *     make -C csrc test
  */
 #ifndef DT          /* the file includes itself once per dtype */
+#define _POSIX_C_SOURCE 199309L   /* nanosleep under -std=c99 */
 #include <math.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pt.h"
 #include "pt_decode.h"
 #include "pt_dispatch.h"
+#include "pt_team.h"
+#include "pt_omp.h"
 #define PT_TEST_SEED 0x2545F4914F6CDD1DULL
 #include "pt_test.h"
 
@@ -43,9 +48,68 @@ static void check(const char *name, int ok)
 #undef DT
 #undef DS
 
+/* pt_team: every part of every job done exactly once; a worker's part
+ * that stalls (as on a thread that lost its core) sends the leader on
+ * alone, and no later part runs on the worker. Each part takes ~20 us so
+ * that the worker gets to take its own. */
+enum { TJOBS = 400, TPARTS = 2 };
+static int team_count[TJOBS][TPARTS], team_on_worker[TJOBS];
+static int team_job, team_stall, team_stalled_at;
+
+static void team_part(void *arg, int part, int parts)
+{
+    (void)arg;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec < 20000);
+    if (omp_get_thread_num() == 1) {
+        team_on_worker[team_job] = 1;
+        if (team_stall && team_stalled_at < 0) {
+            team_stalled_at = team_job;
+            struct timespec ts = {0, 3000000};          /* 3 ms */
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (parts == TPARTS) team_count[team_job][part]++;
+}
+
+static void team_test(int stall)
+{
+    pt_team team;
+    int threads = 1;
+    memset(team_count, 0, sizeof team_count);
+    memset(team_on_worker, 0, sizeof team_on_worker);
+    team_stall = stall;
+    team_stalled_at = -1;
+    pt_team_init(&team, TPARTS);
+    #pragma omp parallel num_threads(TPARTS)
+    {
+        if (omp_get_thread_num() == 0) {
+            threads = omp_get_num_threads();
+            for (team_job = 0; team_job < TJOBS; team_job++) pt_team_run(&team, team_part, NULL);
+            pt_team_end(&team);
+        } else {
+            pt_team_work(&team, omp_get_thread_num());
+        }
+    }
+    int once = 1, later = 0;
+    for (int j = 0; j < TJOBS; j++) {
+        for (int p = 0; p < TPARTS; p++) once &= team_count[j][p] == 1;
+        later += team_stalled_at >= 0 && j > team_stalled_at && team_on_worker[j];
+    }
+    if (!stall)
+        check("team: every part of 400 jobs done once", once);
+    else
+        check("team: a stalled worker's part done once, the leader goes on alone",
+              once && (threads == 1 || (team_stalled_at >= 0 && team.alone && !later)));
+}
+
 int main(void)
 {
     pt_isa_init();
+    team_test(0);
+    team_test(1);
     run_f32();
     run_f64();
     argmax_f32();
@@ -220,8 +284,41 @@ static void DS(test_greedy)(int norm_first, int act, int final, int masked, doub
     double *lp = xcalloc(B * T, sizeof *lp), *lp2 = xcalloc(B * T, sizeof *lp2);
     DT *work = xcalloc(DS(pt_greedy_workspace)(&g, B, T, S), sizeof *work);
     int64_t *iwork = xcalloc(DS(pt_greedy_iworkspace)(B), sizeof *iwork);
+    int nth0 = pt_get_num_threads();
+    pt_set_num_threads(2);
     int st = DS(pt_greedy_decode)(&g, sk[0], sv[0], ck[0], cv[0], mask, B, S, T, ids, len, lp,
                                   work, iwork);
+    pt_set_num_threads(nth0);
+    if (packed) {
+        /* the team of 2 or 3 threads (pt_team.h) against one thread: the
+         * same bits */
+        int64_t *ids3 = xcalloc(B * T, sizeof *ids3), *len3 = xcalloc(B, sizeof *len3);
+        double *lp3 = xcalloc(B * T, sizeof *lp3);
+        int same3 = 1;
+        for (int nth = 1; nth <= 3; nth += 2) {
+            for (long l = 0; l < L; l++) {
+                memset(sk[1][l], 0, B * H * T * d * sizeof(DT));
+                memset(sv[1][l], 0, B * H * T * d * sizeof(DT));
+            }
+            memset(ids3, 0, B * T * sizeof *ids3);
+            pt_set_num_threads(nth);
+            same3 &= DS(pt_greedy_decode)(&g, sk[1], sv[1], ck[1], cv[1], mask, B, S, T, ids3,
+                                          len3, lp3, work, iwork) == PT_OK;
+            pt_set_num_threads(nth0);
+            same3 &= !memcmp(ids, ids3, B * T * sizeof *ids) && !memcmp(len, len3, B * sizeof *len)
+                     && !memcmp(lp, lp3, B * T * sizeof *lp);
+        }
+        char tname[160];
+        snprintf(tname, sizeof tname, "%s greedy packed B=%ld cfg %d%d%d%d eos%+.1f: 1, 2, 3 threads bitwise",
+                 sizeof(DT) == 4 ? "f32" : "f64", B, norm_first, act == PT_ACT_RELU, final, masked,
+                 eos_shift);
+        check(tname, same3);
+        free(ids3); free(len3); free(lp3);
+        for (long l = 0; l < L; l++) {
+            memset(sk[1][l], 0, B * H * T * d * sizeof(DT));
+            memset(sv[1][l], 0, B * H * T * d * sizeof(DT));
+        }
+    }
     DS(reference)(&g, sk[1], sv[1], ck[1], cv[1], mask2, B, S, T, ids2, len2, lp2);
     int same = st == PT_OK;
     double worst = 0;

@@ -24,7 +24,7 @@ up to 512 rows read: those sum each output in k order where the module path's
 few-rows kernel sums in 16 lanes and a tree. A float32 decoder stack keeps
 packed copies of the six weights of its step per layer, and the decoding
 loops one of the generator's weight, which products of at least
-PT_DECODER_PACKED_ROWS (2) rows read. The copies follow in-place
+PT_DECODER_PACKED_ROWS (1) rows read. The copies follow in-place
 changes of the weights (the Parameters' version counters, which the
 library's in-place writers bump, and a sampled comparison for writes
 into the arrays that no counter sees); the cached decoder step sums its

@@ -196,6 +196,14 @@ class Seq2SeqTransformer(Module):
         if T > self.config.max_len:
             raise ValueError(f"sequence length {T} exceeds the model's max_len "
                              f"({self.config.max_len})")
+        if type(embed) is Embedding and self._unhooked_eval():
+            # the same kernels on arrays, without the module calls and the
+            # autograd nodes nobody reads (dropout is off in eval mode)
+            W = embed.weight.data
+            x = ops.embedding(ids, W)                                  # (B, T, d)
+            x *= W.dtype.type(math.sqrt(self.config.d_model))
+            x += self.positions[:T].astype(W.dtype, copy=False)
+            return Tensor(x)
         x = embed(ids) * math.sqrt(self.config.d_model)             # (B, T, d)
         x = x + Tensor(self.positions[:T].astype(x.dtype, copy=False))
         return self.dropout(x)
