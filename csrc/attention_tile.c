@@ -566,6 +566,54 @@ static inline void PT_SFX(att_bwd_ds_with)(const struct PT_SFX(pt_att_kernels) *
     }
 }
 
+/* mm_exp and mm_ds from the path kk's product and row exp: the product
+ * stored, then the elementwise step over it (att_bwd_ds_with's). */
+__attribute__((always_inline))
+static inline void PT_SFX(att_mm_exp_with)(const struct PT_SFX(pt_att_kernels) *kk, real *C,
+                                           int64_t ldc, const real *A, int64_t lda,
+                                           const real *B, int64_t ldb, int64_t m, int64_t n,
+                                           int64_t K, real alpha, const real *shift)
+{
+    double rsum[ATT_SM_ROWS];
+    kk->mm(C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0);
+    for (int64_t i0 = 0; i0 < m; i0 += ATT_SM_ROWS) {
+        int rows = (int)(m - i0 < ATT_SM_ROWS ? m - i0 : ATT_SM_ROWS);
+        kk->exp_rows(C + i0 * ldc, ldc, rows, n, shift + i0, rsum);
+    }
+}
+
+__attribute__((always_inline))
+static inline void PT_SFX(att_mm_ds_with)(const struct PT_SFX(pt_att_kernels) *kk, real *C,
+                                          int64_t ldc, const real *A, int64_t lda,
+                                          const real *B, int64_t ldb, int64_t m, int64_t n,
+                                          int64_t K, real alpha, const real *Drow,
+                                          const real *P, int64_t ldp, real scale)
+{
+    kk->mm(C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0);
+    for (int64_t i = 0; i < m; i++) {
+        real *ds = C + i * ldc, Dr = Drow[i];
+        const real *p = P + i * ldp;
+        for (int64_t j = 0; j < n; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
+    }
+}
+
+static void PT_SFX(att_mm_exp_c)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                 const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                                 real alpha, const real *shift)
+{
+    PT_SFX(att_mm_exp_with)(&PT_SFX(pt_att_portable), C, ldc, A, lda, B, ldb, m, n, K, alpha,
+                            shift);
+}
+
+static void PT_SFX(att_mm_ds_c)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                                real alpha, const real *Drow, const real *P, int64_t ldp,
+                                real scale)
+{
+    PT_SFX(att_mm_ds_with)(&PT_SFX(pt_att_portable), C, ldc, A, lda, B, ldb, m, n, K, alpha,
+                           Drow, P, ldp, scale);
+}
+
 static void PT_SFX(att_softmax_step_c)(real *S, int64_t lds, int nq, int64_t n, real *m,
                                        double *l, real *acc, int64_t ldacc, int64_t Dv)
 {
@@ -594,7 +642,41 @@ static void PT_SFX(att_bwd_ds_avx2)(real *P, real *dS, int64_t ld, int nq, int64
 {
     PT_SFX(att_bwd_ds_with)(&PT_SFX(pt_att_avx2), P, dS, ld, nq, n, lse, Drow, scale);
 }
+
+__attribute__((target("avx2,fma")))
+static void PT_SFX(att_mm_exp_avx2)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                    const real *B, int64_t ldb, int64_t m, int64_t n,
+                                    int64_t K, real alpha, const real *shift)
+{
+    PT_SFX(att_mm_exp_with)(&PT_SFX(pt_att_avx2), C, ldc, A, lda, B, ldb, m, n, K, alpha,
+                            shift);
+}
+
+__attribute__((target("avx2,fma")))
+static void PT_SFX(att_mm_ds_avx2)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                   const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                                   real alpha, const real *Drow, const real *P, int64_t ldp,
+                                   real scale)
+{
+    PT_SFX(att_mm_ds_with)(&PT_SFX(pt_att_avx2), C, ldc, A, lda, B, ldb, m, n, K, alpha, Drow,
+                           P, ldp, scale);
+}
+
 #endif
+
+void PT_SFX(pt_att_mm_exp)(real *C, int64_t ldc, const real *A, int64_t lda, const real *B,
+                           int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
+                           const real *shift)
+{
+    PT_KERNELS(att)->mm_exp(C, ldc, A, lda, B, ldb, m, n, K, alpha, shift);
+}
+
+void PT_SFX(pt_att_mm_ds)(real *C, int64_t ldc, const real *A, int64_t lda, const real *B,
+                          int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
+                          const real *Drow, const real *P, int64_t ldp, real scale)
+{
+    PT_KERNELS(att)->mm_ds(C, ldc, A, lda, B, ldb, m, n, K, alpha, Drow, P, ldp, scale);
+}
 
 void PT_SFX(pt_att_softmax_step)(real *S, int64_t lds, int nq, int64_t n, real *m, double *l,
                                  real *acc, int64_t ldacc, int64_t Dv)
@@ -702,16 +784,20 @@ double PT_SFX(pt_att_maxabs)(const real *x, int64_t n)
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_portable) = {
     "portable", PT_SFX(att_mm_c), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_c),
-    PT_SFX(att_bwd_ds_c), PT_SFX(att_maxabs_c), PT_SFX(att_decode_c)};
+    PT_SFX(att_bwd_ds_c), PT_SFX(att_mm_exp_c), PT_SFX(att_mm_ds_c),
+    PT_SFX(att_maxabs_c),
+    PT_SFX(att_decode_c)};
 #if ATT_X86 && PT_DTYPE != 64
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), att_transpose_avx2, att_dot_avx2, att_exp_rows_avx2,
     att_rowmax_avx2, PT_SFX(att_softmax_step_avx2), PT_SFX(att_bwd_ds_avx2),
-    PT_SFX(att_maxabs_avx2), att_decode_avx2_f32};
+    PT_SFX(att_mm_exp_avx2), PT_SFX(att_mm_ds_avx2), PT_SFX(att_maxabs_avx2),
+    att_decode_avx2_f32};
 #elif ATT_X86
 /* float64: the AVX2 product (4 doubles per vector), the rest portable. */
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_avx2),
-    PT_SFX(att_bwd_ds_avx2), PT_SFX(att_maxabs_avx2), PT_SFX(att_decode_c)};
+    PT_SFX(att_bwd_ds_avx2), PT_SFX(att_mm_exp_avx2), PT_SFX(att_mm_ds_avx2),
+    PT_SFX(att_maxabs_avx2), PT_SFX(att_decode_c)};
 #endif
