@@ -48,8 +48,8 @@
  * table entries too, and so is the finiteness scan of the causal diagonal
  * tiles (pt_att_maxabs). Where a backward tile has nothing to mask, P and
  * dS come straight out of their products (pt_att_mm_exp, pt_att_mm_ds:
- * on AVX-512 the exp and dS step run on the accumulators, saving a pass
- * over the tile); the forward keeps its step a separate pass over the
+ * on AVX2 and AVX-512 the exp and dS step run on the accumulators, saving
+ * a pass over the tile); the forward keeps its step a separate pass over the
  * stored scores (16 rows at a time, whose row maxima and sums reduce
  * across the rows), which measured faster than the step on each row of
  * a product block. exp is a branch-free polynomial, vectorized for

@@ -22,6 +22,8 @@
  * (switch) and masked loads/stores for the missing columns; so every
  * element is computed the same way wherever it lies in the tile. Blocks
  * run column strip outer, rows inner, so one K x 16 strip of B stays in L1.
+ * The backward's mm_exp and mm_ds (float) are the same blocks with the
+ * exp or the dS step applied to each accumulator before its store.
  *
  * The CPU choice is per machine, never per thread count: results are
  * bitwise independent of the number of threads (they may differ in the

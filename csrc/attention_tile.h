@@ -63,8 +63,9 @@ void PT_SFX(pt_att_bwd_ds)(real *P, real *dS, int64_t ld, int nq, int64_t n, con
  * pt_att_bwd_ds' step for a row whose lse is above -inf:
  *   mm_exp: C = exp(alpha A B - shift[i]) for row i;
  *   mm_ds:  C = (scale P) (alpha A B - Drow[i]), P (ld ldp) = mm_exp's.
- * The AVX-512 float path applies the step to the accumulators before
- * storing them; the others store the product, then run the step. */
+ * The AVX2 and AVX-512 float paths apply the step to the accumulators
+ * before storing them; portable and float64 store the product, then run
+ * the step. */
 void PT_SFX(pt_att_mm_exp)(real *C, int64_t ldc, const real *A, int64_t lda, const real *B,
                            int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
                            const real *shift);
