@@ -49,13 +49,13 @@
  * tiles (pt_att_maxabs). Where a backward tile has nothing to mask, P and
  * dS come straight out of their products (pt_att_mm_exp, pt_att_mm_ds:
  * on AVX2 and AVX-512 the exp and dS step run on the accumulators, saving
- * a pass over the tile); the forward keeps its step a separate pass over the
- * stored scores (16 rows at a time, whose row maxima and sums reduce
- * across the rows), which measured faster than the step on each row of
- * a product block. exp is a branch-free polynomial, vectorized for
- * float32. Nothing needs
- * -ffast-math; every sum runs in a fixed order that depends neither on the
- * thread count nor on where a row or column lies in its tile.
+ * a pass over the tile). The forward keeps its step a separate pass over
+ * the stored scores (on AVX-512 16 rows at a time, their row maxima and
+ * sums reduced across the rows), which measured faster than the step on
+ * each row of a product block. exp is a branch-free polynomial,
+ * vectorized for float32. Nothing needs -ffast-math; every sum runs in a
+ * fixed order that depends neither on the thread count nor on where a row
+ * or column lies in its tile.
  */
 #include <float.h>
 #include <stdint.h>
