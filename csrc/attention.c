@@ -46,10 +46,16 @@
  * read in place (trans_a). The elementwise steps between the products
  * (pt_att_softmax_step in the forward, pt_att_bwd_ds in the backward) are
  * table entries too, and so is the finiteness scan of the causal diagonal
- * tiles (pt_att_maxabs). exp is a branch-free polynomial, vectorized for
- * float32. Nothing needs
- * -ffast-math; every sum runs in a fixed order that depends neither on the
- * thread count nor on where a row or column lies in its tile.
+ * tiles (pt_att_maxabs). Where a backward tile has nothing to mask, P and
+ * dS come straight out of their products (pt_att_mm_exp, pt_att_mm_ds:
+ * on AVX2 and AVX-512 the exp and dS step run on the accumulators, saving
+ * a pass over the tile). The forward keeps its step a separate pass over
+ * the stored scores (on AVX-512 16 rows at a time, their row maxima and
+ * sums reduced across the rows), which measured faster than the step on
+ * each row of a product block. exp is a branch-free polynomial,
+ * vectorized for float32. Nothing needs -ffast-math; every sum runs in a
+ * fixed order that depends neither on the thread count nor on where a row
+ * or column lies in its tile.
  */
 #include <float.h>
 #include <stdint.h>
@@ -449,6 +455,15 @@ static int PT_SFX(att_bwd_pair)(int64_t i0, int64_t j0, int is_causal)
     return !is_causal || i0 >= (j0 / BQ) * BQ;
 }
 
+/* Is every lse[i], i < nq, above -inf (no fully masked row, whose P and
+ * dS pt_att_bwd_ds sets to 0)? */
+static int PT_SFX(att_rows_seen)(const real *lse, int nq)
+{
+    for (int i = 0; i < nq; i++)
+        if (lse[i] == -INFINITY) return 0;
+    return 1;
+}
+
 /* Gradient contributions of one (query tile i0, key tile j0) pair of one
  * head, with kT, vT already holding the key tile transposed:
  *   S = scale q kT + mask,  dP = dout vT  (nq,nk)
@@ -475,6 +490,9 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
         for (int i = 0; i < nq && diag; i++)
             diag = lse[i0 + i] == lse[i0 + i] && Drow[i0 + i] - Drow[i0 + i] == 0;
     }
+    /* Nothing to mask (no mask, not the causal diagonal) and no fully
+     * masked row: P and dS straight from their products (the same bits) */
+    int fused = !mrow && !(is_causal && i0 == j0) && PT_SFX(att_rows_seen)(lse + i0, nq);
     if (diag) {   /* see "Causal diagonal tiles" */
         for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
             int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG, n = PT_SFX(att_diag_cols)(r1, nk);
@@ -485,13 +503,19 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
             for (int i = r0; i < r1 && n < nk; i++)
                 memset(dS + i * BK + n, 0, sizeof(real) * (size_t)(nk - n));
         }
+    } else if (fused) {
+        PT_SFX(pt_att_mm_exp)(P, BK, q + i0 * D, D, w->kT, BK, nq, nk, D, scale, lse + i0);
+        PT_SFX(pt_att_mm_ds)(dS, BK, dout + i0 * Dv, Dv, w->vT, BK, nq, nk, Dv, 1, Drow + i0,
+                             P, BK, scale);
     } else {
         PT_SFX(pt_att_mm)(P, BK, q + i0 * D, D, 0, w->kT, BK, nq, nk, D, scale, 0);
         PT_SFX(pt_att_mm)(dS, BK, dout + i0 * Dv, Dv, 0, w->vT, BK, nq, nk, Dv, 1, 0);
     }
-    PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
-    /* P = exp(S - lse), dS = scale P (dP - Drow); fully masked rows 0 */
-    PT_SFX(pt_att_bwd_ds)(P, dS, BK, nq, nk, lse + i0, Drow + i0, scale);
+    if (!fused) {
+        PT_SFX(att_mask)(P, BK, i0, nq, j0, nk, mrow, ms, is_causal);
+        /* P = exp(S - lse), dS = scale P (dP - Drow); fully masked rows 0 */
+        PT_SFX(pt_att_bwd_ds)(P, dS, BK, nq, nk, lse + i0, Drow + i0, scale);
+    }
     if (diag) {
         for (int c0 = 0; c0 < nk; c0 += ATT_DG) {   /* key rows [c0, c1): queries >= c0 */
             int c1 = nk - c0 < ATT_DG ? nk : c0 + ATT_DG, K = nq > c0 ? nq - c0 : 0;

@@ -22,6 +22,8 @@
  * (switch) and masked loads/stores for the missing columns; so every
  * element is computed the same way wherever it lies in the tile. Blocks
  * run column strip outer, rows inner, so one K x 16 strip of B stays in L1.
+ * The backward's mm_exp and mm_ds (float) are the same blocks with the
+ * exp or the dS step applied to each accumulator before its store.
  *
  * The CPU choice is per machine, never per thread count: results are
  * bitwise independent of the number of threads (they may differ in the
@@ -141,12 +143,45 @@ static inline __m256i PT_SFX(att_lanes)(int n)
 #endif
 }
 
-/* C[r, 0:2VW] = alpha acc0 + beta C (first vector), alpha acc1 + beta C
- * (second), masked by m0, m1 unless full. */
+/* What a block does with its accumulators (a compile-time constant at
+ * every call): ATT_EPI_MM stores alpha acc + beta C; ATT_EPI_EXP stores
+ * exp(alpha acc - rv[r]) (mm_exp), ATT_EPI_DS (scale P) (alpha acc -
+ * rv[r]) (mm_ds): float only (pt_expf_neg_avx2), with beta = 0. The same
+ * operations as the store, att_exp_rows_avx2 and att_bwd_ds_with on the
+ * stored tile, so the same bits. */
+#define ATT_EPI_MM 0
+#define ATT_EPI_EXP 1
+#define ATT_EPI_DS 2
+
+/* Row r of a block: C[r, 0:2VW] from acc0 (first vector) and acc1
+ * (second), masked by m0, m1 unless full; p is row r of P (ATT_EPI_DS),
+ * rv its row value (ATT_EPI_EXP, ATT_EPI_DS). */
 __attribute__((always_inline, target("avx2,fma")))
 static inline void PT_SFX(att_block_store)(real *c, vreal acc0, vreal acc1, const int full,
-                                           __m256i m0, __m256i m1, vreal va, int beta)
+                                           __m256i m0, __m256i m1, vreal va, int beta,
+                                           const int epi, real rv, const real *p, vreal vsc)
 {
+#if PT_DTYPE != 64
+    if (epi != ATT_EPI_MM) {
+        vreal x0 = V_SUB(V_MUL(va, acc0), V_SET1(rv)), x1 = V_SUB(V_MUL(va, acc1), V_SET1(rv));
+        if (epi == ATT_EPI_EXP) {
+            x0 = pt_expf_neg_avx2(x0);
+            x1 = pt_expf_neg_avx2(x1);
+        } else {
+            x0 = V_MUL(V_MUL(vsc, full ? V_LOAD(p) : V_MLOAD(p, m0)), x0);
+            x1 = V_MUL(V_MUL(vsc, full ? V_LOAD(p + VW) : V_MLOAD(p + VW, m1)), x1);
+        }
+        if (full) {
+            V_STORE(c, x0);
+            V_STORE(c + VW, x1);
+        } else {
+            V_MSTORE(c, m0, x0);
+            V_MSTORE(c + VW, m1, x1);
+        }
+        return;
+    }
+#endif
+    (void)rv; (void)p; (void)vsc;
     if (full) {
         V_STORE(c, beta ? V_FMA(va, acc0, V_LOAD(c)) : V_MUL(va, acc0));
         V_STORE(c + VW, beta ? V_FMA(va, acc1, V_LOAD(c + VW)) : V_MUL(va, acc1));
@@ -157,17 +192,19 @@ static inline void PT_SFX(att_block_store)(real *c, vreal acc0, vreal acc1, cons
 }
 
 /* One block, mr rows x 2 vectors of columns:
- *   C[r, c] = alpha sum_{l<K} A[r*ars + l*acs] B[l*ldb + c] + beta C[r, c].
- * full: all 2 VW columns exist; else m0, m1 mask the two vectors. mr and
- * full are compile-time constants at every call (always_inline), so the
- * `r < mr` tests vanish; the accumulators are named variables (an array
- * here is spilled to the stack by gcc). */
+ *   C[r, c] = alpha sum_{l<K} A[r*ars + l*acs] B[l*ldb + c] + beta C[r, c]
+ * (or epi's step on the sum, with rv, P, ldp, scale its operands).
+ * full: all 2 VW columns exist; else m0, m1 mask the two vectors. mr,
+ * full and epi are compile-time constants at every call (always_inline),
+ * so the `r < mr` tests vanish; the accumulators are named variables (an
+ * array here is spilled to the stack by gcc). */
 __attribute__((always_inline, target("avx2,fma")))
 static inline void PT_SFX(att_block)(real *C, int64_t ldc, const real *A, int64_t ars,
                                      int64_t acs, const real *B, int64_t ldb, int64_t K,
                                      const int mr,
                                      const int full, __m256i m0, __m256i m1, real alpha,
-                                     int beta)
+                                     int beta, const int epi, const real *rv, const real *P,
+                                     int64_t ldp, real scale)
 {
     vreal c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
     vreal c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
@@ -185,23 +222,30 @@ static inline void PT_SFX(att_block)(real *C, int64_t ldc, const real *A, int64_
         if (mr > 4) { a = V_BCAST(al + 4 * ars); c40 = V_FMA(a, b0, c40); c41 = V_FMA(a, b1, c41); }
         if (mr > 5) { a = V_BCAST(al + 5 * ars); c50 = V_FMA(a, b0, c50); c51 = V_FMA(a, b1, c51); }
     }
-    vreal va = V_SET1(alpha);
-    PT_SFX(att_block_store)(C, c00, c01, full, m0, m1, va, beta);
-    if (mr > 1) PT_SFX(att_block_store)(C + ldc, c10, c11, full, m0, m1, va, beta);
-    if (mr > 2) PT_SFX(att_block_store)(C + 2 * ldc, c20, c21, full, m0, m1, va, beta);
-    if (mr > 3) PT_SFX(att_block_store)(C + 3 * ldc, c30, c31, full, m0, m1, va, beta);
-    if (mr > 4) PT_SFX(att_block_store)(C + 4 * ldc, c40, c41, full, m0, m1, va, beta);
-    if (mr > 5) PT_SFX(att_block_store)(C + 5 * ldc, c50, c51, full, m0, m1, va, beta);
+    vreal va = V_SET1(alpha), vsc = V_SET1(scale);
+#define ATT_BST(r, a0, a1) \
+    PT_SFX(att_block_store)(C + r * ldc, a0, a1, full, m0, m1, va, beta, epi, \
+                            rv ? rv[r] : 0, P ? P + r * ldp : NULL, vsc)
+    ATT_BST(0, c00, c01);
+    if (mr > 1) ATT_BST(1, c10, c11);
+    if (mr > 2) ATT_BST(2, c20, c21);
+    if (mr > 3) ATT_BST(3, c30, c31);
+    if (mr > 4) ATT_BST(4, c40, c41);
+    if (mr > 5) ATT_BST(5, c50, c51);
+#undef ATT_BST
 }
 
-/* att_block with mr (1..AMR) and full turned into constants. */
-__attribute__((target("avx2,fma")))
-static void PT_SFX(att_block_any)(real *C, int64_t ldc, const real *A, int64_t ars,
-                                  int64_t acs, const real *B, int64_t ldb, int64_t K, int mr,
-                                  int full, __m256i m0, __m256i m1, real alpha, int beta)
+/* att_block with mr (1..AMR), full and epi turned into constants. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void PT_SFX(att_block_epi)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                         int64_t acs, const real *B, int64_t ldb, int64_t K,
+                                         int mr, int full, __m256i m0, __m256i m1, real alpha,
+                                         int beta, const int epi, const real *rv,
+                                         const real *P, int64_t ldp, real scale)
 {
 #define ATT_BLOCK(R, F) \
-    PT_SFX(att_block)(C, ldc, A, ars, acs, B, ldb, K, R, F, m0, m1, alpha, beta)
+    PT_SFX(att_block)(C, ldc, A, ars, acs, B, ldb, K, R, F, m0, m1, alpha, beta, epi, rv, P, \
+                      ldp, scale)
     switch (mr * 2 + (full != 0)) {
     case 13: ATT_BLOCK(6, 1); break;
     case 12: ATT_BLOCK(6, 0); break;
@@ -220,20 +264,57 @@ static void PT_SFX(att_block_any)(real *C, int64_t ldc, const real *A, int64_t a
 #undef ATT_BLOCK
 }
 
-__attribute__((target("avx2,fma")))
-static void PT_SFX(att_mm_avx2)(real *C, int64_t ldc, const real *A, int64_t ars,
-                                int64_t acs, const real *B, int64_t ldb, int64_t m,
-                                int64_t n, int64_t K, real alpha, int beta)
+/* One block of each kind (not inlined: one copy of the switch each). */
+#define ATT_BLOCK_FN(name, EPI)                                                        \
+    __attribute__((target("avx2,fma")))                                                \
+    static void PT_SFX(name)(real *C, int64_t ldc, const real *A, int64_t ars,         \
+                             int64_t acs, const real *B, int64_t ldb, int64_t K, int mr, \
+                             int full, __m256i m0, __m256i m1, real alpha, int beta,   \
+                             const real *rv, const real *P, int64_t ldp, real scale)   \
+    {                                                                                  \
+        PT_SFX(att_block_epi)(C, ldc, A, ars, acs, B, ldb, K, mr, full, m0, m1, alpha, \
+                              beta, EPI, rv, P, ldp, scale);                          \
+    }
+ATT_BLOCK_FN(att_block_mm, ATT_EPI_MM)
+#if PT_DTYPE != 64
+ATT_BLOCK_FN(att_block_exp, ATT_EPI_EXP)
+ATT_BLOCK_FN(att_block_ds, ATT_EPI_DS)
+#endif
+#undef ATT_BLOCK_FN
+
+typedef void (*PT_SFX(att_block_fn))(real *C, int64_t ldc, const real *A, int64_t ars,
+                                     int64_t acs, const real *B, int64_t ldb, int64_t K,
+                                     int mr, int full, __m256i m0, __m256i m1, real alpha,
+                                     int beta, const real *rv, const real *P, int64_t ldp,
+                                     real scale);
+
+/* The blocks of C(m,n) (column strip outer, rows inner), each by fn: row
+ * i of C gets rv + i and P + i*ldp. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void PT_SFX(att_blocks)(PT_SFX(att_block_fn) fn, real *C, int64_t ldc,
+                                      const real *A, int64_t ars, int64_t acs, const real *B,
+                                      int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
+                                      int beta, const real *rv, const real *P, int64_t ldp,
+                                      real scale)
 {
     for (int64_t j = 0; j < n; j += 2 * VW) {
         int nr = (int)(n - j < 2 * VW ? n - j : 2 * VW);
         __m256i m0 = PT_SFX(att_lanes)(nr), m1 = PT_SFX(att_lanes)(nr - VW);
         for (int64_t i = 0; i < m; i += AMR) {
             int mr = (int)(m - i < AMR ? m - i : AMR);
-            PT_SFX(att_block_any)(C + i * ldc + j, ldc, A + i * ars, ars, acs, B + j, ldb, K,
-                                  mr, nr == 2 * VW, m0, m1, alpha, beta);
+            fn(C + i * ldc + j, ldc, A + i * ars, ars, acs, B + j, ldb, K, mr, nr == 2 * VW,
+               m0, m1, alpha, beta, rv ? rv + i : NULL, P ? P + i * ldp + j : NULL, ldp, scale);
         }
     }
+}
+
+__attribute__((target("avx2,fma")))
+static void PT_SFX(att_mm_avx2)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                int64_t acs, const real *B, int64_t ldb, int64_t m,
+                                int64_t n, int64_t K, real alpha, int beta)
+{
+    PT_SFX(att_blocks)(PT_SFX(att_block_mm), C, ldc, A, ars, acs, B, ldb, m, n, K, alpha, beta,
+                       NULL, NULL, 0, 0);
 }
 
 #endif /* ATT_X86 */
@@ -566,6 +647,54 @@ static inline void PT_SFX(att_bwd_ds_with)(const struct PT_SFX(pt_att_kernels) *
     }
 }
 
+/* mm_exp and mm_ds from the path kk's product and row exp: the product
+ * stored, then the elementwise step over it (att_bwd_ds_with's). */
+__attribute__((always_inline))
+static inline void PT_SFX(att_mm_exp_with)(const struct PT_SFX(pt_att_kernels) *kk, real *C,
+                                           int64_t ldc, const real *A, int64_t lda,
+                                           const real *B, int64_t ldb, int64_t m, int64_t n,
+                                           int64_t K, real alpha, const real *shift)
+{
+    double rsum[ATT_SM_ROWS];
+    kk->mm(C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0);
+    for (int64_t i0 = 0; i0 < m; i0 += ATT_SM_ROWS) {
+        int rows = (int)(m - i0 < ATT_SM_ROWS ? m - i0 : ATT_SM_ROWS);
+        kk->exp_rows(C + i0 * ldc, ldc, rows, n, shift + i0, rsum);
+    }
+}
+
+__attribute__((always_inline))
+static inline void PT_SFX(att_mm_ds_with)(const struct PT_SFX(pt_att_kernels) *kk, real *C,
+                                          int64_t ldc, const real *A, int64_t lda,
+                                          const real *B, int64_t ldb, int64_t m, int64_t n,
+                                          int64_t K, real alpha, const real *Drow,
+                                          const real *P, int64_t ldp, real scale)
+{
+    kk->mm(C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0);
+    for (int64_t i = 0; i < m; i++) {
+        real *ds = C + i * ldc, Dr = Drow[i];
+        const real *p = P + i * ldp;
+        for (int64_t j = 0; j < n; j++) ds[j] = scale * p[j] * (ds[j] - Dr);
+    }
+}
+
+static void PT_SFX(att_mm_exp_c)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                 const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                                 real alpha, const real *shift)
+{
+    PT_SFX(att_mm_exp_with)(&PT_SFX(pt_att_portable), C, ldc, A, lda, B, ldb, m, n, K, alpha,
+                            shift);
+}
+
+static void PT_SFX(att_mm_ds_c)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                                real alpha, const real *Drow, const real *P, int64_t ldp,
+                                real scale)
+{
+    PT_SFX(att_mm_ds_with)(&PT_SFX(pt_att_portable), C, ldc, A, lda, B, ldb, m, n, K, alpha,
+                           Drow, P, ldp, scale);
+}
+
 static void PT_SFX(att_softmax_step_c)(real *S, int64_t lds, int nq, int64_t n, real *m,
                                        double *l, real *acc, int64_t ldacc, int64_t Dv)
 {
@@ -594,7 +723,53 @@ static void PT_SFX(att_bwd_ds_avx2)(real *P, real *dS, int64_t ld, int nq, int64
 {
     PT_SFX(att_bwd_ds_with)(&PT_SFX(pt_att_avx2), P, dS, ld, nq, n, lse, Drow, scale);
 }
+
+/* mm_exp and mm_ds on the AVX2 path. Float: the step on each
+ * accumulator before its store (att_block); double: the product, then
+ * the step. */
+__attribute__((target("avx2,fma")))
+static void PT_SFX(att_mm_exp_avx2)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                    const real *B, int64_t ldb, int64_t m, int64_t n,
+                                    int64_t K, real alpha, const real *shift)
+{
+#if PT_DTYPE != 64
+    att_blocks_f32(att_block_exp_f32, C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0, shift, NULL,
+                   0, 0);
+#else
+    PT_SFX(att_mm_exp_with)(&PT_SFX(pt_att_avx2), C, ldc, A, lda, B, ldb, m, n, K, alpha,
+                            shift);
 #endif
+}
+
+__attribute__((target("avx2,fma")))
+static void PT_SFX(att_mm_ds_avx2)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                   const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                                   real alpha, const real *Drow, const real *P, int64_t ldp,
+                                   real scale)
+{
+#if PT_DTYPE != 64
+    att_blocks_f32(att_block_ds_f32, C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0, Drow, P, ldp,
+                   scale);
+#else
+    PT_SFX(att_mm_ds_with)(&PT_SFX(pt_att_avx2), C, ldc, A, lda, B, ldb, m, n, K, alpha, Drow,
+                           P, ldp, scale);
+#endif
+}
+#endif
+
+void PT_SFX(pt_att_mm_exp)(real *C, int64_t ldc, const real *A, int64_t lda, const real *B,
+                           int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
+                           const real *shift)
+{
+    PT_KERNELS(att)->mm_exp(C, ldc, A, lda, B, ldb, m, n, K, alpha, shift);
+}
+
+void PT_SFX(pt_att_mm_ds)(real *C, int64_t ldc, const real *A, int64_t lda, const real *B,
+                          int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
+                          const real *Drow, const real *P, int64_t ldp, real scale)
+{
+    PT_KERNELS(att)->mm_ds(C, ldc, A, lda, B, ldb, m, n, K, alpha, Drow, P, ldp, scale);
+}
 
 void PT_SFX(pt_att_softmax_step)(real *S, int64_t lds, int nq, int64_t n, real *m, double *l,
                                  real *acc, int64_t ldacc, int64_t Dv)
@@ -702,16 +877,20 @@ double PT_SFX(pt_att_maxabs)(const real *x, int64_t n)
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_portable) = {
     "portable", PT_SFX(att_mm_c), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_c),
-    PT_SFX(att_bwd_ds_c), PT_SFX(att_maxabs_c), PT_SFX(att_decode_c)};
+    PT_SFX(att_bwd_ds_c), PT_SFX(att_mm_exp_c), PT_SFX(att_mm_ds_c),
+    PT_SFX(att_maxabs_c),
+    PT_SFX(att_decode_c)};
 #if ATT_X86 && PT_DTYPE != 64
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), att_transpose_avx2, att_dot_avx2, att_exp_rows_avx2,
     att_rowmax_avx2, PT_SFX(att_softmax_step_avx2), PT_SFX(att_bwd_ds_avx2),
-    PT_SFX(att_maxabs_avx2), att_decode_avx2_f32};
+    PT_SFX(att_mm_exp_avx2), PT_SFX(att_mm_ds_avx2), PT_SFX(att_maxabs_avx2),
+    att_decode_avx2_f32};
 #elif ATT_X86
 /* float64: the AVX2 product (4 doubles per vector), the rest portable. */
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx2) = {
     "avx2", PT_SFX(att_mm_avx2), PT_SFX(att_transpose_c), PT_SFX(att_dot_c),
     PT_SFX(att_exp_rows_c), PT_SFX(att_max_c), PT_SFX(att_softmax_step_avx2),
-    PT_SFX(att_bwd_ds_avx2), PT_SFX(att_maxabs_avx2), PT_SFX(att_decode_c)};
+    PT_SFX(att_bwd_ds_avx2), PT_SFX(att_mm_exp_avx2), PT_SFX(att_mm_ds_avx2),
+    PT_SFX(att_maxabs_avx2), PT_SFX(att_decode_c)};
 #endif

@@ -58,6 +58,21 @@ void PT_SFX(pt_att_softmax_step)(real *S, int64_t lds, int nq, int64_t n, real *
 void PT_SFX(pt_att_bwd_ds)(real *P, real *dS, int64_t ld, int nq, int64_t n, const real *lse,
                            const real *Drow, real scale);
 
+/* The backward's P and dS straight from their products (pt_att_mm with
+ * trans_a = 0, beta = 0), each element bitwise the product's followed by
+ * pt_att_bwd_ds' step for a row whose lse is above -inf:
+ *   mm_exp: C = exp(alpha A B - shift[i]) for row i;
+ *   mm_ds:  C = (scale P) (alpha A B - Drow[i]), P (ld ldp) = mm_exp's.
+ * The AVX2 and AVX-512 float paths apply the step to the accumulators
+ * before storing them; portable and float64 store the product, then run
+ * the step. */
+void PT_SFX(pt_att_mm_exp)(real *C, int64_t ldc, const real *A, int64_t lda, const real *B,
+                           int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
+                           const real *shift);
+void PT_SFX(pt_att_mm_ds)(real *C, int64_t ldc, const real *A, int64_t lda, const real *B,
+                          int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
+                          const real *Drow, const real *P, int64_t ldp, real scale);
+
 /* max |x[i]| over i < n (0 for n == 0), or -1 if some x[i] is inf or NaN.
  * Exact (a max, and a test per element), so every path gives the same. */
 double PT_SFX(pt_att_maxabs)(const real *x, int64_t n);

@@ -24,6 +24,12 @@
  *     and vectors are compile-time constants in every block (switch), so
  *     the accumulators stay in registers. Blocks run column strip outer,
  *     rows inner, so one K x 64 strip of B stays in L1.
+ *   - pt_att_mm_exp, pt_att_mm_ds (float): the same blocks, the exp
+ *     (pt_expf_neg_avx512 of alpha acc - shift) or the dS step ((scale P)
+ *     (alpha acc - Drow)) applied to each accumulator before its store:
+ *     the operations pt_att_mm's store, pt_att_exp_rows and
+ *     pt_att_bwd_ds do on the stored tile, in registers. Double: the
+ *     product, then the step.
  *   - pt_att_exp_rows (float): pt_expf_neg_avx512, the AVX2 exp's
  *     operations on 16 lanes. The row sum keeps the AVX2 order: per chunk
  *     of 64 elements, lane c of one 16-float accumulator takes the
@@ -54,18 +60,43 @@
 
 #define ZMR 6   /* rows of a block; columns: up to 4 vectors */
 
-/* C[0, v ZW : (v+1) ZW] = alpha acc + beta C for vector v < nv of a block
- * row, the last one (v == nv - 1) masked by kl. */
-#define ATT_Z_ST(c, v, acc)                                                       \
+/* What a block does with its accumulators (a compile-time constant at
+ * every call): ATT_EPI_MM stores alpha acc + beta C; ATT_EPI_EXP stores
+ * exp(alpha acc - rv[r]) (mm_exp); ATT_EPI_DS stores (scale P) (alpha acc
+ * - rv[r]) (mm_ds). The last two exist for float (pt_expf_neg_avx512) and
+ * have beta = 0. */
+#define ATT_EPI_MM 0
+#define ATT_EPI_EXP 1
+#define ATT_EPI_DS 2
+
+#if PT_DTYPE != 64
+#define ATT_Z_EPI(p_, k_, r, v, acc)                                              \
+    if (epi == ATT_EPI_EXP) {                                                     \
+        Z_MSTORE(p_, k_, pt_expf_neg_avx512(Z_SUB(Z_MUL(va, acc), Z_SET1(rv[r])))); \
+    } else {                                                                      \
+        zreal e_ = Z_MLOAD(P + r * ldp + v * ZW, k_);                             \
+        Z_MSTORE(p_, k_, Z_MUL(Z_MUL(vsc, e_), Z_SUB(Z_MUL(va, acc), Z_SET1(rv[r])))); \
+    }
+#else
+#define ATT_Z_EPI(p_, k_, r, v, acc)
+#endif
+
+/* C[r, v ZW : (v+1) ZW] from acc for vector v < nv of block row r, the
+ * last one (v == nv - 1) masked by kl. */
+#define ATT_Z_ST(c, r, v, acc)                                                    \
     if (nv > v) {                                                                 \
         real *p_ = (c) + v * ZW;                                                  \
-        if (v < nv - 1)                                                           \
+        if (epi != ATT_EPI_MM) {                                                  \
+            const zmask k_ = v < nv - 1 ? (zmask)~0u : kl;                        \
+            ATT_Z_EPI(p_, k_, r, v, acc)                                          \
+        } else if (v < nv - 1)                                                    \
             Z_STORE(p_, beta ? Z_FMA(va, acc, Z_LOAD(p_)) : Z_MUL(va, acc));      \
         else                                                                      \
             Z_MSTORE(p_, kl, beta ? Z_FMA(va, acc, Z_MLOAD(p_, kl)) : Z_MUL(va, acc)); \
     }
-#define ATT_Z_STORE(c, a0, a1, a2, a3) \
-    do { ATT_Z_ST(c, 0, a0) ATT_Z_ST(c, 1, a1) ATT_Z_ST(c, 2, a2) ATT_Z_ST(c, 3, a3) } while (0)
+#define ATT_Z_STORE(r) \
+    do { real *c_ = C + r * ldc; ATT_Z_ST(c_, r, 0, c##r##0) ATT_Z_ST(c_, r, 1, c##r##1) \
+         ATT_Z_ST(c_, r, 2, c##r##2) ATT_Z_ST(c_, r, 3, c##r##3) } while (0)
 
 /* One row's FMAs for column l: row r of the block. */
 #define ATT_Z_ROW(r)                                                              \
@@ -82,13 +113,15 @@
 
 /* One block, mr rows x nv vectors of columns:
  *   C[r, c] = alpha sum_{l<K} A[r*ars + l*acs] B[l*ldb + c] + beta C[r, c]
- * with the last vector's lanes masked by kl. mr and nv are compile-time
+ * (or epi's step on the sum, with rv, P, ldp, scale its operands) with
+ * the last vector's lanes masked by kl. mr, nv and epi are compile-time
  * constants at every call (always_inline), so the tests on them vanish. */
 __attribute__((always_inline)) PT_TARGET_AVX512
 static inline void PT_SFX(att_zblock)(real *C, int64_t ldc, const real *A, int64_t ars,
                                       int64_t acs, const real *B, int64_t ldb, int64_t K,
                                       const int mr, const int nv, zmask kl, real alpha,
-                                      int beta)
+                                      int beta, const int epi, const real *rv, const real *P,
+                                      int64_t ldp, real scale)
 {
     ATT_Z_ACC(0); ATT_Z_ACC(1); ATT_Z_ACC(2); ATT_Z_ACC(3); ATT_Z_ACC(4); ATT_Z_ACC(5);
     const zmask k0 = nv == 1 ? kl : (zmask)~0u, k1 = nv == 2 ? kl : (zmask)~0u;
@@ -102,23 +135,27 @@ static inline void PT_SFX(att_zblock)(real *C, int64_t ldc, const real *A, int64
         if (nv > 3) b3 = Z_MLOAD(b + 3 * ZW, k3);
         ATT_Z_ROW(0) ATT_Z_ROW(1) ATT_Z_ROW(2) ATT_Z_ROW(3) ATT_Z_ROW(4) ATT_Z_ROW(5)
     }
-    zreal va = Z_SET1(alpha);
-    ATT_Z_STORE(C, c00, c01, c02, c03);
-    if (mr > 1) ATT_Z_STORE(C + ldc, c10, c11, c12, c13);
-    if (mr > 2) ATT_Z_STORE(C + 2 * ldc, c20, c21, c22, c23);
-    if (mr > 3) ATT_Z_STORE(C + 3 * ldc, c30, c31, c32, c33);
-    if (mr > 4) ATT_Z_STORE(C + 4 * ldc, c40, c41, c42, c43);
-    if (mr > 5) ATT_Z_STORE(C + 5 * ldc, c50, c51, c52, c53);
+    zreal va = Z_SET1(alpha), vsc = Z_SET1(scale);
+    (void)vsc; (void)rv; (void)P; (void)ldp;
+    ATT_Z_STORE(0);
+    if (mr > 1) ATT_Z_STORE(1);
+    if (mr > 2) ATT_Z_STORE(2);
+    if (mr > 3) ATT_Z_STORE(3);
+    if (mr > 4) ATT_Z_STORE(4);
+    if (mr > 5) ATT_Z_STORE(5);
 }
 
-/* att_zblock with mr (1..ZMR) and nv (1..4) turned into constants. */
-PT_TARGET_AVX512
-static void PT_SFX(att_zblock_any)(real *C, int64_t ldc, const real *A, int64_t ars,
-                                   int64_t acs, const real *B, int64_t ldb, int64_t K, int mr,
-                                   int nv, zmask kl, real alpha, int beta)
+/* att_zblock with mr (1..ZMR), nv (1..4) and epi turned into constants. */
+__attribute__((always_inline)) PT_TARGET_AVX512
+static inline void PT_SFX(att_zblock_epi)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                          int64_t acs, const real *B, int64_t ldb, int64_t K,
+                                          int mr, int nv, zmask kl, real alpha, int beta,
+                                          const int epi, const real *rv, const real *P,
+                                          int64_t ldp, real scale)
 {
 #define ATT_ZB(R, V) \
-    PT_SFX(att_zblock)(C, ldc, A, ars, acs, B, ldb, K, R, V, kl, alpha, beta)
+    PT_SFX(att_zblock)(C, ldc, A, ars, acs, B, ldb, K, R, V, kl, alpha, beta, epi, rv, P, \
+                       ldp, scale)
 #define ATT_ZB_ROWS(R) \
     case 4 * (R - 1) + 0: ATT_ZB(R, 1); break; \
     case 4 * (R - 1) + 1: ATT_ZB(R, 2); break; \
@@ -137,11 +174,52 @@ static void PT_SFX(att_zblock_any)(real *C, int64_t ldc, const real *A, int64_t 
 #undef ATT_ZB
 }
 
-/* C(m,n) = alpha A(m,K) B(K,n) + (beta ? C : 0), A(r, l) = A[r*ars + l*acs]. */
 PT_TARGET_AVX512
-static void PT_SFX(att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t ars, int64_t acs,
-                              const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
-                              real alpha, int beta)
+static void PT_SFX(att_zblock_mm)(real *C, int64_t ldc, const real *A, int64_t ars,
+                                  int64_t acs, const real *B, int64_t ldb, int64_t K, int mr,
+                                  int nv, zmask kl, real alpha, int beta, const real *rv,
+                                  const real *P, int64_t ldp, real scale)
+{
+    PT_SFX(att_zblock_epi)(C, ldc, A, ars, acs, B, ldb, K, mr, nv, kl, alpha, beta,
+                           ATT_EPI_MM, rv, P, ldp, scale);
+}
+
+#if PT_DTYPE != 64
+PT_TARGET_AVX512
+static void att_zblock_exp(float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs,
+                           const float *B, int64_t ldb, int64_t K, int mr, int nv, zmask kl,
+                           float alpha, int beta, const float *rv, const float *P, int64_t ldp,
+                           float scale)
+{
+    att_zblock_epi_f32(C, ldc, A, ars, acs, B, ldb, K, mr, nv, kl, alpha, 0, ATT_EPI_EXP, rv,
+                       P, ldp, scale);
+}
+
+PT_TARGET_AVX512
+static void att_zblock_ds(float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs,
+                          const float *B, int64_t ldb, int64_t K, int mr, int nv, zmask kl,
+                          float alpha, int beta, const float *rv, const float *P, int64_t ldp,
+                          float scale)
+{
+    att_zblock_epi_f32(C, ldc, A, ars, acs, B, ldb, K, mr, nv, kl, alpha, 0, ATT_EPI_DS, rv,
+                       P, ldp, scale);
+}
+
+#endif
+
+typedef void (*PT_SFX(att_zblock_fn))(real *C, int64_t ldc, const real *A, int64_t ars,
+                                      int64_t acs, const real *B, int64_t ldb, int64_t K,
+                                      int mr, int nv, zmask kl, real alpha, int beta,
+                                      const real *rv, const real *P, int64_t ldp, real scale);
+
+/* The blocks of C(m,n) (column strip outer, rows inner), each by fn: row
+ * i of C gets rv + i and P + i*ldp. */
+__attribute__((always_inline)) PT_TARGET_AVX512
+static inline void PT_SFX(att_zblocks)(PT_SFX(att_zblock_fn) fn, real *C, int64_t ldc,
+                                       const real *A, int64_t ars, int64_t acs, const real *B,
+                                       int64_t ldb, int64_t m, int64_t n, int64_t K,
+                                       real alpha, int beta, const real *rv, const real *P,
+                                       int64_t ldp, real scale)
 {
     for (int64_t j = 0; j < n; j += 4 * ZW) {
         int nr = (int)(n - j < 4 * ZW ? n - j : 4 * ZW);
@@ -149,10 +227,56 @@ static void PT_SFX(att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t a
         zmask kl = Z_TAIL(nr - (nv - 1) * ZW);
         for (int64_t i = 0; i < m; i += ZMR) {
             int mr = (int)(m - i < ZMR ? m - i : ZMR);
-            PT_SFX(att_zblock_any)(C + i * ldc + j, ldc, A + i * ars, ars, acs, B + j, ldb, K,
-                                   mr, nv, kl, alpha, beta);
+            fn(C + i * ldc + j, ldc, A + i * ars, ars, acs, B + j, ldb, K, mr, nv, kl, alpha,
+               beta, rv ? rv + i : NULL, P ? P + i * ldp + j : NULL, ldp, scale);
         }
     }
+}
+
+/* C(m,n) = alpha A(m,K) B(K,n) + (beta ? C : 0), A(r, l) = A[r*ars + l*acs]. */
+PT_TARGET_AVX512
+static void PT_SFX(att_mm_avx512)(real *C, int64_t ldc, const real *A, int64_t ars, int64_t acs,
+                              const real *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                              real alpha, int beta)
+{
+    PT_SFX(att_zblocks)(PT_SFX(att_zblock_mm), C, ldc, A, ars, acs, B, ldb, m, n, K, alpha,
+                        beta, NULL, NULL, 0, 0);
+}
+
+/* mm_exp and mm_ds (pt_dispatch_slots.h). Float: the exp or the dS step
+ * on the accumulators before they are stored, the same operations as
+ * att_exp_rows_avx512 and att_bwd_ds_avx512 on the stored product.
+ * Double: the product, then the portable path's step. */
+PT_TARGET_AVX512
+static void PT_SFX(att_mm_exp_avx512)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                      const real *B, int64_t ldb, int64_t m, int64_t n,
+                                      int64_t K, real alpha, const real *shift)
+{
+#if PT_DTYPE != 64
+    att_zblocks_f32(att_zblock_exp, C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0, shift, NULL,
+                    0, 0);
+#else
+    PT_SFX(att_mm_avx512)(C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) C[i * ldc + j] = exp(C[i * ldc + j] - shift[i]);
+#endif
+}
+
+PT_TARGET_AVX512
+static void PT_SFX(att_mm_ds_avx512)(real *C, int64_t ldc, const real *A, int64_t lda,
+                                     const real *B, int64_t ldb, int64_t m, int64_t n,
+                                     int64_t K, real alpha, const real *Drow, const real *P,
+                                     int64_t ldp, real scale)
+{
+#if PT_DTYPE != 64
+    att_zblocks_f32(att_zblock_ds, C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0, Drow, P, ldp,
+                    scale);
+#else
+    PT_SFX(att_mm_avx512)(C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+            C[i * ldc + j] = scale * P[i * ldp + j] * (C[i * ldc + j] - Drow[i]);
+#endif
 }
 
 /* ----------------------------------------------------------- transpose */
@@ -521,7 +645,8 @@ static double PT_SFX(att_maxabs_avx512)(const real *x, int64_t n)
 const struct PT_SFX(pt_att_kernels) PT_SFX(pt_att_avx512) = {
     "avx512", PT_SFX(att_mm_avx512), PT_SFX(att_transpose_avx512), PT_SFX(att_dot_avx512),
     PT_SFX(att_exp_rows_avx512), PT_SFX(att_rowmax_avx512), PT_SFX(att_softmax_step_avx512),
-    PT_SFX(att_bwd_ds_avx512), PT_SFX(att_maxabs_avx512),
+    PT_SFX(att_bwd_ds_avx512), PT_SFX(att_mm_exp_avx512), PT_SFX(att_mm_ds_avx512),
+    PT_SFX(att_maxabs_avx512),
 #if PT_DTYPE == 64
     PT_SFX(att_decode_c)};
 #else

@@ -61,6 +61,12 @@ extern const struct PT_DSFX(pt_gemm_kernels) PT_DSFX(pt_gemm_portable), PT_DSFX(
  *   bwd_ds:    the backward's elementwise step over rows i < nq, j < n:
  *              P = exp(P - lse[i]), dS = scale P (dS - Drow[i]) (both
  *              rounded as written); rows with lse[i] = -inf become 0.
+ *   mm_exp:    the backward's P: C = exp(alpha A B - shift[r]) for row r,
+ *              each element bitwise mm's (beta = 0) followed by exp_rows'
+ *              exp; A row-major (lda).
+ *   mm_ds:     the backward's dS: C = (scale P) (alpha A B - Drow[r]),
+ *              each element bitwise mm's (beta = 0) followed by bwd_ds'
+ *              step, P (ld ldp) the exp of mm_exp.
  *   maxabs:    max |x[i]| over i < n, or -1 if some x[i] is inf or NaN
  *              (exact: every path returns the same value).
  *   decode:    one (b, h) of pt_attention_decode (attention_decode.c), a
@@ -86,6 +92,13 @@ struct PT_DSFX(pt_att_kernels) {
                          PT_DREAL *acc, int64_t ldacc, int64_t Dv);
     void (*bwd_ds)(PT_DREAL *P, PT_DREAL *dS, int64_t ld, int nq, int64_t n,
                    const PT_DREAL *lse, const PT_DREAL *Drow, PT_DREAL scale);
+    void (*mm_exp)(PT_DREAL *C, int64_t ldc, const PT_DREAL *A, int64_t lda,
+                   const PT_DREAL *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                   PT_DREAL alpha, const PT_DREAL *shift);
+    void (*mm_ds)(PT_DREAL *C, int64_t ldc, const PT_DREAL *A, int64_t lda,
+                  const PT_DREAL *B, int64_t ldb, int64_t m, int64_t n, int64_t K,
+                  PT_DREAL alpha, const PT_DREAL *Drow, const PT_DREAL *P, int64_t ldp,
+                  PT_DREAL scale);
     double (*maxabs)(const PT_DREAL *x, int64_t n);
     void (*decode)(PT_DREAL *o, PT_DREAL *s, const PT_DREAL *q, const PT_DREAL *k,
                    const PT_DREAL *v, const PT_DREAL *mask, int64_t n, int64_t D,
