@@ -31,6 +31,7 @@ import numpy as np
 
 import pytransformer
 from pytransformer import _core
+from pytransformer.bench.placement import placed
 
 # ---- constants ------------------------------------------------------------
 SHAPE = (4096, 1536)      # 32 sequences x 128 tokens x MiniLM's FFN width
@@ -44,19 +45,6 @@ try:  # optional peer
     import torch
 except ImportError:  # pragma: no cover - torch is not a dependency
     torch = None
-
-
-SPAN = 1 << 20            # address bits that matter (csrc/pt_alias.h)
-SLOT = 128 << 10          # each array's own offset modulo SPAN
-
-
-def placed(a, slot):
-    """A float32 copy of `a` starting at slot * SLOT + 64 bytes modulo SPAN."""
-    buf = np.empty(a.nbytes + SPAN + 64, np.uint8)
-    off = (slot * SLOT + 64 - buf.ctypes.data) % SPAN
-    out = buf[off:off + a.nbytes].view(np.float32).reshape(a.shape)
-    out[...] = a
-    return out
 
 
 def cases():
