@@ -17,32 +17,16 @@
  * steps too small to share, long enough to fall asleep before the next.
  * Each row, column and head is computed by one thread with the kernels of
  * the serial steps: the same bits whatever thread does which part. */
-#if defined(__unix__) || defined(__APPLE__)
-#include <sched.h>
-#endif
 #include "pt_real.h"
 #include "pt_dispatch.h"
 #include "pt_layer.h"
+#include "pt_team.h"
 
 /* Parts per thread of each step: one, a contiguous run as a static split
  * would give (two threads awake: one half each, the panels of a run
  * prefetched in turn); a thread that finds the other's part untaken does
  * it too. */
 #define ENC_PARTS 1
-
-/* A spin-wait's pause; every 4096 of them the core is offered to another
- * thread (the one this thread waits for, on a loaded machine). */
-static inline void enc_pause(unsigned *spins)
-{
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_ia32_pause();
-#endif
-#if defined(__unix__) || defined(__APPLE__)
-    if (++*spins % 4096 == 0) sched_yield();
-#else
-    (void)spins;
-#endif
-}
 
 enum { ES_NORM0, ES_QKV, ES_SPLIT, ES_ATT, ES_MERGE, ES_OPROJ, ES_RES0, ES_NORM1, ES_FF1,
        ES_ACT, ES_FF2, ES_RES1, ES_STEPS };
@@ -145,7 +129,7 @@ static void PT_SFX(enc_wait)(PT_SFX(enc_team) *c, int64_t target)
         #pragma omp atomic read seq_cst
         d = c->done;
         if (d >= target) return;
-        enc_pause(&spins);
+        pt_team_pause(&spins);
     }
 }
 

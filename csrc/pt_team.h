@@ -24,6 +24,9 @@
 #define PT_TEAM_H
 
 #include <stdint.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sched.h>
+#endif
 
 #define PT_TEAM_MAX 64            /* threads of a team at most */
 
@@ -42,6 +45,21 @@ typedef struct pt_team {
     char pad2[64];
     int64_t taken[PT_TEAM_MAX];    /* the job number each part was taken for (atomic) */
 } pt_team;
+
+/* A spin-wait's pause; every 4096 of them the core is offered to another
+ * thread (the one waited for, on a loaded machine). Both teams (this one
+ * and the encoder's, layer_encoder_team.c) wait with it. */
+static inline void pt_team_pause(unsigned *spins)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+    if (++*spins % 4096 == 0) sched_yield();
+#else
+    (void)spins;
+#endif
+}
 
 void pt_team_init(pt_team *team, int parts);
 /* The leader (thread 0): fn(arg, p, parts) for every part p, returning

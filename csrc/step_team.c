@@ -16,9 +16,6 @@
  * leader, in the same order, with the same results.
  */
 #define _POSIX_C_SOURCE 199309L   /* clock_gettime under -std=c99 */
-#if defined(__unix__) || defined(__APPLE__)
-#include <sched.h>
-#endif
 #include <string.h>
 #include <time.h>
 #include "pt_team.h"
@@ -35,20 +32,6 @@ static int64_t team_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* A spin-wait's pause; every 4096 of them the core is offered to another
- * thread (the one waited for, on a loaded machine). */
-static inline void team_pause(unsigned *spins)
-{
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_ia32_pause();
-#endif
-#if defined(__unix__) || defined(__APPLE__)
-    if (++*spins % 4096 == 0) sched_yield();
-#else
-    (void)spins;
-#endif
 }
 
 /* Part p of job s, if nobody has taken it yet. */
@@ -83,7 +66,7 @@ void pt_team_run(pt_team *team, pt_team_fn fn, void *arg)
     unsigned spins = 0;
     int64_t t0 = -1;
     while (LOAD(&team->done) < team->parts) {
-        team_pause(&spins);
+        pt_team_pause(&spins);
         if (spins % TEAM_CHECK_SPINS == 0 && !team->alone) {
             int64_t now = team_ns();
             if (t0 < 0)
@@ -103,7 +86,7 @@ void pt_team_work(pt_team *team, int t)
         int64_t s = LOAD(&team->seq);
         if (s < 0) return;
         if (s == seen) {
-            team_pause(&spins);
+            pt_team_pause(&spins);
             continue;
         }
         seen = s;
