@@ -78,7 +78,7 @@
         Z_MSTORE(p_, k_, Z_MUL(Z_MUL(vsc, e_), Z_SUB(Z_MUL(va, acc), Z_SET1(rv[r])))); \
     }
 #else
-#define ATT_Z_EPI(p_, k_, r, v, acc)
+#define ATT_Z_EPI(p_, k_, r, v, acc) (void)(k_);
 #endif
 
 /* C[r, v ZW : (v+1) ZW] from acc for vector v < nv of block row r, the

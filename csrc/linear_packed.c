@@ -132,7 +132,8 @@ static void PT_SFX(lp_part)(void *arg, int part, int parts)
     const PT_SFX(lp_job) *a = arg;
     int64_t g0, g1;
     PT_SFX(lp_share)((a->OUT + PW - 1) / PW, part, parts, &g0, &g1);
-    if (g0 < g1) PT_KERNELS(lin)->packed_panels(a->y, a->x, a->wp, a->b, a->N, a->IN, a->OUT, g0, g1);
+    if (g0 < g1)
+        PT_KERNELS(lin)->packed_panels(a->y, a->x, a->wp, a->b, a->N, a->IN, a->OUT, g0, g1);
 }
 
 int PT_FN(pt_linear_packed_team)(struct pt_team *team, real *y, const real *x, const real *wp,

@@ -309,7 +309,8 @@ static void DS(test_greedy)(int norm_first, int act, int final, int masked, doub
                      && !memcmp(lp, lp3, B * T * sizeof *lp);
         }
         char tname[160];
-        snprintf(tname, sizeof tname, "%s greedy packed B=%ld cfg %d%d%d%d eos%+.1f: 1, 2, 3 threads bitwise",
+        snprintf(tname, sizeof tname,
+                 "%s greedy packed B=%ld cfg %d%d%d%d eos%+.1f: 1, 2, 3 threads bitwise",
                  sizeof(DT) == 4 ? "f32" : "f64", B, norm_first, act == PT_ACT_RELU, final, masked,
                  eos_shift);
         check(tname, same3);
