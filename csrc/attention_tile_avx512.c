@@ -500,7 +500,7 @@ static void att_softmax_step64(float *S, int64_t lds, int nq, int n, float *m, d
     for (int i0 = 0; i0 < nq; i0 += 16) {
         int rows = nq - i0 < 16 ? nq - i0 : 16;
         __m512 v[16];
-        float mxv[16], shift[16];
+        float shift[16];
         double tot[16];
         for (int r = 0; r < 16; r++) {
             if (r >= rows) { v[r] = v[0]; continue; }
@@ -510,15 +510,23 @@ static void att_softmax_step64(float *S, int64_t lds, int nq, int n, float *m, d
             v[r] = _mm512_mask_mov_ps(mx, kt, _mm512_max_ps(
                 _mm512_maskz_loadu_ps(kt, s + 16 * (nv - 1)), mx));
         }
-        _mm512_storeu_ps(mxv, att_max16(v));
-        for (int r = 0; r < rows; r++) {
-            int i = i0 + r;
+        /* mx = mxv > m ? mxv : m (max_ps's rule); shift = mx, except in
+         * the rows whose max grew (or is NaN) or is -inf, which take the
+         * bookkeeping of att_sm_rescale_f32 one by one */
+        const __mmask16 live = (__mmask16)(rows == 16 ? 0xFFFFu : (1u << rows) - 1u);
+        const __m512 mo = _mm512_maskz_loadu_ps(live, m + i0);
+        const __m512 mx = _mm512_max_ps(att_max16(v), mo);
+        _mm512_storeu_ps(shift, mx);
+        unsigned odd = live & (_mm512_cmp_ps_mask(mx, mo, _CMP_NEQ_UQ)
+                               | _mm512_cmp_ps_mask(mx, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ));
+        for (; odd; odd &= odd - 1) {
+            int r = __builtin_ctz(odd), i = i0 + r;
             const float *s = S + (int64_t)i * lds;
-            float mx = mxv[r] > m[i] ? mxv[r] : m[i];
-            if (mx == -INFINITY)       /* pt_att_rowmax's rule for NaN */
+            float x = shift[r];
+            if (x == -INFINITY)        /* pt_att_rowmax's rule for NaN */
                 for (int j = 0; j < n; j++)
-                    if (s[j] != s[j]) { mx = s[j]; break; }
-            shift[r] = att_sm_rescale_f32(mx, m + i, l + i, acc + (int64_t)i * ldacc, Dv);
+                    if (s[j] != s[j]) { x = s[j]; break; }
+            shift[r] = att_sm_rescale_f32(x, m + i, l + i, acc + (int64_t)i * ldacc, Dv);
         }
         for (int r = 0; r < 16; r++) {
             if (r >= rows) { v[r] = zero; continue; }
