@@ -25,8 +25,10 @@
  *   P = exp(S - lse),  dP = dout v^T,  dS = P * (dP - Drow)
  *   dv += P^T dout,  dk += scale dS^T q,  dq += scale dS k
  * computed per (query tile, key tile) pair, each thread holding its current
- * head's keys copied to aligned scratch (O(Tk D)); q and dout are read in
- * place (see att_alloc). With accumulate == 0 the first pair that reaches
+ * head's keys copied to aligned scratch (O(Tk D)) and the head's Drow
+ * (O(Tq), computed by each thread that meets the head, in its task: the
+ * whole backward is one parallel region); q and dout are read in place
+ * (see att_alloc). With accumulate == 0 the first pair that reaches
  * a gradient tile stores into it (the tile product with beta = 0) and the
  * later ones add, so the buffers are never read before they are written;
  * key tiles that no query reaches (causal, Tk > Tq) are zeroed. With at
@@ -405,7 +407,7 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
             #pragma omp atomic write
             status = PT_ENOMEM;
         }
-        #pragma omp for schedule(dynamic, chunk)
+        #pragma omp for schedule(dynamic, chunk) nowait
         for (int64_t t = 0; t < ntask; t++) {
             if (!ok) continue;
             int64_t bh = t / nqg, gi = t % nqg, b = bh / H, h = bh % H;
@@ -446,8 +448,21 @@ typedef struct {
     real *kT, *vT;      /* (D,BK), (Dv,BK): key / value tile transposed */
     real *P, *dS;       /* (BQ,BK) */
     real *k;            /* head bh's keys, copied (att_alloc) */
-    int64_t bh;         /* -1 before the first head */
+    real *Drow;         /* (Tq): head Dbh's row dots */
+    int64_t bh, Dbh;    /* -1 before the first head */
 } PT_SFX(att_bscratch);
+
+/* Row dots of head bh into w->Drow, unless it holds them already:
+ * Drow[i] = sum_d dout[i,d] out[i,d] (dout, out: every head's). */
+static void PT_SFX(att_bwd_drow)(PT_SFX(att_bscratch) *w, int64_t bh, const real *dout,
+                                 const real *out, int64_t Tq, int64_t Dv)
+{
+    if (w->Dbh == bh) return;
+    const real *g = dout + bh * Tq * Dv, *o = out + bh * Tq * Dv;
+    for (int64_t i = 0; i < Tq; i++)
+        w->Drow[i] = (real)PT_SFX(pt_att_dot)(g + i * Dv, o + i * Dv, Dv);
+    w->Dbh = bh;
+}
 
 /* Does query tile i0 meet key tile j0 at all? (causal: some i >= j0) */
 static int PT_SFX(att_bwd_pair)(int64_t i0, int64_t j0, int is_causal)
@@ -571,42 +586,38 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
     int64_t work = BH * Tq * Tk * (D + Dv + 1);
     int use_omp = work > 65536;
     (void)use_omp;                     /* unused without OpenMP */
-    /* Drow[bh, i] = sum_d dout out, for every row (O(B H Tq)). */
-    real *Drow = malloc(sizeof(real) * (size_t)(BH * Tq));
-    if (!Drow) return PT_ENOMEM;
-    #pragma omp parallel for num_threads(nth) if (use_omp)
-    for (int64_t r = 0; r < BH * Tq; r++)
-        Drow[r] = (real)PT_SFX(pt_att_dot)(dout + r * Dv, out + r * Dv, Dv);
     int64_t nqt = (Tq + BQ - 1) / BQ, nkt = (Tk + BK - 1) / BK;
     /* With at least as many heads as threads, one task = one head, walking
      * key tiles (outer) and query tiles (inner). With fewer heads (long
      * sequences), two passes instead: tasks (head, key tile) for dk, dv,
      * then tasks (head, query tile) for dq. Both schemes add the same
      * products in the same order, so the result is bitwise the same
-     * whichever runs. */
+     * whichever runs. One parallel region runs both passes, without a
+     * barrier between them (the second reads nothing the first writes). */
     int split = BH < nth;
     int npass = split ? 2 : 1;
     int status = PT_OK;
-    for (int pass = 0; pass < npass; pass++) {
-        int64_t ntask = !split ? BH : pass == 0 ? BH * nkt : BH * nqt;
-        if (split && pass == 0 && !dk && !dv) continue;
-        if (split && pass == 1 && !dq) continue;
-        #pragma omp parallel num_threads(nth) if (use_omp)
-        {
-            size_t Dm = (size_t)(D > 0 ? D : 1), Dvm = (size_t)(Dv > 0 ? Dv : 1);
-            PT_SFX(att_bscratch) w;
-            w.kT = PT_SFX(att_alloc)(sizeof(real) * Dm * BK);
-            w.vT = PT_SFX(att_alloc)(sizeof(real) * Dvm * BK);
-            w.P = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
-            w.dS = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
-            w.k = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tk * Dm);
-            w.bh = -1;
-            int ok = w.kT && w.vT && w.P && w.dS && w.k;
-            if (!ok) {
-                #pragma omp atomic write
-                status = PT_ENOMEM;
-            }
-            #pragma omp for schedule(dynamic, 1)
+    #pragma omp parallel num_threads(nth) if (use_omp)
+    {
+        size_t Dm = (size_t)(D > 0 ? D : 1), Dvm = (size_t)(Dv > 0 ? Dv : 1);
+        PT_SFX(att_bscratch) w;
+        w.kT = PT_SFX(att_alloc)(sizeof(real) * Dm * BK);
+        w.vT = PT_SFX(att_alloc)(sizeof(real) * Dvm * BK);
+        w.P = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
+        w.dS = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
+        w.k = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tk * Dm);
+        w.Drow = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tq);
+        w.bh = w.Dbh = -1;
+        int ok = w.kT && w.vT && w.P && w.dS && w.k && w.Drow;
+        if (!ok) {
+            #pragma omp atomic write
+            status = PT_ENOMEM;
+        }
+        for (int pass = 0; pass < npass; pass++) {
+            int64_t ntask = !split ? BH : pass == 0 ? BH * nkt : BH * nqt;
+            if (split && pass == 0 && !dk && !dv) continue;
+            if (split && pass == 1 && !dq) continue;
+            #pragma omp for schedule(dynamic, 1) nowait
             for (int64_t t = 0; t < ntask; t++) {
                 if (!ok) continue;
                 int64_t bh = !split ? t : pass == 0 ? t / nkt : t / nqt;
@@ -617,8 +628,9 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                         memcpy(w.k, k + bh * Tk * D, sizeof(real) * (size_t)(Tk * D));
                     w.bh = bh;
                 }
+                PT_SFX(att_bwd_drow)(&w, bh, dout, out, Tq, Dv);
                 const real *qh = q + bh * Tq * D, *kh = w.k, *vh = v + bh * Tk * Dv;
-                const real *gh = dout + bh * Tq * Dv, *lh = lse + bh * Tq, *Dh = Drow + bh * Tq;
+                const real *gh = dout + bh * Tq * Dv, *lh = lse + bh * Tq, *Dh = w.Drow;
                 real *dqh = dq && pass == npass - 1 ? dq + bh * Tq * D : NULL;
                 real *dkh = dk && pass == 0 ? dk + bh * Tk * D : NULL;
                 real *dvh = dv && pass == 0 ? dv + bh * Tk * Dv : NULL;
@@ -658,13 +670,13 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                     }
                 }
             }
-            PT_SFX(att_free)(w.kT);
-            PT_SFX(att_free)(w.vT);
-            PT_SFX(att_free)(w.P);
-            PT_SFX(att_free)(w.dS);
-            PT_SFX(att_free)(w.k);
         }
+        PT_SFX(att_free)(w.kT);
+        PT_SFX(att_free)(w.vT);
+        PT_SFX(att_free)(w.P);
+        PT_SFX(att_free)(w.dS);
+        PT_SFX(att_free)(w.k);
+        PT_SFX(att_free)(w.Drow);
     }
-    free(Drow);
     return status;
 }
