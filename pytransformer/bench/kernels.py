@@ -79,6 +79,14 @@ def try_torch(threads):
 # Each case builder returns a dict: name, shape, flops or bytes, and
 # implementations {"ours": fn, "numpy": fn or None, "torch": fn or None}.
 
+def _leaves(torch, arrays):
+    """PyTorch leaf tensors over the arrays (shared memory) that take
+    gradients: its backward is timed as torch.autograd.grad(out, leaves, g),
+    which returns the gradients without copying the inputs or adding into
+    .grad, as ours returns them."""
+    return tuple(torch.from_numpy(a).requires_grad_() for a in arrays)
+
+
 def attention_cases(torch, quick):
     shapes = ATTN_SHAPES[:2] if quick else ATTN_SHAPES
     for (B, H, T, D) in shapes:
@@ -107,12 +115,13 @@ def _attention_case(torch, B, H, T, D, causal, backward):
     impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
     if torch is not None:
         tq, tk, tv, tg = (torch.from_numpy(a) for a in (q, k, v, g))
+        leaves = _leaves(torch, (q, k, v))
         F = torch.nn.functional
 
         def torch_fn():
             if backward:
-                a, b, c = (t.clone().requires_grad_() for t in (tq, tk, tv))
-                F.scaled_dot_product_attention(a, b, c, is_causal=causal).backward(tg)
+                out = F.scaled_dot_product_attention(*leaves, is_causal=causal)
+                torch.autograd.grad(out, leaves, tg)
             else:
                 with torch.no_grad():
                     F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
@@ -152,12 +161,12 @@ def _layernorm_case(torch, N, C, backward):
     impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
     if torch is not None:
         tx, tw, tb, tg = (torch.from_numpy(a) for a in (x, w, b, g))
+        leaves = _leaves(torch, (x, w, b))
         F = torch.nn.functional
 
         def torch_fn():
             if backward:
-                a, ww, bb = (t.clone().requires_grad_() for t in (tx, tw, tb))
-                F.layer_norm(a, (C,), ww, bb).backward(tg)
+                torch.autograd.grad(F.layer_norm(leaves[0], (C,), *leaves[1:]), leaves, tg)
             else:
                 with torch.no_grad():
                     F.layer_norm(tx, (C,), tw, tb)
@@ -203,12 +212,12 @@ def ffn_case(torch, quick):
 
     impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
     if torch is not None:
-        t = [torch.from_numpy(a) for a in (x, w1, b1, w2, b2, g)]
+        leaves, tg = _leaves(torch, (x, w1, b1, w2, b2)), torch.from_numpy(g)
         F = torch.nn.functional
 
         def torch_fn():
-            xx, ww1, bb1, ww2, bb2 = (a.clone().requires_grad_() for a in t[:5])
-            F.linear(F.relu(F.linear(xx, ww1, bb1)), ww2, bb2).backward(t[5])
+            xx, ww1, bb1, ww2, bb2 = leaves
+            torch.autograd.grad(F.linear(F.relu(F.linear(xx, ww1, bb1)), ww2, bb2), leaves, tg)
         impl["torch"] = torch_fn
     return dict(name="FFN relu fwd+bwd", shape=f"{N}x{Dm}->{Dff}->{Dm}",
                 flops=3 * 2 * 2 * N * Dm * Dff, impl=impl)
@@ -242,11 +251,11 @@ def cross_entropy_case(torch, quick):
 
     impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
     if torch is not None:
-        tx, tt = torch.from_numpy(x), torch.from_numpy(t)
+        leaves, tt = _leaves(torch, (x,)), torch.from_numpy(t)
 
         def torch_fn():
-            a = tx.clone().requires_grad_()
-            torch.nn.functional.cross_entropy(a, tt, label_smoothing=0.1).backward()
+            loss = torch.nn.functional.cross_entropy(leaves[0], tt, label_smoothing=0.1)
+            torch.autograd.grad(loss, leaves)
         impl["torch"] = torch_fn
     return dict(name="cross_entropy fwd+bwd (ls=0.1)", shape=f"{N}x{C}", bytes=3 * x.nbytes,
                 impl=impl)
@@ -269,11 +278,11 @@ def embedding_case(torch, quick):
 
     impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
     if torch is not None:
-        ti, tt, tg = torch.from_numpy(ids), torch.from_numpy(table), torch.from_numpy(g)
+        ti, tg = torch.from_numpy(ids), torch.from_numpy(g)
+        leaves = _leaves(torch, (table,))
 
         def torch_fn():
-            w = tt.clone().requires_grad_()
-            torch.nn.functional.embedding(ti, w).backward(tg)
+            torch.autograd.grad(torch.nn.functional.embedding(ti, leaves[0]), leaves, tg)
         impl["torch"] = torch_fn
     # bytes: gather + scatter rows, plus zeroing the (V, C) gradient.
     return dict(name="embedding fwd+bwd", shape=f"{shape}->{V}x{C}",
