@@ -18,6 +18,8 @@
  *     row tails use masked loads and masked adds, so a tail element goes
  *     to the lane the portable loop gives it and the other lanes are not
  *     touched. The softmax backward row is the AVX2 one.
+ *   - when y lies just above x modulo 1 MB (pt_alias.h), the exp pass
+ *     loads ahead (sm_row_sumexp): the same vectors in the same order.
  *
  * float64: the same structure (integer max over the keys of the double
  * bits, the 16 double lanes as two 8-double vectors, the same formulas in
@@ -41,12 +43,14 @@
 #if PT_X86 && PT_DTYPE == 32
 #include "pt_avx512.h"
 #include "pt_lanes.h"   /* LANES, lane_sum */
+#include "pt_alias.h"
 
 #define A512 PT_TARGET_AVX512
 #define INL static inline __attribute__((always_inline))
 
 enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
 enum { SE_STORE = 1, SE_SUMX = 2 };
+#define SM_AHEAD 4   /* vectors per block of sm_row_sumexp's load-ahead loop */
 
 /* pt_expf's exp(r) ~ 1 + r + r^2 P(r) for |r| <= ln 2 / 2, 16 lanes, its
  * operations in its order (no FMA). */
@@ -173,6 +177,29 @@ A512 INL double sm_row_sumexp(int what, float *e, double *sx, const float *x, fl
     __m512d accx[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
     __m512 vm = _mm512_set1_ps(m);
     int64_t c = 0;
+    if ((what & SE_STORE) && pt_store_close_above(e, x)) {
+        /* e just above x (pt_alias.h): whole blocks of SM_AHEAD vectors,
+         * each block's x loaded before the stores of the block before it;
+         * the same vectors in the same order as below */
+        int64_t nb = C - C % (16 * SM_AHEAD);
+        __m512 cur[SM_AHEAD], nxt[SM_AHEAD];
+        for (int j = 0; j < SM_AHEAD; j++) {
+            cur[j] = nb ? _mm512_loadu_ps(x + 16 * j) : _mm512_setzero_ps();
+            nxt[j] = _mm512_setzero_ps();
+        }
+        for (; c < nb; c += 16 * SM_AHEAD) {
+            if (c + 16 * SM_AHEAD < nb)
+                for (int j = 0; j < SM_AHEAD; j++)
+                    nxt[j] = _mm512_loadu_ps(x + c + 16 * (SM_AHEAD + j));
+            for (int j = 0; j < SM_AHEAD; j++) {
+                __m512 ev = sm_expf(_mm512_sub_ps(cur[j], vm));
+                _mm512_storeu_ps(e + c + 16 * j, ev);
+                sm_acc(acc, ev, 0xFFFF);
+                if (what & SE_SUMX) sm_acc(accx, cur[j], 0xFFFF);
+                cur[j] = nxt[j];
+            }
+        }
+    }
     for (; c + 16 <= C; c += 16) {
         __m512 xv = _mm512_loadu_ps(x + c);
         __m512 ev = sm_expf(_mm512_sub_ps(xv, vm));
