@@ -14,7 +14,8 @@ import pytest
 import pytransformer
 from pytransformer import _core
 from pytransformer.ops._layernorm import layer_norm_forward
-from pytransformer.ops._softmax import log_softmax, softmax
+from pytransformer.ops._softmax import (log_softmax, log_softmax_backward, softmax,
+                                        softmax_backward)
 from tests.helpers import DTYPES, use_isa
 
 LEVELS = _core.isa_levels_supported()
@@ -186,3 +187,33 @@ def test_softmax_does_not_depend_on_where_its_output_lies(level, dtype, gap):
                 op(x, out=out)
             np.testing.assert_array_equal(out, want, err_msg=f"C={C} {op.__name__}")
             assert _outside_untouched(raw, span, x_bytes, before), "written outside out"
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gap", [8, 16, 64, 504, 4096, 65536 + 16])
+@pytest.mark.parametrize("above", ["y", "grad_out"])
+def test_softmax_backward_does_not_depend_on_where_dx_lies(level, dtype, gap, above):
+    rng = np.random.default_rng(gap)
+    for C in (1, 5, 16, 255, 256, 257, 600):
+        shape = (3, C)
+        src, dx, raw, span = _placed(shape, dtype, gap)   # dx just above src
+        src_bytes = (src.ctypes.data - raw.ctypes.data,
+                     src.ctypes.data - raw.ctypes.data + src.nbytes)
+        start = rng.standard_normal(shape).astype(dtype)
+        for op, fwd in ((softmax_backward, softmax), (log_softmax_backward, log_softmax)):
+            y = fwd(rng.standard_normal(shape).astype(dtype))
+            dy = rng.standard_normal(shape).astype(dtype)
+            if above == "y":
+                src[...], y = y, src
+            else:
+                src[...], dy = dy, src
+            for acc in (False, True):
+                before = raw.copy()
+                want = start.copy()
+                dx[...] = start
+                with use_isa(level):
+                    op(dy, y, out=want, accumulate=acc)
+                    op(dy, y, out=dx, accumulate=acc)
+                np.testing.assert_array_equal(dx, want, err_msg=f"C={C} acc={acc}")
+                assert _outside_untouched(raw, span, src_bytes, before), "written outside dx"
