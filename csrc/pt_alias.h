@@ -26,9 +26,9 @@
  *  - Loading ahead (pt_store_close_above): the loop loads a block of in
  *    (a few hundred bytes) before it stores the block before it, so no
  *    load follows a store to its address closely: the layer norm
- *    forward's normalize pass and the GELU backward (for dx just above x)
- *    on the AVX2 and AVX-512 paths, the float32 AVX-512 softmax forward's
- *    exp pass. Loops left to the compiler compute a piece of a row (1 KB
+ *    forward's normalize pass and the GELU backward (for dx just above x;
+ *    float64 AVX-512: x and dy, for dx just above either) on the AVX2 and
+ *    AVX-512 paths, the AVX-512 softmax and log_softmax forward. Loops left to the compiler compute a piece of a row (1 KB
  *    or 2 KB) into a buffer before storing any of it, so that a load
  *    waits only at a piece's start: the softmax backward (dx just above y
  *    or dy) and the portable and AVX2 softmax forward. Loading ahead
