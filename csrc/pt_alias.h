@@ -7,7 +7,7 @@
  * docs/benchmarks.md: with out 16-256 bytes above in modulo 1 MB, on 2 MB
  * pages (where those address bits are the physical ones; NumPy asks for
  * such pages for large arrays), a loop that walks up, loading in[c] and
- * then storing out[c], runs 1.5-3x slower on every ISA path: a load that
+ * then storing out[c], runs 1.5-4x slower on every ISA path: a load that
  * closely follows, in program order, a store to its address modulo 1 MB
  * waits on that store, so each block's loads wait on the previous block's
  * loads and arithmetic and stop overlapping. 512 bytes apart or more
@@ -16,24 +16,23 @@
  * of 2 MB, allocated back to back by malloc, sit exactly there: 16 bytes
  * apart.
  *
- * Two cures, each leaving every element computed as before (same bits):
- *  - Walking down (pt_walk_down): every store lies above the loads that
- *    follow it. The GELU forward rows (compute bound) walk down. Walking
- *    down costs some speed where nothing aliases, and memory-bound rows
- *    whose stores straddle cache lines (out - in not a multiple of 64)
- *    run slower walking down than up in any layout, so the other loops
- *    do not.
- *  - Loading ahead (pt_store_close_above): the loop loads a block of in
- *    (a few hundred bytes) before it stores the block before it, so no
- *    load follows a store to its address closely: the layer norm
- *    forward's normalize pass and the GELU backward (for dx just above x;
- *    float64 AVX-512: x and dy, for dx just above either) on the AVX2 and
- *    AVX-512 paths, the AVX-512 softmax and log_softmax forward. Loops left to the compiler compute a piece of a row (1 KB
- *    or 2 KB) into a buffer before storing any of it, so that a load
- *    waits only at a piece's start: the softmax backward (dx just above y
- *    or dy) and the portable and AVX2 softmax forward. Loading ahead
- *    measured slower for the layer norm where nothing aliases, so each is
- *    taken only for out less than PT_ALIAS_CLOSE bytes above in.
+ * Two cures, each leaving every element computed as before (same bits),
+ * each taken only in that layout (pt_walk_down, pt_store_close_above):
+ *  - Walking down: every store lies above the loads that follow it. Only
+ *    the float32 GELU forward rows (compute bound, measured cured) walk
+ *    down: memory-bound rows whose stores straddle cache lines (out - in
+ *    not a multiple of 64) run slower walking down than up in any layout.
+ *  - Loading ahead, for every other loop: the loads of a block of in
+ *    (256 bytes to 1 KB) are issued before the stores of the block
+ *    before it. Loops written with intrinsics hold the next block in
+ *    registers (the layer norm forward's normalize pass and the GELU
+ *    backward on the AVX2 and AVX-512 paths, the AVX-512 softmax and
+ *    log_softmax forward); loops left to the compiler, which cannot order
+ *    their own loads and stores, compute a piece of 256 elements into a
+ *    stack buffer before storing it, so a load waits only at a piece's
+ *    start (the softmax backward, the portable and AVX2 softmax forward).
+ *    It measured slower for the layer norm where nothing aliases, hence
+ *    the layout test.
  */
 #ifndef PT_ALIAS_H
 #define PT_ALIAS_H
