@@ -323,6 +323,41 @@ static void act_gelu_grad_acc_row_avx2(float *dx, double *p, const float *dy, co
         }
     }
 }
+
+/* act_gelu_grad_acc_row_avx2 for dx lying just above x (pt_alias.h): the
+ * whole blocks of four vectors, the x of each block loaded before the
+ * stores of the block before it, so that no load of x closely follows a
+ * store of dx to its address modulo PT_ALIAS_SPAN; the rest of the row as
+ * there. Each element is computed as there. */
+ACT_AVX2_ATTR
+static void act_gelu_grad_acc_row_ahead_avx2(float *dx, double *p, const float *dy,
+                                             const float *x, const float *bias, int64_t n,
+                                             int kind, int acc)
+{
+    int64_t nb = n - n % 32;
+    if (nb) {
+        __m256 z[4], zn[4];
+        for (int j = 0; j < 4; j++) {
+            z[j] = _mm256_add_ps(_mm256_loadu_ps(x + 8 * j), _mm256_loadu_ps(bias + 8 * j));
+            zn[j] = _mm256_setzero_ps();
+        }
+        for (int64_t c = 0; c < nb; c += 32) {
+            if (c + 32 < nb)
+                for (int j = 0; j < 4; j++)
+                    zn[j] = _mm256_add_ps(_mm256_loadu_ps(x + c + 32 + 8 * j),
+                                          _mm256_loadu_ps(bias + c + 32 + 8 * j));
+            for (int j = 0; j < 4; j++) {
+                int64_t o = c + 8 * j;
+                act_acc_avx2(dx ? dx + o : NULL, p ? p + o : NULL,
+                             act_gelu_grad_avx2(_mm256_loadu_ps(dy + o), z[j], kind), acc);
+            }
+            for (int j = 0; j < 4; j++) z[j] = zn[j];
+        }
+    }
+    if (nb < n)
+        act_gelu_grad_acc_row_avx2(dx ? dx + nb : NULL, p ? p + nb : NULL, dy + nb, x + nb,
+                                   bias + nb, n - nb, kind, acc);
+}
 #endif /* ACT_AVX2 */
 
 /* a(x + bias) for one row segment [c0, c1). One loop per kind, so the
@@ -413,9 +448,10 @@ ACT_BODY void PT_SFX(grad_tile_body)(real *g, double *p, real *dx, const real *d
     for (int64_t n = n0; n < n1; n++) {
 #if ACT_AVX2
         if (avx2 && kind >= PT_ACT_GELU_ERF) {   /* fused: no scratch g */
-            act_gelu_grad_acc_row_avx2(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL,
-                                       dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0,
-                                       kind, acc);
+            (dx && pt_store_close_above(dx, x) ? act_gelu_grad_acc_row_ahead_avx2
+                                               : act_gelu_grad_acc_row_avx2)(
+                dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL, dy + n * C + c0,
+                x + n * C + c0, bias + c0, c1 - c0, kind, acc);
             continue;
         }
 #endif

@@ -30,6 +30,7 @@
 #if PT_X86 && PT_DTYPE == 64
 #include <immintrin.h>
 #include "pt_exp_f64_avx2.h"
+#include "pt_alias.h"
 
 #define A2 __attribute__((target("avx2,fma")))
 #define INL static inline __attribute__((always_inline))
@@ -253,6 +254,40 @@ A2 static void actd2_gelu_grad_acc_row(double *dx, double *p, const double *dy,
     }
 }
 
+/* actd2_gelu_grad_acc_row for dx lying just above x (pt_alias.h): the
+ * whole blocks of four vectors, the x of each block loaded before the
+ * stores of the block before it; the rest of the row as there. Each
+ * element is computed as there. */
+A2 static void actd2_gelu_grad_acc_row_ahead(double *dx, double *p, const double *dy,
+                                             const double *x, const double *bias, int64_t n,
+                                             int kind, int acc)
+{
+    const __m256i all = _mm256_set1_epi64x(-1);
+    int64_t nb = n - n % 16;
+    if (nb) {
+        __m256d z[4], zn[4];
+        for (int j = 0; j < 4; j++) {
+            z[j] = _mm256_add_pd(_mm256_loadu_pd(x + 4 * j), _mm256_loadu_pd(bias + 4 * j));
+            zn[j] = _mm256_setzero_pd();
+        }
+        for (int64_t c = 0; c < nb; c += 16) {
+            if (c + 16 < nb)
+                for (int j = 0; j < 4; j++)
+                    zn[j] = _mm256_add_pd(_mm256_loadu_pd(x + c + 16 + 4 * j),
+                                          _mm256_loadu_pd(bias + c + 16 + 4 * j));
+            for (int j = 0; j < 4; j++) {
+                int64_t o = c + 4 * j;
+                actd2_acc(dx ? dx + o : NULL, p ? p + o : NULL,
+                          actd2_gelu_grad(_mm256_loadu_pd(dy + o), z[j], kind), all, acc);
+            }
+            for (int j = 0; j < 4; j++) z[j] = zn[j];
+        }
+    }
+    if (nb < n)
+        actd2_gelu_grad_acc_row(dx ? dx + nb : NULL, p ? p + nb : NULL, dy + nb, x + nb,
+                                bias + nb, n - nb, kind, acc);
+}
+
 /* The row slot: the GELU kinds here, the others (memory bound) the
  * portable ones. */
 A2 static void act_row_avx2_f64(double *y, const double *x, const double *bias, int64_t c0,
@@ -278,9 +313,15 @@ A2 static void act_grad_tile_avx2_f64(double *g, double *p, double *dx, const do
         return;
     }
     if (p) memset(p + c0, 0, (size_t)(c1 - c0) * sizeof(double));
-    for (int64_t n = n0; n < n1; n++)
-        actd2_gelu_grad_acc_row(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL,
-                                dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+    int ahead = dx && pt_store_close_above(dx, x);
+    for (int64_t n = n0; n < n1; n++) {
+        if (ahead)
+            actd2_gelu_grad_acc_row_ahead(dx + n * C + c0, p ? p + c0 : NULL, dy + n * C + c0,
+                                             x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+        else
+            actd2_gelu_grad_acc_row(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL, dy + n * C + c0,
+                                       x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+    }
 }
 
 const struct pt_act_kernels_f64 pt_act_avx2_f64 = {

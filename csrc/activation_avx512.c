@@ -143,8 +143,7 @@ A512 INL void act_acc(float *dx, double *p, __m512 g, __mmask16 m, int acc)
 }
 
 /* One row of the backward: dx[c] += g[c] (= when !acc), p[c] += g[c], c in
- * [0, n). It walks up whatever the layout: walking down when dx lies just
- * above x measured slower than the waits it avoids (pt_alias.h). */
+ * [0, n). */
 A512 static void act_gelu_grad_acc_row(float *dx, double *p, const float *dy, const float *x,
                                        const float *bias, int64_t n, int kind, int acc)
 {
@@ -163,6 +162,43 @@ A512 static void act_gelu_grad_acc_row(float *dx, double *p, const float *dy, co
                                  _mm512_maskz_loadu_ps(m, bias + c));
         act_acc(dx ? dx + c : NULL, p ? p + c : NULL,
                 act_gelu_grad(_mm512_maskz_loadu_ps(m, dy + c), z, kind), m, acc);
+    }
+}
+
+/* z[0..GB) = x + bias over [c, c + GB * 16) of a segment of n, masked past
+ * its end. */
+#define GB 4
+A512 INL void act_z_block(__m512 z[GB], const float *x, const float *bias, int64_t c, int64_t n)
+{
+    for (int j = 0; j < GB; j++) {
+        __mmask16 m = Z_TAIL(n - c - 16 * j);
+        z[j] = _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + c + 16 * j),
+                             _mm512_maskz_loadu_ps(m, bias + c + 16 * j));
+    }
+}
+
+/* act_gelu_grad_acc_row for dx lying just above x (pt_alias.h): blocks of
+ * GB vectors, the x of each block loaded before the stores of the block
+ * before it, so that no load of x closely follows a store of dx to its
+ * address modulo PT_ALIAS_SPAN (x + bias starts the long chain of each
+ * element's arithmetic; dy enters only at its end, and dx lying just
+ * above dy measured no slower). Each element is computed as there. */
+A512 static void act_gelu_grad_acc_row_ahead(float *dx, double *p, const float *dy,
+                                             const float *x, const float *bias, int64_t n,
+                                             int kind, int acc)
+{
+    __m512 z[GB], zn[GB];
+    act_z_block(z, x, bias, 0, n);
+    for (int j = 0; j < GB; j++) zn[j] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < n; c += 16 * GB) {
+        if (c + 16 * GB < n) act_z_block(zn, x, bias, c + 16 * GB, n);
+        for (int j = 0; j < GB; j++) {
+            int64_t o = c + 16 * j;
+            __mmask16 m = Z_TAIL(n - o);
+            act_acc(dx ? dx + o : NULL, p ? p + o : NULL,
+                    act_gelu_grad(_mm512_maskz_loadu_ps(m, dy + o), z[j], kind), m, acc);
+        }
+        for (int j = 0; j < GB; j++) z[j] = zn[j];
     }
 }
 
@@ -188,9 +224,16 @@ A512 static void act_grad_tile_avx512(float *g, double *p, float *dx, const floa
         return;
     }
     if (p) memset(p + c0, 0, (size_t)(c1 - c0) * sizeof(double));
-    for (int64_t n = n0; n < n1; n++)
-        act_gelu_grad_acc_row(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL,
-                              dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+    int ahead = dx && pt_store_close_above(dx, x);
+    for (int64_t n = n0; n < n1; n++) {
+        if (ahead)
+            act_gelu_grad_acc_row_ahead(dx + n * C + c0, p ? p + c0 : NULL, dy + n * C + c0,
+                                        x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+        else
+            act_gelu_grad_acc_row(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL,
+                                  dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0, kind,
+                                  acc);
+    }
 }
 const struct pt_act_kernels_f32 pt_act_avx512_f32 = {
     "avx512", act_row_avx512, act_grad_tile_avx512
@@ -198,6 +241,7 @@ const struct pt_act_kernels_f32 pt_act_avx512_f32 = {
 #elif PT_X86 && PT_DTYPE == 64
 #include "pt_avx512.h"
 #include "pt_exp_f64_avx512.h"
+#include "pt_alias.h"
 
 #define A512 PT_TARGET_AVX512
 #define INL static inline __attribute__((always_inline))
@@ -352,6 +396,41 @@ A512 static void actd_gelu_grad_acc_row(double *dx, double *p, const double *dy,
     }
 }
 
+/* z[0..GBD) = x + bias and d[0..GBD) = dy over [c, c + GBD * 8) of a
+ * segment of n, masked past its end. */
+#define GBD 4
+A512 INL void actd_grad_block(__m512d z[GBD], __m512d d[GBD], const double *dy,
+                              const double *x, const double *bias, int64_t c, int64_t n)
+{
+    for (int j = 0; j < GBD; j++) {
+        __mmask8 m = Z_TAIL(n - c - 8 * j);
+        z[j] = _mm512_add_pd(_mm512_maskz_loadu_pd(m, x + c + 8 * j),
+                             _mm512_maskz_loadu_pd(m, bias + c + 8 * j));
+        d[j] = _mm512_maskz_loadu_pd(m, dy + c + 8 * j);
+    }
+}
+
+/* actd_gelu_grad_acc_row for dx lying just above x or dy (pt_alias.h):
+ * x and dy a block of GBD vectors ahead of dx's stores. Each element is
+ * computed as there. */
+A512 static void actd_gelu_grad_acc_row_ahead(double *dx, double *p, const double *dy,
+                                              const double *x, const double *bias, int64_t n,
+                                              int kind, int acc)
+{
+    __m512d z[GBD], d[GBD], zn[GBD], dn[GBD];
+    actd_grad_block(z, d, dy, x, bias, 0, n);
+    for (int j = 0; j < GBD; j++) zn[j] = dn[j] = _mm512_setzero_pd();
+    for (int64_t c = 0; c < n; c += 8 * GBD) {
+        if (c + 8 * GBD < n) actd_grad_block(zn, dn, dy, x, bias, c + 8 * GBD, n);
+        for (int j = 0; j < GBD; j++) {
+            int64_t o = c + 8 * j;
+            actd_acc(dx ? dx + o : NULL, p ? p + o : NULL, actd_gelu_grad(d[j], z[j], kind),
+                     Z_TAIL(n - o), acc);
+        }
+        for (int j = 0; j < GBD; j++) z[j] = zn[j], d[j] = dn[j];
+    }
+}
+
 /* The row slot: the GELU kinds here, the others (memory bound) the
  * portable ones, as in activation_avx2_f64.c. */
 A512 static void act_row_avx512_f64(double *y, const double *x, const double *bias, int64_t c0,
@@ -377,9 +456,15 @@ A512 static void act_grad_tile_avx512_f64(double *g, double *p, double *dx, cons
         return;
     }
     if (p) memset(p + c0, 0, (size_t)(c1 - c0) * sizeof(double));
-    for (int64_t n = n0; n < n1; n++)
-        actd_gelu_grad_acc_row(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL,
-                               dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+    int ahead = dx && (pt_store_close_above(dx, x) || pt_store_close_above(dx, dy));
+    for (int64_t n = n0; n < n1; n++) {
+        if (ahead)
+            actd_gelu_grad_acc_row_ahead(dx + n * C + c0, p ? p + c0 : NULL, dy + n * C + c0,
+                                            x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+        else
+            actd_gelu_grad_acc_row(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL, dy + n * C + c0,
+                                      x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+    }
 }
 const struct pt_act_kernels_f64 pt_act_avx512_f64 = {
     "avx512", act_row_avx512_f64, act_grad_tile_avx512_f64

@@ -25,9 +25,12 @@
  *     bits stay those of the row alone. Two rows measured 10-15% faster
  *     than one per thread for rows in cache (512 elements, Xeon, AVX-512
  *     and AVX2); four were slower on rows streamed from memory.
- *   - The layer norm forward also slows down 2x when y lies 16-256 bytes
- *     above x modulo 1 MB on 2 MB pages (pt_alias.h); walking the y pass
- *     downwards, which cures the GELU forward, measured no faster here.
+ *   - When y lies just above x modulo 1 MB on 2 MB pages (pt_alias.h),
+ *     the normalize pass of the AVX2 and AVX-512 paths loads ahead: x a
+ *     block before the stores of the block before it, the rows of a call
+ *     last to first (rows_norm_ahead_avx2 here, rows_norm_ahead in
+ *     layernorm_avx512.c); walking it down, as the GELU forward does, is
+ *     slow when y - x is not a multiple of 64 bytes.
  *   - The hot row functions are built twice on x86 (AVX2 and the SSE2
  *     baseline), one path each of the dispatch table; both compute the same
  *     operations in the same order (no FMA contraction: -std=c99 keeps
@@ -46,6 +49,7 @@
 #include "pt_real.h"
 #include "pt_omp.h"
 #include "pt_dispatch.h"
+#include "pt_alias.h"
 
 /* The row functions are bodies (LN_BODY, always inlined) compiled twice
  * below: for the baseline ISA and with target("avx2"), one path each of the
@@ -127,19 +131,72 @@ LN_BODY void PT_SFX(row_norm)(real *y, const real *x, const real *w, const real 
         for (int64_t c = 0; c < C; c++) y[c] = (x[c] - m) * rs;
 }
 
-/* nr rows of the forward: y, mean(nr), rstd(nr) from x, FWD_ROWS rows at a
- * time. */
-LN_BODY void PT_SFX(ln_fwd_rows)(real *y, real *mean, real *rstd, const real *x,
-                                const real *w, const real *b, int64_t nr, int64_t C, real eps)
+#if PT_X86
+#include <immintrin.h>
+#include "pt_avx2.h"
+#define AHEAD 4   /* vectors per block of rows_norm_ahead_avx2 */
+/* The y of R rows (stride C) when y lies just above x (pt_alias.h), on
+ * the AVX2 path: the rows, last to first, as one stream of blocks of
+ * AHEAD vectors walking up each row, the x of each block loaded before
+ * the stores of the block before it (a row's first block before the last
+ * stores of the row after it), as rows_norm_ahead in layernorm_avx512.c;
+ * the rest of each row (C mod AHEAD * VW) as row_norm. The same
+ * operations as row_norm (no FMA), so the same bits. */
+__attribute__((target("avx2")))
+static void PT_SFX(rows_norm_ahead_avx2)(real *y, const real *x, const real *w, const real *b,
+                                         const real *mean, const real *rstd, int R, int64_t C)
 {
+    int64_t nb = C - C % (AHEAD * VW);
+    vreal cur[AHEAD], nxt[AHEAD];
+    for (int j = 0; j < AHEAD; j++) {
+        cur[j] = nb ? V_LOAD(x + (R - 1) * C + j * VW) : V_ZERO();
+        nxt[j] = V_ZERO();
+    }
+    for (int r = R - 1; r >= 0; r--) {
+        const real *xr = x + r * C;
+        real *yr = y + r * C;
+        vreal vm = V_SET1(mean[r]), vrs = V_SET1(rstd[r]);
+        for (int64_t c = 0; c < nb; c += AHEAD * VW) {
+            if (c + AHEAD * VW < nb)
+                for (int j = 0; j < AHEAD; j++) nxt[j] = V_LOAD(xr + c + (AHEAD + j) * VW);
+            else if (r > 0)
+                for (int j = 0; j < AHEAD; j++) nxt[j] = V_LOAD(xr - C + j * VW);
+            for (int j = 0; j < AHEAD; j++) {
+                vreal v = V_MUL(V_SUB(cur[j], vm), vrs);
+                if (w) v = V_MUL(v, V_LOAD(w + c + j * VW));
+                if (b) v = V_ADD(v, V_LOAD(b + c + j * VW));
+                V_STORE(yr + c + j * VW, v);
+                cur[j] = nxt[j];
+            }
+        }
+        if (nb < C)
+            PT_SFX(row_norm)(yr + nb, xr + nb, w ? w + nb : NULL, b ? b + nb : NULL, mean[r],
+                             rstd[r], C - nb);
+    }
+}
+#endif
+
+/* nr rows of the forward: y, mean(nr), rstd(nr) from x, FWD_ROWS rows at a
+ * time. On the AVX2 path (avx2 = 1), y lying just above x takes
+ * rows_norm_ahead_avx2. */
+LN_BODY void PT_SFX(ln_fwd_rows)(real *y, real *mean, real *rstd, const real *x,
+                                const real *w, const real *b, int64_t nr, int64_t C, real eps,
+                                int avx2)
+{
+    int ahead = avx2 && pt_store_close_above(y, x);
     while (nr > 0) {
         int R = nr >= FWD_ROWS ? FWD_ROWS : 1;
         if (R == FWD_ROWS)
             PT_SFX(rows_stats)(mean, rstd, x, C, eps, FWD_ROWS);
         else
             PT_SFX(rows_stats)(mean, rstd, x, C, eps, 1);
-        for (int r = 0; r < R; r++)
-            PT_SFX(row_norm)(y + r * C, x + r * C, w, b, mean[r], rstd[r], C);
+#if PT_X86
+        if (ahead)
+            PT_SFX(rows_norm_ahead_avx2)(y, x, w, b, mean, rstd, R, C);
+        else
+#endif
+            for (int r = 0; r < R; r++)
+                PT_SFX(row_norm)(y + r * C, x + r * C, w, b, mean[r], rstd[r], C);
         y += R * C, x += R * C, mean += R, rstd += R, nr -= R;
     }
 }
@@ -249,13 +306,13 @@ LN_BODY void PT_SFX(ln_dwdb_group)(double *restrict pdw, double *restrict pdb,
 /* The row bodies compiled for the baseline ISA (portable) and for AVX2;
  * both do the same operations in the same order (no FMA contraction under
  * -std=c99, and target("avx2") has no FMA), so the results are the same. */
-#define LN_PATH(SFX, NAME, ATTR)                                                        \
+#define LN_PATH(SFX, NAME, ATTR, AVX2)                                                \
     ATTR static void PT_SFX(ln_fwd_rows##SFX)(real *y, real *mean, real *rstd,        \
                                               const real *x, const real *w,           \
                                               const real *b, int64_t nr, int64_t C,   \
                                               real eps)                               \
     {                                                                                 \
-        PT_SFX(ln_fwd_rows)(y, mean, rstd, x, w, b, nr, C, eps);                      \
+        PT_SFX(ln_fwd_rows)(y, mean, rstd, x, w, b, nr, C, eps, AVX2);                \
     }                                                                                 \
     ATTR static void PT_SFX(ln_bwd_row##SFX)(real *dx, const real *dy, const real *x, \
                                              const real *w, real m, real rs,          \
@@ -275,9 +332,9 @@ LN_BODY void PT_SFX(ln_dwdb_group)(double *restrict pdw, double *restrict pdb,
         NAME, PT_SFX(ln_fwd_rows##SFX), PT_SFX(ln_bwd_row##SFX),                       \
         PT_SFX(ln_dwdb_group##SFX)};
 
-LN_PATH(_portable, "portable", )
+LN_PATH(_portable, "portable", , 0)
 #if PT_X86
-LN_PATH(_avx2, "avx2", __attribute__((target("avx2"))))
+LN_PATH(_avx2, "avx2", __attribute__((target("avx2"))), 1)
 #endif
 
 int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,

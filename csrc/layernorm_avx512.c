@@ -20,6 +20,7 @@
 #if PT_X86
 #include "pt_avx512.h"
 #include "pt_lanes.h"   /* LANES, lane_sum */
+#include "pt_alias.h"
 
 #define A512 PT_TARGET_AVX512
 #define INL static inline __attribute__((always_inline))
@@ -27,6 +28,7 @@
 #define NV (LANES / ZW)                /* vectors per block of LANES */
 #define GROUP 4                        /* dwdb_group's full group (layernorm.c) */
 #define FWD_ROWS 2                     /* rows whose sums run side by side */
+#define AHEAD 8                        /* vectors per block of rows_norm_ahead */
 
 /* acc (the 16 lanes as two 8-double halves) += v, v being vector j of a
  * block, in the lanes m selects (m all ones: a plain add). */
@@ -112,14 +114,23 @@ A512 INL void PT_SFX(rows_stats)(real *mean, real *rstd, const real *x, int64_t 
         rstd[r] = (real)(1.0 / sqrt(PT_SFX(acc_sum)(acc[r]) / C + eps));
 }
 
-/* y[c..c+ZW) = ((x - m) * rs) * w + b, the terms present, in the lanes k
- * selects. */
+/* ((v - m) * rs) * w[c..c+ZW) + b[c..c+ZW), the terms present, w and b
+ * read in the lanes k selects (v: x[c..c+ZW), already loaded). */
+A512 INL zreal PT_SFX(norm_val)(zreal v, const real *w, const real *b, zreal vm, zreal vrs,
+                                int64_t c, zmask k, int full)
+{
+    v = Z_MUL(Z_SUB(v, vm), vrs);
+    if (w) v = Z_MUL(v, full ? Z_LOAD(w + c) : Z_MLOAD(w + c, k));
+    if (b) v = Z_ADD(v, full ? Z_LOAD(b + c) : Z_MLOAD(b + c, k));
+    return v;
+}
+
+/* y[c..c+ZW) = ((x - m) * rs) * w + b in the lanes k selects. */
 A512 INL void PT_SFX(norm_vec)(real *y, const real *x, const real *w, const real *b, zreal vm,
                                zreal vrs, int64_t c, zmask k, int full)
 {
-    zreal v = Z_MUL(Z_SUB(full ? Z_LOAD(x + c) : Z_MLOAD(x + c, k), vm), vrs);
-    if (w) v = Z_MUL(v, full ? Z_LOAD(w + c) : Z_MLOAD(w + c, k));
-    if (b) v = Z_ADD(v, full ? Z_LOAD(b + c) : Z_MLOAD(b + c, k));
+    zreal v = PT_SFX(norm_val)(full ? Z_LOAD(x + c) : Z_MLOAD(x + c, k), w, b, vm, vrs, c, k,
+                               full);
     if (full)
         Z_STORE(y + c, v);
     else
@@ -137,18 +148,70 @@ A512 INL void PT_SFX(row_norm)(real *y, const real *x, const real *w, const real
     if (cf < C) PT_SFX(norm_vec)(y, x, w, b, vm, vrs, cf, Z_TAIL(C - cf), 0);
 }
 
+/* v[0..AHEAD) = x[c..c + AHEAD * ZW) of a row of C, masked past its end. */
+A512 INL void PT_SFX(ahead_load)(zreal v[AHEAD], const real *x, int64_t c, int64_t C)
+{
+    if (c + AHEAD * ZW <= C)
+        for (int j = 0; j < AHEAD; j++) v[j] = Z_LOAD(x + c + j * ZW);
+    else
+        for (int j = 0; j < AHEAD; j++) v[j] = Z_MLOAD(x + c + j * ZW, Z_TAIL(C - c - j * ZW));
+}
+
+/* The y of R rows (stride C) when y lies just above x (pt_alias.h): the
+ * rows, last to first, as one stream of blocks of AHEAD vectors walking
+ * up each row, the x of each block loaded before the stores of the block
+ * before it (a row's first block before the last stores of the row after
+ * it), so that no load closely follows a store to its address modulo
+ * PT_ALIAS_SPAN. Last to first: the stores that end the stream (row 0's
+ * end) alias the start of row 1, already read, not that of the next
+ * rows, which rows_stats reads next. Each element is computed as in
+ * row_norm. */
+A512 INL void PT_SFX(rows_norm_ahead)(real *y, const real *x, const real *w, const real *b,
+                                      const real *mean, const real *rstd, int R, int64_t C)
+{
+    zreal cur[AHEAD], nxt[AHEAD];
+    PT_SFX(ahead_load)(cur, x + (R - 1) * C, 0, C);
+    for (int j = 0; j < AHEAD; j++) nxt[j] = Z_ZERO();
+    for (int r = R - 1; r >= 0; r--) {
+        zreal vm = Z_SET1(mean[r]), vrs = Z_SET1(rstd[r]);
+        const real *xr = x + r * C;
+        real *yr = y + r * C;
+        for (int64_t c = 0; c < C; c += AHEAD * ZW) {
+            if (c + AHEAD * ZW < C)
+                PT_SFX(ahead_load)(nxt, xr, c + AHEAD * ZW, C);
+            else if (r > 0)
+                PT_SFX(ahead_load)(nxt, xr - C, 0, C);
+            if (c + AHEAD * ZW <= C)
+                for (int j = 0; j < AHEAD; j++)
+                    Z_STORE(yr + c + j * ZW,
+                            PT_SFX(norm_val)(cur[j], w, b, vm, vrs, c + j * ZW, 0, 1));
+            else
+                for (int j = 0; j < AHEAD; j++) {
+                    zmask k = Z_TAIL(C - c - j * ZW);
+                    Z_MSTORE(yr + c + j * ZW, k,
+                             PT_SFX(norm_val)(cur[j], w, b, vm, vrs, c + j * ZW, k, 0));
+                }
+            for (int j = 0; j < AHEAD; j++) cur[j] = nxt[j];
+        }
+    }
+}
+
 A512 static void PT_SFX(ln_fwd_rows_avx512)(real *y, real *mean, real *rstd, const real *x,
                                             const real *w, const real *b, int64_t nr, int64_t C,
                                             real eps)
 {
+    int ahead = pt_store_close_above(y, x);
     while (nr > 0) {
         int R = nr >= FWD_ROWS ? FWD_ROWS : 1;
         if (R == FWD_ROWS)
             PT_SFX(rows_stats)(mean, rstd, x, C, eps, FWD_ROWS);
         else
             PT_SFX(rows_stats)(mean, rstd, x, C, eps, 1);
-        for (int r = 0; r < R; r++)
-            PT_SFX(row_norm)(y + r * C, x + r * C, w, b, mean[r], rstd[r], C);
+        if (ahead)
+            PT_SFX(rows_norm_ahead)(y, x, w, b, mean, rstd, R, C);
+        else
+            for (int r = 0; r < R; r++)
+                PT_SFX(row_norm)(y + r * C, x + r * C, w, b, mean[r], rstd[r], C);
         y += R * C, x += R * C, mean += R, rstd += R, nr -= R;
     }
 }

@@ -65,6 +65,7 @@
 #include "pt_omp.h"
 #include "pt_expf.h"
 #include "pt_dispatch.h"
+#include "pt_alias.h"
 
 /* The row functions are bodies (SM_BODY, always inlined) compiled twice at
  * the end of the file: for the baseline ISA and with target("avx2"), one
@@ -197,6 +198,44 @@ double PT_SFX(row_sumexp)(int what, real *e, double *sx, const real *x, real m, 
     return PT_SFX(lane_sum)(acc);
 }
 
+/* acc[k] += e[c] = exp(x[c] - m) for the c in [0, n) of lane k = c mod
+ * LANES: row_sumexp's SE_STORE loop over a piece of a row that starts at
+ * a multiple of LANES. */
+static inline __attribute__((always_inline))
+void PT_SFX(sumexp_piece)(double acc[LANES], real *e, const real *x, real m, int64_t n)
+{
+    int64_t c = 0;
+    for (; c + LANES <= n; c += LANES)
+        for (int k = 0; k < LANES; k++) {
+            real ev = PT_SFX(vexp)(x[c + k] - m);
+            e[c + k] = ev;
+            acc[k] += ev;
+        }
+    for (int k = 0; c + k < n; k++) {
+        real ev = PT_SFX(vexp)(x[c + k] - m);
+        e[c + k] = ev;
+        acc[k] += ev;
+    }
+}
+
+/* row_sumexp(SE_STORE, e, NULL, x, m, C) for e lying just above x
+ * (pt_alias.h): each piece of SM_CHUNK elements is computed into t before
+ * any of it is stored into e, so that a load waits on a store only at a
+ * piece's start. The same sums in the same order. */
+#define SM_CHUNK 256   /* a multiple of LANES */
+static inline __attribute__((always_inline))
+double PT_SFX(row_sumexp_chunked)(real *e, const real *x, real m, int64_t C)
+{
+    double acc[LANES] = {0};
+    real t[SM_CHUNK];
+    for (int64_t c0 = 0; c0 < C; c0 += SM_CHUNK) {
+        int64_t n = C - c0 < SM_CHUNK ? C - c0 : SM_CHUNK;
+        PT_SFX(sumexp_piece)(acc, t, x + c0, m, n);
+        memcpy(e + c0, t, (size_t)n * sizeof(real));
+    }
+    return PT_SFX(lane_sum)(acc);
+}
+
 /* One row of softmax / log_softmax. Compiled twice on x86 (AVX2 and
  * baseline, two paths of the dispatch table): the helpers above inline
  * into each copy, so the exp loop runs 8 floats wide where the CPU allows.
@@ -212,7 +251,9 @@ SM_BODY void PT_SFX(softmax_row)(real *yr, const real *xr, int64_t C, int want_l
         real lg = (real)log(PT_SFX(row_sumexp)(0, NULL, NULL, xr, m, C));
         for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - m) - lg;
     } else {
-        real inv = (real)(1.0 / PT_SFX(row_sumexp)(SE_STORE, yr, NULL, xr, m, C));
+        double se = pt_store_close_above(yr, xr) ? PT_SFX(row_sumexp_chunked)(yr, xr, m, C)
+                                                 : PT_SFX(row_sumexp)(SE_STORE, yr, NULL, xr, m, C);
+        real inv = (real)(1.0 / se);
         for (int64_t c = 0; c < C; c++) yr[c] *= inv;
     }
 }
@@ -229,19 +270,41 @@ int PT_FN(pt_softmax_forward)(real *y, const real *x, int64_t N, int64_t C, int 
     return PT_OK;
 }
 
+/* dxr[c] += t[c] (= when !acc) for c in [0, n). */
+static void PT_SFX(add_or_store)(real *dxr, const real *t, int64_t n, int acc)
+{
+    if (acc)
+        for (int64_t c = 0; c < n; c++) dxr[c] += t[c];
+    else
+        for (int64_t c = 0; c < n; c++) dxr[c] = t[c];
+}
+
 /* One row of the softmax backward: dxr += J^T dyr (= when !acc), yr the
- * forward output. */
+ * forward output. When dxr lies just above yr or dyr (pt_alias.h), each
+ * chunk of SM_CHUNK elements is computed into t before any of it is
+ * stored, so that a load waits on a store only at a chunk's start; each
+ * element is computed as in the plain loops. */
 static void PT_SFX(softmax_bwd_row)(real *dxr, const real *dyr, const real *yr, int64_t C,
                                     int want_log, int acc)
 {
-    if (want_log) {
-        real s = (real)PT_SFX(sum_d)(dyr, C);
+    real s = want_log ? (real)PT_SFX(sum_d)(dyr, C) : (real)PT_SFX(dot_d)(dyr, yr, C);
+    if (pt_store_close_above(dxr, yr) || pt_store_close_above(dxr, dyr)) {
+        real t[SM_CHUNK];
+        for (int64_t c0 = 0; c0 < C; c0 += SM_CHUNK) {
+            int64_t n = C - c0 < SM_CHUNK ? C - c0 : SM_CHUNK;
+            if (want_log)
+                for (int64_t c = 0; c < n; c++)
+                    t[c] = dyr[c0 + c] - PT_SFX(vexp)(yr[c0 + c]) * s;
+            else
+                for (int64_t c = 0; c < n; c++) t[c] = yr[c0 + c] * (dyr[c0 + c] - s);
+            PT_SFX(add_or_store)(dxr + c0, t, n, acc);
+        }
+    } else if (want_log) {
         if (acc)
             for (int64_t c = 0; c < C; c++) dxr[c] += dyr[c] - PT_SFX(vexp)(yr[c]) * s;
         else
             for (int64_t c = 0; c < C; c++) dxr[c] = dyr[c] - PT_SFX(vexp)(yr[c]) * s;
     } else {
-        real s = (real)PT_SFX(dot_d)(dyr, yr, C);
         if (acc)
             for (int64_t c = 0; c < C; c++) dxr[c] += yr[c] * (dyr[c] - s);
         else

@@ -18,6 +18,9 @@
  *     row tails use masked loads and masked adds, so a tail element goes
  *     to the lane the portable loop gives it and the other lanes are not
  *     touched. The softmax backward row is the AVX2 one.
+ *   - when y lies just above x modulo 1 MB (pt_alias.h), the exp pass
+ *     (sm_row_sumexp) and log_softmax's y = (x - m) - lg load ahead: the
+ *     same vectors in the same order; float64 likewise.
  *
  * float64: the same structure (integer max over the keys of the double
  * bits, the 16 double lanes as two 8-double vectors, the same formulas in
@@ -41,12 +44,14 @@
 #if PT_X86 && PT_DTYPE == 32
 #include "pt_avx512.h"
 #include "pt_lanes.h"   /* LANES, lane_sum */
+#include "pt_alias.h"
 
 #define A512 PT_TARGET_AVX512
 #define INL static inline __attribute__((always_inline))
 
 enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
 enum { SE_STORE = 1, SE_SUMX = 2 };
+#define SM_AHEAD 4   /* vectors per block of the load-ahead loops */
 
 /* pt_expf's exp(r) ~ 1 + r + r^2 P(r) for |r| <= ln 2 / 2, 16 lanes, its
  * operations in its order (no FMA). */
@@ -173,6 +178,29 @@ A512 INL double sm_row_sumexp(int what, float *e, double *sx, const float *x, fl
     __m512d accx[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
     __m512 vm = _mm512_set1_ps(m);
     int64_t c = 0;
+    if ((what & SE_STORE) && pt_store_close_above(e, x)) {
+        /* e just above x (pt_alias.h): whole blocks of SM_AHEAD vectors,
+         * each block's x loaded before the stores of the block before it;
+         * the same vectors in the same order as below */
+        int64_t nb = C - C % (16 * SM_AHEAD);
+        __m512 cur[SM_AHEAD], nxt[SM_AHEAD];
+        for (int j = 0; j < SM_AHEAD; j++) {
+            cur[j] = nb ? _mm512_loadu_ps(x + 16 * j) : _mm512_setzero_ps();
+            nxt[j] = _mm512_setzero_ps();
+        }
+        for (; c < nb; c += 16 * SM_AHEAD) {
+            if (c + 16 * SM_AHEAD < nb)
+                for (int j = 0; j < SM_AHEAD; j++)
+                    nxt[j] = _mm512_loadu_ps(x + c + 16 * (SM_AHEAD + j));
+            for (int j = 0; j < SM_AHEAD; j++) {
+                __m512 ev = sm_expf(_mm512_sub_ps(cur[j], vm));
+                _mm512_storeu_ps(e + c + 16 * j, ev);
+                sm_acc(acc, ev, 0xFFFF);
+                if (what & SE_SUMX) sm_acc(accx, cur[j], 0xFFFF);
+                cur[j] = nxt[j];
+            }
+        }
+    }
     for (; c + 16 <= C; c += 16) {
         __m512 xv = _mm512_loadu_ps(x + c);
         __m512 ev = sm_expf(_mm512_sub_ps(xv, vm));
@@ -202,7 +230,25 @@ A512 static void softmax_row_avx512(float *yr, const float *xr, int64_t C, int w
     } else if (want_log) {
         __m512 vm = _mm512_set1_ps(m);
         __m512 lg = _mm512_set1_ps((float)log(sm_row_sumexp(0, NULL, NULL, xr, m, C)));
-        for (int64_t c = 0; c < C; c += 16) {     /* y = (x - m) - lg */
+        int64_t c = 0;
+        if (pt_store_close_above(yr, xr)) {       /* load ahead (pt_alias.h) */
+            int64_t nb = C - C % (16 * SM_AHEAD);
+            __m512 cur[SM_AHEAD], nxt[SM_AHEAD];
+            for (int j = 0; j < SM_AHEAD; j++) {
+                cur[j] = nb ? _mm512_loadu_ps(xr + 16 * j) : _mm512_setzero_ps();
+                nxt[j] = _mm512_setzero_ps();
+            }
+            for (; c < nb; c += 16 * SM_AHEAD) {
+                if (c + 16 * SM_AHEAD < nb)
+                    for (int j = 0; j < SM_AHEAD; j++)
+                        nxt[j] = _mm512_loadu_ps(xr + c + 16 * (SM_AHEAD + j));
+                for (int j = 0; j < SM_AHEAD; j++) {
+                    _mm512_storeu_ps(yr + c + 16 * j, _mm512_sub_ps(_mm512_sub_ps(cur[j], vm), lg));
+                    cur[j] = nxt[j];
+                }
+            }
+        }
+        for (; c < C; c += 16) {                  /* y = (x - m) - lg */
             __mmask16 k = Z_TAIL(C - c);
             __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + c), vm);
             _mm512_mask_storeu_ps(yr + c, k, _mm512_sub_ps(v, lg));
@@ -317,12 +363,14 @@ const struct pt_sm_kernels_f32 pt_sm_avx512_f32 = {
 #include "pt_avx512.h"
 #include "pt_lanes.h"   /* LANES, lane_sum */
 #include "pt_exp_f64_avx512.h"
+#include "pt_alias.h"
 
 #define A512 PT_TARGET_AVX512
 #define INL static inline __attribute__((always_inline))
 
 enum { ROW_FINITE, ROW_EMPTY, ROW_NAN };
 enum { SE_STORE = 1, SE_SUMX = 2 };
+#define SM_AHEAD 4   /* vectors per block of the load-ahead loops */
 
 /* Order-preserving integer keys of doubles (softmax.c's key_of). */
 A512 INL __m512i smd_keys(__m512i k)
@@ -376,6 +424,28 @@ A512 INL double smd_row_sumexp(int what, double *e, double *sx, const double *x,
     __m512d accx[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
     __m512d vm = _mm512_set1_pd(m);
     int64_t c = 0;
+    if ((what & SE_STORE) && pt_store_close_above(e, x)) {
+        /* e just above x (pt_alias.h): as sm_row_sumexp, the same vectors
+         * into the same halves in the same order as below (SM_AHEAD even) */
+        int64_t nb = C - C % (8 * SM_AHEAD);
+        __m512d cur[SM_AHEAD], nxt[SM_AHEAD];
+        for (int j = 0; j < SM_AHEAD; j++) {
+            cur[j] = nb ? _mm512_loadu_pd(x + 8 * j) : _mm512_setzero_pd();
+            nxt[j] = _mm512_setzero_pd();
+        }
+        for (; c < nb; c += 8 * SM_AHEAD) {
+            if (c + 8 * SM_AHEAD < nb)
+                for (int j = 0; j < SM_AHEAD; j++)
+                    nxt[j] = _mm512_loadu_pd(x + c + 8 * (SM_AHEAD + j));
+            for (int j = 0; j < SM_AHEAD; j++) {
+                __m512d ev = pt_exp_pd_avx512(_mm512_sub_pd(cur[j], vm));
+                _mm512_storeu_pd(e + c + 8 * j, ev);
+                acc[j % 2] = _mm512_add_pd(acc[j % 2], ev);
+                if (what & SE_SUMX) accx[j % 2] = _mm512_add_pd(accx[j % 2], cur[j]);
+                cur[j] = nxt[j];
+            }
+        }
+    }
     for (; c + 16 <= C; c += 16)
         for (int j = 0; j < 2; j++) {
             __m512d xv = _mm512_loadu_pd(x + c + 8 * j);
@@ -406,7 +476,25 @@ A512 static void softmax_row_avx512_f64(double *yr, const double *xr, int64_t C,
     } else if (want_log) {
         __m512d vm = _mm512_set1_pd(m);
         __m512d lg = _mm512_set1_pd(log(smd_row_sumexp(0, NULL, NULL, xr, m, C)));
-        for (int64_t c = 0; c < C; c += 8) {      /* y = (x - m) - lg */
+        int64_t c = 0;
+        if (pt_store_close_above(yr, xr)) {       /* load ahead (pt_alias.h) */
+            int64_t nb = C - C % (8 * SM_AHEAD);
+            __m512d cur[SM_AHEAD], nxt[SM_AHEAD];
+            for (int j = 0; j < SM_AHEAD; j++) {
+                cur[j] = nb ? _mm512_loadu_pd(xr + 8 * j) : _mm512_setzero_pd();
+                nxt[j] = _mm512_setzero_pd();
+            }
+            for (; c < nb; c += 8 * SM_AHEAD) {
+                if (c + 8 * SM_AHEAD < nb)
+                    for (int j = 0; j < SM_AHEAD; j++)
+                        nxt[j] = _mm512_loadu_pd(xr + c + 8 * (SM_AHEAD + j));
+                for (int j = 0; j < SM_AHEAD; j++) {
+                    _mm512_storeu_pd(yr + c + 8 * j, _mm512_sub_pd(_mm512_sub_pd(cur[j], vm), lg));
+                    cur[j] = nxt[j];
+                }
+            }
+        }
+        for (; c < C; c += 8) {                   /* y = (x - m) - lg */
             __mmask8 k = Z_TAIL(C - c);
             __m512d v = _mm512_sub_pd(_mm512_maskz_loadu_pd(k, xr + c), vm);
             _mm512_mask_storeu_pd(yr + c, k, _mm512_sub_pd(v, lg));
