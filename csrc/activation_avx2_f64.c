@@ -317,10 +317,11 @@ A2 static void act_grad_tile_avx2_f64(double *g, double *p, double *dx, const do
     for (int64_t n = n0; n < n1; n++) {
         if (ahead)
             actd2_gelu_grad_acc_row_ahead(dx + n * C + c0, p ? p + c0 : NULL, dy + n * C + c0,
-                                             x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+                                          x + n * C + c0, bias + c0, c1 - c0, kind, acc);
         else
-            actd2_gelu_grad_acc_row(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL, dy + n * C + c0,
-                                       x + n * C + c0, bias + c0, c1 - c0, kind, acc);
+            actd2_gelu_grad_acc_row(dx ? dx + n * C + c0 : NULL, p ? p + c0 : NULL,
+                                    dy + n * C + c0, x + n * C + c0, bias + c0, c1 - c0, kind,
+                                    acc);
     }
 }
 

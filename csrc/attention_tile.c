@@ -31,11 +31,11 @@
  *
  * pt_att_exp_rows: float, a branch-free exp: portable, pt_expf (pt_expf.h,
  * Cody-Waite by ln 2, ~2 ulp, shared with GELU and softmax); AVX2 and
- * AVX-512, 2^t with log2(e) folded into the FMA that forms t
- * (pt_exp2f_x86.h: 11 vector operations per vector of scores where the
- * Cody-Waite form takes 15; about 2 ulp from 2^t, within 1.1e-6 relative
- * of exp(s) down to s = -20). Row sums in float lanes over 64 elements at
- * a time, then in double (portable: in double); double, libm exp.
+ * AVX-512, exp(s - b) as 2^((s - b) log2 e) (pt_exp2f_x86.h: 12 vector
+ * operations per vector of scores where the Cody-Waite form takes 15;
+ * within 2.2e-7 relative for s - b in [-1, 0], 2.0e-6 down to -20). Row
+ * sums in float lanes over 64 elements at a time, then in double
+ * (portable: in double); double, libm exp.
  * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
  * have AVX2 float paths too, pt_att_maxabs AVX2 paths for both dtypes.
  * Each public function calls its path's entry in the dispatch table
@@ -149,7 +149,7 @@ static inline __m256i PT_SFX(att_lanes)(int n)
 /* What a block does with its accumulators (a compile-time constant at
  * every call): ATT_EPI_MM stores alpha acc + beta C; ATT_EPI_EXP stores
  * exp(alpha acc - rv[r]) (mm_exp), ATT_EPI_DS (scale P) (alpha acc -
- * rv[r]) (mm_ds): float only (pt_exp2f_neg_avx2), with beta = 0. The same
+ * rv[r]) (mm_ds): float only (pt_expf_diff_avx2), with beta = 0. The same
  * operations as the store, att_exp_rows_avx2 and att_bwd_ds_with on the
  * stored tile, so the same bits. */
 #define ATT_EPI_MM 0
@@ -453,8 +453,7 @@ static inline double att_hsum8(__m256 s)
 }
 
 /* Rows i < nq of S (ld lds): S[i][j] = exp(S[i][j] - shift[i]) for j < n,
- * as pt_exp2f_neg_avx2 (pt_exp2f_x86.h) of S[i][j] log2(e) - shift[i]
- * log2(e) (one FMA), sum[i] = their sum. Per chunk of 64 elements, two float accumulators
+ * as pt_expf_diff_avx2 (pt_exp2f_x86.h), sum[i] = their sum. Per chunk of 64 elements, two float accumulators
  * take the vectors at j % 16 < 8 and j % 16 >= 8 (relative error below
  * 4 float roundings, as every term is in [0, 1]), then the chunk's sum goes
  * into a double. Where an element is added depends only on its position,

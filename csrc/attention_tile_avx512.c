@@ -25,15 +25,15 @@
  *     the accumulators stay in registers. Blocks run column strip outer,
  *     rows inner, so one K x 64 strip of B stays in L1.
  *   - pt_att_mm_exp, pt_att_mm_ds (float): the same blocks, the exp
- *     (pt_exp2f_neg_avx512 of (alpha acc) log2(e) - shift log2(e), one
- *     FMA after the product's rounding) or the dS step ((scale P)
+ *     (pt_expf_diff_avx512 of alpha acc and shift, alpha acc rounded
+ *     first, as the stored tile holds it) or the dS step ((scale P)
  *     (alpha acc - Drow)) applied to each accumulator before its store:
  *     the operations pt_att_mm's store, pt_att_exp_rows and
  *     pt_att_bwd_ds do on the stored tile, in registers. Double: the
  *     product, then the step.
- *   - pt_att_exp_rows (float): pt_exp2f_neg_avx512 (pt_exp2f_x86.h) of
- *     S log2(e) - shift log2(e), the AVX2 twin's operations on 16 lanes. The row sum keeps the AVX2 order: per chunk
- *     of 64 elements, lane c of one 16-float accumulator takes the
+ *   - pt_att_exp_rows (float): pt_expf_diff_avx512 (pt_exp2f_x86.h),
+ *     the AVX2 twin's operations on 16 lanes. The row sum keeps the AVX2
+ *     order: per chunk of 64 elements, lane c of one 16-float accumulator takes the
  *     elements at j % 16 == c in order (the AVX2 kernel's two 8-float
  *     accumulators are its halves), then the two halves are added, widened
  *     to double and summed in the same tree. A masked tail adds exact
@@ -65,7 +65,7 @@
 /* What a block does with its accumulators (a compile-time constant at
  * every call): ATT_EPI_MM stores alpha acc + beta C; ATT_EPI_EXP stores
  * exp(alpha acc - rv[r]) (mm_exp); ATT_EPI_DS stores (scale P) (alpha acc
- * - rv[r]) (mm_ds). The last two exist for float (pt_exp2f_neg_avx512, as
+ * - rv[r]) (mm_ds). The last two exist for float (pt_expf_diff_avx512, as
  * att_exp_rows_avx512 computes it) and have beta = 0. */
 #define ATT_EPI_MM 0
 #define ATT_EPI_EXP 1
@@ -580,7 +580,7 @@ static void PT_SFX(att_softmax_step_avx512)(real *S, int64_t lds, int nq, int64_
 
 /* pt_att_bwd_ds (attention_tile.h): per vector of a row, e = exp(P - lse)
  * (att_exp_rows_avx512's exp), P = e, dS = (scale e) (dS - Drow). Float:
- * pt_exp2f_neg_avx512; double: libm exp, as the portable path. */
+ * pt_expf_diff_avx512; double: libm exp, as the portable path. */
 PT_TARGET_AVX512
 static void PT_SFX(att_bwd_ds_avx512)(real *P, real *dS, int64_t ld, int nq, int64_t n,
                                       const real *lse, const real *Drow, real scale)

@@ -252,7 +252,8 @@ SM_BODY void PT_SFX(softmax_row)(real *yr, const real *xr, int64_t C, int want_l
         for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - m) - lg;
     } else {
         double se = pt_store_close_above(yr, xr) ? PT_SFX(row_sumexp_chunked)(yr, xr, m, C)
-                                                 : PT_SFX(row_sumexp)(SE_STORE, yr, NULL, xr, m, C);
+                                                 : PT_SFX(row_sumexp)(SE_STORE, yr, NULL,
+                                                                      xr, m, C);
         real inv = (real)(1.0 / se);
         for (int64_t c = 0; c < C; c++) yr[c] *= inv;
     }

@@ -243,7 +243,8 @@ A512 static void softmax_row_avx512(float *yr, const float *xr, int64_t C, int w
                     for (int j = 0; j < SM_AHEAD; j++)
                         nxt[j] = _mm512_loadu_ps(xr + c + 16 * (SM_AHEAD + j));
                 for (int j = 0; j < SM_AHEAD; j++) {
-                    _mm512_storeu_ps(yr + c + 16 * j, _mm512_sub_ps(_mm512_sub_ps(cur[j], vm), lg));
+                    _mm512_storeu_ps(yr + c + 16 * j,
+                                     _mm512_sub_ps(_mm512_sub_ps(cur[j], vm), lg));
                     cur[j] = nxt[j];
                 }
             }

@@ -111,7 +111,10 @@ int main(void)
     memcpy(&hi, &m30, 4);
     for (uint64_t u = lo; u <= hi; ) {
         int n = 0;
-        for (; n < CHUNK && u <= hi; n++, u += 17) { uint32_t b = (uint32_t)u; memcpy(t + n, &b, 4); }
+        for (; n < CHUNK && u <= hi; n++, u += 17) {
+            uint32_t b = (uint32_t)u;
+            memcpy(t + n, &b, 4);
+        }
         for (int i = n; i < CHUNK; i++) t[i] = 0;
         eval(t, y, CHUNK);
         check_ulp(t, y, n);
@@ -124,7 +127,10 @@ int main(void)
     memcpy(&end, &m125, 4);
     for (uint64_t u = hi; u < end; ) {
         int n = 0;
-        for (; n < CHUNK && u < end; n++, u += 97) { uint32_t b = (uint32_t)u; memcpy(t + n, &b, 4); }
+        for (; n < CHUNK && u < end; n++, u += 97) {
+            uint32_t b = (uint32_t)u;
+            memcpy(t + n, &b, 4);
+        }
         for (int i = n; i < CHUNK; i++) t[i] = 0;
         eval(t, y, CHUNK);
         check_ulp(t, y, n);
