@@ -114,8 +114,7 @@ def _attention_case(torch, B, H, T, D, causal, backward):
 
     impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
     if torch is not None:
-        tq, tk, tv, tg = (torch.from_numpy(a) for a in (q, k, v, g))
-        leaves = _leaves(torch, (q, k, v))
+        leaves, tg = _leaves(torch, (q, k, v)), torch.from_numpy(g)
         F = torch.nn.functional
 
         def torch_fn():
@@ -124,7 +123,7 @@ def _attention_case(torch, B, H, T, D, causal, backward):
                 torch.autograd.grad(out, leaves, tg)
             else:
                 with torch.no_grad():
-                    F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
+                    F.scaled_dot_product_attention(*leaves, is_causal=causal)
         impl["torch"] = torch_fn
     name = "attention " + ("fwd+bwd" if backward else "fwd") + (" causal" if causal else "")
     return dict(name=name, shape=f"{B}x{H}x{T}x{D}", flops=flops, impl=impl)
@@ -160,8 +159,7 @@ def _layernorm_case(torch, N, C, backward):
 
     impl = {"ours": ours, "numpy": numpy_ref, "torch": None}
     if torch is not None:
-        tx, tw, tb, tg = (torch.from_numpy(a) for a in (x, w, b, g))
-        leaves = _leaves(torch, (x, w, b))
+        leaves, tg = _leaves(torch, (x, w, b)), torch.from_numpy(g)
         F = torch.nn.functional
 
         def torch_fn():
@@ -169,7 +167,7 @@ def _layernorm_case(torch, N, C, backward):
                 torch.autograd.grad(F.layer_norm(leaves[0], (C,), *leaves[1:]), leaves, tg)
             else:
                 with torch.no_grad():
-                    F.layer_norm(tx, (C,), tw, tb)
+                    F.layer_norm(leaves[0], (C,), *leaves[1:])
         impl["torch"] = torch_fn
     return dict(name="layer_norm " + ("fwd+bwd" if backward else "fwd"), shape=f"{N}x{C}",
                 bytes=nbytes, impl=impl)
