@@ -66,6 +66,16 @@ def median_time(fn, repeats=REPEATS, min_time=MIN_TIME):
     return statistics.median(times)
 
 
+def _torch_capability(torch):
+    """The SIMD level PyTorch's own CPU kernels run ("AVX512", "AVX2", ...:
+    ATEN_CPU_CAPABILITY lowers it, as PT_ISA lowers ours); None without
+    PyTorch or where this PyTorch cannot say."""
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        return None
+
+
 def try_torch(threads):
     try:
         import torch
@@ -423,7 +433,8 @@ def run(threads=THREADS, quick=False, only=None, progress=True):
                     "peak_fp32_gflops": peak32, "peak_fp32_gflops_at_end": peak_end,
                     "nominal_peak_fp32_gflops": nominal32, "copy_bandwidth_gbs": bw,
                     "blas": machine.blas_env(), "config": pytransformer.config(),
-                    "torch": getattr(torch, "__version__", None)},
+                    "torch": getattr(torch, "__version__", None),
+                    "torch_cpu_capability": _torch_capability(torch)},
         "results": results,
         "long_attention": long,
     }
@@ -465,7 +476,8 @@ def main(argv=None):
           f"{machine.peak_label(m['peak_fp32_gflops'], m['threads'], m['peak_isa'])} "
           f"measured by FMA chains at the start ({m['peak_fp32_gflops_at_end']:.0f} at the end; "
           f"nominal clock x SIMD {_f(m['nominal_peak_fp32_gflops'], '.0f')}), copy bandwidth "
-          f"{m['copy_bandwidth_gbs']:.1f} GB/s (measured); torch {m['torch'] or 'not installed'}")
+          f"{m['copy_bandwidth_gbs']:.1f} GB/s (measured); torch {m['torch'] or 'not installed'}"
+          + (f" ({m['torch_cpu_capability']})" if m['torch_cpu_capability'] else ""))
     print("xNumPy / xTorch = their time / our time (above 1: we are faster)")
     if report["long_attention"]:
         print("attention without weights at", json.dumps(report["long_attention"]))
