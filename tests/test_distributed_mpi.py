@@ -186,8 +186,10 @@ def test_python_api_on_a_toy_model():
     """mpi_helper.py api: DataParallel's gradients equal the one-process
     gradient of the global batch over 5 SGD steps, every bucket's all-reduce
     starts during backward, gradients accumulated over two backward passes
-    (the first under no_sync) equal it too, and a drifted parameter is
-    reported naming the rank (each check is an assertion in the helper)."""
+    (the first under no_sync) equal it too, a float64 model's gradients
+    (float64 buckets, reduce="sum") equal it to 1e-12, and a drifted
+    parameter is reported naming the rank (each check is an assertion in
+    the helper)."""
     done, _ = _run([HELPER, "api"], 2, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(done.stdout.split("\n")[:2]) == ["api ok 0", "api ok 1"], done.stdout
