@@ -284,6 +284,11 @@ _TRAIN_OPTIONS = [
     ("--ckpt-every", int, 500, "checkpoint every N steps (0: only at the end)", _int_min(0)),
     ("--snapshots", bool, True, "keep compressed weights of 4-7 steps on a log scale in --out "
                                 "(for the learning view of `explain` and `analyze`)", None),
+    ("--dtype", str, "float32", "float type of the weights, the optimizer's state, the "
+                                "activations and the loss (float64: ~1e-16 rounding, for runs "
+                                "compared across summation orders; about twice the memory and "
+                                "time)",
+     lambda v: None if v in ("float32", "float64") else "expected float32 or float64"),
     ("--threads", int, 0, "threads (0: all cores, shared among the ranks of mpirun on a "
                           "machine; more than the cores are capped)",
      _int_min(0)),
@@ -291,7 +296,7 @@ _TRAIN_OPTIONS = [
 # settings a resumed run keeps (the model's shapes, the data and its order, and the
 # learning-rate schedule, whose saved state would silently override new values)
 _RUN_FIXED = ("d_model", "nhead", "layers", "ff", "dropout", "max_len", "tie", "n_train",
-              "data_seed", "grammar", "batch_size", "seed", "warmup", "lr_factor")
+              "data_seed", "grammar", "batch_size", "seed", "warmup", "lr_factor", "dtype")
 
 
 def _saved_run_settings(path):
@@ -353,6 +358,7 @@ def _saved_run_settings(path):
     settings["grammar"] = grammar
     snaps = t.get("snapshots", True) if isinstance(t, dict) else True
     settings["snapshots"] = snaps if isinstance(snaps, bool) else True
+    settings["dtype"] = t.get("dtype", "float32")   # checked by check_training_state
     threads = extra.get("threads")
     return settings, {"step": ck.step,
                       "threads": threads if isinstance(threads, int) else None}
@@ -434,7 +440,7 @@ def cmd_train(args):
     tc = TrainConfig(steps=cfg["steps"], warmup=cfg["warmup"], lr_factor=cfg["lr_factor"],
                      label_smoothing=cfg["label_smoothing"], seed=cfg["seed"],
                      eval_every=cfg["eval_every"], ckpt_every=cfg["ckpt_every"],
-                     snapshots=cfg["snapshots"])
+                     snapshots=cfg["snapshots"], dtype=cfg["dtype"])
     from pytransformer import distributed, get_num_threads, set_num_threads
     distributed.init()                      # under mpirun: data-parallel on its ranks
     threads = _effective_threads(cfg["threads"], origin("threads"))

@@ -99,6 +99,25 @@ def api():
     for p, q in zip(model.parameters(), ref.parameters()):
         np.testing.assert_allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6)
     dp.check_parameters()
+    # float64, reduce="sum" of losses weighted by their share of the batch:
+    # float64 buckets, the gradients of the global batch to 1e-12
+    model64, ref64 = build().double(), build().double()
+    dp64 = dist.DataParallel(model64, bucket_mb=512 / 2**20, reduce="sum")
+    assert {b.buffer.dtype for b in dp64.buckets} == {np.dtype(np.float64)}
+    for p, q in zip(ref64.parameters(), model64.parameters()):
+        p.data[...] = q.data
+    x, y = rng.standard_normal((8, 6)), rng.standard_normal((8, 3))
+    first, rows = dist.shard(len(x))
+    mine = slice(first, first + rows)
+    for m in (model64, ref64):
+        for p in m.parameters():
+            p.grad = None
+    (((dp64(tensor(x[mine])) - tensor(y[mine])) ** 2).sum() / len(x)).backward()
+    dp64.finish()
+    (((ref64(tensor(x)) - tensor(y)) ** 2).sum() / len(x)).backward()
+    for p, q in zip(model64.parameters(), ref64.parameters()):
+        assert p.grad.dtype == np.float64
+        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-12, atol=1e-15)
     if r == 1:                              # a rank whose weights drifted: named
         model[0].weight.data[0, 0] += 1.0
     try:
