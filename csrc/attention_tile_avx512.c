@@ -55,7 +55,6 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #include "pt_avx512.h"
-#include "pt_expf_avx512.h"
 #include "pt_exp2f_x86.h"
 
 /* ------------------------------------------------------------- product */
