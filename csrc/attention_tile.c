@@ -30,7 +30,7 @@
  * last bits between an AVX2 machine and one without, FMA rounding once).
  *
  * pt_att_exp_rows: float, a branch-free exp: portable, pt_expf (pt_expf.h,
- * Cody-Waite by ln 2, ~2 ulp, shared with GELU and softmax); AVX2 and
+ * Cody-Waite by ln 2, ~2 ulp, as the portable rows'); AVX2 and
  * AVX-512, exp(s - b) as 2^((s - b) log2 e) (pt_exp2f_x86.h: 12 vector
  * operations per vector of scores where the Cody-Waite form takes 15;
  * within 2.2e-7 relative for s - b in [-1, 0], 2.0e-6 down to -20). Row
