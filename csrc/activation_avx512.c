@@ -34,7 +34,8 @@
 /* Phi(z) and, through *pdf, phi(z) (act_cdf_avx2). */
 A512 INL __m512 act_cdf(__m512 z, __m512 *pdf)
 {
-    __m512 e = pt_exp2f_neg_avx512(_mm512_mul_ps(_mm512_mul_ps(z, _mm512_set1_ps(K_EXP2_HALF)), z));
+    __m512 zh = _mm512_mul_ps(z, _mm512_set1_ps(K_EXP2_HALF));
+    __m512 e = pt_exp2f_neg_avx512(_mm512_mul_ps(zh, z));
     __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
                              _mm512_fmadd_ps(_mm512_set1_ps(0.35355339059327376f),
                                              _mm512_abs_ps(z), _mm512_set1_ps(1.0f)));

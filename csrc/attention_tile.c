@@ -453,14 +453,15 @@ static inline double att_hsum8(__m256 s)
 }
 
 /* Rows i < nq of S (ld lds): S[i][j] = exp(S[i][j] - shift[i]) for j < n,
- * as pt_expf_diff_avx2 (pt_exp2f_x86.h), sum[i] = their sum. Per chunk of 64 elements, two float accumulators
- * take the vectors at j % 16 < 8 and j % 16 >= 8 (relative error below
- * 4 float roundings, as every term is in [0, 1]), then the chunk's sum goes
- * into a double. Where an element is added depends only on its position,
- * and the masked load of the last n % 8 adds exact zeros: so trailing
- * zeros (masked keys, whose exp is +0) change no bit of the sum, which the
- * padded-key skip in attention.c relies on. One call for the whole tile,
- * so that the out-of-order core overlaps the rows' dependency chains. */
+ * as pt_expf_diff_avx2 (pt_exp2f_x86.h), sum[i] = their sum. Per chunk of
+ * 64 elements, two float accumulators take the vectors at j % 16 < 8 and
+ * j % 16 >= 8 (relative error below 4 float roundings, as every term is in
+ * [0, 1]), then the chunk's sum goes into a double. Where an element is
+ * added depends only on its position, and the masked load of the last n % 8
+ * adds exact zeros: so trailing zeros (masked keys, whose exp is +0) change
+ * no bit of the sum, which the padded-key skip in attention.c relies on.
+ * One call for the whole tile, so that the out-of-order core overlaps the
+ * rows' dependency chains. */
 __attribute__((target("avx2,fma")))
 static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const float *shift,
                               double *sum)
