@@ -65,6 +65,9 @@
 #define K_INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2 pi) */
 #define K_SQRT_2_PI 0.79788456080286535588    /* sqrt(2/pi) */
 #define K_GELU_C    0.044715
+#define K_LOG2E     1.44269504088896340736    /* log2(e): exp(x) = 2^(x log2 e) */
+#define K_EXP2_HALF ((float)(-0.5 * K_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
+#define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * K_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
 
 /* ---- float32 GELU pieces, written so the loops vectorise (libm's erff and
  * tanhf are scalar calls of ~40 ns each here, more than the GEMMs around
@@ -144,10 +147,12 @@ static inline double tanh_parts_f64(double u, double *omt2)
 #endif
 
 #if ACT_AVX2
-/* ---- float32 GELU, AVX2 + FMA: the same formulas as gelu_cdf_f32,
- * tanh_parts_f32 and pt_expf, 8 lanes at a time, with FMA where a*b+c
- * appears and constant factors folded (exp's argument -z^2/2 as (-z/2) z,
- * P's coefficients halved, sqrt(2/pi) into exp's argument), so results
+/* ---- float32 GELU, AVX2 + FMA: the same formulas as gelu_cdf_f32 and
+ * tanh_parts_f32, 8 lanes at a time, exp as 2^t (pt_exp2f_neg_avx2,
+ * pt_exp2f_x86.h) with log2(e) folded into t's constant, FMA where a*b+c
+ * appears and constant factors folded (exp's argument -z^2/2 as
+ * (-log2(e) z/2) z, P's coefficients halved, sqrt(2/pi) into exp's
+ * argument), so results
  * differ from the portable path in the last bits, most (~1e-5 relative) in
  * the far negative tail, where exp magnifies its argument's rounding; the
  * AVX2 erf form is the more accurate of the two there. Row tails use
@@ -155,7 +160,7 @@ static inline double tanh_parts_f64(double u, double *omt2)
  * arithmetic. Together the foldings saved ~14% (erf) / 12% (tanh) of the
  * forward's time. */
 #include <immintrin.h>
-#include "pt_expf_avx2.h"
+#include "pt_exp2f_x86.h"
 
 /* Phi(z) and, through *pdf, phi(z) (gelu_cdf_f32, with x = z / sqrt 2
  * folded into the constants and P's coefficients halved, both exact). */
@@ -163,7 +168,7 @@ __attribute__((always_inline, target("avx2,fma")))
 static inline __m256 act_cdf_avx2(__m256 z, __m256 *pdf)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 e = pt_expf_neg_avx2(_mm256_mul_ps(_mm256_mul_ps(z, _mm256_set1_ps(-0.5f)), z));
+    __m256 e = pt_exp2f_neg_avx2(_mm256_mul_ps(_mm256_mul_ps(z, _mm256_set1_ps(K_EXP2_HALF)), z));
     __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
                              _mm256_fmadd_ps(_mm256_set1_ps(0.35355339059327376f),
                                              _mm256_and_ps(z, absmask), _mm256_set1_ps(1.0f)));
@@ -190,7 +195,7 @@ static inline __m256 act_tanh_parts_avx2(__m256 z, __m256 z2, __m256 *omt2)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 w = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps((float)K_GELU_C), z), z2, z);
-    __m256 e = pt_expf_neg_avx2(_mm256_mul_ps(_mm256_set1_ps((float)(-2 * K_SQRT_2_PI)),
+    __m256 e = pt_exp2f_neg_avx2(_mm256_mul_ps(_mm256_set1_ps(K_EXP2_TANH),
                                                _mm256_and_ps(w, absmask)));
     __m256 d = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
     *omt2 = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), d), d);

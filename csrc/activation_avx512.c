@@ -3,8 +3,8 @@
  * tanh forms, forward and backward) with AVX-512 intrinsics.
  *
  * The AVX2 path's operations, 16 lanes instead of 8: the same formulas,
- * the same FMAs and folded constants, exp as pt_expf_neg_avx512
- * (pt_expf_avx512.h: pt_expf_neg_avx2's operations). Every operation is
+ * the same FMAs and folded constants, exp as pt_exp2f_neg_avx512
+ * (pt_exp2f_x86.h: pt_exp2f_neg_avx2's operations). Every operation is
  * elementwise and the dbias partials are summed per column in row order
  * as there, so the results are bitwise those of the AVX2 path, and within
  * its stated tolerance of the portable one (tests/test_simd_paths.py).
@@ -19,7 +19,7 @@
 
 #if PT_X86 && PT_DTYPE == 32
 #include "pt_avx512.h"
-#include "pt_expf_avx512.h"
+#include "pt_exp2f_x86.h"
 #include "pt_alias.h"
 
 #define A512 PT_TARGET_AVX512
@@ -27,11 +27,15 @@
 
 #define K_SQRT_2_PI 0.79788456080286535588    /* sqrt(2/pi) */
 #define K_GELU_C    0.044715
+#define K_LOG2E     1.44269504088896340736    /* log2(e): exp(x) = 2^(x log2 e) */
+#define K_EXP2_HALF ((float)(-0.5 * K_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
+#define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * K_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
 
 /* Phi(z) and, through *pdf, phi(z) (act_cdf_avx2). */
 A512 INL __m512 act_cdf(__m512 z, __m512 *pdf)
 {
-    __m512 e = pt_expf_neg_avx512(_mm512_mul_ps(_mm512_mul_ps(z, _mm512_set1_ps(-0.5f)), z));
+    __m512 zh = _mm512_mul_ps(z, _mm512_set1_ps(K_EXP2_HALF));
+    __m512 e = pt_exp2f_neg_avx512(_mm512_mul_ps(zh, z));
     __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
                              _mm512_fmadd_ps(_mm512_set1_ps(0.35355339059327376f),
                                              _mm512_abs_ps(z), _mm512_set1_ps(1.0f)));
@@ -54,7 +58,7 @@ A512 INL __m512 act_cdf(__m512 z, __m512 *pdf)
 A512 INL __m512 act_tanh_parts(__m512 z, __m512 z2, __m512 *omt2)
 {
     __m512 w = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps((float)K_GELU_C), z), z2, z);
-    __m512 e = pt_expf_neg_avx512(_mm512_mul_ps(_mm512_set1_ps((float)(-2 * K_SQRT_2_PI)),
+    __m512 e = pt_exp2f_neg_avx512(_mm512_mul_ps(_mm512_set1_ps(K_EXP2_TANH),
                                           _mm512_abs_ps(w)));
     __m512 d = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
     *omt2 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(4.0f), e), d), d);

@@ -17,8 +17,8 @@
  *          side by side and one hadd network reduces all 8.
  *   s_j    scale * dot, then + mask_j: two roundings, as the portable slot.
  *   m      the max over j, NaN ignored (exact, any order).
- *   p_j    exp(s_j - m) by pt_expf_neg_avx2 / _avx512 (bitwise twins,
- *          about 2 ulp; -inf gives exactly 0).
+ *   p_j    exp(s_j - m) by pt_expf_diff_avx2 / _avx512 (pt_exp2f_x86.h:
+ *          bitwise twins, as the tiled kernels' exp; -inf gives exactly 0).
  *   l      8 double lanes, lane i the sum of p_j over j = i, i+8, ... in
  *          order; then lanes i + i+4, i + i+2, and 0 + 1.
  *   out    per column two FMA chains over the keys with p_j != 0, the even
@@ -38,8 +38,7 @@
 #if PT_DTYPE != 64 && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #include "pt_avx512.h"
-#include "pt_expf_avx2.h"
-#include "pt_expf_avx512.h"
+#include "pt_exp2f_x86.h"
 
 #define DEC_AVX2 __attribute__((always_inline, target("avx2,fma"))) static inline
 #define DEC_AVX512 __attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,fma"))) \
@@ -215,7 +214,7 @@ void att_decode_avx2_f32(float *o, float *s, const float *q, const float *k, con
     int64_t j = 0;
     for (; j < n; j += 8) {
         __m256i msk = dec_mask8(n - j);
-        __m256 e = pt_expf_neg_avx2(_mm256_sub_ps(_mm256_maskload_ps(s + j, msk), sh));
+        __m256 e = pt_expf_diff_avx2(_mm256_maskload_ps(s + j, msk), sh);
         e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));
         _mm256_maskstore_ps(s + j, msk, e);
         llo = _mm256_add_pd(llo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
@@ -320,7 +319,7 @@ void att_decode_avx512_f32(float *o, float *s, const float *q, const float *k, c
     __m512d l8 = _mm512_setzero_pd();
     for (int64_t j = 0; j < n; j += 16) {
         __mmask16 msk = Z_TAIL(n - j);
-        __m512 e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(msk, s + j), sh));
+        __m512 e = pt_expf_diff_avx512(_mm512_maskz_loadu_ps(msk, s + j), sh);
         e = _mm512_maskz_mov_ps(msk, e);
         _mm512_mask_storeu_ps(s + j, msk, e);
         l8 = _mm512_add_pd(l8, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));

@@ -29,8 +29,11 @@
  * bitwise independent of the number of threads (they may differ in the
  * last bits between an AVX2 machine and one without, FMA rounding once).
  *
- * pt_att_exp_rows: float, a branch-free expf (~2 ulp; pt_expf.h, and
- * pt_expf_avx2.h for 8 lanes at a time with AVX2, shared with GELU), row
+ * pt_att_exp_rows: float, a branch-free exp: portable, pt_expf (pt_expf.h,
+ * Cody-Waite by ln 2, ~2 ulp, as the portable rows'); AVX2 and
+ * AVX-512, exp(s - b) as 2^((s - b) log2 e) (pt_exp2f_x86.h: 12 vector
+ * operations per vector of scores where the Cody-Waite form takes 15;
+ * within 2.2e-7 relative for s - b in [-1, 0], 2.0e-6 down to -20). Row
  * sums in float lanes over 64 elements at a time, then in double
  * (portable: in double); double, libm exp.
  * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
@@ -50,7 +53,7 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define ATT_X86 1
 #include <immintrin.h>
-#include "pt_expf_avx2.h"
+#include "pt_exp2f_x86.h"
 #else
 #define ATT_X86 0
 #endif
@@ -146,7 +149,7 @@ static inline __m256i PT_SFX(att_lanes)(int n)
 /* What a block does with its accumulators (a compile-time constant at
  * every call): ATT_EPI_MM stores alpha acc + beta C; ATT_EPI_EXP stores
  * exp(alpha acc - rv[r]) (mm_exp), ATT_EPI_DS (scale P) (alpha acc -
- * rv[r]) (mm_ds): float only (pt_expf_neg_avx2), with beta = 0. The same
+ * rv[r]) (mm_ds): float only (pt_expf_diff_avx2), with beta = 0. The same
  * operations as the store, att_exp_rows_avx2 and att_bwd_ds_with on the
  * stored tile, so the same bits. */
 #define ATT_EPI_MM 0
@@ -163,11 +166,13 @@ static inline void PT_SFX(att_block_store)(real *c, vreal acc0, vreal acc1, cons
 {
 #if PT_DTYPE != 64
     if (epi != ATT_EPI_MM) {
-        vreal x0 = V_SUB(V_MUL(va, acc0), V_SET1(rv)), x1 = V_SUB(V_MUL(va, acc1), V_SET1(rv));
+        vreal x0, x1;
         if (epi == ATT_EPI_EXP) {
-            x0 = pt_expf_neg_avx2(x0);
-            x1 = pt_expf_neg_avx2(x1);
+            x0 = pt_expf_diff_avx2(V_MUL(va, acc0), V_SET1(rv));
+            x1 = pt_expf_diff_avx2(V_MUL(va, acc1), V_SET1(rv));
         } else {
+            x0 = V_SUB(V_MUL(va, acc0), V_SET1(rv));
+            x1 = V_SUB(V_MUL(va, acc1), V_SET1(rv));
             x0 = V_MUL(V_MUL(vsc, full ? V_LOAD(p) : V_MLOAD(p, m0)), x0);
             x1 = V_MUL(V_MUL(vsc, full ? V_LOAD(p + VW) : V_MLOAD(p + VW, m1)), x1);
         }
@@ -448,14 +453,15 @@ static inline double att_hsum8(__m256 s)
 }
 
 /* Rows i < nq of S (ld lds): S[i][j] = exp(S[i][j] - shift[i]) for j < n,
- * sum[i] = their sum. Per chunk of 64 elements, two float accumulators
- * take the vectors at j % 16 < 8 and j % 16 >= 8 (relative error below
- * 4 float roundings, as every term is in [0, 1]), then the chunk's sum goes
- * into a double. Where an element is added depends only on its position,
- * and the masked load of the last n % 8 adds exact zeros: so trailing
- * zeros (masked keys, whose exp is +0) change no bit of the sum, which the
- * padded-key skip in attention.c relies on. One call for the whole tile,
- * so that the out-of-order core overlaps the rows' dependency chains. */
+ * as pt_expf_diff_avx2 (pt_exp2f_x86.h), sum[i] = their sum. Per chunk of
+ * 64 elements, two float accumulators take the vectors at j % 16 < 8 and
+ * j % 16 >= 8 (relative error below 4 float roundings, as every term is in
+ * [0, 1]), then the chunk's sum goes into a double. Where an element is
+ * added depends only on its position, and the masked load of the last n % 8
+ * adds exact zeros: so trailing zeros (masked keys, whose exp is +0) change
+ * no bit of the sum, which the padded-key skip in attention.c relies on.
+ * One call for the whole tile, so that the out-of-order core overlaps the
+ * rows' dependency chains. */
 __attribute__((target("avx2,fma")))
 static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const float *shift,
                               double *sum)
@@ -468,15 +474,15 @@ static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const fl
             int64_t c1 = c0 + 64 < n ? c0 + 64 : n, j = c0;
             __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
             for (; j + 16 <= c1; j += 16) {            /* two independent chains */
-                __m256 e = pt_expf_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
-                __m256 f = pt_expf_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + j + 8), sh));
+                __m256 e = pt_expf_diff_avx2(_mm256_loadu_ps(p + j), sh);
+                __m256 f = pt_expf_diff_avx2(_mm256_loadu_ps(p + j + 8), sh);
                 _mm256_storeu_ps(p + j, e);
                 _mm256_storeu_ps(p + j + 8, f);
                 s0 = _mm256_add_ps(s0, e);
                 s1 = _mm256_add_ps(s1, f);
             }
             if (j + 8 <= c1) {                          /* j % 16 == 0 */
-                __m256 e = pt_expf_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + j), sh));
+                __m256 e = pt_expf_diff_avx2(_mm256_loadu_ps(p + j), sh);
                 _mm256_storeu_ps(p + j, e);
                 s0 = _mm256_add_ps(s0, e);
                 j += 8;
@@ -484,7 +490,7 @@ static void att_exp_rows_avx2(float *S, int64_t lds, int nq, int64_t n, const fl
             if (j < c1) {
                 __m256i msk = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(c1 - j)),
                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-                __m256 e = pt_expf_neg_avx2(_mm256_sub_ps(_mm256_maskload_ps(p + j, msk), sh));
+                __m256 e = pt_expf_diff_avx2(_mm256_maskload_ps(p + j, msk), sh);
                 _mm256_maskstore_ps(p + j, msk, e);
                 e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));    /* missing lanes: +0 */
                 if ((j - c0) % 16 == 0) s0 = _mm256_add_ps(s0, e);

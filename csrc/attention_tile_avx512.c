@@ -25,14 +25,15 @@
  *     the accumulators stay in registers. Blocks run column strip outer,
  *     rows inner, so one K x 64 strip of B stays in L1.
  *   - pt_att_mm_exp, pt_att_mm_ds (float): the same blocks, the exp
- *     (pt_expf_neg_avx512 of alpha acc - shift) or the dS step ((scale P)
+ *     (pt_expf_diff_avx512 of alpha acc and shift, alpha acc rounded
+ *     first, as the stored tile holds it) or the dS step ((scale P)
  *     (alpha acc - Drow)) applied to each accumulator before its store:
  *     the operations pt_att_mm's store, pt_att_exp_rows and
  *     pt_att_bwd_ds do on the stored tile, in registers. Double: the
  *     product, then the step.
- *   - pt_att_exp_rows (float): pt_expf_neg_avx512, the AVX2 exp's
- *     operations on 16 lanes. The row sum keeps the AVX2 order: per chunk
- *     of 64 elements, lane c of one 16-float accumulator takes the
+ *   - pt_att_exp_rows (float): pt_expf_diff_avx512 (pt_exp2f_x86.h),
+ *     the AVX2 twin's operations on 16 lanes. The row sum keeps the AVX2
+ *     order: per chunk of 64 elements, lane c of one 16-float accumulator takes the
  *     elements at j % 16 == c in order (the AVX2 kernel's two 8-float
  *     accumulators are its halves), then the two halves are added, widened
  *     to double and summed in the same tree. A masked tail adds exact
@@ -54,7 +55,7 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #include "pt_avx512.h"
-#include "pt_expf_avx512.h"
+#include "pt_exp2f_x86.h"
 
 /* ------------------------------------------------------------- product */
 
@@ -63,8 +64,8 @@
 /* What a block does with its accumulators (a compile-time constant at
  * every call): ATT_EPI_MM stores alpha acc + beta C; ATT_EPI_EXP stores
  * exp(alpha acc - rv[r]) (mm_exp); ATT_EPI_DS stores (scale P) (alpha acc
- * - rv[r]) (mm_ds). The last two exist for float (pt_expf_neg_avx512) and
- * have beta = 0. */
+ * - rv[r]) (mm_ds). The last two exist for float (pt_expf_diff_avx512, as
+ * att_exp_rows_avx512 computes it) and have beta = 0. */
 #define ATT_EPI_MM 0
 #define ATT_EPI_EXP 1
 #define ATT_EPI_DS 2
@@ -72,7 +73,7 @@
 #if PT_DTYPE != 64
 #define ATT_Z_EPI(p_, k_, r, v, acc)                                              \
     if (epi == ATT_EPI_EXP) {                                                     \
-        Z_MSTORE(p_, k_, pt_expf_neg_avx512(Z_SUB(Z_MUL(va, acc), Z_SET1(rv[r])))); \
+        Z_MSTORE(p_, k_, pt_expf_diff_avx512(Z_MUL(va, acc), Z_SET1(rv[r]))); \
     } else {                                                                      \
         zreal e_ = Z_MLOAD(P + r * ldp + v * ZW, k_);                             \
         Z_MSTORE(p_, k_, Z_MUL(Z_MUL(vsc, e_), Z_SUB(Z_MUL(va, acc), Z_SET1(rv[r])))); \
@@ -355,13 +356,13 @@ static void PT_SFX(att_exp_rows_avx512)(real *S, int64_t lds, int nq, int64_t n,
             int64_t c1 = c0 + 64 < n ? c0 + 64 : n, j = c0;
             __m512 s = _mm512_setzero_ps();
             for (; j + 16 <= c1; j += 16) {
-                __m512 e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + j), sh));
+                __m512 e = pt_expf_diff_avx512(_mm512_loadu_ps(p + j), sh);
                 _mm512_storeu_ps(p + j, e);
                 s = _mm512_add_ps(s, e);
             }
             if (j < c1) {
                 __mmask16 k = (__mmask16)((1u << (c1 - j)) - 1u);
-                __m512 e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), sh));
+                __m512 e = pt_expf_diff_avx512(_mm512_maskz_loadu_ps(k, p + j), sh);
                 _mm512_mask_storeu_ps(p + j, k, e);
                 s = _mm512_add_ps(s, _mm512_maskz_mov_ps(k, e));   /* missing lanes: +0 */
             }
@@ -532,12 +533,12 @@ static void att_softmax_step64(float *S, int64_t lds, int nq, int n, float *m, d
             const __m512 sh = _mm512_set1_ps(shift[r]);
             __m512 sum = zero;
             for (int c = 0; c < nv - 1; c++) {
-                __m512 e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + 16 * c), sh));
+                __m512 e = pt_expf_diff_avx512(_mm512_loadu_ps(p + 16 * c), sh);
                 _mm512_storeu_ps(p + 16 * c, e);
                 sum = _mm512_add_ps(sum, e);
             }
             float *pt = p + 16 * (nv - 1);
-            __m512 e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(kt, pt), sh));
+            __m512 e = pt_expf_diff_avx512(_mm512_maskz_loadu_ps(kt, pt), sh);
             _mm512_mask_storeu_ps(pt, kt, e);
             if (kt == 0xFFFF)
                 sum = _mm512_add_ps(sum, e);
@@ -578,7 +579,7 @@ static void PT_SFX(att_softmax_step_avx512)(real *S, int64_t lds, int nq, int64_
 
 /* pt_att_bwd_ds (attention_tile.h): per vector of a row, e = exp(P - lse)
  * (att_exp_rows_avx512's exp), P = e, dS = (scale e) (dS - Drow). Float:
- * pt_expf_neg_avx512; double: libm exp, as the portable path. */
+ * pt_expf_diff_avx512; double: libm exp, as the portable path. */
 PT_TARGET_AVX512
 static void PT_SFX(att_bwd_ds_avx512)(real *P, real *dS, int64_t ld, int nq, int64_t n,
                                       const real *lse, const real *Drow, real scale)
@@ -602,7 +603,7 @@ static void PT_SFX(att_bwd_ds_avx512)(real *P, real *dS, int64_t ld, int nq, int
 #if PT_DTYPE == 64
             zreal e = Z_LOAD(p + j);
 #else
-            zreal e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + j), sh));
+            zreal e = pt_expf_diff_avx512(_mm512_loadu_ps(p + j), sh);
             Z_STORE(p + j, e);
 #endif
             Z_STORE(ds + j, Z_MUL(Z_MUL(vs, e), Z_SUB(Z_LOAD(ds + j), vd)));
@@ -612,7 +613,7 @@ static void PT_SFX(att_bwd_ds_avx512)(real *P, real *dS, int64_t ld, int nq, int
 #if PT_DTYPE == 64
             zreal e = Z_MLOAD(p + j, k);
 #else
-            zreal e = pt_expf_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + j), sh));
+            zreal e = pt_expf_diff_avx512(_mm512_maskz_loadu_ps(k, p + j), sh);
             Z_MSTORE(p + j, k, e);
 #endif
             Z_MSTORE(ds + j, k, Z_MUL(Z_MUL(vs, e), Z_SUB(Z_MLOAD(ds + j, k), vd)));

@@ -17,7 +17,9 @@ Tolerances:
     its row exp with the same operations and the same lane structure of
     the row sums, so nothing may differ.
   * AVX-512 vs portable: the AVX2 path's own tolerance (FMA rounds a*b+c
-    once; the float32 exp is the same polynomial, summed in another order):
+    once; the float32 exp is 2^t (csrc/pt_exp2f_x86.h) where the portable
+    path uses pt_expf, both within 2.2e-7 relative of exp near the row
+    max; sums in another order):
     float32 rtol = atol = 1e-4 for outputs and weights, 1e-3 for
     gradients; float64 1e-12 and 1e-11.
   * AVX-512 vs pytransformer.reference (float64 NumPy): float32 2e-4 / 2e-3,
