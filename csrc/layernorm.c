@@ -28,8 +28,7 @@
  *   - Rows streamed from L3 or memory wait on their loads when only the
  *     hardware prefetcher fetches them: the forward's first statistics
  *     pass prefetches x PF_ROWS rows on, the backward's first pass x and
- *     dy BWD_PF_ROWS rows on (measured 10-20% faster at (4096, 512) on one
- *     thread, forward; 5-10% backward).
+ *     dy BWD_PF_ROWS rows on.
  *   - When y lies just above x modulo 1 MB on 2 MB pages (pt_alias.h),
  *     the normalize pass of the AVX2 and AVX-512 paths loads ahead: x a
  *     block before the stores of the block before it, the rows of a call
@@ -47,7 +46,8 @@
  *   - The backward stores dx, dw, db (accumulate = 0) or adds into them
  *     (pt_kernels.h); storing, dx may be dy itself (in place).
  * Tried and dropped: non-temporal (streaming) stores of y/dx through a
- * per-row buffer -- no measurable gain here.
+ * per-row buffer -- no measurable gain here; prefetching y for writing
+ * ahead of the normalize pass -- no faster with 2 threads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -77,10 +77,10 @@
  * then shorter ones down to ROW_CHUNK rows (one block), so that on a
  * loaded machine a thread that loses its core for a while does not leave
  * a static share undone. Handed out ROW_CHUNK rows at a time throughout,
- * the rows measured 5-10% slower at (4096, 512) with 2 threads, about as
- * much as a static split gains. Every row and block is computed the same
- * way whichever thread takes it, so results stay independent of the
- * schedule and the thread count. */
+ * a thread's rows are short scattered runs, and its prefetches at each
+ * run's end fetch rows the other thread takes: measured slower. Every row
+ * and block is computed the same way whichever thread takes it, so
+ * results stay independent of the schedule and the thread count. */
 #define ROW_CHUNK 16
 /* The forward hands fwd_rows FWD_GROUP rows at a time (ROW_CHUNK is a
  * multiple); this path sums FWD_ROWS of them side by side (two AVX2 rows:
@@ -114,9 +114,10 @@ LN_BODY void PT_SFX(rows_stats)(real *mean, real *rstd, const real *x, int64_t C
     for (int r = 0; r < R; r++)
         for (int k = 0; k < LANES; k++) acc[r][k] = 0;
     for (c = 0; c < cf; c += LANES) {
-        for (int r = 0; R == FWD_ROWS && r < R; r++)   /* (the compiler vectorizes R = 1 */
-            for (int k = 0; k < LANES; k += LINE)       /* only without the prefetches) */
-                LN_PREFETCH(x + (r + PF_ROWS) * C + c + k);
+        /* R = 1 (a group's odd last row) does not prefetch: with the
+         * prefetches the compiler leaves its loop scalar */
+        for (int r = 0; R == FWD_ROWS && r < R; r++)
+            for (int k = 0; k < LANES; k += LINE) LN_PREFETCH(x + (r + PF_ROWS) * C + c + k);
         for (int r = 0; r < R; r++)
             for (int k = 0; k < LANES; k++) acc[r][k] += x[r * C + c + k];
     }
