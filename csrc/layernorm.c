@@ -25,6 +25,10 @@
  *     bits stay those of the row alone. Two rows measured 10-15% faster
  *     than one per thread for rows in cache (512 elements, Xeon, AVX-512
  *     and AVX2); four were slower on rows streamed from memory.
+ *   - Rows streamed from L3 or memory wait on their loads when only the
+ *     hardware prefetcher fetches them: the forward's first statistics
+ *     pass prefetches x PF_ROWS rows on, the backward's first pass x and
+ *     dy BWD_PF_ROWS rows on.
  *   - When y lies just above x modulo 1 MB on 2 MB pages (pt_alias.h),
  *     the normalize pass of the AVX2 and AVX-512 paths loads ahead: x a
  *     block before the stores of the block before it, the rows of a call
@@ -42,7 +46,8 @@
  *   - The backward stores dx, dw, db (accumulate = 0) or adds into them
  *     (pt_kernels.h); storing, dx may be dy itself (in place).
  * Tried and dropped: non-temporal (streaming) stores of y/dx through a
- * per-row buffer -- no measurable gain here.
+ * per-row buffer -- no measurable gain here; prefetching y for writing
+ * ahead of the normalize pass -- no faster with 2 threads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -67,18 +72,33 @@
 #define MAX_BLOCKS 64
 #define MIN_BLOCK_ROWS 32
 #define PARTIAL_DOUBLES ((int64_t)1 << 22)
-/* Rows (and dw/db blocks) are handed out dynamically, ROW_CHUNK rows at a
- * time, so that on a loaded machine a thread that loses its core for a while
- * does not leave its static share undone (measured: no worse than static on
- * (16384, 768) with 2 threads; the gain under load was within the noise).
- * Every row and block is computed the same way whichever thread takes it,
- * so results stay independent of the schedule and the thread count. */
+/* Rows (and dw/db blocks) are handed out guided: long contiguous ranges
+ * first, which the prefetches (below) and the hardware prefetcher follow,
+ * then shorter ones down to ROW_CHUNK rows (one block), so that on a
+ * loaded machine a thread that loses its core for a while does not leave
+ * a static share undone. Handed out ROW_CHUNK rows at a time throughout,
+ * a thread's rows are short scattered runs, and its prefetches at each
+ * run's end fetch rows the other thread takes: measured slower. Every row
+ * and block is computed the same way whichever thread takes it, so
+ * results stay independent of the schedule and the thread count. */
 #define ROW_CHUNK 16
 /* The forward hands fwd_rows FWD_GROUP rows at a time (ROW_CHUNK is a
  * multiple); this path sums FWD_ROWS of them side by side (two AVX2 rows:
  * eight double add chains in 16 vector registers). */
 #define FWD_GROUP 4
 #define FWD_ROWS 2
+/* Software prefetch distances (rows), a cache line (LINE elements) at a
+ * time. The backward's is the longer: with dw/db, a group of GROUP rows
+ * is read by dwdb_group before its rows' dx, so 4 rows on is the next
+ * group. A prefetch past the last row is harmless (no fault). */
+#define PF_ROWS 2
+#define BWD_PF_ROWS 4
+#define LINE ((int)(64 / sizeof(real)))
+#ifdef __GNUC__
+#define LN_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define LN_PREFETCH(p) ((void)(p))
+#endif
 
 /* mean[r], rstd[r] of the R rows of stride C at x (R a constant
  * 1..FWD_ROWS: the loops over r unroll). Each row's sums are accumulated
@@ -93,9 +113,14 @@ LN_BODY void PT_SFX(rows_stats)(real *mean, real *rstd, const real *x, int64_t C
     int64_t rem = C % LANES, cf = C - rem, c;
     for (int r = 0; r < R; r++)
         for (int k = 0; k < LANES; k++) acc[r][k] = 0;
-    for (c = 0; c < cf; c += LANES)
+    for (c = 0; c < cf; c += LANES) {
+        /* R = 1 (a group's odd last row) does not prefetch: with the
+         * prefetches the compiler leaves its loop scalar */
+        for (int r = 0; R == FWD_ROWS && r < R; r++)
+            for (int k = 0; k < LANES; k += LINE) LN_PREFETCH(x + (r + PF_ROWS) * C + c + k);
         for (int r = 0; r < R; r++)
             for (int k = 0; k < LANES; k++) acc[r][k] += x[r * C + c + k];
+    }
     for (int r = 0; r < R; r++) {
         for (int k = 0; k < rem; k++) acc[r][k] += x[r * C + c + k];
         mean[r] = (real)(PT_SFX(lane_sum)(acc[r]) / C);
@@ -208,7 +233,7 @@ int PT_FN(pt_layernorm_forward)(real *y, real *mean, real *rstd,
     if (N < 0 || C < 0) return PT_EINVAL;
     if (C == 0) return PT_OK;
     int64_t ng = (N + FWD_GROUP - 1) / FWD_GROUP;
-    #pragma omp parallel for schedule(dynamic, ROW_CHUNK / FWD_GROUP) \
+    #pragma omp parallel for schedule(guided, ROW_CHUNK / FWD_GROUP) \
         num_threads(pt_get_num_threads()) if (N * C > 16384)
     for (int64_t g = 0; g < ng; g++) {
         int64_t n0 = g * FWD_GROUP, nr = N - n0 < FWD_GROUP ? N - n0 : FWD_GROUP;
@@ -222,6 +247,15 @@ int PT_FN(pt_layernorm_forward)(real *y, real *mean, real *rstd,
     return PT_OK;
 }
 
+/* Prefetches the LANES elements at x and dy BWD_PF_ROWS rows (of C) on. */
+LN_BODY void PT_SFX(bwd_prefetch)(const real *x, const real *dy, int64_t C)
+{
+    for (int k = 0; k < LANES; k += LINE) {
+        LN_PREFETCH(x + BWD_PF_ROWS * C + k);
+        LN_PREFETCH(dy + BWD_PF_ROWS * C + k);
+    }
+}
+
 /* One row of the backward. Pass 1 (reads x, dy): sg = sum g, sgx = sum g*xhat
  * in double lanes. Pass 2 (row now in L1):
  * dx = or += rstd * (g - mean(g) - xhat * mean(g*xhat)). Each dx[c] is
@@ -232,13 +266,15 @@ LN_BODY void PT_SFX(ln_bwd_row)(real *dx, const real *dy, const real *x, const r
     double ag[LANES] = {0}, agx[LANES] = {0};
     int64_t c = 0;
     if (w) {
-        for (; c + LANES <= C; c += LANES)
+        for (; c + LANES <= C; c += LANES) {
+            PT_SFX(bwd_prefetch)(x + c, dy + c, C);
             for (int k = 0; k < LANES; k++) {
                 real h = (x[c + k] - m) * rs;
                 real g = dy[c + k] * w[c + k];
                 ag[k] += g;
                 agx[k] += (double)g * h;
             }
+        }
         for (int k = 0; c + k < C; k++) {
             real h = (x[c + k] - m) * rs;
             real g = dy[c + k] * w[c + k];
@@ -246,12 +282,14 @@ LN_BODY void PT_SFX(ln_bwd_row)(real *dx, const real *dy, const real *x, const r
             agx[k] += (double)g * h;
         }
     } else {
-        for (; c + LANES <= C; c += LANES)
+        for (; c + LANES <= C; c += LANES) {
+            PT_SFX(bwd_prefetch)(x + c, dy + c, C);
             for (int k = 0; k < LANES; k++) {
                 real h = (x[c + k] - m) * rs;
                 ag[k] += dy[c + k];
                 agx[k] += (double)dy[c + k] * h;
             }
+        }
         for (int k = 0; c + k < C; k++) {
             real h = (x[c + k] - m) * rs;
             ag[k] += dy[c + k];
@@ -370,12 +408,12 @@ int PT_FN(pt_layernorm_backward)(real *dx, real *dw, real *db,
     #pragma omp parallel num_threads(pt_get_num_threads()) if (N * C > 16384)
     {
         if (!part) {
-            #pragma omp for schedule(dynamic, ROW_CHUNK)
+            #pragma omp for schedule(guided, ROW_CHUNK)
             for (int64_t n = 0; n < N; n++)
                 PT_KERNELS(ln)->bwd_row(dx + n * C, dy + n * C, x + n * C, w, mean[n], rstd[n],
                                    C, accumulate);
         } else {
-            #pragma omp for schedule(dynamic, 1)
+            #pragma omp for schedule(guided, 1)
             for (int64_t j = 0; j < nblk; j++) {
                 double *pdw = part + (size_t)j * 2 * C, *pdb = pdw + C;
                 int64_t end = (j + 1) * B < N ? (j + 1) * B : N;

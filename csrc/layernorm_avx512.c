@@ -12,7 +12,8 @@
  * loads and masked adds (lanes past the row are not touched), so a tail
  * element goes to the same lane as in the portable loop. The forward sums
  * FWD_ROWS rows side by side, each in its own lanes (layernorm.c), and
- * writes y with whole vectors, masking only the row's tail.
+ * writes y with whole vectors, masking only the row's tail. Both
+ * directions prefetch the rows ahead as the portable rows do (layernorm.c).
  */
 #include "pt_real.h"
 #include "pt_dispatch.h"
@@ -28,6 +29,8 @@
 #define NV (LANES / ZW)                /* vectors per block of LANES */
 #define GROUP 4                        /* dwdb_group's full group (layernorm.c) */
 #define FWD_ROWS 2                     /* rows whose sums run side by side */
+#define PF_ROWS 2                      /* rows ahead the forward prefetches (layernorm.c) */
+#define BWD_PF_ROWS 4                  /* rows ahead the backward prefetches */
 #define AHEAD 8                        /* vectors per block of rows_norm_ahead */
 
 /* acc (the 16 lanes as two 8-double halves) += v, v being vector j of a
@@ -61,6 +64,20 @@ A512 INL void PT_SFX(acc_fma_free)(__m512d acc[2], int j, zreal a, zreal b, zmas
 #endif
 }
 
+/* acc += the 16 elements at p (a whole block, vector j of it for float64),
+ * in double. The float32 halves convert straight from memory (vcvtps2pd
+ * zmm, m256), which takes no shuffle to bring the upper half down. */
+A512 INL void PT_SFX(acc_add_mem)(__m512d acc[2], int j, const real *p)
+{
+#if PT_DTYPE == 64
+    acc[j] = _mm512_add_pd(acc[j], _mm512_loadu_pd(p));
+#else
+    (void)j;
+    acc[0] = _mm512_add_pd(acc[0], _mm512_cvtps_pd(_mm256_loadu_ps(p)));
+    acc[1] = _mm512_add_pd(acc[1], _mm512_cvtps_pd(_mm256_loadu_ps(p + 8)));
+#endif
+}
+
 /* lane_sum of the two halves. */
 A512 INL double PT_SFX(acc_sum)(const __m512d acc[2])
 {
@@ -73,7 +90,8 @@ A512 INL double PT_SFX(acc_sum)(const __m512d acc[2])
 /* mean[r], rstd[r] of the R rows of stride C at x (R a constant 1..FWD_ROWS:
  * the loops over r unroll). The rows are summed side by side, so 2R add
  * chains run at once instead of 2: each row's sums are still its own
- * lanes in its own order. */
+ * lanes in its own order. The first pass prefetches the rows PF_ROWS
+ * further on (layernorm.c). */
 A512 INL void PT_SFX(rows_stats)(real *mean, real *rstd, const real *x, int64_t C, real eps,
                                  int R)
 {
@@ -84,8 +102,12 @@ A512 INL void PT_SFX(rows_stats)(real *mean, real *rstd, const real *x, int64_t 
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_pd();
     for (c = 0; c < cf; c += LANES)
         for (int r = 0; r < R; r++)
-            for (int j = 0; j < NV; j++)
-                PT_SFX(acc_add)(acc[r], j, Z_LOAD(x + r * C + c + j * ZW), all);
+            for (int j = 0; j < NV; j++) {
+                if (j * ZW * sizeof(real) % 64 == 0)
+                    _mm_prefetch((const char *)(x + (r + PF_ROWS) * C + c + j * ZW),
+                                 _MM_HINT_T0);
+                PT_SFX(acc_add_mem)(acc[r], j, x + r * C + c + j * ZW);
+            }
     for (int j = 0; rem && j < NV; j++) {
         zmask m = Z_TAIL(rem - j * ZW);
         for (int r = 0; r < R; r++)
@@ -227,6 +249,10 @@ A512 static void PT_SFX(ln_bwd_row_avx512)(real *dx, const real *dy, const real 
     for (; c + LANES <= C; c += LANES)
         for (int j = 0; j < NV; j++) {
             int64_t o = c + j * ZW;
+            if (j * ZW * sizeof(real) % 64 == 0) {
+                _mm_prefetch((const char *)(x + BWD_PF_ROWS * C + o), _MM_HINT_T0);
+                _mm_prefetch((const char *)(dy + BWD_PF_ROWS * C + o), _MM_HINT_T0);
+            }
             zreal h = Z_MUL(Z_SUB(Z_LOAD(x + o), vm), vrs);
             zreal g = w ? Z_MUL(Z_LOAD(dy + o), Z_LOAD(w + o)) : Z_LOAD(dy + o);
             PT_SFX(acc_add)(ag, j, g, all);
