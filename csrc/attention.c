@@ -48,10 +48,11 @@
  * read in place (trans_a). The elementwise steps between the products
  * (pt_att_softmax_step in the forward, pt_att_bwd_ds in the backward) are
  * table entries too, and so is the finiteness scan of the causal diagonal
- * tiles (pt_att_maxabs). Where a backward tile has nothing to mask, P and
- * dS come straight out of their products (pt_att_mm_exp, pt_att_mm_ds:
- * on AVX2 and AVX-512 the exp and dS step run on the accumulators, saving
- * a pass over the tile). The forward keeps its step a separate pass over
+ * tiles (pt_att_maxabs). Where a backward tile has no mask (a causal
+ * diagonal tile: no mask besides its own triangle), P and dS come straight
+ * out of their products (pt_att_mm_exp, pt_att_mm_ds: on AVX2 and AVX-512
+ * the exp and dS step run on the accumulators, saving a pass over the
+ * tile). The forward keeps its step a separate pass over
  * the stored scores (on AVX-512 16 rows at a time, their row maxima and
  * sums reduced across the rows), which measured faster than the step on
  * each row of a product block. exp is a branch-free polynomial,
@@ -159,7 +160,13 @@ static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal
  * blocks) on just the part a group needs:
  *   - scores (q k^T, dout v^T): rows [r0, r1) need columns j < r1,
  *     rounded up to ATT_DROUND (whole vectors); the masked rest of q k^T
- *     is set to -inf by att_mask, the rest of dout v^T to 0 (its P is 0);
+ *     is set to -inf by att_mask, the rest of dout v^T to 0 (its P is 0),
+ *     or, in a backward tile without a mask, P and dS come from mm_exp
+ *     and mm_ds on those columns and their masked part is set to 0
+ *     (att_diag_fix);
+ *   - the forward's mask and softmax step: per band of ATT_SBAND rows,
+ *     over the columns the band's row groups read (the rest is -inf, whose
+ *     exp adds exactly 0 to a row sum and nothing to a row max);
  *   - P v, dS k (sum over keys): rows [r0, r1) sum over keys j < r1;
  *   - P^T dout, dS^T q (sum over queries): key rows [c0, c1) sum over
  *     queries i >= c0.
@@ -171,12 +178,30 @@ static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal
  * most in the sign of a zero. */
 #define ATT_DG 12
 #define ATT_DROUND 16
+/* Rows per softmax step call on a diagonal tile: the AVX-512 step's batch. */
+#define ATT_SBAND 16
 
 /* Columns rows [0, r1) of a diagonal tile with nk keys need. */
 static int PT_SFX(att_diag_cols)(int r1, int nk)
 {
     int n = (r1 + ATT_DROUND - 1) / ATT_DROUND * ATT_DROUND;
     return n < nk ? n : nk;
+}
+
+/* The masked part of rows [r0, r1) of a diagonal tile whose P and dS came
+ * straight from mm_exp and mm_ds (P = exp(S - lse) and dS over columns
+ * j < n, unmasked): P[i][j] = 0 for i < j < nk, dS[i][j] = 0 for n <= j <
+ * nk (below n, dS = (scale 0) (dP - Drow) = +-0 already). Only columns j
+ * <= i + ATT_DG - 1 are set: the products that read the tile (P v's and
+ * dS k's row groups, P^T dout's and dS^T q's key groups) read no further.
+ * P or dS may be NULL. */
+static void PT_SFX(att_diag_fix)(real *P, real *dS, int r0, int r1, int n, int nk)
+{
+    for (int i = r0; i < r1; i++) {
+        int e = i + ATT_DG < nk ? i + ATT_DG : nk;
+        for (int j = i + 1; P && j < e; j++) P[i * BK + j] = 0;
+        for (int j = n > i + 1 ? n : i + 1; dS && j < e; j++) dS[i * BK + j] = 0;
+    }
 }
 
 /* Masked key tail. With a key-padding mask the last keys are -inf for
@@ -326,12 +351,22 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                     PT_SFX(pt_att_mm)(S + r0 * BK, BK, q + (i0 + r0) * D, D, 0, kTt, BK,
                                       r1 - r0, PT_SFX(att_diag_cols)(r1, nk), D, scale, 0);
                 }
+                /* the softmax step per band of ATT_SBAND rows, over the
+                 * columns its rows' P v groups read (the rest is -inf) */
+                for (int b0 = 0; b0 < nq; b0 += ATT_SBAND) {
+                    int b1 = nq - b0 < ATT_SBAND ? nq : b0 + ATT_SBAND;
+                    int r1 = ((b1 - 1) / ATT_DG + 1) * ATT_DG;
+                    int n = PT_SFX(att_diag_cols)(r1 < nq ? r1 : nq, nk);
+                    PT_SFX(att_mask)(S + b0 * BK, BK, i0 + b0, b1 - b0, j0, n, mrow, ms, 1);
+                    PT_SFX(pt_att_softmax_step)(S + b0 * BK, BK, b1 - b0, n, st[g].m + b0,
+                                                st[g].l + b0, ag + b0 * Dv, Dv, Dv);
+                }
             } else {
                 PT_SFX(pt_att_mm)(S, BK, q + i0 * D, D, 0, kTt, BK, nq, nk, D, scale, 0);
+                PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
+                /* m, l, acc rescaled to the new row max; P = exp(S - m); l += row sums */
+                PT_SFX(pt_att_softmax_step)(S, BK, nq, nk, st[g].m, st[g].l, ag, Dv, Dv);
             }
-            PT_SFX(att_mask)(S, BK, i0, nq, j0, nk, mrow, ms, is_causal);
-            /* m, l, acc rescaled to the new row max; P = exp(S - m); l += row sums */
-            PT_SFX(pt_att_softmax_step)(S, BK, nq, nk, st[g].m, st[g].l, ag, Dv, Dv);
             /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
             if (diag) {
                 for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
@@ -505,12 +540,23 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
         for (int i = 0; i < nq && diag; i++)
             diag = lse[i0 + i] == lse[i0 + i] && Drow[i0 + i] - Drow[i0 + i] == 0;
     }
-    /* Nothing to mask (no mask, not the causal diagonal) and no fully
-     * masked row: P and dS straight from their products (the same bits) */
-    int fused = !mrow && !(is_causal && i0 == j0) && PT_SFX(att_rows_seen)(lse + i0, nq);
+    /* No mask and no fully masked row: P and dS straight from their
+     * products (the same bits), the causal diagonal's masked part then set
+     * to 0 (att_diag_fix) */
+    int fused = !mrow && (!is_causal || i0 != j0 || diag)
+                && PT_SFX(att_rows_seen)(lse + i0, nq);
     if (diag) {   /* see "Causal diagonal tiles" */
         for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
             int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG, n = PT_SFX(att_diag_cols)(r1, nk);
+            if (fused) {
+                PT_SFX(pt_att_mm_exp)(P + r0 * BK, BK, q + (i0 + r0) * D, D, w->kT, BK,
+                                      r1 - r0, n, D, scale, lse + i0 + r0);
+                PT_SFX(att_diag_fix)(P, NULL, r0, r1, nk, nk);
+                PT_SFX(pt_att_mm_ds)(dS + r0 * BK, BK, dout + (i0 + r0) * Dv, Dv, w->vT, BK,
+                                     r1 - r0, n, Dv, 1, Drow + i0 + r0, P + r0 * BK, BK, scale);
+                PT_SFX(att_diag_fix)(NULL, dS, r0, r1, n, nk);
+                continue;
+            }
             PT_SFX(pt_att_mm)(P + r0 * BK, BK, q + (i0 + r0) * D, D, 0, w->kT, BK, r1 - r0, n,
                               D, scale, 0);
             PT_SFX(pt_att_mm)(dS + r0 * BK, BK, dout + (i0 + r0) * Dv, Dv, 0, w->vT, BK,
