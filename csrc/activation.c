@@ -65,9 +65,8 @@
 #define K_INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2 pi) */
 #define K_SQRT_2_PI 0.79788456080286535588    /* sqrt(2/pi) */
 #define K_GELU_C    0.044715
-#define K_LOG2E     1.44269504088896340736    /* log2(e): exp(x) = 2^(x log2 e) */
-#define K_EXP2_HALF ((float)(-0.5 * K_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
-#define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * K_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
+#define K_EXP2_HALF ((float)(-0.5 * PT_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
+#define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * PT_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
 
 /* ---- float32 GELU pieces, written so the loops vectorise (libm's erff and
  * tanhf are scalar calls of ~40 ns each here, more than the GEMMs around

@@ -27,9 +27,8 @@
 
 #define K_SQRT_2_PI 0.79788456080286535588    /* sqrt(2/pi) */
 #define K_GELU_C    0.044715
-#define K_LOG2E     1.44269504088896340736    /* log2(e): exp(x) = 2^(x log2 e) */
-#define K_EXP2_HALF ((float)(-0.5 * K_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
-#define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * K_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
+#define K_EXP2_HALF ((float)(-0.5 * PT_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
+#define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * PT_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
 
 /* Phi(z) and, through *pdf, phi(z) (act_cdf_avx2). */
 A512 INL __m512 act_cdf(__m512 z, __m512 *pdf)

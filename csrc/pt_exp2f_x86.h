@@ -36,6 +36,7 @@
 #define PT_EXP2F_X86_H
 #include <immintrin.h>
 
+#define PT_LOG2E 1.44269504088896340736     /* log2(e): exp(x) = 2^(x log2 e) */
 #define PT_LOG2E_F 1.44269504088896341f
 #define PT_EXP2F_LO (-125.4856f)     /* -86.98 log2(e): below it, 2^t = +0 */
 

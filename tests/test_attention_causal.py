@@ -10,15 +10,13 @@ in the sign of a zero). With inf or NaN in an operand, the causal path must
 compute the full tile again, so that NaN lands where the masked path and
 the NumPy reference put it.
 """
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from pytransformer import ops
+import pytransformer as pt
+from pytransformer import _core, ops
 from pytransformer.reference import _attention as ref
+from tests.helpers import use_isa
 
 # (B, H, T, D, Dv): one tile, a partial diagonal tile, several tiles with
 # a short last one, and D / Dv off the vector widths.
@@ -143,51 +141,48 @@ def test_causal_backward_nonfinite_lse_or_out(what, dtype):
     assert np.isfinite(dq[0, 0, :64]).all() and np.isfinite(got[0, 0, 128:]).all(), what
 
 
-# The same equality on every ISA level the CPU runs (each in a subprocess,
-# PT_ISA), at 1 and 3 threads, with a key-padding mask besides (the
-# diagonal tiles' masked path) and, in the backward, an lse of -inf or
-# +inf in some rows (the diagonal tile's step on the stored products
-# instead of mm_exp / mm_ds): each level's causal path computes what its
-# masked path computes.
-CHILD = """
-import numpy as np
-import pytransformer as pt
-from pytransformer import ops, _core
-assert _core.isa_info()["kernels"]["attention"] == {isa!r}
-for dtype in (np.float32, np.float64):
-    for B, H, T, D, Dv in {shapes!r}:
-        rng = np.random.default_rng(T)
-        q, k = (rng.standard_normal((B, H, T, D)).astype(dtype) for _ in range(2))
-        v = rng.standard_normal((B, H, T, Dv)).astype(dtype)
-        g = rng.standard_normal((B, H, T, Dv)).astype(dtype)
-        tril = np.tril(np.ones((T, T), dtype=bool))
-        pad = np.ones((B, 1, 1, T), dtype=bool)
-        pad[..., T - T // 4:] = False
-        for n in (1, 3):
-            pt.set_num_threads(n)
-            for extra in (None, pad):
-                res = []
-                for kw in ({{"is_causal": True, "attn_mask": extra}},
-                           {{"attn_mask": tril if extra is None else tril & extra}}):
-                    out, lse, _ = ops.attention_forward(q, k, v, **kw)
-                    l2 = lse.copy()
-                    l2[..., 1::5] = -np.inf
-                    l2[..., 2::7] = np.inf
-                    with np.errstate(all="ignore"):
-                        res.append([out, lse, *ops.attention_backward(g, q, k, v, out, lse, **kw),
-                                    *ops.attention_backward(g, q, k, v, out, l2, **kw)])
-                for name, a, b in zip(("out", "lse", "dq", "dk", "dv", "dq2", "dk2", "dv2"), *res):
-                    np.testing.assert_array_equal(a, b, err_msg=f"{{name}} {{T}} {{n}} {{dtype}}")
-"""
-
-
+# The same equality on every ISA level the CPU runs (helpers.use_isa), at
+# 1 and 3 threads, with a key-padding mask besides (the diagonal tiles'
+# masked path) and, in the backward, an lse of -inf or +inf in some rows
+# (the diagonal tile's step on the stored products instead of mm_exp /
+# mm_ds): each level's causal path computes what its masked path computes.
 @pytest.mark.parametrize("isa", ["portable", "avx2", "avx512"])
 def test_causal_equals_explicit_mask_on_every_isa(isa):
-    from pytransformer import _core
     if isa not in _core.isa_levels_supported():
         pytest.skip(f"the CPU does not run {isa}")
-    code = CHILD.format(isa=isa, shapes=SHAPES)
-    env = dict(os.environ, PT_ISA=isa)
-    env.pop("PT_PORTABLE", None)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+    threads = pt.get_num_threads()
+    try:
+        with use_isa(isa):
+            assert _core.isa_info()["kernels"]["attention"] == isa
+            _causal_equals_explicit_mask()
+    finally:
+        pt.set_num_threads(threads)
+
+
+def _causal_equals_explicit_mask():
+    for dtype in (np.float32, np.float64):
+        for B, H, T, D, Dv in SHAPES:
+            rng = np.random.default_rng(T)
+            q, k = (rng.standard_normal((B, H, T, D)).astype(dtype) for _ in range(2))
+            v = rng.standard_normal((B, H, T, Dv)).astype(dtype)
+            g = rng.standard_normal((B, H, T, Dv)).astype(dtype)
+            tril = np.tril(np.ones((T, T), dtype=bool))
+            pad = np.ones((B, 1, 1, T), dtype=bool)
+            pad[..., T - T // 4:] = False
+            for n in (1, 3):
+                pt.set_num_threads(n)
+                for extra in (None, pad):
+                    res = []
+                    for kw in ({"is_causal": True, "attn_mask": extra},
+                               {"attn_mask": tril if extra is None else tril & extra}):
+                        out, lse, _ = ops.attention_forward(q, k, v, **kw)
+                        l2 = lse.copy()
+                        l2[..., 1::5] = -np.inf
+                        l2[..., 2::7] = np.inf
+                        with np.errstate(all="ignore"):
+                            res.append([out, lse,
+                                        *ops.attention_backward(g, q, k, v, out, lse, **kw),
+                                        *ops.attention_backward(g, q, k, v, out, l2, **kw)])
+                    for name, a, b in zip(("out", "lse", "dq", "dk", "dv", "dq2", "dk2", "dv2"),
+                                          *res):
+                        np.testing.assert_array_equal(a, b, err_msg=f"{name} {T} {n} {dtype}")
