@@ -43,7 +43,7 @@
  *     tree, then the tail in order; double: in order, as portable.
  *   - pt_att_rowmax: a max is exact, so the lanes only change speed.
  *   - pt_att_transpose: exact; the AVX2 path's.
- *   - pt_att_maxabs: exact (a max, and a NaN test of x * 0 sums).
+ *   - pt_att_maxabs: exact (a max of |x|, and a NaN test of x * 0 sums).
  * The struct's `decode` slot is attention_decode_x86.c's AVX-512 one
  * (float64: the portable slot of attention_decode.c).
  */
@@ -623,31 +623,45 @@ static void PT_SFX(att_bwd_ds_avx512)(real *P, real *dS, int64_t ld, int nq, int
 
 /* -------------------------------------------------------------- maxabs */
 
-/* pt_att_maxabs: two zmm lanes of maxima (max(|x|, m) keeps m when x is
- * NaN) and two of x * 0 + z, NaN exactly when some x is inf or NaN; the
- * tail masked (missing lanes load 0). Exact, as the portable path. */
+/* pt_att_maxabs: four zmm lanes of maxima of |x| (vrange's absolute max,
+ * which ignores a NaN operand) and four of x * 0 + z, NaN exactly when
+ * some x is inf or NaN: two operations per vector, four independent
+ * chains of each; the tail masked (missing lanes load 0). Exact, as the
+ * portable path. */
+#if PT_DTYPE == 64
+#define ATT_Z_ABSMAX(m, x) _mm512_range_pd((m), (x), 0x0B)
+#else
+#define ATT_Z_ABSMAX(m, x) _mm512_range_ps((m), (x), 0x0B)
+#endif
 PT_TARGET_AVX512
 static double PT_SFX(att_maxabs_avx512)(const real *x, int64_t n)
 {
     const zreal zero = Z_ZERO();
-    zreal m0 = zero, m1 = zero, z0 = zero, z1 = zero;
+    zreal m0 = zero, m1 = zero, m2 = zero, m3 = zero, z0 = zero, z1 = zero, z2 = zero,
+          z3 = zero;
     int64_t i = 0;
-    for (; i + 2 * ZW <= n; i += 2 * ZW) {
+    for (; i + 4 * ZW <= n; i += 4 * ZW) {
         zreal a = Z_LOAD(x + i), b = Z_LOAD(x + i + ZW);
-        m0 = Z_MAX(Z_ABS(a), m0);
-        m1 = Z_MAX(Z_ABS(b), m1);
+        zreal c = Z_LOAD(x + i + 2 * ZW), d = Z_LOAD(x + i + 3 * ZW);
+        m0 = ATT_Z_ABSMAX(m0, a);
+        m1 = ATT_Z_ABSMAX(m1, b);
+        m2 = ATT_Z_ABSMAX(m2, c);
+        m3 = ATT_Z_ABSMAX(m3, d);
         z0 = Z_FMA(a, zero, z0);
         z1 = Z_FMA(b, zero, z1);
+        z2 = Z_FMA(c, zero, z2);
+        z3 = Z_FMA(d, zero, z3);
     }
     for (; i < n; i += ZW) {
         zreal a = Z_MLOAD(x + i, Z_TAIL(n - i));
-        m0 = Z_MAX(Z_ABS(a), m0);
+        m0 = ATT_Z_ABSMAX(m0, a);
         z0 = Z_FMA(a, zero, z0);
     }
-    z0 = Z_ADD(z0, z1);
+    z0 = Z_ADD(Z_ADD(z0, z1), Z_ADD(z2, z3));
     if (Z_CMP_MASK(z0, z0, _CMP_UNORD_Q)) return -1;
-    return (double)Z_REDUCE_MAX(Z_MAX(m0, m1));
+    return (double)Z_REDUCE_MAX(Z_MAX(Z_MAX(m0, m1), Z_MAX(m2, m3)));
 }
+#undef ATT_Z_ABSMAX
 
 /* ------------------------------------------ the path (pt_dispatch.h) */
 
