@@ -533,7 +533,9 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
     real *P = w->P, *dS = w->dS;
     int diag = 0;
     if (is_causal && i0 == j0) {
-        const real *x[4] = {dout + i0 * Dv, v + j0 * Dv, q + i0 * D, k + j0 * D};
+        /* a whole key tile: its transposes (the same numbers), just written */
+        const real *x[4] = {dout + i0 * Dv, nk == BK ? w->vT : v + j0 * Dv, q + i0 * D,
+                            nk == BK ? w->kT : k + j0 * D};
         int64_t len[4] = {(int64_t)nq * Dv, (int64_t)nk * Dv, (int64_t)nq * D,
                           (int64_t)nk * D};
         diag = PT_SFX(att_diag_ok)(x, len, 4, 1, Dv);
