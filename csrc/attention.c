@@ -156,8 +156,9 @@ static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal
 
 /* Causal diagonal tiles. In the tile pair with i0 == j0 (BQ == BK, so the
  * only pair that is partly masked), query row i sees keys j <= i only. The
- * products run per group of ATT_DG rows (a multiple of both paths' row
- * blocks) on just the part a group needs:
+ * products run per group of ATT_DG rows (one register block of the AVX2
+ * and AVX-512 kernels, so each block sums and stores no more than its own
+ * rows need) on just the part a group needs:
  *   - scores (q k^T, dout v^T): rows [r0, r1) need columns j < r1,
  *     rounded up to ATT_DROUND (whole vectors); the masked rest of q k^T
  *     is set to -inf by att_mask, the rest of dout v^T to 0 (its P is 0),
@@ -176,7 +177,7 @@ static int64_t PT_SFX(att_key_end)(int64_t i0, int nq, int64_t Tk, int is_causal
  * or dS is NaN, not 0); a chain that starts
  * later starts from the same +0, and one that stops earlier differs at
  * most in the sign of a zero. */
-#define ATT_DG 12
+#define ATT_DG 6
 #define ATT_DROUND 16
 /* Rows per softmax step call on a diagonal tile: the AVX-512 step's batch. */
 #define ATT_SBAND 16
@@ -532,7 +533,9 @@ static void PT_SFX(att_bwd_tile)(real *dq, real *dk, real *dv, const real *dout,
     real *P = w->P, *dS = w->dS;
     int diag = 0;
     if (is_causal && i0 == j0) {
-        const real *x[4] = {dout + i0 * Dv, v + j0 * Dv, q + i0 * D, k + j0 * D};
+        /* a whole key tile: its transposes (the same numbers), just written */
+        const real *x[4] = {dout + i0 * Dv, nk == BK ? w->vT : v + j0 * Dv, q + i0 * D,
+                            nk == BK ? w->kT : k + j0 * D};
         int64_t len[4] = {(int64_t)nq * Dv, (int64_t)nk * Dv, (int64_t)nq * D,
                           (int64_t)nk * D};
         diag = PT_SFX(att_diag_ok)(x, len, 4, 1, Dv);
