@@ -39,13 +39,8 @@
  * Intrinsics were measured ~20-30% faster than letting GCC vectorise the
  * portable GELU loops for AVX2 (no FMA contraction under -std=c99), and
  * the backward's fused dx/dbias adds 13-17% faster than the scratch row.
- * Measured (bench/activation.py: 4096 x 1536, 1 thread, Zen 3 EPYC at
- * 2.45 GHz, shared; CPU ns per element, portable -> AVX2; PyTorch 2.13
- * wall time in brackets, from a quieter run): erf forward 3.88 -> 1.00
- * [0.95], backward 4.93 -> 1.55 [1.42]; tanh forward 3.76 -> 0.90 [3.53],
- * backward 5.26 -> 1.59 [3.55]; bias + erf GELU forward 3.87 -> 0.98
- * [1.33], backward 5.1 -> 1.7. The rows are compute bound (erf forward
- * ~0.85 ns per element with the data in L1). */
+ * The GELU rows are compute bound: their cost is the count of vector
+ * operations per element (docs/benchmarks.md has the rates). */
 #if PT_DTYPE == 32 && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define ACT_AVX2 1
 #define ACT_AVX2_ATTR __attribute__((target("avx2,fma")))
@@ -67,15 +62,20 @@
 #define K_GELU_C    0.044715
 #define K_EXP2_HALF ((float)(-0.5 * PT_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
 #define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * PT_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
+#define K_ERFC_T    0.425f                   /* erfc's t = 1 / (1 + K_ERFC_T x) */
+#define K_ERFC_TZ   0.30052038200428266f     /* K_ERFC_T / sqrt 2: t from |z| */
 
 /* ---- float32 GELU pieces, written so the loops vectorise (libm's erff and
  * tanhf are scalar calls of ~40 ns each here, more than the GEMMs around
  * them). float64 uses libm (exact to ~1 ulp).
  *
  * exp: pt_expf (pt_expf.h), vectorisable, ~2 ulp, flushes below -86.98 to 0.
- * erfc(x) = e^(-x^2) t P(t), t = 1 / (1 + x/2), x >= 0, with P of degree 8
- *   fitted here (weighted least squares on x in [0, 10] for relative
- *   error): 4.3e-8 relative in exact arithmetic, ~4e-7 evaluated in float32.
+ * erfc(x) = e^(-x^2) t P(t), t = 1 / (1 + K_ERFC_T x), x >= 0, with P of
+ *   degree 7 and K_ERFC_T = 0.425 fitted here (iteratively reweighted least
+ *   squares towards the least maximum relative error on x in [0, 9.34],
+ *   beyond which e^(-x^2) leaves float32's range): 1.1e-7 relative in
+ *   exact arithmetic, 1.4e-7 with P's coefficients rounded to float32,
+ *   under the rounding of the float32 evaluation around it.
  *   For z < 0, Phi(z) = erfc(|z|/sqrt2)/2 is computed directly, so the
  *   negative tail keeps its relative accuracy (1 + erf(z/sqrt2) would
  *   cancel).
@@ -104,16 +104,15 @@ static inline float gelu_cdf_f32(float z, float *pdf)
 {
     float x = z * 0.70710678118654752f;
     float e = pt_expf(-x * x);               /* = exp(-z^2 / 2) */
-    float t = 1.0f / (1.0f + 0.5f * fabsf(x));
-    float p = -5.9073070114e-02f;
-    p = p * t + 2.8459255514e-01f;
-    p = p * t - 4.8723127932e-01f;
-    p = p * t + 2.7809737991e-01f;
-    p = p * t - 2.6642664005e-02f;
-    p = p * t + 2.0269250254e-01f;
-    p = p * t + 2.4310271257e-01f;
-    p = p * t + 2.8237540531e-01f;
-    p = p * t + 2.8208641478e-01f;
+    float t = 1.0f / (1.0f + K_ERFC_T * fabsf(x));
+    float p = 7.2415591683e-02f;
+    p = p * t - 3.1706534157e-01f;
+    p = p * t + 4.1435917339e-01f;
+    p = p * t - 1.0946489031e-01f;
+    p = p * t + 2.5838054814e-01f;
+    p = p * t + 1.9970517903e-01f;
+    p = p * t + 2.4200153982e-01f;
+    p = p * t + 2.3966808695e-01f;
     float q = 0.5f * e * t * p;               /* = erfc(|x|) / 2 */
     *pdf = 0.39894228040143268f * e;
     return sel_f32(z < 0, q, 1.0f - q);
@@ -151,39 +150,60 @@ static inline double tanh_parts_f64(double u, double *omt2)
  * pt_exp2f_x86.h) with log2(e) folded into t's constant, FMA where a*b+c
  * appears and constant factors folded (exp's argument -z^2/2 as
  * (-log2(e) z/2) z, P's coefficients halved, sqrt(2/pi) into exp's
- * argument), so results
- * differ from the portable path in the last bits, most (~1e-5 relative) in
- * the far negative tail, where exp magnifies its argument's rounding; the
- * AVX2 erf form is the more accurate of the two there. Row tails use
- * masked loads and stores, so every element of a row takes the same
- * arithmetic. Together the foldings saved ~14% (erf) / 12% (tanh) of the
- * forward's time. */
+ * argument), and the erf forward's z Phi(z) as one fused
+ * max(-0, z) - |z| q (act_gelu_erf_avx2), so results differ from the
+ * portable path in the last bits, most (~2e-5 relative) in the far
+ * negative tail, where exp magnifies its argument's rounding; the AVX2 erf
+ * form is the more accurate of the two there. Row tails use masked loads
+ * and stores, so every element of a row takes the same arithmetic. */
 #include <immintrin.h>
 #include "pt_exp2f_x86.h"
 
-/* Phi(z) and, through *pdf, phi(z) (gelu_cdf_f32, with x = z / sqrt 2
- * folded into the constants and P's coefficients halved, both exact). */
+/* The parts of q = erfc(a / sqrt 2) / 2 = (e t) p for a = |z| (gelu_cdf_f32,
+ * with x = z / sqrt 2 folded into the constants and P's coefficients
+ * halved, both exact): e = exp(-z^2 / 2), t and p = P(t) / 2. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 act_erfc_parts_avx2(__m256 z, __m256 a, __m256 *e, __m256 *t)
+{
+    *e = pt_exp2f_neg_avx2(_mm256_mul_ps(_mm256_mul_ps(z, _mm256_set1_ps(K_EXP2_HALF)), z));
+    *t = _mm256_div_ps(_mm256_set1_ps(1.0f),
+                       _mm256_fmadd_ps(_mm256_set1_ps(K_ERFC_TZ), a, _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(7.2415591683e-02f * 0.5f);
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(-3.1706534157e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(4.1435917339e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(-1.0946489031e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(2.5838054814e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(1.9970517903e-01f * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(2.4200153982e-01f * 0.5f));
+    return _mm256_fmadd_ps(p, *t, _mm256_set1_ps(2.3966808695e-01f * 0.5f));
+}
+
+/* Phi(z) and, through *pdf, phi(z) (gelu_cdf_f32). */
 __attribute__((always_inline, target("avx2,fma")))
 static inline __m256 act_cdf_avx2(__m256 z, __m256 *pdf)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 e = pt_exp2f_neg_avx2(_mm256_mul_ps(_mm256_mul_ps(z, _mm256_set1_ps(K_EXP2_HALF)), z));
-    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
-                             _mm256_fmadd_ps(_mm256_set1_ps(0.35355339059327376f),
-                                             _mm256_and_ps(z, absmask), _mm256_set1_ps(1.0f)));
-    __m256 p = _mm256_set1_ps(-5.9073070114e-02f * 0.5f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.8459255514e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-4.8723127932e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.7809737991e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-2.6642664005e-02f * 0.5f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.0269250254e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.4310271257e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.8237540531e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.8208641478e-01f * 0.5f));
+    __m256 e, t, p = act_erfc_parts_avx2(z, _mm256_and_ps(z, absmask), &e, &t);
     __m256 q = _mm256_mul_ps(_mm256_mul_ps(e, t), p);
     *pdf = _mm256_mul_ps(_mm256_set1_ps(0.39894228040143268f), e);
     __m256 neg = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_LT_OQ);
     return _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), q), q, neg);
+}
+
+/* z Phi(z) = m - |z| q with m = max(-0, z) (z (1 - q) for z >= 0, z q
+ * below): one fused rounding and no select. m is -0 for z < 0, so a
+ * product that underflows keeps z's sign (-0), as z q does; max returns
+ * its second operand z for z = +-0 and NaN. |z| is taken of min(z, 1e30),
+ * so +inf gives inf - 1e30 * 0 = inf, and -inf gives -0 - inf * 0 = NaN, as
+ * z Phi(z) does (and PyTorch); NaN stays NaN through m and e. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 act_gelu_erf_avx2(__m256 z)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 a = _mm256_and_ps(_mm256_min_ps(z, _mm256_set1_ps(1e30f)), absmask);
+    __m256 e, t, p = act_erfc_parts_avx2(z, a, &e, &t);
+    return _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_mul_ps(a, e), t), p,
+                            _mm256_max_ps(_mm256_set1_ps(-0.0f), z));
 }
 
 /* 1 + tanh(u) and, through *omt2, 1 - tanh(u)^2 (tanh_parts_f32) for
@@ -215,10 +235,7 @@ static inline __m256i act_tail_mask(int64_t n)
 __attribute__((always_inline, target("avx2,fma")))
 static inline __m256 act_gelu_avx2(__m256 z, int kind)
 {
-    if (kind == PT_ACT_GELU_ERF) {
-        __m256 pdf;
-        return _mm256_mul_ps(z, act_cdf_avx2(z, &pdf));
-    }
+    if (kind == PT_ACT_GELU_ERF) return act_gelu_erf_avx2(z);
     __m256 omt2, opt = act_tanh_parts_avx2(z, _mm256_mul_ps(z, z), &omt2);
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), z), opt);
 }
@@ -246,36 +263,51 @@ static inline void act_gelu_tail_avx2(float *y, const float *x, const float *bia
                                       int64_t n, int kind)
 {
     __m256i m = act_tail_mask(n - c);
-    __m256 z = _mm256_add_ps(_mm256_maskload_ps(x + c, m), _mm256_maskload_ps(bias + c, m));
+    __m256 z = _mm256_maskload_ps(x + c, m);
+    if (bias) z = _mm256_add_ps(z, _mm256_maskload_ps(bias + c, m));
     _mm256_maskstore_ps(y + c, m, act_gelu_avx2(z, kind));
 }
 
+/* z = x + bias over 8 lanes from c (z = x without a bias). */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 act_z_avx2(const float *x, const float *bias, int64_t c)
+{
+    __m256 z = _mm256_loadu_ps(x + c);
+    return bias ? _mm256_add_ps(z, _mm256_loadu_ps(bias + c)) : z;
+}
+
 /* One row segment of the forward, upwards, or downwards when y lies just
- * above x (pt_alias.h): the masked tail first, then whole vectors. */
-ACT_AVX2_ATTR
-static void act_gelu_row_avx2(float *y, const float *x, const float *bias, int64_t n, int kind)
+ * above x (pt_alias.h): the masked tail first, then whole vectors. bias may
+ * be NULL (z = x); act_gelu_row_avx2 passes it as a constant, so each case
+ * has its own loop without a branch. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void act_gelu_row_body_avx2(float *y, const float *x, const float *bias,
+                                          int64_t n, int kind)
 {
     int64_t c = 0;
     if (pt_walk_down(y, x)) {
         c = n - n % 8;
         if (c < n) act_gelu_tail_avx2(y, x, bias, c, n, kind);
-        for (c -= 8; c >= 0; c -= 8) {
-            __m256 z = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
-            _mm256_storeu_ps(y + c, act_gelu_avx2(z, kind));
-        }
+        for (c -= 8; c >= 0; c -= 8)
+            _mm256_storeu_ps(y + c, act_gelu_avx2(act_z_avx2(x, bias, c), kind));
         return;
     }
     for (; c + 16 <= n; c += 16) {   /* two independent chains per step */
-        __m256 z0 = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
-        __m256 z1 = _mm256_add_ps(_mm256_loadu_ps(x + c + 8), _mm256_loadu_ps(bias + c + 8));
+        __m256 z0 = act_z_avx2(x, bias, c), z1 = act_z_avx2(x, bias, c + 8);
         _mm256_storeu_ps(y + c, act_gelu_avx2(z0, kind));
         _mm256_storeu_ps(y + c + 8, act_gelu_avx2(z1, kind));
     }
-    for (; c + 8 <= n; c += 8) {
-        __m256 z = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
-        _mm256_storeu_ps(y + c, act_gelu_avx2(z, kind));
-    }
+    for (; c + 8 <= n; c += 8)
+        _mm256_storeu_ps(y + c, act_gelu_avx2(act_z_avx2(x, bias, c), kind));
     if (c < n) act_gelu_tail_avx2(y, x, bias, c, n, kind);
+}
+ACT_AVX2_ATTR
+static void act_gelu_row_avx2(float *y, const float *x, const float *bias, int64_t n, int kind)
+{
+    if (bias)
+        act_gelu_row_body_avx2(y, x, bias, n, kind);
+    else
+        act_gelu_row_body_avx2(y, x, NULL, n, kind);
 }
 
 /* dx += g (dx = g when !acc) and p += g (in double), g = dy * a'(x + bias)
@@ -364,11 +396,13 @@ static void act_gelu_grad_acc_row_ahead_avx2(float *dx, double *p, const float *
 }
 #endif /* ACT_AVX2 */
 
-/* a(x + bias) for one row segment [c0, c1). One loop per kind, so the
- * simple ones (none, relu) vectorise; the GELU loops walk down when y lies
- * just above x (pt_alias.h; measured on the GELU rows, which are compute
- * bound, so that each element's loads waiting on the previous element's
- * stores is what costs). */
+/* a(x + bias) for one row segment [c0, c1); bias may be NULL (z = x): the
+ * callers (act_row_z) pass it as a constant, so each case has its own
+ * loops. One loop per kind, so the simple ones (none, relu) vectorise; the
+ * GELU loops walk down when y lies just above x (pt_alias.h; measured on
+ * the GELU rows, which are compute bound, so that each element's loads
+ * waiting on the previous element's stores is what costs). */
+#define ACT_Z(c) (bias ? x[c] + bias[c] : x[c])
 #define ACT_LOOP(...)                                      \
     do {                                                   \
         if (down)                                          \
@@ -383,19 +417,19 @@ ACT_BODY void PT_SFX(act_row_body)(real *y, const real *x, const real *bias,
     int down = pt_walk_down(y, x);
     switch (kind) {
     case PT_ACT_NONE:
-        for (c = c0; c < c1; c++) y[c] = x[c] + bias[c];
+        for (c = c0; c < c1; c++) y[c] = ACT_Z(c);
         break;
     case PT_ACT_RELU:
         for (c = c0; c < c1; c++) {
-            real z = x[c] + bias[c];
+            real z = ACT_Z(c);
             y[c] = z < 0 ? 0 : z;
         }
         break;
     case PT_ACT_GELU_ERF:
-        ACT_LOOP(real z = x[c] + bias[c], pdf; y[c] = z * GELU_CDF(z, &pdf););
+        ACT_LOOP(real z = ACT_Z(c), pdf; y[c] = z * GELU_CDF(z, &pdf););
         break;
     case PT_ACT_GELU_TANH:
-        ACT_LOOP(real z = x[c] + bias[c], omt2;
+        ACT_LOOP(real z = ACT_Z(c), omt2;
                  real u = (real)K_SQRT_2_PI * (z + (real)K_GELU_C * z * z * z);
                  y[c] = (real)0.5 * z * TANH_PARTS(u, &omt2););
         break;
@@ -475,7 +509,10 @@ ACT_BODY void PT_SFX(grad_tile_body)(real *g, double *p, real *dx, const real *d
 static void PT_SFX(act_row)(real *y, const real *x, const real *bias,
                             int64_t c0, int64_t c1, int kind)
 {
-    PT_SFX(act_row_body)(y, x, bias, c0, c1, kind);
+    if (bias)
+        PT_SFX(act_row_body)(y, x, bias, c0, c1, kind);
+    else
+        PT_SFX(act_row_body)(y, x, NULL, c0, c1, kind);
 }
 static void PT_SFX(grad_tile)(real *g, double *p, real *dx, const real *dy, const real *x,
                               const real *bias, int64_t C, int64_t n0, int64_t n1,
@@ -491,10 +528,13 @@ static void PT_SFX(act_row_avx2)(real *y, const real *x, const real *bias,
                                  int64_t c0, int64_t c1, int kind)
 {
     if (kind >= PT_ACT_GELU_ERF) {
-        act_gelu_row_avx2(y + c0, x + c0, bias + c0, c1 - c0, kind);
+        act_gelu_row_avx2(y + c0, x + c0, bias ? bias + c0 : NULL, c1 - c0, kind);
         return;
     }
-    PT_SFX(act_row_body)(y, x, bias, c0, c1, kind);
+    if (bias)
+        PT_SFX(act_row_body)(y, x, bias, c0, c1, kind);
+    else
+        PT_SFX(act_row_body)(y, x, NULL, c0, c1, kind);
 }
 ACT_AVX2_ATTR
 static void PT_SFX(grad_tile_avx2)(real *g, double *p, real *dx, const real *dy,
@@ -519,13 +559,6 @@ int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
 {
     if (N < 0 || C < 0 || kind < PT_ACT_NONE || kind > PT_ACT_GELU_TANH) return PT_EINVAL;
     if (N == 0 || C == 0) return PT_OK;
-    /* No bias: a zero bias, so the row loops have no branch on it. */
-    real *zeros = NULL;
-    if (!bias) {
-        zeros = calloc((size_t)C, sizeof(real));
-        if (!zeros) return PT_ENOMEM;
-        bias = zeros;
-    }
     /* Cheap kinds are memory bound: go parallel only for big arrays. */
     int64_t work = N * C * (kind >= PT_ACT_GELU_ERF ? 8 : 1);
     (void)work;  /* read only by the OpenMP pragma */
@@ -533,8 +566,7 @@ int PT_FN(pt_bias_act_forward)(real *y, const real *x, const real *bias,
         PT_KERNELS(act)->row;
     #pragma omp parallel for num_threads(pt_get_num_threads()) if (work > 65536)
     for (int64_t n = 0; n < N; n++)
-        row(y + n * C, x + n * C, bias, 0, C, kind);
-    free(zeros);
+        row(y + n * C, x + n * C, bias, 0, C, kind);   /* bias may be NULL */
     return PT_OK;
 }
 
@@ -555,7 +587,7 @@ int PT_FN(pt_bias_act_backward)(real *dx, real *dbias, const real *dy,
         part = malloc((size_t)(nchunks * C) * sizeof(double));
         if (!part) return PT_ENOMEM;
     }
-    real *zeros = NULL;   /* no bias: a zero bias (see forward) */
+    real *zeros = NULL;   /* no bias: a zero bias, so the tile loops have no branch on it */
     if (!bias) {
         zeros = calloc((size_t)C, sizeof(real));
         if (!zeros) { free(part); return PT_ENOMEM; }

@@ -206,21 +206,38 @@ A2 INL __m256d actd2_gelu_grad(__m256d dy, __m256d z, int kind)
     return _mm256_mul_pd(_mm256_mul_pd(dy, _mm256_set1_pd(0.5)), s);
 }
 
-A2 static void actd2_gelu_row(double *y, const double *x, const double *bias, int64_t n,
-                              int kind)
+/* z = x + bias over 4 lanes from c (z = x without a bias). */
+A2 INL __m256d actd2_z(const double *x, const double *bias, int64_t c)
+{
+    __m256d z = _mm256_loadu_pd(x + c);
+    return bias ? _mm256_add_pd(z, _mm256_loadu_pd(bias + c)) : z;
+}
+
+/* One row segment of the forward; bias may be NULL (z = x): actd2_gelu_row
+ * passes it as a constant, so each case has its own loop. */
+A2 INL void actd2_gelu_row_body(double *y, const double *x, const double *bias, int64_t n,
+                                int kind)
 {
     int64_t c = 0;
     for (; c + 8 <= n; c += 8) {   /* two independent chains per step */
-        __m256d z0 = _mm256_add_pd(_mm256_loadu_pd(x + c), _mm256_loadu_pd(bias + c));
-        __m256d z1 = _mm256_add_pd(_mm256_loadu_pd(x + c + 4), _mm256_loadu_pd(bias + c + 4));
+        __m256d z0 = actd2_z(x, bias, c), z1 = actd2_z(x, bias, c + 4);
         _mm256_storeu_pd(y + c, actd2_gelu(z0, kind));
         _mm256_storeu_pd(y + c + 4, actd2_gelu(z1, kind));
     }
     for (; c < n; c += 4) {
         __m256i m = actd2_tail(n - c);
-        __m256d z = _mm256_add_pd(_mm256_maskload_pd(x + c, m), _mm256_maskload_pd(bias + c, m));
+        __m256d z = _mm256_maskload_pd(x + c, m);
+        if (bias) z = _mm256_add_pd(z, _mm256_maskload_pd(bias + c, m));
         _mm256_maskstore_pd(y + c, m, actd2_gelu(z, kind));
     }
+}
+A2 static void actd2_gelu_row(double *y, const double *x, const double *bias, int64_t n,
+                              int kind)
+{
+    if (bias)
+        actd2_gelu_row_body(y, x, bias, n, kind);
+    else
+        actd2_gelu_row_body(y, x, NULL, n, kind);
 }
 
 /* dx += g (dx = g when !acc) and p += g in the lanes m selects; dx or p
@@ -297,7 +314,7 @@ A2 static void act_row_avx2_f64(double *y, const double *x, const double *bias, 
         pt_act_portable_f64.row(y, x, bias, c0, c1, kind);
         return;
     }
-    actd2_gelu_row(y + c0, x + c0, bias + c0, c1 - c0, kind);
+    actd2_gelu_row(y + c0, x + c0, bias ? bias + c0 : NULL, c1 - c0, kind);
 }
 
 /* The grad_tile slot: the GELU kinds here (g fused into the sums: dbias

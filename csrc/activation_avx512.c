@@ -29,28 +29,41 @@
 #define K_GELU_C    0.044715
 #define K_EXP2_HALF ((float)(-0.5 * PT_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
 #define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * PT_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
+#define K_ERFC_TZ   0.30052038200428266f     /* erfc's t = 1 / (1 + K_ERFC_TZ |z|) */
+
+/* q = erfc(|z| / sqrt 2) / 2 as (e t) p (act_erfc_parts_avx2). */
+A512 INL __m512 act_erfc_parts(__m512 z, __m512 a, __m512 *e, __m512 *t)
+{
+    *e = pt_exp2f_neg_avx512(_mm512_mul_ps(_mm512_mul_ps(z, _mm512_set1_ps(K_EXP2_HALF)), z));
+    *t = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                       _mm512_fmadd_ps(_mm512_set1_ps(K_ERFC_TZ), a, _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(7.2415591683e-02f * 0.5f);
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(-3.1706534157e-01f * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(4.1435917339e-01f * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(-1.0946489031e-01f * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(2.5838054814e-01f * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(1.9970517903e-01f * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(2.4200153982e-01f * 0.5f));
+    return _mm512_fmadd_ps(p, *t, _mm512_set1_ps(2.3966808695e-01f * 0.5f));
+}
 
 /* Phi(z) and, through *pdf, phi(z) (act_cdf_avx2). */
 A512 INL __m512 act_cdf(__m512 z, __m512 *pdf)
 {
-    __m512 zh = _mm512_mul_ps(z, _mm512_set1_ps(K_EXP2_HALF));
-    __m512 e = pt_exp2f_neg_avx512(_mm512_mul_ps(zh, z));
-    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
-                             _mm512_fmadd_ps(_mm512_set1_ps(0.35355339059327376f),
-                                             _mm512_abs_ps(z), _mm512_set1_ps(1.0f)));
-    __m512 p = _mm512_set1_ps(-5.9073070114e-02f * 0.5f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(2.8459255514e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-4.8723127932e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(2.7809737991e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-2.6642664005e-02f * 0.5f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(2.0269250254e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(2.4310271257e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(2.8237540531e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(2.8208641478e-01f * 0.5f));
+    __m512 e, t, p = act_erfc_parts(z, _mm512_abs_ps(z), &e, &t);
     __m512 q = _mm512_mul_ps(_mm512_mul_ps(e, t), p);
     *pdf = _mm512_mul_ps(_mm512_set1_ps(0.39894228040143268f), e);
     __mmask16 neg = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
     return _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), q), q);
+}
+
+/* z Phi(z) = max(-0, z) - |min(z, 1e30)| q (act_gelu_erf_avx2). */
+A512 INL __m512 act_gelu_erf(__m512 z)
+{
+    __m512 a = _mm512_abs_ps(_mm512_min_ps(z, _mm512_set1_ps(1e30f)));
+    __m512 e, t, p = act_erfc_parts(z, a, &e, &t);
+    return _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_mul_ps(a, e), t), p,
+                            _mm512_max_ps(_mm512_set1_ps(-0.0f), z));
 }
 
 /* 1 + tanh(u) and, through *omt2, 1 - tanh(u)^2 (act_tanh_parts_avx2). */
@@ -68,10 +81,7 @@ A512 INL __m512 act_tanh_parts(__m512 z, __m512 z2, __m512 *omt2)
 
 A512 INL __m512 act_gelu(__m512 z, int kind)
 {
-    if (kind == PT_ACT_GELU_ERF) {
-        __m512 pdf;
-        return _mm512_mul_ps(z, act_cdf(z, &pdf));
-    }
+    if (kind == PT_ACT_GELU_ERF) return act_gelu_erf(z);
     __m512 omt2, opt = act_tanh_parts(z, _mm512_mul_ps(z, z), &omt2);
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), z), opt);
 }
@@ -91,43 +101,51 @@ A512 INL __m512 act_gelu_grad(__m512 dy, __m512 z, int kind)
     return _mm512_mul_ps(_mm512_mul_ps(dy, _mm512_set1_ps(0.5f)), s);
 }
 
+/* z = x + bias in the lanes m selects (z = x without a bias). */
+A512 INL __m512 act_z(const float *x, const float *bias, int64_t c, __mmask16 m)
+{
+    __m512 z = _mm512_maskz_loadu_ps(m, x + c);
+    return bias ? _mm512_add_ps(z, _mm512_maskz_loadu_ps(m, bias + c)) : z;
+}
+
 /* One row segment of the forward, upwards, or downwards when y lies just
- * above x (pt_alias.h): the masked tail first, then whole vectors. */
-A512 static void act_gelu_row(float *y, const float *x, const float *bias, int64_t n, int kind)
+ * above x (pt_alias.h): the masked tail first, then whole vectors. bias
+ * may be NULL (z = x); act_gelu_row passes it as a constant, so each case
+ * has its own loop without a branch. */
+A512 INL void act_gelu_row_body(float *y, const float *x, const float *bias, int64_t n,
+                                int kind)
 {
     int64_t c = 0;
     if (pt_walk_down(y, x)) {
         c = n - n % 16;
         if (c < n) {
             __mmask16 m = Z_TAIL(n - c);
-            __m512 z = _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + c),
-                                     _mm512_maskz_loadu_ps(m, bias + c));
-            _mm512_mask_storeu_ps(y + c, m, act_gelu(z, kind));
+            _mm512_mask_storeu_ps(y + c, m, act_gelu(act_z(x, bias, c, m), kind));
         }
         for (; c >= 32; c -= 32) {
-            __m512 z1 = _mm512_add_ps(_mm512_loadu_ps(x + c - 16), _mm512_loadu_ps(bias + c - 16));
-            __m512 z0 = _mm512_add_ps(_mm512_loadu_ps(x + c - 32), _mm512_loadu_ps(bias + c - 32));
+            __m512 z1 = act_z(x, bias, c - 16, 0xFFFF), z0 = act_z(x, bias, c - 32, 0xFFFF);
             _mm512_storeu_ps(y + c - 16, act_gelu(z1, kind));
             _mm512_storeu_ps(y + c - 32, act_gelu(z0, kind));
         }
-        if (c == 16) {
-            __m512 z = _mm512_add_ps(_mm512_loadu_ps(x), _mm512_loadu_ps(bias));
-            _mm512_storeu_ps(y, act_gelu(z, kind));
-        }
+        if (c == 16) _mm512_storeu_ps(y, act_gelu(act_z(x, bias, 0, 0xFFFF), kind));
         return;
     }
     for (; c + 32 <= n; c += 32) {   /* two independent chains per step */
-        __m512 z0 = _mm512_add_ps(_mm512_loadu_ps(x + c), _mm512_loadu_ps(bias + c));
-        __m512 z1 = _mm512_add_ps(_mm512_loadu_ps(x + c + 16), _mm512_loadu_ps(bias + c + 16));
+        __m512 z0 = act_z(x, bias, c, 0xFFFF), z1 = act_z(x, bias, c + 16, 0xFFFF);
         _mm512_storeu_ps(y + c, act_gelu(z0, kind));
         _mm512_storeu_ps(y + c + 16, act_gelu(z1, kind));
     }
     for (; c < n; c += 16) {
         __mmask16 m = Z_TAIL(n - c);
-        __m512 z = _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + c),
-                                 _mm512_maskz_loadu_ps(m, bias + c));
-        _mm512_mask_storeu_ps(y + c, m, act_gelu(z, kind));
+        _mm512_mask_storeu_ps(y + c, m, act_gelu(act_z(x, bias, c, m), kind));
     }
+}
+A512 static void act_gelu_row(float *y, const float *x, const float *bias, int64_t n, int kind)
+{
+    if (bias)
+        act_gelu_row_body(y, x, bias, n, kind);
+    else
+        act_gelu_row_body(y, x, NULL, n, kind);
 }
 
 /* dx += g (dx = g when !acc) and p += (double)g in the lanes m selects;
@@ -213,7 +231,7 @@ A512 static void act_row_avx512(float *y, const float *x, const float *bias, int
         pt_act_avx2_f32.row(y, x, bias, c0, c1, kind);
         return;
     }
-    act_gelu_row(y + c0, x + c0, bias + c0, c1 - c0, kind);
+    act_gelu_row(y + c0, x + c0, bias ? bias + c0 : NULL, c1 - c0, kind);
 }
 
 /* The grad_tile slot: the GELU kinds here (no scratch row: g is fused into
@@ -350,22 +368,35 @@ A512 INL __m512d actd_gelu_grad(__m512d dy, __m512d z, int kind)
     return _mm512_mul_pd(_mm512_mul_pd(dy, _mm512_set1_pd(0.5)), s);
 }
 
-A512 static void actd_gelu_row(double *y, const double *x, const double *bias, int64_t n,
-                               int kind)
+/* z = x + bias in the lanes m selects (z = x without a bias). */
+A512 INL __m512d actd_z(const double *x, const double *bias, int64_t c, __mmask8 m)
+{
+    __m512d z = _mm512_maskz_loadu_pd(m, x + c);
+    return bias ? _mm512_add_pd(z, _mm512_maskz_loadu_pd(m, bias + c)) : z;
+}
+
+/* One row segment of the forward; bias may be NULL (act_gelu_row). */
+A512 INL void actd_gelu_row_body(double *y, const double *x, const double *bias, int64_t n,
+                                 int kind)
 {
     int64_t c = 0;
     for (; c + 16 <= n; c += 16) {   /* two independent chains per step */
-        __m512d z0 = _mm512_add_pd(_mm512_loadu_pd(x + c), _mm512_loadu_pd(bias + c));
-        __m512d z1 = _mm512_add_pd(_mm512_loadu_pd(x + c + 8), _mm512_loadu_pd(bias + c + 8));
+        __m512d z0 = actd_z(x, bias, c, 0xFF), z1 = actd_z(x, bias, c + 8, 0xFF);
         _mm512_storeu_pd(y + c, actd_gelu(z0, kind));
         _mm512_storeu_pd(y + c + 8, actd_gelu(z1, kind));
     }
     for (; c < n; c += 8) {
         __mmask8 m = Z_TAIL(n - c);
-        __m512d z = _mm512_add_pd(_mm512_maskz_loadu_pd(m, x + c),
-                                  _mm512_maskz_loadu_pd(m, bias + c));
-        _mm512_mask_storeu_pd(y + c, m, actd_gelu(z, kind));
+        _mm512_mask_storeu_pd(y + c, m, actd_gelu(actd_z(x, bias, c, m), kind));
     }
+}
+A512 static void actd_gelu_row(double *y, const double *x, const double *bias, int64_t n,
+                               int kind)
+{
+    if (bias)
+        actd_gelu_row_body(y, x, bias, n, kind);
+    else
+        actd_gelu_row_body(y, x, NULL, n, kind);
 }
 
 /* dx += g (dx = g when !acc) and p += g in the lanes m selects; dx or p
@@ -443,7 +474,7 @@ A512 static void act_row_avx512_f64(double *y, const double *x, const double *bi
         pt_act_portable_f64.row(y, x, bias, c0, c1, kind);
         return;
     }
-    actd_gelu_row(y + c0, x + c0, bias + c0, c1 - c0, kind);
+    actd_gelu_row(y + c0, x + c0, bias ? bias + c0 : NULL, c1 - c0, kind);
 }
 
 /* The grad_tile slot: the GELU kinds here (g fused into the sums: dbias

@@ -108,7 +108,8 @@ extern const struct PT_DSFX(pt_att_kernels) PT_DSFX(pt_att_portable), PT_DSFX(pt
     PT_DSFX(pt_att_avx512);
 
 /* ========================================================== activation.c
- *   row:       y[c] = act(x[c] + bias[c]) for c in [c0, c1) (y may be x).
+ *   row:       y[c] = act(x[c] + bias[c]) for c in [c0, c1) (y may be x;
+ *              bias may be NULL: y[c] = act(x[c])).
  *   grad_tile: rows [n0, n1), columns [c0, c1) of the backward, row
  *              stride C: g = dy * act'(x + bias); dx[n, c] += g, or = g
  *              with accumulate == 0, dx not read (dx may be NULL); p[c] =

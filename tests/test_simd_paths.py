@@ -148,7 +148,7 @@ def test_signed_zero_and_minus_inf_rows(dtype):
 # --------------------------------------------------------------- float32 GELU
 
 # AVX2 path vs portable path, float32. Measured on a dense grid of [-14, 14]
-# plus the special values below: forward relative difference <= 1.7e-5
+# plus the special values below: forward relative difference <= 1.8e-5
 # (erf) and 1.6e-5 (tanh), both in the negative tail, where exp amplifies
 # the rounding of its argument (-z^2/2, computed as (z/sqrt2)^2 by the
 # portable path and (z/2) z by the AVX2 one; -2|u|, u = k0 (z + k1 z^3)) by
@@ -183,14 +183,18 @@ def _both_paths(monkeypatch, fn):
 
 
 def _assert_gelu_paths_agree(a, p, rtol, atol_abs, what):
-    """Same NaN / inf / zero / sign pattern; finite values within
-    |a - p| <= rtol |p| + atol_abs (atol_abs may be an array)."""
+    """Same NaN / inf / sign pattern; where p is 0, a is 0 or within the
+    absolute floor (a result at a subnormal tie may round either way);
+    finite values within |a - p| <= rtol |p| + atol_abs (atol_abs may be an
+    array)."""
     assert a.dtype == p.dtype == np.float32, what
     np.testing.assert_array_equal(np.isnan(a), np.isnan(p), err_msg=what + ": NaN pattern")
     ok = ~np.isnan(p)
     inf = np.isinf(p)
     np.testing.assert_array_equal(a[inf], p[inf], err_msg=what + ": infinities")
-    np.testing.assert_array_equal(a[p == 0], p[p == 0], err_msg=what + ": zeros")
+    zero = p == 0
+    floor = np.broadcast_to(atol_abs, p.shape)[zero]
+    assert (np.abs(a[zero].astype(np.float64)) <= floor).all(), what + ": zeros"
     np.testing.assert_array_equal(np.signbit(a[ok]), np.signbit(p[ok]), err_msg=what + ": signs")
     fin = np.isfinite(p)
     atol = np.broadcast_to(atol_abs, p.shape)[fin]
