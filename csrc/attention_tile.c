@@ -37,7 +37,9 @@
  * sums in float lanes over 64 elements at a time, then in double
  * (portable: in double); double, libm exp.
  * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
- * have AVX2 float paths too, pt_att_maxabs AVX2 paths for both dtypes.
+ * have AVX2 float paths too, pt_att_maxabs AVX2 paths for both dtypes;
+ * the AVX2 float pt_att_softmax_step takes 8 rows at a time
+ * (att_softmax_step64_avx2), each row's operations those above.
  * Each public function calls its path's entry in the dispatch table
  * (pt_att_portable / pt_att_avx2 at the end); the float64 build uses the
  * AVX2 product (4 doubles per vector) and portable code for the rest.
