@@ -338,8 +338,8 @@ LN_AVX2 static void ln_fwd_pipe_avx2(float *y, float *mean, float *rstd, const f
     for (int k = 0; k < rem; k++) a[k] += x[c + k];
     mean[0] = (float)(lane_sum_f32(a) / C);
     for (int64_t r = 0; r < nr; r++) {
-        const float *xr = x + r * C, *xn = xr + C, *xp = xr - C;
-        float *yp = y + (r - 1) * C;
+        const float *xr = x + r * C, *xn = xr + C, *xp = r > 0 ? xr - C : xr;
+        float *yp = r > 0 ? y + (r - 1) * C : y;       /* row r - 1's y (unused for r = 0) */
         int next = r + 1 < nr;
         __m128 vm = _mm_set1_ps(mean[r]);
         for (int j = 0; j < 4; j++) s[j] = v[j] = _mm256_setzero_pd();
