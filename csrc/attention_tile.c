@@ -37,7 +37,9 @@
  * sums in float lanes over 64 elements at a time, then in double
  * (portable: in double); double, libm exp.
  * pt_att_transpose (8 x 8 register blocks), pt_att_rowmax and pt_att_dot
- * have AVX2 float paths too, pt_att_maxabs AVX2 paths for both dtypes.
+ * have AVX2 float paths too, pt_att_maxabs AVX2 paths for both dtypes;
+ * the AVX2 float pt_att_softmax_step takes 8 rows at a time
+ * (att_softmax_step64_avx2), each row's operations those above.
  * Each public function calls its path's entry in the dispatch table
  * (pt_att_portable / pt_att_avx2 at the end); the float64 build uses the
  * AVX2 product (4 doubles per vector) and portable code for the rest.
@@ -587,6 +589,27 @@ static inline real PT_SFX(att_rowmax_with)(const struct PT_SFX(pt_att_kernels) *
     return m;
 }
 
+/* The online-softmax bookkeeping of a row whose new max is mx
+ * (pt_att_softmax_step): returns the shift of its exp (+inf for a row
+ * with nothing unmasked yet, whose exp(-inf - inf) is 0); when the max
+ * grew, rescales l and the row a of acc by exp(m - mx) (libm), skipped
+ * for m = -inf, where they are still 0 (or NaN from 0 * inf in v, which
+ * stays NaN); then m = mx. */
+__attribute__((always_inline))
+static inline real PT_SFX(att_sm_rescale)(real mx, real *m, double *l, real *a, int64_t Dv)
+{
+    if (mx == -INFINITY) return INFINITY;
+    if (mx != *m) {
+        if (*m != -INFINITY) {
+            real alpha = r_exp(*m - mx);
+            *l *= alpha;
+            for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
+        }
+        *m = mx;
+    }
+    return mx;
+}
+
 /* pt_att_softmax_step from the path kk's rowmax and exp_rows (the portable
  * and AVX2 paths), ATT_SM_ROWS rows per exp_rows call. */
 #define ATT_SM_ROWS 64
@@ -603,23 +626,7 @@ static inline void PT_SFX(att_softmax_step_with)(const struct PT_SFX(pt_att_kern
         for (int r = 0; r < rows; r++) {
             int i = i0 + r;
             real mx = PT_SFX(att_rowmax_with)(kk, S + (int64_t)i * lds, n, m[i]);
-            if (mx == -INFINITY) {    /* nothing unmasked yet: exp(-inf - inf) = 0 */
-                shift[r] = INFINITY;
-                continue;
-            }
-            if (mx != m[i]) {
-                /* a = exp(m - mx) rescales l and acc; with m = -inf it is
-                 * 0 and they are still 0 (or NaN from 0 * inf in v, which
-                 * stays NaN): skip the libm call and the products. */
-                if (m[i] != -INFINITY) {
-                    real alpha = r_exp(m[i] - mx);
-                    real *a = acc + (int64_t)i * ldacc;
-                    l[i] *= alpha;
-                    for (int64_t d = 0; d < Dv; d++) a[d] *= alpha;
-                }
-                m[i] = mx;
-            }
-            shift[r] = mx;
+            shift[r] = PT_SFX(att_sm_rescale)(mx, m + i, l + i, acc + (int64_t)i * ldacc, Dv);
         }
         kk->exp_rows(S + (int64_t)i0 * lds, lds, rows, n, shift, rsum);
         for (int r = 0; r < rows; r++) l[i0 + r] += rsum[r];
@@ -713,13 +720,148 @@ static void PT_SFX(att_bwd_ds_c)(real *P, real *dS, int64_t ld, int nq, int64_t 
     PT_SFX(att_bwd_ds_with)(&PT_SFX(pt_att_portable), P, dS, ld, nq, n, lse, Drow, scale);
 }
 
+#if ATT_X86 && PT_DTYPE != 64
+/* Lane r of the result = the max of v[r]'s 8 lanes (a transposing tree:
+ * 7 max instead of 8 separate reductions; a max is exact in any order,
+ * and a lane is NaN only where all of its row's lanes are). */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 att_max8(const __m256 *v)
+{
+    __m256 c[4], d[2], e;
+    for (int k = 0; k < 4; k++)       /* lanes 0-3: row 2k, 4-7: row 2k+1 */
+        c[k] = _mm256_max_ps(_mm256_permute2f128_ps(v[2 * k], v[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * k], v[2 * k + 1], 0x31));
+    for (int k = 0; k < 2; k++)       /* 128-bit lane h: rows 4k + h (0-1), 4k + 2 + h (2-3) */
+        d[k] = _mm256_max_ps(_mm256_shuffle_ps(c[2 * k], c[2 * k + 1], 0x44),
+                             _mm256_shuffle_ps(c[2 * k], c[2 * k + 1], 0xEE));
+    /* lanes: rows 0, 2, 4, 6, 1, 3, 5, 7 */
+    e = _mm256_max_ps(_mm256_shuffle_ps(d[0], d[1], 0x88), _mm256_shuffle_ps(d[0], d[1], 0xDD));
+    return _mm256_permutevar8x32_ps(e, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Lane r of the result = att_hsum8(h[r]) for r < 4, bitwise: the same
+ * additions with the same operands (d = h[0:4] + h[4:8] in double, then
+ * (d0 + d1) + (d2 + d3)), four rows per instruction after the first. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256d att_hsum8x4(const __m256 *h)
+{
+    __m256d d[4];
+    for (int r = 0; r < 4; r++)
+        d[r] = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(h[r])),
+                             _mm256_cvtps_pd(_mm256_extractf128_ps(h[r], 1)));
+    __m256d e0 = _mm256_hadd_pd(d[0], d[1]);    /* u0, u1, w0, w1 (u = d0 + d1, w = d2 + d3) */
+    __m256d e1 = _mm256_hadd_pd(d[2], d[3]);    /* u2, u3, w2, w3 */
+    return _mm256_add_pd(_mm256_permute2f128_pd(e0, e1, 0x20),
+                         _mm256_permute2f128_pd(e0, e1, 0x31));
+}
+
+/* pt_att_softmax_step for n <= 64 (one 64-element chunk of
+ * att_exp_rows_avx2), 8 rows at a time: their maxima found across the
+ * rows (att_max8) and compared with m in one vector, their sums' last
+ * steps done across the rows (att_hsum8x4), each row's own operations
+ * those of att_max_avx2 and att_exp_rows_avx2, so the same bits. */
+__attribute__((target("avx2,fma")))
+static void att_softmax_step64_avx2(float *S, int64_t lds, int nq, int n, float *m, double *l,
+                                    float *acc, int64_t ldacc, int64_t Dv)
+{
+    const int nf = n / 8, tail = n % 8;      /* whole vectors; lanes of the last */
+    const __m256i kt = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256 zero = _mm256_setzero_ps();
+    for (int i0 = 0; i0 < nq; i0 += 8) {
+        int rows = nq - i0 < 8 ? nq - i0 : 8;
+        __m256 v[8];
+        float shift[8];
+        for (int r = 0; r < 8; r++) {
+            if (r >= rows) { v[r] = v[0]; continue; }
+            const float *s = S + (int64_t)(i0 + r) * lds;
+            __m256 mx = _mm256_set1_ps(m[i0 + r]), my = mx;
+            int c = 0;
+            for (; c + 2 <= nf; c += 2) {    /* two chains: the max is exact */
+                mx = _mm256_max_ps(_mm256_loadu_ps(s + 8 * c), mx);
+                my = _mm256_max_ps(_mm256_loadu_ps(s + 8 * c + 8), my);
+            }
+            if (c < nf) mx = _mm256_max_ps(_mm256_loadu_ps(s + 8 * c), mx);
+            if (tail)
+                my = _mm256_blendv_ps(my, _mm256_max_ps(_mm256_maskload_ps(s + 8 * nf, kt), my),
+                                      _mm256_castsi256_ps(kt));
+            v[r] = _mm256_max_ps(mx, my);
+        }
+        /* mx = max(row max, m) (max_ps's rule); shift = mx, except in the
+         * rows whose max grew (or is NaN) or is -inf, which take
+         * att_sm_rescale one by one */
+        const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows),
+                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256 mo = _mm256_maskload_ps(m + i0, live);
+        const __m256 mx = _mm256_max_ps(att_max8(v), mo);
+        _mm256_storeu_ps(shift, mx);
+        unsigned odd = (unsigned)_mm256_movemask_ps(_mm256_and_ps(
+            _mm256_castsi256_ps(live),
+            _mm256_or_ps(_mm256_cmp_ps(mx, mo, _CMP_NEQ_UQ),
+                         _mm256_cmp_ps(mx, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ))));
+        for (; odd; odd &= odd - 1) {
+            int r = __builtin_ctz(odd), i = i0 + r;
+            const float *s = S + (int64_t)i * lds;
+            float x = shift[r];
+            if (x == -INFINITY)        /* pt_att_rowmax's rule for NaN */
+                for (int j = 0; j < n; j++)
+                    if (s[j] != s[j]) { x = s[j]; break; }
+            shift[r] = att_sm_rescale_f32(x, m + i, l + i, acc + (int64_t)i * ldacc, Dv);
+        }
+        __m256 h[8];
+        for (int r = 0; r < 8; r++) {
+            if (r >= rows) { h[r] = zero; continue; }
+            float *p = S + (int64_t)(i0 + r) * lds;
+            const __m256 sh = _mm256_set1_ps(shift[r]);
+            __m256 s0 = zero, s1 = zero;     /* vectors c even, c odd (att_exp_rows_avx2) */
+            int c = 0;
+            for (; c + 2 <= nf; c += 2) {
+                __m256 e = pt_expf_diff_avx2(_mm256_loadu_ps(p + 8 * c), sh);
+                __m256 f = pt_expf_diff_avx2(_mm256_loadu_ps(p + 8 * c + 8), sh);
+                _mm256_storeu_ps(p + 8 * c, e);
+                _mm256_storeu_ps(p + 8 * c + 8, f);
+                s0 = _mm256_add_ps(s0, e);
+                s1 = _mm256_add_ps(s1, f);
+            }
+            if (c < nf) {
+                __m256 e = pt_expf_diff_avx2(_mm256_loadu_ps(p + 8 * c), sh);
+                _mm256_storeu_ps(p + 8 * c, e);
+                s0 = _mm256_add_ps(s0, e);
+                c++;
+            }
+            if (tail) {
+                __m256 e = pt_expf_diff_avx2(_mm256_maskload_ps(p + 8 * c, kt), sh);
+                _mm256_maskstore_ps(p + 8 * c, kt, e);
+                e = _mm256_and_ps(e, _mm256_castsi256_ps(kt));    /* missing lanes: +0 */
+                if (c & 1) s1 = _mm256_add_ps(s1, e);
+                else s0 = _mm256_add_ps(s0, e);
+            }
+            h[r] = _mm256_add_ps(s0, s1);
+        }
+        /* l += 0 + the sum, as att_exp_rows_avx2's total and the caller's l += */
+        double tot[8];
+        _mm256_storeu_pd(tot, att_hsum8x4(h));
+        _mm256_storeu_pd(tot + 4, att_hsum8x4(h + 4));
+        for (int r = 0; r < rows; r++) l[i0 + r] += 0.0 + tot[r];
+    }
+}
+#endif
+
 #if ATT_X86
 /* The same on the AVX2 path: its row max and row exp, the loops around
- * them compiled for AVX2 (elementwise products: the same bits). */
+ * them compiled for AVX2 (elementwise products: the same bits). Float
+ * rows of at most 64 keys (every tile attention.c makes):
+ * att_softmax_step64_avx2. */
 __attribute__((target("avx2,fma")))
 static void PT_SFX(att_softmax_step_avx2)(real *S, int64_t lds, int nq, int64_t n, real *m,
                                           double *l, real *acc, int64_t ldacc, int64_t Dv)
 {
+#if PT_DTYPE != 64
+    if (n > 0 && n <= 64) {
+        att_softmax_step64_avx2(S, lds, nq, (int)n, m, l, acc, ldacc, Dv);
+        return;
+    }
+#endif
     PT_SFX(att_softmax_step_with)(&PT_SFX(pt_att_avx2), S, lds, nq, n, m, l, acc, ldacc, Dv);
 }
 
