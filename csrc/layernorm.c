@@ -25,7 +25,8 @@
  *     bits stay those of the row alone. Two rows measured 10-15% faster
  *     than one per thread for rows in cache (512 elements, Xeon, AVX-512
  *     and AVX2); four were slower on rows streamed from memory. The
- *     float32 AVX2 path pipelines its rows instead: one loop over the
+ *     float32 AVX2 path (and the AVX-512 one, which calls it) pipelines
+ *     its rows instead: one loop over the
  *     columns writes row r - 1's y, runs row r's variance pass and row
  *     r + 1's sum pass (ln_fwd_pipe_avx2), so that the loads of row r + 1
  *     from memory and the stores of row r - 1 overlap row r's arithmetic

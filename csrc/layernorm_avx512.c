@@ -10,9 +10,12 @@
  * lane_sum; elementwise formulas in `real` with no FMA. So the results
  * are bitwise those of the portable and AVX2 rows. Row tails use masked
  * loads and masked adds (lanes past the row are not touched), so a tail
- * element goes to the same lane as in the portable loop. The forward sums
- * FWD_ROWS rows side by side, each in its own lanes (layernorm.c), and
- * writes y with whole vectors, masking only the row's tail. Both
+ * element goes to the same lane as in the portable loop. The float32
+ * forward takes the AVX2 path's row pipeline (layernorm.c; 256-bit
+ * vectors, the same bits), which measured faster than this file's passes,
+ * except when y lies just above x. The passes here sum FWD_ROWS rows side
+ * by side, each in its own lanes (layernorm.c), and write y with whole
+ * vectors, masking only the row's tail. Both
  * directions prefetch the rows ahead as the portable rows do (layernorm.c).
  */
 #include "pt_real.h"
@@ -223,6 +226,15 @@ A512 static void PT_SFX(ln_fwd_rows_avx512)(real *y, real *mean, real *rstd, con
                                             real eps)
 {
     int ahead = pt_store_close_above(y, x);
+#if PT_DTYPE == 32
+    /* float32: the AVX2 path's row pipeline (ln_fwd_pipe_avx2, layernorm.c),
+     * the same bits, measured faster than the passes below, except when y
+     * lies just above x */
+    if (!ahead) {
+        pt_ln_avx2_f32.fwd_rows(y, mean, rstd, x, w, b, nr, C, eps);
+        return;
+    }
+#endif
     while (nr > 0) {
         int R = nr >= FWD_ROWS ? FWD_ROWS : 1;
         if (R == FWD_ROWS)
