@@ -30,8 +30,8 @@
  *     columns writes row r - 1's y, runs row r's variance pass and row
  *     r + 1's sum pass (ln_fwd_pipe_avx2), so that the loads of row r + 1
  *     from memory and the stores of row r - 1 overlap row r's arithmetic
- *     on L1 data (measured 1.25x the two-row statistics then the
- *     normalize pass, 4096 x 512, Xeon, one thread).
+ *     on L1 data (faster than the two-row statistics then the normalize
+ *     pass; the figures are in docs/kernels.md).
  *   - Rows streamed from L3 or memory wait on their loads when only the
  *     hardware prefetcher fetches them: the forward's first statistics
  *     pass prefetches x PF_ROWS rows on, the backward's first pass x and
@@ -97,8 +97,7 @@
  * multiple); this path sums FWD_ROWS of them side by side (two AVX2 rows:
  * eight double add chains in 16 vector registers); the float32 AVX2 path
  * pipelines the group's rows (ln_fwd_pipe_avx2), whose first row alone
- * does not overlap another: 16 rows measured 6-10% faster than 4 there,
- * no change measured on the AVX-512 path. */
+ * does not overlap another, so longer groups leave fewer such rows. */
 #define FWD_GROUP 16
 #define FWD_ROWS 2
 /* Software prefetch distances (rows), a cache line (LINE elements) at a
