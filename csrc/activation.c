@@ -56,14 +56,7 @@
 #define RB 256   /* rows per partial-sum chunk (fixed: thread-count independent) */
 #define CB 512   /* columns per tile */
 
-#define K_SQRT1_2   0.70710678118654752440    /* 1/sqrt(2) */
-#define K_INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2 pi) */
-#define K_SQRT_2_PI 0.79788456080286535588    /* sqrt(2/pi) */
-#define K_GELU_C    0.044715
-#define K_EXP2_HALF ((float)(-0.5 * PT_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
-#define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * PT_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
-#define K_ERFC_T    0.425f                   /* erfc's t = 1 / (1 + K_ERFC_T x) */
-#define K_ERFC_TZ   0.30052038200428266f     /* K_ERFC_T / sqrt 2: t from |z| */
+#include "pt_gelu.h"   /* K_SQRT1_2, K_GELU_C, erfc's P, ... */
 
 /* ---- float32 GELU pieces, written so the loops vectorise (libm's erff and
  * tanhf are scalar calls of ~40 ns each here, more than the GEMMs around
@@ -105,14 +98,14 @@ static inline float gelu_cdf_f32(float z, float *pdf)
     float x = z * 0.70710678118654752f;
     float e = pt_expf(-x * x);               /* = exp(-z^2 / 2) */
     float t = 1.0f / (1.0f + K_ERFC_T * fabsf(x));
-    float p = 7.2415591683e-02f;
-    p = p * t - 3.1706534157e-01f;
-    p = p * t + 4.1435917339e-01f;
-    p = p * t - 1.0946489031e-01f;
-    p = p * t + 2.5838054814e-01f;
-    p = p * t + 1.9970517903e-01f;
-    p = p * t + 2.4200153982e-01f;
-    p = p * t + 2.3966808695e-01f;
+    float p = K_ERFC_P7;
+    p = p * t + K_ERFC_P6;
+    p = p * t + K_ERFC_P5;
+    p = p * t + K_ERFC_P4;
+    p = p * t + K_ERFC_P3;
+    p = p * t + K_ERFC_P2;
+    p = p * t + K_ERFC_P1;
+    p = p * t + K_ERFC_P0;
     float q = 0.5f * e * t * p;               /* = erfc(|x|) / 2 */
     *pdf = 0.39894228040143268f * e;
     return sel_f32(z < 0, q, 1.0f - q);
@@ -168,14 +161,14 @@ static inline __m256 act_erfc_parts_avx2(__m256 z, __m256 a, __m256 *e, __m256 *
     *e = pt_exp2f_neg_avx2(_mm256_mul_ps(_mm256_mul_ps(z, _mm256_set1_ps(K_EXP2_HALF)), z));
     *t = _mm256_div_ps(_mm256_set1_ps(1.0f),
                        _mm256_fmadd_ps(_mm256_set1_ps(K_ERFC_TZ), a, _mm256_set1_ps(1.0f)));
-    __m256 p = _mm256_set1_ps(7.2415591683e-02f * 0.5f);
-    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(-3.1706534157e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(4.1435917339e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(-1.0946489031e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(2.5838054814e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(1.9970517903e-01f * 0.5f));
-    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(2.4200153982e-01f * 0.5f));
-    return _mm256_fmadd_ps(p, *t, _mm256_set1_ps(2.3966808695e-01f * 0.5f));
+    __m256 p = _mm256_set1_ps(K_ERFC_P7 * 0.5f);
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(K_ERFC_P6 * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(K_ERFC_P5 * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(K_ERFC_P4 * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(K_ERFC_P3 * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(K_ERFC_P2 * 0.5f));
+    p = _mm256_fmadd_ps(p, *t, _mm256_set1_ps(K_ERFC_P1 * 0.5f));
+    return _mm256_fmadd_ps(p, *t, _mm256_set1_ps(K_ERFC_P0 * 0.5f));
 }
 
 /* Phi(z) and, through *pdf, phi(z) (gelu_cdf_f32). */

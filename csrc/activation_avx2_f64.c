@@ -31,14 +31,10 @@
 #include <immintrin.h>
 #include "pt_exp_f64_avx2.h"
 #include "pt_alias.h"
+#include "pt_gelu.h"
 
 #define A2 __attribute__((target("avx2,fma")))
 #define INL static inline __attribute__((always_inline))
-
-#define K_SQRT1_2      0.70710678118654752440    /* 1/sqrt(2) */
-#define K_INV_SQRT_2PI 0.39894228040143267794    /* 1/sqrt(2 pi) */
-#define K_SQRT_2_PI    0.79788456080286535588    /* sqrt(2/pi) */
-#define K_GELU_C       0.044715
 
 /* erfcx(x) = erfc(x) exp(x^2) on [0, 6): 16 intervals of width 3/8, on
  * interval i (x in [3i/8, 3(i+1)/8)) a degree-12 polynomial in

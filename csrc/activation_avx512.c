@@ -21,15 +21,10 @@
 #include "pt_avx512.h"
 #include "pt_exp2f_x86.h"
 #include "pt_alias.h"
+#include "pt_gelu.h"
 
 #define A512 PT_TARGET_AVX512
 #define INL static inline __attribute__((always_inline))
-
-#define K_SQRT_2_PI 0.79788456080286535588    /* sqrt(2/pi) */
-#define K_GELU_C    0.044715
-#define K_EXP2_HALF ((float)(-0.5 * PT_LOG2E))      /* exp(-z^2/2) = 2^(K_EXP2_HALF z^2) */
-#define K_EXP2_TANH ((float)(-2 * K_SQRT_2_PI * PT_LOG2E))   /* exp(-2 sqrt(2/pi) |w|) */
-#define K_ERFC_TZ   0.30052038200428266f     /* erfc's t = 1 / (1 + K_ERFC_TZ |z|) */
 
 /* q = erfc(|z| / sqrt 2) / 2 as (e t) p (act_erfc_parts_avx2). */
 A512 INL __m512 act_erfc_parts(__m512 z, __m512 a, __m512 *e, __m512 *t)
@@ -37,14 +32,14 @@ A512 INL __m512 act_erfc_parts(__m512 z, __m512 a, __m512 *e, __m512 *t)
     *e = pt_exp2f_neg_avx512(_mm512_mul_ps(_mm512_mul_ps(z, _mm512_set1_ps(K_EXP2_HALF)), z));
     *t = _mm512_div_ps(_mm512_set1_ps(1.0f),
                        _mm512_fmadd_ps(_mm512_set1_ps(K_ERFC_TZ), a, _mm512_set1_ps(1.0f)));
-    __m512 p = _mm512_set1_ps(7.2415591683e-02f * 0.5f);
-    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(-3.1706534157e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(4.1435917339e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(-1.0946489031e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(2.5838054814e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(1.9970517903e-01f * 0.5f));
-    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(2.4200153982e-01f * 0.5f));
-    return _mm512_fmadd_ps(p, *t, _mm512_set1_ps(2.3966808695e-01f * 0.5f));
+    __m512 p = _mm512_set1_ps(K_ERFC_P7 * 0.5f);
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(K_ERFC_P6 * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(K_ERFC_P5 * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(K_ERFC_P4 * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(K_ERFC_P3 * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(K_ERFC_P2 * 0.5f));
+    p = _mm512_fmadd_ps(p, *t, _mm512_set1_ps(K_ERFC_P1 * 0.5f));
+    return _mm512_fmadd_ps(p, *t, _mm512_set1_ps(K_ERFC_P0 * 0.5f));
 }
 
 /* Phi(z) and, through *pdf, phi(z) (act_cdf_avx2). */
@@ -263,14 +258,10 @@ const struct pt_act_kernels_f32 pt_act_avx512_f32 = {
 #include "pt_avx512.h"
 #include "pt_exp_f64_avx512.h"
 #include "pt_alias.h"
+#include "pt_gelu.h"
 
 #define A512 PT_TARGET_AVX512
 #define INL static inline __attribute__((always_inline))
-
-#define K_SQRT1_2      0.70710678118654752440    /* 1/sqrt(2) */
-#define K_INV_SQRT_2PI 0.39894228040143267794    /* 1/sqrt(2 pi) */
-#define K_SQRT_2_PI    0.79788456080286535588    /* sqrt(2/pi) */
-#define K_GELU_C       0.044715
 
 /* erfcx(x) = erfc(x) exp(x^2) on [0, 6): 16 intervals of width 3/8, on
  * interval i (x in [3i/8, 3(i+1)/8)) a degree-12 polynomial in
