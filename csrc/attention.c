@@ -315,7 +315,12 @@ typedef struct {
  * tiles outer, query tiles inner; each query tile i0 runs exactly the
  * operations it would alone: keys past att_fwd_kend skipped, the causal
  * diagonal tile (j0 == i0) in row groups. Scratch: S (BQ*BK), acc
- * (ATT_FG*BQ*Dv: tile g's rows at acc + g*BQ*Dv). */
+ * (ATT_FG*BQ*Dv: tile g's rows at acc + g*BQ*Dv). acc is not cleared:
+ * every query tile starts at key tile 0, whose P v stores its rows (beta
+ * = 0; the same bits as adding to +0, since a sum that starts from +0 is
+ * never -0), and that tile's softmax step does not read them (every row
+ * max is still -inf: nothing to rescale); a row no key tile reaches has
+ * l = 0 and gets zeros without its acc being read. */
 static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const real *k,
                                   const real *kT, const real *v, const real *mrow,
                                   const int64_t *ms, int64_t it0, int ng, int64_t Tq,
@@ -328,7 +333,6 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
         int64_t i0 = st[g].i0 = (it0 + g) * BQ;
         int nq = st[g].nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
         for (int i = 0; i < nq; i++) { st[g].m[i] = -INFINITY; st[g].l[i] = 0; }
-        memset(acc + (int64_t)g * BQ * Dv, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
         int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
         st[g].kend = PT_SFX(att_fwd_kend)(q, k, v, mrow, ms, i0, nq, kend, D, Dv, scale);
         if (st[g].kend > kmax) kmax = st[g].kend;
@@ -366,15 +370,15 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                 /* m, l, acc rescaled to the new row max; P = exp(S - m); l += row sums */
                 PT_SFX(pt_att_softmax_step)(S, BK, nq, nk, st[g].m, st[g].l, ag, Dv, Dv);
             }
-            /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
+            /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] (= at key tile 0) */
             if (diag) {
                 for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
                     int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG;
                     PT_SFX(pt_att_mm)(ag + r0 * Dv, Dv, S + r0 * BK, BK, 0, vt, Dv, r1 - r0,
-                                      Dv, r1 < nk ? r1 : nk, 1, 1);
+                                      Dv, r1 < nk ? r1 : nk, 1, j0 > 0);
                 }
             } else {
-                PT_SFX(pt_att_mm)(ag, Dv, S, BK, 0, vt, Dv, nq, Dv, nk, 1, 1);
+                PT_SFX(pt_att_mm)(ag, Dv, S, BK, 0, vt, Dv, nq, Dv, nk, 1, j0 > 0);
             }
         }
     }
