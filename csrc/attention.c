@@ -17,18 +17,17 @@
  *       m' = max(m, max_j S),  p_j = exp(S_j - m'),  a = exp(m - m')
  *       l' = a l + sum_j p_j,  acc' = a acc + sum_j p_j v_j
  *     and finally out = acc / l, lse = m + log l. Scratch per thread is
- *     O(BQ*BK + Tk*(D + Dv) + ATT_FG*BQ*Dv) (the current head's keys
- *     transposed and values copied): nothing proportional to Tq x Tk.
+ *     O(BQ*BK + Tk*D + ATT_FG*BQ*Dv) (the current head's keys
+ *     transposed): nothing proportional to Tq x Tk.
  *
  * Backward (FlashAttention-2: P recomputed from q, k and lse):
  *   Drow_i = sum_d dout[i,d] out[i,d]
  *   P = exp(S - lse),  dP = dout v^T,  dS = P * (dP - Drow)
  *   dv += P^T dout,  dk += scale dS^T q,  dq += scale dS k
  * computed per (query tile, key tile) pair, each thread holding its current
- * head's keys copied to aligned scratch (O(Tk D)) and the head's Drow
- * (O(Tq), computed by each thread that meets the head, in its task: the
- * whole backward is one parallel region); q and dout are read in place
- * (see att_alloc). With accumulate == 0 the first pair that reaches
+ * key tile transposed and its head's Drow (O(Tq), computed by each thread
+ * that meets the head, in its task: the whole backward is one parallel
+ * region); q, k, v and dout are read in place (see att_alloc). With accumulate == 0 the first pair that reaches
  * a gradient tile stores into it (the tile product with beta = 0) and the
  * later ones add, so the buffers are never read before they are written;
  * key tiles that no query reaches (causal, Tk > Tq) are zeroed. With at
@@ -82,12 +81,11 @@
 #endif
 /* Scratch aligned to 64 bytes (a cache line, one zmm vector): the tile
  * products load rows of their B operand a vector at a time, and a load
- * that straddles two lines costs two. The values (B of P v) and, in the
- * backward, the keys (B of dS k), whose rows in the caller's arrays are
- * rarely so aligned, are copied per head into such scratch too; the
- * backward reads q and dout (B of dS^T q and P^T dout) in place, where
- * the copy of a head costs more than the split loads it saves (measured
- * on AVX-512). NULL when out of memory; att_free(NULL) does nothing. */
+ * that straddles two lines costs two. The caller's operands that are B
+ * of a product (v of P v, k of dS k, q of dS^T q, dout of P^T dout) are
+ * read in place, aligned or not: a copy of a head to such scratch costs
+ * more than the split loads it saves (measured on AVX-512 and AVX2).
+ * NULL when out of memory; att_free(NULL) does nothing. */
 static void *PT_SFX(att_alloc)(size_t bytes)
 {
     unsigned char *raw = malloc(bytes + 64 + sizeof(void *));
@@ -317,7 +315,12 @@ typedef struct {
  * tiles outer, query tiles inner; each query tile i0 runs exactly the
  * operations it would alone: keys past att_fwd_kend skipped, the causal
  * diagonal tile (j0 == i0) in row groups. Scratch: S (BQ*BK), acc
- * (ATT_FG*BQ*Dv: tile g's rows at acc + g*BQ*Dv). */
+ * (ATT_FG*BQ*Dv: tile g's rows at acc + g*BQ*Dv). acc is not cleared:
+ * every query tile starts at key tile 0, whose P v stores its rows (beta
+ * = 0; the same bits as adding to +0, since a sum that starts from +0 is
+ * never -0), and that tile's softmax step does not read them (every row
+ * max is still -inf: nothing to rescale); a row no key tile reaches has
+ * l = 0 and gets zeros without its acc being read. */
 static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const real *k,
                                   const real *kT, const real *v, const real *mrow,
                                   const int64_t *ms, int64_t it0, int ng, int64_t Tq,
@@ -330,7 +333,6 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
         int64_t i0 = st[g].i0 = (it0 + g) * BQ;
         int nq = st[g].nq = (int)(Tq - i0 < BQ ? Tq - i0 : BQ);
         for (int i = 0; i < nq; i++) { st[g].m[i] = -INFINITY; st[g].l[i] = 0; }
-        memset(acc + (int64_t)g * BQ * Dv, 0, sizeof(real) * (size_t)nq * (size_t)Dv);
         int64_t kend = PT_SFX(att_key_end)(i0, nq, Tk, is_causal);
         st[g].kend = PT_SFX(att_fwd_kend)(q, k, v, mrow, ms, i0, nq, kend, D, Dv, scale);
         if (st[g].kend > kmax) kmax = st[g].kend;
@@ -368,15 +370,15 @@ static void PT_SFX(att_fwd_tiled)(real *out, real *lse, const real *q, const rea
                 /* m, l, acc rescaled to the new row max; P = exp(S - m); l += row sums */
                 PT_SFX(pt_att_softmax_step)(S, BK, nq, nk, st[g].m, st[g].l, ag, Dv, Dv);
             }
-            /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] */
+            /* acc(nq,Dv) += P(nq,nk) v[j0:j0+nk] (= at key tile 0) */
             if (diag) {
                 for (int r0 = 0; r0 < nq; r0 += ATT_DG) {
                     int r1 = nq - r0 < ATT_DG ? nq : r0 + ATT_DG;
                     PT_SFX(pt_att_mm)(ag + r0 * Dv, Dv, S + r0 * BK, BK, 0, vt, Dv, r1 - r0,
-                                      Dv, r1 < nk ? r1 : nk, 1, 1);
+                                      Dv, r1 < nk ? r1 : nk, 1, j0 > 0);
                 }
             } else {
-                PT_SFX(pt_att_mm)(ag, Dv, S, BK, 0, vt, Dv, nq, Dv, nk, 1, 1);
+                PT_SFX(pt_att_mm)(ag, Dv, S, BK, 0, vt, Dv, nq, Dv, nk, 1, j0 > 0);
             }
         }
     }
@@ -412,8 +414,7 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     (void)work;                        /* unused without OpenMP */
     int status = PT_OK;
     /* Each thread keeps the keys of its current head transposed, tile by
-     * tile (kT, att_transpose_head), and its values copied to aligned
-     * scratch (vc), redone when the head changes. A task is a group of
+     * tile (kT, att_transpose_head), redone when the head changes. A task is a group of
      * fg query tiles (the tiled path: ATT_FG, unless that leaves fewer
      * than 4 tasks per thread; the weights path: 1). With enough heads a
      * chunk of tasks is a whole head (every query tile), so each head is
@@ -431,13 +432,11 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
     {
         real *kT = PT_SFX(att_alloc)(sizeof(real) * (size_t)(nkt > 0 ? nkt : 1)
                                      * (size_t)(D > 0 ? D : 1) * BK);
-        real *vc = PT_SFX(att_alloc)(sizeof(real) * (size_t)(Tk > 0 ? Tk : 1)
-                                     * (size_t)(Dv > 0 ? Dv : 1));
         real *S = weights ? NULL : PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
         real *acc = weights ? NULL
                             : PT_SFX(att_alloc)(sizeof(real) * (size_t)fg * BQ
                                                 * (size_t)(Dv > 0 ? Dv : 1));
-        int ok = kT && vc && (weights || (S && acc));
+        int ok = kT && (weights || (S && acc));
         int64_t kT_bh = -1;                /* head whose keys kT holds */
         if (!ok) {
             #pragma omp atomic write
@@ -451,11 +450,9 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
             int ng = (int)(nqt - it0 < fg ? nqt - it0 : fg);
             const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
             const real *qh = q + bh * Tq * D, *kTh = kT;
-            const real *vh = vc;
+            const real *vh = v + bh * Tk * Dv;
             if (bh != kT_bh) {
                 PT_SFX(att_transpose_head)(kT, k + bh * Tk * D, Tk, D);
-                if (Tk * Dv > 0)
-                    memcpy(vc, v + bh * Tk * Dv, sizeof(real) * (size_t)(Tk * Dv));
                 kT_bh = bh;
             }
             real *oh = out + bh * Tq * Dv, *lh = lse ? lse + bh * Tq : NULL;
@@ -470,7 +467,6 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
             }
         }
         PT_SFX(att_free)(kT);
-        PT_SFX(att_free)(vc);
         PT_SFX(att_free)(S);
         PT_SFX(att_free)(acc);
     }
@@ -483,9 +479,8 @@ int PT_FN(pt_attention_forward)(real *out, real *lse, real *weights,
 typedef struct {
     real *kT, *vT;      /* (D,BK), (Dv,BK): key / value tile transposed */
     real *P, *dS;       /* (BQ,BK) */
-    real *k;            /* head bh's keys, copied (att_alloc) */
     real *Drow;         /* (Tq): head Dbh's row dots */
-    int64_t bh, Dbh;    /* -1 before the first head */
+    int64_t Dbh;        /* -1 before the first head */
 } PT_SFX(att_bscratch);
 
 /* Row dots of head bh into w->Drow, unless it holds them already:
@@ -654,10 +649,9 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
         w.vT = PT_SFX(att_alloc)(sizeof(real) * Dvm * BK);
         w.P = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
         w.dS = PT_SFX(att_alloc)(sizeof(real) * BQ * BK);
-        w.k = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tk * Dm);
         w.Drow = PT_SFX(att_alloc)(sizeof(real) * (size_t)Tq);
-        w.bh = w.Dbh = -1;
-        int ok = w.kT && w.vT && w.P && w.dS && w.k && w.Drow;
+        w.Dbh = -1;
+        int ok = w.kT && w.vT && w.P && w.dS && w.Drow;
         if (!ok) {
             #pragma omp atomic write
             status = PT_ENOMEM;
@@ -672,13 +666,8 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
                 int64_t bh = !split ? t : pass == 0 ? t / nkt : t / nqt;
                 int64_t b = bh / H, h = bh % H;
                 const real *mrow = mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL;
-                if (bh != w.bh) {      /* the head's keys, aligned */
-                    if (Tq * D > 0 && Tk * D > 0)
-                        memcpy(w.k, k + bh * Tk * D, sizeof(real) * (size_t)(Tk * D));
-                    w.bh = bh;
-                }
                 PT_SFX(att_bwd_drow)(&w, bh, dout, out, Tq, Dv);
-                const real *qh = q + bh * Tq * D, *kh = w.k, *vh = v + bh * Tk * Dv;
+                const real *qh = q + bh * Tq * D, *kh = k + bh * Tk * D, *vh = v + bh * Tk * Dv;
                 const real *gh = dout + bh * Tq * Dv, *lh = lse + bh * Tq, *Dh = w.Drow;
                 real *dqh = dq && pass == npass - 1 ? dq + bh * Tq * D : NULL;
                 real *dkh = dk && pass == 0 ? dk + bh * Tk * D : NULL;
@@ -724,7 +713,6 @@ int PT_FN(pt_attention_backward)(real *dq, real *dk, real *dv,
         PT_SFX(att_free)(w.vT);
         PT_SFX(att_free)(w.P);
         PT_SFX(att_free)(w.dS);
-        PT_SFX(att_free)(w.k);
         PT_SFX(att_free)(w.Drow);
     }
     return status;
