@@ -31,8 +31,9 @@
  *
  * pt_att_exp_rows: float, a branch-free exp: portable, pt_expf (pt_expf.h,
  * Cody-Waite by ln 2, ~2 ulp, as the portable rows'); AVX2 and
- * AVX-512, exp(s - b) as 2^((s - b) log2 e) (pt_exp2f_x86.h: 12 vector
- * operations per vector of scores where the Cody-Waite form takes 15;
+ * AVX-512, exp(s - b) as 2^((s - b) log2 e) (pt_exp2f_x86.h: 11 vector
+ * operations per vector of scores on AVX-512, where the Cody-Waite form
+ * takes 15; AVX2 15, its 2^k built by integer operations;
  * within 2.2e-7 relative for s - b in [-1, 0], 2.0e-6 down to -20). Row
  * sums in float lanes over 64 elements at a time, then in double
  * (portable: in double); double, libm exp.
