@@ -83,18 +83,32 @@ static inline __m256 pt_exp2f_neg_avx2(__m256 t)
     return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(two)));
 }
 
-/* exp(s - b) for s <= b (up to a rounding error above): 2^((s - b) log2(e)),
- * the form every attention kernel uses, so the twins agree bit for bit. */
+/* exp(d) for d <= 0 (up to a rounding error above): 2^(d log2(e)); and
+ * exp(s - b) for s <= b as exp(d) of d = s - b rounded, the form every
+ * attention kernel uses, so the twins agree bit for bit (a caller that
+ * forms s - b otherwise, in one FMA, must round it the same). */
+__attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+static inline __m512 pt_expf_neg_avx512(__m512 d)
+{
+    return pt_exp2f_neg_avx512(_mm512_mul_ps(d, _mm512_set1_ps(PT_LOG2E_F)));
+}
+
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 pt_expf_neg_avx2(__m256 d)
+{
+    return pt_exp2f_neg_avx2(_mm256_mul_ps(d, _mm256_set1_ps(PT_LOG2E_F)));
+}
+
 __attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 static inline __m512 pt_expf_diff_avx512(__m512 s, __m512 b)
 {
-    return pt_exp2f_neg_avx512(_mm512_mul_ps(_mm512_sub_ps(s, b), _mm512_set1_ps(PT_LOG2E_F)));
+    return pt_expf_neg_avx512(_mm512_sub_ps(s, b));
 }
 
 __attribute__((always_inline, target("avx2,fma")))
 static inline __m256 pt_expf_diff_avx2(__m256 s, __m256 b)
 {
-    return pt_exp2f_neg_avx2(_mm256_mul_ps(_mm256_sub_ps(s, b), _mm256_set1_ps(PT_LOG2E_F)));
+    return pt_expf_neg_avx2(_mm256_sub_ps(s, b));
 }
 
 #endif /* PT_EXP2F_X86_H */
