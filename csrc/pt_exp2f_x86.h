@@ -32,7 +32,8 @@
  * = t - round(t) by one vreduceps (round to nearest even: the difference
  * is exact, so it is the f AVX2 forms) and k = t - f (exact), applies 2^k
  * by scalef and clears the lanes below the range by its zero mask: cmp,
- * reduce, sub, 5 FMA, scalef. AVX2 rounds by adding and subtracting
+ * reduce, sub, 5 FMA, scalef (k by vrndscaleps and f = t - k, as many
+ * operations, ran as slowly as the 1.5 * 2^23 rounding). AVX2 rounds by adding and subtracting
  * 1.5 * 2^23, builds 2^k in the exponent field from the rounding's
  * integer, multiplies (exact, as scalef, for the k kept) and clears those
  * lanes by an AND. (A floor form, f = t - floor(t) in [0, 1) by one
