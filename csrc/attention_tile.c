@@ -31,8 +31,9 @@
  *
  * pt_att_exp_rows: float, a branch-free exp: portable, pt_expf (pt_expf.h,
  * Cody-Waite by ln 2, ~2 ulp, as the portable rows'); AVX2 and
- * AVX-512, exp(s - b) as 2^((s - b) log2 e) (pt_exp2f_x86.h: 12 vector
- * operations per vector of scores where the Cody-Waite form takes 15;
+ * AVX-512, exp(s - b) as 2^((s - b) log2 e) (pt_exp2f_x86.h: 11 vector
+ * operations per vector of scores on AVX-512, where the Cody-Waite form
+ * takes 15; AVX2 15, its 2^k built by integer operations;
  * within 2.2e-7 relative for s - b in [-1, 0], 2.0e-6 down to -20). Row
  * sums in float lanes over 64 elements at a time, then in double
  * (portable: in double); double, libm exp.
@@ -160,21 +161,28 @@ static inline __m256i PT_SFX(att_lanes)(int n)
 
 /* Row r of a block: C[r, 0:2VW] from acc0 (first vector) and acc1
  * (second), masked by m0, m1 unless full; p is row r of P (ATT_EPI_DS),
- * rv its row value (ATT_EPI_EXP, ATT_EPI_DS). */
+ * rv its row value (ATT_EPI_EXP, ATT_EPI_DS); alpha acc - rv in two
+ * roundings or, where ex (att_scale_pow2), in one FMA. */
 __attribute__((always_inline, target("avx2,fma")))
 static inline void PT_SFX(att_block_store)(real *c, vreal acc0, vreal acc1, const int full,
                                            __m256i m0, __m256i m1, vreal va, int beta,
-                                           const int epi, real rv, const real *p, vreal vsc)
+                                           const int epi, const int ex, real rv, const real *p,
+                                           vreal vsc)
 {
 #if PT_DTYPE != 64
     if (epi != ATT_EPI_MM) {
         vreal x0, x1;
-        if (epi == ATT_EPI_EXP) {
-            x0 = pt_expf_diff_avx2(V_MUL(va, acc0), V_SET1(rv));
-            x1 = pt_expf_diff_avx2(V_MUL(va, acc1), V_SET1(rv));
+        if (ex) {
+            x0 = _mm256_fmsub_ps(va, acc0, V_SET1(rv));
+            x1 = _mm256_fmsub_ps(va, acc1, V_SET1(rv));
         } else {
             x0 = V_SUB(V_MUL(va, acc0), V_SET1(rv));
             x1 = V_SUB(V_MUL(va, acc1), V_SET1(rv));
+        }
+        if (epi == ATT_EPI_EXP) {
+            x0 = pt_expf_neg_avx2(x0);
+            x1 = pt_expf_neg_avx2(x1);
+        } else {
             x0 = V_MUL(V_MUL(vsc, full ? V_LOAD(p) : V_MLOAD(p, m0)), x0);
             x1 = V_MUL(V_MUL(vsc, full ? V_LOAD(p + VW) : V_MLOAD(p + VW, m1)), x1);
         }
@@ -188,7 +196,7 @@ static inline void PT_SFX(att_block_store)(real *c, vreal acc0, vreal acc1, cons
         return;
     }
 #endif
-    (void)rv; (void)p; (void)vsc;
+    (void)rv; (void)p; (void)vsc; (void)ex;
     if (full) {
         V_STORE(c, beta ? V_FMA(va, acc0, V_LOAD(c)) : V_MUL(va, acc0));
         V_STORE(c + VW, beta ? V_FMA(va, acc1, V_LOAD(c + VW)) : V_MUL(va, acc1));
@@ -210,8 +218,8 @@ static inline void PT_SFX(att_block)(real *C, int64_t ldc, const real *A, int64_
                                      int64_t acs, const real *B, int64_t ldb, int64_t K,
                                      const int mr,
                                      const int full, __m256i m0, __m256i m1, real alpha,
-                                     int beta, const int epi, const real *rv, const real *P,
-                                     int64_t ldp, real scale)
+                                     int beta, const int epi, const int ex, const real *rv,
+                                     const real *P, int64_t ldp, real scale)
 {
     vreal c00 = V_ZERO(), c01 = V_ZERO(), c10 = V_ZERO(), c11 = V_ZERO();
     vreal c20 = V_ZERO(), c21 = V_ZERO(), c30 = V_ZERO(), c31 = V_ZERO();
@@ -231,7 +239,7 @@ static inline void PT_SFX(att_block)(real *C, int64_t ldc, const real *A, int64_
     }
     vreal va = V_SET1(alpha), vsc = V_SET1(scale);
 #define ATT_BST(r, a0, a1) \
-    PT_SFX(att_block_store)(C + r * ldc, a0, a1, full, m0, m1, va, beta, epi, \
+    PT_SFX(att_block_store)(C + r * ldc, a0, a1, full, m0, m1, va, beta, epi, ex, \
                             rv ? rv[r] : 0, P ? P + r * ldp : NULL, vsc)
     ATT_BST(0, c00, c01);
     if (mr > 1) ATT_BST(1, c10, c11);
@@ -247,12 +255,12 @@ __attribute__((always_inline, target("avx2,fma")))
 static inline void PT_SFX(att_block_epi)(real *C, int64_t ldc, const real *A, int64_t ars,
                                          int64_t acs, const real *B, int64_t ldb, int64_t K,
                                          int mr, int full, __m256i m0, __m256i m1, real alpha,
-                                         int beta, const int epi, const real *rv,
+                                         int beta, const int epi, const int ex, const real *rv,
                                          const real *P, int64_t ldp, real scale)
 {
 #define ATT_BLOCK(R, F) \
-    PT_SFX(att_block)(C, ldc, A, ars, acs, B, ldb, K, R, F, m0, m1, alpha, beta, epi, rv, P, \
-                      ldp, scale)
+    PT_SFX(att_block)(C, ldc, A, ars, acs, B, ldb, K, R, F, m0, m1, alpha, beta, epi, ex, rv, \
+                      P, ldp, scale)
     switch (mr * 2 + (full != 0)) {
     case 13: ATT_BLOCK(6, 1); break;
     case 12: ATT_BLOCK(6, 0); break;
@@ -271,8 +279,9 @@ static inline void PT_SFX(att_block_epi)(real *C, int64_t ldc, const real *A, in
 #undef ATT_BLOCK
 }
 
-/* One block of each kind (not inlined: one copy of the switch each). */
-#define ATT_BLOCK_FN(name, EPI)                                                        \
+/* One block of each kind (not inlined: one copy of the switch each); the
+ * _x ones form alpha acc - rv in one FMA (att_scale_pow2). */
+#define ATT_BLOCK_FN(name, EPI, EX)                                                    \
     __attribute__((target("avx2,fma")))                                                \
     static void PT_SFX(name)(real *C, int64_t ldc, const real *A, int64_t ars,         \
                              int64_t acs, const real *B, int64_t ldb, int64_t K, int mr, \
@@ -280,12 +289,14 @@ static inline void PT_SFX(att_block_epi)(real *C, int64_t ldc, const real *A, in
                              const real *rv, const real *P, int64_t ldp, real scale)   \
     {                                                                                  \
         PT_SFX(att_block_epi)(C, ldc, A, ars, acs, B, ldb, K, mr, full, m0, m1, alpha, \
-                              beta, EPI, rv, P, ldp, scale);                          \
+                              beta, EPI, EX, rv, P, ldp, scale);                      \
     }
-ATT_BLOCK_FN(att_block_mm, ATT_EPI_MM)
+ATT_BLOCK_FN(att_block_mm, ATT_EPI_MM, 0)
 #if PT_DTYPE != 64
-ATT_BLOCK_FN(att_block_exp, ATT_EPI_EXP)
-ATT_BLOCK_FN(att_block_ds, ATT_EPI_DS)
+ATT_BLOCK_FN(att_block_exp, ATT_EPI_EXP, 0)
+ATT_BLOCK_FN(att_block_exp_x, ATT_EPI_EXP, 1)
+ATT_BLOCK_FN(att_block_ds, ATT_EPI_DS, 0)
+ATT_BLOCK_FN(att_block_ds_x, ATT_EPI_DS, 1)
 #endif
 #undef ATT_BLOCK_FN
 
@@ -881,8 +892,8 @@ static void PT_SFX(att_mm_exp_avx2)(real *C, int64_t ldc, const real *A, int64_t
                                     int64_t K, real alpha, const real *shift)
 {
 #if PT_DTYPE != 64
-    att_blocks_f32(att_block_exp_f32, C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0, shift, NULL,
-                   0, 0);
+    att_blocks_f32(att_scale_pow2(alpha) ? att_block_exp_x_f32 : att_block_exp_f32, C, ldc, A,
+                   lda, 1, B, ldb, m, n, K, alpha, 0, shift, NULL, 0, 0);
 #else
     PT_SFX(att_mm_exp_with)(&PT_SFX(pt_att_avx2), C, ldc, A, lda, B, ldb, m, n, K, alpha,
                             shift);
@@ -896,8 +907,8 @@ static void PT_SFX(att_mm_ds_avx2)(real *C, int64_t ldc, const real *A, int64_t 
                                    real scale)
 {
 #if PT_DTYPE != 64
-    att_blocks_f32(att_block_ds_f32, C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0, Drow, P, ldp,
-                   scale);
+    att_blocks_f32(alpha == 1 ? att_block_ds_x_f32 : att_block_ds_f32, C, ldc, A, lda, 1, B, ldb,
+                   m, n, K, alpha, 0, Drow, P, ldp, scale);
 #else
     PT_SFX(att_mm_ds_with)(&PT_SFX(pt_att_avx2), C, ldc, A, lda, B, ldb, m, n, K, alpha, Drow,
                            P, ldp, scale);

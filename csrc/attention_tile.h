@@ -69,6 +69,19 @@ void PT_SFX(pt_att_bwd_ds)(real *P, real *dS, int64_t ld, int nq, int64_t n, con
 void PT_SFX(pt_att_mm_exp)(real *C, int64_t ldc, const real *A, int64_t lda, const real *B,
                            int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
                            const real *shift);
+
+/* Is alpha a power of two in [2^-126, 1]? Then alpha acc - b rounded once
+ * (one FMA) is the same float as alpha acc rounded, less b, rounded: the
+ * product is exact unless it falls below 2^-126, and then it is either
+ * lost beside b (|b| >= 2^-100) or b and both results are so small that
+ * the exp of either is 1 (the float x86 mm_exp; mm_ds, whose dS would keep
+ * such a difference, takes the FMA for alpha = 1 only). */
+static inline int att_scale_pow2(float alpha)
+{
+    union { float f; uint32_t u; } a = {alpha};
+    uint32_t e = (a.u >> 23) & 0xFFu;
+    return (a.u & 0x7FFFFFu) == 0 && e >= 1 && e <= 127;
+}
 void PT_SFX(pt_att_mm_ds)(real *C, int64_t ldc, const real *A, int64_t lda, const real *B,
                           int64_t ldb, int64_t m, int64_t n, int64_t K, real alpha,
                           const real *Drow, const real *P, int64_t ldp, real scale);

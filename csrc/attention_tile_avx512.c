@@ -25,9 +25,10 @@
  *     the accumulators stay in registers. Blocks run column strip outer,
  *     rows inner, so one K x 64 strip of B stays in L1.
  *   - pt_att_mm_exp, pt_att_mm_ds (float): the same blocks, the exp
- *     (pt_expf_diff_avx512 of alpha acc and shift, alpha acc rounded
- *     first, as the stored tile holds it) or the dS step ((scale P)
- *     (alpha acc - Drow)) applied to each accumulator before its store:
+ *     (pt_expf_neg_avx512 of alpha acc - shift, alpha acc rounded first,
+ *     as the stored tile holds it, or in one FMA where that is the same
+ *     float: att_scale_pow2) or the dS step ((scale P) (alpha acc -
+ *     Drow), likewise) applied to each accumulator before its store:
  *     the operations pt_att_mm's store, pt_att_exp_rows and
  *     pt_att_bwd_ds do on the stored tile, in registers. Double: the
  *     product, then the step.
@@ -72,12 +73,16 @@
 #define ATT_EPI_DS 2
 
 #if PT_DTYPE != 64
+/* alpha acc - rv[r], rounded as the stored product less rv[r]: one FMA
+ * where the product is exact (ex: att_scale_pow2) */
+#define ATT_Z_DIFF(r, acc) \
+    (ex ? Z_FMS(va, acc, Z_SET1(rv[r])) : Z_SUB(Z_MUL(va, acc), Z_SET1(rv[r])))
 #define ATT_Z_EPI(p_, k_, r, v, acc)                                              \
     if (epi == ATT_EPI_EXP) {                                                     \
-        Z_MSTORE(p_, k_, pt_expf_diff_avx512(Z_MUL(va, acc), Z_SET1(rv[r]))); \
+        Z_MSTORE(p_, k_, pt_expf_neg_avx512(ATT_Z_DIFF(r, acc)));                 \
     } else {                                                                      \
         zreal e_ = Z_MLOAD(P + r * ldp + v * ZW, k_);                             \
-        Z_MSTORE(p_, k_, Z_MUL(Z_MUL(vsc, e_), Z_SUB(Z_MUL(va, acc), Z_SET1(rv[r])))); \
+        Z_MSTORE(p_, k_, Z_MUL(Z_MUL(vsc, e_), ATT_Z_DIFF(r, acc)));              \
     }
 #else
 #define ATT_Z_EPI(p_, k_, r, v, acc) (void)(k_);
@@ -122,8 +127,8 @@ __attribute__((always_inline)) PT_TARGET_AVX512
 static inline void PT_SFX(att_zblock)(real *C, int64_t ldc, const real *A, int64_t ars,
                                       int64_t acs, const real *B, int64_t ldb, int64_t K,
                                       const int mr, const int nv, zmask kl, real alpha,
-                                      int beta, const int epi, const real *rv, const real *P,
-                                      int64_t ldp, real scale)
+                                      int beta, const int epi, const int ex, const real *rv,
+                                      const real *P, int64_t ldp, real scale)
 {
     ATT_Z_ACC(0); ATT_Z_ACC(1); ATT_Z_ACC(2); ATT_Z_ACC(3); ATT_Z_ACC(4); ATT_Z_ACC(5);
     const zmask k0 = nv == 1 ? kl : (zmask)~0u, k1 = nv == 2 ? kl : (zmask)~0u;
@@ -138,7 +143,7 @@ static inline void PT_SFX(att_zblock)(real *C, int64_t ldc, const real *A, int64
         ATT_Z_ROW(0) ATT_Z_ROW(1) ATT_Z_ROW(2) ATT_Z_ROW(3) ATT_Z_ROW(4) ATT_Z_ROW(5)
     }
     zreal va = Z_SET1(alpha), vsc = Z_SET1(scale);
-    (void)vsc; (void)rv; (void)P; (void)ldp;
+    (void)vsc; (void)rv; (void)P; (void)ldp; (void)ex;
     ATT_Z_STORE(0);
     if (mr > 1) ATT_Z_STORE(1);
     if (mr > 2) ATT_Z_STORE(2);
@@ -152,11 +157,11 @@ __attribute__((always_inline)) PT_TARGET_AVX512
 static inline void PT_SFX(att_zblock_epi)(real *C, int64_t ldc, const real *A, int64_t ars,
                                           int64_t acs, const real *B, int64_t ldb, int64_t K,
                                           int mr, int nv, zmask kl, real alpha, int beta,
-                                          const int epi, const real *rv, const real *P,
-                                          int64_t ldp, real scale)
+                                          const int epi, const int ex, const real *rv,
+                                          const real *P, int64_t ldp, real scale)
 {
 #define ATT_ZB(R, V) \
-    PT_SFX(att_zblock)(C, ldc, A, ars, acs, B, ldb, K, R, V, kl, alpha, beta, epi, rv, P, \
+    PT_SFX(att_zblock)(C, ldc, A, ars, acs, B, ldb, K, R, V, kl, alpha, beta, epi, ex, rv, P, \
                        ldp, scale)
 #define ATT_ZB_ROWS(R) \
     case 4 * (R - 1) + 0: ATT_ZB(R, 1); break; \
@@ -183,30 +188,27 @@ static void PT_SFX(att_zblock_mm)(real *C, int64_t ldc, const real *A, int64_t a
                                   const real *P, int64_t ldp, real scale)
 {
     PT_SFX(att_zblock_epi)(C, ldc, A, ars, acs, B, ldb, K, mr, nv, kl, alpha, beta,
-                           ATT_EPI_MM, rv, P, ldp, scale);
+                           ATT_EPI_MM, 0, rv, P, ldp, scale);
 }
 
 #if PT_DTYPE != 64
-PT_TARGET_AVX512
-static void att_zblock_exp(float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs,
-                           const float *B, int64_t ldb, int64_t K, int mr, int nv, zmask kl,
-                           float alpha, int beta, const float *rv, const float *P, int64_t ldp,
-                           float scale)
-{
-    att_zblock_epi_f32(C, ldc, A, ars, acs, B, ldb, K, mr, nv, kl, alpha, 0, ATT_EPI_EXP, rv,
-                       P, ldp, scale);
-}
-
-PT_TARGET_AVX512
-static void att_zblock_ds(float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs,
-                          const float *B, int64_t ldb, int64_t K, int mr, int nv, zmask kl,
-                          float alpha, int beta, const float *rv, const float *P, int64_t ldp,
-                          float scale)
-{
-    att_zblock_epi_f32(C, ldc, A, ars, acs, B, ldb, K, mr, nv, kl, alpha, 0, ATT_EPI_DS, rv,
-                       P, ldp, scale);
-}
-
+/* The float epilogues' blocks: exp or dS step, alpha acc - rv[r] in two
+ * roundings or (_x, att_scale_pow2) in one FMA. */
+#define ATT_ZBLOCK_FN(name, EPI, EX)                                                      \
+    PT_TARGET_AVX512                                                                      \
+    static void name(float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs,     \
+                     const float *B, int64_t ldb, int64_t K, int mr, int nv, zmask kl,    \
+                     float alpha, int beta, const float *rv, const float *P, int64_t ldp, \
+                     float scale)                                                         \
+    {                                                                                     \
+        att_zblock_epi_f32(C, ldc, A, ars, acs, B, ldb, K, mr, nv, kl, alpha, 0, EPI, EX, \
+                           rv, P, ldp, scale);                                            \
+    }
+ATT_ZBLOCK_FN(att_zblock_exp, ATT_EPI_EXP, 0)
+ATT_ZBLOCK_FN(att_zblock_exp_x, ATT_EPI_EXP, 1)
+ATT_ZBLOCK_FN(att_zblock_ds, ATT_EPI_DS, 0)
+ATT_ZBLOCK_FN(att_zblock_ds_x, ATT_EPI_DS, 1)
+#undef ATT_ZBLOCK_FN
 #endif
 
 typedef void (*PT_SFX(att_zblock_fn))(real *C, int64_t ldc, const real *A, int64_t ars,
@@ -255,8 +257,8 @@ static void PT_SFX(att_mm_exp_avx512)(real *C, int64_t ldc, const real *A, int64
                                       int64_t K, real alpha, const real *shift)
 {
 #if PT_DTYPE != 64
-    att_zblocks_f32(att_zblock_exp, C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0, shift, NULL,
-                    0, 0);
+    att_zblocks_f32(att_scale_pow2(alpha) ? att_zblock_exp_x : att_zblock_exp, C, ldc, A, lda,
+                    1, B, ldb, m, n, K, alpha, 0, shift, NULL, 0, 0);
 #else
     PT_SFX(att_mm_avx512)(C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0);
     for (int64_t i = 0; i < m; i++)
@@ -271,8 +273,8 @@ static void PT_SFX(att_mm_ds_avx512)(real *C, int64_t ldc, const real *A, int64_
                                      int64_t ldp, real scale)
 {
 #if PT_DTYPE != 64
-    att_zblocks_f32(att_zblock_ds, C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0, Drow, P, ldp,
-                    scale);
+    att_zblocks_f32(alpha == 1 ? att_zblock_ds_x : att_zblock_ds, C, ldc, A, lda, 1, B, ldb, m,
+                    n, K, alpha, 0, Drow, P, ldp, scale);
 #else
     PT_SFX(att_mm_avx512)(C, ldc, A, lda, 1, B, ldb, m, n, K, alpha, 0);
     for (int64_t i = 0; i < m; i++)

@@ -23,14 +23,25 @@
  *
  * Why not pt_expf's form (pt_expf.h, the portable paths' exp): its
  * reduction by ln 2 in two parts and its degree-7 form take 14 vector
- * operations, these 10, on the two ports FMAs use; the exp is the largest
- * cost of attention besides the products, and most of GELU's.
+ * operations, these 9 (AVX-512) or 13 (AVX2), on the two ports FMAs use;
+ * the exp is the largest cost of attention besides the products, and most
+ * of GELU's.
  *
- * The twins do the same operations in the same order, so each lane's
- * result is the same bits: AVX-512 applies 2^k by scalef and clears the
- * lanes below the range by its zero mask; AVX2 builds 2^k in the exponent
- * field from the rounding's integer, multiplies (exact, as scalef, for the
- * k kept) and clears those lanes by an AND.
+ * The twins compute the same f and k and then do the same operations in
+ * the same order, so each lane's result is the same bits. AVX-512 takes f
+ * = t - round(t) by one vreduceps (round to nearest even: the difference
+ * is exact, so it is the f AVX2 forms) and k = t - f (exact), applies 2^k
+ * by scalef and clears the lanes below the range by its zero mask: cmp,
+ * reduce, sub, 5 FMA, scalef (k by vrndscaleps and f = t - k, as many
+ * operations, ran as slowly as the 1.5 * 2^23 rounding). AVX2 rounds by adding and subtracting
+ * 1.5 * 2^23, builds 2^k in the exponent field from the rounding's
+ * integer, multiplies (exact, as scalef, for the k kept) and clears those
+ * lanes by an AND. (A floor form, f = t - floor(t) in [0, 1) by one
+ * vreduceps and scalef(p, t), saves the sub, but vreduceps rounds that
+ * difference down, inexact for t in (-1, 0), which AVX2 cannot repeat at
+ * its present cost.) Above the contract the twins differ: from t = 127.5
+ * (AVX2's exponent field overflows) and at t = +inf (AVX-512 +inf, AVX2
+ * NaN).
  */
 #ifndef PT_EXP2F_X86_H
 #define PT_EXP2F_X86_H
@@ -43,10 +54,9 @@
 __attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 static inline __m512 pt_exp2f_neg_avx512(__m512 t)
 {
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
     __mmask16 in = _mm512_cmp_ps_mask(t, _mm512_set1_ps(PT_EXP2F_LO), _CMP_NLT_UQ);
-    __m512 k = _mm512_sub_ps(_mm512_add_ps(t, magic), magic);     /* round(t) */
-    __m512 f = _mm512_sub_ps(t, k);
+    __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 k = _mm512_sub_ps(t, f);                               /* round(t) */
     __m512 p = _mm512_set1_ps(1.327463309e-03f);
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.671961889e-03f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550678447e-02f));
@@ -74,18 +84,32 @@ static inline __m256 pt_exp2f_neg_avx2(__m256 t)
     return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(two)));
 }
 
-/* exp(s - b) for s <= b (up to a rounding error above): 2^((s - b) log2(e)),
- * the form every attention kernel uses, so the twins agree bit for bit. */
+/* exp(d) for d <= 0 (up to a rounding error above): 2^(d log2(e)); and
+ * exp(s - b) for s <= b as exp(d) of d = s - b rounded, the form every
+ * attention kernel uses, so the twins agree bit for bit (a caller that
+ * forms s - b otherwise, in one FMA, must round it the same). */
+__attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+static inline __m512 pt_expf_neg_avx512(__m512 d)
+{
+    return pt_exp2f_neg_avx512(_mm512_mul_ps(d, _mm512_set1_ps(PT_LOG2E_F)));
+}
+
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 pt_expf_neg_avx2(__m256 d)
+{
+    return pt_exp2f_neg_avx2(_mm256_mul_ps(d, _mm256_set1_ps(PT_LOG2E_F)));
+}
+
 __attribute__((always_inline, target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 static inline __m512 pt_expf_diff_avx512(__m512 s, __m512 b)
 {
-    return pt_exp2f_neg_avx512(_mm512_mul_ps(_mm512_sub_ps(s, b), _mm512_set1_ps(PT_LOG2E_F)));
+    return pt_expf_neg_avx512(_mm512_sub_ps(s, b));
 }
 
 __attribute__((always_inline, target("avx2,fma")))
 static inline __m256 pt_expf_diff_avx2(__m256 s, __m256 b)
 {
-    return pt_exp2f_neg_avx2(_mm256_mul_ps(_mm256_sub_ps(s, b), _mm256_set1_ps(PT_LOG2E_F)));
+    return pt_expf_neg_avx2(_mm256_sub_ps(s, b));
 }
 
 #endif /* PT_EXP2F_X86_H */
