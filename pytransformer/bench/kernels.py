@@ -477,7 +477,8 @@ def main(argv=None):
           f"measured by FMA chains at the start ({m['peak_fp32_gflops_at_end']:.0f} at the end; "
           f"nominal clock x SIMD {_f(m['nominal_peak_fp32_gflops'], '.0f')}), copy bandwidth "
           f"{m['copy_bandwidth_gbs']:.1f} GB/s (measured); torch {m['torch'] or 'not installed'}"
-          + (f" ({m['torch_cpu_capability']})" if m['torch_cpu_capability'] else ""))
+          + (f" ({m['torch_cpu_capability']})" if m['torch_cpu_capability'] else "")
+          + f"; malloc tuning {m['config']['malloc_tuning']}")
     print("xNumPy / xTorch = their time / our time (above 1: we are faster)")
     if report["long_attention"]:
         print("attention without weights at", json.dumps(report["long_attention"]))
